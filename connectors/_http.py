@@ -1,0 +1,197 @@
+"""The one request path every connector client uses.
+
+Base URL, auth, timeouts, User-Agent, bounded tenacity retries on 408/429/5xx and
+transport errors (honouring Retry-After), status -> error mapping and secret redaction
+live here, so a connector client is a list of endpoints and nothing else.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+)
+
+from crowdloop import __version__
+from crowdloop.connectors.errors import (
+    AlreadyExists,
+    AuthError,
+    ConnectorError,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    TransientError,
+)
+
+logger = logging.getLogger("crowdloop.http")
+
+USER_AGENT = f"crowdloop/{__version__}"
+_SECRET_QUERY = re.compile(r"(?i)((?:token|key|secret|password|signature)=)[^&\s]+")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    max_total_s: float = 120.0
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+    # A Retry-After larger than this is not waited out; the call fails as RateLimited.
+    max_retry_after_s: float = 120.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Remove secret values (and secret-looking query params) from text bound for logs."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _SECRET_QUERY.sub(r"\1***", text)
+
+
+def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return min(exc.retry_after, policy.max_retry_after_s)
+        backoff = policy.base_delay_s * 2 ** (state.attempt_number - 1)
+        return float(min(backoff, policy.max_delay_s))
+
+    return wait
+
+
+@dataclass
+class HttpSeam:
+    """A configured httpx client plus the retry and error mapping around each call."""
+
+    connector: str
+    base_url: str
+    auth_headers: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    transport: httpx.BaseTransport | None = None
+    sleep: Callable[[float], None] = time.sleep
+    request_id_header: str = "x-request-id"
+    requests_made: int = 0
+
+    def __post_init__(self) -> None:
+        self._secrets = tuple(v.split(" ", 1)[-1] for v in self.auth_headers.values())
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers={"User-Agent": USER_AGENT, **self.auth_headers},
+            timeout=httpx.Timeout(self.timeout_s),
+            transport=self.transport,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        retry: bool = True,
+        ok_statuses: tuple[int, ...] = (),
+    ) -> httpx.Response:
+        """Send one request; retry transient failures when `retry` (keyed or read-only calls)."""
+        retryer = Retrying(
+            stop=stop_after_attempt(self.retry.attempts if retry else 1)
+            | stop_after_delay(self.retry.max_total_s),
+            wait=_wait(self.retry),
+            retry=retry_if_exception_type(TransientError),
+            sleep=self.sleep,
+            reraise=True,
+            before_sleep=self._log_retry,
+        )
+        response: httpx.Response = retryer(
+            self._send, method, path, params, json, data, headers, ok_statuses
+        )
+        return response
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "%s: retrying after %s (attempt %d)",
+            self.connector,
+            redact(str(exc), self._secrets),
+            state.attempt_number,
+        )
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        ok_statuses: tuple[int, ...],
+    ) -> httpx.Response:
+        self.requests_made += 1
+        try:
+            response = self._client.request(
+                method, path, params=params, json=json, data=data, headers=headers
+            )
+        except httpx.TimeoutException as exc:
+            raise TransientError(self.connector, f"{method} {path}: timed out ({exc})") from exc
+        except httpx.TransportError as exc:
+            raise TransientError(
+                self.connector, f"{method} {path}: transport error: {type(exc).__name__}"
+            ) from exc
+        if response.is_success or response.status_code in ok_statuses:
+            return response
+        raise self.error_for(response)
+
+    def error_for(self, response: httpx.Response) -> ConnectorError:
+        status = response.status_code
+        request_id = response.headers.get(self.request_id_header)
+        what = f"{response.request.method} {redact(response.request.url.path)}"
+        detail = redact(response.text[:500], self._secrets)
+        message = f"{what} -> HTTP {status}: {detail}"
+        if status in (401, 403):
+            return AuthError(self.connector, message, request_id=request_id)
+        if status == 404:
+            return NotFound(self.connector, message, request_id=request_id)
+        if status == 409:
+            return AlreadyExists(self.connector, message, request_id=request_id)
+        if status == 429:
+            return RateLimited(
+                self.connector,
+                message,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+                request_id=request_id,
+            )
+        if status == 408 or status >= 500:
+            return TransientError(self.connector, message, request_id=request_id)
+        return InvalidRequest(self.connector, message, details=detail, request_id=request_id)

@@ -1,0 +1,109 @@
+"""The connector contract every marketplace adapter implements.
+
+A connector is synchronous and short-lived: a flow task opens one (`with connector:`),
+makes its calls, and closes it. Every create call takes an idempotency key derived from
+crowdloop's own ids; the push ledger records the key before the call is made, so a retry
+or a rerun after a crash can reconcile with `find_batch` / `find_tasks` instead of
+creating twice.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from crowdloop.connectors.errors import NotSupported
+from crowdloop.models.domain import (
+    AddItemsResult,
+    BatchRef,
+    BatchSpec,
+    BatchStatus,
+    BlockScope,
+    Capability,
+    Money,
+    ReviewDecision,
+    SubmissionPage,
+    TaskItem,
+)
+
+
+class Connector(ABC):
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]]
+    # How many tasks one add_items call may carry; the flows chunk to this.
+    max_items_per_call: ClassVar[int] = 500
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        """Build from a campaign's `connector:` section.
+
+        Secrets come from the named Prefect credentials block, or from environment
+        variables when no block is named; `options` holds only non-secret settings.
+        """
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release HTTP connections."""
+
+    def require(self, capability: Capability) -> None:
+        if capability not in self.capabilities:
+            raise NotSupported(self.name, capability.value)
+
+    # --- creates (keyed) -----------------------------------------------------------------
+    @abstractmethod
+    def create_batch(self, spec: BatchSpec, *, idempotency_key: str) -> BatchRef: ...
+
+    @abstractmethod
+    def add_items(
+        self, batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
+    ) -> AddItemsResult:
+        """Publish tasks. Replaying the same key (or the same task keys) creates nothing new."""
+
+    @abstractmethod
+    def find_batch(self, idempotency_key: str) -> BatchRef | None:
+        """Look up a batch created with this key; used to reconcile an unrecorded create."""
+
+    @abstractmethod
+    def find_tasks(self, batch: BatchRef, task_keys: Sequence[str]) -> dict[str, str]:
+        """Which of these task keys exist in the batch: key -> marketplace task id."""
+
+    # --- batch control ---------------------------------------------------------------------
+    @abstractmethod
+    def start(self, batch: BatchRef) -> None: ...
+
+    @abstractmethod
+    def stop(self, batch: BatchRef, *, reason: str) -> None: ...
+
+    @abstractmethod
+    def get_status(self, batch: BatchRef) -> BatchStatus: ...
+
+    # --- results -----------------------------------------------------------------------
+    @abstractmethod
+    def iter_submissions(self, batch: BatchRef, *, cursor: str | None) -> Iterator[SubmissionPage]:
+        """Pages of submissions after `cursor`, each carrying the cursor to resume from."""
+
+    # --- money and workers ---------------------------------------------------------------
+    def review(self, batch: BatchRef, decisions: Sequence[ReviewDecision]) -> None:
+        """Accept / reject; repeating a decision already applied is a no-op."""
+        raise NotSupported(self.name, Capability.REVIEW.value)
+
+    def block_worker(self, worker_id: str, *, scope: BlockScope, reason: str) -> None:
+        raise NotSupported(self.name, Capability.BLOCK_WORKER.value)
+
+    def spend(self, batch: BatchRef) -> Money | None:
+        """Money spent on the batch as the platform reports it; None if it does not."""
+        return None

@@ -1,0 +1,142 @@
+"""A thin typed client for the simulated marketplace: one method per endpoint.
+
+Every call goes through `HttpSeam` (auth, retries, error mapping). All calls here are
+safe to retry: creates are keyed, and open/close/review/block are idempotent on the
+server, so `retry=True` throughout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from crowdloop.connectors._http import HttpSeam
+from crowdloop.connectors.errors import GarbledResponse
+from crowdloop.connectors.simulator.models import (
+    AssignmentPage,
+    BlockRequest,
+    PoolCreate,
+    PoolList,
+    PoolSummary,
+    ReviewRequest,
+    TaskList,
+    TaskRef,
+    TasksAdd,
+    TasksAdded,
+    WireMoney,
+    WirePool,
+)
+
+API = "/api/v1"
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# Task keys travel comma-joined in a query string; keep each URL far below the server's
+# request-line limit.
+MAX_KEYS_QUERY_CHARS = 3000
+
+
+class SimulatorClient:
+    def __init__(self, seam: HttpSeam) -> None:
+        self.seam = seam
+
+    def close(self) -> None:
+        self.seam.close()
+
+    def _parse(self, model: type[ModelT], response: httpx.Response) -> ModelT:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise GarbledResponse(
+                self.seam.connector,
+                f"{response.request.method} {response.request.url.path}: "
+                f"unreadable {model.__name__}: {exc.errors()[0]['msg']}",
+                request_id=response.headers.get(self.seam.request_id_header),
+            ) from exc
+
+    # --- pools ---------------------------------------------------------------------------
+
+    def create_pool(self, body: PoolCreate) -> tuple[WirePool, bool]:
+        """The pool for `body.idempotency_key`, and whether this call created it."""
+        response = self.seam.request("POST", f"{API}/pools", json=body.model_dump(mode="json"))
+        return self._parse(WirePool, response), response.status_code == 201
+
+    def find_pools(self, idempotency_key: str) -> list[WirePool]:
+        response = self.seam.request(
+            "GET", f"{API}/pools", params={"idempotency_key": idempotency_key}
+        )
+        return self._parse(PoolList, response).items
+
+    def get_pool(self, pool_id: str) -> PoolSummary:
+        return self._parse(PoolSummary, self.seam.request("GET", f"{API}/pools/{pool_id}"))
+
+    def open_pool(self, pool_id: str) -> WirePool:
+        return self._parse(WirePool, self.seam.request("POST", f"{API}/pools/{pool_id}/open"))
+
+    def close_pool(self, pool_id: str, reason: str) -> WirePool:
+        response = self.seam.request(
+            "POST", f"{API}/pools/{pool_id}/close", json={"reason": reason}
+        )
+        return self._parse(WirePool, response)
+
+    def get_spend(self, pool_id: str) -> WireMoney:
+        return self._parse(WireMoney, self.seam.request("GET", f"{API}/pools/{pool_id}/spend"))
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def add_tasks(self, pool_id: str, body: TasksAdd) -> TasksAdded:
+        response = self.seam.request(
+            "POST", f"{API}/pools/{pool_id}/tasks", json=body.model_dump(mode="json")
+        )
+        return self._parse(TasksAdded, response)
+
+    def find_tasks(self, pool_id: str, keys: Sequence[str]) -> list[TaskRef]:
+        found: list[TaskRef] = []
+        for chunk in _chunk_keys(keys):
+            response = self.seam.request(
+                "GET", f"{API}/pools/{pool_id}/tasks", params={"keys": ",".join(chunk)}
+            )
+            found.extend(self._parse(TaskList, response).items)
+        return found
+
+    # --- assignments -----------------------------------------------------------------------
+
+    def iter_assignment_pages(
+        self, pool_id: str, *, cursor: str | None, limit: int
+    ) -> Iterator[AssignmentPage]:
+        """Pages after `cursor` until the server says there is no more (at least one page)."""
+        while True:
+            params: dict[str, str | int] = {"limit": limit}
+            if cursor:
+                params["cursor"] = cursor
+            response = self.seam.request("GET", f"{API}/pools/{pool_id}/assignments", params=params)
+            page = self._parse(AssignmentPage, response)
+            yield page
+            if not page.has_more or not page.items:
+                return
+            cursor = page.next_cursor
+
+    def review(self, body: ReviewRequest) -> None:
+        self.seam.request("POST", f"{API}/assignments/review", json=body.model_dump(mode="json"))
+
+    def block_worker(self, worker_id: str, body: BlockRequest) -> None:
+        self.seam.request(
+            "POST", f"{API}/workers/{worker_id}/block", json=body.model_dump(mode="json")
+        )
+
+
+def _chunk_keys(keys: Sequence[str]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    size = 0
+    for key in keys:
+        if "," in key:
+            raise ValueError(f"task key {key!r} contains a comma, which the lookup cannot carry")
+        if chunk and size + len(key) + 1 > MAX_KEYS_QUERY_CHARS:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(key)
+        size += len(key) + 1
+    if chunk:
+        yield chunk

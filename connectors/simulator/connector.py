@@ -1,0 +1,237 @@
+"""The connector for crowdloop's built-in simulated marketplace.
+
+Pools are batches, tasks carry our keys (the server dedupes by key within a pool, which is
+what makes a retried or replayed `add_items` safe), assignments are submissions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar, Self
+
+from pydantic import TypeAdapter, ValidationError
+
+from crowdloop.connectors._http import RetryPolicy
+from crowdloop.connectors.base import Connector
+from crowdloop.connectors.errors import GarbledResponse
+from crowdloop.connectors.simulator.client import SimulatorClient
+from crowdloop.connectors.simulator.credentials import CONNECTOR_NAME, SimulatorCredentials
+from crowdloop.connectors.simulator.models import (
+    BlockRequest,
+    PoolCreate,
+    ReviewItem,
+    ReviewRequest,
+    TaskCreate,
+    TasksAdd,
+    WireAssignment,
+    WireMoney,
+)
+from crowdloop.models.domain import (
+    ANSWER_KIND_FOR_TASK,
+    AddItemsResult,
+    Answer,
+    BatchRef,
+    BatchSpec,
+    BatchState,
+    BatchStatus,
+    BlockScope,
+    Capability,
+    Money,
+    Quarantined,
+    ReviewDecision,
+    Submission,
+    SubmissionPage,
+    TaskItem,
+)
+
+_ANSWER = TypeAdapter[Answer](Answer)
+PAGE_LIMIT = 1000
+REVIEW_CHUNK = 500
+
+
+class SimulatorConnector(Connector):
+    name: ClassVar[str] = CONNECTOR_NAME
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {Capability.SANDBOX}
+    max_items_per_call: ClassVar[int] = 500
+
+    def __init__(self, client: SimulatorClient) -> None:
+        self.client = client
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        credentials = (
+            SimulatorCredentials.load(credentials_block)
+            if credentials_block
+            else SimulatorCredentials.from_env()
+        )
+        retry = RetryPolicy()
+        if "retry_attempts" in options:
+            retry = RetryPolicy(attempts=int(options["retry_attempts"]))
+        timeout_s = options.get("timeout_s")
+        return cls(
+            credentials.get_client(
+                timeout_s=float(timeout_s) if timeout_s is not None else None, retry=retry
+            )
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- creates (keyed) -----------------------------------------------------------------
+
+    def create_batch(self, spec: BatchSpec, *, idempotency_key: str) -> BatchRef:
+        body = PoolCreate(
+            name=spec.name,
+            stage=spec.stage.value,
+            instruction=spec.instruction,
+            reward=WireMoney(amount=str(spec.reward.amount), currency=spec.reward.currency),
+            campaign_id=spec.campaign_id,
+            idempotency_key=idempotency_key,
+        )
+        pool, _ = self.client.create_pool(body)
+        return self._ref(pool.id)
+
+    def find_batch(self, idempotency_key: str) -> BatchRef | None:
+        pools = self.client.find_pools(idempotency_key)
+        return self._ref(pools[0].id) if pools else None
+
+    def add_items(
+        self, batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
+    ) -> AddItemsResult:
+        ids: dict[str, str] = {}
+        for start in range(0, len(items), self.max_items_per_call):
+            chunk = items[start : start + self.max_items_per_call]
+            # Derived from the call's key, so a replay of the call sends the same chunk keys.
+            chunk_key = f"{idempotency_key}:{start}" if start else idempotency_key
+            body = TasksAdd(idempotency_key=chunk_key, tasks=[_task_wire(i) for i in chunk])
+            added = self.client.add_tasks(batch.external_id, body)
+            ids.update({t.key: t.id for t in added.tasks})
+        missing = [i.key for i in items if i.key not in ids]
+        if missing:
+            raise GarbledResponse(
+                self.name, f"add_items: no task id returned for {len(missing)} keys: {missing[:5]}"
+            )
+        return AddItemsResult(external_ids={i.key: ids[i.key] for i in items})
+
+    def find_tasks(self, batch: BatchRef, task_keys: Sequence[str]) -> dict[str, str]:
+        return {t.key: t.id for t in self.client.find_tasks(batch.external_id, task_keys)}
+
+    # --- batch control -------------------------------------------------------------------
+
+    def start(self, batch: BatchRef) -> None:
+        self.client.open_pool(batch.external_id)
+
+    def stop(self, batch: BatchRef, *, reason: str) -> None:
+        self.client.close_pool(batch.external_id, reason)
+
+    def get_status(self, batch: BatchRef) -> BatchStatus:
+        pool = self.client.get_pool(batch.external_id)
+        return BatchStatus(
+            # A draft pool hands out nothing yet; to a flow it is as idle as a closed one.
+            state=BatchState.OPEN if pool.status == "open" else BatchState.CLOSED,
+            tasks=pool.tasks,
+            assignments_total=pool.assignments_total,
+            assignments_submitted=pool.assignments_submitted,
+        )
+
+    # --- results -------------------------------------------------------------------------
+
+    def iter_submissions(self, batch: BatchRef, *, cursor: str | None) -> Iterator[SubmissionPage]:
+        for page in self.client.iter_assignment_pages(
+            batch.external_id, cursor=cursor, limit=PAGE_LIMIT
+        ):
+            submissions: list[Submission] = []
+            quarantined: list[Quarantined] = []
+            for raw in page.items:
+                read = _read_assignment(raw)
+                if isinstance(read, Submission):
+                    submissions.append(read)
+                else:
+                    quarantined.append(read)
+            cursor = page.next_cursor or cursor
+            yield SubmissionPage(
+                submissions=tuple(submissions),
+                quarantined=tuple(quarantined),
+                cursor=cursor,
+                has_more=page.has_more,
+            )
+
+    # --- money and workers ---------------------------------------------------------------
+
+    def review(self, batch: BatchRef, decisions: Sequence[ReviewDecision]) -> None:
+        for start in range(0, len(decisions), REVIEW_CHUNK):
+            chunk = decisions[start : start + REVIEW_CHUNK]
+            self.client.review(
+                ReviewRequest(
+                    decisions=[
+                        ReviewItem(
+                            id=d.submission_id,
+                            status="accepted" if d.accept else "rejected",
+                            comment=d.comment,
+                        )
+                        for d in chunk
+                    ]
+                )
+            )
+
+    def block_worker(self, worker_id: str, *, scope: BlockScope, reason: str) -> None:
+        self.client.block_worker(worker_id, BlockRequest(scope=scope.value, reason=reason))
+
+    def spend(self, batch: BatchRef) -> Money:
+        wire = self.client.get_spend(batch.external_id)
+        return Money(amount=Decimal(wire.amount), currency=wire.currency)
+
+    def _ref(self, pool_id: str) -> BatchRef:
+        return BatchRef(connector=self.name, external_id=pool_id)
+
+
+def _task_wire(item: TaskItem) -> TaskCreate:
+    return TaskCreate(
+        key=item.key,
+        group=item.group,
+        payload=item.payload.model_dump(mode="json"),
+        overlap=item.overlap,
+        exclude_workers=list(item.exclude_workers),
+    )
+
+
+def _read_assignment(raw: dict[str, Any]) -> Submission | Quarantined:
+    """Map one wire assignment to a Submission, or say why it cannot be read."""
+
+    def quarantine(reason: str) -> Quarantined:
+        return Quarantined(
+            external_id=str(raw.get("id", "")),
+            task_key=raw.get("task_key") if isinstance(raw.get("task_key"), str) else None,
+            worker_id=raw.get("worker_id") if isinstance(raw.get("worker_id"), str) else None,
+            reason=reason,
+            raw=json.dumps(raw, sort_keys=True, default=str),
+        )
+
+    try:
+        wire = WireAssignment.model_validate(raw)
+    except ValidationError as exc:
+        return quarantine(f"unreadable assignment: {_first_error(exc)}")
+    expected = ANSWER_KIND_FOR_TASK.get(wire.task_kind)
+    if expected is None:
+        return quarantine(f"unknown task kind {wire.task_kind!r}")
+    if not isinstance(wire.answer, dict):
+        return quarantine(f"answer is not an object: {type(wire.answer).__name__}")
+    try:
+        answer = _ANSWER.validate_python({**wire.answer, "kind": expected})
+    except ValidationError as exc:
+        return quarantine(f"bad {expected} answer for a {wire.task_kind} task: {_first_error(exc)}")
+    return Submission(
+        external_id=wire.id,
+        task_key=wire.task_key,
+        worker_id=wire.worker_id,
+        answer=answer,
+        submitted_at=wire.submitted_at,
+    )
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"][1:] or error["loc"]) or "value"
+    return f"{where}: {error['msg']}"

@@ -1,0 +1,116 @@
+"""Wire models of the simulated marketplace's /api/v1 (requests sent and bodies received).
+
+Only the connector folder sees these; `connector.py` maps them to and from the domain.
+Assignment answers are kept as raw JSON here on purpose: one malformed answer must
+become a quarantined row, not fail the whole page.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Wire(BaseModel):
+    # Tolerate fields the platform adds later; never send fields it does not know.
+    model_config = ConfigDict(extra="ignore")
+
+
+class WireMoney(_Wire):
+    amount: str  # a decimal string: money never travels as a float
+    currency: str
+
+
+class PoolCreate(_Wire):
+    name: str
+    stage: str
+    instruction: str
+    reward: WireMoney
+    campaign_id: str
+    idempotency_key: str
+
+
+class WirePool(_Wire):
+    id: str
+    name: str
+    status: Literal["draft", "open", "closed"]
+    idempotency_key: str
+    created_at: datetime
+
+
+class PoolList(_Wire):
+    items: list[WirePool]
+
+
+class PoolSummary(_Wire):
+    id: str
+    name: str
+    status: Literal["draft", "open", "closed"]
+    tasks: int
+    assignments_total: int
+    assignments_submitted: int
+
+
+class TaskCreate(_Wire):
+    key: str
+    group: str
+    payload: dict[str, Any]
+    overlap: int
+    exclude_workers: list[str] = Field(default_factory=list)
+
+
+class TasksAdd(_Wire):
+    idempotency_key: str
+    tasks: list[TaskCreate]
+
+
+class TaskCreated(_Wire):
+    id: str
+    key: str
+    created: bool
+
+
+class TasksAdded(_Wire):
+    tasks: list[TaskCreated]
+
+
+class TaskRef(_Wire):
+    id: str
+    key: str
+
+
+class TaskList(_Wire):
+    items: list[TaskRef]
+
+
+class WireAssignment(_Wire):
+    id: str
+    task_id: str
+    task_key: str
+    task_kind: str
+    worker_id: str
+    submitted_at: datetime
+    answer: Any
+
+
+class AssignmentPage(_Wire):
+    items: list[dict[str, Any]]  # validated one by one into WireAssignment
+    next_cursor: str | None
+    has_more: bool
+
+
+class ReviewItem(_Wire):
+    id: str
+    status: Literal["accepted", "rejected"]
+    comment: str = ""
+
+
+class ReviewRequest(_Wire):
+    decisions: list[ReviewItem]
+
+
+class BlockRequest(_Wire):
+    scope: str
+    reason: str

@@ -1,0 +1,196 @@
+"""Aggregation of categorical verdicts (e.g. "is this response acceptable?") over workers.
+
+Input is a long frame with one row per answer: ``task``, ``worker``, ``label``.
+
+* ``MajorityVote``: vote shares per task; ties between labels go to the label that sorts
+  first (``sorted`` on the labels, falling back to their ``str`` form for mixed types), so
+  the result never depends on row order.
+* ``DawidSkene``: wraps ``crowdkit.aggregation.DawidSkene`` (EM over per-worker confusion
+  matrices; checked with crowd-kit 1.4.2, pandas 3.1 and scikit-learn 1.9). It learns
+  that spammers' answers carry no information, which majority vote cannot. Any task whose
+  posterior comes back non-finite, and the one-label case, fall back to majority-vote
+  shares, so callers never see NaN.
+* ``aggregate_verdicts``: one row per task with the chosen label and its posterior.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Iterable
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from crowdkit.aggregation import DawidSkene as _CrowdKitDawidSkene
+
+__all__ = ["DawidSkene", "MajorityVote", "aggregate_verdicts"]
+
+_COLUMNS = ("task", "worker", "label")
+
+
+class MajorityVote:
+    """Majority vote with deterministic tie-breaking (first label in sorted order).
+
+    Learned attributes:
+        probas_: DataFrame (index task, one column per label in sorted order) of vote shares.
+        labels_: Series task -> label with the largest share.
+    """
+
+    probas_: pd.DataFrame
+    labels_: pd.Series
+
+    def fit(self, data: pd.DataFrame) -> MajorityVote:
+        answers = _validated(data)
+        self.probas_ = _vote_shares(answers)
+        self.labels_ = _most_probable(self.probas_)
+        return self
+
+    def fit_predict(self, data: pd.DataFrame) -> pd.Series:
+        return self.fit(data).labels_
+
+
+class DawidSkene:
+    """Dawid-Skene EM aggregation (via crowd-kit) that never returns NaN.
+
+    Learned attributes:
+        probas_: DataFrame (index task, columns labels in sorted order): posterior of each
+            true label.
+        labels_: Series task -> maximum-posterior label (ties as in MajorityVote).
+        priors_: Series label -> estimated share of tasks with that true label.
+        errors_: DataFrame indexed by (worker, observed label), one column per true label:
+            P(worker answers observed | true label). Only labels a worker used appear.
+        skills_: Series worker -> expected accuracy, sum_k prior_k * P(answer k | true k).
+    """
+
+    probas_: pd.DataFrame
+    labels_: pd.Series
+    priors_: pd.Series
+    errors_: pd.DataFrame
+    skills_: pd.Series
+
+    def __init__(self, n_iter: int = 100, tol: float = 1e-5) -> None:
+        self.n_iter = n_iter
+        self.tol = tol
+
+    def __repr__(self) -> str:
+        return f"DawidSkene(n_iter={self.n_iter}, tol={self.tol})"
+
+    def fit(self, data: pd.DataFrame) -> DawidSkene:
+        answers = _validated(data)
+        shares = _vote_shares(answers)
+        if answers.empty or shares.shape[1] == 1:
+            # EM has nothing to learn with one label: every posterior is 1 for it.
+            self._fit_degenerate(answers, shares)
+            return self
+        model = _fit_crowdkit(answers, self.n_iter, self.tol)
+        self.probas_ = _guard_posteriors(model.probas_, shares)
+        self.labels_ = _most_probable(self.probas_)
+        self.priors_ = model.priors_.reindex(shares.columns).fillna(0.0).rename("prior")
+        self.errors_ = model.errors_.reindex(columns=shares.columns).fillna(0.0).sort_index()
+        self.skills_ = _skills(self.errors_, self.priors_)
+        return self
+
+    def fit_predict(self, data: pd.DataFrame) -> pd.Series:
+        return self.fit(data).labels_
+
+    def _fit_degenerate(self, answers: pd.DataFrame, shares: pd.DataFrame) -> None:
+        self.probas_ = shares
+        self.labels_ = _most_probable(shares)
+        self.priors_ = pd.Series(1.0, index=shares.columns, name="prior")
+        index = pd.MultiIndex.from_frame(answers[["worker", "label"]].drop_duplicates())
+        self.errors_ = pd.DataFrame(1.0, index=index, columns=shares.columns).sort_index()
+        workers = pd.Index(answers["worker"].unique(), name="worker")
+        self.skills_ = pd.Series(1.0, index=workers, name="skill").sort_index()
+
+
+def aggregate_verdicts(
+    data: pd.DataFrame, method: Literal["majority_vote", "dawid_skene"] = "dawid_skene"
+) -> pd.DataFrame:
+    """One row per task: ``task``, ``label`` (aggregated), ``confidence`` (its posterior).
+
+    For majority vote the "posterior" is the winning vote share. Rows are sorted by task.
+    """
+    model: MajorityVote | DawidSkene
+    if method == "majority_vote":
+        model = MajorityVote().fit(data)
+    elif method == "dawid_skene":
+        model = DawidSkene().fit(data)
+    else:
+        raise ValueError(f"unknown aggregation method {method!r}")
+    probas = model.probas_
+    labels = model.labels_
+    if probas.empty:
+        return pd.DataFrame({"task": [], "label": [], "confidence": np.array([], dtype=float)})
+    column = probas.columns.get_indexer(labels.reindex(probas.index))
+    confidence = probas.to_numpy(dtype=np.float64)[np.arange(len(probas)), column]
+    result = pd.DataFrame(
+        {"task": probas.index.to_numpy(), "label": labels.to_numpy(), "confidence": confidence}
+    )
+    return result.sort_values("task", kind="stable", ignore_index=True)
+
+
+def _validated(data: pd.DataFrame) -> pd.DataFrame:
+    missing = set(_COLUMNS) - set(data.columns)
+    if missing:
+        raise ValueError(f"verdict frame lacks columns {sorted(missing)}")
+    answers = data.loc[:, list(_COLUMNS)]
+    if answers.isna().any().any():
+        raise ValueError("task, worker and label must not be missing")
+    return answers.reset_index(drop=True)
+
+
+def _sorted_labels(labels: Iterable[Hashable]) -> list[Hashable]:
+    unique = list(dict.fromkeys(labels))
+    try:
+        return sorted(unique)  # type: ignore[type-var]
+    except TypeError:  # mixed label types: str order is still deterministic
+        return sorted(unique, key=str)
+
+
+def _vote_shares(answers: pd.DataFrame) -> pd.DataFrame:
+    counts = pd.crosstab(answers["task"], answers["label"])
+    counts = counts.reindex(columns=_sorted_labels(counts.columns))
+    shares = counts.div(counts.sum(axis=1), axis=0).astype(np.float64)
+    shares.index.name, shares.columns.name = "task", "label"
+    return shares
+
+
+def _most_probable(probas: pd.DataFrame) -> pd.Series:
+    # argmax returns the first maximum; columns are in sorted label order, hence the tie rule.
+    if probas.empty:
+        return pd.Series([], index=probas.index, dtype=object, name="agg_label")
+    best = probas.to_numpy(dtype=np.float64).argmax(axis=1)
+    return pd.Series(probas.columns[best], index=probas.index, name="agg_label")
+
+
+def _fit_crowdkit(answers: pd.DataFrame, n_iter: int, tol: float) -> _CrowdKitDawidSkene:
+    with warnings.catch_warnings():
+        # crowd-kit 1.4.2 uses pandas arguments (inplace=, copy=) that pandas 3 deprecates;
+        # the warnings are about crowd-kit's code, not about the caller's data.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"crowdkit\.")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"crowdkit\.")
+        return _CrowdKitDawidSkene(n_iter=n_iter, tol=tol).fit(answers)
+
+
+def _guard_posteriors(probas: pd.DataFrame, shares: pd.DataFrame) -> pd.DataFrame:
+    """Align crowd-kit posteriors to the vote-share frame; replace broken rows by shares."""
+    posterior = probas.reindex(index=shares.index, columns=shares.columns).astype(np.float64)
+    values = posterior.to_numpy()
+    totals = values.sum(axis=1)
+    broken = ~np.isfinite(values).all(axis=1) | ~(totals > 0)
+    values = np.where(broken[:, None], shares.to_numpy(), values / np.where(broken, 1.0, totals)[:, None])
+    return pd.DataFrame(values, index=shares.index, columns=shares.columns)
+
+
+def _skills(errors: pd.DataFrame, priors: pd.Series) -> pd.Series:
+    """Expected accuracy per worker: the prior-weighted diagonal of the confusion matrix."""
+    observed = errors.index.get_level_values("label")
+    diagonal_column = errors.columns.get_indexer(observed)
+    on_diagonal = diagonal_column >= 0
+    rows = np.flatnonzero(on_diagonal)
+    correct = errors.to_numpy(dtype=np.float64)[rows, diagonal_column[on_diagonal]]
+    weighted = correct * priors.to_numpy(dtype=np.float64)[diagonal_column[on_diagonal]]
+    workers = errors.index.get_level_values("worker")[rows]
+    skills = pd.Series(weighted, index=workers).groupby(level=0).sum()
+    every_worker = pd.Index(errors.index.get_level_values("worker").unique(), name="worker")
+    return skills.reindex(every_worker, fill_value=0.0).sort_index().rename("skill")

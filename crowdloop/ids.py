@@ -1,0 +1,23 @@
+"""Stable identifiers derived from campaign data, never from a run id.
+
+A rerun derives the same ids and so the same idempotency keys, which is what lets the
+push ledger and the marketplace recognise work that was already done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def digest(*parts: object, length: int = 16) -> str:
+    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8"))
+    return h.hexdigest()[:length]
+
+
+def stable_id(prefix: str, *parts: object) -> str:
+    return f"{prefix}-{digest(*parts)}"
+
+
+def coin(*parts: object) -> bool:
+    """A deterministic fair coin (left/right randomisation that a rerun reproduces)."""
+    return int(digest(*parts, length=2), 16) % 2 == 1

@@ -1,0 +1,77 @@
+"""Settings of the simulated marketplace: who is in the crowd, how fast the clock runs,
+and which faults the service injects."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CrowdConfig(_Settings):
+    """How many workers of each archetype, how fast they are and how well they answer."""
+
+    honest: int = Field(default=30, ge=0)
+    noisy: int = Field(default=8, ge=0)
+    spammer: int = Field(default=6, ge=0)
+    left_bias: int = Field(default=4, ge=0)
+
+    fast_fraction: float = Field(default=0.7, ge=0, le=1)
+    # Answer delay ranges in simulated seconds, drawn uniformly per (worker, task).
+    fast_delay_s: tuple[float, float] = (30.0, 300.0)
+    slow_delay_s: tuple[float, float] = (300.0, 1800.0)
+
+    honest_compare_accuracy: float = Field(default=0.92, ge=0, le=1)
+    honest_verify_accuracy: float = Field(default=0.93, ge=0, le=1)
+    noisy_compare_accuracy: float = Field(default=0.72, ge=0, le=1)
+    noisy_verify_accuracy: float = Field(default=0.75, ge=0, le=1)
+    noisy_good_text: float = Field(default=0.8, ge=0, le=1)
+    left_bias_rate: float = Field(default=0.6, ge=0, le=1)
+    # When both sides are equally good, how often a careful worker says "tie".
+    tie_when_equal: float = Field(default=0.8, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> CrowdConfig:
+        if self.size == 0:
+            raise ValueError("the crowd needs at least one worker")
+        for name in ("fast_delay_s", "slow_delay_s"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high")
+        return self
+
+    @property
+    def size(self) -> int:
+        return self.honest + self.noisy + self.spammer + self.left_bias
+
+
+class FaultConfig(_Settings):
+    """Per-request fault probabilities for /api/v1 (all 0: a well-behaved service)."""
+
+    seed: int = 7
+    rate_limit: float = Field(default=0.0, ge=0, le=1)
+    retry_after_s: float = Field(default=0.05, ge=0)
+    server_error: float = Field(default=0.0, ge=0, le=1)
+    timeout: float = Field(default=0.0, ge=0, le=1)
+    timeout_sleep_s: float = Field(default=1.0, ge=0)
+    # Perform a POST's effect, then answer 500 anyway.
+    false_500: float = Field(default=0.0, ge=0, le=1)
+    # Fraction of assignments served with a malformed answer (sticky per assignment).
+    garble: float = Field(default=0.0, ge=0, le=1)
+
+    @property
+    def any_request_fault(self) -> bool:
+        return any((self.rate_limit, self.server_error, self.timeout, self.false_500))
+
+
+class SimulatorConfig(_Settings):
+    seed: int = 0
+    # Simulated seconds per real second; large values make every answer available at once.
+    # 0 freezes the clock so tests can move it with `advance`.
+    time_scale: float = Field(default=3600.0, ge=0)
+    crowd: CrowdConfig = Field(default_factory=CrowdConfig)
+    faults: FaultConfig = Field(default_factory=FaultConfig)
+    page_limit_default: int = Field(default=500, ge=1)
+    page_limit_max: int = Field(default=1000, ge=1)

@@ -1,0 +1,358 @@
+"""Register a campaign and plan its first items from the spec and its input files.
+
+Everything here is idempotent: ids derive from the campaign name and the input rows, so
+registering the same spec twice changes nothing, and a changed spec under the same name
+is refused rather than silently mixed with the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import random
+from collections import defaultdict
+from typing import Any
+
+from sqlmodel import Session, select
+
+from crowdloop.db import insert_ignore
+from crowdloop.ids import coin, stable_id
+from crowdloop.models.domain import (
+    CompareTask,
+    Stage,
+    VerifyTask,
+    WritePromptTask,
+    WriteResponseTask,
+)
+from crowdloop.models.spec import (
+    CampaignSpec,
+    CandidateRow,
+    GoldenPairRow,
+    GoldenVerificationRow,
+    SpecError,
+    load_jsonl,
+)
+from crowdloop.models.tables import Campaign, Item, ItemState, Prompt, Response
+
+
+class CampaignConflict(RuntimeError):
+    """A campaign with this name exists with a different spec."""
+
+
+def spec_hash(spec: CampaignSpec) -> str:
+    blob = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def register_campaign(session: Session, spec: CampaignSpec) -> Campaign:
+    """Create the campaign and its initial items, or return the existing identical one."""
+    digest = spec_hash(spec)
+    existing = session.get(Campaign, spec.name)
+    if existing is not None:
+        if existing.spec_hash != digest:
+            raise CampaignConflict(
+                f"campaign {spec.name!r} already exists with a different spec; "
+                "give the changed campaign a new name"
+            )
+        return existing
+    # Read every input file before writing anything: bad input fails with nothing half-made.
+    candidates = load_jsonl(spec.preferences.candidates_file, CandidateRow) if spec.preferences else []
+    golden_pairs = (
+        load_jsonl(spec.preferences.golden_file, GoldenPairRow)
+        if spec.preferences and spec.preferences.golden_file
+        else []
+    )
+    if spec.demonstrations and spec.demonstrations.golden_file:
+        # validated now so a bad golden file fails before any money is spent
+        load_jsonl(spec.demonstrations.golden_file, GoldenVerificationRow)
+    campaign = Campaign(
+        id=spec.name,
+        spec=spec.model_dump(mode="json"),
+        spec_hash=digest,
+        connector=spec.connector.name,
+    )
+    session.add(campaign)
+    session.flush()
+    if spec.demonstrations:
+        plan_prompt_writing(session, spec)
+    if spec.preferences:
+        plan_comparisons(session, spec, candidates, golden_pairs)
+    return campaign
+
+
+def plan_prompt_writing(session: Session, spec: CampaignSpec) -> None:
+    demo = spec.demonstrations
+    assert demo is not None
+    rows = [
+        write_prompt_item(spec, topic, slot, attempt=0)
+        for topic in demo.topics
+        for slot in range(demo.prompts_per_topic)
+    ]
+    insert_ignore(session, Item, rows, ["id"])
+
+
+def write_prompt_item(spec: CampaignSpec, topic: str, slot: int, attempt: int) -> dict[str, Any]:
+    demo = spec.demonstrations
+    assert demo is not None
+    item_id = stable_id("wp", spec.name, topic, slot, attempt)
+    payload = WritePromptTask(instruction=demo.prompt_instruction, topic=topic)
+    return _item_row(
+        item_id,
+        spec.name,
+        Stage.PROMPTS,
+        payload.model_dump(),
+        overlap=1,
+        subject_id=f"{topic}#{slot}",
+        attempt=attempt,
+    )
+
+
+def write_response_item(
+    spec: CampaignSpec, prompt: Prompt, attempt: int, author: str | None
+) -> dict[str, Any]:
+    demo = spec.demonstrations
+    assert demo is not None
+    item_id = stable_id("wr", spec.name, prompt.id, attempt)
+    payload = WriteResponseTask(instruction=demo.response_instruction, prompt=prompt.text)
+    # The prompt's author does not answer their own prompt.
+    return _item_row(
+        item_id,
+        spec.name,
+        Stage.RESPONSES,
+        payload.model_dump(),
+        overlap=1,
+        subject_id=prompt.id,
+        attempt=attempt,
+        exclude_worker=author,
+    )
+
+
+def verify_item(
+    spec: CampaignSpec, target: str, subject_id: str, prompt: str, text: str, author: str | None
+) -> dict[str, Any]:
+    demo = spec.demonstrations
+    assert demo is not None
+    payload = VerifyTask(
+        instruction=demo.verify_instruction,
+        target=target,  # type: ignore[arg-type]
+        prompt=prompt,
+        text=text,
+    )
+    return _item_row(
+        stable_id("vf", spec.name, subject_id),
+        spec.name,
+        Stage.VERIFY,
+        payload.model_dump(),
+        overlap=demo.verification_overlap,
+        subject_id=subject_id,
+        exclude_worker=author,
+    )
+
+
+def golden_verify_items(
+    spec: CampaignSpec, rows: list[GoldenVerificationRow], start: int, count: int
+) -> list[dict[str, Any]]:
+    """Golden verification instances `start .. start+count`, cycling through the rows."""
+    demo = spec.demonstrations
+    assert demo is not None
+    out = []
+    for n in range(start, start + count):
+        row = rows[n % len(rows)]
+        payload = VerifyTask(
+            instruction=demo.verify_instruction, target=row.target, prompt=row.prompt, text=row.text
+        )
+        out.append(
+            _item_row(
+                stable_id("gv", spec.name, row.id, n),
+                spec.name,
+                Stage.VERIFY,
+                payload.model_dump(),
+                overlap=demo.verification_overlap,
+                subject_id=row.id,
+                golden_answer=row.verdict,
+                group=f"golden-{row.id}",
+            )
+        )
+    return out
+
+
+def golden_count(real: int, share: float) -> int:
+    """Golden items to mix with `real` ones so they make up `share` of the total."""
+    if share <= 0 or real == 0:
+        return 0
+    return math.ceil(real * share / (1 - share))
+
+
+def plan_comparisons(
+    session: Session,
+    spec: CampaignSpec,
+    candidates: list[CandidateRow],
+    golden: list[GoldenPairRow],
+) -> None:
+    prefs = spec.preferences
+    assert prefs is not None
+    src = str(prefs.candidates_file)
+    by_prompt: dict[str, list[CandidateRow]] = defaultdict(list)
+    prompt_text: dict[str, str] = {}
+    seen_responses: set[str] = set()
+    for row in candidates:
+        if row.response_id in seen_responses:
+            raise SpecError(f"{src}: response_id {row.response_id!r} appears twice")
+        seen_responses.add(row.response_id)
+        if prompt_text.setdefault(row.prompt_id, row.prompt) != row.prompt:
+            raise SpecError(f"{src}: prompt_id {row.prompt_id!r} has two different prompt texts")
+        by_prompt[row.prompt_id].append(row)
+
+    prompts = [
+        Prompt(
+            id=_prompt_key(spec.name, pid),
+            campaign_id=spec.name,
+            text=text,
+            source="file",
+            verdict="accept",
+        ).model_dump()
+        for pid, text in prompt_text.items()
+    ]
+    responses = [
+        Response(
+            id=_response_key(spec.name, r.response_id),
+            campaign_id=spec.name,
+            prompt_id=_prompt_key(spec.name, r.prompt_id),
+            text=r.response,
+            source="model",
+            model=r.model,
+            verdict="accept",
+        ).model_dump()
+        for r in candidates
+    ]
+    insert_ignore(session, Prompt, prompts, ["id"])
+    insert_ignore(session, Response, responses, ["id"])
+
+    items: list[dict[str, Any]] = []
+    for pid, rows in sorted(by_prompt.items()):
+        for a, b in design_pairs(
+            [r.response_id for r in rows],
+            design=prefs.pairing.design,
+            per_candidate=prefs.pairing.pairs_per_candidate,
+            seed=f"{spec.name}/{prefs.pairing.seed}/{pid}",
+        ):
+            text = {r.response_id: r.response for r in rows}
+            if coin(spec.name, spec.seed, pid, a, b):
+                a, b = b, a
+            payload = CompareTask(
+                instruction=prefs.instruction, prompt=prompt_text[pid], left=text[a], right=text[b]
+            )
+            row = _item_row(
+                stable_id("cmp", spec.name, pid, *sorted((a, b))),
+                spec.name,
+                Stage.COMPARE,
+                payload.model_dump(),
+                overlap=prefs.overlap,
+                subject_id=_prompt_key(spec.name, pid),
+            )
+            row["left_id"] = _response_key(spec.name, a)
+            row["right_id"] = _response_key(spec.name, b)
+            items.append(row)
+    if golden:
+        for n in range(golden_count(len(items), prefs.golden_share)):
+            g = golden[n % len(golden)]
+            payload = CompareTask(
+                instruction=prefs.instruction, prompt=g.prompt, left=g.left, right=g.right
+            )
+            items.append(
+                _item_row(
+                    stable_id("gc", spec.name, g.id, n),
+                    spec.name,
+                    Stage.COMPARE,
+                    payload.model_dump(),
+                    overlap=prefs.overlap,
+                    subject_id=g.id,
+                    golden_answer=g.answer,
+                    group=f"golden-{g.id}",
+                )
+            )
+    insert_ignore(session, Item, items, ["id"])
+
+
+def design_pairs(
+    ids: list[str], *, design: str, per_candidate: int, seed: str
+) -> list[tuple[str, str]]:
+    """Pairs to compare among one prompt's candidates.
+
+    `all`: every pair. `sampled`: a random cycle (so the comparison graph is connected and
+    Bradley-Terry can rank everything) plus random extra pairs until each candidate sits in
+    about `per_candidate` comparisons.
+    """
+    ids = sorted(ids)
+    every = list(itertools.combinations(ids, 2))
+    if design == "all" or len(ids) <= 3 or per_candidate >= len(ids) - 1:
+        return every
+    rng = random.Random(seed)
+    order = ids[:]
+    rng.shuffle(order)
+    chosen = {tuple(sorted((order[i], order[(i + 1) % len(order)]))) for i in range(len(order))}
+    target = math.ceil(len(ids) * per_candidate / 2)
+    rest = [p for p in every if p not in chosen]
+    rng.shuffle(rest)
+    for pair in rest:
+        if len(chosen) >= target:
+            break
+        chosen.add(pair)
+    return sorted((a, b) for a, b in chosen)
+
+
+def _prompt_key(campaign: str, prompt_id: str) -> str:
+    return stable_id("p", campaign, prompt_id)
+
+
+def _response_key(campaign: str, response_id: str) -> str:
+    return stable_id("r", campaign, response_id)
+
+
+def _item_row(
+    item_id: str,
+    campaign_id: str,
+    stage: Stage,
+    payload: dict[str, Any],
+    *,
+    overlap: int,
+    subject_id: str | None = None,
+    attempt: int = 0,
+    exclude_worker: str | None = None,
+    golden_answer: str | None = None,
+    group: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "campaign_id": campaign_id,
+        "stage": stage.value,
+        "kind": payload["kind"],
+        "payload": payload,
+        "state": ItemState.PENDING,
+        "overlap": overlap,
+        "subject_id": subject_id,
+        "left_id": None,
+        "right_id": None,
+        "attempt": attempt,
+        "pushes": 0,
+        "is_golden": golden_answer is not None,
+        "golden_answer": golden_answer,
+        "group": group or item_id,
+        "exclude_worker": exclude_worker,
+    }
+
+
+def load_spec(session: Session, campaign_id: str) -> CampaignSpec:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise LookupError(f"no campaign named {campaign_id!r}")
+    return CampaignSpec.model_validate(campaign.spec)
+
+
+def open_campaigns(session: Session) -> list[str]:
+    from crowdloop.models.tables import CampaignStatus
+
+    stmt = select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING)
+    return list(session.exec(stmt).all())

@@ -1,0 +1,130 @@
+"""Aggregate comparisons: Bradley-Terry scores per prompt and a verdict per pair.
+
+Raw judgments stay untouched; this stage rewrites only its own outputs
+(CandidateScore, PairOutcome), so it can be rerun with another policy at any time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import delete
+from sqlmodel import col, select
+
+from crowdloop.aggregation.bradley_terry import bradley_terry, connected_components
+from crowdloop.aggregation.pairs import pair_verdicts
+from crowdloop.db import insert_ignore, session_scope
+from crowdloop.models.tables import (
+    CandidateScore,
+    Item,
+    ItemState,
+    Judgment,
+    JudgmentStatus,
+    PairOutcome,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreferenceAggregate:
+    pairs: int
+    prompts: int
+    judgments: int
+    disconnected_prompts: list[str]
+
+
+def judgments_frame(campaign_id: str) -> pd.DataFrame:
+    """Trusted comparison judgments on real (non-golden) pairs, in response-id orientation."""
+    with session_scope() as s:
+        rows = s.exec(
+            select(
+                Item.id,
+                Item.subject_id,
+                Item.left_id,
+                Item.right_id,
+                Judgment.worker_id,
+                Judgment.label,
+            )
+            .join(Judgment, col(Judgment.item_id) == col(Item.id))
+            .where(
+                Item.campaign_id == campaign_id,
+                Item.kind == "compare",
+                col(Item.is_golden).is_(False),
+                col(Item.state).in_([ItemState.COLLECTED, ItemState.DONE]),
+                Judgment.status == JudgmentStatus.VALID,
+                col(Judgment.excluded).is_(False),
+            )
+        ).all()
+    return pd.DataFrame(rows, columns=["pair", "prompt", "left", "right", "worker", "label"])
+
+
+def aggregate_preferences(campaign_id: str) -> PreferenceAggregate:
+    frame = judgments_frame(campaign_id)
+    score_rows: list[dict[str, object]] = []
+    outcome_rows: list[dict[str, object]] = []
+    disconnected: list[str] = []
+    scores: dict[str, float] = {}
+    for prompt_id, group in frame.groupby("prompt", sort=True):
+        items = pd.Index(sorted(set(group["left"]) | set(group["right"])))
+        left = items.get_indexer(group["left"])
+        right = items.get_indexer(group["right"])
+        outcome = group["label"].map({"left": 1.0, "right": 0.0, "tie": 0.5}).to_numpy()
+        if len(set(connected_components(len(items), left, right))) > 1:
+            # Scores of disjoint groups are not comparable; the prior keeps them finite and
+            # pairs are only ever exported within a compared pair, so we report and go on.
+            disconnected.append(str(prompt_id))
+        fit = bradley_terry(left, right, outcome, len(items))
+        for rid, score in zip(items, fit.scores, strict=True):
+            scores[str(rid)] = float(score)
+            score_rows.append(
+                {
+                    "campaign_id": campaign_id,
+                    "response_id": str(rid),
+                    "prompt_id": str(prompt_id),
+                    "score": float(score),
+                    "method": "bradley_terry",
+                }
+            )
+    if not frame.empty:
+        verdicts = pair_verdicts(frame[["pair", "label"]])
+        meta = frame.drop_duplicates("pair").set_index("pair")
+        for v in verdicts.itertuples(index=False):
+            m = meta.loc[v.pair]
+            s_left, s_right = scores[str(m["left"])], scores[str(m["right"])]
+            margin = s_left - s_right if v.winner == "left" else s_right - s_left
+            outcome_rows.append(
+                {
+                    "item_id": str(v.pair),
+                    "campaign_id": campaign_id,
+                    "prompt_id": str(m["prompt"]),
+                    "winner": str(v.winner),
+                    "n_left": float(v.n_left),
+                    "n_right": float(v.n_right),
+                    "n_tie": float(v.n_tie),
+                    "p_left_better": float(v.p_left_better),
+                    "confidence": float(v.confidence),
+                    "margin": float(np.round(margin, 6)) if v.winner != "tie" else 0.0,
+                }
+            )
+    with session_scope() as s:
+        s.execute(delete(CandidateScore).where(col(CandidateScore.campaign_id) == campaign_id))
+        s.execute(delete(PairOutcome).where(col(PairOutcome.campaign_id) == campaign_id))
+        insert_ignore(s, CandidateScore, score_rows, ["campaign_id", "response_id"])
+        insert_ignore(s, PairOutcome, outcome_rows, ["item_id"])
+    if disconnected:
+        logger.warning(
+            "%s: %d prompt(s) have a disconnected comparison graph; their scores are only "
+            "comparable within each connected group",
+            campaign_id,
+            len(disconnected),
+        )
+    return PreferenceAggregate(
+        pairs=len(outcome_rows),
+        prompts=frame["prompt"].nunique() if not frame.empty else 0,
+        judgments=len(frame),
+        disconnected_prompts=disconnected,
+    )

@@ -1,0 +1,199 @@
+"""Spend bookkeeping and the campaign report the ops team reads (CLI, artifact, file)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from crowdloop.connectors.base import Connector
+from crowdloop.db import session_scope
+from crowdloop.models.domain import Stage
+from crowdloop.models.tables import (
+    Batch,
+    Campaign,
+    ExportRecord,
+    Item,
+    Judgment,
+    JudgmentStatus,
+    SpendRecord,
+    TriggerRecord,
+    WorkerRecord,
+    WorkerStatus,
+    utcnow,
+)
+from crowdloop.stages.plan import load_spec
+from crowdloop.stages.push import stage_reward
+
+
+def record_spend(campaign_id: str, connector: Connector) -> Decimal:
+    """Spend per batch: the marketplace's own figure where it reports one, else our estimate."""
+    total = Decimal(0)
+    with session_scope() as s:
+        spec = load_spec(s, campaign_id)
+        batches = list(s.exec(select(Batch).where(Batch.campaign_id == campaign_id)).all())
+        for batch in batches:
+            if batch.external_id is None or batch.id is None:
+                continue
+            from crowdloop.models.domain import BatchRef
+
+            reported = connector.spend(BatchRef(connector=batch.connector, external_id=batch.external_id))
+            if reported is not None:
+                amount, currency, source = reported.amount, reported.currency, "reported"
+            else:
+                reward = stage_reward(spec, Stage(batch.stage))
+                paid = s.exec(
+                    select(func.count())
+                    .select_from(Judgment)
+                    .join(Item, col(Item.id) == col(Judgment.item_id))
+                    .where(
+                        Judgment.campaign_id == campaign_id,
+                        Item.stage == batch.stage,
+                        col(Judgment.review).is_distinct_from("rejected"),
+                    )
+                ).one()
+                amount, currency, source = reward.amount * paid, reward.currency, "estimated"
+            rec = s.get(SpendRecord, batch.id) or SpendRecord(
+                batch_id=batch.id, campaign_id=campaign_id, amount="0", currency=currency, source=source
+            )
+            rec.amount, rec.currency, rec.source, rec.updated_at = str(amount), currency, source, utcnow()
+            s.add(rec)
+            total += Decimal(amount)
+    return total
+
+
+def campaign_report(campaign_id: str) -> dict[str, Any]:
+    with session_scope() as s:
+        campaign = s.get(Campaign, campaign_id)
+        if campaign is None:
+            raise LookupError(f"no campaign named {campaign_id!r}")
+        items = s.exec(
+            select(Item.stage, Item.state, Item.is_golden, func.count())
+            .where(Item.campaign_id == campaign_id)
+            .group_by(col(Item.stage), col(Item.state), col(Item.is_golden))
+        ).all()
+        by_stage: dict[str, dict[str, int]] = {}
+        for stage, state, golden, n in items:
+            entry = by_stage.setdefault(stage, {})
+            key = f"golden_{state.value}" if golden else state.value
+            entry[key] = entry.get(key, 0) + int(n)
+        judgments = s.exec(
+            select(Judgment.status, Judgment.excluded, func.count())
+            .where(Judgment.campaign_id == campaign_id)
+            .group_by(col(Judgment.status), col(Judgment.excluded))
+        ).all()
+        counts = {"valid": 0, "quarantined": 0, "excluded": 0}
+        for status, excluded, n in judgments:
+            if status == JudgmentStatus.QUARANTINED:
+                counts["quarantined"] += int(n)
+            elif excluded:
+                counts["excluded"] += int(n)
+            else:
+                counts["valid"] += int(n)
+        quarantine = s.exec(
+            select(Judgment.reason, func.count())
+            .where(Judgment.campaign_id == campaign_id, Judgment.status == JudgmentStatus.QUARANTINED)
+            .group_by(col(Judgment.reason))
+        ).all()
+        workers = list(
+            s.exec(
+                select(WorkerRecord)
+                .where(WorkerRecord.campaign_id == campaign_id)
+                .order_by(col(WorkerRecord.accuracy))
+            ).all()
+        )
+        spend = list(s.exec(select(SpendRecord).where(SpendRecord.campaign_id == campaign_id)).all())
+        exports = list(
+            s.exec(
+                select(ExportRecord)
+                .where(ExportRecord.campaign_id == campaign_id)
+                .order_by(col(ExportRecord.id))
+            ).all()
+        )
+        trig = list(
+            s.exec(select(TriggerRecord).where(TriggerRecord.campaign_id == campaign_id)).all()
+        )
+    latest_exports: dict[str, ExportRecord] = {e.kind: e for e in exports}
+    status_counts: dict[str, int] = {}
+    for w in workers:
+        status_counts[w.status.value] = status_counts.get(w.status.value, 0) + 1
+    total = sum((Decimal(r.amount) for r in spend), Decimal(0))
+    currency = spend[0].currency if spend else "USD"
+    return {
+        "campaign": campaign_id,
+        "status": campaign.status.value,
+        "items": by_stage,
+        "judgments": counts,
+        "quarantine_reasons": {str(r): int(n) for r, n in quarantine},
+        "workers": status_counts,
+        "blocked_workers": [
+            {
+                "worker": w.worker_id,
+                "golden": f"{w.golden_correct}/{w.golden_total}",
+                "accuracy": round(w.accuracy, 3),
+                "reason": w.block_reason,
+            }
+            for w in workers
+            if w.status == WorkerStatus.BLOCKED
+        ],
+        "worker_table": [
+            {
+                "worker": w.worker_id,
+                "status": w.status.value,
+                "golden_correct": w.golden_correct,
+                "golden_total": w.golden_total,
+                "accuracy": round(w.accuracy, 3),
+                "p_below": round(w.p_below, 3),
+                "judgments": w.judgments,
+            }
+            for w in workers
+        ],
+        "cost": {
+            "total": f"{total:.2f}",
+            "currency": currency,
+            "sources": sorted({r.source for r in spend}),
+        },
+        "exports": {k: {"path": e.path, "rows": e.rows, "sha256": e.sha256} for k, e in latest_exports.items()},
+        "retraining": [
+            {"key": t.key, "pairs": t.pairs_total, "state": t.state, "target": t.target, "result": t.result}
+            for t in trig
+        ],
+    }
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Campaign `{report['campaign']}` — {report['status']}",
+        "",
+        f"**Cost:** {report['cost']['total']} {report['cost']['currency']} "
+        f"({', '.join(report['cost']['sources']) or 'none yet'})",
+        "",
+        "| judgments | count |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in report["judgments"].items()],
+        "",
+        "| stage | items by state |",
+        "|---|---|",
+        *[
+            f"| {stage} | {', '.join(f'{k}: {v}' for k, v in sorted(states.items()))} |"
+            for stage, states in sorted(report["items"].items())
+        ],
+        "",
+        f"**Workers:** {', '.join(f'{k}: {v}' for k, v in sorted(report['workers'].items()))}",
+    ]
+    if report["blocked_workers"]:
+        lines += ["", "| blocked worker | golden | accuracy |", "|---|---|---|"]
+        lines += [
+            f"| {w['worker']} | {w['golden']} | {w['accuracy']} |" for w in report["blocked_workers"]
+        ]
+    if report["quarantine_reasons"]:
+        lines += ["", "| quarantined because | count |", "|---|---|"]
+        lines += [f"| {r} | {n} |" for r, n in report["quarantine_reasons"].items()]
+    if report["exports"]:
+        lines += ["", "| dataset | rows | path |", "|---|---|---|"]
+        lines += [f"| {k} | {e['rows']} | `{e['path']}` |" for k, e in report["exports"].items()]
+    for t in report["retraining"]:
+        lines += ["", f"Retraining `{t['key']}` on {t['pairs']} pairs: {t['state']} {t['result'] or ''}"]
+    return "\n".join(lines)

@@ -1,0 +1,282 @@
+"""Pull submissions: at-least-once in, exactly-once stored.
+
+Each page is stored in one transaction together with the cursor that follows it; every
+submission is keyed by (connector, external id), so a page read twice counts once and a
+crash between reading and storing loses nothing (the cursor did not move).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from crowdloop.connectors.base import Connector
+from crowdloop.db import insert_ignore, session_scope
+from crowdloop.models.domain import ANSWER_KIND_FOR_TASK, BatchRef, Stage, Submission
+from crowdloop.models.tables import (
+    Batch,
+    Item,
+    ItemState,
+    Judgment,
+    JudgmentStatus,
+    TaskRecord,
+    utcnow,
+)
+from crowdloop.faults import crash_point
+from crowdloop.stages.push import outstanding_counts
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncResult:
+    stored: int = 0
+    quarantined: int = 0
+    pages: int = 0
+
+
+def batch_ref(campaign_id: str, stage: Stage) -> tuple[int, BatchRef, str | None] | None:
+    with session_scope() as s:
+        batch = s.exec(
+            select(Batch).where(Batch.campaign_id == campaign_id, Batch.stage == stage.value)
+        ).first()
+        if batch is None or batch.external_id is None or batch.id is None:
+            return None
+        return batch.id, BatchRef(connector=batch.connector, external_id=batch.external_id), (
+            batch.cursor
+        )
+
+
+def sync_stage(
+    campaign_id: str, stage: Stage, connector: Connector, *
+) -> SyncResult:
+    """Store every submission the marketplace has for the stage's batch, page by page."""
+    result = SyncResult()
+    found = batch_ref(campaign_id, stage)
+    if found is None:
+        return result
+    batch_id, ref, cursor = found
+    for page in connector.iter_submissions(ref, cursor=cursor):
+        crash_point("sync:page-read")
+        with session_scope() as s:
+            keys = {sub.task_key for sub in page.submissions} | {
+                q.task_key for q in page.quarantined if q.task_key
+            }
+            task_items = dict(
+                s.exec(  # type: ignore[arg-type]
+                    select(TaskRecord.key, TaskRecord.item_id).where(
+                        col(TaskRecord.key).in_(keys)
+                    )
+                ).all()
+            )
+            kinds = dict(
+                s.exec(  # type: ignore[arg-type]
+                    select(Item.id, Item.kind).where(col(Item.id).in_(set(task_items.values())))
+                ).all()
+            )
+            rows = []
+            for sub in page.submissions:
+                rows.append(_row(campaign_id, connector.name, sub, task_items, kinds))
+            for q in page.quarantined:
+                rows.append(
+                    _quarantine_row(
+                        campaign_id,
+                        connector.name,
+                        q.external_id,
+                        q.task_key,
+                        q.worker_id,
+                        task_items.get(q.task_key or ""),
+                        q.reason,
+                        q.raw,
+                    )
+                )
+            insert_ignore(s, Judgment, rows, ["connector", "external_id"])
+            s.execute(update(Batch).where(col(Batch.id) == batch_id).values(cursor=page.cursor))
+        result.pages += 1
+        result.stored += len(page.submissions)
+        result.quarantined += sum(1 for r in rows if r["status"] == JudgmentStatus.QUARANTINED)
+        cursor = page.cursor
+    if result.quarantined:
+        logger.warning(
+            "%s/%s: %d submission(s) quarantined (see the campaign report)",
+            campaign_id,
+            stage,
+            result.quarantined,
+        )
+    return result
+
+
+def _row(
+    campaign_id: str,
+    connector: str,
+    sub: Submission,
+    task_items: dict[str, str],
+    kinds: dict[str, str],
+) -> dict[str, object]:
+    item_id = task_items.get(sub.task_key)
+    raw = sub.model_dump_json()
+    if item_id is None:
+        return _quarantine_row(
+            campaign_id,
+            connector,
+            sub.external_id,
+            sub.task_key,
+            sub.worker_id,
+            None,
+            f"task key {sub.task_key!r} is not one of ours",
+            raw,
+        )
+    expected = ANSWER_KIND_FOR_TASK[kinds[item_id]]
+    if sub.answer.kind != expected:
+        return _quarantine_row(
+            campaign_id,
+            connector,
+            sub.external_id,
+            sub.task_key,
+            sub.worker_id,
+            item_id,
+            f"a {kinds[item_id]} task got a {sub.answer.kind!r} answer",
+            raw,
+        )
+    label = getattr(sub.answer, "choice", None) or getattr(sub.answer, "verdict", None)
+    return {
+        **_base(campaign_id, connector, sub.external_id, sub.task_key, sub.worker_id, item_id),
+        "status": JudgmentStatus.VALID,
+        "label": label,
+        "text": getattr(sub.answer, "text", None),
+        "submitted_at": sub.submitted_at.replace(tzinfo=None),
+        "reason": None,
+        "raw": None,
+    }
+
+
+def _quarantine_row(
+    campaign_id: str,
+    connector: str,
+    external_id: str,
+    task_key: str | None,
+    worker_id: str | None,
+    item_id: str | None,
+    reason: str,
+    raw: str,
+) -> dict[str, object]:
+    return {
+        **_base(campaign_id, connector, external_id, task_key, worker_id, item_id),
+        "status": JudgmentStatus.QUARANTINED,
+        "label": None,
+        "text": None,
+        "submitted_at": None,
+        "reason": reason,
+        "raw": raw[:20_000],
+    }
+
+
+def _base(
+    campaign_id: str,
+    connector: str,
+    external_id: str,
+    task_key: str | None,
+    worker_id: str | None,
+    item_id: str | None,
+) -> dict[str, object]:
+    return {
+        "connector": connector,
+        "external_id": external_id,
+        "campaign_id": campaign_id,
+        "item_id": item_id,
+        "task_key": task_key,
+        "worker_id": worker_id,
+        "received_at": utcnow(),
+        "excluded": False,
+        "exclusion_reason": None,
+        "review": None,
+    }
+
+
+def outstanding(campaign_id: str) -> int:
+    with session_scope() as s:
+        return sum(outstanding_counts(s, campaign_id).values())
+
+
+def wait_and_sync(
+    campaign_id: str,
+    stages: list[Stage],
+    connector: Connector,
+    *,
+    poll_interval_s: float,
+    timeout_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SyncResult:
+    """Sync the stages until no published assignment is still unanswered, or time runs out."""
+    total = SyncResult()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for stage in stages:
+            r = sync_stage(campaign_id, stage, connector)
+            total.stored += r.stored
+            total.quarantined += r.quarantined
+            total.pages += r.pages
+        left = outstanding(campaign_id)
+        if on_progress:
+            on_progress(total.stored + total.quarantined, left)
+        if left == 0:
+            return total
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{campaign_id}: {left} assignment(s) still unanswered after {timeout_s:.0f}s; "
+                "everything collected so far is stored, rerun to continue"
+            )
+        sleep(poll_interval_s)
+
+
+def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
+    """Move PUSHED items whose answers are all in to COLLECTED, or back to PENDING.
+
+    An item short of trusted answers (a blocked worker's were excluded, or an answer was
+    quarantined) goes back to PENDING for another round, at most `max_requeue_rounds`.
+    """
+    from crowdloop.stages.push import answer_counts
+
+    moved = {"collected": 0, "requeued": 0, "exhausted": 0}
+    with session_scope() as s:
+        waiting = outstanding_counts(s, campaign_id)
+        trusted = answer_counts(s, campaign_id, trusted_only=True)
+        items = s.exec(
+            select(Item.id, Item.overlap, Item.pushes).where(
+                Item.campaign_id == campaign_id, Item.state == ItemState.PUSHED
+            )
+        ).all()
+        to_state: dict[ItemState, list[str]] = {
+            ItemState.COLLECTED: [],
+            ItemState.PENDING: [],
+            ItemState.EXHAUSTED: [],
+        }
+        for item_id, overlap, pushes in items:
+            if waiting.get(item_id, 0) > 0:
+                continue
+            have = trusted.get(item_id, 0)
+            if have >= overlap:
+                to_state[ItemState.COLLECTED].append(item_id)
+            elif pushes <= max_requeue_rounds:
+                to_state[ItemState.PENDING].append(item_id)
+            elif have > 0:
+                to_state[ItemState.COLLECTED].append(item_id)
+            else:
+                to_state[ItemState.EXHAUSTED].append(item_id)
+        for state, ids in to_state.items():
+            for start in range(0, len(ids), 1000):
+                s.execute(
+                    update(Item)
+                    .where(col(Item.id).in_(ids[start : start + 1000]))
+                    .values(state=state)
+                )
+        moved["collected"] = len(to_state[ItemState.COLLECTED])
+        moved["requeued"] = len(to_state[ItemState.PENDING])
+        moved["exhausted"] = len(to_state[ItemState.EXHAUSTED])
+    return moved

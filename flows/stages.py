@@ -1,0 +1,177 @@
+"""Prefect tasks: one per stage and round, never one per crowd item.
+
+A task run costs milliseconds and Prefect's event stream is not built for 10^5 runs per
+campaign, so each task here moves a whole stage (thousands of items) and the per-item
+state lives in crowdloop's database. Every task is safe to retry: pushes go through the
+ledger, syncs resume from the stored cursor, and the rest recompute from stored data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from crowdloop.connectors.base import Connector
+from crowdloop.connectors.registry import build_connector
+from crowdloop.db import session_scope
+from crowdloop.models.domain import Stage
+from crowdloop.models.spec import CampaignSpec
+from crowdloop.stages import demonstrations, export, preferences, push, quality_check, report, sync
+from crowdloop.stages.plan import load_spec
+
+
+def campaign_spec(campaign_id: str) -> CampaignSpec:
+    with session_scope() as s:
+        return load_spec(s, campaign_id)
+
+
+@contextmanager
+def open_connector(campaign_id: str) -> Iterator[Connector]:
+    spec = campaign_spec(campaign_id)
+    with build_connector(
+        spec.connector.name, spec.connector.options, spec.connector.credentials_block
+    ) as connector:
+        yield connector
+
+
+def artifact_key(campaign_id: str, what: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    safe = "".join(c if c.isalnum() else "-" for c in campaign_id.lower())
+    return f"{safe}-{what}"
+
+
+@task(name="check-capabilities", retries=2, retry_delay_seconds=2)
+def check_capabilities(campaign_id: str) -> list[str]:
+    with open_connector(campaign_id) as c:
+        warnings = push.check_capabilities(campaign_spec(campaign_id), c)
+    for w in warnings:
+        get_run_logger().warning(w)
+    return warnings
+
+
+@task(name="push", retries=2, retry_delay_seconds=5)
+def push_stage(campaign_id: str, stage: Stage) -> dict[str, int]:
+    with open_connector(campaign_id) as c:
+        result = push.push_pending(campaign_id, stage, c)
+    if result.tasks_published or result.reconciled:
+        get_run_logger().info(
+            "%s: published %d task(s) (%d assignments), reconciled %d",
+            stage.value,
+            result.tasks_published,
+            result.assignments,
+            result.reconciled,
+        )
+    return asdict(result)
+
+
+@task(name="wait-and-sync", retries=3, retry_delay_seconds=5)
+def wait_and_sync(campaign_id: str, stages: list[Stage]) -> dict[str, int]:
+    spec = campaign_spec(campaign_id)
+    logger = get_run_logger()
+
+    def progress(received: int, left: int) -> None:
+        if left:
+            logger.info("received %d submission(s); %d assignment(s) outstanding", received, left)
+
+    with open_connector(campaign_id) as c:
+        result = sync.wait_and_sync(
+            campaign_id,
+            stages,
+            c,
+            poll_interval_s=spec.poll_interval_s,
+            timeout_s=spec.stage_timeout_s,
+            on_progress=progress,
+        )
+    return asdict(result)
+
+
+@task(name="check-workers", retries=2, retry_delay_seconds=5)
+def check_workers(campaign_id: str, stages: list[Stage]) -> dict[str, Any]:
+    with open_connector(campaign_id) as c:
+        result = quality_check.check_workers(campaign_id, c)
+        reviewed = quality_check.review_submissions(campaign_id, stages, c)
+    logger = get_run_logger()
+    for w in result.warnings:
+        logger.warning(w)
+    if result.newly_blocked:
+        logger.info(
+            "blocked %d worker(s) on golden tasks; %d judgment(s) excluded",
+            len(result.newly_blocked),
+            result.excluded_judgments,
+        )
+    return {**asdict(result), "reviewed": reviewed}
+
+
+@task(name="settle-items")
+def settle_items(campaign_id: str) -> dict[str, int]:
+    spec = campaign_spec(campaign_id)
+    return sync.settle_items(campaign_id, spec.quality.max_requeue_rounds)
+
+
+@task(name="advance-demonstrations")
+def advance_demonstrations(campaign_id: str) -> dict[str, int]:
+    return asdict(demonstrations.advance(campaign_id))
+
+
+@task(name="aggregate-preferences")
+def aggregate_preferences(campaign_id: str) -> dict[str, Any]:
+    result = preferences.aggregate_preferences(campaign_id)
+    return asdict(result)
+
+
+@task(name="export-sft")
+def export_sft(campaign_id: str) -> dict[str, Any]:
+    spec = campaign_spec(campaign_id)
+    assert spec.demonstrations is not None
+    rows, path = export.export_sft(campaign_id, spec.demonstrations.export.path)
+    get_run_logger().info("exported %d SFT row(s) to %s", rows, path)
+    return {"rows": rows, "path": str(path)}
+
+
+@task(name="export-preferences")
+def export_preferences(campaign_id: str) -> dict[str, Any]:
+    spec = campaign_spec(campaign_id)
+    assert spec.preferences is not None
+    rows, path = export.export_preferences(
+        campaign_id, spec.preferences.export.path, spec.preferences.min_confidence
+    )
+    get_run_logger().info("exported %d preference pair(s) to %s", rows, path)
+    return {"rows": rows, "path": str(path)}
+
+
+@task(name="record-spend", retries=2, retry_delay_seconds=5)
+def record_spend(campaign_id: str) -> str:
+    with open_connector(campaign_id) as c:
+        return str(report.record_spend(campaign_id, c))
+
+
+@task(name="publish-report")
+def publish_report(campaign_id: str) -> dict[str, Any]:
+    """The artifacts the ops team reads in the Prefect UI, and the same report on disk."""
+    data = report.campaign_report(campaign_id)
+    spec = campaign_spec(campaign_id)
+    md = report.report_markdown(data)
+    create_markdown_artifact(
+        key=artifact_key(campaign_id, "summary"), markdown=md, description="Campaign summary"
+    )
+    if data["worker_table"]:
+        create_table_artifact(
+            key=artifact_key(campaign_id, "workers"),
+            table=data["worker_table"],
+            description="Worker quality on golden tasks",
+        )
+    out = Path(spec.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{campaign_id}-report.md").write_text(md + "\n", encoding="utf-8")
+    import json
+
+    (out / f"{campaign_id}-report.json").write_text(
+        json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
+    return data

@@ -1,0 +1,205 @@
+"""Marketplace-neutral domain models: what flows send to and receive from any connector.
+
+Connectors map their vendor's wire format to these types and back; nothing outside a
+connector folder ever sees vendor JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Money(Frozen):
+    amount: Decimal = Field(ge=0)
+    currency: str = Field(default="USD", min_length=3, max_length=3)
+
+    def __add__(self, other: Money) -> Money:
+        if other.currency != self.currency:
+            raise ValueError(f"cannot add {other.currency} to {self.currency}")
+        return Money(amount=self.amount + other.amount, currency=self.currency)
+
+    def __mul__(self, n: int) -> Money:
+        return Money(amount=self.amount * n, currency=self.currency)
+
+    def __str__(self) -> str:
+        return f"{self.amount:.2f} {self.currency}"
+
+
+class Stage(StrEnum):
+    """A campaign stage; each runs as its own marketplace batch (pool, study, project)."""
+
+    PROMPTS = "prompts"
+    RESPONSES = "responses"
+    VERIFY = "verify"
+    COMPARE = "compare"
+
+
+# --- what a worker is asked to do -------------------------------------------------------
+
+
+class WritePromptTask(Frozen):
+    kind: Literal["write_prompt"] = "write_prompt"
+    instruction: str
+    topic: str
+
+
+class WriteResponseTask(Frozen):
+    kind: Literal["write_response"] = "write_response"
+    instruction: str
+    prompt: str
+
+
+class VerifyTask(Frozen):
+    """Judge another worker's text: is it an acceptable prompt / response?"""
+
+    kind: Literal["verify"] = "verify"
+    instruction: str
+    target: Literal["prompt", "response"]
+    prompt: str
+    text: str
+
+
+class CompareTask(Frozen):
+    kind: Literal["compare"] = "compare"
+    instruction: str
+    prompt: str
+    left: str
+    right: str
+
+
+TaskPayload = Annotated[
+    WritePromptTask | WriteResponseTask | VerifyTask | CompareTask, Field(discriminator="kind")
+]
+
+
+# --- what comes back --------------------------------------------------------------------
+
+
+class TextAnswer(Frozen):
+    kind: Literal["text"] = "text"
+    text: str = Field(min_length=1, max_length=20_000)
+
+
+class VerdictAnswer(Frozen):
+    kind: Literal["verdict"] = "verdict"
+    verdict: Literal["accept", "reject"]
+
+
+class PreferenceAnswer(Frozen):
+    kind: Literal["preference"] = "preference"
+    choice: Literal["left", "right", "tie"]
+
+
+Answer = Annotated[TextAnswer | VerdictAnswer | PreferenceAnswer, Field(discriminator="kind")]
+
+ANSWER_KIND_FOR_TASK: dict[str, str] = {
+    "write_prompt": "text",
+    "write_response": "text",
+    "verify": "verdict",
+    "compare": "preference",
+}
+
+
+# --- connector contract payloads ---------------------------------------------------------
+
+
+class Capability(StrEnum):
+    PAIRWISE = "pairwise"  # comparison tasks with A / B / tie
+    FREE_TEXT = "free_text"  # writing tasks
+    BLOCK_WORKER = "block_worker"
+    REVIEW = "review"  # accept / reject submissions
+    EXCLUDE_WORKERS = "exclude_workers"  # keep named workers (an author) off a task
+    IDEMPOTENT_CREATE = "idempotent_create"  # the platform itself dedupes creates by key
+    SPEND_REPORT = "spend_report"  # the platform reports money spent
+    SANDBOX = "sandbox"
+
+
+class BatchSpec(Frozen):
+    """A marketplace container for tasks of one stage (Toloka pool, Prolific study, ...)."""
+
+    name: str
+    stage: Stage
+    instruction: str
+    reward: Money
+    campaign_id: str
+
+
+class BatchRef(Frozen):
+    connector: str
+    external_id: str
+
+
+class TaskItem(Frozen):
+    """One task to publish. `key` is our stable idempotency key for this task."""
+
+    key: str
+    group: str  # our item id: a worker answers a group at most once
+    payload: TaskPayload
+    overlap: int = Field(ge=1, le=100)
+    exclude_workers: tuple[str, ...] = ()
+
+
+class AddItemsResult(Frozen):
+    external_ids: dict[str, str]  # our task key -> marketplace task id
+
+
+class BatchState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class BatchStatus(Frozen):
+    state: BatchState
+    tasks: int
+    assignments_total: int
+    assignments_submitted: int
+
+    @property
+    def complete(self) -> bool:
+        return self.assignments_submitted >= self.assignments_total
+
+
+class Submission(Frozen):
+    external_id: str
+    task_key: str
+    worker_id: str
+    answer: Answer
+    submitted_at: datetime
+
+
+class Quarantined(Frozen):
+    """A submission that could not be read; kept with its reason and raw text, never dropped."""
+
+    external_id: str
+    task_key: str | None
+    worker_id: str | None
+    reason: str
+    raw: str
+
+
+class SubmissionPage(Frozen):
+    submissions: tuple[Submission, ...]
+    quarantined: tuple[Quarantined, ...] = ()
+    cursor: str | None  # resume point after this page (None: nothing read yet)
+    has_more: bool
+
+
+class ReviewDecision(Frozen):
+    submission_id: str
+    accept: bool
+    comment: str = ""
+
+
+class BlockScope(StrEnum):
+    BATCH = "batch"
+    CAMPAIGN = "campaign"
+    ACCOUNT = "account"

@@ -1,0 +1,270 @@
+"""Campaign specification (a YAML file) and the JSONL inputs it names.
+
+Every loader reports bad input as `SpecError` naming the file, the line and the field,
+so an operator can fix the file without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from crowdloop.models.domain import Money
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class SpecError(ValueError):
+    """A campaign file or input file is malformed; the message names file, line and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- JSONL inputs -------------------------------------------------------------------------
+
+
+class CandidateRow(_Strict):
+    """One model response to compare: a line of the candidates JSONL file."""
+
+    prompt_id: str = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    response_id: str = Field(min_length=1)
+    response: str = Field(min_length=1)
+    model: str = "unknown"
+
+
+class GoldenPairRow(_Strict):
+    """A control comparison with a known, clear-cut answer."""
+
+    id: str = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    left: str = Field(min_length=1)
+    right: str = Field(min_length=1)
+    answer: Literal["left", "right", "tie"]
+    reason: str = ""
+
+
+class GoldenVerificationRow(_Strict):
+    """A control verification task: a text whose verdict is known."""
+
+    id: str = Field(min_length=1)
+    target: Literal["prompt", "response"]
+    prompt: str = ""
+    text: str = Field(min_length=1)
+    verdict: Literal["accept", "reject"]
+    reason: str = ""
+
+
+def _format_loc(loc: Sequence[int | str]) -> str:
+    return ".".join(str(p) for p in loc) or "(root)"
+
+
+def load_jsonl(path: Path, model: type[M]) -> list[M]:
+    """Read a JSONL file into `model` rows; the first bad line raises naming line and field."""
+    if not path.is_file():
+        raise SpecError(f"{path}: file not found")
+    rows: list[M] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SpecError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+            try:
+                rows.append(model.model_validate(data))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise SpecError(
+                    f"{path}:{lineno}: field {_format_loc(first['loc'])!r}: {first['msg']}"
+                ) from exc
+    if not rows:
+        raise SpecError(f"{path}: no rows")
+    return rows
+
+
+# --- the campaign file ----------------------------------------------------------------------
+
+
+class ConnectorSpec(_Strict):
+    name: str = "simulator"
+    credentials_block: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class QualitySpec(_Strict):
+    prior_correct: float = Field(default=2.0, gt=0)
+    prior_incorrect: float = Field(default=1.0, gt=0)
+    min_golden: int = Field(default=4, ge=1)
+    min_accuracy: float = Field(default=0.7, gt=0, lt=1)
+    block_confidence: float = Field(default=0.9, gt=0.5, lt=1)
+    warn_confidence: float = Field(default=0.6, gt=0, lt=1)
+    block_on_marketplace: bool = True
+    reject_blocked_work: bool = True
+    max_requeue_rounds: int = Field(default=3, ge=0)
+
+
+class ExportSpec(_Strict):
+    path: Path
+
+
+class DemonstrationsSpec(_Strict):
+    topics: list[str] = Field(min_length=1)
+    prompts_per_topic: int = Field(default=1, ge=1)
+    prompt_instruction: str = "Write a request asking an assistant for a top-5 list about the topic."
+    response_instruction: str = "Answer the request with a numbered top-5 list."
+    verify_instruction: str = "Is this text a good, on-topic answer to the request? Accept or reject."
+    verification_overlap: int = Field(default=3, ge=1, le=15)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    golden_file: Path | None = None
+    golden_share: float = Field(default=0.1, ge=0, lt=1)
+    aggregation: Literal["dawid_skene", "majority_vote"] = "dawid_skene"
+    reward: Money = Money(amount=Decimal("0.10"))
+    verify_reward: Money = Money(amount=Decimal("0.02"))
+    export: ExportSpec
+
+
+class PairingSpec(_Strict):
+    design: Literal["all", "sampled"] = "all"
+    # For the sampled design: comparisons per candidate (a connected design is guaranteed).
+    pairs_per_candidate: int = Field(default=2, ge=1)
+    seed: int = 0
+
+
+class PreferencesSpec(_Strict):
+    candidates_file: Path
+    pairing: PairingSpec = PairingSpec()
+    golden_file: Path | None = None
+    golden_share: float = Field(default=0.15, ge=0, lt=1)
+    overlap: int = Field(default=3, ge=1, le=15)
+    instruction: str = "Which answer is better? Choose A, B, or tie."
+    aggregation: Literal["bradley_terry"] = "bradley_terry"
+    min_confidence: float = Field(default=0.6, ge=0.5, le=1)
+    reward: Money = Money(amount=Decimal("0.03"))
+    export: ExportSpec
+
+
+class TargetSpec(_Strict):
+    kind: Literal["inline", "deployment", "event"] = "inline"
+    deployment: str | None = None  # "flow-name/deployment-name"
+    emit_event: bool = True
+
+    @model_validator(mode="after")
+    def _deployment_named(self) -> TargetSpec:
+        if self.kind == "deployment" and not self.deployment:
+            raise ValueError("kind 'deployment' needs a 'deployment' name (flow/deployment)")
+        return self
+
+
+class RetrainingSpec(_Strict):
+    threshold_pairs: int = Field(default=100, ge=1)
+    target: TargetSpec = TargetSpec()
+
+
+class CampaignSpec(_Strict):
+    name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    connector: ConnectorSpec = ConnectorSpec()
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    stage_timeout_s: float = Field(default=24 * 3600, gt=0)
+    seed: int = 0
+    output_dir: Path = Path("crowdloop-output")
+    quality: QualitySpec = QualitySpec()
+    demonstrations: DemonstrationsSpec | None = None
+    preferences: PreferencesSpec | None = None
+    retraining: RetrainingSpec | None = None
+
+    @model_validator(mode="after")
+    def _has_work(self) -> CampaignSpec:
+        if self.demonstrations is None and self.preferences is None:
+            raise ValueError("a campaign needs a 'demonstrations' or a 'preferences' section")
+        return self
+
+    @field_validator("output_dir")
+    @classmethod
+    def _no_empty(cls, v: Path) -> Path:
+        if not str(v):
+            raise ValueError("output_dir must not be empty")
+        return v
+
+    def resolved(self, base: Path) -> CampaignSpec:
+        """Relative paths in the file are relative to the file's folder."""
+
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None or p.is_absolute() else (base / p)
+
+        update: dict[str, Any] = {"output_dir": fix(self.output_dir) or self.output_dir}
+        if self.demonstrations:
+            d = self.demonstrations
+            update["demonstrations"] = d.model_copy(
+                update={
+                    "golden_file": fix(d.golden_file) or d.golden_file,
+                    "export": ExportSpec(path=fix(d.export.path) or d.export.path),
+                }
+            )
+        if self.preferences:
+            p = self.preferences
+            update["preferences"] = p.model_copy(
+                update={
+                    "candidates_file": fix(p.candidates_file) or p.candidates_file,
+                    "golden_file": fix(p.golden_file) or p.golden_file,
+                    "export": ExportSpec(path=fix(p.export.path) or p.export.path),
+                }
+            )
+        return self.model_copy(update=update)
+
+
+def _node_line(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
+    """Line (1-based) of the deepest YAML node the pydantic error location reaches."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def load_campaign(path: Path) -> CampaignSpec:
+    """Load and validate a campaign YAML file; relative paths resolve against its folder."""
+    if not path.is_file():
+        raise SpecError(f"{path}: campaign file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise SpecError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping at the top level")
+    try:
+        spec = CampaignSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+            line = _node_line(root, loc)
+            where = f"{path}:{line}" if line else str(path)
+            problems.append(f"{where}: field {_format_loc(loc)!r}: {err['msg']}")
+        raise SpecError("\n".join(problems)) from exc
+    return spec.resolved(path.parent)
+

@@ -1,0 +1,266 @@
+"""Campaign state in our own database (SQLite by default, PostgreSQL to scale out).
+
+Prefect's run history is for the ops team; the source of truth for a campaign — what was
+pushed, what came back, who was blocked, what was exported — lives here, so a flow can be
+retried or rerun from scratch and pick up exactly where the data says it is.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class CampaignStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+class ItemState(StrEnum):
+    """Life of one unit of crowd work (a writing task, a verification, a comparison)."""
+
+    PENDING = "pending"  # needs (more) answers; the push stage will publish tasks
+    PUSHED = "pushed"  # tasks are on the marketplace, answers outstanding
+    COLLECTED = "collected"  # enough trusted answers are in
+    DONE = "done"  # its outcome has been used (verdict applied, text stored)
+    EXHAUSTED = "exhausted"  # gave up: re-queue rounds or attempts ran out
+
+
+ITEM_TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
+    ItemState.PENDING: frozenset({ItemState.PUSHED, ItemState.EXHAUSTED}),
+    ItemState.PUSHED: frozenset({ItemState.COLLECTED, ItemState.PENDING, ItemState.EXHAUSTED}),
+    ItemState.COLLECTED: frozenset({ItemState.DONE, ItemState.PENDING}),
+    ItemState.DONE: frozenset(),
+    ItemState.EXHAUSTED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def check_transition(item_id: str, old: ItemState, new: ItemState) -> None:
+    if new != old and new not in ITEM_TRANSITIONS[old]:
+        raise IllegalTransition(f"item {item_id}: {old} -> {new} is not allowed")
+
+
+class Campaign(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=80)
+    spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    spec_hash: str = Field(max_length=64)
+    connector: str = Field(max_length=64)
+    status: CampaignStatus = CampaignStatus.RUNNING
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Batch(SQLModel, table=True):
+    """One marketplace container (pool / study / project) per campaign stage."""
+
+    __table_args__ = (UniqueConstraint("campaign_id", "stage"),)
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    stage: str = Field(max_length=16)
+    connector: str = Field(max_length=64)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    external_id: str | None = Field(default=None, max_length=200)
+    started: bool = False
+    closed: bool = False
+    cursor: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Prompt(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=80)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    source: str = Field(max_length=16)  # crowd | file
+    topic: str | None = None
+    author: str | None = Field(default=None, max_length=200)
+    origin_item: str | None = Field(default=None, max_length=80)  # the writing item
+    verdict: str | None = Field(default=None, max_length=16)  # accept | reject | None (pending)
+    confidence: float | None = None
+
+
+class Response(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=80)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    prompt_id: str = Field(foreign_key="prompt.id", index=True)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    source: str = Field(max_length=16)  # crowd | model
+    model: str | None = Field(default=None, max_length=200)
+    author: str | None = Field(default=None, max_length=200)
+    origin_item: str | None = Field(default=None, max_length=80)
+    verdict: str | None = Field(default=None, max_length=16)
+    confidence: float | None = None
+
+
+class Item(SQLModel, table=True):
+    """A unit of crowd work. Its id is derived from campaign data, so reruns find it again."""
+
+    __table_args__ = (Index("ix_item_campaign_stage_state", "campaign_id", "stage", "state"),)
+    id: str = Field(primary_key=True, max_length=80)
+    campaign_id: str = Field(foreign_key="campaign.id")
+    stage: str = Field(max_length=16)
+    kind: str = Field(max_length=16)  # write_prompt | write_response | verify | compare
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    state: ItemState = ItemState.PENDING
+    overlap: int = 1
+    # what the item is about: a topic, a prompt id, a prompt/response under verification,
+    # or the prompt of a comparison
+    subject_id: str | None = Field(default=None, max_length=80, index=True)
+    left_id: str | None = Field(default=None, max_length=80)  # response shown on the left
+    right_id: str | None = Field(default=None, max_length=80)
+    attempt: int = 0  # re-collection attempt for writing work
+    pushes: int = 0  # how many task sets were published for it (first push + re-queues)
+    is_golden: bool = False
+    golden_answer: str | None = Field(default=None, max_length=16)
+    group: str = Field(max_length=80)  # a worker answers one group once (golden row id)
+    exclude_worker: str | None = Field(default=None, max_length=200)  # the author
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TaskRecord(SQLModel, table=True):
+    """One published task (an item may be published more than once when re-queued)."""
+
+    key: str = Field(primary_key=True, max_length=120)  # item id + push number
+    item_id: str = Field(foreign_key="item.id", index=True)
+    batch_id: int = Field(foreign_key="batch.id", index=True)
+    ledger_key: str = Field(max_length=200, index=True)
+    overlap: int
+    external_id: str | None = Field(default=None, max_length=200)
+
+
+class LedgerState(StrEnum):
+    INTENT = "intent"
+    DONE = "done"
+
+
+class PushLedger(SQLModel, table=True):
+    """Intent -> call -> outcome: written before every create call on a marketplace."""
+
+    key: str = Field(primary_key=True, max_length=200)  # the idempotency key sent
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    connector: str = Field(max_length=64)
+    action: str = Field(max_length=32)  # create_batch | add_items | block_worker
+    state: LedgerState = Field(default=LedgerState.INTENT, index=True)
+    target: str | None = Field(default=None, max_length=200)  # batch / worker the call is about
+    calls: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class JudgmentStatus(StrEnum):
+    VALID = "valid"
+    QUARANTINED = "quarantined"
+
+
+class Judgment(SQLModel, table=True):
+    """Every submission we were sent, stored once (a page read twice counts once)."""
+
+    __table_args__ = (
+        UniqueConstraint("connector", "external_id"),
+        Index("ix_judgment_campaign_item", "campaign_id", "item_id"),
+        Index("ix_judgment_campaign_worker", "campaign_id", "worker_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    connector: str = Field(max_length=64)
+    external_id: str = Field(max_length=200)
+    campaign_id: str = Field(foreign_key="campaign.id")
+    item_id: str | None = Field(default=None, max_length=80)
+    task_key: str | None = Field(default=None, max_length=120)
+    worker_id: str | None = Field(default=None, max_length=200)
+    status: JudgmentStatus = JudgmentStatus.VALID
+    label: str | None = Field(default=None, max_length=16)  # left/right/tie, accept/reject
+    text: str | None = Field(default=None, sa_column=Column(Text))
+    submitted_at: datetime | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+    reason: str | None = Field(default=None, sa_column=Column(Text))  # why quarantined
+    raw: str | None = Field(default=None, sa_column=Column(Text))  # quarantined payload
+    excluded: bool = False
+    exclusion_reason: str | None = Field(default=None, max_length=300)
+    review: str | None = Field(default=None, max_length=16)  # accepted | rejected
+
+
+class WorkerStatus(StrEnum):
+    PROBATION = "probation"
+    TRUSTED = "trusted"
+    WARNED = "warned"
+    BLOCKED = "blocked"
+
+
+class WorkerRecord(SQLModel, table=True):
+    campaign_id: str = Field(foreign_key="campaign.id", primary_key=True)
+    worker_id: str = Field(primary_key=True, max_length=200)
+    golden_total: int = 0
+    golden_correct: int = 0
+    accuracy: float = 0.0  # posterior mean under the golden prior
+    p_below: float = 0.0  # posterior probability that accuracy < the threshold
+    status: WorkerStatus = WorkerStatus.PROBATION
+    judgments: int = 0
+    blocked_at: datetime | None = None
+    block_reason: str | None = Field(default=None, max_length=300)
+
+
+class CandidateScore(SQLModel, table=True):
+    campaign_id: str = Field(foreign_key="campaign.id", primary_key=True)
+    response_id: str = Field(primary_key=True, max_length=80)
+    prompt_id: str = Field(max_length=80, index=True)
+    score: float
+    method: str = Field(max_length=32)
+
+
+class PairOutcome(SQLModel, table=True):
+    """Aggregated comparison of one pair, in response-id orientation (a = shown left)."""
+
+    item_id: str = Field(primary_key=True, max_length=80)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    prompt_id: str = Field(max_length=80)
+    winner: str = Field(max_length=16)  # left | right | tie, as shown
+    n_left: float
+    n_right: float
+    n_tie: float
+    p_left_better: float
+    confidence: float
+    margin: float  # BT score difference, chosen - rejected
+
+
+class ExportRecord(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    kind: str = Field(max_length=32)  # sft | preferences | report
+    path: str
+    rows: int
+    sha256: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SpendRecord(SQLModel, table=True):
+    batch_id: int = Field(foreign_key="batch.id", primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    amount: str  # Decimal as text: exact on SQLite and PostgreSQL alike
+    currency: str = Field(max_length=3)
+    source: str = Field(max_length=16)  # reported | estimated
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class TriggerRecord(SQLModel, table=True):
+    """One retraining trigger; its key makes a retried flow trigger once."""
+
+    key: str = Field(primary_key=True, max_length=200)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    pairs_total: int
+    new_pairs: int
+    target: str = Field(max_length=200)
+    state: str = Field(default="intent", max_length=16)  # intent | done
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
