@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from crowdloop.models.spec import SpecError
+
+# The ephemeral Prefect API migrates its database on first start, which takes longer than
+# Prefect's 20 s default on a small fresh machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 app = typer.Typer(
     help="Collect RLHF human-feedback data on crowdsourcing marketplaces, with Prefect.",

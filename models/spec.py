@@ -106,7 +106,7 @@ class QualitySpec(_Strict):
     prior_incorrect: float = Field(default=1.0, gt=0)
     min_golden: int = Field(default=4, ge=1)
     min_accuracy: float = Field(default=0.7, gt=0, lt=1)
-    block_confidence: float = Field(default=0.9, gt=0.5, lt=1)
+    block_confidence: float = Field(default=0.8, gt=0.5, lt=1)
     warn_confidence: float = Field(default=0.6, gt=0, lt=1)
     block_on_marketplace: bool = True
     reject_blocked_work: bool = True

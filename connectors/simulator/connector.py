@@ -47,7 +47,7 @@ from crowdloop.models.domain import (
 )
 
 _ANSWER = TypeAdapter[Answer](Answer)
-PAGE_LIMIT = 1000
+PAGE_LIMIT = 1000  # the server's maximum
 REVIEW_CHUNK = 500
 
 
@@ -56,8 +56,9 @@ class SimulatorConnector(Connector):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {Capability.SANDBOX}
     max_items_per_call: ClassVar[int] = 500
 
-    def __init__(self, client: SimulatorClient) -> None:
+    def __init__(self, client: SimulatorClient, *, page_limit: int = PAGE_LIMIT) -> None:
         self.client = client
+        self.page_limit = page_limit
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
@@ -73,7 +74,8 @@ class SimulatorConnector(Connector):
         return cls(
             credentials.get_client(
                 timeout_s=float(timeout_s) if timeout_s is not None else None, retry=retry
-            )
+            ),
+            page_limit=int(options.get("page_limit", PAGE_LIMIT)),
         )
 
     def close(self) -> None:
@@ -140,7 +142,7 @@ class SimulatorConnector(Connector):
 
     def iter_submissions(self, batch: BatchRef, *, cursor: str | None) -> Iterator[SubmissionPage]:
         for page in self.client.iter_assignment_pages(
-            batch.external_id, cursor=cursor, limit=PAGE_LIMIT
+            batch.external_id, cursor=cursor, limit=self.page_limit
         ):
             submissions: list[Submission] = []
             quarantined: list[Quarantined] = []
@@ -221,7 +223,8 @@ def _read_assignment(raw: dict[str, Any]) -> Submission | Quarantined:
     try:
         answer = _ANSWER.validate_python({**wire.answer, "kind": expected})
     except ValidationError as exc:
-        return quarantine(f"bad {expected} answer for a {wire.task_kind} task: {_first_error(exc)}")
+        problem = _first_error(exc, tagged_union=True)
+        return quarantine(f"bad {expected} answer for a {wire.task_kind} task: {problem}")
     return Submission(
         external_id=wire.id,
         task_key=wire.task_key,
@@ -231,7 +234,9 @@ def _read_assignment(raw: dict[str, Any]) -> Submission | Quarantined:
     )
 
 
-def _first_error(exc: ValidationError) -> str:
+def _first_error(exc: ValidationError, *, tagged_union: bool = False) -> str:
     error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"][1:] or error["loc"]) or "value"
+    # A tagged union puts the tag first in the location ("preference.choice"); drop it.
+    loc = error["loc"][1:] if tagged_union else error["loc"]
+    where = ".".join(str(part) for part in loc) or "value"
     return f"{where}: {error['msg']}"

@@ -15,6 +15,7 @@ from crowdloop.connectors.simulator.client import SimulatorClient
 CONNECTOR_NAME = "simulator"
 ENV_URL = "CROWDLOOP_SIMULATOR_URL"
 ENV_TOKEN = "CROWDLOOP_SIMULATOR_TOKEN"
+ENV_TIMEOUT = "CROWDLOOP_SIMULATOR_TIMEOUT_S"  # optional
 
 
 class SimulatorCredentials(CredentialsBlock):
@@ -42,7 +43,12 @@ class SimulatorCredentials(CredentialsBlock):
                 f"simulator credentials: no credentials block named and {' and '.join(missing)} "
                 "not set in the environment"
             )
-        return cls(base_url=os.environ[ENV_URL], api_token=SecretStr(os.environ[ENV_TOKEN]))
+        timeout = os.environ.get(ENV_TIMEOUT)
+        return cls(
+            base_url=os.environ[ENV_URL],
+            api_token=SecretStr(os.environ[ENV_TOKEN]),
+            timeout_s=float(timeout) if timeout else 30.0,
+        )
 
     def get_client(
         self,

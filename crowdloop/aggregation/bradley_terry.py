@@ -215,19 +215,20 @@ def _check_mle_exists(stats: _Sufficient) -> None:
         )
 
 
-def _fit_mm(stats: _Sufficient, n_items: int, *, prior: float, tol: float, max_iter: int) -> BTResult:
+def _fit_mm(
+    stats: _Sufficient, n_items: int, *, prior: float, tol: float, max_iter: int
+) -> BTResult:
     # The reference item contributes prior/2 wins (half of prior ties) to every item.
     log_wins = np.log(stats.wins + prior / 2.0)
     scores = np.zeros(n_items)
     delta = np.inf
-    iteration = 0
-    for iteration in range(1, max_iter + 1):  # noqa: B007 - iteration is reported
+    iterations = 0
+    while delta >= tol and iterations < max_iter:
+        iterations += 1
         updated = _normalise(log_wins - np.log(_mm_denominator(stats, scores, prior)), prior)
         delta = float(np.max(np.abs(updated - scores)))
         scores = updated
-        if delta < tol:
-            break
-    return BTResult(scores=scores - scores.mean(), iterations=iteration, converged=delta < tol)
+    return BTResult(scores=scores - scores.mean(), iterations=iterations, converged=delta < tol)
 
 
 def _mm_denominator(stats: _Sufficient, scores: np.ndarray, prior: float) -> np.ndarray:

@@ -83,6 +83,9 @@ class DawidSkene:
             self._fit_degenerate(answers, shares)
             return self
         model = _fit_crowdkit(answers, self.n_iter, self.tol)
+        # crowd-kit types its results Optional (None only for empty data, handled above).
+        assert model.probas_ is not None and model.priors_ is not None
+        assert model.errors_ is not None
         self.probas_ = _guard_posteriors(model.probas_, shares)
         self.labels_ = _most_probable(self.probas_)
         self.priors_ = model.priors_.reindex(shares.columns).fillna(0.0).rename("prior")
@@ -178,7 +181,9 @@ def _guard_posteriors(probas: pd.DataFrame, shares: pd.DataFrame) -> pd.DataFram
     values = posterior.to_numpy()
     totals = values.sum(axis=1)
     broken = ~np.isfinite(values).all(axis=1) | ~(totals > 0)
-    values = np.where(broken[:, None], shares.to_numpy(), values / np.where(broken, 1.0, totals)[:, None])
+    values = np.where(
+        broken[:, None], shares.to_numpy(), values / np.where(broken, 1.0, totals)[:, None]
+    )
     return pd.DataFrame(values, index=shares.index, columns=shares.columns)
 
 

@@ -58,7 +58,7 @@ def write_demo_inputs(out: Path, name: str, size: DemoSize, seed: int = 0) -> Pa
         "stage_timeout_s": 600,
         "seed": seed,
         "output_dir": ".",
-        "quality": {"min_golden": 4, "min_accuracy": 0.7, "block_confidence": 0.9},
+        "quality": {"min_golden": 4, "min_accuracy": 0.7, "block_confidence": 0.8},
         "demonstrations": {
             "topics": topics,
             "prompts_per_topic": size.demo_prompts_per_topic,

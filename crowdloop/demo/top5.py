@@ -304,8 +304,12 @@ def generate_golden_verifications(
 ) -> list[dict[str, Any]]:
     """Clear-cut verify items; targets and verdicts cycle so both verdicts appear for n >= 2."""
     chosen = _topics_or_all(topics)
-    cycle = (("prompt", "accept"), ("response", "reject"), ("response", "accept"),
-             ("prompt", "reject"))  # fmt: skip
+    cycle = (
+        ("prompt", "accept"),
+        ("response", "reject"),
+        ("response", "accept"),
+        ("prompt", "reject"),
+    )
     rows: list[dict[str, Any]] = []
     for i in range(n):
         rng = seeded_rng(seed, "golden-verify", i)

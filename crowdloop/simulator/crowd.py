@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from crowdloop.demo.top5 import (
     prompt_ok,
@@ -29,8 +29,8 @@ from crowdloop.simulator.config import CrowdConfig
 
 Archetype = Literal["honest", "noisy", "spammer", "left_bias"]
 Speed = Literal["fast", "slow"]
-Payload = WritePromptTask | WriteResponseTask | VerifyTask | CompareTask
-Truth = Literal["left", "right", "tie", "accept", "reject"] | None
+Payload: TypeAlias = WritePromptTask | WriteResponseTask | VerifyTask | CompareTask
+Truth: TypeAlias = Literal["left", "right", "tie", "accept", "reject"] | None
 
 ACCEPT_QUALITY = 0.8  # a response this good (4 of 5 valid items) should be accepted
 
@@ -60,12 +60,13 @@ def truth_of(payload: Payload) -> Truth:
 
 
 def build_workers(config: CrowdConfig, seed: int) -> list[Worker]:
-    archetypes: list[Archetype] = (
-        ["honest"] * config.honest
-        + ["noisy"] * config.noisy
-        + ["spammer"] * config.spammer
-        + ["left_bias"] * config.left_bias
-    )
+    counts: dict[Archetype, int] = {
+        "honest": config.honest,
+        "noisy": config.noisy,
+        "spammer": config.spammer,
+        "left_bias": config.left_bias,
+    }
+    archetypes = [archetype for archetype, n in counts.items() for _ in range(n)]
     rng = seeded_rng(seed, "crowd")
     # Shuffled so a worker id says nothing about its archetype.
     rng.shuffle(archetypes)

@@ -53,7 +53,7 @@ def batch_ref(campaign_id: str, stage: Stage) -> tuple[int, BatchRef, str | None
 
 
 def sync_stage(
-    campaign_id: str, stage: Stage, connector: Connector, *
+    campaign_id: str, stage: Stage, connector: Connector
 ) -> SyncResult:
     """Store every submission the marketplace has for the stage's batch, page by page."""
     result = SyncResult()
@@ -149,7 +149,7 @@ def _row(
         "status": JudgmentStatus.VALID,
         "label": label,
         "text": getattr(sub.answer, "text", None),
-        "submitted_at": sub.submitted_at.replace(tzinfo=None),
+        "submitted_at": sub.submitted_at,
         "reason": None,
         "raw": None,
     }

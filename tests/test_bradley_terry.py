@@ -1,0 +1,258 @@
+"""Bradley-Terry with ties: agreement with evalica, the LLMFAO reference, degenerate data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import evalica
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+from scipy.stats import spearmanr
+
+from crowdloop.aggregation.bradley_terry import (
+    BradleyTerry,
+    bradley_terry,
+    connected_components,
+    win_probability,
+)
+
+LLMFAO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "llmfao"
+_EVALICA_WINNER = {"left": evalica.Winner.X, "right": evalica.Winner.Y, "tie": evalica.Winner.Draw}
+_OUTCOME = {"left": 1.0, "right": 0.0, "tie": 0.5}
+
+
+def _simulate(
+    seed: int, n_items: int, n_comparisons: int, tie_rate: float = 0.2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Comparisons drawn from a BT model; a fixed share of them is replaced by ties."""
+    rng = np.random.default_rng(seed)
+    strength = rng.normal(0.0, 1.0, n_items)
+    left = rng.integers(0, n_items, n_comparisons)
+    right = (left + rng.integers(1, n_items, n_comparisons)) % n_items
+    outcome = (rng.random(n_comparisons) < expit(strength[left] - strength[right])).astype(float)
+    outcome[rng.random(n_comparisons) < tie_rate] = 0.5
+    return left, right, outcome, strength
+
+
+def _centred_log(strengths: np.ndarray) -> np.ndarray:
+    logs = np.log(strengths)
+    return logs - logs.mean()
+
+
+def _evalica_log_scores(
+    left: np.ndarray, right: np.ndarray, outcome: np.ndarray, n: int
+) -> np.ndarray:
+    labels = pd.Series(outcome).map({1.0: "left", 0.0: "right", 0.5: "tie"}).map(_EVALICA_WINNER)
+    result = evalica.bradley_terry(
+        left, right, labels.tolist(), index=pd.Index(range(n)), tolerance=1e-12, limit=10_000
+    )
+    return _centred_log(result.scores.reindex(range(n)).to_numpy())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_evalica_without_prior(seed: int) -> None:
+    left, right, outcome, _ = _simulate(seed, n_items=8, n_comparisons=2_000)
+    ours = bradley_terry(left, right, outcome, 8, prior=0.0, tol=1e-12)
+    theirs = _evalica_log_scores(left, right, outcome, 8)
+    assert ours.converged
+    np.testing.assert_allclose(ours.scores, theirs, atol=1e-7)
+    assert list(np.argsort(-ours.scores)) == list(np.argsort(-theirs))
+
+
+def test_default_prior_barely_moves_non_degenerate_scores() -> None:
+    left, right, outcome, _ = _simulate(3, n_items=8, n_comparisons=2_000)
+    regularised = bradley_terry(left, right, outcome, 8).scores
+    plain = bradley_terry(left, right, outcome, 8, prior=0.0).scores
+    # 1 virtual tie per item against 500 real comparisons per item: shrinkage < 1%.
+    assert np.max(np.abs(regularised - plain)) < 0.01 * np.ptp(plain)
+    assert list(np.argsort(-regularised)) == list(np.argsort(-plain))
+
+
+@pytest.fixture(scope="module")
+def llmfao() -> tuple[pd.DataFrame, pd.Series]:
+    comparisons = LLMFAO / "crowd-comparisons.csv"
+    reference = LLMFAO / "evalica-reference-scores.csv"
+    if not comparisons.exists() or not reference.exists():
+        pytest.skip(f"LLMFAO data not found under {LLMFAO} (shared data checkout absent)")
+    frame = pd.read_csv(comparisons)
+    scores = pd.read_csv(reference).query("algorithm == 'bradley_terry'").set_index("item")["score"]
+    return frame, scores
+
+
+def _llmfao_pairwise(frame: pd.DataFrame) -> pd.DataFrame:
+    # Items are the model names (the reference is keyed by them), not the numeric model ids.
+    return pd.DataFrame(
+        {
+            "worker": frame["worker"],
+            "left": frame["left"],
+            "right": frame["right"],
+            "label": frame["winner"],
+        }
+    )
+
+
+def test_llmfao_matches_evalica_reference(llmfao: tuple[pd.DataFrame, pd.Series]) -> None:
+    frame, reference = llmfao
+    model = BradleyTerry(prior=0.0, tol=1e-12).fit(_llmfao_pairwise(frame))
+    assert model.result_.converged
+    assert len(model.scores_) == len(reference) == 59
+    # The reference stores strengths normalised to sum 1; ours are centred log-strengths.
+    strengths = np.exp(model.scores_)
+    strengths /= strengths.sum()
+    np.testing.assert_allclose(strengths.reindex(reference.index), reference, rtol=1e-6)
+    assert list(model.scores_.index) == list(reference.sort_values(ascending=False).index)
+
+
+def test_llmfao_default_prior_keeps_the_ranking(llmfao: tuple[pd.DataFrame, pd.Series]) -> None:
+    frame, reference = llmfao
+    scores = BradleyTerry().fit_predict(_llmfao_pairwise(frame))
+    reference_log = _centred_log(reference.reindex(scores.index).to_numpy())
+    # Measured: identical ranking, log-scores within 0.007 of the unregularised ones.
+    assert list(scores.index) == list(reference.sort_values(ascending=False).index)
+    assert np.max(np.abs(scores.to_numpy() - reference_log)) < 0.01
+
+
+def test_transitive_chain_gives_strictly_ordered_finite_scores() -> None:
+    # a > b > c > d: evalica returns equal scores here, the MLE does not exist.
+    result = bradley_terry(np.array([0, 1, 2]), np.array([1, 2, 3]), np.ones(3), 4)
+    assert result.converged
+    assert np.all(np.isfinite(result.scores))
+    assert np.all(np.diff(result.scores) < -0.1)
+    assert result.scores.mean() == pytest.approx(0.0, abs=1e-12)
+    # The chain is symmetric around its middle.
+    np.testing.assert_allclose(result.scores, -result.scores[::-1], atol=1e-7)
+
+
+def test_transitive_prompt_with_repeated_votes() -> None:
+    # 4 candidates for one prompt, all 6 pairs judged by 3 workers, perfectly transitive.
+    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)] * 3
+    left = np.array([i for i, _ in pairs])
+    right = np.array([j for _, j in pairs])
+    result = bradley_terry(left, right, np.ones(len(pairs)), 4)
+    assert np.all(np.isfinite(result.scores))
+    assert list(np.argsort(-result.scores)) == [0, 1, 2, 3]
+    assert win_probability(result.scores, 0, 3) > 0.9
+
+
+def test_single_item_and_item_without_comparisons() -> None:
+    single = bradley_terry(np.array([], dtype=int), np.array([], dtype=int), np.array([]), 1)
+    np.testing.assert_array_equal(single.scores, [0.0])
+    # Item 2 never plays: the prior puts it at the reference strength, between 0 and 1.
+    lone = bradley_terry(np.array([0, 0]), np.array([1, 1]), np.array([1.0, 1.0]), 3)
+    assert np.all(np.isfinite(lone.scores))
+    assert lone.scores[0] > lone.scores[2] > lone.scores[1]
+
+
+def test_disconnected_graph_is_finite_and_reported() -> None:
+    # Two separate leagues: 0 > 1 and 2 > 3 > 4, never compared with each other.
+    left, right = np.array([0, 2, 3]), np.array([1, 3, 4])
+    result = bradley_terry(left, right, np.ones(3), 5)
+    assert np.all(np.isfinite(result.scores))
+    assert result.scores[0] > result.scores[1]
+    assert result.scores[2] > result.scores[3] > result.scores[4]
+    labels = connected_components(5, left, right)
+    assert labels[0] == labels[1] != labels[2] == labels[3] == labels[4]
+    assert len(np.unique(labels)) == 2
+    assert len(np.unique(connected_components(3, np.array([0, 1]), np.array([1, 2])))) == 1
+
+
+def test_recovers_simulated_strengths() -> None:
+    left, right, outcome, strength = _simulate(7, n_items=30, n_comparisons=3_000)
+    result = bradley_terry(left, right, outcome, 30)
+    assert result.converged
+    assert spearmanr(result.scores, strength).statistic >= 0.95
+
+
+def test_a_tie_is_half_a_win_for_each_side() -> None:
+    rng = np.random.default_rng(11)
+    left = rng.integers(0, 5, 300)
+    right = (left + rng.integers(1, 5, 300)) % 5
+    outcome = rng.choice([0.0, 0.5, 1.0], 300)
+    with_ties = bradley_terry(left, right, outcome, 5).scores
+    is_tie = outcome == 0.5
+    # Each tie rewritten as a half-weight left win plus a half-weight right win.
+    split_left = np.concatenate([left[~is_tie], left[is_tie], left[is_tie]])
+    split_right = np.concatenate([right[~is_tie], right[is_tie], right[is_tie]])
+    split_outcome = np.concatenate(
+        [outcome[~is_tie], np.ones(is_tie.sum()), np.zeros(is_tie.sum())]
+    )
+    split_weight = np.concatenate([np.ones((~is_tie).sum()), np.full(2 * is_tie.sum(), 0.5)])
+    split = bradley_terry(split_left, split_right, split_outcome, 5, weights=split_weight).scores
+    np.testing.assert_allclose(with_ties, split, atol=1e-7)
+
+
+def test_weight_equals_repetition() -> None:
+    left, right, outcome = np.array([0, 1, 2, 0]), np.array([1, 2, 0, 2]), np.array([1, 0.5, 0, 1])
+    weighted = bradley_terry(left, right, outcome, 3, weights=np.array([3.0, 1, 1, 2])).scores
+    repeated = bradley_terry(
+        np.repeat(left, [3, 1, 1, 2]),
+        np.repeat(right, [3, 1, 1, 2]),
+        np.repeat(outcome, [3, 1, 1, 2]),
+        3,
+    ).scores
+    np.testing.assert_allclose(weighted, repeated, atol=1e-9)
+
+
+def test_million_comparisons_are_fast() -> None:
+    left, right, outcome, strength = _simulate(5, n_items=200, n_comparisons=1_000_000)
+    started = time.perf_counter()
+    result = bradley_terry(left, right, outcome, 200)
+    elapsed = time.perf_counter() - started
+    assert result.converged
+    assert spearmanr(result.scores, strength).statistic > 0.99
+    assert elapsed < 10.0, f"1e6 comparisons took {elapsed:.1f} s"
+
+
+def test_win_probability() -> None:
+    scores = np.array([np.log(3.0), 0.0])
+    assert win_probability(scores, 0, 1) == pytest.approx(0.75)
+    assert win_probability(scores, 1, 0) == pytest.approx(0.25)
+    assert win_probability(scores, 1, 1) == pytest.approx(0.5)
+
+
+def test_invalid_inputs_are_rejected() -> None:
+    with pytest.raises(ValueError, match="itself"):
+        bradley_terry(np.array([0]), np.array([0]), np.array([1.0]), 2)
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        bradley_terry(np.array([0]), np.array([2]), np.array([1.0]), 2)
+    with pytest.raises(ValueError, match="outcome"):
+        bradley_terry(np.array([0]), np.array([1]), np.array([2.0]), 2)
+    with pytest.raises(ValueError, match="never win or never lose"):
+        bradley_terry(np.array([0, 1]), np.array([1, 2]), np.ones(2), 3, prior=0.0)
+
+
+def test_estimator_on_hashable_ids() -> None:
+    data = pd.DataFrame(
+        {
+            "worker": ["w1", "w2", "w1", "w2", "w3"],
+            "left": ["gpt", "llama", "gpt", "mistral", "llama"],
+            "right": ["llama", "mistral", "mistral", "gpt", "gpt"],
+            "label": ["left", "left", "left", "right", "tie"],
+        }
+    )
+    model = BradleyTerry()
+    scores = model.fit_predict(data)
+    assert list(scores.index) == ["gpt", "llama", "mistral"]
+    assert scores.is_monotonic_decreasing
+    assert scores.name == "score"
+    codes = {item: code for code, item in enumerate(model.items_)}
+    direct = bradley_terry(
+        data["left"].map(codes).to_numpy(),
+        data["right"].map(codes).to_numpy(),
+        data["label"].map(_OUTCOME).to_numpy(),
+        3,
+    )
+    np.testing.assert_allclose(model.result_.scores, direct.scores)
+    with pytest.raises(ValueError, match="left/right/tie"):
+        BradleyTerry().fit(data.assign(label="draw"))
+
+
+def test_estimator_weight_column() -> None:
+    data = pd.DataFrame({"left": ["a", "b"], "right": ["b", "a"], "label": ["left", "left"]})
+    scores = BradleyTerry().fit_predict(data.assign(weight=[3.0, 1.0]))
+    assert scores["a"] > scores["b"]
+    even = BradleyTerry().fit_predict(data)
+    assert even["a"] == pytest.approx(even["b"])
