@@ -2,8 +2,8 @@
 
 A linear Bradley-Terry model r(x) = w . phi(prompt, response) fitted on exported preference
 pairs: P(chosen > rejected) = sigmoid(r(chosen) - r(rejected)), which is logistic
-regression on feature differences. Features are hashed word n-grams plus a few shape
-features; it runs on a CPU in seconds and downloads nothing, so the loop closes anywhere.
+regression on feature differences. Features are hashed response words, response words crossed with the
+prompt's content words, and a few shape features; it runs on a CPU in seconds and downloads nothing, so the loop closes anywhere.
 """
 
 from __future__ import annotations
@@ -31,12 +31,31 @@ class RewardModelReport:
     train_accuracy: float
 
 
-def _features(vec: HashingVectorizer, texts: list[str]) -> sparse.csr_matrix:
-    words = vec.transform(texts)
+_WORD = re.compile(r"[a-z0-9+#]+")
+_STOP = frozenset(
+    "a an the of to and or for in on with is are what which give me list top five 5 please "
+    "some good best examples your my name".split()
+)
+
+
+def _cross_tokens(pair: tuple[str, str]) -> list[str]:
+    """Response words, and response words conditioned on the prompt's content words.
+
+    The cross terms let a linear model learn that "apple" is good under a prompt about
+    fruit and bad under one about vegetables, which response words alone cannot express.
+    """
+    prompt, response = pair
+    p_words = [w for w in _WORD.findall(prompt.lower()) if w not in _STOP]
+    r_words = _WORD.findall(response.lower())
+    return r_words + [f"{p}|{r}" for p in p_words for r in r_words]
+
+
+def _features(vec: HashingVectorizer, pairs: list[tuple[str, str]]) -> sparse.csr_matrix:
+    words = vec.transform(pairs)
     shape = np.array(
         [
-            [len(_LINE.findall(t)) / 5.0, min(len(t), 2000) / 500.0, len(set(t.lower().split())) / 50]
-            for t in texts
+            [len(_LINE.findall(r)) / 5.0, min(len(r), 2000) / 500.0, len(set(r.lower().split())) / 50]
+            for _, r in pairs
         ]
     )
     return sparse.hstack([words, sparse.csr_matrix(shape)]).tocsr()
@@ -53,12 +72,14 @@ def train_reward_model(
     """Fit on pairs from most prompts; report pairwise accuracy on the held-out prompts."""
     if not rows:
         raise ValueError("no preference pairs to train on")
-    vec = HashingVectorizer(n_features=2**16, ngram_range=(1, 2), alternate_sign=False, norm="l2")
+    vec = HashingVectorizer(
+        n_features=2**18, analyzer=_cross_tokens, alternate_sign=False, norm="l2"
+    )
     heldout = [
         int(digest(seed, r["prompt_id"], length=8), 16) / 16**8 < heldout_share for r in rows
     ]
-    chosen = _features(vec, [f"{r['prompt']}\n{r['chosen']}" for r in rows])
-    rejected = _features(vec, [f"{r['prompt']}\n{r['rejected']}" for r in rows])
+    chosen = _features(vec, [(str(r["prompt"]), str(r["chosen"])) for r in rows])
+    rejected = _features(vec, [(str(r["prompt"]), str(r["rejected"])) for r in rows])
     diff = (chosen - rejected).tocsr()
     # Logistic regression needs both classes: mirror every pair (x, 1) as (-x, 0).
     mask = ~np.array(heldout)

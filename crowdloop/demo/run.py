@@ -37,8 +37,28 @@ QUICK = DemoSize(topics=6, demo_prompts_per_topic=1, candidate_prompts_per_topic
                  golden_pairs=40, golden_verifications=24)  # fmt: skip
 
 
-def write_demo_inputs(out: Path, name: str, size: DemoSize, seed: int = 0) -> Path:
-    """The demo's input files and campaign YAML; returns the campaign file path."""
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
+    return out
+
+
+def write_demo_inputs(
+    out: Path,
+    name: str,
+    size: DemoSize,
+    seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """The demo's input files and campaign YAML; returns the campaign file path.
+
+    `overrides` is merged into the campaign mapping (tests and benchmarks resize with it).
+    """
     topics = list(top5.CATALOG)[: size.topics]
     top5.write_jsonl(
         out / "candidates.jsonl",
@@ -80,6 +100,7 @@ def write_demo_inputs(out: Path, name: str, size: DemoSize, seed: int = 0) -> Pa
         },
         "retraining": {"threshold_pairs": 50, "target": {"kind": "inline", "emit_event": True}},
     }
+    campaign = _merge(campaign, overrides or {})
     path = out / "campaign.yaml"
     path.write_text(yaml.safe_dump(campaign, sort_keys=False), encoding="utf-8")
     return path
@@ -185,12 +206,15 @@ def run_demo(output_dir: Path, *, quick: bool = False, faults: bool = False, see
     # A fresh simulator has none of an earlier demo's pools, so each demo is its own campaign.
     existing = sorted(output_dir.glob("top5-demo-*-report.json"))
     name = f"top5-demo-{len(existing) + 1}"
-    campaign_file = write_demo_inputs(output_dir, name, QUICK if quick else DemoSize(), seed)
+    # Under fault injection the client must give up on a hung call before the simulator
+    # answers it, as it would against a real stalled server.
+    overrides = {"connector": {"options": {"timeout_s": 1.0}}} if faults else None
+    campaign_file = write_demo_inputs(
+        output_dir, name, QUICK if quick else DemoSize(), seed, overrides
+    )
     with SimulatorServer(simulator_config(seed, faults)) as sim:
         os.environ["CROWDLOOP_SIMULATOR_URL"] = sim.url
         os.environ["CROWDLOOP_SIMULATOR_TOKEN"] = sim.token
-        if faults:
-            os.environ["CROWDLOOP_SIMULATOR_TIMEOUT_S"] = "1.0"
         result = run_campaign(str(campaign_file))
         truth = score_against_truth(name, sim.url)
         catch = crowd_catch(sim.url)

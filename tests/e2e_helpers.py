@@ -1,0 +1,53 @@
+"""Helpers for end-to-end campaign tests: inputs, a simulator, and the run's outputs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crowdloop.demo.run import DemoSize, write_demo_inputs
+from crowdloop.simulator.config import SimulatorConfig
+from crowdloop.simulator.runner import SimulatorServer
+
+SMALL = DemoSize(
+    topics=3,
+    demo_prompts_per_topic=1,
+    candidate_prompts_per_topic=2,
+    golden_pairs=12,
+    golden_verifications=8,
+)
+
+
+@contextmanager
+def simulator(
+    monkeypatch: pytest.MonkeyPatch, config: SimulatorConfig | None = None
+) -> Iterator[SimulatorServer]:
+    with SimulatorServer(config or SimulatorConfig(seed=0)) as sim:
+        monkeypatch.setenv("CROWDLOOP_SIMULATOR_URL", sim.url)
+        monkeypatch.setenv("CROWDLOOP_SIMULATOR_TOKEN", sim.token)
+        yield sim
+
+
+def campaign_dir(
+    root: Path,
+    name: str,
+    size: DemoSize = SMALL,
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    return write_demo_inputs(root, name, size, seed=0, overrides=overrides)
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in ("sft.jsonl", "preferences.jsonl")}
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
