@@ -33,9 +33,9 @@ def _fail(message: str) -> None:
 
 @app.command()
 def demo(
-    output: Annotated[Path, typer.Option(help="Folder for the datasets, report and database.")] = Path(
-        "crowdloop-demo"
-    ),
+    output: Annotated[
+        Path, typer.Option(help="Folder for the datasets, report and database.")
+    ] = Path("crowdloop-demo"),
     quick: Annotated[bool, typer.Option(help="A smaller round (for a first look).")] = False,
     faults: Annotated[
         bool, typer.Option(help="Let the simulator inject 429s, 5xx, timeouts and garbled answers.")
@@ -52,7 +52,9 @@ def demo(
     demo_part = result.flow_result.get("demonstrations", {})
     retrain = (prefs.get("retraining") or {}).get("result") or {}
     t = Table(title=f"campaign {result.campaign_id}", show_header=False)
-    t.add_row("items", ", ".join(f"{st}: {sum(v.values())}" for st, v in sorted(report["items"].items())))
+    t.add_row(
+        "items", ", ".join(f"{st}: {sum(v.values())}" for st, v in sorted(report["items"].items()))
+    )
     t.add_row(
         "judgments",
         f"{report['judgments']['valid']} trusted, {report['judgments']['excluded']} excluded, "
@@ -78,11 +80,11 @@ def demo(
             if acc is not None
             else "trained (no held-out pairs)",
         )
-    t.add_row("SFT dataset", f"{demo_part.get('sft', {}).get('rows', 0)} rows: {demo_part.get('sft', {}).get('path', '-')}")
-    t.add_row(
-        "preference dataset",
-        f"{prefs.get('preferences', {}).get('rows', 0)} rows: {prefs.get('preferences', {}).get('path', '-')}",
-    )
+    for label, ds in (
+        ("SFT dataset", demo_part.get("sft", {})),
+        ("preference dataset", prefs.get("preferences", {})),
+    ):
+        t.add_row(label, f"{ds.get('rows', 0)} rows: {ds.get('path', '-')}")
     t.add_row("report", str(result.output_dir / f"{result.campaign_id}-report.md"))
     console.print(t)
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, event
+from sqlalchemy import CursorResult, Engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel, create_engine
@@ -76,6 +76,8 @@ def insert_ignore(
     # Chunk to stay under SQLite's bound-parameter limit.
     per_chunk = max(1, 30_000 // max(1, len(rows[0])))
     for start in range(0, len(rows), per_chunk):
-        result = session.execute(stmt, list(rows[start : start + per_chunk]))
+        result = cast(
+            CursorResult[Any], session.execute(stmt, list(rows[start : start + per_chunk]))
+        )
         inserted += max(0, result.rowcount or 0)
     return inserted

@@ -2,8 +2,9 @@
 
 A linear Bradley-Terry model r(x) = w . phi(prompt, response) fitted on exported preference
 pairs: P(chosen > rejected) = sigmoid(r(chosen) - r(rejected)), which is logistic
-regression on feature differences. Features are hashed response words, response words crossed with the
-prompt's content words, and a few shape features; it runs on a CPU in seconds and downloads nothing, so the loop closes anywhere.
+regression on feature differences. Features are hashed response words, response words
+crossed with the prompt's content words, and a few shape features; it runs on a CPU in
+seconds and downloads nothing, so the loop closes anywhere.
 """
 
 from __future__ import annotations
@@ -33,8 +34,37 @@ class RewardModelReport:
 
 _WORD = re.compile(r"[a-z0-9+#]+")
 _STOP = frozenset(
-    "a an the of to and or for in on with is are what which give me list top five 5 please "
-    "some good best examples your my name".split()
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "and",
+        "or",
+        "for",
+        "in",
+        "on",
+        "with",
+        "is",
+        "are",
+        "what",
+        "which",
+        "give",
+        "me",
+        "list",
+        "top",
+        "five",
+        "5",
+        "please",
+        "some",
+        "good",
+        "best",
+        "examples",
+        "your",
+        "my",
+        "name",
+    ]
 )
 
 
@@ -54,7 +84,11 @@ def _features(vec: HashingVectorizer, pairs: list[tuple[str, str]]) -> sparse.cs
     words = vec.transform(pairs)
     shape = np.array(
         [
-            [len(_LINE.findall(r)) / 5.0, min(len(r), 2000) / 500.0, len(set(r.lower().split())) / 50]
+            [
+                len(_LINE.findall(r)) / 5.0,
+                min(len(r), 2000) / 500.0,
+                len(set(r.lower().split())) / 50,
+            ]
             for _, r in pairs
         ]
     )

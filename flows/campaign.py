@@ -8,7 +8,8 @@ the same flow continues from what the database says.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -43,7 +44,9 @@ def _progress(campaign_id: str, stages: list[Stage]) -> float:
         ).all()
     total = sum(n for _, n in rows) or 1
     finished = sum(
-        n for state, n in rows if state in (ItemState.COLLECTED, ItemState.DONE, ItemState.EXHAUSTED)
+        n
+        for state, n in rows
+        if state in (ItemState.COLLECTED, ItemState.DONE, ItemState.EXHAUSTED)
     )
     return round(100.0 * finished / total, 1)
 
@@ -62,7 +65,7 @@ def _run_rounds(campaign_id: str, stages: list[Stage], advance: bool) -> int:
         t.settle_items(campaign_id)
         if advance:
             t.advance_demonstrations(campaign_id)
-        update_progress_artifact(progress_id, _progress(campaign_id, stages))
+        update_progress_artifact(cast(UUID, progress_id), _progress(campaign_id, stages))
         if open_work(campaign_id, stages) == 0:
             return round_no
     raise RuntimeError(
@@ -85,7 +88,12 @@ def collect_preferences(campaign_id: str) -> dict[str, Any]:
     aggregate = t.aggregate_preferences(campaign_id)
     exported = t.export_preferences(campaign_id)
     triggered = trigger_retraining(campaign_id)
-    return {"rounds": rounds, "aggregate": aggregate, "preferences": exported, "retraining": triggered}
+    return {
+        "rounds": rounds,
+        "aggregate": aggregate,
+        "preferences": exported,
+        "retraining": triggered,
+    }
 
 
 def _set_status(campaign_id: str, status: CampaignStatus) -> None:

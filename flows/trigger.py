@@ -9,10 +9,10 @@ from prefect import get_run_logger, task
 from prefect.deployments import run_deployment
 from prefect.events import emit_event
 
-from crowdloop.stages.export import exported_pairs
-from crowdloop.stages.trigger import finish_trigger, plan_trigger
 from crowdloop.flows.retrain import train_reward_model_flow
 from crowdloop.flows.stages import campaign_spec
+from crowdloop.stages.export import exported_pairs
+from crowdloop.stages.trigger import finish_trigger, plan_trigger
 
 RETRAIN_EVENT = "crowdloop.retraining.requested"
 
@@ -36,11 +36,12 @@ def trigger_retraining(campaign_id: str) -> dict[str, Any] | None:
         return None
     dataset = str(spec.preferences.export.path)
     round_no = int(record.key.rsplit(":", 1)[1])
-    params = {
+    history = str(Path(spec.output_dir) / "reward-model-rounds.jsonl")
+    params: dict[str, Any] = {
         "dataset_path": dataset,
         "campaign_id": campaign_id,
         "round": round_no,
-        "history_path": str(Path(spec.output_dir) / "reward-model-rounds.jsonl"),
+        "history_path": history,
     }
     flow_run_id: str | None = None
     result: dict[str, Any] | None = None
@@ -52,7 +53,7 @@ def trigger_retraining(campaign_id: str) -> dict[str, Any] | None:
         )
         flow_run_id = str(run.id)  # type: ignore[union-attr]
     elif target.kind == "inline":
-        result = train_reward_model_flow(**params)  # type: ignore[arg-type]
+        result = train_reward_model_flow(dataset, campaign_id, round_no, history)
     if target.emit_event or target.kind == "event":
         emit_event(
             event=RETRAIN_EVENT,

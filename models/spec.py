@@ -120,9 +120,13 @@ class ExportSpec(_Strict):
 class DemonstrationsSpec(_Strict):
     topics: list[str] = Field(min_length=1)
     prompts_per_topic: int = Field(default=1, ge=1)
-    prompt_instruction: str = "Write a request asking an assistant for a top-5 list about the topic."
+    prompt_instruction: str = (
+        "Write a request asking an assistant for a top-5 list about the topic."
+    )
     response_instruction: str = "Answer the request with a numbered top-5 list."
-    verify_instruction: str = "Is this text a good, on-topic answer to the request? Accept or reject."
+    verify_instruction: str = (
+        "Is this text a good, on-topic answer to the request? Accept or reject."
+    )
     verification_overlap: int = Field(default=3, ge=1, le=15)
     max_attempts: int = Field(default=3, ge=1, le=10)
     golden_file: Path | None = None
@@ -267,4 +271,3 @@ def load_campaign(path: Path) -> CampaignSpec:
             problems.append(f"{where}: field {_format_loc(loc)!r}: {err['msg']}")
         raise SpecError("\n".join(problems)) from exc
     return spec.resolved(path.parent)
-

@@ -61,9 +61,14 @@ def test_fault_injection_gives_the_same_datasets(
     for label, faults in {
         "clean": FaultConfig(),
         "faulty": FaultConfig(
-            seed=11, rate_limit=0.1, server_error=0.1, false_500=0.08, timeout=0.03,
-            timeout_sleep_s=0.8, retry_after_s=0.05,
-        ),  # fmt: skip
+            seed=11,
+            rate_limit=0.1,
+            server_error=0.1,
+            false_500=0.08,
+            timeout=0.03,
+            timeout_sleep_s=0.8,
+            retry_after_s=0.05,
+        ),
     }.items():
         folder = tmp_path / label
         monkeypatch.setenv("CROWDLOOP_DATABASE_URL", f"sqlite:///{folder / 'db.sqlite'}")

@@ -22,7 +22,9 @@ def test_names_unique_and_pool_set() -> None:
 
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
-def test_entrypoint_and_parameters(deployment: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entrypoint_and_parameters(
+    deployment: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(ROOT)
     flow = load_flow_from_entrypoint(deployment["entrypoint"], use_placeholder_flow=False)
     schema = parameter_schema(flow).model_dump()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -62,8 +62,9 @@ class SimulatorConnector(Connector):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        # Block.load is sync-compatible: called from sync code it returns the block.
         credentials = (
-            SimulatorCredentials.load(credentials_block)
+            cast(SimulatorCredentials, SimulatorCredentials.load(credentials_block))
             if credentials_block
             else SimulatorCredentials.from_env()
         )

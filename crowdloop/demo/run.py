@@ -133,9 +133,7 @@ def score_against_truth(campaign_id: str, sim_url: str) -> TruthScore:
     if not outcomes:
         return TruthScore()
     keys = {f"{item_id}.0": item_id for item_id in outcomes}
-    truth_by_key = httpx.post(
-        f"{sim_url}/sim/truth", json={"keys": list(keys)}, timeout=30
-    ).json()
+    truth_by_key = httpx.post(f"{sim_url}/sim/truth", json={"keys": list(keys)}, timeout=30).json()
     truth = {keys[k]: v for k, v in truth_by_key.items() if v in ("left", "right")}
     tallies: dict[str, Counter[str]] = {}
     for item_id, label in votes:
@@ -168,7 +166,9 @@ def crowd_catch(sim_url: str) -> CrowdCatch:
     out = CrowdCatch()
     for w in workers:
         if w["blocked"]:
-            out.blocked_by_archetype[w["archetype"]] = out.blocked_by_archetype.get(w["archetype"], 0) + 1
+            out.blocked_by_archetype[w["archetype"]] = (
+                out.blocked_by_archetype.get(w["archetype"], 0) + 1
+            )
         if w["archetype"] == "spammer":
             out.spammers += 1
             out.spammers_blocked += int(w["blocked"])
@@ -189,15 +189,23 @@ class DemoResult:
 
 def simulator_config(seed: int = 0, faults: bool = False) -> SimulatorConfig:
     fault = (
-        FaultConfig(rate_limit=0.05, server_error=0.05, false_500=0.03, timeout=0.01,
-                    timeout_sleep_s=1.5, garble=0.01)  # fmt: skip
+        FaultConfig(
+            rate_limit=0.05,
+            server_error=0.05,
+            false_500=0.03,
+            timeout=0.01,
+            timeout_sleep_s=1.5,
+            garble=0.01,
+        )
         if faults
         else FaultConfig()
     )
     return SimulatorConfig(seed=seed, faults=fault)
 
 
-def run_demo(output_dir: Path, *, quick: bool = False, faults: bool = False, seed: int = 0) -> DemoResult:
+def run_demo(
+    output_dir: Path, *, quick: bool = False, faults: bool = False, seed: int = 0
+) -> DemoResult:
     from crowdloop.flows.campaign import run_campaign
 
     output_dir = output_dir.resolve()

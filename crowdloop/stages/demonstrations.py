@@ -235,7 +235,9 @@ def _apply_verdicts(
 
 def _set_state(s: Session, ids: list[str], state: ItemState) -> None:
     for start in range(0, len(ids), 1000):
-        s.execute(update(Item).where(col(Item.id).in_(ids[start : start + 1000])).values(state=state))
+        s.execute(
+            update(Item).where(col(Item.id).in_(ids[start : start + 1000])).values(state=state)
+        )
 
 
 def open_work(campaign_id: str, stages: list[Stage]) -> int:
@@ -253,7 +255,7 @@ def open_work(campaign_id: str, stages: list[Stage]) -> int:
                     col(Item.stage).in_([st.value for st in stages]),
                     or_(
                         col(Item.state).in_([ItemState.PENDING, ItemState.PUSHED]),
-                        and_(Item.state == ItemState.COLLECTED, Item.kind != "compare"),
+                        and_(col(Item.state) == ItemState.COLLECTED, col(Item.kind) != "compare"),
                     ),
                 )
             ).one()

@@ -47,7 +47,11 @@ def _record(campaign_id: str, kind: str, path: Path, rows: int, sha: str) -> Non
             .order_by(col(ExportRecord.id).desc())
         ).first()
         if last is None or last.sha256 != sha or last.path != str(path):
-            s.add(ExportRecord(campaign_id=campaign_id, kind=kind, path=str(path), rows=rows, sha256=sha))
+            s.add(
+                ExportRecord(
+                    campaign_id=campaign_id, kind=kind, path=str(path), rows=rows, sha256=sha
+                )
+            )
 
 
 def sft_rows(campaign_id: str) -> list[dict[str, Any]]:
@@ -96,8 +100,7 @@ def preference_rows(campaign_id: str, min_confidence: float) -> list[dict[str, A
             r.id: r for r in s.exec(select(Response).where(col(Response.id).in_(needed))).all()
         }
         prompts = {
-            p.id: p
-            for p in s.exec(select(Prompt).where(Prompt.campaign_id == campaign_id)).all()
+            p.id: p for p in s.exec(select(Prompt).where(Prompt.campaign_id == campaign_id)).all()
         }
     out = []
     for o, item in outcomes:
@@ -112,8 +115,11 @@ def preference_rows(campaign_id: str, min_confidence: float) -> list[dict[str, A
                 "rejected": rejected.text,
                 "margin": round(o.margin, 6),
                 "confidence": round(o.confidence, 6),
-                "votes": {"chosen": _votes(o, o.winner), "rejected": _votes(o, _other(o.winner)),
-                          "tie": o.n_tie},
+                "votes": {
+                    "chosen": _votes(o, o.winner),
+                    "rejected": _votes(o, _other(o.winner)),
+                    "tie": o.n_tie,
+                },
                 "chosen_model": chosen.model,
                 "rejected_model": rejected.model,
                 "prompt_id": o.prompt_id,

@@ -58,7 +58,9 @@ def register_campaign(session: Session, spec: CampaignSpec) -> Campaign:
             )
         return existing
     # Read every input file before writing anything: bad input fails with nothing half-made.
-    candidates = load_jsonl(spec.preferences.candidates_file, CandidateRow) if spec.preferences else []
+    candidates = (
+        load_jsonl(spec.preferences.candidates_file, CandidateRow) if spec.preferences else []
+    )
     golden_pairs = (
         load_jsonl(spec.preferences.golden_file, GoldenPairRow)
         if spec.preferences and spec.preferences.golden_file
@@ -136,7 +138,7 @@ def verify_item(
     assert demo is not None
     payload = VerifyTask(
         instruction=demo.verify_instruction,
-        target=target,  # type: ignore[arg-type]
+        target=target,
         prompt=prompt,
         text=text,
     )
@@ -244,7 +246,7 @@ def plan_comparisons(
             payload = CompareTask(
                 instruction=prefs.instruction, prompt=prompt_text[pid], left=text[a], right=text[b]
             )
-            row = _item_row(
+            item_row = _item_row(
                 stable_id("cmp", spec.name, pid, *sorted((a, b))),
                 spec.name,
                 Stage.COMPARE,
@@ -252,9 +254,9 @@ def plan_comparisons(
                 overlap=prefs.overlap,
                 subject_id=_prompt_key(spec.name, pid),
             )
-            row["left_id"] = _response_key(spec.name, a)
-            row["right_id"] = _response_key(spec.name, b)
-            items.append(row)
+            item_row["left_id"] = _response_key(spec.name, a)
+            item_row["right_id"] = _response_key(spec.name, b)
+            items.append(item_row)
     if golden:
         for n in range(golden_count(len(items), prefs.golden_share)):
             g = golden[n % len(golden)]

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sqlalchemy import delete
-from sqlmodel import col, select
+from sqlalchemy import select as sa_select
+from sqlmodel import col
 
 from crowdloop.aggregation.bradley_terry import bradley_terry, connected_components
 from crowdloop.aggregation.pairs import pair_verdicts
@@ -40,22 +41,22 @@ class PreferenceAggregate:
 def judgments_frame(campaign_id: str) -> pd.DataFrame:
     """Trusted comparison judgments on real (non-golden) pairs, in response-id orientation."""
     with session_scope() as s:
-        rows = s.exec(
-            select(
-                Item.id,
-                Item.subject_id,
-                Item.left_id,
-                Item.right_id,
-                Judgment.worker_id,
-                Judgment.label,
+        rows = s.execute(
+            sa_select(
+                col(Item.id),
+                col(Item.subject_id),
+                col(Item.left_id),
+                col(Item.right_id),
+                col(Judgment.worker_id),
+                col(Judgment.label),
             )
             .join(Judgment, col(Judgment.item_id) == col(Item.id))
             .where(
-                Item.campaign_id == campaign_id,
-                Item.kind == "compare",
+                col(Item.campaign_id) == campaign_id,
+                col(Item.kind) == "compare",
                 col(Item.is_golden).is_(False),
                 col(Item.state).in_([ItemState.COLLECTED, ItemState.DONE]),
-                Judgment.status == JudgmentStatus.VALID,
+                col(Judgment.status) == JudgmentStatus.VALID,
                 col(Judgment.excluded).is_(False),
             )
         ).all()

@@ -12,7 +12,7 @@ only the rest, with the same keys. So a retry or a rerun never pays the crowd tw
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, update
@@ -46,6 +46,7 @@ from crowdloop.stages.plan import load_spec
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class PushResult:
     tasks_published: int
@@ -58,7 +59,9 @@ def stage_reward(spec: CampaignSpec, stage: Stage) -> Money:
         assert spec.preferences is not None
         return spec.preferences.reward
     assert spec.demonstrations is not None
-    return spec.demonstrations.verify_reward if stage == Stage.VERIFY else spec.demonstrations.reward
+    return (
+        spec.demonstrations.verify_reward if stage == Stage.VERIFY else spec.demonstrations.reward
+    )
 
 
 def stage_instruction(spec: CampaignSpec, stage: Stage) -> str:
@@ -98,9 +101,7 @@ def check_capabilities(spec: CampaignSpec, connector: Connector) -> list[str]:
     return warnings
 
 
-def ensure_batch(
-    campaign_id: str, stage: Stage, connector: Connector
-) -> BatchRef:
+def ensure_batch(campaign_id: str, stage: Stage, connector: Connector) -> BatchRef:
     """The stage's marketplace batch, created once (ledger-guarded) and started."""
     key = f"crowdloop:{campaign_id}:{stage.value}:batch"
     with session_scope() as s:
@@ -257,9 +258,7 @@ def _record_intent(
                     overlap=need,
                 )
             )
-        ledger_key = (
-            f"crowdloop:{campaign_id}:{stage.value}:tasks:{digest(*(r.key for r in rows))}"
-        )
+        ledger_key = f"crowdloop:{campaign_id}:{stage.value}:tasks:{digest(*(r.key for r in rows))}"
         for r in rows:
             r.ledger_key = ledger_key
             s.add(r)
@@ -273,13 +272,9 @@ def _record_intent(
     return ledger_key
 
 
-def _send_chunk(
-    campaign_id: str, connector: Connector, ref: BatchRef, ledger_key: str
-) -> int:
+def _send_chunk(campaign_id: str, connector: Connector, ref: BatchRef, ledger_key: str) -> int:
     with session_scope() as s:
-        records = list(
-            s.exec(select(TaskRecord).where(TaskRecord.ledger_key == ledger_key)).all()
-        )
+        records = list(s.exec(select(TaskRecord).where(TaskRecord.ledger_key == ledger_key)).all())
         items = {
             i.id: i
             for i in s.exec(
@@ -305,7 +300,7 @@ def _send_chunk(
             TaskItem(
                 key=r.key,
                 group=items[r.item_id].group,
-                payload=items[r.item_id].payload,  # type: ignore[arg-type]
+                payload=items[r.item_id].payload,
                 overlap=r.overlap,
                 exclude_workers=(
                     (items[r.item_id].exclude_worker,) if items[r.item_id].exclude_worker else ()
@@ -345,7 +340,9 @@ def answer_counts(s: Session, campaign_id: str, *, trusted_only: bool) -> dict[s
     """Answers per item; with `trusted_only`, valid answers from workers not excluded."""
     stmt = select(Judgment.item_id, func.count()).where(Judgment.campaign_id == campaign_id)
     if trusted_only:
-        stmt = stmt.where(Judgment.status == JudgmentStatus.VALID, col(Judgment.excluded).is_(False))
+        stmt = stmt.where(
+            Judgment.status == JudgmentStatus.VALID, col(Judgment.excluded).is_(False)
+        )
     rows = s.exec(stmt.group_by(col(Judgment.item_id))).all()
     return {str(k): int(v) for k, v in rows if k is not None}
 

@@ -74,7 +74,7 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
             golden[worker][0] += int(label == answer)
             golden[worker][1] += 1
         counts = dict(
-            s.exec(  # type: ignore[arg-type]
+            s.exec(
                 select(Judgment.worker_id, func.count())
                 .where(Judgment.campaign_id == campaign_id)
                 .group_by(col(Judgment.worker_id))
@@ -107,11 +107,13 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                     result.newly_blocked.append(worker)
             s.add(rec)
         result.workers = len(counts)
-        blocked = {w: r.block_reason for w, r in records.items() if r.status == WorkerStatus.BLOCKED}
+        blocked = {
+            w: r.block_reason for w, r in records.items() if r.status == WorkerStatus.BLOCKED
+        }
         for w in result.newly_blocked:
-            rec = s.get(WorkerRecord, (campaign_id, w))
-            if rec is not None:
-                blocked[w] = rec.block_reason
+            fresh = s.get(WorkerRecord, (campaign_id, w))
+            if fresh is not None:
+                blocked[w] = fresh.block_reason
         for worker, reason in blocked.items():
             res = s.execute(
                 update(Judgment)

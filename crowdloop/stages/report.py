@@ -16,6 +16,7 @@ from crowdloop.models.tables import (
     Campaign,
     ExportRecord,
     Item,
+    ItemState,
     Judgment,
     JudgmentStatus,
     SpendRecord,
@@ -39,7 +40,9 @@ def record_spend(campaign_id: str, connector: Connector) -> Decimal:
                 continue
             from crowdloop.models.domain import BatchRef
 
-            reported = connector.spend(BatchRef(connector=batch.connector, external_id=batch.external_id))
+            reported = connector.spend(
+                BatchRef(connector=batch.connector, external_id=batch.external_id)
+            )
             if reported is not None:
                 amount, currency, source = reported.amount, reported.currency, "reported"
             else:
@@ -56,9 +59,18 @@ def record_spend(campaign_id: str, connector: Connector) -> Decimal:
                 ).one()
                 amount, currency, source = reward.amount * paid, reward.currency, "estimated"
             rec = s.get(SpendRecord, batch.id) or SpendRecord(
-                batch_id=batch.id, campaign_id=campaign_id, amount="0", currency=currency, source=source
+                batch_id=batch.id,
+                campaign_id=campaign_id,
+                amount="0",
+                currency=currency,
+                source=source,
             )
-            rec.amount, rec.currency, rec.source, rec.updated_at = str(amount), currency, source, utcnow()
+            rec.amount, rec.currency, rec.source, rec.updated_at = (
+                str(amount),
+                currency,
+                source,
+                utcnow(),
+            )
             s.add(rec)
             total += Decimal(amount)
     return total
@@ -77,7 +89,8 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         by_stage: dict[str, dict[str, int]] = {}
         for stage, state, golden, n in items:
             entry = by_stage.setdefault(stage, {})
-            key = f"golden_{state.value}" if golden else state.value
+            name = ItemState(state).value
+            key = f"golden_{name}" if golden else name
             entry[key] = entry.get(key, 0) + int(n)
         judgments = s.exec(
             select(Judgment.status, Judgment.excluded, func.count())
@@ -94,7 +107,9 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
                 counts["valid"] += int(n)
         quarantine = s.exec(
             select(Judgment.reason, func.count())
-            .where(Judgment.campaign_id == campaign_id, Judgment.status == JudgmentStatus.QUARANTINED)
+            .where(
+                Judgment.campaign_id == campaign_id, Judgment.status == JudgmentStatus.QUARANTINED
+            )
             .group_by(col(Judgment.reason))
         ).all()
         workers = list(
@@ -104,7 +119,9 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
                 .order_by(col(WorkerRecord.accuracy))
             ).all()
         )
-        spend = list(s.exec(select(SpendRecord).where(SpendRecord.campaign_id == campaign_id)).all())
+        spend = list(
+            s.exec(select(SpendRecord).where(SpendRecord.campaign_id == campaign_id)).all()
+        )
         exports = list(
             s.exec(
                 select(ExportRecord)
@@ -155,9 +172,18 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
             "currency": currency,
             "sources": sorted({r.source for r in spend}),
         },
-        "exports": {k: {"path": e.path, "rows": e.rows, "sha256": e.sha256} for k, e in latest_exports.items()},
+        "exports": {
+            k: {"path": e.path, "rows": e.rows, "sha256": e.sha256}
+            for k, e in latest_exports.items()
+        },
         "retraining": [
-            {"key": t.key, "pairs": t.pairs_total, "state": t.state, "target": t.target, "result": t.result}
+            {
+                "key": t.key,
+                "pairs": t.pairs_total,
+                "state": t.state,
+                "target": t.target,
+                "result": t.result,
+            }
             for t in trig
         ],
     }
@@ -186,7 +212,8 @@ def report_markdown(report: dict[str, Any]) -> str:
     if report["blocked_workers"]:
         lines += ["", "| blocked worker | golden | accuracy |", "|---|---|---|"]
         lines += [
-            f"| {w['worker']} | {w['golden']} | {w['accuracy']} |" for w in report["blocked_workers"]
+            f"| {w['worker']} | {w['golden']} | {w['accuracy']} |"
+            for w in report["blocked_workers"]
         ]
     if report["quarantine_reasons"]:
         lines += ["", "| quarantined because | count |", "|---|---|"]
@@ -195,5 +222,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines += ["", "| dataset | rows | path |", "|---|---|---|"]
         lines += [f"| {k} | {e['rows']} | `{e['path']}` |" for k, e in report["exports"].items()]
     for t in report["retraining"]:
-        lines += ["", f"Retraining `{t['key']}` on {t['pairs']} pairs: {t['state']} {t['result'] or ''}"]
+        lines += [
+            "",
+            f"Retraining `{t['key']}` on {t['pairs']} pairs: {t['state']} {t['result'] or ''}",
+        ]
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from sqlmodel import col, select
 
 from crowdloop.connectors.base import Connector
 from crowdloop.db import insert_ignore, session_scope
+from crowdloop.faults import crash_point
 from crowdloop.models.domain import ANSWER_KIND_FOR_TASK, BatchRef, Stage, Submission
 from crowdloop.models.tables import (
     Batch,
@@ -27,7 +28,6 @@ from crowdloop.models.tables import (
     TaskRecord,
     utcnow,
 )
-from crowdloop.faults import crash_point
 from crowdloop.stages.push import outstanding_counts
 
 logger = logging.getLogger(__name__)
@@ -47,14 +47,14 @@ def batch_ref(campaign_id: str, stage: Stage) -> tuple[int, BatchRef, str | None
         ).first()
         if batch is None or batch.external_id is None or batch.id is None:
             return None
-        return batch.id, BatchRef(connector=batch.connector, external_id=batch.external_id), (
-            batch.cursor
+        return (
+            batch.id,
+            BatchRef(connector=batch.connector, external_id=batch.external_id),
+            (batch.cursor),
         )
 
 
-def sync_stage(
-    campaign_id: str, stage: Stage, connector: Connector
-) -> SyncResult:
+def sync_stage(campaign_id: str, stage: Stage, connector: Connector) -> SyncResult:
     """Store every submission the marketplace has for the stage's batch, page by page."""
     result = SyncResult()
     found = batch_ref(campaign_id, stage)
@@ -68,14 +68,12 @@ def sync_stage(
                 q.task_key for q in page.quarantined if q.task_key
             }
             task_items = dict(
-                s.exec(  # type: ignore[arg-type]
-                    select(TaskRecord.key, TaskRecord.item_id).where(
-                        col(TaskRecord.key).in_(keys)
-                    )
+                s.exec(
+                    select(TaskRecord.key, TaskRecord.item_id).where(col(TaskRecord.key).in_(keys))
                 ).all()
             )
             kinds = dict(
-                s.exec(  # type: ignore[arg-type]
+                s.exec(
                     select(Item.id, Item.kind).where(col(Item.id).in_(set(task_items.values())))
                 ).all()
             )

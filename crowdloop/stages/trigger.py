@@ -15,7 +15,9 @@ from crowdloop.db import session_scope
 from crowdloop.models.tables import TriggerRecord
 
 
-def plan_trigger(campaign_id: str, pairs_total: int, threshold: int, target: str) -> TriggerRecord | None:
+def plan_trigger(
+    campaign_id: str, pairs_total: int, threshold: int, target: str
+) -> TriggerRecord | None:
     """The trigger to run now: an unfinished one, or a new one past the threshold."""
     with session_scope() as s:
         pending = s.exec(
