@@ -120,3 +120,19 @@ def test_retraining_triggers_once_per_threshold(
     assert first["preferences"]["retraining"]["result"]["train_pairs"] > 0
     assert second["preferences"]["retraining"] is None
     assert (tmp_path / "reward-model-rounds.jsonl").read_text().count("\n") == 1
+
+
+def test_small_campaign_on_postgres(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same flows on PostgreSQL, the backend users scale out on."""
+    with simulator(monkeypatch, SimulatorConfig(seed=4)):
+        path = campaign_dir(tmp_path, "on-postgres")
+        result = run_campaign(str(path))
+    assert result["report"]["status"] == "complete"
+    assert result["preferences"]["preferences"]["rows"] > 0
+    assert result["demonstrations"]["sft"]["rows"] > 0
+    with session_scope() as s:
+        assert s.get_bind().dialect.name == "postgresql"
+        stored = len(list(s.exec(select(Judgment.id)).all()))
+    assert stored == sum(result["report"]["judgments"].values())
