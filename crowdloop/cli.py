@@ -17,6 +17,7 @@ from crowdloop.models.spec import SpecError
 # The ephemeral Prefect API migrates its database on first start, which takes longer than
 # Prefect's 20 s default on a small fresh machine.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 app = typer.Typer(
     help="Collect RLHF human-feedback data on crowdsourcing marketplaces, with Prefect.",

@@ -65,6 +65,8 @@ def _run_rounds(campaign_id: str, stages: list[Stage], advance: bool) -> int:
         t.settle_items(campaign_id)
         if advance:
             t.advance_demonstrations(campaign_id)
+        else:
+            t.extend_uncertain(campaign_id)
         update_progress_artifact(cast(UUID, progress_id), _progress(campaign_id, stages))
         if open_work(campaign_id, stages) == 0:
             return round_no

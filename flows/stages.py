@@ -119,6 +119,17 @@ def advance_demonstrations(campaign_id: str) -> dict[str, int]:
     return asdict(demonstrations.advance(campaign_id))
 
 
+@task(name="extend-uncertain-pairs")
+def extend_uncertain(campaign_id: str) -> int:
+    spec = campaign_spec(campaign_id)
+    if spec.preferences is None or spec.preferences.dynamic_overlap is None:
+        return 0
+    extended = preferences.extend_uncertain(campaign_id, spec.preferences.dynamic_overlap)
+    if extended:
+        get_run_logger().info("dynamic overlap: asking again about %d unsure pair(s)", extended)
+    return extended
+
+
 @task(name="aggregate-preferences")
 def aggregate_preferences(campaign_id: str) -> dict[str, Any]:
     result = preferences.aggregate_preferences(campaign_id)

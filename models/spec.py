@@ -137,11 +137,43 @@ class DemonstrationsSpec(_Strict):
     export: ExportSpec
 
 
+class ListedPairRow(_Strict):
+    """One pair to compare, for `pairing.design: listed` (response ids of the candidates file)."""
+
+    prompt_id: str = Field(min_length=1)
+    a: str = Field(min_length=1)
+    b: str = Field(min_length=1)
+
+
 class PairingSpec(_Strict):
-    design: Literal["all", "sampled"] = "all"
+    # all: every pair per prompt; sampled: a connected random design; listed: exactly the
+    # pairs in `pairs_file` (e.g. to replay or extend an earlier study).
+    design: Literal["all", "sampled", "listed"] = "all"
     # For the sampled design: comparisons per candidate (a connected design is guaranteed).
     pairs_per_candidate: int = Field(default=2, ge=1)
+    pairs_file: Path | None = None
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _listed_needs_file(self) -> PairingSpec:
+        if (self.design == "listed") != (self.pairs_file is not None):
+            raise ValueError("'pairs_file' goes with design 'listed', and only with it")
+        return self
+
+
+class DynamicOverlapSpec(_Strict):
+    """Ask each pair `min_overlap` times, then more only where the verdict is uncertain."""
+
+    min_overlap: int = Field(default=2, ge=1, le=15)
+    max_overlap: int = Field(default=5, ge=1, le=15)
+    # Ask again while the pair verdict's confidence is below this.
+    target_confidence: float = Field(default=0.8, gt=0.5, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DynamicOverlapSpec:
+        if self.min_overlap > self.max_overlap:
+            raise ValueError("min_overlap must not exceed max_overlap")
+        return self
 
 
 class PreferencesSpec(_Strict):
@@ -149,7 +181,9 @@ class PreferencesSpec(_Strict):
     pairing: PairingSpec = PairingSpec()
     golden_file: Path | None = None
     golden_share: float = Field(default=0.15, ge=0, lt=1)
+    # Fixed overlap, and the overlap of golden pairs when `dynamic_overlap` is set.
     overlap: int = Field(default=3, ge=1, le=15)
+    dynamic_overlap: DynamicOverlapSpec | None = None
     instruction: str = "Which answer is better? Choose A, B, or tie."
     aggregation: Literal["bradley_terry"] = "bradley_terry"
     min_confidence: float = Field(default=0.6, ge=0.5, le=1)
@@ -217,8 +251,12 @@ class CampaignSpec(_Strict):
             )
         if self.preferences:
             p = self.preferences
+            pairing = p.pairing.model_copy(
+                update={"pairs_file": fix(p.pairing.pairs_file) or p.pairing.pairs_file}
+            )
             update["preferences"] = p.model_copy(
                 update={
+                    "pairing": pairing,
                     "candidates_file": fix(p.candidates_file) or p.candidates_file,
                     "golden_file": fix(p.golden_file) or p.golden_file,
                     "export": ExportSpec(path=fix(p.export.path) or p.export.path),

@@ -121,6 +121,7 @@ class Item(SQLModel, table=True):
     right_id: str | None = Field(default=None, max_length=80)
     attempt: int = 0  # re-collection attempt for writing work
     pushes: int = 0  # how many task sets were published for it (first push + re-queues)
+    extensions: int = 0  # overlap raised by dynamic overlap (those pushes are not re-queues)
     is_golden: bool = False
     golden_answer: str | None = Field(default=None, max_length=16)
     group: str = Field(max_length=80)  # a worker answers one group once (golden row id)

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# No phoning home from the test API server: this machine has no network beyond registries.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LLMFAO = SHARED / "data" / "llmfao"
 PG_ADMIN_URL = os.environ.get(

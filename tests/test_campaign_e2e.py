@@ -136,3 +136,36 @@ def test_small_campaign_on_postgres(
         assert s.get_bind().dialect.name == "postgresql"
         stored = len(list(s.exec(select(Judgment.id)).all()))
     assert stored == sum(result["report"]["judgments"].values())
+
+
+def test_dynamic_overlap_saves_judgments_at_equal_accuracy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = DemoSize(
+        topics=6, demo_prompts_per_topic=1, candidate_prompts_per_topic=6, golden_pairs=30,
+        golden_verifications=8,
+    )  # fmt: skip
+    runs = {}
+    for label, prefs in {
+        "fixed": {"overlap": 4},
+        "dynamic": {
+            "overlap": 4,
+            "dynamic_overlap": {"min_overlap": 2, "max_overlap": 6, "target_confidence": 0.8},
+        },
+    }.items():
+        folder = tmp_path / label
+        monkeypatch.setenv("CROWDLOOP_DATABASE_URL", f"sqlite:///{folder / 'db.sqlite'}")
+        with simulator(monkeypatch, SimulatorConfig(seed=8)) as sim:
+            path = campaign_dir(folder, "overlap", size, {"preferences": prefs})
+            run_campaign(str(path))
+            truth = score_against_truth("overlap", sim.url)
+        with session_scope() as s:
+            compare = [
+                j
+                for j in s.exec(select(Judgment.item_id)).all()
+                if j is not None and j.startswith("cmp-")
+            ]
+        runs[label] = (truth.accuracy, len(compare))
+    (acc_fixed, n_fixed), (acc_dyn, n_dyn) = runs["fixed"], runs["dynamic"]
+    assert n_dyn < 0.8 * n_fixed
+    assert acc_dyn >= acc_fixed - 0.02

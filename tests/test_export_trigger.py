@@ -78,9 +78,7 @@ def export_records(kind: str) -> list[ExportRecord]:
     with session_scope() as s:
         return list(
             s.exec(
-                select(ExportRecord)
-                .where(ExportRecord.kind == kind)
-                .order_by(col(ExportRecord.id))
+                select(ExportRecord).where(ExportRecord.kind == kind).order_by(col(ExportRecord.id))
             ).all()
         )
 
@@ -174,9 +172,7 @@ def test_preference_rows_shape(collected: Path) -> None:
         prompts = {p.id: p for p in s.exec(select(Prompt)).all()}
         scores = {c.response_id: c.score for c in s.exec(select(CandidateScore)).all()}
         workers = set(s.exec(select(Judgment.worker_id).distinct()).all())
-    decided = [
-        o for o in outcomes.values() if o.winner != "tie" and o.confidence >= MIN_CONFIDENCE
-    ]
+    decided = [o for o in outcomes.values() if o.winner != "tie" and o.confidence >= MIN_CONFIDENCE]
     assert len(rows) == len(decided) > 0
     assert [r["pair_id"] for r in rows] == sorted(o.item_id for o in decided)
     for row in rows:

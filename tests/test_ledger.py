@@ -329,9 +329,7 @@ def test_page_read_twice_is_stored_once(
 ) -> None:
     connector = connectors({"page_limit": 7})
     push_pending(CAMPAIGN, Stage.COMPARE, connector)
-    total = wait_and_sync(
-        CAMPAIGN, [Stage.COMPARE], connector, poll_interval_s=0.05, timeout_s=60
-    )
+    total = wait_and_sync(CAMPAIGN, [Stage.COMPARE], connector, poll_interval_s=0.05, timeout_s=60)
     assert total.stored == ASSIGNMENTS
     assert total.quarantined == 0
     assert count(Judgment) == ASSIGNMENTS
@@ -426,9 +424,7 @@ def test_garbled_answers_are_quarantined_and_requeued(
     )
     connector = connectors()
     push_pending(CAMPAIGN, Stage.COMPARE, connector)
-    synced = wait_and_sync(
-        CAMPAIGN, [Stage.COMPARE], connector, poll_interval_s=0.05, timeout_s=60
-    )
+    synced = wait_and_sync(CAMPAIGN, [Stage.COMPARE], connector, poll_interval_s=0.05, timeout_s=60)
     with session_scope() as s:
         judgments = list(s.exec(select(Judgment)).all())
     quarantined = [j for j in judgments if j.status == JudgmentStatus.QUARANTINED]
@@ -518,9 +514,13 @@ def test_insert_ignore_skips_existing_rows(db_url: str) -> None:
     assert backend == ("postgresql" if db_url.startswith("postgresql") else "sqlite")
     _campaign_row()
     with session_scope() as s:
-        insert_ignore(s, Judgment, [_judgment_row(n) for n in (1, 2, 3)], ["connector", "external_id"])
+        insert_ignore(
+            s, Judgment, [_judgment_row(n) for n in (1, 2, 3)], ["connector", "external_id"]
+        )
     with session_scope() as s:
-        insert_ignore(s, Judgment, [_judgment_row(n) for n in (2, 3, 4)], ["connector", "external_id"])
+        insert_ignore(
+            s, Judgment, [_judgment_row(n) for n in (2, 3, 4)], ["connector", "external_id"]
+        )
     assert sorted(judgment_ids()) == ["asg-1", "asg-2", "asg-3", "asg-4"]
     # The same external id from another connector is another submission.
     other = {**_judgment_row(1), "connector": "other"}

@@ -399,9 +399,11 @@ def test_register_changed_spec_under_same_name_conflicts(sqlite_url: str, tmp_pa
         register_campaign(s, spec)
     counts = row_counts()
     changed = preferences_spec(tmp_path, overlap=5)
-    with pytest.raises(CampaignConflict, match="'reg' already exists with a different spec"):
-        with session_scope() as s:
-            register_campaign(s, changed)
+    with (
+        pytest.raises(CampaignConflict, match="'reg' already exists with a different spec"),
+        session_scope() as s,
+    ):
+        register_campaign(s, changed)
     assert row_counts() == counts
     with session_scope() as s:
         stored = s.get(Campaign, "reg")
@@ -418,9 +420,11 @@ def test_register_changed_spec_under_same_name_conflicts(sqlite_url: str, tmp_pa
 def test_register_with_bad_candidates_writes_nothing(sqlite_url: str, tmp_path: Path) -> None:
     write_rows(tmp_path / "candidates.jsonl", [candidate(1), candidate(2), "{not json"])
     spec = preferences_spec(tmp_path)
-    with pytest.raises(SpecError, match=r"candidates\.jsonl:3: not valid JSON"):
-        with session_scope() as s:
-            register_campaign(s, spec)
+    with (
+        pytest.raises(SpecError, match=r"candidates\.jsonl:3: not valid JSON"),
+        session_scope() as s,
+    ):
+        register_campaign(s, spec)
     assert row_counts() == {"Campaign": 0, "Item": 0, "Prompt": 0, "Response": 0}
 
 
@@ -429,9 +433,8 @@ def test_duplicate_response_id_is_refused(sqlite_url: str, tmp_path: Path) -> No
         tmp_path / "candidates.jsonl", [candidate(1), candidate(2), candidate(3), candidate(2)]
     )
     spec = preferences_spec(tmp_path)
-    with pytest.raises(SpecError) as info:
-        with session_scope() as s:
-            register_campaign(s, spec)
+    with pytest.raises(SpecError) as info, session_scope() as s:
+        register_campaign(s, spec)
     assert str(info.value) == f"{path}: response_id 'r2' appears twice"
     # The campaign row had been flushed; the failure rolls it back with everything else.
     assert row_counts() == {"Campaign": 0, "Item": 0, "Prompt": 0, "Response": 0}
@@ -447,9 +450,8 @@ def test_duplicate_response_id_names_the_line(sqlite_url: str, tmp_path: Path) -
         tmp_path / "candidates.jsonl", [candidate(1), candidate(2), candidate(3), candidate(2)]
     )
     spec = preferences_spec(tmp_path)
-    with pytest.raises(SpecError) as info:
-        with session_scope() as s:
-            register_campaign(s, spec)
+    with pytest.raises(SpecError) as info, session_scope() as s:
+        register_campaign(s, spec)
     assert str(info.value).startswith(f"{path}:4:")
 
 
@@ -459,9 +461,11 @@ def test_prompt_id_with_two_texts_is_refused(sqlite_url: str, tmp_path: Path) ->
         [candidate(1), candidate(2, prompt="something else")],
     )
     spec = preferences_spec(tmp_path)
-    with pytest.raises(SpecError, match="prompt_id 'p1' has two different prompt texts"):
-        with session_scope() as s:
-            register_campaign(s, spec)
+    with (
+        pytest.raises(SpecError, match="prompt_id 'p1' has two different prompt texts"),
+        session_scope() as s,
+    ):
+        register_campaign(s, spec)
     assert row_counts()["Campaign"] == 0
 
 

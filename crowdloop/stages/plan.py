@@ -13,6 +13,7 @@ import json
 import math
 import random
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, select
@@ -31,6 +32,7 @@ from crowdloop.models.spec import (
     CandidateRow,
     GoldenPairRow,
     GoldenVerificationRow,
+    ListedPairRow,
     SpecError,
     load_jsonl,
 )
@@ -232,14 +234,21 @@ def plan_comparisons(
     insert_ignore(session, Prompt, prompts, ["id"])
     insert_ignore(session, Response, responses, ["id"])
 
+    listed = _listed_pairs(prefs.pairing.pairs_file, by_prompt) if prefs.pairing.pairs_file else {}
+    first_overlap = prefs.dynamic_overlap.min_overlap if prefs.dynamic_overlap else prefs.overlap
     items: list[dict[str, Any]] = []
     for pid, rows in sorted(by_prompt.items()):
-        for a, b in design_pairs(
-            [r.response_id for r in rows],
-            design=prefs.pairing.design,
-            per_candidate=prefs.pairing.pairs_per_candidate,
-            seed=f"{spec.name}/{prefs.pairing.seed}/{pid}",
-        ):
+        pairs = (
+            listed.get(pid, [])
+            if prefs.pairing.design == "listed"
+            else design_pairs(
+                [r.response_id for r in rows],
+                design=prefs.pairing.design,
+                per_candidate=prefs.pairing.pairs_per_candidate,
+                seed=f"{spec.name}/{prefs.pairing.seed}/{pid}",
+            )
+        )
+        for a, b in pairs:
             text = {r.response_id: r.response for r in rows}
             if coin(spec.name, spec.seed, pid, a, b):
                 a, b = b, a
@@ -251,7 +260,7 @@ def plan_comparisons(
                 spec.name,
                 Stage.COMPARE,
                 payload.model_dump(),
-                overlap=prefs.overlap,
+                overlap=first_overlap,
                 subject_id=_prompt_key(spec.name, pid),
             )
             item_row["left_id"] = _response_key(spec.name, a)
@@ -276,6 +285,29 @@ def plan_comparisons(
                 )
             )
     insert_ignore(session, Item, items, ["id"])
+
+
+def _listed_pairs(
+    path: Path, by_prompt: dict[str, list[CandidateRow]]
+) -> dict[str, list[tuple[str, str]]]:
+    """The pairs of a `listed` design, checked against the candidates file."""
+    out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    seen: set[tuple[str, str, str]] = set()
+    for n, row in enumerate(load_jsonl(path, ListedPairRow), start=1):
+        known = {r.response_id for r in by_prompt.get(row.prompt_id, [])}
+        for rid in (row.a, row.b):
+            if rid not in known:
+                raise SpecError(
+                    f"{path}: pair {n}: response {rid!r} is not a candidate of prompt "
+                    f"{row.prompt_id!r}"
+                )
+        if row.a == row.b:
+            raise SpecError(f"{path}: pair {n}: a response cannot be compared with itself")
+        a, b = sorted((row.a, row.b))
+        if (row.prompt_id, a, b) not in seen:
+            seen.add((row.prompt_id, a, b))
+            out[row.prompt_id].append((a, b))
+    return out
 
 
 def design_pairs(

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col
 
 from crowdloop.aggregation.bradley_terry import bradley_terry, connected_components
 from crowdloop.aggregation.pairs import pair_verdicts
 from crowdloop.db import insert_ignore, session_scope
+from crowdloop.models.spec import DynamicOverlapSpec
 from crowdloop.models.tables import (
     CandidateScore,
     Item,
@@ -61,6 +63,37 @@ def judgments_frame(campaign_id: str) -> pd.DataFrame:
             )
         ).all()
     return pd.DataFrame(rows, columns=["pair", "prompt", "left", "right", "worker", "label"])
+
+
+def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec) -> int:
+    """Dynamic overlap: ask once more about every collected pair whose verdict is unsure.
+
+    Pairs start at `min_overlap`; a pair whose confidence is under `target_confidence`
+    gets one more judgment per round, up to `max_overlap`. Returns pairs extended.
+    """
+    frame = judgments_frame(campaign_id)
+    if frame.empty:
+        return 0
+    verdicts = pair_verdicts(frame[["pair", "label"]])
+    unsure = verdicts.loc[verdicts["confidence"] < dynamic.target_confidence, "pair"].tolist()
+    extended = 0
+    with session_scope() as s:
+        for start in range(0, len(unsure), 1000):
+            result = s.execute(
+                update(Item)
+                .where(
+                    col(Item.id).in_(unsure[start : start + 1000]),
+                    col(Item.state) == ItemState.COLLECTED,
+                    col(Item.overlap) < dynamic.max_overlap,
+                )
+                .values(
+                    overlap=Item.overlap + 1,
+                    extensions=Item.extensions + 1,
+                    state=ItemState.PENDING,
+                )
+            )
+            extended += max(0, cast(CursorResult[Any], result).rowcount or 0)
+    return extended
 
 
 def aggregate_preferences(campaign_id: str) -> PreferenceAggregate:

@@ -246,7 +246,7 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
         waiting = outstanding_counts(s, campaign_id)
         trusted = answer_counts(s, campaign_id, trusted_only=True)
         items = s.exec(
-            select(Item.id, Item.overlap, Item.pushes).where(
+            select(Item.id, Item.overlap, Item.pushes, Item.extensions).where(
                 Item.campaign_id == campaign_id, Item.state == ItemState.PUSHED
             )
         ).all()
@@ -255,13 +255,13 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
             ItemState.PENDING: [],
             ItemState.EXHAUSTED: [],
         }
-        for item_id, overlap, pushes in items:
+        for item_id, overlap, pushes, extensions in items:
             if waiting.get(item_id, 0) > 0:
                 continue
             have = trusted.get(item_id, 0)
             if have >= overlap:
                 to_state[ItemState.COLLECTED].append(item_id)
-            elif pushes <= max_requeue_rounds:
+            elif pushes - extensions <= max_requeue_rounds:
                 to_state[ItemState.PENDING].append(item_id)
             elif have > 0:
                 to_state[ItemState.COLLECTED].append(item_id)
