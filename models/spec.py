@@ -108,8 +108,10 @@ class QualitySpec(_Strict):
     min_accuracy: float = Field(default=0.7, gt=0, lt=1)
     block_confidence: float = Field(default=0.8, gt=0.5, lt=1)
     warn_confidence: float = Field(default=0.6, gt=0, lt=1)
-    block_on_marketplace: bool = True
-    reject_blocked_work: bool = True
+    # What happens to a worker the policy fails: blocked on the marketplace and answers
+    # excluded; answers excluded only; or only a warning in the report.
+    on_fail: Literal["block", "exclude", "warn"] = "block"
+    reject_untrusted_work: bool = True
     max_requeue_rounds: int = Field(default=3, ge=0)
 
 

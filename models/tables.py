@@ -195,6 +195,7 @@ class WorkerStatus(StrEnum):
     PROBATION = "probation"
     TRUSTED = "trusted"
     WARNED = "warned"
+    EXCLUDED = "excluded"  # answers excluded, not blocked on the marketplace
     BLOCKED = "blocked"
 
 
@@ -203,6 +204,8 @@ class WorkerRecord(SQLModel, table=True):
     worker_id: str = Field(primary_key=True, max_length=200)
     golden_total: int = 0
     golden_correct: int = 0
+    written_total: int = 0  # texts of theirs that verification judged
+    written_accepted: int = 0
     accuracy: float = 0.0  # posterior mean under the golden prior
     p_below: float = 0.0  # posterior probability that accuracy < the threshold
     status: WorkerStatus = WorkerStatus.PROBATION

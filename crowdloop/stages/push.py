@@ -91,7 +91,7 @@ def check_capabilities(spec: CampaignSpec, connector: Connector) -> list[str]:
     for cap in sorted(required_capabilities(spec)):
         connector.require(cap)
     warnings = []
-    if spec.quality.block_on_marketplace and Capability.BLOCK_WORKER not in connector.capabilities:
+    if spec.quality.on_fail == "block" and Capability.BLOCK_WORKER not in connector.capabilities:
         warnings.append(
             f"{connector.name} cannot block workers: untrusted workers' answers will be "
             "excluded, but they may keep taking tasks"

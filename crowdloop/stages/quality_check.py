@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import func, update
-from sqlmodel import col, select
+from sqlalchemy import CursorResult, func, update
+from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import ConnectorError
@@ -22,6 +23,8 @@ from crowdloop.models.tables import (
     Item,
     Judgment,
     JudgmentStatus,
+    Prompt,
+    Response,
     WorkerRecord,
     WorkerStatus,
     utcnow,
@@ -52,27 +55,71 @@ def policy_from(spec: QualitySpec) -> GoldenPolicy:
     )
 
 
+_SEVERITY = {
+    WorkerStatus.PROBATION: 0,
+    WorkerStatus.TRUSTED: 1,
+    WorkerStatus.WARNED: 2,
+    WorkerStatus.EXCLUDED: 3,
+    WorkerStatus.BLOCKED: 4,
+}
+UNTRUSTED = (WorkerStatus.EXCLUDED, WorkerStatus.BLOCKED)
+
+
+def _golden_tally(s: Session, campaign_id: str) -> dict[str, tuple[int, int]]:
+    """worker -> (correct, total) on golden items, every stage."""
+    rows = s.exec(
+        select(Judgment.worker_id, Judgment.label, Item.golden_answer)
+        .join(Item, col(Item.id) == col(Judgment.item_id))
+        .where(
+            Judgment.campaign_id == campaign_id,
+            Judgment.status == JudgmentStatus.VALID,
+            col(Item.is_golden).is_(True),
+        )
+    ).all()
+    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for worker, label, answer in rows:
+        if worker is not None:
+            tally[worker][0] += int(label == answer)
+            tally[worker][1] += 1
+    return {w: (c, n) for w, (c, n) in tally.items()}
+
+
+def _writing_tally(s: Session, campaign_id: str) -> dict[str, tuple[int, int]]:
+    """author -> (accepted, judged) over the crowd-written prompts and responses."""
+    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for table in (Prompt, Response):
+        rows = s.exec(
+            select(table.author, table.verdict).where(
+                table.campaign_id == campaign_id,
+                table.source == "crowd",
+                col(table.verdict).in_(["accept", "reject"]),
+            )
+        ).all()
+        for author, verdict in rows:
+            if author is not None:
+                tally[author][0] += int(verdict == "accept")
+                tally[author][1] += 1
+    return {w: (c, n) for w, (c, n) in tally.items()}
+
+
 def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
-    """Re-assess every worker on all golden answers so far; block and exclude as needed."""
+    """Re-assess every worker on all evidence so far; act on the untrusted per `on_fail`.
+
+    Evidence is the worker's golden answers and, for writers, the verification verdicts
+    on their texts (the verification stage feeds the writer's record). Each source is
+    assessed with the same Beta-prior policy and the more severe outcome stands.
+    """
     result = QualityResult()
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
         policy = policy_from(spec.quality)
-        rows = s.exec(
-            select(Judgment.worker_id, Judgment.label, Item.golden_answer)
-            .join(Item, col(Item.id) == col(Judgment.item_id))
-            .where(
-                Judgment.campaign_id == campaign_id,
-                Judgment.status == JudgmentStatus.VALID,
-                col(Item.is_golden).is_(True),
-            )
-        ).all()
-        golden: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for worker, label, answer in rows:
-            if worker is None:
-                continue
-            golden[worker][0] += int(label == answer)
-            golden[worker][1] += 1
+        fail_status = {
+            "block": WorkerStatus.BLOCKED,
+            "exclude": WorkerStatus.EXCLUDED,
+            "warn": WorkerStatus.WARNED,
+        }[spec.quality.on_fail]
+        golden = _golden_tally(s, campaign_id)
+        writing = _writing_tally(s, campaign_id)
         counts = dict(
             s.exec(
                 select(Judgment.worker_id, func.count())
@@ -89,32 +136,48 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
         for worker, n in counts.items():
             if worker is None:
                 continue
-            correct, total = golden.get(worker, [0, 0])
-            verdict = assess_worker(correct, total, policy)
+            correct, total = golden.get(worker, (0, 0))
+            accepted, written = writing.get(worker, (0, 0))
+            on_golden = assess_worker(correct, total, policy)
+            on_writing = assess_worker(accepted, written, policy)
             rec = records.get(worker) or WorkerRecord(campaign_id=campaign_id, worker_id=worker)
             rec.golden_correct, rec.golden_total = correct, total
-            rec.accuracy, rec.p_below = float(verdict.accuracy), float(verdict.p_below)
+            rec.written_accepted, rec.written_total = accepted, written
+            rec.accuracy, rec.p_below = float(on_golden.accuracy), float(on_golden.p_below)
             rec.judgments = int(n)
-            # A block is final for the campaign: a later lucky streak does not undo it.
-            if rec.status != WorkerStatus.BLOCKED:
-                rec.status = WorkerStatus(verdict.status)
-                if rec.status == WorkerStatus.BLOCKED:
+            # An untrusted verdict is final for the campaign: a lucky streak does not undo it.
+            if rec.status in UNTRUSTED:
+                s.add(rec)
+                continue
+            status = max(
+                (WorkerStatus(on_golden.status), WorkerStatus(on_writing.status)),
+                key=_SEVERITY.__getitem__,
+            )
+            if status == WorkerStatus.BLOCKED:
+                status = fail_status
+                failed = on_golden if on_golden.status == "blocked" else on_writing
+                evidence = (
+                    f"golden accuracy {failed.accuracy:.2f} ({correct}/{total} correct)"
+                    if failed is on_golden
+                    else f"texts accepted {failed.accuracy:.2f} ({accepted}/{written})"
+                )
+                rec.block_reason = (
+                    f"{evidence}; P(below {policy.min_accuracy}) = {failed.p_below:.2f}"
+                )
+                if status in UNTRUSTED:
                     rec.blocked_at = utcnow()
-                    rec.block_reason = (
-                        f"golden accuracy {rec.accuracy:.2f} ({correct}/{total} correct); "
-                        f"P(accuracy < {policy.min_accuracy}) = {rec.p_below:.2f}"
-                    )
                     result.newly_blocked.append(worker)
+            rec.status = status
             s.add(rec)
         result.workers = len(counts)
-        blocked = {
-            w: r.block_reason for w, r in records.items() if r.status == WorkerStatus.BLOCKED
-        }
-        for w in result.newly_blocked:
-            fresh = s.get(WorkerRecord, (campaign_id, w))
-            if fresh is not None:
-                blocked[w] = fresh.block_reason
-        for worker, reason in blocked.items():
+        s.flush()
+        untrusted = s.exec(
+            select(WorkerRecord.worker_id, WorkerRecord.block_reason).where(
+                WorkerRecord.campaign_id == campaign_id,
+                col(WorkerRecord.status).in_(UNTRUSTED),
+            )
+        ).all()
+        for worker, reason in untrusted:
             res = s.execute(
                 update(Judgment)
                 .where(
@@ -122,23 +185,29 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                     col(Judgment.worker_id) == worker,
                     col(Judgment.excluded).is_(False),
                 )
-                .values(excluded=True, exclusion_reason=f"worker blocked: {reason}")
+                .values(excluded=True, exclusion_reason=f"untrusted worker: {reason}")
             )
-            result.excluded_judgments += max(0, res.rowcount or 0)  # type: ignore[attr-defined]
-    if result.newly_blocked and spec.quality.block_on_marketplace:
+            result.excluded_judgments += max(0, cast(CursorResult[Any], res).rowcount or 0)
+    to_block = result.newly_blocked if spec.quality.on_fail == "block" else []
+    if to_block:
         if Capability.BLOCK_WORKER in connector.capabilities:
-            for worker in result.newly_blocked:
+            for worker in to_block:
                 # Idempotent on the marketplace: a rerun that blocks again changes nothing.
                 connector.block_worker(
-                    worker, scope=BlockScope.CAMPAIGN, reason="failed golden (control) tasks"
+                    worker, scope=BlockScope.CAMPAIGN, reason="failed quality checks"
                 )
         else:
             result.warnings.append(
-                f"{connector.name} cannot block workers; {len(result.newly_blocked)} untrusted "
+                f"{connector.name} cannot block workers; {len(to_block)} untrusted "
                 "worker(s) are excluded on our side only"
             )
     if result.newly_blocked:
-        logger.info("%s: blocked %d worker(s)", campaign_id, len(result.newly_blocked))
+        logger.info(
+            "%s: %d worker(s) now untrusted (%s)",
+            campaign_id,
+            len(result.newly_blocked),
+            spec.quality.on_fail,
+        )
     return result
 
 
@@ -169,7 +238,7 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
             decisions = [
                 ReviewDecision(
                     submission_id=ext,
-                    accept=not (excluded and spec.quality.reject_blocked_work),
+                    accept=not (excluded and spec.quality.reject_untrusted_work),
                     comment="" if not excluded else "failed control tasks",
                 )
                 for ext, excluded, status in chunk

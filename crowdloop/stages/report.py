@@ -148,12 +148,14 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         "blocked_workers": [
             {
                 "worker": w.worker_id,
+                "status": w.status.value,
                 "golden": f"{w.golden_correct}/{w.golden_total}",
+                "texts_accepted": f"{w.written_accepted}/{w.written_total}",
                 "accuracy": round(w.accuracy, 3),
                 "reason": w.block_reason,
             }
             for w in workers
-            if w.status == WorkerStatus.BLOCKED
+            if w.status in (WorkerStatus.BLOCKED, WorkerStatus.EXCLUDED)
         ],
         "worker_table": [
             {
@@ -161,6 +163,8 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
                 "status": w.status.value,
                 "golden_correct": w.golden_correct,
                 "golden_total": w.golden_total,
+                "texts_accepted": w.written_accepted,
+                "texts_judged": w.written_total,
                 "accuracy": round(w.accuracy, 3),
                 "p_below": round(w.p_below, 3),
                 "judgments": w.judgments,
@@ -210,9 +214,14 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"**Workers:** {', '.join(f'{k}: {v}' for k, v in sorted(report['workers'].items()))}",
     ]
     if report["blocked_workers"]:
-        lines += ["", "| blocked worker | golden | accuracy |", "|---|---|---|"]
         lines += [
-            f"| {w['worker']} | {w['golden']} | {w['accuracy']} |"
+            "",
+            "| untrusted worker | status | golden | texts accepted | evidence |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {w['worker']} | {w['status']} | {w['golden']} | {w['texts_accepted']} "
+            f"| {w['reason']} |"
             for w in report["blocked_workers"]
         ]
     if report["quarantine_reasons"]:
