@@ -6,9 +6,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Engine, event
+from sqlalchemy import Engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel, create_engine
@@ -71,13 +71,20 @@ def insert_ignore(
     table = model.__table__  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect.name
     builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = builder(table).on_conflict_do_nothing(index_elements=list(keys))
+    # RETURNING counts what was really inserted on both backends; rowcount of an
+    # executemany is not reliable on PostgreSQL.
+    stmt = (
+        builder(table)
+        .on_conflict_do_nothing(index_elements=list(keys))
+        .returning(*table.primary_key.columns)
+    )
     inserted = 0
     # Chunk to stay under SQLite's bound-parameter limit.
     per_chunk = max(1, 30_000 // max(1, len(rows[0])))
     for start in range(0, len(rows), per_chunk):
-        result = cast(
-            CursorResult[Any], session.execute(stmt, list(rows[start : start + per_chunk]))
+        chunk = list(rows[start : start + per_chunk])
+        result = session.execute(
+            stmt, chunk, execution_options={"insertmanyvalues_page_size": 1000}
         )
-        inserted += max(0, result.rowcount or 0)
+        inserted += len(result.all())
     return inserted

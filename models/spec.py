@@ -69,9 +69,14 @@ def _format_loc(loc: Sequence[int | str]) -> str:
 
 def load_jsonl(path: Path, model: type[M]) -> list[M]:
     """Read a JSONL file into `model` rows; the first bad line raises naming line and field."""
+    return [row for _, row in load_jsonl_lines(path, model)]
+
+
+def load_jsonl_lines(path: Path, model: type[M]) -> list[tuple[int, M]]:
+    """Like `load_jsonl`, keeping each row's line number for later cross-row checks."""
     if not path.is_file():
         raise SpecError(f"{path}: file not found")
-    rows: list[M] = []
+    rows: list[tuple[int, M]] = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -81,7 +86,7 @@ def load_jsonl(path: Path, model: type[M]) -> list[M]:
             except json.JSONDecodeError as exc:
                 raise SpecError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
             try:
-                rows.append(model.model_validate(data))
+                rows.append((lineno, model.model_validate(data)))
             except ValidationError as exc:
                 first = exc.errors()[0]
                 raise SpecError(
@@ -310,4 +315,5 @@ def load_campaign(path: Path) -> CampaignSpec:
             where = f"{path}:{line}" if line else str(path)
             problems.append(f"{where}: field {_format_loc(loc)!r}: {err['msg']}")
         raise SpecError("\n".join(problems)) from exc
-    return spec.resolved(path.parent)
+    # Absolute, so the same file gives the same spec (and hash) from any working directory.
+    return spec.resolved(path.resolve().parent)

@@ -211,6 +211,8 @@ class WorkerRecord(SQLModel, table=True):
     status: WorkerStatus = WorkerStatus.PROBATION
     judgments: int = 0
     blocked_at: datetime | None = None
+    # Set once the marketplace confirmed the block; until then every check retries it.
+    blocked_on_marketplace: bool = False
     block_reason: str | None = Field(default=None, max_length=300)
 
 

@@ -349,11 +349,6 @@ def test_page_read_twice_is_stored_once(
     assert cursor is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sync_stage counts SyncResult.stored as len(page.submissions) instead of the "
-    "rows insert_ignore actually inserted, so re-reading pages reports them as stored again",
-)
 def test_sync_result_counts_only_new_rows(
     campaign: CampaignSpec, sim: SimulatorServer, connectors: Any
 ) -> None:
@@ -539,15 +534,8 @@ def test_insert_ignore_skips_existing_rows(db_url: str) -> None:
     assert (rows["k1"].state, rows["k1"].calls) == (LedgerState.INTENT, 0)
 
 
-def test_insert_ignore_reports_rows_inserted(db_url: str, request: pytest.FixtureRequest) -> None:
-    if db_url.startswith("postgresql"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="BUG: crowdloop.db.insert_ignore returns 0 on PostgreSQL (executemany "
-                "rowcount is not summed by psycopg/SQLAlchemy), not the rows inserted",
-            )
-        )
+@pytest.mark.usefixtures("db_url")
+def test_insert_ignore_reports_rows_inserted() -> None:
     _campaign_row()
     with session_scope() as s:
         first = insert_ignore(

@@ -262,12 +262,6 @@ def test_relative_paths_resolve_against_the_campaign_folder(
     assert spec.demonstrations.export.path == folder / "sft.jsonl"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: load_campaign resolves relative paths against path.parent without making "
-    "it absolute, so `crowdloop run campaign.yaml` stores cwd-relative paths and a different "
-    "spec_hash than `crowdloop run /abs/campaign.yaml` (rerun -> CampaignConflict)",
-)
 def test_the_same_file_gives_the_same_spec_however_it_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -435,16 +429,11 @@ def test_duplicate_response_id_is_refused(sqlite_url: str, tmp_path: Path) -> No
     spec = preferences_spec(tmp_path)
     with pytest.raises(SpecError) as info, session_scope() as s:
         register_campaign(s, spec)
-    assert str(info.value) == f"{path}: response_id 'r2' appears twice"
+    assert str(info.value) == f"{path}:4: field 'response_id': 'r2' already appears on line 2"
     # The campaign row had been flushed; the failure rolls it back with everything else.
     assert row_counts() == {"Campaign": 0, "Item": 0, "Prompt": 0, "Response": 0}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: plan_comparisons' duplicate response_id / conflicting prompt text errors "
-    "name file and field but not the line, unlike every other input error (README promise)",
-)
 def test_duplicate_response_id_names_the_line(sqlite_url: str, tmp_path: Path) -> None:
     path = write_rows(
         tmp_path / "candidates.jsonl", [candidate(1), candidate(2), candidate(3), candidate(2)]
@@ -462,18 +451,13 @@ def test_prompt_id_with_two_texts_is_refused(sqlite_url: str, tmp_path: Path) ->
     )
     spec = preferences_spec(tmp_path)
     with (
-        pytest.raises(SpecError, match="prompt_id 'p1' has two different prompt texts"),
+        pytest.raises(SpecError, match="field 'prompt': prompt_id 'p1' has another text on line"),
         session_scope() as s,
     ):
         register_campaign(s, spec)
     assert row_counts()["Campaign"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: plan.golden_count uses float math: ceil(12*0.2/0.8) = ceil(3.0000000000000004) "
-    "= 4, one golden item more than the share asks for (25% instead of 20%)",
-)
 def test_golden_count_matches_the_share_exactly() -> None:
     assert golden_count(12, 0.25) == 4
     assert golden_count(12, 0.2) == 3

@@ -13,6 +13,7 @@ import json
 import math
 import random
 from collections import defaultdict
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from crowdloop.models.spec import (
     ListedPairRow,
     SpecError,
     load_jsonl,
+    load_jsonl_lines,
 )
 from crowdloop.models.tables import Campaign, Item, ItemState, Prompt, Response
 
@@ -61,7 +63,7 @@ def register_campaign(session: Session, spec: CampaignSpec) -> Campaign:
         return existing
     # Read every input file before writing anything: bad input fails with nothing half-made.
     candidates = (
-        load_jsonl(spec.preferences.candidates_file, CandidateRow) if spec.preferences else []
+        load_jsonl_lines(spec.preferences.candidates_file, CandidateRow) if spec.preferences else []
     )
     golden_pairs = (
         load_jsonl(spec.preferences.golden_file, GoldenPairRow)
@@ -186,13 +188,15 @@ def golden_count(real: int, share: float) -> int:
     """Golden items to mix with `real` ones so they make up `share` of the total."""
     if share <= 0 or real == 0:
         return 0
-    return math.ceil(real * share / (1 - share))
+    # Exact rational arithmetic: 12 * 0.2 / 0.8 is 3.0000000000000004 in floats.
+    exact = Fraction(str(share))
+    return math.ceil(real * exact / (1 - exact))
 
 
 def plan_comparisons(
     session: Session,
     spec: CampaignSpec,
-    candidates: list[CandidateRow],
+    numbered: list[tuple[int, CandidateRow]],
     golden: list[GoldenPairRow],
 ) -> None:
     prefs = spec.preferences
@@ -200,14 +204,23 @@ def plan_comparisons(
     src = str(prefs.candidates_file)
     by_prompt: dict[str, list[CandidateRow]] = defaultdict(list)
     prompt_text: dict[str, str] = {}
-    seen_responses: set[str] = set()
-    for row in candidates:
-        if row.response_id in seen_responses:
-            raise SpecError(f"{src}: response_id {row.response_id!r} appears twice")
-        seen_responses.add(row.response_id)
+    first_line: dict[str, int] = {}
+    prompt_line: dict[str, int] = {}
+    for lineno, row in numbered:
+        if row.response_id in first_line:
+            raise SpecError(
+                f"{src}:{lineno}: field 'response_id': {row.response_id!r} already appears "
+                f"on line {first_line[row.response_id]}"
+            )
+        first_line[row.response_id] = lineno
         if prompt_text.setdefault(row.prompt_id, row.prompt) != row.prompt:
-            raise SpecError(f"{src}: prompt_id {row.prompt_id!r} has two different prompt texts")
+            raise SpecError(
+                f"{src}:{lineno}: field 'prompt': prompt_id {row.prompt_id!r} has another text "
+                f"on line {prompt_line[row.prompt_id]}"
+            )
+        prompt_line.setdefault(row.prompt_id, lineno)
         by_prompt[row.prompt_id].append(row)
+    candidates = [row for _, row in numbered]
 
     prompts = [
         Prompt(

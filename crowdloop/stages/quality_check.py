@@ -188,14 +188,33 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 .values(excluded=True, exclusion_reason=f"untrusted worker: {reason}")
             )
             result.excluded_judgments += max(0, cast(CursorResult[Any], res).rowcount or 0)
-    to_block = result.newly_blocked if spec.quality.on_fail == "block" else []
+        # Every blocked worker the marketplace has not confirmed yet, not only the new
+        # ones: a block call that failed last time is retried here.
+        to_block = list(
+            s.exec(
+                select(WorkerRecord.worker_id).where(
+                    WorkerRecord.campaign_id == campaign_id,
+                    WorkerRecord.status == WorkerStatus.BLOCKED,
+                    col(WorkerRecord.blocked_on_marketplace).is_(False),
+                )
+            ).all()
+        )
     if to_block:
         if Capability.BLOCK_WORKER in connector.capabilities:
             for worker in to_block:
-                # Idempotent on the marketplace: a rerun that blocks again changes nothing.
+                # Idempotent on the marketplace: blocking twice changes nothing.
                 connector.block_worker(
                     worker, scope=BlockScope.CAMPAIGN, reason="failed quality checks"
                 )
+                with session_scope() as s:
+                    s.execute(
+                        update(WorkerRecord)
+                        .where(
+                            col(WorkerRecord.campaign_id) == campaign_id,
+                            col(WorkerRecord.worker_id) == worker,
+                        )
+                        .values(blocked_on_marketplace=True)
+                    )
         else:
             result.warnings.append(
                 f"{connector.name} cannot block workers; {len(to_block)} untrusted "

@@ -93,11 +93,14 @@ def sync_stage(campaign_id: str, stage: Stage, connector: Connector) -> SyncResu
                         q.raw,
                     )
                 )
-            insert_ignore(s, Judgment, rows, ["connector", "external_id"])
+            unique = ["connector", "external_id"]
+            valid = [r for r in rows if r["status"] == JudgmentStatus.VALID]
+            bad = [r for r in rows if r["status"] == JudgmentStatus.QUARANTINED]
+            # Counted from what was inserted: a page read twice adds nothing.
+            result.stored += insert_ignore(s, Judgment, valid, unique)
+            result.quarantined += insert_ignore(s, Judgment, bad, unique)
             s.execute(update(Batch).where(col(Batch.id) == batch_id).values(cursor=page.cursor))
         result.pages += 1
-        result.stored += len(page.submissions)
-        result.quarantined += sum(1 for r in rows if r["status"] == JudgmentStatus.QUARANTINED)
         cursor = page.cursor
     if result.quarantined:
         logger.warning(
