@@ -21,3 +21,11 @@ def stable_id(prefix: str, *parts: object) -> str:
 def coin(*parts: object) -> bool:
     """A deterministic fair coin (left/right randomisation that a rerun reproduces)."""
     return int(digest(*parts, length=2), 16) % 2 == 1
+
+
+def compare_item_id(campaign_id: str, prompt_id: str, a: str, b: str) -> str:
+    """The item id of the comparison of candidates `a` and `b` (ids of the candidates file).
+
+    Order-free, so a replay of a recorded study can find the item a pair became.
+    """
+    return stable_id("cmp", campaign_id, prompt_id, *sorted((a, b)))

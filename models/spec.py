@@ -37,7 +37,8 @@ class CandidateRow(_Strict):
     prompt_id: str = Field(min_length=1)
     prompt: str = Field(min_length=1)
     response_id: str = Field(min_length=1)
-    response: str = Field(min_length=1)
+    # An empty answer is a real (bad) candidate: models do return nothing sometimes.
+    response: str
     model: str = "unknown"
 
 

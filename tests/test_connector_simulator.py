@@ -14,7 +14,7 @@ import httpx
 import pytest
 import respx
 from pydantic import SecretStr
-from simulator_fixtures import compare_payload, config
+from tests.simulator_fixtures import compare_payload, config
 
 from crowdloop.connectors._http import RetryPolicy
 from crowdloop.connectors.errors import AlreadyExists, AuthError, NotSupported, TransientError

@@ -32,10 +32,10 @@ def _blocked_share(seed: int, accuracy: float, n_golden: int, policy: GoldenPoli
 @pytest.mark.parametrize(
     ("n_golden", "policy", "exact_spammer", "exact_honest"),
     [
-        # Exact binomial rates, for reference: the defaults need 12 answers for >= 90%.
-        (12, GoldenPolicy(), 0.9336, 0.0002),
-        # With 8 answers, blocking at 80% certainty gets there (defaults: 74%, see below).
-        (8, GoldenPolicy(block_confidence=0.8), 0.9121, 0.0022),
+        # Exact binomial rates, for reference: at 90% certainty it takes 12 answers.
+        (12, GoldenPolicy(block_confidence=0.9), 0.9336, 0.0002),
+        # The default (80% certainty) gets there with 8 answers.
+        (8, GoldenPolicy(), 0.9121, 0.0022),
     ],
 )
 def test_blocks_spammers_spares_honest(
@@ -50,16 +50,19 @@ def test_blocks_spammers_spares_honest(
     assert honest == pytest.approx(exact_honest, abs=0.005)
 
 
-def test_default_policy_after_eight_answers() -> None:
-    # p_below >= 0.9 needs <= 3/8 correct; 4/8 (p_below 0.85) is only warned.
-    assert assess_worker(3, 8).status == "blocked"
-    four = assess_worker(4, 8)
+def test_stricter_policy_after_eight_answers() -> None:
+    # Why the default is 0.8: at 0.9, p_below >= 0.9 needs <= 3/8 correct and 4/8
+    # (p_below 0.85) is only warned, so 8 answers block just 74% of spammers.
+    strict = GoldenPolicy(block_confidence=0.9)
+    assert assess_worker(3, 8, strict).status == "blocked"
+    four = assess_worker(4, 8, strict)
     assert (four.status, round(four.p_below, 4)) == ("warned", 0.8497)
-    spammers = assess_workers(_golden_answers(2, 2_000, 8, SPAMMER_ACCURACY))
+    assert assess_worker(4, 8).status == "blocked"  # the default blocks it
+    spammers = assess_workers(_golden_answers(2, 2_000, 8, SPAMMER_ACCURACY), strict)
     shares = spammers["status"].value_counts(normalize=True)
     assert shares["blocked"] == pytest.approx(0.7414, abs=0.03)
     assert shares["blocked"] + shares["warned"] >= 0.97
-    honest = assess_workers(_golden_answers(3, 2_000, 8, HONEST_ACCURACY))
+    honest = assess_workers(_golden_answers(3, 2_000, 8, HONEST_ACCURACY), strict)
     assert (honest["status"] == "blocked").mean() <= 0.005
 
 
@@ -132,7 +135,7 @@ def test_assess_workers_matches_scalar() -> None:
         assert row["accuracy"] == pytest.approx(scalar.accuracy)
         assert row["p_below"] == pytest.approx(scalar.p_below)
         assert worker in {"a", "b", "c"}
-    assert assessed["status"].to_dict() == {"a": "trusted", "b": "warned", "c": "probation"}
+    assert assessed["status"].to_dict() == {"a": "trusted", "b": "blocked", "c": "probation"}
 
 
 def test_invalid_policy_and_counts() -> None:

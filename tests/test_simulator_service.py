@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from simulator_fixtures import (
+from tests.simulator_fixtures import (
     API,
     api_client,
     compare_tasks,

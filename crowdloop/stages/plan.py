@@ -20,7 +20,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from crowdloop.db import insert_ignore
-from crowdloop.ids import coin, stable_id
+from crowdloop.ids import coin, compare_item_id, stable_id
 from crowdloop.models.domain import (
     CompareTask,
     Stage,
@@ -269,7 +269,7 @@ def plan_comparisons(
                 instruction=prefs.instruction, prompt=prompt_text[pid], left=text[a], right=text[b]
             )
             item_row = _item_row(
-                stable_id("cmp", spec.name, pid, *sorted((a, b))),
+                compare_item_id(spec.name, pid, a, b),
                 spec.name,
                 Stage.COMPARE,
                 payload.model_dump(),

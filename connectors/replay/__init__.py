@@ -1,0 +1,1 @@
+"""A marketplace that replays a recorded crowd study (LLMFAO format) in-process."""
