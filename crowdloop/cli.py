@@ -151,7 +151,7 @@ def export(
         if spec.preferences is None:
             _fail(f"campaign {campaign!r} has no preferences stage")
         assert spec.preferences is not None
-        aggregate_preferences(campaign)
+        aggregate_preferences(campaign, spec.preferences.aggregation)
         n, path = ex.export_preferences(
             campaign, out or spec.preferences.export.path, spec.preferences.min_confidence
         )

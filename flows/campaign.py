@@ -20,11 +20,9 @@ from crowdloop.flows.trigger import trigger_retraining
 from crowdloop.models.domain import Stage
 from crowdloop.models.spec import CampaignSpec, load_campaign
 from crowdloop.models.tables import Campaign, CampaignStatus, ItemState
-from crowdloop.stages.demonstrations import DEMO_STAGES, open_work
+from crowdloop.stages.demonstrations import DEMO_STAGES
 from crowdloop.stages.plan import register_campaign
-
-# Enough for prompt -> verify -> response -> verify with re-collections and re-queues.
-MAX_ROUNDS = 40
+from crowdloop.stages.rounds import RoundOps, run_rounds
 
 
 def _progress(campaign_id: str, stages: list[Stage]) -> float:
@@ -51,27 +49,30 @@ def _progress(campaign_id: str, stages: list[Stage]) -> float:
     return round(100.0 * finished / total, 1)
 
 
+TASK_OPS = RoundOps(
+    push=t.push_stage,
+    wait_and_sync=t.wait_and_sync,
+    check_workers=t.check_workers,
+    settle=t.settle_items,
+    advance=t.advance_demonstrations,
+    extend=t.extend_uncertain,
+)
+
+
 def _run_rounds(campaign_id: str, stages: list[Stage], advance: bool) -> int:
     progress_id = create_progress_artifact(
         progress=0.0,
         key=t.artifact_key(campaign_id, "progress-" + stages[0].value),
         description=f"{campaign_id}: share of {', '.join(s.value for s in stages)} items finished",
     )
-    for round_no in range(1, MAX_ROUNDS + 1):
-        for stage in stages:
-            t.push_stage(campaign_id, stage)
-        t.wait_and_sync(campaign_id, stages)
-        t.check_workers(campaign_id, stages)
-        t.settle_items(campaign_id)
-        if advance:
-            t.advance_demonstrations(campaign_id)
-        else:
-            t.extend_uncertain(campaign_id)
-        update_progress_artifact(cast(UUID, progress_id), _progress(campaign_id, stages))
-        if open_work(campaign_id, stages) == 0:
-            return round_no
-    raise RuntimeError(
-        f"{campaign_id}: work still open after {MAX_ROUNDS} rounds; rerun the flow to continue"
+    return run_rounds(
+        campaign_id,
+        stages,
+        TASK_OPS,
+        advance=advance,
+        on_round=lambda _: update_progress_artifact(
+            cast(UUID, progress_id), _progress(campaign_id, stages)
+        ),
     )
 
 

@@ -8,8 +8,6 @@ ledger, syncs resume from the stored cursor, and the rest recompute from stored 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,27 +15,17 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from crowdloop.connectors.base import Connector
-from crowdloop.connectors.registry import build_connector
 from crowdloop.db import session_scope
 from crowdloop.models.domain import Stage
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.stages import demonstrations, export, preferences, push, quality_check, report, sync
 from crowdloop.stages.plan import load_spec
+from crowdloop.stages.rounds import connector_for
 
 
 def campaign_spec(campaign_id: str) -> CampaignSpec:
     with session_scope() as s:
         return load_spec(s, campaign_id)
-
-
-@contextmanager
-def open_connector(campaign_id: str) -> Iterator[Connector]:
-    spec = campaign_spec(campaign_id)
-    with build_connector(
-        spec.connector.name, spec.connector.options, spec.connector.credentials_block
-    ) as connector:
-        yield connector
 
 
 def artifact_key(campaign_id: str, what: str) -> str:
@@ -48,7 +36,7 @@ def artifact_key(campaign_id: str, what: str) -> str:
 
 @task(name="check-capabilities", retries=2, retry_delay_seconds=2)
 def check_capabilities(campaign_id: str) -> list[str]:
-    with open_connector(campaign_id) as c:
+    with connector_for(campaign_id) as c:
         warnings = push.check_capabilities(campaign_spec(campaign_id), c)
     for w in warnings:
         get_run_logger().warning(w)
@@ -57,7 +45,7 @@ def check_capabilities(campaign_id: str) -> list[str]:
 
 @task(name="push", retries=2, retry_delay_seconds=5)
 def push_stage(campaign_id: str, stage: Stage) -> dict[str, int]:
-    with open_connector(campaign_id) as c:
+    with connector_for(campaign_id) as c:
         result = push.push_pending(campaign_id, stage, c)
     if result.tasks_published or result.reconciled:
         get_run_logger().info(
@@ -79,7 +67,7 @@ def wait_and_sync(campaign_id: str, stages: list[Stage]) -> dict[str, int]:
         if left:
             logger.info("received %d submission(s); %d assignment(s) outstanding", received, left)
 
-    with open_connector(campaign_id) as c:
+    with connector_for(campaign_id) as c:
         result = sync.wait_and_sync(
             campaign_id,
             stages,
@@ -93,7 +81,7 @@ def wait_and_sync(campaign_id: str, stages: list[Stage]) -> dict[str, int]:
 
 @task(name="check-workers", retries=2, retry_delay_seconds=5)
 def check_workers(campaign_id: str, stages: list[Stage]) -> dict[str, Any]:
-    with open_connector(campaign_id) as c:
+    with connector_for(campaign_id) as c:
         result = quality_check.check_workers(campaign_id, c)
         reviewed = quality_check.review_submissions(campaign_id, stages, c)
     logger = get_run_logger()
@@ -132,7 +120,9 @@ def extend_uncertain(campaign_id: str) -> int:
 
 @task(name="aggregate-preferences")
 def aggregate_preferences(campaign_id: str) -> dict[str, Any]:
-    result = preferences.aggregate_preferences(campaign_id)
+    spec = campaign_spec(campaign_id)
+    assert spec.preferences is not None
+    result = preferences.aggregate_preferences(campaign_id, spec.preferences.aggregation)
     return asdict(result)
 
 
@@ -158,7 +148,7 @@ def export_preferences(campaign_id: str) -> dict[str, Any]:
 
 @task(name="record-spend", retries=2, retry_delay_seconds=5)
 def record_spend(campaign_id: str) -> str:
-    with open_connector(campaign_id) as c:
+    with connector_for(campaign_id) as c:
         return str(report.record_spend(campaign_id, c))
 
 

@@ -15,6 +15,7 @@ from crowdloop.flows import stages as t
 from crowdloop.models.domain import Stage
 from crowdloop.stages import sync
 from crowdloop.stages.plan import open_campaigns
+from crowdloop.stages.rounds import connector_for
 
 
 @flow(name="sync-open-campaigns")
@@ -25,7 +26,7 @@ def sync_open_campaigns() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for campaign_id in campaigns:
         stages = list(Stage)
-        with t.open_connector(campaign_id) as c:
+        with connector_for(campaign_id) as c:
             got = [sync.sync_stage(campaign_id, st, c) for st in stages]
         t.check_workers(campaign_id, stages)
         settled = t.settle_items(campaign_id)

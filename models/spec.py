@@ -193,7 +193,9 @@ class PreferencesSpec(_Strict):
     overlap: int = Field(default=3, ge=1, le=15)
     dynamic_overlap: DynamicOverlapSpec | None = None
     instruction: str = "Which answer is better? Choose A, B, or tie."
-    aggregation: Literal["bradley_terry"] = "bradley_terry"
+    # bradley_terry: per-prompt BT with ties and plain vote counts per pair; worker_aware:
+    # per-worker attentiveness and position bias learned over the campaign, votes weighted.
+    aggregation: Literal["bradley_terry", "worker_aware"] = "bradley_terry"
     min_confidence: float = Field(default=0.6, ge=0.5, le=1)
     reward: Money = Money(amount=Decimal("0.03"))
     export: ExportSpec

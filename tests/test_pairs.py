@@ -111,3 +111,20 @@ def test_vectorised_counts_and_missing_labels() -> None:
     assert frame.loc["p2", "confidence"] == pytest.approx(7 / 8)  # Beta(1, 3): 1 - 0.5**3
     with pytest.raises(ValueError, match="left/right/tie"):
         pair_verdicts(judgments.assign(label="draw"))
+
+
+def test_weighted_votes_count_by_weight() -> None:
+    frame = pd.DataFrame(
+        {
+            "pair": ["p", "p", "p", "q"],
+            "label": ["left", "right", "right", "left"],
+            "weight": [1.0, 0.1, 0.1, 1.0],
+        }
+    )
+    out = pair_verdicts(frame).set_index("pair")
+    assert out.loc["p", "n_left"] == pytest.approx(1.0)
+    assert out.loc["p", "n_right"] == pytest.approx(0.2)
+    # Two near-zero-weight votes for the right do not outvote one trusted vote for the left.
+    assert out.loc["p", "winner"] == "left"
+    unweighted = pair_verdicts(frame.drop(columns="weight")).set_index("pair")
+    assert unweighted.loc["p", "winner"] == "right"

@@ -71,11 +71,13 @@ def pair_verdicts(
     """Vectorised ``pair_verdict`` over judgments: one input row per judgment.
 
     Args:
-        frame: columns ``pair`` (hashable pair id) and ``label`` in {"left", "right", "tie"}.
+        frame: columns ``pair`` (hashable pair id) and ``label`` in {"left", "right", "tie"};
+            an optional ``weight`` column (e.g. a worker's estimated attentiveness) makes
+            each vote count that much instead of 1.
 
     Returns:
         One row per pair, sorted by pair: ``pair, n_left, n_right, n_tie, winner,
-        p_left_better, confidence`` (counts as int64).
+        p_left_better, confidence`` (counts as int64, or float64 when weighted).
     """
     missing = {"pair", "label"} - set(frame.columns)
     if missing:
@@ -84,11 +86,20 @@ def pair_verdicts(
     if unknown.any():
         bad = sorted(map(str, frame.loc[unknown, "label"].unique()))
         raise ValueError(f"label must be one of left/right/tie, got {bad}")
-    counts = (
-        pd.crosstab(frame["pair"], frame["label"])
-        .reindex(columns=list(_LABELS), fill_value=0)
-        .astype(np.int64)
-    )
+    if "weight" in frame.columns:
+        counts = (
+            frame.pivot_table(
+                index="pair", columns="label", values="weight", aggfunc="sum", fill_value=0.0
+            )
+            .reindex(columns=list(_LABELS), fill_value=0.0)
+            .astype(np.float64)
+        )
+    else:
+        counts = (
+            pd.crosstab(frame["pair"], frame["label"])
+            .reindex(columns=list(_LABELS), fill_value=0)
+            .astype(np.int64)
+        )
     result = _verdicts(
         counts["left"].to_numpy(np.float64),
         counts["right"].to_numpy(np.float64),

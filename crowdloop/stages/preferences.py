@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from crowdloop.aggregation.bradley_terry import bradley_terry, connected_components
 from crowdloop.aggregation.pairs import pair_verdicts
+from crowdloop.aggregation.worker_aware import WorkerAwareBT
 from crowdloop.db import insert_ignore, session_scope
 from crowdloop.models.spec import DynamicOverlapSpec
 from crowdloop.models.tables import (
@@ -30,6 +31,8 @@ from crowdloop.models.tables import (
 )
 
 logger = logging.getLogger(__name__)
+
+OUTCOME = {"left": 1.0, "right": 0.0, "tie": 0.5}
 
 
 @dataclass
@@ -96,35 +99,69 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec) -> int:
     return extended
 
 
-def aggregate_preferences(campaign_id: str) -> PreferenceAggregate:
-    frame = judgments_frame(campaign_id)
-    score_rows: list[dict[str, object]] = []
-    outcome_rows: list[dict[str, object]] = []
-    disconnected: list[str] = []
+def _per_prompt_bt(frame: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
+    """Bradley-Terry scores fitted prompt by prompt; also the prompts whose graph splits."""
     scores: dict[str, float] = {}
+    disconnected: list[str] = []
     for prompt_id, group in frame.groupby("prompt", sort=True):
         items = pd.Index(sorted(set(group["left"]) | set(group["right"])))
         left = items.get_indexer(group["left"])
         right = items.get_indexer(group["right"])
-        outcome = group["label"].map({"left": 1.0, "right": 0.0, "tie": 0.5}).to_numpy()
+        outcome = group["label"].map(OUTCOME).to_numpy()
         if len(set(connected_components(len(items), left, right))) > 1:
             # Scores of disjoint groups are not comparable; the prior keeps them finite and
             # pairs are only ever exported within a compared pair, so we report and go on.
             disconnected.append(str(prompt_id))
         fit = bradley_terry(left, right, outcome, len(items))
-        for rid, score in zip(items, fit.scores, strict=True):
-            scores[str(rid)] = float(score)
-            score_rows.append(
-                {
-                    "campaign_id": campaign_id,
-                    "response_id": str(rid),
-                    "prompt_id": str(prompt_id),
-                    "score": float(score),
-                    "method": "bradley_terry",
-                }
-            )
+        scores.update((str(rid), float(v)) for rid, v in zip(items, fit.scores, strict=True))
+    return scores, disconnected
+
+
+def _worker_aware(frame: pd.DataFrame) -> tuple[dict[str, float], pd.Series]:
+    """One worker-aware fit over the campaign: worker parameters are shared by all prompts,
+    item scores stay per response. Returns scores and each worker's attentiveness."""
+    model = WorkerAwareBT().fit(frame[["worker", "left", "right", "label"]])
+    scores = {str(k): float(v) for k, v in model.scores_.items()}
+    return scores, model.attentiveness_
+
+
+def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> PreferenceAggregate:
+    """Scores per response and a verdict per pair from the trusted judgments.
+
+    `bradley_terry`: BT with ties per prompt, and each pair's verdict from its votes.
+    `worker_aware`: a model of each worker's attentiveness and position bias fitted over the
+    whole campaign; votes then count by the worker's attentiveness, so a careless worker
+    who slipped past the golden checks barely moves a verdict.
+    """
+    frame = judgments_frame(campaign_id)
+    outcome_rows: list[dict[str, object]] = []
+    disconnected: list[str] = []
+    scores: dict[str, float] = {}
+    votes = frame[["pair", "label"]]
     if not frame.empty:
-        verdicts = pair_verdicts(frame[["pair", "label"]])
+        bt_scores, disconnected = _per_prompt_bt(frame)
+        if method == "worker_aware":
+            scores, attentiveness = _worker_aware(frame)
+            votes = votes.assign(weight=frame["worker"].map(attentiveness).to_numpy())
+        else:
+            scores = bt_scores
+    prompt_of = {
+        str(rid): str(pid)
+        for side in ("left", "right")
+        for rid, pid in zip(frame[side], frame["prompt"], strict=True)
+    }
+    score_rows = [
+        {
+            "campaign_id": campaign_id,
+            "response_id": rid,
+            "prompt_id": prompt_of[rid],
+            "score": score,
+            "method": method,
+        }
+        for rid, score in sorted(scores.items())
+    ]
+    if not frame.empty:
+        verdicts = pair_verdicts(votes)
         meta = frame.drop_duplicates("pair").set_index("pair")
         for v in verdicts.itertuples(index=False):
             m = meta.loc[v.pair]

@@ -1,0 +1,113 @@
+"""The round loop every campaign stage runs: push, wait and sync, check workers, settle,
+then advance (demonstrations) or extend unsure pairs (preferences), until no work is open.
+
+It is written once and driven two ways: by the Prefect flows, whose `RoundOps` are task
+calls, and by `bare_ops`, plain function calls for benchmarks and scripts that want the
+same work without an orchestrator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from crowdloop.connectors.base import Connector
+from crowdloop.connectors.registry import build_connector
+from crowdloop.db import session_scope
+from crowdloop.models.domain import Stage
+from crowdloop.stages import demonstrations, preferences, push, quality_check, sync
+from crowdloop.stages.plan import load_spec
+
+# Enough for prompt -> verify -> response -> verify with re-collections and re-queues.
+MAX_ROUNDS = 40
+
+
+@dataclass(frozen=True)
+class RoundOps:
+    push: Callable[[str, Stage], Any]
+    wait_and_sync: Callable[[str, list[Stage]], Any]
+    check_workers: Callable[[str, list[Stage]], Any]
+    settle: Callable[[str], Any]
+    advance: Callable[[str], Any]  # demonstrations: turn collected work into next work
+    extend: Callable[[str], Any]  # preferences: dynamic overlap
+
+
+def run_rounds(
+    campaign_id: str,
+    stages: list[Stage],
+    ops: RoundOps,
+    *,
+    advance: bool,
+    on_round: Callable[[int], object] | None = None,
+    max_rounds: int = MAX_ROUNDS,
+) -> int:
+    """Run rounds until the stages have no open work; returns the number of rounds."""
+    for round_no in range(1, max_rounds + 1):
+        for stage in stages:
+            ops.push(campaign_id, stage)
+        ops.wait_and_sync(campaign_id, stages)
+        ops.check_workers(campaign_id, stages)
+        ops.settle(campaign_id)
+        if advance:
+            ops.advance(campaign_id)
+        else:
+            ops.extend(campaign_id)
+        if on_round:
+            on_round(round_no)
+        if demonstrations.open_work(campaign_id, stages) == 0:
+            return round_no
+    raise RuntimeError(
+        f"{campaign_id}: work still open after {max_rounds} rounds; rerun to continue"
+    )
+
+
+@contextmanager
+def connector_for(campaign_id: str) -> Iterator[Connector]:
+    with session_scope() as s:
+        spec = load_spec(s, campaign_id)
+    with build_connector(
+        spec.connector.name, spec.connector.options, spec.connector.credentials_block
+    ) as connector:
+        yield connector
+
+
+def bare_ops(connector: Connector) -> RoundOps:
+    """The same round with plain calls and one long-lived connector (no Prefect)."""
+
+    def wait(campaign_id: str, stages: list[Stage]) -> Any:
+        with session_scope() as s:
+            spec = load_spec(s, campaign_id)
+        return sync.wait_and_sync(
+            campaign_id,
+            stages,
+            connector,
+            poll_interval_s=spec.poll_interval_s,
+            timeout_s=spec.stage_timeout_s,
+        )
+
+    def check(campaign_id: str, stages: list[Stage]) -> Any:
+        quality_check.check_workers(campaign_id, connector)
+        return quality_check.review_submissions(campaign_id, stages, connector)
+
+    def settle(campaign_id: str) -> Any:
+        with session_scope() as s:
+            spec = load_spec(s, campaign_id)
+        return sync.settle_items(campaign_id, spec.quality.max_requeue_rounds)
+
+    def extend(campaign_id: str) -> Any:
+        with session_scope() as s:
+            spec = load_spec(s, campaign_id)
+        if spec.preferences is None or spec.preferences.dynamic_overlap is None:
+            return 0
+        return preferences.extend_uncertain(campaign_id, spec.preferences.dynamic_overlap)
+
+    return RoundOps(
+        push=lambda campaign_id, stage: push.push_pending(campaign_id, stage, connector),
+        wait_and_sync=wait,
+        check_workers=check,
+        settle=settle,
+        advance=demonstrations.advance,
+        extend=extend,
+    )
