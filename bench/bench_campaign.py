@@ -279,6 +279,7 @@ def run_bare(campaign_file: Path, timer: PhaseTimer) -> dict[str, Any]:
 
     with timer("check_capabilities"), connector() as c:
         push.check_capabilities(spec_obj, c)
+    prefs = spec_obj.preferences
     rounds = 0
     for round_no in range(1, MAX_ROUNDS + 1):
         rounds = round_no
@@ -307,13 +308,15 @@ def run_bare(campaign_file: Path, timer: PhaseTimer) -> dict[str, Any]:
                 quality_check.review_submissions(campaign_id, stages, c)
         with timer("settle_items"):
             sync.settle_items(campaign_id, spec_obj.quality.max_requeue_rounds)
+        if prefs is not None and prefs.dynamic_overlap is not None:
+            with timer("extend_uncertain"):
+                preferences.extend_uncertain(campaign_id, prefs.dynamic_overlap)
         with timer("open_work"):
             left = open_work(campaign_id, stages)
         if left == 0:
             break
     else:
         raise RuntimeError(f"{campaign_id}: work still open after {MAX_ROUNDS} rounds")
-    prefs = spec_obj.preferences
     assert prefs is not None
     with timer("aggregate_preferences"):
         preferences.aggregate_preferences(campaign_id)

@@ -19,7 +19,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
-from crowdloop.db import session_scope
+from crowdloop.db import insert_ignore, session_scope
 from crowdloop.faults import crash_point
 from crowdloop.ids import digest
 from crowdloop.models.domain import (
@@ -246,23 +246,22 @@ def _record_intent(
     part: Sequence[tuple[Item, int]],
 ) -> str:
     """Commit the task rows and their ledger row before anything is sent."""
+    keys = [f"{item.id}.{item.pushes}" for item, _ in part]
+    ledger_key = f"crowdloop:{campaign_id}:{stage.value}:tasks:{digest(*keys)}"
+    rows = [
+        {
+            "key": key,
+            "item_id": item.id,
+            "batch_id": batch_id,
+            "ledger_key": ledger_key,
+            "overlap": need,
+            "external_id": None,
+        }
+        for key, (item, need) in zip(keys, part, strict=True)
+    ]
     with session_scope() as s:
-        rows = []
-        for item, need in part:
-            rows.append(
-                TaskRecord(
-                    key=f"{item.id}.{item.pushes}",
-                    item_id=item.id,
-                    batch_id=batch_id,
-                    ledger_key="",
-                    overlap=need,
-                )
-            )
-        ledger_key = f"crowdloop:{campaign_id}:{stage.value}:tasks:{digest(*(r.key for r in rows))}"
-        for r in rows:
-            r.ledger_key = ledger_key
-            s.add(r)
         _ledger_intent(s, ledger_key, campaign_id, connector, "add_items", stage.value)
+        insert_ignore(s, TaskRecord, rows, ["key"])
         ids = [item.id for item, _ in part]
         s.execute(
             update(Item)
@@ -317,12 +316,10 @@ def _send_chunk(campaign_id: str, connector: Connector, ref: BatchRef, ledger_ke
             f"{connector.name} did not return ids for {len(unknown)} task(s), e.g. {unknown[0]}"
         )
     with session_scope() as s:
-        for r in missing:
-            s.execute(
-                update(TaskRecord)
-                .where(col(TaskRecord.key) == r.key)
-                .values(external_id=external[r.key])
-            )
+        # One executemany (ORM bulk update by primary key), not a statement per task.
+        s.execute(
+            update(TaskRecord), [{"key": r.key, "external_id": external[r.key]} for r in missing]
+        )
         _ledger_done(s, ledger_key, None)
     return len(to_send)
 

@@ -214,16 +214,26 @@ def wait_and_sync(
     sleep: Callable[[float], None] = time.sleep,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SyncResult:
-    """Sync the stages until no published assignment is still unanswered, or time runs out."""
+    """Sync the stages until no published assignment is still unanswered, or time runs out.
+
+    The exact count of unanswered assignments is a campaign-wide GROUP BY; it is computed
+    once, then decreased by what each sync stores, and recomputed only when the estimate
+    says the stage is done, so long polls do not load the database.
+    """
     total = SyncResult()
     deadline = time.monotonic() + timeout_s
+    estimate = outstanding(campaign_id)
     while True:
+        new = 0
         for stage in stages:
             r = sync_stage(campaign_id, stage, connector)
             total.stored += r.stored
             total.quarantined += r.quarantined
             total.pages += r.pages
-        left = outstanding(campaign_id)
+            new += r.stored + r.quarantined
+        estimate -= new
+        left = outstanding(campaign_id) if estimate <= 0 else estimate
+        estimate = left
         if on_progress:
             on_progress(total.stored + total.quarantined, left)
         if left == 0:
