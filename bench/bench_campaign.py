@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import dataclasses
 import io
 import json
 import os
@@ -49,7 +50,6 @@ VARIANTS = ("prefect", "bare")
 FULL_PROMPTS_PER_TOPIC = 400
 GOLDEN_SHARE = 0.15
 OVERLAP = 3
-MAX_ROUNDS = 40  # flows/campaign.py MAX_ROUNDS (not imported: the bare child avoids the flows)
 
 
 def log(msg: str) -> None:
@@ -245,22 +245,10 @@ def run_bare(campaign_file: Path, timer: PhaseTimer) -> dict[str, Any]:
     from crowdloop.models.domain import Stage
     from crowdloop.models.spec import load_campaign
     from crowdloop.models.tables import Campaign, CampaignStatus
-    from crowdloop.stages import export, plan, preferences, push, quality_check, report, sync
-    from crowdloop.stages.demonstrations import open_work
+    from crowdloop.stages import export, plan, preferences, push, report
+    from crowdloop.stages.rounds import RoundOps, bare_ops, run_rounds
 
     stages = [Stage.COMPARE]
-    polls = 0
-    sleeping = 0.0
-
-    def timed_sleep(seconds: float) -> None:
-        nonlocal sleeping
-        start = time.perf_counter()
-        time.sleep(seconds)
-        sleeping += time.perf_counter() - start
-
-    def on_progress(_received: int, _left: int) -> None:
-        nonlocal polls
-        polls += 1
 
     with timer("register"):
         campaign_spec = load_campaign(campaign_file)
@@ -280,46 +268,30 @@ def run_bare(campaign_file: Path, timer: PhaseTimer) -> dict[str, Any]:
     with timer("check_capabilities"), connector() as c:
         push.check_capabilities(spec_obj, c)
     prefs = spec_obj.preferences
-    rounds = 0
-    for round_no in range(1, MAX_ROUNDS + 1):
-        rounds = round_no
-        with timer("push_pending"), connector() as c:
-            pushed = push.push_pending(campaign_id, Stage.COMPARE, c)
-        before = sleeping
-        with timer("wait_and_sync"), connector() as c:
-            synced = sync.wait_and_sync(
-                campaign_id,
-                stages,
-                c,
-                poll_interval_s=spec_obj.poll_interval_s,
-                timeout_s=spec_obj.stage_timeout_s,
-                sleep=timed_sleep,
-                on_progress=on_progress,
-            )
-        log(
-            f"bare round {round_no}: published {pushed.tasks_published} task(s), "
-            f"stored {synced.stored} + {synced.quarantined} quarantined in {synced.pages} "
-            f"page(s), slept {sleeping - before:.1f}s"
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            with timer(name):
+                return fn(*args)
+
+        return call
+
+    # The flows' own round loop, with plain calls instead of Prefect tasks.
+    with connector() as c:
+        ops = bare_ops(c)
+        timed_ops = RoundOps(
+            **{f.name: timed(f.name, getattr(ops, f.name)) for f in dataclasses.fields(RoundOps)}
         )
-        with connector() as c:
-            with timer("check_workers"):
-                quality_check.check_workers(campaign_id, c)
-            with timer("review_submissions"):
-                quality_check.review_submissions(campaign_id, stages, c)
-        with timer("settle_items"):
-            sync.settle_items(campaign_id, spec_obj.quality.max_requeue_rounds)
-        if prefs is not None and prefs.dynamic_overlap is not None:
-            with timer("extend_uncertain"):
-                preferences.extend_uncertain(campaign_id, prefs.dynamic_overlap)
-        with timer("open_work"):
-            left = open_work(campaign_id, stages)
-        if left == 0:
-            break
-    else:
-        raise RuntimeError(f"{campaign_id}: work still open after {MAX_ROUNDS} rounds")
+        rounds = run_rounds(
+            campaign_id,
+            stages,
+            timed_ops,
+            advance=False,
+            on_round=lambda n: log(f"bare round {n} done"),
+        )
     assert prefs is not None
     with timer("aggregate_preferences"):
-        preferences.aggregate_preferences(campaign_id)
+        preferences.aggregate_preferences(campaign_id, prefs.aggregation)
     with timer("export_preferences"):
         export.export_preferences(campaign_id, prefs.export.path, prefs.min_confidence)
     with timer("record_spend"), connector() as c:
@@ -341,8 +313,6 @@ def run_bare(campaign_file: Path, timer: PhaseTimer) -> dict[str, Any]:
     return {
         "campaign": campaign_id,
         "rounds": rounds,
-        "polls": polls,
-        "sleep_s": round(sleeping, 3),
     }
 
 
@@ -574,10 +544,7 @@ def print_table(env: dict[str, Any], size: dict[str, Any], res: dict[str, dict[s
         )
     if b.get("phases"):
         print()
-        print(
-            "bare loop time per stage call "
-            f"(wait_and_sync includes {b['sleep_s']} s of poll sleep):"
-        )
+        print("bare loop time per stage call (wait_and_sync includes poll sleep):")
         for name, ph in b["phases"].items():
             print(f"  {name:28} {ph['s']:>9.2f} s  in {ph['calls']:>3} call(s)")
     if p.get("task_runs_by_name"):

@@ -8,6 +8,7 @@ ledger, syncs resume from the stored cursor, and the rest recompute from stored 
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,16 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from crowdloop.db import session_scope
 from crowdloop.models.domain import Stage
 from crowdloop.models.spec import CampaignSpec
-from crowdloop.stages import demonstrations, export, preferences, push, quality_check, report, sync
+from crowdloop.stages import (
+    demonstrations,
+    export,
+    preferences,
+    push,
+    quality_check,
+    quality_report,
+    report,
+    sync,
+)
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.rounds import connector_for
 
@@ -112,7 +122,9 @@ def extend_uncertain(campaign_id: str) -> int:
     spec = campaign_spec(campaign_id)
     if spec.preferences is None or spec.preferences.dynamic_overlap is None:
         return 0
-    extended = preferences.extend_uncertain(campaign_id, spec.preferences.dynamic_overlap)
+    extended = preferences.extend_uncertain(
+        campaign_id, spec.preferences.dynamic_overlap, spec.preferences.aggregation
+    )
     if extended:
         get_run_logger().info("dynamic overlap: asking again about %d unsure pair(s)", extended)
     return extended
@@ -158,6 +170,9 @@ def publish_report(campaign_id: str) -> dict[str, Any]:
     data = report.campaign_report(campaign_id)
     spec = campaign_spec(campaign_id)
     md = report.report_markdown(data)
+    if spec.preferences is not None:
+        data["quality"] = quality_report.quality_report(campaign_id)
+        md += "\n\n" + quality_report.quality_markdown(data["quality"])
     create_markdown_artifact(
         key=artifact_key(campaign_id, "summary"), markdown=md, description="Campaign summary"
     )
@@ -170,8 +185,6 @@ def publish_report(campaign_id: str) -> dict[str, Any]:
     out = Path(spec.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{campaign_id}-report.md").write_text(md + "\n", encoding="utf-8")
-    import json
-
     (out / f"{campaign_id}-report.json").write_text(
         json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
     )

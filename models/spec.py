@@ -172,8 +172,8 @@ class PairingSpec(_Strict):
 class DynamicOverlapSpec(_Strict):
     """Ask each pair `min_overlap` times, then more only where the verdict is uncertain."""
 
-    min_overlap: int = Field(default=2, ge=1, le=15)
-    max_overlap: int = Field(default=5, ge=1, le=15)
+    min_overlap: int = Field(default=1, ge=1, le=15)
+    max_overlap: int = Field(default=4, ge=1, le=15)
     # Ask again while the pair verdict's confidence is below this.
     target_confidence: float = Field(default=0.8, gt=0.5, lt=1)
 
@@ -188,14 +188,15 @@ class PreferencesSpec(_Strict):
     candidates_file: Path
     pairing: PairingSpec = PairingSpec()
     golden_file: Path | None = None
-    golden_share: float = Field(default=0.15, ge=0, lt=1)
-    # Fixed overlap, and the overlap of golden pairs when `dynamic_overlap` is set.
+    golden_share: float = Field(default=0.10, ge=0, lt=1)
+    # The overlap of golden pairs, and of every pair when `dynamic_overlap` is null.
     overlap: int = Field(default=3, ge=1, le=15)
-    dynamic_overlap: DynamicOverlapSpec | None = None
+    # The default: ask little, then more where unsure (bench/bench_quality.py measures it).
+    dynamic_overlap: DynamicOverlapSpec | None = DynamicOverlapSpec()
     instruction: str = "Which answer is better? Choose A, B, or tie."
     # bradley_terry: per-prompt BT with ties and plain vote counts per pair; worker_aware:
     # per-worker attentiveness and position bias learned over the campaign, votes weighted.
-    aggregation: Literal["bradley_terry", "worker_aware"] = "bradley_terry"
+    aggregation: Literal["bradley_terry", "worker_aware"] = "worker_aware"
     min_confidence: float = Field(default=0.6, ge=0.5, le=1)
     reward: Money = Money(amount=Decimal("0.03"))
     export: ExportSpec

@@ -147,10 +147,10 @@ def test_dynamic_overlap_saves_judgments_at_equal_accuracy(
     )  # fmt: skip
     runs = {}
     for label, prefs in {
-        "fixed": {"overlap": 4},
+        "fixed": {"overlap": 4, "dynamic_overlap": None},
         "dynamic": {
             "overlap": 4,
-            "dynamic_overlap": {"min_overlap": 2, "max_overlap": 6, "target_confidence": 0.8},
+            "dynamic_overlap": {"min_overlap": 1, "max_overlap": 4, "target_confidence": 0.8},
         },
     }.items():
         folder = tmp_path / label

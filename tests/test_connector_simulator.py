@@ -14,7 +14,6 @@ import httpx
 import pytest
 import respx
 from pydantic import SecretStr
-from tests.simulator_fixtures import compare_payload, config
 
 from crowdloop.connectors._http import RetryPolicy
 from crowdloop.connectors.errors import AlreadyExists, AuthError, NotSupported, TransientError
@@ -39,6 +38,7 @@ from crowdloop.models.domain import (
 )
 from crowdloop.simulator.config import FaultConfig
 from crowdloop.simulator.runner import SimulatorServer
+from tests.simulator_fixtures import compare_payload, config
 
 BASE = "http://sim.test"
 TOKEN = "tok-s3cret"

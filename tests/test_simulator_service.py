@@ -8,6 +8,10 @@ from decimal import Decimal
 
 import httpx
 import pytest
+
+from crowdloop.demo import top5
+from crowdloop.simulator.config import FaultConfig
+from crowdloop.simulator.runner import SimulatorServer
 from tests.simulator_fixtures import (
     API,
     api_client,
@@ -18,10 +22,6 @@ from tests.simulator_fixtures import (
     read_all,
     read_pages,
 )
-
-from crowdloop.demo import top5
-from crowdloop.simulator.config import FaultConfig
-from crowdloop.simulator.runner import SimulatorServer
 
 
 @pytest.fixture

@@ -116,9 +116,10 @@ def preference_rows(campaign_id: str, min_confidence: float) -> list[dict[str, A
                 "margin": round(o.margin, 6),
                 "confidence": round(o.confidence, 6),
                 "votes": {
-                    "chosen": _votes(o, o.winner),
-                    "rejected": _votes(o, _other(o.winner)),
-                    "tie": o.n_tie,
+                    # weighted by attentiveness under the worker-aware aggregation
+                    "chosen": round(_votes(o, o.winner), 6),
+                    "rejected": round(_votes(o, _other(o.winner)), 6),
+                    "tie": round(o.n_tie, 6),
                 },
                 "chosen_model": chosen.model,
                 "rejected_model": rejected.model,

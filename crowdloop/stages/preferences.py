@@ -33,6 +33,8 @@ from crowdloop.models.tables import (
 logger = logging.getLogger(__name__)
 
 OUTCOME = {"left": 1.0, "right": 0.0, "tie": 0.5}
+# A pair whose P(left better) is this close to 1/2 is called a tie.
+TIE_BAND = 0.05
 
 
 @dataclass
@@ -64,11 +66,14 @@ def judgments_frame(campaign_id: str) -> pd.DataFrame:
                 col(Judgment.status) == JudgmentStatus.VALID,
                 col(Judgment.excluded).is_(False),
             )
+            # A fixed order: the fits see the same rows in the same order on every rerun,
+            # so the same data gives the same floats, whatever order it arrived in.
+            .order_by(col(Item.id), col(Judgment.external_id))
         ).all()
     return pd.DataFrame(rows, columns=["pair", "prompt", "left", "right", "worker", "label"])
 
 
-def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec) -> int:
+def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str) -> int:
     """Dynamic overlap: ask once more about every collected pair whose verdict is unsure.
 
     Pairs start at `min_overlap`; a pair whose confidence is under `target_confidence`
@@ -77,7 +82,7 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec) -> int:
     frame = judgments_frame(campaign_id)
     if frame.empty:
         return 0
-    verdicts = pair_verdicts(frame[["pair", "label"]])
+    _, verdicts, _ = score_pairs(frame, method)
     unsure = verdicts.loc[verdicts["confidence"] < dynamic.target_confidence, "pair"].tolist()
     extended = 0
     with session_scope() as s:
@@ -128,67 +133,79 @@ def _worker_aware(frame: pd.DataFrame) -> tuple[dict[str, float], pd.Series]:
     return scores, model.attentiveness_
 
 
-def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> PreferenceAggregate:
-    """Scores per response and a verdict per pair from the trusted judgments.
+def score_pairs(
+    frame: pd.DataFrame, method: str
+) -> tuple[dict[str, float], pd.DataFrame, list[str]]:
+    """Response scores, one verdict per pair, and the prompts whose comparison graph splits.
 
-    `bradley_terry`: BT with ties per prompt, and each pair's verdict from its votes.
-    `worker_aware`: a model of each worker's attentiveness and position bias fitted over the
-    whole campaign; votes then count by the worker's attentiveness, so a careless worker
-    who slipped past the golden checks barely moves a verdict.
+    A pair's verdict comes from the fitted scores, not from its own votes alone: the model
+    pools every comparison of the prompt (a > b and b > c say something about a vs c), so
+    it is right more often than the pair's vote count, most of all at low overlap.
+    P(left better) = sigmoid(score_left - score_right) (the Bradley-Terry win probability
+    given no tie); within `TIE_BAND` of 1/2 the verdict is a tie. The vote counts are kept
+    beside it for provenance. `worker_aware` scores discount inattentive workers and
+    position bias; votes are then weighted by each worker's attentiveness.
     """
-    frame = judgments_frame(campaign_id)
-    outcome_rows: list[dict[str, object]] = []
-    disconnected: list[str] = []
-    scores: dict[str, float] = {}
+    bt_scores, disconnected = _bt_scores(frame)
     votes = frame[["pair", "label"]]
+    if method == "worker_aware":
+        scores, attentiveness = _worker_aware(frame)
+        votes = votes.assign(weight=frame["worker"].map(attentiveness).to_numpy())
+    else:
+        scores = bt_scores
+    counts = pair_verdicts(votes)[["pair", "n_left", "n_right", "n_tie"]]
+    meta = frame.drop_duplicates("pair")[["pair", "prompt", "left", "right"]]
+    out = meta.merge(counts, on="pair", validate="one_to_one")
+    delta = out["left"].map(scores).to_numpy() - out["right"].map(scores).to_numpy()
+    p_left = 1.0 / (1.0 + np.exp(-delta))
+    out["p_left_better"] = p_left
+    out["confidence"] = np.maximum(p_left, 1.0 - p_left)
+    out["winner"] = np.where(
+        p_left >= 0.5 + TIE_BAND, "left", np.where(p_left <= 0.5 - TIE_BAND, "right", "tie")
+    )
+    out["margin"] = np.where(out["winner"] == "tie", 0.0, np.round(np.abs(delta), 6))
+    return scores, out.sort_values("pair", ignore_index=True), disconnected
+
+
+def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> PreferenceAggregate:
+    """Scores per response and a verdict per pair from the trusted judgments (rewritten)."""
+    frame = judgments_frame(campaign_id)
+    scores: dict[str, float] = {}
+    outcome_rows: list[dict[str, object]] = []
+    score_rows: list[dict[str, object]] = []
+    disconnected: list[str] = []
     if not frame.empty:
-        bt_scores, disconnected = _bt_scores(frame)
-        if method == "worker_aware":
-            scores, attentiveness = _worker_aware(frame)
-            votes = votes.assign(weight=frame["worker"].map(attentiveness).to_numpy())
-        else:
-            scores = bt_scores
-    prompt_of = {
-        str(rid): str(pid)
-        for side in ("left", "right")
-        for rid, pid in zip(frame[side], frame["prompt"], strict=True)
-    }
-    score_rows = [
-        {
-            "campaign_id": campaign_id,
-            "response_id": rid,
-            "prompt_id": prompt_of[rid],
-            "score": score,
-            "method": method,
+        scores, verdicts, disconnected = score_pairs(frame, method)
+        prompt_of = {
+            str(rid): str(pid)
+            for side in ("left", "right")
+            for rid, pid in zip(frame[side], frame["prompt"], strict=True)
         }
-        for rid, score in sorted(scores.items())
-    ]
-    if not frame.empty:
-        verdicts = pair_verdicts(votes)
-        meta = {
-            pair: (str(prompt), str(left), str(right))
-            for pair, prompt, left, right in frame.drop_duplicates("pair")[
-                ["pair", "prompt", "left", "right"]
-            ].itertuples(index=False)
-        }
-        for v in verdicts.itertuples(index=False):
-            prompt_id, left_id, right_id = meta[v.pair]
-            s_left, s_right = scores[left_id], scores[right_id]
-            margin = s_left - s_right if v.winner == "left" else s_right - s_left
-            outcome_rows.append(
-                {
-                    "item_id": str(v.pair),
-                    "campaign_id": campaign_id,
-                    "prompt_id": prompt_id,
-                    "winner": str(v.winner),
-                    "n_left": float(v.n_left),
-                    "n_right": float(v.n_right),
-                    "n_tie": float(v.n_tie),
-                    "p_left_better": float(v.p_left_better),
-                    "confidence": float(v.confidence),
-                    "margin": float(np.round(margin, 6)) if v.winner != "tie" else 0.0,
-                }
-            )
+        score_rows = [
+            {
+                "campaign_id": campaign_id,
+                "response_id": rid,
+                "prompt_id": prompt_of[rid],
+                "score": score,
+                "method": method,
+            }
+            for rid, score in sorted(scores.items())
+        ]
+        outcome_rows = [
+            {
+                "item_id": str(v.pair),
+                "campaign_id": campaign_id,
+                "prompt_id": str(v.prompt),
+                "winner": str(v.winner),
+                "n_left": float(v.n_left),
+                "n_right": float(v.n_right),
+                "n_tie": float(v.n_tie),
+                "p_left_better": float(v.p_left_better),
+                "confidence": float(v.confidence),
+                "margin": float(v.margin),
+            }
+            for v in verdicts.itertuples(index=False)
+        ]
     with session_scope() as s:
         s.execute(delete(CandidateScore).where(col(CandidateScore.campaign_id) == campaign_id))
         s.execute(delete(PairOutcome).where(col(PairOutcome.campaign_id) == campaign_id))

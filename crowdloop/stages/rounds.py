@@ -101,7 +101,9 @@ def bare_ops(connector: Connector) -> RoundOps:
             spec = load_spec(s, campaign_id)
         if spec.preferences is None or spec.preferences.dynamic_overlap is None:
             return 0
-        return preferences.extend_uncertain(campaign_id, spec.preferences.dynamic_overlap)
+        return preferences.extend_uncertain(
+            campaign_id, spec.preferences.dynamic_overlap, spec.preferences.aggregation
+        )
 
     return RoundOps(
         push=lambda campaign_id, stage: push.push_pending(campaign_id, stage, connector),

@@ -1,0 +1,183 @@
+"""The quality report: is the data any good, who was careless, what did a label cost.
+
+Agreement (Krippendorff's alpha), worker skill distribution, position bias, cost per
+accepted label and each prompt's ranking with bootstrap intervals, computed from the
+stored judgments, so it can be rebuilt at any time.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import evalica
+import numpy as np
+import pandas as pd
+from sqlmodel import col, select
+
+from crowdloop.aggregation.bootstrap import bootstrap_scores, position_bias_report
+from crowdloop.db import session_scope
+from crowdloop.models.tables import ExportRecord, Prompt, Response, SpendRecord, WorkerRecord
+from crowdloop.stages.preferences import judgments_frame
+
+logger = logging.getLogger(__name__)
+
+SKILL_BINS = [0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001]
+BIAS_P = 0.01  # a worker whose left/right split is this unlikely under no bias is flagged
+
+
+def _agreement(frame: pd.DataFrame) -> float | None:
+    """Krippendorff's alpha (nominal) over the trusted comparison labels."""
+    if frame.empty or frame["worker"].nunique() < 2:
+        return None
+    wide = frame.pivot_table(index="worker", columns="pair", values="label", aggfunc="first")
+    try:
+        return float(evalica.alpha(wide).alpha)
+    except Exception as exc:  # evalica refuses degenerate input (e.g. one label only)
+        logger.info("agreement not computed: %s", exc)
+        return None
+
+
+def _rankings(frame: pd.DataFrame, n_boot: int) -> dict[str, list[dict[str, Any]]]:
+    scores = bootstrap_scores(frame[["worker", "left", "right", "label"]], n_boot=n_boot)
+    prompt_of = dict(
+        zip(
+            pd.concat([frame["left"], frame["right"]]),
+            pd.concat([frame["prompt"], frame["prompt"]]),
+            strict=True,
+        )
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in scores.itertuples(index=False):
+        out.setdefault(str(prompt_of[row.item]), []).append(
+            {
+                "response": str(row.item),
+                "score": round(float(row.score), 4),
+                "low": round(float(row.low), 4),
+                "high": round(float(row.high), 4),
+            }
+        )
+    for ranking in out.values():
+        ranking.sort(key=lambda r: -r["score"])
+    return out
+
+
+def quality_report(campaign_id: str, *, n_boot: int = 100) -> dict[str, Any]:
+    frame = judgments_frame(campaign_id)
+    with session_scope() as s:
+        accuracy = [
+            w.accuracy
+            for w in s.exec(
+                select(WorkerRecord).where(
+                    WorkerRecord.campaign_id == campaign_id, col(WorkerRecord.golden_total) > 0
+                )
+            )
+        ]
+        spend = sum(
+            (
+                Decimal(r.amount)
+                for r in s.exec(select(SpendRecord).where(SpendRecord.campaign_id == campaign_id))
+            ),
+            Decimal(0),
+        )
+        latest: dict[str, int] = {}
+        for e in s.exec(
+            select(ExportRecord)
+            .where(ExportRecord.campaign_id == campaign_id)
+            .order_by(col(ExportRecord.id))
+        ):
+            latest[e.kind] = e.rows
+        models = dict(
+            s.exec(
+                select(Response.id, Response.model).where(Response.campaign_id == campaign_id)
+            ).all()
+        )
+        prompts = dict(
+            s.exec(select(Prompt.id, Prompt.text).where(Prompt.campaign_id == campaign_id)).all()
+        )
+    labels = sum(latest.values())
+    counts, _ = np.histogram(np.asarray(accuracy, dtype=float), bins=SKILL_BINS)
+    skill = {
+        f"{lo:.1f}-{min(hi, 1.0):.1f}": int(n)
+        for lo, hi, n in zip(SKILL_BINS[:-1], SKILL_BINS[1:], counts, strict=True)
+    }
+    bias: dict[str, Any] = {"overall": None, "flagged": []}
+    if not frame.empty:
+        report = position_bias_report(frame[["worker", "label"]])
+        overall = report[report["worker"] == "overall"].iloc[0]
+        bias["overall"] = {
+            "share_left": round(float(overall["share_left"]), 3),
+            "share_right": round(float(overall["share_right"]), 3),
+            "share_tie": round(float(overall["share_tie"]), 3),
+            "p_value": float(overall["p_value"]),
+        }
+        flagged = report[(report["worker"] != "overall") & (report["p_value"] < BIAS_P)]
+        bias["flagged"] = [
+            {
+                "worker": str(r.worker),
+                "n": int(r.n),
+                "share_left": round(float(r.share_left), 3),
+                "p_value": float(r.p_value),
+            }
+            for r in flagged.itertuples(index=False)
+        ]
+    rankings = _rankings(frame, n_boot) if not frame.empty else {}
+    for ranking in rankings.values():
+        for r in ranking:
+            r["model"] = models.get(r["response"])
+    return {
+        "agreement_alpha": _agreement(frame),
+        "trusted_comparisons": len(frame),
+        "worker_golden_accuracy": skill,
+        "position_bias": bias,
+        "cost_per_accepted_label": f"{spend / labels:.4f}" if labels else None,
+        "accepted_labels": labels,
+        "rankings": rankings,
+        "prompts": {p: prompts.get(p, "") for p in rankings},
+    }
+
+
+def quality_markdown(q: dict[str, Any], *, max_prompts: int = 10) -> str:
+    alpha = q["agreement_alpha"]
+    lines = [
+        "## Quality",
+        "",
+        f"**Agreement** (Krippendorff's alpha, trusted comparisons): "
+        f"{'n/a' if alpha is None else f'{alpha:.3f}'}",
+        f"**Cost per accepted label:** {q['cost_per_accepted_label'] or 'n/a'} "
+        f"({q['accepted_labels']} labels exported)",
+        "",
+        "| golden accuracy (posterior) | workers |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in q["worker_golden_accuracy"].items()],
+    ]
+    bias = q["position_bias"]
+    if bias["overall"]:
+        o = bias["overall"]
+        lines += [
+            "",
+            f"**Position bias, all trusted answers:** left {o['share_left']}, right "
+            f"{o['share_right']}, tie {o['share_tie']} (p = {o['p_value']:.3g})",
+        ]
+    if bias["flagged"]:
+        lines += ["", "| position-biased worker | answers | share left | p |", "|---|---|---|---|"]
+        lines += [
+            f"| {b['worker']} | {b['n']} | {b['share_left']} | {b['p_value']:.2g} |"
+            for b in bias["flagged"]
+        ]
+    for prompt, ranking in list(q["rankings"].items())[:max_prompts]:
+        text = " ".join(q["prompts"].get(prompt, "").split())
+        text = text if len(text) <= 70 else text[:67] + "..."
+        lines += [
+            "",
+            f"Bradley-Terry ranking for “{text}” (`{prompt}`, 95% bootstrap interval):",
+            "",
+        ]
+        lines += [
+            f"{n}. {r['model'] or r['response']}: {r['score']} [{r['low']}, {r['high']}]"
+            for n, r in enumerate(ranking, start=1)
+        ]
+    if len(q["rankings"]) > max_prompts:
+        lines += ["", f"… {len(q['rankings']) - max_prompts} more prompts in the JSON report."]
+    return "\n".join(lines)
