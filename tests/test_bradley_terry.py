@@ -9,9 +9,11 @@ import evalica
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import spearmanr
 
+from crowdloop.aggregation import bradley_terry as bt_module
 from crowdloop.aggregation.bradley_terry import (
     BradleyTerry,
     bradley_terry,
@@ -256,3 +258,196 @@ def test_estimator_weight_column() -> None:
     assert scores["a"] > scores["b"]
     even = BradleyTerry().fit_predict(data)
     assert even["a"] == pytest.approx(even["b"])
+
+
+# --- the fast solver against a slow reference ------------------------------------------------
+
+
+def _reference_mm(
+    left: np.ndarray,
+    right: np.ndarray,
+    outcome: np.ndarray,
+    n_items: int,
+    weights: np.ndarray | None = None,
+    prior: float = 1.0,
+    tol: float = 1e-13,
+    max_iter: int = 200_000,
+) -> np.ndarray:
+    """The previous implementation, kept as the reference: Hunter's MM update on every
+    comparison (no pair table), each iterate followed by the exact Brent rescale (prior > 0)
+    or mean-centring (prior = 0). Slow but simple."""
+    weight = np.ones(left.size) if weights is None else np.asarray(weights, dtype=float)
+    wins = np.bincount(left, weight * outcome, n_items) + np.bincount(
+        right, weight * (1.0 - outcome), n_items
+    )
+    log_wins = np.log(wins + prior / 2.0)
+    scores = np.zeros(n_items)
+    for _ in range(max_iter):
+        strength = np.exp(scores)
+        per_game = weight / (strength[left] + strength[right])
+        denominator = (
+            np.bincount(left, per_game, n_items)
+            + np.bincount(right, per_game, n_items)
+            + prior / (strength + 1.0)
+        )
+        updated = log_wins - np.log(denominator)
+        if prior == 0:
+            updated -= updated.mean()
+        else:
+            updated += _reference_shift(updated)
+        delta = np.max(np.abs(updated - scores))
+        scores = updated
+        if delta < tol:
+            return scores - scores.mean()
+    raise AssertionError("the reference MM did not converge")
+
+
+def _reference_shift(scores: np.ndarray) -> float:
+    """The t maximising the prior terms along the common shift: sum sigmoid(s + t) = n/2."""
+
+    def excess(shift: float) -> float:
+        return float(expit(scores + shift).sum() - scores.size / 2.0)
+
+    return float(brentq(excess, -scores.max() - 1.0, -scores.min() + 1.0, xtol=1e-15))
+
+
+@pytest.mark.parametrize("prior", [0.0, 1.0, 4.0])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_reference_mm(seed: int, weighted: bool, prior: float) -> None:
+    left, right, outcome, _ = _simulate(20 + seed, n_items=25, n_comparisons=1_500)
+    rng = np.random.default_rng(seed)
+    weights = None
+    if weighted:
+        weights = rng.gamma(2.0, 0.5, left.size)
+        weights[rng.random(left.size) < 0.05] = 0.0  # zero weights must simply not count
+    ours = bradley_terry(left, right, outcome, 25, weights=weights, prior=prior, tol=1e-12)
+    reference = _reference_mm(left, right, outcome, 25, weights, prior)
+    assert ours.converged
+    np.testing.assert_allclose(ours.scores, reference, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("prior", [0.5, 1.0])
+def test_matches_reference_mm_on_sparse_fractional_data(prior: float) -> None:
+    # 60 items, 150 comparisons (some items play once or never), outcomes anywhere in
+    # [0, 1]: the weighted collapse path, and far from the asymptotic regime.
+    rng = np.random.default_rng(3)
+    left = rng.integers(0, 60, 150)
+    right = (left + rng.integers(1, 60, 150)) % 60
+    outcome = rng.choice([0.0, 0.25, 0.5, 1.0], 150)
+    ours = bradley_terry(left, right, outcome, 60, prior=prior, tol=1e-12)
+    reference = _reference_mm(left, right, outcome, 60, prior=prior)
+    assert ours.converged
+    np.testing.assert_allclose(ours.scores, reference, rtol=0, atol=1e-7)
+
+
+def test_int64_pair_codes_collapse_like_the_weighted_path() -> None:
+    # 24,000 items: 4 * n^2 >= 2^31, so the coded sort runs on int64.
+    left, right, outcome, _ = _simulate(4, n_items=24_000, n_comparisons=30_000)
+    coded = bt_module._collapse(left, right, outcome, 24_000, None)
+    weighted = bt_module._collapse(left, right, outcome, 24_000, np.ones(left.size))
+    assert coded.high.dtype == np.int64
+    for name in ("bounds", "high", "wins_low", "wins_high"):
+        np.testing.assert_array_equal(getattr(coded, name), getattr(weighted, name))
+    assert bradley_terry(left, right, outcome, 24_000).converged
+
+
+def test_collapse_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    left, right, outcome, _ = _simulate(9, n_items=40, n_comparisons=5_000)
+    coded = bradley_terry(left, right, outcome, 40, prior=0.0, tol=1e-12).scores
+    ones = np.ones(left.size)
+    weighted = bradley_terry(left, right, outcome, 40, weights=ones, prior=0.0, tol=1e-12)
+    np.testing.assert_allclose(weighted.scores, coded, rtol=0, atol=1e-12)
+    # The stable-argsort fallback for codes that cannot carry the row index.
+    monkeypatch.setattr(bt_module, "_PACKED_SORT_LIMIT", 0)
+    fallback = bradley_terry(left, right, outcome, 40, weights=ones, prior=0.0, tol=1e-12)
+    np.testing.assert_allclose(fallback.scores, coded, rtol=0, atol=1e-12)
+
+
+def test_pair_table_counts_each_pair_once() -> None:
+    # Pairs in both orientations, repeated, ties: the table holds unordered pairs with the
+    # lower code's wins, whichever side it was on.
+    left = np.array([0, 1, 0, 2, 1, 2, 0])
+    right = np.array([1, 0, 1, 0, 2, 1, 2])
+    outcome = np.array([1.0, 1.0, 0.5, 0.0, 0.5, 1.0, 1.0])
+    for weights in (None, np.ones(7)):
+        pairs = bt_module._collapse(left, right, outcome, 3, weights)
+        np.testing.assert_array_equal(pairs.bounds, [0, 2, 3, 3])
+        np.testing.assert_array_equal(pairs.high, [1, 2, 2])
+        np.testing.assert_array_equal(pairs.wins_low, [1.5, 2.0, 0.5])
+        np.testing.assert_array_equal(pairs.wins_high, [1.5, 0.0, 1.5])
+
+
+def test_iteration_cap_and_a_diverging_mle() -> None:
+    left, right, outcome, _ = _simulate(2, n_items=10, n_comparisons=500)
+    capped = bradley_terry(left, right, outcome, 10, max_iter=2)
+    assert capped.iterations == 2
+    assert not capped.converged
+    assert np.all(np.isfinite(capped.scores))
+    # Every item wins and loses, but {0, 1} always beat {2, 3}: no MLE exists (the gap
+    # runs off to infinity, ever more slowly). The fit must stay finite and ordered.
+    left = np.array([0, 1, 2, 3, 0, 1, 0, 1])
+    right = np.array([1, 0, 3, 2, 2, 3, 3, 2])
+    diverging = bradley_terry(left, right, np.ones(8), 4, prior=0.0, max_iter=2_000)
+    assert np.all(np.isfinite(diverging.scores))
+    assert min(diverging.scores[:2]) > max(diverging.scores[2:])
+
+
+def _transitive(n_items: int, repeats: int, all_pairs: bool) -> tuple[np.ndarray, np.ndarray]:
+    if all_pairs:
+        pairs = [(i, j) for i in range(n_items) for j in range(i + 1, n_items)] * repeats
+    else:
+        pairs = [(i, i + 1) for i in range(n_items - 1)] * repeats
+    return np.array([i for i, _ in pairs]), np.array([j for _, j in pairs])
+
+
+@pytest.mark.parametrize(
+    ("n_items", "repeats", "all_pairs", "prior"),
+    [
+        (4, 3, True, 1.0),
+        (5, 1, True, 1.0),
+        (9, 3, True, 0.1),
+        (12, 3, False, 0.1),
+        (8, 2, False, 3.0),
+    ],
+)
+def test_transitive_data_matches_reference_mm(
+    n_items: int, repeats: int, all_pairs: bool, prior: float
+) -> None:
+    # Held together only by the prior, where plain Newman iteration falls into a 2-cycle
+    # (measured: 4 items, all 6 pairs x 3 votes, prior 1).
+    left, right = _transitive(n_items, repeats, all_pairs)
+    outcome = np.ones(left.size)
+    ours = bradley_terry(left, right, outcome, n_items, prior=prior, tol=1e-12)
+    reference = _reference_mm(left, right, outcome, n_items, prior=prior)
+    assert ours.converged
+    np.testing.assert_allclose(ours.scores, reference, rtol=0, atol=1e-7)
+
+
+def test_stalled_newman_falls_back_to_mm(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without acceleration, Newman's iteration cycles on this data; MM must take over.
+    monkeypatch.setattr(bt_module._Anderson, "step", lambda self, residual, image: image)
+    left, right = _transitive(4, 3, all_pairs=True)
+    outcome = np.ones(left.size)
+    ours = bradley_terry(left, right, outcome, 4, tol=1e-12)
+    reference = _reference_mm(left, right, outcome, 4)
+    assert ours.converged
+    assert ours.iterations > 30  # MM's pace, not Newman's
+    np.testing.assert_allclose(ours.scores, reference, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("prior", [0.0, 1.0])
+def test_mm_fallback_matches_reference_mm(monkeypatch: pytest.MonkeyPatch, prior: float) -> None:
+    # A Newman step that is not finite sends the fit to MM from the start.
+    def broken(self: object, strength: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(strength.size, np.nan), np.ones(strength.size)
+
+    monkeypatch.setattr(bt_module._Pairs, "newman_sums", broken)
+    left, right, outcome, _ = _simulate(6, n_items=15, n_comparisons=800)
+    outcome[:40] = 0.25
+    weights = np.random.default_rng(6).uniform(0.5, 2.0, left.size)
+    ours = bradley_terry(left, right, outcome, 15, weights=weights, prior=prior, tol=1e-12)
+    reference = _reference_mm(left, right, outcome, 15, weights, prior=prior)
+    assert ours.converged
+    assert ours.iterations > 30
+    np.testing.assert_allclose(ours.scores, reference, rtol=0, atol=1e-7)

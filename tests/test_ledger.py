@@ -73,6 +73,8 @@ def make_campaign(tmp_path: Path) -> CampaignSpec:
                 "golden_file": str(tmp_path / "golden.jsonl"),
                 "golden_share": GOLDEN_SHARE,
                 "overlap": OVERLAP,
+                # Fixed overlap: these tests count assignments exactly.
+                "dynamic_overlap": None,
                 "export": {"path": str(tmp_path / "preferences.jsonl")},
             },
         }

@@ -61,6 +61,7 @@ def campaign(sqlite_url: str, tmp_path: Path) -> CampaignSpec:
                 "golden_file": str(tmp_path / "golden.jsonl"),
                 "golden_share": 0.3,
                 "overlap": OVERLAP,
+                "dynamic_overlap": None,
                 "export": {"path": str(tmp_path / "preferences.jsonl")},
             },
         }

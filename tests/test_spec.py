@@ -351,6 +351,7 @@ def preferences_spec(tmp_path: Path, name: str = "reg", **prefs: Any) -> Campaig
         "golden_file": str(golden),
         "golden_share": 0.25,
         "overlap": 3,
+        "dynamic_overlap": None,
         "export": {"path": str(tmp_path / "preferences.jsonl")},
     }
     section.update(prefs)

@@ -19,18 +19,40 @@ transitive, sparse or disconnected data, and anchors the scale of components tha
 comparisons. With ``prior=0`` the estimate is the plain MLE, identical to evalica's up to
 normalisation (scores are returned as log-strengths with mean 0).
 
-Fitting uses the minorise-maximise (MM) update of Hunter (2004), vectorised over unique
-item pairs with ``np.bincount``, followed by an exact maximisation over the common scale
-of all strengths (see ``_rescale``): the prior only pins down that scale weakly, and
-without the extra step MM needs thousands of iterations to drift to it.
+Fitting. The comparisons are first collapsed to unique unordered item pairs with their
+win totals (one ``np.sort`` of integer codes that carry the outcome in their low bits, see
+``_collapse_unit``). On that table we run the fixed-point iteration of Newman (2023),
+
+    p_i <- sum_j w_ij p_j / (p_i + p_j)  /  sum_j w_ji / (p_i + p_j)
+
+(``w_ij``: weighted wins of i over j; the reference item enters as ``prior / 2`` wins each
+way), which has the same fixed point as the minorise-maximise (MM) update of Hunter (2004)
+but needs far fewer iterations, with Anderson acceleration (Walker & Ni 2011) on top.
+Measured on 1e6 BT comparisons over 1e3 items: 7 iterations, where MM took 116; on sparse,
+near-separable data with a weak prior a few hundred, where MM took tens of thousands. The
+sums over pairs run block by block so their temporaries stay in cache
+(``_Pairs.newman_sums``). With a prior, each iterate is followed by an exact maximisation
+over the common scale of all strengths (``_rescale``): the prior only pins that scale down
+weakly, and without the extra step the iteration needs thousands of steps to drift to it.
+Newman's update is not an ascent method and can cycle (perfectly transitive data held
+together by the prior alone); should the accelerated iteration ever stall, the fit falls
+back to plain MM, which always converges (``_fit``).
 
 Hunter, D.R.: MM algorithms for generalized Bradley-Terry models. The Annals of Statistics
 32(1), 384-406 (2004). https://doi.org/10.1214/aos/1079120141
+
+Newman, M.E.J.: Efficient computation of rankings from pairwise comparisons. Journal of
+Machine Learning Research 24(238), 1-25 (2023). https://jmlr.org/papers/v24/22-1086.html
+
+Walker, H.F., Ni, P.: Anderson acceleration for fixed-point iterations. SIAM Journal on
+Numerical Analysis 49(4), 1715-1735 (2011). https://doi.org/10.1137/10078356X
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Final
 
 import numpy as np
@@ -52,6 +74,21 @@ __all__ = [
 # Share of the comparison won by the left item for each label of the long-format frame.
 LABEL_OUTCOMES: Final[dict[str, float]] = {"left": 1.0, "right": 0.0, "tie": 0.5}
 
+# Pairs per block of the solver loop: 64k float64 = 512 KiB per temporary, so the handful
+# of temporaries of one block stay in cache (measured on 10M pairs: ~2.5x faster per
+# iteration than whole-array numpy expressions, whose temporaries go through RAM).
+_BLOCK_PAIRS: Final = 65_536
+# Iterates kept by the Anderson acceleration.
+_ANDERSON_DEPTH: Final = 4
+# Newman + Anderson iterations without halving the smallest change before MM takes over
+# (ill-conditioned problems that converge in ~300 iterations may take ~30 to halve it).
+_STALL_ITERATIONS: Final = 50
+# Comparisons per chunk when encoding and counting them (same reasoning as _BLOCK_PAIRS).
+_CHUNK: Final = 65_536
+# Codes below this fit in an int64 together with a row index in the low bits.
+_PACKED_SORT_LIMIT: Final = 2**63
+_SELF_COMPARISON: Final = "an item cannot be compared with itself (left == right)"
+
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing numpy arrays with == is ambiguous
 class BTResult:
@@ -59,7 +96,7 @@ class BTResult:
 
     Attributes:
         scores: log-strength per item (index = item code), centred to mean 0.
-        iterations: MM iterations run.
+        iterations: solver iterations run (evaluations of the fixed-point update).
         converged: whether the largest change of a score in the last iteration was < tol.
     """
 
@@ -69,14 +106,115 @@ class BTResult:
 
 
 @dataclass(frozen=True, eq=False)
-class _Sufficient:
-    """Sufficient statistics of the comparisons: all the MM loop needs."""
+class _Block:
+    """A run of consecutive pairs whose lower items are exactly ``items`` (all of theirs)."""
 
-    wins: np.ndarray  # per item: weighted wins, ties counted as half a win
-    games: np.ndarray  # per item: total weight of comparisons played
-    pair_a: np.ndarray  # unique unordered pairs (a < b) ...
-    pair_b: np.ndarray
-    pair_weight: np.ndarray  # ... and the total weight of comparisons between them
+    start: int  # pair range start:stop
+    stop: int
+    items: np.ndarray  # lower items with at least one pair here, ascending
+    offsets: np.ndarray  # offset of each item's first pair, relative to start
+    counts: np.ndarray  # number of pairs of each item
+
+
+@dataclass(frozen=True, eq=False)
+class _Pairs:
+    """The comparisons collapsed to unique unordered pairs ``low < high``, sorted by
+    ``(low, high)``: all the solver needs.
+
+    The pairs of lower item ``i`` are ``bounds[i]:bounds[i + 1]``, so sums over the lower
+    side are segment sums (``np.add.reduceat``) and sums over the higher side ``bincount``.
+    ``high`` may be int32 and the wins float32 (when that is exact): at 1e7 pairs that
+    halves the memory the table takes, and the solver widens them block by block.
+    """
+
+    n_items: int
+    bounds: np.ndarray  # (n_items + 1,) int64
+    high: np.ndarray  # per pair: the higher item code
+    wins_low: np.ndarray  # per pair: weighted wins of the lower item, ties as half wins
+    wins_high: np.ndarray  # per pair: weighted wins of the higher item
+    blocks: list[_Block] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocks", self._make_blocks(_BLOCK_PAIRS))
+
+    def _make_blocks(self, size: int) -> list[_Block]:
+        # Cut at the first pair of the item holding every size-th pair: blocks hold whole
+        # segments, so the lower-side sums of a block are final for its items.
+        n_pairs = int(self.bounds[-1])
+        holders = np.searchsorted(self.bounds, np.arange(0, n_pairs, size), side="right") - 1
+        cuts = np.unique(np.concatenate([holders, [self.n_items]]))
+        counts = np.diff(self.bounds)
+        blocks = []
+        for first, last in pairwise(cuts.tolist()):
+            start, stop = int(self.bounds[first]), int(self.bounds[last])
+            if stop == start:
+                continue
+            items = first + np.flatnonzero(counts[first:last])
+            blocks.append(_Block(start, stop, items, self.bounds[items] - start, counts[items]))
+        return blocks
+
+    def _indexed_blocks(self) -> Iterator[tuple[_Block, slice, np.ndarray]]:
+        """Each block with its row slice and its ``high`` codes as intp (widened here once,
+        not separately inside ``np.take`` and every ``np.bincount``)."""
+        size = max((block.stop - block.start for block in self.blocks), default=0)
+        index_buffer = np.empty(size, dtype=np.intp)
+        for block in self.blocks:
+            rows = slice(block.start, block.stop)
+            high = self.high[rows]
+            if high.dtype != np.intp:
+                high = index_buffer[: block.stop - block.start]
+                high[...] = self.high[rows]
+            yield block, rows, high
+
+    def item_sums(self, low_side: np.ndarray, high_side: np.ndarray) -> np.ndarray:
+        """Per item: ``low_side`` summed over its pairs as the lower item plus ``high_side``
+        over its pairs as the higher item."""
+        sums = np.zeros(self.n_items)
+        for block, rows, high in self._indexed_blocks():
+            sums[block.items] += np.add.reduceat(low_side[rows], block.offsets, dtype=np.float64)
+            sums += np.bincount(high, high_side[rows], self.n_items)
+        return sums
+
+    def newman_sums(self, strength: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Newman's numerator sum_j w_ij p_j / (p_i + p_j) and denominator
+        sum_j w_ji / (p_i + p_j) per item, over the real comparisons."""
+        n_items = self.n_items
+        numerator = np.zeros(n_items)
+        denominator = np.zeros(n_items)
+        size = max((block.stop - block.start for block in self.blocks), default=0)
+        buffers = np.empty((3, size))
+        for block, rows, high in self._indexed_blocks():
+            m = block.stop - block.start
+            p_high = np.take(strength, high, out=buffers[0, :m])
+            p_low = np.repeat(strength[block.items], block.counts)
+            inverse = np.add(p_low, p_high, out=buffers[1, :m])
+            np.reciprocal(inverse, out=inverse)
+            # low_term: the lower item's wins / (p_low + p_high); high_term: the higher's.
+            low_term = np.multiply(self.wins_low[rows], inverse, out=buffers[2, :m])
+            high_term = np.multiply(self.wins_high[rows], inverse, out=inverse)
+            denominator[block.items] += np.add.reduceat(high_term, block.offsets)
+            denominator += np.bincount(high, low_term, n_items)
+            low_term *= p_high
+            high_term *= p_low
+            numerator[block.items] += np.add.reduceat(low_term, block.offsets)
+            numerator += np.bincount(high, high_term, n_items)
+        return numerator, denominator
+
+    def mm_denominator(self, strength: np.ndarray) -> np.ndarray:
+        """Hunter's MM denominator sum_j n_ij / (p_i + p_j) per item, over the real
+        comparisons (``n_ij``: total weight of the comparisons of i and j)."""
+        denominator = np.zeros(self.n_items)
+        size = max((block.stop - block.start for block in self.blocks), default=0)
+        buffers = np.empty((2, size))
+        for block, rows, high in self._indexed_blocks():
+            m = block.stop - block.start
+            total = np.take(strength, high, out=buffers[0, :m])
+            total += np.repeat(strength[block.items], block.counts)
+            per_pair = np.add(self.wins_low[rows], self.wins_high[rows], out=buffers[1, :m])
+            per_pair /= total
+            denominator[block.items] += np.add.reduceat(per_pair, block.offsets)
+            denominator += np.bincount(high, per_pair, self.n_items)
+        return denominator
 
 
 def bradley_terry(
@@ -109,14 +247,14 @@ def bradley_terry(
     Returns:
         BTResult with log-strengths centred to mean 0.
     """
-    stats = _sufficient_statistics(left, right, outcome, n_items, weights)
+    pairs = _collapse(left, right, outcome, n_items, weights)
     if prior < 0 or not np.isfinite(prior):
         raise ValueError(f"prior must be a finite number >= 0, got {prior}")
     if n_items == 1:
         return BTResult(scores=np.zeros(1), iterations=0, converged=True)
     if prior == 0:
-        _check_mle_exists(stats)
-    return _fit_mm(stats, n_items, prior=prior, tol=tol, max_iter=max_iter)
+        _check_mle_exists(pairs)
+    return _fit(pairs, prior=prior, tol=tol, max_iter=max_iter)
 
 
 def connected_components(n_items: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -158,39 +296,165 @@ def _as_codes(left: np.ndarray, right: np.ndarray, n_items: int) -> tuple[np.nda
     return left_codes, right_codes
 
 
-def _sufficient_statistics(
+def _collapse(
     left: np.ndarray,
     right: np.ndarray,
     outcome: np.ndarray,
     n_items: int,
     weights: np.ndarray | None,
-) -> _Sufficient:
+) -> _Pairs:
+    """Validate the comparisons and sum them per unique unordered pair."""
     left_codes, right_codes = _as_codes(left, right, n_items)
-    if np.any(left_codes == right_codes):
-        raise ValueError("an item cannot be compared with itself (left == right)")
     share = np.asarray(outcome, dtype=np.float64)
     if share.shape != left_codes.shape:
         raise ValueError("outcome must have one value per comparison")
+    if weights is None:
+        pairs = _collapse_unit(left_codes, right_codes, share, n_items)
+        if pairs is not None:
+            return pairs
+    return _collapse_weighted(left_codes, right_codes, share, n_items, weights)
+
+
+def _collapse_unit(
+    left: np.ndarray, right: np.ndarray, share: np.ndarray, n_items: int
+) -> _Pairs | None:
+    """The common case, unit weights and outcomes 0 / 0.5 / 1 (None for anything else).
+
+    Each comparison becomes one integer ``(low * n_items + high) * 4 + h`` with ``h`` the
+    lower item's half wins (0, 1 or 2), so a single sort of plain integers groups both the
+    pairs and the outcomes. Everything else runs in cache-sized chunks: at 1e7 comparisons,
+    whole-array temporaries would cost more (memory traffic, page faults, peak RSS) than
+    the arithmetic.
+    """
+    size = left.size
+    # Up to 23,170 items the codes fit int32, which sorts twice as fast as int64.
+    code = np.empty(size, dtype=np.int32 if 4 * n_items * n_items < 2**31 else np.int64)
+    for start in range(0, size, _CHUNK):
+        stop = min(start + _CHUNK, size)
+        chunk_left, chunk_right = left[start:stop], right[start:stop]
+        low = np.minimum(chunk_left, chunk_right)
+        high = np.maximum(chunk_left, chunk_right)
+        if np.any(low == high):
+            raise ValueError(_SELF_COMPARISON)
+        doubled = share[start:stop] * 2.0
+        with np.errstate(invalid="ignore"):  # NaN / inf: caught by the comparison below
+            half = doubled.astype(np.int64)
+        if not (np.array_equal(half, doubled) and half.min() >= 0 and half.max() <= 2):
+            return None
+        half = np.where(chunk_left > chunk_right, 2 - half, half)  # the lower item's
+        low *= n_items
+        low += high
+        low <<= 2
+        low += half
+        code[start:stop] = low
+    code.sort()
+    return _pairs_from_sorted_codes(code, n_items)
+
+
+def _pairs_from_sorted_codes(code: np.ndarray, n_items: int) -> _Pairs:
+    """Run-length count sorted ``pair * 4 + half_wins`` codes into a pair table.
+
+    Two passes over chunks that end at pair boundaries: the first counts the pairs (and
+    finds the largest, which decides whether float32 holds the wins exactly), the second
+    writes the table. The higher item codes go into the front of ``code`` itself, behind
+    the chunk being read, so the table takes no new memory for them.
+    """
+    chunks = []
+    start = 0
+    while start < code.size:
+        stop = min(start + _CHUNK, code.size)
+        if stop < code.size:  # extend to the end of the pair running across the cut
+            first_of_next = code.dtype.type(((int(code[stop - 1]) >> 2) + 1) << 2)
+            stop = int(np.searchsorted(code, first_of_next))  # same dtype: no copy of code
+        chunks.append((start, stop))
+        start = stop
+    n_pairs = 0
+    most_games = 0
+    for start, stop in chunks:
+        starts = np.flatnonzero(_run_flags(code[start:stop] >> 2))
+        n_pairs += starts.size
+        most_games = max(most_games, int(np.diff(starts, append=stop - start).max()))
+    # Half wins up to 2^23 are exact in float32.
+    wins_type = np.float32 if most_games < 2**23 else np.float64
+    wins_low = np.empty(n_pairs, dtype=wins_type)
+    wins_high = np.empty(n_pairs, dtype=wins_type)
+    high = code[:n_pairs]
+    per_low = np.zeros(n_items, dtype=np.int64)
+    done = 0
+    for start, stop in chunks:
+        chunk = code[start:stop]
+        pair = chunk >> 2
+        starts = np.flatnonzero(_run_flags(pair))
+        ends = np.append(starts, chunk.size)
+        # Half wins per pair as differences of a running sum: most pairs are seen once or
+        # twice, and np.add.reduceat is slow on many short segments.
+        running = np.zeros(chunk.size + 1, dtype=np.int64)
+        np.cumsum(chunk & 3, out=running[1:])
+        half_wins = np.diff(running[ends])
+        games = np.diff(ends)
+        pair = pair[starts]
+        # Everything needed from `chunk` is read: now `high` may overwrite its front.
+        end = done + starts.size
+        per_low += np.bincount(pair // n_items, minlength=n_items)
+        np.remainder(pair, n_items, out=high[done:end])
+        np.multiply(half_wins, 0.5, out=wins_low[done:end], casting="same_kind")
+        np.subtract(games, wins_low[done:end], out=wins_high[done:end], casting="same_kind")
+        done = end
+    bounds = np.concatenate([[0], np.cumsum(per_low)])
+    return _Pairs(n_items, bounds, high, wins_low, wins_high)
+
+
+def _run_flags(values: np.ndarray) -> np.ndarray:
+    """True where a run of equal values starts."""
+    flags = np.empty(values.size, dtype=bool)
+    if values.size:
+        flags[0] = True
+        np.not_equal(values[1:], values[:-1], out=flags[1:])
+    return flags
+
+
+def _collapse_weighted(
+    left: np.ndarray,
+    right: np.ndarray,
+    share: np.ndarray,
+    n_items: int,
+    weights: np.ndarray | None,
+) -> _Pairs:
+    """Any weights and outcome shares: sum ``w * share`` per pair (sort by pair code)."""
+    if np.any(left == right):
+        raise ValueError(_SELF_COMPARISON)
     if share.size and not (np.all(share >= 0.0) and np.all(share <= 1.0)):
         raise ValueError("outcome values must be in [0, 1] (1 left won, 0 right won, 0.5 tie)")
-    weight = _weights(weights, left_codes.size)
-
-    wins = np.bincount(left_codes, weight * share, n_items) + np.bincount(
-        right_codes, weight * (1.0 - share), n_items
-    )
-    games = np.bincount(left_codes, weight, n_items) + np.bincount(right_codes, weight, n_items)
-    # Collapsing repeated comparisons of the same pair makes each iteration cost
-    # O(unique pairs) instead of O(comparisons): the difference at 1e6 judgments.
-    low = np.minimum(left_codes, right_codes)
-    high = np.maximum(left_codes, right_codes)
-    keys, inverse = np.unique(low * n_items + high, return_inverse=True)
-    return _Sufficient(
-        wins=wins,
-        games=games,
-        pair_a=keys // n_items,
-        pair_b=keys % n_items,
-        pair_weight=np.bincount(inverse.ravel(), weight, keys.size),
-    )
+    weight = _weights(weights, left.size)
+    size = left.size
+    low_share = np.where(left > right, 1.0 - share, share)  # the lower item's share
+    pair_code = np.minimum(left, right)
+    pair_code *= n_items
+    pair_code += np.maximum(left, right)
+    index_bits = max(size - 1, 1).bit_length()
+    if (n_items * n_items) << index_bits < _PACKED_SORT_LIMIT:
+        # Sort (code, index) packed in one int64: far faster than a stable argsort.
+        pair_code <<= index_bits
+        pair_code |= np.arange(size, dtype=np.int64)
+        pair_code.sort()
+        order = pair_code & ((1 << index_bits) - 1)
+        pair_code >>= index_bits
+    else:
+        order = np.argsort(pair_code, kind="stable")
+        pair_code = pair_code[order]
+    starts = np.flatnonzero(_run_flags(pair_code))
+    keys = pair_code[starts]
+    weight = weight[order]
+    low_share = low_share[order]
+    if starts.size:
+        wins_low = np.add.reduceat(weight * low_share, starts)
+        wins_high = np.add.reduceat(weight * (1.0 - low_share), starts)
+    else:
+        wins_low = wins_high = np.zeros(0)
+    keep = (wins_low > 0) | (wins_high > 0)  # pairs with zero total weight add nothing
+    keys, wins_low, wins_high = keys[keep], wins_low[keep], wins_high[keep]
+    bounds = np.searchsorted(keys, np.arange(n_items + 1, dtype=np.int64) * n_items)
+    return _Pairs(n_items, bounds.astype(np.int64), keys % n_items, wins_low, wins_high)
 
 
 def _weights(weights: np.ndarray | None, size: int) -> np.ndarray:
@@ -204,10 +468,11 @@ def _weights(weights: np.ndarray | None, size: int) -> np.ndarray:
     return weight
 
 
-def _check_mle_exists(stats: _Sufficient) -> None:
+def _check_mle_exists(pairs: _Pairs) -> None:
     """Without a prior, an item that never wins (never loses) has score -inf (+inf)."""
-    losses = stats.games - stats.wins
-    degenerate = np.flatnonzero((stats.wins <= 0) | (losses <= 0))
+    wins = pairs.item_sums(pairs.wins_low, pairs.wins_high)
+    losses = pairs.item_sums(pairs.wins_high, pairs.wins_low)
+    degenerate = np.flatnonzero((wins <= 0) | (losses <= 0))
     if degenerate.size:
         raise ValueError(
             "the unregularised Bradley-Terry estimate does not exist: items "
@@ -215,32 +480,120 @@ def _check_mle_exists(stats: _Sufficient) -> None:
         )
 
 
-def _fit_mm(
-    stats: _Sufficient, n_items: int, *, prior: float, tol: float, max_iter: int
-) -> BTResult:
-    # The reference item contributes prior/2 wins (half of prior ties) to every item.
-    log_wins = np.log(stats.wins + prior / 2.0)
-    scores = np.zeros(n_items)
+def _fit(pairs: _Pairs, *, prior: float, tol: float, max_iter: int) -> BTResult:
+    """Newman's iteration with Anderson acceleration; Hunter's MM if that stalls.
+
+    Newman's update is not guaranteed to converge: on perfectly transitive data held
+    together only by the prior it can settle into a 2-cycle. With Anderson acceleration it
+    converged on all of ~850 random small problems checked against MM (transitive, sparse,
+    near-separable, weak and strong priors, weights, fractional outcomes). Should it stall
+    all the same (the smallest change seen not halved in ``_STALL_ITERATIONS``), the fit
+    falls back to plain MM from the best point so far: MM never lowers the posterior, so it
+    always converges, only slower.
+    """
+    half_prior = prior / 2.0  # the reference item: prior / 2 wins each way, strength 1
+
+    def newman(scores: np.ndarray) -> np.ndarray:
+        strength = np.exp(scores)
+        numerator, denominator = pairs.newman_sums(strength)
+        if half_prior:
+            virtual = half_prior / (strength + 1.0)
+            numerator += virtual
+            denominator += virtual
+        return np.log(numerator / denominator)
+
+    log_wins: np.ndarray | None = None
+
+    def mm(scores: np.ndarray) -> np.ndarray:
+        nonlocal log_wins
+        if log_wins is None:
+            log_wins = np.log(pairs.item_sums(pairs.wins_low, pairs.wins_high) + half_prior)
+        strength = np.exp(scores)
+        denominator = pairs.mm_denominator(strength) + prior / (strength + 1.0)
+        return log_wins - np.log(denominator)
+
+    step = newman
+    anderson = _Anderson(_ANDERSON_DEPTH)
+    best_delta, best_scores, stalled = np.inf, np.zeros(pairs.n_items), 0
+    scores = np.zeros(pairs.n_items)
     delta = np.inf
     iterations = 0
-    while delta >= tol and iterations < max_iter:
+    while iterations < max_iter:
         iterations += 1
-        updated = _normalise(log_wins - np.log(_mm_denominator(stats, scores, prior)), prior)
-        delta = float(np.max(np.abs(updated - scores)))
-        scores = updated
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            updated = step(scores)
+        if not np.all(np.isfinite(updated)):
+            if step is mm:
+                break  # diverging (no MLE): keep the last finite scores, not converged
+            step, scores = mm, best_scores
+            continue
+        updated = _normalise(updated, prior)
+        residual = updated - scores
+        delta = float(np.max(np.abs(residual)))
+        if delta < tol or iterations == max_iter or step is mm:
+            scores = updated
+            if delta < tol:
+                break
+            continue
+        if delta < best_delta / 2.0:
+            best_delta, best_scores, stalled = delta, updated, 0
+        else:
+            stalled += 1
+            if stalled >= _STALL_ITERATIONS:
+                step, scores = mm, best_scores
+                continue
+        scores = _normalise(anderson.step(residual, updated), prior)
     return BTResult(scores=scores - scores.mean(), iterations=iterations, converged=delta < tol)
 
 
-def _mm_denominator(stats: _Sufficient, scores: np.ndarray, prior: float) -> np.ndarray:
-    """Hunter's MM denominator: sum over opponents j of n_ij / (p_i + p_j)."""
-    strength = np.exp(scores)
-    per_pair = stats.pair_weight / (strength[stats.pair_a] + strength[stats.pair_b])
-    n_items = scores.size
-    return (
-        np.bincount(stats.pair_a, per_pair, n_items)
-        + np.bincount(stats.pair_b, per_pair, n_items)
-        + prior / (strength + 1.0)  # the virtual games against the reference of strength 1
-    )
+class _Anderson:
+    """Anderson acceleration (type II, full mixing) of a fixed-point map ``x -> G(x)``.
+
+    Given the residual ``g = G(x) - x`` at the current point and ``G(x)``, proposes
+    ``G(x) - dG @ gamma`` where the columns of dG are the differences of the last ``depth``
+    images and ``gamma`` fits ``g`` by the matching residual differences in least squares.
+    The history is dropped when the residual jumps far above the best one seen or the
+    proposal is not finite.
+    """
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.previous: tuple[np.ndarray, np.ndarray] | None = None
+        self.best = np.inf
+        self.residual_diffs: list[np.ndarray] = []
+        self.image_diffs: list[np.ndarray] = []
+
+    def step(self, residual: np.ndarray, image: np.ndarray) -> np.ndarray:
+        if self.previous is not None:
+            previous_residual, previous_image = self.previous
+            self.residual_diffs.append(residual - previous_residual)
+            self.image_diffs.append(image - previous_image)
+            del self.residual_diffs[: -self.depth], self.image_diffs[: -self.depth]
+        self.previous = (residual, image)
+        size = float(np.max(np.abs(residual)))
+        if size > 10.0 * self.best:
+            self._forget()
+        self.best = min(self.best, size)
+        if not self.residual_diffs:
+            return image
+        diffs = np.stack(self.residual_diffs)
+        norms = np.sqrt(np.einsum("ki,ki->k", diffs, diffs))
+        if not np.all(norms > 0):
+            return image
+        diffs /= norms[:, None]
+        # Normal equations of the small least-squares problem, via einsum (no BLAS threads).
+        gram = np.einsum("ki,li->kl", diffs, diffs)
+        gamma = np.linalg.lstsq(gram, np.einsum("ki,i->k", diffs, residual), rcond=1e-12)[0]
+        gamma /= norms
+        proposal = image - np.einsum("k,ki->i", gamma, np.stack(self.image_diffs))
+        if not np.all(np.isfinite(proposal)):
+            self._forget()
+            return image
+        return proposal
+
+    def _forget(self) -> None:
+        self.residual_diffs.clear()
+        self.image_diffs.clear()
 
 
 def _normalise(scores: np.ndarray, prior: float) -> np.ndarray:
@@ -257,7 +610,7 @@ def _rescale(scores: np.ndarray) -> np.ndarray:
     Real comparisons only see score differences, so only the prior terms depend on t; their
     derivative vanishes where sum_i sigmoid(s_i + t) = n / 2. The left end of the bracket
     gives every sigmoid < 0.27 and the right end > 0.73, so the root is inside. An exact
-    coordinate step never lowers the posterior, so MM keeps its convergence guarantee.
+    coordinate step never lowers the posterior.
     """
     half = scores.size / 2.0
 

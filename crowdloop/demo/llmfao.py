@@ -125,6 +125,8 @@ def write_llmfao_inputs(
             "pairing": {"design": "listed", "pairs_file": "pairs.jsonl"},
             "golden_share": 0.0,
             "overlap": 5,
+            # Replay answers exactly the recorded judgments: ask for all of them at once.
+            "dynamic_overlap": None,
             "instruction": INSTRUCTION,
             "min_confidence": 0.6,
             "export": {"path": "preferences.jsonl"},
