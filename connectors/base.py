@@ -107,3 +107,36 @@ class Connector(ABC):
     def spend(self, batch: BatchRef) -> Money | None:
         """Money spent on the batch as the platform reports it; None if it does not."""
         return None
+
+    # --- qualifications (Capability.QUALIFY_WORKERS) ---------------------------------------
+    def ensure_qualification(self, qualification: str) -> None:
+        """Create the named qualification if the platform does not have it yet (idempotent).
+
+        Called before a batch requires it or a worker is granted it; the name is ours and
+        the connector maps it to the platform's object (found again by name on a rerun).
+        """
+        raise NotSupported(self.name, Capability.QUALIFY_WORKERS.value)
+
+    def grant_qualification(self, worker_id: str, qualification: str) -> None:
+        """Give the worker the named qualification; granting it again changes nothing.
+
+        A batch created with `BatchSpec.required_qualification` is offered only to holders,
+        including workers granted after the batch opened: a connector that declares
+        QUALIFY_WORKERS must honour both. crowdloop grants one per campaign to the workers
+        who passed its exam. How the platforms do it:
+
+        - Toloka: a skill (POST /skills; found by name with GET /skills?name=); the grant
+          sets the skill on the Toloker (PUT /user-skills {skill_id, user_id, value}); the
+          pool's filter {"category": "skill", "key": <skill id>, "operator": "GTE",
+          "value": ...} admits holders.
+          https://toloka.ai/docs/toloka-kit/reference/toloka.client.skill.Skill/ ,
+          https://yandex.ru/dev/tasks-api/doc/ru/reference/skills/put-user-skills ,
+          https://yandex.ru/dev/tasks-api/doc/ru/filters/filter-skill
+        - Prolific: a participant group (POST /api/v1/participant-groups/); the grant adds
+          the participant (POST /api/v1/participant-groups/{id}/participants/, members
+          already in are ignored); the study carries a participant-group allowlist filter,
+          which also admits members added after it was published.
+          https://docs.prolific.com/api-reference/participant-groups ,
+          https://docs.prolific.com/api-reference/participant-groups/add-to-participant-group
+        """
+        raise NotSupported(self.name, Capability.QUALIFY_WORKERS.value)

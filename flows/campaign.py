@@ -7,6 +7,7 @@ the same flow continues from what the database says.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
@@ -59,7 +60,9 @@ TASK_OPS = RoundOps(
 )
 
 
-def _run_rounds(campaign_id: str, stages: list[Stage], advance: bool) -> int:
+def _run_rounds(
+    campaign_id: str, stages: list[Stage], advance: bool, ops: RoundOps = TASK_OPS
+) -> int:
     progress_id = create_progress_artifact(
         progress=0.0,
         key=t.artifact_key(campaign_id, "progress-" + stages[0].value),
@@ -68,7 +71,7 @@ def _run_rounds(campaign_id: str, stages: list[Stage], advance: bool) -> int:
     return run_rounds(
         campaign_id,
         stages,
-        TASK_OPS,
+        ops,
         advance=advance,
         on_round=lambda _: update_progress_artifact(
             cast(UUID, progress_id), _progress(campaign_id, stages)
@@ -86,17 +89,21 @@ def collect_demonstrations(campaign_id: str) -> dict[str, Any]:
 
 @flow(name="collect-preferences")
 def collect_preferences(campaign_id: str) -> dict[str, Any]:
-    """Pairwise comparisons with golden pairs mixed in; BT scores; TRL preference export."""
-    rounds = _run_rounds(campaign_id, [Stage.COMPARE], advance=False)
-    aggregate = t.aggregate_preferences(campaign_id)
-    exported = t.export_preferences(campaign_id)
-    triggered = trigger_retraining(campaign_id)
-    return {
-        "rounds": rounds,
-        "aggregate": aggregate,
-        "preferences": exported,
-        "retraining": triggered,
-    }
+    """Pairwise comparisons with golden pairs mixed in; BT scores; TRL preference export.
+
+    With an exam (`quality.exam`) each round first grades it and qualifies passers, and
+    production comparisons go only to qualified workers; the exam closes at the end.
+    """
+    has_exam = t.campaign_spec(campaign_id).quality.exam is not None
+    ops = replace(TASK_OPS, exam=t.exam_round) if has_exam else TASK_OPS
+    rounds = _run_rounds(campaign_id, [Stage.COMPARE], advance=False, ops=ops)
+    out: dict[str, Any] = {"rounds": rounds}
+    if has_exam:
+        out["exam"] = t.close_exam(campaign_id)
+    out["aggregate"] = t.aggregate_preferences(campaign_id)
+    out["preferences"] = t.export_preferences(campaign_id)
+    out["retraining"] = trigger_retraining(campaign_id)
+    return out
 
 
 def _set_status(campaign_id: str, status: CampaignStatus) -> None:

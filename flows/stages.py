@@ -21,6 +21,7 @@ from crowdloop.models.domain import Stage
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.stages import (
     demonstrations,
+    exam,
     export,
     preferences,
     push,
@@ -104,6 +105,46 @@ def check_workers(campaign_id: str, stages: list[Stage]) -> dict[str, Any]:
             result.excluded_judgments,
         )
     return {**asdict(result), "reviewed": reviewed}
+
+
+def _retry_unless_not_ready(_task: Any, _run: Any, state: Any) -> bool:
+    """Retry a failed exam step, except a wait that ran out: that wait was the retry."""
+    try:
+        state.result()
+    except exam.ExamNotReady:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(name="exam", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_unless_not_ready)
+def exam_round(campaign_id: str, stages: list[Stage]) -> dict[str, Any] | None:
+    """Grade the exam and qualify passers; the first call waits for enough passers."""
+    if Stage.COMPARE not in stages:
+        return None
+    with connector_for(campaign_id) as c:
+        progress = exam.exam_round(campaign_id, c)
+    if progress is None:
+        return None
+    if progress.published or progress.granted:
+        get_run_logger().info(
+            "exam: %d task(s) published, %d worker(s) qualified; %d passed, %d failed, "
+            "%d still answering",
+            progress.published,
+            progress.granted,
+            progress.passed,
+            progress.failed,
+            progress.pending,
+        )
+    return asdict(progress)
+
+
+@task(name="close-exam", retries=2, retry_delay_seconds=5)
+def close_exam(campaign_id: str) -> dict[str, Any] | None:
+    with connector_for(campaign_id) as c:
+        progress = exam.close_exam(campaign_id, c)
+    return asdict(progress) if progress else None
 
 
 @task(name="settle-items")

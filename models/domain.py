@@ -41,6 +41,9 @@ class Stage(StrEnum):
     RESPONSES = "responses"
     VERIFY = "verify"
     COMPARE = "compare"
+    # Golden comparisons a worker must pass before production comparisons are offered to
+    # them; to a marketplace the exam batch is a compare batch (BatchSpec.stage COMPARE).
+    EXAM = "exam"
 
 
 # --- what a worker is asked to do -------------------------------------------------------
@@ -121,6 +124,8 @@ class Capability(StrEnum):
     IDEMPOTENT_CREATE = "idempotent_create"  # the platform itself dedupes creates by key
     SPEND_REPORT = "spend_report"  # the platform reports money spent
     SANDBOX = "sandbox"
+    # Named qualifications: grant one to a worker, offer a batch only to its holders.
+    QUALIFY_WORKERS = "qualify_workers"
 
 
 class BatchSpec(Frozen):
@@ -131,6 +136,9 @@ class BatchSpec(Frozen):
     instruction: str
     reward: Money
     campaign_id: str
+    # Offer the batch only to workers holding this qualification (see
+    # `Connector.grant_qualification`); None: every worker the platform sends.
+    required_qualification: str | None = None
 
 
 class BatchRef(Frozen):

@@ -216,6 +216,29 @@ class WorkerRecord(SQLModel, table=True):
     block_reason: str | None = Field(default=None, max_length=300)
 
 
+class ExamStatus(StrEnum):
+    PENDING = "pending"  # answers still missing for a decision either way
+    PASSED = "passed"
+    FAILED = "failed"  # final: a failer is never qualified in this campaign
+
+
+class ExamResult(SQLModel, table=True):
+    """A worker's exam, graded on our side; a pass is granted on the marketplace once.
+
+    `status` passed is committed before the grant call and `granted` after it, so a rerun
+    after a crash between the two grants again (idempotent there) and never loses a pass.
+    """
+
+    campaign_id: str = Field(foreign_key="campaign.id", primary_key=True)
+    worker_id: str = Field(primary_key=True, max_length=200)
+    answered: int = 0
+    correct: int = 0
+    status: ExamStatus = ExamStatus.PENDING
+    graded_at: datetime | None = None
+    granted: bool = False  # the marketplace confirmed the qualification
+    granted_at: datetime | None = None
+
+
 class CandidateScore(SQLModel, table=True):
     campaign_id: str = Field(foreign_key="campaign.id", primary_key=True)
     response_id: str = Field(primary_key=True, max_length=80)

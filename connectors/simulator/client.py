@@ -21,6 +21,9 @@ from crowdloop.connectors.simulator.models import (
     PoolCreate,
     PoolList,
     PoolSummary,
+    QualificationCreate,
+    QualificationGranted,
+    QualificationList,
     ReviewRequest,
     TaskList,
     TaskRef,
@@ -28,6 +31,7 @@ from crowdloop.connectors.simulator.models import (
     TasksAdded,
     WireMoney,
     WirePool,
+    WireQualification,
 )
 
 API = "/api/v1"
@@ -60,7 +64,9 @@ class SimulatorClient:
 
     def create_pool(self, body: PoolCreate) -> tuple[WirePool, bool]:
         """The pool for `body.idempotency_key`, and whether this call created it."""
-        response = self.seam.request("POST", f"{API}/pools", json=body.model_dump(mode="json"))
+        # No qualification: the field is left out rather than sent as null.
+        payload = body.model_dump(mode="json", exclude_none=True)
+        response = self.seam.request("POST", f"{API}/pools", json=payload)
         return self._parse(WirePool, response), response.status_code == 201
 
     def find_pools(self, idempotency_key: str) -> list[WirePool]:
@@ -125,6 +131,25 @@ class SimulatorClient:
         self.seam.request(
             "POST", f"{API}/workers/{worker_id}/block", json=body.model_dump(mode="json")
         )
+
+    # --- qualifications --------------------------------------------------------------------
+
+    def create_qualification(self, body: QualificationCreate) -> WireQualification:
+        """Keyed by name on the server: a replay returns the existing one."""
+        response = self.seam.request(
+            "POST", f"{API}/qualifications", json=body.model_dump(mode="json")
+        )
+        return self._parse(WireQualification, response)
+
+    def find_qualifications(self, name: str) -> list[WireQualification]:
+        response = self.seam.request("GET", f"{API}/qualifications", params={"name": name})
+        return self._parse(QualificationList, response).items
+
+    def grant_qualification(self, qualification_id: str, worker_id: str) -> QualificationGranted:
+        response = self.seam.request(
+            "PUT", f"{API}/qualifications/{qualification_id}/workers/{worker_id}"
+        )
+        return self._parse(QualificationGranted, response)
 
 
 def _chunk_keys(keys: Sequence[str]) -> Iterator[list[str]]:

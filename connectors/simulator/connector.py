@@ -2,6 +2,10 @@
 
 Pools are batches, tasks carry our keys (the server dedupes by key within a pool, which is
 what makes a retried or replayed `add_items` safe), assignments are submissions.
+Qualifications are server objects found and created by name (POST /qualifications is keyed
+by name, so a retried create is safe) and referred to by id: a pool's
+`required_qualification` and a grant (PUT .../workers/{id}, idempotent) use the id, which
+the connector resolves from our name once per connector.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from crowdloop.connectors.simulator.credentials import CONNECTOR_NAME, Simulator
 from crowdloop.connectors.simulator.models import (
     BlockRequest,
     PoolCreate,
+    QualificationCreate,
     ReviewItem,
     ReviewRequest,
     TaskCreate,
@@ -59,6 +64,7 @@ class SimulatorConnector(Connector):
     def __init__(self, client: SimulatorClient, *, page_limit: int = PAGE_LIMIT) -> None:
         self.client = client
         self.page_limit = page_limit
+        self._qualification_ids: dict[str, str] = {}  # our name -> server id
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
@@ -92,6 +98,11 @@ class SimulatorConnector(Connector):
             reward=WireMoney(amount=str(spec.reward.amount), currency=spec.reward.currency),
             campaign_id=spec.campaign_id,
             idempotency_key=idempotency_key,
+            required_qualification=(
+                self._qualification_id(spec.required_qualification)
+                if spec.required_qualification
+                else None
+            ),
         )
         pool, _ = self.client.create_pool(body)
         return self._ref(pool.id)
@@ -185,6 +196,26 @@ class SimulatorConnector(Connector):
     def spend(self, batch: BatchRef) -> Money:
         wire = self.client.get_spend(batch.external_id)
         return Money(amount=Decimal(wire.amount), currency=wire.currency)
+
+    # --- qualifications ------------------------------------------------------------------
+
+    def ensure_qualification(self, qualification: str) -> None:
+        self._qualification_id(qualification)
+
+    def grant_qualification(self, worker_id: str, qualification: str) -> None:
+        self.client.grant_qualification(self._qualification_id(qualification), worker_id)
+
+    def _qualification_id(self, name: str) -> str:
+        """The server id of our named qualification, created on first use."""
+        if name not in self._qualification_ids:
+            found = self.client.find_qualifications(name)
+            wire = (
+                found[0]
+                if found
+                else self.client.create_qualification(QualificationCreate(name=name))
+            )
+            self._qualification_ids[name] = wire.id
+        return self._qualification_ids[name]
 
     def _ref(self, pool_id: str) -> BatchRef:
         return BatchRef(connector=self.name, external_id=pool_id)

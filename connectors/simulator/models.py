@@ -30,6 +30,7 @@ class PoolCreate(_Wire):
     reward: WireMoney
     campaign_id: str
     idempotency_key: str
+    required_qualification: str | None = None  # a qualification id
 
 
 class WirePool(_Wire):
@@ -114,3 +115,22 @@ class ReviewRequest(_Wire):
 class BlockRequest(_Wire):
     scope: str
     reason: str
+
+
+class QualificationCreate(_Wire):
+    name: str
+
+
+class WireQualification(_Wire):
+    id: str
+    name: str
+
+
+class QualificationList(_Wire):
+    items: list[WireQualification]
+
+
+class QualificationGranted(_Wire):
+    qualification_id: str
+    worker_id: str
+    granted: bool  # false: the worker held it already

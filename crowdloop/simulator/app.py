@@ -28,6 +28,7 @@ from crowdloop.simulator.state import (
     InvalidInput,
     MarketplaceState,
     Pool,
+    Qualification,
     SimError,
 )
 
@@ -50,6 +51,8 @@ class PoolIn(_Body):
     reward: RewardIn
     campaign_id: str
     idempotency_key: str = Field(min_length=1)
+    # A qualification id: only its holders are offered the pool's tasks.
+    required_qualification: str | None = None
 
 
 class TasksIn(_Body):
@@ -78,6 +81,10 @@ class BlockIn(_Body):
     reason: str = ""
 
 
+class QualificationIn(_Body):
+    name: str = Field(min_length=1, max_length=200)
+
+
 class TruthIn(_Body):
     keys: list[str]
 
@@ -101,7 +108,16 @@ def _pool_json(pool: Pool) -> dict[str, Any]:
         "status": pool.status,
         "reward": {"amount": str(pool.reward), "currency": pool.currency},
         "idempotency_key": pool.idempotency_key,
+        "required_qualification": pool.required_qualification,
         "created_at": pool.created_at.isoformat(),
+    }
+
+
+def _qualification_json(qualification: Qualification) -> dict[str, Any]:
+    return {
+        "id": qualification.id,
+        "name": qualification.name,
+        "created_at": qualification.created_at.isoformat(),
     }
 
 
@@ -188,6 +204,7 @@ def create_app(config: SimulatorConfig, token: str) -> FastAPI:
             currency=body.reward.currency,
             campaign_id=body.campaign_id,
             idempotency_key=body.idempotency_key,
+            required_qualification=body.required_qualification,
         )
         if not created:
             response.status_code = 200
@@ -253,6 +270,28 @@ def create_app(config: SimulatorConfig, token: str) -> FastAPI:
         moved = state.block_worker(worker_id, body.reason)
         return {"worker_id": worker_id, "blocked": True, "reassigned": moved}
 
+    @app.post(f"{API}/qualifications", status_code=201)
+    def create_qualification(body: QualificationIn, response: Response) -> dict[str, Any]:
+        """Create by name; the same name again returns the existing one (200)."""
+        qualification, created = state.create_qualification(body.name)
+        if not created:
+            response.status_code = 200
+        return _qualification_json(qualification)
+
+    @app.get(f"{API}/qualifications")
+    def find_qualifications(name: str) -> dict[str, Any]:
+        return {"items": [_qualification_json(q) for q in state.find_qualifications(name)]}
+
+    @app.put(f"{API}/qualifications/{{qualification_id}}/workers/{{worker_id}}")
+    def grant_qualification(qualification_id: str, worker_id: str) -> dict[str, Any]:
+        granted, assigned = state.grant_qualification(qualification_id, worker_id)
+        return {
+            "qualification_id": qualification_id,
+            "worker_id": worker_id,
+            "granted": granted,  # false: the worker held it already
+            "assigned": assigned,
+        }
+
     # --- admin side (no auth, never used by connectors) -----------------------------------
 
     @app.get("/sim/health")
@@ -261,8 +300,15 @@ def create_app(config: SimulatorConfig, token: str) -> FastAPI:
 
     @app.get("/sim/workers")
     def workers() -> list[dict[str, Any]]:
+        held = state.worker_qualifications()
         return [
-            {"id": w.id, "archetype": w.archetype, "speed": w.speed, "blocked": blocked}
+            {
+                "id": w.id,
+                "archetype": w.archetype,
+                "speed": w.speed,
+                "blocked": blocked,
+                "qualifications": held.get(w.id, []),
+            }
             for w, blocked in state.workers()
         ]
 

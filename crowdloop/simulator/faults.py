@@ -63,7 +63,7 @@ class FaultInjector:
                 (Fault.SERVER_ERROR, cfg.server_error),
                 (Fault.TIMEOUT, cfg.timeout),
                 # Only a write can have an effect worth lying about.
-                (Fault.FALSE_500, cfg.false_500 if method == "POST" else 0.0),
+                (Fault.FALSE_500, cfg.false_500 if method in ("POST", "PUT") else 0.0),
             ):
                 if roll < p:
                     fault = candidate

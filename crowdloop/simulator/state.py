@@ -122,6 +122,14 @@ class Task:
 
 
 @dataclass(eq=False)
+class Qualification:
+    id: str
+    name: str
+    created_at: datetime
+    holders: set[str] = field(default_factory=set)
+
+
+@dataclass(eq=False)
 class Pool:
     id: str
     name: str
@@ -132,6 +140,8 @@ class Pool:
     campaign_id: str
     idempotency_key: str
     created_at: datetime
+    # Only holders of this qualification (an id) are offered the pool's tasks.
+    required_qualification: str | None = None
     status: PoolStatus = "draft"
     tasks: dict[str, Task] = field(default_factory=dict)
     group_workers: dict[str, set[str]] = field(default_factory=dict)
@@ -169,6 +179,8 @@ class MarketplaceState:
         self._task_by_key: dict[str, Task] = {}  # first task created with a key, any pool
         self._assignments: dict[str, Assignment] = {}
         self._pending_by_worker: dict[str, set[Assignment]] = {}
+        self._qualifications: dict[str, Qualification] = {}
+        self._qualification_by_name: dict[str, Qualification] = {}
         self._seq = 0
         self._task_count = 0
 
@@ -184,6 +196,7 @@ class MarketplaceState:
         currency: str,
         campaign_id: str,
         idempotency_key: str,
+        required_qualification: str | None = None,
     ) -> tuple[Pool, bool]:
         """The pool for this key, and whether this call created it."""
         with self._lock:
@@ -191,6 +204,11 @@ class MarketplaceState:
             if existing is not None:
                 self.stats["pool_create_replays"] += 1
                 return existing, False
+            if (
+                required_qualification is not None
+                and required_qualification not in self._qualifications
+            ):
+                raise InvalidInput(f"unknown qualification {required_qualification!r}")
             pool = Pool(
                 id=f"pool-{len(self._pools) + 1:04d}",
                 name=name,
@@ -201,6 +219,7 @@ class MarketplaceState:
                 campaign_id=campaign_id,
                 idempotency_key=idempotency_key,
                 created_at=self.clock.to_datetime(self.clock.now()),
+                required_qualification=required_qualification,
             )
             self._pools[pool.id] = pool
             self._pool_by_key[idempotency_key] = pool
@@ -374,6 +393,65 @@ class MarketplaceState:
             self.stats["assignments_reassigned"] += moved
             return moved
 
+    # --- qualifications --------------------------------------------------------------------
+
+    def create_qualification(self, name: str) -> tuple[Qualification, bool]:
+        """The qualification with this name, and whether this call created it."""
+        with self._lock:
+            existing = self._qualification_by_name.get(name)
+            if existing is not None:
+                return existing, False
+            qualification = Qualification(
+                id=f"qual-{len(self._qualifications) + 1:04d}",
+                name=name,
+                created_at=self.clock.to_datetime(self.clock.now()),
+            )
+            self._qualifications[qualification.id] = qualification
+            self._qualification_by_name[name] = qualification
+            return qualification, True
+
+    def find_qualifications(self, name: str) -> list[Qualification]:
+        with self._lock:
+            found = self._qualification_by_name.get(name)
+            return [found] if found else []
+
+    def grant_qualification(self, qualification_id: str, worker_id: str) -> tuple[bool, int]:
+        """Grant (idempotent): whether it was new, and how many waiting tasks the worker got.
+
+        A new holder is offered at once the unfilled tasks of open pools that require the
+        qualification, as a marketplace shows a newly qualified worker the pools they now
+        pass the filter of.
+        """
+        with self._lock:
+            qualification = self._qualifications.get(qualification_id)
+            if qualification is None:
+                raise NotFoundError(f"qualification {qualification_id!r} not found")
+            if worker_id not in self.crowd.by_id:
+                raise NotFoundError(f"worker {worker_id!r} not found")
+            if worker_id in qualification.holders:
+                self.stats["qualification_grant_replays"] += 1
+                return False, 0
+            qualification.holders.add(worker_id)
+            self.stats["qualifications_granted"] += 1
+            now = self.clock.now()
+            assigned = 0
+            for pool in self._pools.values():
+                if pool.status != "open" or pool.required_qualification != qualification_id:
+                    continue
+                for task in pool.tasks.values():
+                    if len(task.live) < task.overlap:
+                        assigned += self._fill(task, now)
+            return True, assigned
+
+    def worker_qualifications(self) -> dict[str, list[str]]:
+        """worker id -> names of the qualifications they hold (workers holding any)."""
+        with self._lock:
+            out: dict[str, list[str]] = {}
+            for q in sorted(self._qualifications.values(), key=lambda q: q.name):
+                for worker_id in q.holders:
+                    out.setdefault(worker_id, []).append(q.name)
+            return out
+
     # --- admin ---------------------------------------------------------------------------
 
     def truth(self, keys: list[str]) -> dict[str, Truth]:
@@ -409,6 +487,8 @@ class MarketplaceState:
                 "assignments_reassigned": self.stats["assignments_reassigned"],
                 "reviews_applied": self.stats["reviews_applied"],
                 "workers_blocked": self.stats["workers_blocked"],
+                "qualifications_granted": self.stats["qualifications_granted"],
+                "qualification_grant_replays": self.stats["qualification_grant_replays"],
                 "group_worker_duplicates": sum(n - 1 for n in per_group.values() if n > 1),
                 "requests": dict(self.requests),
                 "faults_injected": dict(self.faults.injected),
@@ -441,6 +521,11 @@ class MarketplaceState:
             return 0
         pool = task.pool
         taken = pool.group_workers.setdefault(task.group, set())
+        holders = (
+            self._qualifications[pool.required_qualification].holders
+            if pool.required_qualification is not None
+            else None
+        )
         added = 0
         for worker_id in self.crowd.permutation(task.key):
             if (
@@ -448,6 +533,7 @@ class MarketplaceState:
                 or worker_id in taken
                 or worker_id in task.exclude
                 or worker_id in self.blocked
+                or (holders is not None and worker_id not in holders)
             ):
                 continue
             self._assign(task, self.crowd.by_id[worker_id], now)

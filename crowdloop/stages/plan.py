@@ -20,7 +20,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from crowdloop.db import insert_ignore
-from crowdloop.ids import coin, compare_item_id, stable_id
+from crowdloop.ids import coin, compare_item_id, digest, stable_id
 from crowdloop.models.domain import (
     CompareTask,
     Stage,
@@ -46,7 +46,12 @@ class CampaignConflict(RuntimeError):
 
 
 def spec_hash(spec: CampaignSpec) -> str:
-    blob = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    dump = spec.model_dump(mode="json")
+    # A section added later hashes as before while unset, so a campaign registered by an
+    # earlier version still matches its own spec file.
+    if dump["quality"].get("exam") is None:
+        dump["quality"].pop("exam", None)
+    blob = json.dumps(dump, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -73,6 +78,9 @@ def register_campaign(session: Session, spec: CampaignSpec) -> Campaign:
     if spec.demonstrations and spec.demonstrations.golden_file:
         # validated now so a bad golden file fails before any money is spent
         load_jsonl(spec.demonstrations.golden_file, GoldenVerificationRow)
+    exam_rows: list[GoldenPairRow] = []
+    if spec.quality.exam is not None:
+        exam_rows, golden_pairs = split_exam_rows(spec, golden_pairs)
     campaign = Campaign(
         id=spec.name,
         spec=spec.model_dump(mode="json"),
@@ -85,6 +93,8 @@ def register_campaign(session: Session, spec: CampaignSpec) -> Campaign:
         plan_prompt_writing(session, spec)
     if spec.preferences:
         plan_comparisons(session, spec, candidates, golden_pairs)
+    if exam_rows:
+        plan_exam(session, spec, exam_rows)
     return campaign
 
 
@@ -297,6 +307,71 @@ def plan_comparisons(
                     group=f"golden-{g.id}",
                 )
             )
+    insert_ignore(session, Item, items, ["id"])
+
+
+def split_exam_rows(
+    spec: CampaignSpec, golden: list[GoldenPairRow]
+) -> tuple[list[GoldenPairRow], list[GoldenPairRow]]:
+    """The exam's golden pairs, and the golden pairs left for production.
+
+    Exam pairs are clear-cut (answer left or right, never tie), alternate between the two
+    answers (a worker who always clicks one side fails), and are taken in a hash order of
+    their ids, so the file order does not decide. They leave the production pool: a worker
+    who met a pair in the exam would meet it again knowing it, which is no evidence.
+    """
+    exam = spec.quality.exam
+    prefs = spec.preferences
+    assert exam is not None and prefs is not None  # the spec validates both
+    src = prefs.golden_file
+    sides = {
+        side: sorted(
+            (row for row in golden if row.answer == side),
+            key=lambda row: digest(spec.name, "exam", row.id),
+        )
+        for side in ("left", "right")
+    }
+    clear = len(sides["left"]) + len(sides["right"])
+    if clear < exam.items:
+        raise SpecError(
+            f"{src}: field 'quality.exam.items': the exam needs {exam.items} clear-cut "
+            f"(left/right) golden pairs; the file has {clear}"
+        )
+    chosen: list[GoldenPairRow] = []
+    while len(chosen) < exam.items:
+        side = "left" if len(chosen) % 2 == 0 else "right"
+        if not sides[side]:
+            side = "right" if side == "left" else "left"
+        chosen.append(sides[side].pop(0))
+    taken = {row.id for row in chosen}
+    rest = [row for row in golden if row.id not in taken]
+    if not rest and prefs.golden_share > 0:
+        raise SpecError(
+            f"{src}: field 'quality.exam.items': the exam takes all {len(golden)} golden "
+            "pairs and leaves none for production; add rows or lower the number"
+        )
+    return chosen, rest
+
+
+def plan_exam(session: Session, spec: CampaignSpec, rows: list[GoldenPairRow]) -> None:
+    """One exam item per exam pair, asked of up to `takers` workers (a group per pair)."""
+    prefs, exam = spec.preferences, spec.quality.exam
+    assert prefs is not None and exam is not None
+    items = [
+        _item_row(
+            stable_id("ex", spec.name, row.id),
+            spec.name,
+            Stage.EXAM,
+            CompareTask(
+                instruction=prefs.instruction, prompt=row.prompt, left=row.left, right=row.right
+            ).model_dump(),
+            overlap=exam.takers,
+            subject_id=row.id,
+            golden_answer=row.answer,
+            group=f"exam-{row.id}",
+        )
+        for row in rows
+    ]
     insert_ignore(session, Item, items, ["id"])
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
+from crowdloop.connectors.errors import NotSupported
 from crowdloop.db import insert_ignore, session_scope
 from crowdloop.faults import crash_point
 from crowdloop.ids import digest
@@ -55,7 +56,9 @@ class PushResult:
 
 
 def stage_reward(spec: CampaignSpec, stage: Stage) -> Money:
-    if stage == Stage.COMPARE:
+    if stage == Stage.EXAM and spec.quality.exam and spec.quality.exam.reward:
+        return spec.quality.exam.reward
+    if stage in (Stage.COMPARE, Stage.EXAM):
         assert spec.preferences is not None
         return spec.preferences.reward
     assert spec.demonstrations is not None
@@ -65,7 +68,7 @@ def stage_reward(spec: CampaignSpec, stage: Stage) -> Money:
 
 
 def stage_instruction(spec: CampaignSpec, stage: Stage) -> str:
-    if stage == Stage.COMPARE:
+    if stage in (Stage.COMPARE, Stage.EXAM):
         assert spec.preferences is not None
         return spec.preferences.instruction
     demo = spec.demonstrations
@@ -83,11 +86,41 @@ def required_capabilities(spec: CampaignSpec) -> set[Capability]:
         need.add(Capability.PAIRWISE)
     if spec.demonstrations:
         need |= {Capability.FREE_TEXT, Capability.EXCLUDE_WORKERS}
+    if spec.quality.exam:
+        need.add(Capability.QUALIFY_WORKERS)
     return need
+
+
+def exam_qualification(campaign_id: str) -> str:
+    """The marketplace qualification that exam passers get and production requires."""
+    return f"crowdloop-{campaign_id}-exam"
+
+
+def batch_qualification(spec: CampaignSpec, stage: Stage) -> str | None:
+    """The qualification a stage's batch requires: with an exam, comparisons need a pass.
+
+    Verification tasks stay open to all: a pairwise exam says little about judging texts,
+    and demonstrations run before preferences, so they would wait on the exam.
+    """
+    return exam_qualification(spec.name) if spec.quality.exam and stage == Stage.COMPARE else None
+
+
+def require_qualifications(connector: Connector) -> None:
+    """Refuse an exam on a platform that cannot keep unqualified workers off a batch."""
+    if Capability.QUALIFY_WORKERS not in connector.capabilities:
+        refused = NotSupported(connector.name, Capability.QUALIFY_WORKERS.value)
+        refused.args = (
+            f"{refused}: the campaign has an exam (quality.exam), which needs "
+            f"{Capability.QUALIFY_WORKERS.value} to offer production tasks only to workers "
+            "who passed; remove the exam or use a connector that declares it",
+        )
+        raise refused
 
 
 def check_capabilities(spec: CampaignSpec, connector: Connector) -> list[str]:
     """Refuse early what the platform cannot do; return warnings for what degrades."""
+    if spec.quality.exam:
+        require_qualifications(connector)
     for cap in sorted(required_capabilities(spec)):
         connector.require(cap)
     warnings = []
@@ -124,13 +157,18 @@ def ensure_batch(campaign_id: str, stage: Stage, connector: Connector) -> BatchR
     if external_id is None:
         ref = connector.find_batch(key)
         if ref is None:
+            qualification = batch_qualification(spec, stage)
+            if qualification is not None:
+                ensure_qualification(campaign_id, connector, qualification)
             ref = connector.create_batch(
                 BatchSpec(
                     name=f"{campaign_id} / {stage.value}",
-                    stage=stage,
+                    # To the marketplace an exam is a batch of comparisons.
+                    stage=Stage.COMPARE if stage == Stage.EXAM else stage,
                     instruction=stage_instruction(spec, stage),
                     reward=stage_reward(spec, stage),
                     campaign_id=campaign_id,
+                    required_qualification=qualification,
                 ),
                 idempotency_key=key,
             )
@@ -149,6 +187,20 @@ def ensure_batch(campaign_id: str, stage: Stage, connector: Connector) -> BatchR
         with session_scope() as s:
             s.execute(update(Batch).where(col(Batch.idempotency_key) == key).values(started=True))
     return ref
+
+
+def ensure_qualification(campaign_id: str, connector: Connector, name: str) -> None:
+    """Create the campaign's qualification on the marketplace once (ledger-guarded)."""
+    key = f"crowdloop:{campaign_id}:qualification"
+    with session_scope() as s:
+        row = s.get(PushLedger, key)
+        if row is not None and row.state == LedgerState.DONE:
+            return
+        _ledger_intent(s, key, campaign_id, connector.name, "ensure_qualification", name)
+    require_qualifications(connector)
+    connector.ensure_qualification(name)  # idempotent: found by name on a rerun
+    with session_scope() as s:
+        _ledger_done(s, key, None)
 
 
 def push_pending(
@@ -344,14 +396,21 @@ def answer_counts(s: Session, campaign_id: str, *, trusted_only: bool) -> dict[s
     return {str(k): int(v) for k, v in rows if k is not None}
 
 
-def outstanding_counts(s: Session, campaign_id: str) -> dict[str, int]:
-    """Assignments published but not yet answered (a quarantined answer counts as answered)."""
-    published = s.exec(
+def outstanding_counts(
+    s: Session, campaign_id: str, stages: Sequence[Stage] | None = None
+) -> dict[str, int]:
+    """Assignments published but not yet answered (a quarantined answer counts as answered).
+
+    `stages` limits it to those stages' items (the exam's stay open while production runs).
+    """
+    stmt = (
         select(TaskRecord.item_id, func.sum(TaskRecord.overlap))
         .join(Item, col(Item.id) == col(TaskRecord.item_id))
         .where(Item.campaign_id == campaign_id)
-        .group_by(col(TaskRecord.item_id))
-    ).all()
+    )
+    if stages is not None:
+        stmt = stmt.where(col(Item.stage).in_([st.value for st in stages]))
+    published = s.exec(stmt.group_by(col(TaskRecord.item_id))).all()
     answered = answer_counts(s, campaign_id, trusted_only=False)
     out = {}
     for item_id, total in published:

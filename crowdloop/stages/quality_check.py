@@ -231,7 +231,11 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
 
 
 def review_submissions(campaign_id: str, stages: list[Stage], connector: Connector) -> int:
-    """Accept trusted work and reject a blocked worker's, once per submission."""
+    """Accept trusted work and reject a blocked worker's, once per submission.
+
+    Exam answers are accepted whatever the grade: failing an exam is its outcome, not
+    misconduct, and the work was asked for.
+    """
     if Capability.REVIEW not in connector.capabilities:
         return 0
     reviewed = 0
@@ -252,13 +256,14 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
                     col(Judgment.review).is_(None),
                 )
             ).all()
+        reject_untrusted = spec.quality.reject_untrusted_work and stage != Stage.EXAM
         for start in range(0, len(pending), 500):
             chunk = pending[start : start + 500]
             decisions = [
                 ReviewDecision(
                     submission_id=ext,
-                    accept=not (excluded and spec.quality.reject_untrusted_work),
-                    comment="" if not excluded else "failed control tasks",
+                    accept=not (excluded and reject_untrusted),
+                    comment="failed control tasks" if excluded and stage != Stage.EXAM else "",
                 )
                 for ext, excluded, status in chunk
                 if status == JudgmentStatus.VALID

@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from crowdloop.aggregation.bootstrap import bootstrap_scores, position_bias_report
 from crowdloop.db import session_scope
 from crowdloop.models.tables import ExportRecord, Prompt, Response, SpendRecord, WorkerRecord
+from crowdloop.stages.exam import exam_report
 from crowdloop.stages.preferences import judgments_frame
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ def quality_report(campaign_id: str, *, n_boot: int = 100) -> dict[str, Any]:
         "accepted_labels": labels,
         "rankings": rankings,
         "prompts": {p: prompts.get(p, "") for p in rankings},
+        "exam": exam_report(campaign_id),
     }
 
 
@@ -152,6 +154,21 @@ def quality_markdown(q: dict[str, Any], *, max_prompts: int = 10) -> str:
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in q["worker_golden_accuracy"].items()],
     ]
+    exam = q.get("exam")
+    if exam:
+        lines += [
+            "",
+            f"**Exam** ({exam['items']} golden pairs, qualification `{exam['qualification']}`): "
+            f"{exam['takers']} took it, {exam['passed']} passed ({exam['granted']} qualified "
+            f"on the marketplace), {exam['failed']} failed, {exam['pending']} unfinished.",
+        ]
+        failed = [w for w in exam["workers"] if w["result"] == "failed"]
+        if failed:
+            lines += ["", "| failed the exam | exam | golden (all) | status |", "|---|---|---|---|"]
+            lines += [
+                f"| {w['worker']} | {w['exam']} | {w['golden'] or '-'} | {w['status'] or '-'} |"
+                for w in failed
+            ]
     bias = q["position_bias"]
     if bias["overall"]:
         o = bias["overall"]

@@ -11,9 +11,11 @@ from sqlmodel import col, select
 from crowdloop.connectors.base import Connector
 from crowdloop.db import session_scope
 from crowdloop.models.domain import Stage
+from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import (
     Batch,
     Campaign,
+    ExamResult,
     ExportRecord,
     Item,
     ItemState,
@@ -25,6 +27,7 @@ from crowdloop.models.tables import (
     WorkerStatus,
     utcnow,
 )
+from crowdloop.stages.exam import exam_summary
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.push import stage_reward
 
@@ -132,6 +135,11 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         trig = list(
             s.exec(select(TriggerRecord).where(TriggerRecord.campaign_id == campaign_id)).all()
         )
+        exam_on = CampaignSpec.model_validate(campaign.spec).quality.exam is not None
+        exams = {
+            r.worker_id: r
+            for r in s.exec(select(ExamResult).where(ExamResult.campaign_id == campaign_id))
+        }
     latest_exports: dict[str, ExportRecord] = {e.kind: e for e in exports}
     status_counts: dict[str, int] = {}
     for w in workers:
@@ -145,6 +153,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         "judgments": counts,
         "quarantine_reasons": {str(r): int(n) for r, n in quarantine},
         "workers": status_counts,
+        "exam": exam_summary(campaign_id) if exam_on else None,
         "blocked_workers": [
             {
                 "worker": w.worker_id,
@@ -168,6 +177,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
                 "accuracy": round(w.accuracy, 3),
                 "p_below": round(w.p_below, 3),
                 "judgments": w.judgments,
+                "exam": _exam_cell(exams.get(w.worker_id)),
             }
             for w in workers
         ],
@@ -193,6 +203,11 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
     }
 
 
+def _exam_cell(result: ExamResult | None) -> str:
+    """A worker's exam for the worker table: e.g. "11/12 passed", or "" if not taken."""
+    return f"{result.correct}/{result.answered} {result.status.value}" if result else ""
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Campaign `{report['campaign']}` — {report['status']}",
@@ -213,6 +228,14 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         f"**Workers:** {', '.join(f'{k}: {v}' for k, v in sorted(report['workers'].items()))}",
     ]
+    exam = report.get("exam")
+    if exam:
+        lines += [
+            "",
+            f"**Exam:** {exam['takers']} took it, {exam['passed']} passed "
+            f"({exam['granted']} qualified), {exam['failed']} failed, "
+            f"{exam['pending']} unfinished",
+        ]
     if report["blocked_workers"]:
         lines += [
             "",

@@ -17,7 +17,7 @@ from crowdloop.connectors.base import Connector
 from crowdloop.connectors.registry import build_connector
 from crowdloop.db import session_scope
 from crowdloop.models.domain import Stage
-from crowdloop.stages import demonstrations, preferences, push, quality_check, sync
+from crowdloop.stages import demonstrations, exam, preferences, push, quality_check, sync
 from crowdloop.stages.plan import load_spec
 
 # Enough for prompt -> verify -> response -> verify with re-collections and re-queues.
@@ -32,6 +32,9 @@ class RoundOps:
     settle: Callable[[str], Any]
     advance: Callable[[str], Any]  # demonstrations: turn collected work into next work
     extend: Callable[[str], Any]  # preferences: dynamic overlap
+    # Before each round's push: grade the exam and qualify passers (stages/exam.py); the
+    # first call waits for enough passers. None: no exam step.
+    exam: Callable[[str, list[Stage]], Any] | None = None
 
 
 def run_rounds(
@@ -45,6 +48,8 @@ def run_rounds(
 ) -> int:
     """Run rounds until the stages have no open work; returns the number of rounds."""
     for round_no in range(1, max_rounds + 1):
+        if ops.exam is not None:
+            ops.exam(campaign_id, stages)
         for stage in stages:
             ops.push(campaign_id, stage)
         ops.wait_and_sync(campaign_id, stages)
@@ -105,6 +110,10 @@ def bare_ops(connector: Connector) -> RoundOps:
             campaign_id, spec.preferences.dynamic_overlap, spec.preferences.aggregation
         )
 
+    def exam_step(campaign_id: str, stages: list[Stage]) -> Any:
+        # The exam gates comparisons only; a no-op for a campaign without one.
+        return exam.exam_round(campaign_id, connector) if Stage.COMPARE in stages else None
+
     return RoundOps(
         push=lambda campaign_id, stage: push.push_pending(campaign_id, stage, connector),
         wait_and_sync=wait,
@@ -112,4 +121,5 @@ def bare_ops(connector: Connector) -> RoundOps:
         settle=settle,
         advance=demonstrations.advance,
         extend=extend,
+        exam=exam_step,
     )

@@ -199,9 +199,9 @@ def _base(
     }
 
 
-def outstanding(campaign_id: str) -> int:
+def outstanding(campaign_id: str, stages: list[Stage] | None = None) -> int:
     with session_scope() as s:
-        return sum(outstanding_counts(s, campaign_id).values())
+        return sum(outstanding_counts(s, campaign_id, stages).values())
 
 
 def wait_and_sync(
@@ -214,7 +214,7 @@ def wait_and_sync(
     sleep: Callable[[float], None] = time.sleep,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SyncResult:
-    """Sync the stages until no published assignment is still unanswered, or time runs out.
+    """Sync the stages until none of their published assignments is unanswered, or time runs out.
 
     The exact count of unanswered assignments is a campaign-wide GROUP BY; it is computed
     once, then decreased by what each sync stores, and recomputed only when the estimate
@@ -222,7 +222,7 @@ def wait_and_sync(
     """
     total = SyncResult()
     deadline = time.monotonic() + timeout_s
-    estimate = outstanding(campaign_id)
+    estimate = outstanding(campaign_id, stages)
     while True:
         new = 0
         for stage in stages:
@@ -232,7 +232,7 @@ def wait_and_sync(
             total.pages += r.pages
             new += r.stored + r.quarantined
         estimate -= new
-        left = outstanding(campaign_id) if estimate <= 0 else estimate
+        left = outstanding(campaign_id, stages) if estimate <= 0 else estimate
         estimate = left
         if on_progress:
             on_progress(total.stored + total.quarantined, left)
@@ -251,6 +251,7 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
 
     An item short of trusted answers (a blocked worker's were excluded, or an answer was
     quarantined) goes back to PENDING for another round, at most `max_requeue_rounds`.
+    Exam items are left alone: the exam is published once and stays open (stages/exam.py).
     """
     from crowdloop.stages.push import answer_counts
 
@@ -260,7 +261,9 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
         trusted = answer_counts(s, campaign_id, trusted_only=True)
         items = s.exec(
             select(Item.id, Item.overlap, Item.pushes, Item.extensions).where(
-                Item.campaign_id == campaign_id, Item.state == ItemState.PUSHED
+                Item.campaign_id == campaign_id,
+                Item.state == ItemState.PUSHED,
+                Item.stage != Stage.EXAM.value,
             )
         ).all()
         to_state: dict[ItemState, list[str]] = {
