@@ -120,6 +120,7 @@ class HttpSeam:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         data: Any = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         retry: bool = True,
         ok_statuses: tuple[int, ...] = (),
@@ -135,7 +136,7 @@ class HttpSeam:
             before_sleep=self._log_retry,
         )
         response: httpx.Response = retryer(
-            self._send, method, path, params, json, data, headers, ok_statuses
+            self._send, method, path, params, json, data, content, headers, ok_statuses
         )
         return response
 
@@ -155,13 +156,14 @@ class HttpSeam:
         params: Mapping[str, Any] | None,
         json: Any,
         data: Any,
+        content: bytes | None,
         headers: Mapping[str, str] | None,
         ok_statuses: tuple[int, ...],
     ) -> httpx.Response:
         self.requests_made += 1
         try:
             response = self._client.request(
-                method, path, params=params, json=json, data=data, headers=headers
+                method, path, params=params, json=json, data=data, content=content, headers=headers
             )
         except httpx.TimeoutException as exc:
             raise TransientError(self.connector, f"{method} {path}: timed out ({exc})") from exc

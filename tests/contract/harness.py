@@ -67,7 +67,7 @@ class Route:
 @dataclass
 class FaultTransport(httpx.BaseTransport):
     inner: httpx.BaseTransport
-    routes: ClassVar[Mapping[Op, Route]]
+    routes: Mapping[Op, Route]
     armed: list[tuple[Op, Fault]] = field(default_factory=list)
     seen: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
 
@@ -122,6 +122,10 @@ class Harness(ABC):
     routes: ClassVar[Mapping[Op, Route]]
     # False for a marketplace with no HTTP underneath (replay): fault tests do not apply.
     http: bool = True
+    # False where the platform cannot list a batch's tasks by our key (Prolific datasets):
+    # `find_tasks` then confirms only what it can see, and replaying the add is what keeps
+    # a reconciliation from duplicating.
+    lists_tasks: bool = True
 
     def __init__(self) -> None:
         self.sleeps: list[float] = []

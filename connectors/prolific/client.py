@@ -1,0 +1,216 @@
+"""A thin typed client for Prolific's API v1: one method per endpoint, nothing else.
+
+Every call goes through `HttpSeam` (auth, retries, error mapping). Calls that create an
+object Prolific does not dedupe (datasets, AI Task Builder batches, studies, participant
+groups) and the bulk approval are sent with `retry=False`: the connector reconciles them
+by looking the object up. Reads, transitions (documented idempotent), datapoint appends
+(an identical record is not written twice) and group membership (members already in the
+group are ignored) are retried.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from crowdloop.connectors._http import HttpSeam
+from crowdloop.connectors.errors import GarbledResponse
+from crowdloop.connectors.prolific.models import (
+    AppendResult,
+    BatchCreate,
+    BatchList,
+    BatchStatusBody,
+    BulkApprove,
+    DatasetCreate,
+    GroupCreate,
+    GroupMembers,
+    Paged,
+    ResponseList,
+    SetupRequest,
+    StudyCreate,
+    StudyPatch,
+    SubmissionTransition,
+    SyncJob,
+    Transition,
+    WireBatch,
+    WireDataset,
+    WireGroup,
+    WireStudy,
+)
+
+API = "/api/v1"
+DC = f"{API}/data-collection"
+ModelT = TypeVar("ModelT", bound=BaseModel)
+# Bound on list pages followed for one lookup, so a server that keeps sending `next`
+# cannot loop us forever.
+MAX_PAGES = 1000
+
+
+class ProlificClient:
+    def __init__(self, seam: HttpSeam) -> None:
+        self.seam = seam
+
+    def close(self) -> None:
+        self.seam.close()
+
+    def sleep(self, seconds: float) -> None:
+        """The seam's sleep (injected in tests), for reconcile and polling waits."""
+        self.seam.sleep(seconds)
+
+    def _parse(self, model: type[ModelT], response: httpx.Response) -> ModelT:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise GarbledResponse(
+                self.seam.connector,
+                f"{response.request.method} {response.request.url.path}: "
+                f"unreadable {model.__name__}: {exc.errors()[0]['msg']}",
+                request_id=response.headers.get(self.seam.request_id_header),
+            ) from exc
+
+    def _body(self, model: BaseModel) -> Any:
+        return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def _pages(self, path: str, params: Mapping[str, Any]) -> Iterator[Paged]:
+        """Follow `_links.next` of a list endpoint, page by page."""
+        query: dict[str, Any] = dict(params)
+        for _ in range(MAX_PAGES):
+            page = self._parse(Paged, self.seam.request("GET", path, params=query))
+            yield page
+            href = page.next_href
+            if not href or not page.results:
+                return
+            query = dict(parse_qsl(urlsplit(href).query))
+        raise GarbledResponse(self.seam.connector, f"GET {path}: more than {MAX_PAGES} pages")
+
+    # --- AI Task Builder datasets --------------------------------------------------------
+
+    def create_dataset(self, body: DatasetCreate) -> WireDataset:
+        response = self.seam.request("POST", f"{DC}/datasets", json=self._body(body), retry=False)
+        return self._parse(WireDataset, response)
+
+    def append_datapoints(
+        self, dataset_id: str, records: Sequence[Mapping[str, Any]]
+    ) -> AppendResult:
+        """JSONL body, at most 1000 records (the documented per-request limit)."""
+        payload = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records)
+        response = self.seam.request(
+            "POST",
+            f"{DC}/datasets/{dataset_id}/datapoints",
+            content=payload.encode(),
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        return self._parse(AppendResult, response)
+
+    # --- AI Task Builder batches ---------------------------------------------------------
+
+    def create_batch(self, body: BatchCreate) -> WireBatch:
+        response = self.seam.request("POST", f"{DC}/batches", json=self._body(body), retry=False)
+        return self._parse(WireBatch, response)
+
+    def list_batches(self, workspace_id: str) -> list[WireBatch]:
+        response = self.seam.request("GET", f"{DC}/batches", params={"workspace_id": workspace_id})
+        return self._parse(BatchList, response).results
+
+    def get_batch(self, batch_id: str) -> WireBatch:
+        return self._parse(WireBatch, self.seam.request("GET", f"{DC}/batches/{batch_id}"))
+
+    def batch_status(self, batch_id: str) -> str:
+        response = self.seam.request("GET", f"{DC}/batches/{batch_id}/status")
+        return self._parse(BatchStatusBody, response).status
+
+    def setup_batch(self, batch_id: str, body: SetupRequest) -> None:
+        self.seam.request("POST", f"{DC}/batches/{batch_id}/setup", json=self._body(body))
+
+    def sync_batch(self, batch_id: str) -> SyncJob:
+        return self._parse(SyncJob, self.seam.request("POST", f"{DC}/batches/{batch_id}/sync"))
+
+    def sync_status(self, batch_id: str, sync_id: str) -> SyncJob:
+        response = self.seam.request("GET", f"{DC}/batches/{batch_id}/syncs/{sync_id}")
+        return self._parse(SyncJob, response)
+
+    def batch_responses(self, batch_id: str) -> ResponseList:
+        response = self.seam.request("GET", f"{DC}/batches/{batch_id}/responses")
+        return self._parse(ResponseList, response)
+
+    # --- studies -------------------------------------------------------------------------
+
+    def create_study(self, body: StudyCreate) -> WireStudy:
+        response = self.seam.request("POST", f"{API}/studies/", json=self._body(body), retry=False)
+        return self._parse(WireStudy, response)
+
+    def iter_studies(self, project_id: str | None) -> Iterator[WireStudy]:
+        path = f"{API}/projects/{project_id}/studies/" if project_id else f"{API}/studies/"
+        for page in self._pages(path, {}):
+            for raw in page.results:
+                yield self._validate(WireStudy, raw, path)
+
+    def get_study(self, study_id: str) -> WireStudy:
+        return self._parse(WireStudy, self.seam.request("GET", f"{API}/studies/{study_id}/"))
+
+    def update_study(self, study_id: str, body: StudyPatch) -> WireStudy:
+        response = self.seam.request("PATCH", f"{API}/studies/{study_id}/", json=self._body(body))
+        return self._parse(WireStudy, response)
+
+    def transition_study(self, study_id: str, action: str) -> None:
+        self.seam.request(
+            "POST",
+            f"{API}/studies/{study_id}/transition/",
+            json=self._body(Transition(action=action)),
+        )
+
+    # --- submissions ---------------------------------------------------------------------
+
+    def submissions_page(self, study_id: str, *, offset: int, limit: int) -> Paged:
+        """One page in start order (new submissions only ever land at the end)."""
+        response = self.seam.request(
+            "GET",
+            f"{API}/studies/{study_id}/submissions/",
+            params={"ordering": "started_at", "offset": offset, "limit": limit},
+        )
+        return self._parse(Paged, response)
+
+    def transition_submission(self, submission_id: str, body: SubmissionTransition) -> None:
+        self.seam.request(
+            "POST", f"{API}/submissions/{submission_id}/transition/", json=self._body(body)
+        )
+
+    def bulk_approve(self, body: BulkApprove) -> None:
+        self.seam.request(
+            "POST", f"{API}/submissions/bulk-approve/", json=self._body(body), retry=False
+        )
+
+    # --- participant groups --------------------------------------------------------------
+
+    def iter_groups(self, workspace_id: str) -> Iterator[WireGroup]:
+        path = f"{API}/participant-groups/"
+        for page in self._pages(path, {"workspace_id": workspace_id}):
+            for raw in page.results:
+                yield self._validate(WireGroup, raw, path)
+
+    def create_group(self, body: GroupCreate) -> WireGroup:
+        response = self.seam.request(
+            "POST", f"{API}/participant-groups/", json=self._body(body), retry=False
+        )
+        return self._parse(WireGroup, response)
+
+    def add_to_group(self, group_id: str, participant_ids: Sequence[str]) -> None:
+        self.seam.request(
+            "POST",
+            f"{API}/participant-groups/{group_id}/participants/",
+            json=self._body(GroupMembers(participant_ids=list(participant_ids))),
+        )
+
+    def _validate(self, model: type[ModelT], raw: Any, path: str) -> ModelT:
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            raise GarbledResponse(
+                self.seam.connector,
+                f"GET {path}: unreadable {model.__name__}: {exc.errors()[0]['msg']}",
+            ) from exc

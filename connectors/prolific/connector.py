@@ -1,0 +1,1045 @@
+"""The Prolific connector: crowdloop batches run as AI Task Builder studies.
+
+Why AI Task Builder (AITB) and not a classic study
+----------------------------------------------------
+A classic Prolific study sends each participant to an `external_study_url`: the task UI
+would have to be a server of our own. An AITB **Batch** is hosted by Prolific itself: we
+push datapoints into a dataset, a layout (`batch_items`) shows dataset fields and asks
+multiple-choice / free-text questions, Prolific serves one task per datapoint through a
+study whose `data_collection_method` is `AI_TASK_BUILDER_BATCH`, and the answers are read
+back by API. (An AITB *Collection* shows the same questions to everyone, so it cannot carry
+per-item content.) Docs: docs.prolific.com/api-reference/ai-task-builder/batches,
+.../ai-task-builder/llms.txt (Batches vs Collections), Prolific's `design-ai-eval-task`
+skill (github.com/prolific-oss/skills) for the pairwise layout and study template.
+
+One crowdloop batch (one stage of a campaign) is:
+  * one V4 dataset (`POST /api/v1/data-collection/datasets` with a `schema`), named by our key;
+  * one AITB batch (`POST /api/v1/data-collection/batches`, `name` = our key) whose
+    `batch_items` layout follows the stage: compare = prompt + two columns + a
+    left/right/tie multiple choice; verify = prompt + text + accept/reject choice;
+    write_prompt / write_response = topic or prompt + a free-text box;
+  * one draft study (`POST /api/v1/studies/`, `internal_name` = our key, reward in minor
+    units, `completion_codes` with `MANUALLY_REVIEW` so crowdloop approves/rejects,
+    `filters` = a `participant_group_blocklist` of our block group and the batch's own
+    exclusion group, plus a `participant_group_allowlist` when the spec requires a
+    qualification). `BatchRef.external_id` is the study id.
+
+Endpoints (all under https://api.prolific.com/api/v1/) and where they are documented
+  * datasets: POST data-collection/datasets (docs .../task-builder/datasets),
+    POST data-collection/datasets/{id}/datapoints — JSONL, at most 1000 records a request,
+    a record identical to one already there is counted but not stored again, 409 while an
+    import runs
+    (.../append-dataset-datapoints, .../appending-data).
+  * AITB batches: POST data-collection/batches (.../create-task-builder-batch),
+    GET data-collection/batches?workspace_id= and GET .../batches/{id} (Prolific CLI
+    `client/client.go`), GET .../batches/{id}/status, POST .../batches/{id}/setup
+    (.../setup-task-builder-batch: async, PROCESSING -> READY), POST .../batches/{id}/sync
+    and GET .../batches/{id}/syncs/{sync_id} (.../sync-task-builder-batch,
+    .../get-batch-sync-status, .../syncing-a-batch), GET .../batches/{id}/responses
+    (.../get-task-builder-batch-task-responses; record shape from the CLI's
+    `model/ai_task_builder.go`: participant_id, task_id, submission_id, metadata, response).
+  * studies: POST studies/, GET studies/ (or projects/{id}/studies/), GET/PATCH
+    studies/{id}/, POST studies/{id}/transition/ with {"action": "PUBLISH" | "STOP"}
+    (api-reference/studies, CLI `TransitionStudy`, `model/study.go`).
+  * submissions: GET studies/{id}/submissions/ (.../studies/get-study-submissions, `ordering`),
+    POST submissions/{id}/transition/ APPROVE / REJECT with `message` (>= 100 chars) and
+    `rejection_category`; a repeated transition is ignored (.../submissions/transition-submission),
+    POST submissions/bulk-approve/ (.../submissions/llms.txt). Statuses:
+    .../submissions/submission-object.
+  * participant groups: GET/POST participant-groups/, POST participant-groups/{id}/participants/
+    (members already in the group are skipped); blocklist filter id
+    `participant_group_blocklist` (api-reference/participant-groups: groups are dynamic,
+    published studies follow membership changes).
+
+Auth: `Authorization: Token <token>` (credentials.py).
+
+Pagination: list endpoints return `{"results", "_links": {"next": {"href"}}, "meta":
+{"count"}}`; we follow `_links.next`. Study submissions are read with
+`ordering=started_at&offset=&limit=` (the CLI's limit/offset paging); new submissions only
+land at the end, so the cursor is an offset. It never moves past a submission still
+RESERVED/ACTIVE (its answers are not final), so pages after one may be re-read later
+(sync stores each submission once). Batch responses are one unpaged list (as the CLI reads
+them), fetched once per `iter_submissions` call and indexed by submission id.
+
+Rate limits: Prolific has no fixed limits; 429s come from contention (mostly payments) and
+are to be retried with back-off (documentation/core-concepts/managing-high-loads). HttpSeam
+retries reads, transitions, appends and group adds on 429/5xx honouring Retry-After when
+sent; creates handle their own 429 (wait, look up, retry) as below. Approvals use the bulk
+endpoint, as that guide recommends.
+
+Idempotency: Prolific dedupes nothing by a client key, except datapoints by content. So
+  * every create that Prolific does not dedupe (dataset, AITB batch, study, participant
+    group) is sent once with `retry=False`; on a TransientError (429, 5xx, timeout) the
+    connector waits, looks the object up by our key (study `internal_name`, AITB batch
+    `name`, group `name`) and only re-sends if it is not there. A dataset cannot be looked
+    up (no list endpoint): a failed dataset create may leave an empty, costless dataset.
+  * tasks are datapoints carrying our task key as a `metadata` field; re-sending the same
+    items appends identical records, which Prolific does not write twice, and a sync
+    creates tasks only for datapoints that have none. A replayed `add_items` creates nothing.
+  * LIMIT: Prolific has no endpoint that lists datapoints or maps tasks to datapoints, so
+    `find_tasks` can only confirm keys that already have an answer (responses echo the
+    datapoint metadata). Reconciliation stays safe because re-sending is a no-op, but a
+    fresh process cannot list unanswered tasks by key.
+
+Overlap, exclusions, blocking (limits)
+  * `annotators_per_task` is one number per study, crowdloop overlap is per item: an item
+    with overlap k is pushed as k datapoints (replicas) to a study with
+    `annotators_per_task` = 1. Prolific cannot keep one participant off a second replica of
+    the same item (they arrive as separate submissions); `max_submissions_per_participant`
+    (option) bounds it.
+  * EXCLUDE_WORKERS: Prolific filters are per study, not per task. Workers named in
+    `TaskItem.exclude_workers` join the batch's exclusion group, which the study blocklists:
+    they are kept off every task of that batch (stricter than asked, never looser).
+  * BLOCK_WORKER: every BlockScope maps to one workspace-wide participant group (name set by
+    option `block_group`) blocklisted by every study this connector creates — Prolific
+    has no per-campaign ban and `block_worker` names no batch. Running studies follow the
+    group as it changes.
+  * QUALIFY_WORKERS: a qualification is a participant group named
+    "crowdloop qualification <name>"; a grant adds the participant (repeats are ignored);
+    a batch whose spec requires it gets a `participant_group_allowlist` filter, which also
+    admits members added after publishing (as `Connector.grant_qualification` requires).
+  * REVIEW: one Prolific submission per task group (`tasks_per_group`, default 1, so one
+    item per submission). A crowdloop decision applies to the whole Prolific submission;
+    if one submission's items get both, reject wins. Decisions already applied are skipped
+    (status read first); a decision contrary to a final status is logged and skipped.
+  * Spend: the study object's `total_cost` is the cost reserved for its places, not money
+    spent, and the workspace cost report is enabled for select workspaces only
+    (api-reference/workspaces/get-workspace-cost), so SPEND_REPORT is not declared.
+  * A study is created draft with 1 place; after each push its places are set to the
+    batch's task count divided by `tasks_per_group` (one place per task group). AITB tasks
+    exist only after setup, so `start()` publishes only once tasks exist, and `add_items`
+    publishes a draft study as soon as its tasks are ready (option `publish_on_add`,
+    default true: crowdloop starts every batch before pushing).
+  * Not verified against a live account: that a dataset filled only by appends (no file
+    import) can be set up, and that a draft study may reference a batch not yet set up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, ClassVar, Self, TypeVar, cast
+
+from pydantic import TypeAdapter, ValidationError
+
+from crowdloop.connectors._http import RetryPolicy
+from crowdloop.connectors.base import Connector
+from crowdloop.connectors.errors import (
+    AlreadyExists,
+    GarbledResponse,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    TransientError,
+)
+from crowdloop.connectors.prolific.client import ProlificClient
+from crowdloop.connectors.prolific.credentials import CONNECTOR_NAME, ProlificCredentials
+from crowdloop.connectors.prolific.models import (
+    AppendResult,
+    BatchCreate,
+    BulkApprove,
+    CompletionCode,
+    DatasetCreate,
+    DatasetSchema,
+    GroupCreate,
+    SchemaField,
+    SetupRequest,
+    StudyCreate,
+    StudyFilter,
+    StudyPatch,
+    SubmissionsConfig,
+    SubmissionTransition,
+    TaskDetails,
+    WireBatch,
+    WireResponse,
+    WireSubmission,
+)
+from crowdloop.models.domain import (
+    ANSWER_KIND_FOR_TASK,
+    AddItemsResult,
+    Answer,
+    BatchRef,
+    BatchSpec,
+    BatchState,
+    BatchStatus,
+    BlockScope,
+    Capability,
+    CompareTask,
+    Quarantined,
+    ReviewDecision,
+    Stage,
+    Submission,
+    SubmissionPage,
+    TaskItem,
+    VerifyTask,
+    WritePromptTask,
+    WriteResponseTask,
+)
+
+logger = logging.getLogger(__name__)
+
+_ANSWER = TypeAdapter[Answer](Answer)
+T = TypeVar("T")
+
+ENV_WORKSPACE = "CROWDLOOP_PROLIFIC_WORKSPACE_ID"
+PAGE_LIMIT = 200  # the CLI's default record limit for list calls
+APPEND_LIMIT = 1000  # datapoints per append request (documented maximum)
+APPROVE_CHUNK = 500
+MIN_REJECT_MESSAGE = 100  # Prolific refuses shorter rejection messages
+
+# Submission statuses (api-reference/submissions/submission-object).
+UNSETTLED = frozenset({"RESERVED", "ACTIVE"})
+ANSWERED = frozenset({"AWAITING REVIEW", "APPROVED", "REJECTED", "PARTIALLY APPROVED"})
+OPEN_STUDY = frozenset({"ACTIVE", "PUBLISHING", "SCHEDULED"})
+
+KIND_FOR_STAGE: dict[Stage, str] = {
+    Stage.PROMPTS: "write_prompt",
+    Stage.RESPONSES: "write_response",
+    Stage.VERIFY: "verify",
+    Stage.COMPARE: "compare",
+    Stage.EXAM: "compare",  # golden comparisons: a compare batch to the marketplace
+}
+CHOICES: dict[str, frozenset[str]] = {
+    "preference": frozenset({"left", "right", "tie"}),
+    "verdict": frozenset({"accept", "reject"}),
+}
+
+# Dataset fields: content shown to participants plus our bookkeeping as `metadata`
+# (not shown; echoed in each response's `metadata`).
+SCHEMA = DatasetSchema(
+    strict=False,
+    fields={
+        "crowdloop_key": SchemaField(type="metadata"),
+        "crowdloop_group": SchemaField(type="metadata"),
+        "crowdloop_kind": SchemaField(type="metadata"),
+        "crowdloop_replica": SchemaField(type="metadata"),
+        "instruction": SchemaField(type="text", label="Instructions"),
+        "topic": SchemaField(type="text", label="Topic"),
+        "prompt": SchemaField(type="text", label="Request"),
+        "text": SchemaField(type="text", label="Text to check"),
+        "left": SchemaField(type="text", label="Answer A"),
+        "right": SchemaField(type="text", label="Answer B"),
+    },
+)
+
+
+def _field(name: str) -> dict[str, Any]:
+    return {"type": "dataset_field", "field": name}
+
+
+def _column(*items: dict[str, Any]) -> dict[str, Any]:
+    return {"items": list(items)}
+
+
+def _row(*columns: dict[str, Any]) -> dict[str, Any]:
+    return {"columns": list(columns)}
+
+
+def _choice(question: str, options: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "type": "multiple_choice",
+        "description": question,
+        "answer_limit": 1,
+        "options": [{"label": label, "value": value} for label, value in options],
+    }
+
+
+def _free_text(question: str) -> dict[str, Any]:
+    return {"type": "free_text", "description": question}
+
+
+def batch_items(kind: str) -> list[dict[str, Any]]:
+    """The one-page task layout for a task kind."""
+    if kind == "compare":
+        rows = [
+            _row(_column(_field("instruction"), _field("prompt"))),
+            _row(_column(_field("left")), _column(_field("right"))),
+            _row(
+                _column(
+                    _choice(
+                        "Which answer is better?",
+                        [("Answer A", "left"), ("Answer B", "right"), ("Equally good", "tie")],
+                    )
+                )
+            ),
+        ]
+    elif kind == "verify":
+        rows = [
+            _row(_column(_field("instruction"), _field("prompt"), _field("text"))),
+            _row(
+                _column(
+                    _choice(
+                        "Is this text acceptable?",
+                        [("Acceptable", "accept"), ("Not acceptable", "reject")],
+                    )
+                )
+            ),
+        ]
+    elif kind == "write_prompt":
+        rows = [
+            _row(_column(_field("instruction"), _field("topic"))),
+            _row(_column(_free_text("Write your request"))),
+        ]
+    elif kind == "write_response":
+        rows = [
+            _row(_column(_field("instruction"), _field("prompt"))),
+            _row(_column(_free_text("Write your answer"))),
+        ]
+    else:
+        raise ValueError(f"no layout for task kind {kind!r}")
+    return [{"rows": rows}]
+
+
+STEPS = {
+    "compare": "Read the request and both answers, then pick the better answer (or a tie).",
+    "verify": "Read the request and the text, then say whether the text is acceptable.",
+    "write_prompt": "Read the topic and write one request a person might ask about it.",
+    "write_response": "Read the request and write a helpful, correct answer.",
+}
+
+
+@dataclass
+class _Batch:
+    """What one crowdloop batch is on Prolific (cached per connector instance)."""
+
+    study_id: str
+    key: str  # our idempotency key: study internal_name == AITB batch name
+    aitb_id: str
+    dataset_id: str
+    exclusion_group: str | None
+
+
+class ProlificConnector(Connector):
+    name: ClassVar[str] = CONNECTOR_NAME
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.PAIRWISE,
+            Capability.FREE_TEXT,
+            Capability.REVIEW,
+            Capability.BLOCK_WORKER,
+            Capability.EXCLUDE_WORKERS,
+            Capability.QUALIFY_WORKERS,
+        }
+    )
+    # One add_items call appends in requests of at most APPEND_LIMIT records; keep a call's
+    # items (times their overlap) to a handful of requests.
+    max_items_per_call: ClassVar[int] = 500
+
+    def __init__(
+        self,
+        client: ProlificClient,
+        *,
+        workspace_id: str,
+        project_id: str | None = None,
+        currency: str = "USD",
+        estimated_minutes: int = 5,
+        devices: Sequence[str] = ("desktop", "tablet", "mobile"),
+        block_group: str = "crowdloop blocklist",
+        rejection_category: str = "LOW_EFFORT",
+        tasks_per_group: int = 1,
+        max_submissions_per_participant: int | None = None,
+        publish_on_add: bool = True,
+        page_limit: int = PAGE_LIMIT,
+        poll_interval_s: float = 2.0,
+        poll_timeout_s: float = 600.0,
+        create_attempts: int = 4,
+    ) -> None:
+        self.client = client
+        self.workspace_id = workspace_id
+        self.project_id = project_id
+        self.currency = currency.upper()
+        self.estimated_minutes = estimated_minutes
+        self.devices = list(devices)
+        self.block_group = block_group
+        self.rejection_category = rejection_category
+        self.tasks_per_group = tasks_per_group
+        self.max_submissions_per_participant = max_submissions_per_participant
+        self.publish_on_add = publish_on_add
+        self.page_limit = page_limit
+        self.poll_interval_s = poll_interval_s
+        self.poll_timeout_s = poll_timeout_s
+        self.create_attempts = max(1, create_attempts)
+        self._batches: dict[str, _Batch] = {}
+        self._groups: dict[str, str] = {}
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        credentials = (
+            cast(ProlificCredentials, ProlificCredentials.load(credentials_block))
+            if credentials_block
+            else ProlificCredentials.from_env()
+        )
+        workspace = options.get("workspace_id") or os.environ.get(ENV_WORKSPACE)
+        if not workspace:
+            raise ValueError(f"prolific: set connector option workspace_id (or {ENV_WORKSPACE})")
+        retry = RetryPolicy()
+        if "retry_attempts" in options:
+            retry = RetryPolicy(attempts=int(options["retry_attempts"]))
+        timeout_s = options.get("timeout_s")
+        cap = options.get("max_submissions_per_participant")
+        return cls(
+            credentials.get_client(
+                timeout_s=float(timeout_s) if timeout_s is not None else None, retry=retry
+            ),
+            workspace_id=str(workspace),
+            project_id=options.get("project_id"),
+            currency=str(options.get("currency", "USD")),
+            estimated_minutes=int(options.get("estimated_minutes", 5)),
+            devices=tuple(options.get("devices", ("desktop", "tablet", "mobile"))),
+            block_group=str(options.get("block_group", "crowdloop blocklist")),
+            rejection_category=str(options.get("rejection_category", "LOW_EFFORT")),
+            tasks_per_group=int(options.get("tasks_per_group", 1)),
+            max_submissions_per_participant=int(cap) if cap is not None else None,
+            publish_on_add=bool(options.get("publish_on_add", True)),
+            page_limit=int(options.get("page_limit", PAGE_LIMIT)),
+            poll_interval_s=float(options.get("poll_interval_s", 2.0)),
+            poll_timeout_s=float(options.get("poll_timeout_s", 600.0)),
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- creates (keyed) -----------------------------------------------------------------
+
+    def create_batch(self, spec: BatchSpec, *, idempotency_key: str) -> BatchRef:
+        found = self.find_batch(idempotency_key)
+        if found is not None:
+            return found
+        if spec.reward.currency.upper() != self.currency:
+            raise InvalidRequest(
+                self.name,
+                f"reward is in {spec.reward.currency} but the workspace pays in "
+                f"{self.currency} (connector option `currency`)",
+            )
+        kind = KIND_FOR_STAGE[spec.stage]
+        aitb = self._ensure_aitb_batch(spec, kind, idempotency_key)
+        dataset_id = self._dataset_of(aitb)
+        block = self._ensure_group(self.block_group, "crowdloop: workers blocked by quality checks")
+        filters = []
+        if spec.required_qualification:
+            allowed = self._qualification_group(spec.required_qualification)
+            filters.append(
+                StudyFilter(filter_id="participant_group_allowlist", selected_values=[allowed])
+            )
+        exclusion = self._ensure_group(
+            _exclusion_group_name(idempotency_key),
+            "crowdloop: workers kept off this batch (authors of the items checked)",
+        )
+        body = StudyCreate(
+            name=spec.name,
+            internal_name=idempotency_key,
+            description=spec.instruction,
+            data_collection_id=aitb.id,
+            data_collection_metadata={"annotators_per_task": 1},
+            reward=_minor_units(spec.reward.amount * self.tasks_per_group),
+            total_available_places=1,
+            estimated_completion_time=self.estimated_minutes,
+            device_compatibility=self.devices,
+            completion_codes=[
+                CompletionCode(
+                    code=_completion_code(idempotency_key),
+                    actions=[{"action": "MANUALLY_REVIEW"}],
+                )
+            ],
+            filters=[
+                *filters,
+                StudyFilter(
+                    filter_id="participant_group_blocklist", selected_values=[block, exclusion]
+                ),
+            ],
+            submissions_config=(
+                SubmissionsConfig(
+                    max_submissions_per_participant=self.max_submissions_per_participant
+                )
+                if self.max_submissions_per_participant is not None
+                else None
+            ),
+            project=self.project_id,
+        )
+        study = self._create_once(
+            f"study {idempotency_key!r}",
+            lambda: self._find_study_id(idempotency_key),
+            lambda: self.client.create_study(body).id,
+        )
+        self._batches[study] = _Batch(study, idempotency_key, aitb.id, dataset_id, exclusion)
+        return self._ref(study)
+
+    def find_batch(self, idempotency_key: str) -> BatchRef | None:
+        study = self._find_study_id(idempotency_key)
+        return self._ref(study) if study is not None else None
+
+    def add_items(
+        self, batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
+    ) -> AddItemsResult:
+        if not items:
+            return AddItemsResult(external_ids={})
+        ctx = self._context(batch)
+        excluded = sorted({w for item in items for w in item.exclude_workers})
+        if excluded:
+            if ctx.exclusion_group is None:
+                raise InvalidRequest(self.name, f"batch {ctx.study_id} has no exclusion group")
+            self.client.add_to_group(ctx.exclusion_group, excluded)
+        records = [_record(item, replica) for item in items for replica in range(item.overlap)]
+        for start in range(0, len(records), APPEND_LIMIT):
+            chunk = records[start : start + APPEND_LIMIT]
+
+            def append(chunk: list[dict[str, str]] = chunk) -> AppendResult:
+                return self.client.append_datapoints(ctx.dataset_id, chunk)
+
+            result = self._busy_retry(append)
+            if result.rejected_count or result.errors:
+                raise InvalidRequest(
+                    self.name,
+                    f"add_items {idempotency_key}: Prolific rejected {result.rejected_count} "
+                    f"datapoint(s): {json.dumps(result.errors[:3], default=str)[:500]}",
+                    details=result.errors,
+                )
+        tasks = self._materialise(ctx)
+        # One place per task group: a participant's submission covers `tasks_per_group` tasks.
+        places = -(-tasks // self.tasks_per_group)
+        study = self.client.get_study(ctx.study_id)
+        if places and study.total_available_places != places:
+            study = self.client.update_study(
+                ctx.study_id, StudyPatch(total_available_places=places)
+            )
+        if self.publish_on_add and tasks and study.status == "UNPUBLISHED":
+            self.client.transition_study(ctx.study_id, "PUBLISH")
+        return AddItemsResult(external_ids={item.key: _task_id(ctx, item.key) for item in items})
+
+    def find_tasks(self, batch: BatchRef, task_keys: Sequence[str]) -> dict[str, str]:
+        """Keys Prolific can show exist: those with an answer (see the module docstring)."""
+        ctx = self._context(batch)
+        wanted = set(task_keys)
+        seen: dict[str, str] = {}
+        for raw in self.client.batch_responses(ctx.aitb_id).results:
+            metadata = raw.get("metadata") if isinstance(raw, dict) else None
+            key = metadata.get("crowdloop_key") if isinstance(metadata, dict) else None
+            if isinstance(key, str) and key in wanted:
+                seen[key] = _task_id(ctx, key)
+        return seen
+
+    # --- batch control -------------------------------------------------------------------
+
+    def start(self, batch: BatchRef) -> None:
+        ctx = self._context(batch)
+        study = self.client.get_study(ctx.study_id)
+        if study.status == "PAUSED":
+            self.client.transition_study(ctx.study_id, "START")
+        elif study.status == "UNPUBLISHED":
+            if self.client.batch_status(ctx.aitb_id) == "READY":
+                self.client.transition_study(ctx.study_id, "PUBLISH")
+            else:
+                logger.info(
+                    "%s: study %s has no tasks yet; it is published when its first items are ready",
+                    self.name,
+                    ctx.study_id,
+                )
+
+    def stop(self, batch: BatchRef, *, reason: str) -> None:
+        ctx = self._context(batch)
+        study = self.client.get_study(ctx.study_id)
+        if study.status in OPEN_STUDY or study.status == "PAUSED":
+            logger.info("%s: stopping study %s: %s", self.name, ctx.study_id, reason)
+            self.client.transition_study(ctx.study_id, "STOP")
+
+    def get_status(self, batch: BatchRef) -> BatchStatus:
+        ctx = self._context(batch)
+        study = self.client.get_study(ctx.study_id)
+        tasks = self.client.get_batch(ctx.aitb_id).total_task_count
+        answered = len(self.client.batch_responses(ctx.aitb_id).results)
+        return BatchStatus(
+            state=BatchState.OPEN if study.status in OPEN_STUDY else BatchState.CLOSED,
+            tasks=tasks,
+            assignments_total=tasks,
+            assignments_submitted=min(answered, tasks) if tasks else answered,
+        )
+
+    # --- results -------------------------------------------------------------------------
+
+    def iter_submissions(self, batch: BatchRef, *, cursor: str | None) -> Iterator[SubmissionPage]:
+        ctx = self._context(batch)
+        offset = _parse_cursor(cursor)
+        answers = _ResponseIndex(lambda: self.client.batch_responses(ctx.aitb_id).results)
+        hold: int | None = None  # first position whose submission is not final yet
+        while True:
+            page = self.client.submissions_page(ctx.study_id, offset=offset, limit=self.page_limit)
+            submissions: list[Submission] = []
+            quarantined: list[Quarantined] = []
+            for position, raw in enumerate(page.results, start=offset):
+                read = self._read_submission(raw, answers)
+                if read is None:  # still running: read it again next time
+                    hold = position if hold is None else hold
+                    continue
+                for row in read:
+                    if isinstance(row, Submission):
+                        submissions.append(row)
+                    else:
+                        quarantined.append(row)
+            offset += len(page.results)
+            has_more = bool(page.results) and page.next_href is not None
+            yield SubmissionPage(
+                submissions=tuple(submissions),
+                quarantined=tuple(quarantined),
+                cursor=str(hold if hold is not None else offset),
+                has_more=has_more,
+            )
+            if not has_more:
+                return
+
+    def _read_submission(
+        self, raw: dict[str, Any], answers: _ResponseIndex
+    ) -> list[Submission | Quarantined] | None:
+        """Rows for one Prolific submission; None while it may still change."""
+        try:
+            sub = WireSubmission.model_validate(raw)
+        except ValidationError as exc:
+            return [
+                _quarantine(
+                    f"{raw.get('id', '?')}:submission",
+                    None,
+                    None,
+                    f"unreadable submission: {_first_error(exc)}",
+                    raw,
+                )
+            ]
+        if sub.status in UNSETTLED:
+            return None
+        if sub.status not in ANSWERED:
+            return []  # returned, timed out, screened out: no answers to read
+        responses = answers.for_submission(sub.id)
+        if not responses:
+            return [
+                _quarantine(
+                    f"{sub.id}:none",
+                    None,
+                    sub.worker,
+                    f"submission is {sub.status} but Prolific has no task responses for it",
+                    raw,
+                )
+            ]
+        return [_read_response(sub, response) for response in responses]
+
+    # --- money and workers ---------------------------------------------------------------
+
+    def review(self, batch: BatchRef, decisions: Sequence[ReviewDecision]) -> None:
+        ctx = self._context(batch)
+        wanted: dict[str, ReviewDecision] = {}
+        for decision in decisions:
+            submission = decision.submission_id.split(":", 1)[0]
+            current = wanted.get(submission)
+            if current is None or (current.accept and not decision.accept):
+                wanted[submission] = decision  # reject wins within one Prolific submission
+        statuses = self._submission_statuses(ctx.study_id)
+        approve: list[str] = []
+        for submission, decision in wanted.items():
+            status = statuses.get(submission)
+            target = "APPROVED" if decision.accept else "REJECTED"
+            if status == target:
+                continue  # already applied
+            if status != "AWAITING REVIEW":
+                logger.warning(
+                    "%s: cannot %s submission %s, it is %s",
+                    self.name,
+                    "approve" if decision.accept else "reject",
+                    submission,
+                    status or "not in this study",
+                )
+                continue
+            if decision.accept:
+                approve.append(submission)
+            else:
+                self.client.transition_submission(
+                    submission,
+                    SubmissionTransition(
+                        action="REJECT",
+                        message=_rejection_message(decision.comment),
+                        rejection_category=self.rejection_category,
+                    ),
+                )
+        for start in range(0, len(approve), APPROVE_CHUNK):
+            self.client.bulk_approve(
+                BulkApprove(
+                    study_id=ctx.study_id, submission_ids=approve[start : start + APPROVE_CHUNK]
+                )
+            )
+
+    def block_worker(self, worker_id: str, *, scope: BlockScope, reason: str) -> None:
+        # Every scope lands in the workspace-wide group (see the module docstring).
+        group = self._ensure_group(self.block_group, "crowdloop: workers blocked by quality checks")
+        logger.info(
+            "%s: blocking %s (%s scope widened to workspace): %s",
+            self.name,
+            worker_id,
+            scope.value,
+            reason,
+        )
+        self.client.add_to_group(group, [worker_id])
+
+    # --- qualifications ------------------------------------------------------------------
+
+    def ensure_qualification(self, qualification: str) -> None:
+        self._qualification_group(qualification)
+
+    def grant_qualification(self, worker_id: str, qualification: str) -> None:
+        # Members already in the group are ignored, so a repeated grant changes nothing.
+        self.client.add_to_group(self._qualification_group(qualification), [worker_id])
+
+    def _qualification_group(self, qualification: str) -> str:
+        return self._ensure_group(
+            f"crowdloop qualification {qualification}",
+            f"crowdloop: workers holding the qualification {qualification!r}",
+        )
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _ref(self, study_id: str) -> BatchRef:
+        return BatchRef(connector=self.name, external_id=study_id)
+
+    def _find_study_id(self, key: str) -> str | None:
+        for study in self.client.iter_studies(self.project_id):
+            if study.internal_name == key:
+                return study.id
+        return None
+
+    def _find_aitb(self, key: str) -> WireBatch | None:
+        for batch in self.client.list_batches(self.workspace_id):
+            if batch.name == key:
+                return batch
+        return None
+
+    def _ensure_aitb_batch(self, spec: BatchSpec, kind: str, key: str) -> WireBatch:
+        existing = self._find_aitb(key)
+        if existing is not None:
+            return existing
+        dataset = self.client.create_dataset(
+            DatasetCreate(name=key, workspace_id=self.workspace_id, schema_=SCHEMA)
+        )
+        body = BatchCreate(
+            name=key,
+            workspace_id=self.workspace_id,
+            dataset_id=dataset.id,
+            task_details=TaskDetails(
+                task_name=spec.name, task_introduction=spec.instruction, task_steps=STEPS[kind]
+            ),
+            batch_items=batch_items(kind),
+        )
+        return self._create_once(
+            f"AI Task Builder batch {key!r}",
+            lambda: self._find_aitb(key),
+            lambda: self.client.create_batch(body),
+        )
+
+    def _dataset_of(self, aitb: WireBatch) -> str:
+        if not aitb.datasets:
+            aitb = self.client.get_batch(aitb.id)
+        if not aitb.datasets:
+            raise GarbledResponse(self.name, f"AI Task Builder batch {aitb.id} has no dataset")
+        return aitb.datasets[0].id
+
+    def _ensure_group(self, name: str, description: str) -> str:
+        if name in self._groups:
+            return self._groups[name]
+
+        def find() -> str | None:
+            for group in self.client.iter_groups(self.workspace_id):
+                if group.name == name:
+                    return group.id
+            return None
+
+        group_id = self._create_once(
+            f"participant group {name!r}",
+            find,
+            lambda: (
+                self.client.create_group(
+                    GroupCreate(name=name, workspace_id=self.workspace_id, description=description)
+                ).id
+            ),
+        )
+        self._groups[name] = group_id
+        return group_id
+
+    def _context(self, batch: BatchRef) -> _Batch:
+        cached = self._batches.get(batch.external_id)
+        if cached is not None:
+            return cached
+        study = self.client.get_study(batch.external_id)
+        key = study.internal_name
+        if not key:
+            raise GarbledResponse(self.name, f"study {study.id} has no internal_name")
+        aitb = self._find_aitb(key)
+        if aitb is None:
+            raise NotFound(
+                self.name, f"no AI Task Builder batch named {key!r} for study {study.id}"
+            )
+        exclusion = None
+        name = _exclusion_group_name(key)
+        for group in self.client.iter_groups(self.workspace_id):
+            if group.name == name:
+                exclusion = group.id
+                break
+        ctx = _Batch(study.id, key, aitb.id, self._dataset_of(aitb), exclusion)
+        self._batches[study.id] = ctx
+        return ctx
+
+    def _create_once(self, what: str, find: Callable[[], T | None], create: Callable[[], T]) -> T:
+        """Create an object Prolific does not dedupe, at most once.
+
+        Sent without transport retries; after a 429/5xx/timeout, wait, look the object up by
+        our key, and re-send only if it is not there.
+        """
+        found = find()
+        if found is not None:
+            return found
+        policy = self.client.seam.retry
+        for attempt in range(1, self.create_attempts + 1):
+            try:
+                return create()
+            except TransientError as exc:
+                if attempt == self.create_attempts:
+                    raise
+                if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                    wait = min(exc.retry_after, policy.max_retry_after_s)
+                else:
+                    wait = min(policy.base_delay_s * 2 ** (attempt - 1), policy.max_delay_s)
+                logger.warning(
+                    "%s: creating %s failed (%s); checking before retrying", self.name, what, exc
+                )
+                self.client.sleep(wait)
+                found = find()
+                if found is not None:
+                    return found
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _busy_retry(self, call: Callable[[], T]) -> T:
+        """Retry a call Prolific refuses with 409 while a dataset import or sync runs."""
+        attempts = max(1, int(self.poll_timeout_s / max(self.poll_interval_s, 0.001)))
+        for attempt in range(1, attempts + 1):
+            try:
+                return call()
+            except AlreadyExists as exc:
+                if attempt == attempts:
+                    raise TransientError(self.name, f"dataset stayed busy: {exc.message}") from exc
+                self.client.sleep(self.poll_interval_s)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _materialise(self, ctx: _Batch) -> int:
+        """Turn appended datapoints into tasks (setup the first time, sync after); task count."""
+        status = self._wait_settled(ctx.aitb_id)
+        if status == "UNINITIALISED":
+            self._busy_retry(
+                lambda: self.client.setup_batch(
+                    ctx.aitb_id,
+                    SetupRequest(dataset_id=ctx.dataset_id, tasks_per_group=self.tasks_per_group),
+                )
+            )
+            status = self._wait_settled(ctx.aitb_id)
+        elif status == "READY":
+            job = self._busy_retry(lambda: self.client.sync_batch(ctx.aitb_id))
+            polls = 0
+            while job.status in ("queued", "processing"):
+                self._poll_wait(polls, f"sync {job.sync_id} of batch {ctx.aitb_id}")
+                polls += 1
+                job = self.client.sync_status(ctx.aitb_id, job.sync_id)
+            if job.status == "failed":
+                raise InvalidRequest(self.name, f"sync of batch {ctx.aitb_id} failed: {job.reason}")
+        if status != "READY":
+            raise InvalidRequest(self.name, f"AI Task Builder batch {ctx.aitb_id} is {status}")
+        return self.client.get_batch(ctx.aitb_id).total_task_count
+
+    def _wait_settled(self, aitb_id: str) -> str:
+        polls = 0
+        while True:
+            status = self.client.batch_status(aitb_id)
+            if status != "PROCESSING":
+                return status
+            self._poll_wait(polls, f"setup of batch {aitb_id}")
+            polls += 1
+
+    def _poll_wait(self, polls: int, what: str) -> None:
+        if (polls + 1) * self.poll_interval_s > self.poll_timeout_s:
+            raise TransientError(
+                self.name, f"{what} still running after {self.poll_timeout_s:.0f}s; retry later"
+            )
+        self.client.sleep(self.poll_interval_s)
+
+    def _submission_statuses(self, study_id: str) -> dict[str, str]:
+        statuses: dict[str, str] = {}
+        offset = 0
+        while True:
+            page = self.client.submissions_page(study_id, offset=offset, limit=self.page_limit)
+            for raw in page.results:
+                if isinstance(raw.get("id"), str) and isinstance(raw.get("status"), str):
+                    statuses[raw["id"]] = raw["status"]
+            offset += len(page.results)
+            if not page.results or page.next_href is None:
+                return statuses
+
+
+class _ResponseIndex:
+    """A batch's responses by Prolific submission id, fetched lazily and refreshed once."""
+
+    def __init__(self, fetch: Callable[[], list[dict[str, Any]]]) -> None:
+        self._fetch = fetch
+        self._index: dict[str, list[dict[str, Any]]] | None = None
+        self._refreshed = False
+
+    def _load(self) -> dict[str, list[dict[str, Any]]]:
+        index: dict[str, list[dict[str, Any]]] = {}
+        for raw in self._fetch():
+            submission = raw.get("submission_id") if isinstance(raw, dict) else None
+            index.setdefault(submission if isinstance(submission, str) else "", []).append(raw)
+        return index
+
+    def for_submission(self, submission_id: str) -> list[dict[str, Any]]:
+        if self._index is None:
+            self._index = self._load()
+        found = self._index.get(submission_id, [])
+        if not found and not self._refreshed:
+            # It may have been answered after we read the list: read it once more.
+            self._refreshed = True
+            self._index = self._load()
+            found = self._index.get(submission_id, [])
+        return found
+
+
+# --- mapping -------------------------------------------------------------------------------
+
+
+def _record(item: TaskItem, replica: int) -> dict[str, str]:
+    """One datapoint: the task's content plus our bookkeeping (deterministic, so re-sending
+    the same item appends an identical record that Prolific does not write twice)."""
+    payload = item.payload
+    record = {
+        "crowdloop_key": item.key,
+        "crowdloop_group": item.group,
+        "crowdloop_kind": payload.kind,
+        "crowdloop_replica": str(replica),
+        "instruction": payload.instruction,
+    }
+    if isinstance(payload, CompareTask):
+        record.update(prompt=payload.prompt, left=payload.left, right=payload.right)
+    elif isinstance(payload, VerifyTask):
+        record.update(prompt=payload.prompt, text=payload.text)
+    elif isinstance(payload, WritePromptTask):
+        record.update(topic=payload.topic)
+    elif isinstance(payload, WriteResponseTask):
+        record.update(prompt=payload.prompt)
+    return record
+
+
+def _read_response(sub: WireSubmission, raw: dict[str, Any]) -> Submission | Quarantined:
+    """Map one task response to a Submission, or say why it cannot be read."""
+    external_id = f"{sub.id}:{raw.get('id', '?')}"
+    metadata = raw.get("metadata")
+    found = metadata.get("crowdloop_key") if isinstance(metadata, dict) else None
+    key = found if isinstance(found, str) else None
+
+    def quarantine(reason: str) -> Quarantined:
+        return _quarantine(external_id, key, sub.worker, reason, raw)
+
+    try:
+        wire = WireResponse.model_validate(raw)
+    except ValidationError as exc:
+        return quarantine(f"unreadable response: {_first_error(exc)}")
+    if not key:
+        return quarantine("response has no crowdloop_key metadata: not a crowdloop task")
+    kind = wire.metadata.get("crowdloop_kind")
+    expected = ANSWER_KIND_FOR_TASK.get(kind) if isinstance(kind, str) else None
+    if expected is None:
+        return quarantine(f"unknown task kind {kind!r}")
+    if sub.worker and sub.worker != wire.participant_id:
+        return quarantine(
+            f"response participant {wire.participant_id} is not the submission's ({sub.worker})"
+        )
+    body = wire.response
+    if expected == "text":
+        if body.type not in ("free_text", "free_text_with_unit"):
+            return quarantine(f"a {kind} task got a {body.type!r} response")
+        value: dict[str, Any] = {"kind": "text", "text": (body.text or "").strip()}
+    else:
+        if body.type not in ("multiple_choice", "multiple_choice_with_free_text"):
+            return quarantine(f"a {kind} task got a {body.type!r} response")
+        picked = [a.value for a in body.answer or []]
+        if len(picked) != 1:
+            return quarantine(f"expected one option picked, got {len(picked)}")
+        if picked[0] not in CHOICES[expected]:
+            return quarantine(f"option {picked[0]!r} is not one of {sorted(CHOICES[expected])}")
+        field = "choice" if expected == "preference" else "verdict"
+        value = {"kind": expected, field: picked[0]}
+    try:
+        answer = _ANSWER.validate_python(value)
+    except ValidationError as exc:
+        return quarantine(
+            f"bad {expected} answer for a {kind} task: {_first_error(exc, tagged=True)}"
+        )
+    return Submission(
+        external_id=external_id,
+        task_key=key,
+        worker_id=wire.participant_id,
+        answer=answer,
+        submitted_at=wire.created_at,
+    )
+
+
+def _quarantine(
+    external_id: str, key: str | None, worker: str | None, reason: str, raw: Any
+) -> Quarantined:
+    return Quarantined(
+        external_id=external_id,
+        task_key=key,
+        worker_id=worker,
+        reason=reason,
+        raw=json.dumps(raw, sort_keys=True, default=str),
+    )
+
+
+def _first_error(exc: ValidationError, *, tagged: bool = False) -> str:
+    error = exc.errors()[0]
+    loc = error["loc"][1:] if tagged else error["loc"]
+    where = ".".join(str(part) for part in loc) or "value"
+    return f"{where}: {error['msg']}"
+
+
+def _task_id(ctx: _Batch, key: str) -> str:
+    return f"{ctx.aitb_id}:{key}"
+
+
+def _parse_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        offset = int(cursor)
+    except ValueError:
+        raise InvalidRequest(
+            CONNECTOR_NAME, f"not a Prolific submissions cursor: {cursor!r}"
+        ) from None
+    if offset < 0:
+        raise InvalidRequest(CONNECTOR_NAME, f"negative submissions cursor: {cursor!r}")
+    return offset
+
+
+def _minor_units(amount: Decimal) -> int:
+    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _completion_code(key: str) -> str:
+    return "CL" + hashlib.sha256(key.encode()).hexdigest()[:8].upper()
+
+
+def _exclusion_group_name(key: str) -> str:
+    return f"crowdloop exclusions {key}"
+
+
+def _rejection_message(comment: str) -> str:
+    base = comment.strip() or "Your answer did not meet the quality bar for this task."
+    note = (
+        " This decision comes from the quality checks of this annotation project, which compare "
+        "answers with known-good reference tasks."
+    )
+    message = base if len(base) >= MIN_REJECT_MESSAGE else base + note
+    return message[:2000]

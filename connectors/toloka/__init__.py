@@ -1,0 +1,1 @@
+"""Toloka (toloka.ai) marketplace connector; see `connector.py` for the API mapping."""

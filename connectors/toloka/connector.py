@@ -1,0 +1,807 @@
+"""The Toloka connector: a crowdloop batch is one Toloka pool, a task is one Toloka task.
+
+Sources read (facts only; the Toloka API reference is toloka.ai/docs/api, mirrored in the
+github.com/Toloka/docs repository under en/api/concepts/; the SDK is toloka-kit 1.2.3,
+github.com/Toloka/toloka-kit src/client/):
+
+Auth and hosts
+    `Authorization: ApiKey <key>` (toloka.ai/docs/guide/api-token) or the older
+    `OAuth <token>` (toloka.ai/docs/api/access; access.md). Roots `https://toloka.dev/api`
+    and, with the option `sandbox: true`, `https://sandbox.toloka.dev/api`; the old
+    toloka.yandex.com hosts are switched off (api-migration.md; toloka-kit
+    `TolokaClient.Environment`, which also picks ApiKey vs OAuth by the key's shape).
+
+Endpoints used
+    GET  /v1/projects/{id}            check the project's input/output spec (get-prj.md)
+    POST /v1/pools                    create the batch's pool (create-pool.md)
+    GET  /v1/pools?project_id=&sort=id&id_gt=&limit=   find a pool by our key (get-pool-list.md)
+    GET  /v1/pools/{id}               pool status (get-pool.md)
+    POST /v1/pools/{id}/open|close    async; 204 if already in that state (open-pool.md,
+                                      close-pool.md)
+    POST /v1/tasks?async_mode=true&operation_id=&allow_defaults=false&open_pool=
+                                      publish tasks (create-task.md, create-tasks-batch.md)
+    GET  /v1/operations/{id}          poll an async operation to SUCCESS/FAIL (get-operation.md)
+    GET  /v1/operations/{id}/log      task ids created by an upload (get-operation-log.md)
+    GET  /v1/tasks?pool_id=&sort=id&id_gt=&limit=      find tasks by our key (get-tasks-list.md)
+    GET  /v1/assignments?pool_id=&status=SUBMITTED,ACCEPTED,REJECTED&sort=&limit= and
+         submitted_gt / submitted_gte / submitted_lte / id_gt filters  (result.md; toloka-kit
+         search_requests.AssignmentSearchRequest and AssignmentSortItems)
+    GET  /v1/assignments/{id}, PATCH /v1/assignments/{id} {status, public_comment}
+                                      accept / reject (get-assignment-id.md, accept.md)
+    PUT  /v1/user-restrictions        block a Toloker (ban-create.md; toloka-kit
+                                      `set_user_restriction` uses PUT, not POST)
+
+Projects
+    The project is NOT created by crowdloop: `project_id` (or `project_ids` per stage) is an
+    option. A Toloka project carries the task interface (view spec), instructions and
+    quality setup that an operator designs once; project creation is not idempotent, is
+    capped at 20/min and 100/day, and compare and writing stages need different output
+    specs anyway. Each project's input spec must declare `crowdloop_key` (string, hidden),
+    `kind`, `instruction` and the payload fields of its stage (`models.INPUT_FIELDS`); its
+    output spec the answer field (`choice` left|right|tie, `text`, or `verdict`
+    accept|reject). `create_batch` checks this once per project (option `check_project`).
+
+Idempotency
+    Pools: Toloka has no idempotency key for POST /v1/pools, so the batch key is written
+    into the pool's `metadata` (`crowdloop_key`, a dict of string lists, toloka-kit
+    `Pool.metadata`) and `private_comment`. Pools cannot be filtered by either, so
+    `find_batch` pages through the project's pools (300 per page) and matches the
+    metadata. `create_batch` looks the key up first, sends the POST once (`retry=False`),
+    and after a 5xx/timeout looks it up again before re-sending; a 429 (not processed) is
+    waited out (Retry-After, else backoff) and re-sent. So IDEMPOTENT_CREATE is not
+    declared: tasks are deduped natively, pools are reconciled.
+    Tasks: each chunk is uploaded as one async operation whose `operation_id` is a UUIDv5
+    of our idempotency key and the chunk's task keys; Toloka performs an operation id once
+    and answers a repeat with OPERATION_ALREADY_EXISTS (toloka-kit 1.2.3
+    `_async_create_objects_idempotent`), which is read as "poll that operation". Task ids
+    come from the operation log, else from a pool scan. `TaskItem.key` travels in the
+    `crowdloop_key` input value (tasks have no metadata field), which is how `find_tasks`
+    and the submission reader recover it.
+    Known solutions (control tasks) exist in Toloka, but crowdloop keeps golden answers on
+    its own side and never sends them: golden items are published as ordinary tasks.
+
+Tasks, overlap, exclusions
+    `overlap` is set per task (allow_defaults=false); `TaskItem.exclude_workers` becomes the
+    task's `unavailable_for` (create-task.md), hence EXCLUDE_WORKERS. Toloka cannot express
+    "a worker answers a group at most once" across different tasks of one group; crowdloop
+    dedupes such answers on its side. A pool's `mixer_config.real_tasks_count`
+    (option `tasks_per_suite`) puts several tasks into one assignment; the reward per
+    assignment is the per-task reward times that count. Toloka refuses to open an empty
+    pool, so `start` on an empty pool is a no-op and `add_items` uploads with
+    `open_pool=true` (unless the pool was closed by `stop`), which also reopens a pool that
+    closed itself after finishing its tasks when a later round adds work.
+
+Submissions and pagination
+    An assignment is one Toloker's answers to a task suite; each (assignment, task) pair is
+    one Submission with external id `<assignment id>:<task index>`, review maps it back to
+    the assignment. Keyset pagination with `has_more`. The cursor is `<submitted>|<id>` of
+    the last assignment read, not the bare assignment id: ids are handed out when a suite
+    is issued, so a suite issued early and submitted late has a smaller id than ones read
+    already and `id_gt` would skip it; `submitted` never changes once set. Each step reads
+    the rest of the cursor's `submitted` instant by id (`submitted_gte=submitted_lte=t`,
+    `id_gt`, `sort=id`), then what came later (`submitted_gt=t`, `sort=submitted,id`).
+    Garbled answers (missing output field, value out of range, no crowdloop key) are
+    Quarantined with the raw assignment/task/solution JSON.
+
+Review and blocking
+    PATCH status ACCEPTED / REJECTED with `public_comment`; several decisions for one
+    assignment collapse into one PATCH (any reject rejects the suite). A 400/409 answer is
+    checked against the assignment's status: already in the wanted state is a no-op;
+    ACCEPTED cannot be rejected any more (Toloka only allows SUBMITTED->ACCEPTED/REJECTED and
+    REJECTED->ACCEPTED), which is logged and skipped. BlockScope ACCOUNT -> scope
+    ALL_PROJECTS, CAMPAIGN -> PROJECT (each configured project), BATCH -> not supported
+    (the call carries no pool).
+
+Spend
+    Not reported: Toloka exposes the account balance (GET /v1/requester) and each
+    assignment's reward, but no per-pool spend with fees, so SPEND_REPORT is not declared.
+
+Rate limits (rate-limiting.md, toloka.ai/docs/api/rate-limiting)
+    More than 300 requests/s answers 429; per-method quotas also answer 429 with the
+    quota's interval in the body: pool creation 20/min and 100/day, task creation
+    200,000/min and 4,000,000/day (create-pool.md, create-task.md). HttpSeam honours
+    Retry-After when sent and backs off otherwise; a daily quota will exhaust the retry
+    budget and surface as RateLimited. Errors carry `{request_id, code, message, payload}`
+    (errors.md): 401/403 AuthError, 404 NotFound, 409 conflict, 429 RateLimited, 5xx retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Self, cast
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from crowdloop.connectors._http import RetryPolicy
+from crowdloop.connectors.base import Connector
+from crowdloop.connectors.errors import (
+    ConnectorError,
+    GarbledResponse,
+    InvalidRequest,
+    NotSupported,
+    RateLimited,
+    TransientError,
+)
+from crowdloop.connectors.toloka.client import POOL_PAGE_MAX, TolokaClient
+from crowdloop.connectors.toloka.credentials import CONNECTOR_NAME, TolokaCredentials
+from crowdloop.connectors.toloka.models import (
+    INPUT_FIELDS,
+    KEY_FIELD,
+    KIND_FIELD,
+    OUTPUT_FIELD,
+    POOL_KEY_METADATA,
+    AssignmentPatch,
+    MixerConfig,
+    PoolCreate,
+    PoolDefaults,
+    TaskCreate,
+    UserRestriction,
+    WireAssignment,
+    WireError,
+    WireOperation,
+    WirePool,
+)
+from crowdloop.models.domain import (
+    ANSWER_KIND_FOR_TASK,
+    AddItemsResult,
+    Answer,
+    BatchRef,
+    BatchSpec,
+    BatchState,
+    BatchStatus,
+    BlockScope,
+    Capability,
+    CompareTask,
+    Quarantined,
+    ReviewDecision,
+    Stage,
+    Submission,
+    SubmissionPage,
+    TaskItem,
+    TaskPayload,
+    VerifyTask,
+    WritePromptTask,
+    WriteResponseTask,
+)
+
+logger = logging.getLogger(__name__)
+
+_ANSWER = TypeAdapter[Answer](Answer)
+STAGE_KIND: dict[Stage, str] = {
+    Stage.COMPARE: "compare",
+    Stage.PROMPTS: "write_prompt",
+    Stage.RESPONSES: "write_response",
+    Stage.VERIFY: "verify",
+}
+# An exam batch (where the domain has that stage) is a compare batch to the marketplace.
+STAGE_KIND.update({stage: "compare" for stage in Stage if stage.value == "exam"})
+# Operation ids are UUIDv5 in this namespace (RFC 4122, as create-task.md requires).
+OPERATION_NAMESPACE = uuid.UUID("6f1c1f5e-2d0b-5b7e-9a35-3c8f4b1de0a7")
+COMMENT_MAX = 2048  # assignment public_comment (accept.md)
+RESTRICTION_COMMENT_MAX = 499  # user restriction private_comment (ban-create.md)
+TOLOKA_TIME = "%Y-%m-%dT%H:%M:%S"
+
+
+class TolokaOptions(BaseModel):
+    """The campaign's `connector.options` for Toloka (non-secret settings only)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project_id: str | None = None
+    project_ids: dict[Stage, str] = Field(default_factory=dict)
+    sandbox: bool = False
+    tasks_per_suite: int = Field(default=1, ge=1, le=100)
+    assignment_max_duration_s: int = Field(default=600, ge=30)
+    pool_lifetime_days: int = Field(default=30, ge=1, le=365)
+    auto_accept_period_days: int = Field(default=7, ge=1, le=21)
+    may_contain_adult_content: bool = False
+    # Extra POST /v1/pools fields (filter, quality_control, speed_quality_balance, ...);
+    # they never override a field crowdloop sets.
+    pool_extra: dict[str, Any] = Field(default_factory=dict)
+    check_project: bool = True
+    page_limit: int = Field(default=1000, ge=1, le=100_000)
+    task_page_limit: int = Field(default=10_000, ge=1, le=100_000)
+    operation_timeout_s: float = Field(default=600.0, gt=0)
+    operation_poll_s: float = Field(default=1.0, gt=0)
+    retry_attempts: int | None = Field(default=None, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _has_project(self) -> TolokaOptions:
+        if self.project_id is None and not self.project_ids:
+            raise ValueError("toloka: set `project_id` (or `project_ids` per stage)")
+        return self
+
+    def project_for(self, stage: Stage) -> str:
+        project = self.project_ids.get(stage, self.project_id)
+        if project is None:
+            raise InvalidRequest(
+                CONNECTOR_NAME, f"no Toloka project configured for stage {stage.value!r}"
+            )
+        return project
+
+    def projects(self) -> list[str]:
+        ordered = [*self.project_ids.values(), *([self.project_id] if self.project_id else [])]
+        return list(dict.fromkeys(ordered))
+
+
+@dataclass(frozen=True)
+class _Position:
+    """Where a submission read stopped: the last assignment's `submitted` and id."""
+
+    submitted: str
+    assignment_id: str
+
+    def __str__(self) -> str:
+        return f"{self.submitted}|{self.assignment_id}"
+
+    @classmethod
+    def parse(cls, cursor: str) -> _Position:
+        submitted, sep, assignment_id = cursor.partition("|")
+        if not sep or not submitted or not assignment_id or _parse_time(submitted) is None:
+            raise InvalidRequest(CONNECTOR_NAME, f"not a Toloka submission cursor: {cursor!r}")
+        return cls(submitted, assignment_id)
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> _Position | None:
+        submitted, assignment_id = raw.get("submitted"), raw.get("id")
+        if isinstance(submitted, str) and isinstance(assignment_id, str):
+            return cls(submitted, assignment_id)
+        return None
+
+    def before(self, other: _Position) -> bool:
+        mine, theirs = _parse_time(self.submitted), _parse_time(other.submitted)
+        if mine is None or theirs is None:
+            return True  # cannot tell: keep the item rather than lose it
+        return (mine, self.assignment_id) < (theirs, other.assignment_id)
+
+
+class TolokaConnector(Connector):
+    name: ClassVar[str] = CONNECTOR_NAME
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.PAIRWISE,
+            Capability.FREE_TEXT,
+            Capability.BLOCK_WORKER,
+            Capability.REVIEW,
+            Capability.EXCLUDE_WORKERS,
+            Capability.SANDBOX,
+        }
+    )
+    # One async upload operation per chunk; Toloka advises at most 10,000 tasks per call.
+    max_items_per_call: ClassVar[int] = 1000
+
+    def __init__(
+        self,
+        client: TolokaClient,
+        options: TolokaOptions,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.client = client
+        self.options = options
+        self._now = now
+        self._checked: set[tuple[str, str]] = set()
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        opts = TolokaOptions.model_validate(dict(options))
+        credentials = (
+            cast(TolokaCredentials, TolokaCredentials.load(credentials_block))
+            if credentials_block
+            else TolokaCredentials.from_env()
+        )
+        retry = RetryPolicy(attempts=opts.retry_attempts) if opts.retry_attempts else None
+        client = credentials.get_client(sandbox=opts.sandbox, timeout_s=opts.timeout_s, retry=retry)
+        return cls(client, opts)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- creates (keyed) ---------------------------------------------------------------------
+
+    def create_batch(self, spec: BatchSpec, *, idempotency_key: str) -> BatchRef:
+        project_id = self.options.project_for(spec.stage)
+        self._check_project(project_id, STAGE_KIND[spec.stage])
+        found = self.find_batch(idempotency_key)
+        if found is not None:
+            return found
+        body = self._pool_body(spec, project_id, idempotency_key)
+        policy = self.client.seam.retry
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                return self._ref(self.client.create_pool(body))
+            except RateLimited as exc:  # refused, not processed: wait and send again
+                if attempt == policy.attempts:
+                    raise
+                self._sleep(self._delay(attempt, exc.retry_after))
+            except TransientError:  # may have been processed: look before sending again
+                found = self.find_batch(idempotency_key)
+                if found is not None:
+                    logger.info("toloka: pool for %s was created behind an error", idempotency_key)
+                    return found
+                if attempt == policy.attempts:
+                    raise
+                self._sleep(self._delay(attempt, None))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def find_batch(self, idempotency_key: str) -> BatchRef | None:
+        for project_id in self.options.projects():
+            for pool in self.client.iter_pools(project_id, limit=POOL_PAGE_MAX):
+                if idempotency_key in (pool.metadata or {}).get(POOL_KEY_METADATA, []):
+                    return self._ref(pool)
+        return None
+
+    def add_items(
+        self, batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
+    ) -> AddItemsResult:
+        if not items:
+            return AddItemsResult(external_ids={})
+        pool = self.client.get_pool(batch.external_id)
+        # A pool closed by `stop` stays closed; any other closed pool opens with its tasks.
+        open_pool = not (pool.status == "CLOSED" and pool.last_close_reason == "MANUAL")
+        ids: dict[str, str] = {}
+        for start in range(0, len(items), self.max_items_per_call):
+            chunk = items[start : start + self.max_items_per_call]
+            keys = [item.key for item in chunk]
+            operation_id = uuid.uuid5(OPERATION_NAMESPACE, "\n".join([idempotency_key, *keys]))
+            operation = self.client.create_tasks(
+                [self._task_wire(pool.id, item) for item in chunk],
+                operation_id=operation_id,
+                open_pool=open_pool,
+            )
+            operation = self._wait(operation, f"task upload to pool {pool.id}")
+            if operation.status == "FAIL":
+                raise InvalidRequest(
+                    self.name,
+                    f"task upload {operation.id} to pool {pool.id} failed: "
+                    f"{self._log_errors(operation.id)}",
+                    details=operation.details,
+                )
+            ids.update(self._created_ids(operation.id, batch, set(keys)))
+        missing = [item.key for item in items if item.key not in ids]
+        if missing:
+            raise GarbledResponse(
+                self.name, f"add_items: no task id found for {len(missing)} keys: {missing[:5]}"
+            )
+        return AddItemsResult(external_ids={item.key: ids[item.key] for item in items})
+
+    def find_tasks(self, batch: BatchRef, task_keys: Sequence[str]) -> dict[str, str]:
+        wanted = set(task_keys)
+        found: dict[str, str] = {}
+        if not wanted:
+            return found
+        for page in self.client.iter_task_pages(
+            batch.external_id, limit=self.options.task_page_limit
+        ):
+            for raw in page.items:
+                inputs = raw.get("input_values")
+                key = inputs.get(KEY_FIELD) if isinstance(inputs, dict) else None
+                task_id = raw.get("id")
+                if key in wanted and isinstance(task_id, str):
+                    found.setdefault(cast(str, key), task_id)
+            if len(found) == len(wanted):
+                break
+        return found
+
+    # --- batch control -------------------------------------------------------------------------
+
+    def start(self, batch: BatchRef) -> None:
+        result = self.client.open_pool(batch.external_id)
+        if result is None:
+            return  # open already
+        if isinstance(result, WireError):
+            if result.code == "EMPTY_POOL":
+                logger.info(
+                    "toloka: pool %s has no tasks yet; add_items opens it", batch.external_id
+                )
+                return
+            raise InvalidRequest(
+                self.name,
+                f"pool {batch.external_id} cannot be opened: {result.code}: {result.message}",
+                details=result.payload,
+                request_id=result.request_id,
+            )
+        self._check_done(self._wait(result, f"opening pool {batch.external_id}"))
+
+    def stop(self, batch: BatchRef, *, reason: str) -> None:
+        # Toloka's close takes no reason; it is logged here and the pool records MANUAL.
+        logger.info("toloka: closing pool %s: %s", batch.external_id, reason)
+        operation = self.client.close_pool(batch.external_id)
+        if operation is not None:
+            self._check_done(self._wait(operation, f"closing pool {batch.external_id}"))
+
+    def get_status(self, batch: BatchRef) -> BatchStatus:
+        pool = self.client.get_pool(batch.external_id)
+        tasks = total = 0
+        for page in self.client.iter_task_pages(
+            batch.external_id, limit=self.options.task_page_limit
+        ):
+            for raw in page.items:
+                tasks += 1
+                overlap = raw.get("overlap")
+                total += overlap if isinstance(overlap, int) else 0
+        submitted = sum(
+            len(raw.get("tasks") or []) for raw in self._iter_answered(batch.external_id)
+        )
+        return BatchStatus(
+            state=BatchState.OPEN if pool.status == "OPEN" else BatchState.CLOSED,
+            tasks=tasks,
+            assignments_total=total,
+            assignments_submitted=submitted,
+        )
+
+    # --- results -------------------------------------------------------------------------------
+
+    def iter_submissions(self, batch: BatchRef, *, cursor: str | None) -> Iterator[SubmissionPage]:
+        pool_id = batch.external_id
+        limit = self.options.page_limit
+        position = _Position.parse(cursor) if cursor else None
+        in_tie = position is not None  # first finish the cursor's own `submitted` instant
+        while True:
+            if position is None:
+                page = self.client.list_assignments(pool_id, limit=limit, sort="submitted,id")
+            elif in_tie:
+                page = self.client.list_assignments(
+                    pool_id,
+                    limit=limit,
+                    sort="id",
+                    submitted_gte=position.submitted,
+                    submitted_lte=position.submitted,
+                    id_gt=position.assignment_id,
+                )
+            else:
+                page = self.client.list_assignments(
+                    pool_id, limit=limit, sort="submitted,id", submitted_gt=position.submitted
+                )
+            last = position
+            for raw in reversed(page.items):
+                last = _Position.of(raw)
+                if last is not None:
+                    break
+            if page.items and last is None:
+                raise GarbledResponse(
+                    self.name, f"assignments of pool {pool_id} carry no id/submitted to page on"
+                )
+            fresh = [
+                raw
+                for raw in page.items
+                if position is None or (p := _Position.of(raw)) is None or position.before(p)
+            ]
+            finished = not in_tie and not page.has_more
+            if fresh or finished:
+                read = [r for raw in fresh for r in _read_assignment(raw)]
+                yield SubmissionPage(
+                    submissions=tuple(r for r in read if isinstance(r, Submission)),
+                    quarantined=tuple(r for r in read if isinstance(r, Quarantined)),
+                    cursor=str(last) if last is not None else cursor,
+                    has_more=not finished,
+                )
+            if finished:
+                return
+            # After a full page the next one may continue the same `submitted` instant; once
+            # that instant is exhausted, read what was submitted later.
+            in_tie = page.has_more
+            position = last
+
+    # --- money and workers ---------------------------------------------------------------------
+
+    def review(self, batch: BatchRef, decisions: Sequence[ReviewDecision]) -> None:
+        by_assignment: dict[str, list[ReviewDecision]] = {}
+        for decision in decisions:
+            by_assignment.setdefault(_assignment_id(decision.submission_id), []).append(decision)
+        for assignment_id, group in by_assignment.items():
+            accept = all(d.accept for d in group)  # any reject rejects the whole suite
+            deciding = [d for d in group if d.accept == accept]
+            comment = "; ".join(dict.fromkeys(d.comment for d in deciding if d.comment))
+            target = "ACCEPTED" if accept else "REJECTED"
+            patch = AssignmentPatch(
+                status=target,
+                public_comment=(comment or ("Accepted" if accept else "Rejected"))[:COMMENT_MAX],
+            )
+            refused = self.client.patch_assignment(assignment_id, patch)
+            if refused is not None:
+                self._reconcile_review(assignment_id, target, refused)
+
+    def block_worker(self, worker_id: str, *, scope: BlockScope, reason: str) -> None:
+        comment = (reason or "blocked by crowdloop")[:RESTRICTION_COMMENT_MAX]
+        if scope is BlockScope.ACCOUNT:
+            bodies = [
+                UserRestriction(scope="ALL_PROJECTS", user_id=worker_id, private_comment=comment)
+            ]
+        elif scope is BlockScope.CAMPAIGN:
+            bodies = [
+                UserRestriction(
+                    scope="PROJECT", user_id=worker_id, project_id=project, private_comment=comment
+                )
+                for project in self.options.projects()
+            ]
+        else:
+            raise NotSupported(self.name, f"{Capability.BLOCK_WORKER.value} scope {scope.value}")
+        for body in bodies:
+            self.client.set_user_restriction(body)
+
+    # spend(): the base class answers None; Toloka reports no per-pool spend.
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _ref(self, pool: WirePool) -> BatchRef:
+        return BatchRef(connector=self.name, external_id=pool.id)
+
+    def _sleep(self, seconds: float) -> None:
+        self.client.seam.sleep(seconds)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        policy = self.client.seam.retry
+        if retry_after is not None:
+            return min(retry_after, policy.max_retry_after_s)
+        return float(min(policy.base_delay_s * 2 ** (attempt - 1), policy.max_delay_s))
+
+    def _check_project(self, project_id: str, kind: str) -> None:
+        if not self.options.check_project or (project_id, kind) in self._checked:
+            return
+        spec = self.client.get_project(project_id).task_spec
+        missing_in = [
+            name
+            for name in (KEY_FIELD, KIND_FIELD, "instruction", *INPUT_FIELDS[kind])
+            if name not in spec.input_spec
+        ]
+        problems = [f"input fields {missing_in}"] if missing_in else []
+        if OUTPUT_FIELD[kind] not in spec.output_spec:
+            problems.append(f"output field {OUTPUT_FIELD[kind]!r}")
+        if problems:
+            raise InvalidRequest(
+                self.name,
+                f"project {project_id} cannot carry {kind} tasks: its task_spec lacks "
+                + " and ".join(problems),
+            )
+        self._checked.add((project_id, kind))
+
+    def _pool_body(self, spec: BatchSpec, project_id: str, key: str) -> PoolCreate:
+        if spec.reward.currency != "USD":
+            raise InvalidRequest(
+                self.name, f"Toloka pays rewards in USD, not {spec.reward.currency}"
+            )
+        per_suite = spec.reward.amount * self.options.tasks_per_suite
+        expires = self._now().astimezone(UTC) + timedelta(days=self.options.pool_lifetime_days)
+        ours: dict[str, Any] = {
+            "project_id": project_id,
+            "private_name": spec.name,
+            "private_comment": f"crowdloop batch {key}",
+            "public_description": spec.instruction,
+            "may_contain_adult_content": self.options.may_contain_adult_content,
+            "will_expire": expires.strftime(TOLOKA_TIME),
+            "reward_per_assignment": float(per_suite),
+            "assignment_max_duration_seconds": self.options.assignment_max_duration_s,
+            "auto_accept_solutions": False,  # crowdloop reviews
+            "auto_accept_period_day": self.options.auto_accept_period_days,
+            "defaults": PoolDefaults(),
+            "mixer_config": MixerConfig(real_tasks_count=self.options.tasks_per_suite),
+            "metadata": {
+                POOL_KEY_METADATA: [key],
+                "crowdloop_campaign": [spec.campaign_id],
+                "crowdloop_stage": [spec.stage.value],
+            },
+        }
+        return PoolCreate.model_validate({**self.options.pool_extra, **ours})
+
+    def _task_wire(self, pool_id: str, item: TaskItem) -> TaskCreate:
+        return TaskCreate(
+            pool_id=pool_id,
+            input_values=_input_values(item.key, item.payload),
+            overlap=item.overlap,
+            unavailable_for=list(item.exclude_workers),
+        )
+
+    def _wait(self, operation: WireOperation, what: str) -> WireOperation:
+        """Poll an async operation until SUCCESS or FAIL (bounded by operation_timeout_s)."""
+        waited, delay = 0.0, self.options.operation_poll_s
+        polled = False
+        while not operation.done:
+            if polled:
+                if waited >= self.options.operation_timeout_s:
+                    raise TransientError(
+                        self.name,
+                        f"{what}: operation {operation.id} still {operation.status} "
+                        f"after {waited:.0f}s",
+                    )
+                self._sleep(delay)
+                waited += delay
+                delay = min(delay * 1.5, 10.0)
+            operation = self.client.get_operation(operation.id)
+            polled = True
+        return operation
+
+    def _check_done(self, operation: WireOperation) -> None:
+        if operation.status == "FAIL":
+            raise InvalidRequest(
+                self.name,
+                f"operation {operation.id} ({operation.type}) failed",
+                details=operation.details,
+            )
+
+    def _log_errors(self, operation_id: str) -> str:
+        try:
+            log = self.client.get_operation_log(operation_id)
+        except ConnectorError as exc:
+            return f"(log unavailable: {exc.message})"
+        errors = [json.dumps(item.output, sort_keys=True) for item in log if not item.success]
+        return "; ".join(errors[:3]) or "no details in the operation log"
+
+    def _created_ids(self, operation_id: str, batch: BatchRef, keys: set[str]) -> dict[str, str]:
+        ids: dict[str, str] = {}
+        try:
+            for item in self.client.get_operation_log(operation_id):
+                inputs = item.input.get("input_values")
+                key = inputs.get(KEY_FIELD) if isinstance(inputs, dict) else None
+                task_id = item.output.get("task_id")
+                if item.success and key in keys and isinstance(task_id, str):
+                    ids[cast(str, key)] = task_id
+        except ConnectorError as exc:  # e.g. logs older than a month are archived
+            logger.info("toloka: operation log %s unavailable (%s); scanning", operation_id, exc)
+        missing = [key for key in keys if key not in ids]
+        if missing:
+            ids.update(self.find_tasks(batch, missing))
+        return ids
+
+    def _iter_answered(self, pool_id: str) -> Iterator[dict[str, Any]]:
+        id_gt: str | None = None
+        while True:
+            filters = {"sort": "id"} | ({"id_gt": id_gt} if id_gt else {})
+            page = self.client.list_assignments(pool_id, limit=self.options.page_limit, **filters)
+            yield from page.items
+            last = page.items[-1].get("id") if page.items else None
+            if not page.has_more or not isinstance(last, str):
+                return
+            id_gt = last
+
+    def _reconcile_review(self, assignment_id: str, target: str, refused: WireError) -> None:
+        current = self.client.get_assignment(assignment_id).status
+        if current == target:
+            return  # the decision was applied already
+        if current == "ACCEPTED" and target == "REJECTED":
+            logger.warning(
+                "toloka: assignment %s is ACCEPTED already and can no longer be rejected",
+                assignment_id,
+            )
+            return
+        raise InvalidRequest(
+            self.name,
+            f"PATCH /v1/assignments/{assignment_id} to {target} refused "
+            f"({refused.code}: {refused.message}); it is {current}",
+            details=refused.payload,
+            request_id=refused.request_id,
+        )
+
+
+# --- wire <-> domain ---------------------------------------------------------------------------
+
+
+def _input_values(key: str, payload: TaskPayload) -> dict[str, str]:
+    values = {KEY_FIELD: key, KIND_FIELD: payload.kind, "instruction": payload.instruction}
+    if isinstance(payload, CompareTask):
+        values |= {"prompt": payload.prompt, "left": payload.left, "right": payload.right}
+    elif isinstance(payload, WritePromptTask):
+        values |= {"topic": payload.topic}
+    elif isinstance(payload, WriteResponseTask):
+        values |= {"prompt": payload.prompt}
+    elif isinstance(payload, VerifyTask):
+        values |= {"target": payload.target, "prompt": payload.prompt, "text": payload.text}
+    return values
+
+
+def _assignment_id(submission_id: str) -> str:
+    head, sep, index = submission_id.rpartition(":")
+    return head if sep and index.isdigit() else submission_id
+
+
+def _parse_time(value: str) -> datetime | None:
+    """Toloka times are UTC without an offset: `YYYY-MM-DDThh:mm:ss[.sss]`."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _read_assignment(raw: dict[str, Any]) -> list[Submission | Quarantined]:
+    """One Submission per (assignment, task), or the reason each piece cannot be read."""
+    try:
+        wire = WireAssignment.model_validate(raw)
+    except ValidationError as exc:
+        worker = raw.get("user_id")
+        return [
+            Quarantined(
+                external_id=str(raw.get("id", "")),
+                task_key=None,
+                worker_id=worker if isinstance(worker, str) else None,
+                reason=f"unreadable assignment: {_first_error(exc)}",
+                raw=json.dumps(raw, sort_keys=True, default=str),
+            )
+        ]
+    submitted_at = _parse_time(wire.submitted)
+    return [
+        _read_piece(
+            wire,
+            index,
+            task,
+            wire.solutions[index] if index < len(wire.solutions) else None,
+            submitted_at,
+        )
+        for index, task in enumerate(wire.tasks)
+    ]
+
+
+def _read_piece(
+    wire: WireAssignment,
+    index: int,
+    task: dict[str, Any],
+    solution: dict[str, Any] | None,
+    submitted_at: datetime | None,
+) -> Submission | Quarantined:
+    def quarantine(reason: str) -> Quarantined:
+        return _quarantine_piece(wire, index, task, solution, reason)
+
+    inputs = task.get("input_values")
+    key = inputs.get(KEY_FIELD) if isinstance(inputs, dict) else None
+    kind = inputs.get(KIND_FIELD) if isinstance(inputs, dict) else None
+    if submitted_at is None:
+        return quarantine(f"unreadable submitted time {wire.submitted!r}")
+    if not isinstance(key, str) or not key:
+        return quarantine(f"task has no {KEY_FIELD} input value (not a crowdloop task)")
+    expected = ANSWER_KIND_FOR_TASK.get(kind) if isinstance(kind, str) else None
+    if expected is None or not isinstance(kind, str):
+        return quarantine(f"unknown task kind {kind!r}")
+    outputs = solution.get("output_values") if isinstance(solution, dict) else None
+    if not isinstance(outputs, dict):
+        return quarantine(f"no solution output_values for task {index}")
+    field = OUTPUT_FIELD[kind]
+    if field not in outputs:
+        return quarantine(f"output field {field!r} missing for a {kind} task")
+    try:
+        answer = _ANSWER.validate_python({"kind": expected, field: outputs[field]})
+    except ValidationError as exc:
+        problem = _first_error(exc, tagged_union=True)
+        return quarantine(f"bad {expected} answer for a {kind} task: {problem}")
+    return Submission(
+        external_id=f"{wire.id}:{index}",
+        task_key=key,
+        worker_id=wire.user_id,
+        answer=answer,
+        submitted_at=submitted_at,
+    )
+
+
+def _quarantine_piece(
+    wire: WireAssignment, index: int, task: Any, solution: Any, reason: str
+) -> Quarantined:
+    inputs = task.get("input_values") if isinstance(task, dict) else None
+    key = inputs.get(KEY_FIELD) if isinstance(inputs, dict) else None
+    piece = {
+        "assignment_id": wire.id,
+        "user_id": wire.user_id,
+        "status": wire.status,
+        "submitted": wire.submitted,
+        "task_index": index,
+        "task": task,
+        "solution": solution,
+    }
+    return Quarantined(
+        external_id=f"{wire.id}:{index}",
+        task_key=key if isinstance(key, str) else None,
+        worker_id=wire.user_id,
+        reason=reason,
+        raw=json.dumps(piece, sort_keys=True, default=str),
+    )
+
+
+def _first_error(exc: ValidationError, *, tagged_union: bool = False) -> str:
+    error = exc.errors()[0]
+    loc = error["loc"][1:] if tagged_union else error["loc"]
+    where = ".".join(str(part) for part in loc) or "value"
+    return f"{where}: {error['msg']}"
