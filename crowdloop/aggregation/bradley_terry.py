@@ -57,7 +57,6 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as _csgraph_components
 from scipy.special import expit
@@ -608,16 +607,34 @@ def _rescale(scores: np.ndarray) -> np.ndarray:
     """Shift all scores by the t maximising the posterior along that direction.
 
     Real comparisons only see score differences, so only the prior terms depend on t; their
-    derivative vanishes where sum_i sigmoid(s_i + t) = n / 2. The left end of the bracket
-    gives every sigmoid < 0.27 and the right end > 0.73, so the root is inside. An exact
-    coordinate step never lowers the posterior.
+    derivative vanishes where f(t) = sum_i sigmoid(s_i + t) - n / 2 is 0. The left end of
+    the bracket gives every sigmoid < 0.27 and the right end > 0.73, so the root is inside.
+    f is increasing, so Newton's method kept inside a shrinking bracket (bisection when a
+    step leaves it) finds it; after the first iterations the scores arrive almost centred
+    and one or two steps suffice, where a generic root finder spent about eight full passes
+    (measured: 53 s of a 95 s bootstrap over 19,200 items). An exact coordinate step never
+    lowers the posterior.
     """
     half = scores.size / 2.0
-
-    def excess(shift: float) -> float:
-        return float(expit(scores + shift).sum() - half)
-
-    shift = brentq(excess, -scores.max() - 1.0, -scores.min() + 1.0, xtol=1e-14)
+    low, high = -float(scores.max()) - 1.0, -float(scores.min()) + 1.0
+    shift = min(max(0.0, low), high)
+    for _ in range(200):
+        p = expit(scores + shift)
+        excess = float(p.sum()) - half
+        slope = float(np.dot(p, 1.0 - p))
+        step = excess / slope if slope > 0 else np.inf
+        if abs(step) <= 1e-13 * (1.0 + abs(shift)):
+            return scores + (shift - step)
+        if excess > 0:
+            high = shift
+        else:
+            low = shift
+        proposal = shift - step
+        if not low < proposal < high:
+            proposal = (low + high) / 2.0
+        if high - low <= 1e-13 * (1.0 + abs(shift)):
+            return scores + proposal
+        shift = proposal
     return scores + shift
 
 
