@@ -3,15 +3,16 @@
 Paths are relative to the API root (`https://toloka.dev/api`, sandbox
 `https://sandbox.toloka.dev/api`). Which calls may be retried by the seam:
 
-- reads (GET) and PUT /v1/user-restrictions (a "set"): always;
+- reads (GET), PUT /v1/user-restrictions and PUT /v1/user-skills (both "sets"): always;
 - POST /v1/tasks: yes, because every call carries an `operation_id` and Toloka performs an
   operation id once (a repeat answers OPERATION_ALREADY_EXISTS, which is read here as
   "fetch that operation");
 - PATCH /v1/assignments/{id}: yes, setting a status twice is answered with a conflict the
   connector treats as done;
 - POST /v1/pools/{id}/open|close: yes, a pool already in the wanted state answers 204;
-- POST /v1/pools: NO (`retry=False`): Toloka has no idempotency key for pools, so the
-  connector reconciles by looking the pool up (see `TolokaConnector.create_batch`).
+- POST /v1/pools and POST /v1/skills: NO (`retry=False`): Toloka has no idempotency key
+  for either, so the connector reconciles by looking the object up (pools by our key in
+  their metadata, skills by name; see `TolokaConnector._create_reconciled`).
 """
 
 from __future__ import annotations
@@ -33,13 +34,18 @@ from crowdloop.connectors.toloka.models import (
     OperationLogItem,
     PoolCreate,
     PoolPage,
+    SkillCreate,
+    SkillPage,
     TaskCreate,
     TaskPage,
     UserRestriction,
+    UserSkillSet,
     WireError,
     WireOperation,
     WirePool,
     WireProject,
+    WireSkill,
+    WireUserSkill,
 )
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -224,3 +230,31 @@ class TolokaClient:
         except ValueError:
             data = {}
         return data
+
+    # --- skills ----------------------------------------------------------------------------
+
+    def iter_skills(self, name: str) -> Iterator[WireSkill]:
+        """The requester's skills called `name`, by ascending id (get-skill-list.md:
+        GET /v1/skills?name=&sort=id, then `id_gt` of the last one while `has_more`)."""
+        id_gt: str | None = None
+        while True:
+            params: dict[str, str | int] = {"name": name, "sort": "id"}
+            if id_gt is not None:
+                params["id_gt"] = id_gt
+            page = self._parse(SkillPage, self.seam.request("GET", "/v1/skills", params=params))
+            yield from page.items
+            if not page.has_more or not page.items:
+                return
+            id_gt = page.items[-1].id
+
+    def create_skill(self, body: SkillCreate) -> WireSkill:
+        """POST /v1/skills, sent once: the caller reconciles a failure by looking it up."""
+        response = self.seam.request(
+            "POST", "/v1/skills", json=body.model_dump(mode="json"), retry=False
+        )
+        return self._parse(WireSkill, response)
+
+    def set_user_skill(self, body: UserSkillSet) -> WireUserSkill:
+        """PUT /v1/user-skills: a set, so repeating it (or the seam retrying it) is harmless."""
+        response = self.seam.request("PUT", "/v1/user-skills", json=body.model_dump(mode="json"))
+        return self._parse(WireUserSkill, response)

@@ -30,6 +30,14 @@ Endpoints used
                                       accept / reject (get-assignment-id.md, accept.md)
     PUT  /v1/user-restrictions        block a Toloker (ban-create.md; toloka-kit
                                       `set_user_restriction` uses PUT, not POST)
+    GET  /v1/skills?name=&sort=id&id_gt=   find a qualification's skill by name
+                                      (get-skill-list.md; toloka-kit SkillSearchRequest.name,
+                                      `get_skills(name=...)`)
+    POST /v1/skills {name, private_comment, hidden}   create it (create-skill.md;
+                                      toloka-kit skill.py `Skill`, `create_skill`)
+    PUT  /v1/user-skills {skill_id, user_id, value}   grant it (toloka.ai/docs/api/set-skill;
+                                      toloka-kit user_skill.py `SetUserSkillRequest`,
+                                      `set_user_skill` uses PUT)
 
 Projects
     The project is NOT created by crowdloop: `project_id` (or `project_ids` per stage) is an
@@ -92,6 +100,24 @@ Review and blocking
     ALL_PROJECTS, CAMPAIGN -> PROJECT (each configured project), BATCH -> not supported
     (the call carries no pool).
 
+Qualifications (QUALIFY_WORKERS)
+    One Toloka skill per crowdloop qualification, named exactly like it (hidden from
+    Tolokers). Skill creation has no idempotency key either, so `ensure_qualification`
+    looks the name up first, sends POST /v1/skills once (`retry=False`) and after a
+    5xx/timeout looks the name up again before re-sending; the lowest-id skill of that name
+    is the one used, so every run settles on the same skill. The id is cached per connector.
+    A grant is PUT /v1/user-skills with value 100 (skills range 0..100): a "set", so a
+    repeated grant changes nothing. A batch with `required_qualification` is a pool whose
+    `filter` (create-pool.md: a top-level pool field; filters.md, filter-skill.md) requires
+    `{"category": "skill", "key": "<skill id>", "operator": "GTE", "value": 1}`, written
+    as toloka-kit's FilterAnd serialises a lone condition (`{"and": [{"or": [<it>]}]}`,
+    filter.py). The filter is matched against a Toloker's skills as they are when tasks
+    are offered, which is what lets a skill earned later open a running pool (the same
+    mechanism as Toloka's training-pool requirement); a value of 0 or a deleted user-skill
+    (DELETE /v1/user-skills/{id}) takes the access away. An operator's own `filter` in `pool_extra`
+    is kept: its `and` list gets the skill clause appended, an `or` filter or a lone
+    condition is and-ed with it.
+
 Spend
     Not reported: Toloka exposes the account balance (GET /v1/requester) and each
     assignment's reward, but no per-pool spend with fees, so SPEND_REPORT is not declared.
@@ -99,7 +125,8 @@ Spend
 Rate limits (rate-limiting.md, toloka.ai/docs/api/rate-limiting)
     More than 300 requests/s answers 429; per-method quotas also answer 429 with the
     quota's interval in the body: pool creation 20/min and 100/day, task creation
-    200,000/min and 4,000,000/day (create-pool.md, create-task.md). HttpSeam honours
+    200,000/min and 4,000,000/day, skill creation 10/min and 100/day, skill values
+    100,000/day (create-pool.md, create-task.md, create-skill.md, set-skill). HttpSeam honours
     Retry-After when sent and backs off otherwise; a daily quota will exhaust the retry
     budget and surface as RateLimited. Errors carry `{request_id, code, message, payload}`
     (errors.md): 401/403 AuthError, 404 NotFound, 409 conflict, 429 RateLimited, 5xx retried.
@@ -113,7 +140,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -139,12 +166,15 @@ from crowdloop.connectors.toloka.models import (
     MixerConfig,
     PoolCreate,
     PoolDefaults,
+    SkillCreate,
     TaskCreate,
     UserRestriction,
+    UserSkillSet,
     WireAssignment,
     WireError,
     WireOperation,
     WirePool,
+    WireSkill,
 )
 from crowdloop.models.domain import (
     ANSWER_KIND_FOR_TASK,
@@ -185,6 +215,12 @@ OPERATION_NAMESPACE = uuid.UUID("6f1c1f5e-2d0b-5b7e-9a35-3c8f4b1de0a7")
 COMMENT_MAX = 2048  # assignment public_comment (accept.md)
 RESTRICTION_COMMENT_MAX = 499  # user restriction private_comment (ban-create.md)
 TOLOKA_TIME = "%Y-%m-%dT%H:%M:%S"
+# A grant sets the skill to this value (skills range 0..100, set-skill); a gated pool admits
+# Tolokers whose value is at least SKILL_REQUIRED, so 0 revokes.
+SKILL_GRANTED = 100
+SKILL_REQUIRED = 1
+
+T = TypeVar("T")
 
 
 class TolokaOptions(BaseModel):
@@ -271,6 +307,7 @@ class TolokaConnector(Connector):
             Capability.REVIEW,
             Capability.EXCLUDE_WORKERS,
             Capability.SANDBOX,
+            Capability.QUALIFY_WORKERS,
         }
     )
     # One async upload operation per chunk; Toloka advises at most 10,000 tasks per call.
@@ -287,6 +324,7 @@ class TolokaConnector(Connector):
         self.options = options
         self._now = now
         self._checked: set[tuple[str, str]] = set()
+        self._skill_ids: dict[str, str] = {}  # our qualification name -> Toloka skill id
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
@@ -311,24 +349,15 @@ class TolokaConnector(Connector):
         found = self.find_batch(idempotency_key)
         if found is not None:
             return found
-        body = self._pool_body(spec, project_id, idempotency_key)
-        policy = self.client.seam.retry
-        for attempt in range(1, policy.attempts + 1):
-            try:
-                return self._ref(self.client.create_pool(body))
-            except RateLimited as exc:  # refused, not processed: wait and send again
-                if attempt == policy.attempts:
-                    raise
-                self._sleep(self._delay(attempt, exc.retry_after))
-            except TransientError:  # may have been processed: look before sending again
-                found = self.find_batch(idempotency_key)
-                if found is not None:
-                    logger.info("toloka: pool for %s was created behind an error", idempotency_key)
-                    return found
-                if attempt == policy.attempts:
-                    raise
-                self._sleep(self._delay(attempt, None))
-        raise AssertionError("unreachable")  # pragma: no cover
+        skill_id = (
+            self._skill_id(spec.required_qualification) if spec.required_qualification else None
+        )
+        body = self._pool_body(spec, project_id, idempotency_key, skill_id=skill_id)
+        return self._create_reconciled(
+            f"pool for {idempotency_key}",
+            lambda: self._ref(self.client.create_pool(body)),
+            lambda: self.find_batch(idempotency_key),
+        )
 
     def find_batch(self, idempotency_key: str) -> BatchRef | None:
         for project_id in self.options.projects():
@@ -528,10 +557,63 @@ class TolokaConnector(Connector):
 
     # spend(): the base class answers None; Toloka reports no per-pool spend.
 
+    # --- qualifications ------------------------------------------------------------------------
+
+    def ensure_qualification(self, qualification: str) -> None:
+        self._skill_id(qualification)
+
+    def grant_qualification(self, worker_id: str, qualification: str) -> None:
+        body = UserSkillSet(
+            skill_id=self._skill_id(qualification), user_id=worker_id, value=SKILL_GRANTED
+        )
+        self.client.set_user_skill(body)
+
     # --- helpers -------------------------------------------------------------------------------
 
     def _ref(self, pool: WirePool) -> BatchRef:
         return BatchRef(connector=self.name, external_id=pool.id)
+
+    def _create_reconciled(
+        self, what: str, send: Callable[[], T], find: Callable[[], T | None]
+    ) -> T:
+        """Send a create Toloka cannot dedupe (the client sends it once, `retry=False`):
+        a 429 was not processed, so it is waited out and sent again; after a 5xx/timeout the
+        object is looked up (`find`) before sending again."""
+        policy = self.client.seam.retry
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                return send()
+            except RateLimited as exc:  # refused, not processed: wait and send again
+                if attempt == policy.attempts:
+                    raise
+                self._sleep(self._delay(attempt, exc.retry_after))
+            except TransientError:  # may have been processed: look before sending again
+                found = find()
+                if found is not None:
+                    logger.info("toloka: %s was created behind an error", what)
+                    return found
+                if attempt == policy.attempts:
+                    raise
+                self._sleep(self._delay(attempt, None))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _find_skill(self, name: str) -> WireSkill | None:
+        """The lowest-id skill called exactly `name` (ids ascend, so the first match)."""
+        return next((s for s in self.client.iter_skills(name) if s.name == name), None)
+
+    def _skill_id(self, name: str) -> str:
+        """The Toloka skill id of our named qualification, created on first use."""
+        if name not in self._skill_ids:
+            skill = self._find_skill(name)
+            if skill is None:
+                body = SkillCreate(name=name, private_comment=f"crowdloop qualification {name}")
+                skill = self._create_reconciled(
+                    f"skill {name!r}",
+                    lambda: self.client.create_skill(body),
+                    lambda: self._find_skill(name),
+                )
+            self._skill_ids[name] = skill.id
+        return self._skill_ids[name]
 
     def _sleep(self, seconds: float) -> None:
         self.client.seam.sleep(seconds)
@@ -562,7 +644,9 @@ class TolokaConnector(Connector):
             )
         self._checked.add((project_id, kind))
 
-    def _pool_body(self, spec: BatchSpec, project_id: str, key: str) -> PoolCreate:
+    def _pool_body(
+        self, spec: BatchSpec, project_id: str, key: str, *, skill_id: str | None = None
+    ) -> PoolCreate:
         if spec.reward.currency != "USD":
             raise InvalidRequest(
                 self.name, f"Toloka pays rewards in USD, not {spec.reward.currency}"
@@ -588,6 +672,8 @@ class TolokaConnector(Connector):
                 "crowdloop_stage": [spec.stage.value],
             },
         }
+        if skill_id is not None:
+            ours["filter"] = _with_skill(self.options.pool_extra.get("filter"), skill_id)
         return PoolCreate.model_validate({**self.options.pool_extra, **ours})
 
     def _task_wire(self, pool_id: str, item: TaskItem) -> TaskCreate:
@@ -693,6 +779,22 @@ def _input_values(key: str, payload: TaskPayload) -> dict[str, str]:
     elif isinstance(payload, VerifyTask):
         values |= {"target": payload.target, "prompt": payload.prompt, "text": payload.text}
     return values
+
+
+def _with_skill(operator_filter: Any, skill_id: str) -> dict[str, Any]:
+    """The pool filter admitting holders of the skill, and-ed with the operator's own."""
+    clause = {
+        "or": [{"category": "skill", "key": skill_id, "operator": "GTE", "value": SKILL_REQUIRED}]
+    }
+    if operator_filter is None:
+        return {"and": [clause]}
+    if not isinstance(operator_filter, dict):
+        raise InvalidRequest(CONNECTOR_NAME, "pool_extra.filter must be a Toloka filter object")
+    if isinstance(operator_filter.get("and"), list) and len(operator_filter) == 1:
+        return {"and": [*operator_filter["and"], clause]}
+    if "or" in operator_filter:
+        return {"and": [operator_filter, clause]}
+    return {"and": [{"or": [operator_filter]}, clause]}  # a lone condition
 
 
 def _assignment_id(submission_id: str) -> str:

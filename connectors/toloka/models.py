@@ -8,7 +8,7 @@ malformed item becomes a quarantined row (or is skipped as foreign), not a faile
 Field names and shapes follow the Toloka API reference (toloka.ai/docs/api, mirrored in
 github.com/Toloka/docs `en/api/concepts/*.md`) and toloka-kit 1.2.3
 (`toloka/client/pool/__init__.py`, `task.py`, `assignment.py`, `operations.py`,
-`user_restriction.py`, `search_requests.py`).
+`user_restriction.py`, `skill.py`, `user_skill.py`, `filter.py`, `search_requests.py`).
 """
 
 from __future__ import annotations
@@ -216,3 +216,41 @@ class UserRestriction(BaseModel):
     private_comment: str
     project_id: str | None = None
     pool_id: str | None = None
+
+
+# --- skills (crowdloop qualifications) -------------------------------------------------------
+
+
+class SkillCreate(BaseModel):
+    """POST /v1/skills body (create-skill.md; toloka-kit `Skill`). `hidden` keeps the skill's
+    name and value out of the Tolokers' view (Toloka's default, sent explicitly)."""
+
+    name: str
+    private_comment: str
+    hidden: bool = True
+
+
+class WireSkill(_Wire):
+    id: str
+    name: str
+
+
+class SkillPage(_Wire):
+    items: list[WireSkill]
+    has_more: bool = False
+
+
+class UserSkillSet(BaseModel):
+    """PUT /v1/user-skills body (set-skill; toloka-kit `SetUserSkillRequest`): sets the
+    Toloker's value of the skill (0..100), creating the user-skill on first use."""
+
+    skill_id: str
+    user_id: str
+    value: float
+
+
+class WireUserSkill(_Wire):
+    id: str | None = None
+    skill_id: str
+    user_id: str
+    value: float | None = None

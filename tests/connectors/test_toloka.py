@@ -183,6 +183,7 @@ def test_capabilities_are_what_toloka_can_do() -> None:
         Capability.REVIEW,
         Capability.EXCLUDE_WORKERS,
         Capability.SANDBOX,
+        Capability.QUALIFY_WORKERS,
     } <= caps
     # Pools are reconciled by lookup, not deduped by Toloka; no per-pool spend report.
     assert Capability.IDEMPOTENT_CREATE not in caps
@@ -902,6 +903,209 @@ def test_block_worker_maps_scopes_to_user_restrictions() -> None:
         {"scope": "PROJECT", "user_id": "w-1", "project_id": "101", "private_comment": "x" * 499},
         {"scope": "PROJECT", "user_id": "w-1", "project_id": "102", "private_comment": "x" * 499},
         {"scope": "ALL_PROJECTS", "user_id": "w-1", "private_comment": "failed quality checks"},
+    ]
+
+
+# --- qualifications (skills) ---------------------------------------------------------------------
+
+EXAM = "crowdloop-camp-1-exam"
+GATED = SPEC.model_copy(update={"required_qualification": EXAM})
+
+
+def skill_json(skill_id: str, name: str = EXAM) -> dict[str, Any]:
+    """A skill as POST /v1/skills and GET /v1/skills return it (create-skill.md)."""
+    return {
+        "id": skill_id,
+        "name": name,
+        "private_comment": f"crowdloop qualification {name}",
+        "hidden": True,
+        "deprecated": False,
+        "owner": {"id": "c3a50f44cd3e1b8202465569ced289eb", "myself": True},
+        "training": False,
+        "created": "2024-05-01T12:00:00.000",
+        "global": False,
+    }
+
+
+def skills_page(*skills: dict[str, Any], has_more: bool = False) -> httpx.Response:
+    return httpx.Response(200, json={"items": list(skills), "has_more": has_more})
+
+
+def user_skill_json(skill_id: str = "44", user_id: str = "w-1") -> dict[str, Any]:
+    """PUT /v1/user-skills answer (set-skill)."""
+    return {
+        "id": "43",
+        "skill_id": skill_id,
+        "user_id": user_id,
+        "value": 100,
+        "exact_value": 100,
+        "created": "2024-05-01T12:00:00.000",
+        "modified": "2024-05-01T12:00:00.000",
+    }
+
+
+def test_ensure_qualification_looks_the_skill_up_by_name_then_creates_it_once() -> None:
+    r = router()
+    listed = r.get("/v1/skills").mock(return_value=skills_page())
+    created = r.post("/v1/skills").respond(201, json=skill_json("44"))
+    with connector_on(r) as connector:
+        connector.ensure_qualification(EXAM)
+        connector.ensure_qualification(EXAM)  # known now: no call at all
+    assert listed.call_count == 1 and created.call_count == 1
+    assert params_of(listed.calls[0]) == {"name": EXAM, "sort": "id"}
+    assert created.calls[0].request.headers["authorization"] == f"ApiKey {API_KEY}"
+    assert body_of(created.calls[0]) == {
+        "name": EXAM,
+        "private_comment": f"crowdloop qualification {EXAM}",
+        "hidden": True,
+    }
+
+
+def test_an_existing_skill_is_reused_lowest_id_of_the_exact_name() -> None:
+    r = router()
+    listed = r.get("/v1/skills").mock(
+        side_effect=[
+            skills_page(skill_json("39", EXAM.upper()), has_more=True),
+            skills_page(skill_json("44"), skill_json("47")),
+        ]
+    )
+    created = r.post("/v1/skills").respond(201, json=skill_json("50"))
+    put = r.put("/v1/user-skills").respond(200, json=user_skill_json())
+    with connector_on(r) as connector:
+        connector.grant_qualification("w-1", EXAM)
+    assert not created.called
+    assert params_of(listed.calls[1]) == {"name": EXAM, "sort": "id", "id_gt": "39"}
+    assert body_of(put.calls[0])["skill_id"] == "44"
+
+
+def test_grant_sets_the_user_skill_and_a_repeat_changes_nothing() -> None:
+    r = router()
+    listed = r.get("/v1/skills").mock(return_value=skills_page(skill_json("44")))
+    put = r.put("/v1/user-skills").mock(
+        side_effect=[
+            httpx.Response(503, json={"code": "REMOTE_SERVICE_UNAVAILABLE", "message": "x"}),
+            httpx.Response(200, json=user_skill_json()),
+            httpx.Response(200, json=user_skill_json()),
+        ]
+    )
+    sleeps: list[float] = []
+    with connector_on(r, sleeps=sleeps) as connector:
+        connector.grant_qualification("w-1", EXAM)
+        connector.grant_qualification("w-1", EXAM)
+    sent = [body_of(c) for c in put.calls]
+    assert sent == [{"skill_id": "44", "user_id": "w-1", "value": 100}] * 3
+    assert sleeps == [0.5], "a PUT is a set: the seam retries it"
+    assert listed.call_count == 1
+
+
+def test_a_skill_created_behind_a_5xx_is_found_not_created_again() -> None:
+    r = router()
+    listed = r.get("/v1/skills").mock(side_effect=[skills_page(), skills_page(skill_json("44"))])
+    created = r.post("/v1/skills").respond(500, json={"code": "INTERNAL_ERROR", "message": "x"})
+    put = r.put("/v1/user-skills").respond(200, json=user_skill_json())
+    sleeps: list[float] = []
+    with connector_on(r, sleeps=sleeps) as connector:
+        connector.grant_qualification("w-1", EXAM)
+    assert created.call_count == 1, "a skill create is sent once, then looked up"
+    assert listed.call_count == 2 and sleeps == []
+    assert body_of(put.calls[0])["skill_id"] == "44"
+
+
+def test_a_skill_create_lost_or_rate_limited_is_sent_again() -> None:
+    r = router()
+    listed = r.get("/v1/skills").mock(return_value=skills_page())
+    created = r.post("/v1/skills").mock(
+        side_effect=[
+            httpx.Response(503, json={"code": "REMOTE_SERVICE_UNAVAILABLE", "message": "x"}),
+            httpx.Response(
+                429,
+                headers={"Retry-After": "6"},
+                json={"code": "TOO_MANY_REQUESTS", "message": "x", "payload": {"interval": "MIN"}},
+            ),
+            httpx.Response(201, json=skill_json("44")),
+        ]
+    )
+    sleeps: list[float] = []
+    with connector_on(r, sleeps=sleeps, attempts=3) as connector:
+        connector.ensure_qualification(EXAM)
+    assert created.call_count == 3
+    assert listed.call_count == 2, "looked up first and after the 5xx, not after the 429"
+    assert sleeps == [0.5, 6.0]
+
+
+@pytest.mark.parametrize(
+    ("operator_filter", "expected_head"),
+    [
+        (None, []),
+        (
+            {"and": [{"category": "profile", "key": "languages", "operator": "IN", "value": "EN"}]},
+            [{"category": "profile", "key": "languages", "operator": "IN", "value": "EN"}],
+        ),
+        (
+            {"or": [{"category": "profile", "key": "country", "operator": "EQ", "value": "GB"}]},
+            [{"or": [{"category": "profile", "key": "country", "operator": "EQ", "value": "GB"}]}],
+        ),
+        (
+            {"category": "computed", "key": "client_type", "operator": "EQ", "value": "BROWSER"},
+            [
+                {
+                    "or": [
+                        {
+                            "category": "computed",
+                            "key": "client_type",
+                            "operator": "EQ",
+                            "value": "BROWSER",
+                        }
+                    ]
+                }
+            ],
+        ),
+    ],
+)
+def test_a_gated_pool_filters_on_the_skill_beside_the_operators_filter(
+    operator_filter: dict[str, Any] | None, expected_head: list[dict[str, Any]]
+) -> None:
+    r = router()
+    r.get("/v1/pools").respond(200, json={"items": [], "has_more": False})
+    r.get("/v1/skills").mock(return_value=skills_page(skill_json("44")))
+    created = r.post("/v1/pools").respond(201, json=pool_json())
+    extra = {"filter": operator_filter} if operator_filter is not None else {}
+    with connector_on(r, pool_extra=extra) as connector:
+        connector.create_batch(GATED, idempotency_key=KEY)
+        connector.create_batch(SPEC, idempotency_key=f"{KEY}-open")
+    gated, open_ = (body_of(c) for c in created.calls)
+    skill = {"category": "skill", "key": "44", "operator": "GTE", "value": 1}
+    assert gated["filter"] == {"and": [*expected_head, {"or": [skill]}]}
+    if operator_filter is None:
+        assert "filter" not in open_
+    else:
+        assert open_["filter"] == operator_filter
+
+
+def test_only_holders_answer_a_gated_pool_even_those_granted_after_it_opened() -> None:
+    fake = FakeToloka()
+    with fake_connector(fake) as connector:
+        connector.ensure_qualification(EXAM)
+        batch = connector.create_batch(GATED, idempotency_key=KEY)
+        connector.add_items(batch, items(2), idempotency_key="ledger-1")  # overlap 3
+        connector.start(batch)
+        assert fake.work(batch.external_id) == 0, "nobody holds the skill yet"
+        for worker in ("toloker-004", "toloker-009", "toloker-009"):
+            connector.grant_qualification(worker, EXAM)
+        assert fake.work(batch.external_id) == 4  # two holders, two tasks each
+        connector.grant_qualification("toloker-002", EXAM)
+        assert fake.work(batch.external_id) == 2
+        got, _ = read_all(connector, batch)
+        assert {s.worker_id for s in got} == {"toloker-002", "toloker-004", "toloker-009"}
+        assert len(got) == 6
+    with fake_connector(fake) as rerun:  # a fresh connector finds the same skill by name
+        rerun.ensure_qualification(EXAM)
+        rerun.grant_qualification("toloker-002", EXAM)
+    assert len(fake.skills) == 1
+    assert sorted(user for _, user in fake.user_skills) == [
+        "toloker-002",
+        "toloker-004",
+        "toloker-009",
     ]
 
 

@@ -14,16 +14,23 @@ uses with the shapes, status codes and error bodies of the Toloka API reference
 - assignment ids are handed out when a suite is issued, so they do not follow submission
   order (`work` shuffles them on purpose), and several suites share a `submitted` instant;
 - PATCH of an assignment only allows SUBMITTED->ACCEPTED/REJECTED and REJECTED->ACCEPTED,
-  anything else is 409 INAPPROPRIATE_STATUS.
+  anything else is 409 INAPPROPRIATE_STATUS;
+- POST /v1/skills is not idempotent (a second skill of the same name is created);
+  GET /v1/skills filters by exact `name`; PUT /v1/user-skills sets a Toloker's value
+  (0..100) of an existing skill; a pool filter naming an unknown skill is a 400.
 
-`work()` plays the crowd: distinct Tolokers answer every open task to its overlap, in task
-suites of the pool's `mixer_config.real_tasks_count`, never a task in `unavailable_for`.
+`work()` plays the crowd: distinct Tolokers (a finite crowd) answer every open task to its
+overlap, in task suites of the pool's `mixer_config.real_tasks_count`, never a task in
+`unavailable_for`, and only if the pool's `filter` admits them when the suite is issued
+(skill conditions are evaluated against the user-skills set so far; the fake has no
+profile or computed data, so such conditions admit everyone).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import operator
 import random
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -55,6 +62,15 @@ ANSWERS: dict[str, Callable[[random.Random], Any]] = {
     "choice": lambda rng: rng.choice(["left", "right", "tie"]),
     "text": lambda rng: f"1. Baikal 2. Tanganyika ({rng.randint(0, 999)})",
     "verdict": lambda rng: rng.choice(["accept", "reject"]),
+}
+CROWD = 500  # Tolokers `work` can call on
+COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "EQ": operator.eq,
+    "NE": operator.ne,
+    "GT": operator.gt,
+    "GTE": operator.ge,
+    "LT": operator.lt,
+    "LTE": operator.le,
 }
 
 
@@ -106,6 +122,8 @@ class FakeToloka:
         self.logs: dict[str, list[dict[str, Any]]] = {}
         self.assignments: dict[str, dict[str, Any]] = {}
         self.restrictions: dict[tuple[str, str, str | None, str | None], dict[str, Any]] = {}
+        self.skills: dict[str, dict[str, Any]] = {}
+        self.user_skills: dict[tuple[str, str], dict[str, Any]] = {}  # (skill, user) -> value
         self.answered: dict[str, set[str]] = {}  # task id -> Tolokers who answered it
         self.clock = NOW
         self._ids = itertools.count(1)
@@ -164,15 +182,36 @@ class FakeToloka:
             self.answered.setdefault(task_id, set()).add(user_id)
         return assignment
 
+    def admits(self, pool_id: str, user_id: str) -> bool:
+        """Whether the pool's filter lets the Toloker have its tasks right now."""
+        found = self.pools[pool_id].get("filter")
+        return found is None or self._matches(found, user_id)
+
+    def _matches(self, node: dict[str, Any], user_id: str) -> bool:
+        if "and" in node:
+            return all(self._matches(n, user_id) for n in node["and"])
+        if "or" in node:
+            return any(self._matches(n, user_id) for n in node["or"])
+        if node.get("category") != "skill":
+            return True  # no profile or computed data in the fake
+        held = self.user_skills.get((str(node["key"]), user_id))
+        value, wanted = (held["exact_value"] if held else None), node.get("value")
+        if wanted is None:  # filter-skill.md: EQ without a value selects Tolokers without it
+            return (node["operator"] == "EQ") == (value is None)
+        return value is not None and COMPARE[node["operator"]](value, float(wanted))
+
     def work(self, pool_id: str) -> int:
-        """Tolokers answer every task of an open pool to its overlap; returns the answers."""
+        """The crowd answers the tasks of an open pool up to their overlap, as far as the
+        Tolokers the pool admits can; returns the answers made."""
         pool = self.pools[pool_id]
         if pool["status"] != "OPEN":
             raise AssertionError(f"pool {pool_id} is {pool['status']}: Tolokers see nothing")
         suite = pool["mixer_config"]["real_tasks_count"]
         made = 0
-        for round_no in itertools.count():
+        for round_no in range(CROWD):
             user = f"toloker-{round_no:03d}"
+            if not self.admits(pool_id, user):
+                continue
             open_tasks = [
                 t
                 for t in self.tasks.values()
@@ -195,7 +234,7 @@ class FakeToloka:
                 submitted = self.tick(0 if start % (2 * suite) else 1)
                 self.add_assignment(pool_id, chunk, user_id=user, submitted=submitted)
                 made += len(chunk)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return made  # the crowd ran out: what is left stays open
 
     # --- the API -------------------------------------------------------------------------------
 
@@ -215,6 +254,9 @@ class FakeToloka:
             ("GET", r"^/v1/assignments/(?P<assignment_id>[^/]+)$", self._get_assignment),
             ("PATCH", r"^/v1/assignments/(?P<assignment_id>[^/]+)$", self._patch_assignment),
             ("PUT", r"^/v1/user-restrictions$", self._set_restriction),
+            ("POST", r"^/v1/skills$", self._create_skill),
+            ("GET", r"^/v1/skills$", self._list_skills),
+            ("PUT", r"^/v1/user-skills$", self._set_user_skill),
         ]
         for method, path, handler in routes:
             self.router.route(method=method, path__regex=path).mock(
@@ -279,6 +321,9 @@ class FakeToloka:
             missing["reward_per_assignment"] = {"code": "VALUE_LESS_THAN_MIN"}
         if "mixer_config" not in body:
             missing["mixer_config"] = {"code": "MIXER_CONFIG_REQUIRED"}
+        unknown = [k for k in _skill_keys(body.get("filter")) if k not in self.skills]
+        if unknown:
+            missing["filter"] = {"code": "ENTITY_DOES_NOT_EXIST", "skills": ",".join(unknown)}
         if missing:
             return error(400, "VALIDATION_ERROR", "Validation failed", missing)
         pool_id = str(1_000_000 + next(self._ids))
@@ -532,6 +577,65 @@ class FakeToloka:
         )
         restriction.update(body)
         return httpx.Response(200, json=restriction)
+
+    # skills
+
+    def _create_skill(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if not isinstance(body.get("name"), str) or not body["name"]:
+            return error(400, "VALIDATION_ERROR", "Validation failed", {"name": "VALUE_REQUIRED"})
+        skill_id = str(40_000 + next(self._ids))
+        skill = {
+            "hidden": True,
+            **body,
+            "id": skill_id,
+            "deprecated": False,
+            "training": False,
+            "global": False,
+            "owner": {"id": "req-1", "myself": True},
+            "created": toloka_time(self.clock),
+        }
+        self.skills[skill_id] = skill
+        return httpx.Response(201, json=skill)
+
+    def _list_skills(self, request: httpx.Request) -> httpx.Response:
+        params = self._params(request)
+        skills = sorted(self.skills.values(), key=lambda k: int(k["id"]))
+        if "name" in params:
+            skills = [k for k in skills if k["name"] == params["name"]]
+        if "id_gt" in params:
+            skills = [k for k in skills if int(k["id"]) > int(params["id_gt"])]
+        return self._page(skills, params, 300)
+
+    def _set_user_skill(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        skill_id, user_id, value = body.get("skill_id"), body.get("user_id"), body.get("value")
+        if str(skill_id) not in self.skills:
+            return error(404, "DOES_NOT_EXIST", "There are no results for such parameters")
+        if not user_id or not isinstance(value, int | float) or not 0 <= value <= 100:
+            return error(400, "VALIDATION_ERROR", "Validation failed", {"value": value})
+        key = (str(skill_id), str(user_id))
+        record = self.user_skills.setdefault(
+            key,
+            {
+                "id": str(len(self.user_skills) + 1),
+                "skill_id": key[0],
+                "user_id": key[1],
+                "created": toloka_time(self.clock),
+            },
+        )
+        record.update(value=round(value), exact_value=value, modified=self.tick())
+        return httpx.Response(200, json=record)
+
+
+def _skill_keys(node: Any) -> list[str]:
+    """The skill ids a pool filter refers to."""
+    if not isinstance(node, dict):
+        return []
+    children = node.get("and", node.get("or"))
+    if isinstance(children, list):
+        return [k for child in children for k in _skill_keys(child)]
+    return [str(node["key"])] if node.get("category") == "skill" else []
 
 
 def toloka_options(**overrides: Any) -> TolokaOptions:
