@@ -109,6 +109,11 @@ class HttpSeam:
             transport=self.transport,
         )
 
+    def add_secret(self, value: str) -> None:
+        """Redact this value too (a token minted at run time, not in `auth_headers`)."""
+        if value and value not in self._secrets:
+            self._secrets = (*self._secrets, value)
+
     def close(self) -> None:
         self._client.close()
 
