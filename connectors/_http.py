@@ -13,9 +13,10 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -29,6 +30,7 @@ from crowdloop.connectors.errors import (
     AlreadyExists,
     AuthError,
     ConnectorError,
+    GarbledResponse,
     InvalidRequest,
     NotFound,
     RateLimited,
@@ -38,6 +40,7 @@ from crowdloop.connectors.errors import (
 logger = logging.getLogger("crowdloop.http")
 
 USER_AGENT = f"crowdloop/{__version__}"
+ModelT = TypeVar("ModelT", bound=BaseModel)
 _SECRET_QUERY = re.compile(r"(?i)((?:token|key|secret|password|signature)=)[^&\s]+")
 
 
@@ -116,6 +119,18 @@ class HttpSeam:
 
     def close(self) -> None:
         self._client.close()
+
+    def parse(self, model: type[ModelT], response: httpx.Response) -> ModelT:
+        """Read a 2xx body into a wire model; a body we cannot read is a GarbledResponse."""
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise GarbledResponse(
+                self.connector,
+                f"{response.request.method} {response.request.url.path}: "
+                f"unreadable {model.__name__}: {exc.errors()[0]['msg']}",
+                request_id=response.headers.get(self.request_id_header),
+            ) from exc
 
     def request(
         self,

@@ -22,10 +22,10 @@ import binascii
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 
 from crowdloop.connectors._http import HttpSeam
 from crowdloop.connectors.errors import GarbledResponse
@@ -39,8 +39,6 @@ from crowdloop.connectors.labelstudio.models import (
     TokenRefreshed,
     WireProject,
 )
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 REFRESH_PATH = "/api/token/refresh/"
 # Renew an access token this long before it expires.
@@ -167,17 +165,6 @@ class LabelStudioClient:
             raise self.seam.error_for(response)
         return response
 
-    def _parse(self, model: type[ModelT], response: httpx.Response) -> ModelT:
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise GarbledResponse(
-                self.seam.connector,
-                f"{response.request.method} {response.request.url.path}: "
-                f"unreadable {model.__name__}: {exc.errors()[0]['msg']}",
-                request_id=response.headers.get(self.seam.request_id_header),
-            ) from exc
-
     # --- projects ---------------------------------------------------------------------------
 
     def create_project(self, body: ProjectCreate) -> WireProject:
@@ -185,7 +172,7 @@ class LabelStudioClient:
         response = self._request(
             "POST", "/api/projects/", json=body.model_dump(mode="json"), retry=False
         )
-        return self._parse(WireProject, response)
+        return self.seam.parse(WireProject, response)
 
     def iter_projects(self, *, title: str, page_size: int = 100) -> Iterator[WireProject]:
         """`GET /api/projects/?title=..`: projects whose title contains `title` (icontains)."""
@@ -196,14 +183,14 @@ class LabelStudioClient:
                 "/api/projects/",
                 params={"title": title, "page": page, "page_size": page_size},
             )
-            parsed = self._parse(ProjectPage, response)
+            parsed = self.seam.parse(ProjectPage, response)
             yield from parsed.results
             if not parsed.next or not parsed.results:
                 return
             page += 1
 
     def get_project(self, project_id: str) -> WireProject:
-        return self._parse(WireProject, self._request("GET", f"/api/projects/{project_id}/"))
+        return self.seam.parse(WireProject, self._request("GET", f"/api/projects/{project_id}/"))
 
     def patch_project(self, project_id: str, body: ProjectPatch) -> WireProject:
         response = self._request(
@@ -211,7 +198,7 @@ class LabelStudioClient:
             f"/api/projects/{project_id}/",
             json=body.model_dump(mode="json", exclude_none=True),
         )
-        return self._parse(WireProject, response)
+        return self.seam.parse(WireProject, response)
 
     # --- tasks ------------------------------------------------------------------------------
 
@@ -224,7 +211,7 @@ class LabelStudioClient:
             json=[t.model_dump(mode="json") for t in tasks],
             retry=False,
         )
-        return self._parse(ImportResult, response)
+        return self.seam.parse(ImportResult, response)
 
     def iter_task_pages(
         self, project_id: str, *, page_size: int, with_annotations: bool
@@ -239,7 +226,7 @@ class LabelStudioClient:
                 "fields": "all" if with_annotations else "task_only",
             }
             response = self._request("GET", "/api/tasks/", params=params)
-            parsed = self._parse(TaskPage, response)
+            parsed = self.seam.parse(TaskPage, response)
             yield parsed, response
             if not parsed.tasks or page * page_size >= parsed.total:
                 return

@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from crowdloop.connectors._http import HttpSeam
@@ -62,17 +61,6 @@ class ProlificClient:
         """The seam's sleep (injected in tests), for reconcile and polling waits."""
         self.seam.sleep(seconds)
 
-    def _parse(self, model: type[ModelT], response: httpx.Response) -> ModelT:
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise GarbledResponse(
-                self.seam.connector,
-                f"{response.request.method} {response.request.url.path}: "
-                f"unreadable {model.__name__}: {exc.errors()[0]['msg']}",
-                request_id=response.headers.get(self.seam.request_id_header),
-            ) from exc
-
     def _body(self, model: BaseModel) -> Any:
         return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -80,7 +68,7 @@ class ProlificClient:
         """Follow `_links.next` of a list endpoint, page by page."""
         query: dict[str, Any] = dict(params)
         for _ in range(MAX_PAGES):
-            page = self._parse(Paged, self.seam.request("GET", path, params=query))
+            page = self.seam.parse(Paged, self.seam.request("GET", path, params=query))
             yield page
             href = page.next_href
             if not href or not page.results:
@@ -92,7 +80,7 @@ class ProlificClient:
 
     def create_dataset(self, body: DatasetCreate) -> WireDataset:
         response = self.seam.request("POST", f"{DC}/datasets", json=self._body(body), retry=False)
-        return self._parse(WireDataset, response)
+        return self.seam.parse(WireDataset, response)
 
     def append_datapoints(
         self, dataset_id: str, records: Sequence[Mapping[str, Any]]
@@ -105,44 +93,44 @@ class ProlificClient:
             content=payload.encode(),
             headers={"Content-Type": "application/x-ndjson"},
         )
-        return self._parse(AppendResult, response)
+        return self.seam.parse(AppendResult, response)
 
     # --- AI Task Builder batches ---------------------------------------------------------
 
     def create_batch(self, body: BatchCreate) -> WireBatch:
         response = self.seam.request("POST", f"{DC}/batches", json=self._body(body), retry=False)
-        return self._parse(WireBatch, response)
+        return self.seam.parse(WireBatch, response)
 
     def list_batches(self, workspace_id: str) -> list[WireBatch]:
         response = self.seam.request("GET", f"{DC}/batches", params={"workspace_id": workspace_id})
-        return self._parse(BatchList, response).results
+        return self.seam.parse(BatchList, response).results
 
     def get_batch(self, batch_id: str) -> WireBatch:
-        return self._parse(WireBatch, self.seam.request("GET", f"{DC}/batches/{batch_id}"))
+        return self.seam.parse(WireBatch, self.seam.request("GET", f"{DC}/batches/{batch_id}"))
 
     def batch_status(self, batch_id: str) -> str:
         response = self.seam.request("GET", f"{DC}/batches/{batch_id}/status")
-        return self._parse(BatchStatusBody, response).status
+        return self.seam.parse(BatchStatusBody, response).status
 
     def setup_batch(self, batch_id: str, body: SetupRequest) -> None:
         self.seam.request("POST", f"{DC}/batches/{batch_id}/setup", json=self._body(body))
 
     def sync_batch(self, batch_id: str) -> SyncJob:
-        return self._parse(SyncJob, self.seam.request("POST", f"{DC}/batches/{batch_id}/sync"))
+        return self.seam.parse(SyncJob, self.seam.request("POST", f"{DC}/batches/{batch_id}/sync"))
 
     def sync_status(self, batch_id: str, sync_id: str) -> SyncJob:
         response = self.seam.request("GET", f"{DC}/batches/{batch_id}/syncs/{sync_id}")
-        return self._parse(SyncJob, response)
+        return self.seam.parse(SyncJob, response)
 
     def batch_responses(self, batch_id: str) -> ResponseList:
         response = self.seam.request("GET", f"{DC}/batches/{batch_id}/responses")
-        return self._parse(ResponseList, response)
+        return self.seam.parse(ResponseList, response)
 
     # --- studies -------------------------------------------------------------------------
 
     def create_study(self, body: StudyCreate) -> WireStudy:
         response = self.seam.request("POST", f"{API}/studies/", json=self._body(body), retry=False)
-        return self._parse(WireStudy, response)
+        return self.seam.parse(WireStudy, response)
 
     def iter_studies(self, project_id: str | None) -> Iterator[WireStudy]:
         path = f"{API}/projects/{project_id}/studies/" if project_id else f"{API}/studies/"
@@ -151,11 +139,11 @@ class ProlificClient:
                 yield self._validate(WireStudy, raw, path)
 
     def get_study(self, study_id: str) -> WireStudy:
-        return self._parse(WireStudy, self.seam.request("GET", f"{API}/studies/{study_id}/"))
+        return self.seam.parse(WireStudy, self.seam.request("GET", f"{API}/studies/{study_id}/"))
 
     def update_study(self, study_id: str, body: StudyPatch) -> WireStudy:
         response = self.seam.request("PATCH", f"{API}/studies/{study_id}/", json=self._body(body))
-        return self._parse(WireStudy, response)
+        return self.seam.parse(WireStudy, response)
 
     def transition_study(self, study_id: str, action: str) -> None:
         self.seam.request(
@@ -173,7 +161,7 @@ class ProlificClient:
             f"{API}/studies/{study_id}/submissions/",
             params={"ordering": "started_at", "offset": offset, "limit": limit},
         )
-        return self._parse(Paged, response)
+        return self.seam.parse(Paged, response)
 
     def transition_submission(self, submission_id: str, body: SubmissionTransition) -> None:
         self.seam.request(
@@ -197,7 +185,7 @@ class ProlificClient:
         response = self.seam.request(
             "POST", f"{API}/participant-groups/", json=self._body(body), retry=False
         )
-        return self._parse(WireGroup, response)
+        return self.seam.parse(WireGroup, response)
 
     def add_to_group(self, group_id: str, participant_ids: Sequence[str]) -> None:
         self.seam.request(

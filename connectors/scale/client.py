@@ -9,11 +9,10 @@ cancel and audit converge on the same state when repeated.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
-import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from crowdloop.connectors._http import HttpSeam
 from crowdloop.connectors.errors import GarbledResponse
@@ -33,7 +32,6 @@ MAX_PAGE = 100  # GET /v1/tasks: limit is 1..100
 # unique_ids travel as repeated query parameters; keep each URL well below common limits.
 MAX_LOOKUP_QUERY_CHARS = 3000
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
 Params = Mapping[str, str | int | Sequence[str]]
 
 
@@ -48,17 +46,6 @@ class ScaleClient:
 
     def close(self) -> None:
         self.seam.close()
-
-    def _parse(self, model: type[ModelT], response: httpx.Response) -> ModelT:
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise GarbledResponse(
-                self.seam.connector,
-                f"{response.request.method} {response.request.url.path}: "
-                f"unreadable {model.__name__}: {exc.errors()[0]['msg']}",
-                request_id=response.headers.get(self.seam.request_id_header),
-            ) from exc
 
     # --- projects ------------------------------------------------------------------------
 
@@ -76,18 +63,18 @@ class ScaleClient:
         response = self.seam.request(
             "POST", f"{API}/batches", json=body.model_dump(mode="json", exclude_none=True)
         )
-        return self._parse(WireBatch, response)
+        return self.seam.parse(WireBatch, response)
 
     def get_batch(self, name: str) -> WireBatch:
-        return self._parse(WireBatch, self.seam.request("GET", f"{API}/batches/{_name(name)}"))
+        return self.seam.parse(WireBatch, self.seam.request("GET", f"{API}/batches/{_name(name)}"))
 
     def finalize_batch(self, name: str) -> WireBatch:
         response = self.seam.request("POST", f"{API}/batches/{_name(name)}/finalize")
-        return self._parse(WireBatch, response)
+        return self.seam.parse(WireBatch, response)
 
     def batch_status(self, name: str) -> WireBatchStatus:
         response = self.seam.request("GET", f"{API}/batches/{_name(name)}/status")
-        return self._parse(WireBatchStatus, response)
+        return self.seam.parse(WireBatchStatus, response)
 
     # --- tasks ---------------------------------------------------------------------------
 
@@ -96,15 +83,15 @@ class ScaleClient:
         response = self.seam.request(
             "POST", f"{API}/task/{task_type}", json=body.model_dump(mode="json", exclude_none=True)
         )
-        return self._parse(WireTask, response)
+        return self.seam.parse(WireTask, response)
 
     def get_task(self, task_id: str) -> WireTask:
-        return self._parse(WireTask, self.seam.request("GET", f"{API}/task/{_name(task_id)}"))
+        return self.seam.parse(WireTask, self.seam.request("GET", f"{API}/task/{_name(task_id)}"))
 
     def cancel_task(self, task_id: str) -> WireTask:
         # unique_id is kept (no clear_unique_id): a rerun must still find the task by it.
         response = self.seam.request("POST", f"{API}/task/{_name(task_id)}/cancel")
-        return self._parse(WireTask, response)
+        return self.seam.parse(WireTask, response)
 
     def audit_task(self, task_id: str, body: AuditRequest) -> None:
         self.seam.request(
@@ -115,7 +102,7 @@ class ScaleClient:
         """One page of GET /v1/tasks; list values become repeated query parameters."""
         query = {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in params.items()}
         response = self.seam.request("GET", f"{API}/tasks", params=query)
-        return self._parse(TaskPage, response)
+        return self.seam.parse(TaskPage, response)
 
     def iter_tasks(self, params: Params) -> Iterator[dict[str, Any]]:
         """Every task matching `params`, following next_token to the end."""

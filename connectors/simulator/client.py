@@ -8,13 +8,8 @@ server, so `retry=True` throughout.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TypeVar
-
-import httpx
-from pydantic import BaseModel, ValidationError
 
 from crowdloop.connectors._http import HttpSeam
-from crowdloop.connectors.errors import GarbledResponse
 from crowdloop.connectors.simulator.models import (
     AssignmentPage,
     BlockRequest,
@@ -35,7 +30,6 @@ from crowdloop.connectors.simulator.models import (
 )
 
 API = "/api/v1"
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # Task keys travel comma-joined in a query string; keep each URL far below the server's
 # request-line limit.
@@ -49,17 +43,6 @@ class SimulatorClient:
     def close(self) -> None:
         self.seam.close()
 
-    def _parse(self, model: type[ModelT], response: httpx.Response) -> ModelT:
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise GarbledResponse(
-                self.seam.connector,
-                f"{response.request.method} {response.request.url.path}: "
-                f"unreadable {model.__name__}: {exc.errors()[0]['msg']}",
-                request_id=response.headers.get(self.seam.request_id_header),
-            ) from exc
-
     # --- pools ---------------------------------------------------------------------------
 
     def create_pool(self, body: PoolCreate) -> tuple[WirePool, bool]:
@@ -67,28 +50,28 @@ class SimulatorClient:
         # No qualification: the field is left out rather than sent as null.
         payload = body.model_dump(mode="json", exclude_none=True)
         response = self.seam.request("POST", f"{API}/pools", json=payload)
-        return self._parse(WirePool, response), response.status_code == 201
+        return self.seam.parse(WirePool, response), response.status_code == 201
 
     def find_pools(self, idempotency_key: str) -> list[WirePool]:
         response = self.seam.request(
             "GET", f"{API}/pools", params={"idempotency_key": idempotency_key}
         )
-        return self._parse(PoolList, response).items
+        return self.seam.parse(PoolList, response).items
 
     def get_pool(self, pool_id: str) -> PoolSummary:
-        return self._parse(PoolSummary, self.seam.request("GET", f"{API}/pools/{pool_id}"))
+        return self.seam.parse(PoolSummary, self.seam.request("GET", f"{API}/pools/{pool_id}"))
 
     def open_pool(self, pool_id: str) -> WirePool:
-        return self._parse(WirePool, self.seam.request("POST", f"{API}/pools/{pool_id}/open"))
+        return self.seam.parse(WirePool, self.seam.request("POST", f"{API}/pools/{pool_id}/open"))
 
     def close_pool(self, pool_id: str, reason: str) -> WirePool:
         response = self.seam.request(
             "POST", f"{API}/pools/{pool_id}/close", json={"reason": reason}
         )
-        return self._parse(WirePool, response)
+        return self.seam.parse(WirePool, response)
 
     def get_spend(self, pool_id: str) -> WireMoney:
-        return self._parse(WireMoney, self.seam.request("GET", f"{API}/pools/{pool_id}/spend"))
+        return self.seam.parse(WireMoney, self.seam.request("GET", f"{API}/pools/{pool_id}/spend"))
 
     # --- tasks ---------------------------------------------------------------------------
 
@@ -96,7 +79,7 @@ class SimulatorClient:
         response = self.seam.request(
             "POST", f"{API}/pools/{pool_id}/tasks", json=body.model_dump(mode="json")
         )
-        return self._parse(TasksAdded, response)
+        return self.seam.parse(TasksAdded, response)
 
     def find_tasks(self, pool_id: str, keys: Sequence[str]) -> list[TaskRef]:
         found: list[TaskRef] = []
@@ -104,7 +87,7 @@ class SimulatorClient:
             response = self.seam.request(
                 "GET", f"{API}/pools/{pool_id}/tasks", params={"keys": ",".join(chunk)}
             )
-            found.extend(self._parse(TaskList, response).items)
+            found.extend(self.seam.parse(TaskList, response).items)
         return found
 
     # --- assignments -----------------------------------------------------------------------
@@ -118,7 +101,7 @@ class SimulatorClient:
             if cursor:
                 params["cursor"] = cursor
             response = self.seam.request("GET", f"{API}/pools/{pool_id}/assignments", params=params)
-            page = self._parse(AssignmentPage, response)
+            page = self.seam.parse(AssignmentPage, response)
             yield page
             if not page.has_more or not page.items:
                 return
@@ -139,17 +122,17 @@ class SimulatorClient:
         response = self.seam.request(
             "POST", f"{API}/qualifications", json=body.model_dump(mode="json")
         )
-        return self._parse(WireQualification, response)
+        return self.seam.parse(WireQualification, response)
 
     def find_qualifications(self, name: str) -> list[WireQualification]:
         response = self.seam.request("GET", f"{API}/qualifications", params={"name": name})
-        return self._parse(QualificationList, response).items
+        return self.seam.parse(QualificationList, response).items
 
     def grant_qualification(self, qualification_id: str, worker_id: str) -> QualificationGranted:
         response = self.seam.request(
             "PUT", f"{API}/qualifications/{qualification_id}/workers/{worker_id}"
         )
-        return self._parse(QualificationGranted, response)
+        return self.seam.parse(QualificationGranted, response)
 
 
 def _chunk_keys(keys: Sequence[str]) -> Iterator[list[str]]:
