@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, update
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
 from crowdloop.db import session_scope
@@ -45,8 +44,6 @@ from crowdloop.models.tables import (
     ExamResult,
     ExamStatus,
     Item,
-    Judgment,
-    JudgmentStatus,
     WorkerRecord,
     utcnow,
 )
@@ -57,7 +54,7 @@ from crowdloop.stages.push import (
     push_pending,
     require_qualifications,
 )
-from crowdloop.stages.quality_check import review_submissions
+from crowdloop.stages.quality_check import golden_tally, review_submissions
 from crowdloop.stages.sync import batch_ref, sync_stage
 
 logger = logging.getLogger(__name__)
@@ -130,28 +127,8 @@ def grade_exams(campaign_id: str) -> int:
     with session_scope() as s:
         exam = load_spec(s, campaign_id).quality.exam
         assert exam is not None
-        items = int(
-            s.exec(
-                select(func.count())
-                .select_from(Item)
-                .where(Item.campaign_id == campaign_id, Item.stage == Stage.EXAM.value)
-            ).one()
-        )
-        rows = s.exec(
-            select(Judgment.worker_id, Judgment.label, Item.golden_answer)
-            .join(Item, col(Item.id) == col(Judgment.item_id))
-            .where(
-                Judgment.campaign_id == campaign_id,
-                Item.stage == Stage.EXAM.value,
-                # A quarantined answer is not held against the worker: it counts as missing.
-                Judgment.status == JudgmentStatus.VALID,
-            )
-        ).all()
-        tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for worker, label, answer in rows:
-            if worker is not None:
-                tally[worker][0] += int(label == answer)
-                tally[worker][1] += 1
+        items = _exam_items(s, campaign_id)
+        tally = golden_tally(s, campaign_id, Stage.EXAM)
         records = {
             r.worker_id: r
             for r in s.exec(select(ExamResult).where(ExamResult.campaign_id == campaign_id)).all()
@@ -206,16 +183,20 @@ def grant_passes(campaign_id: str, connector: Connector) -> int:
     return len(todo)
 
 
+def _exam_items(s: Session, campaign_id: str) -> int:
+    return int(
+        s.exec(
+            select(func.count())
+            .select_from(Item)
+            .where(Item.campaign_id == campaign_id, Item.stage == Stage.EXAM.value)
+        ).one()
+    )
+
+
 def exam_summary(campaign_id: str) -> dict[str, Any]:
     """Takers, passes, fails and grants so far (for the flow and the report)."""
     with session_scope() as s:
-        items = int(
-            s.exec(
-                select(func.count())
-                .select_from(Item)
-                .where(Item.campaign_id == campaign_id, Item.stage == Stage.EXAM.value)
-            ).one()
-        )
+        items = _exam_items(s, campaign_id)
         results = list(
             s.exec(select(ExamResult).where(ExamResult.campaign_id == campaign_id)).all()
         )

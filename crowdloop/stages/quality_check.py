@@ -65,9 +65,14 @@ _SEVERITY = {
 UNTRUSTED = (WorkerStatus.EXCLUDED, WorkerStatus.BLOCKED)
 
 
-def _golden_tally(s: Session, campaign_id: str) -> dict[str, tuple[int, int]]:
-    """worker -> (correct, total) on golden items, every stage."""
-    rows = s.exec(
+def golden_tally(
+    s: Session, campaign_id: str, stage: Stage | None = None
+) -> dict[str, tuple[int, int]]:
+    """worker -> (correct, total) on golden items, of one stage or of every stage.
+
+    A quarantined answer is not held against the worker: it counts as missing.
+    """
+    query = (
         select(Judgment.worker_id, Judgment.label, Item.golden_answer)
         .join(Item, col(Item.id) == col(Judgment.item_id))
         .where(
@@ -75,9 +80,11 @@ def _golden_tally(s: Session, campaign_id: str) -> dict[str, tuple[int, int]]:
             Judgment.status == JudgmentStatus.VALID,
             col(Item.is_golden).is_(True),
         )
-    ).all()
+    )
+    if stage is not None:
+        query = query.where(Item.stage == stage.value)
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for worker, label, answer in rows:
+    for worker, label, answer in s.exec(query).all():
         if worker is not None:
             tally[worker][0] += int(label == answer)
             tally[worker][1] += 1
@@ -118,7 +125,7 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
             "exclude": WorkerStatus.EXCLUDED,
             "warn": WorkerStatus.WARNED,
         }[spec.quality.on_fail]
-        golden = _golden_tally(s, campaign_id)
+        golden = golden_tally(s, campaign_id)
         writing = _writing_tally(s, campaign_id)
         counts = dict(
             s.exec(
