@@ -1,7 +1,7 @@
 """Benchmark: preference accuracy against the hidden truth, and cost, on simulated crowds.
 
 For several crowd mixes and seeds it runs the same comparison campaign on the simulator
-(no Prefect: `crowdloop.stages.rounds.bare_ops`) in two ways and scores each pair's
+(no Prefect: `crowdloop.stages.rounds.bare_ops`) in several ways and scores each pair's
 verdict against the simulator's truth:
 
 - baseline: fixed overlap 3, no golden pairs; verdicts by majority vote, and by the sign of
@@ -9,12 +9,16 @@ verdict against the simulator's truth:
 - crowdloop default (the campaign spec's defaults): golden pairs (share 0.10) with blocking
   and exclusion, the worker-aware aggregation, and dynamic overlap (start at 1, up to 4,
   target confidence 0.8);
-- crowdloop quality-first: golden share 0.15 and dynamic overlap from 2 up to 5.
+- crowdloop quality-first: golden share 0.15 and dynamic overlap from 2 up to 5;
+- crowdloop default + exam: production comparisons only for workers who passed an exam of
+  12 clear-cut golden pairs (9 right), graded on our side.
 
     .venv/bin/python bench/bench_quality.py            # 3 seeds x 2 crowds
     .venv/bin/python bench/bench_quality.py --quick    # 1 seed x 2 crowds
 
-Cost is what the simulated marketplace charged (golden and re-queued work included).
+Cost is what the simulated marketplace charged (golden, exam and re-queued work included).
+The last column is the share of the judgments the verdicts were computed from that came
+from the simulator's spammers.
 """
 
 from __future__ import annotations
@@ -71,6 +75,17 @@ QUALITY_FIRST = {
     "dynamic_overlap": {"min_overlap": 2, "max_overlap": 5, "target_confidence": 0.8},
 }
 
+# The default plus an exam: production comparisons only for workers who passed 9 of 12
+# clear-cut golden pairs (the exam's defaults).
+EXAM = {"exam": {"items": 12, "min_correct": 9}}
+CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    # key: (table label, preferences section, quality section)
+    "baseline": ("majority vote / plain Bradley-Terry, overlap 3", BASELINE, {}),
+    "default": ("crowdloop default", DEFAULT, {}),
+    "quality_first": ("crowdloop quality-first", QUALITY_FIRST, {}),
+    "exam": ("crowdloop default + exam", DEFAULT, EXAM),
+}
+
 
 def _truth(sim_url: str, item_ids: list[str]) -> dict[str, str]:
     import httpx
@@ -85,7 +100,12 @@ def _accuracy(pred: dict[str, str], truth: dict[str, str]) -> float:
 
 
 def run_one(
-    root: Path, crowd: CrowdConfig, seed: int, prefs: dict[str, Any], name: str
+    root: Path,
+    crowd: CrowdConfig,
+    seed: int,
+    prefs: dict[str, Any],
+    name: str,
+    quality: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     folder = root / name
     os.environ["CROWDLOOP_DATABASE_URL"] = f"sqlite:///{folder / 'db.sqlite'}"
@@ -96,6 +116,8 @@ def run_one(
         # Every key is written out (None included) so the spec's defaults do not leak in.
         "preferences": {**prefs, "golden_file": "golden-pairs.jsonl"},
     }
+    if quality:
+        overrides["quality"] = quality
     path = write_demo_inputs(folder, name, SIZE, seed, overrides)
     started = time.perf_counter()
     with SimulatorServer(SimulatorConfig(seed=seed, crowd=crowd)) as sim:
@@ -117,11 +139,9 @@ def run_one(
             workers = sim.state.stats  # noqa: F841 - keeps the server's view alive for debugging
         truth = _truth(sim.url, real)
         frame = judgments_frame(name)
-        catch = Counter(
-            w["archetype"]
-            for w in __import__("httpx").get(f"{sim.url}/sim/workers", timeout=30).json()
-            if w["blocked"]
-        )
+        crowd_now = __import__("httpx").get(f"{sim.url}/sim/workers", timeout=30).json()
+        catch = Counter(w["archetype"] for w in crowd_now if w["blocked"])
+        archetype = {w["id"]: w["archetype"] for w in crowd_now}
     tallies: dict[str, Counter[str]] = {}
     for pair, label in zip(frame["pair"], frame["label"], strict=True):
         tallies.setdefault(pair, Counter())[label] += 1
@@ -142,6 +162,10 @@ def run_one(
         "majority_vote": _accuracy(mv, truth),
         "plain_bt": _accuracy(bt, truth),
         "blocked": dict(catch),
+        # Of the judgments the verdicts were computed from, the share a spammer gave.
+        "spam_share": float(
+            sum(archetype.get(w) == "spammer" for w in frame["worker"]) / max(len(frame), 1)
+        ),
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -156,50 +180,44 @@ def main() -> None:
         root = Path(tmp)
         for crowd_name, crowd in CROWDS.items():
             for seed in seeds:
-                base = run_one(root, crowd, seed, BASELINE, f"base-{len(rows)}")
-                ours = run_one(root, crowd, seed, DEFAULT, f"ours-{len(rows)}")
-                best = run_one(root, crowd, seed, QUALITY_FIRST, f"best-{len(rows)}")
-                rows.append(
-                    {
-                        "crowd": crowd_name,
-                        "seed": seed,
-                        "baseline": base,
-                        "default": ours,
-                        "quality_first": best,
-                    }
-                )
+                runs = {
+                    key: run_one(root, crowd, seed, prefs, f"{key}-{len(rows)}", quality)
+                    for key, (_, prefs, quality) in CONFIGS.items()
+                }
+                rows.append({"crowd": crowd_name, "seed": seed, **runs})
+                base = runs["baseline"]
                 print(
                     f"{crowd_name} seed {seed}: MV {base['majority_vote']:.3f}, "
-                    f"BT {base['plain_bt']:.3f} @ {base['cost']:.2f} | crowdloop "
-                    f"{ours['pipeline']:.3f} @ {ours['cost']:.2f} (blocked {ours['blocked']}) | "
-                    f"quality-first {best['pipeline']:.3f} @ {best['cost']:.2f}",
+                    f"BT {base['plain_bt']:.3f} @ {base['cost']:.2f} | "
+                    + " | ".join(
+                        f"{key} {r['pipeline']:.3f} @ {r['cost']:.2f} "
+                        f"(blocked {r['blocked']}, spam share {r['spam_share']:.3f})"
+                        for key, r in runs.items()
+                        if key != "baseline"
+                    ),
                     flush=True,
                 )
     print()
-    print("| crowd | method | accuracy vs truth (mean over seeds) | cost (USD) |")
-    print("|---|---|---|---|")
+    print(
+        "| crowd | method | accuracy vs truth (mean over seeds) | cost (USD) "
+        "| judgments from spammers |"
+    )
+    print("|---|---|---|---|---|")
     for crowd_name in CROWDS:
         mine = [r for r in rows if r["crowd"] == crowd_name]
 
         def mean(run: str, key: str, mine: list[dict[str, Any]] = mine) -> float:
             return statistics.mean(r[run][key] for r in mine)
 
-        print(
-            f"| {crowd_name} | majority vote, overlap 3 | {mean('baseline', 'majority_vote'):.3f} "
-            f"| {mean('baseline', 'cost'):.2f} |"
-        )
-        print(
-            f"| {crowd_name} | plain Bradley-Terry, overlap 3 | {mean('baseline', 'plain_bt'):.3f} "
-            f"| {mean('baseline', 'cost'):.2f} |"
-        )
-        print(
-            f"| {crowd_name} | crowdloop default | {mean('default', 'pipeline'):.3f} "
-            f"| {mean('default', 'cost'):.2f} |"
-        )
-        print(
-            f"| {crowd_name} | crowdloop quality-first | "
-            f"{mean('quality_first', 'pipeline'):.3f} | {mean('quality_first', 'cost'):.2f} |"
-        )
+        for label, key, accuracy in (
+            ("majority vote, overlap 3", "baseline", "majority_vote"),
+            ("plain Bradley-Terry, overlap 3", "baseline", "plain_bt"),
+            *((CONFIGS[k][0], k, "pipeline") for k in CONFIGS if k != "baseline"),
+        ):
+            print(
+                f"| {crowd_name} | {label} | {mean(key, accuracy):.3f} | {mean(key, 'cost'):.2f} "
+                f"| {mean(key, 'spam_share'):.1%} |"
+            )
     print()
     print(json.dumps({"seeds": seeds, "rows": rows}, default=str))
 
