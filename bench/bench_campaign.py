@@ -305,14 +305,8 @@ def run_bare(campaign_file: Path, timer: PhaseTimer) -> dict[str, Any]:
         campaign.status = CampaignStatus.COMPLETE
         s.add(campaign)
     with timer("campaign_report"):
-        # publish-report minus the Prefect artifacts: the report and its two files.
-        data = report.campaign_report(campaign_id)
-        md = report.report_markdown(data)
-        out = Path(spec_obj.output_dir)
-        (out / f"{campaign_id}-report.md").write_text(md + "\n", encoding="utf-8")
-        (out / f"{campaign_id}-report.json").write_text(
-            json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
-        )
+        # publish-report minus the Prefect artifacts: the same report and its two files.
+        report.write_report(campaign_id)
     return {
         "campaign": campaign_id,
         "rounds": rounds,

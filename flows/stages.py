@@ -8,9 +8,7 @@ ledger, syncs resume from the stored cursor, and the rest recompute from stored 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -26,7 +24,6 @@ from crowdloop.stages import (
     preferences,
     push,
     quality_check,
-    quality_report,
     report,
     sync,
 )
@@ -208,12 +205,7 @@ def record_spend(campaign_id: str) -> str:
 @task(name="publish-report")
 def publish_report(campaign_id: str) -> dict[str, Any]:
     """The artifacts the ops team reads in the Prefect UI, and the same report on disk."""
-    data = report.campaign_report(campaign_id)
-    spec = campaign_spec(campaign_id)
-    md = report.report_markdown(data)
-    if spec.preferences is not None:
-        data["quality"] = quality_report.quality_report(campaign_id)
-        md += "\n\n" + quality_report.quality_markdown(data["quality"])
+    data, md = report.write_report(campaign_id)
     create_markdown_artifact(
         key=artifact_key(campaign_id, "summary"), markdown=md, description="Campaign summary"
     )
@@ -223,10 +215,4 @@ def publish_report(campaign_id: str) -> dict[str, Any]:
             table=data["worker_table"],
             description="Worker quality on golden tasks",
         )
-    out = Path(spec.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{campaign_id}-report.md").write_text(md + "\n", encoding="utf-8")
-    (out / f"{campaign_id}-report.json").write_text(
-        json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
-    )
     return data

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
@@ -27,6 +29,7 @@ from crowdloop.models.tables import (
     WorkerStatus,
     utcnow,
 )
+from crowdloop.stages import quality_report
 from crowdloop.stages.exam import exam_summary
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.push import stage_reward
@@ -259,3 +262,25 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"Retraining `{t['key']}` on {t['pairs']} pairs: {t['state']} {t['result'] or ''}",
         ]
     return "\n".join(lines)
+
+
+def write_report(campaign_id: str) -> tuple[dict[str, Any], str]:
+    """Build the campaign report (with the quality report when the campaign collects
+    preferences) and write it beside the datasets as Markdown and JSON.
+
+    Returns (data, markdown): the flow publishes the same content as Prefect artifacts.
+    """
+    with session_scope() as s:
+        spec = load_spec(s, campaign_id)
+    data = campaign_report(campaign_id)
+    md = report_markdown(data)
+    if spec.preferences is not None:
+        data["quality"] = quality_report.quality_report(campaign_id)
+        md += "\n\n" + quality_report.quality_markdown(data["quality"])
+    out = Path(spec.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{campaign_id}-report.md").write_text(md + "\n", encoding="utf-8")
+    (out / f"{campaign_id}-report.json").write_text(
+        json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
+    return data, md
