@@ -180,3 +180,29 @@ def test_connectivity_detects_two_leagues(many: pd.DataFrame) -> None:
     assert report.components == 2
     assert report.items_per_component == [12, 5]
     assert not report.ok
+
+
+def test_agreement_equals_evalica_alpha() -> None:
+    """Krippendorff's alpha from label counts equals evalica's on the worker x pair matrix."""
+    import evalica
+
+    from crowdloop.stages.quality_report import _agreement
+
+    rng = np.random.default_rng(7)
+    n = 2000
+    frame = pd.DataFrame(
+        {
+            "worker": rng.integers(0, 30, n).astype(str),
+            "pair": rng.integers(0, 300, n).astype(str),
+            "label": rng.choice(["left", "right", "tie"], n, p=[0.5, 0.3, 0.2]),
+        }
+    )
+    truth = rng.choice(["left", "right"], 300)
+    agree = rng.random(n) < 0.6
+    frame.loc[agree, "label"] = truth[frame.loc[agree, "pair"].astype(int)]
+    wide = frame.pivot_table(index="worker", columns="pair", values="label", aggfunc="first")
+    ours = _agreement(frame)
+    assert ours is not None and 0.1 < ours < 0.9
+    assert ours == pytest.approx(float(evalica.alpha(wide).alpha), abs=1e-12)
+    # One label only: no expected disagreement, so no alpha.
+    assert _agreement(frame.assign(label="left")) is None

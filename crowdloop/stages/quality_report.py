@@ -11,7 +11,6 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-import evalica
 import numpy as np
 import pandas as pd
 from sqlmodel import col, select
@@ -29,15 +28,31 @@ BIAS_P = 0.01  # a worker whose left/right split is this unlikely under no bias 
 
 
 def _agreement(frame: pd.DataFrame) -> float | None:
-    """Krippendorff's alpha (nominal) over the trusted comparison labels."""
+    """Krippendorff's alpha (nominal) over the trusted comparison labels.
+
+    Computed from per-pair label counts (the coincidence matrix's diagonal and margins), a
+    groupby over the long frame. evalica.alpha gives the same value (tests cross-check) but
+    needs a worker x pair matrix, whose pivot took 14 s at 120k judgments.
+    """
     if frame.empty or frame["worker"].nunique() < 2:
         return None
-    wide = frame.pivot_table(index="worker", columns="pair", values="label", aggfunc="first")
-    try:
-        return float(evalica.alpha(wide).alpha)
-    except Exception as exc:  # evalica refuses degenerate input (e.g. one label only)
-        logger.info("agreement not computed: %s", exc)
+    first = frame.drop_duplicates(["worker", "pair"])  # one value per coder and unit
+    counts = first.groupby(["pair", "label"]).size().unstack(fill_value=0)
+    per_unit = counts.sum(axis=1)
+    pairable = per_unit >= 2  # a unit with one value carries no agreement information
+    counts, per_unit = counts[pairable], per_unit[pairable]
+    if counts.empty:
         return None
+    values = counts.to_numpy(dtype=float)
+    per_label = values.sum(axis=0)
+    n = float(per_label.sum())
+    agreeing = float((values * (values - 1.0) / (per_unit.to_numpy()[:, None] - 1.0)).sum())
+    expected = (n * n - float((per_label**2).sum())) / (n * (n - 1.0))
+    if expected <= 0:
+        logger.info("agreement not computed: every judgment has the same label")
+        return None
+    observed = (n - agreeing) / n
+    return 1.0 - observed / expected
 
 
 def _rankings(frame: pd.DataFrame, n_boot: int) -> dict[str, list[dict[str, Any]]]:
