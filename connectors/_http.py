@@ -54,6 +54,16 @@ class RetryPolicy:
     max_retry_after_s: float = 120.0
 
 
+def client_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The `timeout_s` and `retry_attempts` connector options as `get_client` overrides."""
+    timeout_s = options.get("timeout_s")
+    attempts = options.get("retry_attempts")
+    return {
+        "timeout_s": float(timeout_s) if timeout_s is not None else None,
+        "retry": RetryPolicy(attempts=int(attempts)) if attempts is not None else RetryPolicy(),
+    }
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:

@@ -102,7 +102,7 @@ from typing import Any, ClassVar, Self, cast
 
 from pydantic import TypeAdapter, ValidationError
 
-from crowdloop.connectors._http import RetryPolicy
+from crowdloop.connectors._http import client_options
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import (
     GarbledResponse,
@@ -249,14 +249,8 @@ class LabelStudioConnector(Connector):
             if credentials_block
             else LabelStudioCredentials.from_env()
         )
-        retry = RetryPolicy()
-        if "retry_attempts" in options:
-            retry = RetryPolicy(attempts=int(options["retry_attempts"]))
-        timeout_s = options.get("timeout_s")
         return cls(
-            credentials.get_client(
-                timeout_s=float(timeout_s) if timeout_s is not None else None, retry=retry
-            ),
+            credentials.get_client(**client_options(options)),
             page_size=int(options.get("page_size", PAGE_SIZE)),
             task_page_size=int(options.get("task_page_size", TASK_PAGE_SIZE)),
             settle_s=float(options.get("settle_s", SETTLE_S)),

@@ -127,7 +127,7 @@ from typing import Any, ClassVar, Self, TypeVar, cast
 
 from pydantic import TypeAdapter, ValidationError
 
-from crowdloop.connectors._http import RetryPolicy
+from crowdloop.connectors._http import client_options
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import (
     AlreadyExists,
@@ -377,15 +377,9 @@ class ProlificConnector(Connector):
         workspace = options.get("workspace_id") or os.environ.get(ENV_WORKSPACE)
         if not workspace:
             raise ValueError(f"prolific: set connector option workspace_id (or {ENV_WORKSPACE})")
-        retry = RetryPolicy()
-        if "retry_attempts" in options:
-            retry = RetryPolicy(attempts=int(options["retry_attempts"]))
-        timeout_s = options.get("timeout_s")
         cap = options.get("max_submissions_per_participant")
         return cls(
-            credentials.get_client(
-                timeout_s=float(timeout_s) if timeout_s is not None else None, retry=retry
-            ),
+            credentials.get_client(**client_options(options)),
             workspace_id=str(workspace),
             project_id=options.get("project_id"),
             currency=str(options.get("currency", "USD")),

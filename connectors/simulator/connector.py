@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self, cast
 
 from pydantic import TypeAdapter, ValidationError
 
-from crowdloop.connectors._http import RetryPolicy
+from crowdloop.connectors._http import client_options
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import GarbledResponse
 from crowdloop.connectors.simulator.client import SimulatorClient
@@ -74,14 +74,8 @@ class SimulatorConnector(Connector):
             if credentials_block
             else SimulatorCredentials.from_env()
         )
-        retry = RetryPolicy()
-        if "retry_attempts" in options:
-            retry = RetryPolicy(attempts=int(options["retry_attempts"]))
-        timeout_s = options.get("timeout_s")
         return cls(
-            credentials.get_client(
-                timeout_s=float(timeout_s) if timeout_s is not None else None, retry=retry
-            ),
+            credentials.get_client(**client_options(options)),
             page_limit=int(options.get("page_limit", PAGE_LIMIT)),
         )
 
