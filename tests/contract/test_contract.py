@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from crowdloop.connectors.base import Connector
@@ -49,8 +50,8 @@ def http_harness(harness: Harness) -> Harness:
 def faulty(harness: Harness) -> tuple[Connector, FaultTransport]:
     holder: list[FaultTransport] = []
 
-    def wrap(inner: object) -> FaultTransport:
-        transport = FaultTransport(inner, harness.routes)  # type: ignore[arg-type]
+    def wrap(inner: httpx.BaseTransport) -> FaultTransport:
+        transport = FaultTransport(inner, harness.routes)
         holder.append(transport)
         return transport
 
