@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import evalica
@@ -198,14 +197,13 @@ def test_weight_equals_repetition() -> None:
     np.testing.assert_allclose(weighted, repeated, atol=1e-9)
 
 
-def test_million_comparisons_are_fast() -> None:
+def test_million_comparisons_converge() -> None:
+    # Speed is measured in bench/bench_aggregation.py, side by side with evalica; a timed
+    # assertion here would only measure how loaded the machine is.
     left, right, outcome, strength = _simulate(5, n_items=200, n_comparisons=1_000_000)
-    started = time.perf_counter()
     result = bradley_terry(left, right, outcome, 200)
-    elapsed = time.perf_counter() - started
     assert result.converged
     assert spearmanr(result.scores, strength).statistic > 0.99
-    assert elapsed < 10.0, f"1e6 comparisons took {elapsed:.1f} s"
 
 
 def test_win_probability() -> None:

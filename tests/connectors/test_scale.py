@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -79,14 +79,6 @@ class Recorder(httpx.BaseTransport):
         return [json.loads(r.content) for r in self.sent(method, path)]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def fake() -> FakeScale:
     return FakeScale()
@@ -119,10 +111,9 @@ def make(fake: FakeScale, waits: list[float]) -> Iterator[Make]:
             "settle_s": 0.0,
             **options,
         }
-        # By default the reader's clock runs a second ahead of the fake server's, so work
-        # finished just before a read is inside the read's window (settle_s is 0 here).
-        ahead = clock or (lambda: datetime.now(UTC) + timedelta(seconds=1))
-        connector = ScaleConnector(client, ScaleOptions(**settings), clock=ahead)
+        # The reader shares the fake server's clock (settle_s is 0 here): work finished
+        # before a read is inside the read's window, work finished after it is not.
+        connector = ScaleConnector(client, ScaleOptions(**settings), clock=clock or fake.clock)
         made.append(connector)
         return connector, recorder
 
@@ -486,8 +477,8 @@ def test_exclude_workers_is_refused_before_anything_is_sent(make: Make) -> None:
 
 
 def test_results_page_through_a_window_and_map_to_preferences(make: Make, fake: FakeScale) -> None:
-    clock = Clock()
-    connector, rec = make(clock=clock)
+    clock = fake.clock
+    connector, rec = make()
     batch = connector.create_batch(spec(), idempotency_key=KEY)
     items = compare_items(4)
     connector.add_items(batch, items, idempotency_key="k")
@@ -539,8 +530,8 @@ def test_results_page_through_a_window_and_map_to_preferences(make: Make, fake: 
 def test_completions_younger_than_settle_s_wait_for_the_next_window(
     make: Make, fake: FakeScale
 ) -> None:
-    clock = Clock()
-    connector, _ = make(clock=clock, settle_s=60.0)
+    clock = fake.clock
+    connector, _ = make(settle_s=60.0)
     batch = connector.create_batch(spec(), idempotency_key=KEY)
     connector.add_items(batch, compare_items(2, overlap=1), idempotency_key="k")
     fake.answer_batch(batch.external_id)

@@ -15,7 +15,6 @@ import email.utils
 import itertools
 import json
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,11 +53,23 @@ PERSONAL_TOKEN = make_jwt(
 _VARIABLE = re.compile(r'value="\$([A-Za-z_][A-Za-z0-9_]*)"')
 
 
+class ServerClock:
+    """The fake's time in epoch seconds: a fixed start, a millisecond further at each reading
+    (never the machine's clock, so a loaded machine changes nothing)."""
+
+    def __init__(self, now: float = 1_900_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
 @dataclass
 class FakeLabelStudio:
     """The state behind the router; tests read and change it directly."""
 
-    clock: Any = time.time  # the server's clock (epoch seconds)
+    clock: Any = field(default_factory=ServerClock)  # the server's clock (epoch seconds)
     projects: dict[int, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
     access_tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -51,11 +50,35 @@ def _error(status: int, message: str) -> httpx.Response:
     return httpx.Response(status, json={"status_code": status, "error": message})
 
 
+class ServerClock:
+    """The fake's time: a fixed start, one millisecond further at every reading.
+
+    Shared by the fake server and the connector under test, it gives what real clocks give
+    (a read sees every earlier completion as past, a later completion lands after the read)
+    without reading the machine's clock, so a slow or loaded machine changes nothing.
+    """
+
+    def __init__(self, start: datetime = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(milliseconds=1)
+        return self.now
+
+
 class FakeScale:
     """Projects, batches and tasks of one Scale account, served on `router`."""
 
-    def __init__(self, api_key: str = API_KEY, *, seed: int = 7, rapid: bool = False) -> None:
+    def __init__(
+        self,
+        api_key: str = API_KEY,
+        *,
+        seed: int = 7,
+        rapid: bool = False,
+        clock: ServerClock | None = None,
+    ) -> None:
         self.api_key = api_key
+        self.clock = clock or ServerClock()
         self.rapid = rapid  # Rapid/Studio: no task may be added to a finalized batch
         self.rng = random.Random(seed)
         self.projects: dict[str, dict[str, Any]] = {}
@@ -65,7 +88,6 @@ class FakeScale:
         self.started: set[str] = set()  # task ids a worker has begun: not cancelable
         self.refuse_tokens = False  # simulate expired next_tokens
         self._ids = 0
-        self._clock = datetime.now(UTC) - timedelta(seconds=1)
         self.router = respx.Router(base_url=BASE, assert_all_called=False)
         self._route("POST", r"^/v1/projects$", self._create_project)
         self._route("POST", r"^/v1/batches$", self._create_batch)
@@ -91,10 +113,8 @@ class FakeScale:
         self.router.route(method=method, path__regex=pattern).mock(side_effect=guarded)
 
     def _now(self) -> datetime:
-        """Server time: the wall clock, strictly increasing (sent with ms precision)."""
-        now = datetime.now(UTC)
-        self._clock = now if now > self._clock else self._clock + timedelta(microseconds=1)
-        return self._clock
+        """Server time: strictly increasing, whole milliseconds (as Scale sends it)."""
+        return self.clock()
 
     def _new_id(self) -> str:
         self._ids += 1
@@ -393,14 +413,10 @@ class ScaleHarness(Harness):
             page_limit=3,
             settle_s=0.0,
         )
-        return ScaleConnector(client, options)
+        return ScaleConnector(client, options, clock=self.fake.clock)
 
     def answer(self, connector: Connector, batch: BatchRef, items: list[TaskItem]) -> int:
-        answered = self.fake.answer_batch(batch.external_id)
-        # Timestamps are ms-precise and a results window ends (exclusively) at the reader's
-        # clock: step past the millisecond of the last completion before anyone reads.
-        time.sleep(0.002)
-        return answered
+        return self.fake.answer_batch(batch.external_id)
 
     def created(self) -> tuple[int, int]:
         return self.fake.created()
@@ -410,4 +426,4 @@ def make_harness() -> Harness:
     return ScaleHarness()
 
 
-__all__ = ["API_KEY", "BASE", "FakeScale", "ScaleHarness", "make_harness"]
+__all__ = ["API_KEY", "BASE", "FakeScale", "ScaleHarness", "ServerClock", "make_harness"]
