@@ -86,7 +86,20 @@ class Connector(ABC):
     def start(self, batch: BatchRef) -> None: ...
 
     @abstractmethod
-    def stop(self, batch: BatchRef, *, reason: str) -> None: ...
+    def stop(self, batch: BatchRef, *, reason: str) -> None:
+        """Close the batch for good (campaign complete or cancelled): no new work is handed
+        out; submissions already made stay readable. Stopping a stopped batch is a no-op."""
+
+    def pause(self, batch: BatchRef) -> None:
+        """Stop handing out new work until `resume` (Capability.PAUSE).
+
+        Pausing a paused batch is a no-op; submissions keep arriving for work in hand.
+        """
+        raise NotSupported(self.name, Capability.PAUSE.value)
+
+    def resume(self, batch: BatchRef) -> None:
+        """Hand out work again after `pause`; resuming an open batch is a no-op."""
+        raise NotSupported(self.name, Capability.PAUSE.value)
 
     @abstractmethod
     def get_status(self, batch: BatchRef) -> BatchStatus: ...

@@ -126,6 +126,9 @@ class Capability(StrEnum):
     SANDBOX = "sandbox"
     # Named qualifications: grant one to a worker, offer a batch only to its holders.
     QUALIFY_WORKERS = "qualify_workers"
+    # Pause a batch (no new work handed out; work in hand may still be submitted) and
+    # resume it later. Without it a paused campaign only stops publishing on our side.
+    PAUSE = "pause"
 
 
 class BatchSpec(Frozen):
