@@ -91,18 +91,108 @@ def demo(
 
 
 @app.command()
-def run(campaign_file: Path) -> None:
-    """Run a campaign file (YAML) end to end."""
+def run(
+    campaign_file: Path,
+    update: Annotated[
+        bool,
+        typer.Option(
+            help="Apply changed run settings (polling, timeouts, connector options, "
+            "retraining, budget) to the existing campaign."
+        ),
+    ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(help="Seconds to wait for another run driving this campaign (0: exit)."),
+    ] = 0.0,
+) -> None:
+    """Run a campaign file (YAML) end to end; rerun it to resume."""
     from crowdloop.models.spec import load_campaign
 
     try:
-        load_campaign(campaign_file)  # fail fast, before Prefect starts
+        spec = load_campaign(campaign_file)  # fail fast, before Prefect starts
     except SpecError as exc:
         _fail(str(exc))
-    from crowdloop.flows.campaign import run_campaign
+    from crowdloop.stages import lease
 
-    result = run_campaign(str(campaign_file))
+    holder = lease.current(spec.name)
+    if holder is not None and wait <= 0:
+        _fail(
+            f"campaign {spec.name!r} is being driven by {holder.description or holder.holder}; "
+            f"wait for it (--wait SECONDS) or cancel it (crowdloop cancel {spec.name})"
+        )
+    from prefect.exceptions import CancelledRun
+
+    from crowdloop.flows.campaign import run_campaign
+    from crowdloop.stages.lease import CampaignBusy
+    from crowdloop.stages.plan import CampaignConflict
+
+    try:
+        result = run_campaign(str(campaign_file), update=update, lease_wait_s=wait)
+    except (CampaignBusy, CampaignConflict) as exc:
+        _fail(str(exc))
+    except CancelledRun:
+        result = None
+    if not isinstance(result, dict) or "report" not in result:
+        console.print(f"campaign {spec.name}: {_status_line(spec.name)}")
+        raise typer.Exit(1)
     console.print_json(json.dumps(result["report"], default=str))
+
+
+def _status_line(campaign_id: str) -> str:
+    from crowdloop.stages.progress import live_progress
+
+    p = live_progress(campaign_id)
+    return p.status + (f" ({p.reason})" if p.reason else "")
+
+
+def _operate(action: str, campaign: str, reason: str | None) -> None:
+    from crowdloop.stages import lifecycle, operate
+
+    fn = {"pause": operate.pause, "resume": operate.resume, "cancel": operate.cancel}[action]
+    kwargs = {"reason": reason} if reason else {}
+    try:
+        result = fn(campaign, actor=lifecycle.actor_cli(), **kwargs)
+    except lifecycle.UnknownCampaign:
+        _fail(_no_campaign(campaign))
+    except lifecycle.IllegalTransition as exc:
+        _fail(str(exc))
+    console.print(result.summary(), soft_wrap=True)
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    from crowdloop.flows.ops import follow_up
+
+    for line in follow_up(campaign, action):
+        console.print(line)
+
+
+def _no_campaign(campaign: str) -> str:
+    from crowdloop.db import redacted_url
+
+    return (
+        f"no campaign named {campaign!r} in {redacted_url()} "
+        "(set CROWDLOOP_DATABASE_URL to the database the campaign ran on)"
+    )
+
+
+Reason = Annotated[str | None, typer.Option(help="Why; kept in the campaign's log.")]
+
+
+@app.command()
+def pause(campaign: str, reason: Reason = None) -> None:
+    """Pause a campaign: nothing more is published, marketplace batches stop handing out work."""
+    _operate("pause", campaign, reason)
+
+
+@app.command()
+def resume(campaign: str, reason: Reason = None) -> None:
+    """Resume a paused campaign (or restart a cancelled one): batches reopen."""
+    _operate("resume", campaign, reason)
+
+
+@app.command()
+def cancel(campaign: str, reason: Reason = None) -> None:
+    """Cancel a campaign: every marketplace batch is stopped; `crowdloop run` restarts it."""
+    _operate("cancel", campaign, reason)
 
 
 @app.command()
@@ -112,13 +202,34 @@ def status(campaign: Annotated[str | None, typer.Argument()] = None) -> None:
 
     from crowdloop.db import redacted_url, session_scope
     from crowdloop.models.tables import Campaign
-    from crowdloop.stages.report import campaign_report, report_markdown
 
     if campaign:
+        from rich.markdown import Markdown
+
+        from crowdloop.stages.lifecycle import events
+        from crowdloop.stages.progress import live_progress, progress_markdown
+
         try:
-            console.print(report_markdown(campaign_report(campaign)))
-        except LookupError as exc:
-            _fail(str(exc))
+            progress = live_progress(campaign)
+        except LookupError:
+            _fail(_no_campaign(campaign))
+        if progress.status == "complete":
+            from crowdloop.stages.report import campaign_report, report_markdown
+
+            console.print(report_markdown(campaign_report(campaign)), soft_wrap=True)
+            return
+        console.print(Markdown(progress_markdown(progress)))
+        log = Table(title="lifecycle", show_header=True)
+        for col_name in ("when (UTC)", "change", "by", "why"):
+            log.add_column(col_name)
+        for e in events(campaign, limit=8):
+            log.add_row(
+                e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                f"{e.old_status} → {e.new_status}",
+                e.actor,
+                e.reason,
+            )
+        console.print(log)
         return
     with session_scope() as s:
         rows = list(s.exec(select(Campaign)).all())

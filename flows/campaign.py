@@ -3,52 +3,35 @@
 Each flow is a loop of stage tasks — push, wait-and-sync, check workers, settle, advance —
 that reads and writes crowdloop's database, so any run can stop anywhere and a rerun of
 the same flow continues from what the database says.
+
+A run drives its campaign only while it holds the campaign's lease (one driver per
+campaign) and only while the campaign is running: a pause or an approval request from an
+operator or the budget halts it between two polls, and the run waits for the operator
+(suspended, infrastructure released, when it came from a deployment). Completion closes
+the campaign's marketplace batches; the failure, crash and cancellation hooks record what
+happened so the campaign never stays "running" after its run is gone.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
-from uuid import UUID
+from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.states import Cancelled, State
 
 from crowdloop.db import session_scope
+from crowdloop.flows import hooks
 from crowdloop.flows import stages as t
+from crowdloop.flows.operator import wait_for_operator
 from crowdloop.flows.trigger import trigger_retraining
 from crowdloop.models.domain import Stage
 from crowdloop.models.spec import CampaignSpec, load_campaign
-from crowdloop.models.tables import Campaign, CampaignStatus, ItemState
+from crowdloop.models.tables import CampaignStatus
+from crowdloop.stages import lease, lifecycle
 from crowdloop.stages.demonstrations import DEMO_STAGES
 from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.rounds import RoundOps, run_rounds
-
-
-def _progress(campaign_id: str, stages: list[Stage]) -> float:
-    from sqlalchemy import func
-    from sqlmodel import col, select
-
-    from crowdloop.models.tables import Item
-
-    with session_scope() as s:
-        rows = s.exec(
-            select(Item.state, func.count())
-            .where(
-                Item.campaign_id == campaign_id,
-                col(Item.stage).in_([x.value for x in stages]),
-            )
-            .group_by(col(Item.state))
-        ).all()
-    total = sum(n for _, n in rows) or 1
-    finished = sum(
-        n
-        for state, n in rows
-        if state in (ItemState.COLLECTED, ItemState.DONE, ItemState.EXHAUSTED)
-    )
-    return round(100.0 * finished / total, 1)
-
+from crowdloop.stages.rounds import RoundOps, connector_for, run_rounds
 
 TASK_OPS = RoundOps(
     push=t.push_stage,
@@ -60,42 +43,26 @@ TASK_OPS = RoundOps(
 )
 
 
-def _run_rounds(
-    campaign_id: str, stages: list[Stage], advance: bool, ops: RoundOps = TASK_OPS
-) -> int:
-    progress_id = create_progress_artifact(
-        progress=0.0,
-        key=t.artifact_key(campaign_id, "progress-" + stages[0].value),
-        description=f"{campaign_id}: share of {', '.join(s.value for s in stages)} items finished",
-    )
+def _run_rounds(campaign_id: str, stages: list[Stage], advance: bool, ops: RoundOps) -> int:
+    t.publish_progress(campaign_id)
     return run_rounds(
         campaign_id,
         stages,
         ops,
         advance=advance,
-        on_round=lambda _: update_progress_artifact(
-            cast(UUID, progress_id), _progress(campaign_id, stages)
-        ),
+        on_round=lambda _: t.publish_progress(campaign_id),
     )
 
 
-@flow(name="collect-demonstrations")
-def collect_demonstrations(campaign_id: str) -> dict[str, Any]:
-    """Prompts and responses written by the crowd, verified by other workers, exported as SFT."""
-    rounds = _run_rounds(campaign_id, DEMO_STAGES, advance=True)
+def _demonstrations(campaign_id: str) -> dict[str, Any]:
+    rounds = _run_rounds(campaign_id, DEMO_STAGES, advance=True, ops=TASK_OPS)
     exported = t.export_sft(campaign_id)
     return {"rounds": rounds, "sft": exported}
 
 
-@flow(name="collect-preferences")
-def collect_preferences(campaign_id: str) -> dict[str, Any]:
-    """Pairwise comparisons with golden pairs mixed in; BT scores; TRL preference export.
-
-    With an exam (`quality.exam`) each round first grades it and qualifies passers, and
-    production comparisons go only to qualified workers; the exam closes at the end.
-    """
+def _preferences(campaign_id: str) -> dict[str, Any]:
     has_exam = t.campaign_spec(campaign_id).quality.exam is not None
-    ops = replace(TASK_OPS, exam=t.exam_round) if has_exam else TASK_OPS
+    ops = RoundOps(**{**TASK_OPS.__dict__, "exam": t.exam_round}) if has_exam else TASK_OPS
     rounds = _run_rounds(campaign_id, [Stage.COMPARE], advance=False, ops=ops)
     out: dict[str, Any] = {"rounds": rounds}
     if has_exam:
@@ -106,33 +73,142 @@ def collect_preferences(campaign_id: str) -> dict[str, Any]:
     return out
 
 
-def _set_status(campaign_id: str, status: CampaignStatus) -> None:
+def _drive(campaign_id: str, parts: list[str], out: dict[str, Any]) -> State | None:
+    """Run the parts in order; on a halt wait for the operator, then go on where it stopped.
+
+    Returns a Cancelled state when the campaign was cancelled, None when the parts finished.
+    """
+    run = {"demonstrations": _demonstrations, "preferences": _preferences}
+    while True:
+        try:
+            for part in parts:
+                if part not in out:
+                    out[part] = run[part](campaign_id)
+            return None
+        except lifecycle.CampaignHalted as halted:
+            if halted.status == CampaignStatus.CANCELLED:
+                t.publish_progress(campaign_id)
+                return Cancelled(message=f"campaign {campaign_id} cancelled: {halted.reason}")
+            if halted.status not in (CampaignStatus.PAUSED, CampaignStatus.AWAITING_APPROVAL):
+                raise
+            t.publish_progress(campaign_id)
+            wait_for_operator(campaign_id, halted)
+
+
+def _start(campaign_id: str) -> None:
+    """Take the campaign for this run and bring its batches in line (a rerun after a
+    cancel or a crash reopens them)."""
+    flow_run_id = hooks.current_flow_run_id()
+    lifecycle.record_start(
+        campaign_id, actor=lifecycle.actor_flow_run(flow_run_id), flow_run_id=flow_run_id
+    )
+    if lifecycle.status_of(campaign_id) == CampaignStatus.RUNNING:
+        with connector_for(campaign_id) as c:
+            lifecycle.reconcile_batches(campaign_id, c)
+
+
+def _finish(campaign_id: str) -> None:
+    """Complete: close every marketplace batch, then record it."""
+    lifecycle.transition(
+        campaign_id,
+        CampaignStatus.COMPLETE,
+        reason="all work collected and exported",
+        actor=lifecycle.actor_flow_run(hooks.current_flow_run_id()),
+        flow_run_id=hooks.current_flow_run_id(),
+    )
+    with connector_for(campaign_id) as c:
+        lifecycle.reconcile_batches(campaign_id, c)
+
+
+def _drive_one(campaign_id: str, part: str, lease_wait_s: float) -> dict[str, Any] | State:
+    with lease.held(
+        campaign_id,
+        description=hooks.driver_description(),
+        flow_run_id=hooks.current_flow_run_id(),
+        wait_s=lease_wait_s,
+    ):
+        _start(campaign_id)
+        out: dict[str, Any] = {}
+        cancelled = _drive(campaign_id, [part], out)
+        return cancelled if cancelled is not None else out[part]
+
+
+@flow(
+    name="collect-demonstrations",
+    on_failure=[hooks.mark_failed],
+    on_crashed=[hooks.mark_failed],
+    on_cancellation=[hooks.mark_cancelled],
+)
+def collect_demonstrations(campaign_id: str, lease_wait_s: float = 0.0) -> Any:
+    """Prompts and responses written by the crowd, verified by other workers, exported as SFT."""
+    return _drive_one(campaign_id, "demonstrations", lease_wait_s)
+
+
+@flow(
+    name="collect-preferences",
+    on_failure=[hooks.mark_failed],
+    on_crashed=[hooks.mark_failed],
+    on_cancellation=[hooks.mark_cancelled],
+)
+def collect_preferences(campaign_id: str, lease_wait_s: float = 0.0) -> Any:
+    """Pairwise comparisons with golden pairs mixed in; BT scores; TRL preference export.
+
+    With an exam (`quality.exam`) each round first grades it and qualifies passers, and
+    production comparisons go only to qualified workers; the exam closes at the end.
+    """
+    return _drive_one(campaign_id, "preferences", lease_wait_s)
+
+
+def register(spec: CampaignSpec, *, update: bool = False) -> str:
     with session_scope() as s:
-        campaign = s.get(Campaign, campaign_id)
-        if campaign is not None:
-            campaign.status = status
-            s.add(campaign)
+        return register_campaign(s, spec, update=update).id
 
 
-def register(spec: CampaignSpec) -> str:
-    with session_scope() as s:
-        return register_campaign(s, spec).id
+@flow(
+    name="run-campaign",
+    on_failure=[hooks.mark_failed],
+    on_crashed=[hooks.mark_failed],
+    on_cancellation=[hooks.mark_cancelled],
+)
+def run_campaign(campaign_file: str, update: bool = False, lease_wait_s: float = 0.0) -> Any:
+    """Run a whole campaign file: demonstrations, then preferences, then the report.
 
-
-@flow(name="run-campaign")
-def run_campaign(campaign_file: str) -> dict[str, Any]:
-    """Run a whole campaign file: demonstrations, then preferences, then the report."""
+    `update` applies changes to fields that may change in place (polling, timeouts,
+    connector options, retraining, budget) to an existing campaign; other changes need a
+    new campaign name. `lease_wait_s` waits that long for another run driving the same
+    campaign to finish instead of stopping at once.
+    """
     spec = load_campaign(Path(campaign_file))
-    campaign_id = register(spec)
+    campaign_id = register(spec, update=update)
     logger = get_run_logger()
     logger.info("campaign %s on connector %s", campaign_id, spec.connector.name)
-    t.check_capabilities(campaign_id)
     out: dict[str, Any] = {"campaign": campaign_id}
-    if spec.demonstrations:
-        out["demonstrations"] = collect_demonstrations(campaign_id)
-    if spec.preferences:
-        out["preferences"] = collect_preferences(campaign_id)
-    t.record_spend(campaign_id)
-    _set_status(campaign_id, CampaignStatus.COMPLETE)
-    out["report"] = t.publish_report(campaign_id)
+    with lease.held(
+        campaign_id,
+        description=hooks.driver_description(),
+        flow_run_id=hooks.current_flow_run_id(),
+        wait_s=lease_wait_s,
+    ):
+        _start(campaign_id)
+        if lifecycle.status_of(campaign_id) == CampaignStatus.COMPLETE:
+            logger.info("campaign %s is already complete; publishing its report", campaign_id)
+            out["report"] = t.publish_report(campaign_id)
+            return out
+        t.check_capabilities(campaign_id)
+        parts = [p for p in ("demonstrations", "preferences") if getattr(spec, p)]
+        cancelled = _drive(campaign_id, parts, out)
+        if cancelled is not None:
+            return cancelled
+        t.record_spend(campaign_id)
+        _finish(campaign_id)
+        t.publish_progress(campaign_id)
+        out["report"] = t.publish_report(campaign_id)
     return out
+
+
+__all__ = [
+    "collect_demonstrations",
+    "collect_preferences",
+    "register",
+    "run_campaign",
+]

@@ -15,6 +15,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from crowdloop.db import session_scope
+from crowdloop.events import emit
 from crowdloop.models.domain import Stage
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.stages import (
@@ -28,7 +29,8 @@ from crowdloop.stages import (
     sync,
 )
 from crowdloop.stages.plan import load_spec
-from crowdloop.stages.rounds import connector_for
+from crowdloop.stages.progress import live_progress, progress_markdown
+from crowdloop.stages.rounds import connector_for, guard
 
 
 def campaign_spec(campaign_id: str) -> CampaignSpec:
@@ -75,6 +77,16 @@ def wait_and_sync(campaign_id: str, stages: list[Stage]) -> dict[str, int]:
         if left:
             logger.info("received %d submission(s); %d assignment(s) outstanding", received, left)
 
+    def stalled(seconds: float, left: int) -> None:
+        logger.warning(
+            "no new submission for %.0f s; %d assignment(s) outstanding", seconds, left
+        )
+        emit(
+            "crowdloop.campaign.stalled",
+            campaign_id,
+            {"quiet_seconds": round(seconds), "outstanding": left},
+        )
+
     with connector_for(campaign_id) as c:
         result = sync.wait_and_sync(
             campaign_id,
@@ -83,6 +95,9 @@ def wait_and_sync(campaign_id: str, stages: list[Stage]) -> dict[str, int]:
             poll_interval_s=spec.poll_interval_s,
             timeout_s=spec.stage_timeout_s,
             on_progress=progress,
+            check=lambda: guard(campaign_id),
+            stall_after_s=spec.stall_after_s,
+            on_stall=stalled,
         )
     return asdict(result)
 
@@ -95,6 +110,18 @@ def check_workers(campaign_id: str, stages: list[Stage]) -> dict[str, Any]:
     logger = get_run_logger()
     for w in result.warnings:
         logger.warning(w)
+    for worker in result.newly_blocked:
+        emit(
+            "crowdloop.worker.blocked",
+            campaign_id,
+            {"worker": worker, "policy": campaign_spec(campaign_id).quality.on_fail},
+            related=[
+                {
+                    "prefect.resource.id": f"crowdloop.worker.{worker}",
+                    "prefect.resource.role": "worker",
+                }
+            ],
+        )
     if result.newly_blocked:
         logger.info(
             "blocked %d worker(s) on golden tasks; %d judgment(s) excluded",
@@ -200,6 +227,25 @@ def export_preferences(campaign_id: str) -> dict[str, Any]:
 def record_spend(campaign_id: str) -> str:
     with connector_for(campaign_id) as c:
         return str(report.record_spend(campaign_id, c))
+
+
+def publish_progress(campaign_id: str) -> None:
+    """The live view an operator watches: items done/total per stage, judgments, cost so
+    far and the worker table, as artifacts updated every round (same keys: the UI shows
+    the latest version, the history keeps the rest)."""
+    progress = live_progress(campaign_id)
+    create_markdown_artifact(
+        key=artifact_key(campaign_id, "progress"),
+        markdown=progress_markdown(progress),
+        description=f"Live progress of campaign {campaign_id}",
+    )
+    table = report.worker_table(campaign_id)
+    if table:
+        create_table_artifact(
+            key=artifact_key(campaign_id, "workers"),
+            table=table,
+            description="Worker quality on golden tasks (updated every round)",
+        )
 
 
 @task(name="publish-report")

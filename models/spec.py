@@ -262,6 +262,8 @@ class CampaignSpec(_Strict):
     batch_size: int = Field(default=500, ge=1, le=10_000)
     poll_interval_s: float = Field(default=2.0, gt=0)
     stage_timeout_s: float = Field(default=24 * 3600, gt=0)
+    # No new submission for this long: a crowdloop.campaign.stalled event (once a spell).
+    stall_after_s: float = Field(default=1800, gt=0)
     seed: int = 0
     output_dir: Path = Path("crowdloop-output")
     quality: QualitySpec = QualitySpec()

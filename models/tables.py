@@ -20,9 +20,14 @@ def utcnow() -> datetime:
 
 
 class CampaignStatus(StrEnum):
+    """What an operator sees and acts on; the legal moves live in stages/lifecycle.py."""
+
+    AWAITING_APPROVAL = "awaiting_approval"  # nothing more is published until approved
     RUNNING = "running"
-    COMPLETE = "complete"
-    FAILED = "failed"
+    PAUSED = "paused"  # batches paused on the marketplace, nothing published
+    CANCELLED = "cancelled"  # batches stopped; a rerun restarts it
+    FAILED = "failed"  # the driving run failed or crashed; a rerun continues
+    COMPLETE = "complete"  # batches closed, datasets exported
 
 
 class ItemState(StrEnum):
@@ -63,6 +68,32 @@ class Campaign(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class CampaignEvent(SQLModel, table=True):
+    """The campaign's lifecycle log: every status change, who made it and why."""
+
+    __table_args__ = (Index("ix_campaignevent_campaign", "campaign_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id")
+    old_status: str | None = Field(default=None, max_length=32)
+    new_status: str = Field(max_length=32)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    actor: str = Field(max_length=200)  # "flow-run <id>", "cli <user>@<host>", ...
+    flow_run_id: str | None = Field(default=None, max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CampaignLease(SQLModel, table=True):
+    """One driver per campaign: held by a run, renewed by its heartbeat, taken over only
+    once it has expired (the holder died without releasing it)."""
+
+    campaign_id: str = Field(foreign_key="campaign.id", primary_key=True)
+    holder: str = Field(max_length=200)  # host:pid:nonce
+    description: str = Field(default="", max_length=300)  # what to tell a second driver
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    acquired_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(default_factory=utcnow)
+
+
 class Batch(SQLModel, table=True):
     """One marketplace container (pool / study / project) per campaign stage."""
 
@@ -76,6 +107,15 @@ class Batch(SQLModel, table=True):
     started: bool = False
     closed: bool = False
     cursor: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class BatchControl(SQLModel, table=True):
+    """The state the marketplace last confirmed for a batch after a pause, resume or stop
+    (stages/lifecycle.py); a batch without a row is as `ensure_batch` left it (open)."""
+
+    batch_id: int = Field(foreign_key="batch.id", primary_key=True)
+    state: str = Field(max_length=16)  # open | paused | stopped
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class Prompt(SQLModel, table=True):

@@ -118,7 +118,8 @@ def test_retraining_triggers_once_per_threshold(
         triggers = list(s.exec(select(TriggerRecord)).all())
     assert len(triggers) == 1 and triggers[0].state == "done"
     assert first["preferences"]["retraining"]["result"]["train_pairs"] > 0
-    assert second["preferences"]["retraining"] is None
+    # A complete campaign is not driven again: its rerun publishes the report only.
+    assert "preferences" not in second and second["report"]["status"] == "complete"
     assert (tmp_path / "reward-model-rounds.jsonl").read_text().count("\n") == 1
 
 

@@ -134,6 +134,14 @@ class SimulatorConnector(Connector):
     def stop(self, batch: BatchRef, *, reason: str) -> None:
         self.client.close_pool(batch.external_id, reason)
 
+    # The simulated marketplace, like Toloka, reopens a closed pool: a pause is a close
+    # that `resume` undoes. Closing or opening twice changes nothing.
+    def pause(self, batch: BatchRef) -> None:
+        self.client.close_pool(batch.external_id, "paused by the operator")
+
+    def resume(self, batch: BatchRef) -> None:
+        self.client.open_pool(batch.external_id)
+
     def get_status(self, batch: BatchRef) -> BatchStatus:
         pool = self.client.get_pool(batch.external_id)
         return BatchStatus(

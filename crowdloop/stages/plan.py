@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from crowdloop.db import insert_ignore
 from crowdloop.ids import coin, compare_item_id, digest, stable_id
@@ -55,16 +55,78 @@ def spec_hash(spec: CampaignSpec) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def register_campaign(session: Session, spec: CampaignSpec) -> Campaign:
-    """Create the campaign and its initial items, or return the existing identical one."""
+# Fields that only steer how a campaign runs, not what work it is made of: they may change
+# in place on an existing campaign (`crowdloop run --update`). Everything else (inputs,
+# rewards, overlap, golden and exam design, quality policy) shapes items already planned,
+# published or paid for, and needs a new campaign name.
+MUTABLE_FIELDS = (
+    "poll_interval_s",
+    "stage_timeout_s",
+    "stall_after_s",
+    "batch_size",
+    "output_dir",
+    "connector.options",
+    "connector.credentials_block",
+    "retraining",
+    "budget",
+)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out or {prefix: {}}
+    return {prefix: value}
+
+
+def spec_changes(old: dict[str, Any], new: CampaignSpec) -> list[str]:
+    """Dotted paths whose value differs. The stored spec is read through today's model
+    first, so a field added by a later version (with its default) is no change."""
+    before = _flatten(CampaignSpec.model_validate(old).model_dump(mode="json"))
+    after = _flatten(new.model_dump(mode="json"))
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def _mutable(path: str) -> bool:
+    return any(path == f or path.startswith(f + ".") for f in MUTABLE_FIELDS)
+
+
+def register_campaign(session: Session, spec: CampaignSpec, *, update: bool = False) -> Campaign:
+    """Create the campaign and its initial items, or return the existing one.
+
+    A spec that differs from the stored one is refused with the fields that differ, unless
+    every difference is a run setting (`MUTABLE_FIELDS`) and `update` is set: then the
+    stored spec is replaced and the campaign goes on with the new settings.
+    """
     digest = spec_hash(spec)
     existing = session.get(Campaign, spec.name)
     if existing is not None:
-        if existing.spec_hash != digest:
+        if existing.spec_hash == digest:
+            return existing
+        changed = spec_changes(existing.spec, spec)
+        if not changed:  # only the hash's notion of the spec moved (a newer version)
+            existing.spec_hash = digest
+            session.add(existing)
+            return existing
+        fixed = [c for c in changed if not _mutable(c)]
+        if fixed:
             raise CampaignConflict(
-                f"campaign {spec.name!r} already exists with a different spec; "
-                "give the changed campaign a new name"
+                f"campaign {spec.name!r} already exists with a different spec: "
+                f"{', '.join(fixed[:6])}{' …' if len(fixed) > 6 else ''} cannot change in "
+                "place (they shape work already planned or paid for); give the changed "
+                "campaign a new name"
             )
+        if not update:
+            raise CampaignConflict(
+                f"campaign {spec.name!r} already exists; the file changes "
+                f"{', '.join(changed)}, which may change in place: rerun with --update "
+                "(crowdloop run FILE --update) to apply them"
+            )
+        existing.spec = spec.model_dump(mode="json")
+        existing.spec_hash = digest
+        session.add(existing)
         return existing
     # Read every input file before writing anything: bad input fails with nothing half-made.
     candidates = (
@@ -476,5 +538,9 @@ def load_spec(session: Session, campaign_id: str) -> CampaignSpec:
 def open_campaigns(session: Session) -> list[str]:
     from crowdloop.models.tables import CampaignStatus
 
-    stmt = select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING)
+    stmt = (
+        select(Campaign.id)
+        .where(Campaign.status == CampaignStatus.RUNNING)
+        .order_by(col(Campaign.id))
+    )
     return list(session.exec(stmt).all())

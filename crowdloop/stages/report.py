@@ -169,21 +169,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
             for w in workers
             if w.status in (WorkerStatus.BLOCKED, WorkerStatus.EXCLUDED)
         ],
-        "worker_table": [
-            {
-                "worker": w.worker_id,
-                "status": w.status.value,
-                "golden_correct": w.golden_correct,
-                "golden_total": w.golden_total,
-                "texts_accepted": w.written_accepted,
-                "texts_judged": w.written_total,
-                "accuracy": round(w.accuracy, 3),
-                "p_below": round(w.p_below, 3),
-                "judgments": w.judgments,
-                "exam": _exam_cell(exams.get(w.worker_id)),
-            }
-            for w in workers
-        ],
+        "worker_table": _worker_rows(workers, exams),
         "cost": {
             "total": f"{total:.2f}",
             "currency": currency,
@@ -204,6 +190,43 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
             for t in trig
         ],
     }
+
+
+def _worker_rows(
+    workers: list[WorkerRecord], exams: dict[str, ExamResult]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "worker": w.worker_id,
+            "status": w.status.value,
+            "golden_correct": w.golden_correct,
+            "golden_total": w.golden_total,
+            "texts_accepted": w.written_accepted,
+            "texts_judged": w.written_total,
+            "accuracy": round(w.accuracy, 3),
+            "p_below": round(w.p_below, 3),
+            "judgments": w.judgments,
+            "exam": _exam_cell(exams.get(w.worker_id)),
+        }
+        for w in workers
+    ]
+
+
+def worker_table(campaign_id: str) -> list[dict[str, Any]]:
+    """The worker quality table alone (the live progress view publishes it every round)."""
+    with session_scope() as s:
+        workers = list(
+            s.exec(
+                select(WorkerRecord)
+                .where(WorkerRecord.campaign_id == campaign_id)
+                .order_by(col(WorkerRecord.accuracy))
+            ).all()
+        )
+        exams = {
+            r.worker_id: r
+            for r in s.exec(select(ExamResult).where(ExamResult.campaign_id == campaign_id))
+        }
+    return _worker_rows(workers, exams)
 
 
 def _exam_cell(result: ExamResult | None) -> str:

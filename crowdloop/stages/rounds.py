@@ -17,7 +17,16 @@ from crowdloop.connectors.base import Connector
 from crowdloop.connectors.registry import build_connector
 from crowdloop.db import session_scope
 from crowdloop.models.domain import Stage
-from crowdloop.stages import demonstrations, exam, preferences, push, quality_check, sync
+from crowdloop.stages import (
+    demonstrations,
+    exam,
+    lease,
+    lifecycle,
+    preferences,
+    push,
+    quality_check,
+    sync,
+)
 from crowdloop.stages.plan import load_spec
 
 # Enough for prompt -> verify -> response -> verify with re-collections and re-queues.
@@ -37,6 +46,13 @@ class RoundOps:
     exam: Callable[[str, list[Stage]], Any] | None = None
 
 
+def guard(campaign_id: str) -> None:
+    """Stop a run whose campaign may not go on: paused, cancelled or awaiting approval
+    (CampaignHalted), or driven by someone else since this run lost its lease (LeaseLost)."""
+    lease.check_active(campaign_id)
+    lifecycle.check_running(campaign_id)
+
+
 def run_rounds(
     campaign_id: str,
     stages: list[Stage],
@@ -46,11 +62,17 @@ def run_rounds(
     on_round: Callable[[int], object] | None = None,
     max_rounds: int = MAX_ROUNDS,
 ) -> int:
-    """Run rounds until the stages have no open work; returns the number of rounds."""
+    """Run rounds until the stages have no open work; returns the number of rounds.
+
+    Nothing is published once the campaign stops running: `guard` is checked before every
+    round and every push (and by the wait, between polls).
+    """
     for round_no in range(1, max_rounds + 1):
+        guard(campaign_id)
         if ops.exam is not None:
             ops.exam(campaign_id, stages)
         for stage in stages:
+            guard(campaign_id)
             ops.push(campaign_id, stage)
         ops.wait_and_sync(campaign_id, stages)
         ops.check_workers(campaign_id, stages)
@@ -90,6 +112,7 @@ def bare_ops(connector: Connector) -> RoundOps:
             connector,
             poll_interval_s=spec.poll_interval_s,
             timeout_s=spec.stage_timeout_s,
+            check=lambda: guard(campaign_id),
         )
 
     def check(campaign_id: str, stages: list[Stage]) -> Any:

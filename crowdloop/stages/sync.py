@@ -16,9 +16,16 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from crowdloop.connectors.base import Connector
+from crowdloop.connectors.errors import NotFound
 from crowdloop.db import insert_ignore, session_scope
 from crowdloop.faults import crash_point
-from crowdloop.models.domain import ANSWER_KIND_FOR_TASK, BatchRef, Stage, Submission
+from crowdloop.models.domain import (
+    ANSWER_KIND_FOR_TASK,
+    BatchRef,
+    Stage,
+    Submission,
+    SubmissionPage,
+)
 from crowdloop.models.tables import (
     Batch,
     Item,
@@ -28,6 +35,7 @@ from crowdloop.models.tables import (
     TaskRecord,
     utcnow,
 )
+from crowdloop.stages.lifecycle import BatchGone
 from crowdloop.stages.push import outstanding_counts
 
 logger = logging.getLogger(__name__)
@@ -61,47 +69,14 @@ def sync_stage(campaign_id: str, stage: Stage, connector: Connector) -> SyncResu
     if found is None:
         return result
     batch_id, ref, cursor = found
-    for page in connector.iter_submissions(ref, cursor=cursor):
-        crash_point("sync:page-read")
-        with session_scope() as s:
-            keys = {sub.task_key for sub in page.submissions} | {
-                q.task_key for q in page.quarantined if q.task_key
-            }
-            task_items = dict(
-                s.exec(
-                    select(TaskRecord.key, TaskRecord.item_id).where(col(TaskRecord.key).in_(keys))
-                ).all()
-            )
-            kinds = dict(
-                s.exec(
-                    select(Item.id, Item.kind).where(col(Item.id).in_(set(task_items.values())))
-                ).all()
-            )
-            rows = []
-            for sub in page.submissions:
-                rows.append(_row(campaign_id, connector.name, sub, task_items, kinds))
-            for q in page.quarantined:
-                rows.append(
-                    _quarantine_row(
-                        campaign_id,
-                        connector.name,
-                        q.external_id,
-                        q.task_key,
-                        q.worker_id,
-                        task_items.get(q.task_key or ""),
-                        q.reason,
-                        q.raw,
-                    )
-                )
-            unique = ["connector", "external_id"]
-            valid = [r for r in rows if r["status"] == JudgmentStatus.VALID]
-            bad = [r for r in rows if r["status"] == JudgmentStatus.QUARANTINED]
-            # Counted from what was inserted: a page read twice adds nothing.
-            result.stored += insert_ignore(s, Judgment, valid, unique)
-            result.quarantined += insert_ignore(s, Judgment, bad, unique)
-            s.execute(update(Batch).where(col(Batch.id) == batch_id).values(cursor=page.cursor))
-        result.pages += 1
-        cursor = page.cursor
+    try:
+        pages = connector.iter_submissions(ref, cursor=cursor)
+        for page in pages:
+            _store_page(campaign_id, connector, batch_id, page, result)
+    except NotFound as exc:
+        # A batch the marketplace no longer knows would otherwise be waited on until the
+        # stage times out; stop with its name instead.
+        raise BatchGone(campaign_id, stage.value, ref.external_id, str(exc)) from exc
     if result.quarantined:
         logger.warning(
             "%s/%s: %d submission(s) quarantined (see the campaign report)",
@@ -110,6 +85,54 @@ def sync_stage(campaign_id: str, stage: Stage, connector: Connector) -> SyncResu
             result.quarantined,
         )
     return result
+
+
+def _store_page(
+    campaign_id: str,
+    connector: Connector,
+    batch_id: int,
+    page: SubmissionPage,
+    result: SyncResult,
+) -> None:
+    crash_point("sync:page-read")
+    with session_scope() as s:
+        keys = {sub.task_key for sub in page.submissions} | {
+            q.task_key for q in page.quarantined if q.task_key
+        }
+        task_items = dict(
+            s.exec(
+                select(TaskRecord.key, TaskRecord.item_id).where(col(TaskRecord.key).in_(keys))
+            ).all()
+        )
+        kinds = dict(
+            s.exec(
+                select(Item.id, Item.kind).where(col(Item.id).in_(set(task_items.values())))
+            ).all()
+        )
+        rows = []
+        for sub in page.submissions:
+            rows.append(_row(campaign_id, connector.name, sub, task_items, kinds))
+        for q in page.quarantined:
+            rows.append(
+                _quarantine_row(
+                    campaign_id,
+                    connector.name,
+                    q.external_id,
+                    q.task_key,
+                    q.worker_id,
+                    task_items.get(q.task_key or ""),
+                    q.reason,
+                    q.raw,
+                )
+            )
+        unique = ["connector", "external_id"]
+        valid = [r for r in rows if r["status"] == JudgmentStatus.VALID]
+        bad = [r for r in rows if r["status"] == JudgmentStatus.QUARANTINED]
+        # Counted from what was inserted: a page read twice adds nothing.
+        result.stored += insert_ignore(s, Judgment, valid, unique)
+        result.quarantined += insert_ignore(s, Judgment, bad, unique)
+        s.execute(update(Batch).where(col(Batch.id) == batch_id).values(cursor=page.cursor))
+    result.pages += 1
 
 
 def _row(
@@ -213,17 +236,28 @@ def wait_and_sync(
     timeout_s: float,
     sleep: Callable[[float], None] = time.sleep,
     on_progress: Callable[[int, int], None] | None = None,
+    check: Callable[[], None] | None = None,
+    stall_after_s: float | None = None,
+    on_stall: Callable[[float, int], None] | None = None,
 ) -> SyncResult:
     """Sync the stages until none of their published assignments is unanswered, or time runs out.
 
-    The exact count of unanswered assignments is a campaign-wide GROUP BY; it is computed
-    once, then decreased by what each sync stores, and recomputed only when the estimate
-    says the stage is done, so long polls do not load the database.
+    The exact count of unanswered assignments is a campaign-wide GROUP BY. It is taken from
+    the database whenever a poll stored nothing new (so work stored by anyone else, such as
+    the scheduled sync, is seen) or the running estimate says the stages are done; between
+    those, each poll's stored submissions are subtracted, so busy polls do not load the
+    database. `check` runs before every poll and may raise to stop the wait (the campaign
+    was paused or cancelled, the run lost its lease). After `stall_after_s` without a new
+    submission `on_stall(seconds, outstanding)` is called once per quiet spell.
     """
     total = SyncResult()
     deadline = time.monotonic() + timeout_s
     estimate = outstanding(campaign_id, stages)
+    last_new = time.monotonic()
+    stalled = False
     while True:
+        if check is not None:
+            check()
         new = 0
         for stage in stages:
             r = sync_stage(campaign_id, stage, connector)
@@ -232,13 +266,20 @@ def wait_and_sync(
             total.pages += r.pages
             new += r.stored + r.quarantined
         estimate -= new
-        left = outstanding(campaign_id, stages) if estimate <= 0 else estimate
+        left = outstanding(campaign_id, stages) if estimate <= 0 or new == 0 else estimate
         estimate = left
         if on_progress:
             on_progress(total.stored + total.quarantined, left)
         if left == 0:
             return total
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if new:
+            last_new, stalled = now, False
+        elif stall_after_s is not None and not stalled and now - last_new >= stall_after_s:
+            stalled = True
+            if on_stall is not None:
+                on_stall(now - last_new, left)
+        if now > deadline:
             raise TimeoutError(
                 f"{campaign_id}: {left} assignment(s) still unanswered after {timeout_s:.0f}s; "
                 "everything collected so far is stored, rerun to continue"
