@@ -28,9 +28,12 @@ Endpoints:
   GET  /v1/batches/{name}                find_batch, and resolving a 409 [batch]
   POST /v1/batches/{name}/finalize       start(): only while the batch is `staging` [batch]
   GET  /v1/batches/{name}/status         get_status(): task counts by status [sdk]
-  POST /v1/task/comparison               CompareTask (attachments = the two answers, choices) [cmp]
-  POST /v1/task/textcollection           writing / verify tasks (and compare when
-                                         compare_task_type=textcollection) [text]
+  POST /v1/task/textcollection           every task by default: writing, verify and compare
+                                         (a `category` field left/right/tie) [text]
+  POST /v1/task/comparison               CompareTask only with compare_task_type=comparison,
+                                         the legacy endpoint (attachments = the two answers,
+                                         choices) [cmp]; its newest public evidence is the
+                                         2019 cassette, so it is opt-in
   GET  /v1/tasks                         results and lookups: batch, status, unique_id (repeated),
                                          completed_after/before, limit 1..100, next_token [sdk]
   GET  /v1/task/{id}                     review(): current customer_review_status [tasks]
@@ -169,12 +172,15 @@ class ScaleOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    project: str = Field(min_length=1, description="project for comparison batches")
+    project: str = Field(min_length=1, description="project for compare batches")
     textcollection_project: str | None = Field(
         default=None, description="project for textcollection batches (default: project)"
     )
     create_projects: bool = False
-    compare_task_type: TaskType = "comparison"
+    # textcollection is the task type Scale documents today [text]; the legacy
+    # `comparison` endpoint's newest public trace is a 2019 test cassette [cmp], so it is
+    # opt-in for accounts where Scale still serves it (see the README's Marketplaces notes).
+    compare_task_type: TaskType = "textcollection"
     callback_url: str | None = None
     namespace: str = ""  # prefix of batch names, to share one Scale account safely
     page_limit: int = Field(default=MAX_PAGE, ge=1, le=MAX_PAGE)

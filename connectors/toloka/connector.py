@@ -56,7 +56,8 @@ Idempotency
     `find_batch` pages through the project's pools (300 per page) and matches the
     metadata. `create_batch` looks the key up first, sends the POST once (`retry=False`),
     and after a 5xx/timeout looks it up again before re-sending; a 429 (not processed) is
-    waited out (Retry-After, else backoff) and re-sent. So IDEMPOTENT_CREATE is not
+    waited out (Retry-After, else the quota window Toloka names in `payload.interval`,
+    else backoff) and re-sent. So IDEMPOTENT_CREATE is not
     declared: tasks are deduped natively, pools are reconciled.
     Tasks: each chunk is uploaded as one async operation whose `operation_id` is a UUIDv5
     of our idempotency key and the chunk's task keys; Toloka performs an operation id once
@@ -99,6 +100,15 @@ Review and blocking
     REJECTED->ACCEPTED), which is logged and skipped. BlockScope ACCOUNT -> scope
     ALL_PROJECTS, CAMPAIGN -> PROJECT (each configured project), BATCH -> not supported
     (the call carries no pool).
+
+Rate limits
+    300 requests a second overall, plus per-method quotas (pool creation: 20 a minute,
+    100 a day; skills: 10 a minute) answered with 429 and the window in the error body,
+    `{"code": "TOO_MANY_REQUESTS", "payload": {"interval": "MIN"}}` (API reference
+    "Rate limiting" and "HTTP status codes", github.com/Toloka/docs
+    en/api/reference/parts/api/info-description.md). `client.quota_wait` maps the window to
+    a wait for `HttpSeam` as toloka-kit's TolokaRetry does (src/client/primitives/retry.py:
+    MIN = 60 s, waited out; HOUR / DAY are not waited out and fail as RateLimited).
 
 Qualifications (QUALIFY_WORKERS)
     One Toloka skill per crowdloop qualification, named exactly like it (hidden from
@@ -144,7 +154,7 @@ from typing import Any, ClassVar, Self, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from crowdloop.connectors._http import RetryPolicy
+from crowdloop.connectors._http import RetryPolicy, waits_out
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import (
     ConnectorError,
@@ -584,8 +594,8 @@ class TolokaConnector(Connector):
             try:
                 return send()
             except RateLimited as exc:  # refused, not processed: wait and send again
-                if attempt == policy.attempts:
-                    raise
+                if attempt == policy.attempts or not waits_out(policy, exc):
+                    raise  # out of tries, or an hourly / daily quota: not waited out
                 self._sleep(self._delay(attempt, exc.retry_after))
             except TransientError:  # may have been processed: look before sending again
                 found = find()
