@@ -173,8 +173,12 @@ class HttpSeam:
         headers: Mapping[str, str] | None = None,
         retry: bool = True,
         ok_statuses: tuple[int, ...] = (),
+        send_auth: bool = True,
     ) -> httpx.Response:
-        """Send one request; retry transient failures when `retry` (keyed or read-only calls)."""
+        """Send one request; retry transient failures when `retry` (keyed or read-only calls).
+
+        `send_auth=False` leaves the auth headers off (a presigned upload URL on another
+        host, which must not receive the API token)."""
         retryer = Retrying(
             stop=stop_after_attempt(self.retry.attempts if retry else 1)
             | stop_after_delay(self.retry.max_total_s),
@@ -185,7 +189,7 @@ class HttpSeam:
             before_sleep=self._log_retry,
         )
         response: httpx.Response = retryer(
-            self._send, method, path, params, json, data, content, headers, ok_statuses
+            self._send, method, path, params, json, data, content, headers, ok_statuses, send_auth
         )
         return response
 
@@ -208,12 +212,17 @@ class HttpSeam:
         content: bytes | None,
         headers: Mapping[str, str] | None,
         ok_statuses: tuple[int, ...],
+        send_auth: bool = True,
     ) -> httpx.Response:
         self.requests_made += 1
+        request = self._client.build_request(
+            method, path, params=params, json=json, data=data, content=content, headers=headers
+        )
+        if not send_auth:
+            for name in self.auth_headers:
+                request.headers.pop(name, None)
         try:
-            response = self._client.request(
-                method, path, params=params, json=json, data=data, content=content, headers=headers
-            )
+            response = self._client.send(request)
         except httpx.TimeoutException as exc:
             raise TransientError(self.connector, f"{method} {path}: timed out ({exc})") from exc
         except httpx.TransportError as exc:
