@@ -480,7 +480,12 @@ class ScaleConnector(Connector):
             self.client.finalize_batch(batch.external_id)
 
     def stop(self, batch: BatchRef, *, reason: str) -> None:
-        """Cancel every task no one has started; Scale refuses to cancel the others."""
+        """Cancel every task no one has started; Scale refuses to cancel the others.
+
+        Idempotent: a second stop finds no pending task and sends nothing; a cancel Scale
+        refuses (already canceled or taken) is counted, not raised [sdk cancel_task].
+        Scale documents no reversible pause for a batch or task, so PAUSE is not declared.
+        """
         pending = [
             raw["task_id"]
             for raw in self.client.iter_tasks(
@@ -505,8 +510,14 @@ class ScaleConnector(Connector):
     def get_status(self, batch: BatchRef) -> BatchStatus:
         counts = self.client.batch_status(batch.external_id)
         return BatchStatus(
-            # A staging batch is not worked on yet (Rapid/Studio); to a flow it is idle.
-            state=BatchState.OPEN if counts.status == "in_progress" else BatchState.CLOSED,
+            # A staging batch is not worked on yet (Rapid/Studio); to a flow it is idle. Scale
+            # has no "closed" batch: one is open while it holds work (pending tasks), so a
+            # stopped batch (pending tasks canceled) reads as closed.
+            state=(
+                BatchState.OPEN
+                if counts.status == "in_progress" and counts.pending > 0
+                else BatchState.CLOSED
+            ),
             tasks=counts.pending + counts.completed + counts.error + counts.canceled,
             # Canceled and errored tasks will never be answered: they are not outstanding.
             assignments_total=counts.pending + counts.completed,

@@ -316,6 +316,7 @@ class TolokaConnector(Connector):
             Capability.BLOCK_WORKER,
             Capability.REVIEW,
             Capability.EXCLUDE_WORKERS,
+            Capability.PAUSE,
             Capability.SANDBOX,
             Capability.QUALIFY_WORKERS,
         }
@@ -449,8 +450,26 @@ class TolokaConnector(Connector):
         self._check_done(self._wait(result, f"opening pool {batch.external_id}"))
 
     def stop(self, batch: BatchRef, *, reason: str) -> None:
+        """Close the pool. Toloka answers 204 to closing a closed pool (close-pool.md), so a
+        repeated stop changes nothing; a pool closed by hand stays closed when later items
+        are added (`add_items` opens only pools that closed themselves)."""
         # Toloka's close takes no reason; it is logged here and the pool records MANUAL.
         logger.info("toloka: closing pool %s: %s", batch.external_id, reason)
+        self._close(batch)
+
+    def pause(self, batch: BatchRef) -> None:
+        """Close the pool (reversible: `resume` opens it again). Tolokers finish the task
+        suites they hold; no new ones are handed out (close-pool.md, open-pool.md)."""
+        logger.info("toloka: pausing (closing) pool %s", batch.external_id)
+        self._close(batch)
+
+    def resume(self, batch: BatchRef) -> None:
+        """Open the pool again; an open pool answers 204, so resuming twice is a no-op.
+        Toloka has one closed state for a pause and a stop, so resuming a stopped pool
+        would reopen it: the campaign lifecycle never resumes a stopped batch."""
+        self.start(batch)
+
+    def _close(self, batch: BatchRef) -> None:
         operation = self.client.close_pool(batch.external_id)
         if operation is not None:
             self._check_done(self._wait(operation, f"closing pool {batch.external_id}"))
