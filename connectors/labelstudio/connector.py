@@ -103,7 +103,7 @@ from typing import Any, ClassVar, Self, cast
 from pydantic import TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import client_options
-from crowdloop.connectors.base import Connector
+from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     GarbledResponse,
     NotSupported,
@@ -380,6 +380,24 @@ class LabelStudioConnector(Connector):
     def stop(self, batch: BatchRef, *, reason: str) -> None:
         logger.info("%s: unpublishing project %s: %s", self.name, batch.external_id, reason)
         self.client.patch_project(batch.external_id, ProjectPatch(is_published=False))
+
+    def check(self) -> CheckReport:
+        """Read-only: the token (the refresh exchange for a personal access token, then
+        GET /api/projects/ with page_size=1). Nobody is paid, so there is no balance."""
+
+        def projects() -> str:
+            first = next(iter(self.client.iter_projects(title="", page_size=1)), None)
+            return "token accepted; " + (
+                f"projects are readable (e.g. {first.id})" if first else "no project yet"
+            )
+
+        return CheckReport(
+            self.name,
+            (
+                probe("credentials and project access", projects),
+                CheckItem("balance", None, "Label Studio pays nobody: no balance to check"),
+            ),
+        )
 
     def get_status(self, batch: BatchRef) -> BatchStatus:
         project = self.client.get_project(batch.external_id)

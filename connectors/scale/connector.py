@@ -106,7 +106,7 @@ from typing import Any, ClassVar, Literal, Self, cast
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import RetryPolicy
-from crowdloop.connectors.base import Connector
+from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     AlreadyExists,
     GarbledResponse,
@@ -506,6 +506,31 @@ class ScaleConnector(Connector):
             len(pending) - refused,
             refused,
         )
+
+    def check(self) -> CheckReport:
+        """Read-only: the key and each project (GET /v1/projects/{name}, the SDK's
+        `get_project`). Scale reports no balance through the API (per-contract billing)."""
+        names = [self.options.project]
+        if self.options.textcollection_project not in (None, self.options.project):
+            names.append(str(self.options.textcollection_project))
+
+        def project(name: str) -> Callable[[], str]:
+            def read() -> str:
+                try:
+                    found = self.client.get_project(name)
+                except NotFound:
+                    if self.options.create_projects:
+                        return f"project {name!r} does not exist yet; created on first use"
+                    raise
+                return f"project {name!r} ({found.get('type', '?')}) is readable"
+
+            return read
+
+        items = [probe(f"credentials and project {name!r}", project(name)) for name in names]
+        items.append(
+            CheckItem("balance", None, "Scale bills per contract; the API reports no balance")
+        )
+        return CheckReport(self.name, tuple(items))
 
     def get_status(self, batch: BatchRef) -> BatchStatus:
         counts = self.client.batch_status(batch.external_id)

@@ -44,6 +44,7 @@ from crowdloop.connectors.toloka.models import (
     WireOperation,
     WirePool,
     WireProject,
+    WireRequester,
     WireSkill,
     WireUserSkill,
 )
@@ -107,6 +108,13 @@ class TolokaClient:
             return WireError.model_validate_json(response.content)
         except ValidationError:
             return WireError(code=f"HTTP_{response.status_code}", message=response.text[:300])
+
+    # --- account (read-only; the first-contact check) -------------------------------------
+
+    def get_requester(self) -> WireRequester:
+        """GET /v1/requester: who the key belongs to and the balance (API reference tag
+        `requester`; toloka-kit `get_requester`)."""
+        return self._parse(WireRequester, self.seam.request("GET", "/v1/requester"))
 
     # --- projects --------------------------------------------------------------------------
 

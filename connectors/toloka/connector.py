@@ -155,7 +155,7 @@ from typing import Any, ClassVar, Self, TypeVar, cast
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from crowdloop.connectors._http import RetryPolicy, waits_out
-from crowdloop.connectors.base import Connector
+from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     ConnectorError,
     GarbledResponse,
@@ -473,6 +473,69 @@ class TolokaConnector(Connector):
         operation = self.client.close_pool(batch.external_id)
         if operation is not None:
             self._check_done(self._wait(operation, f"closing pool {batch.external_id}"))
+
+    def check(self) -> CheckReport:
+        """Read-only: the key and balance (GET /v1/requester) and each configured project
+        (GET /v1/projects/{id}, with its input/output spec checked as `create_batch` does)."""
+
+        def requester() -> str:
+            who = self.client.get_requester()
+            name = next(iter(who.public_name.values()), "")
+            return f"key accepted: requester {who.id} {name}".rstrip()
+
+        def balance() -> str:
+            who = self.client.get_requester()
+            if who.balance is None:
+                return "balance not reported"
+            if who.balance <= 0:
+                raise InvalidRequest(self.name, f"the account balance is {who.balance} USD")
+            return f"balance {who.balance} USD"
+
+        def project(project_id: str, kinds: set[str]) -> Callable[[], str]:
+            def read() -> str:
+                spec = self.client.get_project(project_id).task_spec
+                fits, misses = [], []
+                for kind in sorted(kinds):
+                    missing = [
+                        f
+                        for f in (KEY_FIELD, KIND_FIELD, "instruction", *INPUT_FIELDS[kind])
+                        if f not in spec.input_spec
+                    ]
+                    if missing or OUTPUT_FIELD[kind] not in spec.output_spec:
+                        misses.append(kind)
+                    else:
+                        fits.append(kind)
+                if not fits:
+                    raise InvalidRequest(
+                        self.name,
+                        f"project {project_id} fits none of {sorted(kinds)}: its input/output "
+                        "spec lacks crowdloop's fields (see the module docstring, Projects)",
+                    )
+                return f"project {project_id} fits {', '.join(fits)}" + (
+                    f" (not {', '.join(misses)})" if misses else ""
+                )
+
+            return read
+
+        kinds: dict[str, set[str]] = {}
+        for stage, kind in STAGE_KIND.items():
+            try:
+                kinds.setdefault(self.options.project_for(stage), set()).add(kind)
+            except InvalidRequest:
+                continue  # no project for this stage: a campaign using it is refused later
+        return CheckReport(
+            self.name,
+            (
+                probe("credentials", requester),
+                probe("balance", balance),
+                *(probe(f"project {pid}", project(pid, ks)) for pid, ks in kinds.items()),
+                CheckItem(
+                    "per-minute quotas",
+                    None,
+                    "not readable through the API; waited out when hit (see Rate limits)",
+                ),
+            ),
+        )
 
     def get_status(self, batch: BatchRef) -> BatchStatus:
         pool = self.client.get_pool(batch.external_id)

@@ -760,9 +760,10 @@ def make_connector(
     wrap: Wrap | None = None,
     sleeps: list[float] | None = None,
     page_limit: int = 5,
+    token: str = TOKEN,
     **options: Any,
 ) -> ProlificConnector:
-    credentials = ProlificCredentials(api_token=SecretStr(TOKEN), base_url=BASE)
+    credentials = ProlificCredentials(api_token=SecretStr(token), base_url=BASE)
     transport: httpx.BaseTransport = fake.transport()
     client = credentials.get_client(
         timeout_s=5.0,
@@ -797,9 +798,10 @@ class ProlificHarness(Harness):
     def __init__(self) -> None:
         super().__init__()
         self.fake = FakeProlific()
+        self.secret = TOKEN
 
     def connector(self, wrap: Wrap | None = None) -> Connector:
-        return make_connector(self.fake, wrap=wrap, sleeps=self.sleeps)
+        return make_connector(self.fake, wrap=wrap, sleeps=self.sleeps, token=self.secret)
 
     def answer(self, connector: Connector, batch: BatchRef, items: list[TaskItem]) -> int:
         return self.fake.work(batch.external_id)

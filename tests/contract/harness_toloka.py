@@ -112,7 +112,8 @@ def project_json(project_id: str, kind: str) -> dict[str, Any]:
 class FakeToloka:
     """In-memory Toloka: `router` serves the API, the other methods inspect or drive it."""
 
-    def __init__(self, *, api_key: str = API_KEY, seed: int = 7) -> None:
+    def __init__(self, *, api_key: str = API_KEY, seed: int = 7, balance: float = 120.5) -> None:
+        self.balance = balance
         self.api_key = api_key
         self.rng = random.Random(seed)
         self.projects = {pid: project_json(pid, kind) for pid, kind in PROJECTS.values()}
@@ -240,6 +241,7 @@ class FakeToloka:
 
     def _mount(self) -> None:
         routes: list[tuple[str, str, Callable[..., httpx.Response]]] = [
+            ("GET", r"^/v1/requester$", self._get_requester),
             ("GET", r"^/v1/projects/(?P<project_id>[^/]+)$", self._get_project),
             ("POST", r"^/v1/pools$", self._create_pool),
             ("GET", r"^/v1/pools$", self._list_pools),
@@ -293,6 +295,21 @@ class FakeToloka:
         }
         self.operations[op_id] = operation
         return operation
+
+    # the account
+
+    def _get_requester(self, request: httpx.Request) -> httpx.Response:
+        """GET /v1/requester; fields of toloka-kit's `Requester` (src/client/requester.py):
+        id, balance (dollars), public_name by language, company."""
+        return httpx.Response(
+            200,
+            json={
+                "id": "requester-0001",
+                "balance": self.balance,
+                "public_name": {"EN": "crowdloop tests"},
+                "company": {"id": "company-01", "superintendent_id": "requester-0001"},
+            },
+        )
 
     # projects and pools
 
@@ -658,10 +675,11 @@ class TolokaHarness(Harness):
 
     def __init__(self) -> None:
         super().__init__()
+        self.secret = API_KEY
         self.fake = FakeToloka()
 
     def connector(self, wrap: Wrap | None = None) -> Connector:
-        credentials = TolokaCredentials(api_key=SecretStr(API_KEY), base_url=BASE)
+        credentials = TolokaCredentials(api_key=SecretStr(self.secret), base_url=BASE)
         transport: httpx.BaseTransport = self.fake.transport()
         client = credentials.get_client(
             timeout_s=5.0,

@@ -285,3 +285,32 @@ def test_pause_and_resume_do_what_the_capability_says(harness: Harness) -> None:
         made = harness.answer(connector, batch, items)
         assert made > 0, "a resumed batch handed out no work"
         assert len(submissions(pages(connector, batch, None))) == made
+
+
+# --- first contact -----------------------------------------------------------------------------
+
+
+def test_check_proves_access_read_only_and_says_what_it_cannot_check(harness: Harness) -> None:
+    with harness.connector() as connector:
+        before = harness.created()
+        report = connector.check()
+    assert report.connector == connector.name
+    assert report.items, "a check must say something"
+    assert report.ok, [f"{i.name}: {i.detail}" for i in report.failed]
+    assert harness.created() == before, "the check created something"
+    if harness.secret is not None:  # a marketplace with credentials proves them
+        assert any(item.ok for item in report.items), "nothing was verified"
+    assert all(item.detail for item in report.items)
+
+
+def test_check_fails_clearly_on_a_wrong_secret(harness: Harness) -> None:
+    connector = harness.connector_with_wrong_secret()
+    if connector is None:
+        pytest.skip(f"{harness.name}: no credentials to get wrong")
+    with connector:
+        report = connector.check()
+    assert not report.ok
+    first = report.failed[0]
+    assert "credentials refused" in first.detail
+    assert f"[{connector.name}]" in first.detail
+    assert "wrong-secret" not in first.detail, "the secret leaked into the report"
