@@ -73,7 +73,10 @@ tasks to chosen annotators is Enterprise), not SANDBOX. A batch that requires a
 qualification is refused rather than created open to everyone. Golden answers are never
 sent: no ground-truth annotations are imported.
 `start` / `stop` set `is_published`; the open-source edition shows every project of the
-organization to its members whatever that flag says.
+organization to its members whatever that flag says. So `stop` (a PATCH of the same value,
+idempotent) is bookkeeping, and PAUSE is not declared: unpublishing hides nothing, so it
+would not keep annotators off. `check` reads GET /api/projects/ (page_size 1) after the
+token exchange: read-only.
 
 Documented at (read for this connector):
 - https://labelstud.io/guide/access_tokens and https://labelstud.io/guide/api.html -

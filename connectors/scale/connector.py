@@ -23,6 +23,7 @@ Auth: HTTP Basic, API key as the username, empty password [auth]; see credential
 Endpoints:
   POST /v1/projects                      create a missing project (option create_projects;
                                          409 = it exists) [sdk]
+  GET  /v1/projects/{name}               check(): key and project, read-only [sdk get_project]
   POST /v1/batches                       create a batch; names are unique per customer, 409
                                          if taken [batch]
   GET  /v1/batches/{name}                find_batch, and resolving a 409 [batch]

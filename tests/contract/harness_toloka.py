@@ -19,6 +19,15 @@ uses with the shapes, status codes and error bodies of the Toloka API reference
   GET /v1/skills filters by exact `name`; PUT /v1/user-skills sets a Toloker's value
   (0..100) of an existing skill; a pool filter naming an unknown skill is a 400.
 
+The OpenAPI spec Toloka publishes (github.com/Toloka/docs en/api/reference/fullApi.yaml,
+OpenAPI 3.0.1, with its overview in parts/api/info-description.md) is not kept under
+tests/: no license file for that repository was found, so no copy is made and nothing is
+validated against it mechanically. The schema facts this fake follows from it: the error
+body {request_id, code, message, payload}; 429 for the per-method quotas (pool creation
+20 a minute / 100 a day) with the window in `payload.interval` (toloka-kit TolokaRetry
+reads MIN / HOUR / DAY); the `requester` tag (GET /v1/requester: id, balance,
+public_name, company, as toloka-kit's `Requester`); `limit` at most 300 for pools.
+
 `work()` plays the crowd: distinct Tolokers (a finite crowd) answer every open task to its
 overlap, in task suites of the pool's `mixer_config.real_tasks_count`, never a task in
 `unavailable_for`, and only if the pool's `filter` admits them when the suite is issued
