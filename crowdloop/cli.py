@@ -233,6 +233,8 @@ def connectors_check(
 
     Creates nothing on the marketplace. Exits 1 if any check failed.
     """
+    from rich.markup import escape
+
     from crowdloop.connectors.errors import ConnectorError
     from crowdloop.connectors.registry import UnknownConnector, build_connector
 
@@ -248,9 +250,13 @@ def connectors_check(
         t.add_column(col_name)
     marks = {True: "[green]ok[/]", False: "[bold red]FAILED[/]", None: "[yellow]not checked[/]"}
     for item in report.items:
-        t.add_row(item.name, marks[item.ok], item.detail)
+        t.add_row(escape(item.name), marks[item.ok], escape(item.detail))
     console.print(t)
     if not report.ok:
+        for item in report.failed:  # in full, unwrapped: the message is the diagnosis
+            console.print(
+                f"[bold red]FAILED[/] {escape(item.name)}: {escape(item.detail)}", soft_wrap=True
+            )
         console.print(f"[bold red]{name}: {len(report.failed)} check(s) failed[/]")
         raise typer.Exit(1)
 

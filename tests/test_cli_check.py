@@ -71,6 +71,7 @@ def test_a_wrong_token_fails_clearly(fake: FakeProlific, monkeypatch: pytest.Mon
     result = runner.invoke(app, ["connectors", "check", "prolific", "--options", OPTIONS])
     assert result.exit_code == 1
     assert "credentials refused" in result.output and "FAILED" in result.output
+    assert "[prolific]" in result.output  # the error names the connector
     assert "not-the-token-42" not in result.output
 
 
