@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
 )
@@ -50,8 +50,14 @@ class RetryPolicy:
     max_total_s: float = 120.0
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
-    # A Retry-After larger than this is not waited out; the call fails as RateLimited.
+    # A Retry-After (or a vendor's own wait hint, see `HttpSeam.rate_limit_wait`) larger
+    # than this is not waited out: the call fails at once as RateLimited.
     max_retry_after_s: float = 120.0
+
+
+# Reads a vendor-specific wait (seconds) out of a 429 response that carries no
+# Retry-After header; None when the body says nothing usable.
+RateLimitWait = Callable[[httpx.Response], float | None]
 
 
 def client_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,6 +94,16 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     return _SECRET_QUERY.sub(r"\1***", text)
 
 
+def waits_out(policy: RetryPolicy, exc: BaseException) -> bool:
+    """Whether a failed call is retried: transient errors are, except a rate limit whose
+    announced wait is longer than the policy allows (an hourly or daily quota)."""
+    if not isinstance(exc, TransientError):
+        return False
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        return exc.retry_after <= policy.max_retry_after_s
+    return True
+
+
 def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -112,6 +128,9 @@ class HttpSeam:
     sleep: Callable[[float], None] = time.sleep
     request_id_header: str = "x-request-id"
     requests_made: int = 0
+    # The vendor's own wait for a 429 without Retry-After (e.g. Toloka's per-minute quota
+    # body); the bounds of `retry` apply to it like to Retry-After.
+    rate_limit_wait: RateLimitWait | None = None
 
     def __post_init__(self) -> None:
         self._secrets = tuple(v.split(" ", 1)[-1] for v in self.auth_headers.values())
@@ -154,19 +173,23 @@ class HttpSeam:
         headers: Mapping[str, str] | None = None,
         retry: bool = True,
         ok_statuses: tuple[int, ...] = (),
+        send_auth: bool = True,
     ) -> httpx.Response:
-        """Send one request; retry transient failures when `retry` (keyed or read-only calls)."""
+        """Send one request; retry transient failures when `retry` (keyed or read-only calls).
+
+        `send_auth=False` leaves the auth headers off (a presigned upload URL on another
+        host, which must not receive the API token)."""
         retryer = Retrying(
             stop=stop_after_attempt(self.retry.attempts if retry else 1)
             | stop_after_delay(self.retry.max_total_s),
             wait=_wait(self.retry),
-            retry=retry_if_exception_type(TransientError),
+            retry=retry_if_exception(lambda exc: waits_out(self.retry, exc)),
             sleep=self.sleep,
             reraise=True,
             before_sleep=self._log_retry,
         )
         response: httpx.Response = retryer(
-            self._send, method, path, params, json, data, content, headers, ok_statuses
+            self._send, method, path, params, json, data, content, headers, ok_statuses, send_auth
         )
         return response
 
@@ -189,12 +212,17 @@ class HttpSeam:
         content: bytes | None,
         headers: Mapping[str, str] | None,
         ok_statuses: tuple[int, ...],
+        send_auth: bool = True,
     ) -> httpx.Response:
         self.requests_made += 1
+        request = self._client.build_request(
+            method, path, params=params, json=json, data=data, content=content, headers=headers
+        )
+        if not send_auth:
+            for name in self.auth_headers:
+                request.headers.pop(name, None)
         try:
-            response = self._client.request(
-                method, path, params=params, json=json, data=data, content=content, headers=headers
-            )
+            response = self._client.send(request)
         except httpx.TimeoutException as exc:
             raise TransientError(self.connector, f"{method} {path}: timed out ({exc})") from exc
         except httpx.TransportError as exc:
@@ -218,11 +246,11 @@ class HttpSeam:
         if status == 409:
             return AlreadyExists(self.connector, message, request_id=request_id)
         if status == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if retry_after is None and self.rate_limit_wait is not None:
+                retry_after = self.rate_limit_wait(response)
             return RateLimited(
-                self.connector,
-                message,
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
-                request_id=request_id,
+                self.connector, message, retry_after=retry_after, request_id=request_id
             )
         if status == 408 or status >= 500:
             return TransientError(self.connector, message, request_id=request_id)

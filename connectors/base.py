@@ -10,11 +10,12 @@ creating twice.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from crowdloop.connectors.errors import NotSupported
+from crowdloop.connectors.errors import AuthError, ConnectorError, NotSupported
 from crowdloop.models.domain import (
     AddItemsResult,
     BatchRef,
@@ -27,6 +28,43 @@ from crowdloop.models.domain import (
     SubmissionPage,
     TaskItem,
 )
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """One line of a first-contact check: `ok` is None when it was not (or cannot be) checked."""
+
+    name: str
+    ok: bool | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What `Connector.check` found. `ok` is False as soon as one item failed."""
+
+    connector: str
+    items: tuple[CheckItem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(item.ok is not False for item in self.items)
+
+    @property
+    def failed(self) -> tuple[CheckItem, ...]:
+        return tuple(item for item in self.items if item.ok is False)
+
+
+def probe(name: str, call: Callable[[], str]) -> CheckItem:
+    """Run one read-only check; `call` returns what it saw, a ConnectorError fails it."""
+    try:
+        return CheckItem(name, True, call())
+    except AuthError as exc:
+        return CheckItem(
+            name, False, f"credentials refused: {exc} (check the token / key and its account)"
+        )
+    except ConnectorError as exc:
+        return CheckItem(name, False, str(exc))
 
 
 class Connector(ABC):
@@ -62,6 +100,24 @@ class Connector(ABC):
     def require(self, capability: Capability) -> None:
         if capability not in self.capabilities:
             raise NotSupported(self.name, capability.value)
+
+    def check(self) -> CheckReport:
+        """First contact: prove the credentials, the account's access and its balance with
+        read-only calls, creating nothing (`crowdloop connectors check NAME`).
+
+        The default checks nothing and says so; a connector overrides it with the reads its
+        platform offers and lists, as `ok=None` items, what it cannot check.
+        """
+        return CheckReport(
+            self.name,
+            (
+                CheckItem(
+                    "credentials, access, balance",
+                    None,
+                    f"the {self.name} connector has no read-only check; not verified",
+                ),
+            ),
+        )
 
     # --- creates (keyed) -----------------------------------------------------------------
     @abstractmethod

@@ -1,4 +1,4 @@
-"""The `crowdloop` command line: demo, run, status, export, connectors."""
+"""The `crowdloop` command line: demo, run, status, export, connectors (list, check)."""
 
 from __future__ import annotations
 
@@ -277,9 +277,18 @@ def export(
     console.print(f"exported {n} row(s) to {path}")
 
 
-@app.command()
-def connectors() -> None:
+connectors_app = typer.Typer(
+    help="Installed marketplace connectors; `check NAME` tries one out read-only.",
+    add_completion=False,
+)
+app.add_typer(connectors_app, name="connectors")
+
+
+@connectors_app.callback(invoke_without_command=True)
+def connectors(ctx: typer.Context) -> None:
     """List installed marketplace connectors and their capabilities."""
+    if ctx.invoked_subcommand is not None:
+        return
     from crowdloop.connectors.registry import discover
 
     t = Table(title="connectors (entry-point group crowdloop.connectors)")
@@ -293,6 +302,74 @@ def connectors() -> None:
         )
         t.add_row(name, info.target, caps)
     console.print(t)
+
+
+def _check_options(raw: str | None) -> tuple[dict[str, object], str | None]:
+    """`--options`: a YAML/JSON mapping, or a file holding one; a campaign file works too
+    (its `connector:` section gives the options and the credentials block)."""
+    import yaml
+
+    if not raw:
+        return {}, None
+    path = Path(raw)
+    text = path.read_text(encoding="utf-8") if path.is_file() else raw
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        _fail(f"--options is not YAML/JSON: {exc}")
+    if loaded is None:
+        return {}, None
+    if not isinstance(loaded, dict):
+        _fail("--options must be a mapping of connector options")
+    section = loaded.get("connector")
+    if isinstance(section, dict):  # a campaign file
+        options = section.get("options") or {}
+        block = section.get("credentials_block")
+        return dict(options), str(block) if block else None
+    return dict(loaded), None
+
+
+@connectors_app.command("check")
+def connectors_check(
+    name: Annotated[str, typer.Argument(help="A connector `crowdloop connectors` lists.")],
+    options: Annotated[
+        str | None,
+        typer.Option(help="Connector options: YAML/JSON, or a file (a campaign file works)."),
+    ] = None,
+    credentials_block: Annotated[
+        str | None, typer.Option(help="Prefect credentials block (default: environment).")
+    ] = None,
+) -> None:
+    """First contact: prove credentials, access and balance with read-only calls.
+
+    Creates nothing on the marketplace. Exits 1 if any check failed.
+    """
+    from rich.markup import escape
+
+    from crowdloop.connectors.errors import ConnectorError
+    from crowdloop.connectors.registry import UnknownConnector, build_connector
+
+    opts, block = _check_options(options)
+    try:
+        connector = build_connector(name, opts, credentials_block or block)
+    except (UnknownConnector, ConnectorError, ValueError, RuntimeError) as exc:
+        _fail(f"{name}: {exc}")
+    with connector:
+        report = connector.check()
+    t = Table(title=f"{name}: first-contact check (read-only)")
+    for col_name in ("check", "result", "detail"):
+        t.add_column(col_name)
+    marks = {True: "[green]ok[/]", False: "[bold red]FAILED[/]", None: "[yellow]not checked[/]"}
+    for item in report.items:
+        t.add_row(escape(item.name), marks[item.ok], escape(item.detail))
+    console.print(t)
+    if not report.ok:
+        for item in report.failed:  # in full, unwrapped: the message is the diagnosis
+            console.print(
+                f"[bold red]FAILED[/] {escape(item.name)}: {escape(item.detail)}", soft_wrap=True
+            )
+        console.print(f"[bold red]{name}: {len(report.failed)} check(s) failed[/]")
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -73,7 +73,10 @@ tasks to chosen annotators is Enterprise), not SANDBOX. A batch that requires a
 qualification is refused rather than created open to everyone. Golden answers are never
 sent: no ground-truth annotations are imported.
 `start` / `stop` set `is_published`; the open-source edition shows every project of the
-organization to its members whatever that flag says.
+organization to its members whatever that flag says. So `stop` (a PATCH of the same value,
+idempotent) is bookkeeping, and PAUSE is not declared: unpublishing hides nothing, so it
+would not keep annotators off. `check` reads GET /api/projects/ (page_size 1) after the
+token exchange: read-only.
 
 Documented at (read for this connector):
 - https://labelstud.io/guide/access_tokens and https://labelstud.io/guide/api.html -
@@ -103,7 +106,7 @@ from typing import Any, ClassVar, Self, cast
 from pydantic import TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import client_options
-from crowdloop.connectors.base import Connector
+from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     GarbledResponse,
     NotSupported,
@@ -380,6 +383,24 @@ class LabelStudioConnector(Connector):
     def stop(self, batch: BatchRef, *, reason: str) -> None:
         logger.info("%s: unpublishing project %s: %s", self.name, batch.external_id, reason)
         self.client.patch_project(batch.external_id, ProjectPatch(is_published=False))
+
+    def check(self) -> CheckReport:
+        """Read-only: the token (the refresh exchange for a personal access token, then
+        GET /api/projects/ with page_size=1). Nobody is paid, so there is no balance."""
+
+        def projects() -> str:
+            first = next(iter(self.client.iter_projects(title="", page_size=1)), None)
+            return "token accepted; " + (
+                f"projects are readable (e.g. {first.id})" if first else "no project yet"
+            )
+
+        return CheckReport(
+            self.name,
+            (
+                probe("credentials and project access", projects),
+                CheckItem("balance", None, "Label Studio pays nobody: no balance to check"),
+            ),
+        )
 
     def get_status(self, batch: BatchRef) -> BatchStatus:
         project = self.client.get_project(batch.external_id)

@@ -28,6 +28,7 @@ from crowdloop.connectors.prolific.models import (
     DatasetCreate,
     GroupCreate,
     GroupMembers,
+    ImportJob,
     Paged,
     ResponseList,
     SetupRequest,
@@ -36,10 +37,14 @@ from crowdloop.connectors.prolific.models import (
     SubmissionTransition,
     SyncJob,
     Transition,
+    UploadUrl,
     WireBatch,
     WireDataset,
     WireGroup,
+    WireProject,
     WireStudy,
+    WireWorkspace,
+    WorkspaceBalance,
 )
 
 API = "/api/v1"
@@ -82,6 +87,32 @@ class ProlificClient:
         response = self.seam.request("POST", f"{DC}/datasets", json=self._body(body), retry=False)
         return self.seam.parse(WireDataset, response)
 
+    def get_dataset(self, dataset_id: str) -> WireDataset:
+        """A V4 dataset with its `imports` (docs: get-task-builder-dataset)."""
+        return self.seam.parse(
+            WireDataset, self.seam.request("GET", f"{DC}/datasets/{dataset_id}")
+        )
+
+    def upload_url(self, dataset_id: str, filename: str) -> UploadUrl:
+        """Create an import job and a presigned URL for its file (docs: uploading-data)."""
+        response = self.seam.request("GET", f"{DC}/datasets/{dataset_id}/upload-url/{filename}")
+        return self.seam.parse(UploadUrl, response)
+
+    def put_upload(self, upload: UploadUrl, content: bytes) -> None:
+        """PUT the file to the presigned URL: another host, so no API token is sent
+        (docs: "No authentication headers are required for the S3 request")."""
+        self.seam.request(
+            upload.http_method or "PUT",
+            upload.upload_url,
+            content=content,
+            headers={"Content-Type": upload.content_type or "application/x-ndjson"},
+            send_auth=False,
+        )
+
+    def import_status(self, dataset_id: str, import_id: str) -> ImportJob:
+        response = self.seam.request("GET", f"{DC}/datasets/{dataset_id}/imports/{import_id}")
+        return self.seam.parse(ImportJob, response)
+
     def append_datapoints(
         self, dataset_id: str, records: Sequence[Mapping[str, Any]]
     ) -> AppendResult:
@@ -102,7 +133,11 @@ class ProlificClient:
         return self.seam.parse(WireBatch, response)
 
     def list_batches(self, workspace_id: str) -> list[WireBatch]:
-        response = self.seam.request("GET", f"{DC}/batches", params={"workspace_id": workspace_id})
+        # With the trailing slash, as the CLI requests it (client/client.go
+        # GetAITaskBuilderBatches); httpx does not follow a redirect from the bare path.
+        response = self.seam.request(
+            "GET", f"{DC}/batches/", params={"workspace_id": workspace_id}
+        )
         return self.seam.parse(BatchList, response).results
 
     def get_batch(self, batch_id: str) -> WireBatch:
@@ -171,6 +206,28 @@ class ProlificClient:
     def bulk_approve(self, body: BulkApprove) -> None:
         self.seam.request(
             "POST", f"{API}/submissions/bulk-approve/", json=self._body(body), retry=False
+        )
+
+    # --- account (read-only; the first-contact check) ------------------------------------
+
+    def get_me(self) -> dict[str, Any]:
+        """GET /api/v1/users/me (the CLI's `GetMe`): proves the token."""
+        response = self.seam.request("GET", f"{API}/users/me")
+        body = response.json() if response.content else {}
+        return body if isinstance(body, dict) else {}
+
+    def get_workspace(self, workspace_id: str) -> WireWorkspace:
+        response = self.seam.request("GET", f"{API}/workspaces/{workspace_id}/")
+        return self.seam.parse(WireWorkspace, response)
+
+    def workspace_balance(self, workspace_id: str) -> WorkspaceBalance:
+        response = self.seam.request("GET", f"{API}/workspaces/{workspace_id}/balance/")
+        return self.seam.parse(WorkspaceBalance, response)
+
+    def get_project(self, project_id: str) -> WireProject:
+        """GET /api/v1/projects/{id}/ (the CLI's `GetProject`)."""
+        return self.seam.parse(
+            WireProject, self.seam.request("GET", f"{API}/projects/{project_id}/")
         )
 
     # --- participant groups --------------------------------------------------------------

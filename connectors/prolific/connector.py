@@ -12,35 +12,64 @@ per-item content.) Docs: docs.prolific.com/api-reference/ai-task-builder/batches
 .../ai-task-builder/llms.txt (Batches vs Collections), Prolific's `design-ai-eval-task`
 skill (github.com/prolific-oss/skills) for the pairwise layout and study template.
 
-One crowdloop batch (one stage of a campaign) is:
-  * one V4 dataset (`POST /api/v1/data-collection/datasets` with a `schema`), named by our key;
+One crowdloop batch (one stage of a campaign) is, in the order of Prolific's own guide
+(documentation/core-concepts/running-ai-task-builder-batches-via-prolifics-api;
+api-reference/ai-task-builder/batches: dataset, upload, batch, setup, READY, study, publish):
+  * one V4 dataset (`POST /api/v1/data-collection/datasets` with a `schema`); its name holds
+    our key, the reward and the required qualification as JSON (the study needs them and is
+    created later, possibly by another process);
   * one AITB batch (`POST /api/v1/data-collection/batches`, `name` = our key) whose
     `batch_items` layout follows the stage: compare = prompt + two columns + a
     left/right/tie multiple choice; verify = prompt + text + accept/reject choice;
-    write_prompt / write_response = topic or prompt + a free-text box;
-  * one draft study (`POST /api/v1/studies/`, `internal_name` = our key, reward in minor
-    units, `completion_codes` with `MANUALLY_REVIEW` so crowdloop approves/rejects,
-    `filters` = a `participant_group_blocklist` of our block group and the batch's own
-    exclusion group, plus a `participant_group_allowlist` when the spec requires a
-    qualification). `BatchRef.external_id` is the study id.
+    write_prompt / write_response = topic or prompt + a free-text box.
+    `BatchRef.external_id` is the AITB batch id (a study id from before is still read);
+  * with the first items: a file upload, which creates the import job that setup requires
+    for a V4 dataset (setup-task-builder-batch: "at least one import job with status
+    complete"; appends make none), then setup, then, once the batch is READY,
+  * one study (`POST /api/v1/studies/`, `internal_name` = our key, `project` = the option
+    `project_id`, which is required: a study without a project is paid from the personal
+    balance, not the workspace's funds (cookbooks/collecting-original-data-with-ai-task-
+    builder-collections); reward in minor units, `completion_codes` with `MANUALLY_REVIEW`
+    so crowdloop approves/rejects, `filters` = a `participant_group_blocklist` of our block
+    group and the batch's own exclusion group, plus a `participant_group_allowlist` when the
+    spec requires a qualification), published at once (option `publish_on_add`).
 
 Endpoints (all under https://api.prolific.com/api/v1/) and where they are documented
   * datasets: POST data-collection/datasets (docs .../task-builder/datasets),
+    GET data-collection/datasets/{id} (V4: its `imports`; get-task-builder-dataset),
+    GET .../datasets/{id}/upload-url/{filename} -> {upload_url, http_method, import_id},
+    the file PUT to that presigned URL without the API token, and
+    GET .../datasets/{id}/imports/{import_id} until complete | partial | failed |
+    pending_schema (.../uploading-data, .../get-dataset-import-status) for the first load;
     POST data-collection/datasets/{id}/datapoints — JSONL, at most 1000 records a request,
     a record identical to one already there is counted but not stored again, 409 while an
-    import runs
+    import runs — for later loads
     (.../append-dataset-datapoints, .../appending-data).
   * AITB batches: POST data-collection/batches (.../create-task-builder-batch),
-    GET data-collection/batches?workspace_id= and GET .../batches/{id} (Prolific CLI
-    `client/client.go`), GET .../batches/{id}/status, POST .../batches/{id}/setup
+    GET data-collection/batches/?workspace_id= (with the trailing slash, as the CLI's
+    `client/client.go` GetAITaskBuilderBatches; httpx does not follow a redirect) and
+    GET .../batches/{id}, GET .../batches/{id}/status, POST .../batches/{id}/setup
     (.../setup-task-builder-batch: async, PROCESSING -> READY), POST .../batches/{id}/sync
     and GET .../batches/{id}/syncs/{sync_id} (.../sync-task-builder-batch,
-    .../get-batch-sync-status, .../syncing-a-batch), GET .../batches/{id}/responses
+    .../get-batch-sync-status, .../syncing-a-batch; `sync_id` optional, a sync may come back
+    terminal: CLI cmd/aitaskbuilder/batch_sync.go), GET .../batches/{id}/responses
     (.../get-task-builder-batch-task-responses; record shape from the CLI's
     `model/ai_task_builder.go`: participant_id, task_id, submission_id, metadata, response).
-  * studies: POST studies/, GET studies/ (or projects/{id}/studies/), GET/PATCH
-    studies/{id}/, POST studies/{id}/transition/ with {"action": "PUBLISH" | "STOP"}
-    (api-reference/studies, CLI `TransitionStudy`, `model/study.go`).
+    A free-text answer is read from `response.text` (the CLI's model and its test fixture,
+    cmd/aitaskbuilder/get_task_responses_test.go) or, failing that, `response.answer[0]
+    .value` (the shape issue 13 reports; collection exports use `value`); neither is a
+    quarantine with its reason, never an empty answer.
+  * studies: POST studies/, GET projects/{id}/studies/, GET/PATCH studies/{id}/,
+    POST studies/{id}/transition/ with {"action": "PUBLISH" | "PAUSE" | "START" | "STOP"}
+    (api-reference/studies, CLI `TransitionStudy`, `model/study.go` TransitionList).
+    `stop`, `pause` and `resume` read the study's status first and send a transition only
+    when it changes something (STOP from ACTIVE / PAUSED, PAUSE from ACTIVE, START from
+    PAUSED), so repeating any of them sends nothing; how Prolific answers a repeated
+    transition is not documented, and this way it does not matter.
+  * first contact (`check`, read-only): GET users/me (CLI `GetMe`), GET workspaces/{id}/
+    (get-workspace), GET workspaces/{id}/balance/ (get-workspace-balance: available_balance
+    in minor units), GET projects/{id}/ (CLI `GetProject`: the project must belong to the
+    workspace).
   * submissions: GET studies/{id}/submissions/ (.../studies/get-study-submissions, `ordering`),
     POST submissions/{id}/transition/ APPROVE / REJECT with `message` (>= 100 chars) and
     `rejection_category`; a repeated transition is ignored (.../submissions/transition-submission),
@@ -105,13 +134,16 @@ Overlap, exclusions, blocking (limits)
   * Spend: the study object's `total_cost` is the cost reserved for its places, not money
     spent, and the workspace cost report is enabled for select workspaces only
     (api-reference/workspaces/get-workspace-cost), so SPEND_REPORT is not declared.
-  * A study is created draft with 1 place; after each push its places are set to the
-    batch's task count divided by `tasks_per_group` (one place per task group). AITB tasks
-    exist only after setup, so `start()` publishes only once tasks exist, and `add_items`
-    publishes a draft study as soon as its tasks are ready (option `publish_on_add`,
-    default true: crowdloop starts every batch before pushing).
-  * Not verified against a live account: that a dataset filled only by appends (no file
-    import) can be set up, and that a draft study may reference a batch not yet set up.
+  * The study is created (1 place) once the batch is READY; after each push its places are
+    set to the batch's task count divided by `tasks_per_group` (one place per task group).
+    `start()` before the first push has nothing to publish; `add_items` publishes the study
+    as soon as its tasks are ready (option `publish_on_add`, default true: crowdloop starts
+    every batch before pushing). A batch stopped or paused before its first push has no
+    study yet to stop or pause: a later push would still publish it.
+  * Not verified against a live account: that datasets with a schema (V4, needed for
+    appends) are enabled for the workspace (a workspace feature; `check` cannot tell
+    without creating one); that a later identical append is deduped against records that
+    came in by file import; what Prolific answers to a repeated transition.
 """
 
 from __future__ import annotations
@@ -120,6 +152,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -128,7 +161,7 @@ from typing import Any, ClassVar, Self, TypeVar, cast
 from pydantic import TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import client_options
-from crowdloop.connectors.base import Connector
+from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     AlreadyExists,
     GarbledResponse,
@@ -147,6 +180,7 @@ from crowdloop.connectors.prolific.models import (
     DatasetCreate,
     DatasetSchema,
     GroupCreate,
+    ImportJob,
     SchemaField,
     SetupRequest,
     StudyCreate,
@@ -157,6 +191,7 @@ from crowdloop.connectors.prolific.models import (
     TaskDetails,
     WireBatch,
     WireResponse,
+    WireStudy,
     WireSubmission,
 )
 from crowdloop.models.domain import (
@@ -184,9 +219,14 @@ from crowdloop.models.domain import (
 logger = logging.getLogger(__name__)
 
 _ANSWER = TypeAdapter[Answer](Answer)
+_STUDY_ID = re.compile(r"[0-9a-f]{24}")  # Prolific study ids; AITB batch ids are UUIDs
 T = TypeVar("T")
 
 ENV_WORKSPACE = "CROWDLOOP_PROLIFIC_WORKSPACE_ID"
+ENV_PROJECT = "CROWDLOOP_PROLIFIC_PROJECT_ID"
+# Import job statuses (docs: get-dataset-import-status).
+IMPORT_RUNNING = frozenset({"uninitialised", "queued", "processing"})
+IMPORT_LOADED = frozenset({"complete", "partial"})
 PAGE_LIMIT = 200  # the CLI's default record limit for list calls
 APPEND_LIMIT = 1000  # datapoints per append request (documented maximum)
 APPROVE_CHUNK = 500
@@ -303,15 +343,48 @@ STEPS = {
 }
 
 
+@dataclass(frozen=True)
+class _Template:
+    """What the study needs that the AI Task Builder batch does not hold: kept as the
+    batch's dataset name (JSON), since the study is created only once the batch is READY,
+    possibly by another process."""
+
+    key: str
+    reward: int  # minor units per task group
+    qualification: str | None = None
+
+    def encode(self) -> str:
+        body = {"crowdloop": self.key, "reward": self.reward, "qualification": self.qualification}
+        return json.dumps(body, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def decode(cls, name: str | None) -> _Template | None:
+        try:
+            body = json.loads(name or "")
+        except ValueError:
+            return None
+        if not isinstance(body, dict) or not isinstance(body.get("crowdloop"), str):
+            return None
+        reward, qualification = body.get("reward"), body.get("qualification")
+        if not isinstance(reward, int):
+            return None
+        if qualification is not None and not isinstance(qualification, str):
+            return None
+        return cls(body["crowdloop"], reward, qualification)
+
+
 @dataclass
 class _Batch:
     """What one crowdloop batch is on Prolific (cached per connector instance)."""
 
-    study_id: str
-    key: str  # our idempotency key: study internal_name == AITB batch name
-    aitb_id: str
+    aitb_id: str  # BatchRef.external_id
+    key: str  # our idempotency key: AITB batch name == study internal_name
     dataset_id: str
+    template: _Template
+    name: str
+    description: str
     exclusion_group: str | None
+    study_id: str | None = None  # created once the AITB batch is READY
 
 
 class ProlificConnector(Connector):
@@ -324,6 +397,7 @@ class ProlificConnector(Connector):
             Capability.BLOCK_WORKER,
             Capability.EXCLUDE_WORKERS,
             Capability.QUALIFY_WORKERS,
+            Capability.PAUSE,
         }
     )
     # One add_items call appends in requests of at most APPEND_LIMIT records; keep a call's
@@ -335,7 +409,7 @@ class ProlificConnector(Connector):
         client: ProlificClient,
         *,
         workspace_id: str,
-        project_id: str | None = None,
+        project_id: str,
         currency: str = "USD",
         estimated_minutes: int = 5,
         devices: Sequence[str] = ("desktop", "tablet", "mobile"),
@@ -377,11 +451,19 @@ class ProlificConnector(Connector):
         workspace = options.get("workspace_id") or os.environ.get(ENV_WORKSPACE)
         if not workspace:
             raise ValueError(f"prolific: set connector option workspace_id (or {ENV_WORKSPACE})")
+        project = options.get("project_id") or os.environ.get(ENV_PROJECT)
+        if not project:
+            raise ValueError(
+                f"prolific: set connector option project_id (or {ENV_PROJECT}): a study created "
+                "without a project is paid from the personal balance, not the workspace's "
+                "funds. List the workspace's projects with `prolific project list -w "
+                f"{workspace}` or `crowdloop connectors check prolific`."
+            )
         cap = options.get("max_submissions_per_participant")
         return cls(
             credentials.get_client(**client_options(options)),
             workspace_id=str(workspace),
-            project_id=options.get("project_id"),
+            project_id=str(project),
             currency=str(options.get("currency", "USD")),
             estimated_minutes=int(options.get("estimated_minutes", 5)),
             devices=tuple(options.get("devices", ("desktop", "tablet", "mobile"))),
@@ -401,6 +483,12 @@ class ProlificConnector(Connector):
     # --- creates (keyed) -----------------------------------------------------------------
 
     def create_batch(self, spec: BatchSpec, *, idempotency_key: str) -> BatchRef:
+        """The dataset and the AI Task Builder batch (and the batch's participant groups).
+
+        The study comes later, in `add_items`, once the batch is READY: the order of
+        Prolific's own guide (documentation/core-concepts/running-ai-task-builder-batches-
+        via-prolifics-api; api-reference/ai-task-builder/batches, steps 1-10).
+        """
         found = self.find_batch(idempotency_key)
         if found is not None:
             return found
@@ -410,62 +498,24 @@ class ProlificConnector(Connector):
                 f"reward is in {spec.reward.currency} but the workspace pays in "
                 f"{self.currency} (connector option `currency`)",
             )
-        kind = KIND_FOR_STAGE[spec.stage]
-        aitb = self._ensure_aitb_batch(spec, kind, idempotency_key)
-        dataset_id = self._dataset_of(aitb)
-        block = self._ensure_group(self.block_group, "crowdloop: workers blocked by quality checks")
-        filters = []
+        self._ensure_group(self.block_group, "crowdloop: workers blocked by quality checks")
         if spec.required_qualification:
-            allowed = self._qualification_group(spec.required_qualification)
-            filters.append(
-                StudyFilter(filter_id="participant_group_allowlist", selected_values=[allowed])
-            )
-        exclusion = self._ensure_group(
+            self._qualification_group(spec.required_qualification)
+        self._ensure_group(
             _exclusion_group_name(idempotency_key),
             "crowdloop: workers kept off this batch (authors of the items checked)",
         )
-        body = StudyCreate(
-            name=spec.name,
-            internal_name=idempotency_key,
-            description=spec.instruction,
-            data_collection_id=aitb.id,
-            data_collection_metadata={"annotators_per_task": 1},
+        template = _Template(
+            key=idempotency_key,
             reward=_minor_units(spec.reward.amount * self.tasks_per_group),
-            total_available_places=1,
-            estimated_completion_time=self.estimated_minutes,
-            device_compatibility=self.devices,
-            completion_codes=[
-                CompletionCode(
-                    code=_completion_code(idempotency_key),
-                    actions=[{"action": "MANUALLY_REVIEW"}],
-                )
-            ],
-            filters=[
-                *filters,
-                StudyFilter(
-                    filter_id="participant_group_blocklist", selected_values=[block, exclusion]
-                ),
-            ],
-            submissions_config=(
-                SubmissionsConfig(
-                    max_submissions_per_participant=self.max_submissions_per_participant
-                )
-                if self.max_submissions_per_participant is not None
-                else None
-            ),
-            project=self.project_id,
+            qualification=spec.required_qualification,
         )
-        study = self._create_once(
-            f"study {idempotency_key!r}",
-            lambda: self._find_study_id(idempotency_key),
-            lambda: self.client.create_study(body).id,
-        )
-        self._batches[study] = _Batch(study, idempotency_key, aitb.id, dataset_id, exclusion)
-        return self._ref(study)
+        aitb = self._ensure_aitb_batch(spec, KIND_FOR_STAGE[spec.stage], template)
+        return self._ref(aitb.id)
 
     def find_batch(self, idempotency_key: str) -> BatchRef | None:
-        study = self._find_study_id(idempotency_key)
-        return self._ref(study) if study is not None else None
+        aitb = self._find_aitb(idempotency_key)
+        return self._ref(aitb.id) if aitb is not None else None
 
     def add_items(
         self, batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
@@ -476,33 +526,18 @@ class ProlificConnector(Connector):
         excluded = sorted({w for item in items for w in item.exclude_workers})
         if excluded:
             if ctx.exclusion_group is None:
-                raise InvalidRequest(self.name, f"batch {ctx.study_id} has no exclusion group")
+                raise InvalidRequest(self.name, f"batch {ctx.aitb_id} has no exclusion group")
             self.client.add_to_group(ctx.exclusion_group, excluded)
         records = [_record(item, replica) for item in items for replica in range(item.overlap)]
-        for start in range(0, len(records), APPEND_LIMIT):
-            chunk = records[start : start + APPEND_LIMIT]
-
-            def append(chunk: list[dict[str, str]] = chunk) -> AppendResult:
-                return self.client.append_datapoints(ctx.dataset_id, chunk)
-
-            result = self._busy_retry(append)
-            if result.rejected_count or result.errors:
-                raise InvalidRequest(
-                    self.name,
-                    f"add_items {idempotency_key}: Prolific rejected {result.rejected_count} "
-                    f"datapoint(s): {json.dumps(result.errors[:3], default=str)[:500]}",
-                    details=result.errors,
-                )
+        self._load(ctx, records, idempotency_key)
         tasks = self._materialise(ctx)
+        study = self._ensure_study(ctx)
         # One place per task group: a participant's submission covers `tasks_per_group` tasks.
         places = -(-tasks // self.tasks_per_group)
-        study = self.client.get_study(ctx.study_id)
         if places and study.total_available_places != places:
-            study = self.client.update_study(
-                ctx.study_id, StudyPatch(total_available_places=places)
-            )
+            study = self.client.update_study(study.id, StudyPatch(total_available_places=places))
         if self.publish_on_add and tasks and study.status == "UNPUBLISHED":
-            self.client.transition_study(ctx.study_id, "PUBLISH")
+            self.client.transition_study(study.id, "PUBLISH")
         return AddItemsResult(external_ids={item.key: _task_id(ctx, item.key) for item in items})
 
     def find_tasks(self, batch: BatchRef, task_keys: Sequence[str]) -> dict[str, str]:
@@ -521,36 +556,120 @@ class ProlificConnector(Connector):
 
     def start(self, batch: BatchRef) -> None:
         ctx = self._context(batch)
-        study = self.client.get_study(ctx.study_id)
-        if study.status == "PAUSED":
-            self.client.transition_study(ctx.study_id, "START")
+        study = self._study(ctx)
+        if study is None:
+            logger.info(
+                "%s: batch %s has no tasks yet; its study is created and published when its "
+                "first items are ready",
+                self.name,
+                ctx.aitb_id,
+            )
+        elif study.status == "PAUSED":
+            self.client.transition_study(study.id, "START")
         elif study.status == "UNPUBLISHED":
-            if self.client.batch_status(ctx.aitb_id) == "READY":
-                self.client.transition_study(ctx.study_id, "PUBLISH")
-            else:
-                logger.info(
-                    "%s: study %s has no tasks yet; it is published when its first items are ready",
-                    self.name,
-                    ctx.study_id,
-                )
+            self.client.transition_study(study.id, "PUBLISH")
 
     def stop(self, batch: BatchRef, *, reason: str) -> None:
+        """STOP the study (final). Read first, so a stopped (COMPLETED / AWAITING REVIEW)
+        study is left alone: repeating `stop` sends nothing."""
         ctx = self._context(batch)
-        study = self.client.get_study(ctx.study_id)
+        study = self._study(ctx)
+        if study is None:
+            logger.info("%s: batch %s was never published; nothing to stop", self.name, ctx.aitb_id)
+            return
         if study.status in OPEN_STUDY or study.status == "PAUSED":
-            logger.info("%s: stopping study %s: %s", self.name, ctx.study_id, reason)
-            self.client.transition_study(ctx.study_id, "STOP")
+            logger.info("%s: stopping study %s: %s", self.name, study.id, reason)
+            self.client.transition_study(study.id, "STOP")
+
+    def pause(self, batch: BatchRef) -> None:
+        """PAUSE an ACTIVE study (the CLI's study transitions: PUBLISH, START, PAUSE, STOP;
+        model/study.go). Participants with a task in hand may still submit it."""
+        ctx = self._context(batch)
+        study = self._study(ctx)
+        if study is not None and study.status == "ACTIVE":
+            self.client.transition_study(study.id, "PAUSE")
+
+    def resume(self, batch: BatchRef) -> None:
+        """START a PAUSED study; anything else is left as it is (an open study is open, a
+        stopped one cannot be restarted on Prolific)."""
+        ctx = self._context(batch)
+        study = self._study(ctx)
+        if study is None or study.status != "PAUSED":
+            if study is not None and study.status not in OPEN_STUDY | {"UNPUBLISHED"}:
+                logger.warning(
+                    "%s: study %s is %s; it cannot be resumed", self.name, study.id, study.status
+                )
+            return
+        self.client.transition_study(study.id, "START")
 
     def get_status(self, batch: BatchRef) -> BatchStatus:
         ctx = self._context(batch)
-        study = self.client.get_study(ctx.study_id)
+        study = self._study(ctx)
         tasks = self.client.get_batch(ctx.aitb_id).total_task_count
         answered = len(self.client.batch_responses(ctx.aitb_id).results)
+        open_ = study is not None and study.status in OPEN_STUDY
         return BatchStatus(
-            state=BatchState.OPEN if study.status in OPEN_STUDY else BatchState.CLOSED,
+            state=BatchState.OPEN if open_ else BatchState.CLOSED,
             tasks=tasks,
             assignments_total=tasks,
             assignments_submitted=min(answered, tasks) if tasks else answered,
+        )
+
+    # --- first contact ---------------------------------------------------------------------
+
+    def check(self) -> CheckReport:
+        """Read-only: the token (GET users/me), the workspace, its balance, the project."""
+        ws = self.workspace_id
+
+        def me() -> str:
+            user = self.client.get_me()
+            return f"token accepted (user {user.get('id', '?')})"
+
+        def workspace() -> str:
+            found = self.client.get_workspace(ws)
+            return f"workspace {found.id} ({found.title or 'untitled'})"
+
+        def balance() -> str:
+            funds = self.client.workspace_balance(ws)
+            currency = funds.currency_code or "?"
+            if currency != "?" and currency.upper() != self.currency:
+                raise InvalidRequest(
+                    self.name,
+                    f"the workspace pays in {currency}, the connector option `currency` is "
+                    f"{self.currency}",
+                )
+            available = funds.available_balance
+            if available is None:
+                return f"balance not reported ({currency})"
+            if available <= 0:
+                raise InvalidRequest(
+                    self.name, f"workspace {ws} has no available balance ({available} {currency})"
+                )
+            return f"available {available / 100:.2f} {currency}"
+
+        def project() -> str:
+            found = self.client.get_project(self.project_id)
+            if found.workspace and found.workspace != ws:
+                raise InvalidRequest(
+                    self.name,
+                    f"project {found.id} belongs to workspace {found.workspace}, not {ws}: "
+                    "its studies would not be paid from this workspace",
+                )
+            return f"project {found.id} ({found.title or 'untitled'}) bills the workspace"
+
+        return CheckReport(
+            self.name,
+            (
+                probe("credentials", me),
+                probe("workspace access", workspace),
+                probe("workspace balance", balance),
+                probe("project (billing)", project),
+                CheckItem(
+                    "AI Task Builder datasets with a schema",
+                    None,
+                    "a workspace feature; not checkable without creating a dataset",
+                ),
+            ),
         )
 
     # --- results -------------------------------------------------------------------------
@@ -558,10 +677,14 @@ class ProlificConnector(Connector):
     def iter_submissions(self, batch: BatchRef, *, cursor: str | None) -> Iterator[SubmissionPage]:
         ctx = self._context(batch)
         offset = _parse_cursor(cursor)
+        study_id = self._study_id(ctx)
+        if study_id is None:  # not published yet: nothing to read
+            yield SubmissionPage(submissions=(), cursor=cursor, has_more=False)
+            return
         answers = _ResponseIndex(lambda: self.client.batch_responses(ctx.aitb_id).results)
         hold: int | None = None  # first position whose submission is not final yet
         while True:
-            page = self.client.submissions_page(ctx.study_id, offset=offset, limit=self.page_limit)
+            page = self.client.submissions_page(study_id, offset=offset, limit=self.page_limit)
             submissions: list[Submission] = []
             quarantined: list[Quarantined] = []
             for position, raw in enumerate(page.results, start=offset):
@@ -622,13 +745,16 @@ class ProlificConnector(Connector):
 
     def review(self, batch: BatchRef, decisions: Sequence[ReviewDecision]) -> None:
         ctx = self._context(batch)
+        study_id = self._study_id(ctx)
+        if study_id is None:
+            return  # never published: no submissions to decide on
         wanted: dict[str, ReviewDecision] = {}
         for decision in decisions:
             submission = decision.submission_id.split(":", 1)[0]
             current = wanted.get(submission)
             if current is None or (current.accept and not decision.accept):
                 wanted[submission] = decision  # reject wins within one Prolific submission
-        statuses = self._submission_statuses(ctx.study_id)
+        statuses = self._submission_statuses(study_id)
         approve: list[str] = []
         for submission, decision in wanted.items():
             status = statuses.get(submission)
@@ -658,7 +784,7 @@ class ProlificConnector(Connector):
         for start in range(0, len(approve), APPROVE_CHUNK):
             self.client.bulk_approve(
                 BulkApprove(
-                    study_id=ctx.study_id, submission_ids=approve[start : start + APPROVE_CHUNK]
+                    study_id=study_id, submission_ids=approve[start : start + APPROVE_CHUNK]
                 )
             )
 
@@ -691,8 +817,8 @@ class ProlificConnector(Connector):
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _ref(self, study_id: str) -> BatchRef:
-        return BatchRef(connector=self.name, external_id=study_id)
+    def _ref(self, aitb_id: str) -> BatchRef:
+        return BatchRef(connector=self.name, external_id=aitb_id)
 
     def _find_study_id(self, key: str) -> str | None:
         for study in self.client.iter_studies(self.project_id):
@@ -706,12 +832,15 @@ class ProlificConnector(Connector):
                 return batch
         return None
 
-    def _ensure_aitb_batch(self, spec: BatchSpec, kind: str, key: str) -> WireBatch:
+    def _ensure_aitb_batch(self, spec: BatchSpec, kind: str, template: _Template) -> WireBatch:
+        key = template.key
         existing = self._find_aitb(key)
         if existing is not None:
             return existing
+        # A dataset cannot be looked up by name (no list endpoint): a failed create may leave
+        # an empty, costless dataset behind.
         dataset = self.client.create_dataset(
-            DatasetCreate(name=key, workspace_id=self.workspace_id, schema_=SCHEMA)
+            DatasetCreate(name=template.encode(), workspace_id=self.workspace_id, schema_=SCHEMA)
         )
         body = BatchCreate(
             name=key,
@@ -727,13 +856,6 @@ class ProlificConnector(Connector):
             lambda: self._find_aitb(key),
             lambda: self.client.create_batch(body),
         )
-
-    def _dataset_of(self, aitb: WireBatch) -> str:
-        if not aitb.datasets:
-            aitb = self.client.get_batch(aitb.id)
-        if not aitb.datasets:
-            raise GarbledResponse(self.name, f"AI Task Builder batch {aitb.id} has no dataset")
-        return aitb.datasets[0].id
 
     def _ensure_group(self, name: str, description: str) -> str:
         if name in self._groups:
@@ -761,24 +883,151 @@ class ProlificConnector(Connector):
         cached = self._batches.get(batch.external_id)
         if cached is not None:
             return cached
-        study = self.client.get_study(batch.external_id)
-        key = study.internal_name
-        if not key:
-            raise GarbledResponse(self.name, f"study {study.id} has no internal_name")
-        aitb = self._find_aitb(key)
-        if aitb is None:
-            raise NotFound(
-                self.name, f"no AI Task Builder batch named {key!r} for study {study.id}"
+        ref = batch.external_id
+        if _STUDY_ID.fullmatch(ref):  # a BatchRef from before batches were AITB ids
+            key = self.client.get_study(ref).internal_name
+            legacy = self._find_aitb(key) if key else None
+            if legacy is None:
+                raise NotFound(self.name, f"no AI Task Builder batch for study {ref}")
+            ref = legacy.id
+        aitb = self.client.get_batch(ref)
+        if not aitb.datasets:
+            raise GarbledResponse(self.name, f"AI Task Builder batch {aitb.id} has no dataset")
+        dataset = aitb.datasets[0]
+        template = _Template.decode(dataset.name)
+        if template is None:
+            template = _Template.decode(self.client.get_dataset(dataset.id).name)
+        if template is None or template.key != aitb.name:
+            raise GarbledResponse(
+                self.name, f"AI Task Builder batch {aitb.id} is not one crowdloop created"
             )
         exclusion = None
-        name = _exclusion_group_name(key)
+        name = _exclusion_group_name(template.key)
         for group in self.client.iter_groups(self.workspace_id):
             if group.name == name:
                 exclusion = group.id
                 break
-        ctx = _Batch(study.id, key, aitb.id, self._dataset_of(aitb), exclusion)
-        self._batches[study.id] = ctx
+        details = aitb.task_details
+        ctx = _Batch(
+            aitb_id=aitb.id,
+            key=template.key,
+            dataset_id=dataset.id,
+            template=template,
+            name=details.task_name if details else template.key,
+            description=details.task_introduction if details else template.key,
+            exclusion_group=exclusion,
+        )
+        self._batches[batch.external_id] = ctx
         return ctx
+
+    def _study_id(self, ctx: _Batch) -> str | None:
+        if ctx.study_id is None:
+            ctx.study_id = self._find_study_id(ctx.key)
+        return ctx.study_id
+
+    def _study(self, ctx: _Batch) -> WireStudy | None:
+        study_id = self._study_id(ctx)
+        return self.client.get_study(study_id) if study_id is not None else None
+
+    def _ensure_study(self, ctx: _Batch) -> WireStudy:
+        """The batch's study, created (draft) the first time its batch is READY, in the
+        configured project so that it is paid from the workspace's funds."""
+        study = self._study(ctx)
+        if study is not None:
+            return study
+        block = self._ensure_group(self.block_group, "crowdloop: workers blocked by quality checks")
+        filters = []
+        if ctx.template.qualification:
+            allowed = self._qualification_group(ctx.template.qualification)
+            filters.append(
+                StudyFilter(filter_id="participant_group_allowlist", selected_values=[allowed])
+            )
+        blocked = [block] + ([ctx.exclusion_group] if ctx.exclusion_group else [])
+        body = StudyCreate(
+            name=ctx.name,
+            internal_name=ctx.key,
+            description=ctx.description,
+            data_collection_id=ctx.aitb_id,
+            data_collection_metadata={"annotators_per_task": 1},
+            reward=ctx.template.reward,
+            total_available_places=1,
+            estimated_completion_time=self.estimated_minutes,
+            device_compatibility=self.devices,
+            completion_codes=[
+                CompletionCode(
+                    code=_completion_code(ctx.key), actions=[{"action": "MANUALLY_REVIEW"}]
+                )
+            ],
+            filters=[
+                *filters,
+                StudyFilter(filter_id="participant_group_blocklist", selected_values=blocked),
+            ],
+            submissions_config=(
+                SubmissionsConfig(
+                    max_submissions_per_participant=self.max_submissions_per_participant
+                )
+                if self.max_submissions_per_participant is not None
+                else None
+            ),
+            project=self.project_id,
+        )
+        study_id = self._create_once(
+            f"study {ctx.key!r}",
+            lambda: self._find_study_id(ctx.key),
+            lambda: self.client.create_study(body).id,
+        )
+        ctx.study_id = study_id
+        return self.client.get_study(study_id)
+
+    def _load(self, ctx: _Batch, records: list[dict[str, str]], key: str) -> None:
+        """Put records into the dataset. The first load is a file upload, which makes the
+        import job setup requires for a V4 dataset (docs: setup-task-builder-batch,
+        uploading-data); later loads append (at most 1000 records a request, an identical
+        record is not written twice; docs: appending-data, append-dataset-datapoints)."""
+        imports = self.client.get_dataset(ctx.dataset_id).imports
+        running = [job for job in imports if job.status in IMPORT_RUNNING and job.id]
+        for job in running:
+            if job.status != "uninitialised":  # an upload URL never used holds no data
+                self._wait_import(ctx.dataset_id, job.id or "")
+        imports = self.client.get_dataset(ctx.dataset_id).imports
+        if not any(job.status in IMPORT_LOADED for job in imports):
+            payload = "".join(
+                json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records
+            )
+            upload = self.client.upload_url(ctx.dataset_id, f"{_slug(key)}.jsonl")
+            self.client.put_upload(upload, payload.encode())
+            job = self._wait_import(ctx.dataset_id, upload.import_id)
+            if job.status != "complete":
+                raise InvalidRequest(
+                    self.name,
+                    f"add_items {key}: import {upload.import_id} ended {job.status}: "
+                    f"{job.reason or json.dumps(job.errors[:3], default=str)[:500]}",
+                    details=job.errors or job.reason,
+                )
+            return
+        for start in range(0, len(records), APPEND_LIMIT):
+            chunk = records[start : start + APPEND_LIMIT]
+
+            def append(chunk: list[dict[str, str]] = chunk) -> AppendResult:
+                return self.client.append_datapoints(ctx.dataset_id, chunk)
+
+            result = self._busy_retry(append)
+            if result.rejected_count or result.errors:
+                raise InvalidRequest(
+                    self.name,
+                    f"add_items {key}: Prolific rejected {result.rejected_count} "
+                    f"datapoint(s): {json.dumps(result.errors[:3], default=str)[:500]}",
+                    details=result.errors,
+                )
+
+    def _wait_import(self, dataset_id: str, import_id: str) -> ImportJob:
+        polls = 0
+        while True:
+            job = self.client.import_status(dataset_id, import_id)
+            if job.status not in IMPORT_RUNNING:
+                return job
+            self._poll_wait(polls, f"import {import_id} of dataset {dataset_id}")
+            polls += 1
 
     def _create_once(self, what: str, find: Callable[[], T | None], create: Callable[[], T]) -> T:
         """Create an object Prolific does not dedupe, at most once.
@@ -836,6 +1085,10 @@ class ProlificConnector(Connector):
             job = self._busy_retry(lambda: self.client.sync_batch(ctx.aitb_id))
             polls = 0
             while job.status in ("queued", "processing"):
+                if not job.sync_id:  # the CLI refuses to poll without one too
+                    raise GarbledResponse(
+                        self.name, f"sync of batch {ctx.aitb_id} is {job.status} with no sync_id"
+                    )
                 self._poll_wait(polls, f"sync {job.sync_id} of batch {ctx.aitb_id}")
                 polls += 1
                 job = self.client.sync_status(ctx.aitb_id, job.sync_id)
@@ -954,7 +1207,10 @@ def _read_response(sub: WireSubmission, raw: dict[str, Any]) -> Submission | Qua
     if expected == "text":
         if body.type not in ("free_text", "free_text_with_unit"):
             return quarantine(f"a {kind} task got a {body.type!r} response")
-        value: dict[str, Any] = {"kind": "text", "text": (body.text or "").strip()}
+        text = body.free_text()
+        if not text:
+            return quarantine("free-text response carries no text (neither text nor answer)")
+        value: dict[str, Any] = {"kind": "text", "text": text}
     else:
         if body.type not in ("multiple_choice", "multiple_choice_with_free_text"):
             return quarantine(f"a {kind} task got a {body.type!r} response")
@@ -1023,6 +1279,10 @@ def _minor_units(amount: Decimal) -> int:
 
 def _completion_code(key: str) -> str:
     return "CL" + hashlib.sha256(key.encode()).hexdigest()[:8].upper()
+
+
+def _slug(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", key).strip("-")[:80] or "datapoints"
 
 
 def _exclusion_group_name(key: str) -> str:

@@ -6,8 +6,9 @@ Everything read tolerates fields Prolific adds later (`extra="ignore"`); a respo
 so one malformed answer becomes a quarantined row instead of failing the page.
 
 Shapes follow docs.prolific.com (AI Task Builder datasets / batches / responses, studies,
-submissions, participant groups) and the field names used by Prolific's own CLI
-(github.com/prolific-oss/cli, `client/responses.go`, `model/*.go`).
+submissions, participant groups, workspaces) and the field names used by Prolific's own CLI
+(github.com/prolific-oss/cli, `client/responses.go`, `model/*.go`; the AI Task Builder
+records in `model/ai_task_builder.go`, the sync job in `cmd/aitaskbuilder/batch_sync.go`).
 """
 
 from __future__ import annotations
@@ -72,9 +73,33 @@ class DatasetCreate(_Wire):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
+class ImportJob(_Wire):
+    """A V4 dataset import job (docs: get-dataset-import-status). Polled while
+    `uninitialised` / `queued` / `processing`; `complete`, `partial`, `failed` and
+    `pending_schema` are terminal."""
+
+    id: str | None = None
+    status: str
+    accepted_count: int | None = None
+    rejected_count: int | None = None
+    errors: list[Any] = Field(default_factory=list)
+    reason: str | None = None
+
+
 class WireDataset(_Wire):
     id: str
     name: str | None = None
+    # V4 datasets list their import jobs (docs: get-task-builder-dataset).
+    imports: list[ImportJob] = Field(default_factory=list)
+
+
+class UploadUrl(_Wire):
+    """GET /datasets/{id}/upload-url/{filename}: creates an import job (docs: uploading-data)."""
+
+    upload_url: str
+    http_method: str = "PUT"
+    import_id: str
+    content_type: str | None = None
 
 
 class AppendResult(_Wire):
@@ -104,11 +129,13 @@ class BatchCreate(_Wire):
 
 class BatchDataset(_Wire):
     id: str
+    name: str | None = None  # the CLI's `model.Dataset` carries it
 
 
 class WireBatch(_Wire):
     id: str
     name: str
+    task_details: TaskDetails | None = None
     status: str | None = None
     total_task_count: int = 0
     datasets: list[BatchDataset] = Field(default_factory=list)
@@ -128,7 +155,9 @@ class SetupRequest(_Wire):
 
 
 class SyncJob(_Wire):
-    sync_id: str
+    # Optional as in the CLI: a sync may come back already terminal without an id
+    # (cmd/aitaskbuilder/batch_sync.go handles both).
+    sync_id: str | None = None
     status: Literal["queued", "processing", "complete", "failed"]
     tasks_created: int | None = None
     reason: str | None = None
@@ -143,6 +172,21 @@ class ResponseBody(_Wire):
     type: str
     text: str | None = None
     answer: list[ResponseAnswer] | None = None
+
+    def free_text(self) -> str:
+        """The written text of a free-text response.
+
+        The CLI's model (`AITaskBuilderResponseData`, model/ai_task_builder.go) and its
+        test fixtures put it in `text`; answers also come back as `answer[0].value` (the
+        shape issue 13 reports the CLI reading, and the `value` collection exports use).
+        Both are read: `text` first, then the first answer's value.
+        """
+        if self.text and self.text.strip():
+            return self.text.strip()
+        for answer in self.answer or []:
+            if answer.value.strip():
+                return answer.value.strip()
+        return ""
 
 
 class WireResponse(_Wire):
@@ -205,6 +249,25 @@ class WireStudy(_Wire):
     status: str
     total_available_places: int = 0
     reward: float | None = None
+
+
+class WireProject(_Wire):
+    id: str
+    title: str | None = None
+    workspace: str | None = None
+
+
+class WireWorkspace(_Wire):
+    id: str
+    title: str | None = None
+
+
+class WorkspaceBalance(_Wire):
+    """GET /workspaces/{id}/balance/: minor units of the workspace currency."""
+
+    currency_code: str | None = None
+    total_balance: int | None = None
+    available_balance: int | None = None
 
 
 class StudyPatch(_Wire):

@@ -56,6 +56,12 @@ class ScaleClient:
         )
         return response.status_code != 409
 
+    def get_project(self, name: str) -> dict[str, Any]:
+        """GET /v1/projects/{name} (the SDK's `get_project`): read-only, for `check`."""
+        response = self.seam.request("GET", f"{API}/projects/{name}")
+        body = response.json() if response.content else {}
+        return body if isinstance(body, dict) else {}
+
     # --- batches -------------------------------------------------------------------------
 
     def create_batch(self, body: BatchCreate) -> WireBatch:

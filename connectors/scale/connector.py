@@ -23,14 +23,18 @@ Auth: HTTP Basic, API key as the username, empty password [auth]; see credential
 Endpoints:
   POST /v1/projects                      create a missing project (option create_projects;
                                          409 = it exists) [sdk]
+  GET  /v1/projects/{name}               check(): key and project, read-only [sdk get_project]
   POST /v1/batches                       create a batch; names are unique per customer, 409
                                          if taken [batch]
   GET  /v1/batches/{name}                find_batch, and resolving a 409 [batch]
   POST /v1/batches/{name}/finalize       start(): only while the batch is `staging` [batch]
   GET  /v1/batches/{name}/status         get_status(): task counts by status [sdk]
-  POST /v1/task/comparison               CompareTask (attachments = the two answers, choices) [cmp]
-  POST /v1/task/textcollection           writing / verify tasks (and compare when
-                                         compare_task_type=textcollection) [text]
+  POST /v1/task/textcollection           every task by default: writing, verify and compare
+                                         (a `category` field left/right/tie) [text]
+  POST /v1/task/comparison               CompareTask only with compare_task_type=comparison,
+                                         the legacy endpoint (attachments = the two answers,
+                                         choices) [cmp]; its newest public evidence is the
+                                         2019 cassette, so it is opt-in
   GET  /v1/tasks                         results and lookups: batch, status, unique_id (repeated),
                                          completed_after/before, limit 1..100, next_token [sdk]
   GET  /v1/task/{id}                     review(): current customer_review_status [tasks]
@@ -103,7 +107,7 @@ from typing import Any, ClassVar, Literal, Self, cast
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import RetryPolicy
-from crowdloop.connectors.base import Connector
+from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     AlreadyExists,
     GarbledResponse,
@@ -169,12 +173,15 @@ class ScaleOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    project: str = Field(min_length=1, description="project for comparison batches")
+    project: str = Field(min_length=1, description="project for compare batches")
     textcollection_project: str | None = Field(
         default=None, description="project for textcollection batches (default: project)"
     )
     create_projects: bool = False
-    compare_task_type: TaskType = "comparison"
+    # textcollection is the task type Scale documents today [text]; the legacy
+    # `comparison` endpoint's newest public trace is a 2019 test cassette [cmp], so it is
+    # opt-in for accounts where Scale still serves it (see the README's Marketplaces notes).
+    compare_task_type: TaskType = "textcollection"
     callback_url: str | None = None
     namespace: str = ""  # prefix of batch names, to share one Scale account safely
     page_limit: int = Field(default=MAX_PAGE, ge=1, le=MAX_PAGE)
@@ -474,7 +481,12 @@ class ScaleConnector(Connector):
             self.client.finalize_batch(batch.external_id)
 
     def stop(self, batch: BatchRef, *, reason: str) -> None:
-        """Cancel every task no one has started; Scale refuses to cancel the others."""
+        """Cancel every task no one has started; Scale refuses to cancel the others.
+
+        Idempotent: a second stop finds no pending task and sends nothing; a cancel Scale
+        refuses (already canceled or taken) is counted, not raised [sdk cancel_task].
+        Scale documents no reversible pause for a batch or task, so PAUSE is not declared.
+        """
         pending = [
             raw["task_id"]
             for raw in self.client.iter_tasks(
@@ -496,11 +508,42 @@ class ScaleConnector(Connector):
             refused,
         )
 
+    def check(self) -> CheckReport:
+        """Read-only: the key and each project (GET /v1/projects/{name}, the SDK's
+        `get_project`). Scale reports no balance through the API (per-contract billing)."""
+        names = [self.options.project]
+        if self.options.textcollection_project not in (None, self.options.project):
+            names.append(str(self.options.textcollection_project))
+
+        def project(name: str) -> Callable[[], str]:
+            def read() -> str:
+                try:
+                    found = self.client.get_project(name)
+                except NotFound:
+                    if self.options.create_projects:
+                        return f"project {name!r} does not exist yet; created on first use"
+                    raise
+                return f"project {name!r} ({found.get('type', '?')}) is readable"
+
+            return read
+
+        items = [probe(f"credentials and project {name!r}", project(name)) for name in names]
+        items.append(
+            CheckItem("balance", None, "Scale bills per contract; the API reports no balance")
+        )
+        return CheckReport(self.name, tuple(items))
+
     def get_status(self, batch: BatchRef) -> BatchStatus:
         counts = self.client.batch_status(batch.external_id)
         return BatchStatus(
-            # A staging batch is not worked on yet (Rapid/Studio); to a flow it is idle.
-            state=BatchState.OPEN if counts.status == "in_progress" else BatchState.CLOSED,
+            # A staging batch is not worked on yet (Rapid/Studio); to a flow it is idle. Scale
+            # has no "closed" batch: one is open while it holds work (pending tasks), so a
+            # stopped batch (pending tasks canceled) reads as closed.
+            state=(
+                BatchState.OPEN
+                if counts.status == "in_progress" and counts.pending > 0
+                else BatchState.CLOSED
+            ),
             tasks=counts.pending + counts.completed + counts.error + counts.canceled,
             # Canceled and errored tasks will never be answered: they are not outstanding.
             assignments_total=counts.pending + counts.completed,

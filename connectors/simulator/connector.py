@@ -58,7 +58,11 @@ REVIEW_CHUNK = 500
 
 class SimulatorConnector(Connector):
     name: ClassVar[str] = CONNECTOR_NAME
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {Capability.SANDBOX}
+    # PAUSE is not declared until the simulator implements pause/resume (main's work).
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {
+        Capability.SANDBOX,
+        Capability.PAUSE,
+    }
     max_items_per_call: ClassVar[int] = 500
 
     def __init__(self, client: SimulatorClient, *, page_limit: int = PAGE_LIMIT) -> None:

@@ -44,12 +44,36 @@ from crowdloop.connectors.toloka.models import (
     WireOperation,
     WirePool,
     WireProject,
+    WireRequester,
     WireSkill,
     WireUserSkill,
 )
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 _LOG = TypeAdapter(list[OperationLogItem])
+
+# A per-method quota 429 names its window in `payload.interval`; toloka-kit's TolokaRetry
+# (src/client/primitives/retry.py, `seconds_to_wait`) waits 60 s for MIN, 3600 for HOUR,
+# 86400 for DAY, and by default retries only MIN. The quotas themselves (e.g. 20 pool
+# creations a minute, 100 a day) are listed under "Rate limiting" in the API reference
+# (github.com/Toloka/docs en/api/reference/parts/api/info-description.md).
+QUOTA_WAIT_S = {"MIN": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
+
+
+def quota_wait(response: httpx.Response) -> float | None:
+    """The wait a Toloka quota 429 asks for, read from its error body (`HttpSeam` hook).
+
+    The seam waits out MIN (60 s, within `RetryPolicy.max_retry_after_s`) and fails at
+    once with RateLimited on HOUR / DAY, which are longer than the policy allows: what
+    toloka-kit does by default.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    payload = body.get("payload") if isinstance(body, dict) else None
+    interval = payload.get("interval") if isinstance(payload, dict) else None
+    return QUOTA_WAIT_S.get(interval) if isinstance(interval, str) else None
 
 POOL_PAGE_MAX = 300  # GET /v1/pools `limit` maximum (toloka-kit find_pools)
 TASK_PAGE_MAX = 100_000  # GET /v1/tasks and GET /v1/assignments `limit` maximum
@@ -84,6 +108,13 @@ class TolokaClient:
             return WireError.model_validate_json(response.content)
         except ValidationError:
             return WireError(code=f"HTTP_{response.status_code}", message=response.text[:300])
+
+    # --- account (read-only; the first-contact check) -------------------------------------
+
+    def get_requester(self) -> WireRequester:
+        """GET /v1/requester: who the key belongs to and the balance (API reference tag
+        `requester`; toloka-kit `get_requester`)."""
+        return self._parse(WireRequester, self.seam.request("GET", "/v1/requester"))
 
     # --- projects --------------------------------------------------------------------------
 

@@ -56,7 +56,8 @@ Idempotency
     `find_batch` pages through the project's pools (300 per page) and matches the
     metadata. `create_batch` looks the key up first, sends the POST once (`retry=False`),
     and after a 5xx/timeout looks it up again before re-sending; a 429 (not processed) is
-    waited out (Retry-After, else backoff) and re-sent. So IDEMPOTENT_CREATE is not
+    waited out (Retry-After, else the quota window Toloka names in `payload.interval`,
+    else backoff) and re-sent. So IDEMPOTENT_CREATE is not
     declared: tasks are deduped natively, pools are reconciled.
     Tasks: each chunk is uploaded as one async operation whose `operation_id` is a UUIDv5
     of our idempotency key and the chunk's task keys; Toloka performs an operation id once
@@ -99,6 +100,15 @@ Review and blocking
     REJECTED->ACCEPTED), which is logged and skipped. BlockScope ACCOUNT -> scope
     ALL_PROJECTS, CAMPAIGN -> PROJECT (each configured project), BATCH -> not supported
     (the call carries no pool).
+
+Rate limits
+    300 requests a second overall, plus per-method quotas (pool creation: 20 a minute,
+    100 a day; skills: 10 a minute) answered with 429 and the window in the error body,
+    `{"code": "TOO_MANY_REQUESTS", "payload": {"interval": "MIN"}}` (API reference
+    "Rate limiting" and "HTTP status codes", github.com/Toloka/docs
+    en/api/reference/parts/api/info-description.md). `client.quota_wait` maps the window to
+    a wait for `HttpSeam` as toloka-kit's TolokaRetry does (src/client/primitives/retry.py:
+    MIN = 60 s, waited out; HOUR / DAY are not waited out and fail as RateLimited).
 
 Qualifications (QUALIFY_WORKERS)
     One Toloka skill per crowdloop qualification, named exactly like it (hidden from
@@ -144,8 +154,8 @@ from typing import Any, ClassVar, Self, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from crowdloop.connectors._http import RetryPolicy
-from crowdloop.connectors.base import Connector
+from crowdloop.connectors._http import RetryPolicy, waits_out
+from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     ConnectorError,
     GarbledResponse,
@@ -306,6 +316,7 @@ class TolokaConnector(Connector):
             Capability.BLOCK_WORKER,
             Capability.REVIEW,
             Capability.EXCLUDE_WORKERS,
+            Capability.PAUSE,
             Capability.SANDBOX,
             Capability.QUALIFY_WORKERS,
         }
@@ -439,11 +450,92 @@ class TolokaConnector(Connector):
         self._check_done(self._wait(result, f"opening pool {batch.external_id}"))
 
     def stop(self, batch: BatchRef, *, reason: str) -> None:
+        """Close the pool. Toloka answers 204 to closing a closed pool (close-pool.md), so a
+        repeated stop changes nothing; a pool closed by hand stays closed when later items
+        are added (`add_items` opens only pools that closed themselves)."""
         # Toloka's close takes no reason; it is logged here and the pool records MANUAL.
         logger.info("toloka: closing pool %s: %s", batch.external_id, reason)
+        self._close(batch)
+
+    def pause(self, batch: BatchRef) -> None:
+        """Close the pool (reversible: `resume` opens it again). Tolokers finish the task
+        suites they hold; no new ones are handed out (close-pool.md, open-pool.md)."""
+        logger.info("toloka: pausing (closing) pool %s", batch.external_id)
+        self._close(batch)
+
+    def resume(self, batch: BatchRef) -> None:
+        """Open the pool again; an open pool answers 204, so resuming twice is a no-op.
+        Toloka has one closed state for a pause and a stop, so resuming a stopped pool
+        would reopen it: the campaign lifecycle never resumes a stopped batch."""
+        self.start(batch)
+
+    def _close(self, batch: BatchRef) -> None:
         operation = self.client.close_pool(batch.external_id)
         if operation is not None:
             self._check_done(self._wait(operation, f"closing pool {batch.external_id}"))
+
+    def check(self) -> CheckReport:
+        """Read-only: the key and balance (GET /v1/requester) and each configured project
+        (GET /v1/projects/{id}, with its input/output spec checked as `create_batch` does)."""
+
+        def requester() -> str:
+            who = self.client.get_requester()
+            name = next(iter(who.public_name.values()), "")
+            return f"key accepted: requester {who.id} {name}".rstrip()
+
+        def balance() -> str:
+            who = self.client.get_requester()
+            if who.balance is None:
+                return "balance not reported"
+            if who.balance <= 0:
+                raise InvalidRequest(self.name, f"the account balance is {who.balance} USD")
+            return f"balance {who.balance} USD"
+
+        def project(project_id: str, kinds: set[str]) -> Callable[[], str]:
+            def read() -> str:
+                spec = self.client.get_project(project_id).task_spec
+                fits, misses = [], []
+                for kind in sorted(kinds):
+                    missing = [
+                        f
+                        for f in (KEY_FIELD, KIND_FIELD, "instruction", *INPUT_FIELDS[kind])
+                        if f not in spec.input_spec
+                    ]
+                    if missing or OUTPUT_FIELD[kind] not in spec.output_spec:
+                        misses.append(kind)
+                    else:
+                        fits.append(kind)
+                if not fits:
+                    raise InvalidRequest(
+                        self.name,
+                        f"project {project_id} fits none of {sorted(kinds)}: its input/output "
+                        "spec lacks crowdloop's fields (see the module docstring, Projects)",
+                    )
+                return f"project {project_id} fits {', '.join(fits)}" + (
+                    f" (not {', '.join(misses)})" if misses else ""
+                )
+
+            return read
+
+        kinds: dict[str, set[str]] = {}
+        for stage, kind in STAGE_KIND.items():
+            try:
+                kinds.setdefault(self.options.project_for(stage), set()).add(kind)
+            except InvalidRequest:
+                continue  # no project for this stage: a campaign using it is refused later
+        return CheckReport(
+            self.name,
+            (
+                probe("credentials", requester),
+                probe("balance", balance),
+                *(probe(f"project {pid}", project(pid, ks)) for pid, ks in kinds.items()),
+                CheckItem(
+                    "per-minute quotas",
+                    None,
+                    "not readable through the API; waited out when hit (see Rate limits)",
+                ),
+            ),
+        )
 
     def get_status(self, batch: BatchRef) -> BatchStatus:
         pool = self.client.get_pool(batch.external_id)
@@ -584,8 +676,8 @@ class TolokaConnector(Connector):
             try:
                 return send()
             except RateLimited as exc:  # refused, not processed: wait and send again
-                if attempt == policy.attempts:
-                    raise
+                if attempt == policy.attempts or not waits_out(policy, exc):
+                    raise  # out of tries, or an hourly / daily quota: not waited out
                 self._sleep(self._delay(attempt, exc.retry_after))
             except TransientError:  # may have been processed: look before sending again
                 found = find()

@@ -17,7 +17,7 @@ from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
 from crowdloop.connectors._http import HttpSeam, RetryPolicy
-from crowdloop.connectors.toloka.client import TolokaClient
+from crowdloop.connectors.toloka.client import TolokaClient, quota_wait
 
 CONNECTOR_NAME = "toloka"
 # API roots since the move off toloka.yandex.com (Toloka/docs en/api/api-migration.md);
@@ -95,6 +95,7 @@ class TolokaCredentials(CredentialsBlock):
             timeout_s=timeout_s if timeout_s is not None else self.timeout_s,
             retry=retry or RetryPolicy(),
             transport=transport,
+            rate_limit_wait=quota_wait,
         )
         if sleep is not None:
             seam.sleep = sleep

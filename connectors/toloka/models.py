@@ -13,6 +13,7 @@ github.com/Toloka/docs `en/api/concepts/*.md`) and toloka-kit 1.2.3
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -254,3 +255,12 @@ class WireUserSkill(_Wire):
     skill_id: str
     user_id: str
     value: float | None = None
+
+
+class WireRequester(_Wire):
+    """GET /v1/requester: the account and its balance in dollars (toloka-kit
+    src/client/requester.py `Requester`: id, balance, public_name, company)."""
+
+    id: str
+    balance: Decimal | None = None
+    public_name: dict[str, str] = Field(default_factory=dict)

@@ -37,10 +37,12 @@ from crowdloop.models.domain import (
 )
 from tests.contract.harness_prolific import (
     BASE,
+    PROJECT,
     TOKEN,
     WORKSPACE,
     FakeProlific,
     Json,
+    answer_value_shape,
     default_answer,
     make_connector,
 )
@@ -136,6 +138,12 @@ def body(request: httpx.Request) -> Any:
     return json.loads(request.content)
 
 
+def study_of(fake: FakeProlific, batch: BatchRef) -> Json:
+    found = fake.study_of(batch.external_id)
+    assert found is not None, "no study for the batch"
+    return found
+
+
 def started(connector: ProlificConnector, items: list[TaskItem]) -> BatchRef:
     batch = connector.create_batch(spec(), idempotency_key=KEY)
     connector.add_items(batch, items, idempotency_key=f"{KEY}:tasks")
@@ -145,7 +153,7 @@ def started(connector: ProlificConnector, items: list[TaskItem]) -> BatchRef:
 # --- creating a batch ------------------------------------------------------------------------
 
 
-def test_create_batch_sends_a_v4_dataset_a_layout_and_a_draft_study_keyed_by_us(
+def test_create_batch_sends_a_v4_dataset_and_a_layout_keyed_by_us_and_no_study_yet(
     fake: FakeProlific, connector: ProlificConnector
 ) -> None:
     batch = connector.create_batch(spec(), idempotency_key=KEY)
@@ -154,7 +162,8 @@ def test_create_batch_sends_a_v4_dataset_a_layout_and_a_draft_study_keyed_by_us(
     assert dataset.headers["authorization"] == f"Token {TOKEN}"
     assert dataset.headers["user-agent"].startswith("crowdloop/")
     sent = body(dataset)
-    assert sent["name"] == KEY and sent["workspace_id"] == WORKSPACE
+    assert json.loads(sent["name"]) == {"crowdloop": KEY, "reward": 12, "qualification": None}
+    assert sent["workspace_id"] == WORKSPACE
     fields = sent["schema"]["fields"]
     assert fields["crowdloop_key"] == {"type": "metadata"}
     assert fields["left"]["type"] == fields["right"]["type"] == "text"
@@ -162,6 +171,7 @@ def test_create_batch_sends_a_v4_dataset_a_layout_and_a_draft_study_keyed_by_us(
     [aitb] = calls(fake, "POST", r"/data-collection/batches$")
     layout = body(aitb)
     assert layout["name"] == KEY
+    assert batch.external_id in fake.batches
     assert layout["task_details"]["task_introduction"] == "Pick the better answer."
     rows = layout["batch_items"][0]["rows"]
     assert [item["field"] for item in rows[1]["columns"][0]["items"]] == ["left"]
@@ -169,12 +179,36 @@ def test_create_batch_sends_a_v4_dataset_a_layout_and_a_draft_study_keyed_by_us(
     choice = rows[2]["columns"][0]["items"][0]
     assert choice["type"] == "multiple_choice" and choice["answer_limit"] == 1
     assert [o["value"] for o in choice["options"]] == ["left", "right", "tie"]
+    # The guide's order: the study comes once the batch is READY, i.e. with the first items.
+    assert calls(fake, "POST", r"^/api/v1/studies/$") == []
 
+
+def test_the_study_is_created_once_the_batch_is_ready_in_the_workspace_project(
+    fake: FakeProlific, connector: ProlificConnector
+) -> None:
+    batch = connector.create_batch(spec(), idempotency_key=KEY)
+    connector.add_items(batch, compare_items(2), idempotency_key="k")
+    order = [
+        (c.request.method, c.request.url.path)
+        for c in fake.router.calls
+        if c.request.method == "POST" or "upload-url" in c.request.url.path
+    ]
+    steps = [
+        next(i for i, (m, p) in enumerate(order) if pattern.search(f"{m} {p}"))
+        for pattern in (
+            re.compile(r"POST .*/datasets$"),
+            re.compile(r"GET .*/upload-url/"),
+            re.compile(r"POST .*/batches/[^/]+/setup$"),
+            re.compile(r"POST /api/v1/studies/$"),
+            re.compile(r"POST /api/v1/studies/[^/]+/transition/$"),
+        )
+    ]
+    assert steps == sorted(steps), order
     [study] = calls(fake, "POST", r"^/api/v1/studies/$")
     sent = body(study)
-    assert sent["internal_name"] == KEY
+    assert sent["internal_name"] == KEY and sent["project"] == PROJECT
     assert sent["data_collection_method"] == "AI_TASK_BUILDER_BATCH"
-    assert sent["data_collection_id"] in fake.batches
+    assert sent["data_collection_id"] == batch.external_id
     assert sent["data_collection_metadata"] == {"annotators_per_task": 1}
     assert sent["reward"] == 12  # minor units
     assert sent["completion_codes"][0]["actions"] == [{"action": "MANUALLY_REVIEW"}]
@@ -182,7 +216,21 @@ def test_create_batch_sends_a_v4_dataset_a_layout_and_a_draft_study_keyed_by_us(
     assert blocklist["filter_id"] == "participant_group_blocklist"
     names = {fake.groups[g]["name"] for g in blocklist["selected_values"]}
     assert names == {"crowdloop blocklist", f"crowdloop exclusions {KEY}"}
-    assert fake.studies[batch.external_id]["status"] == "UNPUBLISHED"
+    assert study_of(fake, batch)["_billed_to"] == f"project {PROJECT}"
+    assert study_of(fake, batch)["status"] == "ACTIVE"
+
+
+def test_a_project_is_required_so_studies_bill_the_workspace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CROWDLOOP_PROLIFIC_TOKEN", "env-token")
+    monkeypatch.delenv("CROWDLOOP_PROLIFIC_PROJECT_ID", raising=False)
+    with pytest.raises(ValueError, match=r"project_id.*personal balance"):
+        ProlificConnector.from_config({"workspace_id": WORKSPACE}, None)
+    monkeypatch.setenv("CROWDLOOP_PROLIFIC_PROJECT_ID", PROJECT)
+    connector = ProlificConnector.from_config({"workspace_id": WORKSPACE}, None)
+    assert connector.project_id == PROJECT
+    connector.close()
 
 
 def test_create_batch_replayed_or_found_from_a_fresh_connector_creates_nothing(
@@ -196,11 +244,11 @@ def test_create_batch_replayed_or_found_from_a_fresh_connector_creates_nothing(
     assert fresh.find_batch(KEY) == batch
     assert fresh.find_batch("crowdloop:other") is None
     assert len([c for c in fake.router.calls if c.request.method == "POST"]) == posts
-    # The study list is paged (2 a page in the fake): the lookup followed `_links.next`.
-    for n in range(3):
-        fresh.create_batch(spec(), idempotency_key=f"{KEY}:{n}")
-    assert make_connector(fake).find_batch(f"{KEY}:2") is not None
-    assert any("offset=2" in str(r.url) for r in calls(fake, "GET", r"^/api/v1/studies/$"))
+    # The batch list is read at the CLI's path, with the trailing slash (the fake answers
+    # the bare path with a redirect, which httpx does not follow).
+    listed = calls(fake, "GET", r"/data-collection/batches/?$")
+    assert listed and all(r.url.path.endswith("/batches/") for r in listed)
+    assert listed[0].url.params["workspace_id"] == WORKSPACE
 
 
 def test_a_study_created_behind_a_500_is_found_not_created_again(
@@ -209,9 +257,22 @@ def test_a_study_created_behind_a_500_is_found_not_created_again(
     flaky = Flaky(fake.transport(), "POST", r"^/api/v1/studies/$", status=502, processed=True)
     connector = make_connector(fake, wrap=lambda _t: flaky, sleeps=sleeps)
     batch = connector.create_batch(spec(), idempotency_key=KEY)
-    assert len(fake.studies) == 1 and batch.external_id in fake.studies
+    connector.add_items(batch, compare_items(1), idempotency_key="k")
+    assert len(fake.studies) == 1 and study_of(fake, batch)["internal_name"] == KEY
     assert flaky.hits == 1, "the create was re-sent although the study existed"
     assert sleeps, "no pause before looking the study up"
+
+
+def test_a_batch_created_behind_a_500_is_found_not_created_again(
+    fake: FakeProlific, sleeps: list[float]
+) -> None:
+    flaky = Flaky(
+        fake.transport(), "POST", r"/data-collection/batches$", status=502, processed=True
+    )
+    connector = make_connector(fake, wrap=lambda _t: flaky, sleeps=sleeps)
+    batch = connector.create_batch(spec(), idempotency_key=KEY)
+    assert list(fake.batches) == [batch.external_id]
+    assert flaky.hits == 1
 
 
 def test_a_429_on_create_waits_retry_after_then_creates_once(
@@ -220,25 +281,25 @@ def test_a_429_on_create_waits_retry_after_then_creates_once(
     flaky = Flaky(
         fake.transport(),
         "POST",
-        r"^/api/v1/studies/$",
+        r"/data-collection/batches$",
         status=429,
         headers={"Retry-After": "7"},
     )
     connector = make_connector(fake, wrap=lambda _t: flaky, sleeps=sleeps)
     connector.create_batch(spec(), idempotency_key=KEY)
     assert 7 in sleeps
-    assert flaky.hits == 2 and len(fake.studies) == 1
+    assert flaky.hits == 2 and len(fake.batches) == 1
 
 
 def test_a_create_that_keeps_failing_gives_up_without_duplicates(
     fake: FakeProlific, sleeps: list[float]
 ) -> None:
-    flaky = Flaky(fake.transport(), "POST", r"^/api/v1/studies/$", status=503, times=99)
+    flaky = Flaky(fake.transport(), "POST", r"/data-collection/batches$", status=503, times=99)
     connector = make_connector(fake, wrap=lambda _t: flaky, sleeps=sleeps, create_attempts=3)
     with pytest.raises(TransientError):
         connector.create_batch(spec(), idempotency_key=KEY)
     assert flaky.hits == 3, "a non-idempotent create went through the transport retries"
-    assert fake.studies == {}
+    assert fake.batches == {}
 
 
 def test_a_bad_token_is_an_auth_error_naming_the_connector_without_the_token(
@@ -246,7 +307,7 @@ def test_a_bad_token_is_an_auth_error_naming_the_connector_without_the_token(
 ) -> None:
     credentials = ProlificCredentials(api_token=SecretStr("wrong-token-123"), base_url=BASE)
     client = credentials.get_client(transport=fake.transport(), sleep=sleeps.append)
-    connector = ProlificConnector(client, workspace_id=WORKSPACE)
+    connector = ProlificConnector(client, workspace_id=WORKSPACE, project_id=PROJECT)
     with pytest.raises(AuthError, match=r"\[prolific\]") as raised:
         connector.create_batch(spec(), idempotency_key=KEY)
     assert "wrong-token-123" not in str(raised.value)
@@ -263,31 +324,43 @@ def test_a_reward_in_another_currency_is_refused(connector: ProlificConnector) -
 # --- pushing items ------------------------------------------------------------------------
 
 
-def test_add_items_appends_one_jsonl_record_per_answer_sets_up_and_publishes(
+def test_the_first_push_uploads_one_jsonl_record_per_answer_then_sets_up_and_publishes(
     fake: FakeProlific, connector: ProlificConnector, sleeps: list[float]
 ) -> None:
     items = compare_items(3, overlap=2)
     batch = connector.create_batch(spec(), idempotency_key=KEY)
     result = connector.add_items(batch, items, idempotency_key=f"{KEY}:tasks")
 
-    [append] = calls(fake, "POST", r"/datapoints$")
-    assert append.headers["content-type"] == "application/x-ndjson"
-    records = [json.loads(line) for line in append.content.decode().splitlines()]
+    assert calls(fake, "POST", r"/datapoints$") == []  # appends make no import job
+    [put] = fake.s3_puts
+    assert "authorization" not in put.headers  # the token never goes to the upload host
+    assert put.headers["content-type"] == "application/x-ndjson"
+    records = [json.loads(line) for line in put.content.decode().splitlines()]
     assert len(records) == 6  # 3 items x overlap 2
     assert {(r["crowdloop_key"], r["crowdloop_replica"]) for r in records} == {
         (i.key, str(n)) for i in items for n in range(2)
     }
     assert records[0]["crowdloop_kind"] == "compare" and records[0]["left"].startswith("Nile")
+    [dataset] = fake.datasets.values()
+    assert [job["status"] for job in dataset["imports"]] == ["complete"]
     [setup] = calls(fake, "POST", r"/setup$")
-    study = fake.studies[batch.external_id]
-    assert body(setup) == {
-        "dataset_id": fake.batches[study["data_collection_id"]]["dataset_id"],
-        "tasks_per_group": 1,
-    }
-    assert 0.25 in sleeps, "setup is asynchronous: the status was not polled"
+    assert body(setup) == {"dataset_id": dataset["id"], "tasks_per_group": 1}
+    assert 0.25 in sleeps, "the import and the setup are asynchronous: not polled"
+    study = study_of(fake, batch)
     assert study["total_available_places"] == 6
     assert study["status"] == "ACTIVE"
     assert set(result.external_ids) == {i.key for i in items}
+
+
+def test_an_import_that_rejects_records_fails_the_push_with_details(
+    fake: FakeProlific, connector: ProlificConnector
+) -> None:
+    batch = connector.create_batch(spec(), idempotency_key=KEY)
+    [dataset] = fake.datasets.values()
+    del dataset["schema"]["fields"]["right"]  # the platform no longer knows a field we send
+    with pytest.raises(InvalidRequest, match=r"ended failed.*unknown fields"):
+        connector.add_items(batch, compare_items(2), idempotency_key="k")
+    assert fake.studies == {}
 
 
 def test_a_second_push_syncs_the_new_datapoints_and_grows_the_places(
@@ -297,8 +370,20 @@ def test_a_second_push_syncs_the_new_datapoints_and_grows_the_places(
     connector.add_items(batch, compare_items(3, prefix="more"), idempotency_key=f"{KEY}:2")
     assert len(calls(fake, "POST", r"/sync$")) == 1
     assert len(calls(fake, "GET", r"/syncs/[^/]+$")) == 1
-    assert fake.studies[batch.external_id]["total_available_places"] == 5
+    assert len(fake.s3_puts) == 1  # later pushes append
+    assert len(calls(fake, "POST", r"/datapoints$")) == 1
+    assert study_of(fake, batch)["total_available_places"] == 5
     assert [c for c in calls(fake, "PATCH", r"^/api/v1/studies/")]
+
+
+def test_a_sync_that_comes_back_complete_without_a_sync_id_is_done(
+    fake: FakeProlific, connector: ProlificConnector
+) -> None:
+    batch = started(connector, compare_items(2))
+    fake.sync_done_at_once = True
+    connector.add_items(batch, compare_items(1, prefix="more"), idempotency_key=f"{KEY}:2")
+    assert calls(fake, "GET", r"/syncs/") == []
+    assert study_of(fake, batch)["total_available_places"] == 3
 
 
 def test_replaying_add_items_creates_nothing_and_returns_the_same_ids(
@@ -310,7 +395,8 @@ def test_replaying_add_items_creates_nothing_and_returns_the_same_ids(
     tasks = fake.task_keys()
     again = make_connector(fake).add_items(batch, items, idempotency_key="k").external_ids
     assert again == first and fake.task_keys() == tasks
-    assert fake.studies[batch.external_id]["total_available_places"] == 4
+    assert len(fake.studies) == 1
+    assert study_of(fake, batch)["total_available_places"] == 4
 
 
 def test_a_500_after_an_append_is_retried_and_writes_each_record_once(
@@ -319,7 +405,8 @@ def test_a_500_after_an_append_is_retried_and_writes_each_record_once(
     flaky = Flaky(fake.transport(), "POST", r"/datapoints$", status=500, processed=True)
     connector = make_connector(fake, wrap=lambda _t: flaky, sleeps=sleeps)
     batch = connector.create_batch(spec(), idempotency_key=KEY)
-    connector.add_items(batch, compare_items(3), idempotency_key="k")
+    connector.add_items(batch, compare_items(1), idempotency_key="k0")  # the upload
+    connector.add_items(batch, compare_items(3), idempotency_key="k")  # appends
     assert flaky.hits == 2
     [dataset] = fake.datasets.values()
     assert len(dataset["records"]) == 3
@@ -330,6 +417,9 @@ def test_large_pushes_are_split_into_appends_of_at_most_1000_records(
 ) -> None:
     batch = connector.create_batch(spec(), idempotency_key=KEY)
     connector.add_items(batch, compare_items(450, overlap=3), idempotency_key="k")
+    [upload] = fake.s3_puts  # the first load is one file, no per-request limit
+    assert len(upload.content.decode().splitlines()) == 1350
+    connector.add_items(batch, compare_items(450, overlap=3, prefix="m"), idempotency_key="m")
     sizes = [len(r.content.decode().splitlines()) for r in calls(fake, "POST", r"/datapoints$")]
     assert sizes == [1000, 350]
 
@@ -338,10 +428,11 @@ def test_records_prolific_rejects_fail_the_push_with_details(
     fake: FakeProlific, connector: ProlificConnector
 ) -> None:
     batch = connector.create_batch(spec(), idempotency_key=KEY)
+    connector.add_items(batch, compare_items(1), idempotency_key="k0")
     [dataset] = fake.datasets.values()
     del dataset["schema"]["fields"]["right"]  # the platform no longer knows a field we send
     with pytest.raises(InvalidRequest, match="rejected 2 datapoint"):
-        connector.add_items(batch, compare_items(2), idempotency_key="k")
+        connector.add_items(batch, compare_items(2, prefix="m"), idempotency_key="k")
 
 
 def test_excluded_workers_join_the_batch_exclusion_group_and_get_no_task(
@@ -372,8 +463,7 @@ def test_find_tasks_confirms_only_keys_prolific_can_show(
     assert fresh.find_tasks(batch, [i.key for i in items]) == {}  # no read-back of datapoints
     fake.work(batch.external_id)
     found = fresh.find_tasks(batch, [i.key for i in items] + ["never.0"])
-    aitb = fake.studies[batch.external_id]["data_collection_id"]
-    assert found == {i.key: f"{aitb}:{i.key}" for i in items}
+    assert found == {i.key: f"{batch.external_id}:{i.key}" for i in items}
 
 
 # --- reading results -----------------------------------------------------------------------
@@ -417,6 +507,25 @@ def test_answers_map_to_preference_verdict_and_text(fake: FakeProlific) -> None:
     layouts = {body(r)["name"]: body(r)["batch_items"] for r in calls(fake, "POST", r"/batches$")}
     free = layouts["k-responses"][0]["rows"][1]["columns"][0]["items"][0]
     assert free["type"] == "free_text"
+
+
+@pytest.mark.parametrize(
+    "answerer", [default_answer, answer_value_shape], ids=["text", "answer-value"]
+)
+def test_a_written_answer_is_read_from_text_or_from_the_first_answer_value(
+    fake: FakeProlific, answerer: Callable[[Json], Json]
+) -> None:
+    connector = make_connector(fake)
+    batch = connector.create_batch(spec(Stage.RESPONSES), idempotency_key=KEY)
+    item = TaskItem(
+        key="wr.0", group="wr", payload=WriteResponseTask(instruction="i", prompt="p"), overlap=1
+    )
+    connector.add_items(batch, [item], idempotency_key="k")
+    fake.work(batch.external_id, answer=answerer)
+    [page] = list(connector.iter_submissions(batch, cursor=None))
+    assert page.quarantined == ()
+    [sub] = page.submissions
+    assert sub.answer == TextAnswer(text="A careful answer for wr.0")
 
 
 def test_submissions_page_by_offset_and_the_cursor_waits_for_running_ones(
@@ -515,7 +624,7 @@ def test_an_empty_text_answer_and_a_submission_without_responses_are_quarantined
     [page] = list(connector.iter_submissions(batch, cursor=None))
     reasons = sorted(q.reason for q in page.quarantined)
     assert page.submissions == ()
-    assert "bad text answer" in reasons[0] and "text" in reasons[0]
+    assert "free-text response carries no text" in reasons[0]
     assert "no task responses" in reasons[1]
     assert {q.external_id for q in page.quarantined} >= {f"{orphan['submission_id']}:none"}
     assert len(calls(fake, "GET", r"/responses$")) == 2, "responses were not re-read once"
@@ -552,7 +661,7 @@ def test_review_bulk_approves_rejects_with_a_long_message_and_repeats_are_no_ops
     connector.review(batch, decisions)
     [bulk] = calls(fake, "POST", r"/submissions/bulk-approve/$")
     ids = [s.external_id.split(":")[0] for s in read]
-    assert body(bulk) == {"study_id": batch.external_id, "submission_ids": ids[:2]}
+    assert body(bulk) == {"study_id": study_of(fake, batch)["id"], "submission_ids": ids[:2]}
     [reject] = calls(fake, "POST", r"/submissions/[^/]+/transition/$")
     sent = body(reject)
     assert sent["action"] == "REJECT" and sent["rejection_category"] == "LOW_EFFORT"
@@ -576,7 +685,8 @@ def test_block_worker_adds_to_one_workspace_group_that_studies_blocklist(
     assert group["participants"] == [worker]
     assert len(calls(fake, "POST", r"^/api/v1/participant-groups/$")) == 1
     batch = connector.create_batch(spec(), idempotency_key=KEY)
-    filters = fake.studies[batch.external_id]["filters"]
+    connector.add_items(batch, compare_items(1), idempotency_key="k")
+    filters = study_of(fake, batch)["filters"]
     assert group["id"] in filters[0]["selected_values"]
     [added, _again] = calls(fake, "POST", r"/participants/$")
     assert body(added) == {"participant_ids": [worker]}
@@ -592,7 +702,8 @@ def test_qualifications_are_participant_groups_on_an_allowlist(
     [group] = [g for g in fake.groups.values() if g["name"].startswith("crowdloop qualification")]
     assert group["participants"] == ["5f00000000000000000000dd"]
     batch = connector.create_batch(spec(required_qualification="camp-1-exam"), idempotency_key=KEY)
-    filters = fake.studies[batch.external_id]["filters"]
+    connector.add_items(batch, compare_items(1), idempotency_key="k")
+    filters = study_of(fake, batch)["filters"]
     assert {"filter_id": "participant_group_allowlist", "selected_values": [group["id"]]} in filters
 
 
@@ -601,7 +712,7 @@ def test_start_waits_for_tasks_stop_stops_once_and_status_counts_answers(
 ) -> None:
     batch = connector.create_batch(spec(), idempotency_key=KEY)
     connector.start(batch)  # crowdloop starts before it pushes: nothing to publish yet
-    assert fake.studies[batch.external_id]["status"] == "UNPUBLISHED"
+    assert fake.studies == {}
     assert connector.get_status(batch).state is BatchState.CLOSED
     connector.add_items(batch, compare_items(2, overlap=2), idempotency_key="k")
     connector.start(batch)
@@ -631,10 +742,17 @@ def test_from_config_reads_the_environment_and_needs_a_workspace(
     monkeypatch.setenv("CROWDLOOP_PROLIFIC_TOKEN", "env-token")
     monkeypatch.delenv("CROWDLOOP_PROLIFIC_WORKSPACE_ID", raising=False)
     monkeypatch.delenv("CROWDLOOP_PROLIFIC_URL", raising=False)
+    monkeypatch.delenv("CROWDLOOP_PROLIFIC_PROJECT_ID", raising=False)
     with pytest.raises(ValueError, match="workspace_id"):
         ProlificConnector.from_config({}, None)
     connector = ProlificConnector.from_config(
-        {"workspace_id": "ws-9", "page_limit": 50, "currency": "gbp", "tasks_per_group": 2},
+        {
+            "workspace_id": "ws-9",
+            "project_id": "pr-1",
+            "page_limit": 50,
+            "currency": "gbp",
+            "tasks_per_group": 2,
+        },
         None,
     )
     seam = connector.client.seam
@@ -645,7 +763,7 @@ def test_from_config_reads_the_environment_and_needs_a_workspace(
     connector.close()
     monkeypatch.delenv("CROWDLOOP_PROLIFIC_TOKEN")
     with pytest.raises(RuntimeError, match="CROWDLOOP_PROLIFIC_TOKEN"):
-        ProlificConnector.from_config({"workspace_id": "ws-9"}, None)
+        ProlificConnector.from_config({"workspace_id": "ws-9", "project_id": "pr-1"}, None)
 
 
 def test_from_config_loads_a_named_block(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -656,7 +774,9 @@ def test_from_config_loads_a_named_block(monkeypatch: pytest.MonkeyPatch) -> Non
         return ProlificCredentials(api_token=SecretStr("blk"), base_url=BASE, timeout_s=9)
 
     monkeypatch.setattr(ProlificCredentials, "load", staticmethod(load))
-    connector = ProlificConnector.from_config({"workspace_id": WORKSPACE}, "prolific-creds")
+    connector = ProlificConnector.from_config(
+        {"workspace_id": WORKSPACE, "project_id": PROJECT}, "prolific-creds"
+    )
     assert loaded == ["prolific-creds"]
     assert connector.client.seam.base_url == BASE and connector.client.seam.timeout_s == 9
     connector.close()
@@ -672,7 +792,7 @@ def test_task_groups_pay_per_submission_and_take_one_place_per_group(
     connector = make_connector(fake, tasks_per_group=2)
     batch = connector.create_batch(spec(), idempotency_key=KEY)
     connector.add_items(batch, compare_items(2, overlap=2), idempotency_key="k")
-    study = fake.studies[batch.external_id]
+    study = study_of(fake, batch)
     assert study["reward"] == 24  # 2 tasks of 0.12 USD per submission
     assert study["total_available_places"] == 2  # 4 tasks in groups of 2
     [setup] = calls(fake, "POST", r"/setup$")

@@ -176,7 +176,7 @@ def quarantined(pages: list[SubmissionPage]) -> list[Quarantined]:
 
 
 def test_create_batch_sends_project_name_and_metadata_with_basic_auth(make: Make) -> None:
-    connector, rec = make()
+    connector, rec = make(compare_task_type="comparison")  # the legacy endpoint, opt-in
     ref = connector.create_batch(spec(), idempotency_key=KEY)
     name = connector.batch_name(KEY)
     assert ref == BatchRef(connector="scale", external_id=name)
@@ -277,7 +277,7 @@ def test_rapid_batches_refuse_tasks_after_finalize(make: Make) -> None:
 def test_add_items_fans_overlap_out_into_keyed_comparison_tasks(
     make: Make, fake: FakeScale
 ) -> None:
-    connector, rec = make()
+    connector, rec = make(compare_task_type="comparison")  # the legacy endpoint, opt-in
     batch = connector.create_batch(spec(), idempotency_key=KEY)
     items = [*compare_items(1, overlap=3), *compare_items(1, overlap=1, prefix="solo")]
     result = connector.add_items(batch, items, idempotency_key="chunk-1")
@@ -324,7 +324,7 @@ def test_add_items_fans_overlap_out_into_keyed_comparison_tasks(
 def test_a_create_lost_behind_a_5xx_is_resolved_by_its_unique_id(
     make: Make, fake: FakeScale, waits: list[float]
 ) -> None:
-    connector, rec = make()
+    connector, rec = make(compare_task_type="comparison")  # the legacy endpoint, opt-in
     batch = connector.create_batch(spec(), idempotency_key=KEY)
 
     class LoseFirstAnswer(httpx.BaseTransport):
@@ -478,7 +478,7 @@ def test_exclude_workers_is_refused_before_anything_is_sent(make: Make) -> None:
 
 def test_results_page_through_a_window_and_map_to_preferences(make: Make, fake: FakeScale) -> None:
     clock = fake.clock
-    connector, rec = make()
+    connector, rec = make(compare_task_type="comparison")  # the legacy endpoint, opt-in
     batch = connector.create_batch(spec(), idempotency_key=KEY)
     items = compare_items(4)
     connector.add_items(batch, items, idempotency_key="k")
@@ -560,7 +560,7 @@ def test_a_refused_next_token_rereads_the_window(
 
 
 def test_garbled_and_foreign_tasks_are_quarantined_not_dropped(make: Make, fake: FakeScale) -> None:
-    connector, _ = make()
+    connector, _ = make(compare_task_type="comparison")  # the legacy endpoint, opt-in
     compare = connector.create_batch(spec(), idempotency_key=KEY)
     connector.add_items(compare, compare_items(2, overlap=1), idempotency_key="k")
     a, b = (t["task_id"] for t in fake.tasks.values())
@@ -611,6 +611,14 @@ def test_garbled_and_foreign_tasks_are_quarantined_not_dropped(make: Make, fake:
         assert json.loads(q.raw)["task_id"] == task_id
         assert q.worker_id == f"scale:{task_id}"
     assert bad[a].task_key == fake.tasks[a]["metadata"]["crowdloop_key"]
+
+
+def test_compare_defaults_to_the_documented_textcollection_type(make: Make) -> None:
+    connector, rec = make()
+    compare = connector.create_batch(spec(), idempotency_key=KEY)
+    connector.add_items(compare, compare_items(1, overlap=1), idempotency_key="k")
+    assert rec.sent("POST", r"^/v1/task/comparison$") == []
+    assert len(rec.bodies("POST", r"^/v1/task/textcollection$")) == 1
 
 
 def test_writing_verify_and_textcollection_comparisons_map_back(

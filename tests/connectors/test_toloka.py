@@ -16,7 +16,13 @@ import respx
 from pydantic import SecretStr, ValidationError
 
 from crowdloop.connectors._http import RetryPolicy
-from crowdloop.connectors.errors import AuthError, InvalidRequest, NotSupported, TransientError
+from crowdloop.connectors.errors import (
+    AuthError,
+    InvalidRequest,
+    NotSupported,
+    RateLimited,
+    TransientError,
+)
 from crowdloop.connectors.toloka.connector import (
     OPERATION_NAMESPACE,
     TolokaConnector,
@@ -305,6 +311,61 @@ def test_pool_quota_429_is_waited_out_with_retry_after() -> None:
         assert connector.create_batch(SPEC, idempotency_key=KEY) == BATCH
     assert created.call_count == 2
     assert sleeps == [7.0]
+
+
+# A per-minute quota refusal as Toloka documents it: the error body of the API reference
+# ("HTTP status codes": request_id, code, message, payload; github.com/Toloka/docs
+# en/api/reference/parts/api/info-description.md), the code toloka-kit maps to
+# TooManyRequestsApiError (src/client/exceptions.py, CommonErrorCodes.TOO_MANY_REQUESTS)
+# and the `payload.interval` toloka-kit's TolokaRetry reads (src/client/primitives/retry.py).
+# No Retry-After header: toloka-kit waits the interval out itself.
+def quota_429(interval: str) -> httpx.Response:
+    return httpx.Response(
+        429,
+        json={
+            "request_id": "337d68d1-974d-42b1-a2d0-6234f6373eed",
+            "code": "TOO_MANY_REQUESTS",
+            "message": "Too many requests",
+            "payload": {"interval": interval},
+        },
+    )
+
+
+def test_a_per_minute_pool_quota_is_waited_out_as_toloka_kit_does() -> None:
+    r = router()
+    r.get("/v1/pools").respond(200, json={"items": [], "has_more": False})
+    created = r.post("/v1/pools").mock(
+        side_effect=[quota_429("MIN"), quota_429("MIN"), httpx.Response(201, json=pool_json())]
+    )
+    sleeps: list[float] = []
+    with connector_on(r, sleeps=sleeps) as connector:
+        assert connector.create_batch(SPEC, idempotency_key=KEY) == BATCH
+    assert created.call_count == 3
+    assert sleeps == [60.0, 60.0]  # not the 0.5 s, 1 s back-off that gave up after ~15 s
+
+
+def test_a_per_minute_quota_on_a_read_is_waited_out_by_the_seam() -> None:
+    r = router()
+    got = r.get(f"/v1/pools/{POOL_ID}").mock(
+        side_effect=[quota_429("MIN"), httpx.Response(200, json=pool_json())]
+    )
+    sleeps: list[float] = []
+    with connector_on(r, sleeps=sleeps) as connector:
+        assert connector.client.get_pool(POOL_ID).id == POOL_ID
+    assert got.call_count == 2
+    assert sleeps == [60.0]
+
+
+@pytest.mark.parametrize("interval", ["HOUR", "DAY"])
+def test_an_hourly_or_daily_quota_fails_at_once(interval: str) -> None:
+    r = router()
+    r.get("/v1/pools").respond(200, json={"items": [], "has_more": False})
+    created = r.post("/v1/pools").mock(return_value=quota_429(interval))
+    sleeps: list[float] = []
+    with connector_on(r, sleeps=sleeps) as connector, pytest.raises(RateLimited):
+        connector.create_batch(SPEC, idempotency_key=KEY)
+    assert created.call_count == 1
+    assert sleeps == []
 
 
 def test_create_batch_checks_the_projects_spec_and_currency() -> None:

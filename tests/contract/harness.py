@@ -129,6 +129,19 @@ class Harness(ABC):
 
     def __init__(self) -> None:
         self.sleeps: list[float] = []
+        # The token / key the harness's connector presents; None: the marketplace has no
+        # credentials to get wrong (replay) or the harness cannot swap them (simulator).
+        self.secret: str | None = None
+
+    def connector_with_wrong_secret(self) -> Connector | None:
+        """The connector as `connector()` builds it, presenting a secret the fake refuses."""
+        if self.secret is None:
+            return None
+        kept, self.secret = self.secret, "wrong-secret-0000000000000000"
+        try:
+            return self.connector()
+        finally:
+            self.secret = kept
 
     @abstractmethod
     def connector(self, wrap: Wrap | None = None) -> Connector: ...

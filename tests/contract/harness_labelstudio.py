@@ -374,10 +374,11 @@ class LabelStudioHarness(Harness):
 
     def __init__(self) -> None:
         super().__init__()
+        self.secret = PERSONAL_TOKEN
         self.fake = FakeLabelStudio()
 
     def connector(self, wrap: Wrap | None = None) -> Connector:
-        credentials = LabelStudioCredentials(base_url=BASE, api_key=SecretStr(PERSONAL_TOKEN))
+        credentials = LabelStudioCredentials(base_url=BASE, api_key=SecretStr(self.secret))
         transport: httpx.BaseTransport = self.fake.transport
         client = credentials.get_client(
             timeout_s=5.0,

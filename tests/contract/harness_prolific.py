@@ -1,16 +1,44 @@
 """A stateful fake of the parts of Prolific's API v1 the connector uses, under the contract.
 
-`FakeProlific` keeps datasets, AI Task Builder batches, studies, submissions, responses and
-participant groups in memory behind a respx router, and behaves the way the docs describe:
-token auth on every call, V4 datasets with a schema, JSONL appends of at most 1000 records
-where an identical record is not written twice, setup (PROCESSING, then READY) and sync
-jobs, draft studies published / stopped through transitions, submissions listed with
-`limit`/`offset` and `_links.next`, idempotent submission transitions, REJECT needing a
-100-character message and a category, bulk approval of submissions awaiting review, and
-participant groups that ignore members already in them.
+Nothing here is a real Prolific server, and it was written beside the connector, so every
+payload it returns and every rule it enforces names its vendor source (facts only):
 
-Nothing here is a real Prolific server: it is what the connector's own tests and the
-contract suite run against.
+[batches]   docs.prolific.com/api-reference/ai-task-builder/batches and
+            documentation/core-concepts/running-ai-task-builder-batches-via-prolifics-api:
+            dataset -> upload -> batch -> setup -> READY -> study -> publish -> responses.
+[datasets]  .../ai-task-builder/datasets (V4 = created with a `schema`), uploading-data
+            (GET upload-url/{filename} -> {upload_url, http_method: PUT, import_id}; the
+            PUT goes to S3 without auth headers; import jobs uninitialised -> processing ->
+            complete | partial | failed | pending_schema), get-task-builder-dataset (V4
+            datasets list their `imports`).
+[append]    .../append-dataset-datapoints: JSONL, <= 1000 records, identical record not
+            written twice, accepted/rejected counts, 409 while an import runs, V4 only.
+[setup]     .../setup-task-builder-batch: a V4 dataset needs an import job with status
+            complete; PROCESSING until READY.
+[sync]      CLI cmd/aitaskbuilder/batch_sync.go and client: POST .../sync answers
+            {sync_id, status queued|processing|complete|failed}; GET .../syncs/{id}.
+[cli-batch] CLI model/ai_task_builder.go: batch JSON (datasets[] with name, task_details,
+            total_task_count, status), response records (id, batch_id, participant_id,
+            task_id, correlation_id, submission_id, metadata, response{instruction_id,
+            type, text | answer[{value}]}, created_at, schema_version); the batch list at
+            /data-collection/batches/?workspace_id= (client/client.go, trailing slash).
+[cli-resp]  CLI cmd/aitaskbuilder/get_task_responses_test.go: a free_text response carries
+            `text` (the fixture this fake's default answer follows).
+[studies]   api-reference/studies; CLI model/study.go (transitions PUBLISH, START, PAUSE,
+            STOP); cookbooks/collecting-original-data-with-ai-task-builder-collections
+            ("a study created without a project field will default to your personal
+            account balance").
+[subs]      .../submissions/submission-object, transition-submission (a repeat is
+            ignored; REJECT needs a 100+ character message and a category), llms.txt
+            (bulk-approve).
+[groups]    .../participant-groups (members already in a group are ignored).
+[account]   CLI client.go GetMe (/api/v1/users/me), GetProject (/api/v1/projects/{id}/);
+            api-reference/workspaces/get-workspace, get-workspace-balance ({currency_code,
+            total_balance, available_balance} in minor units).
+
+Where the docs are silent the fake is stricter than the docs, and says so: a study is
+refused for a batch that is not READY (the guide's order), and the bare batch-list path
+answers a redirect (which httpx does not follow).
 """
 
 from __future__ import annotations
@@ -35,8 +63,10 @@ from crowdloop.models.domain import BatchRef, TaskItem
 from tests.contract.harness import Harness, Op, Route, Wrap
 
 BASE = "https://api.prolific.test"
+S3 = "https://uploads.prolific-s3.test"  # the presigned-URL host [datasets]
 TOKEN = "prolific-test-token-9f8e7d"
 WORKSPACE = "60a1b2c3d4e5f60718293a4b"
+PROJECT = "60a1b2c3d4e5f60718293a4c"
 EPOCH = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
 Json = dict[str, Any]
@@ -58,7 +88,8 @@ def _error(status: int, detail: str) -> httpx.Response:
 
 
 def default_answer(record: Json) -> Json:
-    """What a diligent participant answers for one datapoint (a response body)."""
+    """What a diligent participant answers for one datapoint (a response body): multiple
+    choice as `answer: [{value}]`, free text as `text` [cli-batch, cli-resp]."""
     kind = record.get("crowdloop_kind")
     replica = int(record.get("crowdloop_replica", "0"))
     if kind == "compare":
@@ -68,9 +99,25 @@ def default_answer(record: Json) -> Json:
     return {"type": "free_text", "text": f"A careful answer for {record.get('crowdloop_key')}"}
 
 
+def answer_value_shape(record: Json) -> Json:
+    """Free text as `answer[0].value`: the shape issue 13 reports Prolific's CLI reading
+    (and the `value` field of collection exports, prolific-oss/skills collect-free-text)."""
+    body = default_answer(record)
+    if body["type"] == "free_text":
+        return {"type": "free_text", "answer": [{"value": body["text"]}]}
+    return body
+
+
 class FakeProlific:
-    def __init__(self, *, list_page_size: int = 2) -> None:
+    def __init__(self, *, list_page_size: int = 2, balance: int = 50_000) -> None:
         self.list_page_size = list_page_size
+        self.balance = balance  # available, minor units [account]
+        self.projects: dict[str, Json] = {
+            PROJECT: {"id": PROJECT, "title": "crowdloop", "workspace": WORKSPACE}
+        }
+        self.uploads: dict[str, Json] = {}  # presigned path -> import job
+        self.s3_puts: list[httpx.Request] = []  # presigned uploads received
+        self.sync_done_at_once = False
         self.datasets: dict[str, Json] = {}
         self.batches: dict[str, Json] = {}
         self.syncs: dict[str, Json] = {}
@@ -86,7 +133,13 @@ class FakeProlific:
     # --- plumbing --------------------------------------------------------------------------
 
     def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.router.handler)
+        def handle(request: httpx.Request) -> httpx.Response:
+            if request.url.host == httpx.URL(S3).host:
+                return self._s3_put(request)
+            response: httpx.Response = self.router.handler(request)
+            return response
+
+        return httpx.MockTransport(handle)
 
     def _id(self) -> str:
         return _hex24(0xABC000 + next(self._ids))
@@ -105,9 +158,19 @@ class FakeProlific:
     def _routes(self) -> None:
         dc = r"^/api/v1/data-collection"
         self._route("POST", dc + r"/datasets$", self._create_dataset)
+        self._route("GET", dc + r"/datasets/(?P<ds>[^/]+)$", self._get_dataset)
+        self._route(
+            "GET", dc + r"/datasets/(?P<ds>[^/]+)/upload-url/(?P<fn>[^/]+)$", self._upload_url
+        )
+        self._route("GET", dc + r"/datasets/(?P<ds>[^/]+)/imports/(?P<im>[^/]+)$", self._import)
+        self._route("GET", r"^/api/v1/users/me/?$", self._me)
+        self._route("GET", r"^/api/v1/workspaces/(?P<ws>[^/]+)/$", self._workspace)
+        self._route("GET", r"^/api/v1/workspaces/(?P<ws>[^/]+)/balance/$", self._balance)
+        self._route("GET", r"^/api/v1/projects/(?P<p>[^/]+)/$", self._project)
         self._route("POST", dc + r"/datasets/(?P<ds>[^/]+)/datapoints$", self._append)
         self._route("POST", dc + r"/batches$", self._create_batch)
-        self._route("GET", dc + r"/batches$", self._list_batches)
+        self._route("GET", dc + r"/batches/$", self._list_batches)
+        self._route("GET", dc + r"/batches$", self._redirect_to_slash)
         self._route("GET", dc + r"/batches/(?P<b>[^/]+)$", self._get_batch)
         self._route("GET", dc + r"/batches/(?P<b>[^/]+)/status$", self._batch_status)
         self._route("POST", dc + r"/batches/(?P<b>[^/]+)/setup$", self._setup)
@@ -162,20 +225,68 @@ class FakeProlific:
             "workspace_id": WORKSPACE,
             "schema": schema,
             "records": [],
+            "imports": [],
             "created_at": _ts(next(self._clock)),
         }
         self.datasets[ds["id"]] = ds
-        return httpx.Response(201, json={k: v for k, v in ds.items() if k != "records"})
+        return httpx.Response(201, json=self._dataset_json(ds))
 
-    def _append(self, request: httpx.Request, ds: str) -> httpx.Response:
+    def _dataset_json(self, ds: Json) -> Json:
+        return {k: v for k, v in ds.items() if k != "records"}
+
+    def _get_dataset(self, request: httpx.Request, ds: str) -> httpx.Response:
         dataset = self.datasets.get(ds)
         if dataset is None:
             return _error(404, "dataset not found")
-        if not request.headers.get("content-type", "").startswith("application/x-ndjson"):
-            return _error(415, "send JSONL (application/x-ndjson)")
-        lines = [line for line in request.content.decode().splitlines() if line.strip()]
-        if len(lines) > 1000:
-            return _error(400, "at most 1000 records per request")
+        return httpx.Response(200, json=self._dataset_json(dataset))
+
+    def _upload_url(self, request: httpx.Request, ds: str, fn: str) -> httpx.Response:
+        dataset = self.datasets.get(ds)
+        if dataset is None:
+            return _error(404, "dataset not found")
+        job = {"id": self._uuid(), "status": "uninitialised", "filename": fn}
+        dataset["imports"].append(job)
+        path = f"/raw-datasets/{ds}/{job['id']}/{fn}"
+        self.uploads[path] = {"dataset": ds, "job": job}
+        return httpx.Response(
+            200,
+            json={
+                "upload_url": f"{S3}{path}?X-Amz-Signature=fake",
+                "http_method": "PUT",
+                "import_id": job["id"],
+            },
+        )
+
+    def _s3_put(self, request: httpx.Request) -> httpx.Response:
+        """The presigned PUT: no Prolific auth [datasets]; the import then runs."""
+        self.s3_puts.append(request)
+        if "authorization" in request.headers:
+            return httpx.Response(400, text="presigned upload must not carry Authorization")
+        upload = self.uploads.get(request.url.path)
+        if request.method != "PUT" or upload is None:
+            return httpx.Response(403, text="SignatureDoesNotMatch")
+        job, dataset = upload["job"], self.datasets[upload["dataset"]]
+        accepted, errors = self._ingest(dataset, request.content.decode())
+        job.update(
+            status="processing",
+            _result="complete" if not errors else ("partial" if accepted else "failed"),
+            accepted_count=accepted,
+            rejected_count=len(errors),
+            errors=errors,
+        )
+        return httpx.Response(200)
+
+    def _import(self, request: httpx.Request, ds: str, im: str) -> httpx.Response:
+        dataset = self.datasets.get(ds)
+        job = next((j for j in (dataset or {}).get("imports", []) if j["id"] == im), None)
+        if job is None:
+            return _error(404, "import not found")
+        if job["status"] == "processing":  # the import finishes between two reads
+            job["status"] = job.pop("_result")
+        return httpx.Response(200, json={k: v for k, v in job.items() if not k.startswith("_")})
+
+    def _ingest(self, dataset: Json, text: str) -> tuple[int, list[Json]]:
+        lines = [line for line in text.splitlines() if line.strip()]
         fields = set(dataset["schema"]["fields"])
         accepted, errors = 0, []
         for number, line in enumerate(lines, start=1):
@@ -191,6 +302,48 @@ class FakeProlific:
             accepted += 1
             if record not in dataset["records"]:  # an identical record is not written twice
                 dataset["records"].append(record)
+        return accepted, errors
+
+    # --- account -----------------------------------------------------------------------------
+
+    def _me(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"id": "5f0e0e0e0e0e0e0e0e0e0e0e", "email": "r@x.test"})
+
+    def _workspace(self, request: httpx.Request, ws: str) -> httpx.Response:
+        if ws != WORKSPACE:
+            return _error(404, "workspace not found")
+        return httpx.Response(200, json={"id": WORKSPACE, "title": "crowdloop", "projects": []})
+
+    def _balance(self, request: httpx.Request, ws: str) -> httpx.Response:
+        if ws != WORKSPACE:
+            return _error(404, "workspace not found")
+        return httpx.Response(
+            200,
+            json={
+                "currency_code": "USD",
+                "total_balance": self.balance,
+                "available_balance": self.balance,
+            },
+        )
+
+    def _project(self, request: httpx.Request, p: str) -> httpx.Response:
+        project = self.projects.get(p)
+        if project is None:
+            return _error(404, "project not found")
+        return httpx.Response(200, json=project)
+
+    def _append(self, request: httpx.Request, ds: str) -> httpx.Response:
+        dataset = self.datasets.get(ds)
+        if dataset is None:
+            return _error(404, "dataset not found")
+        if not request.headers.get("content-type", "").startswith("application/x-ndjson"):
+            return _error(415, "send JSONL (application/x-ndjson)")
+        lines = [line for line in request.content.decode().splitlines() if line.strip()]
+        if len(lines) > 1000:
+            return _error(400, "at most 1000 records per request")
+        if any(j["status"] in ("queued", "processing") for j in dataset["imports"]):
+            return _error(409, "an import is in progress")
+        accepted, errors = self._ingest(dataset, request.content.decode())
         return httpx.Response(
             200,
             json={"accepted_count": accepted, "rejected_count": len(errors), "errors": errors},
@@ -209,7 +362,13 @@ class FakeProlific:
             "tasks_per_group": batch["tasks_per_group"],
             "total_task_count": len(batch["tasks"]),
             "total_instruction_count": 1,
-            "datasets": [{"id": dataset["id"], "total_datapoint_count": len(dataset["records"])}],
+            "datasets": [
+                {
+                    "id": dataset["id"],
+                    "name": dataset["name"],
+                    "total_datapoint_count": len(dataset["records"]),
+                }
+            ],
             "task_details": batch["task_details"],
         }
 
@@ -238,6 +397,9 @@ class FakeProlific:
         }
         self.batches[batch["id"]] = batch
         return httpx.Response(201, json=self._batch_json(batch))
+
+    def _redirect_to_slash(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(301, headers={"Location": f"{request.url.path}/?{request.url.query}"})
 
     def _list_batches(self, request: httpx.Request) -> httpx.Response:
         ws = request.url.params.get("workspace_id")
@@ -278,8 +440,9 @@ class FakeProlific:
             return _error(400, f"batch is {batch['status']}")
         if body.get("dataset_id", batch["dataset_id"]) != batch["dataset_id"]:
             return _error(400, "unknown dataset")
-        if not self.datasets[batch["dataset_id"]]["records"]:
-            return _error(400, "the dataset has no datapoints")
+        imports = self.datasets[batch["dataset_id"]]["imports"]
+        if not any(j["status"] == "complete" for j in imports):  # [setup], V4 datasets
+            return _error(400, "the dataset has no import job with status complete")
         batch["tasks_per_group"] = int(body.get("tasks_per_group", 1))
         batch["status"] = "PROCESSING"
         return httpx.Response(202)
@@ -290,6 +453,9 @@ class FakeProlific:
             return _error(404, "batch not found")
         if batch["status"] != "READY":
             return _error(400, "only a READY batch can be synced")
+        if self.sync_done_at_once:  # terminal at once, no sync_id: the CLI handles it [sync]
+            made = self._materialise(batch)
+            return httpx.Response(200, json={"status": "complete", "tasks_created": made})
         job = {
             "sync_id": self._uuid(),
             "batch_id": b,
@@ -336,8 +502,14 @@ class FakeProlific:
             return _error(400, f"missing {missing}")
         if body.get("data_collection_method") != "AI_TASK_BUILDER_BATCH":
             return _error(400, "this fake only serves AI Task Builder studies")
-        if body.get("data_collection_id") not in self.batches:
+        aitb = self.batches.get(body.get("data_collection_id", ""))
+        if aitb is None:
             return _error(400, "data_collection_id is not a batch")
+        if aitb["status"] != "READY":  # stricter than the docs: the guide's order [batches]
+            return _error(400, "the AI Task Builder batch is not READY")
+        project = body.get("project")
+        if project is not None and project not in self.projects:
+            return _error(400, "unknown project")
         if not isinstance(body["reward"], int) or body["reward"] <= 0:
             return _error(400, "reward must be a positive integer (minor units)")
         for f in body.get("filters", []):
@@ -351,6 +523,8 @@ class FakeProlific:
             "status": "UNPUBLISHED",
             "date_created": _ts(next(self._clock)),
             "total_cost": body["reward"] * body["total_available_places"],
+            # [studies]: no project -> the personal balance pays
+            "_billed_to": f"project {project}" if project else "personal balance",
         }
         self.studies[study["id"]] = study
         return httpx.Response(201, json=self._study_json(study))
@@ -489,18 +663,26 @@ class FakeProlific:
                     out.update(self.groups[g]["participants"])
         return out
 
+    def study_of(self, batch_id: str) -> Json | None:
+        """The study attached to an AI Task Builder batch (None before it is created)."""
+        return next(
+            (s for s in self.studies.values() if s["data_collection_id"] == batch_id), None
+        )
+
     def work(
         self,
-        study_id: str,
+        batch_id: str,
         *,
         answer: Answerer = default_answer,
         participants: list[str] | None = None,
         status: str = "AWAITING REVIEW",
     ) -> int:
-        """Participants take every open task of a published study, one submission each."""
-        study = self.studies[study_id]
-        if study["status"] != "ACTIVE":
+        """Participants take every open task of a batch's published study, one submission
+        each; a study that is not ACTIVE (draft, paused, stopped) hands out nothing."""
+        study = self.study_of(batch_id)
+        if study is None or study["status"] != "ACTIVE":
             return 0
+        study_id = study["id"]
         batch = self.batches[study["data_collection_id"]]
         blocked = self.blocked(study)
         pool = participants or [_hex24(0x5A0000 + n) for n in range(1, 200)]
@@ -578,9 +760,10 @@ def make_connector(
     wrap: Wrap | None = None,
     sleeps: list[float] | None = None,
     page_limit: int = 5,
+    token: str = TOKEN,
     **options: Any,
 ) -> ProlificConnector:
-    credentials = ProlificCredentials(api_token=SecretStr(TOKEN), base_url=BASE)
+    credentials = ProlificCredentials(api_token=SecretStr(token), base_url=BASE)
     transport: httpx.BaseTransport = fake.transport()
     client = credentials.get_client(
         timeout_s=5.0,
@@ -591,6 +774,7 @@ def make_connector(
     return ProlificConnector(
         client,
         workspace_id=WORKSPACE,
+        project_id=options.pop("project_id", PROJECT),
         page_limit=page_limit,
         poll_interval_s=0.25,
         poll_timeout_s=5.0,
@@ -601,8 +785,9 @@ def make_connector(
 class ProlificHarness(Harness):
     name = "prolific"
     routes: ClassVar[Mapping[Op, Route]] = {
-        Op.CREATE_BATCH: Route("POST", r"^/api/v1/studies/$"),
-        Op.ADD_ITEMS: Route("POST", r"^/api/v1/data-collection/datasets/[^/]+/datapoints$"),
+        Op.CREATE_BATCH: Route("POST", r"^/api/v1/data-collection/batches$"),
+        # The first load of a batch is the presigned upload (the import job setup needs).
+        Op.ADD_ITEMS: Route("PUT", r"^/raw-datasets/"),
         Op.LIST_SUBMISSIONS: Route("GET", r"^/api/v1/studies/[^/]+/submissions/$"),
     }
 
@@ -613,15 +798,16 @@ class ProlificHarness(Harness):
     def __init__(self) -> None:
         super().__init__()
         self.fake = FakeProlific()
+        self.secret = TOKEN
 
     def connector(self, wrap: Wrap | None = None) -> Connector:
-        return make_connector(self.fake, wrap=wrap, sleeps=self.sleeps)
+        return make_connector(self.fake, wrap=wrap, sleeps=self.sleeps, token=self.secret)
 
     def answer(self, connector: Connector, batch: BatchRef, items: list[TaskItem]) -> int:
         return self.fake.work(batch.external_id)
 
     def created(self) -> tuple[int, int]:
-        return len(self.fake.studies), len(self.fake.task_keys())
+        return len(self.fake.batches), len(self.fake.task_keys())
 
 
 def make_harness() -> Harness:

@@ -90,6 +90,7 @@ class FakeScale:
         self._ids = 0
         self.router = respx.Router(base_url=BASE, assert_all_called=False)
         self._route("POST", r"^/v1/projects$", self._create_project)
+        self._route("GET", r"^/v1/projects/(?P<name>[^/]+)$", self._get_project)
         self._route("POST", r"^/v1/batches$", self._create_batch)
         self._route("GET", r"^/v1/batches/(?P<name>[^/]+)$", self._get_batch)
         self._route("POST", r"^/v1/batches/(?P<name>[^/]+)/finalize$", self._finalize)
@@ -130,6 +131,13 @@ class FakeScale:
             return _error(409, f"Project {body['name']} already exists")
         project = {"name": body["name"], "type": body["type"], "params": body.get("params") or {}}
         self.projects[body["name"]] = project
+        return httpx.Response(200, json=project)
+
+    def _get_project(self, request: httpx.Request, name: str) -> httpx.Response:
+        """GET /v1/projects/{name}: the SDK's `get_project` (scaleapi/__init__.py)."""
+        project = self.projects.get(name)
+        if project is None:
+            return _error(404, f"Project {name} not found")
         return httpx.Response(200, json=project)
 
     def _create_batch(self, request: httpx.Request) -> httpx.Response:
@@ -396,11 +404,12 @@ class ScaleHarness(Harness):
 
     def __init__(self) -> None:
         super().__init__()
+        self.secret = API_KEY
         self.fake = FakeScale()
 
     def connector(self, wrap: Wrap | None = None) -> Connector:
         transport: httpx.BaseTransport = self.fake.transport()
-        client = ScaleCredentials(api_key=SecretStr(API_KEY), base_url=BASE).get_client(
+        client = ScaleCredentials(api_key=SecretStr(self.secret), base_url=BASE).get_client(
             timeout_s=5.0,
             retry=RetryPolicy(attempts=4),
             transport=wrap(transport) if wrap else transport,

@@ -19,6 +19,15 @@ uses with the shapes, status codes and error bodies of the Toloka API reference
   GET /v1/skills filters by exact `name`; PUT /v1/user-skills sets a Toloker's value
   (0..100) of an existing skill; a pool filter naming an unknown skill is a 400.
 
+The OpenAPI spec Toloka publishes (github.com/Toloka/docs en/api/reference/fullApi.yaml,
+OpenAPI 3.0.1, with its overview in parts/api/info-description.md) is not kept under
+tests/: no license file for that repository was found, so no copy is made and nothing is
+validated against it mechanically. The schema facts this fake follows from it: the error
+body {request_id, code, message, payload}; 429 for the per-method quotas (pool creation
+20 a minute / 100 a day) with the window in `payload.interval` (toloka-kit TolokaRetry
+reads MIN / HOUR / DAY); the `requester` tag (GET /v1/requester: id, balance,
+public_name, company, as toloka-kit's `Requester`); `limit` at most 300 for pools.
+
 `work()` plays the crowd: distinct Tolokers (a finite crowd) answer every open task to its
 overlap, in task suites of the pool's `mixer_config.real_tasks_count`, never a task in
 `unavailable_for`, and only if the pool's `filter` admits them when the suite is issued
@@ -112,7 +121,8 @@ def project_json(project_id: str, kind: str) -> dict[str, Any]:
 class FakeToloka:
     """In-memory Toloka: `router` serves the API, the other methods inspect or drive it."""
 
-    def __init__(self, *, api_key: str = API_KEY, seed: int = 7) -> None:
+    def __init__(self, *, api_key: str = API_KEY, seed: int = 7, balance: float = 120.5) -> None:
+        self.balance = balance
         self.api_key = api_key
         self.rng = random.Random(seed)
         self.projects = {pid: project_json(pid, kind) for pid, kind in PROJECTS.values()}
@@ -205,7 +215,7 @@ class FakeToloka:
         Tolokers the pool admits can; returns the answers made."""
         pool = self.pools[pool_id]
         if pool["status"] != "OPEN":
-            raise AssertionError(f"pool {pool_id} is {pool['status']}: Tolokers see nothing")
+            return 0  # a closed pool hands out nothing (close-pool.md)
         suite = pool["mixer_config"]["real_tasks_count"]
         made = 0
         for round_no in range(CROWD):
@@ -240,6 +250,7 @@ class FakeToloka:
 
     def _mount(self) -> None:
         routes: list[tuple[str, str, Callable[..., httpx.Response]]] = [
+            ("GET", r"^/v1/requester$", self._get_requester),
             ("GET", r"^/v1/projects/(?P<project_id>[^/]+)$", self._get_project),
             ("POST", r"^/v1/pools$", self._create_pool),
             ("GET", r"^/v1/pools$", self._list_pools),
@@ -293,6 +304,21 @@ class FakeToloka:
         }
         self.operations[op_id] = operation
         return operation
+
+    # the account
+
+    def _get_requester(self, request: httpx.Request) -> httpx.Response:
+        """GET /v1/requester; fields of toloka-kit's `Requester` (src/client/requester.py):
+        id, balance (dollars), public_name by language, company."""
+        return httpx.Response(
+            200,
+            json={
+                "id": "requester-0001",
+                "balance": self.balance,
+                "public_name": {"EN": "crowdloop tests"},
+                "company": {"id": "company-01", "superintendent_id": "requester-0001"},
+            },
+        )
 
     # projects and pools
 
@@ -658,10 +684,11 @@ class TolokaHarness(Harness):
 
     def __init__(self) -> None:
         super().__init__()
+        self.secret = API_KEY
         self.fake = FakeToloka()
 
     def connector(self, wrap: Wrap | None = None) -> Connector:
-        credentials = TolokaCredentials(api_key=SecretStr(API_KEY), base_url=BASE)
+        credentials = TolokaCredentials(api_key=SecretStr(self.secret), base_url=BASE)
         transport: httpx.BaseTransport = self.fake.transport()
         client = credentials.get_client(
             timeout_s=5.0,

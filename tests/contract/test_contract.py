@@ -18,6 +18,7 @@ from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import AuthError, NotSupported, TransientError
 from crowdloop.models.domain import (
     BatchRef,
+    BatchState,
     BlockScope,
     Capability,
     Money,
@@ -243,3 +244,73 @@ def test_declared_capabilities_match_behaviour(harness: Harness) -> None:
         stopped = connector.get_status(batch)
         connector.stop(batch, reason="contract done")
         assert connector.get_status(batch).tasks == stopped.tasks
+
+
+# --- lifecycle: stop, pause, resume ----------------------------------------------------------
+
+
+def test_stop_is_final_and_stopping_twice_is_a_no_op(harness: Harness) -> None:
+    with harness.connector() as connector:
+        batch, expected = started_batch(harness, connector, 3)
+        read = submissions(pages(connector, batch, None))
+        connector.stop(batch, reason="contract: cancelled")
+        connector.stop(batch, reason="contract: cancelled again")
+        assert connector.get_status(batch).state is BatchState.CLOSED
+        # Submissions already made stay readable after the stop.
+        assert len(submissions(pages(connector, batch, None))) == len(read) == expected
+    with harness.connector() as fresh:  # a rerun stops it once more, as the lifecycle may
+        fresh.stop(batch, reason="contract: rerun")
+        assert fresh.get_status(batch).state is BatchState.CLOSED
+
+
+def test_pause_and_resume_do_what_the_capability_says(harness: Harness) -> None:
+    with harness.connector() as connector:
+        batch = connector.create_batch(harness.batch_spec(), idempotency_key="contract:pause")
+        items = harness.items(3, prefix="paused")
+        connector.add_items(batch, items, idempotency_key="contract:pause-items")
+        connector.start(batch)
+        if Capability.PAUSE not in connector.capabilities:
+            with pytest.raises(NotSupported, match="pause"):
+                connector.pause(batch)
+            with pytest.raises(NotSupported, match="pause"):
+                connector.resume(batch)
+            return
+        connector.pause(batch)
+        connector.pause(batch)  # pausing a paused batch is a no-op
+        assert harness.answer(connector, batch, items) == 0, "a paused batch handed out work"
+        assert connector.get_status(batch).state is BatchState.CLOSED
+        connector.resume(batch)
+        connector.resume(batch)  # resuming an open batch is a no-op
+        assert connector.get_status(batch).state is BatchState.OPEN
+        made = harness.answer(connector, batch, items)
+        assert made > 0, "a resumed batch handed out no work"
+        assert len(submissions(pages(connector, batch, None))) == made
+
+
+# --- first contact -----------------------------------------------------------------------------
+
+
+def test_check_proves_access_read_only_and_says_what_it_cannot_check(harness: Harness) -> None:
+    with harness.connector() as connector:
+        before = harness.created()
+        report = connector.check()
+    assert report.connector == connector.name
+    assert report.items, "a check must say something"
+    assert report.ok, [f"{i.name}: {i.detail}" for i in report.failed]
+    assert harness.created() == before, "the check created something"
+    if harness.secret is not None:  # a marketplace with credentials proves them
+        assert any(item.ok for item in report.items), "nothing was verified"
+    assert all(item.detail for item in report.items)
+
+
+def test_check_fails_clearly_on_a_wrong_secret(harness: Harness) -> None:
+    connector = harness.connector_with_wrong_secret()
+    if connector is None:
+        pytest.skip(f"{harness.name}: no credentials to get wrong")
+    with connector:
+        report = connector.check()
+    assert not report.ok
+    first = report.failed[0]
+    assert "credentials refused" in first.detail
+    assert f"[{connector.name}]" in first.detail
+    assert "wrong-secret" not in first.detail, "the secret leaked into the report"
