@@ -1,4 +1,5 @@
-"""The `crowdloop` command line: demo, run, status, export, connectors (list, check)."""
+"""The `crowdloop` command line: demo, run, status, export, pause, resume, cancel,
+connectors (list, check), simulator."""
 
 from __future__ import annotations
 
@@ -370,6 +371,42 @@ def connectors_check(
             )
         console.print(f"[bold red]{name}: {len(report.failed)} check(s) failed[/]")
         raise typer.Exit(1)
+
+simulator_app = typer.Typer(
+    help="The built-in simulated marketplace as a service.", no_args_is_help=True
+)
+app.add_typer(simulator_app, name="simulator")
+
+
+@simulator_app.command("serve")
+def simulator_serve(
+    port: Annotated[
+        int,
+        typer.Option(envvar="CROWDLOOP_SIMULATOR_PORT", help="Port on 127.0.0.1 (0: any free)."),
+    ] = 8765,
+    state: Annotated[
+        Path, typer.Option(help="State file: restored on start, saved on every write.")
+    ] = Path("~/.crowdloop/simulator-state.json"),
+    seed: Annotated[
+        int | None, typer.Option(help="Crowd seed of a new marketplace (default 0).")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Bearer token (default: the state file's, or a new one).")
+    ] = None,
+) -> None:
+    """Run the simulated marketplace on 127.0.0.1 until SIGINT/SIGTERM; print its URL and token."""
+    from crowdloop.simulator.persistence import StateFileError
+    from crowdloop.simulator.serve import serve
+
+    def announce(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        serve(port=port, state_path=state, seed=seed, token=token, announce=announce)
+    except StateFileError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot listen on 127.0.0.1:{port}: {exc}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -121,8 +121,20 @@ def _qualification_json(qualification: Qualification) -> dict[str, Any]:
     }
 
 
-def create_app(config: SimulatorConfig, token: str) -> FastAPI:
-    state = MarketplaceState(config)
+def create_app(
+    config: SimulatorConfig,
+    token: str,
+    *,
+    state: MarketplaceState | None = None,
+    on_change: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The app over a new state for `config`, or over `state` (restored from a file).
+
+    `on_change` runs after every request that can change the state (any method but GET)
+    and before its response is sent: `crowdloop simulator serve` saves the state there, so
+    an answered write is on disk.
+    """
+    state = state if state is not None else MarketplaceState(config)
     app = FastAPI(title="crowdloop simulated marketplace", docs_url=None, redoc_url=None)
     app.state.marketplace = state
     request_ids = itertools.count(1)
@@ -185,10 +197,11 @@ def create_app(config: SimulatorConfig, token: str) -> FastAPI:
         request_id = f"sim-{next(request_ids):07d}"
         if not request.url.path.startswith(API):
             response = await call_next(request)
-            response.headers["x-request-id"] = request_id
-            return response
-        state.count_request(endpoint_name(request))
-        response = await guarded(request, call_next)
+        else:
+            state.count_request(endpoint_name(request))
+            response = await guarded(request, call_next)
+        if on_change is not None and request.method != "GET":
+            await asyncio.to_thread(on_change)
         response.headers["x-request-id"] = request_id
         return response
 
