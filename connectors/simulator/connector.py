@@ -58,11 +58,7 @@ REVIEW_CHUNK = 500
 
 class SimulatorConnector(Connector):
     name: ClassVar[str] = CONNECTOR_NAME
-    # PAUSE is not declared until the simulator implements pause/resume (main's work).
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {
-        Capability.SANDBOX,
-        Capability.PAUSE,
-    }
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {Capability.SANDBOX}
     max_items_per_call: ClassVar[int] = 500
 
     def __init__(self, client: SimulatorClient, *, page_limit: int = PAGE_LIMIT) -> None:

@@ -126,6 +126,8 @@ class Harness(ABC):
     # `find_tasks` then confirms only what it can see, and replaying the add is what keeps
     # a reconciliation from duplicating.
     lists_tasks: bool = True
+    # The crowd takes every task the moment it is published (no waiting for `answer`).
+    takes_work_on_publish: bool = False
 
     def __init__(self) -> None:
         self.sleeps: list[float] = []

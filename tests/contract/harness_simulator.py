@@ -13,7 +13,7 @@ from crowdloop.connectors._http import RetryPolicy
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.simulator.connector import SimulatorConnector
 from crowdloop.connectors.simulator.credentials import SimulatorCredentials
-from crowdloop.models.domain import BatchRef, TaskItem
+from crowdloop.models.domain import BatchRef, BatchState, TaskItem
 from crowdloop.simulator.runner import SimulatorServer
 from tests.contract.harness import Harness, Op, Route, Wrap
 from tests.simulator_fixtures import config
@@ -23,6 +23,7 @@ POOLS = r"^/api/v1/pools$"
 
 class SimulatorHarness(Harness):
     name = "simulator"
+    takes_work_on_publish = True
     routes: ClassVar[Mapping[Op, Route]] = {
         Op.CREATE_BATCH: Route("POST", POOLS),
         Op.ADD_ITEMS: Route("POST", r"^/api/v1/pools/[^/]+/tasks$"),
@@ -48,6 +49,9 @@ class SimulatorHarness(Harness):
         return SimulatorConnector(client, page_limit=7)
 
     def answer(self, connector: Connector, batch: BatchRef, items: list[TaskItem]) -> int:
+        status = connector.get_status(batch)
+        if status.state is BatchState.CLOSED:  # closed or paused: nothing new is handed out
+            return status.assignments_submitted
         # The simulator's clock runs fast: wait until its crowd has answered everything.
         deadline = time.monotonic() + 20
         while not connector.get_status(batch).complete:

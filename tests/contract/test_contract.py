@@ -267,7 +267,11 @@ def test_pause_and_resume_do_what_the_capability_says(harness: Harness) -> None:
     with harness.connector() as connector:
         batch = connector.create_batch(harness.batch_spec(), idempotency_key="contract:pause")
         items = harness.items(3, prefix="paused")
-        connector.add_items(batch, items, idempotency_key="contract:pause-items")
+        # A crowd that takes every task the moment it is published (the simulator's) would
+        # have it all in hand before any pause: there, the tasks go up after the pause.
+        late = harness.takes_work_on_publish and Capability.PAUSE in connector.capabilities
+        if not late:
+            connector.add_items(batch, items, idempotency_key="contract:pause-items")
         connector.start(batch)
         if Capability.PAUSE not in connector.capabilities:
             with pytest.raises(NotSupported, match="pause"):
@@ -277,6 +281,8 @@ def test_pause_and_resume_do_what_the_capability_says(harness: Harness) -> None:
             return
         connector.pause(batch)
         connector.pause(batch)  # pausing a paused batch is a no-op
+        if late:
+            connector.add_items(batch, items, idempotency_key="contract:pause-items")
         assert harness.answer(connector, batch, items) == 0, "a paused batch handed out work"
         assert connector.get_status(batch).state is BatchState.CLOSED
         connector.resume(batch)
