@@ -1,4 +1,4 @@
-"""The `crowdloop` command line: demo, run, status, export, connectors."""
+"""The `crowdloop` command line: demo, run, estimate, status, export, connectors."""
 
 from __future__ import annotations
 
@@ -103,6 +103,28 @@ def run(campaign_file: Path) -> None:
 
     result = run_campaign(str(campaign_file))
     console.print_json(json.dumps(result["report"], default=str))
+
+
+@app.command()
+def estimate(
+    campaign_file: Path,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of Markdown.")
+    ] = False,
+) -> None:
+    """Expected and worst-case cost of a campaign file, before anything is created."""
+    from crowdloop.connectors.registry import UnknownConnector
+    from crowdloop.models.spec import load_campaign
+    from crowdloop.stages.estimate import estimate_spec
+
+    try:
+        result = estimate_spec(load_campaign(campaign_file))
+    except (SpecError, UnknownConnector) as exc:
+        _fail(str(exc))
+        return
+    # Plain output: the Markdown escapes text from the inputs, and must not pass through
+    # rich's markup.
+    typer.echo(json.dumps(result.to_json(), indent=2) if as_json else result.markdown())
 
 
 @app.command()

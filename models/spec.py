@@ -261,20 +261,23 @@ def _money(value: Any) -> Any:
 class BudgetAssumptions(_Strict):
     """What the *expected* cost assumes about the crowd; the worst case assumes nothing.
 
-    Defaults were measured on the simulated crowds of bench/bench_quality.py and
-    bench/bench_estimate.py; a real crowd may differ, so state what you know.
+    The defaults are what bench/bench_estimate.py measured on the simulated crowds of the
+    demo and of bench/bench_quality.py; a real crowd may differ, so state what you know.
     """
 
     # Share of the still-unsure pairs dynamic overlap asks again after each round
-    # (geometric: q + q^2 + ... extra judgments per pair, up to max_overlap).
-    extend_rate: float = Field(default=0.6, ge=0, le=1)
+    # (geometric: q + q^2 + ... extra judgments per pair, up to max_overlap). Measured
+    # 0.49-0.67 (default and quality-first settings, typical and spammy crowds).
+    extend_rate: float = Field(default=0.55, ge=0, le=1)
     # Workers expected to take the exam; null: every seat (`quality.exam.takers`).
     exam_takers: int | None = Field(default=None, ge=1)
-    # Share of written texts that verification accepts (demonstrations).
-    text_accept_rate: float = Field(default=0.8, gt=0, le=1)
+    # Share of written texts that verification accepts (demonstrations; measured 0.63).
+    text_accept_rate: float = Field(default=0.65, gt=0, le=1)
     # Extra paid assignments from re-asks (blocked workers' answers excluded, garbled
-    # answers), as a share of the first-round work.
-    rework_share: float = Field(default=0.05, ge=0, le=1)
+    # answers), as a share of the work above. 0 by default: on a platform with review, a
+    # re-ask mostly replaces a rejected (unpaid) answer; say 0.05-0.1 where nothing is
+    # rejected (no REVIEW capability, or `quality.reject_untrusted_work: false`).
+    rework_share: float = Field(default=0.0, ge=0, le=1)
 
 
 class BudgetSpec(_Strict):

@@ -23,8 +23,8 @@ A reservation is settled once every assignment it published is answered (or its 
 closed): its actual cost is our accounting of the paid work (submissions not rejected x
 unit cost), and the rest is released. Where the connector reports spend
 (Capability.SPEND_REPORT), the report is kept beside our accounting per batch
-(`SpendCheck`); a difference is reported and, when the marketplace charged more, counted
-against the cap.
+(`SpendCheck`); a difference is reported, and a batch the marketplace charges more for
+than everything we committed for it counts at the marketplace's figure.
 """
 
 from __future__ import annotations
@@ -355,26 +355,30 @@ def _lock(s: Session, campaign_id: str) -> CampaignBudget | None:
 
 
 def _committed(s: Session, campaign_id: str) -> Decimal:
-    """Open reservations + settled actuals + what the marketplace charged beyond them."""
-    total = ZERO
-    for state, reserved, actual in s.exec(
+    """Open reservations + settled actuals, per batch at least what the marketplace reports.
+
+    A batch whose reported spend is above everything we committed for it (open
+    reservations cover work submitted but not yet synced) counts at the reported figure.
+    """
+    per_batch: dict[int, Decimal] = {}
+    for batch_id, state, reserved, actual in s.exec(
         select(
+            SpendReservation.batch_id,
             SpendReservation.state,
             SpendReservation.amount_reserved,
             SpendReservation.amount_actual,
         ).where(SpendReservation.campaign_id == campaign_id)
     ).all():
-        if state == ReservationState.SETTLED and actual is not None:
-            total += Decimal(actual)
-        else:
-            total += Decimal(reserved)
-    for reported, accounted in s.exec(
-        select(SpendCheck.reported, SpendCheck.accounted).where(
+        settled = state == ReservationState.SETTLED and actual is not None
+        amount = Decimal(actual) if settled and actual is not None else Decimal(reserved)
+        per_batch[batch_id] = per_batch.get(batch_id, ZERO) + amount
+    for batch_id, reported in s.exec(
+        select(SpendCheck.batch_id, SpendCheck.reported).where(
             SpendCheck.campaign_id == campaign_id
         )
     ).all():
-        total += max(ZERO, Decimal(reported) - Decimal(accounted))
-    return total
+        per_batch[batch_id] = max(per_batch.get(batch_id, ZERO), Decimal(reported))
+    return sum(per_batch.values(), ZERO)
 
 
 def fit(
@@ -557,8 +561,9 @@ def check_reported(campaign_id: str, connector: Connector) -> list[dict[str, Any
     """Read the marketplace's own spend per batch and keep it beside our accounting.
 
     Only for connectors with Capability.SPEND_REPORT. Returns the batches whose figures
-    differ by a cent or more (also logged); a marketplace charging more than we account
-    counts against the cap from now on.
+    differ by a cent or more (also logged; mid-run, answers submitted but not synced yet
+    show here too); a batch reported above all we committed for it counts at the
+    reported figure from now on.
     """
     if Capability.SPEND_REPORT not in connector.capabilities:
         return []
@@ -663,10 +668,11 @@ def budget_status(campaign_id: str, *, refresh: bool = True) -> BudgetStatus:
             ).all()
         }
         paid = sum((units[k] * ok for k, (_, ok) in paid_counts.items() if k in units), ZERO)
+        # What the marketplace reports beyond everything committed counts as actual.
+        actual += _committed(s, campaign_id) - (actual + reserved)
         differences = []
         for check in s.exec(select(SpendCheck).where(SpendCheck.campaign_id == campaign_id)):
             diff = Decimal(check.reported) - Decimal(check.accounted)
-            actual += max(ZERO, diff)
             if abs(diff) >= CENT:
                 batch = s.get(Batch, check.batch_id)
                 differences.append(
