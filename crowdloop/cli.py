@@ -144,11 +144,25 @@ def status(campaign: Annotated[str | None, typer.Argument()] = None) -> None:
         return
     with session_scope() as s:
         rows = list(s.exec(select(Campaign)).all())
+    from crowdloop.stages.budget import budget_status
+
     t = Table(title=f"campaigns in {redacted_url()}")
-    for col_name in ("campaign", "connector", "status", "created"):
+    for col_name in ("campaign", "connector", "status", "spend / cap", "created"):
         t.add_column(col_name)
     for c in rows:
-        t.add_row(c.id, c.connector, c.status.value, c.created_at.isoformat(timespec="seconds"))
+        money = budget_status(c.id, refresh=False)
+        spend = f"{money.committed:.2f}" + (
+            f" / {money.cap:.2f} {money.currency} ({money.share_used:.0%})"
+            if money.cap is not None and money.share_used is not None
+            else f" {money.currency} (no cap)"
+        )
+        t.add_row(
+            c.id,
+            c.connector,
+            c.status.value,
+            spend,
+            c.created_at.isoformat(timespec="seconds"),
+        )
     console.print(t)
 
 
