@@ -341,3 +341,15 @@ def test_settling_releases_and_reconciles_with_the_marketplace(
         assert budget_status(CAMPAIGN).differences[0]["difference"] == "0.25"
     finally:
         connector.close()
+
+
+def test_budget_pause_survives_pickling() -> None:
+    """Prefect may pickle a task's exception; the flow reads its fields."""
+    import pickle
+
+    pause = BudgetPause(
+        "c", "cap", Decimal("1.5"), Decimal("10"), Decimal("10"), Decimal("9"), "USD", "compare"
+    )
+    again = pickle.loads(pickle.dumps(pause))
+    assert isinstance(again, BudgetPause) and str(again) == str(pause)
+    assert (again.reason, again.needed, again.stage) == ("cap", Decimal("1.5"), "compare")

@@ -147,7 +147,9 @@ class Estimate:
             "campaign sets no `budget.fee_rate`; the figures below are rewards only"
         )
         lines = [
-            f"# Cost estimate: `{md_escape(self.campaign)}` on {md_escape(self.connector)}",
+            # The name is validated ([A-Za-z0-9_.-]): safe in a code span, where escapes
+            # would show.
+            f"# Cost estimate: `{self.campaign}` on {md_escape(self.connector)}",
             "",
             f"**Expected:** {self.expected:.2f} {cur}  ",
             f"**Worst case:** {self.worst:.2f} {cur}  ",
@@ -170,7 +172,7 @@ class Estimate:
         )
         lines.append(f"| | **total** | | | | **{self.expected:.2f}** | **{self.worst:.2f}** |")
         lines += ["", "Expected-case assumptions (the worst case assumes none of them):", ""]
-        lines += [f"- `{md_escape(k)}`: {md_escape(str(v))}" for k, v in self.assumptions.items()]
+        lines += [f"- {md_escape(k)}: {md_escape(str(v))}" for k, v in self.assumptions.items()]
         if self.notes:
             lines += ["", *[f"- {md_escape(n)}" for n in self.notes]]
         return "\n".join(lines)
