@@ -29,7 +29,6 @@ pair after its re-queue rounds ran out is the one path it does not cover); the h
 from __future__ import annotations
 
 import html
-import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -468,7 +467,3 @@ def estimate_spec(spec: CampaignSpec) -> Estimate:
     fee, source = connector_fee(spec.connector.name)
     return estimate(spec, count_work(spec), fee, fee_source=source)
 
-
-def ceil_cents(amount: Decimal) -> Decimal:
-    """Round up to the cent (a reservation never rounds a cost down)."""
-    return Decimal(math.ceil(amount * 100)) / 100
