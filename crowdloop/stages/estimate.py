@@ -466,4 +466,3 @@ def estimate_spec(spec: CampaignSpec) -> Estimate:
     """The estimate of a loaded campaign file: its inputs counted, its connector's fee."""
     fee, source = connector_fee(spec.connector.name)
     return estimate(spec, count_work(spec), fee, fee_source=source)
-
