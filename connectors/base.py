@@ -23,6 +23,7 @@ from crowdloop.models.domain import (
     BatchStatus,
     BlockScope,
     Capability,
+    FeeModel,
     Money,
     ReviewDecision,
     SubmissionPage,
@@ -72,6 +73,10 @@ class Connector(ABC):
     capabilities: ClassVar[frozenset[Capability]]
     # How many tasks one add_items call may carry; the flows chunk to this.
     max_items_per_call: ClassVar[int] = 500
+    # The platform's fee on top of rewards, where the vendor documents it (cite the page in
+    # a comment). None: this connector cannot price the fee; estimates and reservations
+    # then count rewards only and say so, unless the campaign's `budget.fee_rate` states it.
+    fee: ClassVar[FeeModel | None] = None
 
     @classmethod
     @abstractmethod

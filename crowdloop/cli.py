@@ -1,5 +1,5 @@
-"""The `crowdloop` command line: demo, run, status, export, pause, resume, cancel,
-connectors (list, check), simulator."""
+"""The `crowdloop` command line: demo, run, estimate, status, export, pause, resume,
+cancel, connectors (list, check), simulator."""
 
 from __future__ import annotations
 
@@ -197,6 +197,28 @@ def cancel(campaign: str, reason: Reason = None) -> None:
 
 
 @app.command()
+def estimate(
+    campaign_file: Path,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of Markdown.")
+    ] = False,
+) -> None:
+    """Expected and worst-case cost of a campaign file, before anything is created."""
+    from crowdloop.connectors.registry import UnknownConnector
+    from crowdloop.models.spec import load_campaign
+    from crowdloop.stages.estimate import estimate_spec
+
+    try:
+        result = estimate_spec(load_campaign(campaign_file))
+    except (SpecError, UnknownConnector) as exc:
+        _fail(str(exc))
+        return
+    # Plain output: the Markdown escapes text from the inputs, and must not pass through
+    # rich's markup.
+    typer.echo(json.dumps(result.to_json(), indent=2) if as_json else result.markdown())
+
+
+@app.command()
 def status(campaign: Annotated[str | None, typer.Argument()] = None) -> None:
     """Show campaigns, or one campaign's report."""
     from sqlmodel import select
@@ -234,11 +256,25 @@ def status(campaign: Annotated[str | None, typer.Argument()] = None) -> None:
         return
     with session_scope() as s:
         rows = list(s.exec(select(Campaign)).all())
+    from crowdloop.stages.budget import budget_status
+
     t = Table(title=f"campaigns in {redacted_url()}")
-    for col_name in ("campaign", "connector", "status", "created"):
+    for col_name in ("campaign", "connector", "status", "spend / cap", "created"):
         t.add_column(col_name)
     for c in rows:
-        t.add_row(c.id, c.connector, c.status.value, c.created_at.isoformat(timespec="seconds"))
+        money = budget_status(c.id, refresh=False)
+        spend = f"{money.committed:.2f}" + (
+            f" / {money.cap:.2f} {money.currency} ({money.share_used:.0%})"
+            if money.cap is not None and money.share_used is not None
+            else f" {money.currency} (no cap)"
+        )
+        t.add_row(
+            c.id,
+            c.connector,
+            c.status.value,
+            spend,
+            c.created_at.isoformat(timespec="seconds"),
+        )
     console.print(t)
 
 

@@ -34,6 +34,21 @@ class Money(Frozen):
         return f"{self.amount:.2f} {self.currency}"
 
 
+class FeeModel(Frozen):
+    """What a platform charges on top of the rewards it pays workers.
+
+    `rate` is a share of every reward paid (0.2 = 20% on top). A connector declares its
+    platform's published fee as `Connector.fee`, with the vendor page that documents it in
+    `source`; a connector that cannot price its fee declares None, and the estimate says so.
+    """
+
+    rate: Decimal = Field(ge=0)
+    source: str = ""
+
+    def on(self, reward: Decimal) -> Decimal:
+        return reward * self.rate
+
+
 class Stage(StrEnum):
     """A campaign stage; each runs as its own marketplace batch (pool, study, project)."""
 

@@ -251,6 +251,67 @@ class TargetSpec(_Strict):
         return self
 
 
+def _money(value: Any) -> Any:
+    """A bare amount (`cap: 50`, `cap: "12.50"`) is that many of the default currency."""
+    if isinstance(value, int | float | str | Decimal) and not isinstance(value, bool):
+        return {"amount": str(value)}
+    return value
+
+
+class BudgetAssumptions(_Strict):
+    """What the *expected* cost assumes about the crowd; the worst case assumes nothing.
+
+    The defaults are what bench/bench_estimate.py measured on the simulated crowds of the
+    demo and of bench/bench_quality.py; a real crowd may differ, so state what you know.
+    """
+
+    # Share of the still-unsure pairs dynamic overlap asks again after each round
+    # (geometric: q + q^2 + ... extra judgments per pair, up to max_overlap). Measured
+    # 0.49-0.67 (default and quality-first settings, typical and spammy crowds).
+    extend_rate: float = Field(default=0.55, ge=0, le=1)
+    # Workers expected to take the exam; null: every seat (`quality.exam.takers`).
+    exam_takers: int | None = Field(default=None, ge=1)
+    # Share of written texts that verification accepts (demonstrations; measured 0.63).
+    text_accept_rate: float = Field(default=0.65, gt=0, le=1)
+    # Extra paid assignments from re-asks (blocked workers' answers excluded, garbled
+    # answers), as a share of the work above. 0 by default: on a platform with review, a
+    # re-ask mostly replaces a rejected (unpaid) answer; say 0.05-0.1 where nothing is
+    # rejected (no REVIEW capability, or `quality.reject_untrusted_work: false`).
+    rework_share: float = Field(default=0.0, ge=0, le=1)
+
+
+class BudgetSpec(_Strict):
+    """Money under control: a hard cap, an approval threshold, a pause point.
+
+    Every create call reserves its worst-case cost before it is sent; a push that would
+    take the campaign's committed spend past `pause_at` x `cap` (or past the cap) is not
+    sent and the campaign pauses for approval (see crowdloop/stages/budget.py).
+    """
+
+    cap: Money
+    # An estimate whose worst case is above this needs approval before anything is created;
+    # null: no approval at launch.
+    approval_threshold: Money | None = None
+    # Share of the cap at which the campaign pauses and asks again (1: only at the cap).
+    pause_at: float = Field(default=1.0, gt=0, le=1)
+    # The platform's fee as a share of rewards, for a connector that cannot price it (or to
+    # override its published rate, e.g. a negotiated contract); null: the connector's.
+    fee_rate: Decimal | None = Field(default=None, ge=0, le=10)
+    assume: BudgetAssumptions = BudgetAssumptions()
+
+    @field_validator("cap", "approval_threshold", mode="before")
+    @classmethod
+    def _bare_amount(cls, v: Any) -> Any:
+        return _money(v)
+
+    @field_validator("cap")
+    @classmethod
+    def _positive(cls, v: Money) -> Money:
+        if v.amount <= 0:
+            raise ValueError("the cap must be more than 0")
+        return v
+
+
 class RetrainingSpec(_Strict):
     threshold_pairs: int = Field(default=100, ge=1)
     target: TargetSpec = TargetSpec()
@@ -270,6 +331,8 @@ class CampaignSpec(_Strict):
     demonstrations: DemonstrationsSpec | None = None
     preferences: PreferencesSpec | None = None
     retraining: RetrainingSpec | None = None
+    # Off by default: a campaign without a budget spends what its work costs.
+    budget: BudgetSpec | None = None
 
     @model_validator(mode="after")
     def _has_work(self) -> CampaignSpec:
@@ -299,6 +362,40 @@ class CampaignSpec(_Strict):
                 exam.min_passers,
             )
         return self
+
+    @model_validator(mode="after")
+    def _budget_currency(self) -> CampaignSpec:
+        budget = self.budget
+        if budget is None:
+            return self
+        currency = budget.cap.currency
+        if budget.approval_threshold and budget.approval_threshold.currency != currency:
+            _fail(
+                ("budget", "approval_threshold"),
+                f"must be in the cap's currency ({currency})",
+                budget.approval_threshold.model_dump(mode="json"),
+            )
+        for loc, money in self.rewards():
+            if money.currency != currency:
+                _fail(
+                    loc,
+                    f"is in {money.currency} but budget.cap is in {currency}: "
+                    "a budget needs every reward in its currency",
+                    money.model_dump(mode="json"),
+                )
+        return self
+
+    def rewards(self) -> list[tuple[tuple[str, ...], Money]]:
+        """Every reward the campaign pays, with its location in the file."""
+        out: list[tuple[tuple[str, ...], Money]] = []
+        if self.demonstrations:
+            out.append((("demonstrations", "reward"), self.demonstrations.reward))
+            out.append((("demonstrations", "verify_reward"), self.demonstrations.verify_reward))
+        if self.preferences:
+            out.append((("preferences", "reward"), self.preferences.reward))
+        if self.quality.exam and self.quality.exam.reward:
+            out.append((("quality", "exam", "reward"), self.quality.exam.reward))
+        return out
 
     @field_validator("output_dir")
     @classmethod

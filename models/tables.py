@@ -333,3 +333,80 @@ class TriggerRecord(SQLModel, table=True):
     flow_run_id: str | None = Field(default=None, max_length=64)
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class ReservationState(StrEnum):
+    RESERVED = "reserved"  # the worst case of a create call, held until its work is settled
+    SETTLED = "settled"  # its work is done (or its batch closed): what it cost, the rest released
+
+
+class SpendReservation(SQLModel, table=True):
+    """The worst-case cost of one create call, written in the transaction of its ledger intent.
+
+    While `reserved`, the whole `amount_reserved` counts against the campaign's cap; once
+    every assignment it published is answered (or its batch is closed) it is `settled` at
+    `amount_actual`, our accounting of the work paid (submissions not rejected x unit cost),
+    and the rest is released. Amounts are Decimals as text, exact on both backends.
+    """
+
+    key: str = Field(primary_key=True, max_length=200)  # the PushLedger key
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    batch_id: int = Field(foreign_key="batch.id", index=True)
+    stage: str = Field(max_length=16)
+    assignments: int
+    unit_cost: str  # reward x (1 + fee rate) per assignment
+    amount_reserved: str
+    amount_actual: str | None = None
+    currency: str = Field(max_length=3)
+    state: ReservationState = Field(default=ReservationState.RESERVED, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    settled_at: datetime | None = None
+
+
+class CampaignBudget(SQLModel, table=True):
+    """A campaign's cap and how far spending is approved; the row pushes lock to check it.
+
+    `approved_to` is the committed spend (settled actuals + open reservations) the campaign
+    may reach without asking: 0 until a launch approval when one is needed, then
+    `pause_at` x `cap`, then the cap. Changes go through budget.approve / budget.raise_cap,
+    each recorded as a BudgetEvent.
+    """
+
+    campaign_id: str = Field(foreign_key="campaign.id", primary_key=True)
+    cap: str
+    currency: str = Field(max_length=3)
+    pause_at: float = 1.0
+    approved_to: str
+    approval_threshold: str | None = None
+    fee_rate: str | None = None  # the rate reservations use; None: the fee is not priced
+    expected: str  # the estimate when the budget was opened
+    worst_case: str
+    launch_approval: bool = False  # the worst case was above the approval threshold
+    version: int = 0  # bumped by every check: on SQLite the bump takes the write lock
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class BudgetEvent(SQLModel, table=True):
+    """The audit trail of a budget: opened, paused, approved, cap raised, reconciled."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    kind: str = Field(max_length=16)  # opened | paused | approved | cap_raised | difference
+    by: str | None = Field(default=None, max_length=200)
+    cap: str
+    approved_to: str
+    committed: str
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+    at: datetime = Field(default_factory=utcnow)
+
+
+class SpendCheck(SQLModel, table=True):
+    """Per batch: the marketplace's own spend report beside our accounting of the same work."""
+
+    batch_id: int = Field(foreign_key="batch.id", primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    reported: str
+    accounted: str
+    currency: str = Field(max_length=3)
+    checked_at: datetime = Field(default_factory=utcnow)

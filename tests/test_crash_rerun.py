@@ -86,6 +86,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, bytes
     [
         "batch:created",  # the pool exists on the marketplace, our database does not know
         "tasks:intent-recorded",  # push recorded, call not made
+        "budget:reserved@2",  # spend reserved with the intent, call not made
         "tasks:sent@2",  # mid-batch: the second add-items call went out, its outcome unrecorded
         "sync:page-read@2",  # results arrived, not stored
     ],

@@ -101,6 +101,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, ClassVar, Self, cast
 
 from pydantic import TypeAdapter, ValidationError
@@ -133,6 +134,7 @@ from crowdloop.models.domain import (
     BatchState,
     BatchStatus,
     Capability,
+    FeeModel,
     Quarantined,
     Stage,
     Submission,
@@ -228,6 +230,9 @@ class LabelStudioConnector(Connector):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.PAIRWISE, Capability.FREE_TEXT}
     )
+    # Open-source Label Studio is software, not a marketplace: in-house annotators are paid
+    # (if at all) outside it, and it charges no fee.
+    fee: ClassVar[FeeModel | None] = FeeModel(rate=Decimal(0), source="https://labelstud.io")
     max_items_per_call: ClassVar[int] = 500
 
     def __init__(

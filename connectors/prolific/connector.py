@@ -205,6 +205,7 @@ from crowdloop.models.domain import (
     BlockScope,
     Capability,
     CompareTask,
+    FeeModel,
     Quarantined,
     ReviewDecision,
     Stage,
@@ -400,6 +401,11 @@ class ProlificConnector(Connector):
             Capability.PAUSE,
         }
     )
+    # Prolific adds a service fee (and VAT where it applies) to participant payments; the
+    # rate depends on the account and is shown only in the study quote
+    # (https://researcher-help.prolific.co/hc/en-gb/articles/360026330474-Billing-Invoices-Receipts),
+    # so it is not priced here: set `budget.fee_rate` to the rate your quote shows.
+    fee: ClassVar[FeeModel | None] = None
     # One add_items call appends in requests of at most APPEND_LIMIT records; keep a call's
     # items (times their overlap) to a handful of requests.
     max_items_per_call: ClassVar[int] = 500

@@ -53,6 +53,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -75,6 +76,7 @@ from crowdloop.models.domain import (
     BlockScope,
     Capability,
     CompareTask,
+    FeeModel,
     PreferenceAnswer,
     Quarantined,
     ReviewDecision,
@@ -189,6 +191,8 @@ class ReplayConnector(Connector):
             Capability.IDEMPOTENT_CREATE,
         }
     )
+    # A recorded study is played back: nothing is paid, no fee is charged.
+    fee: ClassVar[FeeModel | None] = FeeModel(rate=Decimal(0), source="recorded data, no payments")
     max_items_per_call: ClassVar[int] = 500
 
     def __init__(

@@ -138,6 +138,7 @@ from crowdloop.models.domain import (
     BatchStatus,
     Capability,
     CompareTask,
+    FeeModel,
     Quarantined,
     ReviewDecision,
     Stage,
@@ -232,6 +233,9 @@ class ScaleConnector(Connector):
             Capability.SANDBOX,
         }
     )
+    # Scale prices work per contract and its API reports no prices (see above): the reward
+    # is not what Scale bills, so neither reward nor fee can be priced here.
+    fee: ClassVar[FeeModel | None] = None
     # Scale's v1 API creates one task per request and each item fans out into `overlap`
     # tasks: keep one add_items call (one ledger chunk) to a bounded number of requests.
     max_items_per_call: ClassVar[int] = 100

@@ -43,6 +43,7 @@ from crowdloop.models.domain import (
     BatchStatus,
     BlockScope,
     Capability,
+    FeeModel,
     Money,
     Quarantined,
     ReviewDecision,
@@ -60,6 +61,11 @@ class SimulatorConnector(Connector):
     name: ClassVar[str] = CONNECTOR_NAME
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {Capability.SANDBOX}
     max_items_per_call: ClassVar[int] = 500
+    # The simulated marketplace charges the reward of every submission it did not see
+    # rejected and nothing on top (crowdloop/simulator/state.py, MarketplaceState.spend).
+    fee: ClassVar[FeeModel | None] = FeeModel(
+        rate=Decimal(0), source="crowdloop/simulator/state.py MarketplaceState.spend"
+    )
 
     def __init__(self, client: SimulatorClient, *, page_limit: int = PAGE_LIMIT) -> None:
         self.client = client

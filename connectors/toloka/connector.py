@@ -197,6 +197,7 @@ from crowdloop.models.domain import (
     BlockScope,
     Capability,
     CompareTask,
+    FeeModel,
     Quarantined,
     ReviewDecision,
     Stage,
@@ -321,6 +322,10 @@ class TolokaConnector(Connector):
             Capability.QUALIFY_WORKERS,
         }
     )
+    # Toloka adds a commission to the rewards it pays, but we found no published rate to
+    # cite (pricing is sales-led; the API reports no per-pool spend, see "Spend" above), so
+    # the fee is not priced here: set the campaign's `budget.fee_rate` to your rate.
+    fee: ClassVar[FeeModel | None] = None
     # One async upload operation per chunk; Toloka advises at most 10,000 tasks per call.
     max_items_per_call: ClassVar[int] = 1000
 

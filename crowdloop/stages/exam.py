@@ -47,6 +47,7 @@ from crowdloop.models.tables import (
     WorkerRecord,
     utcnow,
 )
+from crowdloop.stages import budget
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.push import (
     ensure_qualification,
@@ -93,6 +94,7 @@ def exam_round(
     if exam is None:
         return None
     require_qualifications(connector)
+    budget.launch_gate(campaign_id)  # nothing is created before a launch approval
     ensure_qualification(campaign_id, connector, exam_qualification(campaign_id))
     progress = ExamProgress(
         published=push_pending(campaign_id, Stage.EXAM, connector).tasks_published

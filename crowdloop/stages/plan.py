@@ -51,6 +51,9 @@ def spec_hash(spec: CampaignSpec) -> str:
     # earlier version still matches its own spec file.
     if dump["quality"].get("exam") is None:
         dump["quality"].pop("exam", None)
+    # The budget is not part of what the campaign collects: its cap moves through
+    # budget.raise_cap (recorded, audited), never by re-registering under a new hash.
+    dump.pop("budget", None)
     blob = json.dumps(dump, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 

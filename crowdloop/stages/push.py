@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
@@ -43,6 +44,7 @@ from crowdloop.models.tables import (
     TaskRecord,
     utcnow,
 )
+from crowdloop.stages import budget
 from crowdloop.stages.plan import load_spec
 
 logger = logging.getLogger(__name__)
@@ -208,7 +210,12 @@ def push_pending(
     stage: Stage,
     connector: Connector,
 ) -> PushResult:
-    """Publish tasks for every PENDING item of the stage (after reconciling old intents)."""
+    """Publish tasks for every PENDING item of the stage (after reconciling old intents).
+
+    Every add-items call first reserves its worst-case cost (stages/budget.py); work that
+    does not fit under what the campaign's budget approves is not sent, and
+    `budget.BudgetPause` is raised after the work that fitted was.
+    """
     with session_scope() as s:
         has_pending = (
             s.exec(
@@ -225,11 +232,21 @@ def push_pending(
         has_intent = _open_intents(s, campaign_id, stage) != []
     if not has_pending and not has_intent:
         return PushResult(0, 0, 0)
+    if has_pending:
+        # Nothing is created before a launch approval the estimate needs.
+        budget.launch_gate(campaign_id)
     ref = ensure_batch(campaign_id, stage, connector)
     reconciled = reconcile(campaign_id, stage, connector, ref)
     published = assignments = 0
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
+    # Release what finished work no longer needs; a budgeted campaign also reads the
+    # marketplace's spend report, so a marketplace charging more counts against the cap.
+    budget.refresh_spend(campaign_id, connector if spec.budget is not None else None)
+    reward = stage_reward(spec, stage)
+    rate = budget.fee_rate_for(spec, connector.fee.rate if connector.fee else None)
+    unit = reward.amount * (1 + (rate or Decimal(0)))
+    with session_scope() as s:
         batch_id = _batch_id(s, campaign_id, stage)
         items = list(
             s.exec(
@@ -247,10 +264,17 @@ def push_pending(
     todo = [(item, need) for item, need in zip(items, deficits, strict=True) if need > 0]
     for start in range(0, len(todo), chunk):
         part = todo[start : start + chunk]
-        ledger_key = _record_intent(campaign_id, stage, connector.name, batch_id, part)
-        crash_point("tasks:intent-recorded")
-        published += _send_chunk(campaign_id, connector, ref, ledger_key)
-        assignments += sum(need for _, need in part)
+        ledger_key, fitted, pause = _record_intent(
+            campaign_id, stage, connector.name, batch_id, part, unit, reward.currency
+        )
+        if ledger_key is not None:
+            crash_point("budget:reserved")
+            crash_point("tasks:intent-recorded")
+            published += _send_chunk(campaign_id, connector, ref, ledger_key)
+            assignments += sum(need for _, need in fitted)
+        if pause is not None:
+            budget.record_pause(pause)
+            raise pause
     # Items that needed nothing more (answers outstanding already) are simply pushed.
     with session_scope() as s:
         no_need = [item.id for item, need in zip(items, deficits, strict=True) if need <= 0]
@@ -296,8 +320,46 @@ def _record_intent(
     connector: str,
     batch_id: int,
     part: Sequence[tuple[Item, int]],
+    unit_cost: Decimal,
+    currency: str,
+) -> tuple[str | None, Sequence[tuple[Item, int]], budget.BudgetPause | None]:
+    """Commit the task rows, their ledger row and its spend reservation before anything
+    is sent, for the leading items whose worst-case cost fits the budget.
+
+    Returns the ledger key (None if nothing fitted), the items recorded, and the pause to
+    raise once they are sent (None if all fitted).
+    """
+    with session_scope() as s:
+        # The budget row is locked first and stays locked until this commits, so the
+        # check and the reservation are one step for every process pushing the campaign.
+        taken, pause = budget.fit(
+            s, campaign_id, [unit_cost * need for _, need in part], stage.value
+        )
+        part = part[:taken]
+        if not part:
+            return None, part, pause
+        ledger_key = _write_intent(s, campaign_id, stage, connector, batch_id, part)
+        budget.record_reservation(
+            s,
+            ledger_key=ledger_key,
+            campaign_id=campaign_id,
+            batch_id=batch_id,
+            stage=stage.value,
+            assignments=sum(need for _, need in part),
+            unit_cost=unit_cost,
+            currency=currency,
+        )
+    return ledger_key, part, pause
+
+
+def _write_intent(
+    s: Session,
+    campaign_id: str,
+    stage: Stage,
+    connector: str,
+    batch_id: int,
+    part: Sequence[tuple[Item, int]],
 ) -> str:
-    """Commit the task rows and their ledger row before anything is sent."""
     keys = [f"{item.id}.{item.pushes}" for item, _ in part]
     ledger_key = f"crowdloop:{campaign_id}:{stage.value}:tasks:{digest(*keys)}"
     rows = [
@@ -311,15 +373,14 @@ def _record_intent(
         }
         for key, (item, need) in zip(keys, part, strict=True)
     ]
-    with session_scope() as s:
-        _ledger_intent(s, ledger_key, campaign_id, connector, "add_items", stage.value)
-        insert_ignore(s, TaskRecord, rows, ["key"])
-        ids = [item.id for item, _ in part]
-        s.execute(
-            update(Item)
-            .where(col(Item.id).in_(ids))
-            .values(state=ItemState.PUSHED, pushes=Item.pushes + 1)
-        )
+    _ledger_intent(s, ledger_key, campaign_id, connector, "add_items", stage.value)
+    insert_ignore(s, TaskRecord, rows, ["key"])
+    ids = [item.id for item, _ in part]
+    s.execute(
+        update(Item)
+        .where(col(Item.id).in_(ids))
+        .values(state=ItemState.PUSHED, pushes=Item.pushes + 1)
+    )
     return ledger_key
 
 

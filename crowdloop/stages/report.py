@@ -29,14 +29,19 @@ from crowdloop.models.tables import (
     WorkerStatus,
     utcnow,
 )
-from crowdloop.stages import quality_report
+from crowdloop.stages import budget, quality_report
 from crowdloop.stages.exam import exam_summary
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.push import stage_reward
 
 
 def record_spend(campaign_id: str, connector: Connector) -> Decimal:
-    """Spend per batch: the marketplace's own figure where it reports one, else our estimate."""
+    """Spend per batch: the marketplace's own figure where it reports one, else our estimate.
+
+    Settles the campaign's spend reservations first and keeps the marketplace's report
+    beside our accounting (stages/budget.py), so differences show in the report.
+    """
+    budget.refresh_spend(campaign_id, connector, full=True)
     total = Decimal(0)
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
@@ -149,6 +154,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         status_counts[w.status.value] = status_counts.get(w.status.value, 0) + 1
     total = sum((Decimal(r.amount) for r in spend), Decimal(0))
     currency = spend[0].currency if spend else "USD"
+    money = budget_section(campaign_id, total if spend else None)
     return {
         "campaign": campaign_id,
         "status": campaign.status.value,
@@ -175,6 +181,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
             "currency": currency,
             "sources": sorted({r.source for r in spend}),
         },
+        "budget": money,
         "exports": {
             k: {"path": e.path, "rows": e.rows, "sha256": e.sha256}
             for k, e in latest_exports.items()
@@ -229,18 +236,54 @@ def worker_table(campaign_id: str) -> list[dict[str, Any]]:
     return _worker_rows(workers, exams)
 
 
+def budget_section(campaign_id: str, recorded: Decimal | None) -> dict[str, Any]:
+    """Spend against the cap, and the estimate beside the actual cost.
+
+    The actual cost is the recorded spend once the campaign recorded it, else our
+    accounting of the work paid so far.
+    """
+    status = budget.budget_status(campaign_id)
+    out: dict[str, Any] = {**status.to_json(), "summary": status.summary()}
+    expected, worst = status.expected, status.worst_case
+    if expected is None or worst is None:
+        try:
+            est = budget.estimate_for_campaign(campaign_id)
+            expected, worst = est.expected, est.worst
+        except (LookupError, ValueError, OSError):
+            expected = worst = None
+    actual = recorded if recorded is not None else status.paid
+    out["estimate"] = {
+        "expected": None if expected is None else f"{expected:.2f}",
+        "worst_case": None if worst is None else f"{worst:.2f}",
+        "actual": f"{actual:.2f}",
+        "actual_final": recorded is not None,
+        "actual_vs_expected": (
+            round(float((actual - expected) / expected), 4) if expected else None
+        ),
+    }
+    return out
+
+
 def _exam_cell(result: ExamResult | None) -> str:
     """A worker's exam for the worker table: e.g. "11/12 passed", or "" if not taken."""
     return f"{result.correct}/{result.answered} {result.status.value}" if result else ""
 
 
 def report_markdown(report: dict[str, Any]) -> str:
+    money = report.get("budget") or {}
+    cost = (
+        f"**Cost:** {report['cost']['total']} {report['cost']['currency']} "
+        f"({', '.join(report['cost']['sources'])})"
+        if report["cost"]["sources"]
+        else f"**Cost:** {money.get('paid') or '0.00'} {money.get('currency', 'USD')} so far "
+        "(our accounting of the work paid; the marketplace's figure is recorded at the end)"
+    )
     lines = [
         f"# Campaign `{report['campaign']}` — {report['status']}",
         "",
-        f"**Cost:** {report['cost']['total']} {report['cost']['currency']} "
-        f"({', '.join(report['cost']['sources']) or 'none yet'})",
+        cost,
         "",
+        *_budget_lines(money),
         "| judgments | count |",
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in report["judgments"].items()],
@@ -285,6 +328,34 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"Retraining `{t['key']}` on {t['pairs']} pairs: {t['state']} {t['result'] or ''}",
         ]
     return "\n".join(lines)
+
+
+def _budget_lines(money: dict[str, Any]) -> list[str]:
+    if not money:
+        return []
+    cur = money["currency"]
+    lines = [f"**Budget:** {money['summary']}", ""]
+    est = money.get("estimate") or {}
+    if est.get("expected") is not None:
+        off = est["actual_vs_expected"]
+        lines += [
+            f"**Estimate vs actual:** expected {est['expected']} {cur}, worst case "
+            f"{est['worst_case']} {cur}; actual {est['actual']} {cur}"
+            + (f" ({off:+.1%} vs expected)" if off is not None else "")
+            + ("" if est["actual_final"] else " so far"),
+            "",
+        ]
+    if money.get("differences"):
+        lines += [
+            "| stage | marketplace reports | our accounting | difference |",
+            "|---|---|---|---|",
+            *[
+                f"| {d['stage']} | {d['reported']} | {d['accounted']} | {d['difference']} |"
+                for d in money["differences"]
+            ],
+            "",
+        ]
+    return lines
 
 
 def write_report(campaign_id: str) -> tuple[dict[str, Any], str]:

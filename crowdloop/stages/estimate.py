@@ -1,0 +1,468 @@
+"""What a campaign will cost, before anything is created: the expected and the worst case.
+
+Pure: it reads the campaign spec and its input files, never the database, a connector or
+Prefect, so `crowdloop estimate` runs anywhere and the flows can publish the same figures
+as an artifact before the first push.
+
+Per stage, the work the spec can create, priced at the stage's reward:
+
+- comparisons: real pairs (as the pairing design makes them) x overlap. With dynamic
+  overlap the worst case is `max_overlap`; the expected overlap is `min_overlap` plus
+  q + q^2 + ... (one term per extension round, up to max), q = `assume.extend_rate`, the
+  share of still-unsure pairs asked again each round;
+- golden pairs at `golden_share`, at the fixed `overlap` (dynamic overlap never extends them);
+- the exam: exam items x takers (the worst case every seat, the expected case
+  `assume.exam_takers`);
+- demonstrations: prompt and response writing, each text verified by
+  `verification_overlap` workers, golden verifications at their share, and rewriting of
+  rejected texts up to `max_attempts` (expected: geometric in `assume.text_accept_rate`);
+- re-asks: the worst case asks every assignment again in each of `max_requeue_rounds`
+  re-queue rounds; the expected case adds `assume.rework_share`;
+- the platform's fee on all of it, where the connector declares it (`Connector.fee`) or
+  the campaign states it (`budget.fee_rate`); otherwise the estimate says it is not priced.
+
+The worst case bounds what the spec lets the campaign create (dynamic overlap extending a
+pair after its re-queue rounds ran out is the one path it does not cover); the hard cap
+(stages/budget.py) is what guarantees spending, whatever the estimate said.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from crowdloop.models.domain import FeeModel
+from crowdloop.models.spec import (
+    BudgetAssumptions,
+    CampaignSpec,
+    CandidateRow,
+    GoldenPairRow,
+    SpecError,
+    load_jsonl,
+    load_jsonl_lines,
+)
+from crowdloop.stages.plan import _listed_pairs, design_pairs, golden_count
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class WorkCounts:
+    """The work a campaign's inputs define before any worker answered."""
+
+    real_pairs: int = 0
+    golden_pairs: int = 0
+    exam_items: int = 0
+    writing_slots: int = 0  # topics x prompts_per_topic
+    golden_verifications: bool = False  # golden verification items are mixed in
+
+
+@dataclass(frozen=True)
+class EstimateLine:
+    stage: str
+    what: str
+    items: float  # expected
+    items_max: int
+    overlap: float  # expected assignments per item
+    overlap_max: int
+    reward: Decimal  # per assignment
+    expected: Decimal  # rewards, fee excluded
+    worst: Decimal
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    campaign: str
+    connector: str
+    currency: str
+    lines: list[EstimateLine]
+    rewards_expected: Decimal
+    rewards_worst: Decimal
+    fee_rate: Decimal | None  # None: the fee is not priced
+    fee_source: str
+    fee_expected: Decimal
+    fee_worst: Decimal
+    assumptions: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def expected(self) -> Decimal:
+        return self.rewards_expected + self.fee_expected
+
+    @property
+    def worst(self) -> Decimal:
+        return self.rewards_worst + self.fee_worst
+
+    @property
+    def fee_priced(self) -> bool:
+        return self.fee_rate is not None
+
+    def to_json(self) -> dict[str, Any]:
+        def money(d: Decimal) -> str:
+            return str(d.quantize(CENT))
+
+        return {
+            "campaign": self.campaign,
+            "connector": self.connector,
+            "currency": self.currency,
+            "expected": money(self.expected),
+            "worst_case": money(self.worst),
+            "rewards": {
+                "expected": money(self.rewards_expected),
+                "worst_case": money(self.rewards_worst),
+            },
+            "platform_fee": {
+                "priced": self.fee_priced,
+                "rate": str(self.fee_rate) if self.fee_rate is not None else None,
+                "source": self.fee_source,
+                "expected": money(self.fee_expected),
+                "worst_case": money(self.fee_worst),
+            },
+            "lines": [
+                {
+                    **asdict(line),
+                    "items": round(line.items, 2),
+                    "overlap": round(line.overlap, 3),
+                    "reward": str(line.reward),
+                    "expected": money(line.expected),
+                    "worst": money(line.worst),
+                }
+                for line in self.lines
+            ],
+            "assumptions": self.assumptions,
+            "notes": self.notes,
+        }
+
+    def markdown(self) -> str:
+        cur = md_escape(self.currency)
+        fee = (
+            f"{self.fee_rate:%} of rewards ({md_escape(self.fee_source)})"
+            if self.fee_rate is not None
+            else "**not priced**: the connector cannot price its platform's fee and the "
+            "campaign sets no `budget.fee_rate`; the figures below are rewards only"
+        )
+        lines = [
+            # The name is validated ([A-Za-z0-9_.-]): safe in a code span, where escapes
+            # would show.
+            f"# Cost estimate: `{self.campaign}` on {md_escape(self.connector)}",
+            "",
+            f"**Expected:** {self.expected:.2f} {cur}  ",
+            f"**Worst case:** {self.worst:.2f} {cur}  ",
+            f"**Platform fee:** {fee}",
+            "",
+            "| stage | work | items (expected / max) | overlap (expected / max) | reward "
+            "| expected | worst case |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for ln in self.lines:
+            lines.append(
+                f"| {md_escape(ln.stage)} | {md_escape(ln.what)} | {ln.items:.1f} / {ln.items_max} "
+                f"| {ln.overlap:.2f} / {ln.overlap_max} | {ln.reward} | {ln.expected:.2f} "
+                f"| {ln.worst:.2f} |"
+            )
+        lines.append(
+            f"| | platform fee | | | | {self.fee_expected:.2f} | {self.fee_worst:.2f} |"
+            if self.fee_rate is not None
+            else "| | platform fee | | | | not priced | not priced |"
+        )
+        lines.append(f"| | **total** | | | | **{self.expected:.2f}** | **{self.worst:.2f}** |")
+        lines += ["", "Expected-case assumptions (the worst case assumes none of them):", ""]
+        lines += [f"- {md_escape(k)}: {md_escape(str(v))}" for k, v in self.assumptions.items()]
+        if self.notes:
+            lines += ["", *[f"- {md_escape(n)}" for n in self.notes]]
+        return "\n".join(lines)
+
+
+def md_escape(text: str) -> str:
+    """Text from inputs, safe inside Markdown (tables included) and HTML."""
+    out = html.escape(text, quote=False)
+    for ch in "\\`*_[]|#":
+        out = out.replace(ch, "\\" + ch)
+    return out.replace("\n", " ")
+
+
+# --- counting the work ----------------------------------------------------------------------
+
+
+def count_work(spec: CampaignSpec) -> WorkCounts:
+    """The campaign's work from its input files, planned as registration plans it."""
+    real = golden = exam_items = slots = 0
+    golden_verify = False
+    prefs = spec.preferences
+    if prefs is not None:
+        numbered = load_jsonl_lines(prefs.candidates_file, CandidateRow)
+        by_prompt: dict[str, list[CandidateRow]] = defaultdict(list)
+        for _, row in numbered:
+            by_prompt[row.prompt_id].append(row)
+        if prefs.pairing.design == "listed":
+            assert prefs.pairing.pairs_file is not None
+            listed = _listed_pairs(prefs.pairing.pairs_file, by_prompt)
+            real = sum(len(v) for v in listed.values())
+        else:
+            real = sum(
+                len(
+                    design_pairs(
+                        [r.response_id for r in rows],
+                        design=prefs.pairing.design,
+                        per_candidate=prefs.pairing.pairs_per_candidate,
+                        seed=f"{spec.name}/{prefs.pairing.seed}/{pid}",
+                    )
+                )
+                for pid, rows in by_prompt.items()
+            )
+        if prefs.golden_file is not None:
+            rows_g = load_jsonl(prefs.golden_file, GoldenPairRow)
+            exam = spec.quality.exam
+            left = len(rows_g) - (exam.items if exam else 0)
+            golden = golden_count(real, prefs.golden_share) if left > 0 else 0
+        if spec.quality.exam is not None:
+            exam_items = spec.quality.exam.items
+    demo = spec.demonstrations
+    if demo is not None:
+        slots = len(demo.topics) * demo.prompts_per_topic
+        golden_verify = demo.golden_file is not None and demo.golden_share > 0
+    return WorkCounts(real, golden, exam_items, slots, golden_verify)
+
+
+# --- pricing it -------------------------------------------------------------------------------
+
+
+def _d(x: float) -> Decimal:
+    return Decimal(str(round(x, 6)))
+
+
+def _line(
+    stage: str,
+    what: str,
+    items: float,
+    items_max: int,
+    overlap: float,
+    overlap_max: int,
+    reward: Decimal,
+    note: str = "",
+) -> EstimateLine:
+    return EstimateLine(
+        stage=stage,
+        what=what,
+        items=items,
+        items_max=items_max,
+        overlap=overlap,
+        overlap_max=overlap_max,
+        reward=reward,
+        expected=_d(items * overlap) * reward,
+        worst=Decimal(items_max * overlap_max) * reward,
+        note=note,
+    )
+
+
+def expected_overlap(min_overlap: int, max_overlap: int, extend_rate: float) -> float:
+    """min + q + q^2 + ... + q^(max-min): each round asks again q of the still-unsure pairs."""
+    return min_overlap + sum(extend_rate**k for k in range(1, max_overlap - min_overlap + 1))
+
+
+def _reasks(stage: str, lines: list[EstimateLine], rounds: int, share: float) -> EstimateLine:
+    expected = sum((ln.expected for ln in lines), Decimal(0)) * _d(share)
+    worst = sum((ln.worst for ln in lines), Decimal(0)) * rounds
+    return EstimateLine(
+        stage=stage,
+        what=f"re-asks (up to {rounds} re-queue round(s))",
+        items=0.0,
+        items_max=0,
+        overlap=share,
+        overlap_max=rounds,
+        reward=Decimal(0),
+        expected=expected,
+        worst=worst,
+        note="expected: rework_share of the work above; worst: all of it, every round",
+    )
+
+
+def estimate(
+    spec: CampaignSpec,
+    counts: WorkCounts,
+    fee: FeeModel | None,
+    *,
+    fee_source: str = "",
+) -> Estimate:
+    """Expected and worst-case cost of `spec` given its counted work and platform fee.
+
+    `fee` is the connector's declared fee; the campaign's `budget.fee_rate` overrides it.
+    """
+    assume = spec.budget.assume if spec.budget else BudgetAssumptions()
+    rounds = spec.quality.max_requeue_rounds
+    currencies = {m.currency for _, m in spec.rewards()}
+    if spec.budget:
+        currencies.add(spec.budget.cap.currency)
+    if len(currencies) > 1:
+        raise SpecError(
+            f"{spec.name}: rewards in {', '.join(sorted(currencies))}: an estimate needs "
+            "one currency"
+        )
+    currency = currencies.pop() if currencies else "USD"
+    lines: list[EstimateLine] = []
+    notes: list[str] = []
+
+    prefs = spec.preferences
+    if prefs is not None:
+        reward = prefs.reward.amount
+        dyn = prefs.dynamic_overlap
+        compare: list[EstimateLine] = []
+        if dyn is not None:
+            compare.append(
+                _line(
+                    "compare",
+                    f"real pairs, dynamic overlap {dyn.min_overlap}..{dyn.max_overlap}",
+                    counts.real_pairs,
+                    counts.real_pairs,
+                    expected_overlap(dyn.min_overlap, dyn.max_overlap, assume.extend_rate),
+                    dyn.max_overlap,
+                    reward,
+                )
+            )
+        else:
+            compare.append(
+                _line(
+                    "compare",
+                    f"real pairs, overlap {prefs.overlap}",
+                    counts.real_pairs,
+                    counts.real_pairs,
+                    prefs.overlap,
+                    prefs.overlap,
+                    reward,
+                )
+            )
+        if counts.golden_pairs:
+            compare.append(
+                _line(
+                    "compare",
+                    f"golden pairs (share {prefs.golden_share:g})",
+                    counts.golden_pairs,
+                    counts.golden_pairs,
+                    prefs.overlap,
+                    prefs.overlap,
+                    reward,
+                )
+            )
+        lines += compare
+        lines.append(_reasks("compare", compare, rounds, assume.rework_share))
+        exam = spec.quality.exam
+        if exam is not None:
+            takers = min(exam.takers, assume.exam_takers or exam.takers)
+            lines.append(
+                _line(
+                    "exam",
+                    f"exam items ({takers} of {exam.takers} seats expected)",
+                    counts.exam_items,
+                    counts.exam_items,
+                    takers,
+                    exam.takers,
+                    (exam.reward or prefs.reward).amount,
+                    note="never re-queued",
+                )
+            )
+
+    demo = spec.demonstrations
+    if demo is not None:
+        slots, attempts, accept = counts.writing_slots, demo.max_attempts, assume.text_accept_rate
+        tries = sum((1 - accept) ** k for k in range(attempts))  # writes per accepted text
+        accepted = 1 - (1 - accept) ** attempts
+        prompt_writes = slots * tries
+        response_writes = slots * accepted * tries
+        real_verify = prompt_writes + response_writes
+        writing = [
+            _line(
+                "prompts",
+                f"prompt writing (up to {attempts} attempts)",
+                prompt_writes,
+                slots * attempts,
+                1,
+                1,
+                demo.reward.amount,
+            ),
+            _line(
+                "responses",
+                f"response writing (up to {attempts} attempts)",
+                response_writes,
+                slots * attempts,
+                1,
+                1,
+                demo.reward.amount,
+            ),
+            _line(
+                "verify",
+                "verification of written text",
+                real_verify,
+                2 * slots * attempts,
+                demo.verification_overlap,
+                demo.verification_overlap,
+                demo.verify_reward.amount,
+            ),
+        ]
+        if counts.golden_verifications:
+            writing.append(
+                _line(
+                    "verify",
+                    f"golden verifications (share {demo.golden_share:g})",
+                    golden_count(round(real_verify), demo.golden_share),
+                    golden_count(2 * slots * attempts, demo.golden_share),
+                    demo.verification_overlap,
+                    demo.verification_overlap,
+                    demo.verify_reward.amount,
+                )
+            )
+        lines += writing
+        lines.append(_reasks("demonstrations", writing, rounds, assume.rework_share))
+
+    rewards_expected = sum((ln.expected for ln in lines), Decimal(0))
+    rewards_worst = sum((ln.worst for ln in lines), Decimal(0))
+    rate: Decimal | None
+    if spec.budget is not None and spec.budget.fee_rate is not None:
+        rate, fee_source = spec.budget.fee_rate, "budget.fee_rate in the campaign file"
+    elif fee is not None:
+        rate, fee_source = fee.rate, fee_source or fee.source
+    else:
+        rate, fee_source = None, ""
+        notes.append(
+            f"{spec.connector.name} cannot price its platform fee: the figures are rewards "
+            "only; state it with budget.fee_rate"
+        )
+    fee_expected = rewards_expected * rate if rate is not None else Decimal(0)
+    fee_worst = rewards_worst * rate if rate is not None else Decimal(0)
+    assumptions: dict[str, Any] = {"max_requeue_rounds": rounds, **assume.model_dump()}
+    if spec.quality.exam is not None and assume.exam_takers is None:
+        notes.append(
+            "exam takers are assumed to fill every seat (quality.exam.takers); set "
+            "budget.assume.exam_takers to the workers you expect"
+        )
+    return Estimate(
+        campaign=spec.name,
+        connector=spec.connector.name,
+        currency=currency,
+        lines=lines,
+        rewards_expected=rewards_expected,
+        rewards_worst=rewards_worst,
+        fee_rate=rate,
+        fee_source=fee_source,
+        fee_expected=fee_expected,
+        fee_worst=fee_worst,
+        assumptions=assumptions,
+        notes=notes,
+    )
+
+
+def connector_fee(name: str) -> tuple[FeeModel | None, str]:
+    """The fee a connector declares (its class attribute: nothing is built or called)."""
+    from crowdloop.connectors.registry import get_connector_class
+
+    fee = get_connector_class(name).fee
+    return fee, f"{name}: {fee.source}" if fee is not None else ""
+
+
+def estimate_spec(spec: CampaignSpec) -> Estimate:
+    """The estimate of a loaded campaign file: its inputs counted, its connector's fee."""
+    fee, source = connector_fee(spec.connector.name)
+    return estimate(spec, count_work(spec), fee, fee_source=source)
