@@ -7,13 +7,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from crowdloop.models.spec import SpecError
+
+if TYPE_CHECKING:
+    from crowdloop.stages.operate import OperatorResult
 
 # The ephemeral Prefect API migrates its database on first start, which takes longer than
 # Prefect's 20 s default on a small fresh machine.
@@ -149,14 +152,21 @@ def _status_line(campaign_id: str) -> str:
 def _operate(action: str, campaign: str, reason: str | None) -> None:
     from crowdloop.stages import lifecycle, operate
 
-    fn = {"pause": operate.pause, "resume": operate.resume, "cancel": operate.cancel}[action]
-    kwargs = {"reason": reason} if reason else {}
+    actor = lifecycle.actor_cli()
     try:
-        result = fn(campaign, actor=lifecycle.actor_cli(), **kwargs)
+        if action == "reject":
+            result = operate.reject(campaign, actor=actor, note=reason)
+        else:
+            fn = {"pause": operate.pause, "resume": operate.resume, "cancel": operate.cancel}
+            result = fn[action](campaign, actor=actor, **({"reason": reason} if reason else {}))
     except lifecycle.UnknownCampaign:
         _fail(_no_campaign(campaign))
     except lifecycle.IllegalTransition as exc:
         _fail(str(exc))
+    _report_operation(campaign, action, result)
+
+
+def _report_operation(campaign: str, action: str, result: OperatorResult) -> None:
     console.print(result.summary(), soft_wrap=True)
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
@@ -188,6 +198,38 @@ def pause(campaign: str, reason: Reason = None) -> None:
 def resume(campaign: str, reason: Reason = None) -> None:
     """Resume a paused campaign (or restart a cancelled one): batches reopen."""
     _operate("resume", campaign, reason)
+
+
+@app.command()
+def approve(
+    campaign: str,
+    cap: Annotated[
+        str | None, typer.Option(help="Raise the hard cap to this amount first.")
+    ] = None,
+    note: Reason = None,
+) -> None:
+    """Approve a campaign's spending (the estimate, or the next stretch up to the cap)."""
+    from decimal import Decimal, InvalidOperation
+
+    from crowdloop.stages import lifecycle, operate
+
+    try:
+        new_cap = Decimal(cap) if cap is not None else None
+    except InvalidOperation:
+        _fail(f"--cap {cap!r} is not an amount")
+    try:
+        result = operate.approve(campaign, actor=lifecycle.actor_cli(), new_cap=new_cap, note=note)
+    except lifecycle.UnknownCampaign:
+        _fail(_no_campaign(campaign))
+    except (lifecycle.IllegalTransition, ValueError) as exc:
+        _fail(str(exc))
+    _report_operation(campaign, "approve", result)
+
+
+@app.command()
+def reject(campaign: str, note: Reason = None) -> None:
+    """Refuse a campaign's spending request: it is cancelled and its batches stopped."""
+    _operate("reject", campaign, note)
 
 
 @app.command()

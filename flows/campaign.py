@@ -28,7 +28,8 @@ from crowdloop.flows.trigger import trigger_retraining
 from crowdloop.models.domain import Stage
 from crowdloop.models.spec import CampaignSpec, load_campaign
 from crowdloop.models.tables import CampaignStatus
-from crowdloop.stages import lease, lifecycle
+from crowdloop.stages import budget, lease, lifecycle, operate
+from crowdloop.stages.budget import BudgetPause
 from crowdloop.stages.demonstrations import DEMO_STAGES
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.rounds import RoundOps, connector_for, run_rounds
@@ -81,10 +82,24 @@ def _drive(campaign_id: str, parts: list[str], out: dict[str, Any]) -> State | N
     run = {"demonstrations": _demonstrations, "preferences": _preferences}
     while True:
         try:
+            budget.launch_gate(campaign_id)  # an estimate above the threshold asks first
             for part in parts:
                 if part not in out:
                     out[part] = run[part](campaign_id)
             return None
+        except BudgetPause as pause:
+            # Nothing over the approved amount was sent: wait for approval, batches paused.
+            flow_run_id = hooks.current_flow_run_id()
+            operate.hold_for_budget(
+                pause, actor=lifecycle.actor_flow_run(flow_run_id), flow_run_id=flow_run_id
+            )
+            t.publish_progress(campaign_id)
+            wait_for_operator(
+                campaign_id,
+                lifecycle.CampaignHalted(
+                    campaign_id, CampaignStatus.AWAITING_APPROVAL, str(pause)
+                ),
+            )
         except lifecycle.CampaignHalted as halted:
             if halted.status == CampaignStatus.CANCELLED:
                 t.publish_progress(campaign_id)
@@ -195,6 +210,7 @@ def run_campaign(campaign_file: str, update: bool = False, lease_wait_s: float =
             out["report"] = t.publish_report(campaign_id)
             return out
         t.check_capabilities(campaign_id)
+        t.publish_estimate(campaign_id)
         parts = [p for p in ("demonstrations", "preferences") if getattr(spec, p)]
         cancelled = _drive(campaign_id, parts, out)
         if cancelled is not None:

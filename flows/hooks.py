@@ -8,10 +8,15 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crowdloop.models.tables import CampaignStatus
 from crowdloop.stages import lifecycle
+
+if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.states import State
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +62,7 @@ def campaign_of(parameters: dict[str, Any]) -> str | None:
     return None
 
 
-def mark_failed(_flow: Any, flow_run: Any, state: Any) -> None:
+def mark_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     """A running campaign whose run failed or crashed becomes failed (a rerun continues it).
 
     A paused or cancelled campaign keeps its status: an operator's decision outranks the
@@ -82,7 +87,7 @@ def mark_failed(_flow: Any, flow_run: Any, state: Any) -> None:
         logger.warning("could not record the failure of %s: %s", campaign_id, exc)
 
 
-def mark_cancelled(_flow: Any, flow_run: Any, _state: Any) -> None:
+def mark_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     """Cancelled from the Prefect UI (or API): cancel the campaign and stop its batches."""
     campaign_id = campaign_of(dict(flow_run.parameters or {}))
     if campaign_id is None:

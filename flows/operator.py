@@ -6,13 +6,16 @@ waits in place, watching the campaign's status, for `crowdloop resume` from anot
 from __future__ import annotations
 
 import time
+from decimal import Decimal
+from typing import Literal
 
 from prefect import get_run_logger
 from prefect.input import RunInput
+from pydantic import Field
 
 from crowdloop.flows import hooks
 from crowdloop.models.tables import CampaignStatus
-from crowdloop.stages import lifecycle
+from crowdloop.stages import budget, lifecycle, operate
 from crowdloop.stages.plan import load_spec
 from crowdloop.text import md_escape
 
@@ -21,6 +24,51 @@ class ResumeInput(RunInput):
     """The form the Prefect UI shows on a paused campaign's suspended run."""
 
     note: str = ""
+
+
+class ApprovalInput(RunInput):
+    """The form the Prefect UI shows when a campaign waits for budget approval."""
+
+    decision: Literal["approve", "reject"] = "approve"
+    new_cap: Decimal | None = Field(
+        default=None, description="Raise the hard cap to this amount (campaign currency)."
+    )
+    note: str = ""
+
+
+def approval_description(campaign_id: str, reason: str) -> str:
+    status = budget.budget_status(campaign_id, refresh=False)
+    lines = [
+        f"## Campaign {md_escape(campaign_id)} waits for budget approval",
+        "",
+        md_escape(reason),
+        "",
+        f"**Spend:** {md_escape(status.summary())}",
+        "",
+    ]
+    try:
+        lines.append(budget.estimate_for_campaign(campaign_id).markdown())
+    except (LookupError, ValueError, OSError) as exc:
+        lines.append(f"(no estimate: {md_escape(exc)})")
+    lines += [
+        "",
+        "**approve** goes on (to the next checkpoint, or to `new_cap` if given); "
+        "**reject** cancels the campaign and stops its marketplace batches.",
+    ]
+    return "\n".join(lines)
+
+
+def apply_approval(campaign_id: str, decision: ApprovalInput, actor: str) -> None:
+    """What the operator chose in the form; raises CampaignHalted when rejected."""
+    if decision.decision == "reject":
+        operate.reject(campaign_id, actor=actor, note=decision.note or None)
+        raise lifecycle.CampaignHalted(
+            campaign_id, CampaignStatus.CANCELLED, "budget rejected in the Prefect UI"
+        )
+    if lifecycle.status_of(campaign_id) == CampaignStatus.AWAITING_APPROVAL:
+        operate.approve(
+            campaign_id, actor=actor, new_cap=decision.new_cap, note=decision.note or None
+        )
 
 
 def _halt_key(campaign_id: str) -> str:
@@ -35,7 +83,25 @@ def wait_for_operator(campaign_id: str, halted: lifecycle.CampaignHalted) -> Non
 
     with session_scope() as s:
         timeout_s = load_spec(s, campaign_id).stage_timeout_s
-    if hooks.current_deployment_id() is not None and halted.status == CampaignStatus.PAUSED:
+    deployed = hooks.current_deployment_id() is not None
+    if deployed and halted.status == CampaignStatus.AWAITING_APPROVAL:
+        from prefect.flow_runs import suspend_flow_run
+
+        logger.info("campaign %s waits for budget approval; suspending this run", campaign_id)
+        decision = suspend_flow_run(
+            wait_for_input=ApprovalInput.with_initial_data(
+                description=approval_description(campaign_id, halted.reason)
+            ),
+            key=_halt_key(campaign_id),
+            timeout=int(timeout_s),
+        )
+        apply_approval(
+            campaign_id,
+            decision,
+            actor=f"Prefect UI (flow run {hooks.current_flow_run_id()})",
+        )
+        return
+    if deployed and halted.status == CampaignStatus.PAUSED:
         from prefect.flow_runs import suspend_flow_run
 
         description = (
@@ -59,11 +125,13 @@ def wait_for_operator(campaign_id: str, halted: lifecycle.CampaignHalted) -> Non
             actor=lifecycle.actor_flow_run(hooks.current_flow_run_id()),
         )
         return
+    command = "approve" if halted.status == CampaignStatus.AWAITING_APPROVAL else "resume"
     logger.warning(
-        "campaign %s is %s (%s); waiting for `crowdloop resume %s` or a cancel",
+        "campaign %s is %s (%s); waiting for `crowdloop %s %s` or a cancel",
         campaign_id,
-        halted.status.value,
+        halted.status.value.replace("_", " "),
         halted.reason,
+        command,
         campaign_id,
     )
     deadline = time.monotonic() + timeout_s

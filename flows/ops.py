@@ -40,12 +40,19 @@ def follow_up(campaign_id: str, action: str) -> list[str]:
         return []  # no server to talk to: a local run watches the database itself
     done: list[str] = []
     for run_id in _suspended_runs(campaign_id):
-        if action == "resume":
+        if action in ("resume", "approve"):
             from prefect.flow_runs import resume_flow_run
 
-            resume_flow_run(run_id, run_input={"note": "resumed by an operator"})
+            # The input the run's form asks for (flows/operator.py); the decision itself
+            # is already applied, so the resumed run simply goes on.
+            run_input = (
+                {"decision": "approve", "note": "approved by an operator"}
+                if action == "approve"
+                else {"note": "resumed by an operator"}
+            )
+            resume_flow_run(run_id, run_input=run_input)
             done.append(f"resumed suspended flow run {run_id}")
-        elif action == "cancel":
+        elif action in ("cancel", "reject"):
             from prefect import get_client
             from prefect.states import Cancelled
 

@@ -19,6 +19,7 @@ from crowdloop.events import emit
 from crowdloop.models.domain import Stage
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.stages import (
+    budget,
     demonstrations,
     exam,
     export,
@@ -28,6 +29,7 @@ from crowdloop.stages import (
     report,
     sync,
 )
+from crowdloop.stages.budget import BudgetPause
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.progress import live_progress, progress_markdown
 from crowdloop.stages.rounds import connector_for, guard
@@ -53,7 +55,19 @@ def check_capabilities(campaign_id: str) -> list[str]:
     return warnings
 
 
-@task(name="push", retries=2, retry_delay_seconds=5)
+def _retry_unless_waiting(_task: Any, _run: Any, state: Any) -> bool:
+    """Retry a failed step, except one that waits for people: an exam wait that ran out
+    (that wait was the retry) or a push the budget refused (it waits for an operator)."""
+    try:
+        state.result()
+    except (exam.ExamNotReady, BudgetPause):
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(name="push", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_unless_waiting)
 def push_stage(campaign_id: str, stage: Stage) -> dict[str, int]:
     with connector_for(campaign_id) as c:
         result = push.push_pending(campaign_id, stage, c)
@@ -131,18 +145,7 @@ def check_workers(campaign_id: str, stages: list[Stage]) -> dict[str, Any]:
     return {**asdict(result), "reviewed": reviewed}
 
 
-def _retry_unless_not_ready(_task: Any, _run: Any, state: Any) -> bool:
-    """Retry a failed exam step, except a wait that ran out: that wait was the retry."""
-    try:
-        state.result()
-    except exam.ExamNotReady:
-        return False
-    except Exception:
-        return True
-    return True
-
-
-@task(name="exam", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_unless_not_ready)
+@task(name="exam", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_unless_waiting)
 def exam_round(campaign_id: str, stages: list[Stage]) -> dict[str, Any] | None:
     """Grade the exam and qualify passers; the first call waits for enough passers."""
     if Stage.COMPARE not in stages:
@@ -227,6 +230,20 @@ def export_preferences(campaign_id: str) -> dict[str, Any]:
 def record_spend(campaign_id: str) -> str:
     with connector_for(campaign_id) as c:
         return str(report.record_spend(campaign_id, c))
+
+
+def publish_estimate(campaign_id: str) -> None:
+    """The cost estimate, before anything is created (and again on every rerun)."""
+    try:
+        estimate = budget.estimate_for_campaign(campaign_id)
+    except (LookupError, ValueError, OSError) as exc:
+        get_run_logger().warning("no cost estimate: %s", exc)
+        return
+    create_markdown_artifact(
+        key=artifact_key(campaign_id, "estimate"),
+        markdown=estimate.markdown(),
+        description=f"Cost estimate of campaign {campaign_id}",
+    )
 
 
 def publish_progress(campaign_id: str) -> None:

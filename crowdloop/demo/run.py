@@ -224,6 +224,8 @@ def run_demo(
         os.environ["CROWDLOOP_SIMULATOR_URL"] = sim.url
         os.environ["CROWDLOOP_SIMULATOR_TOKEN"] = sim.token
         result = run_campaign(str(campaign_file))
+        if not isinstance(result, dict) or "report" not in result:
+            raise RuntimeError(f"the demo campaign {name} did not complete: {result!r}")
         truth = score_against_truth(name, sim.url)
         catch = crowd_catch(sim.url)
     return DemoResult(name, output_dir, result, truth, catch)

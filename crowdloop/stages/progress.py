@@ -23,9 +23,8 @@ from crowdloop.models.tables import (
     WorkerRecord,
     WorkerStatus,
 )
+from crowdloop.stages.budget import budget_status
 from crowdloop.stages.lifecycle import batch_states, last_reason
-from crowdloop.stages.plan import load_spec
-from crowdloop.stages.push import stage_reward
 from crowdloop.text import md_escape
 
 FINISHED = (ItemState.COLLECTED, ItemState.DONE, ItemState.EXHAUSTED)
@@ -54,8 +53,9 @@ class Progress:
     judgments_valid: int = 0
     judgments_excluded: int = 0
     judgments_quarantined: int = 0
-    cost_so_far: Decimal = Decimal(0)
+    cost_so_far: Decimal = Decimal(0)  # our accounting of work submitted so far
     currency: str = "USD"
+    spend: str = ""  # committed spend against the budget cap, one line
     workers: int = 0
     workers_blocked: int = 0
 
@@ -76,6 +76,7 @@ class Progress:
                 "quarantined": self.judgments_quarantined,
             },
             "cost_so_far": str(self.cost_so_far),
+            "spend": self.spend,
             "currency": self.currency,
             "workers": self.workers,
             "workers_blocked": self.workers_blocked,
@@ -87,7 +88,6 @@ def live_progress(campaign_id: str) -> Progress:
         campaign = s.get(Campaign, campaign_id)
         if campaign is None:
             raise LookupError(f"no campaign named {campaign_id!r}")
-        spec = load_spec(s, campaign_id)
         lease = s.get(CampaignLease, campaign_id)
         progress = Progress(
             campaign_id=campaign_id,
@@ -108,10 +108,9 @@ def live_progress(campaign_id: str) -> Progress:
             if state in FINISHED:
                 done_total[0] += n
         judged = s.exec(
-            select(Item.stage, Judgment.status, Judgment.excluded, func.count())
-            .join(Item, col(Item.id) == col(Judgment.item_id), isouter=True)
+            select(Judgment.status, Judgment.excluded, func.count())
             .where(Judgment.campaign_id == campaign_id)
-            .group_by(col(Item.stage), col(Judgment.status), col(Judgment.excluded))
+            .group_by(col(Judgment.status), col(Judgment.excluded))
         ).all()
         workers = s.exec(
             select(WorkerRecord.status, func.count())
@@ -125,19 +124,16 @@ def live_progress(campaign_id: str) -> Progress:
         progress.stages.append(
             StageProgress(stage, done, total, batches.get(stage, "not published"))
         )
-    for stage, status, excluded, n in judged:
+    for status, excluded, n in judged:
         if status == JudgmentStatus.QUARANTINED:
             progress.judgments_quarantined += n
         elif excluded:
             progress.judgments_excluded += n
         else:
             progress.judgments_valid += n
-        if stage is not None:
-            # Our accounting: every submission is paid unless rejected in review. The
-            # marketplace's own figure replaces it in the final report where it has one.
-            reward = stage_reward(spec, Stage(stage))
-            progress.cost_so_far += reward.amount * n
-            progress.currency = reward.currency
+    money = budget_status(campaign_id, refresh=False)
+    progress.cost_so_far, progress.currency = money.paid, money.currency
+    progress.spend = money.summary()
     for status, n in workers:
         progress.workers += n
         if status == WorkerStatus.BLOCKED:
@@ -173,8 +169,9 @@ def progress_markdown(p: Progress) -> str:
         "",
         f"**Judgments:** {p.judgments_valid} trusted, {p.judgments_excluded} excluded, "
         f"{p.judgments_quarantined} quarantined.  ",
-        f"**Cost so far:** {p.cost_so_far:.2f} {p.currency} (our accounting: submissions "
-        "× reward).  ",
+        f"**Cost so far:** {p.cost_so_far:.2f} {p.currency} (submissions × reward; the "
+        "marketplace's own figure replaces it in the final report where it has one).  ",
+        f"**Budget:** {md_escape(p.spend)}.  ",
         f"**Workers:** {p.workers} seen, {p.workers_blocked} blocked.",
     ]
     return "\n".join(lines) + "\n"
