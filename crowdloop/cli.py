@@ -471,6 +471,14 @@ def simulator_serve(
     token: Annotated[
         str | None, typer.Option(help="Bearer token (default: the state file's, or a new one).")
     ] = None,
+    time_scale: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Simulated seconds per real second of a new marketplace (default 3600); 0 "
+            "stops its clock: workers answer only when POST /sim/clock/advance moves it.",
+        ),
+    ] = None,
 ) -> None:
     """Run the simulated marketplace on 127.0.0.1 until SIGINT/SIGTERM; print its URL and token."""
     from crowdloop.simulator.persistence import StateFileError
@@ -480,7 +488,14 @@ def simulator_serve(
         print(line, flush=True)
 
     try:
-        serve(port=port, state_path=state, seed=seed, token=token, announce=announce)
+        serve(
+            port=port,
+            state_path=state,
+            seed=seed,
+            token=token,
+            time_scale=time_scale,
+            announce=announce,
+        )
     except StateFileError as exc:
         _fail(str(exc))
     except OSError as exc:

@@ -71,6 +71,11 @@ def mark_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     campaign_id = campaign_of(dict(flow_run.parameters or {}))
     if campaign_id is None:
         return
+    if state.is_crashed() and _cancelling(flow_run):
+        # A worker stops a run it was told to cancel by killing it: to the run that is a
+        # crash, to the operator who pressed Cancel it is a cancellation.
+        mark_cancelled(flow, flow_run, state)
+        return
     try:
         lifecycle.transition(
             campaign_id,
@@ -85,6 +90,17 @@ def mark_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
         pass
     except Exception as exc:  # a hook must not hide the run's own failure
         logger.warning("could not record the failure of %s: %s", campaign_id, exc)
+
+
+def _cancelling(flow_run: FlowRun) -> bool:
+    from prefect import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(flow_run.id).state
+    except Exception:
+        return False
+    return current is not None and (current.is_cancelling() or current.is_cancelled())
 
 
 def mark_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:

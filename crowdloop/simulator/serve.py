@@ -35,7 +35,9 @@ class Prepared:
     restored: bool
 
 
-def prepare(store: StateFile, *, seed: int | None, token: str | None) -> Prepared:
+def prepare(
+    store: StateFile, *, seed: int | None, token: str | None, time_scale: float | None = None
+) -> Prepared:
     """The state to serve (restored from the file when there is one) and its token."""
     if store.exists():
         state, saved_token = store.load()
@@ -44,8 +46,16 @@ def prepare(store: StateFile, *, seed: int | None, token: str | None) -> Prepare
                 f"{store.path} holds a marketplace made with seed {state.config.seed}, not "
                 f"{seed}; drop --seed to continue it, or use another --state for a new one"
             )
+        if time_scale is not None and time_scale != state.config.time_scale:
+            raise StateFileError(
+                f"{store.path} holds a marketplace whose clock runs at "
+                f"{state.config.time_scale}x, not {time_scale}x; drop --time-scale to "
+                "continue it, or use another --state for a new one"
+            )
         return Prepared(state, token or saved_token, restored=True)
     config = SimulatorConfig(seed=seed or 0)
+    if time_scale is not None:
+        config = config.model_copy(update={"time_scale": time_scale})
     return Prepared(MarketplaceState(config), token or secrets.token_urlsafe(24), restored=False)
 
 
@@ -70,11 +80,12 @@ def serve(
     state_path: Path = DEFAULT_STATE,
     seed: int | None = None,
     token: str | None = None,
+    time_scale: float | None = None,
     announce: Callable[[str], None] = print,
 ) -> None:
     """Run until SIGINT/SIGTERM. `port` 0 picks a free one (announced)."""
     store = StateFile(state_path)
-    prepared = prepare(store, seed=seed, token=token)
+    prepared = prepare(store, seed=seed, token=token, time_scale=time_scale)
     state, token_ = prepared.state, prepared.token
     sock = bind(port)  # fail on a taken port before announcing anything
     store.save(state, token_)  # the token is on disk before any client can use it

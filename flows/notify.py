@@ -1,0 +1,41 @@
+"""Tell operators: the flow the shipped automations run (deployment `notify`, triggered by
+crowdloop's events; see the `triggers:` in deployments/prefect.yaml).
+
+It always writes one line to its run's log (the Prefect UI shows it on the run and in the
+automation's history); when `CROWDLOOP_NOTIFY_BLOCK` names a Prefect notification block
+(Slack, Microsoft Teams, email, ... created in the UI), the line goes there too.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prefect import flow, get_run_logger
+
+from crowdloop.text import md_escape
+
+NOTIFY_BLOCK_ENV = "CROWDLOOP_NOTIFY_BLOCK"
+
+
+def _message(event: str, campaign_id: str, details: str) -> str:
+    what = event.removeprefix("crowdloop.").replace(".", " ").replace("-", " ")
+    return f"crowdloop: {what} — campaign {md_escape(campaign_id)}: {md_escape(details)[:1000]}"
+
+
+@flow(name="notify-operators")
+def notify_operators(event: str, campaign_id: str = "", details: str = "") -> str:
+    """One line about a crowdloop event, to the run log and the notification block."""
+    message = _message(event, campaign_id, details)
+    logger = get_run_logger()
+    logger.warning(message)
+    block_name = os.environ.get(NOTIFY_BLOCK_ENV)
+    if block_name:
+        from prefect.blocks.abstract import NotificationBlock
+        from prefect.blocks.core import Block
+
+        block = Block.load(block_name)
+        if not isinstance(block, NotificationBlock):
+            raise TypeError(f"{NOTIFY_BLOCK_ENV}={block_name!r} is not a notification block")
+        block.notify(message, subject=f"crowdloop: {event}")
+        logger.info("sent to notification block %s", block_name)
+    return message

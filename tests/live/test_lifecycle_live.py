@@ -1,0 +1,352 @@
+"""The campaign lifecycle and the budget on the real Prefect server, as ops use them: a
+campaign paused and resumed, one cancelled from Prefect mid-run and rerun, one that waits
+for budget approval with its form in the UI (headless Chromium), one that hits its cap
+mid-run — checked in the database, on the marketplace, and in Prefect's events and the
+shipped automations.
+
+These campaigns run on a second simulated marketplace whose clock stands still
+(`--time-scale 0`): nobody answers until the test moves the clock, so "mid-run" is a state
+the test holds, not a race. Its credentials are a Prefect block the campaign files name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from tests.live.conftest import LiveStack, Service, require, start, wait_for
+from tests.live.test_prefect_server import CHROMIUM, SHOTS
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.live,
+    pytest.mark.timeout(1500),
+    # one live stack per session: every live test on the same xdist worker
+    pytest.mark.xdist_group("live"),
+]
+
+BLOCK = "sim-frozen"
+
+
+class Frozen:
+    """The still-clock marketplace: its API, and the hand that moves its clock."""
+
+    def __init__(self, url: str, token: str, service: Service) -> None:
+        self.url, self.token, self.service = url, token, service
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10
+        )
+
+    def advance(self, seconds: float = 900) -> None:
+        with self._client() as c:
+            c.post("/sim/clock/advance", json={"seconds": seconds}).raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        with self._client() as c:
+            return dict(c.get("/sim/stats").json())
+
+    def pools(self, campaign: str, stage: str = "compare") -> list[dict[str, Any]]:
+        key = f"crowdloop:{campaign}:{stage}:batch"
+        with self._client() as c:
+            return list(c.get("/api/v1/pools", params={"idempotency_key": key}).json()["items"])
+
+
+@pytest.fixture(scope="module")
+def frozen(live: LiveStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frozen]:
+    state = tmp_path_factory.mktemp("frozen") / "state.json"
+    argv = ["crowdloop", "simulator", "serve", "--port", "0", "--time-scale", "0",
+            "--seed", "3", "--state", str(state)]  # fmt: skip
+    service = start("simulator-frozen", argv, live.env, live.root)
+    live.services.append(service)
+
+    def announced() -> dict[str, str] | None:
+        lines = service.log.read_text().splitlines()
+        found = dict(ln.split("=", 1) for ln in lines if ln.startswith("CROWDLOOP_SIMULATOR_"))
+        return found if len(found) == 2 else None
+
+    printed = wait_for("the frozen simulator", announced, 60, [service])
+    sim = Frozen(printed["CROWDLOOP_SIMULATOR_URL"], printed["CROWDLOOP_SIMULATOR_TOKEN"], service)
+    live.cli(
+        [
+            "python",
+            "-c",
+            "import sys; from pydantic import SecretStr;"
+            "from crowdloop.connectors.simulator.credentials import SimulatorCredentials as C;"
+            "C(base_url=sys.argv[1], api_token=SecretStr(sys.argv[2]))"
+            f".save({BLOCK!r}, overwrite=True)",
+            sim.url,
+            sim.token,
+        ]
+    )
+    yield sim
+    service.stop()
+
+
+def campaign_file(live: LiveStack, name: str, **extra: Any) -> str:
+    """A preferences campaign on the frozen marketplace, from the example's inputs."""
+    example = yaml.safe_load((live.root / "campaigns" / "example.yaml").read_text())
+    spec = {
+        "name": name,
+        "connector": {"name": "simulator", "credentials_block": BLOCK},
+        "poll_interval_s": 0.5,
+        "stage_timeout_s": 600,
+        "stall_after_s": 3,
+        "seed": 5,
+        "output_dir": f"../crowdloop-output/{name}",
+        "quality": example["quality"],
+        "preferences": {
+            **example["preferences"],
+            "dynamic_overlap": None,
+            "export": {"path": f"../crowdloop-output/{name}/preferences.jsonl"},
+        },
+        **extra,
+    }
+    rel = f"campaigns/{name}.yaml"
+    (live.root / rel).write_text(yaml.safe_dump(spec, sort_keys=False))
+    return rel
+
+
+def db_url(live: LiveStack) -> str:
+    return f"sqlite:///{live.root}/crowdloop-output/crowdloop.db"
+
+
+def start_campaign(live: LiveStack, rel: str) -> UUID:
+    with live.client() as c:
+        deployment = c.read_deployment_by_name("run-campaign/campaign")
+        run = c.create_flow_run_from_deployment(deployment.id, parameters={"campaign_file": rel})
+    return UUID(str(run.id))
+
+
+def tasks_of(live: LiveStack, campaign: str) -> int:
+    from crowdloop.db import session_scope
+    from crowdloop.models.tables import Item, TaskRecord
+
+    with session_scope(db_url(live)) as s:
+        return int(
+            s.exec(
+                select(func.count())
+                .select_from(TaskRecord)
+                .join(Item, col(Item.id) == col(TaskRecord.item_id))
+                .where(Item.campaign_id == campaign)
+            ).one()
+        )
+
+
+def all_tasks(live: LiveStack, campaigns: list[str]) -> int:
+    return sum(tasks_of(live, c) for c in campaigns)
+
+
+def status(live: LiveStack, campaign: str) -> str | None:
+    from crowdloop.db import session_scope
+    from crowdloop.models.tables import Campaign
+
+    with session_scope(db_url(live)) as s:
+        row = s.get(Campaign, campaign)
+        return None if row is None else str(row.status.value)
+
+
+def run_state(live: LiveStack, run_id: UUID) -> Any:
+    return live.flow_run_state(run_id)
+
+
+def drive_to_end(live: LiveStack, frozen: Frozen, run_id: UUID, timeout: float = 600) -> Any:
+    """Move the marketplace's clock until the run is over; the run, read back."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = run_state(live, run_id)
+        if state is not None and state.is_final():
+            with live.client() as c:
+                return c.read_flow_run(run_id)
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {run_id} still {state} after {timeout:.0f}s\n{live.logs()}")
+        frozen.advance(900)
+        time.sleep(0.3)
+
+
+def events_named(live: LiveStack, prefix: str = "crowdloop.") -> list[dict[str, Any]]:
+    body = {"filter": {"event": {"prefix": [prefix]}}, "limit": 200}
+    with httpx.Client(timeout=30) as c:
+        page = c.post(f"{live.api_url}/events/filter", json=body).json()
+        events = list(page["events"])
+        while page.get("next_page"):
+            page = c.get(page["next_page"]).json()
+            events += page["events"]
+    return events
+
+
+def names_for(live: LiveStack, campaign: str) -> set[str]:
+    return {
+        e["event"]
+        for e in events_named(live)
+        if e["resource"].get("prefect.resource.id") == f"crowdloop.campaign.{campaign}"
+    }
+
+
+# --- the scenarios -------------------------------------------------------------------------------
+
+
+def test_pause_and_resume_through_the_server(live: LiveStack, frozen: Frozen) -> None:
+    rel = campaign_file(live, "pausable")
+    run_id = start_campaign(live, rel)
+    wait_for("its tasks on the marketplace", lambda: tasks_of(live, "pausable") > 0, 300,
+             live.services)  # fmt: skip
+    out = live.cli(["crowdloop", "pause", "pausable", "--reason", "instructions unclear"])
+    assert "now paused" in out and "compare: open -> paused" in out
+    assert [p["status"] for p in frozen.pools("pausable")] == ["closed"]
+    # The run sees the pause between two polls and suspends: its infrastructure is released.
+    wait_for("the run to suspend", lambda: (s := run_state(live, run_id)) and s.is_paused(),
+             120, live.services)  # fmt: skip
+    out = live.cli(["crowdloop", "resume", "pausable"])
+    assert "now running" in out and f"resumed suspended flow run {run_id}" in out
+    assert [p["status"] for p in frozen.pools("pausable")] == ["open"]
+    run = drive_to_end(live, frozen, run_id)
+    assert run.state.is_completed(), live.flow_run_logs(run_id)
+    assert status(live, "pausable") == "complete"
+    assert [p["status"] for p in frozen.pools("pausable")] == ["closed"]  # completion closes
+    wait_for(
+        "the campaign's events",
+        lambda: {
+            "crowdloop.campaign.started",
+            "crowdloop.campaign.paused",
+            "crowdloop.campaign.resumed",
+            "crowdloop.campaign.completed",
+            "crowdloop.campaign.stalled",
+        }
+        <= names_for(live, "pausable"),
+        60,
+    )
+
+
+def test_cancel_from_prefect_mid_run_then_rerun(live: LiveStack, frozen: Frozen) -> None:
+    from prefect.states import Cancelling
+
+    rel = campaign_file(live, "cancellable")
+    run_id = start_campaign(live, rel)
+    wait_for("its tasks on the marketplace", lambda: tasks_of(live, "cancellable") > 0, 300,
+             live.services)  # fmt: skip
+    published = tasks_of(live, "cancellable")
+    # What the Cancel button in the UI does: the worker stops the run, the hook records it.
+    with live.client() as c:
+        c.set_flow_run_state(run_id, Cancelling())
+    wait_for("the run to be cancelled", lambda: (s := run_state(live, run_id)) and s.is_cancelled(),
+             120, live.services)  # fmt: skip
+    wait_for("the campaign to be cancelled", lambda: status(live, "cancellable") == "cancelled",
+             60, live.services)  # fmt: skip
+    assert [p["status"] for p in frozen.pools("cancellable")] == ["closed"]
+
+    rerun = start_campaign(live, rel)
+    run = drive_to_end(live, frozen, rerun)
+    assert run.state.is_completed(), live.flow_run_logs(rerun)
+    assert status(live, "cancellable") == "complete"
+    assert tasks_of(live, "cancellable") >= published
+    wait_for("the cancelled event", lambda: "crowdloop.campaign.cancelled"
+             in names_for(live, "cancellable"), 60)  # fmt: skip
+
+
+def test_budget_approval_form_in_the_ui_then_completion(
+    live: LiveStack, frozen: Frozen
+) -> None:
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    rel = campaign_file(
+        live, "approval", budget={"cap": "500 USD", "approval_threshold": "1 USD"}
+    )
+    run_id = start_campaign(live, rel)
+    wait_for("the run to wait for approval", lambda: (s := run_state(live, run_id))
+             and s.is_paused(), 300, live.services)  # fmt: skip
+    assert status(live, "approval") == "awaiting_approval"
+    assert frozen.pools("approval") == []  # nothing created before the approval
+    require(CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.set_default_timeout(60_000)
+            page.goto(f"{live.url}/runs/flow-run/{run_id}")
+            page.get_by_role("button", name="Resume").first.click()
+            # The form Prefect builds from the run's ApprovalInput, with its description.
+            page.get_by_text("waits for budget approval").first.wait_for()
+            for field in ("Decision", "New Cap", "Note"):
+                page.get_by_text(field, exact=True).first.wait_for()
+            page.screenshot(path=SHOTS / "live-ui-approval.png", full_page=True)
+        finally:
+            browser.close()
+    with temporary_settings({PREFECT_API_URL: live.api_url}):
+        resume_flow_run(run_id, run_input={"decision": "approve", "note": "ok by finance"})
+    run = drive_to_end(live, frozen, run_id)
+    assert run.state.is_completed(), live.flow_run_logs(run_id)
+    assert status(live, "approval") == "complete"
+    wait_for(
+        "the budget events",
+        lambda: {"crowdloop.budget.approval-requested", "crowdloop.campaign.awaiting-approval"}
+        <= names_for(live, "approval"),
+        60,
+    )
+
+
+def test_cap_hit_mid_run_pauses_then_finishes_once_raised(
+    live: LiveStack, frozen: Frozen
+) -> None:
+    from crowdloop.models.spec import load_campaign
+    from crowdloop.stages.estimate import estimate_spec
+
+    rel = campaign_file(live, "capped")
+    expected = estimate_spec(load_campaign(live.root / rel)).expected
+    cap = (expected * Decimal("0.4")).quantize(Decimal("0.01"))
+    rel = campaign_file(live, "capped", budget={"cap": f"{cap} USD"})
+    run_id = start_campaign(live, rel)
+    wait_for("the cap to stop the campaign", lambda: status(live, "capped")
+             == "awaiting_approval", 300, live.services)  # fmt: skip
+    frozen.advance(900)  # work already out is still answered while it waits
+    assert [p["status"] for p in frozen.pools("capped")] == ["closed"]  # batches paused
+    wait_for("the run to suspend", lambda: (s := run_state(live, run_id)) and s.is_paused(),
+             120, live.services)  # fmt: skip
+    published = tasks_of(live, "capped")
+    out = live.cli(["crowdloop", "approve", "capped", "--cap", str(cap * 10)])
+    assert "now running" in out and f"resumed suspended flow run {run_id}" in out
+    run = drive_to_end(live, frozen, run_id)
+    assert run.state.is_completed(), live.flow_run_logs(run_id)
+    assert status(live, "capped") == "complete" and tasks_of(live, "capped") > published
+    wait_for(
+        "the budget events",
+        lambda: {"crowdloop.budget.exhausted", "crowdloop.budget.approval-requested"}
+        <= names_for(live, "capped"),
+        60,
+    )
+
+
+def test_no_duplicate_task_and_the_automations_fired(live: LiveStack, frozen: Frozen) -> None:
+    """After every scenario: the frozen marketplace holds exactly one task per task record
+    (nothing was published twice through pauses, cancels, reruns and approvals), and the
+    shipped automations ran `notify` for the events operators are told about."""
+    campaigns = ["pausable", "cancellable", "approval", "capped"]
+    done = [c for c in campaigns if status(live, c) is not None]
+    assert frozen.stats()["tasks_created"] == all_tasks(live, done)
+
+    def notified() -> set[str]:
+        return {run.parameters.get("event") for run in live.flow_runs_of("notify-operators/notify")}
+
+    expected = {
+        "crowdloop.campaign.paused",
+        "crowdloop.campaign.cancelled",
+        "crowdloop.campaign.completed",
+        "crowdloop.budget.approval-requested",
+    }
+    wait_for(f"automation runs for {sorted(expected)}", lambda: expected <= notified(), 120)
+    with live.client() as c:
+        names = {a.name for a in c.read_automations()}
+    assert {"crowdloop campaign needs attention", "crowdloop budget"} <= names
