@@ -71,7 +71,7 @@ def test_artifacts_status_export_and_no_secret_anywhere(
         run_campaign(str(path))
         token = sim.token
     with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts()}
+        keys = {a.key for a in client.read_latest_artifacts()}
     assert {"ops-view-summary", "ops-view-workers", "ops-view-progress"} <= keys
 
     status = runner.invoke(app, ["status", "ops-view"])

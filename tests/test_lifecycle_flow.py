@@ -84,8 +84,11 @@ def pool_status(sim: Any, name: str) -> str:
     return str(pool["status"])
 
 
-def status(name: str) -> str:
-    return lifecycle.status_of(name).value
+def status(name: str) -> str | None:
+    try:
+        return lifecycle.status_of(name).value
+    except lifecycle.UnknownCampaign:  # not registered yet
+        return None
 
 
 def no_duplicate_task(sim: Any) -> None:
@@ -196,3 +199,46 @@ def test_scheduled_sync_isolates_a_broken_campaign(
     assert "no connector named 'gone'" in (state.message or "")
     # The good one still synced, after the bad one failed (campaigns sync in name order).
     assert count(Judgment) > 0  # the good campaign synced after the bad one failed
+
+
+def test_a_capped_run_waits_for_approval_and_finishes_once_the_cap_is_raised(
+    tmp_path: Path, env: dict[str, Any]
+) -> None:
+    from decimal import Decimal
+
+    import yaml
+
+    from crowdloop.models.spec import load_campaign
+    from crowdloop.stages.budget import budget_status
+    from crowdloop.stages.estimate import estimate_spec
+
+    sim = env["sim"]
+    path = campaign_dir(tmp_path, "capped-run", overrides=OVERRIDES)
+    cap = (estimate_spec(load_campaign(path)).expected * Decimal("0.4")).quantize(
+        Decimal("0.01")
+    )
+    data = yaml.safe_load(path.read_text())
+    data["budget"] = {"cap": str(cap)}
+    path.write_text(yaml.safe_dump(data))
+    run = start_run(path, env["env"])
+    try:
+        wait_for("the cap", lambda: status("capped-run") == "awaiting_approval")
+        assert budget_status("capped-run").committed <= cap
+        assert pool_status(sim, "capped-run") == "closed"  # batches paused while it waits
+        shown = runner.invoke(app, ["status", "capped-run"])
+        assert "awaiting approval" in shown.output and "cap" in shown.output
+        resumed = runner.invoke(app, ["resume", "capped-run"])
+        assert resumed.exit_code == 2 and "crowdloop approve capped-run" in resumed.output
+        approved = runner.invoke(app, ["approve", "capped-run", "--cap", str(cap * 10)])
+        assert approved.exit_code == 0, approved.output
+        code, output = finish(run)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert code == 0, output[-3000:]
+    assert status("capped-run") == "complete"
+    final = budget_status("capped-run")
+    assert final.committed <= cap * 10
+    no_duplicate_task(sim)
+    changes = [(e.old_status, e.new_status) for e in lifecycle.events("capped-run")]
+    assert ("running", "awaiting_approval") in changes and changes[-1] == ("running", "complete")

@@ -160,6 +160,14 @@ def run_state(live: LiveStack, run_id: UUID) -> Any:
     return live.flow_run_state(run_id)
 
 
+def suspended(live: LiveStack, run_id: UUID) -> bool:
+    """True once the run waits for an operator; fails at once if it ended instead."""
+    state = run_state(live, run_id)
+    if state is not None and state.is_final():
+        pytest.fail(f"run {run_id} ended {state} instead:\n{live.flow_run_logs(run_id)}")
+    return bool(state is not None and state.is_paused())
+
+
 def drive_to_end(live: LiveStack, frozen: Frozen, run_id: UUID, timeout: float = 600) -> Any:
     """Move the marketplace's clock until the run is over; the run, read back."""
     deadline = time.monotonic() + timeout
@@ -175,9 +183,11 @@ def drive_to_end(live: LiveStack, frozen: Frozen, run_id: UUID, timeout: float =
 
 
 def events_named(live: LiveStack, prefix: str = "crowdloop.") -> list[dict[str, Any]]:
-    body = {"filter": {"event": {"prefix": [prefix]}}, "limit": 200}
+    body = {"filter": {"event": {"prefix": [prefix]}}, "limit": 50}  # the server's page max
     with httpx.Client(timeout=30) as c:
-        page = c.post(f"{live.api_url}/events/filter", json=body).json()
+        answer = c.post(f"{live.api_url}/events/filter", json=body)
+        answer.raise_for_status()
+        page = answer.json()
         events = list(page["events"])
         while page.get("next_page"):
             page = c.get(page["next_page"]).json()
@@ -193,6 +203,14 @@ def names_for(live: LiveStack, campaign: str) -> set[str]:
     }
 
 
+def expect_events(live: LiveStack, campaign: str, expected: set[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not expected <= (found := names_for(live, campaign)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{campaign}: events {sorted(expected - found)} never came; got {found}")
+        time.sleep(0.5)
+
+
 # --- the scenarios -------------------------------------------------------------------------------
 
 
@@ -201,12 +219,13 @@ def test_pause_and_resume_through_the_server(live: LiveStack, frozen: Frozen) ->
     run_id = start_campaign(live, rel)
     wait_for("its tasks on the marketplace", lambda: tasks_of(live, "pausable") > 0, 300,
              live.services)  # fmt: skip
+    # Nobody answers on a stopped clock: after stall_after_s the run says it is stalled.
+    expect_events(live, "pausable", {"crowdloop.campaign.stalled"}, timeout=120)
     out = live.cli(["crowdloop", "pause", "pausable", "--reason", "instructions unclear"])
     assert "now paused" in out and "compare: open -> paused" in out
     assert [p["status"] for p in frozen.pools("pausable")] == ["closed"]
     # The run sees the pause between two polls and suspends: its infrastructure is released.
-    wait_for("the run to suspend", lambda: (s := run_state(live, run_id)) and s.is_paused(),
-             120, live.services)  # fmt: skip
+    wait_for("the run to suspend", lambda: suspended(live, run_id), 120, live.services)
     out = live.cli(["crowdloop", "resume", "pausable"])
     assert "now running" in out and f"resumed suspended flow run {run_id}" in out
     assert [p["status"] for p in frozen.pools("pausable")] == ["open"]
@@ -214,18 +233,13 @@ def test_pause_and_resume_through_the_server(live: LiveStack, frozen: Frozen) ->
     assert run.state.is_completed(), live.flow_run_logs(run_id)
     assert status(live, "pausable") == "complete"
     assert [p["status"] for p in frozen.pools("pausable")] == ["closed"]  # completion closes
-    wait_for(
-        "the campaign's events",
-        lambda: {
-            "crowdloop.campaign.started",
-            "crowdloop.campaign.paused",
-            "crowdloop.campaign.resumed",
-            "crowdloop.campaign.completed",
-            "crowdloop.campaign.stalled",
-        }
-        <= names_for(live, "pausable"),
-        60,
-    )
+    expected = {
+        "crowdloop.campaign.started",
+        "crowdloop.campaign.paused",
+        "crowdloop.campaign.resumed",
+        "crowdloop.campaign.completed",
+    }
+    expect_events(live, "pausable", expected)
 
 
 def test_cancel_from_prefect_mid_run_then_rerun(live: LiveStack, frozen: Frozen) -> None:
@@ -250,8 +264,7 @@ def test_cancel_from_prefect_mid_run_then_rerun(live: LiveStack, frozen: Frozen)
     assert run.state.is_completed(), live.flow_run_logs(rerun)
     assert status(live, "cancellable") == "complete"
     assert tasks_of(live, "cancellable") >= published
-    wait_for("the cancelled event", lambda: "crowdloop.campaign.cancelled"
-             in names_for(live, "cancellable"), 60)  # fmt: skip
+    expect_events(live, "cancellable", {"crowdloop.campaign.cancelled"})
 
 
 def test_budget_approval_form_in_the_ui_then_completion(
@@ -261,11 +274,11 @@ def test_budget_approval_form_in_the_ui_then_completion(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     rel = campaign_file(
-        live, "approval", budget={"cap": "500 USD", "approval_threshold": "1 USD"}
+        live, "approval", budget={"cap": 500, "approval_threshold": 1}
     )
     run_id = start_campaign(live, rel)
-    wait_for("the run to wait for approval", lambda: (s := run_state(live, run_id))
-             and s.is_paused(), 300, live.services)  # fmt: skip
+    wait_for("the run to wait for approval", lambda: suspended(live, run_id), 300,
+             live.services)  # fmt: skip
     assert status(live, "approval") == "awaiting_approval"
     assert frozen.pools("approval") == []  # nothing created before the approval
     require(CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install -y chromium)")
@@ -290,11 +303,10 @@ def test_budget_approval_form_in_the_ui_then_completion(
     run = drive_to_end(live, frozen, run_id)
     assert run.state.is_completed(), live.flow_run_logs(run_id)
     assert status(live, "approval") == "complete"
-    wait_for(
-        "the budget events",
-        lambda: {"crowdloop.budget.approval-requested", "crowdloop.campaign.awaiting-approval"}
-        <= names_for(live, "approval"),
-        60,
+    expect_events(
+        live,
+        "approval",
+        {"crowdloop.budget.approval-requested", "crowdloop.campaign.awaiting-approval"},
     )
 
 
@@ -307,25 +319,21 @@ def test_cap_hit_mid_run_pauses_then_finishes_once_raised(
     rel = campaign_file(live, "capped")
     expected = estimate_spec(load_campaign(live.root / rel)).expected
     cap = (expected * Decimal("0.4")).quantize(Decimal("0.01"))
-    rel = campaign_file(live, "capped", budget={"cap": f"{cap} USD"})
+    rel = campaign_file(live, "capped", budget={"cap": str(cap)})
     run_id = start_campaign(live, rel)
     wait_for("the cap to stop the campaign", lambda: status(live, "capped")
              == "awaiting_approval", 300, live.services)  # fmt: skip
     frozen.advance(900)  # work already out is still answered while it waits
     assert [p["status"] for p in frozen.pools("capped")] == ["closed"]  # batches paused
-    wait_for("the run to suspend", lambda: (s := run_state(live, run_id)) and s.is_paused(),
-             120, live.services)  # fmt: skip
+    wait_for("the run to suspend", lambda: suspended(live, run_id), 120, live.services)
     published = tasks_of(live, "capped")
     out = live.cli(["crowdloop", "approve", "capped", "--cap", str(cap * 10)])
     assert "now running" in out and f"resumed suspended flow run {run_id}" in out
     run = drive_to_end(live, frozen, run_id)
     assert run.state.is_completed(), live.flow_run_logs(run_id)
     assert status(live, "capped") == "complete" and tasks_of(live, "capped") > published
-    wait_for(
-        "the budget events",
-        lambda: {"crowdloop.budget.exhausted", "crowdloop.budget.approval-requested"}
-        <= names_for(live, "capped"),
-        60,
+    expect_events(
+        live, "capped", {"crowdloop.budget.exhausted", "crowdloop.budget.approval-requested"}
     )
 
 
