@@ -14,6 +14,8 @@ happened so the campaign never stays "running" after its run is gone.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,16 +112,24 @@ def _drive(campaign_id: str, parts: list[str], out: dict[str, Any]) -> State | N
             wait_for_operator(campaign_id, halted)
 
 
-def _start(campaign_id: str) -> None:
-    """Take the campaign for this run and bring its batches in line (a rerun after a
-    cancel or a crash reopens them)."""
+@contextmanager
+def _driving(campaign_id: str, lease_wait_s: float) -> Iterator[None]:
+    """Hold the campaign's lease for the block, take the campaign for this run and bring
+    its batches in line (a rerun after a cancel or a crash reopens them)."""
     flow_run_id = hooks.current_flow_run_id()
-    lifecycle.record_start(
-        campaign_id, actor=lifecycle.actor_flow_run(flow_run_id), flow_run_id=flow_run_id
-    )
-    if lifecycle.status_of(campaign_id) == CampaignStatus.RUNNING:
-        with connector_for(campaign_id) as c:
-            lifecycle.reconcile_batches(campaign_id, c)
+    with lease.held(
+        campaign_id,
+        description=hooks.driver_description(),
+        flow_run_id=flow_run_id,
+        wait_s=lease_wait_s,
+    ):
+        lifecycle.record_start(
+            campaign_id, actor=lifecycle.actor_flow_run(flow_run_id), flow_run_id=flow_run_id
+        )
+        if lifecycle.status_of(campaign_id) == CampaignStatus.RUNNING:
+            with connector_for(campaign_id) as c:
+                lifecycle.reconcile_batches(campaign_id, c)
+        yield
 
 
 def _finish(campaign_id: str) -> None:
@@ -136,13 +146,7 @@ def _finish(campaign_id: str) -> None:
 
 
 def _drive_one(campaign_id: str, part: str, lease_wait_s: float) -> dict[str, Any] | State:
-    with lease.held(
-        campaign_id,
-        description=hooks.driver_description(),
-        flow_run_id=hooks.current_flow_run_id(),
-        wait_s=lease_wait_s,
-    ):
-        _start(campaign_id)
+    with _driving(campaign_id, lease_wait_s):
         out: dict[str, Any] = {}
         cancelled = _drive(campaign_id, [part], out)
         return cancelled if cancelled is not None else out[part]
@@ -198,13 +202,7 @@ def run_campaign(campaign_file: str, update: bool = False, lease_wait_s: float =
     logger = get_run_logger()
     logger.info("campaign %s on connector %s", campaign_id, spec.connector.name)
     out: dict[str, Any] = {"campaign": campaign_id}
-    with lease.held(
-        campaign_id,
-        description=hooks.driver_description(),
-        flow_run_id=hooks.current_flow_run_id(),
-        wait_s=lease_wait_s,
-    ):
-        _start(campaign_id)
+    with _driving(campaign_id, lease_wait_s):
         if lifecycle.status_of(campaign_id) == CampaignStatus.COMPLETE:
             logger.info("campaign %s is already complete; publishing its report", campaign_id)
             out["report"] = t.publish_report(campaign_id)

@@ -30,8 +30,8 @@ class ApprovalInput(RunInput):
     """The form the Prefect UI shows when a campaign waits for budget approval."""
 
     decision: Literal["approve", "reject"] = "approve"
-    new_cap: Decimal | None = Field(
-        default=None, description="Raise the hard cap to this amount (campaign currency)."
+    new_cap: float | None = Field(
+        default=None, ge=0, description="Raise the hard cap to this amount (campaign currency)."
     )
     note: str = ""
 
@@ -66,9 +66,8 @@ def apply_approval(campaign_id: str, decision: ApprovalInput, actor: str) -> Non
             campaign_id, CampaignStatus.CANCELLED, "budget rejected in the Prefect UI"
         )
     if lifecycle.status_of(campaign_id) == CampaignStatus.AWAITING_APPROVAL:
-        operate.approve(
-            campaign_id, actor=actor, new_cap=decision.new_cap, note=decision.note or None
-        )
+        new_cap = None if decision.new_cap is None else Decimal(str(decision.new_cap))
+        operate.approve(campaign_id, actor=actor, new_cap=new_cap, note=decision.note or None)
 
 
 def _halt_key(campaign_id: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -119,6 +120,14 @@ def campaign_file(live: LiveStack, name: str, **extra: Any) -> str:
 
 def db_url(live: LiveStack) -> str:
     return f"sqlite:///{live.root}/crowdloop-output/crowdloop.db"
+
+
+@contextmanager
+def _live_db(live: LiveStack) -> Iterator[None]:
+    """crowdloop's own functions, pointed at the live database for the block."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CROWDLOOP_DATABASE_URL", db_url(live))
+        yield
 
 
 def start_campaign(live: LiveStack, rel: str) -> UUID:
@@ -293,9 +302,10 @@ def test_budget_approval_form_in_the_ui_then_completion(
             page.get_by_role("button", name="Resume").first.click()
             # The form Prefect builds from the run's ApprovalInput, with its description.
             page.get_by_text("waits for budget approval").first.wait_for()
-            for field in ("Decision", "New Cap", "Note"):
-                page.get_by_text(field, exact=True).first.wait_for()
             page.screenshot(path=SHOTS / "live-ui-approval.png", full_page=True)
+            for field in ("Decision", "New Cap", "Note"):
+                page.get_by_text(f"{field} (Optional)", exact=True).first.wait_for()
+            page.get_by_role("button", name="Submit").wait_for()
         finally:
             browser.close()
     with temporary_settings({PREFECT_API_URL: live.api_url}):
@@ -313,27 +323,41 @@ def test_budget_approval_form_in_the_ui_then_completion(
 def test_cap_hit_mid_run_pauses_then_finishes_once_raised(
     live: LiveStack, frozen: Frozen
 ) -> None:
+    """First the pause point (half the cap), approved from the CLI; then the cap itself,
+    raised from the CLI; each time the batches pause and the run suspends."""
     from crowdloop.models.spec import load_campaign
+    from crowdloop.stages.budget import budget_status
     from crowdloop.stages.estimate import estimate_spec
 
     rel = campaign_file(live, "capped")
     expected = estimate_spec(load_campaign(live.root / rel)).expected
-    cap = (expected * Decimal("0.4")).quantize(Decimal("0.01"))
-    rel = campaign_file(live, "capped", budget={"cap": str(cap)})
+    cap = (expected * Decimal("0.6")).quantize(Decimal("0.01"))
+    rel = campaign_file(live, "capped", budget={"cap": str(cap), "pause_at": 0.5})
     run_id = start_campaign(live, rel)
-    wait_for("the cap to stop the campaign", lambda: status(live, "capped")
-             == "awaiting_approval", 300, live.services)  # fmt: skip
-    frozen.advance(900)  # work already out is still answered while it waits
-    assert [p["status"] for p in frozen.pools("capped")] == ["closed"]  # batches paused
-    wait_for("the run to suspend", lambda: suspended(live, run_id), 120, live.services)
-    published = tasks_of(live, "capped")
-    out = live.cli(["crowdloop", "approve", "capped", "--cap", str(cap * 10)])
-    assert "now running" in out and f"resumed suspended flow run {run_id}" in out
+    for step, command in (
+        ("the pause point", ["crowdloop", "approve", "capped"]),
+        ("the cap", ["crowdloop", "approve", "capped", "--cap", str(cap * 10)]),
+    ):
+        wait_for(step, lambda: status(live, "capped") == "awaiting_approval", 300,
+                 live.services)  # fmt: skip
+        assert [p["status"] for p in frozen.pools("capped")] == ["closed"]  # batches paused
+        wait_for("the run to suspend", lambda: suspended(live, run_id), 120, live.services)
+        with _live_db(live):
+            assert budget_status("capped", refresh=False).committed <= cap
+        frozen.advance(900)  # work already out is still answered while it waits
+        out = live.cli(command)
+        assert "now running" in out and f"resumed suspended flow run {run_id}" in out
     run = drive_to_end(live, frozen, run_id)
     assert run.state.is_completed(), live.flow_run_logs(run_id)
-    assert status(live, "capped") == "complete" and tasks_of(live, "capped") > published
+    assert status(live, "capped") == "complete"
     expect_events(
-        live, "capped", {"crowdloop.budget.exhausted", "crowdloop.budget.approval-requested"}
+        live,
+        "capped",
+        {
+            "crowdloop.budget.threshold",
+            "crowdloop.budget.exhausted",
+            "crowdloop.budget.approval-requested",
+        },
     )
 
 
