@@ -9,6 +9,7 @@ automation's history); when `CROWDLOOP_NOTIFY_BLOCK` names a Prefect notificatio
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prefect import flow, get_run_logger
 
@@ -17,13 +18,18 @@ from crowdloop.text import md_escape
 NOTIFY_BLOCK_ENV = "CROWDLOOP_NOTIFY_BLOCK"
 
 
-def _message(event: str, campaign_id: str, details: str) -> str:
+def _message(event: str, campaign_id: str, details: dict[str, Any] | None) -> str:
     what = event.removeprefix("crowdloop.").replace(".", " ").replace("-", " ")
-    return f"crowdloop: {what} — campaign {md_escape(campaign_id)}: {md_escape(details)[:1000]}"
+    facts = ", ".join(f"{k}: {v}" for k, v in sorted((details or {}).items()))
+    return f"crowdloop: {what} — campaign {md_escape(campaign_id)}" + (
+        f" ({md_escape(facts)[:1000]})" if facts else ""
+    )
 
 
 @flow(name="notify-operators")
-def notify_operators(event: str, campaign_id: str = "", details: str = "") -> str:
+def notify_operators(
+    event: str, campaign_id: str = "", details: dict[str, Any] | None = None
+) -> str:
     """One line about a crowdloop event, to the run log and the notification block."""
     message = _message(event, campaign_id, details)
     logger = get_run_logger()

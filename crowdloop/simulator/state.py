@@ -550,7 +550,10 @@ class MarketplaceState:
         delay, answer = self.crowd.work(worker, task.key, task.payload, task.truth)
         assignment = Assignment(
             seq=self._seq,
-            id=f"asg-{self._seq:08d}",
+            # Named by the marketplace's seed as well, as a real platform's ids are unique
+            # across accounts: two simulators beside each other (a test's second one, a
+            # campaign moved between them) never hand out the same submission id.
+            id=f"asg-s{self.config.seed}-{self._seq:08d}",
             task=task,
             worker_id=worker.id,
             submit_at=now + max(delay, 1e-6),

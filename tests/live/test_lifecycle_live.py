@@ -14,9 +14,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -340,8 +341,8 @@ def test_cap_hit_mid_run_pauses_then_finishes_once_raised(
     ):
         wait_for(step, lambda: status(live, "capped") == "awaiting_approval", 300,
                  live.services)  # fmt: skip
-        assert [p["status"] for p in frozen.pools("capped")] == ["closed"]  # batches paused
         wait_for("the run to suspend", lambda: suspended(live, run_id), 120, live.services)
+        assert [p["status"] for p in frozen.pools("capped")] == ["closed"]  # batches paused
         with _live_db(live):
             assert budget_status("capped", refresh=False).committed <= cap
         frozen.advance(900)  # work already out is still answered while it waits
@@ -361,24 +362,60 @@ def test_cap_hit_mid_run_pauses_then_finishes_once_raised(
     )
 
 
-def test_no_duplicate_task_and_the_automations_fired(live: LiveStack, frozen: Frozen) -> None:
-    """After every scenario: the frozen marketplace holds exactly one task per task record
-    (nothing was published twice through pauses, cancels, reruns and approvals), and the
-    shipped automations ran `notify` for the events operators are told about."""
+def test_no_duplicate_task_across_every_scenario(live: LiveStack, frozen: Frozen) -> None:
+    """After the scenarios above, the frozen marketplace holds exactly one task per task
+    record: nothing was published twice through pauses, cancels, reruns and approvals."""
     campaigns = ["pausable", "cancellable", "approval", "capped"]
     done = [c for c in campaigns if status(live, c) is not None]
+    assert done, "no scenario ran before this check"
     assert frozen.stats()["tasks_created"] == all_tasks(live, done)
 
-    def notified() -> set[str]:
-        return {run.parameters.get("event") for run in live.flow_runs_of("notify-operators/notify")}
 
-    expected = {
-        "crowdloop.campaign.paused",
-        "crowdloop.campaign.cancelled",
-        "crowdloop.campaign.completed",
-        "crowdloop.budget.approval-requested",
-    }
-    wait_for(f"automation runs for {sorted(expected)}", lambda: expected <= notified(), 120)
+def test_each_shipped_automation_fires(live: LiveStack) -> None:
+    """`prefect deploy` installed the triggers of the `notify` deployment; every event they
+    watch starts a notify-operators run that names it."""
+    from crowdloop.events import campaign_resource
+
     with live.client() as c:
-        names = {a.name for a in c.read_automations()}
-    assert {"crowdloop campaign needs attention", "crowdloop budget"} <= names
+        automations = {a.name: a for a in c.read_automations()}
+    watched: set[str] = set()
+    for name in (
+        "crowdloop campaign needs attention",
+        "crowdloop budget",
+        "crowdloop worker blocked",
+        "crowdloop campaign completed",
+    ):
+        assert name in automations, sorted(automations)
+        watched |= set(automations[name].trigger.expect)
+    assert "crowdloop.campaign.stalled" in watched and "crowdloop.budget.exhausted" in watched
+    body = [
+        {
+            "id": str(uuid4()),
+            "occurred": datetime.now(UTC).isoformat(),
+            "event": name,
+            "resource": campaign_resource("automation-check"),
+            "payload": {"check": True},
+        }
+        for name in sorted(watched)
+    ]
+    with httpx.Client(timeout=30) as c:
+        c.post(f"{live.api_url}/events", json=body).raise_for_status()
+
+    def notified() -> set[str]:
+        return {
+            str(run.parameters.get("event"))
+            for run in live.flow_runs_of("notify-operators/notify")
+            if run.parameters.get("campaign_id") == "automation-check"
+        }
+
+    deadline = time.monotonic() + 180
+    while not watched <= (seen := notified()):
+        if time.monotonic() > deadline:
+            notify_runs = live.flow_runs_of("notify-operators/notify")
+            runs = [(r.parameters, r.state_name) for r in notify_runs]
+            pytest.fail(
+                f"no notify run for {sorted(watched - seen)}; runs: {runs[:10]}\n"
+                f"automations: {[(a.name, a.trigger) for a in automations.values()]}\n"
+                f"{live.logs()}"
+            )
+        time.sleep(1)
