@@ -15,8 +15,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crowdloop.models.spec import SpecError
-
 if TYPE_CHECKING:
     from crowdloop.demo.run import DemoResult
     from crowdloop.stages.operate import OperatorResult
@@ -235,6 +233,7 @@ def run(
     ] = 0.0,
 ) -> None:
     """Run a campaign file (YAML) end to end; rerun it to resume."""
+    from crowdloop.models.spec import SpecError
     from crowdloop.stages.plan import check_campaign
 
     try:
@@ -394,6 +393,7 @@ def estimate(
 ) -> None:
     """Expected and worst-case cost of a campaign file, before anything is created."""
     from crowdloop.connectors.registry import UnknownConnector
+    from crowdloop.models.spec import SpecError
     from crowdloop.stages.estimate import estimate_spec
     from crowdloop.stages.plan import check_campaign
 
@@ -662,6 +662,8 @@ def simulator_serve(
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    from crowdloop.models.spec import SpecError
+
     try:
         app()
     except SpecError as exc:

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from types import FrameType
 
 # From the first signal to a forced exit: the flow's crash hooks and the server's shutdown
@@ -74,6 +74,26 @@ def _handler(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+class _QuietAfterSignal(logging.Filter):
+    """Drops Prefect's crash reports once the command is being stopped by a signal.
+
+    SIGTERM inside a flow run first reaches Prefect's own handler (the engine installs one
+    for the run and hands the signal on to ours afterwards), which logs the crash of every
+    task and flow it unwinds: the command's one line says it instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _state["signal"] is None:
+            message = record.getMessage()
+            if "termination signal" not in message and "interrupt signal" not in message:
+                return True
+            _state["prefect_saw_signal"] = True
+        return False
+
+
+_QUIET = _QuietAfterSignal()
+_PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.engine", "prefect")
+
+
 @contextmanager
 def stop_on_signals(on_forced_exit: Callable[[], None] | None = None) -> Iterator[None]:
     """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread (once), with a
@@ -86,9 +106,13 @@ def stop_on_signals(on_forced_exit: Callable[[], None] | None = None) -> Iterato
         _on_forced_exit.append(on_forced_exit)
     for s in old:
         signal.signal(s, _handler)
+    for name in _PREFECT_RUN_LOGGERS:
+        logging.getLogger(name).addFilter(_QUIET)
     try:
         yield
     finally:
+        for name in _PREFECT_RUN_LOGGERS:
+            logging.getLogger(name).removeFilter(_QUIET)
         for s, h in old.items():
             signal.signal(s, h)
         if on_forced_exit is not None and on_forced_exit in _on_forced_exit:
@@ -202,6 +226,20 @@ class PrefectServer:
             proc.wait()
 
 
+def keep_sigterm() -> None:
+    """Leave SIGTERM to `stop_on_signals` in flows this process runs itself.
+
+    Prefect's flow engine swaps in its own SIGTERM handler for every run; it exists for a
+    runner cancelling a deployment's run, which never happens to a flow the CLI calls
+    in-process, and a SIGTERM it catches while a task run is being created surfaces as an
+    unrelated ValueError with a long traceback (Prefect 3.9). Our handler stops the run
+    the way Ctrl-C does."""
+    import prefect.flow_engine
+
+    if hasattr(prefect.flow_engine, "capture_sigterm"):
+        prefect.flow_engine.capture_sigterm = nullcontext  # type: ignore[assignment]
+
+
 @contextmanager
 def temporary_prefect_api() -> Iterator[str | None]:
     """Use the configured Prefect API, or start a temporary one for the duration.
@@ -209,6 +247,7 @@ def temporary_prefect_api() -> Iterator[str | None]:
     Yields the temporary API's URL, or None when a server is configured."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    keep_sigterm()
     if PREFECT_API_URL.value():
         yield None
         return

@@ -101,17 +101,57 @@ def _control_message(char: str) -> str:
     return f"contains the control character U+{ord(char):04X}; remove it"
 
 
+_MARK = "\ue000"  # stands in for undecodable bytes while locating the field they are in
+
+
 def _decode(path: Path, raw: bytes, first_line: int = 1) -> str:
-    """UTF-8 text, or a SpecError naming the line and column of the first bad byte."""
+    """UTF-8 text, or a SpecError naming the line, and the field where it can be found,
+    of the first byte that is not UTF-8."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = first_line + raw.count(b"\n", 0, exc.start)
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        field = _field_of_bad_bytes(raw, exc.start)
+        where = f"{path}:{line}: " + (f"field {_format_loc(field)!r}: " if field else "")
         raise SpecError(
-            f"{path}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); "
+            f"{where}not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); "
             "save the file as UTF-8"
         ) from None
+
+
+def _field_of_bad_bytes(raw: bytes, start: int) -> tuple[int | str, ...] | None:
+    """The location of the value holding the first undecodable byte (JSON or YAML)."""
+    head = raw[:start].decode("utf-8", errors="replace")
+    text = head + _MARK + raw[start + 1 :].decode("utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return None
+    found = _find_mark(data, ())
+    return found
+
+
+def _find_mark(value: Any, loc: tuple[int | str, ...]) -> tuple[int | str, ...] | None:
+    if isinstance(value, str):
+        return loc if _MARK in value else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for k, v in items:
+        if isinstance(k, str) and _MARK in k:
+            return loc
+        found = _find_mark(v, (*loc, k))
+        if found is not None:
+            return found
+    return None
 
 
 def load_jsonl(path: Path, model: type[M]) -> list[M]:
