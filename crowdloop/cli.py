@@ -117,13 +117,16 @@ def demo(
     seed: int = 0,
 ) -> None:
     """Run a full RLHF data round on the built-in simulated marketplace."""
-    from crowdloop.demo.run import plan_demo, run_demo_plan
+    from crowdloop.demo.run import DemoBusy, plan_demo, run_demo_plan
     from crowdloop.progress_view import watch_campaign
     from crowdloop.runtime import temporary_prefect_api
     from crowdloop.settings import DEMO_DATABASE, display_path
 
     console.print(f"[bold]crowdloop demo[/] → {output.resolve()}", soft_wrap=True)
-    plan = plan_demo(output, quick=quick, faults=faults, seed=seed)
+    try:
+        plan = plan_demo(output, quick=quick, faults=faults, seed=seed)
+    except DemoBusy as exc:
+        _fail(str(exc))
     console.print(plan.announcement(), soft_wrap=True)
     db = "" if plan.database == DEMO_DATABASE.resolve() else f" --db {display_path(plan.database)}"
     again = "crowdloop demo" + (f" --output {display_path(output)}" if db else "")
@@ -662,10 +665,13 @@ def simulator_serve(
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    from crowdloop import runtime
     from crowdloop.models.spec import SpecError
 
     try:
-        app()
+        # From the start, so a signal before `run`/`demo` take over stops the command too.
+        with runtime.stop_on_signals():
+            app()
     except SpecError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)

@@ -253,6 +253,10 @@ def _round_number(name: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+class DemoBusy(RuntimeError):
+    """Another live process is running a round in this folder."""
+
+
 def plan_demo(
     output_dir: Path, *, quick: bool = False, faults: bool = False, seed: int = 0
 ) -> DemoPlan:
@@ -273,6 +277,17 @@ def plan_demo(
     unfinished = sorted(
         (n for n, st in rounds.items() if st not in ("complete", "cancelled")), key=_round_number
     )
+    if unfinished:
+        from crowdloop.stages import lease
+
+        for round_name in unfinished:
+            holder = lease.current(round_name)
+            if holder is not None:
+                raise DemoBusy(
+                    f"round {round_name} in {output_dir} is running now "
+                    f"({holder.description or holder.holder}); wait for it to finish or stop "
+                    "it, or give this demo another --output folder"
+                )
     # Under fault injection the client must give up on a hung call before the simulator
     # answers it, as it would against a real stalled server.
     overrides = {"connector": {"options": {"timeout_s": 1.0}}} if faults else None
