@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
+from pydantic import BaseModel
+
 from crowdloop.connectors.errors import AuthError, ConnectorError, NotSupported
 from crowdloop.models.domain import (
     AddItemsResult,
@@ -77,6 +79,10 @@ class Connector(ABC):
     # a comment). None: this connector cannot price the fee; estimates and reservations
     # then count rewards only and say so, unless the campaign's `budget.fee_rate` states it.
     fee: ClassVar[FeeModel | None] = None
+    # The typed `connector.options` of a campaign file (pydantic, `extra="forbid"`),
+    # validated when the file is loaded, before anything starts. Keep it in a module that
+    # does not import Prefect (see connectors/simulator/options.py).
+    options_model: ClassVar[type[BaseModel] | None] = None
 
     @classmethod
     @abstractmethod

@@ -58,6 +58,16 @@ def get_connector_class(name: str) -> type[Connector]:
     return info.cls
 
 
+def validate_options(name: str, options: Mapping[str, Any]) -> None:
+    """Check a campaign's `connector.options` against the connector's options model.
+
+    Raises UnknownConnector, or pydantic's ValidationError (locations relative to
+    `options`). A plugin without an options model accepts any options."""
+    model = get_connector_class(name).options_model
+    if model is not None:
+        model.model_validate(dict(options))
+
+
 def build_connector(
     name: str, options: Mapping[str, Any] | None = None, credentials_block: str | None = None
 ) -> Connector:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,9 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crowdloop.models.spec import SpecError
-
 if TYPE_CHECKING:
+    from crowdloop.demo.run import DemoResult
     from crowdloop.stages.operate import OperatorResult
 
 # The ephemeral Prefect API migrates its database on first start, which takes longer than
@@ -32,8 +33,76 @@ console = Console()
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)
+
+
+@app.callback()
+def _options(
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="PATH|URL",
+            help="The campaign database: a SQLite file or a database URL. Default: "
+            "CROWDLOOP_DATABASE_URL if set, else whichever of ~/.crowdloop/crowdloop.db and "
+            "./crowdloop-demo/crowdloop.db (the demo's) holds the campaign.",
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Prefect's INFO logs.")
+    ] = False,
+) -> None:
+    """Collect RLHF human-feedback data on crowdsourcing marketplaces, with Prefect."""
+    from crowdloop.settings import database_url_for, use_database
+
+    if db:
+        use_database(database_url_for(db))
+    if verbose:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+    else:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _find_campaign(campaign: str, *, required: bool = True) -> None:
+    """No database chosen: read the known one that holds `campaign` (and fail, creating
+    nothing, when `required` and none does)."""
+    from crowdloop.settings import database_chosen, locate_campaign, use_database
+
+    if database_chosen():
+        return
+    path = locate_campaign(campaign)
+    if path is not None:
+        use_database(f"sqlite:///{path}")
+    elif required:
+        _fail(_no_campaign(campaign))
+
+
+@contextmanager
+def _interruptible(line: str) -> Iterator[None]:
+    """SIGINT/SIGTERM stop the block; one line says what was saved and how to go on."""
+    from crowdloop import runtime
+
+    said: list[bool] = []
+
+    def say() -> None:
+        if not said:
+            said.append(True)
+            console.print(f"[bold yellow]interrupted:[/] {line}", soft_wrap=True)
+
+    with runtime.stop_on_signals(on_forced_exit=say):
+        try:
+            yield
+        except KeyboardInterrupt:
+            say()
+            raise typer.Exit(130) from None
+        except Exception:
+            if runtime.received_signal() is None:
+                raise
+            say()  # whatever the interrupted code raised on its way out
+            raise typer.Exit(130) from None
 
 
 @app.command()
@@ -48,50 +117,107 @@ def demo(
     seed: int = 0,
 ) -> None:
     """Run a full RLHF data round on the built-in simulated marketplace."""
-    from crowdloop.demo.run import run_demo
+    from crowdloop.demo.run import DemoBusy, plan_demo, run_demo_plan
+    from crowdloop.progress_view import watch_campaign
+    from crowdloop.runtime import temporary_prefect_api
+    from crowdloop.settings import DEMO_DATABASE, display_path
 
-    console.print(f"[bold]crowdloop demo[/] → {output.resolve()}")
-    result = run_demo(output, quick=quick, faults=faults, seed=seed)
+    console.print(f"[bold]crowdloop demo[/] → {output.resolve()}", soft_wrap=True)
+    try:
+        plan = plan_demo(output, quick=quick, faults=faults, seed=seed)
+    except DemoBusy as exc:
+        _fail(str(exc))
+    console.print(plan.announcement(), soft_wrap=True)
+    db = "" if plan.database == DEMO_DATABASE.resolve() else f" --db {display_path(plan.database)}"
+    again = "crowdloop demo" + (f" --output {display_path(output)}" if db else "")
+    with (
+        _interruptible(
+            f"round {plan.name} stopped; what it collected is saved in "
+            f"{display_path(plan.database)} (crowdloop{db} status {plan.name}). "
+            f"Run `{again}` again for a new round."
+        ),
+        temporary_prefect_api(),
+        watch_campaign(plan.name, console),
+    ):
+        result = run_demo_plan(plan, faults=faults, seed=seed)
+    _demo_summary(result)
+    console.print("\nnext:", soft_wrap=True)
+    for cmd in (f"status {plan.name}", f"export {plan.name}", "status"):
+        console.print(f"  crowdloop{db} {cmd}", soft_wrap=True, highlight=False)
+
+
+def _demo_summary(result: DemoResult) -> None:
+    from crowdloop.settings import display_path
+
     report = result.flow_result["report"]
     prefs = result.flow_result.get("preferences", {})
     demo_part = result.flow_result.get("demonstrations", {})
     retrain = (prefs.get("retraining") or {}).get("result") or {}
-    t = Table(title=f"campaign {result.campaign_id}", show_header=False)
-    t.add_row(
-        "items", ", ".join(f"{st}: {sum(v.values())}" for st, v in sorted(report["items"].items()))
+    rows: list[tuple[str, str]] = []
+
+    def count(states: dict[str, int]) -> str:
+        golden = sum(n for k, n in states.items() if k.startswith("golden_"))
+        real = sum(states.values()) - golden
+        return f"{real} + {golden} golden" if golden else str(real)
+
+    rows.append(
+        (
+            "items",
+            ", ".join(f"{st}: {count(v)}" for st, v in sorted(report["items"].items())),
+        )
     )
-    t.add_row(
-        "judgments",
-        f"{report['judgments']['valid']} trusted, {report['judgments']['excluded']} excluded, "
-        f"{report['judgments']['quarantined']} quarantined",
+    rows.append(
+        (
+            "judgments",
+            f"{report['judgments']['valid']} trusted, {report['judgments']['excluded']} "
+            f"excluded, {report['judgments']['quarantined']} quarantined",
+        )
     )
-    t.add_row("cost", f"{report['cost']['total']} {report['cost']['currency']}")
+    rows.append(("cost", f"{report['cost']['total']} {report['cost']['currency']}"))
     c = result.catch
-    t.add_row(
-        "workers blocked",
-        f"{len(report['blocked_workers'])} (simulator spammers caught: "
-        f"{c.spammers_blocked}/{c.spammers}; honest blocked: {c.honest_blocked}/{c.honest})",
+    rows.append(
+        (
+            "workers blocked",
+            f"{len(report['blocked_workers'])} (simulator spammers caught: "
+            f"{c.spammers_blocked}/{c.spammers}; honest blocked: {c.honest_blocked}/{c.honest})",
+        )
     )
-    t.add_row(
-        "preference accuracy vs hidden truth",
-        f"{result.truth.accuracy:.3f} on {result.truth.pairs} pairs "
-        f"(majority vote without golden filtering: {result.truth.baseline_accuracy:.3f})",
+    rows.append(
+        (
+            "preference accuracy",
+            f"{result.truth.accuracy:.3f} against the simulator's hidden truth on the "
+            f"{result.truth.pairs} real pairs it has a clear answer for (majority vote without "
+            f"golden filtering: {result.truth.baseline_accuracy:.3f})",
+        )
+    )
+    ds = prefs.get("preferences", {})
+    rows.append(
+        (
+            "preference dataset",
+            f"{ds.get('rows', 0)} rows (pairs whose verdict reached min_confidence; votes are "
+            f"weighted by each worker's reliability, so they can be fractional): "
+            f"{ds.get('path', '-')}",
+        )
     )
     if retrain:
         acc = retrain.get("heldout_accuracy")
-        t.add_row(
-            "reward model (round 1)",
-            f"held-out pairwise accuracy {acc:.3f} on {retrain['heldout_pairs']} pairs"
-            if acc is not None
-            else "trained (no held-out pairs)",
+        rows.append(
+            (
+                "reward model (round 1)",
+                f"held-out pairwise accuracy {acc:.3f} on {retrain['heldout_pairs']} of the "
+                f"exported pairs (trained on the rest)"
+                if acc is not None
+                else "trained (no held-out pairs)",
+            )
         )
-    for label, ds in (
-        ("SFT dataset", demo_part.get("sft", {})),
-        ("preference dataset", prefs.get("preferences", {})),
-    ):
-        t.add_row(label, f"{ds.get('rows', 0)} rows: {ds.get('path', '-')}")
-    t.add_row("report", str(result.output_dir / f"{result.campaign_id}-report.md"))
-    console.print(t)
+    sft = demo_part.get("sft", {})
+    rows.append(("SFT dataset", f"{sft.get('rows', 0)} rows: {sft.get('path', '-')}"))
+    rows.append(("report", display_path(result.output_dir / f"{result.campaign_id}-report.md")))
+    console.print(f"\n[bold]campaign {result.campaign_id}[/]", soft_wrap=True)
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        # One line per row, never cut: paths must stay copyable.
+        console.print(f"  {key:<{width}}  {value}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -110,12 +236,14 @@ def run(
     ] = 0.0,
 ) -> None:
     """Run a campaign file (YAML) end to end; rerun it to resume."""
-    from crowdloop.models.spec import load_campaign
+    from crowdloop.models.spec import SpecError
+    from crowdloop.stages.plan import check_campaign
 
     try:
-        spec = load_campaign(campaign_file)  # fail fast, before Prefect starts
+        spec = check_campaign(campaign_file)  # every input, before Prefect starts
     except SpecError as exc:
         _fail(str(exc))
+    _find_campaign(spec.name, required=False)
     from crowdloop.stages import lease
 
     holder = lease.current(spec.name)
@@ -126,18 +254,28 @@ def run(
         )
     from prefect.exceptions import CancelledRun
 
+    from crowdloop.db import redacted_url
     from crowdloop.flows.campaign import run_campaign
+    from crowdloop.runtime import temporary_prefect_api
     from crowdloop.stages.lease import CampaignBusy
     from crowdloop.stages.plan import CampaignConflict
 
     try:
-        result = run_campaign(str(campaign_file), update=update, lease_wait_s=wait)
+        with (
+            _interruptible(
+                f"campaign {spec.name} stopped; everything collected so far is saved in "
+                f"{redacted_url()} and its published work stays on the marketplace. "
+                f"Rerun `crowdloop run {campaign_file}` to continue."
+            ),
+            temporary_prefect_api(),
+        ):
+            result = run_campaign(str(campaign_file), update=update, lease_wait_s=wait)
     except (CampaignBusy, CampaignConflict) as exc:
         _fail(str(exc))
     except CancelledRun:
         result = None
     if not isinstance(result, dict) or "report" not in result:
-        console.print(f"campaign {spec.name}: {_status_line(spec.name)}")
+        console.print(f"campaign {spec.name}: {_status_line(spec.name)}", soft_wrap=True)
         raise typer.Exit(1)
     console.print_json(json.dumps(result["report"], default=str))
 
@@ -150,6 +288,7 @@ def _status_line(campaign_id: str) -> str:
 
 
 def _operate(action: str, campaign: str, reason: str | None) -> None:
+    _find_campaign(campaign)
     from crowdloop.stages import lifecycle, operate
 
     actor = lifecycle.actor_cli()
@@ -178,10 +317,19 @@ def _report_operation(campaign: str, action: str, result: OperatorResult) -> Non
 
 def _no_campaign(campaign: str) -> str:
     from crowdloop.db import redacted_url
+    from crowdloop.settings import database_chosen, display_path, known_databases
 
+    if database_chosen():
+        return (
+            f"no campaign named {campaign!r} in {redacted_url()} (the database --db or "
+            "CROWDLOOP_DATABASE_URL chose); pick the one it ran on with --db PATH|URL"
+        )
+    looked = [display_path(p) for p in known_databases()] or [
+        "~/.crowdloop/crowdloop.db and ./crowdloop-demo/crowdloop.db (neither exists)"
+    ]
     return (
-        f"no campaign named {campaign!r} in {redacted_url()} "
-        "(set CROWDLOOP_DATABASE_URL to the database the campaign ran on)"
+        f"no campaign named {campaign!r} in {', '.join(looked)}; pick the database it ran on "
+        "with --db PATH|URL (crowdloop --db crowdloop-demo/crowdloop.db status lists one)"
     )
 
 
@@ -211,6 +359,7 @@ def approve(
     """Approve a campaign's spending (the estimate, or the next stretch up to the cap)."""
     from decimal import Decimal, InvalidOperation
 
+    _find_campaign(campaign)
     from crowdloop.stages import lifecycle, operate
 
     try:
@@ -247,11 +396,12 @@ def estimate(
 ) -> None:
     """Expected and worst-case cost of a campaign file, before anything is created."""
     from crowdloop.connectors.registry import UnknownConnector
-    from crowdloop.models.spec import load_campaign
+    from crowdloop.models.spec import SpecError
     from crowdloop.stages.estimate import estimate_spec
+    from crowdloop.stages.plan import check_campaign
 
     try:
-        result = estimate_spec(load_campaign(campaign_file))
+        result = estimate_spec(check_campaign(campaign_file))
     except (SpecError, UnknownConnector) as exc:
         _fail(str(exc))
         return
@@ -262,47 +412,41 @@ def estimate(
 
 @app.command()
 def status(campaign: Annotated[str | None, typer.Argument()] = None) -> None:
-    """Show campaigns, or one campaign's report."""
+    """List campaigns, or show one campaign's report (its live progress while it runs)."""
+    if campaign:
+        _campaign_status(campaign)
+        return
+    from crowdloop.db import redacted_url
+    from crowdloop.settings import database_chosen, display_path, known_databases, use_database
+
+    if database_chosen():
+        _list_campaigns(redacted_url())
+        return
+    found = known_databases()
+    if not found:
+        console.print(
+            "no campaigns yet: neither ~/.crowdloop/crowdloop.db nor ./crowdloop-demo/"
+            "crowdloop.db exists (run `crowdloop demo`, or pick a database with --db PATH|URL)",
+            soft_wrap=True,
+        )
+        return
+    for path in found:
+        use_database(f"sqlite:///{path}")
+        _list_campaigns(display_path(path))
+
+
+def _list_campaigns(where: str) -> None:
     from sqlmodel import select
 
-    from crowdloop.db import redacted_url, session_scope
+    from crowdloop.db import session_scope
     from crowdloop.models.tables import Campaign
-
-    if campaign:
-        from rich.markdown import Markdown
-
-        from crowdloop.stages.lifecycle import events
-        from crowdloop.stages.progress import live_progress, progress_markdown
-
-        try:
-            progress = live_progress(campaign)
-        except LookupError:
-            _fail(_no_campaign(campaign))
-        if progress.status == "complete":
-            from crowdloop.stages.report import campaign_report, report_markdown
-
-            console.print(report_markdown(campaign_report(campaign)), soft_wrap=True)
-            return
-        console.print(Markdown(progress_markdown(progress)))
-        log = Table(title="lifecycle", show_header=True)
-        for col_name in ("when (UTC)", "change", "by", "why"):
-            log.add_column(col_name)
-        for e in events(campaign, limit=8):
-            log.add_row(
-                e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                f"{e.old_status} → {e.new_status}",
-                e.actor,
-                e.reason,
-            )
-        console.print(log)
-        return
-    with session_scope() as s:
-        rows = list(s.exec(select(Campaign)).all())
     from crowdloop.stages.budget import budget_status
 
-    t = Table(title=f"campaigns in {redacted_url()}")
+    with session_scope() as s:
+        rows = list(s.exec(select(Campaign)).all())
+    t = Table(title=f"campaigns in {where}", title_justify="left")
     for col_name in ("campaign", "connector", "status", "spend / cap", "created"):
-        t.add_column(col_name)
+        t.add_column(col_name, overflow="fold")
     for c in rows:
         money = budget_status(c.id, refresh=False)
         spend = f"{money.committed:.2f}" + (
@@ -320,6 +464,37 @@ def status(campaign: Annotated[str | None, typer.Argument()] = None) -> None:
     console.print(t)
 
 
+def _campaign_status(campaign: str) -> None:
+    from rich.markdown import Markdown
+
+    _find_campaign(campaign)
+    from crowdloop.stages.lifecycle import events
+    from crowdloop.stages.progress import live_progress, progress_markdown
+
+    try:
+        progress = live_progress(campaign)
+    except LookupError:
+        _fail(_no_campaign(campaign))
+    if progress.status == "complete":
+        from crowdloop.stages.report import campaign_report, report_markdown
+
+        # Rendered, not printed raw: tables stay tables at any terminal width.
+        console.print(Markdown(report_markdown(campaign_report(campaign))))
+        return
+    console.print(Markdown(progress_markdown(progress)))
+    log = Table(title="lifecycle", show_header=True)
+    for col_name in ("when (UTC)", "change", "by", "why"):
+        log.add_column(col_name, overflow="fold")
+    for e in events(campaign, limit=8):
+        log.add_row(
+            e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{e.old_status} → {e.new_status}",
+            e.actor,
+            e.reason,
+        )
+    console.print(log)
+
+
 @app.command()
 def export(
     campaign: str,
@@ -327,6 +502,7 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Output path (default: the campaign's)")] = None,
 ) -> None:
     """Re-aggregate and re-export a campaign's dataset from the stored judgments."""
+    _find_campaign(campaign)
     from crowdloop.db import session_scope
     from crowdloop.stages import export as ex
     from crowdloop.stages.plan import load_spec
@@ -372,7 +548,7 @@ def connectors(ctx: typer.Context) -> None:
 
     t = Table(title="connectors (entry-point group crowdloop.connectors)")
     for col_name in ("name", "class", "capabilities"):
-        t.add_column(col_name)
+        t.add_column(col_name, overflow="fold")
     for name, info in sorted(discover().items()):
         caps = (
             ", ".join(sorted(c.value for c in info.cls.capabilities))
@@ -450,6 +626,7 @@ def connectors_check(
         console.print(f"[bold red]{name}: {len(report.failed)} check(s) failed[/]")
         raise typer.Exit(1)
 
+
 simulator_app = typer.Typer(
     help="The built-in simulated marketplace as a service.", no_args_is_help=True
 )
@@ -479,6 +656,13 @@ def simulator_serve(
             "stops its clock: workers answer only when POST /sim/clock/advance moves it.",
         ),
     ] = None,
+    id_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Prefix of a new marketplace's pool, task and submission ids, so two "
+            "simulators writing to one crowdloop database never share an id."
+        ),
+    ] = None,
 ) -> None:
     """Run the simulated marketplace on 127.0.0.1 until SIGINT/SIGTERM; print its URL and token."""
     from crowdloop.simulator.persistence import StateFileError
@@ -494,6 +678,7 @@ def simulator_serve(
             seed=seed,
             token=token,
             time_scale=time_scale,
+            id_prefix=id_prefix,
             announce=announce,
         )
     except StateFileError as exc:
@@ -503,8 +688,13 @@ def simulator_serve(
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    from crowdloop import runtime
+    from crowdloop.models.spec import SpecError
+
     try:
-        app()
+        # From the start, so a signal before `run`/`demo` take over stops the command too.
+        with runtime.stop_on_signals():
+            app()
     except SpecError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -68,6 +67,8 @@ def insert_ignore(
     """Bulk insert, skipping rows whose unique `keys` already exist; returns rows inserted."""
     if not rows:
         return 0
+    from sqlalchemy.dialects import postgresql, sqlite  # here: `status` need not load them
+
     table = model.__table__  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect.name
     builder = postgresql.insert if dialect == "postgresql" else sqlite.insert

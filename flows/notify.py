@@ -9,7 +9,7 @@ automation's history); when `CROWDLOOP_NOTIFY_BLOCK` names a Prefect notificatio
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger
 
@@ -42,6 +42,7 @@ def notify_operators(
         block = Block.load(block_name)
         if not isinstance(block, NotificationBlock):
             raise TypeError(f"{NOTIFY_BLOCK_ENV}={block_name!r} is not a notification block")
-        block.notify(message, subject=f"crowdloop: {event}")
+        # `notify` is sync-compatible: called from sync code it runs and returns None.
+        cast(Any, block).notify(message, subject=f"crowdloop: {event}")
         logger.info("sent to notification block %s", block_name)
     return message

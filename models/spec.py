@@ -7,6 +7,7 @@ so an operator can fix the file without reading a traceback.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -69,6 +70,90 @@ def _format_loc(loc: Sequence[int | str]) -> str:
     return ".".join(str(p) for p in loc) or "(root)"
 
 
+# Text from inputs ends up in marketplace tasks, the database (PostgreSQL refuses NUL),
+# reports and the Prefect UI: C0 controls other than tab/newline/CR, DEL, C1 controls and
+# lone surrogates (JSON's "\ud800") are refused where they are read.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _bad_text(
+    value: Any, loc: tuple[int | str, ...] = ()
+) -> tuple[tuple[int | str, ...], str] | None:
+    """The location and character of the first control character in a loaded document."""
+    if isinstance(value, str):
+        m = _CONTROL.search(value)
+        return (loc, m.group()) if m else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _bad_text(k, loc) if isinstance(k, str) else None
+            found = found or _bad_text(v, (*loc, k))
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _bad_text(v, (*loc, i))
+            if found:
+                return found
+    return None
+
+
+def _control_message(char: str) -> str:
+    return f"contains the control character U+{ord(char):04X}; remove it"
+
+
+_MARK = "\ue000"  # stands in for undecodable bytes while locating the field they are in
+
+
+def _decode(path: Path, raw: bytes, first_line: int = 1) -> str:
+    """UTF-8 text, or a SpecError naming the line, and the field where it can be found,
+    of the first byte that is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + raw.count(b"\n", 0, exc.start)
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        field = _field_of_bad_bytes(raw, exc.start)
+        where = f"{path}:{line}: " + (f"field {_format_loc(field)!r}: " if field else "")
+        raise SpecError(
+            f"{where}not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def _field_of_bad_bytes(raw: bytes, start: int) -> tuple[int | str, ...] | None:
+    """The location of the value holding the first undecodable byte (JSON or YAML)."""
+    head = raw[:start].decode("utf-8", errors="replace")
+    text = head + _MARK + raw[start + 1 :].decode("utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return None
+    found = _find_mark(data, ())
+    return found
+
+
+def _find_mark(value: Any, loc: tuple[int | str, ...]) -> tuple[int | str, ...] | None:
+    if isinstance(value, str):
+        return loc if _MARK in value else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for k, v in items:
+        if isinstance(k, str) and _MARK in k:
+            return loc
+        found = _find_mark(v, (*loc, k))
+        if found is not None:
+            return found
+    return None
+
+
 def load_jsonl(path: Path, model: type[M]) -> list[M]:
     """Read a JSONL file into `model` rows; the first bad line raises naming line and field."""
     return [row for _, row in load_jsonl_lines(path, model)]
@@ -79,21 +164,27 @@ def load_jsonl_lines(path: Path, model: type[M]) -> list[tuple[int, M]]:
     if not path.is_file():
         raise SpecError(f"{path}: file not found")
     rows: list[tuple[int, M]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = _decode(path, raw, lineno)
             if not line.strip():
                 continue
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise SpecError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+                raise SpecError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            bad = _bad_text(data)
+            if bad:
+                raise SpecError(
+                    f"{path}:{lineno}: field {_format_loc(bad[0])!r}: {_control_message(bad[1])}"
+                )
             try:
                 rows.append((lineno, model.model_validate(data)))
             except ValidationError as exc:
                 first = exc.errors()[0]
                 raise SpecError(
                     f"{path}:{lineno}: field {_format_loc(first['loc'])!r}: {first['msg']}"
-                ) from exc
+                ) from None
     if not rows:
         raise SpecError(f"{path}: no rows")
     return rows
@@ -466,25 +557,60 @@ def load_campaign(path: Path) -> CampaignSpec:
     """Load and validate a campaign YAML file; relative paths resolve against its folder."""
     if not path.is_file():
         raise SpecError(f"{path}: campaign file not found")
-    text = path.read_text(encoding="utf-8")
+    text = _decode(path, path.read_bytes())
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
+    except yaml.reader.ReaderError as exc:  # a raw control character in the stream
+        line = text.count("\n", 0, exc.position) + 1
+        raise SpecError(
+            f"{path}:{line}: not valid YAML: {_control_message(chr(exc.character))}"
+            if isinstance(exc.character, int)
+            else f"{path}:{line}: not valid YAML ({exc.reason})"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise SpecError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+        raise SpecError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping at the top level")
+    bad = _bad_text(data)
+    if bad:
+        where = f"{path}:{_node_line(root, bad[0]) or 1}"
+        raise SpecError(f"{where}: field {_format_loc(bad[0])!r}: {_control_message(bad[1])}")
     try:
         spec = CampaignSpec.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-            line = _node_line(root, loc)
-            where = f"{path}:{line}" if line else str(path)
-            problems.append(f"{where}: field {_format_loc(loc)!r}: {err['msg']}")
-        raise SpecError("\n".join(problems)) from exc
+        raise SpecError(_located(path, root, exc, ())) from None
+    _check_connector(path, root, spec)
     # Absolute, so the same file gives the same spec (and hash) from any working directory.
     return spec.resolved(path.resolve().parent)
+
+
+def _located(
+    path: Path, root: yaml.Node | None, exc: ValidationError, prefix: tuple[str, ...]
+) -> str:
+    """One `file:line: field 'a.b': message` line per error."""
+    problems = []
+    for err in exc.errors():
+        loc = [
+            *prefix,
+            *(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))),
+        ]
+        line = _node_line(root, loc)
+        where = f"{path}:{line}" if line else str(path)
+        problems.append(f"{where}: field {_format_loc(loc)!r}: {err['msg']}")
+    return "\n".join(problems)
+
+
+def _check_connector(path: Path, root: yaml.Node | None, spec: CampaignSpec) -> None:
+    """The connector is installed and its options fit its options model."""
+    from crowdloop.connectors.registry import UnknownConnector, validate_options
+
+    try:
+        validate_options(spec.connector.name, spec.connector.options)
+    except UnknownConnector as exc:
+        line = _node_line(root, ["connector", "name"])
+        raise SpecError(f"{path}:{line}: field 'connector.name': {exc}") from None
+    except ValidationError as exc:
+        raise SpecError(_located(path, root, exc, ("connector", "options"))) from None

@@ -128,7 +128,8 @@ def test_demonstrations_are_priced_per_attempt(tmp_path: Path) -> None:
 
 
 def test_a_connector_that_cannot_price_its_fee_says_so(tmp_path: Path) -> None:
-    spec = load_campaign(write_campaign(tmp_path, connector={"name": "toloka"}))
+    toloka = {"name": "toloka", "options": {"project_id": "1"}}  # options are validated
+    spec = load_campaign(write_campaign(tmp_path, connector=toloka))
     est = estimate_spec(spec)
     assert not est.fee_priced and est.fee_expected == 0
     assert any("cannot price" in n for n in est.notes)
@@ -136,7 +137,7 @@ def test_a_connector_that_cannot_price_its_fee_says_so(tmp_path: Path) -> None:
     assert est.to_json()["platform_fee"]["priced"] is False
     # The campaign can state the rate itself.
     spec = load_campaign(
-        write_campaign(tmp_path, connector={"name": "toloka"}, budget={"cap": 50, "fee_rate": 0.3})
+        write_campaign(tmp_path, connector=toloka, budget={"cap": 50, "fee_rate": 0.3})
     )
     est = estimate_spec(spec)
     assert est.fee_rate == Decimal("0.3") and est.fee_expected == est.rewards_expected * Decimal(

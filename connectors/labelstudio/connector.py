@@ -104,7 +104,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, Self, cast
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import client_options
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
@@ -115,7 +115,6 @@ from crowdloop.connectors.errors import (
     TransientError,
 )
 from crowdloop.connectors.labelstudio.client import LabelStudioClient
-from crowdloop.connectors.labelstudio.credentials import CONNECTOR_NAME, LabelStudioCredentials
 from crowdloop.connectors.labelstudio.models import (
     ProjectCreate,
     ProjectPatch,
@@ -124,6 +123,13 @@ from crowdloop.connectors.labelstudio.models import (
     WireAnnotation,
     WireProject,
     WireTask,
+)
+from crowdloop.connectors.labelstudio.options import (
+    CONNECTOR_NAME,
+    PAGE_SIZE,
+    SETTLE_S,
+    TASK_PAGE_SIZE,
+    LabelStudioOptions,
 )
 from crowdloop.models.domain import (
     ANSWER_KIND_FOR_TASK,
@@ -145,9 +151,6 @@ from crowdloop.models.domain import (
 logger = logging.getLogger(__name__)
 
 _ANSWER = TypeAdapter[Answer](Answer)
-PAGE_SIZE = 100  # submissions per SubmissionPage
-TASK_PAGE_SIZE = 100  # tasks per GET /api/tasks/ (the server's default page size)
-SETTLE_S = 5.0
 CREATE_ATTEMPTS = 4
 KEY_LINE = "crowdloop-key: "
 TITLE_MAX = 50
@@ -227,6 +230,7 @@ _VERDICTS = {"accept": "accept", "reject": "reject", "Acceptable": "accept",
 
 class LabelStudioConnector(Connector):
     name: ClassVar[str] = CONNECTOR_NAME
+    options_model: ClassVar[type[BaseModel] | None] = LabelStudioOptions
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.PAIRWISE, Capability.FREE_TEXT}
     )
@@ -252,16 +256,19 @@ class LabelStudioConnector(Connector):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        from crowdloop.connectors.labelstudio.credentials import LabelStudioCredentials
+
+        opts = LabelStudioOptions.model_validate(dict(options))
         credentials = (
             cast(LabelStudioCredentials, LabelStudioCredentials.load(credentials_block))
             if credentials_block
             else LabelStudioCredentials.from_env()
         )
         return cls(
-            credentials.get_client(**client_options(options)),
-            page_size=int(options.get("page_size", PAGE_SIZE)),
-            task_page_size=int(options.get("task_page_size", TASK_PAGE_SIZE)),
-            settle_s=float(options.get("settle_s", SETTLE_S)),
+            credentials.get_client(**client_options(opts.model_dump())),
+            page_size=opts.page_size,
+            task_page_size=opts.task_page_size,
+            settle_s=opts.settle_s,
         )
 
     def close(self) -> None:

@@ -12,8 +12,8 @@ from pydantic import Field, SecretStr
 
 from crowdloop.connectors._http import HttpSeam, RetryPolicy
 from crowdloop.connectors.labelstudio.client import AccessTokens, LabelStudioClient, looks_like_jwt
+from crowdloop.connectors.labelstudio.options import CONNECTOR_NAME
 
-CONNECTOR_NAME = "labelstudio"
 ENV_URL = "CROWDLOOP_LS_URL"
 ENV_TOKEN = "CROWDLOOP_LS_TOKEN"
 ENV_SCHEME = "CROWDLOOP_LS_AUTH_SCHEME"  # optional: auto | personal_access_token | legacy_token

@@ -158,7 +158,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, ClassVar, Self, TypeVar, cast
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import client_options
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
@@ -171,7 +171,6 @@ from crowdloop.connectors.errors import (
     TransientError,
 )
 from crowdloop.connectors.prolific.client import ProlificClient
-from crowdloop.connectors.prolific.credentials import CONNECTOR_NAME, ProlificCredentials
 from crowdloop.connectors.prolific.models import (
     AppendResult,
     BatchCreate,
@@ -194,6 +193,7 @@ from crowdloop.connectors.prolific.models import (
     WireStudy,
     WireSubmission,
 )
+from crowdloop.connectors.prolific.options import CONNECTOR_NAME, PAGE_LIMIT, ProlificOptions
 from crowdloop.models.domain import (
     ANSWER_KIND_FOR_TASK,
     AddItemsResult,
@@ -228,7 +228,6 @@ ENV_PROJECT = "CROWDLOOP_PROLIFIC_PROJECT_ID"
 # Import job statuses (docs: get-dataset-import-status).
 IMPORT_RUNNING = frozenset({"uninitialised", "queued", "processing"})
 IMPORT_LOADED = frozenset({"complete", "partial"})
-PAGE_LIMIT = 200  # the CLI's default record limit for list calls
 APPEND_LIMIT = 1000  # datapoints per append request (documented maximum)
 APPROVE_CHUNK = 500
 MIN_REJECT_MESSAGE = 100  # Prolific refuses shorter rejection messages
@@ -390,6 +389,7 @@ class _Batch:
 
 class ProlificConnector(Connector):
     name: ClassVar[str] = CONNECTOR_NAME
+    options_model: ClassVar[type[BaseModel] | None] = ProlificOptions
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.PAIRWISE,
@@ -449,15 +449,18 @@ class ProlificConnector(Connector):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        from crowdloop.connectors.prolific.credentials import ProlificCredentials
+
+        opts = ProlificOptions.model_validate(dict(options))
         credentials = (
             cast(ProlificCredentials, ProlificCredentials.load(credentials_block))
             if credentials_block
             else ProlificCredentials.from_env()
         )
-        workspace = options.get("workspace_id") or os.environ.get(ENV_WORKSPACE)
+        workspace = opts.workspace_id or os.environ.get(ENV_WORKSPACE)
         if not workspace:
             raise ValueError(f"prolific: set connector option workspace_id (or {ENV_WORKSPACE})")
-        project = options.get("project_id") or os.environ.get(ENV_PROJECT)
+        project = opts.project_id or os.environ.get(ENV_PROJECT)
         if not project:
             raise ValueError(
                 f"prolific: set connector option project_id (or {ENV_PROJECT}): a study created "
@@ -465,22 +468,21 @@ class ProlificConnector(Connector):
                 "funds. List the workspace's projects with `prolific project list -w "
                 f"{workspace}` or `crowdloop connectors check prolific`."
             )
-        cap = options.get("max_submissions_per_participant")
         return cls(
-            credentials.get_client(**client_options(options)),
+            credentials.get_client(**client_options(opts.model_dump())),
             workspace_id=str(workspace),
             project_id=str(project),
-            currency=str(options.get("currency", "USD")),
-            estimated_minutes=int(options.get("estimated_minutes", 5)),
-            devices=tuple(options.get("devices", ("desktop", "tablet", "mobile"))),
-            block_group=str(options.get("block_group", "crowdloop blocklist")),
-            rejection_category=str(options.get("rejection_category", "LOW_EFFORT")),
-            tasks_per_group=int(options.get("tasks_per_group", 1)),
-            max_submissions_per_participant=int(cap) if cap is not None else None,
-            publish_on_add=bool(options.get("publish_on_add", True)),
-            page_limit=int(options.get("page_limit", PAGE_LIMIT)),
-            poll_interval_s=float(options.get("poll_interval_s", 2.0)),
-            poll_timeout_s=float(options.get("poll_timeout_s", 600.0)),
+            currency=opts.currency,
+            estimated_minutes=opts.estimated_minutes,
+            devices=opts.devices,
+            block_group=opts.block_group,
+            rejection_category=opts.rejection_category,
+            tasks_per_group=opts.tasks_per_group,
+            max_submissions_per_participant=opts.max_submissions_per_participant,
+            publish_on_add=opts.publish_on_add,
+            page_limit=opts.page_limit,
+            poll_interval_s=opts.poll_interval_s,
+            poll_timeout_s=opts.poll_timeout_s,
         )
 
     def close(self) -> None:

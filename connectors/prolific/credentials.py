@@ -17,8 +17,8 @@ from pydantic import Field, SecretStr
 
 from crowdloop.connectors._http import HttpSeam, RetryPolicy
 from crowdloop.connectors.prolific.client import ProlificClient
+from crowdloop.connectors.prolific.options import CONNECTOR_NAME
 
-CONNECTOR_NAME = "prolific"
 DEFAULT_BASE_URL = "https://api.prolific.com"
 ENV_TOKEN = "CROWDLOOP_PROLIFIC_TOKEN"
 ENV_URL = "CROWDLOOP_PROLIFIC_URL"  # optional

@@ -57,6 +57,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
+from pydantic import BaseModel
+
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import InvalidRequest, NotFound
 from crowdloop.connectors.replay.models import (
@@ -66,6 +68,7 @@ from crowdloop.connectors.replay.models import (
     load_recording,
     response_id,
 )
+from crowdloop.connectors.replay.options import CONNECTOR_NAME, PAGE_LIMIT, ReplayOptions
 from crowdloop.ids import compare_item_id, digest
 from crowdloop.models.domain import (
     AddItemsResult,
@@ -85,8 +88,6 @@ from crowdloop.models.domain import (
     TaskItem,
 )
 
-CONNECTOR_NAME = "replay"
-PAGE_LIMIT = 1000
 EXHAUSTED_REASON = "replay: recorded judgments exhausted"
 UNMATCHED_REASON = "replay: no recorded pair shows this prompt and these responses"
 
@@ -183,6 +184,7 @@ def reset_replay_state() -> None:
 
 class ReplayConnector(Connector):
     name: ClassVar[str] = CONNECTOR_NAME
+    options_model: ClassVar[type[BaseModel] | None] = ReplayOptions
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.PAIRWISE,
@@ -212,24 +214,23 @@ class ReplayConnector(Connector):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
-        missing = [k for k in ("comparisons", "pairs") if not options.get(k)]
-        if missing:
-            raise InvalidRequest(CONNECTOR_NAME, f"options {missing} are required")
-        paths = {k: Path(str(options[k])).expanduser() for k in ("comparisons", "pairs")}
+        from pydantic import ValidationError
+
+        try:
+            opts = ReplayOptions.model_validate(dict(options))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InvalidRequest(CONNECTOR_NAME, f"option {where!r}: {first['msg']}") from exc
+        paths = {"comparisons": opts.comparisons.expanduser(), "pairs": opts.pairs.expanduser()}
         for k, p in paths.items():
             if not p.is_file():
                 raise InvalidRequest(CONNECTOR_NAME, f"option {k!r}: {p} is not a file")
-        when_exhausted = str(options.get("when_exhausted", "quarantine"))
-        if when_exhausted not in ("quarantine", "leave_open"):
-            raise InvalidRequest(CONNECTOR_NAME, f"when_exhausted {when_exhausted!r} is unknown")
-        unmatched = str(options.get("unmatched", "error"))
-        if unmatched not in ("error", "expire"):
-            raise InvalidRequest(CONNECTOR_NAME, f"unmatched {unmatched!r} is unknown")
         return cls(
             market_for(paths["comparisons"], paths["pairs"]),
-            page_limit=int(options.get("page_limit", PAGE_LIMIT)),
-            when_exhausted=when_exhausted,  # type: ignore[arg-type]
-            unmatched=unmatched,  # type: ignore[arg-type]
+            page_limit=opts.page_limit,
+            when_exhausted=opts.when_exhausted,
+            unmatched=opts.unmatched,
         )
 
     @property

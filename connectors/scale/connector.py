@@ -104,7 +104,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, Self, cast
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import RetryPolicy
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
@@ -116,7 +116,6 @@ from crowdloop.connectors.errors import (
     NotSupported,
 )
 from crowdloop.connectors.scale.client import MAX_PAGE, ScaleClient
-from crowdloop.connectors.scale.credentials import CONNECTOR_NAME, ScaleCredentials
 from crowdloop.connectors.scale.models import (
     AuditRequest,
     BatchCreate,
@@ -128,6 +127,7 @@ from crowdloop.connectors.scale.models import (
     TextCollectionTaskCreate,
     WireTask,
 )
+from crowdloop.connectors.scale.options import CONNECTOR_NAME, ScaleOptions
 from crowdloop.models.domain import (
     ANSWER_KIND_FOR_TASK,
     AddItemsResult,
@@ -154,7 +154,6 @@ logger = logging.getLogger(__name__)
 
 _ANSWER = TypeAdapter[Answer](Answer)
 MAX_UNIQUE_ID = 200
-SETTLE_S = 120.0
 _MS = timedelta(milliseconds=1)
 
 # What a worker picks in a comparison task -> our preference. Attachment 1 is "A" (left).
@@ -167,28 +166,6 @@ VERDICT_CHOICES: dict[str, str] = {"Acceptable": "accept", "Not acceptable": "re
 TEXT_FIELD = "text"
 VERDICT_FIELD = "verdict"
 PREFERENCE_FIELD = "preference"
-
-
-class ScaleOptions(BaseModel):
-    """The non-secret `connector:` options of a campaign."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    project: str = Field(min_length=1, description="project for compare batches")
-    textcollection_project: str | None = Field(
-        default=None, description="project for textcollection batches (default: project)"
-    )
-    create_projects: bool = False
-    # textcollection is the task type Scale documents today [text]; the legacy
-    # `comparison` endpoint's newest public trace is a 2019 test cassette [cmp], so it is
-    # opt-in for accounts where Scale still serves it (see the README's Marketplaces notes).
-    compare_task_type: TaskType = "textcollection"
-    callback_url: str | None = None
-    namespace: str = ""  # prefix of batch names, to share one Scale account safely
-    page_limit: int = Field(default=MAX_PAGE, ge=1, le=MAX_PAGE)
-    settle_s: float = Field(default=SETTLE_S, ge=0)
-    retry_attempts: int | None = Field(default=None, ge=1)
-    timeout_s: float | None = Field(default=None, gt=0)
 
 
 @dataclass(frozen=True)
@@ -224,6 +201,7 @@ class _Cursor:
 
 class ScaleConnector(Connector):
     name: ClassVar[str] = CONNECTOR_NAME
+    options_model: ClassVar[type[BaseModel] | None] = ScaleOptions
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.PAIRWISE,
@@ -253,6 +231,8 @@ class ScaleConnector(Connector):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        from crowdloop.connectors.scale.credentials import ScaleCredentials
+
         parsed = ScaleOptions.model_validate(dict(options))
         credentials = (
             cast(ScaleCredentials, ScaleCredentials.load(credentials_block))

@@ -17,8 +17,8 @@ from pydantic import Field, SecretStr
 
 from crowdloop.connectors._http import HttpSeam, RetryPolicy
 from crowdloop.connectors.scale.client import ScaleClient
+from crowdloop.connectors.scale.options import CONNECTOR_NAME
 
-CONNECTOR_NAME = "scale"
 DEFAULT_BASE_URL = "https://api.scale.com"
 ENV_API_KEY = "CROWDLOOP_SCALE_API_KEY"
 ENV_BASE_URL = "CROWDLOOP_SCALE_BASE_URL"  # optional

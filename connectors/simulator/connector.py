@@ -15,13 +15,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Self, cast
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import client_options
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import GarbledResponse
 from crowdloop.connectors.simulator.client import SimulatorClient
-from crowdloop.connectors.simulator.credentials import CONNECTOR_NAME, SimulatorCredentials
 from crowdloop.connectors.simulator.models import (
     BlockRequest,
     PoolCreate,
@@ -33,6 +32,7 @@ from crowdloop.connectors.simulator.models import (
     WireAssignment,
     WireMoney,
 )
+from crowdloop.connectors.simulator.options import CONNECTOR_NAME, PAGE_LIMIT, SimulatorOptions
 from crowdloop.models.domain import (
     ANSWER_KIND_FOR_TASK,
     AddItemsResult,
@@ -53,12 +53,12 @@ from crowdloop.models.domain import (
 )
 
 _ANSWER = TypeAdapter[Answer](Answer)
-PAGE_LIMIT = 1000  # the server's maximum
 REVIEW_CHUNK = 500
 
 
 class SimulatorConnector(Connector):
     name: ClassVar[str] = CONNECTOR_NAME
+    options_model: ClassVar[type[BaseModel] | None] = SimulatorOptions
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {Capability.SANDBOX}
     max_items_per_call: ClassVar[int] = 500
     # The simulated marketplace charges the reward of every submission it did not see
@@ -74,6 +74,9 @@ class SimulatorConnector(Connector):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        from crowdloop.connectors.simulator.credentials import SimulatorCredentials
+
+        opts = SimulatorOptions.model_validate(dict(options))
         # Block.load is sync-compatible: called from sync code it returns the block.
         credentials = (
             cast(SimulatorCredentials, SimulatorCredentials.load(credentials_block))
@@ -81,8 +84,8 @@ class SimulatorConnector(Connector):
             else SimulatorCredentials.from_env()
         )
         return cls(
-            credentials.get_client(**client_options(options)),
-            page_limit=int(options.get("page_limit", PAGE_LIMIT)),
+            credentials.get_client(**client_options(opts.model_dump())),
+            page_limit=opts.page_limit,
         )
 
     def close(self) -> None:

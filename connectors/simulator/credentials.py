@@ -11,8 +11,8 @@ from pydantic import Field, SecretStr
 
 from crowdloop.connectors._http import HttpSeam, RetryPolicy
 from crowdloop.connectors.simulator.client import SimulatorClient
+from crowdloop.connectors.simulator.options import CONNECTOR_NAME
 
-CONNECTOR_NAME = "simulator"
 ENV_URL = "CROWDLOOP_SIMULATOR_URL"
 ENV_TOKEN = "CROWDLOOP_SIMULATOR_TOKEN"
 ENV_TIMEOUT = "CROWDLOOP_SIMULATOR_TIMEOUT_S"  # optional

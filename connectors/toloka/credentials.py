@@ -18,8 +18,8 @@ from pydantic import Field, SecretStr
 
 from crowdloop.connectors._http import HttpSeam, RetryPolicy
 from crowdloop.connectors.toloka.client import TolokaClient, quota_wait
+from crowdloop.connectors.toloka.options import CONNECTOR_NAME
 
-CONNECTOR_NAME = "toloka"
 # API roots since the move off toloka.yandex.com (Toloka/docs en/api/api-migration.md);
 # toloka-kit 1.2.3 `TolokaClient.Environment` uses the same hosts.
 PRODUCTION_URL = "https://toloka.dev/api"

@@ -7,6 +7,7 @@ the `run-campaign` flow, and scores the result against the simulator's hidden tr
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -187,7 +188,7 @@ class DemoResult:
     catch: CrowdCatch
 
 
-def simulator_config(seed: int = 0, faults: bool = False) -> SimulatorConfig:
+def simulator_config(seed: int = 0, faults: bool = False, id_prefix: str = "") -> SimulatorConfig:
     fault = (
         FaultConfig(
             rate_limit=0.05,
@@ -200,32 +201,135 @@ def simulator_config(seed: int = 0, faults: bool = False) -> SimulatorConfig:
         if faults
         else FaultConfig()
     )
-    return SimulatorConfig(seed=seed, faults=fault)
+    return SimulatorConfig(seed=seed, faults=fault, id_prefix=id_prefix)
 
 
-def run_demo(
+DEMO_PREFIX = "top5-demo-"
+
+
+@dataclass
+class DemoPlan:
+    """What `crowdloop demo` is about to do in its folder."""
+
+    name: str
+    campaign_file: Path
+    output_dir: Path
+    database: Path
+    # Earlier rounds in this folder that never finished (interrupted or failed): their
+    # simulated marketplace lived in the process that ran them and is gone, so they cannot
+    # resume; each is closed as cancelled and the demo runs a new round.
+    unfinished: list[str] = field(default_factory=list)
+
+    def announcement(self) -> str:
+        if not self.unfinished:
+            return f"round {self.name} (new)"
+        return (
+            f"round {self.name} (new): the earlier round {', '.join(self.unfinished)} did not "
+            "finish and its simulated marketplace is gone with the process that ran it, so it "
+            "is closed as cancelled (its data stays in the database)"
+        )
+
+
+def _rounds_in(database: Path) -> dict[str, str]:
+    """Demo campaigns already in the folder's database, with their status (read-only)."""
+    import sqlite3
+
+    if not database.is_file():
+        return {}
+    con = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        rows = con.execute(
+            "SELECT id, status FROM campaign WHERE id LIKE ?", (DEMO_PREFIX + "%",)
+        ).fetchall()
+    except sqlite3.Error:
+        return {}
+    finally:
+        con.close()
+    return {str(i): str(st).lower() for i, st in rows}
+
+
+def _round_number(name: str) -> int:
+    tail = name.removeprefix(DEMO_PREFIX)
+    return int(tail) if tail.isdigit() else 0
+
+
+class DemoBusy(RuntimeError):
+    """Another live process is running a round in this folder."""
+
+
+def plan_demo(
     output_dir: Path, *, quick: bool = False, faults: bool = False, seed: int = 0
-) -> DemoResult:
-    from crowdloop.flows.campaign import run_campaign
-
+) -> DemoPlan:
+    """Write the demo's inputs for its next round; nothing runs yet."""
     output_dir = output_dir.resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("CROWDLOOP_DATABASE_URL", f"sqlite:///{output_dir / 'crowdloop.db'}")
+    database = output_dir / "crowdloop.db"
+    os.environ.setdefault("CROWDLOOP_DATABASE_URL", f"sqlite:///{database}")
+    rounds = _rounds_in(database)
     # A fresh simulator has none of an earlier demo's pools, so each demo is its own campaign.
-    existing = sorted(output_dir.glob("top5-demo-*-report.json"))
-    name = f"top5-demo-{len(existing) + 1}"
+    reports = [p.name for p in output_dir.glob(f"{DEMO_PREFIX}*-report.json")]
+    last = max(
+        [_round_number(n) for n in rounds]
+        + [_round_number(n.removesuffix("-report.json")) for n in reports],
+        default=0,
+    )
+    name = f"{DEMO_PREFIX}{last + 1}"
+    unfinished = sorted(
+        (n for n, st in rounds.items() if st not in ("complete", "cancelled")), key=_round_number
+    )
+    if unfinished:
+        from crowdloop.stages import lease
+
+        for round_name in unfinished:
+            holder = lease.current(round_name)
+            if holder is not None:
+                raise DemoBusy(
+                    f"round {round_name} in {output_dir} is running now "
+                    f"({holder.description or holder.holder}); wait for it to finish or stop "
+                    "it, or give this demo another --output folder"
+                )
     # Under fault injection the client must give up on a hung call before the simulator
     # answers it, as it would against a real stalled server.
     overrides = {"connector": {"options": {"timeout_s": 1.0}}} if faults else None
     campaign_file = write_demo_inputs(
         output_dir, name, QUICK if quick else DemoSize(), seed, overrides
     )
-    with SimulatorServer(simulator_config(seed, faults)) as sim:
+    return DemoPlan(name, campaign_file, output_dir, database, unfinished)
+
+
+def close_unfinished(plan: DemoPlan) -> None:
+    """Record the earlier unfinished rounds as cancelled (their marketplace is gone)."""
+    from crowdloop.models.tables import CampaignStatus
+    from crowdloop.stages import lifecycle
+
+    for name in plan.unfinished:
+        with contextlib.suppress(lifecycle.IllegalTransition, lifecycle.UnknownCampaign):
+            lifecycle.transition(
+                name,
+                CampaignStatus.CANCELLED,
+                reason="the demo round was interrupted; its simulated marketplace is gone",
+                actor=lifecycle.actor_cli(),
+            )
+
+
+def run_demo_plan(plan: DemoPlan, *, faults: bool = False, seed: int = 0) -> DemoResult:
+    from crowdloop.flows.campaign import run_campaign
+
+    close_unfinished(plan)
+    # Each round has its own simulator in the folder's one database: distinct ids.
+    with SimulatorServer(simulator_config(seed, faults, id_prefix=f"{plan.name}.")) as sim:
         os.environ["CROWDLOOP_SIMULATOR_URL"] = sim.url
         os.environ["CROWDLOOP_SIMULATOR_TOKEN"] = sim.token
-        result = run_campaign(str(campaign_file))
+        result = run_campaign(str(plan.campaign_file))
         if not isinstance(result, dict) or "report" not in result:
-            raise RuntimeError(f"the demo campaign {name} did not complete: {result!r}")
-        truth = score_against_truth(name, sim.url)
+            raise RuntimeError(f"the demo campaign {plan.name} did not complete: {result!r}")
+        truth = score_against_truth(plan.name, sim.url)
         catch = crowd_catch(sim.url)
-    return DemoResult(name, output_dir, result, truth, catch)
+    return DemoResult(plan.name, plan.output_dir, result, truth, catch)
+
+
+def run_demo(
+    output_dir: Path, *, quick: bool = False, faults: bool = False, seed: int = 0
+) -> DemoResult:
+    plan = plan_demo(output_dir, quick=quick, faults=faults, seed=seed)
+    return run_demo_plan(plan, faults=faults, seed=seed)

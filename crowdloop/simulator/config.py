@@ -75,3 +75,7 @@ class SimulatorConfig(_Settings):
     faults: FaultConfig = Field(default_factory=FaultConfig)
     page_limit_default: int = Field(default=500, ge=1)
     page_limit_max: int = Field(default=1000, ge=1)
+    # Prefix of every pool, task and assignment id. Several simulators that write into one
+    # campaign database (the demo's rounds, each with a fresh simulator) need distinct ids:
+    # results are stored under a unique (connector, external id).
+    id_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$", max_length=40)

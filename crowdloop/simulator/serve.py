@@ -36,7 +36,12 @@ class Prepared:
 
 
 def prepare(
-    store: StateFile, *, seed: int | None, token: str | None, time_scale: float | None = None
+    store: StateFile,
+    *,
+    seed: int | None,
+    token: str | None,
+    time_scale: float | None = None,
+    id_prefix: str | None = None,
 ) -> Prepared:
     """The state to serve (restored from the file when there is one) and its token."""
     if store.exists():
@@ -56,6 +61,8 @@ def prepare(
     config = SimulatorConfig(seed=seed or 0)
     if time_scale is not None:
         config = config.model_copy(update={"time_scale": time_scale})
+    if id_prefix:
+        config = config.model_copy(update={"id_prefix": id_prefix})
     return Prepared(MarketplaceState(config), token or secrets.token_urlsafe(24), restored=False)
 
 
@@ -81,11 +88,14 @@ def serve(
     seed: int | None = None,
     token: str | None = None,
     time_scale: float | None = None,
+    id_prefix: str | None = None,
     announce: Callable[[str], None] = print,
 ) -> None:
     """Run until SIGINT/SIGTERM. `port` 0 picks a free one (announced)."""
     store = StateFile(state_path)
-    prepared = prepare(store, seed=seed, token=token, time_scale=time_scale)
+    prepared = prepare(
+        store, seed=seed, token=token, time_scale=time_scale, id_prefix=id_prefix
+    )
     state, token_ = prepared.state, prepared.token
     sock = bind(port)  # fail on a taken port before announcing anything
     store.save(state, token_)  # the token is on disk before any client can use it

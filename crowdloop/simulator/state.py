@@ -210,7 +210,7 @@ class MarketplaceState:
             ):
                 raise InvalidInput(f"unknown qualification {required_qualification!r}")
             pool = Pool(
-                id=f"pool-{len(self._pools) + 1:04d}",
+                id=f"{self.config.id_prefix}pool-{len(self._pools) + 1:04d}",
                 name=name,
                 stage=stage,
                 instruction=instruction,
@@ -298,7 +298,7 @@ class MarketplaceState:
                     continue
                 self._task_count += 1
                 task = Task(
-                    id=f"task-{self._task_count:07d}",
+                    id=f"{self.config.id_prefix}task-{self._task_count:07d}",
                     key=item.key,
                     group=item.group,
                     pool=pool,
@@ -550,10 +550,7 @@ class MarketplaceState:
         delay, answer = self.crowd.work(worker, task.key, task.payload, task.truth)
         assignment = Assignment(
             seq=self._seq,
-            # Named by the marketplace's seed as well, as a real platform's ids are unique
-            # across accounts: two simulators beside each other (a test's second one, a
-            # campaign moved between them) never hand out the same submission id.
-            id=f"asg-s{self.config.seed}-{self._seq:08d}",
+            id=f"{self.config.id_prefix}asg-{self._seq:08d}",
             task=task,
             worker_id=worker.id,
             submit_at=now + max(delay, 1e-6),

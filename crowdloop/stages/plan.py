@@ -35,6 +35,7 @@ from crowdloop.models.spec import (
     GoldenVerificationRow,
     ListedPairRow,
     SpecError,
+    load_campaign,
     load_jsonl,
     load_jsonl_lines,
 )
@@ -268,15 +269,11 @@ def golden_count(real: int, share: float) -> int:
     return math.ceil(real * exact / (1 - exact))
 
 
-def plan_comparisons(
-    session: Session,
-    spec: CampaignSpec,
-    numbered: list[tuple[int, CandidateRow]],
-    golden: list[GoldenPairRow],
-) -> None:
-    prefs = spec.preferences
-    assert prefs is not None
-    src = str(prefs.candidates_file)
+def index_candidates(
+    numbered: list[tuple[int, CandidateRow]], src: Path
+) -> tuple[dict[str, list[CandidateRow]], dict[str, str]]:
+    """Candidates by prompt id, and each prompt's text; a repeated response id or a prompt
+    id with two texts fails naming the line and field."""
     by_prompt: dict[str, list[CandidateRow]] = defaultdict(list)
     prompt_text: dict[str, str] = {}
     first_line: dict[str, int] = {}
@@ -295,6 +292,42 @@ def plan_comparisons(
             )
         prompt_line.setdefault(row.prompt_id, lineno)
         by_prompt[row.prompt_id].append(row)
+    return by_prompt, prompt_text
+
+
+def check_inputs(spec: CampaignSpec) -> None:
+    """Read and check every input file the spec names, writing nothing: what
+    `register_campaign` would refuse fails here, before anything starts."""
+    if spec.preferences:
+        prefs = spec.preferences
+        by_prompt, _ = index_candidates(
+            load_jsonl_lines(prefs.candidates_file, CandidateRow), prefs.candidates_file
+        )
+        golden = load_jsonl(prefs.golden_file, GoldenPairRow) if prefs.golden_file else []
+        if prefs.pairing.pairs_file:
+            _listed_pairs(prefs.pairing.pairs_file, by_prompt)
+        if spec.quality.exam is not None:
+            split_exam_rows(spec, golden)
+    if spec.demonstrations and spec.demonstrations.golden_file:
+        load_jsonl(spec.demonstrations.golden_file, GoldenVerificationRow)
+
+
+def check_campaign(path: Path) -> CampaignSpec:
+    """Load a campaign file and check every input it names (nothing is written)."""
+    spec = load_campaign(path)
+    check_inputs(spec)
+    return spec
+
+
+def plan_comparisons(
+    session: Session,
+    spec: CampaignSpec,
+    numbered: list[tuple[int, CandidateRow]],
+    golden: list[GoldenPairRow],
+) -> None:
+    prefs = spec.preferences
+    assert prefs is not None
+    by_prompt, prompt_text = index_candidates(numbered, prefs.candidates_file)
     candidates = [row for _, row in numbered]
 
     prompts = [
@@ -446,16 +479,18 @@ def _listed_pairs(
     """The pairs of a `listed` design, checked against the candidates file."""
     out: dict[str, list[tuple[str, str]]] = defaultdict(list)
     seen: set[tuple[str, str, str]] = set()
-    for n, row in enumerate(load_jsonl(path, ListedPairRow), start=1):
+    for lineno, row in load_jsonl_lines(path, ListedPairRow):
         known = {r.response_id for r in by_prompt.get(row.prompt_id, [])}
-        for rid in (row.a, row.b):
+        for field, rid in (("a", row.a), ("b", row.b)):
             if rid not in known:
                 raise SpecError(
-                    f"{path}: pair {n}: response {rid!r} is not a candidate of prompt "
-                    f"{row.prompt_id!r}"
+                    f"{path}:{lineno}: field {field!r}: response {rid!r} is not a candidate of "
+                    f"prompt {row.prompt_id!r}"
                 )
         if row.a == row.b:
-            raise SpecError(f"{path}: pair {n}: a response cannot be compared with itself")
+            raise SpecError(
+                f"{path}:{lineno}: field 'b': a response cannot be compared with itself"
+            )
         a, b = sorted((row.a, row.b))
         if (row.prompt_id, a, b) not in seen:
             seen.add((row.prompt_id, a, b))

@@ -20,6 +20,7 @@ from crowdloop.db import session_scope
 from crowdloop.models.tables import ExportRecord, Prompt, Response, SpendRecord, WorkerRecord
 from crowdloop.stages.exam import exam_report
 from crowdloop.stages.preferences import judgments_frame
+from crowdloop.text import md_escape
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,8 @@ def quality_markdown(q: dict[str, Any], *, max_prompts: int = 10) -> str:
     if exam:
         lines += [
             "",
-            f"**Exam** ({exam['items']} golden pairs, qualification `{exam['qualification']}`): "
+            f"**Exam** ({exam['items']} golden pairs, qualification "
+            f"{md_escape(exam['qualification'])}): "
             f"{exam['takers']} took it, {exam['passed']} passed ({exam['granted']} qualified "
             f"on the marketplace), {exam['failed']} failed, {exam['pending']} unfinished.",
         ]
@@ -181,7 +183,8 @@ def quality_markdown(q: dict[str, Any], *, max_prompts: int = 10) -> str:
         if failed:
             lines += ["", "| failed the exam | exam | golden (all) | status |", "|---|---|---|---|"]
             lines += [
-                f"| {w['worker']} | {w['exam']} | {w['golden'] or '-'} | {w['status'] or '-'} |"
+                f"| {md_escape(w['worker'])} | {w['exam']} | {w['golden'] or '-'} "
+                f"| {w['status'] or '-'} |"
                 for w in failed
             ]
     bias = q["position_bias"]
@@ -195,7 +198,7 @@ def quality_markdown(q: dict[str, Any], *, max_prompts: int = 10) -> str:
     if bias["flagged"]:
         lines += ["", "| position-biased worker | answers | share left | p |", "|---|---|---|---|"]
         lines += [
-            f"| {b['worker']} | {b['n']} | {b['share_left']} | {b['p_value']:.2g} |"
+            f"| {md_escape(b['worker'])} | {b['n']} | {b['share_left']} | {b['p_value']:.2g} |"
             for b in bias["flagged"]
         ]
     for prompt, ranking in list(q["rankings"].items())[:max_prompts]:
@@ -203,11 +206,13 @@ def quality_markdown(q: dict[str, Any], *, max_prompts: int = 10) -> str:
         text = text if len(text) <= 70 else text[:67] + "..."
         lines += [
             "",
-            f"Bradley-Terry ranking for “{text}” (`{prompt}`, 95% bootstrap interval):",
+            f"Bradley-Terry ranking for “{md_escape(text)}” ({md_escape(prompt)}, 95% "
+            "bootstrap interval):",
             "",
         ]
         lines += [
-            f"{n}. {r['model'] or r['response']}: {r['score']} [{r['low']}, {r['high']}]"
+            f"{n}\\. {md_escape(r['model'] or r['response'])}: {r['score']} "
+            f"\\[{r['low']}, {r['high']}\\]"
             for n, r in enumerate(ranking, start=1)
         ]
     if len(q["rankings"]) > max_prompts:

@@ -33,6 +33,7 @@ from crowdloop.stages import budget, quality_report
 from crowdloop.stages.exam import exam_summary
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.push import stage_reward
+from crowdloop.text import md_escape
 
 
 def record_spend(campaign_id: str, connector: Connector) -> Decimal:
@@ -279,7 +280,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "(our accounting of the work paid; the marketplace's figure is recorded at the end)"
     )
     lines = [
-        f"# Campaign `{report['campaign']}` — {report['status']}",
+        f"# Campaign {md_escape(report['campaign'])} — {report['status']}",
         "",
         cost,
         "",
@@ -312,22 +313,49 @@ def report_markdown(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {w['worker']} | {w['status']} | {w['golden']} | {w['texts_accepted']} "
-            f"| {w['reason']} |"
+            f"| {md_escape(w['worker'])} | {w['status']} | {w['golden']} "
+            f"| {w['texts_accepted']} | {md_escape(w['reason'] or '')} |"
             for w in report["blocked_workers"]
         ]
     if report["quarantine_reasons"]:
         lines += ["", "| quarantined because | count |", "|---|---|"]
-        lines += [f"| {r} | {n} |" for r, n in report["quarantine_reasons"].items()]
+        lines += [f"| {md_escape(r)} | {n} |" for r, n in report["quarantine_reasons"].items()]
     if report["exports"]:
         lines += ["", "| dataset | rows | path |", "|---|---|---|"]
-        lines += [f"| {k} | {e['rows']} | `{e['path']}` |" for k, e in report["exports"].items()]
+        lines += [
+            f"| {k} | {e['rows']} | {md_escape(e['path'])} |" for k, e in report["exports"].items()
+        ]
     for t in report["retraining"]:
         lines += [
             "",
-            f"Retraining `{t['key']}` on {t['pairs']} pairs: {t['state']} {t['result'] or ''}",
+            f"Retraining {md_escape(t['key'])} on {t['pairs']} pairs: {t['state']}"
+            + _retrain_result(t["result"]),
         ]
     return "\n".join(lines)
+
+
+def _retrain_result(result: Any) -> str:
+    """The retraining target's result as a sentence, not a Python dict."""
+    if not result:
+        return ""
+    if not isinstance(result, dict):
+        return f" ({md_escape(result)})"
+    parts = []
+    if result.get("round") is not None:
+        parts.append(f"round {result['round']}")
+    if result.get("train_pairs") is not None:
+        parts.append(f"trained on {result['train_pairs']} pairs")
+    if result.get("heldout_accuracy") is not None:
+        parts.append(
+            f"held-out pairwise accuracy {result['heldout_accuracy']:.3f} on "
+            f"{result.get('heldout_pairs', '?')} pairs"
+        )
+    if result.get("train_accuracy") is not None:
+        parts.append(f"training accuracy {result['train_accuracy']:.3f}")
+    shown = {"campaign", "round", "heldout_accuracy", "heldout_pairs", "train_pairs"}
+    shown.add("train_accuracy")
+    parts += [f"{md_escape(k)}: {md_escape(v)}" for k, v in result.items() if k not in shown]
+    return " — " + "; ".join(parts)
 
 
 def _budget_lines(money: dict[str, Any]) -> list[str]:

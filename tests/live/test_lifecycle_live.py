@@ -68,7 +68,7 @@ class Frozen:
 def frozen(live: LiveStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frozen]:
     state = tmp_path_factory.mktemp("frozen") / "state.json"
     argv = ["crowdloop", "simulator", "serve", "--port", "0", "--time-scale", "0",
-            "--seed", "3", "--state", str(state)]  # fmt: skip
+            "--seed", "3", "--id-prefix", "frozen.", "--state", str(state)]  # fmt: skip
     service = start("simulator-frozen", argv, live.env, live.root)
     live.services.append(service)
 
