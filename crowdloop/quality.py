@@ -178,7 +178,7 @@ class CrowdPolicy:
     prior_blind: tuple[float, float] = (1.0, 4.0)
     folds: int = 5
     drift_min_answers: int = 8
-    retire_below: float = 0.6
+    retire_below: float = 0.75
     retire_confidence: float = 0.9
     retire_min_answers: int = 4
     temperatures: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
@@ -417,8 +417,7 @@ def _audit_golden(
                 "agree": agree,
                 "split": "/".join(f"{k} {int(v)}" for k, v in split.items()),
                 "p_below": p_below,
-                "retired": n >= policy.retire_min_answers
-                and p_below >= policy.retire_confidence,
+                "retired": n >= policy.retire_min_answers and p_below >= policy.retire_confidence,
             }
         )
     return pd.DataFrame(rows, columns=columns)
@@ -433,7 +432,7 @@ def _suffix_scan(
     min_len: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per worker, the best log Bayes factor of content-blind vs dependent on a suffix of
-    their answers (rows already in time order), minus log(number of suffixes tried); and
+    their answers (rows already in time order), averaged over the change point; and
     the row index (within the worker's answers) where it starts (-1: none tried)."""
     best = np.full(n_workers, -np.inf)
     start = np.full(n_workers, -1, dtype=np.int64)
@@ -454,7 +453,9 @@ def _suffix_scan(
         cand = np.arange(1, n - min_len + 1)
         bf = _dirichlet_log_ml(suffix_counts[cand]) - _logmeanexp(suffix_ll[cand])
         i = int(np.argmax(bf))
-        best[w] = float(bf[i]) - np.log(cand.size)
+        # A uniform prior over where the change happened: the factor is the mean over
+        # change points (never below the best one minus log of how many were tried).
+        best[w] = float(_logmeanexp(bf[None, :])[0])
         start[w] = int(idx[cand[i]])
     return best, start
 

@@ -113,8 +113,7 @@ class Crowd:
         self.by_id = {w.id: w for w in self.workers}
         self._ids = [w.id for w in self.workers]
         self._weights = [
-            config.volume_weight if w.archetype == "volume_spammer" else 1.0
-            for w in self.workers
+            config.volume_weight if w.archetype == "volume_spammer" else 1.0 for w in self.workers
         ]
         # Tasks each worker was handed so far (sleepers turn careless after a few).
         self._handed: dict[str, int] = {}

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy import CursorResult, func, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
@@ -74,24 +75,24 @@ def crowd_policy_from(spec: QualitySpec) -> CrowdPolicy:
 def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
     """Every readable comparison answer of the campaign (real, golden and exam pairs,
     excluded ones too), in the frame `crowdloop.quality.assess_crowd` reads."""
-    rows = s.exec(
-        select(
-            Judgment.worker_id,
-            Judgment.item_id,
-            Item.left_id,
-            Item.right_id,
-            Judgment.label,
-            Item.golden_answer,
-            Item.is_golden,
-            Judgment.submitted_at,
-            Judgment.received_at,
-            Judgment.id,
+    rows = s.execute(
+        sa_select(
+            col(Judgment.worker_id),
+            col(Judgment.item_id),
+            col(Item.left_id),
+            col(Item.right_id),
+            col(Judgment.label),
+            col(Item.golden_answer),
+            col(Item.is_golden),
+            col(Judgment.submitted_at),
+            col(Judgment.received_at),
+            col(Judgment.id),
         )
         .join(Item, col(Item.id) == col(Judgment.item_id))
         .where(
-            Judgment.campaign_id == campaign_id,
-            Judgment.status == JudgmentStatus.VALID,
-            Item.kind == "compare",
+            col(Judgment.campaign_id) == campaign_id,
+            col(Judgment.status) == JudgmentStatus.VALID,
+            col(Item.kind) == "compare",
             col(Judgment.worker_id).is_not(None),
         )
     ).all()
@@ -143,7 +144,7 @@ def golden_tally(
     answer on a `retired` (ambiguous) golden item.
     """
     query = (
-        select(Judgment.worker_id, Judgment.label, Item.golden_answer)
+        select(Judgment.worker_id, Judgment.label, Item.golden_answer, Judgment.item_id)
         .join(Item, col(Item.id) == col(Judgment.item_id))
         .where(
             Judgment.campaign_id == campaign_id,
@@ -154,7 +155,6 @@ def golden_tally(
     if stage is not None:
         query = query.where(Item.stage == stage.value)
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    query = query.add_columns(Judgment.item_id)
     for worker, label, answer, item in s.exec(query).all():
         if worker is not None and item not in retired:
             tally[worker][0] += int(label == answer)
