@@ -171,7 +171,7 @@ class CrowdPolicy:
     counting as evidence about anyone.
     """
 
-    blind_confidence: float = 0.9
+    blind_confidence: float = 0.95
     accuracy_grid: tuple[float, ...] = (0.72, 0.85, 0.95)
     clear_cut: float = 0.97
     max_tie: float = 0.2
@@ -231,8 +231,14 @@ def cross_fit_delta(
         train = ~held
         if not train.any():
             continue
+        # A loose tolerance: these scores only grade answers, a 1e-5 change is no evidence.
         scores = bradley_terry(
-            left[train], right[train], outcome[train], len(items), weights=weight[train]
+            left[train],
+            right[train],
+            outcome[train],
+            len(items),
+            weights=weight[train],
+            tol=1e-5,
         ).scores
         p[held] = scores[left[held]] - scores[right[held]]
     return p
@@ -401,25 +407,47 @@ def _audit_golden(
     columns = ["item", "golden", "answers", "agree", "split", "p_below", "retired"]
     if golden.empty:
         return pd.DataFrame(columns=columns)
-    mine = golden[golden["worker"].astype(str).map(honest_looking).fillna(False).astype(bool)]
-    rows = []
-    for item, group in golden.groupby("item", sort=True):
-        trusted = mine[mine["item"] == item]
-        n = len(trusted)
-        agree = int((trusted["label"] == trusted["golden"]).sum())
-        p_below = float(beta.cdf(policy.retire_below, 1 + agree, 1 + n - agree))
-        split = trusted["label"].value_counts().reindex(list(_LABELS), fill_value=0)
-        rows.append(
-            {
-                "item": item,
-                "golden": group["golden"].iloc[0],
-                "answers": n,
-                "agree": agree,
-                "split": "/".join(f"{k} {int(v)}" for k, v in split.items()),
-                "p_below": p_below,
-                "retired": n >= policy.retire_min_answers and p_below >= policy.retire_confidence,
-            }
+    trusted = golden["worker"].astype(str).map(honest_looking).fillna(False).astype(bool)
+    agrees = (golden["label"] == golden["golden"]) & trusted
+    labels = pd.get_dummies(golden["label"].where(trusted)).reindex(
+        columns=list(_LABELS), fill_value=0
+    )
+    per_item = (
+        pd.concat(
+            [
+                golden[["item", "golden"]],
+                trusted.rename("answers").astype(int),
+                agrees.rename("agree").astype(int),
+                labels.astype(int),
+            ],
+            axis=1,
         )
+        .groupby("item", sort=True)
+        .agg(
+            golden=("golden", "first"),
+            answers=("answers", "sum"),
+            agree=("agree", "sum"),
+            **{k: (k, "sum") for k in _LABELS},
+        )
+        .reset_index()
+    )
+    n = per_item["answers"].to_numpy()
+    agree = per_item["agree"].to_numpy()
+    p_below = beta.cdf(policy.retire_below, 1 + agree, 1 + n - agree)
+    rows = [
+        {
+            "item": r.item,
+            "golden": r.golden,
+            "answers": int(r.answers),
+            "agree": int(r.agree),
+            "split": "/".join(f"{k} {int(getattr(r, k))}" for k in _LABELS),
+            "p_below": float(pb),
+            "retired": bool(
+                r.answers >= policy.retire_min_answers and pb >= policy.retire_confidence
+            ),
+        }
+        for r, pb in zip(per_item.itertuples(index=False), p_below, strict=True)
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -432,7 +460,7 @@ def _suffix_scan(
     min_len: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per worker, the best log Bayes factor of content-blind vs dependent on a suffix of
-    their answers (rows already in time order), averaged over the change point; and
+    their answers (rows already in time order), minus log(number of suffixes tried); and
     the row index (within the worker's answers) where it starts (-1: none tried)."""
     best = np.full(n_workers, -np.inf)
     start = np.full(n_workers, -1, dtype=np.int64)
@@ -453,9 +481,9 @@ def _suffix_scan(
         cand = np.arange(1, n - min_len + 1)
         bf = _dirichlet_log_ml(suffix_counts[cand]) - _logmeanexp(suffix_ll[cand])
         i = int(np.argmax(bf))
-        # A uniform prior over where the change happened: the factor is the mean over
-        # change points (never below the best one minus log of how many were tried).
-        best[w] = float(_logmeanexp(bf[None, :])[0])
+        # The best change point, penalised by log of how many were tried (the mean over
+        # change points convicted honest workers on the bench: a short run of bad luck).
+        best[w] = float(bf[i]) - np.log(cand.size)
         start[w] = int(idx[cand[i]])
     return best, start
 

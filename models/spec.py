@@ -151,7 +151,7 @@ class QualitySpec(_Strict):
     warn_confidence: float = Field(default=0.6, gt=0, lt=1)
     # Block when the posterior that a worker's comparisons do not follow the content
     # (all of them, or a recent run) reaches this; see crowdloop.quality.CrowdPolicy.
-    blind_confidence: float = Field(default=0.9, gt=0.5, lt=1)
+    blind_confidence: float = Field(default=0.95, gt=0.5, lt=1)
     # What happens to a worker the policy fails: blocked on the marketplace and answers
     # excluded; answers excluded only; or only a warning in the report.
     on_fail: Literal["block", "exclude", "warn"] = "block"
