@@ -131,10 +131,13 @@ QUALITY_FIRST = {
 # The default plus an exam: production comparisons only for workers who passed 9 of 12
 # clear-cut golden pairs (the exam's defaults).
 EXAM = {"exam": {"items": 12, "min_correct": 9}}
+# The default plus blocking on the crowd-wide posterior (off by default).
+BLIND = {"blind_confidence": 0.95}
 CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # key: (table label, preferences section, quality section)
     "baseline": ("majority vote / plain Bradley-Terry, overlap 3", BASELINE, {}),
     "default": ("crowdloop default", DEFAULT, {}),
+    "blind": ("crowdloop default + crowd-wide blocking (0.95)", DEFAULT, BLIND),
     "quality_first": ("crowdloop quality-first", QUALITY_FIRST, {}),
     "exam": ("crowdloop default + exam", DEFAULT, EXAM),
 }

@@ -69,6 +69,8 @@ UNTRUSTED = (WorkerStatus.EXCLUDED, WorkerStatus.BLOCKED)
 
 
 def crowd_policy_from(spec: QualitySpec) -> CrowdPolicy:
+    if spec.blind_confidence is None:
+        return CrowdPolicy()
     return CrowdPolicy(blind_confidence=spec.blind_confidence)
 
 
@@ -255,7 +257,9 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
             row = blind.loc[worker] if blind is not None and worker in blind.index else None
             if row is not None:
                 p_blind = float(row["p_blind"])
-                if p_blind >= crowd_policy.blind_confidence:
+                if spec.quality.blind_confidence is None:
+                    pass  # computed and reported, never acted on
+                elif p_blind >= crowd_policy.blind_confidence:
                     on_answers = WorkerStatus.BLOCKED
                 elif p_blind >= spec.quality.warn_confidence:
                     on_answers = WorkerStatus.WARNED
