@@ -254,6 +254,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         seeds = ",".join(str(r["seed"]) for r in mine)
         first = True
         for method, run, accuracy in METHODS:
+            if any(run not in r for r in mine):
+                continue  # not run on this crowd (--configs)
 
             def mean(field: str, run: str = run, mine: list[dict[str, Any]] = mine) -> float:
                 return statistics.mean(r[run][field] for r in mine)
@@ -280,6 +282,8 @@ def verdict(rows: list[dict[str, Any]]) -> str:
     for key in CROWDS:
         mine = [r for r in rows if r["crowd"] == key]
         if not mine:
+            continue
+        if any("default" not in r for r in mine):
             continue
         acc = statistics.mean(r["default"]["pipeline"] for r in mine)
         bt = statistics.mean(r["baseline"]["plain_bt"] for r in mine)
