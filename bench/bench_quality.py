@@ -13,12 +13,26 @@ verdict against the simulator's truth:
 - crowdloop default + exam: production comparisons only for workers who passed an exam of
   12 clear-cut golden pairs (9 right), graded on our side.
 
-    .venv/bin/python bench/bench_quality.py            # 3 seeds x 2 crowds
-    .venv/bin/python bench/bench_quality.py --quick    # 1 seed x 2 crowds
+The crowds go beyond the simulator's four classic archetypes (honest, noisy, random
+clicker, left-biased): sleepers (careful for their first dozen answers, random after),
+constant answerers (always the same side, always tie), a colluding group (one shared,
+content-blind answer per pair), a few high-volume random clickers, hard real pairs (30%
+near 50/50 for careful workers), the same hardness in the golden set (ambiguous golden
+items), a small in-house team, and a large crowd with few answers per worker.
+
+    .venv/bin/python bench/bench_quality.py                       # every crowd, seeds 0-2
+    .venv/bin/python bench/bench_quality.py --crowds sleepers tie --seeds 0 1
+    .venv/bin/python bench/bench_quality.py --quick               # seed 0
+    .venv/bin/python bench/bench_quality.py --out a.json ...      # keep the rows
+    .venv/bin/python bench/bench_quality.py --table a.json b.json # one table from saved rows
 
 Cost is what the simulated marketplace charged (golden, exam and re-queued work included).
-The last column is the share of the judgments the verdicts were computed from that came
-from the simulator's spammers.
+"Bad" workers are the content-blind archetypes (`crowdloop.simulator.crowd.BAD_ARCHETYPES`:
+random clickers, sleepers, constant answerers, colluders); "blocked" counts those of them
+who gave 10 or more answers (golden and exam included), since nobody can judge a worker on
+two clicks. Honest workers blocked counts the honest archetype only (noisy and left-biased
+workers are neither). The last column is the share of the judgments the verdicts were
+computed from that came from bad workers.
 """
 
 from __future__ import annotations
@@ -39,8 +53,9 @@ from crowdloop.db import session_scope
 from crowdloop.demo.run import DemoSize, write_demo_inputs
 from crowdloop.models.domain import Stage
 from crowdloop.models.spec import load_campaign
-from crowdloop.models.tables import CandidateScore, Item, PairOutcome
+from crowdloop.models.tables import CandidateScore, Item, Judgment, PairOutcome
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
+from crowdloop.simulator.crowd import BAD_ARCHETYPES
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.preferences import aggregate_preferences, judgments_frame
@@ -54,10 +69,48 @@ SIZE = DemoSize(
     golden_pairs=60,
     golden_verifications=4,
 )
-CROWDS = {
-    "typical (30 honest, 8 noisy, 6 spam, 4 left-bias)": CrowdConfig(),
-    "spammy (20 honest, 8 noisy, 16 spam, 4 left-bias)": CrowdConfig(
-        honest=20, noisy=8, spammer=16, left_bias=4
+# key: (table label, crowd)
+CROWDS: dict[str, tuple[str, CrowdConfig]] = {
+    "typical": ("typical: 30 honest, 8 noisy, 6 random, 4 left-bias", CrowdConfig()),
+    "spammy": (
+        "spammy: 20 honest, 8 noisy, 16 random, 4 left-bias",
+        CrowdConfig(honest=20, noisy=8, spammer=16, left_bias=4),
+    ),
+    "sleepers": (
+        "sleepers: 30 honest, 6 noisy, 12 good-then-random",
+        CrowdConfig(honest=30, noisy=6, spammer=0, left_bias=0, sleeper=12),
+    ),
+    "tie": (
+        "always tie: 30 honest, 6 noisy, 12 always-tie",
+        CrowdConfig(honest=30, noisy=6, spammer=0, left_bias=0, always_tie=12),
+    ),
+    "same_side": (
+        "same side: 26 honest, 6 noisy, 12 always-left (a quarter)",
+        CrowdConfig(honest=26, noisy=6, spammer=0, left_bias=4, same_side=12),
+    ),
+    "colluders": (
+        "colluders: 30 honest, 6 noisy, 10 sharing one blind answer",
+        CrowdConfig(honest=30, noisy=6, spammer=0, left_bias=0, colluder=10),
+    ),
+    "volume": (
+        "high volume: 36 honest, 6 noisy, 4 random at 8x volume",
+        CrowdConfig(honest=36, noisy=6, spammer=0, left_bias=0, volume_spammer=4),
+    ),
+    "hard": (
+        "hard pairs: typical crowd, 30% of real pairs near 50/50",
+        CrowdConfig(hard_share=0.3),
+    ),
+    "hard_golden": (
+        "ambiguous golden: typical crowd, 30% of all pairs (golden too) near 50/50",
+        CrowdConfig(hard_share=0.3, hard_clear_cut=True),
+    ),
+    "team": (
+        "in-house team: 10 honest, 2 noisy",
+        CrowdConfig(honest=10, noisy=2, spammer=0, left_bias=0),
+    ),
+    "large": (
+        "large: 140 honest, 25 noisy, 25 random, 10 left-bias",
+        CrowdConfig(honest=140, noisy=25, spammer=25, left_bias=10),
     ),
 }
 BASELINE = {"overlap": 3, "golden_share": 0.0}
@@ -78,10 +131,13 @@ QUALITY_FIRST = {
 # The default plus an exam: production comparisons only for workers who passed 9 of 12
 # clear-cut golden pairs (the exam's defaults).
 EXAM = {"exam": {"items": 12, "min_correct": 9}}
+# The default plus blocking on the crowd-wide posterior (off by default).
+BLIND = {"blind_confidence": 0.95}
 CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # key: (table label, preferences section, quality section)
     "baseline": ("majority vote / plain Bradley-Terry, overlap 3", BASELINE, {}),
     "default": ("crowdloop default", DEFAULT, {}),
+    "blind": ("crowdloop default + crowd-wide blocking (0.95)", DEFAULT, BLIND),
     "quality_first": ("crowdloop quality-first", QUALITY_FIRST, {}),
     "exam": ("crowdloop default + exam", DEFAULT, EXAM),
 }
@@ -136,12 +192,15 @@ def run_one(
             outcomes = {o.item_id: o.winner for o in s.exec(select(PairOutcome))}
             scores = {c.response_id: c.score for c in s.exec(select(CandidateScore))}
             sides = {i.id: (i.left_id, i.right_id) for i in s.exec(select(Item))}
-            workers = sim.state.stats  # noqa: F841 - keeps the server's view alive for debugging
+            answers = Counter(j.worker_id for j in s.exec(select(Judgment)) if j.worker_id)
         truth = _truth(sim.url, real)
         frame = judgments_frame(name)
         crowd_now = __import__("httpx").get(f"{sim.url}/sim/workers", timeout=30).json()
-        catch = Counter(w["archetype"] for w in crowd_now if w["blocked"])
-        archetype = {w["id"]: w["archetype"] for w in crowd_now}
+    archetype = {w["id"]: w["archetype"] for w in crowd_now}
+    blocked = {w["id"] for w in crowd_now if w["blocked"]}
+    bad = {w for w, a in archetype.items() if a in BAD_ARCHETYPES}
+    bad_judged = {w for w in bad if answers[w] >= 10}
+    honest = {w for w, a in archetype.items() if a == "honest"}
     tallies: dict[str, Counter[str]] = {}
     for pair, label in zip(frame["pair"], frame["label"], strict=True):
         tallies.setdefault(pair, Counter())[label] += 1
@@ -161,65 +220,142 @@ def run_one(
         "pipeline": _accuracy(outcomes, truth),
         "majority_vote": _accuracy(mv, truth),
         "plain_bt": _accuracy(bt, truth),
-        "blocked": dict(catch),
-        # Of the judgments the verdicts were computed from, the share a spammer gave.
-        "spam_share": float(
-            sum(archetype.get(w) == "spammer" for w in frame["worker"]) / max(len(frame), 1)
-        ),
+        "blocked": dict(Counter(archetype[w] for w in blocked)),
+        "bad_judged": len(bad_judged),
+        "bad_judged_blocked": len(bad_judged & blocked),
+        "bad_blocked": len(bad & blocked),
+        "bad": len(bad),
+        "honest": len(honest),
+        "honest_blocked": len(honest & blocked),
+        # Of the judgments the verdicts were computed from, the share a bad worker gave.
+        "bad_share": float(sum(w in bad for w in frame["worker"]) / max(len(frame), 1)),
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
+METHODS = (
+    ("majority vote, overlap 3", "baseline", "majority_vote"),
+    ("plain Bradley-Terry, overlap 3", "baseline", "plain_bt"),
+    *((CONFIGS[k][0], k, "pipeline") for k in CONFIGS if k != "baseline"),
+)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The README table: means over seeds; blocked counts summed over seeds."""
+    lines = [
+        "| crowd | method | accuracy | cost (USD) | bad workers blocked (>= 10 answers) "
+        "| honest blocked | verdict judgments from bad workers |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, (label, _) in CROWDS.items():
+        mine = [r for r in rows if r["crowd"] == key]
+        if not mine:
+            continue
+        seeds = ",".join(str(r["seed"]) for r in mine)
+        first = True
+        for method, run, accuracy in METHODS:
+            if any(run not in r for r in mine):
+                continue  # not run on this crowd (--configs)
+
+            def mean(field: str, run: str = run, mine: list[dict[str, Any]] = mine) -> float:
+                return statistics.mean(r[run][field] for r in mine)
+
+            def total(field: str, run: str = run, mine: list[dict[str, Any]] = mine) -> int:
+                return sum(int(r[run][field]) for r in mine)
+
+            crowd_cell = f"{label} (seeds {seeds})" if first else ""
+            first = False
+            low = min(r[run][accuracy] for r in mine)
+            strong = "**" if run == "default" else ""
+            lines.append(
+                f"| {crowd_cell} | {strong}{method}{strong} | {strong}{mean(accuracy):.3f}{strong}"
+                f" (min {low:.3f}) | {mean('cost'):.2f} "
+                f"| {total('bad_judged_blocked')}/{total('bad_judged')} "
+                f"| {total('honest_blocked')}/{total('honest')} | {mean('bad_share'):.1%} |"
+            )
+    return "\n".join(lines)
+
+
+def verdict(rows: list[dict[str, Any]]) -> str:
+    """The issue's bar, crowd by crowd: default vs plain BT and majority vote."""
+    out = []
+    for key in CROWDS:
+        mine = [r for r in rows if r["crowd"] == key]
+        if not mine:
+            continue
+        if any("default" not in r for r in mine):
+            continue
+        acc = statistics.mean(r["default"]["pipeline"] for r in mine)
+        bt = statistics.mean(r["baseline"]["plain_bt"] for r in mine)
+        cost = statistics.mean(r["default"]["cost"] for r in mine)
+        base_cost = statistics.mean(r["baseline"]["cost"] for r in mine)
+        mv_ok = all(r["default"]["pipeline"] >= r["baseline"]["majority_vote"] for r in mine)
+        ok = acc >= bt and cost <= 0.8 * base_cost and mv_ok
+        out.append(
+            f"{key}: default {acc:.3f} vs BT {bt:.3f}, cost {cost / base_cost:.0%} of BT's, "
+            f">= MV every seed: {mv_ok} -> {'holds' if ok else 'FAILS'}"
+        )
+    bad = sum(r["default"]["bad_judged_blocked"] for r in rows)
+    bad_n = sum(r["default"]["bad_judged"] for r in rows)
+    honest = sum(r["default"]["honest_blocked"] for r in rows)
+    honest_n = sum(r["default"]["honest"] for r in rows)
+    out.append(
+        f"default blocks {bad}/{bad_n} bad workers with >= 10 answers "
+        f"({bad / max(bad_n, 1):.0%}), {honest}/{honest_n} honest ({honest / max(honest_n, 1):.1%})"
+    )
+    return "\n".join(out)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one seed per crowd")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="seed 0 only")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--crowds", nargs="+", choices=list(CROWDS), default=list(CROWDS))
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    parser.add_argument("--table", type=Path, nargs="+", help="print the table of saved rows")
     args = parser.parse_args()
-    seeds = [0] if args.quick else [0, 1, 2]
+    if args.table:
+        rows = [row for path in args.table for row in json.loads(path.read_text())["rows"]]
+        print(table(rows))
+        print()
+        print(verdict(rows))
+        return
+    seeds = [0] if args.quick else args.seeds
+    configs = ["baseline", *(c for c in args.configs if c != "baseline")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="crowdloop-bench-quality-") as tmp:
         root = Path(tmp)
-        for crowd_name, crowd in CROWDS.items():
+        for crowd_key in args.crowds:
+            crowd = CROWDS[crowd_key][1]
             for seed in seeds:
                 runs = {
-                    key: run_one(root, crowd, seed, prefs, f"{key}-{len(rows)}", quality)
-                    for key, (_, prefs, quality) in CONFIGS.items()
+                    key: run_one(
+                        root, crowd, seed, CONFIGS[key][1], f"{key}-{len(rows)}", CONFIGS[key][2]
+                    )
+                    for key in configs
                 }
-                rows.append({"crowd": crowd_name, "seed": seed, **runs})
+                rows.append({"crowd": crowd_key, "seed": seed, **runs})
                 base = runs["baseline"]
                 print(
-                    f"{crowd_name} seed {seed}: MV {base['majority_vote']:.3f}, "
+                    f"{crowd_key} seed {seed}: MV {base['majority_vote']:.3f}, "
                     f"BT {base['plain_bt']:.3f} @ {base['cost']:.2f} | "
                     + " | ".join(
                         f"{key} {r['pipeline']:.3f} @ {r['cost']:.2f} "
-                        f"(blocked {r['blocked']}, spam share {r['spam_share']:.3f})"
+                        f"(bad blocked {r['bad_judged_blocked']}/{r['bad_judged']}, honest "
+                        f"{r['honest_blocked']}, bad share {r['bad_share']:.3f}, {r['seconds']}s)"
                         for key, r in runs.items()
                         if key != "baseline"
                     ),
                     flush=True,
                 )
-    print()
-    print(
-        "| crowd | method | accuracy vs truth (mean over seeds) | cost (USD) "
-        "| judgments from spammers |"
-    )
-    print("|---|---|---|---|---|")
-    for crowd_name in CROWDS:
-        mine = [r for r in rows if r["crowd"] == crowd_name]
-
-        def mean(run: str, key: str, mine: list[dict[str, Any]] = mine) -> float:
-            return statistics.mean(r[run][key] for r in mine)
-
-        for label, key, accuracy in (
-            ("majority vote, overlap 3", "baseline", "majority_vote"),
-            ("plain Bradley-Terry, overlap 3", "baseline", "plain_bt"),
-            *((CONFIGS[k][0], k, "pipeline") for k in CONFIGS if k != "baseline"),
-        ):
-            print(
-                f"| {crowd_name} | {label} | {mean(key, accuracy):.3f} | {mean(key, 'cost'):.2f} "
-                f"| {mean(key, 'spam_share'):.1%} |"
-            )
-    print()
-    print(json.dumps({"seeds": seeds, "rows": rows}, default=str))
+    if len(configs) == len(CONFIGS):
+        print()
+        print(table(rows))
+        print()
+        print(verdict(rows))
+    if args.out:
+        args.out.write_text(json.dumps({"seeds": seeds, "rows": rows}, default=str))
 
 
 if __name__ == "__main__":

@@ -133,3 +133,370 @@ def _assess(
         default="trusted",
     ).astype(object)
     return status, accuracy, p_below
+
+
+# --- every answer as evidence: content-blind workers, drift, ambiguous golden items --------
+
+
+@dataclass(frozen=True)
+class CrowdPolicy:
+    """Thresholds of the crowd-wide assessment (``assess_crowd``).
+
+    Every comparison a worker gives is evidence, read against two models of that worker:
+
+    * **content-dependent** ("judges"): the answer follows the truth with the worker's
+      accuracy ``q``. The truth of a golden pair is its answer with probability
+      ``clear_cut``; of a real pair it is P(left better) from a Bradley-Terry fit of the
+      *other* workers' answers (cross-fitted over ``folds`` groups of workers, so a worker's
+      own answers never vouch for them; a pair nobody else could speak to is 1/2 and says
+      nothing). ``q`` is integrated over ``accuracy_grid``; ties take the worker's own tie
+      share, capped at ``max_tie`` (a careful worker says tie sometimes, never always).
+    * **content-blind**: the answers are draws from the worker's own fixed distribution
+      over left/right/tie, whatever the pair (random clicking, always left, always tie, a
+      group sharing one answer); Dirichlet(1, 1, 1) marginal likelihood.
+
+    The log Bayes factor of the two, with a prior share of content-blind workers learned
+    from the whole crowd (empirical Bayes, ``Beta(*prior_blind)`` hyperprior), gives each
+    worker one posterior ``p_blind``: three answers move it a little, thirty a lot, and
+    nobody waits behind a ``min_golden`` wall. A tie on a clear-cut golden pair is a wrong
+    answer (the golden answer is the truth with probability ``clear_cut``).
+
+    **Drift**: the same factor on every suffix of the worker's answers in time order (at
+    least ``drift_min_answers`` long, penalised by log of the number of suffixes tried)
+    finds a worker who turned careless after a careful start; ``since`` is where.
+
+    **Ambiguous golden items**: a golden pair on which the workers who look honest
+    (``p_blind < 0.5``) agree with its answer less than ``retire_below`` of the time, with
+    posterior probability ``retire_confidence`` (Beta(1, 1) prior), is retired: it stops
+    counting as evidence about anyone.
+    """
+
+    blind_confidence: float = 0.95
+    accuracy_grid: tuple[float, ...] = (0.72, 0.85, 0.95)
+    clear_cut: float = 0.97
+    max_tie: float = 0.2
+    prior_blind: tuple[float, float] = (1.0, 4.0)
+    folds: int = 5
+    drift_min_answers: int = 8
+    retire_below: float = 0.75
+    retire_confidence: float = 0.9
+    retire_min_answers: int = 4
+    temperatures: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.blind_confidence < 1:
+            raise ValueError("blind_confidence must be in (0.5, 1)")
+        if not self.accuracy_grid or not all(0.5 < q < 1 for q in self.accuracy_grid):
+            raise ValueError("accuracy_grid values must be in (0.5, 1)")
+        if self.folds < 2:
+            raise ValueError("folds must be >= 2")
+
+
+_LABELS = {"left": 0, "right": 1, "tie": 2}
+
+
+def cross_fit_delta(
+    frame: pd.DataFrame, folds: int, worker_weight: pd.Series | None = None
+) -> np.ndarray:
+    """Score difference (left - right) per real comparison from the other workers' answers
+    only; sigmoid of it is P(left better).
+
+    ``frame``: ``worker, left, right, label`` (left/right/tie). Workers are split into
+    ``folds`` groups by a hash of their id; each group's comparisons are scored by a
+    Bradley-Terry fit of the other groups' (weighted by ``worker_weight`` when given).
+    """
+    import zlib
+
+    from crowdloop.aggregation.bradley_terry import bradley_terry
+
+    p = np.zeros(len(frame))
+    if frame.empty:
+        return p
+    items = pd.Index(pd.unique(np.concatenate([frame["left"], frame["right"]])))
+    left = items.get_indexer(frame["left"])
+    right = items.get_indexer(frame["right"])
+    outcome = frame["label"].map({"left": 1.0, "right": 0.0, "tie": 0.5}).to_numpy()
+    workers, codes = np.unique(frame["worker"].astype(str).to_numpy(), return_inverse=True)
+    fold_of_worker = np.array([zlib.crc32(w.encode()) % folds for w in workers])
+    fold = fold_of_worker[codes]
+    weight = (
+        frame["worker"].map(worker_weight).fillna(1.0).to_numpy(dtype=np.float64)
+        if worker_weight is not None
+        else np.ones(len(frame))
+    )
+    for k in range(folds):
+        held = fold == k
+        if not held.any():
+            continue
+        train = ~held
+        if not train.any():
+            continue
+        # A loose tolerance: these scores only grade answers, a 1e-5 change is no evidence.
+        scores = bradley_terry(
+            left[train],
+            right[train],
+            outcome[train],
+            len(items),
+            weights=weight[train],
+            tol=1e-5,
+        ).scores
+        p[held] = scores[left[held]] - scores[right[held]]
+    return p
+
+
+def _dirichlet_log_ml(counts: np.ndarray) -> np.ndarray:
+    """Log marginal likelihood of label sequences under Dirichlet(1, 1, 1); rows of counts."""
+    from scipy.special import gammaln
+
+    n = counts.sum(axis=-1)
+    return gammaln(3.0) - gammaln(n + 3.0) + gammaln(counts + 1.0).sum(axis=-1)
+
+
+def _judge_log_lik(
+    label: np.ndarray, p_left: np.ndarray, tie: np.ndarray, grid: np.ndarray
+) -> np.ndarray:
+    """log P(answer | content-dependent, accuracy q) per comparison (rows) and q (columns).
+
+    ``p_left``: P(left is the better side) (NaN for a golden tie, see below); ``tie``: the
+    worker's tie probability per row. A golden pair whose answer is tie (``p_left`` NaN) is
+    answered tie with probability q.
+    """
+    p = p_left[:, None]
+    q = grid[None, :]
+    t = tie[:, None]
+    golden_tie = np.isnan(p)
+    p = np.where(golden_tie, 0.5, p)
+    p_side = np.where(label[:, None] == 0, p * q + (1 - p) * (1 - q), (1 - p) * q + p * (1 - q))
+    prob = np.where(label[:, None] == 2, t, (1 - t) * p_side)
+    prob = np.where(golden_tie, np.where(label[:, None] == 2, q, (1 - q) / 2), prob)
+    return np.log(np.maximum(prob, 1e-12))
+
+
+def assess_crowd(
+    frame: pd.DataFrame, policy: CrowdPolicy | None = None, *, iterations: int = 2
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One posterior per worker from all their comparisons; and the golden-item audit.
+
+    Args:
+        frame: one row per comparison answer: ``worker``, ``item`` (pair id), ``left``,
+            ``right`` (response ids), ``label`` (left/right/tie), ``golden`` (the golden
+            answer, or None for a real pair) and ``time`` (sortable; answer order).
+
+    Returns:
+        (workers, golden_items). ``workers``: one row per worker with ``answers``,
+        ``golden_total``, ``golden_correct`` (retired items left out), ``n_left``,
+        ``n_right``, ``n_tie``, ``agreement`` (mean probability the others' verdicts gave
+        the side the worker chose, on real pairs with a verdict), ``accuracy`` (posterior
+        mean q if content-dependent), ``log_bf`` (content-blind vs dependent, all answers),
+        ``p_blind`` (posterior, all answers or the worst suffix), ``drift_since`` (the time
+        of the first answer of that suffix, when the suffix is what convicts), ``prior_blind``
+        (the crowd's learned share). ``golden_items``: ``item, golden, answers, agree, split,
+        p_below, retired`` for every golden pair answered.
+    """
+    policy = policy or CrowdPolicy()
+    needed = {"worker", "item", "left", "right", "label", "golden", "time"}
+    if missing := needed - set(frame.columns):
+        raise ValueError(f"comparison frame lacks columns {sorted(missing)}")
+    frame = frame[frame["label"].isin(list(_LABELS))].reset_index(drop=True)
+    grid = np.asarray(policy.accuracy_grid, dtype=np.float64)
+    label = frame["label"].map(_LABELS).to_numpy(np.int64)
+    is_golden = frame["golden"].notna().to_numpy()
+    golden = frame["golden"].to_numpy(dtype=object)
+    workers, wcode = np.unique(frame["worker"].astype(str).to_numpy(), return_inverse=True)
+    n_w = len(workers)
+    counts = np.zeros((n_w, 3))
+    np.add.at(counts, (wcode, label), 1.0)
+    # A careful worker's tie share, shrunk towards 10% and capped: ties are allowed,
+    # but a worker who always says tie is not explained by it.
+    tie_w = np.minimum((counts[:, 2] + 1.0) / (counts.sum(axis=1) + 10.0), policy.max_tie)
+    tie = tie_w[wcode]
+
+    p_left = np.full(len(frame), 0.5)
+    gl = np.where(
+        golden == "left",
+        policy.clear_cut,
+        np.where(golden == "right", 1 - policy.clear_cut, np.nan),
+    )
+    real = ~is_golden
+    order = np.lexsort((frame.index.to_numpy(), frame["time"].to_numpy()))
+
+    golden_frame = frame.loc[is_golden, ["item", "worker", "label", "golden"]]
+    retired: set[str] = set()
+    p_blind_w = np.full(n_w, 0.2)
+    audit = pd.DataFrame()
+    prior = 0.2
+    chosen_temperature = 1.0
+    for iteration in range(iterations):
+        weight = pd.Series(1.0 - p_blind_w, index=workers) if iteration else None
+        delta = cross_fit_delta(frame.loc[real], policy.folds, weight)
+        use = np.ones(len(frame), dtype=bool)
+        if retired:
+            use &= ~frame["item"].isin(retired).to_numpy()
+        used_counts = np.zeros((n_w, 3))
+        np.add.at(used_counts, (wcode[use], label[use]), 1.0)
+        log_blind = _dirichlet_log_ml(used_counts)
+        # Scores fitted on a few answers per pair are shrunk towards each other; the
+        # temperature that best explains the crowd's answers (marginal likelihood of the
+        # two-model mixture) undoes that, so a clear pair reads as clear.
+        best = -np.inf
+        for temperature in policy.temperatures:
+            p_try = p_left.copy()
+            p_try[real] = _sigmoid(temperature * delta)
+            p_try[is_golden] = gl[is_golden]
+            ll_try = _judge_log_lik(label, p_try, tie, grid)
+            ll_try[~use] = 0.0
+            per_try = np.zeros((n_w, grid.size))
+            np.add.at(per_try, wcode, ll_try)
+            judge_try = _logmeanexp(per_try)
+            fit = float(
+                np.logaddexp(np.log(prior) + log_blind, np.log(1 - prior) + judge_try).sum()
+            )
+            if fit > best:
+                best, p_left, ll, per_worker, log_judge = fit, p_try, ll_try, per_try, judge_try
+                chosen_temperature = temperature
+        log_bf = log_blind - log_judge
+        drift_bf, drift_at = _suffix_scan(
+            wcode[order], label[order], ll[order], use[order], n_w, policy.drift_min_answers
+        )
+        evidence = np.maximum(log_bf, drift_bf)
+        for _ in range(20):  # empirical Bayes: the crowd's share of content-blind workers
+            p_blind_w = _sigmoid(np.log(prior / (1 - prior)) + evidence)
+            a, b = policy.prior_blind
+            prior = float(np.clip((a - 1 + p_blind_w.sum()) / (a + b - 2 + n_w), 0.01, 0.5))
+        honest_looking = pd.Series(p_blind_w < 0.5, index=workers)
+        audit = _audit_golden(golden_frame, honest_looking, policy)
+        retired = set(audit.loc[audit["retired"], "item"])
+
+    post_q = _softmax(per_worker)
+    accuracy = post_q @ grid
+    times = frame["time"].to_numpy()[order]
+    since = np.array(
+        [times[i] if i >= 0 and drift_bf[w] > log_bf[w] else None for w, i in enumerate(drift_at)],
+        dtype=object,
+    )
+    g_use = is_golden & use
+    g_correct = g_use & (frame["label"].to_numpy(dtype=object) == golden)
+    agree = np.where(label == 0, p_left, np.where(label == 1, 1 - p_left, np.nan))
+    has_verdict = real & (np.abs(p_left - 0.5) > 0.05) & (label != 2)
+    out = pd.DataFrame(
+        {
+            "worker": workers,
+            "answers": counts.sum(axis=1).astype(np.int64),
+            "golden_total": np.bincount(wcode, g_use, n_w).astype(np.int64),
+            "golden_correct": np.bincount(wcode, g_correct, n_w).astype(np.int64),
+            "n_left": counts[:, 0].astype(np.int64),
+            "n_right": counts[:, 1].astype(np.int64),
+            "n_tie": counts[:, 2].astype(np.int64),
+            "agreement": np.bincount(wcode, np.where(has_verdict, agree, 0.0), n_w)
+            / np.maximum(np.bincount(wcode, has_verdict, n_w), 1),
+            "agreement_n": np.bincount(wcode, has_verdict, n_w).astype(np.int64),
+            "accuracy": accuracy,
+            "log_bf": log_bf,
+            "p_blind": p_blind_w,
+            "drift_since": since,
+            "prior_blind": prior,
+            "temperature": chosen_temperature,
+        }
+    )
+    return out, audit
+
+
+def _audit_golden(
+    golden: pd.DataFrame, honest_looking: pd.Series, policy: CrowdPolicy
+) -> pd.DataFrame:
+    columns = ["item", "golden", "answers", "agree", "split", "p_below", "retired"]
+    if golden.empty:
+        return pd.DataFrame(columns=columns)
+    trusted = golden["worker"].astype(str).map(honest_looking).fillna(False).astype(bool)
+    agrees = (golden["label"] == golden["golden"]) & trusted
+    labels = pd.get_dummies(golden["label"].where(trusted)).reindex(
+        columns=list(_LABELS), fill_value=0
+    )
+    per_item = (
+        pd.concat(
+            [
+                golden[["item", "golden"]],
+                trusted.rename("answers").astype(int),
+                agrees.rename("agree").astype(int),
+                labels.astype(int),
+            ],
+            axis=1,
+        )
+        .groupby("item", sort=True)
+        .agg(
+            golden=("golden", "first"),
+            answers=("answers", "sum"),
+            agree=("agree", "sum"),
+            **{k: (k, "sum") for k in _LABELS},
+        )
+        .reset_index()
+    )
+    n = per_item["answers"].to_numpy()
+    agree = per_item["agree"].to_numpy()
+    p_below = beta.cdf(policy.retire_below, 1 + agree, 1 + n - agree)
+    rows = [
+        {
+            "item": r.item,
+            "golden": r.golden,
+            "answers": int(r.answers),
+            "agree": int(r.agree),
+            "split": "/".join(f"{k} {int(getattr(r, k))}" for k in _LABELS),
+            "p_below": float(pb),
+            "retired": bool(
+                r.answers >= policy.retire_min_answers and pb >= policy.retire_confidence
+            ),
+        }
+        for r, pb in zip(per_item.itertuples(index=False), p_below, strict=True)
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _suffix_scan(
+    worker: np.ndarray,
+    label: np.ndarray,
+    ll: np.ndarray,
+    use: np.ndarray,
+    n_workers: int,
+    min_len: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per worker, the best log Bayes factor of content-blind vs dependent on a suffix of
+    their answers (rows already in time order), minus log(number of suffixes tried); and
+    the row index (within the worker's answers) where it starts (-1: none tried)."""
+    best = np.full(n_workers, -np.inf)
+    start = np.full(n_workers, -1, dtype=np.int64)
+    rows_of = np.argsort(worker, kind="stable")
+    bounds = np.searchsorted(worker[rows_of], np.arange(n_workers + 1))
+    for w in range(n_workers):
+        idx = rows_of[bounds[w] : bounds[w + 1]]
+        idx = idx[use[idx]]
+        n = idx.size
+        if n < min_len + 1:
+            continue
+        # Suffixes starting at 1..n-min_len (the whole sequence is the overall factor).
+        lab = label[idx]
+        onehot = np.zeros((n, 3))
+        onehot[np.arange(n), lab] = 1.0
+        suffix_counts = np.cumsum(onehot[::-1], axis=0)[::-1]  # counts from i to the end
+        suffix_ll = np.cumsum(ll[idx][::-1], axis=0)[::-1]  # (n, grid)
+        cand = np.arange(1, n - min_len + 1)
+        bf = _dirichlet_log_ml(suffix_counts[cand]) - _logmeanexp(suffix_ll[cand])
+        i = int(np.argmax(bf))
+        # The best change point, penalised by log of how many were tried (the mean over
+        # change points convicted honest workers on the bench: a short run of bad luck).
+        best[w] = float(bf[i]) - np.log(cand.size)
+        start[w] = int(idx[cand[i]])
+    return best, start
+
+
+def _logmeanexp(x: np.ndarray) -> np.ndarray:
+    top = x.max(axis=-1, keepdims=True)
+    return (top + np.log(np.exp(x - top).mean(axis=-1, keepdims=True)))[..., 0]
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))

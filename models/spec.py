@@ -240,6 +240,12 @@ class QualitySpec(_Strict):
     min_accuracy: float = Field(default=0.7, gt=0, lt=1)
     block_confidence: float = Field(default=0.8, gt=0.5, lt=1)
     warn_confidence: float = Field(default=0.6, gt=0, lt=1)
+    # Block when the posterior that a worker's comparisons do not follow the content
+    # (all of them, or a recent run) reaches this; see crowdloop.quality.CrowdPolicy.
+    # Off (null) by default: on bench/bench_quality.py it blocked constant answerers but
+    # also 3% of honest workers and lost accuracy on several crowds (README). The
+    # posterior is still computed, reported, and used to retire ambiguous golden items.
+    blind_confidence: float | None = Field(default=None, gt=0.5, lt=1)
     # What happens to a worker the policy fails: blocked on the marketplace and answers
     # excluded; answers excluded only; or only a warning in the report.
     on_fail: Literal["block", "exclude", "warn"] = "block"

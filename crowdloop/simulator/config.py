@@ -17,6 +17,25 @@ class CrowdConfig(_Settings):
     noisy: int = Field(default=8, ge=0)
     spammer: int = Field(default=6, ge=0)
     left_bias: int = Field(default=4, ge=0)
+    # Behaviours beyond the four classic archetypes (none by default; bench/bench_quality.py
+    # mixes them in): careful for their first `sleeper_careful_answers` answers, random
+    # after; always "tie"; always the same side ("left"); a colluding group that gives one
+    # shared, content-blind answer per task; random clickers who take `volume_weight` times
+    # as much work as anyone else.
+    sleeper: int = Field(default=0, ge=0)
+    always_tie: int = Field(default=0, ge=0)
+    same_side: int = Field(default=0, ge=0)
+    colluder: int = Field(default=0, ge=0)
+    volume_spammer: int = Field(default=0, ge=0)
+    sleeper_careful_answers: int = Field(default=12, ge=0)
+    volume_weight: float = Field(default=8.0, ge=1)
+    # Hard items: this share of compared pairs (by a hash of the pair) is near 50/50 for
+    # careful workers too (`hard_accuracy` for the better side). Clear-cut pairs (quality
+    # gap >= 0.8, what golden pairs are made of) are spared unless `hard_clear_cut`, which
+    # models an ambiguous golden set.
+    hard_share: float = Field(default=0.0, ge=0, le=1)
+    hard_accuracy: float = Field(default=0.55, ge=0, le=1)
+    hard_clear_cut: bool = False
 
     fast_fraction: float = Field(default=0.7, ge=0, le=1)
     # Answer delay ranges in simulated seconds, drawn uniformly per (worker, task).
@@ -44,7 +63,17 @@ class CrowdConfig(_Settings):
 
     @property
     def size(self) -> int:
-        return self.honest + self.noisy + self.spammer + self.left_bias
+        return (
+            self.honest
+            + self.noisy
+            + self.spammer
+            + self.left_bias
+            + self.sleeper
+            + self.always_tie
+            + self.same_side
+            + self.colluder
+            + self.volume_spammer
+        )
 
 
 class FaultConfig(_Settings):

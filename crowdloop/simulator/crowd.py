@@ -2,7 +2,9 @@
 
 Every draw comes from `seeded_rng(config seed, purpose, worker id and/or task key)`, so
 an answer, a delay or a worker order is a pure function of those values: two servers with
-the same seed give the same answers however requests interleave.
+the same seed give the same answers however requests interleave. One exception: a
+sleeper's answer also depends on how many tasks the sleeper was handed before (careful
+for the first `sleeper_careful_answers`), i.e. on the order in which work was published.
 """
 
 from __future__ import annotations
@@ -27,7 +29,25 @@ from crowdloop.models.domain import (
 )
 from crowdloop.simulator.config import CrowdConfig
 
-Archetype = Literal["honest", "noisy", "spammer", "left_bias"]
+Archetype = Literal[
+    "honest",
+    "noisy",
+    "spammer",
+    "left_bias",
+    "sleeper",
+    "always_tie",
+    "same_side",
+    "colluder",
+    "volume_spammer",
+]
+# Archetypes whose answers (all, or after a while) do not depend on the content: the
+# workers a quality check should catch. Noisy and left-biased workers are imperfect but
+# informative, and are counted as neither honest nor bad by the benchmarks.
+BAD_ARCHETYPES: frozenset[str] = frozenset(
+    {"spammer", "sleeper", "always_tie", "same_side", "colluder", "volume_spammer"}
+)
+# Careless from the start (a sleeper's careless answers are a spammer's).
+_CARELESS = BAD_ARCHETYPES - {"sleeper"}
 Speed = Literal["fast", "slow"]
 Payload: TypeAlias = WritePromptTask | WriteResponseTask | VerifyTask | CompareTask
 Truth: TypeAlias = Literal["left", "right", "tie", "accept", "reject"] | None
@@ -65,6 +85,11 @@ def build_workers(config: CrowdConfig, seed: int) -> list[Worker]:
         "noisy": config.noisy,
         "spammer": config.spammer,
         "left_bias": config.left_bias,
+        "sleeper": config.sleeper,
+        "always_tie": config.always_tie,
+        "same_side": config.same_side,
+        "colluder": config.colluder,
+        "volume_spammer": config.volume_spammer,
     }
     archetypes = [archetype for archetype, n in counts.items() for _ in range(n)]
     rng = seeded_rng(seed, "crowd")
@@ -87,33 +112,59 @@ class Crowd:
         self.workers = build_workers(config, seed)
         self.by_id = {w.id: w for w in self.workers}
         self._ids = [w.id for w in self.workers]
+        self._weights = [
+            config.volume_weight if w.archetype == "volume_spammer" else 1.0 for w in self.workers
+        ]
+        # Tasks each worker was handed so far (sleepers turn careless after a few).
+        self._handed: dict[str, int] = {}
+        self._busy_until: dict[str, float] = {}
 
     def permutation(self, task_key: str) -> Iterator[str]:
         """The order in which workers are offered a task.
 
         A lazy Fisher-Yates shuffle: a task usually needs only its first few workers, so
-        drawing the whole order up front would waste most of the draws.
+        drawing the whole order up front would waste most of the draws. With high-volume
+        workers in the crowd, a weighted order instead (Efraimidis-Spirakis keys
+        u^(1/weight)): a worker of weight w comes first about w times as often.
         """
-        order = list(self._ids)
         rng = seeded_rng(self.seed, "permutation", task_key)
+        if any(w != 1.0 for w in self._weights):
+            keys = [rng.random() ** (1.0 / w) for w in self._weights]
+            ranked = sorted(range(len(keys)), key=keys.__getitem__, reverse=True)
+            yield from (self._ids[i] for i in ranked)
+            return
+        order = list(self._ids)
         for i in range(len(order)):
             j = rng.randrange(i, len(order))
             order[i], order[j] = order[j], order[i]
             yield order[i]
 
     def work(
-        self, worker: Worker, task_key: str, payload: Payload, truth: Truth
+        self, worker: Worker, task_key: str, payload: Payload, truth: Truth, now: float = 0.0
     ) -> tuple[float, dict[str, Any]]:
-        """How long this worker takes on this task (simulated seconds) and their wire answer."""
+        """How long this worker takes on this task (simulated seconds) and their wire answer.
+
+        A sleeper works through their tasks one after another (each starts when the last
+        was submitted), so their careful answers are also their first ones in time.
+        """
         rng = seeded_rng(self.seed, "work", worker.id, task_key)
         low, high = self.config.fast_delay_s if worker.speed == "fast" else self.config.slow_delay_s
-        return rng.uniform(low, high), self._answer(worker, rng, payload, truth)
+        delay = rng.uniform(low, high)
+        if worker.archetype == "sleeper":
+            handed = self._handed.get(worker.id, 0)
+            self._handed[worker.id] = handed + 1
+            start = max(now, self._busy_until.get(worker.id, now))
+            self._busy_until[worker.id] = start + delay
+            delay += start - now
+            if handed >= self.config.sleeper_careful_answers:
+                worker = Worker(id=worker.id, archetype="spammer", speed=worker.speed)
+        return delay, self._answer(worker, rng, payload, truth)
 
     def _answer(
         self, worker: Worker, rng: random.Random, payload: Payload, truth: Truth
     ) -> dict[str, Any]:
         if isinstance(payload, CompareTask):
-            return {"choice": self._compare(worker, rng, truth)}
+            return {"choice": self._compare(worker, rng, truth, payload)}
         if isinstance(payload, VerifyTask):
             return {"verdict": self._verify(worker, rng, truth)}
         good = self._writes_well(worker, rng)
@@ -123,10 +174,35 @@ class Crowd:
 
     # --- archetypes ----------------------------------------------------------------------
 
-    def _compare(self, worker: Worker, rng: random.Random, truth: Truth) -> str:
+    def is_hard(self, payload: CompareTask) -> bool:
+        """Whether careful workers are near 50/50 on this pair (a property of the pair)."""
         cfg = self.config
-        if worker.archetype == "spammer":
+        if cfg.hard_share <= 0:
+            return False
+        if not cfg.hard_clear_cut:
+            gap = abs(
+                response_quality(payload.prompt, payload.left)
+                - response_quality(payload.prompt, payload.right)
+            )
+            if gap >= 0.8:
+                return False
+        sides = sorted((payload.left, payload.right))
+        return seeded_rng(self.seed, "hard", payload.prompt, *sides).random() < cfg.hard_share
+
+    def _compare(
+        self, worker: Worker, rng: random.Random, truth: Truth, payload: CompareTask
+    ) -> str:
+        cfg = self.config
+        if worker.archetype in ("spammer", "volume_spammer"):
             return rng.choice(("left", "right", "tie"))
+        if worker.archetype == "always_tie":
+            return "tie"
+        if worker.archetype == "same_side":
+            return "left"
+        if worker.archetype == "colluder":
+            # One answer per pair shared by the whole group, whatever the content.
+            shared = seeded_rng(self.seed, "collude", payload.prompt, payload.left, payload.right)
+            return shared.choice(("left", "right"))
         if worker.archetype == "left_bias" and rng.random() < cfg.left_bias_rate:
             return "left"
         accuracy = (
@@ -134,6 +210,8 @@ class Crowd:
             if worker.archetype == "noisy"
             else cfg.honest_compare_accuracy
         )
+        if truth in ("left", "right") and self.is_hard(payload):
+            accuracy = cfg.hard_accuracy
         if truth == "tie":
             return "tie" if rng.random() < cfg.tie_when_equal else rng.choice(("left", "right"))
         if rng.random() < accuracy:
@@ -145,7 +223,7 @@ class Crowd:
 
     def _verify(self, worker: Worker, rng: random.Random, truth: Truth) -> str:
         cfg = self.config
-        if worker.archetype == "spammer":
+        if worker.archetype in _CARELESS:
             return rng.choice(("accept", "reject"))
         accuracy = (
             cfg.noisy_verify_accuracy if worker.archetype == "noisy" else cfg.honest_verify_accuracy
@@ -155,7 +233,7 @@ class Crowd:
         return "reject" if truth == "accept" else "accept"
 
     def _writes_well(self, worker: Worker, rng: random.Random) -> bool:
-        if worker.archetype == "spammer":
+        if worker.archetype in _CARELESS:
             return False
         if worker.archetype == "noisy":
             return rng.random() < self.config.noisy_good_text

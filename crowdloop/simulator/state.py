@@ -547,7 +547,7 @@ class MarketplaceState:
         self._seq += 1
         # A zero delay would let an assignment land at exactly "now", i.e. possibly at a
         # cursor already handed out; keep it strictly in the future.
-        delay, answer = self.crowd.work(worker, task.key, task.payload, task.truth)
+        delay, answer = self.crowd.work(worker, task.key, task.payload, task.truth, now)
         assignment = Assignment(
             seq=self._seq,
             id=f"{self.config.id_prefix}asg-{self._seq:08d}",

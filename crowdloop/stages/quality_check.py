@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
+import pandas as pd
 from sqlalchemy import CursorResult, func, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
@@ -29,7 +32,7 @@ from crowdloop.models.tables import (
     WorkerStatus,
     utcnow,
 )
-from crowdloop.quality import GoldenPolicy, assess_worker
+from crowdloop.quality import CrowdPolicy, GoldenPolicy, assess_crowd, assess_worker
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.sync import batch_ref
 
@@ -65,15 +68,85 @@ _SEVERITY = {
 UNTRUSTED = (WorkerStatus.EXCLUDED, WorkerStatus.BLOCKED)
 
 
+def crowd_policy_from(spec: QualitySpec) -> CrowdPolicy:
+    if spec.blind_confidence is None:
+        return CrowdPolicy()
+    return CrowdPolicy(blind_confidence=spec.blind_confidence)
+
+
+def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
+    """Every readable comparison answer of the campaign (real, golden and exam pairs,
+    excluded ones too), in the frame `crowdloop.quality.assess_crowd` reads."""
+    rows = s.execute(
+        sa_select(
+            col(Judgment.worker_id),
+            col(Judgment.item_id),
+            col(Item.left_id),
+            col(Item.right_id),
+            col(Judgment.label),
+            col(Item.golden_answer),
+            col(Item.is_golden),
+            col(Judgment.submitted_at),
+            col(Judgment.received_at),
+            col(Judgment.id),
+        )
+        .join(Item, col(Item.id) == col(Judgment.item_id))
+        .where(
+            col(Judgment.campaign_id) == campaign_id,
+            col(Judgment.status) == JudgmentStatus.VALID,
+            col(Item.kind) == "compare",
+            col(Judgment.worker_id).is_not(None),
+        )
+    ).all()
+    epoch = datetime(1970, 1, 1)
+
+    def when(submitted: datetime | None, received: datetime) -> float:
+        at = (submitted or received).replace(tzinfo=None)
+        return (at - epoch).total_seconds()
+
+    return pd.DataFrame(
+        [
+            {
+                "worker": worker,
+                "item": item,
+                "left": left or f"{item}:left",
+                "right": right or f"{item}:right",
+                "label": label,
+                "golden": answer if golden else None,
+                "time": when(submitted, received),
+                "seq": jid,
+            }
+            for worker, item, left, right, label, answer, golden, submitted, received, jid in rows
+        ],
+        columns=["worker", "item", "left", "right", "label", "golden", "time", "seq"],
+    ).sort_values(["time", "seq"], kind="stable", ignore_index=True)
+
+
+def assess_campaign_crowd(
+    s: Session, campaign_id: str, policy: CrowdPolicy
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`assess_crowd` over the campaign's comparisons (empty frames when there are none)."""
+    frame = comparison_evidence(s, campaign_id)
+    if frame.empty:
+        return pd.DataFrame(columns=["worker", "p_blind"]), pd.DataFrame(
+            columns=["item", "golden", "answers", "agree", "split", "p_below", "retired"]
+        )
+    return assess_crowd(frame, policy)
+
+
 def golden_tally(
-    s: Session, campaign_id: str, stage: Stage | None = None
+    s: Session,
+    campaign_id: str,
+    stage: Stage | None = None,
+    retired: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, tuple[int, int]]:
     """worker -> (correct, total) on golden items, of one stage or of every stage.
 
-    A quarantined answer is not held against the worker: it counts as missing.
+    A quarantined answer is not held against the worker: it counts as missing; nor is an
+    answer on a `retired` (ambiguous) golden item.
     """
     query = (
-        select(Judgment.worker_id, Judgment.label, Item.golden_answer)
+        select(Judgment.worker_id, Judgment.label, Item.golden_answer, Judgment.item_id)
         .join(Item, col(Item.id) == col(Judgment.item_id))
         .where(
             Judgment.campaign_id == campaign_id,
@@ -84,8 +157,8 @@ def golden_tally(
     if stage is not None:
         query = query.where(Item.stage == stage.value)
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for worker, label, answer in s.exec(query).all():
-        if worker is not None:
+    for worker, label, answer, item in s.exec(query).all():
+        if worker is not None and item not in retired:
             tally[worker][0] += int(label == answer)
             tally[worker][1] += 1
     return {w: (c, n) for w, (c, n) in tally.items()}
@@ -109,12 +182,32 @@ def _writing_tally(s: Session, campaign_id: str) -> dict[str, tuple[int, int]]:
     return {w: (c, n) for w, (c, n) in tally.items()}
 
 
+def blind_evidence(row: pd.Series) -> str:
+    """One line of evidence for a worker the crowd-wide assessment distrusts."""
+    drift = row.get("drift_since")
+    since = (
+        f"since {datetime.fromtimestamp(float(drift), UTC).isoformat(timespec='seconds')}; "
+        if drift is not None and not pd.isna(drift)
+        else ""
+    )
+    return (
+        f"answers do not follow the content: P = {float(row['p_blind']):.2f} ({since}"
+        f"{int(row['answers'])} answers: {int(row['n_left'])} left, {int(row['n_right'])} "
+        f"right, {int(row['n_tie'])} tie; golden {int(row['golden_correct'])}/"
+        f"{int(row['golden_total'])}; sided with the others' verdict "
+        f"{float(row['agreement']):.0%} on {int(row['agreement_n'])} pairs)"
+    )
+
+
 def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
     """Re-assess every worker on all evidence so far; act on the untrusted per `on_fail`.
 
     Evidence is the worker's golden answers and, for writers, the verification verdicts
-    on their texts (the verification stage feeds the writer's record). Each source is
-    assessed with the same Beta-prior policy and the more severe outcome stands.
+    on their texts (the verification stage feeds the writer's record), each assessed with
+    the same Beta-prior policy; and every comparison they gave, read by
+    `crowdloop.quality.assess_crowd` (content-blind answering, drift, golden items the
+    honest-looking crowd splits on, which are then left out of the golden tally). The
+    most severe outcome stands.
     """
     result = QualityResult()
     with session_scope() as s:
@@ -125,7 +218,11 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
             "exclude": WorkerStatus.EXCLUDED,
             "warn": WorkerStatus.WARNED,
         }[spec.quality.on_fail]
-        golden = golden_tally(s, campaign_id)
+        crowd_policy = crowd_policy_from(spec.quality)
+        crowd, audit = assess_campaign_crowd(s, campaign_id, crowd_policy)
+        retired = set(audit.loc[audit["retired"].astype(bool), "item"]) if len(audit) else set()
+        blind = crowd.set_index("worker") if len(crowd) else None
+        golden = golden_tally(s, campaign_id, retired=retired)
         writing = _writing_tally(s, campaign_id)
         counts = dict(
             s.exec(
@@ -156,21 +253,41 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
             if rec.status in UNTRUSTED:
                 s.add(rec)
                 continue
+            on_answers = WorkerStatus.PROBATION
+            row = blind.loc[worker] if blind is not None and worker in blind.index else None
+            if row is not None:
+                p_blind = float(row["p_blind"])
+                if spec.quality.blind_confidence is None:
+                    pass  # computed and reported, never acted on
+                elif p_blind >= crowd_policy.blind_confidence:
+                    on_answers = WorkerStatus.BLOCKED
+                elif p_blind >= spec.quality.warn_confidence:
+                    on_answers = WorkerStatus.WARNED
+                elif int(row["answers"]) > 0:
+                    on_answers = WorkerStatus.TRUSTED
             status = max(
-                (WorkerStatus(on_golden.status), WorkerStatus(on_writing.status)),
+                (
+                    WorkerStatus(on_golden.status),
+                    WorkerStatus(on_writing.status),
+                    on_answers,
+                ),
                 key=_SEVERITY.__getitem__,
             )
             if status == WorkerStatus.BLOCKED:
                 status = fail_status
-                failed = on_golden if on_golden.status == "blocked" else on_writing
-                evidence = (
-                    f"golden accuracy {failed.accuracy:.2f} ({correct}/{total} correct)"
-                    if failed is on_golden
-                    else f"texts accepted {failed.accuracy:.2f} ({accepted}/{written})"
-                )
-                rec.block_reason = (
-                    f"{evidence}; P(below {policy.min_accuracy}) = {failed.p_below:.2f}"
-                )
+                if on_golden.status == "blocked":
+                    rec.block_reason = (
+                        f"golden accuracy {on_golden.accuracy:.2f} ({correct}/{total} correct); "
+                        f"P(below {policy.min_accuracy}) = {on_golden.p_below:.2f}"
+                    )
+                elif on_writing.status == "blocked":
+                    rec.block_reason = (
+                        f"texts accepted {on_writing.accuracy:.2f} ({accepted}/{written}); "
+                        f"P(below {policy.min_accuracy}) = {on_writing.p_below:.2f}"
+                    )
+                else:
+                    assert row is not None
+                    rec.block_reason = blind_evidence(row)[:300]
                 if status in UNTRUSTED:
                     rec.blocked_at = utcnow()
                     result.newly_blocked.append(worker)

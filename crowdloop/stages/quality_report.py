@@ -17,9 +17,23 @@ from sqlmodel import col, select
 
 from crowdloop.aggregation.bootstrap import bootstrap_scores, position_bias_report
 from crowdloop.db import session_scope
-from crowdloop.models.tables import ExportRecord, Prompt, Response, SpendRecord, WorkerRecord
+from crowdloop.models.tables import (
+    ExportRecord,
+    Prompt,
+    Response,
+    SpendRecord,
+    WorkerRecord,
+    WorkerStatus,
+)
 from crowdloop.stages.exam import exam_report
+from crowdloop.stages.plan import load_spec
 from crowdloop.stages.preferences import judgments_frame
+from crowdloop.stages.quality_check import (
+    UNTRUSTED,
+    assess_campaign_crowd,
+    blind_evidence,
+    crowd_policy_from,
+)
 from crowdloop.text import md_escape
 
 logger = logging.getLogger(__name__)
@@ -78,6 +92,60 @@ def _rankings(frame: pd.DataFrame, n_boot: int) -> dict[str, list[dict[str, Any]
     for ranking in out.values():
         ranking.sort(key=lambda r: -r["score"])
     return out
+
+
+def distrust_report(campaign_id: str) -> dict[str, Any]:
+    """Workers the engine distrusts and golden items it retired, with the evidence.
+
+    Workers: every untrusted or warned worker (with the reason stored when they were
+    blocked) and every worker whose comparisons the crowd-wide assessment reads as
+    content-blind at the warning level. Golden items: each one the honest-looking crowd
+    split on, with its answer split.
+    """
+    with session_scope() as s:
+        spec = load_spec(s, campaign_id)
+        crowd, audit = assess_campaign_crowd(s, campaign_id, crowd_policy_from(spec.quality))
+        records = {
+            r.worker_id: r
+            for r in s.exec(select(WorkerRecord).where(WorkerRecord.campaign_id == campaign_id))
+        }
+    by_worker = crowd.set_index("worker") if len(crowd) else None
+    workers = []
+    names = {w for w, r in records.items() if r.status in (*UNTRUSTED, WorkerStatus.WARNED)}
+    if by_worker is not None:
+        names |= set(
+            by_worker.index[by_worker["p_blind"] >= spec.quality.warn_confidence].astype(str)
+        )
+    for worker in sorted(names):
+        rec = records.get(worker)
+        row = by_worker.loc[worker] if by_worker is not None and worker in by_worker.index else None
+        workers.append(
+            {
+                "worker": worker,
+                "status": str(rec.status) if rec else None,
+                "reason": rec.block_reason if rec else None,
+                "golden": f"{rec.golden_correct}/{rec.golden_total}" if rec else None,
+                "p_blind": None if row is None else round(float(row["p_blind"]), 3),
+                "evidence": None if row is None else blind_evidence(row),
+            }
+        )
+    retired = audit[audit["retired"].astype(bool)] if len(audit) else audit
+    return {
+        "workers": workers,
+        "prior_blind": None if by_worker is None else round(float(crowd["prior_blind"].iloc[0]), 3),
+        "golden_items": len(audit),
+        "retired_golden": [
+            {
+                "item": str(r.item),
+                "golden": str(r.golden),
+                "answers": int(r.answers),
+                "agree": int(r.agree),
+                "split": str(r.split),
+                "p_below": round(float(r.p_below), 3),
+            }
+            for r in retired.itertuples(index=False)
+        ],
+    }
 
 
 def quality_report(campaign_id: str, *, n_boot: int = 100) -> dict[str, Any]:
@@ -153,6 +221,7 @@ def quality_report(campaign_id: str, *, n_boot: int = 100) -> dict[str, Any]:
         "rankings": rankings,
         "prompts": {p: prompts.get(p, "") for p in rankings},
         "exam": exam_report(campaign_id),
+        "distrust": distrust_report(campaign_id),
     }
 
 
@@ -187,6 +256,37 @@ def quality_markdown(q: dict[str, Any], *, max_prompts: int = 10) -> str:
                 f"| {w['status'] or '-'} |"
                 for w in failed
             ]
+    distrust = q.get("distrust")
+    if distrust and distrust["workers"]:
+        lines += [
+            "",
+            f"**Distrusted workers** (crowd's learned share of content-blind workers: "
+            f"{distrust['prior_blind']}):",
+            "",
+            "| worker | status | golden | P(content-blind) | evidence |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {md_escape(w['worker'])} | {w['status'] or '-'} | {w['golden'] or '-'} "
+            f"| {w['p_blind'] if w['p_blind'] is not None else '-'} "
+            f"| {md_escape(w['reason'] or w['evidence'] or '-')} |"
+            for w in distrust["workers"]
+        ]
+    if distrust and distrust["retired_golden"]:
+        lines += [
+            "",
+            f"**Retired golden items** ({len(distrust['retired_golden'])} of "
+            f"{distrust['golden_items']}: honest-looking workers split on them, so they no "
+            "longer count against anyone):",
+            "",
+            "| golden item | answer | honest-looking answers (left/right/tie) | agree |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {md_escape(g['item'])} | {g['golden']} | {g['split']} "
+            f"| {g['agree']}/{g['answers']} |"
+            for g in distrust["retired_golden"]
+        ]
     bias = q["position_bias"]
     if bias["overall"]:
         o = bias["overall"]
