@@ -39,7 +39,7 @@ OVERRIDES: dict[str, Any] = {
 }
 
 
-def wait_for(what: str, ready: Callable[[], bool], timeout_s: float = 120) -> None:
+def wait_for(what: str, ready: Callable[[], bool], timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while not ready():
         if time.monotonic() > deadline:

@@ -1,5 +1,5 @@
 """The README's "Run it as a service" commands are the ones the live test runs (fast check;
-tests/live/test_prefect_server.py runs them)."""
+tests/live/test_live_service.py runs them)."""
 
 from __future__ import annotations
 
