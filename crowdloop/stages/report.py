@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
 from crowdloop.db import session_scope
@@ -124,13 +124,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
             )
             .group_by(col(Judgment.reason))
         ).all()
-        workers = list(
-            s.exec(
-                select(WorkerRecord)
-                .where(WorkerRecord.campaign_id == campaign_id)
-                .order_by(col(WorkerRecord.accuracy))
-            ).all()
-        )
+        workers, exams = _workers_and_exams(s, campaign_id)
         spend = list(
             s.exec(select(SpendRecord).where(SpendRecord.campaign_id == campaign_id)).all()
         )
@@ -145,10 +139,6 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
             s.exec(select(TriggerRecord).where(TriggerRecord.campaign_id == campaign_id)).all()
         )
         exam_on = CampaignSpec.model_validate(campaign.spec).quality.exam is not None
-        exams = {
-            r.worker_id: r
-            for r in s.exec(select(ExamResult).where(ExamResult.campaign_id == campaign_id))
-        }
     latest_exports: dict[str, ExportRecord] = {e.kind: e for e in exports}
     status_counts: dict[str, int] = {}
     for w in workers:
@@ -220,20 +210,27 @@ def _worker_rows(
     ]
 
 
+def _workers_and_exams(
+    s: Session, campaign_id: str
+) -> tuple[list[WorkerRecord], dict[str, ExamResult]]:
+    workers = list(
+        s.exec(
+            select(WorkerRecord)
+            .where(WorkerRecord.campaign_id == campaign_id)
+            .order_by(col(WorkerRecord.accuracy))
+        ).all()
+    )
+    exams = {
+        r.worker_id: r
+        for r in s.exec(select(ExamResult).where(ExamResult.campaign_id == campaign_id))
+    }
+    return workers, exams
+
+
 def worker_table(campaign_id: str) -> list[dict[str, Any]]:
     """The worker quality table alone (the live progress view publishes it every round)."""
     with session_scope() as s:
-        workers = list(
-            s.exec(
-                select(WorkerRecord)
-                .where(WorkerRecord.campaign_id == campaign_id)
-                .order_by(col(WorkerRecord.accuracy))
-            ).all()
-        )
-        exams = {
-            r.worker_id: r
-            for r in s.exec(select(ExamResult).where(ExamResult.campaign_id == campaign_id))
-        }
+        workers, exams = _workers_and_exams(s, campaign_id)
     return _worker_rows(workers, exams)
 
 
