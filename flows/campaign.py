@@ -147,6 +147,10 @@ def _finish(campaign_id: str) -> None:
 
 def _drive_one(campaign_id: str, part: str, lease_wait_s: float) -> dict[str, Any] | State:
     with _driving(campaign_id, lease_wait_s):
+        if lifecycle.status_of(campaign_id) == CampaignStatus.COMPLETE:
+            # Nothing is published for a complete campaign; `crowdloop export` re-exports.
+            get_run_logger().info("campaign %s is already complete", campaign_id)
+            return {"status": "complete"}
         out: dict[str, Any] = {}
         cancelled = _drive(campaign_id, [part], out)
         return cancelled if cancelled is not None else out[part]

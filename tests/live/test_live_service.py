@@ -114,7 +114,8 @@ def test_example_campaign_runs_from_the_deployment(live: LiveStack, example_run:
 
 
 def test_rerun_resumes_from_the_database(live: LiveStack, example_run: Any) -> None:
-    """A run of `preferences` for the finished campaign pushes nothing and exports the same."""
+    """A run of `preferences` for the finished campaign publishes nothing and leaves its
+    dataset as it was (re-exporting is `crowdloop export`)."""
     before = live.simulator.stats()
     dataset = live.root / "crowdloop-output" / "preferences.jsonl"
     rows = _rows(dataset)
