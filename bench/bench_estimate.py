@@ -40,18 +40,13 @@ from bench_quality import CONFIGS, CROWDS, SIZE
 
 from crowdloop.db import session_scope
 from crowdloop.demo.run import DemoSize, write_demo_inputs
-from crowdloop.models.domain import Stage
 from crowdloop.models.spec import load_campaign
 from crowdloop.models.tables import Batch, SpendRecord
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
-from crowdloop.stages import exam
 from crowdloop.stages.budget import budget_status
-from crowdloop.stages.demonstrations import DEMO_STAGES
 from crowdloop.stages.estimate import estimate_spec
-from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.report import record_spend
-from crowdloop.stages.rounds import bare_ops, connector_for, run_rounds
+from crowdloop.stages.rounds import run_bare
 
 TOLERANCE = 0.15
 
@@ -78,17 +73,7 @@ def run_campaign_bare(path: Path, crowd: CrowdConfig, seed: int) -> dict[str, An
     with SimulatorServer(SimulatorConfig(seed=seed, crowd=crowd)) as sim:
         os.environ["CROWDLOOP_SIMULATOR_URL"] = sim.url
         os.environ["CROWDLOOP_SIMULATOR_TOKEN"] = sim.token
-        with session_scope() as s:
-            register_campaign(s, spec)
-        with connector_for(spec.name) as connector:
-            ops = bare_ops(connector)
-            if spec.demonstrations:
-                run_rounds(spec.name, DEMO_STAGES, ops, advance=True)
-            if spec.preferences:
-                run_rounds(spec.name, [Stage.COMPARE], ops, advance=False)
-                if spec.quality.exam:
-                    exam.close_exam(spec.name, connector)
-            actual = record_spend(spec.name, connector)
+        actual = run_bare(spec)
         status = budget_status(spec.name)
         with session_scope() as s:
             by_stage = {

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.registry import build_connector
 from crowdloop.db import session_scope
 from crowdloop.models.domain import Stage
+from crowdloop.models.spec import CampaignSpec
 from crowdloop.stages import (
     demonstrations,
     exam,
@@ -146,3 +148,22 @@ def bare_ops(connector: Connector) -> RoundOps:
         extend=extend,
         exam=exam_step,
     )
+
+
+def run_bare(spec: CampaignSpec) -> Decimal:
+    """A whole campaign without Prefect (benchmarks, budget tests): register it (or find
+    it), run every stage's rounds with plain calls, close the exam, record the spend."""
+    from crowdloop.stages.plan import register_campaign
+    from crowdloop.stages.report import record_spend
+
+    with session_scope() as s:
+        register_campaign(s, spec)
+    with connector_for(spec.name) as connector:
+        ops = bare_ops(connector)
+        if spec.demonstrations:
+            run_rounds(spec.name, demonstrations.DEMO_STAGES, ops, advance=True)
+        if spec.preferences:
+            run_rounds(spec.name, [Stage.COMPARE], ops, advance=False)
+            if spec.quality.exam:
+                exam.close_exam(spec.name, connector)
+        return record_spend(spec.name, connector)
