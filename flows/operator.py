@@ -14,9 +14,9 @@ from prefect.input import RunInput
 from pydantic import Field
 
 from crowdloop.flows import hooks
+from crowdloop.flows.stages import campaign_spec
 from crowdloop.models.tables import CampaignStatus
 from crowdloop.stages import budget, lifecycle, operate
-from crowdloop.stages.plan import load_spec
 from crowdloop.text import md_escape
 
 
@@ -78,10 +78,8 @@ def _halt_key(campaign_id: str) -> str:
 def wait_for_operator(campaign_id: str, halted: lifecycle.CampaignHalted) -> None:
     """Return once the campaign runs again; raise CampaignHalted if it was cancelled."""
     logger = get_run_logger()
-    from crowdloop.db import session_scope
-
-    with session_scope() as s:
-        timeout_s = load_spec(s, campaign_id).stage_timeout_s
+    spec = campaign_spec(campaign_id)
+    timeout_s = spec.stage_timeout_s
     deployed = hooks.current_deployment_id() is not None
     if deployed and halted.status == CampaignStatus.AWAITING_APPROVAL:
         from prefect.flow_runs import suspend_flow_run
@@ -145,15 +143,8 @@ def wait_for_operator(campaign_id: str, halted: lifecycle.CampaignHalted) -> Non
             return
         if status != halted.status:
             raise lifecycle.CampaignHalted(campaign_id, status, "changed while waiting")
-        time.sleep(min(5.0, max(0.2, load_poll(campaign_id))))
+        time.sleep(min(5.0, max(0.2, spec.poll_interval_s)))
     raise TimeoutError(
         f"campaign {campaign_id} stayed {halted.status.value} for {timeout_s:.0f}s; "
         "rerun it once it is resumed"
     )
-
-
-def load_poll(campaign_id: str) -> float:
-    from crowdloop.db import session_scope
-
-    with session_scope() as s:
-        return load_spec(s, campaign_id).poll_interval_s

@@ -124,11 +124,12 @@ def check_workers(campaign_id: str, stages: list[Stage]) -> dict[str, Any]:
     logger = get_run_logger()
     for w in result.warnings:
         logger.warning(w)
+    policy = campaign_spec(campaign_id).quality.on_fail if result.newly_blocked else None
     for worker in result.newly_blocked:
         emit(
             "crowdloop.worker.blocked",
             campaign_id,
-            {"worker": worker, "policy": campaign_spec(campaign_id).quality.on_fail},
+            {"worker": worker, "policy": policy},
             related=[
                 {
                     "prefect.resource.id": f"crowdloop.worker.{worker}",

@@ -652,21 +652,17 @@ def budget_status(campaign_id: str, *, refresh: bool = True) -> BudgetStatus:
         row = s.get(CampaignBudget, campaign_id)
         reserved = actual = ZERO
         currency = spec.budget.cap.currency if spec.budget else None
+        units: dict[str, Decimal] = {}
         for r in s.exec(
             select(SpendReservation).where(SpendReservation.campaign_id == campaign_id)
         ).all():
             currency = currency or r.currency
+            units[r.key] = Decimal(r.unit_cost)
             if r.state == ReservationState.SETTLED and r.amount_actual is not None:
                 actual += Decimal(r.amount_actual)
             else:
                 reserved += Decimal(r.amount_reserved)
         paid_counts = _paid_by_key(s, campaign_id, open_only=False)
-        units = {
-            r.key: Decimal(r.unit_cost)
-            for r in s.exec(
-                select(SpendReservation).where(SpendReservation.campaign_id == campaign_id)
-            ).all()
-        }
         paid = sum((units[k] * ok for k, (_, ok) in paid_counts.items() if k in units), ZERO)
         # What the marketplace reports beyond everything committed counts as actual.
         actual += _committed(s, campaign_id) - (actual + reserved)
