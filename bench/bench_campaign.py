@@ -248,7 +248,7 @@ def run_bare(campaign_file: Path, timer: PhaseTimer) -> dict[str, Any]:
     from crowdloop.models.domain import Stage
     from crowdloop.models.spec import load_campaign
     from crowdloop.models.tables import Campaign, CampaignStatus
-    from crowdloop.stages import export, plan, preferences, push, report
+    from crowdloop.stages import export, plan, preferences, preflight, report
     from crowdloop.stages.rounds import RoundOps, bare_ops, run_rounds
 
     stages = [Stage.COMPARE]
@@ -269,7 +269,7 @@ def run_bare(campaign_file: Path, timer: PhaseTimer) -> dict[str, Any]:
         )
 
     with timer("check_capabilities"), connector() as c:
-        push.check_capabilities(spec_obj, c)
+        preflight.check_capabilities(spec_obj, c)
     prefs = spec_obj.preferences
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:

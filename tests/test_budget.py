@@ -34,8 +34,8 @@ from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages import budget, exam, preferences, quality_check
 from crowdloop.stages.budget import BudgetPause, approve, budget_status, raise_cap
+from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.push import push_pending
 from crowdloop.stages.sync import settle_items, sync_stage
 
 CAMPAIGN = "budget-test"

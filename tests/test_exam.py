@@ -42,15 +42,17 @@ from crowdloop.models.tables import (
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages import exam as exam_stage
-from crowdloop.stages import push as push_stage
+from crowdloop.stages import ledger as ledger_stage
 from crowdloop.stages import sync as sync_stage
 from crowdloop.stages.export import export_preferences
+from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign, spec_hash
 from crowdloop.stages.preferences import aggregate_preferences, judgments_frame
-from crowdloop.stages.push import check_capabilities, exam_qualification, push_pending
+from crowdloop.stages.preflight import check_capabilities
 from crowdloop.stages.quality_report import quality_markdown, quality_report
 from crowdloop.stages.report import campaign_report, report_markdown
 from crowdloop.stages.rounds import bare_ops, run_rounds
+from crowdloop.stages.terms import exam_qualification
 from tests.simulator_fixtures import api_client, compare_tasks, pool_body
 
 CAMPAIGN = "exam-test"
@@ -437,7 +439,7 @@ def test_rerun_after_a_crash_neither_repushes_nor_regrants(
             if hits == int(nth or 1):
                 raise Crash(name)
 
-    for module in (push_stage, exam_stage, sync_stage):
+    for module in (ledger_stage, exam_stage, sync_stage):
         monkeypatch.setattr(module, "crash_point", crash)
     with build_connector("simulator", {}, None) as c, pytest.raises(Crash):
         exam_stage.exam_round(CAMPAIGN, c)

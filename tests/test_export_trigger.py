@@ -36,9 +36,9 @@ from crowdloop.stages.export import (
     exported_pairs,
     preference_rows,
 )
+from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.preferences import aggregate_preferences
-from crowdloop.stages.push import push_pending
 from crowdloop.stages.quality_check import check_workers
 from crowdloop.stages.sync import settle_items, wait_and_sync
 from crowdloop.stages.trigger import finish_trigger, plan_trigger, triggers

@@ -38,8 +38,9 @@ from crowdloop.models.tables import (
 )
 from crowdloop.simulator.config import CrowdConfig, FaultConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
+from crowdloop.stages.counts import outstanding_counts
+from crowdloop.stages.ledger import PushResult, push_pending
 from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.push import PushResult, outstanding_counts, push_pending
 from crowdloop.stages.sync import settle_items, sync_stage, wait_and_sync
 
 CAMPAIGN = "ledger-test"

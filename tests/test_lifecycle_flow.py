@@ -181,7 +181,7 @@ def test_scheduled_sync_isolates_a_broken_campaign(
     from crowdloop.flows.sync_open import sync_open_campaigns
     from crowdloop.models.domain import Stage
     from crowdloop.models.spec import load_campaign
-    from crowdloop.stages.push import push_pending
+    from crowdloop.stages.ledger import push_pending
 
     good = register(load_campaign(campaign_dir(tmp_path / "a", "good", overrides=OVERRIDES)))
     bad = register(load_campaign(campaign_dir(tmp_path / "b", "bad", overrides=OVERRIDES)))

@@ -29,8 +29,8 @@ from crowdloop.models.tables import (
 )
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
+from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.push import push_pending
 from crowdloop.stages.quality_check import check_workers
 from crowdloop.stages.sync import settle_items, wait_and_sync
 

@@ -35,8 +35,8 @@ from crowdloop.models.tables import (
     TaskRecord,
     utcnow,
 )
+from crowdloop.stages.counts import answer_counts, outstanding_counts
 from crowdloop.stages.lifecycle import BatchGone
-from crowdloop.stages.push import outstanding_counts
 
 logger = logging.getLogger(__name__)
 
@@ -294,8 +294,6 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
     quarantined) goes back to PENDING for another round, at most `max_requeue_rounds`.
     Exam items are left alone: the exam is published once and stays open (stages/exam.py).
     """
-    from crowdloop.stages.push import answer_counts
-
     moved = {"collected": 0, "requeued": 0, "exhausted": 0}
     with session_scope() as s:
         waiting = outstanding_counts(s, campaign_id)
