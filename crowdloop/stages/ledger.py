@@ -35,6 +35,7 @@ from crowdloop.models.tables import (
 )
 from crowdloop.stages import budget
 from crowdloop.stages.counts import assignment_deficits
+from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.preflight import require_qualifications
 from crowdloop.stages.terms import batch_qualification, stage_instruction, stage_reward
@@ -191,12 +192,7 @@ def push_pending(
     # Items that needed nothing more (answers outstanding already) are simply pushed.
     with session_scope() as s:
         no_need = [item.id for item, need in zip(items, deficits, strict=True) if need <= 0]
-        for start in range(0, len(no_need), 1000):
-            s.execute(
-                update(Item)
-                .where(col(Item.id).in_(no_need[start : start + 1000]))
-                .values(state=ItemState.PUSHED)
-            )
+        move_items(s, no_need, ItemState.PUSHED, from_=ItemState.PENDING)
     return PushResult(published, assignments, reconciled)
 
 
@@ -288,11 +284,12 @@ def _write_intent(
     ]
     _ledger_intent(s, ledger_key, campaign_id, connector, "add_items", stage.value)
     insert_ignore(s, TaskRecord, rows, ["key"])
-    ids = [item.id for item, _ in part]
-    s.execute(
-        update(Item)
-        .where(col(Item.id).in_(ids))
-        .values(state=ItemState.PUSHED, pushes=Item.pushes + 1)
+    move_items(
+        s,
+        [item.id for item, _ in part],
+        ItemState.PUSHED,
+        from_=ItemState.PENDING,
+        values={"pushes": Item.pushes + 1},
     )
     return ledger_key
 

@@ -36,6 +36,7 @@ from crowdloop.models.tables import (
     utcnow,
 )
 from crowdloop.stages.counts import answer_counts, outstanding_counts
+from crowdloop.stages.items import move_items
 from crowdloop.stages.lifecycle import BatchGone
 
 logger = logging.getLogger(__name__)
@@ -323,12 +324,7 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
             else:
                 to_state[ItemState.EXHAUSTED].append(item_id)
         for state, ids in to_state.items():
-            for start in range(0, len(ids), 1000):
-                s.execute(
-                    update(Item)
-                    .where(col(Item.id).in_(ids[start : start + 1000]))
-                    .values(state=state)
-                )
+            move_items(s, ids, state, from_=ItemState.PUSHED)
         moved["collected"] = len(to_state[ItemState.COLLECTED])
         moved["requeued"] = len(to_state[ItemState.PENDING])
         moved["exhausted"] = len(to_state[ItemState.EXHAUSTED])
