@@ -66,10 +66,11 @@ def prompts_per_topic(scale: float) -> int:
 def write_inputs(out: Path, scale: float, seed: int) -> dict[str, Any]:
     """Candidates and golden pairs shared by both variants; returns the planned sizes."""
     from crowdloop.demo import top5
+    from crowdloop.simulator import world
     from crowdloop.stages.plan import golden_count
 
     inputs = out / "inputs"
-    topics = list(top5.CATALOG)
+    topics = list(world.CATALOG)
     per_topic = prompts_per_topic(scale)
     candidates = top5.generate_candidates(topics, seed, prompts_per_topic=per_topic)
     models = len(top5.MODELS)

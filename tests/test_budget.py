@@ -30,6 +30,7 @@ from crowdloop.demo import top5
 from crowdloop.models.domain import Money, Stage
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import Batch, BudgetEvent, ReservationState, SpendReservation
+from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages import budget, exam, preferences, quality_check
@@ -39,7 +40,7 @@ from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.sync import settle_items, sync_stage
 
 CAMPAIGN = "budget-test"
-TOPICS = list(top5.CATALOG)[:3]
+TOPICS = list(world.CATALOG)[:3]
 REWARD = Decimal("0.05")
 FAST = 1e6
 

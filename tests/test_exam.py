@@ -39,6 +39,7 @@ from crowdloop.models.tables import (
     WorkerRecord,
     WorkerStatus,
 )
+from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages import exam as exam_stage
@@ -56,7 +57,7 @@ from crowdloop.stages.terms import exam_qualification
 from tests.simulator_fixtures import api_client, compare_tasks, pool_body
 
 CAMPAIGN = "exam-test"
-TOPICS = list(top5.CATALOG)[:2]
+TOPICS = list(world.CATALOG)[:2]
 CROWD = CrowdConfig(honest=20, spammer=6, noisy=0, left_bias=0)
 EXAM = {"items": 12, "min_correct": 9, "min_passers": 10, "wait_s": 30}
 

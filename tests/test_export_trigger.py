@@ -28,6 +28,7 @@ from crowdloop.models.tables import (
     Response,
     TriggerRecord,
 )
+from crowdloop.simulator import world
 from crowdloop.simulator.config import SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages.export import (
@@ -44,7 +45,7 @@ from crowdloop.stages.sync import settle_items, wait_and_sync
 from crowdloop.stages.trigger import finish_trigger, plan_trigger, triggers
 
 CAMPAIGN = "export-test"
-TOPICS = list(top5.CATALOG)[:3]
+TOPICS = list(world.CATALOG)[:3]
 MIN_CONFIDENCE = 0.6
 PREFERENCE_KEYS = {
     "prompt",
