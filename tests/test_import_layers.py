@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Installed names of the top-level folders (pyproject's package-dir).
+# The top-level folders that are part of the generic core (installed under crowdloop.).
 INSTALLED_AS = {"models": "crowdloop.models", "connectors": "crowdloop.connectors"}
 APPLICATION = {ROOT / "crowdloop" / "cli.py", ROOT / "crowdloop" / "demo"}
 UPWARD = ("crowdloop.demo", "crowdloop.flows", "crowdloop.cli")
@@ -47,6 +47,8 @@ def violations(paths: list[Path], forbidden: tuple[str, ...], root: Path = ROOT)
 def core_files() -> list[Path]:
     files = [p for folder in INSTALLED_AS for p in (ROOT / folder).rglob("*.py")]
     for path in (ROOT / "crowdloop").rglob("*.py"):
+        if any(parent.is_symlink() for parent in path.parents):
+            continue  # crowdloop/flows etc. link to the top-level folders, listed above
         if not any(path == app or app in path.parents for app in APPLICATION):
             files.append(path)
     return sorted(files)
