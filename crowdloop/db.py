@@ -44,7 +44,7 @@ def unmigrated_engine(url: str) -> Engine:
 
 # One engine per database URL in this process, made (and migrated) on first use.
 _ENGINES: OrderedDict[str, Engine] = OrderedDict()
-_ENGINES_LOCK = threading.Lock()
+_ENGINES_LOCK = threading.RLock()  # re-entrant: a signal handler may open the database
 _KEEP_ENGINES = 8  # the oldest is forgotten beyond this (tests open many databases)
 
 

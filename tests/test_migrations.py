@@ -37,7 +37,7 @@ from crowdloop.models.stored_spec import (
     StoredSpecError,
     read_stored_spec,
 )
-from crowdloop.models.tables import Campaign, Item, Judgment, WorkerRecord
+from crowdloop.models.tables import Campaign, CampaignStatus, Item, Judgment, WorkerRecord
 from crowdloop.stages.plan import load_spec, register_campaign, spec_hash
 from crowdloop.stages.progress import live_progress
 from tests.fixtures.previous_release import (
@@ -369,6 +369,40 @@ def test_missing_tables_and_indexes_of_an_older_database_are_created(
     assert schema_diff_of(engine) == []
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM judgment")).scalar() == 4
+
+
+@pytest.mark.postgres
+def test_enum_members_added_since_an_older_database_are_added(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Before the lifecycle (7fcafe8) campaignstatus had no paused/cancelled/awaiting
+    approval; create_all never altered an enum type, so such a database could not store
+    them. The baseline adds the members a PostgreSQL enum type lacks."""
+    engine = unmigrated_engine(postgres_url)
+    try:
+        load_previous_release(postgres_url, spec_dict(tmp_path))
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE campaign ALTER COLUMN status TYPE text"))
+            conn.execute(sa.text("DROP TYPE campaignstatus"))
+            conn.execute(sa.text("CREATE TYPE campaignstatus AS ENUM ('RUNNING', 'COMPLETE')"))
+            conn.execute(
+                sa.text(
+                    "ALTER TABLE campaign ALTER COLUMN status TYPE campaignstatus "
+                    "USING status::campaignstatus"
+                )
+            )
+        assert ensure_schema(engine) == "adopted"
+        with session_scope(postgres_url) as s:
+            campaign = s.get(Campaign, OLD)
+            assert campaign is not None
+            campaign.status = CampaignStatus.AWAITING_APPROVAL
+            s.add(campaign)
+        with session_scope(postgres_url) as s:
+            assert s.get(Campaign, OLD).status == CampaignStatus.AWAITING_APPROVAL  # type: ignore[union-attr]
+        labels = {e["name"]: e["labels"] for e in sa.inspect(engine).get_enums()}
+        assert set(labels["campaignstatus"]) == {m.name for m in CampaignStatus}
+    finally:
+        engine.dispose()
 
 
 # --- two processes opening one database at once ---------------------------------------------------

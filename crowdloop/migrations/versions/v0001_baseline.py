@@ -6,9 +6,10 @@ Created: 2026-12-06
 
 A database that release (or an earlier one) created has these tables but no
 `alembic_version`: upgrading it runs this revision too, which creates only the tables and
-indexes it lacks (as `create_all` did at every start) and leaves existing ones and their
-data alone. A table missing a column of this schema cannot be adopted this way: the
-upgrade stops, names the columns, and changes nothing.
+indexes it lacks (as `create_all` did at every start), adds the enum members it lacks on
+PostgreSQL, and leaves existing tables and their data alone. A table missing a column of
+this schema cannot be adopted this way: the upgrade stops, names the columns, and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -451,12 +452,32 @@ def upgrade() -> None:
         for index in table.indexes:
             if index.name not in indexes:
                 index.create(bind)
+    if bind.dialect.name == "postgresql":
+        _add_enum_labels(bind, inspector)
     if missing_columns:
         raise LegacySchemaError(
             "its tables predate the baseline schema (no column "
             f"{', '.join(missing_columns[:8])}{' …' if len(missing_columns) > 8 else ''}); "
             "read it with the crowdloop release that created it, or start a new database"
         )
+
+
+def _add_enum_labels(bind: sa.Connection, inspector: sa.Inspector) -> None:
+    """Earlier releases added members to the status enums (campaign statuses, worker
+    statuses, ...); on PostgreSQL these are enum types create_all never altered, so a
+    database made before a member existed cannot store it. Add what is missing (allowed in
+    a transaction since PostgreSQL 12; nothing here uses the new labels before commit)."""
+    have = {e["name"]: set(e["labels"]) for e in inspector.get_enums()}
+    seen: set[str] = set()
+    for table in _BASELINE.sorted_tables:
+        for column in table.columns:
+            kind = column.type
+            if not isinstance(kind, sa.Enum) or kind.name not in have or kind.name in seen:
+                continue
+            seen.add(kind.name)
+            for label in kind.enums:
+                if label not in have[kind.name]:
+                    op.execute(f"ALTER TYPE {kind.name} ADD VALUE IF NOT EXISTS '{label}'")
 
 
 def downgrade() -> None:
