@@ -467,17 +467,23 @@ def _add_enum_labels(bind: sa.Connection, inspector: sa.Inspector) -> None:
     statuses, ...); on PostgreSQL these are enum types create_all never altered, so a
     database made before a member existed cannot store it. Add what is missing (allowed in
     a transaction since PostgreSQL 12; nothing here uses the new labels before commit)."""
+    from sqlalchemy.dialects.postgresql.base import PGInspector
+
+    assert isinstance(inspector, PGInspector)
     have = {e["name"]: set(e["labels"]) for e in inspector.get_enums()}
     seen: set[str] = set()
     for table in _BASELINE.sorted_tables:
         for column in table.columns:
             kind = column.type
-            if not isinstance(kind, sa.Enum) or kind.name not in have or kind.name in seen:
+            if not isinstance(kind, sa.Enum):
                 continue
-            seen.add(kind.name)
+            name = kind.name
+            if name is None or name not in have or name in seen:
+                continue
+            seen.add(name)
             for label in kind.enums:
-                if label not in have[kind.name]:
-                    op.execute(f"ALTER TYPE {kind.name} ADD VALUE IF NOT EXISTS '{label}'")
+                if label not in have[name]:
+                    op.execute(f"ALTER TYPE {name} ADD VALUE IF NOT EXISTS '{label}'")
 
 
 def downgrade() -> None:
