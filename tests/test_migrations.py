@@ -533,3 +533,31 @@ def test_a_stored_spec_that_does_not_validate_names_the_campaign_and_field(
         load_spec(s, OLD)
     assert "\n" not in str(err.value)
     assert repr(OLD) in str(err.value) and "'batch_size'" in str(err.value)
+
+
+# --- crowdloop db current / upgrade --------------------------------------------------------------
+
+
+def test_db_commands_show_and_upgrade_a_previous_release_database(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from crowdloop.cli import app
+
+    runner = CliRunner()
+    path = make_url(sqlite_url).database
+    assert path is not None
+
+    def db(command: str) -> str:
+        result = runner.invoke(app, ["--db", path, "db", command], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    assert "no database there yet" in db("current")
+    assert not Path(path).exists()  # looking created nothing
+    load_previous_release(sqlite_url, spec_dict(tmp_path))
+    assert "no revision recorded" in db("current")
+    assert f"tables made before migrations adopted, now at revision {HEAD}" in db("upgrade")
+    assert f"revision {HEAD} (head: up to date)" in db("current")
+    assert f"already at revision {HEAD}" in db("upgrade")
