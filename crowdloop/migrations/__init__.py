@@ -110,11 +110,6 @@ def ensure_schema(engine: Engine) -> str:
         return _migrate(conn, describe=_describe(engine))
 
 
-def upgrade(engine: Engine) -> str:
-    """`crowdloop db upgrade`: the same as opening the database."""
-    return ensure_schema(engine)
-
-
 def _describe(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
