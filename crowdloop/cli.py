@@ -1,5 +1,5 @@
 """The `crowdloop` command line: demo, run, estimate, status, export, pause, resume,
-cancel, connectors (list, check), simulator."""
+cancel, connectors (list, check), simulator, db (current, upgrade, revision)."""
 
 from __future__ import annotations
 
@@ -532,6 +532,109 @@ def export(
     console.print(f"exported {n} row(s) to {path}")
 
 
+db_app = typer.Typer(
+    help="The campaign database's schema (migrations run by themselves when a command opens "
+    "a database; these show and do it explicitly).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(db_app, name="db")
+
+
+def _databases() -> list[str]:
+    """The database URLs a `db` command acts on: the chosen one, else the known ones."""
+    from crowdloop.settings import database_chosen, get_settings, known_databases
+
+    if database_chosen():
+        return [get_settings().database_url]
+    found = [f"sqlite:///{p}" for p in known_databases()]
+    if not found:
+        _fail(
+            "no database: neither ~/.crowdloop/crowdloop.db nor ./crowdloop-demo/crowdloop.db "
+            "exists (pick one with --db PATH|URL)"
+        )
+    return found
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database (changes nothing)."""
+    from sqlalchemy.engine import make_url
+
+    from crowdloop.db import redacted_url, unmigrated_engine
+    from crowdloop.migrations import HEAD, SchemaError, current_revision, known_revisions
+
+    for url in _databases():
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+            console.print(f"{redacted_url(url)}: no database there yet", soft_wrap=True)
+            continue
+        engine = unmigrated_engine(url)
+        try:
+            rev = current_revision(engine)
+        except Exception as exc:  # unreachable server, bad credentials, not a database
+            raise SchemaError(f"database {redacted_url(url)}: {exc}".splitlines()[0]) from None
+        finally:
+            engine.dispose()
+        if rev == HEAD:
+            state = f"revision {rev} (head: up to date)"
+        elif rev is None:
+            state = (
+                "no revision recorded (empty, or made before migrations existed); "
+                "`crowdloop db upgrade` or any command that opens it migrates it"
+            )
+        elif rev in known_revisions():
+            state = f"revision {rev}; this crowdloop's head is {HEAD} (`crowdloop db upgrade`)"
+        else:
+            state = (
+                f"revision {rev}, unknown to this crowdloop (its head is {HEAD}): migrated by "
+                "a newer crowdloop"
+            )
+        console.print(f"{redacted_url(url)}: {state}", soft_wrap=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database to this crowdloop's schema (as opening it does), and say what
+    was done."""
+    from crowdloop.db import redacted_url, unmigrated_engine
+    from crowdloop.migrations import HEAD, current_revision, ensure_schema
+
+    for url in _databases():
+        engine = unmigrated_engine(url)
+        try:
+            before = current_revision(engine)
+            done = ensure_schema(engine)
+        finally:
+            engine.dispose()
+        said = {
+            "current": f"already at revision {HEAD}",
+            "created": f"created at revision {HEAD}",
+            "adopted": f"tables made before migrations adopted, now at revision {HEAD}",
+            "upgraded": f"upgraded from revision {before} to {HEAD}",
+        }[done]
+        console.print(f"{redacted_url(url)}: {said}", soft_wrap=True)
+
+
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Argument(help="What the schema change does.")],
+) -> None:
+    """For contributors: write the next revision script from the difference between the
+    models (models/tables.py) and the migrations so far (crowdloop/migrations/versions)."""
+    import tempfile
+
+    from crowdloop.migrations import new_revision
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = new_revision(message, Path(tmp))
+    console.print(
+        f"wrote {path}: read and adjust it, then set HEAD in crowdloop/migrations/__init__.py "
+        "to its revision and run tests/test_migrations.py",
+        soft_wrap=True,
+    )
+
+
 connectors_app = typer.Typer(
     help="Installed marketplace connectors; `check NAME` tries one out read-only.",
     add_completion=False,
@@ -689,14 +792,15 @@ def simulator_serve(
 
 def main() -> None:  # pragma: no cover - console entry point
     from crowdloop import runtime
+    from crowdloop.migrations import SchemaError
     from crowdloop.models.spec import SpecError
 
     try:
         # From the start, so a signal before `run`/`demo` take over stops the command too.
         with runtime.stop_on_signals():
             app()
-    except SpecError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+    except (SpecError, SchemaError) as exc:
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         sys.exit(2)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel, create_engine
 
+from crowdloop.migrations import ensure_schema
 from crowdloop.models import tables  # noqa: F401 - registers the tables on SQLModel.metadata
 from crowdloop.settings import get_settings
 
@@ -26,8 +28,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-@lru_cache(maxsize=8)
-def _engine_for(url: str) -> Engine:
+def unmigrated_engine(url: str) -> Engine:
+    """An engine that leaves the schema as it is (`crowdloop db current` looks, never
+    changes); everything else goes through `get_engine`."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -36,12 +39,38 @@ def _engine_for(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    SQLModel.metadata.create_all(engine)
     return engine
 
 
+# One engine per database URL in this process, made (and migrated) on first use.
+_ENGINES: OrderedDict[str, Engine] = OrderedDict()
+_ENGINES_LOCK = threading.RLock()  # re-entrant: a signal handler may open the database
+_KEEP_ENGINES = 8  # the oldest is forgotten beyond this (tests open many databases)
+
+
 def get_engine(url: str | None = None) -> Engine:
-    return _engine_for(url or get_settings().database_url)
+    url = url or get_settings().database_url
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = unmigrated_engine(url)
+            # Brought to this code's schema once per process and database
+            # (crowdloop/migrations); under the lock, so threads do not race to do it.
+            ensure_schema(engine)
+            _ENGINES[url] = engine
+            while len(_ENGINES) > _KEEP_ENGINES:
+                _ENGINES.popitem(last=False)
+        else:
+            _ENGINES.move_to_end(url)
+        return engine
+
+
+def dispose_engine(url: str) -> None:
+    """Close the pooled connections of this process's engine for `url`, if it made one."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.pop(url, None)
+    if engine is not None:
+        engine.dispose()
 
 
 def redacted_url(url: str | None = None) -> str:

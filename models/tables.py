@@ -62,6 +62,9 @@ class Campaign(SQLModel, table=True):
     status: CampaignStatus = CampaignStatus.RUNNING
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # The shape `spec` is stored in (crowdloop.models.stored_spec reads older ones); rows
+    # stored before versions were recorded are 1. Last, where migration 0002 adds it.
+    spec_version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 class CampaignEvent(SQLModel, table=True):

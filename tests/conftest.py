@@ -63,9 +63,9 @@ def postgres_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     monkeypatch.setenv("CROWDLOOP_DATABASE_URL", url)
     yield url
-    from crowdloop.db import get_engine
+    from crowdloop.db import dispose_engine
 
-    get_engine(url).dispose()
+    dispose_engine(url)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -39,6 +39,7 @@ from crowdloop.models.spec import (
     load_jsonl,
     load_jsonl_lines,
 )
+from crowdloop.models.stored_spec import SPEC_VERSION, read_stored_spec
 from crowdloop.models.tables import Campaign, Item, ItemState, Prompt, Response
 
 
@@ -85,10 +86,11 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def spec_changes(old: dict[str, Any], new: CampaignSpec) -> list[str]:
+def spec_changes(stored: Campaign, new: CampaignSpec) -> list[str]:
     """Dotted paths whose value differs. The stored spec is read through today's model
-    first, so a field added by a later version (with its default) is no change."""
-    before = _flatten(CampaignSpec.model_validate(old).model_dump(mode="json"))
+    first (upgraded from its version), so a field added by a later version (with its
+    default) is no change."""
+    before = _flatten(stored_spec(stored).model_dump(mode="json"))
     after = _flatten(new.model_dump(mode="json"))
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
@@ -109,7 +111,7 @@ def register_campaign(session: Session, spec: CampaignSpec, *, update: bool = Fa
     if existing is not None:
         if existing.spec_hash == digest:
             return existing
-        changed = spec_changes(existing.spec, spec)
+        changed = spec_changes(existing, spec)
         if not changed:  # only the hash's notion of the spec moved (a newer version)
             existing.spec_hash = digest
             session.add(existing)
@@ -129,6 +131,7 @@ def register_campaign(session: Session, spec: CampaignSpec, *, update: bool = Fa
                 "(crowdloop run FILE --update) to apply them"
             )
         existing.spec = spec.model_dump(mode="json")
+        existing.spec_version = SPEC_VERSION
         existing.spec_hash = digest
         session.add(existing)
         return existing
@@ -150,6 +153,7 @@ def register_campaign(session: Session, spec: CampaignSpec, *, update: bool = Fa
     campaign = Campaign(
         id=spec.name,
         spec=spec.model_dump(mode="json"),
+        spec_version=SPEC_VERSION,
         spec_hash=digest,
         connector=spec.connector.name,
     )
@@ -570,7 +574,12 @@ def load_spec(session: Session, campaign_id: str) -> CampaignSpec:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise LookupError(f"no campaign named {campaign_id!r}")
-    return CampaignSpec.model_validate(campaign.spec)
+    return stored_spec(campaign)
+
+
+def stored_spec(campaign: Campaign) -> CampaignSpec:
+    """A campaign row's spec, upgraded from the version it was stored in."""
+    return read_stored_spec(campaign.id, campaign.spec, campaign.spec_version)
 
 
 def open_campaigns(session: Session) -> list[str]:

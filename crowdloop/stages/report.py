@@ -13,7 +13,6 @@ from sqlmodel import Session, col, select
 from crowdloop.connectors.base import Connector
 from crowdloop.db import session_scope
 from crowdloop.models.domain import Stage
-from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import (
     Batch,
     Campaign,
@@ -31,7 +30,7 @@ from crowdloop.models.tables import (
 )
 from crowdloop.stages import budget, quality_report
 from crowdloop.stages.exam import exam_summary
-from crowdloop.stages.plan import load_spec
+from crowdloop.stages.plan import load_spec, stored_spec
 from crowdloop.stages.terms import stage_reward
 from crowdloop.text import md_escape
 
@@ -138,7 +137,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         trig = list(
             s.exec(select(TriggerRecord).where(TriggerRecord.campaign_id == campaign_id)).all()
         )
-        exam_on = CampaignSpec.model_validate(campaign.spec).quality.exam is not None
+        exam_on = stored_spec(campaign).quality.exam is not None
     latest_exports: dict[str, ExportRecord] = {e.kind: e for e in exports}
     status_counts: dict[str, int] = {}
     for w in workers:

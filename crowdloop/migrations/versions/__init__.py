@@ -1,0 +1,1 @@
+"""Revision scripts, oldest first (alembic reads them by file; the package makes them install)."""
