@@ -108,6 +108,10 @@ class Connector(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release HTTP connections."""
 
+    def batch_ref(self, external_id: str | int) -> BatchRef:
+        """Our handle on one of this marketplace's batches (pool / study / project id)."""
+        return BatchRef(connector=self.name, external_id=str(external_id))
+
     def require(self, capability: Capability) -> None:
         if capability not in self.capabilities:
             raise NotSupported(self.name, capability.value)
