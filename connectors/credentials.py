@@ -35,7 +35,9 @@ class ConnectorCredentials(CredentialsBlock, Generic[ClientT]):
 
     connector_name: ClassVar[str]
     env_vars: ClassVar[Mapping[str, str]]
-    client_class: ClassVar[type[Any]]
+    # None: `get_client` returns the seam itself (a connector small enough to call
+    # `seam.request` directly, like the worked example in docs/connectors.md).
+    client_class: ClassVar[type[Any] | None] = None
     # A vendor's own wait for a 429 without Retry-After (see `HttpSeam.rate_limit_wait`).
     rate_limit_wait: ClassVar[RateLimitWait | None] = None
 
@@ -101,7 +103,8 @@ class ConnectorCredentials(CredentialsBlock, Generic[ClientT]):
 
     def make_client(self, seam: HttpSeam, **extra: Any) -> ClientT:
         """The connector's client on the configured seam (override for more than that)."""
-        return cast(ClientT, type(self).client_class(seam, **extra))
+        made = type(self).client_class
+        return cast(ClientT, seam if made is None else made(seam, **extra))
 
 
 CredentialsT = TypeVar("CredentialsT", bound=ConnectorCredentials[Any])
