@@ -3,6 +3,8 @@ credentials base (`from_env` driven by declared variables), and the quarantine h
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -230,3 +232,20 @@ def test_first_error_names_the_field() -> None:
         Answer.model_validate({"choice": "left"})
     assert first_error(caught.value).startswith("choice: Input should be a valid integer")
     assert first_error(caught.value, tagged_union=True).startswith("value: ")
+
+
+def test_listing_connectors_and_checking_options_does_not_import_prefect() -> None:
+    """The credentials base imports Prefect; connectors import it inside `from_config` only,
+    so `crowdloop connectors` and a campaign file's check stay fast."""
+    code = (
+        "import sys\n"
+        "from crowdloop.connectors.registry import discover, validate_options\n"
+        "found = discover()\n"
+        "assert all(info.cls is not None for info in found.values()), found\n"
+        "validate_options('simulator', {'page_limit': 5})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'"
+        " or m == 'crowdloop.connectors.credentials'))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
