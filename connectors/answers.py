@@ -7,7 +7,9 @@ store's quarantine, never in a dataset), so an operator can see what the platfor
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,4 +39,13 @@ def quarantined(
         worker_id=worker_id if isinstance(worker_id, str) else None,
         reason=reason,
         raw=json.dumps(raw, sort_keys=True, default=str),
+    )
+
+
+def quarantine_for(
+    external_id: str, raw: Any, *, task_key: object = None, worker_id: object = None
+) -> Callable[[str], Quarantined]:
+    """`reason -> Quarantined` for one raw record, so each way a reader can fail is one line."""
+    return functools.partial(
+        quarantined, external_id, raw=raw, task_key=task_key, worker_id=worker_id
     )

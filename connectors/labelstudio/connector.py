@@ -106,7 +106,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import client_options, create_once
-from crowdloop.connectors.answers import first_error, quarantined
+from crowdloop.connectors.answers import first_error, quarantine_for, quarantined
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     GarbledResponse,
@@ -538,8 +538,7 @@ def read_annotation(
     worker = _worker_id(annotation.completed_by)
     task_key = _str(data.get("crowdloop_key"))
 
-    def quarantine(reason: str) -> Quarantined:
-        return quarantined(str(annotation.id), reason, raw, task_key=task_key, worker_id=worker)
+    quarantine = quarantine_for(str(annotation.id), raw, task_key=task_key, worker_id=worker)
 
     try:
         fields = TaskData.model_validate(data)

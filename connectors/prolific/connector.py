@@ -161,7 +161,7 @@ from typing import Any, ClassVar, Self, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import client_options, create_once
-from crowdloop.connectors.answers import first_error, quarantined
+from crowdloop.connectors.answers import first_error, quarantine_for, quarantined
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     AlreadyExists,
@@ -1161,8 +1161,7 @@ def _read_response(sub: WireSubmission, raw: dict[str, Any]) -> Submission | Qua
     found = metadata.get("crowdloop_key") if isinstance(metadata, dict) else None
     key = found if isinstance(found, str) else None
 
-    def quarantine(reason: str) -> Quarantined:
-        return quarantined(external_id, reason, raw, task_key=key, worker_id=sub.worker)
+    quarantine = quarantine_for(external_id, raw, task_key=key, worker_id=sub.worker)
 
     try:
         wire = WireResponse.model_validate(raw)

@@ -107,7 +107,7 @@ from typing import Any, ClassVar, Literal, Self, cast
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import client_options
-from crowdloop.connectors.answers import first_error, quarantined
+from crowdloop.connectors.answers import first_error, quarantine_for
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     AlreadyExists,
@@ -672,9 +672,8 @@ def _read_task(raw: dict[str, Any]) -> Submission | Quarantined:
     raw_key = raw_meta.get("crowdloop_key") if isinstance(raw_meta, dict) else None
     key = raw_key if isinstance(raw_key, str) else None
 
-    def quarantine(reason: str) -> Quarantined:
-        worker = f"scale:{task_id}" if task_id else None
-        return quarantined(task_id or "", reason, raw, task_key=key, worker_id=worker)
+    worker = f"scale:{task_id}" if task_id else None
+    quarantine = quarantine_for(task_id or "", raw, task_key=key, worker_id=worker)
 
     try:
         task = WireTask.model_validate(raw)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import client_options
-from crowdloop.connectors.answers import first_error, quarantined
+from crowdloop.connectors.answers import first_error, quarantine_for
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import GarbledResponse
 from crowdloop.connectors.simulator.client import SimulatorClient
@@ -238,14 +238,9 @@ def _task_wire(item: TaskItem) -> TaskCreate:
 def _read_assignment(raw: dict[str, Any]) -> Submission | Quarantined:
     """Map one wire assignment to a Submission, or say why it cannot be read."""
 
-    def quarantine(reason: str) -> Quarantined:
-        return quarantined(
-            str(raw.get("id", "")),
-            reason,
-            raw,
-            task_key=raw.get("task_key"),
-            worker_id=raw.get("worker_id"),
-        )
+    quarantine = quarantine_for(
+        str(raw.get("id", "")), raw, task_key=raw.get("task_key"), worker_id=raw.get("worker_id")
+    )
 
     try:
         wire = WireAssignment.model_validate(raw)

@@ -870,8 +870,7 @@ def _read_piece(
     solution: dict[str, Any] | None,
     submitted_at: datetime | None,
 ) -> Submission | Quarantined:
-    def quarantine(reason: str) -> Quarantined:
-        return _quarantine_piece(wire, index, task, solution, reason)
+    quarantine = functools.partial(_quarantine_piece, wire, index, task, solution)
 
     inputs = task.get("input_values")
     key = inputs.get(KEY_FIELD) if isinstance(inputs, dict) else None
