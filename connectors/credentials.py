@@ -5,8 +5,9 @@ environment variable fills each one, the `Authorization` header and the client c
 `from_env`, `get_client` and the "block or environment" choice of `from_config` live here.
 
 This module imports Prefect. Import it (and a connector's `credentials.py`) only inside
-`from_config`, never at the top of a connector module: `crowdloop connectors` lists the
-installed connectors without starting Prefect (see the README's design notes).
+`from_config`, never at the top of a connector module: listing the installed connectors
+(`crowdloop connectors`) and checking a campaign's options then load no Prefect, which
+would cost them seconds (tests/connectors/test_kit.py holds this).
 """
 
 from __future__ import annotations

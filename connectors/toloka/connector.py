@@ -627,8 +627,8 @@ class TolokaConnector(Connector):
 
     def _create_once(self, what: str, create: Callable[[], T], find: Callable[[], T | None]) -> T:
         """Create what Toloka cannot dedupe (the client sends it once, `retry=False`). A 429
-        was not processed (toloka.ai/docs/api/concepts/errors), so it is waited out without
-        a look; after a 5xx/timeout the object is looked up before sending again."""
+        is a quota refusal, not processed (see "Rate limits" above), so it is waited out
+        without a look; after a 5xx/timeout the object is looked up before sending again."""
         return create_once(self.client.seam, what, create, find, rate_limit_refused=True)
 
     def _find_skill(self, name: str) -> WireSkill | None:
