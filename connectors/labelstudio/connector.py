@@ -109,7 +109,6 @@ from crowdloop.connectors._http import client_options, create_once
 from crowdloop.connectors.answers import first_error, quarantine_for, quarantined
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
-    GarbledResponse,
     NotSupported,
 )
 from crowdloop.connectors.labelstudio.client import LabelStudioClient
@@ -311,12 +310,7 @@ class LabelStudioConnector(Connector):
         missing = [i for i in items if i.key not in ids]
         for start in range(0, len(missing), self.max_items_per_call):
             ids.update(self._import(batch, missing[start : start + self.max_items_per_call]))
-        lost = [i.key for i in items if i.key not in ids]
-        if lost:
-            raise GarbledResponse(
-                self.name, f"add_items: no task id for {len(lost)} key(s), e.g. {lost[:5]}"
-            )
-        return AddItemsResult(external_ids={i.key: ids[i.key] for i in items})
+        return self.added(items, ids)
 
     def _import(self, batch: BatchRef, chunk: Sequence[TaskItem]) -> dict[str, str]:
         pending = list(chunk)

@@ -19,7 +19,6 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from crowdloop.connectors._http import client_options
 from crowdloop.connectors.answers import first_error, quarantine_for
 from crowdloop.connectors.base import Connector
-from crowdloop.connectors.errors import GarbledResponse
 from crowdloop.connectors.simulator.client import SimulatorClient
 from crowdloop.connectors.simulator.models import (
     BlockRequest,
@@ -121,12 +120,7 @@ class SimulatorConnector(Connector):
             body = TasksAdd(idempotency_key=chunk_key, tasks=[_task_wire(i) for i in chunk])
             added = self.client.add_tasks(batch.external_id, body)
             ids.update({t.key: t.id for t in added.tasks})
-        missing = [i.key for i in items if i.key not in ids]
-        if missing:
-            raise GarbledResponse(
-                self.name, f"add_items: no task id returned for {len(missing)} keys: {missing[:5]}"
-            )
-        return AddItemsResult(external_ids={i.key: ids[i.key] for i in items})
+        return self.added(items, ids)
 
     def find_tasks(self, batch: BatchRef, task_keys: Sequence[str]) -> dict[str, str]:
         return {t.key: t.id for t in self.client.find_tasks(batch.external_id, task_keys)}

@@ -367,12 +367,7 @@ class TolokaConnector(Connector):
                     details=operation.details,
                 )
             ids.update(self._created_ids(operation.id, batch, set(keys)))
-        missing = [item.key for item in items if item.key not in ids]
-        if missing:
-            raise GarbledResponse(
-                self.name, f"add_items: no task id found for {len(missing)} keys: {missing[:5]}"
-            )
-        return AddItemsResult(external_ids={item.key: ids[item.key] for item in items})
+        return self.added(items, ids)
 
     def find_tasks(self, batch: BatchRef, task_keys: Sequence[str]) -> dict[str, str]:
         wanted = set(task_keys)
