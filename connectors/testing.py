@@ -151,6 +151,7 @@ class Harness(ABC):
     """
 
     name: str
+    # The HTTP call behind each `Op` (method and a path regex), where faults are aimed.
     routes: ClassVar[Mapping[Op, Route]]
     # False for a marketplace with no HTTP underneath (replay): fault tests do not apply.
     http: bool = True
