@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Generic, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar, cast
 
 import httpx
 from prefect.blocks.abstract import CredentialsBlock
@@ -23,6 +23,9 @@ from pydantic import Field, ValidationError
 from crowdloop.connectors._http import HttpSeam, RateLimitWait, RetryPolicy
 
 ClientT = TypeVar("ClientT")
+
+# The per-request timeout every credentials block carries (its last field).
+TIMEOUT_S = Field(default=30.0, gt=0, description="Per-request timeout in seconds")
 
 
 class ConnectorCredentials(CredentialsBlock, Generic[ClientT]):
@@ -42,7 +45,16 @@ class ConnectorCredentials(CredentialsBlock, Generic[ClientT]):
     # A vendor's own wait for a 429 without Retry-After (see `HttpSeam.rate_limit_wait`).
     rate_limit_wait: ClassVar[RateLimitWait | None] = None
 
-    timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout in seconds")
+    if TYPE_CHECKING:
+        # Each subclass declares `timeout_s: float = TIMEOUT_S` as its last field: a field
+        # declared here would come first in the block's form and change its schema.
+        timeout_s: float
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "connector_name" in cls.__dict__ and "timeout_s" not in cls.model_fields:
+            raise TypeError(f"{cls.__name__}: declare `timeout_s: float = TIMEOUT_S` last")
 
     @classmethod
     def from_env(cls) -> Self:

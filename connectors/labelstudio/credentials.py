@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, SecretStr
 
 from crowdloop.connectors._http import HttpSeam
-from crowdloop.connectors.credentials import ConnectorCredentials
+from crowdloop.connectors.credentials import TIMEOUT_S, ConnectorCredentials
 from crowdloop.connectors.labelstudio.client import AccessTokens, LabelStudioClient, looks_like_jwt
 from crowdloop.connectors.labelstudio.options import CONNECTOR_NAME
 
@@ -46,6 +46,7 @@ class LabelStudioCredentials(ConnectorCredentials[LabelStudioClient]):
     auth_scheme: AuthScheme = Field(
         default="auto", description="auto, personal_access_token or legacy_token"
     )
+    timeout_s: float = TIMEOUT_S
 
     def scheme(self) -> Literal["personal_access_token", "legacy_token"]:
         if self.auth_scheme != "auto":

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
-from crowdloop.connectors.credentials import ConnectorCredentials
+from crowdloop.connectors.credentials import TIMEOUT_S, ConnectorCredentials
 from crowdloop.connectors.prolific.client import ProlificClient
 from crowdloop.connectors.prolific.options import CONNECTOR_NAME
 
@@ -39,6 +39,7 @@ class ProlificCredentials(ConnectorCredentials[ProlificClient]):
 
     api_token: SecretStr = Field(description="Prolific API token (Settings > API tokens)")
     base_url: str = Field(default=DEFAULT_BASE_URL, description="Root URL of the API")
+    timeout_s: float = TIMEOUT_S
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Token {self.api_token.get_secret_value()}"}

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
-from crowdloop.connectors.credentials import ConnectorCredentials
+from crowdloop.connectors.credentials import TIMEOUT_S, ConnectorCredentials
 from crowdloop.connectors.scale.client import ScaleClient
 from crowdloop.connectors.scale.options import CONNECTOR_NAME
 
@@ -48,6 +48,7 @@ class ScaleCredentials(ConnectorCredentials[ScaleClient]):
 
     api_key: SecretStr = Field(description="Scale API key (test_... or live_...)")
     base_url: str = Field(default=DEFAULT_BASE_URL, description="API root, without /v1")
+    timeout_s: float = TIMEOUT_S
 
     @property
     def test_mode(self) -> bool:

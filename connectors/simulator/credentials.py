@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
-from crowdloop.connectors.credentials import ConnectorCredentials
+from crowdloop.connectors.credentials import TIMEOUT_S, ConnectorCredentials
 from crowdloop.connectors.simulator.client import SimulatorClient
 from crowdloop.connectors.simulator.options import CONNECTOR_NAME
 
@@ -33,6 +33,7 @@ class SimulatorCredentials(ConnectorCredentials[SimulatorClient]):
 
     base_url: str = Field(description="Root URL of the simulator, e.g. http://127.0.0.1:8765")
     api_token: SecretStr = Field(description="Bearer token the simulator was started with")
+    timeout_s: float = TIMEOUT_S
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_token.get_secret_value()}"}

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
-from crowdloop.connectors.credentials import ConnectorCredentials
+from crowdloop.connectors.credentials import TIMEOUT_S, ConnectorCredentials
 from crowdloop.connectors.toloka.client import TolokaClient, quota_wait
 from crowdloop.connectors.toloka.options import CONNECTOR_NAME
 
@@ -58,6 +58,7 @@ class TolokaCredentials(ConnectorCredentials[TolokaClient]):
     base_url: str | None = Field(
         default=None, description="API root override; default toloka.dev or sandbox.toloka.dev"
     )
+    timeout_s: float = TIMEOUT_S
 
     def root_url(self, *, sandbox: bool = False) -> str:
         if self.base_url:

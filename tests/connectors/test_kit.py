@@ -6,12 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from crowdloop.connectors._http import HttpSeam, RetryPolicy, create_once
 from crowdloop.connectors.answers import first_error, quarantined
+from crowdloop.connectors.credentials import ConnectorCredentials
 from crowdloop.connectors.errors import NotFound, RateLimited, TransientError
 from crowdloop.connectors.simulator.credentials import (
     ENV_TIMEOUT,
@@ -249,3 +251,18 @@ def test_listing_connectors_and_checking_options_does_not_import_prefect() -> No
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_every_credentials_block_keeps_its_form_order_and_declares_the_timeout() -> None:
+    from crowdloop import blocks
+
+    for name in blocks.__all__:
+        fields = list(getattr(blocks, name).model_fields)
+        # A field of the base would come first in the Prefect UI form and change the schema.
+        assert fields[-1] == "timeout_s", (name, fields)
+    with pytest.raises(TypeError, match="declare `timeout_s: float = TIMEOUT_S` last"):
+
+        class Forgetful(ConnectorCredentials[HttpSeam]):
+            connector_name = "forgetful"
+            env_vars: ClassVar = {"token": "FORGETFUL_TOKEN"}
+            token: SecretStr
