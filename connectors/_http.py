@@ -1,8 +1,9 @@
-"""The one request path every connector client uses.
+"""The one request path every connector client uses, and the one create-once loop.
 
 Base URL, auth, timeouts, User-Agent, bounded tenacity retries on 408/429/5xx and
 transport errors (honouring Retry-After), status -> error mapping and secret redaction
-live here, so a connector client is a list of endpoints and nothing else.
+live here, so a connector client is a list of endpoints and nothing else. `create_once`
+is the same retry policy around a create the platform cannot dedupe.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ logger = logging.getLogger("crowdloop.http")
 
 USER_AGENT = f"crowdloop/{__version__}"
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
 _SECRET_QUERY = re.compile(r"(?i)((?:token|key|secret|password|signature)=)[^&\s]+")
 
 
@@ -115,6 +117,26 @@ def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
     return wait
 
 
+def _retrying(
+    policy: RetryPolicy,
+    *,
+    attempts: int,
+    retry: Callable[[BaseException], bool],
+    sleep: Callable[[float], None],
+    before_sleep: Callable[[RetryCallState], None],
+) -> Retrying:
+    """The one tenacity policy: bounded attempts and total time, exponential backoff or
+    the platform's announced wait, and only what `retry` accepts is tried again."""
+    return Retrying(
+        stop=stop_after_attempt(attempts) | stop_after_delay(policy.max_total_s),
+        wait=_wait(policy),
+        retry=retry_if_exception(retry),
+        sleep=sleep,
+        reraise=True,
+        before_sleep=before_sleep,
+    )
+
+
 @dataclass
 class HttpSeam:
     """A configured httpx client plus the retry and error mapping around each call."""
@@ -140,6 +162,10 @@ class HttpSeam:
             timeout=httpx.Timeout(self.timeout_s),
             transport=self.transport,
         )
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
 
     def add_secret(self, value: str) -> None:
         """Redact this value too (a token minted at run time, not in `auth_headers`)."""
@@ -179,13 +205,11 @@ class HttpSeam:
 
         `send_auth=False` leaves the auth headers off (a presigned upload URL on another
         host, which must not receive the API token)."""
-        retryer = Retrying(
-            stop=stop_after_attempt(self.retry.attempts if retry else 1)
-            | stop_after_delay(self.retry.max_total_s),
-            wait=_wait(self.retry),
-            retry=retry_if_exception(lambda exc: waits_out(self.retry, exc)),
+        retryer = _retrying(
+            self.retry,
+            attempts=self.retry.attempts if retry else 1,
+            retry=lambda exc: waits_out(self.retry, exc),
             sleep=self.sleep,
-            reraise=True,
             before_sleep=self._log_retry,
         )
         response: httpx.Response = retryer(
@@ -255,3 +279,68 @@ class HttpSeam:
         if status == 408 or status >= 500:
             return TransientError(self.connector, message, request_id=request_id)
         return InvalidRequest(self.connector, message, details=detail, request_id=request_id)
+
+
+def create_once(
+    seam: HttpSeam,
+    what: str,
+    create: Callable[[], T],
+    find: Callable[[], T | None],
+    *,
+    attempts: int | None = None,
+    find_first: bool = True,
+    rate_limit_refused: bool = False,
+) -> T:
+    """Create an object the platform does not dedupe, at most once: find it by our key,
+    else create it, and after a failure that may have happened anyway, reconcile.
+
+    `create` must send its request once (`retry=False`: the seam would resend blindly);
+    `find` looks the object up by the idempotency key it carries (None: not there).
+    After a 5xx, a timeout or a transport error the object is looked up before anything
+    is sent again, and returned if it is there. A 429 is looked up too, unless the vendor
+    documents that a rate-limited request was not processed (`rate_limit_refused`, e.g.
+    Toloka). The waits and bounds are the seam's `RetryPolicy`, as for every other call:
+    backoff, or the announced wait; a quota longer than `max_retry_after_s` fails at once.
+    `attempts` defaults to the policy's; `find_first=False` when the caller has just
+    looked. A `find` that fails is not retried here (the seam has retried it already).
+    """
+    if find_first:
+        found = find()
+        if found is not None:
+            return found
+    create_failure: list[BaseException] = []
+
+    def retried(exc: BaseException) -> bool:
+        return bool(create_failure) and exc is create_failure[-1] and waits_out(seam.retry, exc)
+
+    def log(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "%s: %s not confirmed (%s); retrying (attempt %d)",
+            seam.connector,
+            what,
+            redact(str(exc), seam.secrets),
+            state.attempt_number,
+        )
+
+    retryer = _retrying(
+        seam.retry,
+        attempts=attempts or seam.retry.attempts,
+        retry=retried,
+        sleep=seam.sleep,
+        before_sleep=log,
+    )
+    for attempt in retryer:
+        with attempt:
+            try:
+                return create()
+            except TransientError as exc:
+                create_failure.append(exc)
+                if isinstance(exc, RateLimited) and rate_limit_refused:
+                    raise
+                found = find()
+                if found is not None:
+                    logger.info("%s: %s was created behind an error", seam.connector, what)
+                    return found
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover - reraise=True

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel
 
-from crowdloop.connectors.errors import AuthError, ConnectorError, NotSupported
+from crowdloop.connectors.errors import AuthError, ConnectorError, GarbledResponse, NotSupported
 from crowdloop.models.domain import (
     AddItemsResult,
     BatchRef,
@@ -107,6 +107,20 @@ class Connector(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release HTTP connections."""
+
+    def batch_ref(self, external_id: str | int) -> BatchRef:
+        """Our handle on one of this marketplace's batches (pool / study / project id)."""
+        return BatchRef(connector=self.name, external_id=str(external_id))
+
+    def added(self, items: Sequence[TaskItem], ids: Mapping[str, str]) -> AddItemsResult:
+        """The result of `add_items`: every item's task id, or GarbledResponse naming the
+        keys the platform gave no id for (a task we cannot find again is worse than none)."""
+        lost = [item.key for item in items if item.key not in ids]
+        if lost:
+            raise GarbledResponse(
+                self.name, f"add_items: no task id for {len(lost)} key(s), e.g. {lost[:5]}"
+            )
+        return AddItemsResult(external_ids={item.key: ids[item.key] for item in items})
 
     def require(self, capability: Capability) -> None:
         if capability not in self.capabilities:

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# The shipped contract suite's assertions get pytest's detailed messages (it is imported
+# by tests/contract after this file, so the rewrite applies).
+pytest.register_assert_rewrite("crowdloop.connectors.testing")
+
 # No phoning home from the test API server: this machine has no network beyond registries.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

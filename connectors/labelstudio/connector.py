@@ -97,22 +97,19 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import html
-import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from crowdloop.connectors._http import client_options
+from crowdloop.connectors._http import client_options, create_once
+from crowdloop.connectors.answers import first_error, quarantine_for, quarantined
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
-    GarbledResponse,
     NotSupported,
-    RateLimited,
-    TransientError,
 )
 from crowdloop.connectors.labelstudio.client import LabelStudioClient
 from crowdloop.connectors.labelstudio.models import (
@@ -256,14 +253,11 @@ class LabelStudioConnector(Connector):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        from crowdloop.connectors.credentials import resolve_credentials
         from crowdloop.connectors.labelstudio.credentials import LabelStudioCredentials
 
         opts = LabelStudioOptions.model_validate(dict(options))
-        credentials = (
-            cast(LabelStudioCredentials, LabelStudioCredentials.load(credentials_block))
-            if credentials_block
-            else LabelStudioCredentials.from_env()
-        )
+        credentials = resolve_credentials(LabelStudioCredentials, credentials_block)
         return cls(
             credentials.get_client(**client_options(opts.model_dump())),
             page_size=opts.page_size,
@@ -280,9 +274,6 @@ class LabelStudioConnector(Connector):
         if spec.required_qualification is not None:
             # An ungated project would let every annotator in: refuse rather than pretend.
             raise NotSupported(self.name, Capability.QUALIFY_WORKERS.value)
-        found = self.find_batch(idempotency_key)
-        if found is not None:
-            return found
         body = ProjectCreate(
             title=project_title(spec.name, idempotency_key),
             description=f"{spec.instruction}\n\n{KEY_LINE}{idempotency_key}",
@@ -290,18 +281,14 @@ class LabelStudioConnector(Connector):
             expert_instruction=f"<p>{html.escape(spec.instruction)}</p>",
             maximum_annotations=1,
         )
-        for attempt in range(1, self.create_attempts + 1):
-            try:
-                return self._ref(self.client.create_project(body).id)
-            except TransientError as exc:
-                # Label Studio may have created it before failing: ask before sending again.
-                found = self.find_batch(idempotency_key)
-                if found is not None:
-                    return found
-                if attempt == self.create_attempts:
-                    raise
-                self._pause(exc, attempt)
-        raise AssertionError("unreachable")
+        # Label Studio may create a project and still fail the call: look before resending.
+        return create_once(
+            self.client.seam,
+            f"project for {idempotency_key}",
+            lambda: self.batch_ref(self.client.create_project(body).id),
+            lambda: self.find_batch(idempotency_key),
+            attempts=self.create_attempts,
+        )
 
     def find_batch(self, idempotency_key: str) -> BatchRef | None:
         token = key_token(idempotency_key)
@@ -311,7 +298,7 @@ class LabelStudioConnector(Connector):
             for p in self.client.iter_projects(title=token)
             if line in (p.description or "").splitlines()
         ]
-        return self._ref(min(matches)) if matches else None
+        return self.batch_ref(min(matches)) if matches else None
 
     def add_items(
         self, batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
@@ -323,49 +310,38 @@ class LabelStudioConnector(Connector):
         missing = [i for i in items if i.key not in ids]
         for start in range(0, len(missing), self.max_items_per_call):
             ids.update(self._import(batch, missing[start : start + self.max_items_per_call]))
-        lost = [i.key for i in items if i.key not in ids]
-        if lost:
-            raise GarbledResponse(
-                self.name, f"add_items: no task id for {len(lost)} key(s), e.g. {lost[:5]}"
-            )
-        return AddItemsResult(external_ids={i.key: ids[i.key] for i in items})
+        return self.added(items, ids)
 
     def _import(self, batch: BatchRef, chunk: Sequence[TaskItem]) -> dict[str, str]:
         pending = list(chunk)
         found: dict[str, str] = {}
-        for attempt in range(1, self.create_attempts + 1):
-            try:
-                result = self.client.import_tasks(
-                    batch.external_id, [task_import(i) for i in pending]
-                )
-            except TransientError as exc:
-                # An import that failed late may have landed, whole or in part: list again
-                # and send only what is still missing.
-                now = self.find_tasks(batch, [i.key for i in pending])
-                found.update(now)
-                pending = [i for i in pending if i.key not in now]
-                if not pending:
-                    return found
-                if attempt == self.create_attempts:
-                    raise
-                self._pause(exc, attempt)
-                continue
+
+        def send() -> dict[str, str]:
+            result = self.client.import_tasks(batch.external_id, [task_import(i) for i in pending])
             if len(result.task_ids) == len(pending):
                 # Community imports synchronously and lists the new ids in input order.
                 found.update({i.key: str(t) for i, t in zip(pending, result.task_ids, strict=True)})
             else:  # an edition that imports in the background: look the keys up instead
                 found.update(self.find_tasks(batch, [i.key for i in pending]))
             return found
-        raise AssertionError("unreachable")
 
-    def _pause(self, exc: TransientError, attempt: int) -> None:
-        policy = self.client.seam.retry
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            delay = min(exc.retry_after, policy.max_retry_after_s)
-        else:
-            delay = min(policy.base_delay_s * 2 ** (attempt - 1), policy.max_delay_s)
-        logger.warning("%s: create not confirmed (%s); retrying in %.1fs", self.name, exc, delay)
-        self.client.seam.sleep(delay)
+        def landed() -> dict[str, str] | None:
+            # An import that failed late may have landed, whole or in part: list again and
+            # send only what is still missing.
+            now = self.find_tasks(batch, [i.key for i in pending])
+            found.update(now)
+            pending[:] = [i for i in pending if i.key not in now]
+            return None if pending else found
+
+        # add_items has just listed the batch: no look before the first import.
+        return create_once(
+            self.client.seam,
+            f"{len(chunk)} task(s) of project {batch.external_id}",
+            send,
+            landed,
+            attempts=self.create_attempts,
+            find_first=False,
+        )
 
     def _ensure_overlap(self, batch: BatchRef, overlap: int) -> None:
         project = self.client.get_project(batch.external_id)
@@ -463,9 +439,6 @@ class LabelStudioConnector(Connector):
                 has_more=not last,
             )
 
-    def _ref(self, project_id: int | str) -> BatchRef:
-        return BatchRef(connector=self.name, external_id=str(project_id))
-
 
 # --- mapping helpers (pure) ---------------------------------------------------------------------
 
@@ -541,12 +514,11 @@ def _annotations(
             # With no usable id it cannot be placed under the cursor; it is reported on
             # every read (the store keeps it once, by this stable id).
             unreadable.append(
-                Quarantined(
-                    external_id=f"task-{task.id}-annotation-{raw.get('id', index)}",
-                    task_key=_str(task.data.get("crowdloop_key")),
-                    worker_id=None,
-                    reason=f"unreadable annotation: {_first_error(exc)}",
-                    raw=json.dumps(raw, sort_keys=True, default=str),
+                quarantined(
+                    f"task-{task.id}-annotation-{raw.get('id', index)}",
+                    f"unreadable annotation: {first_error(exc)}",
+                    raw,
+                    task_key=task.data.get("crowdloop_key"),
                 )
             )
             continue
@@ -560,19 +532,12 @@ def read_annotation(
     worker = _worker_id(annotation.completed_by)
     task_key = _str(data.get("crowdloop_key"))
 
-    def quarantine(reason: str) -> Quarantined:
-        return Quarantined(
-            external_id=str(annotation.id),
-            task_key=task_key,
-            worker_id=worker,
-            reason=reason,
-            raw=json.dumps(raw, sort_keys=True, default=str),
-        )
+    quarantine = quarantine_for(str(annotation.id), raw, task_key=task_key, worker_id=worker)
 
     try:
         fields = TaskData.model_validate(data)
     except ValidationError as exc:
-        return quarantine(f"task {annotation.task} is not a crowdloop task: {_first_error(exc)}")
+        return quarantine(f"task {annotation.task} is not a crowdloop task: {first_error(exc)}")
     if worker is None:
         return quarantine("annotation has no completed_by user")
     if annotation.was_cancelled:
@@ -622,7 +587,7 @@ def _answer(kind: str, result: list[Any]) -> Answer:
     try:
         return _ANSWER.validate_python(payload)
     except ValidationError as exc:
-        raise ValueError(_first_error(exc, tagged_union=True)) from exc
+        raise ValueError(first_error(exc, tagged_union=True)) from exc
 
 
 def _worker_id(completed_by: int | dict[str, Any] | None) -> str | None:
@@ -635,8 +600,3 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _first_error(exc: ValidationError, *, tagged_union: bool = False) -> str:
-    error = exc.errors()[0]
-    loc = error["loc"][1:] if tagged_union else error["loc"]
-    where = ".".join(str(part) for part in loc) or "value"
-    return f"{where}: {error['msg']}"

@@ -156,18 +156,18 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, ClassVar, Self, TypeVar, cast
+from typing import Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from crowdloop.connectors._http import client_options
+from crowdloop.connectors._http import client_options, create_once
+from crowdloop.connectors.answers import first_error, quarantine_for, quarantined
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     AlreadyExists,
     GarbledResponse,
     InvalidRequest,
     NotFound,
-    RateLimited,
     TransientError,
 )
 from crowdloop.connectors.prolific.client import ProlificClient
@@ -449,14 +449,11 @@ class ProlificConnector(Connector):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        from crowdloop.connectors.credentials import resolve_credentials
         from crowdloop.connectors.prolific.credentials import ProlificCredentials
 
         opts = ProlificOptions.model_validate(dict(options))
-        credentials = (
-            cast(ProlificCredentials, ProlificCredentials.load(credentials_block))
-            if credentials_block
-            else ProlificCredentials.from_env()
-        )
+        credentials = resolve_credentials(ProlificCredentials, credentials_block)
         workspace = opts.workspace_id or os.environ.get(ENV_WORKSPACE)
         if not workspace:
             raise ValueError(f"prolific: set connector option workspace_id (or {ENV_WORKSPACE})")
@@ -519,11 +516,11 @@ class ProlificConnector(Connector):
             qualification=spec.required_qualification,
         )
         aitb = self._ensure_aitb_batch(spec, KIND_FOR_STAGE[spec.stage], template)
-        return self._ref(aitb.id)
+        return self.batch_ref(aitb.id)
 
     def find_batch(self, idempotency_key: str) -> BatchRef | None:
         aitb = self._find_aitb(idempotency_key)
-        return self._ref(aitb.id) if aitb is not None else None
+        return self.batch_ref(aitb.id) if aitb is not None else None
 
     def add_items(
         self, batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
@@ -724,11 +721,9 @@ class ProlificConnector(Connector):
             sub = WireSubmission.model_validate(raw)
         except ValidationError as exc:
             return [
-                _quarantine(
+                quarantined(
                     f"{raw.get('id', '?')}:submission",
-                    None,
-                    None,
-                    f"unreadable submission: {_first_error(exc)}",
+                    f"unreadable submission: {first_error(exc)}",
                     raw,
                 )
             ]
@@ -739,12 +734,11 @@ class ProlificConnector(Connector):
         responses = answers.for_submission(sub.id)
         if not responses:
             return [
-                _quarantine(
+                quarantined(
                     f"{sub.id}:none",
-                    None,
-                    sub.worker,
                     f"submission is {sub.status} but Prolific has no task responses for it",
                     raw,
+                    worker_id=sub.worker,
                 )
             ]
         return [_read_response(sub, response) for response in responses]
@@ -825,9 +819,6 @@ class ProlificConnector(Connector):
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _ref(self, aitb_id: str) -> BatchRef:
-        return BatchRef(connector=self.name, external_id=aitb_id)
-
     def _find_study_id(self, key: str) -> str | None:
         for study in self.client.iter_studies(self.project_id):
             if study.internal_name == key:
@@ -861,8 +852,8 @@ class ProlificConnector(Connector):
         )
         return self._create_once(
             f"AI Task Builder batch {key!r}",
-            lambda: self._find_aitb(key),
             lambda: self.client.create_batch(body),
+            lambda: self._find_aitb(key),
         )
 
     def _ensure_group(self, name: str, description: str) -> str:
@@ -877,12 +868,12 @@ class ProlificConnector(Connector):
 
         group_id = self._create_once(
             f"participant group {name!r}",
-            find,
             lambda: (
                 self.client.create_group(
                     GroupCreate(name=name, workspace_id=self.workspace_id, description=description)
                 ).id
             ),
+            find,
         )
         self._groups[name] = group_id
         return group_id
@@ -981,8 +972,8 @@ class ProlificConnector(Connector):
         )
         study_id = self._create_once(
             f"study {ctx.key!r}",
-            lambda: self._find_study_id(ctx.key),
             lambda: self.client.create_study(body).id,
+            lambda: self._find_study_id(ctx.key),
         )
         ctx.study_id = study_id
         return self.client.get_study(study_id)
@@ -1037,34 +1028,10 @@ class ProlificConnector(Connector):
             self._poll_wait(polls, f"import {import_id} of dataset {dataset_id}")
             polls += 1
 
-    def _create_once(self, what: str, find: Callable[[], T | None], create: Callable[[], T]) -> T:
-        """Create an object Prolific does not dedupe, at most once.
-
-        Sent without transport retries; after a 429/5xx/timeout, wait, look the object up by
-        our key, and re-send only if it is not there.
-        """
-        found = find()
-        if found is not None:
-            return found
-        policy = self.client.seam.retry
-        for attempt in range(1, self.create_attempts + 1):
-            try:
-                return create()
-            except TransientError as exc:
-                if attempt == self.create_attempts:
-                    raise
-                if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                    wait = min(exc.retry_after, policy.max_retry_after_s)
-                else:
-                    wait = min(policy.base_delay_s * 2 ** (attempt - 1), policy.max_delay_s)
-                logger.warning(
-                    "%s: creating %s failed (%s); checking before retrying", self.name, what, exc
-                )
-                self.client.sleep(wait)
-                found = find()
-                if found is not None:
-                    return found
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _create_once(self, what: str, create: Callable[[], T], find: Callable[[], T | None]) -> T:
+        """Create an object Prolific does not dedupe, at most once (the client sends the
+        create without transport retries; see `create_once`)."""
+        return create_once(self.client.seam, what, create, find, attempts=self.create_attempts)
 
     def _busy_retry(self, call: Callable[[], T]) -> T:
         """Retry a call Prolific refuses with 409 while a dataset import or sync runs."""
@@ -1194,13 +1161,12 @@ def _read_response(sub: WireSubmission, raw: dict[str, Any]) -> Submission | Qua
     found = metadata.get("crowdloop_key") if isinstance(metadata, dict) else None
     key = found if isinstance(found, str) else None
 
-    def quarantine(reason: str) -> Quarantined:
-        return _quarantine(external_id, key, sub.worker, reason, raw)
+    quarantine = quarantine_for(external_id, raw, task_key=key, worker_id=sub.worker)
 
     try:
         wire = WireResponse.model_validate(raw)
     except ValidationError as exc:
-        return quarantine(f"unreadable response: {_first_error(exc)}")
+        return quarantine(f"unreadable response: {first_error(exc)}")
     if not key:
         return quarantine("response has no crowdloop_key metadata: not a crowdloop task")
     kind = wire.metadata.get("crowdloop_kind")
@@ -1233,7 +1199,7 @@ def _read_response(sub: WireSubmission, raw: dict[str, Any]) -> Submission | Qua
         answer = _ANSWER.validate_python(value)
     except ValidationError as exc:
         return quarantine(
-            f"bad {expected} answer for a {kind} task: {_first_error(exc, tagged=True)}"
+            f"bad {expected} answer for a {kind} task: {first_error(exc, tagged_union=True)}"
         )
     return Submission(
         external_id=external_id,
@@ -1244,23 +1210,6 @@ def _read_response(sub: WireSubmission, raw: dict[str, Any]) -> Submission | Qua
     )
 
 
-def _quarantine(
-    external_id: str, key: str | None, worker: str | None, reason: str, raw: Any
-) -> Quarantined:
-    return Quarantined(
-        external_id=external_id,
-        task_key=key,
-        worker_id=worker,
-        reason=reason,
-        raw=json.dumps(raw, sort_keys=True, default=str),
-    )
-
-
-def _first_error(exc: ValidationError, *, tagged: bool = False) -> str:
-    error = exc.errors()[0]
-    loc = error["loc"][1:] if tagged else error["loc"]
-    where = ".".join(str(part) for part in loc) or "value"
-    return f"{where}: {error['msg']}"
 
 
 def _task_id(ctx: _Batch, key: str) -> str:

@@ -48,7 +48,6 @@ name). `reset_replay_state()` forgets everything (tests).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +58,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel
 
+from crowdloop.connectors.answers import quarantined
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import InvalidRequest, NotFound
 from crowdloop.connectors.replay.models import (
@@ -246,7 +246,7 @@ class ReplayConnector(Connector):
             existing = m.batch_by_key.get(idempotency_key)
             if existing is not None:
                 m.stats["batch_create_replays"] += 1
-                return self._ref(existing)
+                return self.batch_ref(existing)
             batch = _Batch(
                 id=f"replay-{digest(idempotency_key)}",
                 idempotency_key=idempotency_key,
@@ -256,12 +256,12 @@ class ReplayConnector(Connector):
             m.batches[batch.id] = batch
             m.batch_by_key[idempotency_key] = batch.id
             m.stats["batches_created"] += 1
-            return self._ref(batch.id)
+            return self.batch_ref(batch.id)
 
     def find_batch(self, idempotency_key: str) -> BatchRef | None:
         with self.market.lock:
             found = self.market.batch_by_key.get(idempotency_key)
-            return self._ref(found) if found else None
+            return self.batch_ref(found) if found else None
 
     def add_items(
         self, batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
@@ -366,9 +366,6 @@ class ReplayConnector(Connector):
         return None
 
     # --- internals -----------------------------------------------------------------------
-
-    def _ref(self, batch_id: str) -> BatchRef:
-        return BatchRef(connector=self.name, external_id=batch_id)
 
     def _batch(self, ref: BatchRef) -> _Batch:
         b = self.market.batches.get(ref.external_id)
@@ -475,12 +472,6 @@ class ReplayConnector(Connector):
         for n in range(count):
             raw = {"task_key": task.key, "pair": task.pair, "assignment": n, "reason": reason}
             b.log.append(
-                Quarantined(
-                    external_id=f"{b.id}:{task.key}:expired-{n}",
-                    task_key=task.key,
-                    worker_id=None,
-                    reason=reason,
-                    raw=json.dumps(raw, sort_keys=True),
-                )
+                quarantined(f"{b.id}:{task.key}:expired-{n}", reason, raw, task_key=task.key)
             )
         self.market.stats["exhausted_assignments"] += count

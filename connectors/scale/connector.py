@@ -106,7 +106,8 @@ from typing import Any, ClassVar, Literal, Self, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from crowdloop.connectors._http import RetryPolicy
+from crowdloop.connectors._http import client_options
+from crowdloop.connectors.answers import first_error, quarantine_for
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     AlreadyExists,
@@ -231,18 +232,12 @@ class ScaleConnector(Connector):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        from crowdloop.connectors.credentials import resolve_credentials
         from crowdloop.connectors.scale.credentials import ScaleCredentials
 
         parsed = ScaleOptions.model_validate(dict(options))
-        credentials = (
-            cast(ScaleCredentials, ScaleCredentials.load(credentials_block))
-            if credentials_block
-            else ScaleCredentials.from_env()
-        )
-        retry = RetryPolicy()
-        if parsed.retry_attempts is not None:
-            retry = RetryPolicy(attempts=parsed.retry_attempts)
-        return cls(credentials.get_client(timeout_s=parsed.timeout_s, retry=retry), parsed)
+        credentials = resolve_credentials(ScaleCredentials, credentials_block)
+        return cls(credentials.get_client(**client_options(parsed.model_dump())), parsed)
 
     def close(self) -> None:
         self.client.close()
@@ -308,7 +303,7 @@ class ScaleConnector(Connector):
                     self.name,
                     f"batch name {name!r} is taken by a batch created for key {owner!r}",
                 ) from None
-        return self._ref(name)
+        return self.batch_ref(name)
 
     def find_batch(self, idempotency_key: str) -> BatchRef | None:
         name = self.batch_name(idempotency_key)
@@ -319,7 +314,7 @@ class ScaleConnector(Connector):
         owner = batch.metadata.get("crowdloop_key")
         if owner is not None and owner != idempotency_key:
             return None
-        return self._ref(name)
+        return self.batch_ref(name)
 
     def add_items(
         self, batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
@@ -604,9 +599,6 @@ class ScaleConnector(Connector):
                 AuditRequest(accepted=decision.accept, comments=decision.comment or None),
             )
 
-    def _ref(self, name: str) -> BatchRef:
-        return BatchRef(connector=self.name, external_id=name)
-
 
 # --- helpers -----------------------------------------------------------------------------------
 
@@ -680,23 +672,17 @@ def _read_task(raw: dict[str, Any]) -> Submission | Quarantined:
     raw_key = raw_meta.get("crowdloop_key") if isinstance(raw_meta, dict) else None
     key = raw_key if isinstance(raw_key, str) else None
 
-    def quarantine(reason: str) -> Quarantined:
-        return Quarantined(
-            external_id=task_id or "",
-            task_key=key,
-            worker_id=f"scale:{task_id}" if task_id else None,
-            reason=reason,
-            raw=json.dumps(raw, sort_keys=True, default=str),
-        )
+    worker = f"scale:{task_id}" if task_id else None
+    quarantine = quarantine_for(task_id or "", raw, task_key=key, worker_id=worker)
 
     try:
         task = WireTask.model_validate(raw)
     except ValidationError as exc:
-        return quarantine(f"unreadable task: {_first_error(exc)}")
+        return quarantine(f"unreadable task: {first_error(exc)}")
     try:
         ours = CrowdloopMeta.model_validate(task.metadata)
     except ValidationError as exc:
-        return quarantine(f"not a crowdloop task (metadata {_first_error(exc)})")
+        return quarantine(f"not a crowdloop task (metadata {first_error(exc)})")
     if task.completed_at is None:
         return quarantine("completed task without completed_at")
     expected = ANSWER_KIND_FOR_TASK.get(ours.crowdloop_kind)
@@ -709,7 +695,7 @@ def _read_task(raw: dict[str, Any]) -> Submission | Quarantined:
     try:
         answer = _ANSWER.validate_python({**value, "kind": expected})
     except ValidationError as exc:
-        problem = _first_error(exc, tagged_union=True)
+        problem = first_error(exc, tagged_union=True)
         return quarantine(f"bad {expected} answer for a {ours.crowdloop_kind} task: {problem}")
     return Submission(
         external_id=task.task_id,
@@ -755,8 +741,3 @@ def _single(annotations: dict[str, Any], field_id: str) -> str:
     return value
 
 
-def _first_error(exc: ValidationError, *, tagged_union: bool = False) -> str:
-    error = exc.errors()[0]
-    loc = error["loc"][1:] if tagged_union else error["loc"]
-    where = ".".join(str(part) for part in loc) or "value"
-    return f"{where}: {error['msg']}"

@@ -8,14 +8,11 @@ a live flavour; test-mode tasks are not done by people and are not charged.
 from __future__ import annotations
 
 import base64
-import os
-from collections.abc import Callable
+from typing import ClassVar
 
-import httpx
-from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from crowdloop.connectors._http import HttpSeam, RetryPolicy
+from crowdloop.connectors.credentials import TIMEOUT_S, ConnectorCredentials
 from crowdloop.connectors.scale.client import ScaleClient
 from crowdloop.connectors.scale.options import CONNECTOR_NAME
 
@@ -31,7 +28,7 @@ def basic_auth_value(api_key: str) -> str:
     return f"Basic {token}"
 
 
-class ScaleCredentials(CredentialsBlock):
+class ScaleCredentials(ConnectorCredentials[ScaleClient]):
     """The Scale API key crowdloop uses.
 
     Save once, then name the block in a campaign's `connector.credentials_block`:
@@ -41,47 +38,21 @@ class ScaleCredentials(CredentialsBlock):
 
     _block_type_name = "Crowdloop Scale Credentials"
     _description = "API key (and optionally base URL) for the Scale AI v1 REST API."
+    connector_name = CONNECTOR_NAME
+    env_vars: ClassVar = {
+        "api_key": ENV_API_KEY,
+        "base_url": ENV_BASE_URL,
+        "timeout_s": ENV_TIMEOUT,
+    }
+    client_class = ScaleClient
 
     api_key: SecretStr = Field(description="Scale API key (test_... or live_...)")
     base_url: str = Field(default=DEFAULT_BASE_URL, description="API root, without /v1")
-    timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout in seconds")
+    timeout_s: float = TIMEOUT_S
 
     @property
     def test_mode(self) -> bool:
         return self.api_key.get_secret_value().startswith("test_")
 
-    @classmethod
-    def from_env(cls) -> ScaleCredentials:
-        key = os.environ.get(ENV_API_KEY)
-        if not key:
-            raise RuntimeError(
-                f"scale credentials: no credentials block named and {ENV_API_KEY} "
-                "not set in the environment"
-            )
-        timeout = os.environ.get(ENV_TIMEOUT)
-        return cls(
-            api_key=SecretStr(key),
-            base_url=os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL,
-            timeout_s=float(timeout) if timeout else 30.0,
-        )
-
-    def get_client(
-        self,
-        *,
-        timeout_s: float | None = None,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] | None = None,
-    ) -> ScaleClient:
-        """A client on this endpoint; the keyword overrides exist for tests and tuning."""
-        seam = HttpSeam(
-            connector=CONNECTOR_NAME,
-            base_url=self.base_url.rstrip("/"),
-            auth_headers={"Authorization": basic_auth_value(self.api_key.get_secret_value())},
-            timeout_s=timeout_s if timeout_s is not None else self.timeout_s,
-            retry=retry or RetryPolicy(),
-            transport=transport,
-        )
-        if sleep is not None:
-            seam.sleep = sleep
-        return ScaleClient(seam)
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": basic_auth_value(self.api_key.get_secret_value())}

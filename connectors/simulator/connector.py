@@ -10,16 +10,15 @@ the connector resolves from our name once per connector.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from crowdloop.connectors._http import client_options
+from crowdloop.connectors.answers import first_error, quarantine_for
 from crowdloop.connectors.base import Connector
-from crowdloop.connectors.errors import GarbledResponse
 from crowdloop.connectors.simulator.client import SimulatorClient
 from crowdloop.connectors.simulator.models import (
     BlockRequest,
@@ -74,15 +73,11 @@ class SimulatorConnector(Connector):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        from crowdloop.connectors.credentials import resolve_credentials
         from crowdloop.connectors.simulator.credentials import SimulatorCredentials
 
         opts = SimulatorOptions.model_validate(dict(options))
-        # Block.load is sync-compatible: called from sync code it returns the block.
-        credentials = (
-            cast(SimulatorCredentials, SimulatorCredentials.load(credentials_block))
-            if credentials_block
-            else SimulatorCredentials.from_env()
-        )
+        credentials = resolve_credentials(SimulatorCredentials, credentials_block)
         return cls(
             credentials.get_client(**client_options(opts.model_dump())),
             page_limit=opts.page_limit,
@@ -108,11 +103,11 @@ class SimulatorConnector(Connector):
             ),
         )
         pool, _ = self.client.create_pool(body)
-        return self._ref(pool.id)
+        return self.batch_ref(pool.id)
 
     def find_batch(self, idempotency_key: str) -> BatchRef | None:
         pools = self.client.find_pools(idempotency_key)
-        return self._ref(pools[0].id) if pools else None
+        return self.batch_ref(pools[0].id) if pools else None
 
     def add_items(
         self, batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
@@ -125,12 +120,7 @@ class SimulatorConnector(Connector):
             body = TasksAdd(idempotency_key=chunk_key, tasks=[_task_wire(i) for i in chunk])
             added = self.client.add_tasks(batch.external_id, body)
             ids.update({t.key: t.id for t in added.tasks})
-        missing = [i.key for i in items if i.key not in ids]
-        if missing:
-            raise GarbledResponse(
-                self.name, f"add_items: no task id returned for {len(missing)} keys: {missing[:5]}"
-            )
-        return AddItemsResult(external_ids={i.key: ids[i.key] for i in items})
+        return self.added(items, ids)
 
     def find_tasks(self, batch: BatchRef, task_keys: Sequence[str]) -> dict[str, str]:
         return {t.key: t.id for t in self.client.find_tasks(batch.external_id, task_keys)}
@@ -228,9 +218,6 @@ class SimulatorConnector(Connector):
             self._qualification_ids[name] = wire.id
         return self._qualification_ids[name]
 
-    def _ref(self, pool_id: str) -> BatchRef:
-        return BatchRef(connector=self.name, external_id=pool_id)
-
 
 def _task_wire(item: TaskItem) -> TaskCreate:
     return TaskCreate(
@@ -245,19 +232,14 @@ def _task_wire(item: TaskItem) -> TaskCreate:
 def _read_assignment(raw: dict[str, Any]) -> Submission | Quarantined:
     """Map one wire assignment to a Submission, or say why it cannot be read."""
 
-    def quarantine(reason: str) -> Quarantined:
-        return Quarantined(
-            external_id=str(raw.get("id", "")),
-            task_key=raw.get("task_key") if isinstance(raw.get("task_key"), str) else None,
-            worker_id=raw.get("worker_id") if isinstance(raw.get("worker_id"), str) else None,
-            reason=reason,
-            raw=json.dumps(raw, sort_keys=True, default=str),
-        )
+    quarantine = quarantine_for(
+        str(raw.get("id", "")), raw, task_key=raw.get("task_key"), worker_id=raw.get("worker_id")
+    )
 
     try:
         wire = WireAssignment.model_validate(raw)
     except ValidationError as exc:
-        return quarantine(f"unreadable assignment: {_first_error(exc)}")
+        return quarantine(f"unreadable assignment: {first_error(exc)}")
     expected = ANSWER_KIND_FOR_TASK.get(wire.task_kind)
     if expected is None:
         return quarantine(f"unknown task kind {wire.task_kind!r}")
@@ -266,7 +248,7 @@ def _read_assignment(raw: dict[str, Any]) -> Submission | Quarantined:
     try:
         answer = _ANSWER.validate_python({**wire.answer, "kind": expected})
     except ValidationError as exc:
-        problem = _first_error(exc, tagged_union=True)
+        problem = first_error(exc, tagged_union=True)
         return quarantine(f"bad {expected} answer for a {wire.task_kind} task: {problem}")
     return Submission(
         external_id=wire.id,
@@ -277,9 +259,3 @@ def _read_assignment(raw: dict[str, Any]) -> Submission | Quarantined:
     )
 
 
-def _first_error(exc: ValidationError, *, tagged_union: bool = False) -> str:
-    error = exc.errors()[0]
-    # A tagged union puts the tag first in the location ("preference.choice"); drop it.
-    loc = error["loc"][1:] if tagged_union else error["loc"]
-    where = ".".join(str(part) for part in loc) or "value"
-    return f"{where}: {error['msg']}"

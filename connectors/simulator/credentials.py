@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from typing import ClassVar
 
-import httpx
-from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from crowdloop.connectors._http import HttpSeam, RetryPolicy
+from crowdloop.connectors.credentials import TIMEOUT_S, ConnectorCredentials
 from crowdloop.connectors.simulator.client import SimulatorClient
 from crowdloop.connectors.simulator.options import CONNECTOR_NAME
 
@@ -18,7 +15,7 @@ ENV_TOKEN = "CROWDLOOP_SIMULATOR_TOKEN"
 ENV_TIMEOUT = "CROWDLOOP_SIMULATOR_TIMEOUT_S"  # optional
 
 
-class SimulatorCredentials(CredentialsBlock):
+class SimulatorCredentials(ConnectorCredentials[SimulatorClient]):
     """Where the simulated marketplace runs and the bearer token it expects.
 
     Save once, then name the block in a campaign's `connector.credentials_block`:
@@ -30,43 +27,13 @@ class SimulatorCredentials(CredentialsBlock):
 
     _block_type_name = "Crowdloop Simulator Credentials"
     _description = "Base URL and API token of crowdloop's simulated marketplace."
+    connector_name = CONNECTOR_NAME
+    env_vars: ClassVar = {"base_url": ENV_URL, "api_token": ENV_TOKEN, "timeout_s": ENV_TIMEOUT}
+    client_class = SimulatorClient
 
     base_url: str = Field(description="Root URL of the simulator, e.g. http://127.0.0.1:8765")
     api_token: SecretStr = Field(description="Bearer token the simulator was started with")
-    timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout in seconds")
+    timeout_s: float = TIMEOUT_S
 
-    @classmethod
-    def from_env(cls) -> SimulatorCredentials:
-        missing = [name for name in (ENV_URL, ENV_TOKEN) if not os.environ.get(name)]
-        if missing:
-            raise RuntimeError(
-                f"simulator credentials: no credentials block named and {' and '.join(missing)} "
-                "not set in the environment"
-            )
-        timeout = os.environ.get(ENV_TIMEOUT)
-        return cls(
-            base_url=os.environ[ENV_URL],
-            api_token=SecretStr(os.environ[ENV_TOKEN]),
-            timeout_s=float(timeout) if timeout else 30.0,
-        )
-
-    def get_client(
-        self,
-        *,
-        timeout_s: float | None = None,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] | None = None,
-    ) -> SimulatorClient:
-        """A client on this endpoint; the keyword overrides exist for tests and tuning."""
-        seam = HttpSeam(
-            connector=CONNECTOR_NAME,
-            base_url=self.base_url.rstrip("/"),
-            auth_headers={"Authorization": f"Bearer {self.api_token.get_secret_value()}"},
-            timeout_s=timeout_s if timeout_s is not None else self.timeout_s,
-            retry=retry or RetryPolicy(),
-            transport=transport,
-        )
-        if sleep is not None:
-            seam.sleep = sleep
-        return SimulatorClient(seam)
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_token.get_secret_value()}"}

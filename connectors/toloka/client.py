@@ -12,7 +12,7 @@ Paths are relative to the API root (`https://toloka.dev/api`, sandbox
 - POST /v1/pools/{id}/open|close: yes, a pool already in the wanted state answers 204;
 - POST /v1/pools and POST /v1/skills: NO (`retry=False`): Toloka has no idempotency key
   for either, so the connector reconciles by looking the object up (pools by our key in
-  their metadata, skills by name; see `TolokaConnector._create_reconciled`).
+  their metadata, skills by name; see `create_once` in connectors/_http.py).
 """
 
 from __future__ import annotations

@@ -144,6 +144,7 @@ Rate limits (rate-limiting.md, toloka.ai/docs/api/rate-limiting)
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -154,14 +155,14 @@ from typing import Any, ClassVar, Self, TypeVar, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from crowdloop.connectors._http import RetryPolicy, waits_out
+from crowdloop.connectors._http import client_options, create_once
+from crowdloop.connectors.answers import first_error, quarantined
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import (
     ConnectorError,
     GarbledResponse,
     InvalidRequest,
     NotSupported,
-    RateLimited,
     TransientError,
 )
 from crowdloop.connectors.toloka.client import POOL_PAGE_MAX, TolokaClient
@@ -182,7 +183,6 @@ from crowdloop.connectors.toloka.models import (
     WireAssignment,
     WireError,
     WireOperation,
-    WirePool,
     WireSkill,
 )
 from crowdloop.connectors.toloka.options import CONNECTOR_NAME, TolokaOptions
@@ -302,16 +302,14 @@ class TolokaConnector(Connector):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        from crowdloop.connectors.credentials import resolve_credentials
         from crowdloop.connectors.toloka.credentials import TolokaCredentials
 
         opts = TolokaOptions.model_validate(dict(options))
-        credentials = (
-            cast(TolokaCredentials, TolokaCredentials.load(credentials_block))
-            if credentials_block
-            else TolokaCredentials.from_env()
+        credentials = resolve_credentials(TolokaCredentials, credentials_block)
+        client = credentials.get_client(
+            base_url=credentials.root_url(sandbox=opts.sandbox), **client_options(opts.model_dump())
         )
-        retry = RetryPolicy(attempts=opts.retry_attempts) if opts.retry_attempts else None
-        client = credentials.get_client(sandbox=opts.sandbox, timeout_s=opts.timeout_s, retry=retry)
         return cls(client, opts)
 
     def close(self) -> None:
@@ -322,16 +320,16 @@ class TolokaConnector(Connector):
     def create_batch(self, spec: BatchSpec, *, idempotency_key: str) -> BatchRef:
         project_id = self.options.project_for(spec.stage)
         self._check_project(project_id, STAGE_KIND[spec.stage])
-        found = self.find_batch(idempotency_key)
-        if found is not None:
-            return found
-        skill_id = (
-            self._skill_id(spec.required_qualification) if spec.required_qualification else None
-        )
-        body = self._pool_body(spec, project_id, idempotency_key, skill_id=skill_id)
-        return self._create_reconciled(
+
+        @functools.cache  # built once, after the first look: a resend carries the same body
+        def body() -> PoolCreate:
+            skill = spec.required_qualification
+            skill_id = self._skill_id(skill) if skill else None
+            return self._pool_body(spec, project_id, idempotency_key, skill_id=skill_id)
+
+        return self._create_once(
             f"pool for {idempotency_key}",
-            lambda: self._ref(self.client.create_pool(body)),
+            lambda: self.batch_ref(self.client.create_pool(body()).id),
             lambda: self.find_batch(idempotency_key),
         )
 
@@ -339,7 +337,7 @@ class TolokaConnector(Connector):
         for project_id in self.options.projects():
             for pool in self.client.iter_pools(project_id, limit=POOL_PAGE_MAX):
                 if idempotency_key in (pool.metadata or {}).get(POOL_KEY_METADATA, []):
-                    return self._ref(pool)
+                    return self.batch_ref(pool.id)
         return None
 
     def add_items(
@@ -369,12 +367,7 @@ class TolokaConnector(Connector):
                     details=operation.details,
                 )
             ids.update(self._created_ids(operation.id, batch, set(keys)))
-        missing = [item.key for item in items if item.key not in ids]
-        if missing:
-            raise GarbledResponse(
-                self.name, f"add_items: no task id found for {len(missing)} keys: {missing[:5]}"
-            )
-        return AddItemsResult(external_ids={item.key: ids[item.key] for item in items})
+        return self.added(items, ids)
 
     def find_tasks(self, batch: BatchRef, task_keys: Sequence[str]) -> dict[str, str]:
         wanted = set(task_keys)
@@ -627,32 +620,11 @@ class TolokaConnector(Connector):
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _ref(self, pool: WirePool) -> BatchRef:
-        return BatchRef(connector=self.name, external_id=pool.id)
-
-    def _create_reconciled(
-        self, what: str, send: Callable[[], T], find: Callable[[], T | None]
-    ) -> T:
-        """Send a create Toloka cannot dedupe (the client sends it once, `retry=False`):
-        a 429 was not processed, so it is waited out and sent again; after a 5xx/timeout the
-        object is looked up (`find`) before sending again."""
-        policy = self.client.seam.retry
-        for attempt in range(1, policy.attempts + 1):
-            try:
-                return send()
-            except RateLimited as exc:  # refused, not processed: wait and send again
-                if attempt == policy.attempts or not waits_out(policy, exc):
-                    raise  # out of tries, or an hourly / daily quota: not waited out
-                self._sleep(self._delay(attempt, exc.retry_after))
-            except TransientError:  # may have been processed: look before sending again
-                found = find()
-                if found is not None:
-                    logger.info("toloka: %s was created behind an error", what)
-                    return found
-                if attempt == policy.attempts:
-                    raise
-                self._sleep(self._delay(attempt, None))
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _create_once(self, what: str, create: Callable[[], T], find: Callable[[], T | None]) -> T:
+        """Create what Toloka cannot dedupe (the client sends it once, `retry=False`). A 429
+        is a quota refusal, not processed (see "Rate limits" above), so it is waited out
+        without a look; after a 5xx/timeout the object is looked up before sending again."""
+        return create_once(self.client.seam, what, create, find, rate_limit_refused=True)
 
     def _find_skill(self, name: str) -> WireSkill | None:
         """The lowest-id skill called exactly `name` (ids ascend, so the first match)."""
@@ -661,25 +633,17 @@ class TolokaConnector(Connector):
     def _skill_id(self, name: str) -> str:
         """The Toloka skill id of our named qualification, created on first use."""
         if name not in self._skill_ids:
-            skill = self._find_skill(name)
-            if skill is None:
-                body = SkillCreate(name=name, private_comment=f"crowdloop qualification {name}")
-                skill = self._create_reconciled(
-                    f"skill {name!r}",
-                    lambda: self.client.create_skill(body),
-                    lambda: self._find_skill(name),
-                )
+            body = SkillCreate(name=name, private_comment=f"crowdloop qualification {name}")
+            skill = self._create_once(
+                f"skill {name!r}",
+                lambda: self.client.create_skill(body),
+                lambda: self._find_skill(name),
+            )
             self._skill_ids[name] = skill.id
         return self._skill_ids[name]
 
     def _sleep(self, seconds: float) -> None:
         self.client.seam.sleep(seconds)
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        policy = self.client.seam.retry
-        if retry_after is not None:
-            return min(retry_after, policy.max_retry_after_s)
-        return float(min(policy.base_delay_s * 2 ** (attempt - 1), policy.max_delay_s))
 
     def _check_project(self, project_id: str, kind: str) -> None:
         if not self.options.check_project or (project_id, kind) in self._checked:
@@ -873,14 +837,12 @@ def _read_assignment(raw: dict[str, Any]) -> list[Submission | Quarantined]:
     try:
         wire = WireAssignment.model_validate(raw)
     except ValidationError as exc:
-        worker = raw.get("user_id")
         return [
-            Quarantined(
-                external_id=str(raw.get("id", "")),
-                task_key=None,
-                worker_id=worker if isinstance(worker, str) else None,
-                reason=f"unreadable assignment: {_first_error(exc)}",
-                raw=json.dumps(raw, sort_keys=True, default=str),
+            quarantined(
+                str(raw.get("id", "")),
+                f"unreadable assignment: {first_error(exc)}",
+                raw,
+                worker_id=raw.get("user_id"),
             )
         ]
     submitted_at = _parse_time(wire.submitted)
@@ -903,8 +865,7 @@ def _read_piece(
     solution: dict[str, Any] | None,
     submitted_at: datetime | None,
 ) -> Submission | Quarantined:
-    def quarantine(reason: str) -> Quarantined:
-        return _quarantine_piece(wire, index, task, solution, reason)
+    quarantine = functools.partial(_quarantine_piece, wire, index, task, solution)
 
     inputs = task.get("input_values")
     key = inputs.get(KEY_FIELD) if isinstance(inputs, dict) else None
@@ -925,7 +886,7 @@ def _read_piece(
     try:
         answer = _ANSWER.validate_python({"kind": expected, field: outputs[field]})
     except ValidationError as exc:
-        problem = _first_error(exc, tagged_union=True)
+        problem = first_error(exc, tagged_union=True)
         return quarantine(f"bad {expected} answer for a {kind} task: {problem}")
     return Submission(
         external_id=f"{wire.id}:{index}",
@@ -950,17 +911,6 @@ def _quarantine_piece(
         "task": task,
         "solution": solution,
     }
-    return Quarantined(
-        external_id=f"{wire.id}:{index}",
-        task_key=key if isinstance(key, str) else None,
-        worker_id=wire.user_id,
-        reason=reason,
-        raw=json.dumps(piece, sort_keys=True, default=str),
-    )
+    return quarantined(f"{wire.id}:{index}", reason, piece, task_key=key, worker_id=wire.user_id)
 
 
-def _first_error(exc: ValidationError, *, tagged_union: bool = False) -> str:
-    error = exc.errors()[0]
-    loc = error["loc"][1:] if tagged_union else error["loc"]
-    where = ".".join(str(part) for part in loc) or "value"
-    return f"{where}: {error['msg']}"

@@ -8,15 +8,11 @@ accounts with separate keys; the campaign option `sandbox: true` picks the sandb
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from typing import Literal
+from typing import ClassVar, Literal
 
-import httpx
-from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from crowdloop.connectors._http import HttpSeam, RetryPolicy
+from crowdloop.connectors.credentials import TIMEOUT_S, ConnectorCredentials
 from crowdloop.connectors.toloka.client import TolokaClient, quota_wait
 from crowdloop.connectors.toloka.options import CONNECTOR_NAME
 
@@ -33,17 +29,27 @@ ENV_TIMEOUT = "CROWDLOOP_TOLOKA_TIMEOUT_S"  # optional
 AuthScheme = Literal["ApiKey", "OAuth"]
 
 
-class TolokaCredentials(CredentialsBlock):
+class TolokaCredentials(ConnectorCredentials[TolokaClient]):
     """A Toloka API key (or legacy OAuth token).
 
     Save once, then name the block in a campaign's `connector.credentials_block`:
 
         TolokaCredentials(api_key="...").save("toloka-prod")
-        client = TolokaCredentials.load("toloka-prod").get_client(sandbox=False)
+        credentials = TolokaCredentials.load("toloka-prod")
+        client = credentials.get_client(base_url=credentials.root_url(sandbox=False))
     """
 
     _block_type_name = "Crowdloop Toloka Credentials"
     _description = "API key (or legacy OAuth token) for the Toloka requester API."
+    connector_name = CONNECTOR_NAME
+    env_vars: ClassVar = {
+        "api_key": ENV_KEY,
+        "auth_scheme": ENV_SCHEME,
+        "base_url": ENV_URL,
+        "timeout_s": ENV_TIMEOUT,
+    }
+    client_class = TolokaClient
+    rate_limit_wait = quota_wait
 
     api_key: SecretStr = Field(description="Toloka API key or OAuth token")
     auth_scheme: AuthScheme = Field(
@@ -52,51 +58,15 @@ class TolokaCredentials(CredentialsBlock):
     base_url: str | None = Field(
         default=None, description="API root override; default toloka.dev or sandbox.toloka.dev"
     )
-    timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout in seconds")
-
-    @classmethod
-    def from_env(cls) -> TolokaCredentials:
-        key = os.environ.get(ENV_KEY)
-        if not key:
-            raise RuntimeError(
-                f"toloka credentials: no credentials block named and {ENV_KEY} not set "
-                "in the environment"
-            )
-        scheme = os.environ.get(ENV_SCHEME) or "ApiKey"
-        if scheme not in ("ApiKey", "OAuth"):
-            raise RuntimeError(f"{ENV_SCHEME} must be ApiKey or OAuth, not {scheme!r}")
-        timeout = os.environ.get(ENV_TIMEOUT)
-        return cls(
-            api_key=SecretStr(key),
-            auth_scheme="OAuth" if scheme == "OAuth" else "ApiKey",
-            base_url=os.environ.get(ENV_URL) or None,
-            timeout_s=float(timeout) if timeout else 30.0,
-        )
+    timeout_s: float = TIMEOUT_S
 
     def root_url(self, *, sandbox: bool = False) -> str:
         if self.base_url:
             return self.base_url.rstrip("/")
         return SANDBOX_URL if sandbox else PRODUCTION_URL
 
-    def get_client(
-        self,
-        *,
-        sandbox: bool = False,
-        timeout_s: float | None = None,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] | None = None,
-    ) -> TolokaClient:
-        """A client on the production (or sandbox) API; the keywords exist for tests and tuning."""
-        seam = HttpSeam(
-            connector=CONNECTOR_NAME,
-            base_url=self.root_url(sandbox=sandbox),
-            auth_headers={"Authorization": f"{self.auth_scheme} {self.api_key.get_secret_value()}"},
-            timeout_s=timeout_s if timeout_s is not None else self.timeout_s,
-            retry=retry or RetryPolicy(),
-            transport=transport,
-            rate_limit_wait=quota_wait,
-        )
-        if sleep is not None:
-            seam.sleep = sleep
-        return TolokaClient(seam)
+    def api_root(self) -> str:
+        return self.root_url()
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"{self.auth_scheme} {self.api_key.get_secret_value()}"}

@@ -28,8 +28,8 @@ from crowdloop.connectors._http import RetryPolicy
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.labelstudio.connector import LabelStudioConnector
 from crowdloop.connectors.labelstudio.credentials import LabelStudioCredentials
+from crowdloop.connectors.testing import Harness, Op, Route, Wrap
 from crowdloop.models.domain import BatchRef, TaskItem
-from tests.contract.harness import Harness, Op, Route, Wrap
 
 BASE = "http://ls.test"
 LEGACY_TOKEN = "0123456789abcdef0123456789abcdef01234567"

@@ -59,8 +59,8 @@ from crowdloop.connectors._http import RetryPolicy
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.prolific.connector import ProlificConnector
 from crowdloop.connectors.prolific.credentials import ProlificCredentials
+from crowdloop.connectors.testing import Harness, Op, Route, Wrap
 from crowdloop.models.domain import BatchRef, TaskItem
-from tests.contract.harness import Harness, Op, Route, Wrap
 
 BASE = "https://api.prolific.test"
 S3 = "https://uploads.prolific-s3.test"  # the presigned-URL host [datasets]

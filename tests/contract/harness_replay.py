@@ -12,8 +12,8 @@ from typing import ClassVar
 
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.replay.connector import ReplayConnector, market_for, reset_replay_state
+from crowdloop.connectors.testing import Harness, Op, Route, Wrap
 from crowdloop.models.domain import BatchRef, CompareTask, TaskItem
-from tests.contract.harness import Harness, Op, Route, Wrap
 
 PAIRS = 8
 WORKERS = ("w1", "w2", "w3")

@@ -27,8 +27,8 @@ from crowdloop.connectors._http import RetryPolicy
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.scale.connector import ScaleConnector, ScaleOptions
 from crowdloop.connectors.scale.credentials import ScaleCredentials
+from crowdloop.connectors.testing import Harness, Op, Route, Wrap
 from crowdloop.models.domain import BatchRef, TaskItem
-from tests.contract.harness import Harness, Op, Route, Wrap
 
 BASE = "https://api.scale.com"
 API_KEY = "test_0f3c9a7be1d24c55a8e6b2d4c7f0e913"

@@ -13,9 +13,9 @@ from crowdloop.connectors._http import RetryPolicy
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.simulator.connector import SimulatorConnector
 from crowdloop.connectors.simulator.credentials import SimulatorCredentials
+from crowdloop.connectors.testing import Harness, Op, Route, Wrap
 from crowdloop.models.domain import BatchRef, BatchState, TaskItem
 from crowdloop.simulator.runner import SimulatorServer
-from tests.contract.harness import Harness, Op, Route, Wrap
 from tests.simulator_fixtures import config
 
 POOLS = r"^/api/v1/pools$"

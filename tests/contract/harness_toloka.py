@@ -52,11 +52,11 @@ from pydantic import SecretStr
 
 from crowdloop.connectors._http import RetryPolicy
 from crowdloop.connectors.base import Connector
+from crowdloop.connectors.testing import Harness, Op, Route, Wrap
 from crowdloop.connectors.toloka.connector import TolokaConnector, TolokaOptions
 from crowdloop.connectors.toloka.credentials import TolokaCredentials
 from crowdloop.connectors.toloka.models import INPUT_FIELDS, OUTPUT_FIELD
 from crowdloop.models.domain import BatchRef, Stage, TaskItem
-from tests.contract.harness import Harness, Op, Route, Wrap
 
 BASE = "https://toloka.test/api"
 API_KEY = "AQAD-fake.toloka-api-key.0123456789"
