@@ -84,3 +84,16 @@ def test_the_check_sees_every_form_of_import(tmp_path: Path) -> None:
     )
     found = violations([sample], UPWARD, root=tmp_path)
     assert [v.split(":")[1] for v in found] == ["1", "2", "3", "5"]
+
+
+def test_vendor_wire_models_stay_in_their_connector_folder() -> None:
+    """Vendor JSON never leaves its connector folder: only modules of
+    connectors/<name>/ (and the tests) import crowdloop.connectors.<name>.models."""
+    vendors = sorted(p.name for p in (ROOT / "connectors").iterdir() if (p / "models.py").exists())
+    assert {"toloka", "prolific", "scale", "labelstudio", "replay"} <= set(vendors)
+    outside = [p for p in core_files() if p.parent.parent.name != "connectors"]
+    outside += sorted((ROOT / "flows").rglob("*.py"))
+    outside += sorted((ROOT / "crowdloop" / "demo").rglob("*.py"))
+    outside.append(ROOT / "crowdloop" / "cli.py")
+    wire = tuple(f"crowdloop.connectors.{name}.models" for name in vendors)
+    assert violations(outside, wire) == []

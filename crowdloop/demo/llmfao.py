@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from crowdloop.connectors.replay.models import load_recording, response_id
+from crowdloop.connectors.replay import load_recording, response_id
 
 COMPARISONS = "crowd-comparisons.csv"
 PAIRS = "pairs-crowd.jsonl"
