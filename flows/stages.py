@@ -27,6 +27,7 @@ from crowdloop.stages import (
     push,
     quality_check,
     report,
+    routing,
     sync,
 )
 from crowdloop.stages.budget import BudgetPause
@@ -166,6 +167,19 @@ def exam_round(campaign_id: str, stages: list[Stage]) -> dict[str, Any] | None:
             progress.pending,
         )
     return asdict(progress)
+
+
+@task(name="route-to-ai", retries=2, retry_delay_seconds=5)
+def route_to_ai(campaign_id: str) -> dict[str, Any] | None:
+    """AI-first routing of the round's unseen comparisons: one task for all of them."""
+    result = routing.route_pending(campaign_id)
+    if result is None:
+        return None
+    if result.asked or result.decided:
+        get_run_logger().info(
+            "AI judge: %d pair(s) asked; decided %s", result.asked, result.decided or "none"
+        )
+    return asdict(result)
 
 
 @task(name="close-exam", retries=2, retry_delay_seconds=5)

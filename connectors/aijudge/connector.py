@@ -18,8 +18,9 @@ How the marketplace contract maps onto a chat-completions API, which keeps nothi
   one judge, not several.
 - With `position_swap`, each pair is asked twice, the second time with the answers
   swapped. Both verdicts are mapped back to the task's left/right; the submission carries
-  the first order's choice, the lower of the two confidences and whether the two orders
-  agreed (`PreferenceAnswer.position_consistent`). An answer that cannot be read (not the
+  the first order's choice, the mean of the two confidences when the orders agree (the
+  lower one when they do not) and whether the two orders agreed
+  (`PreferenceAnswer.position_consistent`). An answer that cannot be read (not the
   schema's JSON, cut off by the token cap, or a refusal) quarantines the task's
   submission with the reason and the raw text.
 - Cost: each completion's usage.prompt_tokens and usage.completion_tokens times the
@@ -305,7 +306,10 @@ class AIJudgeConnector(Connector):
         choice, confidence = verdicts[0]
         if len(verdicts) == 2:
             out["consistent"] = verdicts[0][0] == verdicts[1][0]
-            confidence = min(confidence, verdicts[1][1])
+            # Agreeing orders: their mean; disagreeing ones: the lower (the pair goes to
+            # humans under the default routing anyway).
+            other = verdicts[1][1]
+            confidence = (confidence + other) / 2 if out["consistent"] else min(confidence, other)
         return {**out, "choice": choice, "confidence": confidence}
 
     def _request(self, payload: CompareTask, a: str, b: str) -> ChatCompletionRequest:

@@ -27,6 +27,7 @@ from crowdloop.stages import (
     preferences,
     push,
     quality_check,
+    routing,
     sync,
 )
 from crowdloop.stages.plan import load_spec
@@ -46,6 +47,9 @@ class RoundOps:
     # Before each round's push: grade the exam and qualify passers (stages/exam.py); the
     # first call waits for enough passers. None: no exam step.
     exam: Callable[[str, list[Stage]], Any] | None = None
+    # Before each round's push: AI-first routing of unseen comparisons (stages/routing.py).
+    # None: every comparison goes to the crowd.
+    route: Callable[[str], Any] | None = None
 
 
 def guard(campaign_id: str) -> None:
@@ -73,6 +77,8 @@ def run_rounds(
         guard(campaign_id)
         if ops.exam is not None:
             ops.exam(campaign_id, stages)
+        if ops.route is not None and Stage.COMPARE in stages:
+            ops.route(campaign_id)
         for stage in stages:
             guard(campaign_id)
             ops.push(campaign_id, stage)
@@ -147,6 +153,7 @@ def bare_ops(connector: Connector) -> RoundOps:
         advance=demonstrations.advance,
         extend=extend,
         exam=exam_step,
+        route=routing.route_pending,
     )
 
 
