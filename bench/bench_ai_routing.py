@@ -77,7 +77,6 @@ PREFS = {
 }
 JUDGE = AIJudgeConfig(accuracy=0.8, position_bias=0.1)
 AUDIT_RATE = 0.05
-HUMAN_MIN_OVERLAP: int | None = None
 LLMFAO = Path("/work/shared/data/llmfao")
 
 
@@ -97,9 +96,12 @@ def _share(pred: dict[str, str], truth: dict[str, str], ids: set[str]) -> float 
     return sum(pred.get(i) == truth[i] for i in mine) / len(mine) if mine else None
 
 
-def run_one(root: Path, seed: int, threshold: float | None) -> dict[str, Any]:
+def run_one(
+    root: Path, seed: int, threshold: float | None, human_min_overlap: int | None = None
+) -> dict[str, Any]:
     """One campaign; `threshold` None: all-human."""
-    name = f"s{seed}-" + ("human" if threshold is None else f"ai{threshold:g}")
+    variant = "human" if threshold is None else f"ai{threshold:g}-o{human_min_overlap or 0}"
+    name = f"s{seed}-{variant}"
     folder = root / name
     os.environ["CROWDLOOP_DATABASE_URL"] = f"sqlite:///{folder / 'db.sqlite'}"
     overrides: dict[str, Any] = {
@@ -113,7 +115,7 @@ def run_one(root: Path, seed: int, threshold: float | None) -> dict[str, Any]:
             "ai": {"name": "aijudge", "options": {"store": str(folder / "ai-answers.sqlite")}},
             "confidence_threshold": threshold,
             "audit_rate": AUDIT_RATE,
-            "human_min_overlap": HUMAN_MIN_OVERLAP,
+            "human_min_overlap": human_min_overlap,
         }
     path = write_demo_inputs(folder, name, SIZE, seed, overrides)
     started = time.perf_counter()
@@ -141,6 +143,8 @@ def run_one(root: Path, seed: int, threshold: float | None) -> dict[str, Any]:
     return {
         "seed": seed,
         "threshold": threshold,
+        "human_min_overlap": human_min_overlap,
+        "variant": variant,
         "pairs": len(truth),
         "accuracy": sum(outcomes.get(i) == t for i, t in truth.items()) / len(truth),
         "human_judgments": len(human),
@@ -190,10 +194,33 @@ def human_subset_accuracy(rows: list[dict[str, Any]]) -> list[str]:
         mine = sum(row["by_pair"][k][0] for k in human) / len(human)
         theirs = sum(base["by_pair"][k][0] for k in human) / len(human)
         out.append(
-            f"seed {row['seed']}, threshold {row['threshold']:g}: on the {len(human)} pairs "
+            f"seed {row['seed']}, {_label(row)}: on the {len(human)} pairs "
             f"sent to humans, AI-first {mine:.3f} vs all-human {theirs:.3f}"
         )
     return out
+
+
+def _label(row: dict[str, Any]) -> str:
+    if row["threshold"] is None:
+        return "all-human"
+    first = row["human_min_overlap"]
+    return f"AI-first, confidence >= {row['threshold']:g}" + (
+        f", humans start at overlap {first}" if first else ""
+    )
+
+
+def _variants(rows: list[dict[str, Any]]) -> list[str]:
+    order = sorted(
+        {
+            (
+                r["threshold"] if r["threshold"] is not None else -1.0,
+                r["human_min_overlap"] or 0,
+                r["variant"],
+            )
+            for r in rows
+        }
+    )
+    return [v for _, _, v in order]
 
 
 def simulator_table(rows: list[dict[str, Any]]) -> str:
@@ -202,21 +229,18 @@ def simulator_table(rows: list[dict[str, Any]]) -> str:
         "| AI-decided pairs (their accuracy) | audit agreement |",
         "|---|---|---|---|---|---|",
     ]
-    keys = sorted({r["threshold"] for r in rows}, key=lambda t: -1 if t is None else t)
     base = [r for r in rows if r["threshold"] is None]
     base_j = statistics.mean(r["human_judgments"] for r in base) if base else None
-    for t in keys:
-        mine = [r for r in rows if r["threshold"] == t]
+    for variant in _variants(rows):
+        mine = [r for r in rows if r["variant"] == variant]
         acc = statistics.mean(r["accuracy"] for r in mine)
         low = min(r["accuracy"] for r in mine)
         judg = statistics.mean(r["human_judgments"] for r in mine)
         cost = statistics.mean(r["cost"] for r in mine)
-        label = "all-human" if t is None else f"AI-first, confidence >= {t:g}"
-        share = f" ({judg / base_j:.0%})" if base_j and t is not None else ""
-        if t is None:
-            ai = "–"
-            agree = "–"
-        else:
+        ai_first = mine[0]["threshold"] is not None
+        share = f" ({judg / base_j:.0%})" if base_j and ai_first else ""
+        ai = agree = "–"
+        if ai_first:
             n = statistics.mean(r["ai_decided"] for r in mine)
             a = [r["ai_decided_accuracy"] for r in mine if r["ai_decided_accuracy"] is not None]
             ai = f"{n:.0f} of {statistics.mean(r['pairs'] for r in mine):.0f}" + (
@@ -225,25 +249,28 @@ def simulator_table(rows: list[dict[str, Any]]) -> str:
             ag = [r["audit_agreement"] for r in mine if r["audit_agreement"] is not None]
             agree = f"{statistics.mean(ag):.3f}" if ag else "–"
         lines.append(
-            f"| {label} | {acc:.3f} ({low:.3f}) | {judg:.0f}{share} | {cost:.2f} | {ai} | {agree} |"
+            f"| {_label(mine[0])} | {acc:.3f} ({low:.3f}) | {judg:.0f}{share} | {cost:.2f} "
+            f"| {ai} | {agree} |"
         )
     return "\n".join(lines)
 
 
 def simulator_verdict(rows: list[dict[str, Any]]) -> list[str]:
     base = [r for r in rows if r["threshold"] is None]
-    out = []
+    out: list[str] = []
     if not base:
         return out
     acc0 = statistics.mean(r["accuracy"] for r in base)
     j0 = statistics.mean(r["human_judgments"] for r in base)
-    for t in sorted({r["threshold"] for r in rows if r["threshold"] is not None}):
-        mine = [r for r in rows if r["threshold"] == t]
+    for variant in _variants(rows):
+        mine = [r for r in rows if r["variant"] == variant]
+        if mine[0]["threshold"] is None:
+            continue
         acc = statistics.mean(r["accuracy"] for r in mine)
         j = statistics.mean(r["human_judgments"] for r in mine)
         ok = acc >= acc0 - 0.01 and j <= 0.5 * j0
         out.append(
-            f"threshold {t:g}: accuracy {acc:.3f} vs all-human {acc0:.3f} "
+            f"{_label(mine[0])}: accuracy {acc:.3f} vs all-human {acc0:.3f} "
             f"({(acc - acc0) * 100:+.1f} points), human judgments {j / j0:.0%} of all-human "
             f"-> {'meets' if ok else 'MISSES'} the bar (within 1 point, at most half)"
         )
@@ -366,18 +393,23 @@ def main() -> None:
     parser.add_argument("--llmfao", type=Path, default=LLMFAO)
     parser.add_argument("--skip-llmfao", action="store_true")
     parser.add_argument("--llmfao-only", action="store_true")
-    parser.add_argument("--human-min-overlap", type=int, default=None)
+    parser.add_argument(
+        "--human-min-overlap",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="first overlap of pairs sent to humans; 0: the campaign's own (each is a variant)",
+    )
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
     result: dict[str, Any] = {}
-    global HUMAN_MIN_OVERLAP
-    HUMAN_MIN_OVERLAP = args.human_min_overlap
     if not args.llmfao_only:
         rows = []
         with tempfile.TemporaryDirectory(prefix="crowdloop-bench-ai-") as tmp:
             for seed in args.seeds:  # interleaved: all-human, AI-first, per seed
-                for threshold in [None, *args.thresholds]:
-                    row = run_one(Path(tmp), seed, threshold)
+                variants = [(t, o or None) for t in args.thresholds for o in args.human_min_overlap]
+                for threshold, overlap in [(None, None), *variants]:
+                    row = run_one(Path(tmp), seed, threshold, overlap)
                     print(json.dumps({k: v for k, v in row.items() if k != "by_pair"}), flush=True)
                     rows.append(row)
         result["simulator"] = rows
