@@ -147,3 +147,33 @@ def test_ai_first_campaign_routes_every_pair_once_and_reruns_without_paying_twic
     summary = data["routing"]
     assert summary["by_route"].get("audit", 0) == summary["audited"] > 0
     assert "AI–human agreement on" in markdown
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_the_campaign_flow_routes_ai_first_and_reports_agreement(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crowdloop.flows.campaign import run_campaign
+
+    judge = AIJudgeConfig(accuracy=0.8, position_bias=0.1)
+    path = _campaign(
+        tmp_path,
+        {
+            "ai": {"name": "aijudge", "options": {"store": str(tmp_path / "answers.sqlite")}},
+            "audit_rate": 0.3,
+        },
+    )
+    with simulator(monkeypatch, SimulatorConfig(seed=2, ai_judge=judge)) as sim:
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_API_KEY", sim.token)
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", judge.model)
+        result = run_campaign(str(path))
+    report = result["report"]
+    assert report["status"] == "complete"
+    routing = report["routing"]
+    assert routing["by_route"].get("ai", 0) > 0 and routing["audited"] > 0
+    assert 0 <= routing["audit_agree"] <= routing["audited"]
+    with session_scope() as s:
+        left = s.exec(select(AIRoute).where(AIRoute.route == AIRouteState.ASKED)).all()
+    assert left == []

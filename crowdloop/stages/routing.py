@@ -305,7 +305,8 @@ def _decide_page(
                 judgments.append(_judgment(campaign_id, connector_name, item_id, sub, answer))
                 collected.append(item_id)
         insert_ignore(s, Judgment, judgments, ["connector", "external_id"])
-        to_humans = [i for i in sorted(waiting) if i not in set(collected)]
+        kept = set(collected)
+        to_humans = [i for i in sorted(waiting) if i not in kept]
         if routing.human_min_overlap is not None and to_humans:
             for start in range(0, len(to_humans), 1000):
                 s.execute(
