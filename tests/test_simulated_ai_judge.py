@@ -9,10 +9,10 @@ import statistics
 import httpx
 
 from crowdloop.connectors.aijudge.prompt import render_pair, system_message
-from crowdloop.demo.top5 import CATALOG, make_prompt, render_list
 from crowdloop.simulator.ai_judge import judge
 from crowdloop.simulator.config import AIJudgeConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
+from crowdloop.simulator.world import CATALOG, make_prompt, render_list
 
 
 def _pairs(n: int) -> list[tuple[str, str, str]]:

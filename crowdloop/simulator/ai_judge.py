@@ -38,8 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from crowdloop.connectors.aijudge.prompt import parse_pair
-from crowdloop.demo.top5 import response_quality, seeded_rng
+from crowdloop.ids import seeded_rng
 from crowdloop.simulator.config import AIJudgeConfig
+from crowdloop.simulator.world import response_quality
 
 CREATED = 1_727_346_143  # fixed: the fake never reads the clock (a snapshot's `created`)
 

@@ -35,8 +35,7 @@ from sqlmodel import col, select
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.registry import build_connector
 from crowdloop.db import insert_ignore, session_scope
-from crowdloop.demo.top5 import seeded_rng
-from crowdloop.ids import digest
+from crowdloop.ids import digest, seeded_rng
 from crowdloop.models.domain import (
     BatchRef,
     BatchSpec,
@@ -60,6 +59,7 @@ from crowdloop.models.tables import (
     JudgmentStatus,
     utcnow,
 )
+from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import load_spec
 
 logger = logging.getLogger(__name__)
@@ -308,25 +308,18 @@ def _decide_page(
         kept = set(collected)
         to_humans = [i for i in sorted(waiting) if i not in kept]
         if routing.human_min_overlap is not None and to_humans:
-            for start in range(0, len(to_humans), 1000):
-                s.execute(
-                    update(Item)
-                    .where(
-                        col(Item.id).in_(to_humans[start : start + 1000]),
-                        col(Item.state) == ItemState.PENDING,
-                        col(Item.overlap) < routing.human_min_overlap,
-                    )
-                    .values(overlap=routing.human_min_overlap)
-                )
-        for start in range(0, len(collected), 1000):
-            s.execute(
-                update(Item)
-                .where(
-                    col(Item.id).in_(collected[start : start + 1000]),
-                    col(Item.state) == ItemState.PENDING,
-                )
-                .values(state=ItemState.COLLECTED)
+            # Items are written through move_items only; here they stay pending.
+            move_items(
+                s,
+                to_humans,
+                ItemState.PENDING,
+                from_=ItemState.PENDING,
+                values={"overlap": routing.human_min_overlap},
+                where=[col(Item.overlap) < routing.human_min_overlap],
+                strict=False,
             )
+        # Decided by the judge: collected without ever being published.
+        move_items(s, collected, ItemState.COLLECTED, from_=ItemState.PENDING, strict=False)
         # The cursor moves in the transaction of what it read.
         s.execute(
             update(AIJudgeBatch)
