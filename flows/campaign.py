@@ -64,8 +64,11 @@ def _demonstrations(campaign_id: str) -> dict[str, Any]:
 
 
 def _preferences(campaign_id: str) -> dict[str, Any]:
-    has_exam = campaign_spec(campaign_id).quality.exam is not None
+    spec = campaign_spec(campaign_id)
+    has_exam = spec.quality.exam is not None
     ops = RoundOps(**{**TASK_OPS.__dict__, "exam": t.exam_round}) if has_exam else TASK_OPS
+    if spec.routing is not None:
+        ops = RoundOps(**{**ops.__dict__, "route": t.route_to_ai})
     rounds = _run_rounds(campaign_id, [Stage.COMPARE], advance=False, ops=ops)
     out: dict[str, Any] = {"rounds": rounds}
     if has_exam:

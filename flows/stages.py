@@ -79,6 +79,12 @@ def exam_round(campaign_id: str, stages: list[Stage]) -> dict[str, Any] | None:
         return rounds.exam_step(campaign_id, stages, c, get_run_logger())
 
 
+@task(name="route-to-ai", retries=2, retry_delay_seconds=5)
+def route_to_ai(campaign_id: str) -> dict[str, Any] | None:
+    """AI-first routing of the round's unseen comparisons: one task for all of them."""
+    return rounds.route_step(campaign_id, get_run_logger())
+
+
 @task(name="close-exam", retries=2, retry_delay_seconds=5)
 def close_exam(campaign_id: str) -> dict[str, Any] | None:
     with connector_for(campaign_id) as c:

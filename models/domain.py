@@ -115,6 +115,11 @@ class VerdictAnswer(Frozen):
 class PreferenceAnswer(Frozen):
     kind: Literal["preference"] = "preference"
     choice: Literal["left", "right", "tie"]
+    # From a model judge (connectors/aijudge): its stated probability of being right, and
+    # whether it gave the same verdict with the answers shown the other way round (None:
+    # asked in one order only). Human marketplaces leave both None.
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    position_consistent: bool | None = None
 
 
 Answer = Annotated[TextAnswer | VerdictAnswer | PreferenceAnswer, Field(discriminator="kind")]

@@ -414,6 +414,28 @@ class RetrainingSpec(_Strict):
     target: TargetSpec = TargetSpec()
 
 
+class RoutingSpec(_Strict):
+    """AI first: every production comparison goes to a model judge (`ai`, a connector such
+    as aijudge) before any human sees it; a pair goes to the human crowd when the judge's
+    confidence is under `confidence_threshold`, when its two position-swapped answers
+    disagree (`human_on_swap_disagreement`), when its answer could not be read, or when the
+    pair is drawn for audit (`audit_rate`, a seeded draw per pair: humans answer it and the
+    report sets the judge's verdict beside theirs). Golden and exam pairs always go to
+    humans: they measure workers. Decided pairs keep the judge's verdict as their judgment.
+    (stages/routing.py; bench/bench_ai_routing.py measures the thresholds.)
+    """
+
+    ai: ConnectorSpec = ConnectorSpec(name="aijudge")
+    # 0.7: the threshold that met the bar on the simulator (bench/bench_ai_routing.py; the
+    # README's table); 0.8 buys ~52% of the human judgments for a little more accuracy.
+    confidence_threshold: float = Field(default=0.7, ge=0, le=1)
+    human_on_swap_disagreement: bool = True
+    audit_rate: float = Field(default=0.05, ge=0, le=1)
+    # The first overlap of a pair the judge sent to humans (it found the pair hard); dynamic
+    # overlap goes on from there. Null: the campaign's own first overlap.
+    human_min_overlap: int | None = Field(default=None, ge=1, le=15)
+
+
 class CampaignSpec(_Strict):
     name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     connector: ConnectorSpec = ConnectorSpec()
@@ -430,11 +452,23 @@ class CampaignSpec(_Strict):
     retraining: RetrainingSpec | None = None
     # Off by default: a campaign without a budget spends what its work costs.
     budget: BudgetSpec | None = None
+    # Off by default: every comparison goes to the human crowd.
+    routing: RoutingSpec | None = None
 
     @model_validator(mode="after")
     def _has_work(self) -> CampaignSpec:
         if self.demonstrations is None and self.preferences is None:
             raise ValueError("a campaign needs a 'demonstrations' or a 'preferences' section")
+        return self
+
+    @model_validator(mode="after")
+    def _routing_needs_preferences(self) -> CampaignSpec:
+        if self.routing is not None and self.preferences is None:
+            _fail(
+                ("routing",),
+                "routes comparisons: it needs a 'preferences' section",
+                self.routing.model_dump(mode="json"),
+            )
         return self
 
     @model_validator(mode="after")
@@ -613,10 +647,14 @@ def _check_connector(path: Path, root: yaml.Node | None, spec: CampaignSpec) -> 
     """The connector is installed and its options fit its options model."""
     from crowdloop.connectors.registry import UnknownConnector, validate_options
 
-    try:
-        validate_options(spec.connector.name, spec.connector.options)
-    except UnknownConnector as exc:
-        line = _node_line(root, ["connector", "name"])
-        raise SpecError(f"{path}:{line}: field 'connector.name': {exc}") from None
-    except ValidationError as exc:
-        raise SpecError(_located(path, root, exc, ("connector", "options"))) from None
+    sections: list[tuple[tuple[str, ...], ConnectorSpec]] = [(("connector",), spec.connector)]
+    if spec.routing is not None:
+        sections.append((("routing", "ai"), spec.routing.ai))
+    for where, connector in sections:
+        try:
+            validate_options(connector.name, connector.options)
+        except UnknownConnector as exc:
+            line = _node_line(root, [*where, "name"])
+            raise SpecError(f"{path}:{line}: field '{'.'.join(where)}.name': {exc}") from None
+        except ValidationError as exc:
+            raise SpecError(_located(path, root, exc, (*where, "options"))) from None

@@ -42,7 +42,8 @@ class ItemState(StrEnum):
 
 # Enforced where every item-state write goes: crowdloop.stages.items.move_items.
 ITEM_TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
-    ItemState.PENDING: frozenset({ItemState.PUSHED, ItemState.EXHAUSTED}),
+    # PENDING -> COLLECTED: a comparison an AI judge decided, never published (stages/routing.py).
+    ItemState.PENDING: frozenset({ItemState.PUSHED, ItemState.EXHAUSTED, ItemState.COLLECTED}),
     ItemState.PUSHED: frozenset({ItemState.COLLECTED, ItemState.PENDING, ItemState.EXHAUSTED}),
     ItemState.COLLECTED: frozenset({ItemState.DONE, ItemState.PENDING}),
     ItemState.DONE: frozenset(),
@@ -409,3 +410,38 @@ class SpendCheck(SQLModel, table=True):
     accounted: str
     currency: str = Field(max_length=3)
     checked_at: datetime = Field(default_factory=utcnow)
+
+
+class AIRouteState(StrEnum):
+    ASKED = "asked"  # sent to the AI judge, no answer read yet
+    AI = "ai"  # the judge's verdict stands (a judgment of the item)
+    HUMAN = "human"  # humans answer it; the judge's verdict is kept beside
+    AUDIT = "audit"  # the judge was sure, humans answer it anyway (agreement measured)
+
+
+class AIRoute(SQLModel, table=True):
+    """AI-first routing of one comparison (stages/routing.py): what the judge said and where
+    the pair went. Written as `asked` before the judge is asked, decided once read."""
+
+    __table_args__ = (Index("ix_airoute_campaign_route", "campaign_id", "route"),)
+    item_id: str = Field(foreign_key="item.id", primary_key=True, max_length=80)
+    campaign_id: str = Field(foreign_key="campaign.id")
+    route: AIRouteState = AIRouteState.ASKED
+    reason: str | None = Field(default=None, max_length=64)  # why humans got it
+    choice: str | None = Field(default=None, max_length=16)  # left | right | tie, as shown
+    confidence: float | None = None
+    position_consistent: bool | None = None
+    submission_id: str | None = Field(default=None, max_length=200)
+    decided_at: datetime | None = None
+
+
+class AIJudgeBatch(SQLModel, table=True):
+    """The campaign's batch on the AI judge and how far its answers were read."""
+
+    campaign_id: str = Field(foreign_key="campaign.id", primary_key=True)
+    connector: str = Field(max_length=64)
+    idempotency_key: str = Field(max_length=200)
+    external_id: str = Field(max_length=200)
+    cursor: str | None = Field(default=None, sa_column=Column(Text))
+    spend: str | None = None  # Decimal as text, as the judge last reported it
+    currency: str | None = Field(default=None, max_length=3)

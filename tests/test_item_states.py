@@ -50,6 +50,7 @@ def test_every_legal_move_is_allowed_and_every_other_refused() -> None:
     legal = {
         (S.PENDING, S.PUSHED),
         (S.PENDING, S.EXHAUSTED),
+        (S.PENDING, S.COLLECTED),  # decided by an AI judge, never published
         (S.PUSHED, S.COLLECTED),
         (S.PUSHED, S.PENDING),
         (S.PUSHED, S.EXHAUSTED),

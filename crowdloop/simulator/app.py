@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import Match
 
+from crowdloop.simulator import ai_judge
 from crowdloop.simulator.config import FaultConfig, SimulatorConfig
 from crowdloop.simulator.faults import Fault
 from crowdloop.simulator.state import (
@@ -33,6 +34,9 @@ from crowdloop.simulator.state import (
 )
 
 API = "/api/v1"
+# The simulated AI judge, an OpenAI-compatible API (crowdloop/simulator/ai_judge.py): the
+# aijudge connector's base URL is `<simulator url>/openai/v1`, its key the bearer token.
+OPENAI = "/openai/v1"
 
 
 class _Body(BaseModel):
@@ -195,7 +199,7 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         request_id = f"sim-{next(request_ids):07d}"
-        if not request.url.path.startswith(API):
+        if not request.url.path.startswith((API, OPENAI)):
             response = await call_next(request)
         else:
             state.count_request(endpoint_name(request))
@@ -306,6 +310,30 @@ def create_app(
         }
 
     # --- admin side (no auth, never used by connectors) -----------------------------------
+
+    # --- the simulated AI judge (OpenAI-compatible) ----------------------------------------
+
+    completion_ids = itertools.count(1)
+
+    @app.get(f"{OPENAI}/models/{{model:path}}")
+    def openai_model(model: str) -> dict[str, Any]:
+        return ai_judge.model_body(model)
+
+    @app.post(f"{OPENAI}/chat/completions")
+    async def openai_chat(request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ai_judge.BadRequest("the body must be a JSON object")
+            answer = ai_judge.completion_body(
+                config.ai_judge,
+                config.seed,
+                body,
+                f"chatcmpl-sim{config.id_prefix}{next(completion_ids):09d}",
+            )
+        except (ValueError, ai_judge.BadRequest) as exc:
+            return _error(400, "invalid_request_error", str(exc))
+        return JSONResponse(answer)
 
     @app.get("/sim/health")
     def health() -> dict[str, Any]:

@@ -95,6 +95,18 @@ class FaultConfig(_Settings):
         return any((self.rate_limit, self.server_error, self.timeout, self.false_500))
 
 
+class AIJudgeConfig(_Settings):
+    """The simulated AI judge behind /openai/v1 (the model: crowdloop/simulator/ai_judge.py)."""
+
+    model: str = "sim-judge-1"
+    accuracy: float = Field(default=0.8, ge=0, le=1)
+    position_bias: float = Field(default=0.1, ge=0, le=1)
+    wrong_tie: float = Field(default=0.15, ge=0, le=1)
+    confidence_right: float = 2.0
+    confidence_wrong: float = 0.5
+    confidence_sd: float = Field(default=1.0, gt=0)
+
+
 class SimulatorConfig(_Settings):
     seed: int = 0
     # Simulated seconds per real second; large values make every answer available at once.
@@ -102,6 +114,7 @@ class SimulatorConfig(_Settings):
     time_scale: float = Field(default=3600.0, ge=0)
     crowd: CrowdConfig = Field(default_factory=CrowdConfig)
     faults: FaultConfig = Field(default_factory=FaultConfig)
+    ai_judge: AIJudgeConfig = Field(default_factory=AIJudgeConfig)
     page_limit_default: int = Field(default=500, ge=1)
     page_limit_max: int = Field(default=1000, ge=1)
     # Prefix of every pool, task and assignment id. Several simulators that write into one

@@ -84,6 +84,11 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
         return 0
     _, verdicts, _ = score_pairs(frame, method)
     unsure = verdicts.loc[verdicts["confidence"] < dynamic.target_confidence, "pair"].tolist()
+    # A pair the AI judge decided stays decided (AI-first routing buys no humans for it).
+    from crowdloop.stages.routing import ai_routed_items
+
+    decided = ai_routed_items(campaign_id)
+    unsure = [p for p in unsure if p not in decided]
     with session_scope() as s:
         # Only collected pairs under the cap: the others are still out, or maxed out.
         return move_items(
@@ -199,6 +204,10 @@ def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> Pr
             }
             for v in verdicts.itertuples(index=False)
         ]
+        # AI-first routing: a pair the judge decided keeps the judge's verdict.
+        from crowdloop.stages.routing import apply_ai_verdicts
+
+        apply_ai_verdicts(campaign_id, outcome_rows)
     with session_scope() as s:
         s.execute(delete(CandidateScore).where(col(CandidateScore.campaign_id) == campaign_id))
         s.execute(delete(PairOutcome).where(col(PairOutcome.campaign_id) == campaign_id))

@@ -376,6 +376,8 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
                 .join(Item, col(Item.id) == col(Judgment.item_id))
                 .where(
                     Judgment.campaign_id == campaign_id,
+                    # This marketplace's work only (an AI judge's verdicts are not its).
+                    Judgment.connector == connector.name,
                     Item.stage == stage.value,
                     col(Judgment.review).is_(None),
                 )

@@ -395,6 +395,15 @@ def write_report(campaign_id: str) -> tuple[dict[str, Any], str]:
     if spec.preferences is not None:
         data["quality"] = quality_report.quality_report(campaign_id)
         md += "\n\n" + quality_report.quality_markdown(data["quality"])
+    if spec.routing is not None:
+        from dataclasses import asdict
+
+        from crowdloop.stages.routing import routing_summary, summary_lines
+
+        summary = routing_summary(campaign_id)
+        if summary is not None:
+            data["routing"] = asdict(summary)
+            md += "\n\n" + "\n".join(summary_lines(summary))
     out = Path(spec.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{campaign_id}-report.md").write_text(md + "\n", encoding="utf-8")

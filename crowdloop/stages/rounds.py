@@ -35,6 +35,7 @@ from crowdloop.stages import (
     lifecycle,
     preferences,
     quality_check,
+    routing,
     sync,
 )
 from crowdloop.stages.plan import load_spec
@@ -58,6 +59,9 @@ class RoundOps:
     # Before each round's push: grade the exam and qualify passers (stages/exam.py); the
     # first call waits for enough passers. None: no exam step.
     exam: Callable[[str, list[Stage]], Any] | None = None
+    # Before each round's push: AI-first routing of unseen comparisons (stages/routing.py).
+    # None: every comparison goes to the crowd.
+    route: Callable[[str], Any] | None = None
 
 
 def guard(campaign_id: str) -> None:
@@ -85,6 +89,8 @@ def run_rounds(
         guard(campaign_id)
         if ops.exam is not None:
             ops.exam(campaign_id, stages)
+        if ops.route is not None and Stage.COMPARE in stages:
+            ops.route(campaign_id)
         for stage in stages:
             guard(campaign_id)
             ops.push(campaign_id, stage)
@@ -224,6 +230,17 @@ def exam_step(
     return asdict(progress)
 
 
+def route_step(campaign_id: str, log: Log = logger) -> dict[str, Any] | None:
+    """AI-first routing of the round's unseen comparisons (stages/routing.py); the AI
+    judge's connector is built from the campaign's `routing.ai`. None without routing."""
+    result = routing.route_pending(campaign_id)
+    if result is None:
+        return None
+    if result.asked or result.decided:
+        log.info("AI judge: %d pair(s) asked; decided %s", result.asked, result.decided or "none")
+    return asdict(result)
+
+
 def close_exam_step(campaign_id: str, connector: Connector) -> dict[str, Any] | None:
     progress = exam.close_exam(campaign_id, connector)
     return asdict(progress) if progress else None
@@ -261,6 +278,7 @@ def bare_ops(connector: Connector, log: Log = logger) -> RoundOps:
         advance=advance_step,
         extend=partial(extend_step, log=log),
         exam=partial(exam_step, connector=connector, log=log),
+        route=partial(route_step, log=log),
     )
 
 

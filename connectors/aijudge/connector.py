@@ -1,0 +1,384 @@
+"""An AI judge as a marketplace: comparison tasks answered by an OpenAI-compatible model.
+
+Endpoints, auth and retries: see client.py (GET /models/{model}, POST /chat/completions,
+bearer key, retried on 408/429/5xx through the shared HTTP seam, Retry-After honoured).
+
+How the marketplace contract maps onto a chat-completions API, which keeps nothing:
+- `create_batch` checks that the model is served (GET /models/{model}) and records the
+  batch under its key in the answer ledger (store.py); `add_items` records the tasks under
+  their keys. Both are create-once: a replayed key returns what exists.
+- The model answers a task when its submissions are read (`iter_submissions`) while the
+  batch is open: every task without an answer is asked (`max_concurrent` requests at a
+  time), and each answer is written to the ledger as it arrives. A task is asked once, so
+  a rerun, a retried flow or another process reads the answer instead of paying twice;
+  only an answer generated and lost before it was written (a crash in between, or a 5xx
+  after the generation that the seam retries) is paid again. A draft, paused or stopped
+  batch asks nothing.
+- A task is answered once whatever its overlap: the same model at the same settings is
+  one judge, not several.
+- With `position_swap`, each pair is asked twice, the second time with the answers
+  swapped. Both verdicts are mapped back to the task's left/right; the submission carries
+  the first order's choice, the mean of the two confidences when the orders agree (the
+  lower one when they do not) and whether the two orders agreed
+  (`PreferenceAnswer.position_consistent`). An answer that cannot be read (not the
+  schema's JSON, cut off by the token cap, or a refusal) quarantines the task's
+  submission with the reason and the raw text.
+- Cost: each completion's usage.prompt_tokens and usage.completion_tokens times the
+  per-1k prices in the options; `spend` reports the batch's sum (SPEND_REPORT).
+- Workers: one, `ai:<model>`. Review, blocking and qualifications do not apply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any, ClassVar, Self, cast
+
+from pydantic import BaseModel, ValidationError
+
+from crowdloop.connectors._http import client_options
+from crowdloop.connectors.aijudge.client import AIJudgeClient
+from crowdloop.connectors.aijudge.models import (
+    VERDICT_SCHEMA,
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatMessage,
+    JsonSchemaFormat,
+    ResponseFormat,
+    Verdict,
+)
+from crowdloop.connectors.aijudge.options import CONNECTOR_NAME, AIJudgeOptions, default_store
+from crowdloop.connectors.aijudge.prompt import render_pair, system_message
+from crowdloop.connectors.aijudge.store import AnswerStore, StoredAnswer, StoredBatch, StoredTask
+from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
+from crowdloop.connectors.errors import InvalidRequest, NotFound
+from crowdloop.ids import digest
+from crowdloop.models.domain import (
+    AddItemsResult,
+    BatchRef,
+    BatchSpec,
+    BatchState,
+    BatchStatus,
+    Capability,
+    CompareTask,
+    Money,
+    PreferenceAnswer,
+    Quarantined,
+    Submission,
+    SubmissionPage,
+    TaskItem,
+)
+
+logger = logging.getLogger(__name__)
+
+# What the model's A/B mean on the task's left/right in each order.
+_AS_SHOWN = {"A": "left", "B": "right", "tie": "tie"}
+_SWAPPED = {"A": "right", "B": "left", "tie": "tie"}
+
+
+class _Unreadable(Exception):
+    def __init__(self, reason: str, raw: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+
+class AIJudgeConnector(Connector):
+    name: ClassVar[str] = CONNECTOR_NAME
+    options_model: ClassVar[type[BaseModel] | None] = AIJudgeOptions
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.PAIRWISE,
+            Capability.IDEMPOTENT_CREATE,
+            Capability.SPEND_REPORT,
+            Capability.PAUSE,
+        }
+    )
+    max_items_per_call: ClassVar[int] = 1000
+
+    def __init__(self, client: AIJudgeClient, model: str, options: AIJudgeOptions) -> None:
+        self.client = client
+        self.model = options.model or model
+        self.options = options
+        self.store = AnswerStore((options.store or default_store()).expanduser())
+        self.worker_id = f"ai:{self.model}"
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        from crowdloop.connectors.aijudge.credentials import AIJudgeCredentials
+
+        opts = AIJudgeOptions.model_validate(dict(options))
+        credentials = (
+            cast(AIJudgeCredentials, AIJudgeCredentials.load(credentials_block))
+            if credentials_block
+            else AIJudgeCredentials.from_env()
+        )
+        client = credentials.get_client(**client_options(opts.model_dump()))
+        return cls(client, credentials.model, opts)
+
+    def close(self) -> None:
+        self.client.close()
+        self.store.close()
+
+    def check(self) -> CheckReport:
+        def served() -> str:
+            found = self.client.get_model(self.model)
+            owner = f" (owned by {found.owned_by})" if found.owned_by else ""
+            return f"model {found.id!r} is served{owner}; the key was accepted"
+
+        return CheckReport(
+            self.name,
+            (
+                probe("credentials and model", served),
+                CheckItem(
+                    "balance",
+                    None,
+                    "chat-completions APIs expose no balance; spend is counted from token usage",
+                ),
+            ),
+        )
+
+    # --- creates (keyed) -------------------------------------------------------------------
+
+    def create_batch(self, spec: BatchSpec, *, idempotency_key: str) -> BatchRef:
+        if spec.stage.value not in ("compare", "exam"):
+            raise InvalidRequest(self.name, f"the AI judge answers comparisons, not {spec.stage}")
+        existing = self.store.batch_by_key(idempotency_key)
+        if existing is not None:
+            return self._ref(existing.id)
+        self.client.get_model(self.model)  # a wrong model or key fails here, not mid-run
+        batch, _ = self.store.add_batch(
+            StoredBatch(
+                id=f"aij-{digest(idempotency_key)}",
+                key=idempotency_key,
+                campaign_id=spec.campaign_id,
+                name=spec.name,
+                state="draft",
+            )
+        )
+        return self._ref(batch.id)
+
+    def find_batch(self, idempotency_key: str) -> BatchRef | None:
+        found = self.store.batch_by_key(idempotency_key)
+        return self._ref(found.id) if found else None
+
+    def add_items(
+        self, batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
+    ) -> AddItemsResult:
+        stored = self._batch(batch)
+        if stored.state == "stopped":
+            raise InvalidRequest(self.name, f"batch {stored.id} is stopped")
+        tasks = []
+        for item in items:  # validate all before recording any: a refused call adds nothing
+            if not isinstance(item.payload, CompareTask):
+                raise InvalidRequest(
+                    self.name, f"task {item.key}: the AI judge answers comparisons only"
+                )
+            tasks.append(
+                StoredTask(
+                    id=f"aij-t-{digest(stored.id + '|' + item.key)}",
+                    batch_id=stored.id,
+                    key=item.key,
+                    group=item.group,
+                    payload=item.payload.model_dump(mode="json"),
+                )
+            )
+        return AddItemsResult(external_ids=self.store.add_tasks(tasks))
+
+    def find_tasks(self, batch: BatchRef, task_keys: Sequence[str]) -> dict[str, str]:
+        return self.store.find_tasks(self._batch(batch).id, list(task_keys))
+
+    # --- batch control ---------------------------------------------------------------------
+
+    def start(self, batch: BatchRef) -> None:
+        stored = self._batch(batch)
+        if stored.state == "draft":
+            self.store.set_state(stored.id, "open")
+
+    def stop(self, batch: BatchRef, *, reason: str) -> None:
+        self.store.set_state(self._batch(batch).id, "stopped")
+
+    def pause(self, batch: BatchRef) -> None:
+        stored = self._batch(batch)
+        if stored.state in ("draft", "open"):
+            self.store.set_state(stored.id, "paused")
+
+    def resume(self, batch: BatchRef) -> None:
+        stored = self._batch(batch)
+        if stored.state == "paused":
+            self.store.set_state(stored.id, "open")
+
+    def get_status(self, batch: BatchRef) -> BatchStatus:
+        stored = self._batch(batch)
+        _, tasks, answers = self.store.counts(stored.id)
+        return BatchStatus(
+            state=BatchState.OPEN if stored.state == "open" else BatchState.CLOSED,
+            tasks=tasks,
+            assignments_total=tasks,
+            assignments_submitted=answers,
+        )
+
+    # --- results ---------------------------------------------------------------------------
+
+    def iter_submissions(self, batch: BatchRef, *, cursor: str | None) -> Iterator[SubmissionPage]:
+        """Answer what is unanswered (open batches only), then page the answers after
+        `cursor` (the number of the last answer read)."""
+        stored = self._batch(batch)
+        if stored.state == "open":
+            self._answer_pending(stored.id)
+        after = int(cursor) if cursor else 0
+        while True:
+            chunk = self.store.answers_after(stored.id, after, self.options.page_limit)
+            if not chunk:
+                yield SubmissionPage(submissions=(), cursor=cursor, has_more=False)
+                return
+            after = chunk[-1].seq
+            more = self.store.has_more(stored.id, after)
+            yield SubmissionPage(
+                submissions=tuple(self._submission(a) for a in chunk if a.choice is not None),
+                quarantined=tuple(self._quarantined(a) for a in chunk if a.choice is None),
+                cursor=str(after),
+                has_more=more,
+            )
+            if not more:
+                return
+
+    def spend(self, batch: BatchRef) -> Money:
+        total, currency = self.store.cost(self._batch(batch).id)
+        return Money(amount=total, currency=currency or self.options.currency)
+
+    # --- asking the model --------------------------------------------------------------------
+
+    def _answer_pending(self, batch_id: str) -> None:
+        pending = self.store.unanswered(batch_id)
+        if not pending:
+            return
+        if self.options.max_concurrent == 1 or len(pending) == 1:
+            for task in pending:
+                self.store.record(task, self._judge(task))
+            return
+        with ThreadPoolExecutor(max_workers=self.options.max_concurrent) as pool:
+            # Each answer is recorded as soon as it is in: a failure later loses nothing paid.
+            futures = [pool.submit(self._judge_and_record, task) for task in pending]
+            for future in futures:
+                future.result()  # re-raise the first failure (auth, exhausted retries)
+
+    def _judge_and_record(self, task: StoredTask) -> None:
+        self.store.record(task, self._judge(task))
+
+    def _judge(self, task: StoredTask) -> dict[str, Any]:
+        payload = CompareTask.model_validate(task.payload)
+        orders = [(payload.left, payload.right, _AS_SHOWN)]
+        if self.options.position_swap:
+            orders.append((payload.right, payload.left, _SWAPPED))
+        verdicts: list[tuple[str, float]] = []
+        raws: list[str] = []
+        prompt_tokens = completion_tokens = 0
+        cost = Decimal(0)
+        reason: str | None = None
+        for a, b, mapping in orders:
+            completion = self.client.chat(self._request(payload, a, b))
+            if completion.usage is not None:
+                prompt_tokens += completion.usage.prompt_tokens
+                completion_tokens += completion.usage.completion_tokens
+                cost += self._cost(completion)
+            try:
+                verdict, raw = self._read(completion)
+            except _Unreadable as bad:
+                raws.append(bad.raw)
+                reason = reason or bad.reason
+                continue
+            raws.append(raw)
+            verdicts.append((mapping[verdict.winner], verdict.confidence))
+        out: dict[str, Any] = {
+            "worker": self.worker_id,
+            "raw": json.dumps(raws),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost": cost,
+            "currency": self.options.currency,
+        }
+        if reason is not None:
+            return {**out, "reason": f"aijudge: {reason}"}
+        choice, confidence = verdicts[0]
+        if len(verdicts) == 2:
+            out["consistent"] = verdicts[0][0] == verdicts[1][0]
+            # Agreeing orders: their mean; disagreeing ones: the lower (the pair goes to
+            # humans under the default routing anyway).
+            other = verdicts[1][1]
+            confidence = (confidence + other) / 2 if out["consistent"] else min(confidence, other)
+        return {**out, "choice": choice, "confidence": confidence}
+
+    def _request(self, payload: CompareTask, a: str, b: str) -> ChatCompletionRequest:
+        return ChatCompletionRequest(
+            model=self.model,
+            messages=[
+                ChatMessage(role="system", content=system_message(payload.instruction)),
+                ChatMessage(role="user", content=render_pair(payload.prompt, a, b)),
+            ],
+            temperature=self.options.temperature,
+            max_tokens=self.options.max_tokens,
+            response_format=ResponseFormat(
+                json_schema=JsonSchemaFormat(name="pairwise_verdict", schema_=VERDICT_SCHEMA)
+            ),
+        )
+
+    def _cost(self, completion: ChatCompletion) -> Decimal:
+        usage = completion.usage
+        assert usage is not None
+        return (
+            Decimal(usage.prompt_tokens) * self.options.price_per_1k_input
+            + Decimal(usage.completion_tokens) * self.options.price_per_1k_output
+        ) / 1000
+
+    @staticmethod
+    def _read(completion: ChatCompletion) -> tuple[Verdict, str]:
+        message = completion.choices[0].message
+        finish = completion.choices[0].finish_reason
+        if message.refusal:
+            raise _Unreadable("the model refused", message.refusal)
+        raw = message.content or ""
+        if finish == "length":
+            raise _Unreadable("the answer was cut off by the token cap", raw)
+        try:
+            return Verdict.model_validate_json(raw), raw
+        except ValidationError as exc:
+            return_reason = exc.errors()[0]["msg"]
+            raise _Unreadable(f"not the verdict schema ({return_reason})", raw) from exc
+
+    # --- mapping ---------------------------------------------------------------------------
+
+    def _submission(self, a: StoredAnswer) -> Submission:
+        return Submission(
+            external_id=f"{a.task_id}:a",
+            task_key=a.task_key,
+            worker_id=a.worker,
+            answer=PreferenceAnswer(
+                choice=cast(Any, a.choice),
+                confidence=a.confidence,
+                position_consistent=a.consistent,
+            ),
+            submitted_at=a.answered_at,
+        )
+
+    @staticmethod
+    def _quarantined(a: StoredAnswer) -> Quarantined:
+        return Quarantined(
+            external_id=f"{a.task_id}:a",
+            task_key=a.task_key,
+            worker_id=a.worker,
+            reason=a.reason or "aijudge: unreadable answer",
+            raw=a.raw,
+        )
+
+    def _batch(self, batch: BatchRef) -> StoredBatch:
+        stored = self.store.batch(batch.external_id)
+        if stored is None:
+            raise NotFound(self.name, f"batch {batch.external_id} is not in {self.store.path}")
+        return stored
+
+    def _ref(self, batch_id: str) -> BatchRef:
+        return BatchRef(connector=self.name, external_id=batch_id)

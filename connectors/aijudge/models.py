@@ -1,0 +1,118 @@
+"""Wire models of the OpenAI chat-completions API, as far as the AI judge uses it.
+
+Sources (openai/openai-python, generated from OpenAI's OpenAPI spec):
+- `src/openai/types/chat/chat_completion.py`: ChatCompletion {id, object "chat.completion",
+  created, model, choices[{index, message, finish_reason, logprobs}], usage,
+  system_fingerprint}; finish_reason in stop | length | tool_calls | content_filter |
+  function_call.
+- `src/openai/types/model.py`: Model {id, created, object "model", owned_by}
+  (GET /models/{model}).
+- `tests/lib/chat/test_completions.py`: recorded live responses to structured-output
+  requests: `message.content` is the JSON text of the schema's object, `message.refusal`
+  is null (or the refusal text, with content null), finish_reason "length" when the cap
+  cut the JSON short; usage {prompt_tokens, completion_tokens, total_tokens}.
+
+Servers that speak the same API (vLLM, Ollama) may omit fields OpenAI sends, so only
+what the judge reads is required; unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ChatMessage(_Wire):
+    role: str
+    content: str | None = None
+
+
+class JsonSchemaFormat(_Wire):
+    # `schema` is a BaseModel attribute, hence the alias (sent as "schema").
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str
+    strict: bool = True
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class ResponseFormat(_Wire):
+    type: Literal["json_schema"] = "json_schema"
+    json_schema: JsonSchemaFormat
+
+
+class ChatCompletionRequest(_Wire):
+    model: str
+    messages: list[ChatMessage]
+    temperature: float
+    response_format: ResponseFormat
+    max_tokens: int | None = None
+    n: int = 1
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class ResponseMessage(_Wire):
+    role: str = "assistant"
+    content: str | None = None
+    refusal: str | None = None
+
+
+class Choice(_Wire):
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: str | None = None
+
+
+class Usage(_Wire):
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    total_tokens: int | None = None
+
+
+class ChatCompletion(_Wire):
+    id: str
+    object: str = "chat.completion"
+    created: int | None = None
+    model: str
+    choices: list[Choice] = Field(min_length=1)
+    usage: Usage | None = None
+
+
+class WireModel(_Wire):
+    id: str
+    object: str = "model"
+    created: int | None = None
+    owned_by: str | None = None
+
+
+class Verdict(BaseModel):
+    """The judge's structured output (the json_schema we send, read back strictly)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rationale: str = Field(max_length=20_000)
+    winner: Literal["A", "B", "tie"]
+    confidence: float = Field(ge=0, le=1)
+
+
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "rationale": {"type": "string", "description": "One or two sentences: why."},
+        "winner": {"type": "string", "enum": ["A", "B", "tie"]},
+        "confidence": {
+            "type": "number",
+            "description": "Probability (0 to 1) that your verdict is the right one.",
+        },
+    },
+    # Strict structured output wants every property required and no others.
+    "required": ["rationale", "winner", "confidence"],
+    "additionalProperties": False,
+}

@@ -1,0 +1,515 @@
+"""AI-first routing of comparisons: a model judge first, humans for what it cannot decide.
+
+Each round, before the human push, `route_pending` sends every production comparison that
+no one has seen yet to the campaign's AI judge (`routing.ai`, a connector declaring
+PAIRWISE, such as aijudge) in one batch, reads its answers and decides per pair:
+
+- the judge's answer could not be read -> humans ("unreadable");
+- its two position-swapped answers disagree -> humans ("swap_disagrees"), when
+  `human_on_swap_disagreement` (a judge asked in one order only has nothing to compare);
+- its confidence is under `confidence_threshold` -> humans ("low_confidence");
+- otherwise, drawn for audit with probability `audit_rate` (a seeded draw per pair, the
+  same on every rerun) -> humans too ("audit"), the judge's verdict kept beside theirs;
+- otherwise the judge's verdict is the pair's judgment (route "ai"): stored as a
+  Judgment of the worker `ai:<model>` and the item is collected, never published to humans.
+
+Pairs routed to humans stay pending and the ordinary push publishes them. Golden and exam
+pairs never go to the judge. State lives in crowdloop's database: an `AIRoute` row per pair
+(written as `asked` before the judge is asked, so a rerun finds what was sent) and the
+campaign's `AIJudgeBatch` with the cursor of the answers read; the judge's own ledger
+answers each task once, so a rerun never pays twice. One call of `route_pending` is one
+Prefect task per round (flows/stages.py), whatever the number of pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from crowdloop.connectors.base import Connector
+from crowdloop.connectors.registry import build_connector
+from crowdloop.db import insert_ignore, session_scope
+from crowdloop.ids import digest, seeded_rng
+from crowdloop.models.domain import (
+    BatchRef,
+    BatchSpec,
+    Capability,
+    CompareTask,
+    Money,
+    PreferenceAnswer,
+    Stage,
+    Submission,
+    SubmissionPage,
+    TaskItem,
+)
+from crowdloop.models.spec import CampaignSpec, RoutingSpec
+from crowdloop.models.tables import (
+    AIJudgeBatch,
+    AIRoute,
+    AIRouteState,
+    Item,
+    ItemState,
+    Judgment,
+    JudgmentStatus,
+    utcnow,
+)
+from crowdloop.stages.items import move_items
+from crowdloop.stages.plan import load_spec
+
+logger = logging.getLogger(__name__)
+
+TASK_SUFFIX = ":ai"
+
+
+@dataclass
+class RouteResult:
+    asked: int = 0  # pairs sent to the judge this call
+    decided: dict[str, int] = field(default_factory=dict)  # route -> pairs decided this call
+
+
+def build_ai_connector(spec: CampaignSpec) -> Connector:
+    assert spec.routing is not None
+    ai = spec.routing.ai
+    return build_connector(ai.name, ai.options, ai.credentials_block)
+
+
+def route_pending(campaign_id: str, connector: Connector | None = None) -> RouteResult | None:
+    """Send unseen production comparisons to the AI judge and route them (module doc).
+
+    None for a campaign without `routing`. `connector` is the AI judge (built from the
+    spec's `routing.ai` when not given)."""
+    with session_scope() as s:
+        spec = load_spec(s, campaign_id)
+    if spec.routing is None or spec.preferences is None:
+        return None
+    if connector is None:
+        with build_ai_connector(spec) as built:
+            return _route(campaign_id, spec, spec.routing, built)
+    return _route(campaign_id, spec, spec.routing, connector)
+
+
+def _route(
+    campaign_id: str, spec: CampaignSpec, routing: RoutingSpec, connector: Connector
+) -> RouteResult:
+    connector.require(Capability.PAIRWISE)
+    result = RouteResult()
+    fresh = _unseen(campaign_id)
+    undecided = _undecided(campaign_id)
+    if not fresh and not undecided:
+        return result
+    batch = _ensure_batch(campaign_id, spec, connector)
+    if fresh:
+        _ask(campaign_id, connector, batch, fresh)
+        result.asked = len(fresh)
+    connector.start(batch)
+    with session_scope() as s:
+        cursor = s.get(AIJudgeBatch, campaign_id).cursor  # type: ignore[union-attr]
+    for page in connector.iter_submissions(batch, cursor=cursor):
+        for route, n in _decide_page(campaign_id, spec, routing, connector.name, page).items():
+            result.decided[route] = result.decided.get(route, 0) + n
+    # A pair the judge never answered (its batch closed under us) must not wait forever.
+    left = _undecided(campaign_id)
+    if left:
+        logger.warning("%s: %d pair(s) got no AI answer; sent to humans", campaign_id, len(left))
+        _set_routes(campaign_id, {i: (AIRouteState.HUMAN, "no_answer") for i in left})
+        result.decided["human"] = result.decided.get("human", 0) + len(left)
+    _record_spend(campaign_id, connector, batch)
+    return result
+
+
+def _unseen(campaign_id: str) -> list[Item]:
+    """Production comparisons no one was asked about yet (no route, never published)."""
+    with session_scope() as s:
+        routed = select(AIRoute.item_id).where(AIRoute.campaign_id == campaign_id)
+        return list(
+            s.exec(
+                select(Item)
+                .where(
+                    Item.campaign_id == campaign_id,
+                    Item.stage == Stage.COMPARE.value,
+                    Item.kind == "compare",
+                    col(Item.is_golden).is_(False),
+                    Item.state == ItemState.PENDING,
+                    Item.pushes == 0,
+                    col(Item.id).not_in(routed),
+                )
+                .order_by(col(Item.id))
+            ).all()
+        )
+
+
+def _undecided(campaign_id: str) -> list[str]:
+    with session_scope() as s:
+        return list(
+            s.exec(
+                select(AIRoute.item_id).where(
+                    AIRoute.campaign_id == campaign_id, AIRoute.route == AIRouteState.ASKED
+                )
+            ).all()
+        )
+
+
+def _ensure_batch(campaign_id: str, spec: CampaignSpec, connector: Connector) -> BatchRef:
+    key = f"{campaign_id}:ai-judge"
+    with session_scope() as s:
+        row = s.get(AIJudgeBatch, campaign_id)
+        if row is not None:
+            return BatchRef(connector=row.connector, external_id=row.external_id)
+    assert spec.preferences is not None
+    # Create-once by key: a crash after this call and before the row finds it again.
+    ref = connector.find_batch(key) or connector.create_batch(
+        BatchSpec(
+            name=f"{campaign_id} AI judge",
+            stage=Stage.COMPARE,
+            instruction=spec.preferences.instruction,
+            reward=Money(amount=Decimal(0), currency=spec.preferences.reward.currency),
+            campaign_id=campaign_id,
+        ),
+        idempotency_key=key,
+    )
+    with session_scope() as s:
+        insert_ignore(
+            s,
+            AIJudgeBatch,
+            [
+                {
+                    "campaign_id": campaign_id,
+                    "connector": connector.name,
+                    "idempotency_key": key,
+                    "external_id": ref.external_id,
+                    "cursor": None,
+                    "spend": None,
+                    "currency": None,
+                }
+            ],
+            ["campaign_id"],
+        )
+    return ref
+
+
+def _ask(campaign_id: str, connector: Connector, batch: BatchRef, items: list[Item]) -> None:
+    # Recorded as asked before the call: a rerun sees them and does not route them twice.
+    with session_scope() as s:
+        insert_ignore(
+            s,
+            AIRoute,
+            [
+                {
+                    "item_id": it.id,
+                    "campaign_id": campaign_id,
+                    "route": AIRouteState.ASKED,
+                    "reason": None,
+                    "choice": None,
+                    "confidence": None,
+                    "position_consistent": None,
+                    "submission_id": None,
+                    "decided_at": None,
+                }
+                for it in items
+            ],
+            ["item_id"],
+        )
+    tasks = [
+        TaskItem(
+            key=f"{it.id}{TASK_SUFFIX}",
+            group=it.id,
+            payload=CompareTask.model_validate(it.payload),
+            overlap=1,
+        )
+        for it in items
+    ]
+    step = connector.max_items_per_call
+    for start in range(0, len(tasks), step):
+        chunk = tasks[start : start + step]
+        key = f"{campaign_id}:ai-judge:{digest(*(t.key for t in chunk))}"
+        connector.add_items(batch, chunk, idempotency_key=key)
+
+
+def audited(seed: int, item_id: str, rate: float) -> bool:
+    """The seeded audit draw of one pair (the same on every rerun)."""
+    return rate > 0 and seeded_rng(seed, "ai-audit", item_id).random() < rate
+
+
+def decide(
+    answer: PreferenceAnswer | None, routing: RoutingSpec, seed: int, item_id: str
+) -> tuple[AIRouteState, str | None]:
+    """Where one pair goes, given the judge's answer (None: unreadable)."""
+    if answer is None:
+        return AIRouteState.HUMAN, "unreadable"
+    if routing.human_on_swap_disagreement and answer.position_consistent is False:
+        return AIRouteState.HUMAN, "swap_disagrees"
+    if answer.confidence is None or answer.confidence < routing.confidence_threshold:
+        return AIRouteState.HUMAN, "low_confidence"
+    if audited(seed, item_id, routing.audit_rate):
+        return AIRouteState.AUDIT, "audit"
+    return AIRouteState.AI, None
+
+
+def _item_of(task_key: str | None) -> str | None:
+    if task_key and task_key.endswith(TASK_SUFFIX):
+        return task_key[: -len(TASK_SUFFIX)]
+    return None
+
+
+def _decide_page(
+    campaign_id: str,
+    spec: CampaignSpec,
+    routing: RoutingSpec,
+    connector_name: str,
+    page: SubmissionPage,
+) -> dict[str, int]:
+    answers: dict[str, tuple[Submission | None, PreferenceAnswer | None]] = {}
+    for submission in page.submissions:
+        item_id = _item_of(submission.task_key)
+        if item_id is not None and isinstance(submission.answer, PreferenceAnswer):
+            answers[item_id] = (submission, submission.answer)
+    for q in page.quarantined:
+        item_id = _item_of(q.task_key)
+        if item_id is not None:
+            answers[item_id] = (None, None)
+    counts: dict[str, int] = {}
+    with session_scope() as s:
+        waiting = set(
+            s.exec(
+                select(AIRoute.item_id).where(
+                    col(AIRoute.item_id).in_(list(answers)), AIRoute.route == AIRouteState.ASKED
+                )
+            ).all()
+        )
+        judgments: list[dict[str, Any]] = []
+        collected: list[str] = []
+        for item_id in sorted(waiting):  # a page read twice decides nothing twice
+            sub, answer = answers[item_id]
+            route, reason = decide(answer, routing, spec.seed, item_id)
+            counts[route.value] = counts.get(route.value, 0) + 1
+            s.execute(
+                update(AIRoute)
+                .where(col(AIRoute.item_id) == item_id)
+                .values(
+                    route=route,
+                    reason=reason,
+                    choice=answer.choice if answer else None,
+                    confidence=answer.confidence if answer else None,
+                    position_consistent=answer.position_consistent if answer else None,
+                    submission_id=sub.external_id if sub else None,
+                    decided_at=utcnow(),
+                )
+            )
+            if route is AIRouteState.AI and sub is not None and answer is not None:
+                judgments.append(_judgment(campaign_id, connector_name, item_id, sub, answer))
+                collected.append(item_id)
+        insert_ignore(s, Judgment, judgments, ["connector", "external_id"])
+        kept = set(collected)
+        to_humans = [i for i in sorted(waiting) if i not in kept]
+        if routing.human_min_overlap is not None and to_humans:
+            # Items are written through move_items only; here they stay pending.
+            move_items(
+                s,
+                to_humans,
+                ItemState.PENDING,
+                from_=ItemState.PENDING,
+                values={"overlap": routing.human_min_overlap},
+                where=[col(Item.overlap) < routing.human_min_overlap],
+                strict=False,
+            )
+        # Decided by the judge: collected without ever being published.
+        move_items(s, collected, ItemState.COLLECTED, from_=ItemState.PENDING, strict=False)
+        # The cursor moves in the transaction of what it read.
+        s.execute(
+            update(AIJudgeBatch)
+            .where(col(AIJudgeBatch.campaign_id) == campaign_id)
+            .values(cursor=page.cursor)
+        )
+    return counts
+
+
+def _judgment(
+    campaign_id: str, connector: str, item_id: str, sub: Submission, answer: PreferenceAnswer
+) -> dict[str, Any]:
+    return {
+        "connector": connector,
+        "external_id": sub.external_id,
+        "campaign_id": campaign_id,
+        "item_id": item_id,
+        "task_key": sub.task_key,
+        "worker_id": sub.worker_id,
+        "status": JudgmentStatus.VALID,
+        "label": answer.choice,
+        "text": None,
+        "submitted_at": sub.submitted_at,
+        "received_at": utcnow(),
+        "reason": None,
+        "raw": None,
+        "excluded": False,
+        "exclusion_reason": None,
+        "review": None,
+    }
+
+
+def _set_routes(campaign_id: str, routes: dict[str, tuple[AIRouteState, str]]) -> None:
+    with session_scope() as s:
+        for item_id, (route, reason) in routes.items():
+            s.execute(
+                update(AIRoute)
+                .where(col(AIRoute.item_id) == item_id, col(AIRoute.route) == AIRouteState.ASKED)
+                .values(route=route, reason=reason, decided_at=utcnow())
+            )
+
+
+def _record_spend(campaign_id: str, connector: Connector, batch: BatchRef) -> None:
+    if Capability.SPEND_REPORT not in connector.capabilities:
+        return
+    spent = connector.spend(batch)
+    if spent is None:
+        return
+    with session_scope() as s:
+        s.execute(
+            update(AIJudgeBatch)
+            .where(col(AIJudgeBatch.campaign_id) == campaign_id)
+            .values(spend=str(spent.amount), currency=spent.currency)
+        )
+
+
+def ai_routed_items(campaign_id: str) -> set[str]:
+    """Pairs the judge decided (dynamic overlap leaves them alone)."""
+    with session_scope() as s:
+        return set(
+            s.exec(
+                select(AIRoute.item_id).where(
+                    AIRoute.campaign_id == campaign_id, AIRoute.route == AIRouteState.AI
+                )
+            ).all()
+        )
+
+
+def apply_ai_verdicts(campaign_id: str, outcome_rows: list[dict[str, object]]) -> int:
+    """Give each pair the judge decided its verdict (in place); returns pairs changed.
+
+    Its judgment is also in the Bradley-Terry fit (it informs the prompt's other pairs),
+    but a single vote can be outweighed there by the pooled scores; the routing decided
+    the pair, so its verdict stands. Where it overturns the fit, the margin is 0: the
+    scores give no size for a preference they do not show.
+    """
+    with session_scope() as s:
+        decided = dict(
+            s.exec(
+                select(AIRoute.item_id, AIRoute.choice).where(
+                    AIRoute.campaign_id == campaign_id, AIRoute.route == AIRouteState.AI
+                )
+            ).all()
+        )
+    changed = 0
+    for row in outcome_rows:
+        choice = decided.get(str(row["item_id"]))
+        if choice is None or row["winner"] == choice:
+            continue
+        row["winner"] = choice
+        row["margin"] = 0.0
+        changed += 1
+    return changed
+
+
+# --- what the report shows ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoutingSummary:
+    asked: int
+    by_route: dict[str, int]
+    by_reason: dict[str, int]
+    audited: int
+    audit_agree: int  # the judge's verdict equals the humans' aggregated verdict
+    audit_decisive: int  # audited pairs where neither said tie
+    audit_decisive_agree: int
+    human_judgments: int  # valid human judgments on production comparisons (bought)
+    ai_spend: Money | None
+
+
+def routing_summary(campaign_id: str) -> RoutingSummary | None:
+    """Counts, human judgments bought and AI–human agreement on audited pairs (after
+    aggregation: the humans' verdict is the pair's PairOutcome)."""
+    from crowdloop.models.tables import PairOutcome
+
+    with session_scope() as s:
+        batch = s.get(AIJudgeBatch, campaign_id)
+        if batch is None:
+            return None
+        routes = s.exec(select(AIRoute).where(AIRoute.campaign_id == campaign_id)).all()
+        outcomes = dict(
+            s.exec(
+                select(PairOutcome.item_id, PairOutcome.winner).where(
+                    PairOutcome.campaign_id == campaign_id
+                )
+            ).all()
+        )
+        humans = s.exec(
+            select(Judgment.id)
+            .join(Item, col(Item.id) == col(Judgment.item_id))
+            .where(
+                Judgment.campaign_id == campaign_id,
+                Judgment.status == JudgmentStatus.VALID,
+                Judgment.connector != batch.connector,
+                Item.kind == "compare",
+                col(Item.is_golden).is_(False),
+            )
+        ).all()
+    by_route: dict[str, int] = {}
+    by_reason: dict[str, int] = {}
+    for r in routes:
+        route = AIRouteState(r.route)
+        by_route[route.value] = by_route.get(route.value, 0) + 1
+        if r.reason:
+            by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
+    audit = [(r.choice, outcomes.get(r.item_id)) for r in routes if r.route == AIRouteState.AUDIT]
+    audit = [(a, h) for a, h in audit if a is not None and h is not None]
+    decisive = [(a, h) for a, h in audit if "tie" not in (a, h)]
+    spend = (
+        Money(amount=Decimal(batch.spend), currency=batch.currency or "USD")
+        if batch.spend is not None
+        else None
+    )
+    return RoutingSummary(
+        asked=len(routes),
+        by_route=by_route,
+        by_reason=by_reason,
+        audited=len(audit),
+        audit_agree=sum(a == h for a, h in audit),
+        audit_decisive=len(decisive),
+        audit_decisive_agree=sum(a == h for a, h in decisive),
+        human_judgments=len(humans),
+        ai_spend=spend,
+    )
+
+
+def summary_lines(summary: RoutingSummary) -> Iterable[str]:
+    """Markdown lines for the campaign report."""
+    yield "## AI-first routing"
+    yield ""
+    routed = ", ".join(f"{k}: {v}" for k, v in sorted(summary.by_route.items()))
+    yield f"- Pairs sent to the AI judge: {summary.asked} ({routed})."
+    if summary.by_reason:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary.by_reason.items()))
+        yield f"- Sent to humans because: {reasons}."
+    yield f"- Human judgments bought on production pairs: {summary.human_judgments}."
+    if summary.ai_spend is not None:
+        spent = summary.ai_spend
+        yield f"- AI judge cost (token usage x prices): {spent.amount:.4f} {spent.currency}."
+    if summary.audited:
+        share = summary.audit_agree / summary.audited
+        line = (
+            f"- AI–human agreement on {summary.audited} audited pairs: {share:.3f} "
+            "(judge's verdict vs the humans' aggregated verdict, three-way)"
+        )
+        if summary.audit_decisive:
+            d = summary.audit_decisive_agree / summary.audit_decisive
+            line += f"; {d:.3f} on the {summary.audit_decisive} where neither said tie"
+        yield line + "."
+    else:
+        yield "- No audited pair has a human verdict yet."
+    yield ""

@@ -1,0 +1,226 @@
+"""The AI judge connector against the fake OpenAI API (tests/contract/harness_aijudge.py)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from crowdloop.connectors._http import RetryPolicy
+from crowdloop.connectors.aijudge.connector import AIJudgeConnector
+from crowdloop.connectors.aijudge.credentials import AIJudgeCredentials
+from crowdloop.connectors.aijudge.options import AIJudgeOptions
+from crowdloop.connectors.errors import AuthError
+from crowdloop.models.domain import (
+    BatchRef,
+    BatchSpec,
+    CompareTask,
+    Money,
+    PreferenceAnswer,
+    Quarantined,
+    Stage,
+    Submission,
+    TaskItem,
+)
+from tests.contract.harness_aijudge import API_KEY, BASE, MODEL, FakeOpenAI, completion
+
+SHORT = "1. Nile"
+LONG = "1. Nile\n2. Amazon\n3. Yangtze"
+
+
+def make(fake: FakeOpenAI, store: Path, **options: object) -> AIJudgeConnector:
+    credentials = AIJudgeCredentials(base_url=BASE, model=MODEL, api_key=SecretStr(API_KEY))
+    client = credentials.get_client(
+        retry=RetryPolicy(attempts=2), transport=fake.transport(), sleep=lambda _: None
+    )
+    opts = AIJudgeOptions.model_validate({"store": store, "max_concurrent": 1, **options})
+    return AIJudgeConnector(client, credentials.model, opts)
+
+
+def items(n: int, left: str = SHORT, right: str = LONG) -> list[TaskItem]:
+    return [
+        TaskItem(
+            key=f"c:pair-{i}.0",
+            group=f"pair-{i}",
+            payload=CompareTask(
+                instruction="Which answer is better?",
+                prompt=f"Top rivers, take {i}",
+                left=left,
+                right=right,
+            ),
+            overlap=3,
+        )
+        for i in range(n)
+    ]
+
+
+def run(connector: AIJudgeConnector, tasks: list[TaskItem]) -> tuple[BatchRef, list[object]]:
+    spec = BatchSpec(
+        name="ai",
+        stage=Stage.COMPARE,
+        instruction="Which?",
+        reward=Money(amount=Decimal(0)),
+        campaign_id="c",
+    )
+    batch = connector.create_batch(spec, idempotency_key="c:ai")
+    connector.add_items(batch, tasks, idempotency_key="c:ai:items")
+    connector.start(batch)
+    out: list[object] = []
+    for page in connector.iter_submissions(batch, cursor=None):
+        out.extend(page.submissions)
+        out.extend(page.quarantined)
+    return batch, out
+
+
+def test_asks_both_orders_with_a_strict_schema_and_maps_back_to_left_right(tmp_path: Path) -> None:
+    fake = FakeOpenAI()
+    with make(fake, tmp_path / "s.sqlite", temperature=0.2) as connector:
+        _, got = run(connector, items(1))
+    assert fake.completions == 2
+    first, second = fake.requests
+    assert first["model"] == MODEL and first["temperature"] == 0.2
+    fmt = first["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    assert fmt["json_schema"]["schema"]["required"] == ["rationale", "winner", "confidence"]
+    user = next(m["content"] for m in first["messages"] if m["role"] == "user")
+    swapped = next(m["content"] for m in second["messages"] if m["role"] == "user")
+    assert user.index(SHORT + "\n[The End of Assistant A") < user.index(LONG)
+    assert swapped.index(LONG + "\n[The End of Assistant A") < swapped.index(
+        "[The Start of Assistant B"
+    )
+    (submission,) = got
+    assert isinstance(submission, Submission)
+    # The fake prefers the longer answer: B as first shown, A once swapped; both mean right.
+    assert submission.answer == PreferenceAnswer(
+        choice="right", confidence=0.9, position_consistent=True
+    )
+    assert submission.worker_id == f"ai:{MODEL}"
+
+
+def test_an_answer_that_flips_with_the_order_is_marked_inconsistent(tmp_path: Path) -> None:
+    fake = FakeOpenAI()
+    say_a = json.dumps({"rationale": "first", "winner": "A", "confidence": 0.8})
+    fake.scripted = [completion(say_a), completion(say_a.replace("0.8", "0.7"))]
+    with make(fake, tmp_path / "s.sqlite") as connector:
+        _, (submission,) = run(connector, items(1))
+    assert isinstance(submission, Submission)
+    assert submission.answer.choice == "left"  # the first order's verdict
+    assert submission.answer.position_consistent is False
+    assert submission.answer.confidence == 0.7  # the lower of the two
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (completion(None, refusal="I'm very sorry, but I can't assist with that."), "refused"),
+        (completion('{"', finish="length", completion_tokens=1), "cut off"),
+        (completion('{"winner": "left"}'), "not the verdict schema"),
+        (completion("Assistant B is better."), "not the verdict schema"),
+    ],
+)
+def test_unreadable_answers_are_quarantined_with_reason_and_raw_text(
+    tmp_path: Path, reply: dict[str, object], reason: str
+) -> None:
+    fake = FakeOpenAI()
+    fake.scripted = [reply]
+    with make(fake, tmp_path / "s.sqlite") as connector:
+        _, (got,) = run(connector, items(1))
+    assert isinstance(got, Quarantined)
+    assert reason in got.reason
+    message = reply["choices"][0]["message"]  # type: ignore[index]
+    assert (message["content"] or message["refusal"]) in json.loads(got.raw)
+
+
+def test_cost_comes_from_token_usage_and_prices(tmp_path: Path) -> None:
+    fake = FakeOpenAI()
+    fake.scripted = [
+        completion(
+            json.dumps({"rationale": "r", "winner": "B", "confidence": 0.9}),
+            prompt_tokens=1000,
+            completion_tokens=100,
+        ),
+        completion(
+            json.dumps({"rationale": "r", "winner": "A", "confidence": 0.9}),
+            prompt_tokens=2000,
+            completion_tokens=300,
+        ),
+    ]
+    prices = {"price_per_1k_input": "0.0025", "price_per_1k_output": "0.01"}
+    with make(fake, tmp_path / "s.sqlite", **prices) as connector:
+        batch, _ = run(connector, items(1))
+        spent = connector.spend(batch)
+    # 3,000 input tokens at 0.0025 / 1k + 400 output tokens at 0.01 / 1k
+    assert spent == Money(amount=Decimal("0.0115"), currency="USD")
+
+
+def test_a_rerun_reads_recorded_answers_and_never_pays_twice(tmp_path: Path) -> None:
+    fake = FakeOpenAI()
+    store = tmp_path / "s.sqlite"
+    with make(fake, store) as connector:
+        batch, first = run(connector, items(5))
+    paid = fake.completions
+    assert paid == 10
+    with make(fake, store) as again:  # another process, same ledger
+        batch_again, second = run(again, items(5))
+        assert again.get_status(batch_again).complete
+    assert batch_again == batch
+    assert fake.completions == paid, "a rerun asked the model again"
+    assert [s.external_id for s in second] == [s.external_id for s in first]  # type: ignore[attr-defined]
+
+
+def test_without_swap_one_completion_per_task_and_no_consistency(tmp_path: Path) -> None:
+    fake = FakeOpenAI()
+    with make(fake, tmp_path / "s.sqlite", position_swap=False) as connector:
+        _, got = run(connector, items(3))
+    assert fake.completions == 3
+    assert all(isinstance(s, Submission) and s.answer.position_consistent is None for s in got)
+
+
+def test_a_paused_batch_asks_nothing_until_resumed(tmp_path: Path) -> None:
+    fake = FakeOpenAI()
+    with make(fake, tmp_path / "s.sqlite") as connector:
+        spec = BatchSpec(
+            name="ai",
+            stage=Stage.COMPARE,
+            instruction="i",
+            reward=Money(amount=Decimal(0)),
+            campaign_id="c",
+        )
+        batch = connector.create_batch(spec, idempotency_key="c:ai")
+        connector.add_items(batch, items(2), idempotency_key="c:i")
+        connector.start(batch)
+        connector.pause(batch)
+        assert [
+            s for p in connector.iter_submissions(batch, cursor=None) for s in p.submissions
+        ] == []
+        assert fake.completions == 0
+        connector.resume(batch)
+        assert (
+            len([s for p in connector.iter_submissions(batch, cursor=None) for s in p.submissions])
+            == 2
+        )
+
+
+def test_a_wrong_model_fails_at_batch_creation_naming_the_connector(tmp_path: Path) -> None:
+    fake = FakeOpenAI()
+    with make(fake, tmp_path / "s.sqlite", model="gpt-nonexistent") as connector:
+        report = connector.check()
+        assert not report.ok and "does not exist" in report.failed[0].detail
+    fake.api_key = "sk-other"
+    with (
+        make(fake, tmp_path / "s.sqlite") as connector,
+        pytest.raises(AuthError, match=r"\[aijudge\]"),
+    ):
+        connector.create_batch(
+            BatchSpec(
+                name="ai",
+                stage=Stage.COMPARE,
+                instruction="i",
+                reward=Money(amount=Decimal(0)),
+                campaign_id="c",
+            ),
+            idempotency_key="c:x",
+        )

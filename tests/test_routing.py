@@ -1,0 +1,179 @@
+"""AI-first routing: the campaign file's policy, the per-pair decision, and a campaign on the
+simulator whose AI judge (the simulated one behind /openai/v1) answers first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlmodel import select
+
+from crowdloop.db import session_scope
+from crowdloop.models.domain import CompareTask, PreferenceAnswer
+from crowdloop.models.spec import RoutingSpec, SpecError, load_campaign
+from crowdloop.models.tables import (
+    AIRoute,
+    AIRouteState,
+    Item,
+    Judgment,
+    PairOutcome,
+    TaskRecord,
+)
+from crowdloop.simulator.config import AIJudgeConfig, SimulatorConfig
+from crowdloop.simulator.crowd import truth_of
+from crowdloop.stages.preferences import aggregate_preferences
+from crowdloop.stages.report import write_report
+from crowdloop.stages.rounds import run_bare
+from crowdloop.stages.routing import audited, decide
+from tests.e2e_helpers import campaign_dir, simulator
+
+# --- the policy in the campaign file ----------------------------------------------------------
+
+
+def _campaign(tmp_path: Path, routing: object) -> Path:
+    path = campaign_dir(tmp_path / "c", "routed", overrides={"demonstrations": None})
+    data = yaml.safe_load(path.read_text())
+    data["routing"] = routing
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_routing_is_typed_and_checked_at_load_with_file_line_field(tmp_path: Path) -> None:
+    ok = _campaign(tmp_path, {"ai": {"name": "aijudge"}, "confidence_threshold": 0.75})
+    spec = load_campaign(ok)
+    assert spec.routing is not None and spec.routing.confidence_threshold == 0.75
+    bad_option = _campaign(tmp_path, {"ai": {"name": "aijudge", "options": {"temperature": 9}}})
+    with pytest.raises(
+        SpecError, match=r"campaign\.yaml:\d+: field 'routing\.ai\.options\.temperature'"
+    ):
+        load_campaign(bad_option)
+    unknown = _campaign(tmp_path, {"ai": {"name": "no-such-judge"}})
+    with pytest.raises(SpecError, match=r":\d+: field 'routing\.ai\.name': no connector named"):
+        load_campaign(unknown)
+    threshold = _campaign(tmp_path, {"confidence_threshold": 1.5})
+    with pytest.raises(SpecError, match=r"field 'routing\.confidence_threshold'"):
+        load_campaign(threshold)
+
+
+# --- one pair's decision --------------------------------------------------------------------------
+
+
+def test_each_rule_sends_a_pair_where_the_policy_says() -> None:
+    policy = RoutingSpec(confidence_threshold=0.8, audit_rate=0.0)
+    sure = PreferenceAnswer(choice="left", confidence=0.9, position_consistent=True)
+    assert decide(None, policy, 0, "p") == (AIRouteState.HUMAN, "unreadable")
+    flipped = sure.model_copy(update={"position_consistent": False})
+    assert decide(flipped, policy, 0, "p") == (AIRouteState.HUMAN, "swap_disagrees")
+    lenient = policy.model_copy(update={"human_on_swap_disagreement": False})
+    assert decide(flipped, lenient, 0, "p") == (AIRouteState.AI, None)
+    unsure = sure.model_copy(update={"confidence": 0.79})
+    assert decide(unsure, policy, 0, "p") == (AIRouteState.HUMAN, "low_confidence")
+    assert decide(sure, policy, 0, "p") == (AIRouteState.AI, None)
+    always = policy.model_copy(update={"audit_rate": 1.0})
+    assert decide(sure, always, 0, "p") == (AIRouteState.AUDIT, "audit")
+
+
+def test_the_audit_draw_is_seeded_and_near_its_rate() -> None:
+    ids = [f"pair-{i}" for i in range(4000)]
+    drawn = [audited(7, i, 0.1) for i in ids]
+    assert drawn == [audited(7, i, 0.1) for i in ids]  # the same on a rerun
+    assert 0.08 < sum(drawn) / len(ids) < 0.12
+    assert drawn != [audited(8, i, 0.1) for i in ids]
+
+
+# --- a campaign on the simulator, AI first --------------------------------------------------------
+
+
+def test_ai_first_campaign_routes_every_pair_once_and_reruns_without_paying_twice(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    judge = AIJudgeConfig(accuracy=0.8, position_bias=0.1)
+    path = _campaign(
+        tmp_path,
+        {
+            "ai": {"name": "aijudge", "options": {"store": str(tmp_path / "answers.sqlite")}},
+            "confidence_threshold": 0.8,
+            "audit_rate": 0.2,
+        },
+    )
+    with simulator(monkeypatch, SimulatorConfig(seed=0, ai_judge=judge)) as sim:
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_API_KEY", sim.token)
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", judge.model)
+        spec = load_campaign(path)
+        run_bare(spec)
+        asked = sim.stats()["requests"].get("POST /openai/v1/chat/completions", 0)
+        human_tasks = sim.stats()["tasks_created"]
+        aggregate_preferences(spec.name, spec.preferences.aggregation)  # type: ignore[union-attr]
+        data, markdown = write_report(spec.name)
+        # A rerun of the finished campaign asks the judge nothing and publishes nothing.
+        run_bare(spec)
+        assert sim.stats()["requests"].get("POST /openai/v1/chat/completions", 0) == asked
+        assert sim.stats()["tasks_created"] == human_tasks
+    with session_scope() as s:
+        real = s.exec(
+            select(Item).where(Item.kind == "compare", Item.is_golden == False)  # noqa: E712
+        ).all()
+        routes = {r.item_id: r for r in s.exec(select(AIRoute)).all()}
+        published = set(s.exec(select(TaskRecord.item_id)).all())
+        judgments = s.exec(select(Judgment).where(Judgment.connector == "aijudge")).all()
+        outcomes = {o.item_id: o.winner for o in s.exec(select(PairOutcome)).all()}
+    assert {i.id for i in real} == set(routes), "a real pair was not routed"
+    assert asked == 2 * len(real), "each pair is asked once in each order"
+    assert all(r.route != AIRouteState.ASKED for r in routes.values())
+    decided = {i for i, r in routes.items() if r.route == AIRouteState.AI}
+    assert decided and len(decided) < len(real)
+    # Decided pairs never reach the crowd; the others all do.
+    assert not decided & published
+    assert {i.id for i in real} - decided <= published
+    # The judge's verdict is the decided pair's judgment and its exported verdict.
+    assert {j.item_id for j in judgments} == decided
+    assert all(j.worker_id == f"ai:{judge.model}" for j in judgments)
+    assert all(outcomes[i] == routes[i].choice for i in decided)
+    # Humans got a pair for the reason recorded: confidence, a flipped order, or the audit.
+    for r in routes.values():
+        if r.route == AIRouteState.HUMAN:
+            assert r.reason in ("low_confidence", "swap_disagrees", "unreadable")
+            if r.reason == "low_confidence":
+                assert r.confidence is not None and r.confidence < 0.8
+        if r.route == AIRouteState.AI:
+            assert r.confidence >= 0.8 and r.position_consistent  # type: ignore[operator]
+    # The judge's decided verdicts are mostly right against the simulator's truth.
+    truth = {i.id: truth_of(CompareTask.model_validate(i.payload)) for i in real}
+    right = sum(routes[i].choice == truth[i] for i in decided)
+    assert right / len(decided) > 0.85
+    # The report shows the routing and the AI-human agreement on audited pairs.
+    summary = data["routing"]
+    assert summary["by_route"].get("audit", 0) == summary["audited"] > 0
+    assert "AI–human agreement on" in markdown
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_the_campaign_flow_routes_ai_first_and_reports_agreement(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crowdloop.flows.campaign import run_campaign
+
+    judge = AIJudgeConfig(accuracy=0.8, position_bias=0.1)
+    path = _campaign(
+        tmp_path,
+        {
+            "ai": {"name": "aijudge", "options": {"store": str(tmp_path / "answers.sqlite")}},
+            "audit_rate": 0.3,
+        },
+    )
+    with simulator(monkeypatch, SimulatorConfig(seed=2, ai_judge=judge)) as sim:
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_API_KEY", sim.token)
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", judge.model)
+        result = run_campaign(str(path))
+    report = result["report"]
+    assert report["status"] == "complete"
+    routing = report["routing"]
+    assert routing["by_route"].get("ai", 0) > 0 and routing["audited"] > 0
+    assert 0 <= routing["audit_agree"] <= routing["audited"]
+    with session_scope() as s:
+        left = s.exec(select(AIRoute).where(AIRoute.route == AIRouteState.ASKED)).all()
+    assert left == []
