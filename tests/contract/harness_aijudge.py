@@ -38,8 +38,8 @@ from crowdloop.connectors.aijudge.options import AIJudgeOptions
 from crowdloop.connectors.aijudge.prompt import parse_pair
 from crowdloop.connectors.aijudge.store import AnswerStore
 from crowdloop.connectors.base import Connector
-from crowdloop.models.domain import BatchRef, BatchState, TaskItem
 from crowdloop.connectors.testing import Harness, Op, Route, Wrap
+from crowdloop.models.domain import BatchRef, BatchState, TaskItem
 
 HOST = "https://api.openai.com"
 BASE = f"{HOST}/v1"
