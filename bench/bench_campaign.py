@@ -140,24 +140,27 @@ def write_campaign(out: Path, variant: str, name: str, seed: int) -> Path:
 
 
 class PhaseTimer:
-    """Wall time and call count per named phase."""
+    """Wall time, CPU time (this process) and call count per named phase."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
+        cpu = time.process_time()
         try:
             yield
         finally:
             self.seconds[name] += time.perf_counter() - start
+            self.cpu[name] += time.process_time() - cpu
             self.calls[name] += 1
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         return {
-            k: {"s": round(v, 3), "calls": self.calls[k]}
+            k: {"s": round(v, 3), "cpu_s": round(self.cpu[k], 3), "calls": self.calls[k]}
             for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1])
         }
 
@@ -670,9 +673,12 @@ def print_table(
     phases = [r["phases"] for r in runs.get("bare", []) if r.get("phases")]
     if phases:
         print()
-        print("bare loop wall time per stage call, last run (wait_and_sync includes poll sleep):")
+        print("bare loop per stage call, last run (wall includes wait_and_sync's poll sleep):")
         for name, ph in phases[-1].items():
-            print(f"  {name:28} {ph['s']:>9.2f} s  in {ph['calls']:>3} call(s)")
+            print(
+                f"  {name:28} {ph['s']:>9.2f} s wall {ph.get('cpu_s', 0.0):>9.2f} s CPU"
+                f"  in {ph['calls']:>3} call(s)"
+            )
     print()
     return medians
 

@@ -91,7 +91,8 @@ class RowGroups:
             same[1:] &= key[1:] == key[:-1]
         starts = np.flatnonzero(~same)
         count = np.diff(np.append(starts, order.size))
-        return cls(*(key[starts] for key in keys), count=count)
+        low, high, share, weight = (key[starts] for key in keys)
+        return cls(low, high, share, weight, count)
 
     def pair_wins(self, multiplicity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per group: weighted wins of the lower and of the higher item, for the given
