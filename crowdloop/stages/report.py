@@ -190,7 +190,9 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
     }
 
 
-def _worker_rows(workers: list[WorkerRecord], exams: dict[str, ExamResult]) -> list[dict[str, Any]]:
+def _worker_rows(
+    workers: list[WorkerRecord], exams: dict[str, ExamResult]
+) -> list[dict[str, Any]]:
     return [
         {
             "worker": w.worker_id,
