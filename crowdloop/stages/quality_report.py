@@ -72,7 +72,7 @@ def _agreement(frame: pd.DataFrame) -> float | None:
 
 # How the report's intervals are computed. Laplace (sandwich covariance per prompt, no
 # refits): on simulated campaigns (bench/bench_intervals.py) its 95% intervals covered the
-# truth 95.2% of the time against 89-90% for the bootstrap, at 1/30 of the bootstrap's CPU.
+# truth 95.2% of the time against 89-90% for the bootstrap, at 1/25 of the bootstrap's CPU.
 INTERVAL_METHOD: Literal["bootstrap", "laplace"] = "laplace"
 INTERVAL_LABEL = {"laplace": "normal-approximation", "bootstrap": "bootstrap"}
 
