@@ -40,6 +40,7 @@ class ItemState(StrEnum):
     EXHAUSTED = "exhausted"  # gave up: re-queue rounds or attempts ran out
 
 
+# Enforced where every item-state write goes: crowdloop.stages.items.move_items.
 ITEM_TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
     ItemState.PENDING: frozenset({ItemState.PUSHED, ItemState.EXHAUSTED}),
     ItemState.PUSHED: frozenset({ItemState.COLLECTED, ItemState.PENDING, ItemState.EXHAUSTED}),
@@ -51,11 +52,6 @@ ITEM_TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
 
 class IllegalTransition(RuntimeError):
     pass
-
-
-def check_transition(item_id: str, old: ItemState, new: ItemState) -> None:
-    if new != old and new not in ITEM_TRANSITIONS[old]:
-        raise IllegalTransition(f"item {item_id}: {old} -> {new} is not allowed")
 
 
 class Campaign(SQLModel, table=True):

@@ -14,13 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from crowdloop.demo.top5 import (
-    prompt_ok,
-    response_quality,
-    seeded_rng,
-    write_prompt,
-    write_response,
-)
+from crowdloop.ids import seeded_rng
 from crowdloop.models.domain import (
     CompareTask,
     VerifyTask,
@@ -28,6 +22,7 @@ from crowdloop.models.domain import (
     WriteResponseTask,
 )
 from crowdloop.simulator.config import CrowdConfig
+from crowdloop.simulator.world import prompt_ok, response_quality, write_prompt, write_response
 
 Archetype = Literal[
     "honest",

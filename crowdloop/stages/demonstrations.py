@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from crowdloop.aggregation.verdicts import aggregate_verdicts
@@ -27,6 +26,7 @@ from crowdloop.models.tables import (
     Prompt,
     Response,
 )
+from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import (
     golden_count,
     golden_verify_items,
@@ -133,7 +133,7 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
             new_items.append(verify_item(spec, "response", response_id, prompt.text, text, author))
     insert_ignore(s, Prompt, prompts, ["id"])
     insert_ignore(s, Response, responses, ["id"])
-    _set_state(s, [i.id for i in writing], ItemState.DONE)
+    move_items(s, [i.id for i in writing], ItemState.DONE, from_=ItemState.COLLECTED)
     return len(writing)
 
 
@@ -230,14 +230,7 @@ def _apply_verdicts(
                     follow_up.append(
                         write_response_item(spec, prompt, origin.attempt + 1, prompt.author)
                     )
-    _set_state(s, done, ItemState.DONE)
-
-
-def _set_state(s: Session, ids: list[str], state: ItemState) -> None:
-    for start in range(0, len(ids), 1000):
-        s.execute(
-            update(Item).where(col(Item.id).in_(ids[start : start + 1000])).values(state=state)
-        )
+    move_items(s, done, ItemState.DONE, from_=ItemState.COLLECTED)
 
 
 def open_work(campaign_id: str, stages: list[Stage]) -> int:

@@ -32,7 +32,7 @@ from crowdloop.models.tables import (
 from crowdloop.stages import budget, quality_report
 from crowdloop.stages.exam import exam_summary
 from crowdloop.stages.plan import load_spec
-from crowdloop.stages.push import stage_reward
+from crowdloop.stages.terms import stage_reward
 from crowdloop.text import md_escape
 
 
