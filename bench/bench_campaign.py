@@ -1,22 +1,32 @@
-"""Benchmark: a ~100,000-judgment preference campaign on the simulator, with and without Prefect.
+"""Benchmark: a preference campaign on the simulator, with and without Prefect, interleaved.
 
-    .venv/bin/python bench/bench_campaign.py              # full size (~100k judgments)
-    .venv/bin/python bench/bench_campaign.py --scale 0.05 # smoke run (~5k judgments)
+    .venv/bin/python bench/bench_campaign.py                      # ~100k judgments, 2 x 2 runs
+    .venv/bin/python bench/bench_campaign.py --scale 0.05         # smoke run (~5k judgments)
+    .venv/bin/python bench/bench_campaign.py --scale 10 --repeats 1   # ~10^6 judgments
+    .venv/bin/python bench/bench_campaign.py --db postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-The parent process writes the inputs (crowdloop.demo.top5 candidates and golden pairs) and
-one campaign file per variant, then runs each variant in its own child process so peak RSS
-is measured per variant:
+The parent writes the inputs (crowdloop.demo.top5 candidates and golden pairs), then runs
+the variants ``--repeats`` times, interleaved (prefect, bare, prefect, bare, ...; the order
+flips every repetition so neither variant always runs first), each in its own child
+process:
 
-- `prefect`: `crowdloop.flows.campaign.run_campaign` inside `prefect_test_harness()` (a
-  temporary local Prefect API server in a subprocess).
-- `bare`: the same crowdloop.stages.* calls in the same order, in a plain Python loop with no
-  flow or task runs (the connector module still imports parts of Prefect for its
-  credentials block).
+- ``prefect``: ``crowdloop.flows.campaign.run_campaign`` against the temporary Prefect API
+  server that ``crowdloop run`` starts (``crowdloop.runtime.temporary_prefect_api``, a
+  subprocess of the child with a fresh ``PREFECT_HOME``).
+- ``bare``: the same crowdloop.stages.* calls in the same order, in a plain Python loop.
 
-Each child gets a fresh SQLite database and a fresh in-process `SimulatorServer` with the same
-seed, and prints one `BENCH_RESULT {json}` line the parent parses. The parent prints a table,
-the ratios (prefect / bare) and one JSON line. This is a benchmark, not a test: it asserts
-nothing about timings.
+Each run gets a fresh database (SQLite file, or with ``--db postgresql+psycopg://...`` a
+fresh schema, dropped afterwards) and a fresh simulated marketplace with the same seed. The
+marketplace runs in its own process started by the parent, so the child's CPU time and
+peak RSS are crowdloop's alone.
+
+Per run: wall time and CPU time (user + system) of the campaign, from its start to the
+report written; the CPU of the child's descendants over the same span (the Prefect API
+server) is read from /proc and added. Peak RSS of the child (``ru_maxrss``) and of the
+Prefect server (``RUSAGE_CHILDREN`` once it is reaped). The parent prints the medians per
+variant and the ratios prefect / bare of the medians, and one JSON line. Machine load falls
+on both variants alike when they alternate; CPU time is what the ratio is about. This is
+a benchmark, not a test: it asserts nothing about timings.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ import os
 import platform
 import pstats
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -46,7 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "BENCH_RESULT "
 VARIANTS = ("prefect", "bare")
 # 12 topics x 400 prompts x 6 pairs (4 models) = 28,800 pairs, + 15 % golden -> ~33.9k items,
-# x overlap 3 -> ~101.6k judgments at --scale 1.
+# x overlap 3 -> ~101.6k judgments at --scale 1 (~10^6 at --scale 10).
 FULL_PROMPTS_PER_TOPIC = 400
 GOLDEN_SHARE = 0.15
 OVERLAP = 3
@@ -129,24 +141,27 @@ def write_campaign(out: Path, variant: str, name: str, seed: int) -> Path:
 
 
 class PhaseTimer:
-    """Wall time and call count per named phase."""
+    """Wall time, CPU time (this process) and call count per named phase."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
+        cpu = time.process_time()
         try:
             yield
         finally:
             self.seconds[name] += time.perf_counter() - start
+            self.cpu[name] += time.process_time() - cpu
             self.calls[name] += 1
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         return {
-            k: {"s": round(v, 3), "calls": self.calls[k]}
+            k: {"s": round(v, 3), "cpu_s": round(self.cpu[k], 3), "calls": self.calls[k]}
             for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1])
         }
 
@@ -355,27 +370,51 @@ def prefect_counts(wait_s: float = 30.0) -> dict[str, Any]:
 # --- child entry point --------------------------------------------------------------------------
 
 
-def child(variant: str, campaign_file: Path, profile: bool) -> dict[str, Any]:
-    from crowdloop.simulator.config import SimulatorConfig
-    from crowdloop.simulator.runner import SimulatorServer
+def _proc_stat(pid: int | str) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (field 3, the state, is index 0)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
+
+def descendants_cpu_s() -> float:
+    """User + system CPU seconds of this process's live descendants (the Prefect API
+    server and its helpers), from /proc: their rusage reaches us only once reaped."""
+    parent_of: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _proc_stat(entry.name)) is not None:
+            parent_of[int(entry.name)] = int(fields[1])
+    family, total = {os.getpid()}, 0
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parent_of.items():
+            if ppid in family and pid not in family:
+                family.add(pid)
+                grew = True
+    for pid in family - {os.getpid()}:
+        if (fields := _proc_stat(pid)) is not None:
+            total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def child(variant: str, campaign_file: Path, profile: bool) -> dict[str, Any]:
     seed = int(yaml.safe_load(campaign_file.read_text(encoding="utf-8"))["seed"])
     # Relative paths in the spec (output_dir, export path) resolve against the campaign file.
     os.chdir(campaign_file.parent)
     timer = PhaseTimer()
     profile_path = campaign_file.parent / "profile.pstats" if profile else None
-    figures: dict[str, Any] = {"variant": variant}
+    figures: dict[str, Any] = {"variant": variant, "seed": seed}
     stack = contextlib.ExitStack()
     with stack:
         if variant == "prefect":
-            from prefect.testing.utilities import prefect_test_harness
+            from crowdloop.runtime import temporary_prefect_api
 
             t0 = time.perf_counter()
-            stack.enter_context(prefect_test_harness(server_startup_timeout=180))
+            stack.enter_context(temporary_prefect_api())
             figures["prefect_api_startup_s"] = round(time.perf_counter() - t0, 2)
-        sim = stack.enter_context(SimulatorServer(SimulatorConfig(seed=seed)))
-        os.environ["CROWDLOOP_SIMULATOR_URL"] = sim.url
-        os.environ["CROWDLOOP_SIMULATOR_TOKEN"] = sim.token
+        sim_url = os.environ["CROWDLOOP_SIMULATOR_URL"]  # the parent's marketplace process
         # Import everything the run needs before the clock starts (flows, stages, pandas,
         # scipy, the connector plugin): wall time is the campaign, not module loading.
         # The flow modules are imported by the Prefect child only (RSS, module count).
@@ -390,6 +429,8 @@ def child(variant: str, campaign_file: Path, profile: bool) -> dict[str, Any]:
         get_connector_class("simulator")
         if variant == "prefect":
             import crowdloop.flows.campaign  # noqa: F401
+        server_cpu0 = descendants_cpu_s()
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         with maybe_profile(profile_path):
             if variant == "prefect":
@@ -403,27 +444,41 @@ def child(variant: str, campaign_file: Path, profile: bool) -> dict[str, Any]:
                 campaign_id = bare.pop("campaign")
                 figures.update(bare)
         figures["wall_s"] = round(time.perf_counter() - t0, 3)
+        figures["cpu_self_s"] = round(time.process_time() - cpu0, 3)
+        figures["cpu_server_s"] = round(descendants_cpu_s() - server_cpu0, 3)
+        figures["cpu_s"] = round(figures["cpu_self_s"] + figures["cpu_server_s"], 3)
         figures["campaign"] = campaign_id
         figures.update(db_figures(campaign_id))
-        requests = sim_requests(sim.url)
+        requests = sim_requests(sim_url)
         figures["http_requests"] = sum(requests.values())
         figures["http_requests_by_endpoint"] = requests
         if variant == "prefect":
             figures.update(prefect_counts())
         else:
             figures["phases"] = timer.as_dict()
-        # Before the harness stops its server: the child process alone (the simulator included).
+        # Before the API server stops: this process alone.
         figures["peak_rss_mib"] = peak_rss_mib(resource.RUSAGE_SELF)
     if variant == "prefect":
-        # The harness's API server subprocess has exited and been reaped by now.
+        # The API server subprocess has exited and been reaped by now.
         figures["prefect_server_peak_rss_mib"] = peak_rss_mib(resource.RUSAGE_CHILDREN)
     figures["prefect_modules_loaded"] = sum(1 for m in sys.modules if m.startswith("prefect"))
     judgments = max(1, int(figures["judgments"]))
     figures["judgments_per_s"] = round(judgments / figures["wall_s"], 1)
+    figures["cpu_ms_per_judgment"] = round(1000 * figures["cpu_s"] / judgments, 3)
     figures["http_requests_per_1k_judgments"] = round(
         1000 * figures["http_requests"] / judgments, 2
     )
     return figures
+
+
+def serve_simulator(seed: int) -> None:
+    """Simulator mode: run the marketplace until stdin closes (the parent's signal)."""
+    from crowdloop.simulator.config import SimulatorConfig
+    from crowdloop.simulator.runner import SimulatorServer
+
+    with SimulatorServer(SimulatorConfig(seed=seed)) as sim:
+        print(f"SIMULATOR {sim.url} {sim.token}", flush=True)
+        sys.stdin.read()
 
 
 # --- parent -----------------------------------------------------------------------------------
@@ -450,20 +505,72 @@ def environment() -> dict[str, Any]:
         "prefect": prefect.__version__,
         "platform": platform.platform(),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
-def run_child(variant: str, campaign_file: Path, db: Path, profile: bool) -> dict[str, Any]:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+@contextlib.contextmanager
+def simulator_process(seed: int) -> Iterator[tuple[str, str]]:
+    """A fresh marketplace in its own process; yields (url, token)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-simulator", str(seed)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        line = proc.stdout.readline().split()
+        if len(line) != 3 or line[0] != "SIMULATOR":
+            raise SystemExit(f"the simulator did not start: {line}")
+        yield line[1], line[2]
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def fresh_database(db: str, folder: Path, tag: str) -> Iterator[str]:
+    """A SQLite file in ``folder``, or a new schema of the PostgreSQL database ``db``
+    (dropped afterwards); yields the URL the child uses."""
+    if db == "sqlite":
+        path = folder / "crowdloop.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        yield f"sqlite:///{path}"
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{tag}"
+    engine = create_engine(db)
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in db else "?"
+    try:
+        yield f"{db}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def run_child(
+    variant: str, campaign_file: Path, db_url: str, sim: tuple[str, str], profile: bool
+) -> dict[str, Any]:
+    home = campaign_file.parent / "prefect-home"
+    shutil.rmtree(home, ignore_errors=True)
     env = {
         **os.environ,
-        "CROWDLOOP_DATABASE_URL": f"sqlite:///{db}",
+        "CROWDLOOP_DATABASE_URL": db_url,
+        "CROWDLOOP_SIMULATOR_URL": sim[0],
+        "CROWDLOOP_SIMULATOR_TOKEN": sim[1],
+        # A fresh Prefect home per run: the temporary API server's own database starts empty.
+        "PREFECT_HOME": str(home),
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-        # No telemetry heartbeat from the temporary API server (it also raced the harness's
-        # fresh SQLite database at startup: "database is locked").
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
+    env.pop("PREFECT_API_URL", None)
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -476,6 +583,7 @@ def run_child(variant: str, campaign_file: Path, db: Path, profile: bool) -> dic
         cmd.append("--profile")
     log(f"{variant}: starting child process")
     start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     found: dict[str, Any] | None = None
@@ -485,97 +593,129 @@ def run_child(variant: str, campaign_file: Path, db: Path, profile: bool) -> dic
         else:
             sys.stderr.write(line)
     code = proc.wait()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0 or found is None:
         raise SystemExit(f"{variant} child failed (exit {code}); see its output above")
     found["child_process_s"] = round(time.perf_counter() - start, 1)
+    # The whole child with its reaped descendants: imports, server start-up and all.
+    found["cpu_process_tree_s"] = round(
+        after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2
+    )
+    log(
+        f"{variant}: wall {found['wall_s']} s, CPU {found['cpu_s']} s "
+        f"(server {found['cpu_server_s']} s), peak RSS {found['peak_rss_mib']} MiB, "
+        f"{found['judgments']} judgments"
+    )
     return found
 
 
-def ratio(a: float, b: float) -> float | None:
-    return round(a / b, 3) if b else None
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
 
 
-def print_table(env: dict[str, Any], size: dict[str, Any], res: dict[str, dict[str, Any]]) -> None:
-    p, b = res.get("prefect", {}), res.get("bare", {})
-    rows: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
-        ("wall time (s)", lambda r: r.get("wall_s")),
-        ("judgments (valid + quarantined)", lambda r: r.get("judgments")),
-        ("  of which excluded (blocked workers)", lambda r: r.get("judgments_excluded")),
-        ("judgments / s", lambda r: r.get("judgments_per_s")),
-        ("rounds", lambda r: r.get("rounds")),
-        ("Prefect flow runs", lambda r: r.get("flow_runs", 0)),
-        ("Prefect task runs", lambda r: r.get("task_runs", 0)),
-        ("HTTP requests to the marketplace", lambda r: r.get("http_requests")),
-        ("HTTP requests / 1,000 judgments", lambda r: r.get("http_requests_per_1k_judgments")),
-        ("peak RSS, bench process (MiB) *", lambda r: r.get("peak_rss_mib")),
-        ("peak RSS, Prefect API server (MiB)", lambda r: r.get("prefect_server_peak_rss_mib", "-")),
-        ("workers blocked", lambda r: r.get("workers_blocked")),
-        ("pair outcomes", lambda r: r.get("pair_outcomes")),
+def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [float(r[key]) for r in runs if r.get(key) is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+MEDIAN_KEYS = (
+    "wall_s",
+    "cpu_s",
+    "cpu_self_s",
+    "cpu_server_s",
+    "cpu_process_tree_s",
+    "cpu_ms_per_judgment",
+    "judgments",
+    "peak_rss_mib",
+    "prefect_server_peak_rss_mib",
+    "http_requests_per_1k_judgments",
+)
+
+
+def print_table(
+    env: dict[str, Any], size: dict[str, Any], runs: dict[str, list[dict[str, Any]]]
+) -> dict[str, dict[str, float | None]]:
+    medians = {v: {k: median_of(rs, k) for k in MEDIAN_KEYS} for v, rs in runs.items()}
+    p, b = medians.get("prefect", {}), medians.get("bare", {})
+    rows: list[tuple[str, str]] = [
+        ("wall time (s)", "wall_s"),
+        ("CPU time, campaign + API server (s)", "cpu_s"),
+        ("  of which the Prefect API server (s)", "cpu_server_s"),
+        ("CPU time, whole child process tree (s)", "cpu_process_tree_s"),
+        ("CPU ms per judgment", "cpu_ms_per_judgment"),
+        ("judgments (valid + quarantined)", "judgments"),
+        ("peak RSS, crowdloop process (MiB)", "peak_rss_mib"),
+        ("peak RSS, Prefect API server (MiB)", "prefect_server_peak_rss_mib"),
+        ("HTTP requests / 1,000 judgments", "http_requests_per_1k_judgments"),
     ]
+    repeats = max((len(rs) for rs in runs.values()), default=0)
     print()
     print(
         f"crowdloop campaign benchmark — commit {env['git_commit']}, {env['cpu_count']} cores "
-        f"(affinity {env['cpu_affinity']}), Python {env['python']}, Prefect {env['prefect']}"
+        f"(affinity {env['cpu_affinity']}), load average at start {env['load_average']}, "
+        f"Python {env['python']}, Prefect {env['prefect']}, database {env['database']}"
     )
     print(
         f"scale {size['scale']}: {size['prompts']} prompts x 6 pairs = {size['pairs']} pairs + "
         f"{size['golden_items']} golden = {size['items']} items x overlap {OVERLAP} "
-        f"= {size['planned_judgments']} planned judgments"
+        f"= {size['planned_judgments']} planned judgments; {repeats} run(s) per variant, "
+        "interleaved"
     )
     print()
-    print(f"{'':40} {'prefect':>12} {'bare loop':>12}")
-    for label, get in rows:
-        print(f"{label:40} {get(p)!s:>12} {get(b)!s:>12}")
-    if p and b:
-        print()
-        print(f"prefect / bare wall time: {ratio(p['wall_s'], b['wall_s'])}")
-        print(f"prefect / bare peak RSS : {ratio(p['peak_rss_mib'], b['peak_rss_mib'])}")
-    print()
-    print(
-        "* peak RSS of the child process running the variant; it includes the simulated "
-        "marketplace (in-process, uvicorn thread). The Prefect API server of the test harness "
-        "runs in its own subprocess and is listed separately."
-    )
-    if p.get("prefect_api_startup_s") is not None:
+    print(f"{'median over runs':42} {'prefect':>12} {'bare loop':>12} {'ratio':>8}")
+    for label, key in rows:
         print(
-            f"  Prefect test-harness API startup (not in wall time): {p['prefect_api_startup_s']} s"
+            f"{label:42} {p.get(key)!s:>12} {b.get(key)!s:>12} {ratio(p.get(key), b.get(key))!s:>8}"
         )
-    if b.get("phases"):
-        print()
-        print("bare loop time per stage call (wait_and_sync includes poll sleep):")
-        for name, ph in b["phases"].items():
-            print(f"  {name:28} {ph['s']:>9.2f} s  in {ph['calls']:>3} call(s)")
-    if p.get("task_runs_by_name"):
-        print()
-        print("Prefect task runs (total run time per task name):")
-        for name, tr in p["task_runs_by_name"].items():
-            print(f"  {name:28} {tr['s']:>9.2f} s  in {int(tr['runs']):>3} run(s)")
     print()
+    for variant, rs in runs.items():
+        cells = ", ".join(f"{r['cpu_s']} s CPU / {r['wall_s']} s wall" for r in rs)
+        print(f"{variant} runs in order: {cells}")
+    phases = [r["phases"] for r in runs.get("bare", []) if r.get("phases")]
+    if phases:
+        print()
+        print("bare loop per stage call, last run (wall includes wait_and_sync's poll sleep):")
+        for name, ph in phases[-1].items():
+            print(
+                f"  {name:28} {ph['s']:>9.2f} s wall {ph.get('cpu_s', 0.0):>9.2f} s CPU"
+                f"  in {ph['calls']:>3} call(s)"
+            )
+    print()
+    return medians
 
 
 def parent(args: argparse.Namespace) -> None:
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
+    env["database"] = "sqlite" if args.db == "sqlite" else args.db.split("://", 1)[0]
     size = {"scale": args.scale, **write_inputs(out, args.scale, args.seed)}
     log(f"inputs: {size}")
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    results: dict[str, dict[str, Any]] = {}
-    for variant in args.variants.split(","):
+    variants = args.variants.split(",")
+    for variant in variants:
         if variant not in VARIANTS:
             raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-        name = f"bench-{variant}-{stamp}"
-        campaign_file = write_campaign(out, variant, name, args.seed)
-        results[variant] = run_child(
-            variant, campaign_file, out / variant / "crowdloop.db", args.profile
-        )
-    print_table(env, size, results)
-    summary: dict[str, Any] = {"env": env, "size": size, "results": results}
-    if "prefect" in results and "bare" in results:
-        p, b = results["prefect"], results["bare"]
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for repeat in range(args.repeats):
+        # A B, then B A: neither variant always runs first.
+        order = variants if repeat % 2 == 0 else variants[::-1]
+        for variant in order:
+            name = f"bench-{variant}-{stamp}-{repeat}"
+            campaign_file = write_campaign(out, variant, name, args.seed)
+            tag = f"{stamp}_{variant}_{repeat}"
+            with (
+                simulator_process(args.seed) as sim,
+                fresh_database(args.db, campaign_file.parent, tag) as db_url,
+            ):
+                runs[variant].append(run_child(variant, campaign_file, db_url, sim, args.profile))
+    medians = print_table(env, size, runs)
+    summary: dict[str, Any] = {"env": env, "size": size, "medians": medians, "runs": runs}
+    if "prefect" in medians and "bare" in medians:
+        p, b = medians["prefect"], medians["bare"]
         summary["ratios"] = {
-            "wall_time_prefect_over_bare": ratio(p["wall_s"], b["wall_s"]),
-            "peak_rss_prefect_over_bare": ratio(p["peak_rss_mib"], b["peak_rss_mib"]),
+            f"{key}_prefect_over_bare": ratio(p[key], b[key])
+            for key in ("cpu_s", "wall_s", "peak_rss_mib")
         }
     line = json.dumps(summary, sort_keys=True, separators=(",", ":"))
     (out / f"results-{stamp}.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
@@ -587,13 +727,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="1.0 = ~100k judgments")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out", help="output folder")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variants", default="prefect,bare", help="comma-separated, run in this order")
+    ap.add_argument("--variants", default="prefect,bare", help="comma-separated")
+    ap.add_argument("--repeats", type=int, default=2, help="runs per variant, interleaved")
+    ap.add_argument(
+        "--db",
+        default="sqlite",
+        help="sqlite (a fresh file per run) or a PostgreSQL URL (a fresh schema per run)",
+    )
+    ap.add_argument("--serve-simulator", type=int, help=argparse.SUPPRESS)  # simulator mode
     ap.add_argument(
         "--profile", action="store_true", help="cProfile each variant (profile.pstats/.txt)"
     )
     ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # child mode
     ap.add_argument("--campaign-file", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.serve_simulator is not None:
+        serve_simulator(args.serve_simulator)
+        return
     if args.variant:
         if args.campaign_file is None:
             ap.error("--variant needs --campaign-file")

@@ -491,6 +491,7 @@ def _fit(pairs: _Pairs, *, prior: float, tol: float, max_iter: int) -> BTResult:
     always converges, only slower.
     """
     half_prior = prior / 2.0  # the reference item: prior / 2 wins each way, strength 1
+    components = _Components.of(pairs) if prior > 0 else None
 
     def newman(scores: np.ndarray) -> np.ndarray:
         strength = np.exp(scores)
@@ -526,7 +527,7 @@ def _fit(pairs: _Pairs, *, prior: float, tol: float, max_iter: int) -> BTResult:
                 break  # diverging (no MLE): keep the last finite scores, not converged
             step, scores = mm, best_scores
             continue
-        updated = _normalise(updated, prior)
+        updated = _normalise(updated, prior, components)
         residual = updated - scores
         delta = float(np.max(np.abs(residual)))
         if delta < tol or iterations == max_iter or step is mm:
@@ -541,7 +542,7 @@ def _fit(pairs: _Pairs, *, prior: float, tol: float, max_iter: int) -> BTResult:
             if stalled >= _STALL_ITERATIONS:
                 step, scores = mm, best_scores
                 continue
-        scores = _normalise(anderson.step(residual, updated), prior)
+        scores = _normalise(anderson.step(residual, updated), prior, components)
     return BTResult(scores=scores - scores.mean(), iterations=iterations, converged=delta < tol)
 
 
@@ -595,12 +596,71 @@ class _Anderson:
         self.image_diffs.clear()
 
 
-def _normalise(scores: np.ndarray, prior: float) -> np.ndarray:
+def _normalise(
+    scores: np.ndarray, prior: float, components: _Components | None = None
+) -> np.ndarray:
     # Without a prior only differences are identified: fix the mean at 0 (evalica's
     # normalisation differs, which is why comparisons with it centre log-scores first).
     if prior == 0:
         return scores - scores.mean()
+    if components is not None and components.count > 1:
+        return components.rescale(scores)
     return _rescale(scores)
+
+
+@dataclass(frozen=True, eq=False)
+class _Components:
+    """Connected components of the comparison graph, for a scale step per component.
+
+    Each component's common scale is pinned only by its own prior terms, so one step over
+    all items (``_rescale``) leaves every component but the average off its level, and the
+    iteration needs tens of steps to drift there. A campaign is thousands of components
+    (one per prompt): measured on 4,800 4-item prompts, 59 iterations with one common step,
+    where one step per component converges like dense data.
+    """
+
+    count: int
+    labels: np.ndarray  # component per item
+    order: np.ndarray  # items sorted by component
+    starts: np.ndarray  # first position of each component in ``order``
+    half: np.ndarray  # half the size of each component
+
+    @classmethod
+    def of(cls, pairs: _Pairs) -> _Components:
+        low = np.repeat(np.arange(pairs.n_items), np.diff(pairs.bounds))
+        labels = connected_components(pairs.n_items, low, np.asarray(pairs.high, dtype=np.int64))
+        sizes = np.bincount(labels)
+        order = np.argsort(labels, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        return cls(int(sizes.size), labels, order, starts, sizes / 2.0)
+
+    def rescale(self, scores: np.ndarray) -> np.ndarray:
+        """``_rescale`` in every component at once: per component, the shift t_c where
+        sum over its items of sigmoid(s_i + t_c) is half its size, by Newton's method kept
+        inside a per-component bracket (bisection where a step leaves it)."""
+        by_component = scores[self.order]
+        low = -np.maximum.reduceat(by_component, self.starts) - 1.0
+        high = -np.minimum.reduceat(by_component, self.starts) + 1.0
+        shift = np.minimum(np.maximum(0.0, low), high)
+        for _ in range(200):
+            p = expit(scores + shift[self.labels])
+            excess = np.bincount(self.labels, p, self.count) - self.half
+            slope = np.bincount(self.labels, p * (1.0 - p), self.count)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = np.where(slope > 0, excess / slope, np.inf)
+            scale = 1e-13 * (1.0 + np.abs(shift))
+            if np.all(np.abs(step) <= scale):
+                return scores + (shift - step)[self.labels]
+            high = np.where(excess > 0, shift, high)
+            low = np.where(excess > 0, low, shift)
+            proposal = shift - step
+            outside = ~((low < proposal) & (proposal < high))
+            proposal[outside] = (low[outside] + high[outside]) / 2.0
+            settled = (high - low <= scale) | (np.abs(step) <= scale)
+            shift = np.where(settled, shift - np.where(np.isfinite(step), step, 0.0), proposal)
+            if np.all(settled):
+                break
+        return scores + shift[self.labels]
 
 
 def _rescale(scores: np.ndarray) -> np.ndarray:

@@ -45,10 +45,15 @@ class PreferenceAggregate:
     disconnected_prompts: list[str]
 
 
+# Rows per fetch when reading judgments into a frame.
+FRAME_CHUNK = 20_000
+
+
 def judgments_frame(campaign_id: str) -> pd.DataFrame:
     """Trusted comparison judgments on real (non-golden) pairs, in response-id orientation."""
+    columns = ["pair", "prompt", "left", "right", "worker", "label"]
     with session_scope() as s:
-        rows = s.execute(
+        result = s.execute(
             sa_select(
                 col(Item.id),
                 col(Item.subject_id),
@@ -69,8 +74,11 @@ def judgments_frame(campaign_id: str) -> pd.DataFrame:
             # A fixed order: the fits see the same rows in the same order on every rerun,
             # so the same data gives the same floats, whatever order it arrived in.
             .order_by(col(Item.id), col(Judgment.external_id))
-        ).all()
-    return pd.DataFrame(rows, columns=["pair", "prompt", "left", "right", "worker", "label"])
+            # A partition at a time: the driver never holds every row object at once.
+            .execution_options(yield_per=FRAME_CHUNK)
+        )
+        parts = [pd.DataFrame.from_records(p, columns=columns) for p in result.partitions()]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str) -> int:

@@ -1,7 +1,7 @@
 """The quality report: is the data any good, who was careless, what did a label cost.
 
 Agreement (Krippendorff's alpha), worker skill distribution, position bias, cost per
-accepted label and each prompt's ranking with bootstrap intervals, computed from the
+accepted label and each prompt's ranking with 95% intervals, computed from the
 stored judgments, so it can be rebuilt at any time.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -70,8 +70,22 @@ def _agreement(frame: pd.DataFrame) -> float | None:
     return 1.0 - observed / expected
 
 
-def _rankings(frame: pd.DataFrame, n_boot: int) -> dict[str, list[dict[str, Any]]]:
-    scores = bootstrap_scores(frame[["worker", "left", "right", "label"]], n_boot=n_boot)
+# How the report's intervals are computed. Laplace (sandwich covariance per prompt, no
+# refits): on simulated campaigns (bench/bench_intervals.py) its 95% intervals covered the
+# truth 95.2% of the time against 89-90% for the bootstrap, at 1/25 of the bootstrap's CPU.
+INTERVAL_METHOD: Literal["bootstrap", "laplace"] = "laplace"
+INTERVAL_LABEL = {"laplace": "normal-approximation", "bootstrap": "bootstrap"}
+
+
+def _rankings(
+    frame: pd.DataFrame, n_boot: int, method: Literal["bootstrap", "laplace"]
+) -> dict[str, list[dict[str, Any]]]:
+    columns = frame[["worker", "left", "right", "label"]]
+    try:
+        scores = bootstrap_scores(columns, n_boot=n_boot, method=method)
+    except ValueError as error:  # laplace on a dense graph too large for its matrix
+        logger.info("intervals by bootstrap: %s", error)
+        scores = bootstrap_scores(columns, n_boot=n_boot, method="bootstrap")
     prompt_of = dict(
         zip(
             pd.concat([frame["left"], frame["right"]]),
@@ -148,7 +162,14 @@ def distrust_report(campaign_id: str) -> dict[str, Any]:
     }
 
 
-def quality_report(campaign_id: str, *, n_boot: int = 100) -> dict[str, Any]:
+def quality_report(
+    campaign_id: str,
+    *,
+    n_boot: int = 100,
+    interval: Literal["bootstrap", "laplace"] = INTERVAL_METHOD,
+) -> dict[str, Any]:
+    """The report's numbers; ``interval`` picks how the rankings' 95% intervals are
+    computed (``n_boot`` replicates for ``"bootstrap"``)."""
     frame = judgments_frame(campaign_id)
     with session_scope() as s:
         accuracy = [
@@ -207,7 +228,7 @@ def quality_report(campaign_id: str, *, n_boot: int = 100) -> dict[str, Any]:
             }
             for r in flagged.itertuples(index=False)
         ]
-    rankings = _rankings(frame, n_boot) if not frame.empty else {}
+    rankings = _rankings(frame, n_boot, interval) if not frame.empty else {}
     for ranking in rankings.values():
         for r in ranking:
             r["model"] = models.get(r["response"])
@@ -219,6 +240,7 @@ def quality_report(campaign_id: str, *, n_boot: int = 100) -> dict[str, Any]:
         "cost_per_accepted_label": f"{spend / labels:.4f}" if labels else None,
         "accepted_labels": labels,
         "rankings": rankings,
+        "interval": interval,
         "prompts": {p: prompts.get(p, "") for p in rankings},
         "exam": exam_report(campaign_id),
         "distrust": distrust_report(campaign_id),
@@ -307,7 +329,7 @@ def quality_markdown(q: dict[str, Any], *, max_prompts: int = 10) -> str:
         lines += [
             "",
             f"Bradley-Terry ranking for “{md_escape(text)}” ({md_escape(prompt)}, 95% "
-            "bootstrap interval):",
+            f"{INTERVAL_LABEL[q.get('interval', 'bootstrap')]} interval):",
             "",
         ]
         lines += [
