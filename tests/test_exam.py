@@ -483,10 +483,17 @@ def test_production_waits_for_enough_passers(
     try:
         with build_connector("simulator", {}, None) as c:
             ops = bare_ops(c)
+            # The wait runs on the test's own time: each sleep moves it, nothing else does.
+            now = [0.0]
             sleeps: list[float] = []
+
+            def sleep(seconds: float) -> None:
+                sleeps.append(seconds)
+                now[0] += seconds
+
             with pytest.raises(exam_stage.ExamNotReady, match=r"0 worker\(s\) passed .* 10 needed"):
-                exam_stage.exam_round(CAMPAIGN, c, sleep=sleeps.append)
-            assert sleeps and set(sleeps) == {0.05}
+                exam_stage.exam_round(CAMPAIGN, c, sleep=sleep, clock=lambda: now[0])
+            assert set(sleeps) == {0.05} and len(sleeps) == 7  # polls until 0.3 s have passed
             with pytest.raises(exam_stage.ExamNotReady):
                 run_rounds(CAMPAIGN, [Stage.COMPARE], ops, advance=False)
             with session_scope() as s:

@@ -80,10 +80,12 @@ def exam_round(
     *,
     wait: bool = True,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> ExamProgress | None:
     """Publish the exam (once), grade what came back, qualify passers; None without an exam.
 
-    With `wait`, polls until `min_passers` workers have passed or `wait_s` runs out.
+    With `wait`, polls until `min_passers` workers have passed or `wait_s` runs out
+    (`sleep` and `clock` together, so a test can run the wait on its own time).
     """
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
@@ -96,7 +98,7 @@ def exam_round(
     progress = ExamProgress(
         published=push_pending(campaign_id, Stage.EXAM, connector).tasks_published
     )
-    deadline = time.monotonic() + exam.wait_s
+    deadline = clock() + exam.wait_s
     while True:
         progress.stored += sync_stage(campaign_id, Stage.EXAM, connector).stored
         grade_exams(campaign_id)
@@ -110,7 +112,7 @@ def exam_round(
         progress.ready = progress.passed >= exam.min_passers
         if progress.ready or not wait:
             return progress
-        if time.monotonic() > deadline:
+        if clock() > deadline:
             raise ExamNotReady(
                 f"{campaign_id}: {progress.passed} worker(s) passed the exam after "
                 f"{exam.wait_s:.0f}s, {exam.min_passers} needed before production starts "
