@@ -256,7 +256,8 @@ def test_a_capped_run_waits_for_approval_and_finishes_once_the_cap_is_raised(
     try:
         wait_for("the cap", lambda: status("capped-run") == "awaiting_approval")
         assert budget_status("capped-run").committed <= cap
-        assert pool_status(sim, "capped-run") == "closed"  # batches paused while it waits
+        # The batches are paused just after the status is committed: wait for that too.
+        wait_for("the batches to pause", lambda: pool_status(sim, "capped-run") == "closed")
         shown = runner.invoke(app, ["status", "capped-run"])
         assert "awaiting approval" in shown.output and "cap" in shown.output
         resumed = runner.invoke(app, ["resume", "capped-run"])
