@@ -1,7 +1,9 @@
 """Advance the demonstrations pipeline: written text -> verification -> verdict -> next work.
 
-prompt writing -> verify prompt -> (accepted) response writing -> verify response -> SFT pair.
-A rejected text is written again by another worker, at most `max_attempts` times.
+prompt writing -> text checks -> verify prompt -> (accepted) response writing -> text checks
+-> verify response -> SFT pair. A text that fails the checks (rules, duplicates) is rejected
+without paying a verifier. A rejected text is written again by a worker who has not failed
+that slot, at most `max_attempts` times.
 Runs after every sync; everything it creates has a derived id, so running it twice is
 harmless.
 """
@@ -18,7 +20,7 @@ from crowdloop.aggregation.verdicts import aggregate_verdicts
 from crowdloop.db import insert_ignore, session_scope
 from crowdloop.ids import stable_id
 from crowdloop.models.domain import Stage
-from crowdloop.models.spec import CampaignSpec, GoldenVerificationRow, load_jsonl
+from crowdloop.models.spec import CampaignSpec, GoldenVerificationRow, TextChecks, load_jsonl
 from crowdloop.models.tables import (
     Item,
     ItemState,
@@ -26,6 +28,8 @@ from crowdloop.models.tables import (
     JudgmentStatus,
     Prompt,
     Response,
+    WorkerRecord,
+    WorkerStatus,
 )
 from crowdloop.stages.plan import (
     golden_count,
@@ -35,8 +39,10 @@ from crowdloop.stages.plan import (
     write_prompt_item,
     write_response_item,
 )
+from crowdloop.textcheck import DuplicateIndex, rule_failure
 
 DEMO_STAGES = [Stage.PROMPTS, Stage.RESPONSES, Stage.VERIFY]
+UNTRUSTED = (WorkerStatus.EXCLUDED, WorkerStatus.BLOCKED)
 
 
 @dataclass
@@ -62,6 +68,7 @@ def advance(campaign_id: str) -> AdvanceResult:
         s.flush()
         follow_up: list[dict[str, object]] = []
         _apply_verdicts(s, spec, result, follow_up)
+        follow_up += _reverify_blocked(s, spec)
         insert_ignore(s, Item, follow_up, ["id"])
         result.new_items += len(follow_up)
     return result
@@ -86,6 +93,10 @@ def _trusted_texts(s: Session, item_ids: list[str]) -> dict[str, tuple[str, str 
 
 
 def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, object]]) -> int:
+    """Store each collected text; send it to verification if it passes the text checks,
+    else reject it at once and ask someone new to write the slot again."""
+    demo = spec.demonstrations
+    assert demo is not None
     writing = list(
         s.exec(
             select(Item).where(
@@ -95,46 +106,151 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
             )
         ).all()
     )
+    if not writing:
+        return 0
     texts = _trusted_texts(s, [i.id for i in writing])
+    # First written, first kept: a copy is the later of two alike texts.
+    order = {item_id: n for n, item_id in enumerate(texts)}  # submission order
+    writing.sort(key=lambda i: (order.get(i.id, len(order)), i.id))
+    kinds = {i.kind for i in writing}
+    index = {
+        kind: _duplicate_index(s, Prompt if kind == "write_prompt" else Response, demo.checks)
+        for kind in kinds
+    }
     prompts: list[dict[str, object]] = []
     responses: list[dict[str, object]] = []
     for item in writing:
         text, author = texts[item.id]
+        target = "prompt" if item.kind == "write_prompt" else "response"
+        failure = _check(text, target, demo.checks, index[item.kind]) if demo.checks else None
         if item.kind == "write_prompt":
             topic = (item.subject_id or "").rsplit("#", 1)[0]
             prompt_id = stable_id("p", item.id)
-            prompts.append(
-                Prompt(
-                    id=prompt_id,
-                    campaign_id=spec.name,
-                    text=text,
-                    source="crowd",
-                    topic=topic,
-                    author=author,
-                    origin_item=item.id,
-                ).model_dump()
+            row = Prompt(
+                id=prompt_id,
+                campaign_id=spec.name,
+                text=text,
+                source="crowd",
+                topic=topic,
+                author=author,
+                origin_item=item.id,
             )
-            new_items.append(verify_item(spec, "prompt", prompt_id, "", text, author))
+            index[item.kind].add(prompt_id, text)
+            if failure is None:
+                new_items.append(verify_item(spec, "prompt", prompt_id, "", text, author, topic))
+            else:
+                row.verdict, row.confidence, row.check_failure = "reject", 1.0, failure[:300]
+                s.add(row)
+                s.flush()
+                new_items += _recollect_prompt(s, spec, item)
+                continue
+            prompts.append(row.model_dump())
         else:
             prompt = s.get(Prompt, item.subject_id)
             assert prompt is not None
             response_id = stable_id("r", item.id)
-            responses.append(
-                Response(
-                    id=response_id,
-                    campaign_id=spec.name,
-                    prompt_id=prompt.id,
-                    text=text,
-                    source="crowd",
-                    author=author,
-                    origin_item=item.id,
-                ).model_dump()
+            response = Response(
+                id=response_id,
+                campaign_id=spec.name,
+                prompt_id=prompt.id,
+                text=text,
+                source="crowd",
+                author=author,
+                origin_item=item.id,
             )
-            new_items.append(verify_item(spec, "response", response_id, prompt.text, text, author))
+            index[item.kind].add(response_id, text)
+            if failure is None:
+                new_items.append(
+                    verify_item(
+                        spec, "response", response_id, prompt.text, text, author, prompt.topic or ""
+                    )
+                )
+            else:
+                response.verdict, response.confidence = "reject", 1.0
+                response.check_failure = failure[:300]
+                s.add(response)
+                s.flush()
+                new_items += _recollect_response(s, spec, prompt, item)
+                continue
+            responses.append(response.model_dump())
     insert_ignore(s, Prompt, prompts, ["id"])
     insert_ignore(s, Response, responses, ["id"])
     _set_state(s, [i.id for i in writing], ItemState.DONE)
     return len(writing)
+
+
+def _check(text: str, target: str, checks: TextChecks, index: DuplicateIndex) -> str | None:
+    rules = checks.prompt if target == "prompt" else checks.response
+    broken = rule_failure(text, rules)
+    if broken is not None:
+        return broken
+    if checks.duplicates:
+        found = index.find(text)
+        if found is not None:
+            key, similarity = found
+            alike = "the same as" if similarity >= 1.0 else f"{similarity:.0%} alike with"
+            return f"duplicate: {alike} {key}"
+    return None
+
+
+def _duplicate_index(
+    s: Session, table: type[Prompt] | type[Response], checks: TextChecks
+) -> DuplicateIndex:
+    """Every crowd-written text of this kind in the database, every campaign's."""
+    index = DuplicateIndex(threshold=checks.near_duplicate or 1.0)
+    if checks.duplicates:
+        rows = s.exec(
+            select(table.id, table.text).where(table.source == "crowd").order_by(col(table.id))
+        ).all()
+        index.add_many((str(key), str(text)) for key, text in rows)
+    return index
+
+
+def failed_writers(
+    s: Session, spec: CampaignSpec, table: type[Prompt] | type[Response], slot: str
+) -> list[str]:
+    """Writers whose text for this slot was rejected (by verification or the checks): a
+    prompt slot is `topic#n`, a response slot the prompt's id."""
+    if table is Prompt:
+        query = (
+            select(Prompt.author)
+            .join(Item, col(Item.id) == col(Prompt.origin_item))
+            .where(
+                Prompt.campaign_id == spec.name,
+                Item.subject_id == slot,
+                Prompt.verdict == "reject",
+            )
+        )
+    else:
+        query = select(Response.author).where(
+            Response.campaign_id == spec.name,
+            Response.prompt_id == slot,
+            Response.verdict == "reject",
+        )
+    return sorted({a for a in s.exec(query).all() if a})
+
+
+def _recollect_prompt(
+    s: Session, spec: CampaignSpec, origin: Item | None
+) -> list[dict[str, object]]:
+    demo = spec.demonstrations
+    assert demo is not None
+    if origin is None or origin.attempt + 1 >= demo.max_attempts:
+        return []
+    topic, slot = (origin.subject_id or "#0").rsplit("#", 1)
+    failed = failed_writers(s, spec, Prompt, origin.subject_id or "")
+    return [write_prompt_item(spec, topic, int(slot), origin.attempt + 1, failed)]
+
+
+def _recollect_response(
+    s: Session, spec: CampaignSpec, prompt: Prompt | None, origin: Item | None
+) -> list[dict[str, object]]:
+    demo = spec.demonstrations
+    assert demo is not None
+    if origin is None or prompt is None or origin.attempt + 1 >= demo.max_attempts:
+        return []
+    failed = failed_writers(s, spec, Response, prompt.id)
+    return [write_response_item(spec, prompt, origin.attempt + 1, prompt.author, failed)]
 
 
 def _golden_top_up(
@@ -172,9 +288,10 @@ def _apply_verdicts(
     )
     if not ready:
         return
-    # Dawid-Skene learns each worker's confusion from all verdicts, golden ones included.
+    # The aggregation learns each worker's reliability from all verdicts, golden ones
+    # (at their known answer) included.
     votes = s.exec(
-        select(Judgment.item_id, Judgment.worker_id, Judgment.label)
+        select(Judgment.item_id, Judgment.worker_id, Judgment.label, Item.golden_answer)
         .join(Item, col(Item.id) == col(Judgment.item_id))
         .where(
             Judgment.campaign_id == spec.name,
@@ -183,10 +300,13 @@ def _apply_verdicts(
             col(Judgment.excluded).is_(False),
         )
     ).all()
-    frame = pd.DataFrame(votes, columns=["task", "worker", "label"])
+    frame = pd.DataFrame(
+        [(i, w, lab) for i, w, lab, _ in votes], columns=["task", "worker", "label"]
+    )
+    golden = {i: g for i, _, _, g in votes if g is not None}
     verdicts: dict[str, tuple[str, float]] = {}
     if not frame.empty:
-        agg = aggregate_verdicts(frame, demo.aggregation)
+        agg = aggregate_verdicts(frame, demo.aggregation, golden)
         verdicts = {
             str(r.task): (str(r.label), float(r.confidence)) for r in agg.itertuples(index=False)
         }
@@ -204,33 +324,84 @@ def _apply_verdicts(
             assert prompt is not None
             prompt.verdict, prompt.confidence = label, confidence
             s.add(prompt)
+            s.flush()
             if label == "accept":
                 result.accepted += 1
                 follow_up.append(write_response_item(spec, prompt, 0, prompt.author))
             else:
                 result.rejected += 1
-                origin = s.get(Item, prompt.origin_item)
-                if origin is not None and origin.attempt + 1 < demo.max_attempts:
-                    topic, slot = (origin.subject_id or "#0").rsplit("#", 1)
-                    follow_up.append(
-                        write_prompt_item(spec, topic, int(slot), attempt=origin.attempt + 1)
-                    )
+                follow_up += _recollect_prompt(s, spec, s.get(Item, prompt.origin_item))
         else:
             response = s.get(Response, item.subject_id)
             assert response is not None
             response.verdict, response.confidence = label, confidence
             s.add(response)
+            s.flush()
             if label == "accept":
                 result.accepted += 1
             else:
                 result.rejected += 1
                 origin = s.get(Item, response.origin_item)
-                prompt = s.get(Prompt, response.prompt_id)
-                if origin is not None and prompt and origin.attempt + 1 < demo.max_attempts:
-                    follow_up.append(
-                        write_response_item(spec, prompt, origin.attempt + 1, prompt.author)
-                    )
+                follow_up += _recollect_response(s, spec, s.get(Prompt, response.prompt_id), origin)
     _set_state(s, done, ItemState.DONE)
+
+
+def _reverify_blocked(s: Session, spec: CampaignSpec) -> list[dict[str, object]]:
+    """Accepted texts whose author is now untrusted go to verification again (policy
+    `export.blocked_authors: reverify`), asked of workers who did not judge them yet; the
+    text is pending (not exported) until that verdict is in."""
+    demo = spec.demonstrations
+    assert demo is not None
+    if demo.export.blocked_authors != "reverify":
+        return []
+    untrusted = set(
+        s.exec(
+            select(WorkerRecord.worker_id).where(
+                WorkerRecord.campaign_id == spec.name,
+                col(WorkerRecord.status).in_(UNTRUSTED),
+            )
+        ).all()
+    )
+    if not untrusted:
+        return []
+    out: list[dict[str, object]] = []
+    for table in (Prompt, Response):
+        rows = s.exec(
+            select(table).where(
+                table.campaign_id == spec.name,
+                table.source == "crowd",
+                table.verdict == "accept",
+                col(table.author).in_(untrusted),
+            )
+        ).all()
+        for row in rows:
+            first = stable_id("vf", spec.name, row.id)
+            again = stable_id("vf", spec.name, row.id, "again", 1)
+            if s.get(Item, again) is not None:
+                continue  # verified again already: its verdict stands
+            judges = sorted(
+                {
+                    w
+                    for w in s.exec(select(Judgment.worker_id).where(Judgment.item_id == first))
+                    if w
+                }
+            )
+            if isinstance(row, Prompt):
+                item = verify_item(
+                    spec, "prompt", row.id, "", row.text, row.author, row.topic or "",
+                    round_=1, exclude_also=judges,
+                )  # fmt: skip
+            else:
+                prompt = s.get(Prompt, row.prompt_id)
+                assert prompt is not None
+                item = verify_item(
+                    spec, "response", row.id, prompt.text, row.text, row.author,
+                    prompt.topic or "", round_=1, exclude_also=judges,
+                )  # fmt: skip
+            row.verdict = None
+            s.add(row)
+            out.append(item)
+    return out
 
 
 def _set_state(s: Session, ids: list[str], state: ItemState) -> None:
@@ -260,3 +431,55 @@ def open_work(campaign_id: str, stages: list[Stage]) -> int:
                 )
             ).one()
         )
+
+
+def writing_summary(s: Session, campaign_id: str) -> dict[str, object] | None:
+    """Per writing slot (a prompt slot `topic#n`, a response slot per accepted prompt):
+    how many attempts it took, and whether it ended accepted; the text checks' rejections
+    by kind; texts verified again. None for a campaign without writing work."""
+    rows = s.exec(
+        select(Item.kind, Item.subject_id, Item.attempt).where(
+            Item.campaign_id == campaign_id,
+            col(Item.kind).in_(["write_prompt", "write_response"]),
+        )
+    ).all()
+    if not rows:
+        return None
+    attempts: dict[tuple[str, str], int] = {}
+    for kind, subject, attempt in rows:
+        key = (kind, subject or "")
+        attempts[key] = max(attempts.get(key, 0), attempt + 1)
+    accepted: set[tuple[str, str]] = set()
+    for kind, table in (("write_prompt", Prompt), ("write_response", Response)):
+        for origin in s.exec(
+            select(table.origin_item).where(
+                table.campaign_id == campaign_id, table.source == "crowd", table.verdict == "accept"
+            )
+        ):
+            item = s.get(Item, origin) if origin else None
+            if item is not None:
+                accepted.add((kind, item.subject_id or ""))
+    checks: dict[str, int] = {}
+    for table in (Prompt, Response):
+        for failure in s.exec(
+            select(table.check_failure).where(
+                table.campaign_id == campaign_id, col(table.check_failure).is_not(None)
+            )
+        ):
+            kind = "duplicate" if str(failure).startswith("duplicate") else "rules"
+            checks[kind] = checks.get(kind, 0) + 1
+    again = s.exec(
+        select(Item.id).where(
+            Item.campaign_id == campaign_id, Item.kind == "verify", col(Item.attempt) > 0
+        )
+    ).all()
+    histogram: dict[str, int] = {}
+    for n in sorted(attempts.values()):
+        histogram[str(n)] = histogram.get(str(n), 0) + 1
+    return {
+        "slots": len(attempts),
+        "accepted": len(accepted & attempts.keys()),
+        "attempts_per_slot": histogram,
+        "rejected_by_checks": checks,
+        "verified_again": len(again),
+    }
