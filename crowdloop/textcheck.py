@@ -43,11 +43,21 @@ _SPACE = re.compile(r"\s+")
 
 
 def normalise(text: str) -> str:
-    """What two copies of one text still share after cosmetic edits."""
+    """What two copies of one text still share after cosmetic edits: case, punctuation,
+    spacing, list numbering, and the order of a list's entries (a list's lines are sorted:
+    the same entries in another order are the same list)."""
     text = unicodedata.normalize("NFKC", text).casefold()
-    text = _NUMBERING.sub("", text)
-    text = _NOT_WORD.sub(" ", text)
-    return _SPACE.sub(" ", text).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    listed = [line for line in lines if _NUMBERING.match(line)]
+    if len(listed) >= 2:
+        rest = [_clean(line) for line in lines if not _NUMBERING.match(line)]
+        entries = sorted(_clean(_NUMBERING.sub("", line)) for line in listed)
+        return " ".join(part for part in (*rest, *entries) if part)
+    return _clean(_NUMBERING.sub("", text))
+
+
+def _clean(text: str) -> str:
+    return _SPACE.sub(" ", _NOT_WORD.sub(" ", text)).strip()
 
 
 def shingles(norm: str, k: int = SHINGLE) -> set[int]:
@@ -79,6 +89,7 @@ def jaccard(a: set[int], b: set[int]) -> float:
 class _Entry:
     key: str
     shingles: set[int]
+    scope: str | None
 
 
 @dataclass
@@ -97,21 +108,28 @@ class DuplicateIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, key: str, text: str) -> None:
+    def add(self, key: str, text: str, scope: str | None = None) -> None:
         norm = normalise(text)
         self._exact.setdefault(_digest(norm), key)
         sh = shingles(norm)
         index = len(self._entries)
-        self._entries.append(_Entry(key, sh))
+        self._entries.append(_Entry(key, sh, scope))
         for band in _bands(minhash(sh)):
             self._buckets[band].append(index)
 
-    def add_many(self, texts: Iterable[tuple[str, str]]) -> None:
-        for key, text in texts:
-            self.add(key, text)
+    def add_many(self, texts: Iterable[tuple[str, str, str | None]]) -> None:
+        for key, text, scope in texts:
+            self.add(key, text, scope)
 
-    def find(self, text: str) -> tuple[str, float] | None:
-        """The key of an earlier text this one duplicates, and their similarity."""
+    def find(self, text: str, scope: str | None = None) -> tuple[str, float] | None:
+        """The key of an earlier text this one duplicates, and their similarity.
+
+        An exact copy (after normalising) is found anywhere. A near copy is looked for
+        among texts of the same `scope` only when one is given: short prompts written
+        from one pattern for different topics share most of their characters without
+        being copies ("Name 5 well-known rivers" / "... mammals"); a copy taken from
+        another topic is off-topic, which verifiers judge.
+        """
         norm = normalise(text)
         exact = self._exact.get(_digest(norm))
         if exact is not None:
@@ -124,6 +142,8 @@ class DuplicateIndex:
                 if i in seen:
                     continue
                 seen.add(i)
+                if scope is not None and self._entries[i].scope != scope:
+                    continue
                 sim = jaccard(sh, self._entries[i].shingles)
                 if sim >= self.threshold and (best is None or sim > best[1]):
                     best = (self._entries[i].key, sim)

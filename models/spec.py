@@ -322,6 +322,10 @@ class DemonstrationsSpec(_Strict):
         "Is this text a good, on-topic answer to the request? Accept or reject."
     )
     verification_overlap: int = Field(default=3, ge=1, le=15)
+    # A verdict less sure than this goes to two more verifiers, up to
+    # `max_verification_overlap` (equal to verification_overlap: never).
+    verify_target_confidence: float = Field(default=0.9, gt=0.5, le=1)
+    max_verification_overlap: int = Field(default=5, ge=1, le=15)
     max_attempts: int = Field(default=3, ge=1, le=10)
     golden_file: Path | None = None
     golden_share: float = Field(default=0.1, ge=0, lt=1)

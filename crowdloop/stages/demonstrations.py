@@ -52,6 +52,7 @@ class AdvanceResult:
     accepted: int = 0
     rejected: int = 0
     new_items: int = 0
+    extended: int = 0  # unsure verifications sent to more verifiers
 
 
 def advance(campaign_id: str) -> AdvanceResult:
@@ -122,9 +123,9 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
     for item in writing:
         text, author = texts[item.id]
         target = "prompt" if item.kind == "write_prompt" else "response"
-        failure = _check(text, target, demo.checks, index[item.kind]) if demo.checks else None
         if item.kind == "write_prompt":
             topic = (item.subject_id or "").rsplit("#", 1)[0]
+            failure = _check(text, target, demo.checks, index[item.kind], topic)
             prompt_id = stable_id("p", item.id)
             row = Prompt(
                 id=prompt_id,
@@ -135,7 +136,7 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
                 author=author,
                 origin_item=item.id,
             )
-            index[item.kind].add(prompt_id, text)
+            index[item.kind].add(prompt_id, text, topic)
             if failure is None:
                 new_items.append(verify_item(spec, "prompt", prompt_id, "", text, author, topic))
             else:
@@ -148,6 +149,7 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
         else:
             prompt = s.get(Prompt, item.subject_id)
             assert prompt is not None
+            failure = _check(text, target, demo.checks, index[item.kind], None)
             response_id = stable_id("r", item.id)
             response = Response(
                 id=response_id,
@@ -179,13 +181,15 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
     return len(writing)
 
 
-def _check(text: str, target: str, checks: TextChecks, index: DuplicateIndex) -> str | None:
+def _check(
+    text: str, target: str, checks: TextChecks, index: DuplicateIndex, scope: str | None
+) -> str | None:
     rules = checks.prompt if target == "prompt" else checks.response
     broken = rule_failure(text, rules)
     if broken is not None:
         return broken
     if checks.duplicates:
-        found = index.find(text)
+        found = index.find(text, scope)
         if found is not None:
             key, similarity = found
             alike = "the same as" if similarity >= 1.0 else f"{similarity:.0%} alike with"
@@ -199,10 +203,20 @@ def _duplicate_index(
     """Every crowd-written text of this kind in the database, every campaign's."""
     index = DuplicateIndex(threshold=checks.near_duplicate or 1.0)
     if checks.duplicates:
-        rows = s.exec(
-            select(table.id, table.text).where(table.source == "crowd").order_by(col(table.id))
-        ).all()
-        index.add_many((str(key), str(text)) for key, text in rows)
+        if table is Prompt:
+            prompts = s.exec(
+                select(Prompt.id, Prompt.text, Prompt.topic)
+                .where(Prompt.source == "crowd")
+                .order_by(col(Prompt.id))
+            ).all()
+            index.add_many((str(k), str(t), topic) for k, t, topic in prompts)
+        else:
+            responses = s.exec(
+                select(Response.id, Response.text)
+                .where(Response.source == "crowd")
+                .order_by(col(Response.id))
+            ).all()
+            index.add_many((str(k), str(t), None) for k, t in responses)
     return index
 
 
@@ -318,6 +332,18 @@ def _apply_verdicts(
         if item.is_golden or item.id not in verdicts:
             continue
         label, confidence = verdicts[item.id]
+        if (
+            confidence < demo.verify_target_confidence
+            and item.overlap < demo.max_verification_overlap
+        ):
+            # Unsure: ask more verifiers before deciding (the item is published again).
+            item.overlap = min(item.overlap + 2, demo.max_verification_overlap)
+            item.extensions += 1
+            item.state = ItemState.PENDING
+            s.add(item)
+            done.remove(item.id)
+            result.extended += 1
+            continue
         result.verdicts += 1
         if item.payload["target"] == "prompt":
             prompt = s.get(Prompt, item.subject_id)
