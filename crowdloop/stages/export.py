@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlmodel import col, select
 
 from crowdloop.db import session_scope
@@ -80,7 +81,10 @@ def sft_rows(
     (`demonstrations.export`)."""
     with session_scope() as s:
         campaign = s.get(Campaign, campaign_id)
-        spec = CampaignSpec.model_validate(campaign.spec) if campaign else None
+        try:
+            spec = CampaignSpec.model_validate(campaign.spec) if campaign else None
+        except ValidationError:  # a bare campaign row (tests, imports): no export settings
+            spec = None
         settings = spec.demonstrations.export if spec and spec.demonstrations else None
         if min_confidence is None:
             min_confidence = settings.min_confidence if settings else 0.0
@@ -115,7 +119,9 @@ def sft_rows(
     untrusted = {WorkerStatus.BLOCKED.value, WorkerStatus.EXCLUDED.value}
     out = []
     for r, p in rows:
-        if min(r.confidence or 0.0, p.confidence or 0.0) < min_confidence:
+        # A prompt from the campaign's input files was not verified: it is as given.
+        p_conf = (p.confidence or 0.0) if p.source == "crowd" else 1.0
+        if min(r.confidence or 0.0, p_conf) < min_confidence:
             continue
         authors = {"prompt": p.author, "response": r.author}
         blocked = {part for part, who in authors.items() if who and standing.get(who) in untrusted}
@@ -133,7 +139,7 @@ def sft_rows(
                 "response_id": r.id,
                 "prompt_source": p.source,
                 "verification_confidence": round(r.confidence or 0.0, 4),
-                "prompt_confidence": round(p.confidence or 0.0, 4),
+                "prompt_confidence": round(p_conf, 4),
                 # The authors' standing when this file was written (ids are not exported).
                 "prompt_author_standing": standing.get(p.author or "", "unknown"),
                 "response_author_standing": standing.get(r.author or "", "unknown"),
