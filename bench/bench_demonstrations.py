@@ -228,17 +228,19 @@ def run_one(root: Path, crowd: CrowdConfig, seed: int, size: int, config: str) -
     bad_v = {w for w, a in archetype.items() if a in BAD_VERIFIERS}
     text_of = {t[1]: t[2] for t in texts}
     examples = [
-        {"copy": text_of[i], "of": copied_from[i]}
-        for p, r in exported
-        for i in (p, r)
-        if i in copy
+        {"copy": text_of[i], "of": copied_from[i]} for p, r in exported for i in (p, r) if i in copy
     ]
     lost_examples = [
         {"text": text_of[t], "verdict": judged[t], "votes": dict(tallies.get(t, {}))}
         for t in good_judged
         if not (judged[t][0] == "accept" and judged[t][1] >= threshold)
     ]
-    off_examples = [text_of[i] for p, r in exported for i in (p, r) if i in off_topic]
+    off_examples = [
+        {"text": text_of[i], "verdict": final[i], "votes": dict(tallies.get(i, {}))}
+        for p, r in exported
+        for i in (p, r)
+        if i in off_topic
+    ]
     return {
         "dup_examples": examples[:5],
         "lost_examples": lost_examples[:8],

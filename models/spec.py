@@ -324,7 +324,7 @@ class DemonstrationsSpec(_Strict):
     verification_overlap: int = Field(default=3, ge=1, le=15)
     # A verdict less sure than this goes to two more verifiers, up to
     # `max_verification_overlap` (equal to verification_overlap: never).
-    verify_target_confidence: float = Field(default=0.9, gt=0.5, le=1)
+    verify_target_confidence: float = Field(default=0.97, gt=0.5, le=1)
     max_verification_overlap: int = Field(default=5, ge=1, le=15)
     max_attempts: int = Field(default=3, ge=1, le=10)
     golden_file: Path | None = None

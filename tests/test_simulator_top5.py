@@ -10,6 +10,8 @@ from statistics import mean
 import pytest
 
 from crowdloop.demo import top5
+from crowdloop.models.domain import VerifyTask
+from crowdloop.simulator.crowd import truth_of
 
 
 def test_catalog_has_a_dozen_topics_with_enough_items() -> None:
@@ -122,13 +124,24 @@ def test_golden_verifications_agree_with_the_oracle() -> None:
         ("response", "accept"),
         ("response", "reject"),
     }
+    off_topic = 0
     for item in items:
-        if item["target"] == "prompt":
-            ok = top5.prompt_ok(item["text"])
-        else:
-            ok = top5.response_quality(item["prompt"], item["text"]) >= 0.8
+        task = VerifyTask(instruction="", target=item["target"], prompt=item["prompt"],
+                          text=item["text"], topic=item["topic"])  # fmt: skip
+        assert truth_of(task) == item["verdict"], item
+        if item["target"] == "response":
             assert top5.prompt_ok(item["prompt"])
-        assert ok == (item["verdict"] == "accept"), item
+        # Off-topic: a good text, but about another topic than the one it was written for.
+        fine_elsewhere = (
+            top5.prompt_ok(item["text"])
+            if item["target"] == "prompt"
+            else any(
+                top5.response_quality(top5.make_prompt(t, 0), item["text"]) == 1.0
+                for t in top5.CATALOG
+            )
+        )
+        off_topic += int(item["verdict"] == "reject" and fine_elsewhere)
+    assert off_topic >= 24 // 6 * 2
 
 
 def test_write_jsonl_writes_one_sorted_object_per_line(tmp_path: Path) -> None:
