@@ -337,6 +337,70 @@ def verdict(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _corpus(n: int, seed: int) -> tuple[list[str], list[str], list[str]]:
+    """n written lists, a cosmetic copy of each, and n fresh lists by other writers."""
+    import random
+
+    rng = random.Random(seed)
+    prompts = [top5.make_prompt(t, 0) for t in top5.CATALOG]
+    originals = [top5.write_response(rng.choice(prompts), rng, good=True) for _ in range(n)]
+    copies = [top5.cosmetic_copy(t, rng) for t in originals]
+    fresh = [top5.write_response(rng.choice(prompts), rng, good=True) for _ in range(n)]
+    return originals, copies, fresh
+
+
+def _minhash_pass(originals: list[str], probes: list[str]) -> list[bool]:
+    from crowdloop.textcheck import DuplicateIndex
+
+    index = DuplicateIndex(threshold=0.7)
+    for i, text in enumerate(originals):
+        index.add(str(i), text)
+    return [index.find(t) is not None for t in probes]
+
+
+def _brute_pass(originals: list[str], probes: list[str]) -> list[bool]:
+    from crowdloop.textcheck import jaccard, shingles
+
+    sets = [shingles(normalise(t)) for t in originals]
+    exact = {normalise(t) for t in originals}
+    out = []
+    for t in probes:
+        norm = normalise(t)
+        sh = shingles(norm)
+        out.append(norm in exact or any(jaccard(sh, other) >= 0.7 for other in sets))
+    return out
+
+
+def dedup_cost(n: int, reps: int) -> None:
+    """MinHash + LSH against an exact all-pairs Jaccard scan on the same texts: recall on
+    cosmetic copies, false hits on fresh texts, wall and CPU time (A B A B ...)."""
+    import resource
+
+    originals, copies, fresh = _corpus(n, 11)
+    probes = copies + fresh
+    timings: dict[str, list[tuple[float, float]]] = {"minhash": [], "all_pairs": []}
+    found: dict[str, list[bool]] = {}
+    for _ in range(reps):
+        for name, fn in (("minhash", _minhash_pass), ("all_pairs", _brute_pass)):
+            wall, cpu = time.perf_counter(), time.process_time()
+            found[name] = fn(originals, probes)
+            timings[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    for name, runs in timings.items():
+        hits = found[name]
+        recall = sum(hits[:n]) / n
+        false = sum(hits[n:]) / n
+        print(
+            f"{name}: {n} texts indexed, {2 * n} looked up: copies found {recall:.1%}, fresh "
+            f"texts flagged {false:.1%}; wall median {statistics.median(r[0] for r in runs):.3f}"
+            f" s, CPU median {statistics.median(r[1] for r in runs):.3f} s"
+        )
+    ratio = statistics.median(r[0] for r in timings["all_pairs"]) / statistics.median(
+        r[0] for r in timings["minhash"]
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"all-pairs / minhash wall: {ratio:.1f}x; peak RSS of the process {peak:.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -345,7 +409,14 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     parser.add_argument("--table", type=Path, nargs="+", help="print the table of saved rows")
+    parser.add_argument(
+        "--dedup", type=int, nargs="+", metavar="N", help="only the duplicate check's cost"
+    )
     args = parser.parse_args()
+    if args.dedup:
+        for n in args.dedup:
+            dedup_cost(n, reps=3)
+        return
     if args.table:
         rows = [row for path in args.table for row in json.loads(path.read_text())["rows"]]
         print(table(rows))

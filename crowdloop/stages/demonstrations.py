@@ -140,7 +140,8 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
             if failure is None:
                 new_items.append(verify_item(spec, "prompt", prompt_id, "", text, author, topic))
             else:
-                row.verdict, row.confidence, row.check_failure = "reject", 1.0, failure[:300]
+                row.verdict, row.check_failure = "reject", failure[:300]
+                row.confidence = _check_confidence(failure)
                 s.add(row)
                 s.flush()
                 new_items += _recollect_prompt(s, spec, item)
@@ -168,7 +169,8 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
                     )
                 )
             else:
-                response.verdict, response.confidence = "reject", 1.0
+                response.verdict = "reject"
+                response.confidence = _check_confidence(failure)
                 response.check_failure = failure[:300]
                 s.add(response)
                 s.flush()
@@ -179,6 +181,20 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
     insert_ignore(s, Response, responses, ["id"])
     _set_state(s, [i.id for i in writing], ItemState.DONE)
     return len(writing)
+
+
+NEAR_COPY_CONFIDENCE = 0.5
+
+
+def _check_confidence(failure: str) -> float:
+    """How sure the rejection is that the writer is at fault: a broken rule or an exact
+    copy, certain; a near duplicate, not (in a narrow domain two honest writers can write
+    nearly the same list), so it is rejected and written again but, below
+    `trusted_confidence`, not held against the writer's record."""
+    return NEAR_COPY_CONFIDENCE if failure.startswith(_NEAR) else 1.0
+
+
+_NEAR = "duplicate: near"
 
 
 def _check(
@@ -192,8 +208,9 @@ def _check(
         found = index.find(text, scope)
         if found is not None:
             key, similarity = found
-            alike = "the same as" if similarity >= 1.0 else f"{similarity:.0%} alike with"
-            return f"duplicate: {alike} {key}"
+            if similarity >= 1.0:
+                return f"duplicate: the same as {key}"
+            return f"{_NEAR} copy ({similarity:.0%} alike) of {key}"
     return None
 
 

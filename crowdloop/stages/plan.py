@@ -243,15 +243,14 @@ def verify_item(
     verification (its author was blocked later), asked of workers who did not judge it."""
     demo = spec.demonstrations
     assert demo is not None
+    writing = demo.prompt_instruction if target == "prompt" else demo.response_instruction
     payload = VerifyTask(
-        instruction=demo.verify_instruction,
+        instruction=verify_instruction(demo.verify_instruction, writing, topic),
         target=target,
         prompt=prompt,
         text=text,
         topic=topic,
-        writing_instruction=(
-            demo.prompt_instruction if target == "prompt" else demo.response_instruction
-        ),
+        writing_instruction=writing,
     )
     parts: tuple[object, ...] = (
         (spec.name, subject_id) if round_ == 0 else (spec.name, subject_id, "again", round_)
@@ -269,6 +268,15 @@ def verify_item(
     )
 
 
+def verify_instruction(instruction: str, writing: str, topic: str) -> str:
+    """The verifier's instruction with what the writer was asked, so that every
+    marketplace shows the context (each renders a task's instruction; few have a field
+    for a topic): a text written for another topic or task can then be rejected."""
+    if not topic:
+        return instruction
+    return f"{instruction}\n\nThe writer was asked: {writing}\nTopic: {topic}"
+
+
 def golden_verify_items(
     spec: CampaignSpec, rows: list[GoldenVerificationRow], start: int, count: int
 ) -> list[dict[str, Any]]:
@@ -278,15 +286,14 @@ def golden_verify_items(
     out = []
     for n in range(start, start + count):
         row = rows[n % len(rows)]
+        writing = demo.prompt_instruction if row.target == "prompt" else demo.response_instruction
         payload = VerifyTask(
-            instruction=demo.verify_instruction,
+            instruction=verify_instruction(demo.verify_instruction, writing, row.topic),
             target=row.target,
             prompt=row.prompt,
             text=row.text,
             topic=row.topic,
-            writing_instruction=(
-                demo.prompt_instruction if row.target == "prompt" else demo.response_instruction
-            ),
+            writing_instruction=writing,
         )
         out.append(
             _item_row(
