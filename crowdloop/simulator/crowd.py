@@ -203,6 +203,7 @@ class Crowd:
             return {"choice": self._compare(worker, rng, truth, payload)}
         if isinstance(payload, VerifyTask):
             return {"verdict": self._verify(worker, rng, truth)}
+        topic: str | None
         if isinstance(payload, WritePromptTask):
             kind, topic = "prompt", payload.topic
         else:

@@ -10,6 +10,7 @@ harmless.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -334,7 +335,7 @@ def _apply_verdicts(
     frame = pd.DataFrame(
         [(i, w, lab) for i, w, lab, _ in votes], columns=["task", "worker", "label"]
     )
-    golden = {i: g for i, _, _, g in votes if g is not None}
+    golden: dict[Hashable, Hashable] = {i: g for i, _, _, g in votes if g is not None}
     verdicts: dict[str, tuple[str, float]] = {}
     if not frame.empty:
         agg = aggregate_verdicts(frame, demo.aggregation, golden)
@@ -408,42 +409,47 @@ def _reverify_blocked(s: Session, spec: CampaignSpec) -> list[dict[str, object]]
     if not untrusted:
         return []
     out: list[dict[str, object]] = []
-    for table in (Prompt, Response):
-        rows = s.exec(
-            select(table).where(
-                table.campaign_id == spec.name,
-                table.source == "crowd",
-                table.verdict == "accept",
-                col(table.author).in_(untrusted),
+    rows: list[Prompt | Response] = [
+        *s.exec(
+            select(Prompt).where(
+                Prompt.campaign_id == spec.name,
+                Prompt.source == "crowd",
+                Prompt.verdict == "accept",
+                col(Prompt.author).in_(untrusted),
             )
-        ).all()
-        for row in rows:
-            first = stable_id("vf", spec.name, row.id)
-            again = stable_id("vf", spec.name, row.id, "again", 1)
-            if s.get(Item, again) is not None:
-                continue  # verified again already: its verdict stands
-            judges = sorted(
-                {
-                    w
-                    for w in s.exec(select(Judgment.worker_id).where(Judgment.item_id == first))
-                    if w
-                }
+        ).all(),
+        *s.exec(
+            select(Response).where(
+                Response.campaign_id == spec.name,
+                Response.source == "crowd",
+                Response.verdict == "accept",
+                col(Response.author).in_(untrusted),
             )
-            if isinstance(row, Prompt):
-                item = verify_item(
-                    spec, "prompt", row.id, "", row.text, row.author, row.topic or "",
-                    round_=1, exclude_also=judges,
-                )  # fmt: skip
-            else:
-                prompt = s.get(Prompt, row.prompt_id)
-                assert prompt is not None
-                item = verify_item(
-                    spec, "response", row.id, prompt.text, row.text, row.author,
-                    prompt.topic or "", round_=1, exclude_also=judges,
-                )  # fmt: skip
-            row.verdict = None
-            s.add(row)
-            out.append(item)
+        ).all(),
+    ]
+    for row in rows:
+        first = stable_id("vf", spec.name, row.id)
+        again = stable_id("vf", spec.name, row.id, "again", 1)
+        if s.get(Item, again) is not None:
+            continue  # verified again already: its verdict stands
+        judges = sorted(
+            {w for w in s.exec(select(Judgment.worker_id).where(Judgment.item_id == first)) if w}
+        )
+        if isinstance(row, Prompt):
+            item = verify_item(
+                spec, "prompt", row.id, "", row.text, row.author, row.topic or "",
+                round_=1, exclude_also=judges,
+            )  # fmt: skip
+        else:
+            prompt = s.get(Prompt, row.prompt_id)
+            assert prompt is not None
+            item = verify_item(
+                spec, "response", row.id, prompt.text, row.text, row.author,
+                prompt.topic or "", round_=1, exclude_also=judges,
+            )  # fmt: skip
+        row.verdict = None
+        s.add(row)
+        out.append(item)
     return out
 
 
