@@ -432,6 +432,11 @@ class BudgetAssumptions(_Strict):
     exam_takers: int | None = Field(default=None, ge=1)
     # Share of written texts that verification accepts (demonstrations; measured 0.63).
     text_accept_rate: float = Field(default=0.65, gt=0, le=1)
+    # Share of verifications whose verdict is unsure after the first answers and goes to
+    # two more verifiers (demonstrations.verify_target_confidence). 0.3: one answer in
+    # three differing from the others at a 14% error rate per answer (an analytic figure
+    # for the demo's crowd, not measured).
+    verify_extend_rate: float = Field(default=0.3, ge=0, le=1)
     # Extra paid assignments from re-asks (blocked workers' answers excluded, garbled
     # answers), as a share of the work above. 0 by default: on a platform with review, a
     # re-ask mostly replaces a rejected (unpaid) answer; say 0.05-0.1 where nothing is

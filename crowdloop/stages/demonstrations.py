@@ -344,14 +344,17 @@ def _apply_verdicts(
         }
     done: list[str] = []
     for item in ready:
-        if item.state == ItemState.EXHAUSTED:
-            continue
-        done.append(item.id)
+        exhausted = item.state == ItemState.EXHAUSTED
+        if exhausted and (item.is_golden or item.id not in verdicts or _decided(s, item)):
+            continue  # gave up without answers, or its verdict was applied already
+        if not exhausted:
+            done.append(item.id)
         if item.is_golden or item.id not in verdicts:
             continue
         label, confidence = verdicts[item.id]
         if (
-            confidence < demo.verify_target_confidence
+            not exhausted
+            and confidence < demo.verify_target_confidence
             and item.overlap < demo.max_verification_overlap
         ):
             # Unsure: ask more verifiers before deciding (the item is published again).
@@ -388,6 +391,17 @@ def _apply_verdicts(
                 origin = s.get(Item, response.origin_item)
                 follow_up += _recollect_response(s, spec, s.get(Prompt, response.prompt_id), origin)
     _set_state(s, done, ItemState.DONE)
+
+
+def _decided(s: Session, item: Item) -> bool:
+    """Whether the text this verification is about has a verdict (an exhausted item, e.g.
+    one asked of more verifiers than were left, is decided on the answers it has, once)."""
+    row: Prompt | Response | None = (
+        s.get(Prompt, item.subject_id)
+        if item.payload["target"] == "prompt"
+        else s.get(Response, item.subject_id)
+    )
+    return row is None or row.verdict is not None
 
 
 def _reverify_blocked(s: Session, spec: CampaignSpec) -> list[dict[str, object]]:
