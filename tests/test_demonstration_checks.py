@@ -312,3 +312,27 @@ def test_reverify_sends_a_blocked_authors_text_to_new_verifiers(
         response = s.get(Response, "r3")
         assert response is not None and response.verdict is None  # pending again
     assert sft_rows(name) == []
+
+
+def test_a_writers_record_counts_only_trusted_verdicts(sqlite_url: str, tmp_path: Path) -> None:
+    from crowdloop.stages.demonstrations import NEAR_COPY_CONFIDENCE
+    from crowdloop.stages.quality_check import _writing_tally
+
+    name = "tally"
+    path = campaign_dir(tmp_path, name, SMALL, {"preferences": None, "retraining": None})
+    with session_scope() as s:
+        register_campaign(s, load_campaign(path))
+        verdicts = [
+            ("accept", 0.99, None),
+            ("reject", 0.95, None),
+            ("reject", 0.62, None),  # a split vote: not held against the writer
+            ("reject", 1.0, "duplicate: the same as p-0"),  # an exact copy: certain
+            ("reject", NEAR_COPY_CONFIDENCE, "duplicate: near copy (74% alike) of p-0"),
+        ]
+        for n, (verdict, confidence, failure) in enumerate(verdicts):
+            s.add(Prompt(id=f"p{n}", campaign_id=name, text=f"t{n}", source="crowd",
+                         author="w1", verdict=verdict, confidence=confidence,
+                         check_failure=failure))  # fmt: skip
+        s.flush()
+        assert _writing_tally(s, name, 0.8) == {"w1": (1, 3)}
+        assert _writing_tally(s, name, 0.0) == {"w1": (1, 5)}
