@@ -98,7 +98,9 @@ def _drive(campaign_id: str, parts: list[str], out: dict[str, Any]) -> State | N
             t.publish_progress(campaign_id)
             wait_for_operator(
                 campaign_id,
-                lifecycle.CampaignHalted(campaign_id, CampaignStatus.AWAITING_APPROVAL, str(pause)),
+                lifecycle.CampaignHalted(
+                    campaign_id, CampaignStatus.AWAITING_APPROVAL, str(pause)
+                ),
             )
         except lifecycle.CampaignHalted as halted:
             if halted.status == CampaignStatus.CANCELLED:

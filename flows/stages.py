@@ -92,7 +92,9 @@ def wait_and_sync(campaign_id: str, stages: list[Stage]) -> dict[str, int]:
             logger.info("received %d submission(s); %d assignment(s) outstanding", received, left)
 
     def stalled(seconds: float, left: int) -> None:
-        logger.warning("no new submission for %.0f s; %d assignment(s) outstanding", seconds, left)
+        logger.warning(
+            "no new submission for %.0f s; %d assignment(s) outstanding", seconds, left
+        )
         emit(
             "crowdloop.campaign.stalled",
             campaign_id,

@@ -411,11 +411,15 @@ def test_cancel_from_prefect_mid_run_then_rerun(live: LiveStack, frozen: Frozen)
     expect_events(live, "cancellable", {"crowdloop.campaign.cancelled"})
 
 
-def test_budget_approval_form_in_the_ui_then_completion(live: LiveStack, frozen: Frozen) -> None:
+def test_budget_approval_form_in_the_ui_then_completion(
+    live: LiveStack, frozen: Frozen
+) -> None:
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    rel = campaign_file(live, "approval", budget={"cap": 500, "approval_threshold": 1})
+    rel = campaign_file(
+        live, "approval", budget={"cap": 500, "approval_threshold": 1}
+    )
     run_id = start_campaign(live, rel)
     wait_for("the run to wait for approval", lambda: suspended(live, run_id), 300,
              live.services)  # fmt: skip
@@ -451,7 +455,9 @@ def test_budget_approval_form_in_the_ui_then_completion(live: LiveStack, frozen:
     )
 
 
-def test_cap_hit_mid_run_pauses_then_finishes_once_raised(live: LiveStack, frozen: Frozen) -> None:
+def test_cap_hit_mid_run_pauses_then_finishes_once_raised(
+    live: LiveStack, frozen: Frozen
+) -> None:
     """First the pause point (half the cap), approved from the CLI; then the cap itself,
     raised from the CLI; each time the batches pause and the run suspends."""
     from crowdloop.models.spec import load_campaign
