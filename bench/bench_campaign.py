@@ -66,10 +66,11 @@ def prompts_per_topic(scale: float) -> int:
 def write_inputs(out: Path, scale: float, seed: int) -> dict[str, Any]:
     """Candidates and golden pairs shared by both variants; returns the planned sizes."""
     from crowdloop.demo import top5
+    from crowdloop.simulator import world
     from crowdloop.stages.plan import golden_count
 
     inputs = out / "inputs"
-    topics = list(top5.CATALOG)
+    topics = list(world.CATALOG)
     per_topic = prompts_per_topic(scale)
     candidates = top5.generate_candidates(topics, seed, prompts_per_topic=per_topic)
     models = len(top5.MODELS)
@@ -248,7 +249,7 @@ def run_bare(campaign_file: Path, timer: PhaseTimer) -> dict[str, Any]:
     from crowdloop.models.domain import Stage
     from crowdloop.models.spec import load_campaign
     from crowdloop.models.tables import Campaign, CampaignStatus
-    from crowdloop.stages import export, plan, preferences, push, report
+    from crowdloop.stages import export, plan, preferences, preflight, report
     from crowdloop.stages.rounds import RoundOps, bare_ops, run_rounds
 
     stages = [Stage.COMPARE]
@@ -269,7 +270,7 @@ def run_bare(campaign_file: Path, timer: PhaseTimer) -> dict[str, Any]:
         )
 
     with timer("check_capabilities"), connector() as c:
-        push.check_capabilities(spec_obj, c)
+        preflight.check_capabilities(spec_obj, c)
     prefs = spec_obj.preferences
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -15,7 +15,7 @@ verifiers. The demonstrations section of the demo's campaign runs on it (no Pref
 - default: the demo's campaign as shipped: text rules and duplicate checks, the pooled
   weighted vote, export threshold 0.7, texts of authors blocked later verified again.
 
-Scored against the oracle the simulator answers from (`crowdloop.demo.top5`): a prompt is
+Scored against the oracle the simulator answers from (`crowdloop.simulator.world`): a prompt is
 good if it asks for five of its slot's topic; a response if 4 of its 5 items are valid;
 a text is a copy if its normalised text (prompts) or its set of list items (responses)
 is that of an earlier text by another writer (cosmetic edits do not hide it; this is not
@@ -45,10 +45,10 @@ from typing import Any
 from sqlmodel import col, select
 
 from crowdloop.db import session_scope
-from crowdloop.demo import top5
 from crowdloop.demo.run import DemoSize, write_demo_inputs
 from crowdloop.models.spec import load_campaign
 from crowdloop.models.tables import Item, Judgment, JudgmentStatus, Prompt, Response
+from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.crowd import ACCEPT_QUALITY, BAD_VERIFIERS, BAD_WRITERS
 from crowdloop.simulator.runner import SimulatorServer
@@ -94,16 +94,16 @@ CONFIGS: dict[str, dict[str, Any]] = {"today": TODAY, "default": {}}
 
 
 def _prompt_good(text: str, topic: str | None) -> bool:
-    return top5.prompt_ok(text) and (not topic or top5.prompt_topic(text) == topic)
+    return world.prompt_ok(text) and (not topic or world.prompt_topic(text) == topic)
 
 
 def _response_good(prompt: str, text: str) -> bool:
-    return top5.response_quality(prompt, text) >= ACCEPT_QUALITY
+    return world.response_quality(prompt, text) >= ACCEPT_QUALITY
 
 
 def _fingerprint(kind: str, text: str) -> str:
     if kind == "response":
-        items = sorted({i.strip().lower() for i in top5.parse_list(text)})
+        items = sorted({i.strip().lower() for i in world.parse_list(text)})
         if len(items) >= 2:
             return "|".join(items)
     return normalise(text)
@@ -192,12 +192,12 @@ def run_one(root: Path, crowd: CrowdConfig, seed: int, size: int, config: str) -
         if _response_good(prompt_by_id[r.prompt_id].text, r.text) and r.prompt_id in prompt_by_id
     }
     off_topic = {
-        p.id for p in prompts if top5.prompt_ok(p.text) and not _prompt_good(p.text, p.topic)
+        p.id for p in prompts if world.prompt_ok(p.text) and not _prompt_good(p.text, p.topic)
     }
     for r in responses:
-        items = {i.strip().lower() for i in top5.parse_list(r.text)}
+        items = {i.strip().lower() for i in world.parse_list(r.text)}
         topic = prompt_by_id[r.prompt_id].topic
-        if items and topic and not items & set(top5.CATALOG[topic]):
+        if items and topic and not items & set(world.CATALOG[topic]):
             off_topic.add(r.id)
     exported = {(row["prompt_id"], row["response_id"]) for row in rows}
     exported_ids = {i for pair in exported for i in pair}
@@ -342,10 +342,10 @@ def _corpus(n: int, seed: int) -> tuple[list[str], list[str], list[str]]:
     import random
 
     rng = random.Random(seed)
-    prompts = [top5.make_prompt(t, 0) for t in top5.CATALOG]
-    originals = [top5.write_response(rng.choice(prompts), rng, good=True) for _ in range(n)]
-    copies = [top5.cosmetic_copy(t, rng) for t in originals]
-    fresh = [top5.write_response(rng.choice(prompts), rng, good=True) for _ in range(n)]
+    prompts = [world.make_prompt(t, 0) for t in world.CATALOG]
+    originals = [world.write_response(rng.choice(prompts), rng, good=True) for _ in range(n)]
+    copies = [world.cosmetic_copy(t, rng) for t in originals]
+    fresh = [world.write_response(rng.choice(prompts), rng, good=True) for _ in range(n)]
     return originals, copies, fresh
 
 

@@ -7,6 +7,7 @@ push ledger and the marketplace recognise work that was already done.
 from __future__ import annotations
 
 import hashlib
+import random
 
 
 def digest(*parts: object, length: int = 16) -> str:
@@ -29,3 +30,10 @@ def compare_item_id(campaign_id: str, prompt_id: str, a: str, b: str) -> str:
     Order-free, so a replay of a recorded study can find the item a pair became.
     """
     return stable_id("cmp", campaign_id, prompt_id, *sorted((a, b)))
+
+
+def seeded_rng(*parts: object) -> random.Random:
+    """A random generator that depends only on its parts: the simulator draws every answer,
+    delay and fault from one, so a run is a pure function of its seeds."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "big"))

@@ -34,7 +34,7 @@ from crowdloop.stages import budget, lease, lifecycle, operate
 from crowdloop.stages.budget import BudgetPause
 from crowdloop.stages.demonstrations import DEMO_STAGES
 from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.rounds import RoundOps, connector_for, run_rounds
+from crowdloop.stages.rounds import RoundOps, campaign_spec, connector_for, run_rounds
 
 TASK_OPS = RoundOps(
     push=t.push_stage,
@@ -64,7 +64,7 @@ def _demonstrations(campaign_id: str) -> dict[str, Any]:
 
 
 def _preferences(campaign_id: str) -> dict[str, Any]:
-    has_exam = t.campaign_spec(campaign_id).quality.exam is not None
+    has_exam = campaign_spec(campaign_id).quality.exam is not None
     ops = RoundOps(**{**TASK_OPS.__dict__, "exam": t.exam_round}) if has_exam else TASK_OPS
     rounds = _run_rounds(campaign_id, [Stage.COMPARE], advance=False, ops=ops)
     out: dict[str, Any] = {"rounds": rounds}

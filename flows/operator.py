@@ -14,9 +14,9 @@ from prefect.input import RunInput
 from pydantic import Field
 
 from crowdloop.flows import hooks
-from crowdloop.flows.stages import campaign_spec
 from crowdloop.models.tables import CampaignStatus
 from crowdloop.stages import budget, lifecycle, operate
+from crowdloop.stages.rounds import campaign_spec
 from crowdloop.text import md_escape
 
 

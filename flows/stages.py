@@ -1,5 +1,9 @@
 """Prefect tasks: one per stage and round, never one per crowd item.
 
+Each round step is written once, in `crowdloop.stages.rounds`; a task here only opens
+the campaign's connector, hands the step Prefect's run logger and returns its result
+(what the bare loop, `rounds.bare_ops`, runs as plain calls).
+
 A task run costs milliseconds and Prefect's event stream is not built for 10^5 runs per
 campaign, so each task here moves a whole stage (thousands of items) and the per-item
 state lives in crowdloop's database. Every task is safe to retry: pushes go through the
@@ -14,30 +18,11 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from crowdloop.db import session_scope
-from crowdloop.events import emit
 from crowdloop.models.domain import Stage
-from crowdloop.models.spec import CampaignSpec
-from crowdloop.stages import (
-    budget,
-    demonstrations,
-    exam,
-    export,
-    preferences,
-    push,
-    quality_check,
-    report,
-    sync,
-)
+from crowdloop.stages import budget, exam, export, preferences, preflight, report, rounds
 from crowdloop.stages.budget import BudgetPause
-from crowdloop.stages.plan import load_spec
 from crowdloop.stages.progress import live_progress, progress_markdown
-from crowdloop.stages.rounds import connector_for, guard
-
-
-def campaign_spec(campaign_id: str) -> CampaignSpec:
-    with session_scope() as s:
-        return load_spec(s, campaign_id)
+from crowdloop.stages.rounds import campaign_spec, connector_for
 
 
 def artifact_key(campaign_id: str, what: str) -> str:
@@ -49,7 +34,7 @@ def artifact_key(campaign_id: str, what: str) -> str:
 @task(name="check-capabilities", retries=2, retry_delay_seconds=2)
 def check_capabilities(campaign_id: str) -> list[str]:
     with connector_for(campaign_id) as c:
-        warnings = push.check_capabilities(campaign_spec(campaign_id), c)
+        warnings = preflight.check_capabilities(campaign_spec(campaign_id), c)
     for w in warnings:
         get_run_logger().warning(w)
     return warnings
@@ -70,133 +55,49 @@ def _retry_unless_waiting(_task: Any, _run: Any, state: Any) -> bool:
 @task(name="push", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_unless_waiting)
 def push_stage(campaign_id: str, stage: Stage) -> dict[str, int]:
     with connector_for(campaign_id) as c:
-        result = push.push_pending(campaign_id, stage, c)
-    if result.tasks_published or result.reconciled:
-        get_run_logger().info(
-            "%s: published %d task(s) (%d assignments), reconciled %d",
-            stage.value,
-            result.tasks_published,
-            result.assignments,
-            result.reconciled,
-        )
-    return asdict(result)
+        return rounds.push_step(campaign_id, stage, c, get_run_logger())
 
 
 @task(name="wait-and-sync", retries=3, retry_delay_seconds=5)
 def wait_and_sync(campaign_id: str, stages: list[Stage]) -> dict[str, int]:
-    spec = campaign_spec(campaign_id)
-    logger = get_run_logger()
-
-    def progress(received: int, left: int) -> None:
-        if left:
-            logger.info("received %d submission(s); %d assignment(s) outstanding", received, left)
-
-    def stalled(seconds: float, left: int) -> None:
-        logger.warning(
-            "no new submission for %.0f s; %d assignment(s) outstanding", seconds, left
-        )
-        emit(
-            "crowdloop.campaign.stalled",
-            campaign_id,
-            {"quiet_seconds": round(seconds), "outstanding": left},
-        )
-
     with connector_for(campaign_id) as c:
-        result = sync.wait_and_sync(
-            campaign_id,
-            stages,
-            c,
-            poll_interval_s=spec.poll_interval_s,
-            timeout_s=spec.stage_timeout_s,
-            on_progress=progress,
-            check=lambda: guard(campaign_id),
-            stall_after_s=spec.stall_after_s,
-            on_stall=stalled,
-        )
-    return asdict(result)
+        return rounds.wait_and_sync_step(campaign_id, stages, c, get_run_logger())
 
 
 @task(name="check-workers", retries=2, retry_delay_seconds=5)
 def check_workers(campaign_id: str, stages: list[Stage]) -> dict[str, Any]:
     with connector_for(campaign_id) as c:
-        result = quality_check.check_workers(campaign_id, c)
-        reviewed = quality_check.review_submissions(campaign_id, stages, c)
-    logger = get_run_logger()
-    for w in result.warnings:
-        logger.warning(w)
-    policy = campaign_spec(campaign_id).quality.on_fail if result.newly_blocked else None
-    for worker in result.newly_blocked:
-        emit(
-            "crowdloop.worker.blocked",
-            campaign_id,
-            {"worker": worker, "policy": policy},
-            related=[
-                {
-                    "prefect.resource.id": f"crowdloop.worker.{worker}",
-                    "prefect.resource.role": "worker",
-                }
-            ],
-        )
-    if result.newly_blocked:
-        logger.info(
-            "blocked %d worker(s) on golden tasks; %d judgment(s) excluded",
-            len(result.newly_blocked),
-            result.excluded_judgments,
-        )
-    return {**asdict(result), "reviewed": reviewed}
+        return rounds.check_workers_step(campaign_id, stages, c, get_run_logger())
 
 
 @task(name="exam", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_unless_waiting)
 def exam_round(campaign_id: str, stages: list[Stage]) -> dict[str, Any] | None:
     """Grade the exam and qualify passers; the first call waits for enough passers."""
     if Stage.COMPARE not in stages:
-        return None
+        return None  # no connector opened for a step with nothing to do
     with connector_for(campaign_id) as c:
-        progress = exam.exam_round(campaign_id, c)
-    if progress is None:
-        return None
-    if progress.published or progress.granted:
-        get_run_logger().info(
-            "exam: %d task(s) published, %d worker(s) qualified; %d passed, %d failed, "
-            "%d still answering",
-            progress.published,
-            progress.granted,
-            progress.passed,
-            progress.failed,
-            progress.pending,
-        )
-    return asdict(progress)
+        return rounds.exam_step(campaign_id, stages, c, get_run_logger())
 
 
 @task(name="close-exam", retries=2, retry_delay_seconds=5)
 def close_exam(campaign_id: str) -> dict[str, Any] | None:
     with connector_for(campaign_id) as c:
-        progress = exam.close_exam(campaign_id, c)
-    return asdict(progress) if progress else None
+        return rounds.close_exam_step(campaign_id, c)
 
 
 @task(name="settle-items")
 def settle_items(campaign_id: str) -> dict[str, int]:
-    spec = campaign_spec(campaign_id)
-    return sync.settle_items(campaign_id, spec.quality.max_requeue_rounds)
+    return rounds.settle_step(campaign_id)
 
 
 @task(name="advance-demonstrations")
 def advance_demonstrations(campaign_id: str) -> dict[str, int]:
-    return asdict(demonstrations.advance(campaign_id))
+    return rounds.advance_step(campaign_id)
 
 
 @task(name="extend-uncertain-pairs")
 def extend_uncertain(campaign_id: str) -> int:
-    spec = campaign_spec(campaign_id)
-    if spec.preferences is None or spec.preferences.dynamic_overlap is None:
-        return 0
-    extended = preferences.extend_uncertain(
-        campaign_id, spec.preferences.dynamic_overlap, spec.preferences.aggregation
-    )
-    if extended:
-        get_run_logger().info("dynamic overlap: asking again about %d unsure pair(s)", extended)
-    return extended
+    return rounds.extend_step(campaign_id, get_run_logger())
 
 
 @task(name="aggregate-preferences")

@@ -10,8 +10,8 @@ from prefect.deployments import run_deployment
 from prefect.events import emit_event
 
 from crowdloop.flows.retrain import train_reward_model_flow
-from crowdloop.flows.stages import campaign_spec
 from crowdloop.stages.export import exported_pairs
+from crowdloop.stages.rounds import campaign_spec
 from crowdloop.stages.trigger import finish_trigger, plan_trigger
 
 RETRAIN_EVENT = "crowdloop.retraining.requested"

@@ -40,6 +40,7 @@ class ItemState(StrEnum):
     EXHAUSTED = "exhausted"  # gave up: re-queue rounds or attempts ran out
 
 
+# Enforced where every item-state write goes: crowdloop.stages.items.move_items.
 ITEM_TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
     ItemState.PENDING: frozenset({ItemState.PUSHED, ItemState.EXHAUSTED}),
     ItemState.PUSHED: frozenset({ItemState.COLLECTED, ItemState.PENDING, ItemState.EXHAUSTED}),
@@ -51,11 +52,6 @@ ITEM_TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
 
 class IllegalTransition(RuntimeError):
     pass
-
-
-def check_transition(item_id: str, old: ItemState, new: ItemState) -> None:
-    if new != old and new not in ITEM_TRANSITIONS[old]:
-        raise IllegalTransition(f"item {item_id}: {old} -> {new} is not allowed")
 
 
 class Campaign(SQLModel, table=True):
@@ -174,7 +170,8 @@ class Item(SQLModel, table=True):
     exclude_worker: str | None = Field(default=None, max_length=200)  # the author
     # More workers kept off the task: writers who already failed this slot, verifiers who
     # already judged a text verified again.
-    exclude_also: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # (None: nobody more; a row written without the field, e.g. by an older version.)
+    exclude_also: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from crowdloop.demo import top5
+from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, FaultConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 
@@ -46,10 +46,10 @@ def pool_body(key: str = "pool-key-1", **overrides: Any) -> dict[str, Any]:
 
 def compare_payload(i: int) -> dict[str, Any]:
     """A compare task over two demo candidates; which side is better varies with i."""
-    topic = list(top5.CATALOG)[i % len(top5.CATALOG)]
-    prompt = top5.make_prompt(topic, i)
-    good = top5.render_list(top5.CATALOG[topic][:5])
-    weak = top5.render_list([*top5.CATALOG[topic][:2], "lorem", "ipsum", "asdf"])
+    topic = list(world.CATALOG)[i % len(world.CATALOG)]
+    prompt = world.make_prompt(topic, i)
+    good = world.render_list(world.CATALOG[topic][:5])
+    weak = world.render_list([*world.CATALOG[topic][:2], "lorem", "ipsum", "asdf"])
     left, right = (good, weak) if i % 2 == 0 else (weak, good)
     return {
         "kind": "compare",

@@ -30,16 +30,17 @@ from crowdloop.demo import top5
 from crowdloop.models.domain import Money, Stage
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import Batch, BudgetEvent, ReservationState, SpendReservation
+from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages import budget, exam, preferences, quality_check
 from crowdloop.stages.budget import BudgetPause, approve, budget_status, raise_cap
+from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.push import push_pending
 from crowdloop.stages.sync import settle_items, sync_stage
 
 CAMPAIGN = "budget-test"
-TOPICS = list(top5.CATALOG)[:3]
+TOPICS = list(world.CATALOG)[:3]
 REWARD = Decimal("0.05")
 FAST = 1e6
 

@@ -22,7 +22,7 @@ from crowdloop.flows.trigger import trigger_retraining
 from crowdloop.models.domain import Stage
 from crowdloop.models.spec import load_campaign
 from crowdloop.models.tables import Judgment, TriggerRecord
-from crowdloop.stages.push import push_pending
+from crowdloop.stages.ledger import push_pending
 from tests.e2e_helpers import campaign_dir, simulator
 
 runner = CliRunner()

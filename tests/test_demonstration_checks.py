@@ -13,7 +13,6 @@ from sqlmodel import col, select
 
 from crowdloop.aggregation.verdicts import WeightedVote, aggregate_verdicts
 from crowdloop.db import session_scope
-from crowdloop.demo import top5
 from crowdloop.models.domain import VerifyTask
 from crowdloop.models.spec import SpecError, TextRules, load_campaign
 from crowdloop.models.tables import (
@@ -24,6 +23,7 @@ from crowdloop.models.tables import (
     WorkerRecord,
     WorkerStatus,
 )
+from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.crowd import Crowd, truth_of
 from crowdloop.stages import demonstrations
@@ -63,14 +63,14 @@ def test_minhash_recall_on_cosmetic_copies_of_simulated_lists() -> None:
     """Every cosmetic copy the simulator's copiers make of 200 lists is found; none of 200
     independently written lists of the same topics is taken for a copy of another."""
     rng = random.Random(3)
-    prompts = [top5.make_prompt(t, 0) for t in top5.CATALOG]
-    originals = [top5.write_response(rng.choice(prompts), rng, good=True) for _ in range(200)]
+    prompts = [world.make_prompt(t, 0) for t in world.CATALOG]
+    originals = [world.write_response(rng.choice(prompts), rng, good=True) for _ in range(200)]
     index = DuplicateIndex(threshold=0.7)
     for n, text in enumerate(originals):
         index.add(f"r-{n}", text)
-    copies = [top5.cosmetic_copy(t, rng) for t in originals]
+    copies = [world.cosmetic_copy(t, rng) for t in originals]
     assert all(index.find(c) is not None for c in copies)
-    fresh = [top5.write_response(rng.choice(prompts), rng, good=True) for _ in range(200)]
+    fresh = [world.write_response(rng.choice(prompts), rng, good=True) for _ in range(200)]
     false = [t for t in fresh if (hit := index.find(t)) is not None and hit[1] < 1.0]
     assert len(false) <= 2  # same five entries in another order is a copy (hit[1] == 1.0)
 
@@ -100,7 +100,7 @@ def test_a_bad_pattern_fails_at_load_naming_file_line_and_field(tmp_path: Path) 
 
 
 def test_verifiers_see_the_topic_and_reject_a_prompt_for_another_one() -> None:
-    prompt = top5.make_prompt("rivers", 1)
+    prompt = world.make_prompt("rivers", 1)
     on_topic = VerifyTask(instruction="", target="prompt", prompt="", text=prompt, topic="rivers")
     off_topic = on_topic.model_copy(update={"topic": "mammals"})
     assert truth_of(on_topic) == "accept"
@@ -221,7 +221,7 @@ def test_a_recollected_slot_never_goes_to_a_writer_who_failed_it(lazy_campaign: 
             continue
         before = {w for a, w in failed.get((item.kind, item.subject_id), []) if a < item.attempt}
         assert before, f"{item.id} re-collected without a failed attempt"
-        assert before <= set(item.exclude_also)
+        assert before <= set(item.exclude_also or ())
         if item.id in authors:
             assert authors[item.id] not in before
             checked += 1

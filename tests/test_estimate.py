@@ -16,6 +16,7 @@ from crowdloop.db import session_scope
 from crowdloop.demo import top5
 from crowdloop.models.domain import FeeModel
 from crowdloop.models.spec import CampaignSpec, SpecError, load_campaign
+from crowdloop.simulator import world
 from crowdloop.stages.budget import db_counts
 from crowdloop.stages.estimate import (
     WorkCounts,
@@ -27,7 +28,7 @@ from crowdloop.stages.estimate import (
 )
 from crowdloop.stages.plan import register_campaign
 
-TOPICS = list(top5.CATALOG)[:2]
+TOPICS = list(world.CATALOG)[:2]
 
 
 def write_campaign(tmp_path: Path, **extra: Any) -> Path:

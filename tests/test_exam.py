@@ -39,22 +39,25 @@ from crowdloop.models.tables import (
     WorkerRecord,
     WorkerStatus,
 )
+from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages import exam as exam_stage
-from crowdloop.stages import push as push_stage
+from crowdloop.stages import ledger as ledger_stage
 from crowdloop.stages import sync as sync_stage
 from crowdloop.stages.export import export_preferences
+from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign, spec_hash
 from crowdloop.stages.preferences import aggregate_preferences, judgments_frame
-from crowdloop.stages.push import check_capabilities, exam_qualification, push_pending
+from crowdloop.stages.preflight import check_capabilities
 from crowdloop.stages.quality_report import quality_markdown, quality_report
 from crowdloop.stages.report import campaign_report, report_markdown
 from crowdloop.stages.rounds import bare_ops, run_rounds
+from crowdloop.stages.terms import exam_qualification
 from tests.simulator_fixtures import api_client, compare_tasks, pool_body
 
 CAMPAIGN = "exam-test"
-TOPICS = list(top5.CATALOG)[:2]
+TOPICS = list(world.CATALOG)[:2]
 CROWD = CrowdConfig(honest=20, spammer=6, noisy=0, left_bias=0)
 EXAM = {"items": 12, "min_correct": 9, "min_passers": 10, "wait_s": 30}
 
@@ -437,7 +440,7 @@ def test_rerun_after_a_crash_neither_repushes_nor_regrants(
             if hits == int(nth or 1):
                 raise Crash(name)
 
-    for module in (push_stage, exam_stage, sync_stage):
+    for module in (ledger_stage, exam_stage, sync_stage):
         monkeypatch.setattr(module, "crash_point", crash)
     with build_connector("simulator", {}, None) as c, pytest.raises(Crash):
         exam_stage.exam_round(CAMPAIGN, c)

@@ -28,6 +28,7 @@ from crowdloop.models.tables import (
     Response,
     TriggerRecord,
 )
+from crowdloop.simulator import world
 from crowdloop.simulator.config import SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages.export import (
@@ -36,15 +37,15 @@ from crowdloop.stages.export import (
     exported_pairs,
     preference_rows,
 )
+from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.preferences import aggregate_preferences
-from crowdloop.stages.push import push_pending
 from crowdloop.stages.quality_check import check_workers
 from crowdloop.stages.sync import settle_items, wait_and_sync
 from crowdloop.stages.trigger import finish_trigger, plan_trigger, triggers
 
 CAMPAIGN = "export-test"
-TOPICS = list(top5.CATALOG)[:3]
+TOPICS = list(world.CATALOG)[:3]
 MIN_CONFIDENCE = 0.6
 PREFERENCE_KEYS = {
     "prompt",

@@ -47,7 +47,7 @@ from crowdloop.models.tables import (
 )
 from crowdloop.stages import export, preferences
 from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.push import check_capabilities
+from crowdloop.stages.preflight import check_capabilities
 from crowdloop.stages.rounds import bare_ops, run_rounds
 
 pytestmark = pytest.mark.slow

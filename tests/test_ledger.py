@@ -36,14 +36,16 @@ from crowdloop.models.tables import (
     TaskRecord,
     utcnow,
 )
+from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, FaultConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
+from crowdloop.stages.counts import outstanding_counts
+from crowdloop.stages.ledger import PushResult, push_pending
 from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.push import PushResult, outstanding_counts, push_pending
 from crowdloop.stages.sync import settle_items, sync_stage, wait_and_sync
 
 CAMPAIGN = "ledger-test"
-TOPICS = list(top5.CATALOG)[:2]
+TOPICS = list(world.CATALOG)[:2]
 # 2 topics x 4 models -> 2 x 6 = 12 real pairs; golden_share 0.25 -> 12*0.25/0.75 = 4 golden.
 REAL_ITEMS = 12
 GOLDEN_SHARE = 0.25

@@ -26,8 +26,8 @@ from crowdloop.models.tables import (
 )
 from crowdloop.simulator.config import SimulatorConfig
 from crowdloop.stages import lease, lifecycle, operate
+from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import CampaignConflict, register_campaign
-from crowdloop.stages.push import push_pending
 from crowdloop.stages.rounds import guard
 from crowdloop.stages.sync import BatchGone, sync_stage, wait_and_sync
 from tests.e2e_helpers import simulator

@@ -52,9 +52,10 @@ def count(model: Any) -> int:
         return int(s.exec(select(func.count()).select_from(model)).one())
 
 
-@pytest.fixture
-def env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    with simulator(monkeypatch, SimulatorConfig(seed=5, time_scale=400.0)) as sim:
+def _env(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, time_scale: float
+) -> Iterator[dict[str, Any]]:
+    with simulator(monkeypatch, SimulatorConfig(seed=5, time_scale=time_scale)) as sim:
         yield {
             "sim": sim,
             "env": env_with(
@@ -64,6 +65,33 @@ def env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]
                 CROWDLOOP_SIMULATOR_TOKEN=sim.token,
             ),
         }
+
+
+@pytest.fixture
+def env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    yield from _env(db_url, monkeypatch, time_scale=400.0)
+
+
+@pytest.fixture
+def frozen(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A simulator whose clock moves only when the test advances it: the operator's action
+    lands mid-run however slowly the run's process starts on a loaded machine."""
+    yield from _env(db_url, monkeypatch, time_scale=0.0)
+
+
+def advance_until(sim: Any, what: str, ready: Callable[[], bool], step_s: float = 600) -> None:
+    """Move the frozen crowd's clock a step at a time until `ready` (with a deadline)."""
+    deadline = time.monotonic() + 300
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        sim.advance(step_s)
+        time.sleep(0.1)
+
+
+def run_to_end(sim: Any, proc: subprocess.Popen[str]) -> tuple[int, str]:
+    advance_until(sim, "the run to finish", lambda: proc.poll() is not None, step_s=3600)
+    return finish(proc)
 
 
 def start_run(path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
@@ -101,12 +129,14 @@ def finish(proc: subprocess.Popen[str], timeout_s: float = 300) -> tuple[int, st
     return proc.returncode, out + err
 
 
-def test_one_driver_pause_and_resume(tmp_path: Path, env: dict[str, Any]) -> None:
+def test_one_driver_pause_and_resume(tmp_path: Path, frozen: dict[str, Any]) -> None:
+    env = frozen
     sim = env["sim"]
     path = campaign_dir(tmp_path, "paused", overrides=OVERRIDES)
     first = start_run(path, env["env"])
     try:
-        wait_for("the first judgments", lambda: count(Judgment) > 0)
+        wait_for("the first published tasks", lambda: count(TaskRecord) > 0)
+        advance_until(sim, "the first judgments", lambda: count(Judgment) > 0, step_s=60)
 
         # A second driver exits at once, naming the first.
         second = subprocess.run(
@@ -129,7 +159,7 @@ def test_one_driver_pause_and_resume(tmp_path: Path, env: dict[str, Any]) -> Non
 
         resumed = runner.invoke(app, ["resume", "paused"])
         assert resumed.exit_code == 0, resumed.output
-        code, output = finish(first)
+        code, output = run_to_end(sim, first)
         assert code == 0, output[-3000:]
     finally:
         if first.poll() is None:
@@ -143,12 +173,14 @@ def test_one_driver_pause_and_resume(tmp_path: Path, env: dict[str, Any]) -> Non
     assert changes[-1] == ("running", "complete")
 
 
-def test_cancel_mid_run_then_rerun_to_completion(tmp_path: Path, env: dict[str, Any]) -> None:
+def test_cancel_mid_run_then_rerun_to_completion(tmp_path: Path, frozen: dict[str, Any]) -> None:
+    env = frozen
     sim = env["sim"]
     path = campaign_dir(tmp_path, "cancelled", overrides=OVERRIDES)
     first = start_run(path, env["env"])
     try:
-        wait_for("the first judgments", lambda: count(Judgment) > 0)
+        wait_for("the first published tasks", lambda: count(TaskRecord) > 0)
+        advance_until(sim, "the first judgments", lambda: count(Judgment) > 0, step_s=60)
         cancelled = runner.invoke(app, ["cancel", "cancelled", "--reason", "wrong candidates"])
         assert cancelled.exit_code == 0, cancelled.output
         code, output = finish(first)
@@ -162,7 +194,7 @@ def test_cancel_mid_run_then_rerun_to_completion(tmp_path: Path, env: dict[str, 
     judged = count(Judgment)
 
     rerun = start_run(path, env["env"])
-    code, output = finish(rerun)
+    code, output = run_to_end(sim, rerun)
     assert code == 0, output[-3000:]
     assert status("cancelled") == "complete"
     assert count(Judgment) >= judged  # nothing collected before the cancel was lost
@@ -181,7 +213,7 @@ def test_scheduled_sync_isolates_a_broken_campaign(
     from crowdloop.flows.sync_open import sync_open_campaigns
     from crowdloop.models.domain import Stage
     from crowdloop.models.spec import load_campaign
-    from crowdloop.stages.push import push_pending
+    from crowdloop.stages.ledger import push_pending
 
     good = register(load_campaign(campaign_dir(tmp_path / "a", "good", overrides=OVERRIDES)))
     bad = register(load_campaign(campaign_dir(tmp_path / "b", "bad", overrides=OVERRIDES)))

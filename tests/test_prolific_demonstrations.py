@@ -18,7 +18,7 @@ from crowdloop.models.domain import Stage
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.stages.export import export_sft
 from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.push import check_capabilities
+from crowdloop.stages.preflight import check_capabilities
 from crowdloop.stages.rounds import RoundOps, bare_ops, run_rounds
 from tests.contract.harness_prolific import (
     FakeProlific,

@@ -27,15 +27,16 @@ from crowdloop.models.tables import (
     WorkerRecord,
     WorkerStatus,
 )
+from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
+from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.push import push_pending
 from crowdloop.stages.quality_check import check_workers
 from crowdloop.stages.sync import settle_items, wait_and_sync
 
 CAMPAIGN = "quality-test"
-TOPICS = list(top5.CATALOG)[:2]
+TOPICS = list(world.CATALOG)[:2]
 # 2 topics x 7 prompts x 6 pairs = 84 real pairs, 36 golden (share 0.3), each asked 15 times:
 # 540 golden answers over 26 workers, so every worker sees well over 8 golden pairs.
 PROMPTS_PER_TOPIC = 7

@@ -6,14 +6,14 @@ from collections import Counter
 
 import pytest
 
-from crowdloop.demo import top5
 from crowdloop.models.domain import CompareTask, VerifyTask, WritePromptTask, WriteResponseTask
+from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig
 from crowdloop.simulator.crowd import Crowd, Payload, Worker, truth_of
 
-PROMPT = top5.make_prompt("fruits", 0)
-GOOD = top5.render_list(["apple", "pear", "kiwi", "plum", "mango"])
-WEAK = top5.render_list(["apple", "lorem", "ipsum"])
+PROMPT = world.make_prompt("fruits", 0)
+GOOD = world.render_list(["apple", "pear", "kiwi", "plum", "mango"])
+WEAK = world.render_list(["apple", "lorem", "ipsum"])
 
 
 def _compare(i: int) -> CompareTask:
@@ -97,13 +97,14 @@ def test_writers_by_archetype() -> None:
     for archetype, low, high in (("honest", 1.0, 1.0), ("noisy", 0.7, 0.9), ("spammer", 0, 0)):
         worker = _first(crowd, archetype)
         good = [
-            top5.response_quality(PROMPT, crowd.work(worker, f"k{i}", task, None)[1]["text"]) >= 0.8
+            world.response_quality(PROMPT, crowd.work(worker, f"k{i}", task, None)[1]["text"])
+            >= 0.8
             for i in range(400)
         ]
         assert low <= sum(good) / len(good) <= high, archetype
     honest = _first(crowd, "honest")
     _, answer = crowd.work(honest, "p", WritePromptTask(instruction="", topic="rivers"), None)
-    assert top5.prompt_topic(answer["text"]) == "rivers"
+    assert world.prompt_topic(answer["text"]) == "rivers"
 
 
 def test_answers_and_delays_are_pure_functions_of_seed_worker_and_task() -> None:

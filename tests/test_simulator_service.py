@@ -9,7 +9,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from crowdloop.demo import top5
+from crowdloop.simulator import world
 from crowdloop.simulator.config import FaultConfig
 from crowdloop.simulator.runner import SimulatorServer
 from tests.simulator_fixtures import (
@@ -321,5 +321,5 @@ def test_large_batches_go_through_in_full_pages(client: httpx.Client, sim: Simul
     requests = sim.stats()["requests"]
     assert requests["POST /api/v1/pools/{pool_id}/tasks"] == 6
     assert requests["GET /api/v1/pools/{pool_id}/assignments"] == 9
-    topics = {top5.prompt_topic(t["payload"]["prompt"]) for t in tasks}
-    assert len(topics) == len(top5.CATALOG)
+    topics = {world.prompt_topic(t["payload"]["prompt"]) for t in tasks}
+    assert len(topics) == len(world.CATALOG)

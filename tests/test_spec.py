@@ -24,6 +24,7 @@ from crowdloop.models.spec import (
     load_jsonl,
 )
 from crowdloop.models.tables import Campaign, Item, Prompt, Response
+from crowdloop.simulator import world
 from crowdloop.stages.plan import (
     CampaignConflict,
     golden_count,
@@ -31,7 +32,7 @@ from crowdloop.stages.plan import (
     spec_hash,
 )
 
-TOPICS = list(top5.CATALOG)[:2]
+TOPICS = list(world.CATALOG)[:2]
 
 
 def write(path: Path, text: str) -> Path:

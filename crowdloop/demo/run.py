@@ -21,6 +21,7 @@ from sqlmodel import col, select
 from crowdloop.db import session_scope
 from crowdloop.demo import top5
 from crowdloop.models.tables import Item, Judgment, JudgmentStatus, PairOutcome
+from crowdloop.simulator import world
 from crowdloop.simulator.config import FaultConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 
@@ -60,7 +61,7 @@ def write_demo_inputs(
 
     `overrides` is merged into the campaign mapping (tests and benchmarks resize with it).
     """
-    topics = list(top5.CATALOG)[: size.topics]
+    topics = list(world.CATALOG)[: size.topics]
     top5.write_jsonl(
         out / "candidates.jsonl",
         top5.generate_candidates(topics, seed, prompts_per_topic=size.candidate_prompts_per_topic),

@@ -14,18 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from crowdloop.demo.top5 import (
-    cosmetic_copy,
-    make_prompt,
-    other_topic,
-    prompt_ok,
-    prompt_topic,
-    response_quality,
-    seeded_rng,
-    write_lazy,
-    write_prompt,
-    write_response,
-)
+from crowdloop.ids import seeded_rng
 from crowdloop.models.domain import (
     CompareTask,
     VerifyTask,
@@ -33,6 +22,17 @@ from crowdloop.models.domain import (
     WriteResponseTask,
 )
 from crowdloop.simulator.config import CrowdConfig
+from crowdloop.simulator.world import (
+    cosmetic_copy,
+    make_prompt,
+    other_topic,
+    prompt_ok,
+    prompt_topic,
+    response_quality,
+    write_lazy,
+    write_prompt,
+    write_response,
+)
 
 Archetype = Literal[
     "honest",

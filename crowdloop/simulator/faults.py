@@ -14,7 +14,7 @@ from collections import Counter
 from enum import StrEnum
 from typing import Any
 
-from crowdloop.demo.top5 import seeded_rng
+from crowdloop.ids import seeded_rng
 from crowdloop.simulator.config import FaultConfig
 
 

@@ -1,7 +1,7 @@
 """The spend ledger and the hard cap: no create call is sent that could take a campaign past it.
 
 Every add-items call reserves its worst-case cost (assignments x reward x (1 + fee)) in the
-transaction that commits its push-ledger intent (stages/push.py). Before writing it, the
+transaction that commits its push-ledger intent (stages/ledger.py). Before writing it, the
 push locks the campaign's budget row (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite a
 write to the row, which takes the database's one write lock) and checks
 

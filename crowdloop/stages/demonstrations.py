@@ -14,7 +14,6 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from crowdloop.aggregation.verdicts import aggregate_verdicts
@@ -32,6 +31,7 @@ from crowdloop.models.tables import (
     WorkerRecord,
     WorkerStatus,
 )
+from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import (
     golden_count,
     golden_verify_items,
@@ -180,7 +180,7 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
             responses.append(response.model_dump())
     insert_ignore(s, Prompt, prompts, ["id"])
     insert_ignore(s, Response, responses, ["id"])
-    _set_state(s, [i.id for i in writing], ItemState.DONE)
+    move_items(s, [i.id for i in writing], ItemState.DONE, from_=ItemState.COLLECTED)
     return len(writing)
 
 
@@ -358,10 +358,16 @@ def _apply_verdicts(
             and item.overlap < demo.max_verification_overlap
         ):
             # Unsure: ask more verifiers before deciding (the item is published again).
-            item.overlap = min(item.overlap + 2, demo.max_verification_overlap)
-            item.extensions += 1
-            item.state = ItemState.PENDING
-            s.add(item)
+            move_items(
+                s,
+                [item.id],
+                ItemState.PENDING,
+                from_=ItemState.COLLECTED,
+                values={
+                    "overlap": min(item.overlap + 2, demo.max_verification_overlap),
+                    "extensions": item.extensions + 1,
+                },
+            )
             done.remove(item.id)
             result.extended += 1
             continue
@@ -390,7 +396,7 @@ def _apply_verdicts(
                 result.rejected += 1
                 origin = s.get(Item, response.origin_item)
                 follow_up += _recollect_response(s, spec, s.get(Prompt, response.prompt_id), origin)
-    _set_state(s, done, ItemState.DONE)
+    move_items(s, done, ItemState.DONE, from_=ItemState.COLLECTED)
 
 
 def _decided(s: Session, item: Item) -> bool:
@@ -465,13 +471,6 @@ def _reverify_blocked(s: Session, spec: CampaignSpec) -> list[dict[str, object]]
         s.add(row)
         out.append(item)
     return out
-
-
-def _set_state(s: Session, ids: list[str], state: ItemState) -> None:
-    for start in range(0, len(ids), 1000):
-        s.execute(
-            update(Item).where(col(Item.id).in_(ids[start : start + 1000])).values(state=state)
-        )
 
 
 def open_work(campaign_id: str, stages: list[Stage]) -> int:

@@ -3,7 +3,7 @@
 Run before each push of the preferences round loop (`exam_round`):
 
 1. The campaign's qualification (`crowdloop-<campaign>-exam`) is created on the marketplace
-   once, ledger-guarded; the production compare batch requires it (push.ensure_batch).
+   once, ledger-guarded; the production compare batch requires it (ledger.ensure_batch).
 2. The exam items, planned at registration from the golden file (plan.split_exam_rows), are
    published once in their own batch through the push ledger like any other work, each to
    up to `takers` workers.
@@ -48,15 +48,12 @@ from crowdloop.models.tables import (
     utcnow,
 )
 from crowdloop.stages import budget
+from crowdloop.stages.ledger import ensure_qualification, push_pending
 from crowdloop.stages.plan import load_spec
-from crowdloop.stages.push import (
-    ensure_qualification,
-    exam_qualification,
-    push_pending,
-    require_qualifications,
-)
+from crowdloop.stages.preflight import require_qualifications
 from crowdloop.stages.quality_check import golden_tally, review_submissions
 from crowdloop.stages.sync import batch_ref, sync_stage
+from crowdloop.stages.terms import exam_qualification
 
 logger = logging.getLogger(__name__)
 

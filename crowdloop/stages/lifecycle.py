@@ -34,6 +34,7 @@ from crowdloop.models.tables import (
     PushLedger,
     utcnow,
 )
+from crowdloop.stages import ledger
 
 logger = logging.getLogger(__name__)
 
@@ -303,11 +304,7 @@ def reconcile_batches(campaign_id: str, connector: Connector) -> BatchReport:
         except NotFound as exc:
             raise BatchGone(campaign_id, stage, external_id, str(exc)) from exc
         with session_scope() as s:
-            s.execute(
-                update(PushLedger)
-                .where(col(PushLedger.key) == ledger_key)
-                .values(state=LedgerState.DONE, updated_at=utcnow())
-            )
+            ledger.mark_done(s, ledger_key)
             s.execute(
                 update(Batch).where(col(Batch.id) == batch_id).values(closed=(target == "stopped"))
             )

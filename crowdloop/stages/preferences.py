@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import CursorResult, delete, update
+from sqlalchemy import delete
 from sqlalchemy import select as sa_select
 from sqlmodel import col
 
@@ -29,6 +28,7 @@ from crowdloop.models.tables import (
     JudgmentStatus,
     PairOutcome,
 )
+from crowdloop.stages.items import move_items
 
 logger = logging.getLogger(__name__)
 
@@ -84,24 +84,17 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
         return 0
     _, verdicts, _ = score_pairs(frame, method)
     unsure = verdicts.loc[verdicts["confidence"] < dynamic.target_confidence, "pair"].tolist()
-    extended = 0
     with session_scope() as s:
-        for start in range(0, len(unsure), 1000):
-            result = s.execute(
-                update(Item)
-                .where(
-                    col(Item.id).in_(unsure[start : start + 1000]),
-                    col(Item.state) == ItemState.COLLECTED,
-                    col(Item.overlap) < dynamic.max_overlap,
-                )
-                .values(
-                    overlap=Item.overlap + 1,
-                    extensions=Item.extensions + 1,
-                    state=ItemState.PENDING,
-                )
-            )
-            extended += max(0, cast(CursorResult[Any], result).rowcount or 0)
-    return extended
+        # Only collected pairs under the cap: the others are still out, or maxed out.
+        return move_items(
+            s,
+            unsure,
+            ItemState.PENDING,
+            from_=ItemState.COLLECTED,
+            values={"overlap": Item.overlap + 1, "extensions": Item.extensions + 1},
+            where=[col(Item.overlap) < dynamic.max_overlap],
+            strict=False,
+        )
 
 
 def _bt_scores(frame: pd.DataFrame) -> tuple[dict[str, float], list[str]]:

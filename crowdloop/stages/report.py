@@ -33,7 +33,7 @@ from crowdloop.stages import budget, quality_report
 from crowdloop.stages.demonstrations import writing_summary
 from crowdloop.stages.exam import exam_summary
 from crowdloop.stages.plan import load_spec
-from crowdloop.stages.push import stage_reward
+from crowdloop.stages.terms import stage_reward
 from crowdloop.text import md_escape
 
 

@@ -1,35 +1,47 @@
-"""The round loop every campaign stage runs: push, wait and sync, check workers, settle,
-then advance (demonstrations) or extend unsure pairs (preferences), until no work is open.
+"""The round loop every campaign stage runs, and each of its steps, written once.
 
-It is written once and driven two ways: by the Prefect flows, whose `RoundOps` are task
-calls, and by `bare_ops`, plain function calls for benchmarks and scripts that want the
-same work without an orchestrator.
+A round: push, wait and sync, check workers, settle, then advance (demonstrations) or
+extend unsure pairs (preferences), until no work is open. Each step below is one function
+of (campaign, its arguments, a connector, a logger); it logs and emits what an operator
+should see. Two drivers call them:
+
+- the Prefect flows (`crowdloop.flows.stages`): one task per step, which opens a
+  connector, hands the step Prefect's run logger and returns its result;
+- `bare_ops`: the same steps as plain calls on one long-lived connector, for benchmarks,
+  scripts and tests that want the same work without an orchestrator.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import Any
+from functools import partial
+from typing import Any, TypeAlias
 
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.registry import build_connector
 from crowdloop.db import session_scope
+from crowdloop.events import emit
 from crowdloop.models.domain import Stage
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.stages import (
     demonstrations,
     exam,
     lease,
+    ledger,
     lifecycle,
     preferences,
-    push,
     quality_check,
     sync,
 )
 from crowdloop.stages.plan import load_spec
+
+# The Prefect tasks pass their run logger (a LoggerAdapter); plain calls log here.
+Log: TypeAlias = "logging.Logger | logging.LoggerAdapter[Any]"
+logger = logging.getLogger(__name__)
 
 # Enough for prompt -> verify -> response -> verify with re-collections and re-queues.
 MAX_ROUNDS = 40
@@ -94,59 +106,161 @@ def run_rounds(
 
 @contextmanager
 def connector_for(campaign_id: str) -> Iterator[Connector]:
-    with session_scope() as s:
-        spec = load_spec(s, campaign_id)
+    spec = campaign_spec(campaign_id)
     with build_connector(
         spec.connector.name, spec.connector.options, spec.connector.credentials_block
     ) as connector:
         yield connector
 
 
-def bare_ops(connector: Connector) -> RoundOps:
-    """The same round with plain calls and one long-lived connector (no Prefect)."""
+def campaign_spec(campaign_id: str) -> CampaignSpec:
+    with session_scope() as s:
+        return load_spec(s, campaign_id)
 
-    def wait(campaign_id: str, stages: list[Stage]) -> Any:
-        with session_scope() as s:
-            spec = load_spec(s, campaign_id)
-        return sync.wait_and_sync(
+
+# --- the steps ------------------------------------------------------------------------
+
+
+def push_step(
+    campaign_id: str, stage: Stage, connector: Connector, log: Log = logger
+) -> dict[str, int]:
+    """Publish the stage's pending work through the ledger (stages/ledger.py)."""
+    result = ledger.push_pending(campaign_id, stage, connector)
+    if result.tasks_published or result.reconciled:
+        log.info(
+            "%s: published %d task(s) (%d assignments), reconciled %d",
+            stage.value,
+            result.tasks_published,
+            result.assignments,
+            result.reconciled,
+        )
+    return asdict(result)
+
+
+def wait_and_sync_step(
+    campaign_id: str, stages: list[Stage], connector: Connector, log: Log = logger
+) -> dict[str, int]:
+    """Sync until the stages' published work is answered, the stage timeout runs out, or
+    the campaign may not go on (`guard`, between polls); a quiet spell is reported."""
+    spec = campaign_spec(campaign_id)
+
+    def progress(received: int, left: int) -> None:
+        if left:
+            log.info("received %d submission(s); %d assignment(s) outstanding", received, left)
+
+    def stalled(seconds: float, left: int) -> None:
+        log.warning("no new submission for %.0f s; %d assignment(s) outstanding", seconds, left)
+        emit(
+            "crowdloop.campaign.stalled",
             campaign_id,
-            stages,
-            connector,
-            poll_interval_s=spec.poll_interval_s,
-            timeout_s=spec.stage_timeout_s,
-            check=lambda: guard(campaign_id),
+            {"quiet_seconds": round(seconds), "outstanding": left},
         )
 
-    def check(campaign_id: str, stages: list[Stage]) -> Any:
-        quality_check.check_workers(campaign_id, connector)
-        return quality_check.review_submissions(campaign_id, stages, connector)
+    result = sync.wait_and_sync(
+        campaign_id,
+        stages,
+        connector,
+        poll_interval_s=spec.poll_interval_s,
+        timeout_s=spec.stage_timeout_s,
+        on_progress=progress,
+        check=lambda: guard(campaign_id),
+        stall_after_s=spec.stall_after_s,
+        on_stall=stalled,
+    )
+    return asdict(result)
 
-    def settle(campaign_id: str) -> Any:
-        with session_scope() as s:
-            spec = load_spec(s, campaign_id)
-        return sync.settle_items(campaign_id, spec.quality.max_requeue_rounds)
 
-    def extend(campaign_id: str) -> Any:
-        with session_scope() as s:
-            spec = load_spec(s, campaign_id)
-        if spec.preferences is None or spec.preferences.dynamic_overlap is None:
-            return 0
-        return preferences.extend_uncertain(
-            campaign_id, spec.preferences.dynamic_overlap, spec.preferences.aggregation
+def check_workers_step(
+    campaign_id: str, stages: list[Stage], connector: Connector, log: Log = logger
+) -> dict[str, Any]:
+    """Re-assess workers on golden evidence, act on the untrusted, review submissions."""
+    result = quality_check.check_workers(campaign_id, connector)
+    reviewed = quality_check.review_submissions(campaign_id, stages, connector)
+    for w in result.warnings:
+        log.warning(w)
+    policy = campaign_spec(campaign_id).quality.on_fail if result.newly_blocked else None
+    for worker in result.newly_blocked:
+        emit(
+            "crowdloop.worker.blocked",
+            campaign_id,
+            {"worker": worker, "policy": policy},
+            related=[
+                {
+                    "prefect.resource.id": f"crowdloop.worker.{worker}",
+                    "prefect.resource.role": "worker",
+                }
+            ],
         )
+    if result.newly_blocked:
+        log.info(
+            "blocked %d worker(s) on golden tasks; %d judgment(s) excluded",
+            len(result.newly_blocked),
+            result.excluded_judgments,
+        )
+    return {**asdict(result), "reviewed": reviewed}
 
-    def exam_step(campaign_id: str, stages: list[Stage]) -> Any:
-        # The exam gates comparisons only; a no-op for a campaign without one.
-        return exam.exam_round(campaign_id, connector) if Stage.COMPARE in stages else None
 
+def exam_step(
+    campaign_id: str, stages: list[Stage], connector: Connector, log: Log = logger
+) -> dict[str, Any] | None:
+    """Grade the exam and qualify passers; the first call waits for enough passers.
+
+    The exam gates comparisons only: a no-op for other stages and without an exam."""
+    if Stage.COMPARE not in stages:
+        return None
+    progress = exam.exam_round(campaign_id, connector)
+    if progress is None:
+        return None
+    if progress.published or progress.granted:
+        log.info(
+            "exam: %d task(s) published, %d worker(s) qualified; %d passed, %d failed, "
+            "%d still answering",
+            progress.published,
+            progress.granted,
+            progress.passed,
+            progress.failed,
+            progress.pending,
+        )
+    return asdict(progress)
+
+
+def close_exam_step(campaign_id: str, connector: Connector) -> dict[str, Any] | None:
+    progress = exam.close_exam(campaign_id, connector)
+    return asdict(progress) if progress else None
+
+
+def settle_step(campaign_id: str) -> dict[str, int]:
+    return sync.settle_items(campaign_id, campaign_spec(campaign_id).quality.max_requeue_rounds)
+
+
+def advance_step(campaign_id: str) -> dict[str, int]:
+    """Demonstrations: turn collected texts and verdicts into the next work."""
+    return asdict(demonstrations.advance(campaign_id))
+
+
+def extend_step(campaign_id: str, log: Log = logger) -> int:
+    """Preferences: ask again about pairs still unsure (dynamic overlap); 0 without it."""
+    spec = campaign_spec(campaign_id)
+    if spec.preferences is None or spec.preferences.dynamic_overlap is None:
+        return 0
+    extended = preferences.extend_uncertain(
+        campaign_id, spec.preferences.dynamic_overlap, spec.preferences.aggregation
+    )
+    if extended:
+        log.info("dynamic overlap: asking again about %d unsure pair(s)", extended)
+    return extended
+
+
+def bare_ops(connector: Connector, log: Log = logger) -> RoundOps:
+    """The same round as the flows, as plain calls on one long-lived connector (no Prefect)."""
     return RoundOps(
-        push=lambda campaign_id, stage: push.push_pending(campaign_id, stage, connector),
-        wait_and_sync=wait,
-        check_workers=check,
-        settle=settle,
-        advance=demonstrations.advance,
-        extend=extend,
-        exam=exam_step,
+        push=partial(push_step, connector=connector, log=log),
+        wait_and_sync=partial(wait_and_sync_step, connector=connector, log=log),
+        check_workers=partial(check_workers_step, connector=connector, log=log),
+        settle=settle_step,
+        advance=advance_step,
+        extend=partial(extend_step, log=log),
+        exam=partial(exam_step, connector=connector, log=log),
     )
 
 
@@ -165,5 +279,5 @@ def run_bare(spec: CampaignSpec) -> Decimal:
         if spec.preferences:
             run_rounds(spec.name, [Stage.COMPARE], ops, advance=False)
             if spec.quality.exam:
-                exam.close_exam(spec.name, connector)
+                close_exam_step(spec.name, connector)
         return record_spend(spec.name, connector)

@@ -35,8 +35,9 @@ from crowdloop.models.tables import (
     TaskRecord,
     utcnow,
 )
+from crowdloop.stages.counts import answer_counts, outstanding_counts
+from crowdloop.stages.items import move_items
 from crowdloop.stages.lifecycle import BatchGone
-from crowdloop.stages.push import outstanding_counts
 
 logger = logging.getLogger(__name__)
 
@@ -294,8 +295,6 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
     quarantined) goes back to PENDING for another round, at most `max_requeue_rounds`.
     Exam items are left alone: the exam is published once and stays open (stages/exam.py).
     """
-    from crowdloop.stages.push import answer_counts
-
     moved = {"collected": 0, "requeued": 0, "exhausted": 0}
     with session_scope() as s:
         waiting = outstanding_counts(s, campaign_id)
@@ -325,12 +324,7 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
             else:
                 to_state[ItemState.EXHAUSTED].append(item_id)
         for state, ids in to_state.items():
-            for start in range(0, len(ids), 1000):
-                s.execute(
-                    update(Item)
-                    .where(col(Item.id).in_(ids[start : start + 1000]))
-                    .values(state=state)
-                )
+            move_items(s, ids, state, from_=ItemState.PUSHED)
         moved["collected"] = len(to_state[ItemState.COLLECTED])
         moved["requeued"] = len(to_state[ItemState.PENDING])
         moved["exhausted"] = len(to_state[ItemState.EXHAUSTED])

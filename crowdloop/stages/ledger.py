@@ -20,32 +20,25 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
-from crowdloop.connectors.errors import NotSupported
 from crowdloop.db import insert_ignore, session_scope
 from crowdloop.faults import crash_point
 from crowdloop.ids import digest
-from crowdloop.models.domain import (
-    BatchRef,
-    BatchSpec,
-    Capability,
-    Money,
-    Stage,
-    TaskItem,
-)
-from crowdloop.models.spec import CampaignSpec
+from crowdloop.models.domain import BatchRef, BatchSpec, Stage, TaskItem
 from crowdloop.models.tables import (
     Batch,
     Item,
     ItemState,
-    Judgment,
-    JudgmentStatus,
     LedgerState,
     PushLedger,
     TaskRecord,
     utcnow,
 )
 from crowdloop.stages import budget
+from crowdloop.stages.counts import assignment_deficits
+from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import load_spec
+from crowdloop.stages.preflight import require_qualifications
+from crowdloop.stages.terms import batch_qualification, stage_instruction, stage_reward
 
 logger = logging.getLogger(__name__)
 
@@ -55,85 +48,6 @@ class PushResult:
     tasks_published: int
     assignments: int
     reconciled: int
-
-
-def stage_reward(spec: CampaignSpec, stage: Stage) -> Money:
-    if stage == Stage.EXAM and spec.quality.exam and spec.quality.exam.reward:
-        return spec.quality.exam.reward
-    if stage in (Stage.COMPARE, Stage.EXAM):
-        assert spec.preferences is not None
-        return spec.preferences.reward
-    assert spec.demonstrations is not None
-    return (
-        spec.demonstrations.verify_reward if stage == Stage.VERIFY else spec.demonstrations.reward
-    )
-
-
-def stage_instruction(spec: CampaignSpec, stage: Stage) -> str:
-    if stage in (Stage.COMPARE, Stage.EXAM):
-        assert spec.preferences is not None
-        return spec.preferences.instruction
-    demo = spec.demonstrations
-    assert demo is not None
-    return {
-        Stage.PROMPTS: demo.prompt_instruction,
-        Stage.RESPONSES: demo.response_instruction,
-        Stage.VERIFY: demo.verify_instruction,
-    }[stage]
-
-
-def required_capabilities(spec: CampaignSpec) -> set[Capability]:
-    need: set[Capability] = set()
-    if spec.preferences:
-        need.add(Capability.PAIRWISE)
-    if spec.demonstrations:
-        need |= {Capability.FREE_TEXT, Capability.EXCLUDE_WORKERS}
-    if spec.quality.exam:
-        need.add(Capability.QUALIFY_WORKERS)
-    return need
-
-
-def exam_qualification(campaign_id: str) -> str:
-    """The marketplace qualification that exam passers get and production requires."""
-    return f"crowdloop-{campaign_id}-exam"
-
-
-def batch_qualification(spec: CampaignSpec, stage: Stage) -> str | None:
-    """The qualification a stage's batch requires: with an exam, comparisons need a pass.
-
-    Verification tasks stay open to all: a pairwise exam says little about judging texts,
-    and demonstrations run before preferences, so they would wait on the exam.
-    """
-    return exam_qualification(spec.name) if spec.quality.exam and stage == Stage.COMPARE else None
-
-
-def require_qualifications(connector: Connector) -> None:
-    """Refuse an exam on a platform that cannot keep unqualified workers off a batch."""
-    if Capability.QUALIFY_WORKERS not in connector.capabilities:
-        refused = NotSupported(connector.name, Capability.QUALIFY_WORKERS.value)
-        refused.args = (
-            f"{refused}: the campaign has an exam (quality.exam), which needs "
-            f"{Capability.QUALIFY_WORKERS.value} to offer production tasks only to workers "
-            "who passed; remove the exam or use a connector that declares it",
-        )
-        raise refused
-
-
-def check_capabilities(spec: CampaignSpec, connector: Connector) -> list[str]:
-    """Refuse early what the platform cannot do; return warnings for what degrades."""
-    if spec.quality.exam:
-        require_qualifications(connector)
-    for cap in sorted(required_capabilities(spec)):
-        connector.require(cap)
-    warnings = []
-    if spec.quality.on_fail == "block" and Capability.BLOCK_WORKER not in connector.capabilities:
-        warnings.append(
-            f"{connector.name} cannot block workers: untrusted workers' answers will be "
-            "excluded, but they may keep taking tasks"
-        )
-    if Capability.REVIEW not in connector.capabilities:
-        warnings.append(f"{connector.name} has no review API: every submission will be paid")
-    return warnings
 
 
 def ensure_batch(campaign_id: str, stage: Stage, connector: Connector) -> BatchRef:
@@ -181,7 +95,7 @@ def ensure_batch(campaign_id: str, stage: Stage, connector: Connector) -> BatchR
                 .where(col(Batch.idempotency_key) == key)
                 .values(external_id=ref.external_id)
             )
-            _ledger_done(s, key, ref.external_id)
+            mark_done(s, key)
         external_id = ref.external_id
     ref = BatchRef(connector=connector.name, external_id=external_id)
     if not started:
@@ -202,7 +116,7 @@ def ensure_qualification(campaign_id: str, connector: Connector, name: str) -> N
     require_qualifications(connector)
     connector.ensure_qualification(name)  # idempotent: found by name on a rerun
     with session_scope() as s:
-        _ledger_done(s, key, None)
+        mark_done(s, key)
 
 
 def push_pending(
@@ -259,7 +173,7 @@ def push_pending(
                 .order_by(col(Item.id))  # ids are hashes: golden items land mixed in
             ).all()
         )
-        deficits = _deficits(s, campaign_id, items)
+        deficits = assignment_deficits(s, campaign_id, items)
     chunk = min(spec.batch_size, connector.max_items_per_call)
     todo = [(item, need) for item, need in zip(items, deficits, strict=True) if need > 0]
     for start in range(0, len(todo), chunk):
@@ -278,12 +192,7 @@ def push_pending(
     # Items that needed nothing more (answers outstanding already) are simply pushed.
     with session_scope() as s:
         no_need = [item.id for item, need in zip(items, deficits, strict=True) if need <= 0]
-        for start in range(0, len(no_need), 1000):
-            s.execute(
-                update(Item)
-                .where(col(Item.id).in_(no_need[start : start + 1000]))
-                .values(state=ItemState.PUSHED)
-            )
+        move_items(s, no_need, ItemState.PUSHED, from_=ItemState.PENDING)
     return PushResult(published, assignments, reconciled)
 
 
@@ -375,11 +284,12 @@ def _write_intent(
     ]
     _ledger_intent(s, ledger_key, campaign_id, connector, "add_items", stage.value)
     insert_ignore(s, TaskRecord, rows, ["key"])
-    ids = [item.id for item, _ in part]
-    s.execute(
-        update(Item)
-        .where(col(Item.id).in_(ids))
-        .values(state=ItemState.PUSHED, pushes=Item.pushes + 1)
+    move_items(
+        s,
+        [item.id for item, _ in part],
+        ItemState.PUSHED,
+        from_=ItemState.PENDING,
+        values={"pushes": Item.pushes + 1},
     )
     return ledger_key
 
@@ -401,7 +311,7 @@ def _send_chunk(campaign_id: str, connector: Connector, ref: BatchRef, ledger_ke
     missing = [r for r in records if r.external_id is None]
     if not missing:
         with session_scope() as s:
-            _ledger_done(s, ledger_key, None)
+            mark_done(s, ledger_key)
         return 0
     # Ask first: a previous call may have succeeded without our hearing back.
     found = connector.find_tasks(ref, [r.key for r in missing])
@@ -431,52 +341,8 @@ def _send_chunk(campaign_id: str, connector: Connector, ref: BatchRef, ledger_ke
         s.execute(
             update(TaskRecord), [{"key": r.key, "external_id": external[r.key]} for r in missing]
         )
-        _ledger_done(s, ledger_key, None)
+        mark_done(s, ledger_key)
     return len(to_send)
-
-
-def _deficits(s: Session, campaign_id: str, items: Sequence[Item]) -> list[int]:
-    """Assignments still to publish per item: overlap - trusted answers - outstanding."""
-    if not items:
-        return []
-    trusted = answer_counts(s, campaign_id, trusted_only=True)
-    outstanding = outstanding_counts(s, campaign_id)
-    return [i.overlap - trusted.get(i.id, 0) - outstanding.get(i.id, 0) for i in items]
-
-
-def answer_counts(s: Session, campaign_id: str, *, trusted_only: bool) -> dict[str, int]:
-    """Answers per item; with `trusted_only`, valid answers from workers not excluded."""
-    stmt = select(Judgment.item_id, func.count()).where(Judgment.campaign_id == campaign_id)
-    if trusted_only:
-        stmt = stmt.where(
-            Judgment.status == JudgmentStatus.VALID, col(Judgment.excluded).is_(False)
-        )
-    rows = s.exec(stmt.group_by(col(Judgment.item_id))).all()
-    return {str(k): int(v) for k, v in rows if k is not None}
-
-
-def outstanding_counts(
-    s: Session, campaign_id: str, stages: Sequence[Stage] | None = None
-) -> dict[str, int]:
-    """Assignments published but not yet answered (a quarantined answer counts as answered).
-
-    `stages` limits it to those stages' items (the exam's stay open while production runs).
-    """
-    stmt = (
-        select(TaskRecord.item_id, func.sum(TaskRecord.overlap))
-        .join(Item, col(Item.id) == col(TaskRecord.item_id))
-        .where(Item.campaign_id == campaign_id)
-    )
-    if stages is not None:
-        stmt = stmt.where(col(Item.stage).in_([st.value for st in stages]))
-    published = s.exec(stmt.group_by(col(TaskRecord.item_id))).all()
-    answered = answer_counts(s, campaign_id, trusted_only=False)
-    out = {}
-    for item_id, total in published:
-        left = int(total) - answered.get(item_id, 0)
-        if left > 0:
-            out[item_id] = left
-    return out
 
 
 def _batch_id(s: Session, campaign_id: str, stage: Stage) -> int:
@@ -498,7 +364,8 @@ def _ledger_intent(
         )
 
 
-def _ledger_done(s: Session, key: str, _external: str | None) -> None:
+def mark_done(s: Session, key: str) -> None:
+    """The call under `key` is known to have happened: its outcome is recorded."""
     s.execute(
         update(PushLedger)
         .where(col(PushLedger.key) == key)

@@ -1,0 +1,59 @@
+"""The counting queries the push and the sync share: answers per item, assignments
+published but unanswered, and from those what each item still needs published.
+
+Each is one GROUP BY over the campaign (never a query per item).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from crowdloop.models.domain import Stage
+from crowdloop.models.tables import Item, Judgment, JudgmentStatus, TaskRecord
+
+
+def assignment_deficits(s: Session, campaign_id: str, items: Sequence[Item]) -> list[int]:
+    """Assignments still to publish per item: overlap - trusted answers - outstanding."""
+    if not items:
+        return []
+    trusted = answer_counts(s, campaign_id, trusted_only=True)
+    outstanding = outstanding_counts(s, campaign_id)
+    return [i.overlap - trusted.get(i.id, 0) - outstanding.get(i.id, 0) for i in items]
+
+
+def answer_counts(s: Session, campaign_id: str, *, trusted_only: bool) -> dict[str, int]:
+    """Answers per item; with `trusted_only`, valid answers from workers not excluded."""
+    stmt = select(Judgment.item_id, func.count()).where(Judgment.campaign_id == campaign_id)
+    if trusted_only:
+        stmt = stmt.where(
+            Judgment.status == JudgmentStatus.VALID, col(Judgment.excluded).is_(False)
+        )
+    rows = s.exec(stmt.group_by(col(Judgment.item_id))).all()
+    return {str(k): int(v) for k, v in rows if k is not None}
+
+
+def outstanding_counts(
+    s: Session, campaign_id: str, stages: Sequence[Stage] | None = None
+) -> dict[str, int]:
+    """Assignments published but not yet answered (a quarantined answer counts as answered).
+
+    `stages` limits it to those stages' items (the exam's stay open while production runs).
+    """
+    stmt = (
+        select(TaskRecord.item_id, func.sum(TaskRecord.overlap))
+        .join(Item, col(Item.id) == col(TaskRecord.item_id))
+        .where(Item.campaign_id == campaign_id)
+    )
+    if stages is not None:
+        stmt = stmt.where(col(Item.stage).in_([st.value for st in stages]))
+    published = s.exec(stmt.group_by(col(TaskRecord.item_id))).all()
+    answered = answer_counts(s, campaign_id, trusted_only=False)
+    out = {}
+    for item_id, total in published:
+        left = int(total) - answered.get(item_id, 0)
+        if left > 0:
+            out[item_id] = left
+    return out

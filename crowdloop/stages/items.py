@@ -1,0 +1,99 @@
+"""The one writer of an item's state: every move goes through `move_items`, which holds
+it to the item state machine (`models.tables.ITEM_TRANSITIONS`).
+
+Items are born PENDING (stages/plan.py inserts them); after that the push, the settle,
+the demonstrations pipeline and dynamic overlap move them, thousands at a time. So the
+check stays in bulk: the caller names the state(s) it moves items from, those moves are
+checked against the table once per call, and the UPDATE itself touches only rows in one
+of those states (`WHERE state IN (...)`), one statement per 1,000 ids, returning the ids
+it moved. A row that was in another state is either an error (`strict`, the default: the
+caller read the items in that state, so a mismatch is a bug or a second writer, and the
+transaction is rolled back) or, with `strict=False`, left alone and not counted.
+tests/test_item_states.py checks that no other module writes `Item.state`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, update
+from sqlmodel import Session, col, select
+
+from crowdloop.models.tables import ITEM_TRANSITIONS, IllegalTransition, Item, ItemState
+
+CHUNK = 1000  # ids per statement: well under SQLite's and PostgreSQL's parameter limits
+
+
+def check_move(sources: Collection[ItemState], to: ItemState) -> None:
+    """Raise IllegalTransition unless the state machine allows every `source -> to`."""
+    illegal = sorted(src.value for src in sources if src != to and to not in ITEM_TRANSITIONS[src])
+    if illegal:
+        raise IllegalTransition(
+            f"item state {' / '.join(illegal)} -> {to.value} is not allowed "
+            f"(allowed: {_allowed(illegal)})"
+        )
+
+
+def move_items(
+    s: Session,
+    ids: Sequence[str],
+    to: ItemState,
+    *,
+    from_: ItemState | Collection[ItemState],
+    values: Mapping[str, Any] | None = None,
+    where: Sequence[ColumnElement[bool]] = (),
+    strict: bool = True,
+) -> int:
+    """Move the items `ids` that are in `from_` to `to` (and set `values` on them).
+
+    `where` adds conditions (rows that fail them are not moved); it needs `strict=False`,
+    since then fewer rows than ids may move by design. Returns the number moved.
+    """
+    sources = {from_} if isinstance(from_, ItemState) else set(from_)
+    if not sources:
+        raise ValueError("move_items needs the state(s) the items move from")
+    check_move(sources, to)
+    if where and strict:
+        raise ValueError("move_items: extra `where` conditions need strict=False")
+    unique = list(dict.fromkeys(ids))
+    moved = 0
+    for start in range(0, len(unique), CHUNK):
+        part = unique[start : start + CHUNK]
+        # RETURNING (SQLite >= 3.35, PostgreSQL): the rows left alone are known exactly,
+        # and they still hold the state they had, for the error below.
+        done = set(
+            s.execute(
+                update(Item)
+                .where(col(Item.id).in_(part), col(Item.state).in_(sources), *where)
+                .values(state=to, **(values or {}))
+                .returning(col(Item.id))
+            )
+            .scalars()
+            .all()
+        )
+        moved += len(done)
+        if strict and len(done) != len(part):
+            _raise_for_strays(s, [i for i in part if i not in done], sources, to)
+    return moved
+
+
+def _raise_for_strays(
+    s: Session, strays: list[str], sources: set[ItemState], to: ItemState
+) -> None:
+    expected = " / ".join(sorted(src.value for src in sources))
+    found = s.exec(select(Item.id, Item.state).where(col(Item.id).in_(strays))).first()
+    if found is None:
+        raise LookupError(f"move to {to.value}: item {strays[0]} does not exist")
+    item_id, state = found
+    raise IllegalTransition(
+        f"item {item_id}: is {ItemState(state).value}, not {expected}, so it cannot be moved "
+        f"to {to.value} here"
+    )
+
+
+def _allowed(states: list[str]) -> str:
+    return "; ".join(
+        f"{st} -> {', '.join(sorted(t.value for t in ITEM_TRANSITIONS[ItemState(st)])) or 'none'}"
+        for st in states
+    )

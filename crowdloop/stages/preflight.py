@@ -1,0 +1,50 @@
+"""Preflight policy: what a campaign needs from its marketplace, checked before anything
+is created there. A missing capability stops the run; one that only degrades it (no
+worker blocking, no review API) becomes a warning the run logs."""
+
+from __future__ import annotations
+
+from crowdloop.connectors.base import Connector
+from crowdloop.connectors.errors import NotSupported
+from crowdloop.models.domain import Capability
+from crowdloop.models.spec import CampaignSpec
+
+
+def required_capabilities(spec: CampaignSpec) -> set[Capability]:
+    need: set[Capability] = set()
+    if spec.preferences:
+        need.add(Capability.PAIRWISE)
+    if spec.demonstrations:
+        need |= {Capability.FREE_TEXT, Capability.EXCLUDE_WORKERS}
+    if spec.quality.exam:
+        need.add(Capability.QUALIFY_WORKERS)
+    return need
+
+
+def require_qualifications(connector: Connector) -> None:
+    """Refuse an exam on a platform that cannot keep unqualified workers off a batch."""
+    if Capability.QUALIFY_WORKERS not in connector.capabilities:
+        refused = NotSupported(connector.name, Capability.QUALIFY_WORKERS.value)
+        refused.args = (
+            f"{refused}: the campaign has an exam (quality.exam), which needs "
+            f"{Capability.QUALIFY_WORKERS.value} to offer production tasks only to workers "
+            "who passed; remove the exam or use a connector that declares it",
+        )
+        raise refused
+
+
+def check_capabilities(spec: CampaignSpec, connector: Connector) -> list[str]:
+    """Refuse early what the platform cannot do; return warnings for what degrades."""
+    if spec.quality.exam:
+        require_qualifications(connector)
+    for cap in sorted(required_capabilities(spec)):
+        connector.require(cap)
+    warnings = []
+    if spec.quality.on_fail == "block" and Capability.BLOCK_WORKER not in connector.capabilities:
+        warnings.append(
+            f"{connector.name} cannot block workers: untrusted workers' answers will be "
+            "excluded, but they may keep taking tasks"
+        )
+    if Capability.REVIEW not in connector.capabilities:
+        warnings.append(f"{connector.name} has no review API: every submission will be paid")
+    return warnings
