@@ -174,7 +174,8 @@ class Item(SQLModel, table=True):
     exclude_worker: str | None = Field(default=None, max_length=200)  # the author
     # More workers kept off the task: writers who already failed this slot, verifiers who
     # already judged a text verified again.
-    exclude_also: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # (None: nobody more; a row written without the field, e.g. by an older version.)
+    exclude_also: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -221,7 +221,7 @@ def test_a_recollected_slot_never_goes_to_a_writer_who_failed_it(lazy_campaign: 
             continue
         before = {w for a, w in failed.get((item.kind, item.subject_id), []) if a < item.attempt}
         assert before, f"{item.id} re-collected without a failed attempt"
-        assert before <= set(item.exclude_also)
+        assert before <= set(item.exclude_also or ())
         if item.id in authors:
             assert authors[item.id] not in before
             checked += 1
