@@ -295,7 +295,23 @@ def _golden_top_up(
     verify = s.exec(
         select(Item.is_golden).where(Item.campaign_id == spec.name, Item.kind == "verify")
     ).all()
-    real = sum(1 for g in verify if not g) + sum(1 for i in new_items if i["kind"] == "verify")
+    # Texts the checks rejected count as verified ones: golden items are how verifiers are
+    # assessed, and the checks sparing verifiers a text must not also thin out the golden
+    # evidence on them (it did: fewer spammers blocked in tests/test_campaign_e2e.py).
+    checked = sum(
+        1
+        for table in (Prompt, Response)
+        for _ in s.exec(
+            select(table.id).where(
+                table.campaign_id == spec.name, col(table.check_failure).is_not(None)
+            )
+        )
+    )
+    real = (
+        sum(1 for g in verify if not g)
+        + sum(1 for i in new_items if i["kind"] == "verify")
+        + checked
+    )
     have = sum(1 for g in verify if g)
     need = golden_count(real, demo.golden_share) - have
     if need <= 0:
