@@ -84,6 +84,11 @@ class VerifyTask(Frozen):
     target: Literal["prompt", "response"]
     prompt: str
     text: str
+    # What the text was written for: the topic of a prompt, or of the prompt a response
+    # answers (with `prompt`), so a verifier can reject a text written for something else.
+    topic: str = ""
+    # What the writer was asked to do (the writing task's instruction).
+    writing_instruction: str = ""
 
 
 class CompareTask(Frozen):

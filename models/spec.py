@@ -63,6 +63,9 @@ class GoldenVerificationRow(_Strict):
     prompt: str = ""
     text: str = Field(min_length=1)
     verdict: Literal["accept", "reject"]
+    # The topic the text was written for, shown to verifiers (an off-topic control item
+    # names a topic its text is not about).
+    topic: str = ""
     reason: str = ""
 
 
@@ -259,6 +262,55 @@ class ExportSpec(_Strict):
     path: Path
 
 
+class TextRules(_Strict):
+    """Checks a written text must pass before it is sent to verifiers (crowdloop/textcheck.py);
+    a text that fails is rejected and written again by someone else, no verifier paid."""
+
+    min_chars: int = Field(default=1, ge=1)
+    max_chars: int | None = Field(default=None, ge=1)
+    min_words: int = Field(default=1, ge=1)
+    min_lines: int = Field(default=1, ge=1)
+    # A regular expression (multiline) the text must contain, e.g. "^\\s*1[.)]" for a list.
+    pattern: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TextRules:
+        if self.max_chars is not None and self.max_chars < self.min_chars:
+            raise ValueError("max_chars must not be below min_chars")
+        return self
+
+
+class TextChecks(_Strict):
+    prompt: TextRules = TextRules()
+    response: TextRules = TextRules()
+    # Reject a text that is the same as, or (Jaccard similarity of character shingles at
+    # least `near_duplicate`) nearly the same as, a text written before, in this campaign
+    # or an earlier one in the same database. null: exact copies only.
+    near_duplicate: float | None = Field(default=0.7, gt=0, le=1)
+    duplicates: bool = True
+
+
+class SFTExportSpec(ExportSpec):
+    """Which accepted demonstrations reach the SFT file."""
+
+    # Verification confidence (the verdict's posterior) a prompt and its response need.
+    min_confidence: float = Field(default=0.7, ge=0, le=1)
+    # Texts accepted before their author was blocked: written to the file anyway (keep),
+    # left out (drop), or verified again by other workers and exported if accepted again
+    # (reverify; the campaign waits for those verdicts).
+    blocked_authors: Literal["drop", "reverify", "keep"] = "reverify"
+
+
 class DemonstrationsSpec(_Strict):
     topics: list[str] = Field(min_length=1)
     prompts_per_topic: int = Field(default=1, ge=1)
@@ -270,13 +322,23 @@ class DemonstrationsSpec(_Strict):
         "Is this text a good, on-topic answer to the request? Accept or reject."
     )
     verification_overlap: int = Field(default=3, ge=1, le=15)
+    # A verdict less sure than this goes to two more verifiers, up to
+    # `max_verification_overlap` (equal to verification_overlap: never).
+    verify_target_confidence: float = Field(default=0.97, gt=0.5, le=1)
+    max_verification_overlap: int = Field(default=5, ge=1, le=15)
     max_attempts: int = Field(default=3, ge=1, le=10)
     golden_file: Path | None = None
     golden_share: float = Field(default=0.1, ge=0, lt=1)
-    aggregation: Literal["dawid_skene", "majority_vote"] = "dawid_skene"
+    # weighted_vote: each verifier's accept/reject accuracy learned with a crowd-pooled
+    # prior, golden items at their known verdict; it does not overturn clear votes on
+    # sparse data as Dawid-Skene did (bench/bench_demonstrations.py).
+    aggregation: Literal["weighted_vote", "dawid_skene", "majority_vote"] = "weighted_vote"
     reward: Money = Money(amount=Decimal("0.10"))
     verify_reward: Money = Money(amount=Decimal("0.02"))
-    export: ExportSpec
+    checks: TextChecks = TextChecks()
+    # A writer's record counts only verdicts at least this confident (and failed checks).
+    trusted_confidence: float = Field(default=0.8, ge=0.5, le=1)
+    export: SFTExportSpec
 
 
 class ListedPairRow(_Strict):
@@ -370,6 +432,11 @@ class BudgetAssumptions(_Strict):
     exam_takers: int | None = Field(default=None, ge=1)
     # Share of written texts that verification accepts (demonstrations; measured 0.63).
     text_accept_rate: float = Field(default=0.65, gt=0, le=1)
+    # Share of verifications whose verdict is unsure after the first answers and goes to
+    # two more verifiers (demonstrations.verify_target_confidence). 0.3: one answer in
+    # three differing from the others at a 14% error rate per answer (an analytic figure
+    # for the demo's crowd, not measured).
+    verify_extend_rate: float = Field(default=0.3, ge=0, le=1)
     # Extra paid assignments from re-asks (blocked workers' answers excluded, garbled
     # answers), as a share of the work above. 0 by default: on a platform with review, a
     # re-ask mostly replaces a rejected (unpaid) answer; say 0.05-0.1 where nothing is
@@ -547,7 +614,9 @@ class CampaignSpec(_Strict):
             update["demonstrations"] = d.model_copy(
                 update={
                     "golden_file": fix(d.golden_file) or d.golden_file,
-                    "export": ExportSpec(path=fix(d.export.path) or d.export.path),
+                    "export": d.export.model_copy(
+                        update={"path": fix(d.export.path) or d.export.path}
+                    ),
                 }
             )
         if self.preferences:

@@ -128,6 +128,9 @@ class Prompt(SQLModel, table=True):
     origin_item: str | None = Field(default=None, max_length=80)  # the writing item
     verdict: str | None = Field(default=None, max_length=16)  # accept | reject | None (pending)
     confidence: float | None = None
+    # Why the text checks rejected it before verification (rule or duplicate); None:
+    # it passed them (or was never checked).
+    check_failure: str | None = Field(default=None, max_length=300)
 
 
 class Response(SQLModel, table=True):
@@ -141,6 +144,9 @@ class Response(SQLModel, table=True):
     origin_item: str | None = Field(default=None, max_length=80)
     verdict: str | None = Field(default=None, max_length=16)
     confidence: float | None = None
+    # Why the text checks rejected it before verification (rule or duplicate); None:
+    # it passed them (or was never checked).
+    check_failure: str | None = Field(default=None, max_length=300)
 
 
 class Item(SQLModel, table=True):
@@ -166,6 +172,10 @@ class Item(SQLModel, table=True):
     golden_answer: str | None = Field(default=None, max_length=16)
     group: str = Field(max_length=80)  # a worker answers one group once (golden row id)
     exclude_worker: str | None = Field(default=None, max_length=200)  # the author
+    # More workers kept off the task: writers who already failed this slot, verifiers who
+    # already judged a text verified again.
+    # (None: nobody more; a row written without the field, e.g. by an older version.)
+    exclude_also: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 

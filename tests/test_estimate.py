@@ -123,9 +123,15 @@ def test_demonstrations_are_priced_per_attempt(tmp_path: Path) -> None:
     # 4 slots; writes per text 1 + 0.5 = 1.5; a prompt is accepted at last 1 - 0.25 = 0.75.
     assert lines["prompts"].items == pytest.approx(6.0) and lines["prompts"].items_max == 8
     assert lines["responses"].items == pytest.approx(4.5)
-    assert lines["verify"].items == pytest.approx(10.5) and lines["verify"].items_max == 16
-    assert lines["verify"].worst == 16 * 3 * Decimal("0.02")
-    assert est.rewards_worst == 8 * Decimal("0.10") * 2 + 16 * 3 * Decimal("0.02")
+    verify = [ln for ln in est.lines if ln.stage == "verify"]
+    assert verify[0].items == pytest.approx(10.5) and verify[0].items_max == 16
+    # An unsure verdict is asked of two more verifiers (30% expected, every one at worst,
+    # up to max_verification_overlap 5); texts of authors blocked later are verified again
+    # (none expected, every text at worst).
+    assert verify[0].overlap == pytest.approx(3.6) and verify[0].overlap_max == 5
+    assert verify[0].worst == 16 * 5 * Decimal("0.02")
+    assert verify[1].items == 0 and verify[1].worst == 16 * 5 * Decimal("0.02")
+    assert est.rewards_worst == 8 * Decimal("0.10") * 2 + 2 * 16 * 5 * Decimal("0.02")
 
 
 def test_a_connector_that_cannot_price_its_fee_says_so(tmp_path: Path) -> None:

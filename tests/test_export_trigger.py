@@ -67,6 +67,10 @@ SFT_KEYS = {
     "response_id",
     "prompt_source",
     "verification_confidence",
+    "prompt_confidence",
+    "prompt_author_standing",
+    "response_author_standing",
+    "verified_again",
     "campaign",
 }
 
@@ -256,6 +260,10 @@ def test_sft_export_rows_and_determinism(sqlite_url: str, tmp_path: Path) -> Non
         "response_id": "r-1",
         "prompt_source": "file",
         "verification_confidence": 0.95,
+        "prompt_confidence": 1.0,
+        "prompt_author_standing": "unknown",
+        "response_author_standing": "unknown",
+        "verified_again": [],
         "campaign": "sft-test",
     }
     assert rows[1]["verification_confidence"] == 0.8765

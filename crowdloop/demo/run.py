@@ -88,8 +88,15 @@ def write_demo_inputs(
             "max_attempts": 3,
             "golden_file": "golden-verifications.jsonl",
             "golden_share": 0.2,
-            "aggregation": "dawid_skene",
-            "export": {"path": "sft.jsonl"},
+            "aggregation": "weighted_vote",
+            # Checked before any verifier is paid: a request of a few words at least; a
+            # numbered list of five lines; no copy of an earlier text.
+            "checks": {
+                "prompt": {"min_chars": 12, "min_words": 4, "max_chars": 400},
+                "response": {"min_lines": 5, "pattern": r"^\s*1[.)]", "max_chars": 2000},
+                "near_duplicate": 0.7,
+            },
+            "export": {"path": "sft.jsonl", "min_confidence": 0.7, "blocked_authors": "reverify"},
         },
         "preferences": {
             "candidates_file": "candidates.jsonl",

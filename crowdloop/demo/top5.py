@@ -22,6 +22,7 @@ from crowdloop.simulator.world import (
     PROMPT_TEMPLATES,
     junk_text,
     make_prompt,
+    other_topic,
     render_list,
     write_prompt,
     wrong_items,
@@ -129,41 +130,54 @@ def generate_golden_pairs(topics: Sequence[str] | None, seed: int, n: int) -> li
 def generate_golden_verifications(
     topics: Sequence[str] | None, seed: int, n: int
 ) -> list[dict[str, Any]]:
-    """Clear-cut verify items; targets and verdicts cycle so both verdicts appear for n >= 2."""
+    """Clear-cut verify items; targets and verdicts cycle so both verdicts appear for n >= 2.
+
+    Each names the topic its text was written for; every third of the cycle is off-topic
+    (a good prompt or list about another topic), which only a verifier who reads the topic
+    rejects.
+    """
     chosen = _topics_or_all(topics)
     cycle = (
-        ("prompt", "accept"),
-        ("response", "reject"),
-        ("response", "accept"),
-        ("prompt", "reject"),
+        ("prompt", "accept", False),
+        ("response", "reject", False),
+        ("response", "accept", False),
+        ("prompt", "reject", False),
+        ("prompt", "reject", True),
+        ("response", "reject", True),
     )
     rows: list[dict[str, Any]] = []
     for i in range(n):
         rng = seeded_rng(seed, "golden-verify", i)
         topic = chosen[i % len(chosen)]
-        target, verdict = cycle[i % len(cycle)]
+        target, verdict, off = cycle[i % len(cycle)]
         prompt = make_prompt(topic, rng.randrange(len(PROMPT_TEMPLATES)))
+        elsewhere = other_topic(topic, rng)
         if target == "prompt":
-            text = prompt if verdict == "accept" else write_prompt(topic, rng, good=False)
-            prompt = text
-            reason = (
-                f"asks for a top-5 list of {topic}"
-                if verdict == "accept"
-                else "does not ask for a top-5 list of any topic"
-            )
-        else:
-            if verdict == "accept":
-                text = render_list(rng.sample(CATALOG[topic], 5))
-                reason = f"five valid {topic}"
+            if off:
+                text = make_prompt(elsewhere, rng.randrange(len(PROMPT_TEMPLATES)))
+                reason = f"asks for {elsewhere}, not {topic}"
+            elif verdict == "accept":
+                text, reason = prompt, f"asks for a top-5 list of {topic}"
             else:
-                text = _broken_response(topic, rng)
-                reason = f"not a list of five valid {topic}"
+                text = write_prompt(topic, rng, good=False)
+                reason = "does not ask for a top-5 list of any topic"
+            prompt = text
+        elif off:
+            text = render_list(rng.sample(CATALOG[elsewhere], 5))
+            reason = f"five {elsewhere}, asked for {topic}"
+        elif verdict == "accept":
+            text = render_list(rng.sample(CATALOG[topic], 5))
+            reason = f"five valid {topic}"
+        else:
+            text = _broken_response(topic, rng)
+            reason = f"not a list of five valid {topic}"
         rows.append(
             {
                 "id": stable_id("gv", seed, i),
                 "target": target,
                 "prompt": prompt,
                 "text": text,
+                "topic": topic,
                 "verdict": verdict,
                 "reason": reason,
             }

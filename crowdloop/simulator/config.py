@@ -27,6 +27,18 @@ class CrowdConfig(_Settings):
     same_side: int = Field(default=0, ge=0)
     colluder: int = Field(default=0, ge=0)
     volume_spammer: int = Field(default=0, ge=0)
+    # Writers and verifiers bad at one job (crowd.BAD_WRITERS, crowd.BAD_VERIFIERS): lazy
+    # writers; copy-pasters (one text everywhere); copiers (others' texts, sometimes with
+    # cosmetic edits); off-topic writers; rubber-stampers (accept all); harsh verifiers
+    # (reject `harsh_reject_rate` of everything); random verifiers.
+    lazy: int = Field(default=0, ge=0)
+    copy_paste: int = Field(default=0, ge=0)
+    copier: int = Field(default=0, ge=0)
+    off_topic: int = Field(default=0, ge=0)
+    rubber_stamp: int = Field(default=0, ge=0)
+    harsh: int = Field(default=0, ge=0)
+    random_verifier: int = Field(default=0, ge=0)
+    harsh_reject_rate: float = Field(default=0.8, ge=0, le=1)
     sleeper_careful_answers: int = Field(default=12, ge=0)
     volume_weight: float = Field(default=8.0, ge=1)
     # Hard items: this share of compared pairs (by a hash of the pair) is near 50/50 for
@@ -73,6 +85,13 @@ class CrowdConfig(_Settings):
             + self.same_side
             + self.colluder
             + self.volume_spammer
+            + self.lazy
+            + self.copy_paste
+            + self.copier
+            + self.off_topic
+            + self.rubber_stamp
+            + self.harsh
+            + self.random_verifier
         )
 
 

@@ -22,7 +22,17 @@ from crowdloop.models.domain import (
     WriteResponseTask,
 )
 from crowdloop.simulator.config import CrowdConfig
-from crowdloop.simulator.world import prompt_ok, response_quality, write_prompt, write_response
+from crowdloop.simulator.world import (
+    cosmetic_copy,
+    make_prompt,
+    other_topic,
+    prompt_ok,
+    prompt_topic,
+    response_quality,
+    write_lazy,
+    write_prompt,
+    write_response,
+)
 
 Archetype = Literal[
     "honest",
@@ -34,6 +44,15 @@ Archetype = Literal[
     "same_side",
     "colluder",
     "volume_spammer",
+    # writers (they verify and compare carefully)
+    "lazy",
+    "copy_paste",
+    "copier",
+    "off_topic",
+    # verifiers (they write and compare carefully)
+    "rubber_stamp",
+    "harsh",
+    "random_verifier",
 ]
 # Archetypes whose answers (all, or after a while) do not depend on the content: the
 # workers a quality check should catch. Noisy and left-biased workers are imperfect but
@@ -43,6 +62,12 @@ BAD_ARCHETYPES: frozenset[str] = frozenset(
 )
 # Careless from the start (a sleeper's careless answers are a spammer's).
 _CARELESS = BAD_ARCHETYPES - {"sleeper"}
+# Bad at one job only: writers whose texts should not be trained on (lazy; the same text
+# everywhere; copies of other people's texts; text about another topic), and verifiers
+# whose verdicts do not follow the text (accept everything; reject nearly everything;
+# random). bench/bench_demonstrations.py mixes them in.
+BAD_WRITERS: frozenset[str] = frozenset({"lazy", "copy_paste", "copier", "off_topic"})
+BAD_VERIFIERS: frozenset[str] = frozenset({"rubber_stamp", "harsh", "random_verifier"})
 Speed = Literal["fast", "slow"]
 Payload: TypeAlias = WritePromptTask | WriteResponseTask | VerifyTask | CompareTask
 Truth: TypeAlias = Literal["left", "right", "tie", "accept", "reject"] | None
@@ -67,7 +92,11 @@ def truth_of(payload: Payload) -> Truth:
         return "left" if left > right else "right"
     if isinstance(payload, VerifyTask):
         if payload.target == "prompt":
-            ok = prompt_ok(payload.text)
+            # A prompt written for another topic than asked is off-topic (when the task
+            # says which topic; golden items without one are judged on their own).
+            ok = prompt_ok(payload.text) and (
+                not payload.topic or prompt_topic(payload.text) == payload.topic
+            )
         else:
             ok = response_quality(payload.prompt, payload.text) >= ACCEPT_QUALITY
         return "accept" if ok else "reject"
@@ -85,6 +114,13 @@ def build_workers(config: CrowdConfig, seed: int) -> list[Worker]:
         "same_side": config.same_side,
         "colluder": config.colluder,
         "volume_spammer": config.volume_spammer,
+        "lazy": config.lazy,
+        "copy_paste": config.copy_paste,
+        "copier": config.copier,
+        "off_topic": config.off_topic,
+        "rubber_stamp": config.rubber_stamp,
+        "harsh": config.harsh,
+        "random_verifier": config.random_verifier,
     }
     archetypes = [archetype for archetype, n in counts.items() for _ in range(n)]
     rng = seeded_rng(seed, "crowd")
@@ -113,6 +149,11 @@ class Crowd:
         # Tasks each worker was handed so far (sleepers turn careless after a few).
         self._handed: dict[str, int] = {}
         self._busy_until: dict[str, float] = {}
+        # Texts written so far, for copiers: (kind, topic, text, writer). Like a sleeper's
+        # count, this makes a copier's answer depend on the order work was handed out.
+        self._written: list[tuple[str, str | None, str, str]] = []
+        # A copy-paster's one text per kind.
+        self._pasted: dict[tuple[str, str], str] = {}
 
     def permutation(self, task_key: str) -> Iterator[str]:
         """The order in which workers are offered a task.
@@ -162,10 +203,55 @@ class Crowd:
             return {"choice": self._compare(worker, rng, truth, payload)}
         if isinstance(payload, VerifyTask):
             return {"verdict": self._verify(worker, rng, truth)}
+        topic: str | None
+        if isinstance(payload, WritePromptTask):
+            kind, topic = "prompt", payload.topic
+        else:
+            kind, topic = "response", prompt_topic(payload.prompt)
+        text = self._write(worker, rng, payload, kind, topic)
+        self._written.append((kind, topic, text, worker.id))
+        return {"text": text}
+
+    def _write(
+        self,
+        worker: Worker,
+        rng: random.Random,
+        payload: WritePromptTask | WriteResponseTask,
+        kind: str,
+        topic: str | None,
+    ) -> str:
+        archetype = worker.archetype
+        if archetype == "lazy":
+            return write_lazy(kind, rng)
+        if archetype == "off_topic":
+            elsewhere = other_topic(topic, rng)
+            if kind == "prompt":
+                return write_prompt(elsewhere, rng, good=True)
+            return write_response(make_prompt(elsewhere, 0), rng, good=True)
+        if archetype == "copy_paste":
+            pasted = self._pasted.get((worker.id, kind))
+            if pasted is None:
+                pasted = self._write_own(worker, rng, payload)
+                self._pasted[(worker.id, kind)] = pasted
+            return pasted
+        if archetype == "copier":
+            others = [t for k, tp, t, w in self._written if k == kind and w != worker.id]
+            same_topic = [
+                t for k, tp, t, w in self._written if k == kind and w != worker.id and tp == topic
+            ]
+            pool = same_topic or others
+            if pool:
+                source = rng.choice(pool)
+                return source if rng.random() < 0.5 else cosmetic_copy(source, rng)
+        return self._write_own(worker, rng, payload)
+
+    def _write_own(
+        self, worker: Worker, rng: random.Random, payload: WritePromptTask | WriteResponseTask
+    ) -> str:
         good = self._writes_well(worker, rng)
         if isinstance(payload, WritePromptTask):
-            return {"text": write_prompt(payload.topic, rng, good)}
-        return {"text": write_response(payload.prompt, rng, good)}
+            return write_prompt(payload.topic, rng, good)
+        return write_response(payload.prompt, rng, good)
 
     # --- archetypes ----------------------------------------------------------------------
 
@@ -218,8 +304,12 @@ class Crowd:
 
     def _verify(self, worker: Worker, rng: random.Random, truth: Truth) -> str:
         cfg = self.config
-        if worker.archetype in _CARELESS:
+        if worker.archetype in _CARELESS or worker.archetype == "random_verifier":
             return rng.choice(("accept", "reject"))
+        if worker.archetype == "rubber_stamp":
+            return "accept"
+        if worker.archetype == "harsh" and rng.random() < cfg.harsh_reject_rate:
+            return "reject"
         accuracy = (
             cfg.noisy_verify_accuracy if worker.archetype == "noisy" else cfg.honest_verify_accuracy
         )

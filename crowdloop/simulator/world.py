@@ -166,12 +166,50 @@ def junk_text(rng: random.Random) -> str:
     return " ".join(rng.choice(_JUNK_WORDS) for _ in range(rng.randint(3, 8)))
 
 
+# What a careful writer adds to a request: two people rarely write the very same prompt.
+_PROMPT_CONTEXTS: tuple[str, ...] = (
+    "", " I am preparing a quiz night.", " It is for my daughter's school project.",
+    " Keep each entry short.", " I want to learn something new this week.",
+    " Please add nothing but the list.", " Pick the ones most people know.",
+    " This is for a trivia card game.", " I need it for a presentation.",
+    " Skip the obvious explanations.", " Assume I know very little about them.",
+    " We are settling an argument at dinner.",
+)  # fmt: skip
+
+
 def write_prompt(topic: str, rng: random.Random, good: bool) -> str:
     if good:
-        return make_prompt(topic, rng.randrange(len(PROMPT_TEMPLATES)))
+        base = make_prompt(topic, rng.randrange(len(PROMPT_TEMPLATES)))
+        return base + rng.choice(_PROMPT_CONTEXTS)
     if rng.random() < 0.5:
         return junk_text(rng)
     return rng.choice(_VAGUE_PROMPTS)
+
+
+def other_topic(topic: str | None, rng: random.Random) -> str:
+    """A catalog topic other than `topic` (what an off-topic writer writes about)."""
+    return rng.choice([t for t in CATALOG if t != topic])
+
+
+def write_lazy(kind: str, rng: random.Random) -> str:
+    """The least a lazy writer gets away with: a vague line, or a list of two."""
+    if kind == "prompt":
+        return rng.choice(_VAGUE_PROMPTS)
+    return render_list(rng.sample(CATALOG[rng.choice(list(CATALOG))], 2))
+
+
+def cosmetic_copy(text: str, rng: random.Random) -> str:
+    """A copy made to look new: lines reordered and renumbered, case or punctuation changed."""
+    items = parse_list(text)
+    if len(items) >= 2:
+        rng.shuffle(items)
+        return render_list(item.title() if rng.random() < 0.5 else item for item in items)
+    edit = rng.randrange(3)
+    if edit == 0:
+        return text.upper()
+    if edit == 1:
+        return text.rstrip(".?!") + "!"
+    return "  " + text.replace(" ", "  ") + "  "
 
 
 def wrong_items(topic: str, rng: random.Random, k: int) -> list[str]:

@@ -1,13 +1,16 @@
 """Advance the demonstrations pipeline: written text -> verification -> verdict -> next work.
 
-prompt writing -> verify prompt -> (accepted) response writing -> verify response -> SFT pair.
-A rejected text is written again by another worker, at most `max_attempts` times.
+prompt writing -> text checks -> verify prompt -> (accepted) response writing -> text checks
+-> verify response -> SFT pair. A text that fails the checks (rules, duplicates) is rejected
+without paying a verifier. A rejected text is written again by a worker who has not failed
+that slot, at most `max_attempts` times.
 Runs after every sync; everything it creates has a derived id, so running it twice is
 harmless.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -17,7 +20,7 @@ from crowdloop.aggregation.verdicts import aggregate_verdicts
 from crowdloop.db import insert_ignore, session_scope
 from crowdloop.ids import stable_id
 from crowdloop.models.domain import Stage
-from crowdloop.models.spec import CampaignSpec, GoldenVerificationRow, load_jsonl
+from crowdloop.models.spec import CampaignSpec, GoldenVerificationRow, TextChecks, load_jsonl
 from crowdloop.models.tables import (
     Item,
     ItemState,
@@ -25,6 +28,8 @@ from crowdloop.models.tables import (
     JudgmentStatus,
     Prompt,
     Response,
+    WorkerRecord,
+    WorkerStatus,
 )
 from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import (
@@ -35,8 +40,10 @@ from crowdloop.stages.plan import (
     write_prompt_item,
     write_response_item,
 )
+from crowdloop.textcheck import DuplicateIndex, rule_failure
 
 DEMO_STAGES = [Stage.PROMPTS, Stage.RESPONSES, Stage.VERIFY]
+UNTRUSTED = (WorkerStatus.EXCLUDED, WorkerStatus.BLOCKED)
 
 
 @dataclass
@@ -46,6 +53,7 @@ class AdvanceResult:
     accepted: int = 0
     rejected: int = 0
     new_items: int = 0
+    extended: int = 0  # unsure verifications sent to more verifiers
 
 
 def advance(campaign_id: str) -> AdvanceResult:
@@ -62,6 +70,7 @@ def advance(campaign_id: str) -> AdvanceResult:
         s.flush()
         follow_up: list[dict[str, object]] = []
         _apply_verdicts(s, spec, result, follow_up)
+        follow_up += _reverify_blocked(s, spec)
         insert_ignore(s, Item, follow_up, ["id"])
         result.new_items += len(follow_up)
     return result
@@ -86,6 +95,10 @@ def _trusted_texts(s: Session, item_ids: list[str]) -> dict[str, tuple[str, str 
 
 
 def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, object]]) -> int:
+    """Store each collected text; send it to verification if it passes the text checks,
+    else reject it at once and ask someone new to write the slot again."""
+    demo = spec.demonstrations
+    assert demo is not None
     writing = list(
         s.exec(
             select(Item).where(
@@ -95,46 +108,181 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
             )
         ).all()
     )
+    if not writing:
+        return 0
     texts = _trusted_texts(s, [i.id for i in writing])
+    # First written, first kept: a copy is the later of two alike texts.
+    order = {item_id: n for n, item_id in enumerate(texts)}  # submission order
+    writing.sort(key=lambda i: (order.get(i.id, len(order)), i.id))
+    kinds = {i.kind for i in writing}
+    index = {
+        kind: _duplicate_index(s, Prompt if kind == "write_prompt" else Response, demo.checks)
+        for kind in kinds
+    }
     prompts: list[dict[str, object]] = []
     responses: list[dict[str, object]] = []
     for item in writing:
         text, author = texts[item.id]
+        target = "prompt" if item.kind == "write_prompt" else "response"
         if item.kind == "write_prompt":
             topic = (item.subject_id or "").rsplit("#", 1)[0]
+            failure = _check(text, target, demo.checks, index[item.kind], topic)
             prompt_id = stable_id("p", item.id)
-            prompts.append(
-                Prompt(
-                    id=prompt_id,
-                    campaign_id=spec.name,
-                    text=text,
-                    source="crowd",
-                    topic=topic,
-                    author=author,
-                    origin_item=item.id,
-                ).model_dump()
+            row = Prompt(
+                id=prompt_id,
+                campaign_id=spec.name,
+                text=text,
+                source="crowd",
+                topic=topic,
+                author=author,
+                origin_item=item.id,
             )
-            new_items.append(verify_item(spec, "prompt", prompt_id, "", text, author))
+            index[item.kind].add(prompt_id, text, topic)
+            if failure is None:
+                new_items.append(verify_item(spec, "prompt", prompt_id, "", text, author, topic))
+            else:
+                row.verdict, row.check_failure = "reject", failure[:300]
+                row.confidence = _check_confidence(failure)
+                s.add(row)
+                s.flush()
+                new_items += _recollect_prompt(s, spec, item)
+                continue
+            prompts.append(row.model_dump())
         else:
             prompt = s.get(Prompt, item.subject_id)
             assert prompt is not None
+            failure = _check(text, target, demo.checks, index[item.kind], None)
             response_id = stable_id("r", item.id)
-            responses.append(
-                Response(
-                    id=response_id,
-                    campaign_id=spec.name,
-                    prompt_id=prompt.id,
-                    text=text,
-                    source="crowd",
-                    author=author,
-                    origin_item=item.id,
-                ).model_dump()
+            response = Response(
+                id=response_id,
+                campaign_id=spec.name,
+                prompt_id=prompt.id,
+                text=text,
+                source="crowd",
+                author=author,
+                origin_item=item.id,
             )
-            new_items.append(verify_item(spec, "response", response_id, prompt.text, text, author))
+            index[item.kind].add(response_id, text)
+            if failure is None:
+                new_items.append(
+                    verify_item(
+                        spec, "response", response_id, prompt.text, text, author, prompt.topic or ""
+                    )
+                )
+            else:
+                response.verdict = "reject"
+                response.confidence = _check_confidence(failure)
+                response.check_failure = failure[:300]
+                s.add(response)
+                s.flush()
+                new_items += _recollect_response(s, spec, prompt, item)
+                continue
+            responses.append(response.model_dump())
     insert_ignore(s, Prompt, prompts, ["id"])
     insert_ignore(s, Response, responses, ["id"])
     move_items(s, [i.id for i in writing], ItemState.DONE, from_=ItemState.COLLECTED)
     return len(writing)
+
+
+NEAR_COPY_CONFIDENCE = 0.5
+
+
+def _check_confidence(failure: str) -> float:
+    """How sure the rejection is that the writer is at fault: a broken rule or an exact
+    copy, certain; a near duplicate, not (in a narrow domain two honest writers can write
+    nearly the same list), so it is rejected and written again but, below
+    `trusted_confidence`, not held against the writer's record."""
+    return NEAR_COPY_CONFIDENCE if failure.startswith(_NEAR) else 1.0
+
+
+_NEAR = "duplicate: near"
+
+
+def _check(
+    text: str, target: str, checks: TextChecks, index: DuplicateIndex, scope: str | None
+) -> str | None:
+    rules = checks.prompt if target == "prompt" else checks.response
+    broken = rule_failure(text, rules)
+    if broken is not None:
+        return broken
+    if checks.duplicates:
+        found = index.find(text, scope)
+        if found is not None:
+            key, similarity = found
+            if similarity >= 1.0:
+                return f"duplicate: the same as {key}"
+            return f"{_NEAR} copy ({similarity:.0%} alike) of {key}"
+    return None
+
+
+def _duplicate_index(
+    s: Session, table: type[Prompt] | type[Response], checks: TextChecks
+) -> DuplicateIndex:
+    """Every crowd-written text of this kind in the database, every campaign's."""
+    index = DuplicateIndex(threshold=checks.near_duplicate or 1.0)
+    if checks.duplicates:
+        if table is Prompt:
+            prompts = s.exec(
+                select(Prompt.id, Prompt.text, Prompt.topic)
+                .where(Prompt.source == "crowd")
+                .order_by(col(Prompt.id))
+            ).all()
+            index.add_many((str(k), str(t), topic) for k, t, topic in prompts)
+        else:
+            responses = s.exec(
+                select(Response.id, Response.text)
+                .where(Response.source == "crowd")
+                .order_by(col(Response.id))
+            ).all()
+            index.add_many((str(k), str(t), None) for k, t in responses)
+    return index
+
+
+def failed_writers(
+    s: Session, spec: CampaignSpec, table: type[Prompt] | type[Response], slot: str
+) -> list[str]:
+    """Writers whose text for this slot was rejected (by verification or the checks): a
+    prompt slot is `topic#n`, a response slot the prompt's id."""
+    if table is Prompt:
+        query = (
+            select(Prompt.author)
+            .join(Item, col(Item.id) == col(Prompt.origin_item))
+            .where(
+                Prompt.campaign_id == spec.name,
+                Item.subject_id == slot,
+                Prompt.verdict == "reject",
+            )
+        )
+    else:
+        query = select(Response.author).where(
+            Response.campaign_id == spec.name,
+            Response.prompt_id == slot,
+            Response.verdict == "reject",
+        )
+    return sorted({a for a in s.exec(query).all() if a})
+
+
+def _recollect_prompt(
+    s: Session, spec: CampaignSpec, origin: Item | None
+) -> list[dict[str, object]]:
+    demo = spec.demonstrations
+    assert demo is not None
+    if origin is None or origin.attempt + 1 >= demo.max_attempts:
+        return []
+    topic, slot = (origin.subject_id or "#0").rsplit("#", 1)
+    failed = failed_writers(s, spec, Prompt, origin.subject_id or "")
+    return [write_prompt_item(spec, topic, int(slot), origin.attempt + 1, failed)]
+
+
+def _recollect_response(
+    s: Session, spec: CampaignSpec, prompt: Prompt | None, origin: Item | None
+) -> list[dict[str, object]]:
+    demo = spec.demonstrations
+    assert demo is not None
+    if origin is None or prompt is None or origin.attempt + 1 >= demo.max_attempts:
+        return []
+    failed = failed_writers(s, spec, Response, prompt.id)
+    return [write_response_item(spec, prompt, origin.attempt + 1, prompt.author, failed)]
 
 
 def _golden_top_up(
@@ -147,7 +295,23 @@ def _golden_top_up(
     verify = s.exec(
         select(Item.is_golden).where(Item.campaign_id == spec.name, Item.kind == "verify")
     ).all()
-    real = sum(1 for g in verify if not g) + sum(1 for i in new_items if i["kind"] == "verify")
+    # Texts the checks rejected count as verified ones: golden items are how verifiers are
+    # assessed, and the checks sparing verifiers a text must not also thin out the golden
+    # evidence on them (it did: fewer spammers blocked in tests/test_campaign_e2e.py).
+    checked = sum(
+        1
+        for table in (Prompt, Response)
+        for _ in s.exec(
+            select(table.id).where(
+                table.campaign_id == spec.name, col(table.check_failure).is_not(None)
+            )
+        )
+    )
+    real = (
+        sum(1 for g in verify if not g)
+        + sum(1 for i in new_items if i["kind"] == "verify")
+        + checked
+    )
     have = sum(1 for g in verify if g)
     need = golden_count(real, demo.golden_share) - have
     if need <= 0:
@@ -172,9 +336,10 @@ def _apply_verdicts(
     )
     if not ready:
         return
-    # Dawid-Skene learns each worker's confusion from all verdicts, golden ones included.
+    # The aggregation learns each worker's reliability from all verdicts, golden ones
+    # (at their known answer) included.
     votes = s.exec(
-        select(Judgment.item_id, Judgment.worker_id, Judgment.label)
+        select(Judgment.item_id, Judgment.worker_id, Judgment.label, Item.golden_answer)
         .join(Item, col(Item.id) == col(Judgment.item_id))
         .where(
             Judgment.campaign_id == spec.name,
@@ -183,54 +348,145 @@ def _apply_verdicts(
             col(Judgment.excluded).is_(False),
         )
     ).all()
-    frame = pd.DataFrame(votes, columns=["task", "worker", "label"])
+    frame = pd.DataFrame(
+        [(i, w, lab) for i, w, lab, _ in votes], columns=["task", "worker", "label"]
+    )
+    golden: dict[Hashable, Hashable] = {i: g for i, _, _, g in votes if g is not None}
     verdicts: dict[str, tuple[str, float]] = {}
     if not frame.empty:
-        agg = aggregate_verdicts(frame, demo.aggregation)
+        agg = aggregate_verdicts(frame, demo.aggregation, golden)
         verdicts = {
             str(r.task): (str(r.label), float(r.confidence)) for r in agg.itertuples(index=False)
         }
     done: list[str] = []
     for item in ready:
-        if item.state == ItemState.EXHAUSTED:
-            continue
-        done.append(item.id)
+        exhausted = item.state == ItemState.EXHAUSTED
+        if exhausted and (item.is_golden or item.id not in verdicts or _decided(s, item)):
+            continue  # gave up without answers, or its verdict was applied already
+        if not exhausted:
+            done.append(item.id)
         if item.is_golden or item.id not in verdicts:
             continue
         label, confidence = verdicts[item.id]
+        if (
+            not exhausted
+            and confidence < demo.verify_target_confidence
+            and item.overlap < demo.max_verification_overlap
+        ):
+            # Unsure: ask more verifiers before deciding (the item is published again).
+            move_items(
+                s,
+                [item.id],
+                ItemState.PENDING,
+                from_=ItemState.COLLECTED,
+                values={
+                    "overlap": min(item.overlap + 2, demo.max_verification_overlap),
+                    "extensions": item.extensions + 1,
+                },
+            )
+            done.remove(item.id)
+            result.extended += 1
+            continue
         result.verdicts += 1
         if item.payload["target"] == "prompt":
             prompt = s.get(Prompt, item.subject_id)
             assert prompt is not None
             prompt.verdict, prompt.confidence = label, confidence
             s.add(prompt)
+            s.flush()
             if label == "accept":
                 result.accepted += 1
                 follow_up.append(write_response_item(spec, prompt, 0, prompt.author))
             else:
                 result.rejected += 1
-                origin = s.get(Item, prompt.origin_item)
-                if origin is not None and origin.attempt + 1 < demo.max_attempts:
-                    topic, slot = (origin.subject_id or "#0").rsplit("#", 1)
-                    follow_up.append(
-                        write_prompt_item(spec, topic, int(slot), attempt=origin.attempt + 1)
-                    )
+                follow_up += _recollect_prompt(s, spec, s.get(Item, prompt.origin_item))
         else:
             response = s.get(Response, item.subject_id)
             assert response is not None
             response.verdict, response.confidence = label, confidence
             s.add(response)
+            s.flush()
             if label == "accept":
                 result.accepted += 1
             else:
                 result.rejected += 1
                 origin = s.get(Item, response.origin_item)
-                prompt = s.get(Prompt, response.prompt_id)
-                if origin is not None and prompt and origin.attempt + 1 < demo.max_attempts:
-                    follow_up.append(
-                        write_response_item(spec, prompt, origin.attempt + 1, prompt.author)
-                    )
+                follow_up += _recollect_response(s, spec, s.get(Prompt, response.prompt_id), origin)
     move_items(s, done, ItemState.DONE, from_=ItemState.COLLECTED)
+
+
+def _decided(s: Session, item: Item) -> bool:
+    """Whether the text this verification is about has a verdict (an exhausted item, e.g.
+    one asked of more verifiers than were left, is decided on the answers it has, once)."""
+    row: Prompt | Response | None = (
+        s.get(Prompt, item.subject_id)
+        if item.payload["target"] == "prompt"
+        else s.get(Response, item.subject_id)
+    )
+    return row is None or row.verdict is not None
+
+
+def _reverify_blocked(s: Session, spec: CampaignSpec) -> list[dict[str, object]]:
+    """Accepted texts whose author is now untrusted go to verification again (policy
+    `export.blocked_authors: reverify`), asked of workers who did not judge them yet; the
+    text is pending (not exported) until that verdict is in."""
+    demo = spec.demonstrations
+    assert demo is not None
+    if demo.export.blocked_authors != "reverify":
+        return []
+    untrusted = set(
+        s.exec(
+            select(WorkerRecord.worker_id).where(
+                WorkerRecord.campaign_id == spec.name,
+                col(WorkerRecord.status).in_(UNTRUSTED),
+            )
+        ).all()
+    )
+    if not untrusted:
+        return []
+    out: list[dict[str, object]] = []
+    rows: list[Prompt | Response] = [
+        *s.exec(
+            select(Prompt).where(
+                Prompt.campaign_id == spec.name,
+                Prompt.source == "crowd",
+                Prompt.verdict == "accept",
+                col(Prompt.author).in_(untrusted),
+            )
+        ).all(),
+        *s.exec(
+            select(Response).where(
+                Response.campaign_id == spec.name,
+                Response.source == "crowd",
+                Response.verdict == "accept",
+                col(Response.author).in_(untrusted),
+            )
+        ).all(),
+    ]
+    for row in rows:
+        first = stable_id("vf", spec.name, row.id)
+        again = stable_id("vf", spec.name, row.id, "again", 1)
+        if s.get(Item, again) is not None:
+            continue  # verified again already: its verdict stands
+        judges = sorted(
+            {w for w in s.exec(select(Judgment.worker_id).where(Judgment.item_id == first)) if w}
+        )
+        if isinstance(row, Prompt):
+            item = verify_item(
+                spec, "prompt", row.id, "", row.text, row.author, row.topic or "",
+                round_=1, exclude_also=judges,
+            )  # fmt: skip
+        else:
+            prompt = s.get(Prompt, row.prompt_id)
+            assert prompt is not None
+            item = verify_item(
+                spec, "response", row.id, prompt.text, row.text, row.author,
+                prompt.topic or "", round_=1, exclude_also=judges,
+            )  # fmt: skip
+        row.verdict = None
+        s.add(row)
+        out.append(item)
+    return out
 
 
 def open_work(campaign_id: str, stages: list[Stage]) -> int:
@@ -253,3 +509,55 @@ def open_work(campaign_id: str, stages: list[Stage]) -> int:
                 )
             ).one()
         )
+
+
+def writing_summary(s: Session, campaign_id: str) -> dict[str, object] | None:
+    """Per writing slot (a prompt slot `topic#n`, a response slot per accepted prompt):
+    how many attempts it took, and whether it ended accepted; the text checks' rejections
+    by kind; texts verified again. None for a campaign without writing work."""
+    rows = s.exec(
+        select(Item.kind, Item.subject_id, Item.attempt).where(
+            Item.campaign_id == campaign_id,
+            col(Item.kind).in_(["write_prompt", "write_response"]),
+        )
+    ).all()
+    if not rows:
+        return None
+    attempts: dict[tuple[str, str], int] = {}
+    for kind, subject, attempt in rows:
+        key = (kind, subject or "")
+        attempts[key] = max(attempts.get(key, 0), attempt + 1)
+    accepted: set[tuple[str, str]] = set()
+    for kind, table in (("write_prompt", Prompt), ("write_response", Response)):
+        for origin in s.exec(
+            select(table.origin_item).where(
+                table.campaign_id == campaign_id, table.source == "crowd", table.verdict == "accept"
+            )
+        ):
+            item = s.get(Item, origin) if origin else None
+            if item is not None:
+                accepted.add((kind, item.subject_id or ""))
+    checks: dict[str, int] = {}
+    for table in (Prompt, Response):
+        for failure in s.exec(
+            select(table.check_failure).where(
+                table.campaign_id == campaign_id, col(table.check_failure).is_not(None)
+            )
+        ):
+            kind = "duplicate" if str(failure).startswith("duplicate") else "rules"
+            checks[kind] = checks.get(kind, 0) + 1
+    again = s.exec(
+        select(Item.id).where(
+            Item.campaign_id == campaign_id, Item.kind == "verify", col(Item.attempt) > 0
+        )
+    ).all()
+    histogram: dict[str, int] = {}
+    for n in sorted(attempts.values()):
+        histogram[str(n)] = histogram.get(str(n), 0) + 1
+    return {
+        "slots": len(attempts),
+        "accepted": len(accepted & attempts.keys()),
+        "attempts_per_slot": histogram,
+        "rejected_by_checks": checks,
+        "verified_again": len(again),
+    }

@@ -368,6 +368,11 @@ def estimate(
     demo = spec.demonstrations
     if demo is not None:
         slots, attempts, accept = counts.writing_slots, demo.max_attempts, assume.text_accept_rate
+        # An unsure verdict goes to two more verifiers, up to max_verification_overlap.
+        verify_overlap_max = max(demo.verification_overlap, demo.max_verification_overlap)
+        verify_overlap = min(
+            demo.verification_overlap + 2 * assume.verify_extend_rate, verify_overlap_max
+        )
         tries = sum((1 - accept) ** k for k in range(attempts))  # writes per accepted text
         accepted = 1 - (1 - accept) ** attempts
         prompt_writes = slots * tries
@@ -397,11 +402,25 @@ def estimate(
                 "verification of written text",
                 real_verify,
                 2 * slots * attempts,
-                demo.verification_overlap,
-                demo.verification_overlap,
+                verify_overlap,
+                verify_overlap_max,
                 demo.verify_reward.amount,
             ),
         ]
+        if demo.export.blocked_authors == "reverify":
+            # Expected none (blocked writers' texts are mostly rejected already); at worst
+            # every text is verified a second time.
+            writing.append(
+                _line(
+                    "verify",
+                    "second verification of texts by authors blocked later",
+                    0.0,
+                    2 * slots * attempts,
+                    verify_overlap,
+                    verify_overlap_max,
+                    demo.verify_reward.amount,
+                )
+            )
         if counts.golden_verifications:
             writing.append(
                 _line(
@@ -410,7 +429,7 @@ def estimate(
                     golden_count(round(real_verify), demo.golden_share),
                     golden_count(2 * slots * attempts, demo.golden_share),
                     demo.verification_overlap,
-                    demo.verification_overlap,
+                    demo.verification_overlap,  # golden items are never extended
                     demo.verify_reward.amount,
                 )
             )

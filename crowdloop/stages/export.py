@@ -1,6 +1,9 @@
 """Write datasets that training code reads directly.
 
-- SFT: `{"prompt", "completion", ...provenance}` per accepted crowd demonstration.
+- SFT: `{"prompt", "completion", ...provenance}` per accepted crowd demonstration, with
+  the verdicts' confidence and the authors' standing at export (trusted, probation,
+  warned, blocked, excluded); `demonstrations.export` sets the confidence threshold and
+  what happens to texts of authors blocked later.
 - Preferences (TRL reward/DPO trainers): `{"prompt", "chosen", "rejected", "margin",
   "confidence", ...provenance}` per decided pair.
 Rows are sorted by id and files written atomically, so the same data gives the same bytes.
@@ -16,10 +19,22 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlmodel import col, select
 
 from crowdloop.db import session_scope
-from crowdloop.models.tables import ExportRecord, Item, PairOutcome, Prompt, Response
+from crowdloop.models.spec import CampaignSpec
+from crowdloop.models.tables import (
+    Campaign,
+    ExportRecord,
+    Item,
+    ItemState,
+    PairOutcome,
+    Prompt,
+    Response,
+    WorkerRecord,
+    WorkerStatus,
+)
 
 
 def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> tuple[int, str]:
@@ -54,8 +69,27 @@ def _record(campaign_id: str, kind: str, path: Path, rows: int, sha: str) -> Non
             )
 
 
-def sft_rows(campaign_id: str) -> list[dict[str, Any]]:
+def sft_rows(
+    campaign_id: str,
+    min_confidence: float | None = None,
+    blocked_authors: str | None = None,
+) -> list[dict[str, Any]]:
+    """Accepted crowd demonstrations whose prompt and response verdicts are at least
+    `min_confidence` sure, each with its verdict confidences and its authors' standing
+    now. Texts by authors since blocked are kept, dropped, or (reverify) exported only
+    once verified again and accepted. Unset arguments come from the campaign file
+    (`demonstrations.export`)."""
     with session_scope() as s:
+        campaign = s.get(Campaign, campaign_id)
+        try:
+            spec = CampaignSpec.model_validate(campaign.spec) if campaign else None
+        except ValidationError:  # a bare campaign row (tests, imports): no export settings
+            spec = None
+        settings = spec.demonstrations.export if spec and spec.demonstrations else None
+        if min_confidence is None:
+            min_confidence = settings.min_confidence if settings else 0.0
+        if blocked_authors is None:
+            blocked_authors = settings.blocked_authors if settings else "keep"
         rows = s.exec(
             select(Response, Prompt)
             .join(Prompt, col(Prompt.id) == col(Response.prompt_id))
@@ -67,22 +101,66 @@ def sft_rows(campaign_id: str) -> list[dict[str, Any]]:
             )
             .order_by(col(Response.id))
         ).all()
-    return [
-        {
-            "prompt": p.text,
-            "completion": r.text,
-            "prompt_id": p.id,
-            "response_id": r.id,
-            "prompt_source": p.source,
-            "verification_confidence": round(r.confidence or 0.0, 4),
-            "campaign": campaign_id,
+        standing = {
+            r.worker_id: r.status.value
+            for r in s.exec(select(WorkerRecord).where(WorkerRecord.campaign_id == campaign_id))
         }
-        for r, p in rows
-    ]
+        again = {
+            i.subject_id
+            for i in s.exec(
+                select(Item).where(
+                    Item.campaign_id == campaign_id,
+                    Item.kind == "verify",
+                    col(Item.attempt) > 0,
+                    Item.state == ItemState.DONE,
+                )
+            )
+        }
+    untrusted = {WorkerStatus.BLOCKED.value, WorkerStatus.EXCLUDED.value}
+    out = []
+    for r, p in rows:
+        # A prompt from the campaign's input files was not verified: it is as given.
+        p_conf = (p.confidence or 0.0) if p.source == "crowd" else 1.0
+        if min(r.confidence or 0.0, p_conf) < min_confidence:
+            continue
+        authors = {"prompt": p.author, "response": r.author}
+        blocked = {part for part, who in authors.items() if who and standing.get(who) in untrusted}
+        if blocked and blocked_authors == "drop":
+            continue
+        if blocked_authors == "reverify" and any(
+            (p.id if part == "prompt" else r.id) not in again for part in blocked
+        ):
+            continue  # not verified again yet
+        out.append(
+            {
+                "prompt": p.text,
+                "completion": r.text,
+                "prompt_id": p.id,
+                "response_id": r.id,
+                "prompt_source": p.source,
+                "verification_confidence": round(r.confidence or 0.0, 4),
+                "prompt_confidence": round(p_conf, 4),
+                # The authors' standing when this file was written (ids are not exported).
+                "prompt_author_standing": standing.get(p.author or "", "unknown"),
+                "response_author_standing": standing.get(r.author or "", "unknown"),
+                "verified_again": sorted(
+                    part
+                    for part in ("prompt", "response")
+                    if (p.id if part == "prompt" else r.id) in again
+                ),
+                "campaign": campaign_id,
+            }
+        )
+    return out
 
 
-def export_sft(campaign_id: str, path: Path) -> tuple[int, Path]:
-    n, sha = write_jsonl_atomic(path, sft_rows(campaign_id))
+def export_sft(
+    campaign_id: str,
+    path: Path,
+    min_confidence: float | None = None,
+    blocked_authors: str | None = None,
+) -> tuple[int, Path]:
+    n, sha = write_jsonl_atomic(path, sft_rows(campaign_id, min_confidence, blocked_authors))
     _record(campaign_id, "sft", path, n, sha)
     return n, path
 

@@ -324,9 +324,7 @@ def _send_chunk(campaign_id: str, connector: Connector, ref: BatchRef, ledger_ke
                 group=items[r.item_id].group,
                 payload=items[r.item_id].payload,
                 overlap=r.overlap,
-                exclude_workers=(
-                    (items[r.item_id].exclude_worker,) if items[r.item_id].exclude_worker else ()
-                ),
+                exclude_workers=_excluded(items[r.item_id]),
             )
             for r in to_send
         ]
@@ -373,3 +371,9 @@ def mark_done(s: Session, key: str) -> None:
         .where(col(PushLedger.key) == key)
         .values(state=LedgerState.DONE, updated_at=utcnow())
     )
+
+
+def _excluded(item: Item) -> tuple[str, ...]:
+    """The author and every other worker kept off this item (order kept, no repeats)."""
+    first = (item.exclude_worker,) if item.exclude_worker else ()
+    return tuple(dict.fromkeys((*first, *(item.exclude_also or ()))))

@@ -179,7 +179,15 @@ def plan_prompt_writing(session: Session, spec: CampaignSpec) -> None:
     insert_ignore(session, Item, rows, ["id"])
 
 
-def write_prompt_item(spec: CampaignSpec, topic: str, slot: int, attempt: int) -> dict[str, Any]:
+def write_prompt_item(
+    spec: CampaignSpec,
+    topic: str,
+    slot: int,
+    attempt: int,
+    failed_writers: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A prompt-writing task for one slot; a re-collection (`attempt` > 0) is kept from
+    every writer whose text for this slot was rejected before."""
     demo = spec.demonstrations
     assert demo is not None
     item_id = stable_id("wp", spec.name, topic, slot, attempt)
@@ -192,17 +200,23 @@ def write_prompt_item(spec: CampaignSpec, topic: str, slot: int, attempt: int) -
         overlap=1,
         subject_id=f"{topic}#{slot}",
         attempt=attempt,
+        exclude_also=failed_writers,
     )
 
 
 def write_response_item(
-    spec: CampaignSpec, prompt: Prompt, attempt: int, author: str | None
+    spec: CampaignSpec,
+    prompt: Prompt,
+    attempt: int,
+    author: str | None,
+    failed_writers: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     demo = spec.demonstrations
     assert demo is not None
     item_id = stable_id("wr", spec.name, prompt.id, attempt)
     payload = WriteResponseTask(instruction=demo.response_instruction, prompt=prompt.text)
-    # The prompt's author does not answer their own prompt.
+    # The prompt's author does not answer their own prompt; nor does anyone whose answer
+    # to it was rejected.
     return _item_row(
         item_id,
         spec.name,
@@ -212,29 +226,59 @@ def write_response_item(
         subject_id=prompt.id,
         attempt=attempt,
         exclude_worker=author,
+        exclude_also=failed_writers,
     )
 
 
 def verify_item(
-    spec: CampaignSpec, target: str, subject_id: str, prompt: str, text: str, author: str | None
+    spec: CampaignSpec,
+    target: str,
+    subject_id: str,
+    prompt: str,
+    text: str,
+    author: str | None,
+    topic: str = "",
+    *,
+    round_: int = 0,
+    exclude_also: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """Verification of a written text, with what it was written for (the topic, the
+    writing instruction, the prompt a response answers). `round_` > 0 is a second
+    verification (its author was blocked later), asked of workers who did not judge it."""
     demo = spec.demonstrations
     assert demo is not None
+    writing = demo.prompt_instruction if target == "prompt" else demo.response_instruction
     payload = VerifyTask(
-        instruction=demo.verify_instruction,
+        instruction=verify_instruction(demo.verify_instruction, writing, topic),
         target=target,
         prompt=prompt,
         text=text,
+        topic=topic,
+        writing_instruction=writing,
+    )
+    parts: tuple[object, ...] = (
+        (spec.name, subject_id) if round_ == 0 else (spec.name, subject_id, "again", round_)
     )
     return _item_row(
-        stable_id("vf", spec.name, subject_id),
+        stable_id("vf", *parts),
         spec.name,
         Stage.VERIFY,
         payload.model_dump(),
         overlap=demo.verification_overlap,
         subject_id=subject_id,
         exclude_worker=author,
+        exclude_also=exclude_also,
+        attempt=round_,
     )
+
+
+def verify_instruction(instruction: str, writing: str, topic: str) -> str:
+    """The verifier's instruction with what the writer was asked, so that every
+    marketplace shows the context (each renders a task's instruction; few have a field
+    for a topic): a text written for another topic or task can then be rejected."""
+    if not topic:
+        return instruction
+    return f"{instruction}\n\nThe writer was asked: {writing}\nTopic: {topic}"
 
 
 def golden_verify_items(
@@ -246,8 +290,14 @@ def golden_verify_items(
     out = []
     for n in range(start, start + count):
         row = rows[n % len(rows)]
+        writing = demo.prompt_instruction if row.target == "prompt" else demo.response_instruction
         payload = VerifyTask(
-            instruction=demo.verify_instruction, target=row.target, prompt=row.prompt, text=row.text
+            instruction=verify_instruction(demo.verify_instruction, writing, row.topic),
+            target=row.target,
+            prompt=row.prompt,
+            text=row.text,
+            topic=row.topic,
+            writing_instruction=writing,
         )
         out.append(
             _item_row(
@@ -547,6 +597,7 @@ def _item_row(
     subject_id: str | None = None,
     attempt: int = 0,
     exclude_worker: str | None = None,
+    exclude_also: list[str] | tuple[str, ...] = (),
     golden_answer: str | None = None,
     group: str | None = None,
 ) -> dict[str, Any]:
@@ -567,6 +618,7 @@ def _item_row(
         "golden_answer": golden_answer,
         "group": group or item_id,
         "exclude_worker": exclude_worker,
+        "exclude_also": sorted(set(exclude_also) - {exclude_worker}),
     }
 
 

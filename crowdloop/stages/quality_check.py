@@ -167,18 +167,27 @@ def golden_tally(
     return {w: (c, n) for w, (c, n) in tally.items()}
 
 
-def _writing_tally(s: Session, campaign_id: str) -> dict[str, tuple[int, int]]:
-    """author -> (accepted, judged) over the crowd-written prompts and responses."""
+def _writing_tally(
+    s: Session, campaign_id: str, min_confidence: float = 0.0
+) -> dict[str, tuple[int, int]]:
+    """author -> (accepted, judged) over the crowd-written prompts and responses.
+
+    Only verdicts the aggregation is at least `min_confidence` sure of count (a text the
+    checks rejected counts: that verdict is certain), so a writer is not blocked on
+    verdicts that might be wrong.
+    """
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for table in (Prompt, Response):
         rows = s.exec(
-            select(table.author, table.verdict).where(
+            select(table.author, table.verdict, table.confidence).where(
                 table.campaign_id == campaign_id,
                 table.source == "crowd",
                 col(table.verdict).in_(["accept", "reject"]),
             )
         ).all()
-        for author, verdict in rows:
+        for author, verdict, confidence in rows:
+            if confidence is not None and confidence < min_confidence:
+                continue
             if author is not None:
                 tally[author][0] += int(verdict == "accept")
                 tally[author][1] += 1
@@ -226,7 +235,11 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
         retired = set(audit.loc[audit["retired"].astype(bool), "item"]) if len(audit) else set()
         blind = crowd.set_index("worker") if len(crowd) else None
         golden = golden_tally(s, campaign_id, retired=retired)
-        writing = _writing_tally(s, campaign_id)
+        writing = _writing_tally(
+            s,
+            campaign_id,
+            spec.demonstrations.trusted_confidence if spec.demonstrations else 0.0,
+        )
         counts = dict(
             s.exec(
                 select(Judgment.worker_id, func.count())

@@ -29,6 +29,7 @@ from crowdloop.models.tables import (
     utcnow,
 )
 from crowdloop.stages import budget, quality_report
+from crowdloop.stages.demonstrations import writing_summary
 from crowdloop.stages.exam import exam_summary
 from crowdloop.stages.plan import load_spec, stored_spec
 from crowdloop.stages.terms import stage_reward
@@ -138,6 +139,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
             s.exec(select(TriggerRecord).where(TriggerRecord.campaign_id == campaign_id)).all()
         )
         exam_on = stored_spec(campaign).quality.exam is not None
+        writing = writing_summary(s, campaign_id)
     latest_exports: dict[str, ExportRecord] = {e.kind: e for e in exports}
     status_counts: dict[str, int] = {}
     for w in workers:
@@ -153,6 +155,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         "quarantine_reasons": {str(r): int(n) for r, n in quarantine},
         "workers": status_counts,
         "exam": exam_summary(campaign_id) if exam_on else None,
+        "writing": writing,
         "blocked_workers": [
             {
                 "worker": w.worker_id,
@@ -189,9 +192,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
     }
 
 
-def _worker_rows(
-    workers: list[WorkerRecord], exams: dict[str, ExamResult]
-) -> list[dict[str, Any]]:
+def _worker_rows(workers: list[WorkerRecord], exams: dict[str, ExamResult]) -> list[dict[str, Any]]:
     return [
         {
             "worker": w.worker_id,
@@ -301,6 +302,16 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"**Exam:** {exam['takers']} took it, {exam['passed']} passed "
             f"({exam['granted']} qualified), {exam['failed']} failed, "
             f"{exam['pending']} unfinished",
+        ]
+    writing = report.get("writing")
+    if writing:
+        tries = ", ".join(f"{n}: {c}" for n, c in writing["attempts_per_slot"].items())
+        checked = ", ".join(f"{k}: {v}" for k, v in sorted(writing["rejected_by_checks"].items()))
+        lines += [
+            "",
+            f"**Writing:** {writing['accepted']} of {writing['slots']} slots accepted; "
+            f"slots by attempts ({tries}); rejected by the text checks ({checked or 'none'}); "
+            f"{writing['verified_again']} texts verified again",
         ]
     if report["blocked_workers"]:
         lines += [

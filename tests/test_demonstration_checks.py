@@ -1,0 +1,338 @@
+"""Demonstrations you can train on (issue 14): text checks, verdicts on sparse data,
+re-collection from someone new, and the SFT export's threshold and blocked-author policy."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlmodel import col, select
+
+from crowdloop.aggregation.verdicts import WeightedVote, aggregate_verdicts
+from crowdloop.db import session_scope
+from crowdloop.models.domain import VerifyTask
+from crowdloop.models.spec import SpecError, TextRules, load_campaign
+from crowdloop.models.tables import (
+    Item,
+    Judgment,
+    Prompt,
+    Response,
+    WorkerRecord,
+    WorkerStatus,
+)
+from crowdloop.simulator import world
+from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
+from crowdloop.simulator.crowd import Crowd, truth_of
+from crowdloop.stages import demonstrations
+from crowdloop.stages.export import sft_rows
+from crowdloop.stages.plan import register_campaign
+from crowdloop.stages.rounds import bare_ops, connector_for, run_rounds
+from crowdloop.textcheck import DuplicateIndex, normalise, rule_failure
+from tests.e2e_helpers import SMALL, campaign_dir, simulator
+
+# --- text checks ---------------------------------------------------------------------------
+
+
+def test_cosmetic_copies_normalise_alike_and_different_lists_do_not() -> None:
+    original = "1. warsaw\n2. Madrid\n3. pineapple\n4. Prague\n5. rome"
+    assert normalise(original) == normalise(
+        "1) PINEAPPLE\n2) prague\n3) Rome\n4) Warsaw\n5) madrid"
+    )
+    assert normalise("List the top 5 fruits.") == normalise("  list the TOP 5 fruits!! ")
+    assert normalise(original) != normalise("1. warsaw\n2. madrid\n3. paris\n4. prague\n5. rome")
+
+
+def test_duplicate_index_finds_exact_and_near_copies_not_unrelated_text() -> None:
+    index = DuplicateIndex(threshold=0.7)
+    first = "Give me your top 5 european capitals, as a numbered list. I need it for a talk."
+    index.add("p-1", first, "european capitals")
+    index.add("p-2", "Name 5 well-known rivers, one per line, numbered.", "rivers")
+    assert index.find(first.upper(), "european capitals") == ("p-1", 1.0)
+    near = index.find(first.replace("a talk", "the talk"), "european capitals")
+    assert near is not None and near[0] == "p-1" and 0.7 <= near[1] < 1.0
+    # The same pattern for another topic is no copy; a near copy is looked for in its topic.
+    assert index.find("Name 5 well-known mammals, one per line, numbered.", "mammals") is None
+    assert index.find(first.replace("a talk", "the talk"), "rivers") is None
+    assert index.find("What are five good examples of sports? Give a top-5 list.", "sports") is None
+
+
+def test_minhash_recall_on_cosmetic_copies_of_simulated_lists() -> None:
+    """Every cosmetic copy the simulator's copiers make of 200 lists is found; none of 200
+    independently written lists of the same topics is taken for a copy of another."""
+    rng = random.Random(3)
+    prompts = [world.make_prompt(t, 0) for t in world.CATALOG]
+    originals = [world.write_response(rng.choice(prompts), rng, good=True) for _ in range(200)]
+    index = DuplicateIndex(threshold=0.7)
+    for n, text in enumerate(originals):
+        index.add(f"r-{n}", text)
+    copies = [world.cosmetic_copy(t, rng) for t in originals]
+    assert all(index.find(c) is not None for c in copies)
+    fresh = [world.write_response(rng.choice(prompts), rng, good=True) for _ in range(200)]
+    false = [t for t in fresh if (hit := index.find(t)) is not None and hit[1] < 1.0]
+    assert len(false) <= 2  # same five entries in another order is a copy (hit[1] == 1.0)
+
+
+def test_rules_name_what_a_text_breaks() -> None:
+    rules = TextRules(min_chars=10, max_chars=40, min_words=3, min_lines=2, pattern=r"^\s*1[.)]")
+    assert rule_failure("hi", rules) == "shorter than 10 characters (2)"
+    assert rule_failure("x" * 41, rules) == "longer than 40 characters (41)"
+    assert rule_failure("abcdefghijk lm", rules) == "fewer than 3 words (2)"
+    assert rule_failure("one two three four", rules) == "fewer than 2 lines (1)"
+    assert "required format" in (rule_failure("a b c\nd e f", rules) or "")
+    assert rule_failure("1. apple pie\n2. pear tart", rules) is None
+
+
+def test_a_bad_pattern_fails_at_load_naming_file_line_and_field(tmp_path: Path) -> None:
+    path = campaign_dir(
+        tmp_path,
+        "bad-pattern",
+        overrides={"demonstrations": {"checks": {"response": {"pattern": "(["}}}},
+    )
+    with pytest.raises(SpecError) as err:
+        load_campaign(path)
+    message = str(err.value)
+    assert f"{path}:" in message
+    assert "field 'demonstrations.checks.response.pattern'" in message
+    assert "not a valid regular expression" in message
+
+
+def test_verifiers_see_the_topic_and_reject_a_prompt_for_another_one() -> None:
+    prompt = world.make_prompt("rivers", 1)
+    on_topic = VerifyTask(instruction="", target="prompt", prompt="", text=prompt, topic="rivers")
+    off_topic = on_topic.model_copy(update={"topic": "mammals"})
+    assert truth_of(on_topic) == "accept"
+    assert truth_of(off_topic) == "reject"
+    crowd = Crowd(CrowdConfig(honest=1, noisy=0, spammer=0, left_bias=0,
+                              honest_verify_accuracy=1.0), seed=0)  # fmt: skip
+    worker = crowd.workers[0]
+    assert crowd.work(worker, "k1", off_topic, truth_of(off_topic))[1] == {"verdict": "reject"}
+
+
+# --- verdicts on sparse data -------------------------------------------------------------------
+
+
+def _sparse_votes(seed: int) -> tuple[pd.DataFrame, dict[str, str]]:
+    """60 texts, 3 votes each from a pool of 50 verifiers (3-4 answers each): 85% careful
+    (accuracy 0.93), the rest random; 80% of the texts are good."""
+    rng = random.Random(seed)
+    workers = [(f"w{i}", rng.random() < 0.85) for i in range(50)]
+    truth = {f"t{i}": ("accept" if rng.random() < 0.8 else "reject") for i in range(60)}
+    rows = []
+    for task, label in truth.items():
+        for worker, careful in rng.sample(workers, 3):
+            if careful:
+                answer = (
+                    label if rng.random() < 0.93 else ("reject" if label == "accept" else "accept")
+                )
+            else:
+                answer = rng.choice(("accept", "reject"))
+            rows.append((task, worker, answer))
+    return pd.DataFrame(rows, columns=["task", "worker", "label"]), truth
+
+
+def test_the_weighted_vote_never_overturns_a_unanimous_vote_on_sparse_data() -> None:
+    overturned = {"weighted_vote": 0, "dawid_skene": 0}
+    for seed in range(20):
+        frame, _ = _sparse_votes(seed)
+        unanimous = (
+            frame.groupby("task")["label"]
+            .agg(lambda s: s.iloc[0] if s.nunique() == 1 else None)
+            .dropna()
+        )
+        for method in overturned:
+            verdict = aggregate_verdicts(frame, method).set_index("task")["label"]
+            overturned[method] += int((verdict[unanimous.index] != unanimous).sum())
+    assert overturned["weighted_vote"] == 0
+    # What the issue measured: plain Dawid-Skene does overturn some on such data.
+    assert overturned["dawid_skene"] > 0
+
+
+def test_golden_items_teach_the_weighted_vote_who_rejects_everything() -> None:
+    # h1 and h2 rejected all 6 known-good golden texts; c1 accepted them. On a real text
+    # the two of them reject and c1 accepts, c1 is believed; by majority vote it is not.
+    rows = [(f"g{i}", w, "reject") for i in range(6) for w in ("h1", "h2")]
+    rows += [(f"g{i}", "c1", "accept") for i in range(6)]
+    rows += [("t", "h1", "reject"), ("t", "h2", "reject"), ("t", "c1", "accept")]
+    frame = pd.DataFrame(rows, columns=["task", "worker", "label"])
+    golden = {f"g{i}": "accept" for i in range(6)}
+    fitted = WeightedVote().fit(frame, golden)
+    assert fitted.labels_["t"] == "accept"
+    assert fitted.errors_["h1"].loc["accept", "reject"] > 0.5
+    assert aggregate_verdicts(frame, "majority_vote").set_index("task")["label"]["t"] == "reject"
+
+
+# --- re-collection and export, end to end on the simulator --------------------------------------
+
+
+LAZY_CROWD = SimulatorConfig(
+    seed=0, crowd=CrowdConfig(honest=8, noisy=0, spammer=0, left_bias=0, lazy=8, copy_paste=2)
+)
+
+
+@pytest.fixture
+def lazy_campaign(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    name = "recollect"
+    path = campaign_dir(
+        tmp_path / name,
+        name,
+        SMALL,
+        {
+            "preferences": None,
+            "retraining": None,
+            "poll_interval_s": 0.05,
+            "demonstrations": {"prompts_per_topic": 3, "max_attempts": 4},
+        },
+    )
+    with simulator(monkeypatch, LAZY_CROWD):
+        spec = load_campaign(path)
+        with session_scope() as s:
+            register_campaign(s, spec)
+        with connector_for(name) as connector:
+            run_rounds(name, demonstrations.DEMO_STAGES, bare_ops(connector), advance=True)
+    return name
+
+
+def test_a_recollected_slot_never_goes_to_a_writer_who_failed_it(lazy_campaign: str) -> None:
+    with session_scope() as s:
+        items = list(
+            s.exec(select(Item).where(col(Item.kind).in_(["write_prompt", "write_response"]))).all()
+        )
+        authors = {
+            j.item_id: j.worker_id
+            for j in s.exec(
+                select(Judgment).where(col(Judgment.item_id).in_([i.id for i in items]))
+            )
+        }
+        failed: dict[tuple[str, str | None], list[tuple[int, str]]] = {}
+        for table in (Prompt, Response):
+            for row in s.exec(select(table).where(table.verdict == "reject")).all():
+                origin = s.get(Item, row.origin_item)
+                assert origin is not None and row.author is not None
+                failed.setdefault((origin.kind, origin.subject_id), []).append(
+                    (origin.attempt, row.author)
+                )
+        summary = demonstrations.writing_summary(s, lazy_campaign)
+    checked = 0
+    for item in items:
+        if item.attempt == 0:
+            continue
+        before = {w for a, w in failed.get((item.kind, item.subject_id), []) if a < item.attempt}
+        assert before, f"{item.id} re-collected without a failed attempt"
+        assert before <= set(item.exclude_also or ())
+        if item.id in authors:
+            assert authors[item.id] not in before
+            checked += 1
+    assert checked >= 5  # lazy writers fail often: many slots were re-collected
+    assert summary is not None
+    assert sum(summary["attempts_per_slot"].values()) == summary["slots"]
+    assert any(int(n) > 1 for n in summary["attempts_per_slot"])
+    # The copy-pasters' second texts are rejected by the checks, without verification.
+    assert (
+        summary["rejected_by_checks"].get("rules", 0)
+        + summary["rejected_by_checks"].get("duplicate", 0)
+        > 0
+    )
+
+
+def _accepted_pair(s: object, campaign: str, n: int, author: str, conf: float) -> None:
+    from sqlmodel import Session
+
+    assert isinstance(s, Session)
+    s.add(Prompt(id=f"p{n}", campaign_id=campaign, text=f"List the top 5 rivers ({n})",
+                 source="crowd", topic="rivers", author="wp", verdict="accept",
+                 confidence=0.99))  # fmt: skip
+    s.add(Response(id=f"r{n}", campaign_id=campaign, prompt_id=f"p{n}",
+                   text=f"1. nile\n2. amazon ({n})", source="crowd", author=author,
+                   verdict="accept", confidence=conf))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("export", "expected"),
+    [
+        # threshold 0.7, authors blocked later dropped: r1 only (r2 below it, r3 by w-bad)
+        ({"min_confidence": 0.7, "blocked_authors": "drop"}, ["r1"]),
+        ({"min_confidence": 0.7, "blocked_authors": "keep"}, ["r1", "r3"]),
+        ({"min_confidence": 0.5, "blocked_authors": "keep"}, ["r1", "r2", "r3"]),
+        ({"min_confidence": 0.95, "blocked_authors": "keep"}, ["r3"]),
+        # reverify: r3 waits for a second verification and is not exported meanwhile
+        ({"min_confidence": 0.7, "blocked_authors": "reverify"}, ["r1"]),
+    ],
+)
+def test_the_campaign_files_threshold_and_blocked_author_policy_choose_the_rows(
+    sqlite_url: str, tmp_path: Path, export: dict[str, object], expected: list[str]
+) -> None:
+    name = "export-policy"
+    path = campaign_dir(
+        tmp_path, name, SMALL,
+        {"preferences": None, "retraining": None,
+         "demonstrations": {"export": {"path": "sft.jsonl", **export}}},
+    )  # fmt: skip
+    spec = load_campaign(path)
+    with session_scope() as s:
+        register_campaign(s, spec)
+        _accepted_pair(s, name, 1, "w-good", 0.9)
+        _accepted_pair(s, name, 2, "w-good", 0.6)
+        _accepted_pair(s, name, 3, "w-bad", 0.97)
+        s.add(WorkerRecord(campaign_id=name, worker_id="w-good", status=WorkerStatus.TRUSTED))
+        s.add(WorkerRecord(campaign_id=name, worker_id="w-bad", status=WorkerStatus.BLOCKED))
+    rows = sft_rows(name)
+    assert [r["response_id"] for r in rows] == expected
+    for row in rows:
+        standing = "blocked" if row["response_id"] == "r3" else "trusted"
+        assert row["response_author_standing"] == standing
+        assert row["prompt_author_standing"] == "unknown"  # "wp" has no record
+    assert all("w-bad" not in json.dumps(r) for r in rows)
+
+
+def test_reverify_sends_a_blocked_authors_text_to_new_verifiers(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    name = "reverify"
+    path = campaign_dir(tmp_path, name, SMALL, {"preferences": None, "retraining": None})
+    spec = load_campaign(path)
+    assert spec.demonstrations is not None
+    assert spec.demonstrations.export.blocked_authors == "reverify"
+    with session_scope() as s:
+        register_campaign(s, spec)
+        _accepted_pair(s, name, 3, "w-bad", 0.97)
+        s.add(WorkerRecord(campaign_id=name, worker_id="w-bad", status=WorkerStatus.BLOCKED))
+        s.flush()
+        first = demonstrations._reverify_blocked(s, spec)
+        s.flush()
+        from crowdloop.db import insert_ignore
+
+        insert_ignore(s, Item, first, ["id"])
+        assert demonstrations._reverify_blocked(s, spec) == []  # once per text
+    assert [i["subject_id"] for i in first] == ["r3"]
+    assert first[0]["exclude_worker"] == "w-bad" and first[0]["attempt"] == 1
+    with session_scope() as s:
+        response = s.get(Response, "r3")
+        assert response is not None and response.verdict is None  # pending again
+    assert sft_rows(name) == []
+
+
+def test_a_writers_record_counts_only_trusted_verdicts(sqlite_url: str, tmp_path: Path) -> None:
+    from crowdloop.stages.demonstrations import NEAR_COPY_CONFIDENCE
+    from crowdloop.stages.quality_check import _writing_tally
+
+    name = "tally"
+    path = campaign_dir(tmp_path, name, SMALL, {"preferences": None, "retraining": None})
+    with session_scope() as s:
+        register_campaign(s, load_campaign(path))
+        verdicts = [
+            ("accept", 0.99, None),
+            ("reject", 0.95, None),
+            ("reject", 0.62, None),  # a split vote: not held against the writer
+            ("reject", 1.0, "duplicate: the same as p-0"),  # an exact copy: certain
+            ("reject", NEAR_COPY_CONFIDENCE, "duplicate: near copy (74% alike) of p-0"),
+        ]
+        for n, (verdict, confidence, failure) in enumerate(verdicts):
+            s.add(Prompt(id=f"p{n}", campaign_id=name, text=f"t{n}", source="crowd",
+                         author="w1", verdict=verdict, confidence=confidence,
+                         check_failure=failure))  # fmt: skip
+        s.flush()
+        assert _writing_tally(s, name, 0.8) == {"w1": (1, 3)}
+        assert _writing_tally(s, name, 0.0) == {"w1": (1, 5)}
