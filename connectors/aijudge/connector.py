@@ -53,6 +53,7 @@ from crowdloop.connectors.aijudge.models import (
 from crowdloop.connectors.aijudge.options import CONNECTOR_NAME, AIJudgeOptions, default_store
 from crowdloop.connectors.aijudge.prompt import render_pair, system_message
 from crowdloop.connectors.aijudge.store import AnswerStore, StoredAnswer, StoredBatch, StoredTask
+from crowdloop.connectors.answers import first_error, quarantined
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import InvalidRequest, NotFound
 from crowdloop.ids import digest
@@ -108,14 +109,12 @@ class AIJudgeConnector(Connector):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], credentials_block: str | None) -> Self:
+        # Imported here: the credentials base imports Prefect (see connectors/credentials.py).
         from crowdloop.connectors.aijudge.credentials import AIJudgeCredentials
+        from crowdloop.connectors.credentials import resolve_credentials
 
         opts = AIJudgeOptions.model_validate(dict(options))
-        credentials = (
-            cast(AIJudgeCredentials, AIJudgeCredentials.load(credentials_block))
-            if credentials_block
-            else AIJudgeCredentials.from_env()
-        )
+        credentials = resolve_credentials(AIJudgeCredentials, credentials_block)
         client = credentials.get_client(**client_options(opts.model_dump()))
         return cls(client, credentials.model, opts)
 
@@ -148,7 +147,7 @@ class AIJudgeConnector(Connector):
             raise InvalidRequest(self.name, f"the AI judge answers comparisons, not {spec.stage}")
         existing = self.store.batch_by_key(idempotency_key)
         if existing is not None:
-            return self._ref(existing.id)
+            return self.batch_ref(existing.id)
         self.client.get_model(self.model)  # a wrong model or key fails here, not mid-run
         batch, _ = self.store.add_batch(
             StoredBatch(
@@ -159,11 +158,11 @@ class AIJudgeConnector(Connector):
                 state="draft",
             )
         )
-        return self._ref(batch.id)
+        return self.batch_ref(batch.id)
 
     def find_batch(self, idempotency_key: str) -> BatchRef | None:
         found = self.store.batch_by_key(idempotency_key)
-        return self._ref(found.id) if found else None
+        return self.batch_ref(found.id) if found else None
 
     def add_items(
         self, batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
@@ -186,7 +185,7 @@ class AIJudgeConnector(Connector):
                     payload=item.payload.model_dump(mode="json"),
                 )
             )
-        return AddItemsResult(external_ids=self.store.add_tasks(tasks))
+        return self.added(items, self.store.add_tasks(tasks))
 
     def find_tasks(self, batch: BatchRef, task_keys: Sequence[str]) -> dict[str, str]:
         return self.store.find_tasks(self._batch(batch).id, list(task_keys))
@@ -346,8 +345,7 @@ class AIJudgeConnector(Connector):
         try:
             return Verdict.model_validate_json(raw), raw
         except ValidationError as exc:
-            return_reason = exc.errors()[0]["msg"]
-            raise _Unreadable(f"not the verdict schema ({return_reason})", raw) from exc
+            raise _Unreadable(f"not the verdict schema ({first_error(exc)})", raw) from exc
 
     # --- mapping ---------------------------------------------------------------------------
 
@@ -366,12 +364,13 @@ class AIJudgeConnector(Connector):
 
     @staticmethod
     def _quarantined(a: StoredAnswer) -> Quarantined:
-        return Quarantined(
-            external_id=f"{a.task_id}:a",
+        # `raw` is the JSON list of the model's texts, one per order asked.
+        return quarantined(
+            f"{a.task_id}:a",
+            a.reason or "aijudge: unreadable answer",
+            json.loads(a.raw),
             task_key=a.task_key,
             worker_id=a.worker,
-            reason=a.reason or "aijudge: unreadable answer",
-            raw=a.raw,
         )
 
     def _batch(self, batch: BatchRef) -> StoredBatch:
@@ -379,6 +378,3 @@ class AIJudgeConnector(Connector):
         if stored is None:
             raise NotFound(self.name, f"batch {batch.external_id} is not in {self.store.path}")
         return stored
-
-    def _ref(self, batch_id: str) -> BatchRef:
-        return BatchRef(connector=self.name, external_id=batch_id)

@@ -1,25 +1,27 @@
-"""Credentials of an OpenAI-compatible endpoint, as a Prefect block or from the environment."""
+"""Credentials of an OpenAI-compatible endpoint, as a Prefect block or from the environment.
+
+Every such server (OpenAI, vLLM `vllm serve --api-key`, Ollama) takes the key as a bearer
+token; a local Ollama (http://127.0.0.1:11434/v1) takes none, so the key may be empty.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from typing import ClassVar
 
-import httpx
-from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from crowdloop.connectors._http import HttpSeam, RetryPolicy
 from crowdloop.connectors.aijudge.client import AIJudgeClient
 from crowdloop.connectors.aijudge.options import CONNECTOR_NAME
+from crowdloop.connectors.credentials import ConnectorCredentials
 
-ENV_URL = "CROWDLOOP_AIJUDGE_BASE_URL"
-ENV_KEY = "CROWDLOOP_AIJUDGE_API_KEY"
+ENV_URL = "CROWDLOOP_AIJUDGE_BASE_URL"  # optional: defaults to OpenAI
+ENV_KEY = "CROWDLOOP_AIJUDGE_API_KEY"  # optional: empty sends no Authorization header
 ENV_MODEL = "CROWDLOOP_AIJUDGE_MODEL"
+ENV_TIMEOUT = "CROWDLOOP_AIJUDGE_TIMEOUT_S"  # optional
 OPENAI_URL = "https://api.openai.com/v1"
 
 
-class AIJudgeCredentials(CredentialsBlock):
+class AIJudgeCredentials(ConnectorCredentials[AIJudgeClient]):
     """Where the judge model is served, which model, and the key (if the server wants one).
 
     Save once, then name the block in a campaign's `connector.credentials_block` (or in
@@ -28,50 +30,26 @@ class AIJudgeCredentials(CredentialsBlock):
         AIJudgeCredentials(base_url="http://127.0.0.1:8000/v1", model="Qwen/Qwen2.5-7B-Instruct",
                            api_key="...").save("judge")
         client = AIJudgeCredentials.load("judge").get_client()
-
-    vLLM (`vllm serve --api-key`) and OpenAI take the key as a bearer token; a local Ollama
-    (http://127.0.0.1:11434/v1) takes none, so the key may be empty.
     """
 
     _block_type_name = "Crowdloop AI Judge Credentials"
     _description = "Base URL, model and API key of an OpenAI-compatible chat-completions API."
+    connector_name = CONNECTOR_NAME
+    env_vars: ClassVar = {
+        "base_url": ENV_URL,
+        "model": ENV_MODEL,
+        "api_key": ENV_KEY,
+        "timeout_s": ENV_TIMEOUT,
+    }
+    client_class = AIJudgeClient
 
     base_url: str = Field(default=OPENAI_URL, description="API root ending in /v1")
     model: str = Field(description="The model to ask, as the server names it")
     api_key: SecretStr = Field(default=SecretStr(""), description="Bearer key; empty: none")
+    # Longer than the kit's 30 s: the whole answer (a rationale, then the verdict) is
+    # generated before the response is sent, which takes a local model far longer.
     timeout_s: float = Field(default=120.0, gt=0, description="Per-request timeout in seconds")
 
-    @classmethod
-    def from_env(cls) -> AIJudgeCredentials:
-        if not os.environ.get(ENV_MODEL):
-            raise RuntimeError(
-                f"aijudge credentials: no credentials block named and {ENV_MODEL} not set "
-                f"in the environment ({ENV_URL} defaults to {OPENAI_URL}, {ENV_KEY} to none)"
-            )
-        return cls(
-            base_url=os.environ.get(ENV_URL) or OPENAI_URL,
-            model=os.environ[ENV_MODEL],
-            api_key=SecretStr(os.environ.get(ENV_KEY, "")),
-        )
-
-    def get_client(
-        self,
-        *,
-        timeout_s: float | None = None,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] | None = None,
-    ) -> AIJudgeClient:
-        """A client on this endpoint; the keyword overrides exist for tests and tuning."""
+    def auth_headers(self) -> dict[str, str]:
         key = self.api_key.get_secret_value()
-        seam = HttpSeam(
-            connector=CONNECTOR_NAME,
-            base_url=self.base_url.rstrip("/"),
-            auth_headers={"Authorization": f"Bearer {key}"} if key else {},
-            timeout_s=timeout_s if timeout_s is not None else self.timeout_s,
-            retry=retry or RetryPolicy(),
-            transport=transport,
-        )
-        if sleep is not None:
-            seam.sleep = sleep
-        return AIJudgeClient(seam)
+        return {"Authorization": f"Bearer {key}"} if key else {}

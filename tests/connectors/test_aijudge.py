@@ -11,7 +11,14 @@ from pydantic import SecretStr
 
 from crowdloop.connectors._http import RetryPolicy
 from crowdloop.connectors.aijudge.connector import AIJudgeConnector
-from crowdloop.connectors.aijudge.credentials import AIJudgeCredentials
+from crowdloop.connectors.aijudge.credentials import (
+    ENV_KEY,
+    ENV_MODEL,
+    ENV_TIMEOUT,
+    ENV_URL,
+    OPENAI_URL,
+    AIJudgeCredentials,
+)
 from crowdloop.connectors.aijudge.options import AIJudgeOptions
 from crowdloop.connectors.errors import AuthError
 from crowdloop.models.domain import (
@@ -224,3 +231,26 @@ def test_a_wrong_model_fails_at_batch_creation_naming_the_connector(tmp_path: Pa
             ),
             idempotency_key="c:x",
         )
+
+
+def test_credentials_from_the_environment_with_and_without_a_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for var in (ENV_URL, ENV_KEY, ENV_MODEL, ENV_TIMEOUT):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(RuntimeError, match=rf"^aijudge credentials: .*{ENV_MODEL} not set"):
+        AIJudgeCredentials.from_env()
+    monkeypatch.setenv(ENV_MODEL, "llama3.1")
+    monkeypatch.setenv(ENV_KEY, "")  # a local Ollama: no key, no Authorization header
+    local = AIJudgeCredentials.from_env()
+    assert (local.base_url, local.model, local.timeout_s) == (OPENAI_URL, "llama3.1", 120.0)
+    assert local.auth_headers() == {}
+    monkeypatch.setenv(ENV_URL, "http://127.0.0.1:11434/v1/")
+    monkeypatch.setenv(ENV_KEY, API_KEY)
+    monkeypatch.setenv(ENV_TIMEOUT, "300")
+    keyed = AIJudgeCredentials.from_env()
+    client = keyed.get_client()
+    assert client.seam.base_url == "http://127.0.0.1:11434/v1"
+    assert client.seam.auth_headers == {"Authorization": f"Bearer {API_KEY}"}
+    assert client.seam.timeout_s == 300.0
+    client.close()

@@ -244,7 +244,9 @@ def test_listing_connectors_and_checking_options_does_not_import_prefect() -> No
         "from crowdloop.connectors.registry import discover, validate_options\n"
         "found = discover()\n"
         "assert all(info.cls is not None for info in found.values()), found\n"
+        "assert {'simulator', 'aijudge'} <= set(found), sorted(found)\n"
         "validate_options('simulator', {'page_limit': 5})\n"
+        "validate_options('aijudge', {'model': 'm', 'position_swap': False})\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'"
         " or m == 'crowdloop.connectors.credentials'))\n"
     )
