@@ -459,7 +459,7 @@ def _list_campaigns(where: str) -> None:
             c.connector,
             c.status.value,
             spend,
-            c.created_at.isoformat(timespec="seconds"),
+            c.created_at.strftime("%Y-%m-%d %H:%M"),  # UTC; fits an 80-column table
         )
     console.print(t)
 
@@ -595,8 +595,7 @@ def db_current() -> None:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Bring the database to this crowdloop's schema (as opening it does), and say what
-    was done."""
+    """Bring the database to this crowdloop's schema, as opening it does, and say what it did."""
     from crowdloop.db import redacted_url, unmigrated_engine
     from crowdloop.migrations import HEAD, current_revision, ensure_schema
 
@@ -620,8 +619,10 @@ def db_upgrade() -> None:
 def db_revision(
     message: Annotated[str, typer.Argument(help="What the schema change does.")],
 ) -> None:
-    """For contributors: write the next revision script from the difference between the
-    models (models/tables.py) and the migrations so far (crowdloop/migrations/versions)."""
+    """For contributors: write the next revision from the models' difference to the migrations.
+
+    Compares models/tables.py with crowdloop/migrations/versions on a scratch database.
+    """
     import tempfile
 
     from crowdloop.migrations import new_revision
