@@ -803,6 +803,11 @@ def main() -> None:  # pragma: no cover - console entry point
     except (SpecError, SchemaError) as exc:
         console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        # Seen once under load after SIGTERM: the command had printed its "interrupted:"
+        # line, then a KeyboardInterrupt reached this level (exit status -2, not 130). A
+        # signal ends every command with 130 and no traceback, however late it surfaces.
+        sys.exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover
