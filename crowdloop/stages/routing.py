@@ -61,6 +61,7 @@ from crowdloop.models.tables import (
 )
 from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import load_spec
+from crowdloop.stages.sync import judgment_row
 
 logger = logging.getLogger(__name__)
 
@@ -144,15 +145,19 @@ def _unseen(campaign_id: str) -> list[Item]:
         )
 
 
-def _undecided(campaign_id: str) -> list[str]:
+def _routed(campaign_id: str, route: AIRouteState) -> list[str]:
     with session_scope() as s:
         return list(
             s.exec(
                 select(AIRoute.item_id).where(
-                    AIRoute.campaign_id == campaign_id, AIRoute.route == AIRouteState.ASKED
+                    AIRoute.campaign_id == campaign_id, AIRoute.route == route
                 )
             ).all()
         )
+
+
+def _undecided(campaign_id: str) -> list[str]:
+    return _routed(campaign_id, AIRouteState.ASKED)
 
 
 def _ensure_batch(campaign_id: str, spec: CampaignSpec, connector: Connector) -> BatchRef:
@@ -302,7 +307,7 @@ def _decide_page(
                 )
             )
             if route is AIRouteState.AI and sub is not None and answer is not None:
-                judgments.append(_judgment(campaign_id, connector_name, item_id, sub, answer))
+                judgments.append(judgment_row(campaign_id, connector_name, sub, item_id))
                 collected.append(item_id)
         insert_ignore(s, Judgment, judgments, ["connector", "external_id"])
         kept = set(collected)
@@ -328,28 +333,6 @@ def _decide_page(
         )
     return counts
 
-
-def _judgment(
-    campaign_id: str, connector: str, item_id: str, sub: Submission, answer: PreferenceAnswer
-) -> dict[str, Any]:
-    return {
-        "connector": connector,
-        "external_id": sub.external_id,
-        "campaign_id": campaign_id,
-        "item_id": item_id,
-        "task_key": sub.task_key,
-        "worker_id": sub.worker_id,
-        "status": JudgmentStatus.VALID,
-        "label": answer.choice,
-        "text": None,
-        "submitted_at": sub.submitted_at,
-        "received_at": utcnow(),
-        "reason": None,
-        "raw": None,
-        "excluded": False,
-        "exclusion_reason": None,
-        "review": None,
-    }
 
 
 def _set_routes(campaign_id: str, routes: dict[str, tuple[AIRouteState, str]]) -> None:
@@ -378,14 +361,7 @@ def _record_spend(campaign_id: str, connector: Connector, batch: BatchRef) -> No
 
 def ai_routed_items(campaign_id: str) -> set[str]:
     """Pairs the judge decided (dynamic overlap leaves them alone)."""
-    with session_scope() as s:
-        return set(
-            s.exec(
-                select(AIRoute.item_id).where(
-                    AIRoute.campaign_id == campaign_id, AIRoute.route == AIRouteState.AI
-                )
-            ).all()
-        )
+    return set(_routed(campaign_id, AIRouteState.AI))
 
 
 def apply_ai_verdicts(campaign_id: str, outcome_rows: list[dict[str, object]]) -> int:

@@ -168,6 +168,14 @@ def _row(
             f"a {kinds[item_id]} task got a {sub.answer.kind!r} answer",
             raw,
         )
+    return judgment_row(campaign_id, connector, sub, item_id)
+
+
+def judgment_row(
+    campaign_id: str, connector: str, sub: Submission, item_id: str
+) -> dict[str, object]:
+    """The Judgment row of a valid submission to one of our items (sync, and AI routing for
+    the pairs its judge decides)."""
     label = getattr(sub.answer, "choice", None) or getattr(sub.answer, "verdict", None)
     return {
         **_base(campaign_id, connector, sub.external_id, sub.task_key, sub.worker_id, item_id),
