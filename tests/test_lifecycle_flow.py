@@ -39,11 +39,19 @@ OVERRIDES: dict[str, Any] = {
 }
 
 
-def wait_for(what: str, ready: Callable[[], bool], timeout_s: float = 300) -> None:
+def wait_for(
+    what: str,
+    ready: Callable[[], bool],
+    timeout_s: float = 300,
+    between: Callable[[], object] | None = None,
+) -> None:
+    """Poll `ready` until the deadline; `between` runs before each pause (e.g. a clock step)."""
     deadline = time.monotonic() + timeout_s
     while not ready():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
+        if between is not None:
+            between()
         time.sleep(0.1)
 
 
@@ -81,12 +89,7 @@ def frozen(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
 
 def advance_until(sim: Any, what: str, ready: Callable[[], bool], step_s: float = 600) -> None:
     """Move the frozen crowd's clock a step at a time until `ready` (with a deadline)."""
-    deadline = time.monotonic() + 300
-    while not ready():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        sim.advance(step_s)
-        time.sleep(0.1)
+    wait_for(what, ready, between=lambda: sim.advance(step_s))
 
 
 def run_to_end(sim: Any, proc: subprocess.Popen[str]) -> tuple[int, str]:
