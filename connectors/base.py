@@ -202,6 +202,13 @@ class Connector(ABC):
         """Money spent on the batch as the platform reports it; None if it does not."""
         return None
 
+    def max_cost(self, items: Sequence[TaskItem]) -> Money | None:
+        """The most these tasks can cost on a platform that bills by the request rather than
+        by the batch's reward (a model judge billing tokens); a budgeted campaign reserves it
+        before the call (stages/routing.py). None: priced as assignments x reward, which the
+        push reserves. A connector that cannot bound the cost raises InvalidRequest."""
+        return None
+
     # --- qualifications (Capability.QUALIFY_WORKERS) ---------------------------------------
     def ensure_qualification(self, qualification: str) -> None:
         """Create the named qualification if the platform does not have it yet (idempotent).

@@ -42,7 +42,8 @@ def check_capabilities(campaign_id: str) -> list[str]:
 
 def _retry_unless_waiting(_task: Any, _run: Any, state: Any) -> bool:
     """Retry a failed step, except one that waits for people: an exam wait that ran out
-    (that wait was the retry) or a push the budget refused (it waits for an operator)."""
+    (that wait was the retry) or a push or AI routing the budget refused (it waits for
+    an operator)."""
     try:
         state.result()
     except (exam.ExamNotReady, BudgetPause):
@@ -79,7 +80,9 @@ def exam_round(campaign_id: str, stages: list[Stage]) -> dict[str, Any] | None:
         return rounds.exam_step(campaign_id, stages, c, get_run_logger())
 
 
-@task(name="route-to-ai", retries=2, retry_delay_seconds=5)
+@task(
+    name="route-to-ai", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_unless_waiting
+)
 def route_to_ai(campaign_id: str) -> dict[str, Any] | None:
     """AI-first routing of the round's unseen comparisons: one task for all of them."""
     return rounds.route_step(campaign_id, get_run_logger())

@@ -443,6 +443,9 @@ class AIRoute(SQLModel, table=True):
     position_consistent: bool | None = None
     submission_id: str | None = Field(default=None, max_length=200)
     decided_at: datetime | None = None
+    # The most asking the judge about this pair can cost (Connector.max_cost), Decimal as
+    # text: it counts against a budgeted campaign's cap while the pair is `asked`.
+    reserved: str | None = None
 
 
 class AIJudgeBatch(SQLModel, table=True):

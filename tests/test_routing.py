@@ -3,16 +3,18 @@ simulator whose AI judge (the simulated one behind /openai/v1) answers first."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
-from sqlmodel import select
+from sqlmodel import col, select
 
 from crowdloop.db import session_scope
-from crowdloop.models.domain import CompareTask, PreferenceAnswer
+from crowdloop.models.domain import CompareTask, PreferenceAnswer, TaskItem
 from crowdloop.models.spec import RoutingSpec, SpecError, load_campaign
 from crowdloop.models.tables import (
+    AIJudgeBatch,
     AIRoute,
     AIRouteState,
     Item,
@@ -22,10 +24,13 @@ from crowdloop.models.tables import (
 )
 from crowdloop.simulator.config import AIJudgeConfig, SimulatorConfig
 from crowdloop.simulator.crowd import truth_of
+from crowdloop.stages.budget import BudgetPause, _committed, raise_cap
+from crowdloop.stages.estimate import estimate_spec
+from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.preferences import aggregate_preferences
 from crowdloop.stages.report import write_report
 from crowdloop.stages.rounds import run_bare
-from crowdloop.stages.routing import audited, decide
+from crowdloop.stages.routing import audited, build_ai_connector, decide, route_pending
 from tests.e2e_helpers import campaign_dir, simulator
 
 # --- the policy in the campaign file ----------------------------------------------------------
@@ -43,6 +48,8 @@ def test_routing_is_typed_and_checked_at_load_with_file_line_field(tmp_path: Pat
     ok = _campaign(tmp_path, {"ai": {"name": "aijudge"}, "confidence_threshold": 0.75})
     spec = load_campaign(ok)
     assert spec.routing is not None and spec.routing.confidence_threshold == 0.75
+    # The estimate does not price the judge's tokens, and says so.
+    assert any("AI judge (aijudge)" in note for note in estimate_spec(spec).notes)
     bad_option = _campaign(tmp_path, {"ai": {"name": "aijudge", "options": {"temperature": 9}}})
     with pytest.raises(
         SpecError, match=r"campaign\.yaml:\d+: field 'routing\.ai\.options\.temperature'"
@@ -147,6 +154,68 @@ def test_ai_first_campaign_routes_every_pair_once_and_reruns_without_paying_twic
     summary = data["routing"]
     assert summary["by_route"].get("audit", 0) == summary["audited"] > 0
     assert "AI–human agreement on" in markdown
+
+
+def test_a_budget_reserves_the_judges_worst_case_and_pauses_before_asking_past_the_cap(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    judge = AIJudgeConfig(accuracy=0.8, position_bias=0.1)
+    options = {
+        "store": str(tmp_path / "answers.sqlite"),
+        "price_per_1k_input": "0.0025",
+        "price_per_1k_output": "0.01",
+        "max_tokens": 256,
+    }
+    path = _campaign(tmp_path, {"ai": {"name": "aijudge", "options": options}})
+    data = yaml.safe_load(path.read_text())
+    data["budget"] = {"cap": 100}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with simulator(monkeypatch, SimulatorConfig(seed=0, ai_judge=judge)) as sim:
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_API_KEY", sim.token)
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", judge.model)
+        spec = load_campaign(path)
+        with session_scope() as s:
+            register_campaign(s, spec)
+            pairs = s.exec(
+                select(Item)
+                .where(Item.kind == "compare", Item.is_golden == False)  # noqa: E712
+                .order_by(col(Item.id))
+            ).all()
+            tasks = [
+                TaskItem(key=f"{p.id}:ai", group=p.id, payload=p.payload, overlap=1) for p in pairs
+            ]
+        with build_ai_connector(spec) as connector:
+            worst = [connector.max_cost([t]).amount for t in tasks]  # type: ignore[union-attr]
+        # Room for the first five pairs' worst case and half of the sixth's.
+        raise_cap(spec.name, sum(worst[:5]) + worst[5] / 2, by="test")
+        with pytest.raises(BudgetPause) as paused:
+            route_pending(spec.name)
+        assert paused.value.reason == "cap" and paused.value.stage == "ai-judge"
+        asked = sim.stats()["requests"].get("POST /openai/v1/chat/completions", 0)
+        with session_scope() as s:
+            routes = s.exec(select(AIRoute)).all()
+            spent = Decimal(s.exec(select(AIJudgeBatch.spend)).one() or 0)
+            committed = _committed(s, spec.name)
+        # Only what fitted was asked, each pair in both orders; nothing went to humans yet.
+        assert {r.item_id for r in routes} == {p.id for p in pairs[:5]}
+        assert asked == 2 * 5 and sim.stats()["tasks_created"] == 0
+        assert all(r.route != AIRouteState.ASKED for r in routes)
+        assert (
+            [Decimal(r.reserved) for r in sorted(routes, key=lambda r: r.item_id)]
+            == (  # type: ignore[arg-type]
+                worst[:5]
+            )
+        )
+        # The judge billed less than its worst case; once answered, only the bill counts.
+        assert 0 < spent <= sum(worst[:5]) and committed == spent
+        # With the cap raised, the next round asks the rest and no pair twice.
+        raise_cap(spec.name, 100, by="test")
+        route_pending(spec.name)
+        assert sim.stats()["requests"].get("POST /openai/v1/chat/completions", 0) == 2 * len(pairs)
+    with session_scope() as s:
+        assert len(s.exec(select(AIRoute)).all()) == len(pairs)
+        assert _committed(s, spec.name) == Decimal(s.exec(select(AIJudgeBatch.spend)).one())
 
 
 @pytest.mark.slow

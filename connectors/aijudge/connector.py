@@ -80,6 +80,17 @@ _AS_SHOWN = {"A": "left", "B": "right", "tie": "tie"}
 _SWAPPED = {"A": "right", "B": "left", "tie": "tie"}
 
 
+# Special tokens a chat template adds around the messages (role markers, separators), a
+# generous bound over what OpenAI documents (3 per message + 3 per reply) and Llama 3's.
+_TEMPLATE_TOKENS = 32
+
+
+def _compare_payload(connector: str, item: TaskItem) -> CompareTask:
+    if not isinstance(item.payload, CompareTask):
+        raise InvalidRequest(connector, f"task {item.key}: the AI judge answers comparisons only")
+    return item.payload
+
+
 class _Unreadable(Exception):
     def __init__(self, reason: str, raw: str) -> None:
         super().__init__(reason)
@@ -172,10 +183,7 @@ class AIJudgeConnector(Connector):
             raise InvalidRequest(self.name, f"batch {stored.id} is stopped")
         tasks = []
         for item in items:  # validate all before recording any: a refused call adds nothing
-            if not isinstance(item.payload, CompareTask):
-                raise InvalidRequest(
-                    self.name, f"task {item.key}: the AI judge answers comparisons only"
-                )
+            _compare_payload(self.name, item)
             tasks.append(
                 StoredTask(
                     id=f"aij-t-{digest(stored.id + '|' + item.key)}",
@@ -249,6 +257,31 @@ class AIJudgeConnector(Connector):
         total, currency = self.store.cost(self._batch(batch).id)
         return Money(amount=total, currency=currency or self.options.currency)
 
+    def max_cost(self, items: Sequence[TaskItem]) -> Money:
+        """Every order of every pair asked, each answer at `max_tokens` and each prompt token
+        at most one byte of the request body (a byte-level BPE token covers at least one
+        byte; the body holds the messages and the schema, which servers put in the prompt),
+        plus the chat template's special tokens."""
+        opts = self.options
+        if opts.max_tokens is None and opts.price_per_1k_output > 0:
+            raise InvalidRequest(
+                self.name,
+                "max_tokens is not set, so an answer's cost has no bound: set the AI "
+                "judge's max_tokens option (routing.ai.options) in a campaign with a budget",
+            )
+        tokens_in = tokens_out = 0
+        for item in items:
+            payload = _compare_payload(self.name, item)
+            for a, b, _ in self._orders(payload):
+                body = json.dumps(self._request(payload, a, b).body()).encode()
+                tokens_in += len(body) + _TEMPLATE_TOKENS
+                tokens_out += opts.max_tokens or 0
+        amount = (
+            Decimal(tokens_in) * opts.price_per_1k_input
+            + Decimal(tokens_out) * opts.price_per_1k_output
+        ) / 1000
+        return Money(amount=amount, currency=opts.currency)
+
     # --- asking the model --------------------------------------------------------------------
 
     def _answer_pending(self, batch_id: str) -> None:
@@ -270,15 +303,12 @@ class AIJudgeConnector(Connector):
 
     def _judge(self, task: StoredTask) -> dict[str, Any]:
         payload = CompareTask.model_validate(task.payload)
-        orders = [(payload.left, payload.right, _AS_SHOWN)]
-        if self.options.position_swap:
-            orders.append((payload.right, payload.left, _SWAPPED))
         verdicts: list[tuple[str, float]] = []
         raws: list[str] = []
         prompt_tokens = completion_tokens = 0
         cost = Decimal(0)
         reason: str | None = None
-        for a, b, mapping in orders:
+        for a, b, mapping in self._orders(payload):
             completion = self.client.chat(self._request(payload, a, b))
             if completion.usage is not None:
                 prompt_tokens += completion.usage.prompt_tokens
@@ -310,6 +340,13 @@ class AIJudgeConnector(Connector):
             other = verdicts[1][1]
             confidence = (confidence + other) / 2 if out["consistent"] else min(confidence, other)
         return {**out, "choice": choice, "confidence": confidence}
+
+    def _orders(self, payload: CompareTask) -> list[tuple[str, str, dict[str, str]]]:
+        """The orders a pair is asked in: as shown, then swapped with `position_swap`."""
+        orders = [(payload.left, payload.right, _AS_SHOWN)]
+        if self.options.position_swap:
+            orders.append((payload.right, payload.left, _SWAPPED))
+        return orders
 
     def _request(self, payload: CompareTask, a: str, b: str) -> ChatCompletionRequest:
         return ChatCompletionRequest(

@@ -8,7 +8,9 @@ write to the row, which takes the database's one write lock) and checks
     committed + this call <= approved_to <= cap
 
 where committed = open reservations + actual cost of settled ones + whatever the
-marketplace reports above our own accounting. Two processes pushing one campaign queue on
+marketplace reports above our own accounting + the AI judge's spend and the worst case of
+the pairs it was asked about and has not answered (stages/routing.py reserves them the
+same way, through `fit`). Two processes pushing one campaign queue on
 that lock, so they cannot both pass. A call that does not fit is not written, not sent:
 the push sends the part that fits and raises `BudgetPause`, which the flows turn into a
 paused campaign waiting for approval. A crash after the reservation leaves an intent with
@@ -43,6 +45,9 @@ from crowdloop.db import insert_ignore, session_scope
 from crowdloop.models.domain import BatchRef, Capability, Money
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import (
+    AIJudgeBatch,
+    AIRoute,
+    AIRouteState,
     Batch,
     BudgetEvent,
     CampaignBudget,
@@ -378,7 +383,25 @@ def _committed(s: Session, campaign_id: str) -> Decimal:
         )
     ).all():
         per_batch[batch_id] = max(per_batch.get(batch_id, ZERO), Decimal(reported))
-    return sum(per_batch.values(), ZERO)
+    return sum(per_batch.values(), ZERO) + _committed_to_ai(s, campaign_id)
+
+
+def _committed_to_ai(s: Session, campaign_id: str) -> Decimal:
+    """The AI judge's part (stages/routing.py): what it reported spending, plus the
+    reservation of every pair asked and not yet read back. Routing records the spend before
+    it marks answered pairs decided, so between the two an answer counts twice, never
+    not at all."""
+    spent = s.exec(
+        select(AIJudgeBatch.spend).where(AIJudgeBatch.campaign_id == campaign_id)
+    ).first()
+    reserved = s.exec(
+        select(AIRoute.reserved).where(
+            AIRoute.campaign_id == campaign_id,
+            AIRoute.route == AIRouteState.ASKED,
+            col(AIRoute.reserved).is_not(None),
+        )
+    ).all()
+    return Decimal(spent or 0) + sum((Decimal(r) for r in reserved if r is not None), ZERO)
 
 
 def fit(

@@ -452,6 +452,14 @@ def estimate(
     fee_expected = rewards_expected * rate if rate is not None else Decimal(0)
     fee_worst = rewards_worst * rate if rate is not None else Decimal(0)
     assumptions: dict[str, Any] = {"max_requeue_rounds": rounds, **assume.model_dump()}
+    if spec.routing is not None:
+        # The judge bills tokens, which the estimate does not price from the inputs; the
+        # human lines above already assume every pair goes to humans (the worst case).
+        notes.append(
+            f"the AI judge ({spec.routing.ai.name}) bills by token usage and is not in these "
+            "figures; with a budget, each pair's worst case (every order at max_tokens) is "
+            "reserved against the cap before the judge is asked"
+        )
     if spec.quality.exam is not None and assume.exam_takers is None:
         notes.append(
             "exam takers are assumed to fill every seat (quality.exam.takers); set "

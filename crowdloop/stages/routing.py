@@ -59,6 +59,8 @@ from crowdloop.models.tables import (
     JudgmentStatus,
     utcnow,
 )
+from crowdloop.stages import budget
+from crowdloop.stages.budget import BudgetPause
 from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.sync import judgment_row
@@ -104,14 +106,23 @@ def _route(
     undecided = _undecided(campaign_id)
     if not fresh and not undecided:
         return result
-    batch = _ensure_batch(campaign_id, spec, connector)
     if fresh:
-        _ask(campaign_id, connector, batch, fresh)
-        result.asked = len(fresh)
+        # Nothing is created before a launch approval the estimate needs.
+        budget.launch_gate(campaign_id)
+    batch = _ensure_batch(campaign_id, spec, connector)
+    pause = None
+    if fresh:
+        result.asked, pause = _ask(campaign_id, spec, connector, batch, fresh)
     connector.start(batch)
     with session_scope() as s:
         cursor = s.get(AIJudgeBatch, campaign_id).cursor  # type: ignore[union-attr]
+    spend_recorded = False
     for page in connector.iter_submissions(batch, cursor=cursor):
+        if not spend_recorded:
+            # The judge answered (and billed) what was pending when the first page came;
+            # its spend counts before the pairs' reservations are released below.
+            _record_spend(campaign_id, connector, batch)
+            spend_recorded = True
         for route, n in _decide_page(campaign_id, spec, routing, connector.name, page).items():
             result.decided[route] = result.decided.get(route, 0) + n
     # A pair the judge never answered (its batch closed under us) must not wait forever.
@@ -121,6 +132,10 @@ def _route(
         _set_routes(campaign_id, {i: (AIRouteState.HUMAN, "no_answer") for i in left})
         result.decided["human"] = result.decided.get("human", 0) + len(left)
     _record_spend(campaign_id, connector, batch)
+    if pause is not None:
+        # The pairs that did not fit stay unseen; after approval the next round asks them.
+        budget.record_pause(pause)
+        raise pause
     return result
 
 
@@ -198,28 +213,17 @@ def _ensure_batch(campaign_id: str, spec: CampaignSpec, connector: Connector) ->
     return ref
 
 
-def _ask(campaign_id: str, connector: Connector, batch: BatchRef, items: list[Item]) -> None:
-    # Recorded as asked before the call: a rerun sees them and does not route them twice.
-    with session_scope() as s:
-        insert_ignore(
-            s,
-            AIRoute,
-            [
-                {
-                    "item_id": it.id,
-                    "campaign_id": campaign_id,
-                    "route": AIRouteState.ASKED,
-                    "reason": None,
-                    "choice": None,
-                    "confidence": None,
-                    "position_consistent": None,
-                    "submission_id": None,
-                    "decided_at": None,
-                }
-                for it in items
-            ],
-            ["item_id"],
-        )
+def _ask(
+    campaign_id: str, spec: CampaignSpec, connector: Connector, batch: BatchRef, items: list[Item]
+) -> tuple[int, BudgetPause | None]:
+    """Ask the judge about these pairs, a call's worth at a time; returns how many were
+    asked and, if the campaign's budget stopped the asking, the pause to raise.
+
+    Each pair's route is recorded as asked before the call, so a rerun sees it and does
+    not route it twice. In a budgeted campaign it carries the pair's worst-case cost
+    (`Connector.max_cost`), written in the transaction that checked it fits under what is
+    approved (`budget.fit`, the push's check): the pairs that do not fit are not asked.
+    """
     tasks = [
         TaskItem(
             key=f"{it.id}{TASK_SUFFIX}",
@@ -229,11 +233,64 @@ def _ask(campaign_id: str, connector: Connector, batch: BatchRef, items: list[It
         )
         for it in items
     ]
+    asked = 0
     step = connector.max_items_per_call
     for start in range(0, len(tasks), step):
         chunk = tasks[start : start + step]
-        key = f"{campaign_id}:ai-judge:{digest(*(t.key for t in chunk))}"
-        connector.add_items(batch, chunk, idempotency_key=key)
+        costs = _worst_costs(campaign_id, spec, connector, chunk)
+        with session_scope() as s:
+            taken, pause = (
+                budget.fit(s, campaign_id, [c or Decimal(0) for c in costs], "ai-judge")
+                if spec.budget is not None
+                else (len(chunk), None)
+            )
+            chunk = chunk[:taken]
+            insert_ignore(
+                s,
+                AIRoute,
+                [
+                    {
+                        "item_id": task.group,
+                        "campaign_id": campaign_id,
+                        "route": AIRouteState.ASKED,
+                        "reason": None,
+                        "choice": None,
+                        "confidence": None,
+                        "position_consistent": None,
+                        "submission_id": None,
+                        "decided_at": None,
+                        "reserved": None if cost is None else str(cost),
+                    }
+                    for task, cost in zip(chunk, costs, strict=False)
+                ],
+                ["item_id"],
+            )
+        if chunk:
+            key = f"{campaign_id}:ai-judge:{digest(*(t.key for t in chunk))}"
+            connector.add_items(batch, chunk, idempotency_key=key)
+            asked += len(chunk)
+        if pause is not None:
+            return asked, pause
+    return asked, None
+
+
+def _worst_costs(
+    campaign_id: str, spec: CampaignSpec, connector: Connector, tasks: list[TaskItem]
+) -> list[Decimal | None]:
+    """Each task's worst-case cost on the judge, for a budgeted campaign (None: no budget,
+    or a judge priced by reward, which is 0 here)."""
+    if spec.budget is None:
+        return [None] * len(tasks)
+    costs: list[Decimal | None] = []
+    for task in tasks:
+        quote = connector.max_cost([task])
+        if quote is not None and quote.currency != spec.budget.cap.currency:
+            raise ValueError(
+                f"{campaign_id}: the AI judge bills in {quote.currency} and the budget is in "
+                f"{spec.budget.cap.currency}; set the judge's currency option to the budget's"
+            )
+        costs.append(None if quote is None else quote.amount)
+    return costs
 
 
 def audited(seed: int, item_id: str, rate: float) -> bool:
@@ -332,7 +389,6 @@ def _decide_page(
             .values(cursor=page.cursor)
         )
     return counts
-
 
 
 def _set_routes(campaign_id: str, routes: dict[str, tuple[AIRouteState, str]]) -> None:

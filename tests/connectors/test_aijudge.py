@@ -20,7 +20,7 @@ from crowdloop.connectors.aijudge.credentials import (
     AIJudgeCredentials,
 )
 from crowdloop.connectors.aijudge.options import AIJudgeOptions
-from crowdloop.connectors.errors import AuthError
+from crowdloop.connectors.errors import AuthError, InvalidRequest
 from crowdloop.models.domain import (
     BatchRef,
     BatchSpec,
@@ -254,3 +254,42 @@ def test_credentials_from_the_environment_with_and_without_a_key(
     assert client.seam.auth_headers == {"Authorization": f"Bearer {API_KEY}"}
     assert client.seam.timeout_s == 300.0
     client.close()
+
+
+def test_max_cost_bounds_every_byte_sent_and_every_answer_at_max_tokens(tmp_path: Path) -> None:
+    # Priced 1 per 1k input tokens and nothing for output: max_cost x 1000 is the bound on
+    # input tokens, which must cover every byte of every message actually sent (a token of
+    # a byte-level vocabulary is at least one byte; non-ASCII text is several bytes a char).
+    tasks = items(3, left="Köln liegt am Rhein", right="東京は日本の首都です")
+    fake = FakeOpenAI()
+    with make(fake, tmp_path / "s.sqlite", price_per_1k_input="1", max_tokens=64) as connector:
+        bound = connector.max_cost(tasks)
+        run(connector, tasks)
+    sent = sum(
+        len(str(m["content"]).encode()) for request in fake.requests for m in request["messages"]
+    )
+    assert fake.completions == 6
+    assert bound.currency == "USD" and bound.amount * 1000 >= sent
+    # Output at max_tokens per order asked; without the swap, half as many orders.
+    with make(
+        FakeOpenAI(), tmp_path / "o.sqlite", price_per_1k_output="1", max_tokens=64
+    ) as connector:
+        assert connector.max_cost(tasks).amount * 1000 == 3 * 2 * 64
+    with make(
+        FakeOpenAI(),
+        tmp_path / "n.sqlite",
+        price_per_1k_output="1",
+        max_tokens=64,
+        position_swap=False,
+    ) as connector:
+        assert connector.max_cost(tasks).amount * 1000 == 3 * 64
+
+
+def test_max_cost_refuses_an_unbounded_answer_only_when_output_is_priced(tmp_path: Path) -> None:
+    with (
+        make(FakeOpenAI(), tmp_path / "a.sqlite", price_per_1k_output="0.01") as connector,
+        pytest.raises(InvalidRequest, match=r"aijudge.*max_tokens is not set"),
+    ):
+        connector.max_cost(items(1))
+    with make(FakeOpenAI(), tmp_path / "b.sqlite", price_per_1k_input="0.01") as connector:
+        assert connector.max_cost(items(1)).amount > 0  # output is free: bounded anyway
