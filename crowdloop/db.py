@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, Table, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -91,15 +91,22 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
 
 
 def insert_ignore(
-    session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]], keys: Sequence[str]
+    session: Session | Connection,
+    model: type[SQLModel] | Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
 ) -> int:
-    """Bulk insert, skipping rows whose unique `keys` already exist; returns rows inserted."""
+    """Bulk insert, skipping rows whose unique `keys` already exist; returns rows inserted.
+
+    Into a model's table in a session, or into a plain table (a connector's own ledger,
+    connectors/aijudge/store.py) on a connection."""
     if not rows:
         return 0
     from sqlalchemy.dialects import postgresql, sqlite  # here: `status` need not load them
 
-    table = model.__table__  # type: ignore[attr-defined]
-    dialect = session.get_bind().dialect.name
+    table = model if isinstance(model, Table) else model.__table__  # type: ignore[attr-defined]
+    bind = session if isinstance(session, Connection) else session.get_bind()
+    dialect = bind.dialect.name
     builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # RETURNING counts what was really inserted on both backends; rowcount of an
     # executemany is not reliable on PostgreSQL.

@@ -50,7 +50,7 @@ from crowdloop.connectors.aijudge.models import (
     ResponseFormat,
     Verdict,
 )
-from crowdloop.connectors.aijudge.options import CONNECTOR_NAME, AIJudgeOptions, default_store
+from crowdloop.connectors.aijudge.options import CONNECTOR_NAME, AIJudgeOptions
 from crowdloop.connectors.aijudge.prompt import render_pair, system_message
 from crowdloop.connectors.aijudge.store import AnswerStore, StoredAnswer, StoredBatch, StoredTask
 from crowdloop.connectors.answers import first_error, quarantined
@@ -115,7 +115,7 @@ class AIJudgeConnector(Connector):
         self.client = client
         self.model = options.model or model
         self.options = options
-        self.store = AnswerStore((options.store or default_store()).expanduser())
+        self.store = AnswerStore(options.store)
         self.worker_id = f"ai:{self.model}"
 
     @classmethod
@@ -413,5 +413,5 @@ class AIJudgeConnector(Connector):
     def _batch(self, batch: BatchRef) -> StoredBatch:
         stored = self.store.batch(batch.external_id)
         if stored is None:
-            raise NotFound(self.name, f"batch {batch.external_id} is not in {self.store.path}")
+            raise NotFound(self.name, f"batch {batch.external_id} is not in {self.store.where}")
         return stored

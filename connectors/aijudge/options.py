@@ -15,11 +15,6 @@ CONNECTOR_NAME = "aijudge"
 PAGE_LIMIT = 500
 
 
-def default_store() -> Path:
-    """Where answers are kept when `store` is not set: beside crowdloop's default database."""
-    return Path.home() / ".crowdloop" / "aijudge.sqlite"
-
-
 class AIJudgeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,8 +33,9 @@ class AIJudgeOptions(BaseModel):
     position_swap: bool = True
     # Cap on generated tokens (sent as max_tokens); null: the server's default.
     max_tokens: int | None = Field(default=None, ge=16)
-    # The answer ledger (a SQLite file): one answer per task key, kept across runs, so a
-    # rerun reads what was paid for instead of asking again. Null: ~/.crowdloop/aijudge.sqlite.
+    # The answer ledger: one answer per task key, kept across runs, so a rerun reads what
+    # was paid for instead of asking again (store.py). Null: in crowdloop's own database,
+    # which every worker of a deployment shares; a path: a SQLite file of its own.
     store: Path | None = None
     page_limit: int = Field(default=PAGE_LIMIT, ge=1, le=10_000)
     timeout_s: float | None = Field(default=None, gt=0)

@@ -1,21 +1,30 @@
-"""The judge's answer ledger: batches, tasks and each task's answer, in a SQLite file.
+"""The judge's answer ledger: batches, tasks and each task's answer, in a database.
 
-A chat-completions API keeps nothing for us, so this file is the "marketplace" side of
+A chat-completions API keeps nothing for us, so this ledger is the "marketplace" side of
 the contract: a batch or task created with a key is found again by that key, and a task's
 answer is asked for once and kept, so a rerun (or another process) reads it instead of
 paying for it again. Answers are numbered in the order they were recorded; a cursor is the
-number of the last answer read. WAL mode and short transactions let the threads that ask
-the model write while a reader pages.
+number of the last answer read.
 
-One file is shared by every campaign that names it; keys are crowdloop's, which embed the
-campaign id, so campaigns do not collide.
+Where it lives (`AIJudgeOptions.store`): by default in crowdloop's own database (the one
+`CROWDLOOP_DATABASE_URL` names, which every Prefect worker of a deployment shares), in
+tables of its own (`aijudge_batch`, `aijudge_task`, `aijudge_answer`) that the connector
+creates and crowdloop's migrations leave alone; so a flow rerun on another machine finds
+what the judge already answered. Or in a SQLite file of its own (tables `batch`, `task`,
+`answer`, as before the database store existed, so an existing file keeps its answers).
+
+Answer numbers must follow commit order, or a reader could page past an answer committed
+late with a lower number: each answer is recorded in a transaction that first locks its
+batch's row (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite has one writer at a time), so
+the answers of one batch commit one after another.
+
+Keys are crowdloop's, which embed the campaign id, so campaigns sharing a ledger do not
+collide.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,21 +33,28 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS batch (
-    id TEXT PRIMARY KEY, key TEXT NOT NULL UNIQUE, campaign_id TEXT NOT NULL,
-    name TEXT NOT NULL, state TEXT NOT NULL, created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS task (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, batch_id TEXT NOT NULL,
-    key TEXT NOT NULL, grp TEXT NOT NULL, payload TEXT NOT NULL, UNIQUE (batch_id, key));
-CREATE TABLE IF NOT EXISTS answer (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL UNIQUE,
-    batch_id TEXT NOT NULL, worker TEXT NOT NULL, choice TEXT, confidence REAL,
-    consistent INTEGER, reason TEXT, raw TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL, cost TEXT NOT NULL, currency TEXT NOT NULL,
-    answered_at TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS ix_answer_batch ON answer (batch_id, seq);
-"""
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+
+from crowdloop.db import get_engine, insert_ignore, redacted_url, unmigrated_engine
+
+# Tables in crowdloop's database carry the connector's name; a file of its own keeps the
+# plain names it always had.
+DATABASE_PREFIX = "aijudge_"
 
 
 @dataclass(frozen=True)
@@ -77,155 +93,234 @@ class StoredAnswer:
     answered_at: datetime
 
 
+def _tables(prefix: str) -> tuple[MetaData, Table, Table, Table]:
+    meta = MetaData()
+    batch = Table(
+        f"{prefix}batch",
+        meta,
+        Column("id", String(200), primary_key=True),
+        Column("key", String(300), nullable=False, unique=True),
+        Column("campaign_id", String(200), nullable=False),
+        Column("name", Text, nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("created_at", String(40), nullable=False),
+    )
+    task = Table(
+        f"{prefix}task",
+        meta,
+        Column("seq", Integer, primary_key=True, autoincrement=True),
+        Column("id", String(200), nullable=False, unique=True),
+        Column("batch_id", String(200), nullable=False),
+        Column("key", String(300), nullable=False),
+        Column("grp", String(200), nullable=False),
+        Column("payload", Text, nullable=False),
+        UniqueConstraint("batch_id", "key"),
+    )
+    answer = Table(
+        f"{prefix}answer",
+        meta,
+        Column("seq", Integer, primary_key=True, autoincrement=True),
+        Column("task_id", String(200), nullable=False, unique=True),
+        Column("batch_id", String(200), nullable=False),
+        Column("worker", String(200), nullable=False),
+        Column("choice", String(16)),
+        Column("confidence", Float),
+        Column("consistent", Integer),
+        Column("reason", Text),
+        Column("raw", Text, nullable=False),
+        Column("prompt_tokens", Integer, nullable=False),
+        Column("completion_tokens", Integer, nullable=False),
+        Column("cost", String(40), nullable=False),
+        Column("currency", String(3), nullable=False),
+        Column("answered_at", String(40), nullable=False),
+        Index(f"ix_{prefix}answer_batch", "batch_id", "seq"),
+    )
+    return meta, batch, task, answer
+
+
 class AnswerStore:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+    """The ledger in crowdloop's database (`path` None) or in a SQLite file of its own."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        if path is None:
+            self._engine: Engine = get_engine()
+            self._own_engine = False
+            self.where = redacted_url()
+            prefix = DATABASE_PREFIX
+        else:
+            path = path.expanduser()
+            self._engine = unmigrated_engine(f"sqlite:///{path}")
+            self._own_engine = True
+            self.where = str(path)
+            prefix = ""
+        meta, self._batch, self._task, self._answer = _tables(prefix)
+        meta.create_all(self._engine, checkfirst=True)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        if self._own_engine:
+            self._engine.dispose()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> Iterator[Connection]:
+        with self._engine.begin() as conn:
+            yield conn
 
     # --- batches -----------------------------------------------------------------------
 
+    def _batch_where(self, conn: Connection, clause: Any) -> StoredBatch | None:
+        b = self._batch.c
+        row = conn.execute(select(b.id, b.key, b.campaign_id, b.name, b.state).where(clause))
+        found = row.first()
+        return StoredBatch(*found) if found else None
+
     def batch_by_key(self, key: str) -> StoredBatch | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, key, campaign_id, name, state FROM batch WHERE key = ?", (key,)
-            ).fetchone()
-        return StoredBatch(*row) if row else None
+        with self._tx() as conn:
+            return self._batch_where(conn, self._batch.c.key == key)
 
     def batch(self, batch_id: str) -> StoredBatch | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, key, campaign_id, name, state FROM batch WHERE id = ?", (batch_id,)
-            ).fetchone()
-        return StoredBatch(*row) if row else None
+        with self._tx() as conn:
+            return self._batch_where(conn, self._batch.c.id == batch_id)
 
     def add_batch(self, batch: StoredBatch) -> tuple[StoredBatch, bool]:
         """The batch for `batch.key`, and whether this call created it."""
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT id, key, campaign_id, name, state FROM batch WHERE key = ?", (batch.key,)
-            ).fetchone()
-            if row:
-                return StoredBatch(*row), False
-            db.execute(
-                "INSERT INTO batch VALUES (?, ?, ?, ?, ?, ?)",
-                (batch.id, batch.key, batch.campaign_id, batch.name, batch.state, _now()),
-            )
-        return batch, True
+        with self._tx() as conn:
+            row = {
+                "id": batch.id,
+                "key": batch.key,
+                "campaign_id": batch.campaign_id,
+                "name": batch.name,
+                "state": batch.state,
+                "created_at": _now(),
+            }
+            created = insert_ignore(conn, self._batch, [row], ["key"]) == 1
+            found = self._batch_where(conn, self._batch.c.key == batch.key)
+        assert found is not None
+        return found, created
 
     def set_state(self, batch_id: str, state: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE batch SET state = ? WHERE id = ?", (state, batch_id))
+        with self._tx() as conn:
+            conn.execute(
+                update(self._batch).where(self._batch.c.id == batch_id).values(state=state)
+            )
 
     # --- tasks -------------------------------------------------------------------------
 
     def add_tasks(self, tasks: list[StoredTask]) -> dict[str, str]:
         """Insert tasks not there yet (by batch and key); key -> task id for all of them."""
-        with self._tx() as db:
-            for t in tasks:
-                db.execute(
-                    "INSERT OR IGNORE INTO task (id, batch_id, key, grp, payload) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (t.id, t.batch_id, t.key, t.group, json.dumps(t.payload, sort_keys=True)),
-                )
         if not tasks:
             return {}
+        rows = [
+            {
+                "id": t.id,
+                "batch_id": t.batch_id,
+                "key": t.key,
+                "grp": t.group,
+                "payload": json.dumps(t.payload, sort_keys=True),
+            }
+            for t in tasks
+        ]
+        with self._tx() as conn:
+            insert_ignore(conn, self._task, rows, ["batch_id", "key"])
         return self.find_tasks(tasks[0].batch_id, [t.key for t in tasks])
 
     def find_tasks(self, batch_id: str, keys: list[str]) -> dict[str, str]:
+        t = self._task.c
         found: dict[str, str] = {}
-        with self._lock:
+        with self._tx() as conn:
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT key, id FROM task WHERE batch_id = ? AND key IN ({marks})",
-                    (batch_id, *chunk),
-                ).fetchall()
+                rows = conn.execute(
+                    select(t.key, t.id).where(t.batch_id == batch_id, t.key.in_(chunk))
+                )
                 found.update({str(k): str(i) for k, i in rows})
         return found
 
     def unanswered(self, batch_id: str) -> list[StoredTask]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT t.id, t.batch_id, t.key, t.grp, t.payload FROM task t "
-                "LEFT JOIN answer a ON a.task_id = t.id "
-                "WHERE t.batch_id = ? AND a.seq IS NULL ORDER BY t.seq",
-                (batch_id,),
-            ).fetchall()
+        t, a = self._task.c, self._answer.c
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(t.id, t.batch_id, t.key, t.grp, t.payload)
+                .outerjoin(self._answer, a.task_id == t.id)
+                .where(t.batch_id == batch_id, a.seq.is_(None))
+                .order_by(t.seq)
+            ).all()
         return [StoredTask(i, b, k, g, json.loads(p)) for i, b, k, g, p in rows]
 
     def counts(self, batch_id: str | None = None) -> tuple[int, int, int]:
         """(batches, tasks, answers), in one batch or overall."""
-        with self._lock:
+
+        def count(table: Table, by_batch: bool) -> Any:
+            query = select(func.count()).select_from(table)
+            return query.where(table.c.batch_id == batch_id) if by_batch else query
+
+        with self._tx() as conn:
             if batch_id is None:
-                b = self._db.execute("SELECT COUNT(*) FROM batch").fetchone()[0]
-                t = self._db.execute("SELECT COUNT(*) FROM task").fetchone()[0]
-                a = self._db.execute("SELECT COUNT(*) FROM answer").fetchone()[0]
+                b = conn.execute(count(self._batch, False)).scalar_one()
+                t = conn.execute(count(self._task, False)).scalar_one()
+                a = conn.execute(count(self._answer, False)).scalar_one()
             else:
                 b = 1
-                t = self._db.execute(
-                    "SELECT COUNT(*) FROM task WHERE batch_id = ?", (batch_id,)
-                ).fetchone()[0]
-                a = self._db.execute(
-                    "SELECT COUNT(*) FROM answer WHERE batch_id = ?", (batch_id,)
-                ).fetchone()[0]
+                t = conn.execute(count(self._task, True)).scalar_one()
+                a = conn.execute(count(self._answer, True)).scalar_one()
         return int(b), int(t), int(a)
 
     # --- answers -----------------------------------------------------------------------
 
     def record(self, task: StoredTask, answer: dict[str, Any]) -> bool:
         """Keep a task's answer; False when it already had one (kept as it was)."""
-        with self._tx() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO answer (task_id, batch_id, worker, choice, confidence, "
-                "consistent, reason, raw, prompt_tokens, completion_tokens, cost, currency, "
-                "answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    task.id,
-                    task.batch_id,
-                    answer["worker"],
-                    answer.get("choice"),
-                    answer.get("confidence"),
-                    None if answer.get("consistent") is None else int(answer["consistent"]),
-                    answer.get("reason"),
-                    answer["raw"],
-                    answer["prompt_tokens"],
-                    answer["completion_tokens"],
-                    str(answer["cost"]),
-                    answer["currency"],
-                    _now(),
-                ),
-            )
-            return cursor.rowcount == 1
+        consistent = answer.get("consistent")
+        row = {
+            "task_id": task.id,
+            "batch_id": task.batch_id,
+            "worker": answer["worker"],
+            "choice": answer.get("choice"),
+            "confidence": answer.get("confidence"),
+            "consistent": None if consistent is None else int(consistent),
+            "reason": answer.get("reason"),
+            "raw": answer["raw"],
+            "prompt_tokens": answer["prompt_tokens"],
+            "completion_tokens": answer["completion_tokens"],
+            "cost": str(answer["cost"]),
+            "currency": answer["currency"],
+            "answered_at": _now(),
+        }
+        with self._tx() as conn:
+            if conn.dialect.name != "sqlite":
+                # The batch's row first: its answers commit in the order they are numbered.
+                # (SQLite has one writer at a time; a read first there would only risk a
+                # failed lock upgrade.)
+                conn.execute(
+                    select(self._batch.c.id)
+                    .where(self._batch.c.id == task.batch_id)
+                    .with_for_update()
+                )
+            return insert_ignore(conn, self._answer, [row], ["task_id"]) == 1
 
     def answers_after(self, batch_id: str, after: int, limit: int) -> list[StoredAnswer]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT a.seq, a.task_id, t.key, a.worker, a.choice, a.confidence, a.consistent, "
-                "a.reason, a.raw, a.prompt_tokens, a.completion_tokens, a.cost, a.currency, "
-                "a.answered_at FROM answer a JOIN task t ON t.id = a.task_id "
-                "WHERE a.batch_id = ? AND a.seq > ? ORDER BY a.seq LIMIT ?",
-                (batch_id, after, limit),
-            ).fetchall()
+        a, t = self._answer.c, self._task.c
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(
+                    a.seq,
+                    a.task_id,
+                    t.key,
+                    a.worker,
+                    a.choice,
+                    a.confidence,
+                    a.consistent,
+                    a.reason,
+                    a.raw,
+                    a.prompt_tokens,
+                    a.completion_tokens,
+                    a.cost,
+                    a.currency,
+                    a.answered_at,
+                )
+                .join(self._task, t.id == a.task_id)
+                .where(a.batch_id == batch_id, a.seq > after)
+                .order_by(a.seq)
+                .limit(limit)
+            ).all()
         return [
             StoredAnswer(
                 seq=int(r[0]),
@@ -247,17 +342,17 @@ class AnswerStore:
         ]
 
     def has_more(self, batch_id: str, after: int) -> bool:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM answer WHERE batch_id = ? AND seq > ? LIMIT 1", (batch_id, after)
-            ).fetchone()
+        a = self._answer.c
+        with self._tx() as conn:
+            row = conn.execute(
+                select(a.seq).where(a.batch_id == batch_id, a.seq > after).limit(1)
+            ).first()
         return row is not None
 
     def cost(self, batch_id: str) -> tuple[Decimal, str | None]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT cost, currency FROM answer WHERE batch_id = ?", (batch_id,)
-            ).fetchall()
+        a = self._answer.c
+        with self._tx() as conn:
+            rows = conn.execute(select(a.cost, a.currency).where(a.batch_id == batch_id)).all()
         total = sum((Decimal(c) for c, _ in rows), Decimal(0))
         return total, (rows[0][1] if rows else None)
 

@@ -171,6 +171,19 @@ def _stamp_head(conn: Connection) -> None:
     conn.execute(version.insert().values(version_num=HEAD))
 
 
+# Tables a connector keeps in crowdloop's database for itself (the AI judge's answer ledger,
+# connectors/aijudge/store.py): not crowdloop's schema, so never compared nor dropped.
+CONNECTOR_TABLE_PREFIXES = ("aijudge_",)
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Autogenerate's filter (env.py): everything but a connector's own tables."""
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", "")
+    return not str(table or "").startswith(CONNECTOR_TABLE_PREFIXES)
+
+
 def schema_diff(conn: Connection) -> list[object]:
     """What alembic's autogenerate finds between the database and the models (empty when
     they agree), compared as a revision script would be written (env.py's options)."""
@@ -179,7 +192,9 @@ def schema_diff(conn: Connection) -> list[object]:
     from sqlmodel import SQLModel
 
     _our_tables()  # registers the tables
-    ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+    ctx = MigrationContext.configure(
+        conn, opts={"compare_type": True, "include_object": include_object}
+    )
     return list(compare_metadata(ctx, SQLModel.metadata))
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
+from crowdloop.migrations import include_object
 from crowdloop.models import tables  # noqa: F401 - registers the tables on SQLModel.metadata
 
 
@@ -36,6 +37,7 @@ def configure(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         render_item=render_item,
+        include_object=include_object,
     )
 
 

@@ -38,7 +38,7 @@ SHORT = "1. Nile"
 LONG = "1. Nile\n2. Amazon\n3. Yangtze"
 
 
-def make(fake: FakeOpenAI, store: Path, **options: object) -> AIJudgeConnector:
+def make(fake: FakeOpenAI, store: Path | None, **options: object) -> AIJudgeConnector:
     credentials = AIJudgeCredentials(base_url=BASE, model=MODEL, api_key=SecretStr(API_KEY))
     client = credentials.get_client(
         retry=RetryPolicy(attempts=2), transport=fake.transport(), sleep=lambda _: None
@@ -176,6 +176,34 @@ def test_a_rerun_reads_recorded_answers_and_never_pays_twice(tmp_path: Path) -> 
     assert batch_again == batch
     assert fake.completions == paid, "a rerun asked the model again"
     assert [s.external_id for s in second] == [s.external_id for s in first]  # type: ignore[attr-defined]
+
+
+def test_the_ledger_in_crowdloops_database_is_shared_by_every_worker(db_url: str) -> None:
+    """The default ledger lives in crowdloop's database: a worker on another machine (here
+    another connector on the same URL) reads what one already paid for, on both backends,
+    and crowdloop's schema check ignores the ledger's tables."""
+    from sqlalchemy import inspect
+
+    from crowdloop.db import get_engine
+    from crowdloop.migrations import schema_diff
+
+    fake = FakeOpenAI()
+    tasks = items(7)
+    with make(fake, None, max_concurrent=4) as one:
+        batch, first = run(one, tasks)
+    assert fake.completions == 14 and len(first) == 7
+    with make(fake, None, page_limit=2) as other:
+        again, second = run(other, tasks)
+        assert other.get_status(again).complete
+    assert again == batch and fake.completions == 14, "another worker asked the model again"
+    # Paged two at a time by cursor, every answer comes back once, in the order recorded.
+    assert sorted(s.external_id for s in second) == sorted(s.external_id for s in first)  # type: ignore[attr-defined]
+    engine = get_engine(db_url)
+    assert {"aijudge_batch", "aijudge_task", "aijudge_answer"} <= set(
+        inspect(engine).get_table_names()
+    )
+    with engine.connect() as conn:
+        assert schema_diff(conn) == []
 
 
 def test_without_swap_one_completion_per_task_and_no_consistency(tmp_path: Path) -> None:
