@@ -4,6 +4,7 @@ simulator whose AI judge (the simulated one behind /openai/v1) answers first."""
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from crowdloop.models.tables import (
     AIJudgeBatch,
     AIRoute,
     AIRouteState,
+    CampaignStatus,
     Item,
     Judgment,
     PairOutcome,
@@ -24,8 +26,10 @@ from crowdloop.models.tables import (
 )
 from crowdloop.simulator.config import AIJudgeConfig, SimulatorConfig
 from crowdloop.simulator.crowd import truth_of
+from crowdloop.stages import routing
 from crowdloop.stages.budget import BudgetPause, _committed, raise_cap
 from crowdloop.stages.estimate import estimate_spec
+from crowdloop.stages.lifecycle import CampaignHalted, check_running, transition
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.preferences import aggregate_preferences
 from crowdloop.stages.report import write_report
@@ -216,6 +220,46 @@ def test_a_budget_reserves_the_judges_worst_case_and_pauses_before_asking_past_t
     with session_scope() as s:
         assert len(s.exec(select(AIRoute)).all()) == len(pairs)
         assert _committed(s, spec.name) == Decimal(s.exec(select(AIJudgeBatch.spend)).one())
+
+
+def test_a_pause_stops_the_judge_within_one_slice_and_resuming_asks_the_rest_once(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    judge = AIJudgeConfig(accuracy=0.8, position_bias=0.1)
+    options = {"store": str(tmp_path / "answers.sqlite")}
+    path = _campaign(tmp_path, {"ai": {"name": "aijudge", "options": options}})
+    monkeypatch.setattr(routing, "SLICE", 10)
+    with simulator(monkeypatch, SimulatorConfig(seed=0, ai_judge=judge)) as sim:
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_API_KEY", sim.token)
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", judge.model)
+        spec = load_campaign(path)
+        with session_scope() as s:
+            register_campaign(s, spec)
+            pairs = len(
+                s.exec(select(Item).where(Item.kind == "compare", Item.is_golden == False)).all()  # noqa: E712
+            )
+        slices = 0
+
+        def operator_pauses_after_two_slices() -> None:
+            nonlocal slices
+            slices += 1
+            if slices == 3:
+                transition(spec.name, CampaignStatus.PAUSED, reason="ops", actor="test")
+            check_running(spec.name)
+
+        with pytest.raises(CampaignHalted):
+            route_pending(spec.name, between=operator_pauses_after_two_slices)
+        asked = sim.stats()["requests"].get("POST /openai/v1/chat/completions", 0)
+        with session_scope() as s:
+            routes = s.exec(select(AIRoute)).all()
+        assert asked == 2 * 20 and len(routes) == 20  # two slices, each pair in both orders
+        assert all(r.route != AIRouteState.ASKED for r in routes)  # asked means answered
+        transition(spec.name, CampaignStatus.RUNNING, reason="ops", actor="test")
+        route_pending(spec.name, between=partial(check_running, spec.name))
+        assert sim.stats()["requests"].get("POST /openai/v1/chat/completions", 0) == 2 * pairs
+    with session_scope() as s:
+        assert len(s.exec(select(AIRoute)).all()) == pairs
 
 
 @pytest.mark.slow

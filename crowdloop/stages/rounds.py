@@ -233,7 +233,7 @@ def exam_step(
 def route_step(campaign_id: str, log: Log = logger) -> dict[str, Any] | None:
     """AI-first routing of the round's unseen comparisons (stages/routing.py); the AI
     judge's connector is built from the campaign's `routing.ai`. None without routing."""
-    result = routing.route_pending(campaign_id)
+    result = routing.route_pending(campaign_id, between=partial(guard, campaign_id))
     if result is None:
         return None
     if result.asked or result.decided:

@@ -24,7 +24,7 @@ Prefect task per round (flows/stages.py), whatever the number of pairs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -68,6 +68,9 @@ from crowdloop.stages.sync import judgment_row
 logger = logging.getLogger(__name__)
 
 TASK_SUFFIX = ":ai"
+# Pairs asked of the judge between two checks of the campaign's status (`between`): a
+# minute or two of a hosted model at a few requests at a time.
+SLICE = 100
 
 
 @dataclass
@@ -82,49 +85,55 @@ def build_ai_connector(spec: CampaignSpec) -> Connector:
     return build_connector(ai.name, ai.options, ai.credentials_block)
 
 
-def route_pending(campaign_id: str, connector: Connector | None = None) -> RouteResult | None:
+def route_pending(
+    campaign_id: str,
+    connector: Connector | None = None,
+    *,
+    between: Callable[[], object] | None = None,
+) -> RouteResult | None:
     """Send unseen production comparisons to the AI judge and route them (module doc).
 
     None for a campaign without `routing`. `connector` is the AI judge (built from the
-    spec's `routing.ai` when not given)."""
+    spec's `routing.ai` when not given). The judge is asked `SLICE` pairs at a time and
+    `between` is called before each slice: the round loop passes its guard, so a pause,
+    a cancel or a lost lease stops the asking (and the spending) within one slice."""
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
     if spec.routing is None or spec.preferences is None:
         return None
     if connector is None:
         with build_ai_connector(spec) as built:
-            return _route(campaign_id, spec, spec.routing, built)
-    return _route(campaign_id, spec, spec.routing, connector)
+            return _route(campaign_id, spec, spec.routing, built, between)
+    return _route(campaign_id, spec, spec.routing, connector, between)
 
 
 def _route(
-    campaign_id: str, spec: CampaignSpec, routing: RoutingSpec, connector: Connector
+    campaign_id: str,
+    spec: CampaignSpec,
+    routing: RoutingSpec,
+    connector: Connector,
+    between: Callable[[], object] | None,
 ) -> RouteResult:
     connector.require(Capability.PAIRWISE)
     result = RouteResult()
     fresh = _unseen(campaign_id)
-    undecided = _undecided(campaign_id)
-    if not fresh and not undecided:
+    if not fresh and not _undecided(campaign_id):
         return result
     if fresh:
         # Nothing is created before a launch approval the estimate needs.
         budget.launch_gate(campaign_id)
     batch = _ensure_batch(campaign_id, spec, connector)
-    pause = None
-    if fresh:
-        result.asked, pause = _ask(campaign_id, spec, connector, batch, fresh)
     connector.start(batch)
-    with session_scope() as s:
-        cursor = s.get(AIJudgeBatch, campaign_id).cursor  # type: ignore[union-attr]
-    spend_recorded = False
-    for page in connector.iter_submissions(batch, cursor=cursor):
-        if not spend_recorded:
-            # The judge answered (and billed) what was pending when the first page came;
-            # its spend counts before the pairs' reservations are released below.
-            _record_spend(campaign_id, connector, batch)
-            spend_recorded = True
-        for route, n in _decide_page(campaign_id, spec, routing, connector.name, page).items():
-            result.decided[route] = result.decided.get(route, 0) + n
+    _read(campaign_id, spec, routing, connector, batch, result)  # what a crashed run asked
+    pause = None
+    for start in range(0, len(fresh), SLICE):
+        if between is not None:
+            between()
+        asked, pause = _ask(campaign_id, spec, connector, batch, fresh[start : start + SLICE])
+        result.asked += asked
+        _read(campaign_id, spec, routing, connector, batch, result)
+        if pause is not None:
+            break
     # A pair the judge never answered (its batch closed under us) must not wait forever.
     left = _undecided(campaign_id)
     if left:
@@ -137,6 +146,28 @@ def _route(
         budget.record_pause(pause)
         raise pause
     return result
+
+
+def _read(
+    campaign_id: str,
+    spec: CampaignSpec,
+    routing: RoutingSpec,
+    connector: Connector,
+    batch: BatchRef,
+    result: RouteResult,
+) -> None:
+    """Have the judge answer what is pending, then decide each answered pair's route."""
+    with session_scope() as s:
+        cursor = s.get(AIJudgeBatch, campaign_id).cursor  # type: ignore[union-attr]
+    spend_recorded = False
+    for page in connector.iter_submissions(batch, cursor=cursor):
+        if not spend_recorded:
+            # The judge answered (and billed) what was pending when the first page came;
+            # its spend counts before the pairs' reservations are released below.
+            _record_spend(campaign_id, connector, batch)
+            spend_recorded = True
+        for route, n in _decide_page(campaign_id, spec, routing, connector.name, page).items():
+            result.decided[route] = result.decided.get(route, 0) + n
 
 
 def _unseen(campaign_id: str) -> list[Item]:
