@@ -25,6 +25,7 @@ from crowdloop.models.domain import (
     BatchStatus,
     BlockScope,
     Capability,
+    CostQuote,
     FeeModel,
     Money,
     ReviewDecision,
@@ -202,11 +203,15 @@ class Connector(ABC):
         """Money spent on the batch as the platform reports it; None if it does not."""
         return None
 
-    def max_cost(self, items: Sequence[TaskItem]) -> Money | None:
-        """The most these tasks can cost on a platform that bills by the request rather than
-        by the batch's reward (a model judge billing tokens); a budgeted campaign reserves it
-        before the call (stages/routing.py). None: priced as assignments x reward, which the
-        push reserves. A connector that cannot bound the cost raises InvalidRequest."""
+    @classmethod
+    def quote(cls, options: Mapping[str, Any], items: Sequence[TaskItem]) -> CostQuote | None:
+        """What these tasks cost with these `connector.options` on a platform that bills by
+        the request rather than by the batch's reward (a model judge billing tokens): the
+        worst case a budgeted campaign reserves before the call (stages/routing.py) and the
+        expected case `crowdloop estimate` shows. A class method: the estimate prices work
+        without credentials. None: priced as assignments x reward, which the push reserves
+        and the estimate counts. A connector that cannot bound the cost raises
+        InvalidRequest."""
         return None
 
     # --- qualifications (Capability.QUALIFY_WORKERS) ---------------------------------------

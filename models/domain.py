@@ -49,6 +49,16 @@ class FeeModel(Frozen):
         return reward * self.rate
 
 
+class CostQuote(Frozen):
+    """What tasks cost on a platform that bills by the request rather than by a reward (a
+    model judge billing tokens): `worst` bounds it (a budget reserves it before the call),
+    `expected` is a typical figure (the estimate's), `basis` says what each assumes."""
+
+    expected: Money
+    worst: Money
+    basis: str = ""
+
+
 class Stage(StrEnum):
     """A campaign stage; each runs as its own marketplace batch (pool, study, project)."""
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from sqlmodel import col, select
 
+from crowdloop.connectors.aijudge.connector import AIJudgeConnector
 from crowdloop.db import session_scope
 from crowdloop.models.domain import CompareTask, PreferenceAnswer, TaskItem
 from crowdloop.models.spec import RoutingSpec, SpecError, load_campaign
@@ -30,14 +31,14 @@ from crowdloop.simulator.config import AIJudgeConfig, SimulatorConfig
 from crowdloop.simulator.crowd import truth_of
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages import routing as routing_stage
-from crowdloop.stages.budget import BudgetPause, _committed, raise_cap
+from crowdloop.stages.budget import BudgetPause, _committed, estimate_for_campaign, raise_cap
 from crowdloop.stages.estimate import estimate_spec
 from crowdloop.stages.lifecycle import CampaignHalted, check_running, transition
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.preferences import aggregate_preferences
 from crowdloop.stages.report import write_report
 from crowdloop.stages.rounds import run_bare
-from crowdloop.stages.routing import audited, build_ai_connector, decide, route_pending
+from crowdloop.stages.routing import audited, decide, route_pending
 from tests.e2e_helpers import campaign_dir, simulator
 
 
@@ -68,8 +69,6 @@ def test_routing_is_typed_and_checked_at_load_with_file_line_field(tmp_path: Pat
     ok = _campaign(tmp_path, {"ai": {"name": "aijudge"}, "confidence_threshold": 0.75})
     spec = load_campaign(ok)
     assert spec.routing is not None and spec.routing.confidence_threshold == 0.75
-    # The estimate does not price the judge's tokens, and says so.
-    assert any("AI judge (aijudge)" in note for note in estimate_spec(spec).notes)
     bad_option = _campaign(tmp_path, {"ai": {"name": "aijudge", "options": {"temperature": 9}}})
     with pytest.raises(
         SpecError, match=r"campaign\.yaml:\d+: field 'routing\.ai\.options\.temperature'"
@@ -173,6 +172,32 @@ def test_ai_first_campaign_routes_every_pair_once_and_reruns_without_paying_twic
     assert "AI–human agreement on" in markdown
 
 
+def test_the_estimate_prices_the_judge_on_every_real_pair_from_files_and_database(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    priced = {"price_per_1k_input": "0.0025", "price_per_1k_output": "0.01", "max_tokens": 300}
+    spec = load_campaign(_campaign(tmp_path, {"ai": {"name": "aijudge", "options": priced}}))
+    humans_only = estimate_spec(spec.model_copy(update={"routing": None}))
+    est = estimate_spec(spec)
+    assert est.ai is not None and 0 < est.ai_expected < est.ai_worst
+    assert est.worst == humans_only.worst + est.ai_worst
+    assert est.expected == humans_only.expected + est.ai_expected
+    assert "AI judge, every real pair" in est.markdown()
+    assert est.to_json()["ai_judge"]["worst_case"] == str(est.ai_worst.quantize(Decimal("0.01")))
+    # Registered, the campaign's budget prices the same pairs from its database.
+    with session_scope() as s:
+        register_campaign(s, spec)
+    assert estimate_for_campaign(spec.name).ai == est.ai
+    # A judge whose answers have no bound is left out, and the estimate says why.
+    unbounded = {"price_per_1k_output": "0.01"}
+    open_ended = load_campaign(
+        _campaign(tmp_path / "u", {"ai": {"name": "aijudge", "options": unbounded}})
+    )
+    est = estimate_spec(open_ended)
+    assert est.ai is None and est.worst == humans_only.worst
+    assert any("max_tokens is not set" in note for note in est.notes)
+
+
 def test_a_budget_reserves_the_judges_worst_case_and_pauses_before_asking_past_the_cap(
     tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,8 +224,8 @@ def test_a_budget_reserves_the_judges_worst_case_and_pauses_before_asking_past_t
             tasks = [
                 TaskItem(key=f"{p.id}:ai", group=p.id, payload=p.payload, overlap=1) for p in pairs
             ]
-        with build_ai_connector(spec) as connector:
-            worst = [connector.max_cost([t]).amount for t in tasks]  # type: ignore[union-attr]
+        assert spec.routing is not None
+        worst = [AIJudgeConnector.quote(spec.routing.ai.options, [t]).worst.amount for t in tasks]
         # Room for the first five pairs' worst case and half of the sixth's.
         raise_cap(spec.name, sum(worst[:5]) + worst[5] / 2, by="test")
         with pytest.raises(BudgetPause) as paused:

@@ -65,6 +65,7 @@ from crowdloop.models.domain import (
     BatchStatus,
     Capability,
     CompareTask,
+    CostQuote,
     Money,
     PreferenceAnswer,
     Quarantined,
@@ -83,6 +84,22 @@ _SWAPPED = {"A": "right", "B": "left", "tie": "tie"}
 # Special tokens a chat template adds around the messages (role markers, separators), a
 # generous bound over what OpenAI documents (3 per message + 3 per reply) and Llama 3's.
 _TEMPLATE_TOKENS = 32
+
+
+# Expected-case sizes (the estimate's, never the budget's): OpenAI's rule of thumb of about
+# four characters of English a token, and a short rationale with its verdict.
+_CHARS_PER_TOKEN = 4
+_ANSWER_TOKENS = 200
+# The verdict schema as sent (its JSON text is part of what the model reads).
+_SCHEMA_BYTES = json.dumps(VERDICT_SCHEMA).encode()
+
+
+def _orders(payload: CompareTask, swap: bool) -> list[tuple[str, str, dict[str, str]]]:
+    """The orders a pair is asked in: as shown, then swapped with `position_swap`."""
+    orders = [(payload.left, payload.right, _AS_SHOWN)]
+    if swap:
+        orders.append((payload.right, payload.left, _SWAPPED))
+    return orders
 
 
 def _compare_payload(connector: str, item: TaskItem) -> CompareTask:
@@ -257,30 +274,47 @@ class AIJudgeConnector(Connector):
         total, currency = self.store.cost(self._batch(batch).id)
         return Money(amount=total, currency=currency or self.options.currency)
 
-    def max_cost(self, items: Sequence[TaskItem]) -> Money:
-        """Every order of every pair asked, each answer at `max_tokens` and each prompt token
-        at most one byte of the request body (a byte-level BPE token covers at least one
-        byte; the body holds the messages and the schema, which servers put in the prompt),
-        plus the chat template's special tokens."""
-        opts = self.options
+    @classmethod
+    def quote(cls, options: Mapping[str, Any], items: Sequence[TaskItem]) -> CostQuote:
+        """Per order asked: at most one prompt token per byte of what the model reads (the
+        messages and the schema, which servers put in the prompt; a byte-level BPE token
+        covers at least one byte) plus the chat template's special tokens, and an answer
+        at `max_tokens`; expected, a token per `_CHARS_PER_TOKEN` bytes and an answer of
+        `_ANSWER_TOKENS` (at most `max_tokens`)."""
+        opts = AIJudgeOptions.model_validate(dict(options))
         if opts.max_tokens is None and opts.price_per_1k_output > 0:
             raise InvalidRequest(
-                self.name,
+                cls.name,
                 "max_tokens is not set, so an answer's cost has no bound: set the AI "
                 "judge's max_tokens option (routing.ai.options) in a campaign with a budget",
             )
-        tokens_in = tokens_out = 0
+        read = orders = 0
         for item in items:
-            payload = _compare_payload(self.name, item)
-            for a, b, _ in self._orders(payload):
-                body = json.dumps(self._request(payload, a, b).body()).encode()
-                tokens_in += len(body) + _TEMPLATE_TOKENS
-                tokens_out += opts.max_tokens or 0
-        amount = (
-            Decimal(tokens_in) * opts.price_per_1k_input
-            + Decimal(tokens_out) * opts.price_per_1k_output
-        ) / 1000
-        return Money(amount=amount, currency=opts.currency)
+            payload = _compare_payload(cls.name, item)
+            shown = len(system_message(payload.instruction).encode()) + len(_SCHEMA_BYTES)
+            for a, b, _ in _orders(payload, opts.position_swap):
+                read += shown + len(render_pair(payload.prompt, a, b).encode())
+                orders += 1
+        answer_max = opts.max_tokens or 0
+        answer_typical = min(_ANSWER_TOKENS, opts.max_tokens or _ANSWER_TOKENS)
+        template = orders * _TEMPLATE_TOKENS
+
+        def price(tokens_in: int, tokens_out: int) -> Money:
+            amount = (
+                Decimal(tokens_in) * opts.price_per_1k_input
+                + Decimal(tokens_out) * opts.price_per_1k_output
+            ) / 1000
+            return Money(amount=amount, currency=opts.currency)
+
+        return CostQuote(
+            expected=price(-(-read // _CHARS_PER_TOKEN) + template, orders * answer_typical),
+            worst=price(read + template, orders * answer_max),
+            basis=(
+                f"{orders} request(s); worst: a prompt token per byte, answers at max_tokens "
+                f"({opts.max_tokens}); expected: {_CHARS_PER_TOKEN} bytes a token, answers of "
+                f"{answer_typical} tokens"
+            ),
+        )
 
     # --- asking the model --------------------------------------------------------------------
 
@@ -308,7 +342,7 @@ class AIJudgeConnector(Connector):
         prompt_tokens = completion_tokens = 0
         cost = Decimal(0)
         reason: str | None = None
-        for a, b, mapping in self._orders(payload):
+        for a, b, mapping in _orders(payload, self.options.position_swap):
             completion = self.client.chat(self._request(payload, a, b))
             if completion.usage is not None:
                 prompt_tokens += completion.usage.prompt_tokens
@@ -340,13 +374,6 @@ class AIJudgeConnector(Connector):
             other = verdicts[1][1]
             confidence = (confidence + other) / 2 if out["consistent"] else min(confidence, other)
         return {**out, "choice": choice, "confidence": confidence}
-
-    def _orders(self, payload: CompareTask) -> list[tuple[str, str, dict[str, str]]]:
-        """The orders a pair is asked in: as shown, then swapped with `position_swap`."""
-        orders = [(payload.left, payload.right, _AS_SHOWN)]
-        if self.options.position_swap:
-            orders.append((payload.right, payload.left, _SWAPPED))
-        return orders
 
     def _request(self, payload: CompareTask, a: str, b: str) -> ChatCompletionRequest:
         return ChatCompletionRequest(

@@ -42,7 +42,7 @@ from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
 from crowdloop.db import insert_ignore, session_scope
-from crowdloop.models.domain import BatchRef, Capability, Money
+from crowdloop.models.domain import BatchRef, Capability, CompareTask, Money, Stage
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import (
     AIJudgeBatch,
@@ -60,7 +60,13 @@ from crowdloop.models.tables import (
     TaskRecord,
     utcnow,
 )
-from crowdloop.stages.estimate import Estimate, WorkCounts, connector_fee, estimate
+from crowdloop.stages.estimate import (
+    Estimate,
+    WorkCounts,
+    connector_fee,
+    estimate,
+    quote_ai_judge,
+)
 from crowdloop.stages.plan import load_spec
 
 logger = logging.getLogger(__name__)
@@ -241,11 +247,25 @@ def estimate_for_campaign(campaign_id: str) -> Estimate:
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
         counts = db_counts(s, campaign_id)
+        pairs = (
+            [
+                CompareTask.model_validate(payload)
+                for payload in s.exec(
+                    select(Item.payload).where(
+                        Item.campaign_id == campaign_id,
+                        Item.stage == Stage.COMPARE.value,
+                        col(Item.is_golden).is_(False),
+                    )
+                ).all()
+            ]
+            if spec.routing is not None
+            else []
+        )
     try:
         fee, source = connector_fee(spec.connector.name)
     except LookupError:
         fee, source = None, ""
-    return estimate(spec, counts, fee, fee_source=source)
+    return estimate(spec, counts, fee, fee_source=source, ai=quote_ai_judge(spec, pairs))
 
 
 def open_budget(campaign_id: str) -> CampaignBudget | None:

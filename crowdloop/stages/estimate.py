@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from crowdloop.models.domain import FeeModel
+from crowdloop.connectors.errors import ConnectorError
+from crowdloop.models.domain import CompareTask, CostQuote, FeeModel, TaskItem
 from crowdloop.models.spec import (
     BudgetAssumptions,
     CampaignSpec,
@@ -44,7 +46,7 @@ from crowdloop.models.spec import (
     load_jsonl,
     load_jsonl_lines,
 )
-from crowdloop.stages.plan import _listed_pairs, design_pairs, golden_count
+from crowdloop.stages.plan import golden_count, real_pairs
 
 CENT = Decimal("0.01")
 
@@ -88,14 +90,24 @@ class Estimate:
     fee_worst: Decimal
     assumptions: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # An AI-first campaign's judge asked about every real pair (its tokens; no platform fee).
+    ai: CostQuote | None = None
+
+    @property
+    def ai_expected(self) -> Decimal:
+        return self.ai.expected.amount if self.ai else Decimal(0)
+
+    @property
+    def ai_worst(self) -> Decimal:
+        return self.ai.worst.amount if self.ai else Decimal(0)
 
     @property
     def expected(self) -> Decimal:
-        return self.rewards_expected + self.fee_expected
+        return self.rewards_expected + self.fee_expected + self.ai_expected
 
     @property
     def worst(self) -> Decimal:
-        return self.rewards_worst + self.fee_worst
+        return self.rewards_worst + self.fee_worst + self.ai_worst
 
     @property
     def fee_priced(self) -> bool:
@@ -133,6 +145,13 @@ class Estimate:
                 }
                 for line in self.lines
             ],
+            "ai_judge": None
+            if self.ai is None
+            else {
+                "expected": money(self.ai_expected),
+                "worst_case": money(self.ai_worst),
+                "basis": self.ai.basis,
+            },
             "assumptions": self.assumptions,
             "notes": self.notes,
         }
@@ -169,6 +188,11 @@ class Estimate:
             if self.fee_rate is not None
             else "| | platform fee | | | | not priced | not priced |"
         )
+        if self.ai is not None:
+            lines.append(
+                f"| compare | AI judge, every real pair ({md_escape(self.ai.basis)}) | | | "
+                f"| {self.ai_expected:.2f} | {self.ai_worst:.2f} |"
+            )
         lines.append(f"| | **total** | | | | **{self.expected:.2f}** | **{self.worst:.2f}** |")
         lines += ["", "Expected-case assumptions (the worst case assumes none of them):", ""]
         lines += [f"- {md_escape(k)}: {md_escape(str(v))}" for k, v in self.assumptions.items()]
@@ -194,26 +218,7 @@ def count_work(spec: CampaignSpec) -> WorkCounts:
     golden_verify = False
     prefs = spec.preferences
     if prefs is not None:
-        numbered = load_jsonl_lines(prefs.candidates_file, CandidateRow)
-        by_prompt: dict[str, list[CandidateRow]] = defaultdict(list)
-        for _, row in numbered:
-            by_prompt[row.prompt_id].append(row)
-        if prefs.pairing.design == "listed":
-            assert prefs.pairing.pairs_file is not None
-            listed = _listed_pairs(prefs.pairing.pairs_file, by_prompt)
-            real = sum(len(v) for v in listed.values())
-        else:
-            real = sum(
-                len(
-                    design_pairs(
-                        [r.response_id for r in rows],
-                        design=prefs.pairing.design,
-                        per_candidate=prefs.pairing.pairs_per_candidate,
-                        seed=f"{spec.name}/{prefs.pairing.seed}/{pid}",
-                    )
-                )
-                for pid, rows in by_prompt.items()
-            )
+        real = sum(1 for _ in _real_pairs(spec))
         if prefs.golden_file is not None:
             rows_g = load_jsonl(prefs.golden_file, GoldenPairRow)
             exam = spec.quality.exam
@@ -226,6 +231,37 @@ def count_work(spec: CampaignSpec) -> WorkCounts:
         slots = len(demo.topics) * demo.prompts_per_topic
         golden_verify = demo.golden_file is not None and demo.golden_share > 0
     return WorkCounts(real, golden, exam_items, slots, golden_verify)
+
+
+def _real_pairs(spec: CampaignSpec) -> Iterator[tuple[str, str, str, CompareTask]]:
+    assert spec.preferences is not None
+    numbered = load_jsonl_lines(spec.preferences.candidates_file, CandidateRow)
+    by_prompt: dict[str, list[CandidateRow]] = defaultdict(list)
+    prompt_text: dict[str, str] = {}
+    for _, row in numbered:
+        by_prompt[row.prompt_id].append(row)
+        prompt_text.setdefault(row.prompt_id, row.prompt)
+    return real_pairs(spec, by_prompt, prompt_text)
+
+
+def quote_ai_judge(spec: CampaignSpec, pairs: Iterable[CompareTask]) -> CostQuote | str | None:
+    """What the AI judge of an AI-first campaign costs if it is asked about every one of
+    these pairs (its connector's `quote`: nothing is built or called). None without
+    routing or for a judge that does not bill by the request; a string says why the judge
+    cannot be priced (no bound on its answers)."""
+    if spec.routing is None:
+        return None
+    from crowdloop.connectors.registry import get_connector_class
+
+    tasks = [
+        TaskItem(key=str(n), group=str(n), payload=payload, overlap=1)
+        for n, payload in enumerate(pairs)
+    ]
+    judge = spec.routing.ai
+    try:
+        return get_connector_class(judge.name).quote(judge.options, tasks) if tasks else None
+    except ConnectorError as unbounded:
+        return f"the AI judge is not in these figures: {unbounded}"
 
 
 # --- pricing it -------------------------------------------------------------------------------
@@ -287,16 +323,26 @@ def estimate(
     fee: FeeModel | None,
     *,
     fee_source: str = "",
+    ai: CostQuote | str | None = None,
 ) -> Estimate:
     """Expected and worst-case cost of `spec` given its counted work and platform fee.
 
     `fee` is the connector's declared fee; the campaign's `budget.fee_rate` overrides it.
+    `ai`: the AI judge's quote for every real pair (`quote_ai_judge`), added as it is
+    (the human lines already assume every pair goes to humans too: the worst case), or why
+    it could not be priced.
     """
+    notes: list[str] = []
+    if isinstance(ai, str):
+        notes.append(ai)
+        ai = None
     assume = spec.budget.assume if spec.budget else BudgetAssumptions()
     rounds = spec.quality.max_requeue_rounds
     currencies = {m.currency for _, m in spec.rewards()}
     if spec.budget:
         currencies.add(spec.budget.cap.currency)
+    if ai is not None:
+        currencies.add(ai.worst.currency)
     if len(currencies) > 1:
         raise SpecError(
             f"{spec.name}: rewards in {', '.join(sorted(currencies))}: an estimate needs "
@@ -304,7 +350,6 @@ def estimate(
         )
     currency = currencies.pop() if currencies else "USD"
     lines: list[EstimateLine] = []
-    notes: list[str] = []
 
     prefs = spec.preferences
     if prefs is not None:
@@ -452,14 +497,6 @@ def estimate(
     fee_expected = rewards_expected * rate if rate is not None else Decimal(0)
     fee_worst = rewards_worst * rate if rate is not None else Decimal(0)
     assumptions: dict[str, Any] = {"max_requeue_rounds": rounds, **assume.model_dump()}
-    if spec.routing is not None:
-        # The judge bills tokens, which the estimate does not price from the inputs; the
-        # human lines above already assume every pair goes to humans (the worst case).
-        notes.append(
-            f"the AI judge ({spec.routing.ai.name}) bills by token usage and is not in these "
-            "figures; with a budget, each pair's worst case (every order at max_tokens) is "
-            "reserved against the cap before the judge is asked"
-        )
     if spec.quality.exam is not None and assume.exam_takers is None:
         notes.append(
             "exam takers are assumed to fill every seat (quality.exam.takers); set "
@@ -478,6 +515,7 @@ def estimate(
         fee_worst=fee_worst,
         assumptions=assumptions,
         notes=notes,
+        ai=ai,
     )
 
 
@@ -492,4 +530,6 @@ def connector_fee(name: str) -> tuple[FeeModel | None, str]:
 def estimate_spec(spec: CampaignSpec) -> Estimate:
     """The estimate of a loaded campaign file: its inputs counted, its connector's fee."""
     fee, source = connector_fee(spec.connector.name)
-    return estimate(spec, count_work(spec), fee, fee_source=source)
+    pairs = (task for *_, task in _real_pairs(spec)) if spec.routing else ()
+    ai = quote_ai_judge(spec, pairs)
+    return estimate(spec, count_work(spec), fee, fee_source=source, ai=ai)

@@ -13,6 +13,7 @@ import json
 import math
 import random
 from collections import defaultdict
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -409,38 +410,20 @@ def plan_comparisons(
     insert_ignore(session, Prompt, prompts, ["id"])
     insert_ignore(session, Response, responses, ["id"])
 
-    listed = _listed_pairs(prefs.pairing.pairs_file, by_prompt) if prefs.pairing.pairs_file else {}
     first_overlap = prefs.dynamic_overlap.min_overlap if prefs.dynamic_overlap else prefs.overlap
     items: list[dict[str, Any]] = []
-    for pid, rows in sorted(by_prompt.items()):
-        pairs = (
-            listed.get(pid, [])
-            if prefs.pairing.design == "listed"
-            else design_pairs(
-                [r.response_id for r in rows],
-                design=prefs.pairing.design,
-                per_candidate=prefs.pairing.pairs_per_candidate,
-                seed=f"{spec.name}/{prefs.pairing.seed}/{pid}",
-            )
+    for pid, a, b, payload in real_pairs(spec, by_prompt, prompt_text):
+        item_row = _item_row(
+            compare_item_id(spec.name, pid, a, b),
+            spec.name,
+            Stage.COMPARE,
+            payload.model_dump(),
+            overlap=first_overlap,
+            subject_id=_prompt_key(spec.name, pid),
         )
-        for a, b in pairs:
-            text = {r.response_id: r.response for r in rows}
-            if coin(spec.name, spec.seed, pid, a, b):
-                a, b = b, a
-            payload = CompareTask(
-                instruction=prefs.instruction, prompt=prompt_text[pid], left=text[a], right=text[b]
-            )
-            item_row = _item_row(
-                compare_item_id(spec.name, pid, a, b),
-                spec.name,
-                Stage.COMPARE,
-                payload.model_dump(),
-                overlap=first_overlap,
-                subject_id=_prompt_key(spec.name, pid),
-            )
-            item_row["left_id"] = _response_key(spec.name, a)
-            item_row["right_id"] = _response_key(spec.name, b)
-            items.append(item_row)
+        item_row["left_id"] = _response_key(spec.name, a)
+        item_row["right_id"] = _response_key(spec.name, b)
+        items.append(item_row)
     if golden:
         for n in range(golden_count(len(items), prefs.golden_share)):
             g = golden[n % len(golden)]
@@ -525,6 +508,45 @@ def plan_exam(session: Session, spec: CampaignSpec, rows: list[GoldenPairRow]) -
         for row in rows
     ]
     insert_ignore(session, Item, items, ["id"])
+
+
+def real_pairs(
+    spec: CampaignSpec,
+    by_prompt: dict[str, list[CandidateRow]],
+    prompt_text: dict[str, str],
+) -> Iterator[tuple[str, str, str, CompareTask]]:
+    """Every real pair the pairing design makes, prompt by prompt: (prompt id, left
+    response id, right response id, the task), sides drawn by the campaign's seeded coin.
+    Registration creates these items; the estimate counts and prices them."""
+    prefs = spec.preferences
+    assert prefs is not None
+    listed = _listed_pairs(prefs.pairing.pairs_file, by_prompt) if prefs.pairing.pairs_file else {}
+    for pid, rows in sorted(by_prompt.items()):
+        pairs = (
+            listed.get(pid, [])
+            if prefs.pairing.design == "listed"
+            else design_pairs(
+                [r.response_id for r in rows],
+                design=prefs.pairing.design,
+                per_candidate=prefs.pairing.pairs_per_candidate,
+                seed=f"{spec.name}/{prefs.pairing.seed}/{pid}",
+            )
+        )
+        text = {r.response_id: r.response for r in rows}
+        for a, b in pairs:
+            if coin(spec.name, spec.seed, pid, a, b):
+                a, b = b, a
+            yield (
+                pid,
+                a,
+                b,
+                CompareTask(
+                    instruction=prefs.instruction,
+                    prompt=prompt_text[pid],
+                    left=text[a],
+                    right=text[b],
+                ),
+            )
 
 
 def _listed_pairs(

@@ -252,7 +252,7 @@ def _ask(
 
     Each pair's route is recorded as asked before the call, so a rerun sees it and does
     not route it twice. In a budgeted campaign it carries the pair's worst-case cost
-    (`Connector.max_cost`), written in the transaction that checked it fits under what is
+    (`Connector.quote`), written in the transaction that checked it fits under what is
     approved (`budget.fit`, the push's check): the pairs that do not fit are not asked.
     """
     tasks = [
@@ -312,15 +312,17 @@ def _worst_costs(
     or a judge priced by reward, which is 0 here)."""
     if spec.budget is None:
         return [None] * len(tasks)
+    assert spec.routing is not None
     costs: list[Decimal | None] = []
     for task in tasks:
-        quote = connector.max_cost([task])
-        if quote is not None and quote.currency != spec.budget.cap.currency:
+        quote = connector.quote(spec.routing.ai.options, [task])
+        if quote is not None and quote.worst.currency != spec.budget.cap.currency:
             raise ValueError(
-                f"{campaign_id}: the AI judge bills in {quote.currency} and the budget is in "
-                f"{spec.budget.cap.currency}; set the judge's currency option to the budget's"
+                f"{campaign_id}: the AI judge bills in {quote.worst.currency} and the budget "
+                f"is in {spec.budget.cap.currency}; set the judge's currency option to the "
+                "budget's"
             )
-        costs.append(None if quote is None else quote.amount)
+        costs.append(None if quote is None else quote.worst.amount)
     return costs
 
 

@@ -284,40 +284,41 @@ def test_credentials_from_the_environment_with_and_without_a_key(
     client.close()
 
 
-def test_max_cost_bounds_every_byte_sent_and_every_answer_at_max_tokens(tmp_path: Path) -> None:
-    # Priced 1 per 1k input tokens and nothing for output: max_cost x 1000 is the bound on
-    # input tokens, which must cover every byte of every message actually sent (a token of
-    # a byte-level vocabulary is at least one byte; non-ASCII text is several bytes a char).
+def test_the_quote_bounds_every_byte_the_model_reads_and_every_answer_at_max_tokens(
+    tmp_path: Path,
+) -> None:
+    # Priced 1 per 1k input tokens and nothing for output: the worst case x 1000 is the
+    # bound on prompt tokens, which must cover every byte of every message actually sent
+    # (a token of a byte-level vocabulary is at least one byte; non-ASCII text is several
+    # bytes a character) and the schema.
     tasks = items(3, left="Köln liegt am Rhein", right="東京は日本の首都です")
     fake = FakeOpenAI()
-    with make(fake, tmp_path / "s.sqlite", price_per_1k_input="1", max_tokens=64) as connector:
-        bound = connector.max_cost(tasks)
+    priced_in = {"price_per_1k_input": "1", "max_tokens": 64}
+    quote = AIJudgeConnector.quote(priced_in, tasks)
+    with make(fake, tmp_path / "s.sqlite", **priced_in) as connector:
         run(connector, tasks)
-    sent = sum(
-        len(str(m["content"]).encode()) for request in fake.requests for m in request["messages"]
+    read = sum(
+        sum(len(str(m["content"]).encode()) for m in r["messages"])
+        + len(json.dumps(r["response_format"]["json_schema"]["schema"]).encode())
+        for r in fake.requests
     )
     assert fake.completions == 6
-    assert bound.currency == "USD" and bound.amount * 1000 >= sent
+    assert quote.worst.currency == "USD" and quote.worst.amount * 1000 >= read
+    # Expected: about a token per four bytes, so well under the worst case.
+    assert 0 < quote.expected.amount < quote.worst.amount / 3
     # Output at max_tokens per order asked; without the swap, half as many orders.
-    with make(
-        FakeOpenAI(), tmp_path / "o.sqlite", price_per_1k_output="1", max_tokens=64
-    ) as connector:
-        assert connector.max_cost(tasks).amount * 1000 == 3 * 2 * 64
-    with make(
-        FakeOpenAI(),
-        tmp_path / "n.sqlite",
-        price_per_1k_output="1",
-        max_tokens=64,
-        position_swap=False,
-    ) as connector:
-        assert connector.max_cost(tasks).amount * 1000 == 3 * 64
+    out = {"price_per_1k_output": "1", "max_tokens": 64}
+    assert AIJudgeConnector.quote(out, tasks).worst.amount * 1000 == 3 * 2 * 64
+    no_swap = {**out, "position_swap": False}
+    assert AIJudgeConnector.quote(no_swap, tasks).worst.amount * 1000 == 3 * 64
+    # Expected answers are 200 tokens, or max_tokens when that is less.
+    assert AIJudgeConnector.quote(no_swap, tasks).expected.amount * 1000 == 3 * 64
+    long = {**out, "max_tokens": 1000}
+    assert AIJudgeConnector.quote(long, tasks).expected.amount * 1000 == 3 * 2 * 200
 
 
-def test_max_cost_refuses_an_unbounded_answer_only_when_output_is_priced(tmp_path: Path) -> None:
-    with (
-        make(FakeOpenAI(), tmp_path / "a.sqlite", price_per_1k_output="0.01") as connector,
-        pytest.raises(InvalidRequest, match=r"aijudge.*max_tokens is not set"),
-    ):
-        connector.max_cost(items(1))
-    with make(FakeOpenAI(), tmp_path / "b.sqlite", price_per_1k_input="0.01") as connector:
-        assert connector.max_cost(items(1)).amount > 0  # output is free: bounded anyway
+def test_the_quote_refuses_an_unbounded_answer_only_when_output_is_priced() -> None:
+    with pytest.raises(InvalidRequest, match=r"aijudge.*max_tokens is not set"):
+        AIJudgeConnector.quote({"price_per_1k_output": "0.01"}, items(1))
+    free_output = AIJudgeConnector.quote({"price_per_1k_input": "0.01"}, items(1))
+    assert free_output.worst.amount > 0  # bounded anyway
