@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from crowdloop.aggregation.bradley_terry import BTResult
 
@@ -94,6 +96,11 @@ def plackett_luce(
     ).astype(float)
     wins += prior / 2.0
     gamma = np.ones(n_items)
+    # Convergence is judged on scores centred per connected group of items: only the
+    # differences within a group mean anything, and the group's common level, which only
+    # the weak prior pins down, drifts towards it far more slowly (linear MM steps).
+    component = _components(member_stage, member_item, len(stage_weight), n_items)
+    size = np.bincount(component).astype(float)
     converged = False
     iterations = 0
     while iterations < max_iter:
@@ -108,7 +115,9 @@ def plackett_luce(
         ).astype(float)
         exposure += prior / (gamma + 1.0)
         updated = wins / exposure
-        change = np.max(np.abs(np.log(updated) - np.log(gamma))) if n_items else 0.0
+        step = np.log(updated) - np.log(gamma)
+        step -= (np.bincount(component, weights=step) / size)[component]
+        change = np.max(np.abs(step)) if n_items else 0.0
         gamma = updated
         if change < tol:
             converged = True
@@ -119,3 +128,15 @@ def plackett_luce(
         iterations=iterations,
         converged=converged,
     )
+
+
+def _components(
+    member_stage: np.ndarray, member_item: np.ndarray, n_stages: int, n_items: int
+) -> np.ndarray:
+    """Component label per item: items in one choice set are connected."""
+    graph = coo_matrix(
+        (np.ones(len(member_item)), (member_item, n_items + member_stage)),
+        shape=(n_items + n_stages, n_items + n_stages),
+    )
+    _, labels = connected_components(graph, directed=False)
+    return np.asarray(labels[:n_items], dtype=np.int64)
