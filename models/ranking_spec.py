@@ -87,6 +87,11 @@ class RankingSpec(_Strict):
     # weight of its K-1 Plackett-Luce choices (2/K per pair), `one` a single vote
     # (1/C(K,2) per pair), `pairs` treats every pair as an independent vote (1).
     pair_weight: Literal["choices", "one", "pairs"] = "choices"
+    # Weigh each ranking by its worker's reliability, learned from agreement with the
+    # consensus (crowdloop.aggregation.rankings.worker_weights): random and fixed-order
+    # rankers count for little even before golden checks catch them. On by default: it
+    # was the largest gain measured (bench/bench_ranking.py, README "Ranking tasks").
+    weigh_workers: bool = True
     # Pairs exported to the TRL file need P(chosen better) at least this high.
     min_confidence: float = Field(default=0.6, ge=0.5, le=1)
     reward: Money = Money(amount=Decimal("0.08"))

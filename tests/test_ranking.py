@@ -16,6 +16,7 @@ from crowdloop.aggregation.rankings import (
     mean_rank,
     pair_weight,
     ranking_scores,
+    worker_weights,
 )
 from crowdloop.connectors.errors import NotSupported
 from crowdloop.models.domain import RankingAnswer, RankTask
@@ -242,3 +243,31 @@ def test_simulated_workers_rank_by_quality_or_by_their_archetype() -> None:
     tied = task.model_copy(update={"ties": True})
     assert rank("always_tie", tied) == [1, 1, 1, 1]
     assert all(sorted(r) == [1, 2, 3, 4] for r in honest)  # no ties unless allowed
+
+
+def test_worker_weights_discount_random_and_fixed_order_rankers() -> None:
+    rng = random.Random(3)
+    truth = np.arange(8, 0, -1, dtype=float)  # item 0 best
+    rankings: list[tuple[list[int], list[int]]] = []
+    workers: list[str] = []
+    for _ in range(120):
+        items = rng.sample(range(8), 4)
+        for w in ("careful-1", "careful-2", "random", "shown-order"):
+            if w.startswith("careful"):
+                noisy = [truth[i] + rng.gauss(0, 1.0) for i in items]
+                places = [sorted(noisy, reverse=True).index(x) + 1 for x in noisy]
+            elif w == "random":
+                places = rng.sample(range(1, 5), 4)
+            else:
+                places = [1, 2, 3, 4]
+            rankings.append((items, places))
+            workers.append(w)
+    weights = worker_weights(rankings, workers, 8, "plackett_luce")
+    by = {
+        w: float(np.mean(weights[[i for i, x in enumerate(workers) if x == w]]))
+        for w in set(workers)
+    }
+    assert by["careful-1"] > 0.6 and by["careful-2"] > 0.6
+    assert by["random"] < 0.15 and by["shown-order"] < 0.15
+    weighted = ranking_scores(rankings, 8, "plackett_luce", weights=weights)
+    assert list(np.argsort(-weighted)) == list(range(8))

@@ -31,7 +31,7 @@ from crowdloop.aggregation.bradley_terry import BTResult
 
 def choice_stages(
     rankings: Sequence[tuple[Sequence[int], Sequence[int]]],
-    weights: Sequence[float] | None = None,
+    weights: Sequence[float] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The choice stages of the rankings, in long form.
 
@@ -75,7 +75,7 @@ def plackett_luce(
     rankings: Sequence[tuple[Sequence[int], Sequence[int]]],
     n_items: int,
     *,
-    weights: Sequence[float] | None = None,
+    weights: Sequence[float] | np.ndarray | None = None,
     prior: float = 1.0,
     tol: float = 1e-8,
     max_iter: int = 10_000,

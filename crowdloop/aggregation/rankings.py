@@ -39,7 +39,9 @@ def pair_weight(k: int, how: PairWeight) -> float:
 
 
 def implied_pairs(
-    rankings: Sequence[Ranking], how: PairWeight, weights: Sequence[float] | None = None
+    rankings: Sequence[Ranking],
+    how: PairWeight,
+    weights: Sequence[float] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(left, right, outcome, weight) of every pair the rankings imply; outcome is 1 when
     `left` is placed above `right`, 0 below, 0.5 tied."""
@@ -100,7 +102,7 @@ def ranking_scores(
     n_items: int,
     method: Method,
     how: PairWeight = "choices",
-    weights: Sequence[float] | None = None,
+    weights: Sequence[float] | np.ndarray | None = None,
 ) -> np.ndarray:
     """One score per item (higher is better) by `method`; see the module docstring."""
     if method == "plackett_luce":
@@ -109,3 +111,50 @@ def ranking_scores(
         left, right, outcome, w = implied_pairs(rankings, how, weights)
         return bradley_terry(left, right, outcome, n_items, weights=w).scores
     return mean_rank(rankings, n_items)
+
+
+def worker_weights(
+    rankings: Sequence[Ranking],
+    workers: Sequence[str],
+    n_items: int,
+    method: Method,
+    how: PairWeight = "choices",
+    *,
+    rounds: int = 5,
+    prior_answers: float = 2.0,
+    prior_reliability: float = 0.5,
+) -> np.ndarray:
+    """A weight per ranking: its worker's reliability, learned from agreement with the
+    weighted consensus (a few rounds of fit, then re-weigh).
+
+    A worker's reliability is 2c - 1 for the share c of pairs their rankings order as the
+    consensus does (0 for a random or a fixed-order ranker, whose c is 1/2 on shuffled
+    sets; 1 for a perfect one), averaged over their rankings with `prior_answers`
+    pseudo-rankings at `prior_reliability`, so a worker with one ranking is not judged on
+    it alone. Negative reliabilities weigh 0. The consensus includes the worker's own
+    rankings (no leave-one-out, which would cost a fit per worker), which flatters every
+    worker a little and the ones with many rankings of the same sets most.
+    """
+    codes = {w: i for i, w in enumerate(sorted(set(workers)))}
+    of = np.array([codes[w] for w in workers], dtype=np.int64)
+    weights = np.ones(len(rankings))
+    for _ in range(rounds):
+        scores = ranking_scores(rankings, n_items, method, how, weights)
+        agreement = np.array(
+            [
+                2.0 * concordance(places, _places_by(scores, items)) - 1.0
+                if len(set(scores[list(items)])) > 1
+                else 0.0
+                for items, places in rankings
+            ]
+        )
+        total = np.bincount(of, weights=agreement, minlength=len(codes))
+        count = np.bincount(of, minlength=len(codes))
+        reliability = (total + prior_answers * prior_reliability) / (count + prior_answers)
+        weights = np.clip(reliability, 0.0, 1.0)[of]
+    return weights
+
+
+def _places_by(scores: np.ndarray, items: Sequence[int]) -> list[int]:
+    """Places (1 best, equal scores tied) of `items` by `scores`."""
+    return [int(p) for p in rankdata(-scores[list(items)], method="min")]

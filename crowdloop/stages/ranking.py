@@ -26,7 +26,7 @@ from sqlalchemy import delete
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from crowdloop.aggregation.rankings import Method, PairWeight, ranking_scores
+from crowdloop.aggregation.rankings import Method, PairWeight, ranking_scores, worker_weights
 from crowdloop.db import insert_ignore, session_scope
 from crowdloop.ids import seeded_rng, stable_id
 from crowdloop.models.domain import RankTask, Stage
@@ -310,22 +310,34 @@ class RankingAggregate:
 
 
 def fit_scores(
-    rows: Sequence[RankingRow], method: Method, how: PairWeight = "choices"
+    rows: Sequence[RankingRow],
+    method: Method,
+    how: PairWeight = "choices",
+    weigh_workers: bool = False,
 ) -> dict[str, float]:
-    """Response id -> score (higher is better) from the rankings, by `method`. One fit
-    over the campaign: prompts share no responses, and each method's prior (or mean)
-    anchors every response on its own, so this equals the per-prompt fits side by side."""
+    """Response id -> score (higher is better) from the rankings, by `method`, each
+    ranking weighted by its worker's learned reliability when `weigh_workers` (not for
+    mean rank, the naive baseline). One fit over the campaign: prompts share no
+    responses, and each method's prior (or mean) anchors every response on its own, so
+    this equals the per-prompt fits side by side (worker weights are campaign-wide)."""
     ids = sorted({r for row in rows for r in row.shown})
     code = {r: i for i, r in enumerate(ids)}
     coded = [([code[r] for r in row.shown], row.places) for row in rows]
-    scores = ranking_scores(coded, len(ids), method, how)
+    weights = (
+        worker_weights(coded, [row.worker for row in rows], len(ids), method, how)
+        if weigh_workers and method != "mean_rank"
+        else None
+    )
+    scores = ranking_scores(coded, len(ids), method, how, weights)
     return {r: float(scores[code[r]]) for r in ids}
 
 
 def aggregate_rankings(campaign_id: str, spec: RankingSpec) -> RankingAggregate:
     """Score every ranked response (CandidateScore, rewritten): rerunnable at any time."""
     rows = rankings_frame(campaign_id)
-    scores = fit_scores(rows, spec.aggregation, spec.pair_weight) if rows else {}
+    scores = (
+        fit_scores(rows, spec.aggregation, spec.pair_weight, spec.weigh_workers) if rows else {}
+    )
     prompt_of = {r: row.prompt for row in rows for r in row.shown}
     with session_scope() as s:
         s.execute(delete(CandidateScore).where(col(CandidateScore.campaign_id) == campaign_id))
