@@ -271,3 +271,16 @@ def test_worker_weights_discount_random_and_fixed_order_rankers() -> None:
     assert by["random"] < 0.15 and by["shown-order"] < 0.15
     weighted = ranking_scores(rankings, 8, "plackett_luce", weights=weights)
     assert list(np.argsort(-weighted)) == list(range(8))
+
+
+def test_the_estimate_prices_the_demo_campaigns_ranking_sets() -> None:
+    from decimal import Decimal
+
+    from crowdloop.stages.estimate import estimate_spec
+
+    spec = load_campaign(Path(__file__).resolve().parent.parent / "campaigns" / "ranking.yaml")
+    estimate = estimate_spec(spec)
+    # 12 prompts x 6 answers in sets of 4, 3 per candidate: 5 sets each; 15 golden sets
+    # (share 0.2); 3 rankings per set at 0.08 (the simulator charges no fee).
+    assert estimate.expected == Decimal("75") * 3 * Decimal("0.08")
+    assert estimate.worst > estimate.expected

@@ -47,8 +47,8 @@ def test_demo_ranking_campaign_beats_mean_rank_on_a_crowd_with_spammers(
     # Every row is a prompt's six answers in the aggregated order, checked against the
     # hidden qualities (Kendall's tau-b, mean over prompts) and against mean rank over
     # every ranking (spammers included).
-    assert truth.tau >= 0.75
-    assert truth.tau > truth.baseline_tau + 0.03
+    assert truth.tau >= 0.8
+    assert truth.tau > truth.baseline_tau + 0.05
     rows = [json.loads(line) for line in (out / "rankings.jsonl").read_text().splitlines()]
     assert all(
         len(r["responses"]) == 6 and r["scores"] == sorted(r["scores"], reverse=True) for r in rows

@@ -127,6 +127,27 @@ def _shown(item_id: str, seed: int, entries: list[Any]) -> list[Any]:
     return out
 
 
+def prompt_sets(spec: CampaignSpec, prompt_id: str, ids: Sequence[str]) -> list[list[str]]:
+    """The ranking sets of one prompt's candidates, as the campaign plans them."""
+    ranking = spec.ranking
+    assert ranking is not None
+    return ranking_sets(
+        ids, ranking.k, ranking.sets_per_candidate, f"{spec.name}/{ranking.seed}/{prompt_id}"
+    )
+
+
+def count_sets(spec: CampaignSpec) -> tuple[int, int]:
+    """(real, golden) ranking sets the campaign's inputs plan (for the cost estimate)."""
+    ranking = spec.ranking
+    assert ranking is not None
+    inputs = ranking_inputs(ranking)
+    real = sum(
+        len(prompt_sets(spec, pid, [r.response_id for r in rows]))
+        for pid, rows in inputs.by_prompt.items()
+    )
+    return real, golden_count(real, ranking.golden_share) if inputs.golden else 0
+
+
 def plan_rankings(session: Session, spec: CampaignSpec, inputs: RankingInputs) -> None:
     """The campaign's ranking items and their sets, golden sets mixed in at `golden_share`."""
     ranking = spec.ranking
@@ -141,9 +162,7 @@ def plan_rankings(session: Session, spec: CampaignSpec, inputs: RankingInputs) -
     sets: list[dict[str, Any]] = []
     for pid, rows in sorted(inputs.by_prompt.items()):
         text = {r.response_id: r.response for r in rows}
-        chosen = ranking_sets(
-            list(text), ranking.k, ranking.sets_per_candidate, f"{spec.name}/{ranking.seed}/{pid}"
-        )
+        chosen = prompt_sets(spec, pid, list(text))
         for j, members in enumerate(chosen):
             item_id = stable_id("rk", spec.name, pid, j)
             shown = _shown(item_id, spec.seed, members)
