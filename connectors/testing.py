@@ -475,11 +475,15 @@ class ConnectorContract:
 
     def test_rankings_round_trip_where_declared(self, harness: Harness) -> None:
         """A connector that declares RANKING publishes ranking tasks and reads back one
-        place per response shown; campaigns with rankings are refused at preflight on
-        every other connector (crowdloop.stages.preflight)."""
+        place per response shown; on every other connector a campaign with rankings is
+        refused at preflight, naming the connector and the task type."""
+        from crowdloop.stages.preflight import require_ranking
+
         with harness.connector() as connector:
             if Capability.RANKING not in connector.capabilities:
-                pytest.skip(f"{harness.name} does not declare {Capability.RANKING.value}")
+                with pytest.raises(NotSupported, match=rf"{re.escape(connector.name)}.*ranking"):
+                    require_ranking(connector)
+                return
             batch = connector.create_batch(
                 harness.batch_spec(Stage.RANK), idempotency_key="contract:rank"
             )
