@@ -189,6 +189,8 @@ class Capability(StrEnum):
     PAUSE = "pause"
     # k-wise ranking tasks (RankTask answered with a RankingAnswer).
     RANKING = "ranking"
+    # ... where the worker may give two responses the same place (RankTask.ties).
+    RANKING_TIES = "ranking_ties"
 
 
 class BatchSpec(Frozen):

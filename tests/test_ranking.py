@@ -203,14 +203,21 @@ def test_connectors_without_the_capability_are_refused_at_preflight(tmp_path: Pa
     from crowdloop.connectors.registry import get_connector_class as connector_class
 
     spec = load_campaign(_campaign(tmp_path, ""))
-    for name in ("toloka", "prolific", "scale", "labelstudio", "replay", "aijudge"):
+    for name in ("toloka", "prolific", "scale", "replay", "aijudge"):
         connector = object.__new__(connector_class(name))
         with pytest.raises(NotSupported) as refused:
             check_capabilities(spec, connector)
         message = str(refused.value)
         assert name in message and "ranking" in message
     simulator = object.__new__(connector_class("simulator"))
+    labelstudio = object.__new__(connector_class("labelstudio"))
     check_capabilities(spec, simulator)
+    check_capabilities(spec, labelstudio)
+    # A reordered list (Label Studio's Ranker) cannot say "tied".
+    tied = load_campaign(_campaign(tmp_path, "  ties: true\n"))
+    check_capabilities(tied, simulator)
+    with pytest.raises(NotSupported, match=r"labelstudio.*ranking.ties: true"):
+        check_capabilities(tied, labelstudio)
 
 
 def _responses() -> tuple[str, tuple[str, ...]]:
@@ -284,3 +291,15 @@ def test_the_estimate_prices_the_demo_campaigns_ranking_sets() -> None:
     # (share 0.2); 3 rankings per set at 0.08 (the simulator charges no fee).
     assert estimate.expected == Decimal("75") * 3 * Decimal("0.08")
     assert estimate.worst > estimate.expected
+
+
+def test_label_studio_ranker_results_become_places_or_are_refused() -> None:
+    from crowdloop.connectors.labelstudio.connector import _answer
+
+    def result(order: object) -> list[dict[str, object]]:
+        return [{"from_name": "ranking", "type": "ranker", "value": {"ranker": {"ranking": order}}}]
+
+    assert _answer("ranking", result(["2", "0", "1"]), 3) == RankingAnswer(ranks=(2, 3, 1))
+    for bad in (["2", "0"], ["0", "0", "1"], "012", ["0", "1", "7"]):
+        with pytest.raises(ValueError, match="each of the 3 answers once"):
+            _answer("ranking", result(bad), 3)

@@ -35,14 +35,22 @@ def require_qualifications(connector: Connector) -> None:
         raise refused
 
 
-def require_ranking(connector: Connector) -> None:
-    """Refuse k-wise ranking tasks on a connector that cannot show and read them."""
+def require_ranking(connector: Connector, *, ties: bool = False) -> None:
+    """Refuse k-wise ranking tasks on a connector that cannot show and read them (with
+    ties, when the campaign allows them)."""
     if Capability.RANKING not in connector.capabilities:
         refused = NotSupported(connector.name, Capability.RANKING.value)
         refused.args = (
             f"{refused}: the campaign has k-wise ranking tasks (its 'ranking' section), which "
             f"the {connector.name} connector cannot publish or read; use a connector that "
-            "declares the ranking capability (the simulator does)",
+            "declares the ranking capability (the simulator and labelstudio do)",
+        )
+        raise refused
+    if ties and Capability.RANKING_TIES not in connector.capabilities:
+        refused = NotSupported(connector.name, Capability.RANKING_TIES.value)
+        refused.args = (
+            f"{refused}: the campaign's ranking tasks allow ties (ranking.ties: true), which "
+            f"the {connector.name} connector cannot show or read; set ranking.ties: false",
         )
         raise refused
 
@@ -52,7 +60,7 @@ def check_capabilities(spec: CampaignSpec, connector: Connector) -> list[str]:
     if spec.quality.exam:
         require_qualifications(connector)
     if spec.ranking:
-        require_ranking(connector)
+        require_ranking(connector, ties=spec.ranking.ties)
     for cap in sorted(required_capabilities(spec)):
         connector.require(cap)
     warnings = []
