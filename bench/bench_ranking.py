@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 from collections import defaultdict
@@ -33,11 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import kendalltau
-from sqlmodel import select
 
 from crowdloop.aggregation.rankings import ranking_scores, worker_weights
-from crowdloop.demo.ranking import RANKING_MODELS
+from crowdloop.demo.ranking import RANKING_MODELS, kendall_tau
 from crowdloop.demo.run import crowd_catch
 from crowdloop.demo.top5 import generate_candidates
 from crowdloop.ids import seeded_rng
@@ -109,8 +106,7 @@ def run(
             rids = [c["response_id"] for c in cands]
             s = [scores[code[r]] for r in rids]
             q = [quality[r] for r in rids]
-            tau = kendalltau(s, q).statistic
-            taus.append(0.0 if math.isnan(tau) else float(tau))
+            taus.append(kendall_tau(s, q))
             for a, b in combinations(range(len(rids)), 2):
                 if q[a] != q[b]:
                     total += 1
@@ -124,7 +120,7 @@ def run_campaign(seed: int, crowd_name: str, folder: Path) -> dict[str, float]:
     """The demo ranking campaign on a fresh database and simulator; its figures."""
     import yaml
 
-    from crowdloop.demo.ranking import score_rankings_against_truth
+    from crowdloop.demo.ranking import order_tau, score_rankings_against_truth
     from crowdloop.stages import ranking
     from crowdloop.stages.rounds import run_bare
 
@@ -149,7 +145,7 @@ def run_campaign(seed: int, crowd_name: str, folder: Path) -> dict[str, float]:
         truth = score_rankings_against_truth(
             spec.name, folder / "out" / "rankings.jsonl", folder / "out" / "pairs.jsonl"
         )
-        trusted_mean_rank = _prompt_taus(ranking.rankings_frame(spec.name), "mean_rank", spec.name)
+        trusted_mean_rank = order_tau(spec.name, ranking.rankings_frame(spec.name), "mean_rank")
         catch = crowd_catch(sim.url)
     return {
         "tau": truth.tau,
@@ -162,33 +158,6 @@ def run_campaign(seed: int, crowd_name: str, folder: Path) -> dict[str, float]:
         "bad": catch.spammers,
         "honest_blocked": catch.honest_blocked,
     }
-
-
-def _prompt_taus(rows: list[Any], method: str, campaign_id: str) -> float:
-    from crowdloop.db import session_scope
-    from crowdloop.models.tables import Prompt, Response
-    from crowdloop.stages.ranking import fit_scores
-
-    scores = fit_scores(rows, method)  # type: ignore[arg-type]
-    with session_scope() as s:
-        prompts = {
-            p.id: p.text for p in s.exec(select(Prompt).where(Prompt.campaign_id == campaign_id))
-        }
-        responses = {
-            r.id: (r.prompt_id, r.text)
-            for r in s.exec(select(Response).where(Response.campaign_id == campaign_id))
-        }
-    by_prompt: dict[str, list[str]] = defaultdict(list)
-    for rid in scores:
-        by_prompt[responses[rid][0]].append(rid)
-    taus = []
-    for pid, rids in by_prompt.items():
-        tau = kendalltau(
-            [scores[r] for r in rids],
-            [response_quality(prompts[pid], responses[r][1]) for r in rids],
-        ).statistic
-        taus.append(0.0 if math.isnan(tau) else float(tau))
-    return float(np.mean(taus))
 
 
 def campaign_table(seeds: list[int], crowds: list[str], root: Path) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.stats import kendalltau
 from sqlmodel import col, select
 
+from crowdloop.aggregation.rankings import Method
 from crowdloop.db import session_scope
 from crowdloop.demo.top5 import (
     _broken_response,
@@ -105,7 +106,8 @@ class RankingTruth:
     pairs_right: float  # share of exported TRL pairs whose chosen answer is truly better
 
 
-def _tau(scores: Sequence[float], truth: Sequence[float]) -> float:
+def kendall_tau(scores: Sequence[float], truth: Sequence[float]) -> float:
+    """Kendall's tau-b; 0 where it is undefined (one side all equal)."""
     tau = kendalltau(scores, truth).statistic
     return 0.0 if math.isnan(tau) else float(tau)
 
@@ -115,7 +117,7 @@ def score_rankings_against_truth(
 ) -> RankingTruth:
     rows = [json.loads(line) for line in rankings_path.read_text().splitlines() if line]
     taus = [
-        _tau(row["scores"], [response_quality(row["prompt"], t) for t in row["responses"]])
+        kendall_tau(row["scores"], [response_quality(row["prompt"], t) for t in row["responses"]])
         for row in rows
     ]
     pairs = [json.loads(line) for line in pairs_path.read_text().splitlines() if line]
@@ -145,6 +147,18 @@ def _baseline_tau(campaign_id: str) -> float:
                 Judgment.status == JudgmentStatus.VALID,
             )
         ).all()
+    rows = [
+        RankingRow(item="", prompt=str(p), shown=list(shown), places=places_of(text), worker="")
+        for p, shown, text in found
+    ]
+    return order_tau(campaign_id, rows, "mean_rank")
+
+
+def order_tau(campaign_id: str, rows: Sequence[RankingRow], method: Method) -> float:
+    """Kendall's tau-b of each prompt's order by `method` on `rows` against the hidden
+    qualities, mean over prompts."""
+    scores = fit_scores(rows, method)
+    with session_scope() as s:
         prompts = {
             p.id: p.text for p in s.exec(select(Prompt).where(Prompt.campaign_id == campaign_id))
         }
@@ -152,16 +166,12 @@ def _baseline_tau(campaign_id: str) -> float:
             r.id: r.text
             for r in s.exec(select(Response).where(Response.campaign_id == campaign_id))
         }
-    rows = [
-        RankingRow(item="", prompt=str(p), shown=list(shown), places=places_of(text), worker="")
-        for p, shown, text in found
-    ]
-    scores = fit_scores(rows, "mean_rank")
+    prompt_of = {r: row.prompt for row in rows for r in row.shown}
     by_prompt: dict[str, list[str]] = defaultdict(list)
     for rid in scores:
-        by_prompt[next(row.prompt for row in rows if rid in row.shown)].append(rid)
+        by_prompt[prompt_of[rid]].append(rid)
     taus = [
-        _tau([scores[r] for r in ids], [response_quality(prompts[p], texts[r]) for r in ids])
+        kendall_tau([scores[r] for r in ids], [response_quality(prompts[p], texts[r]) for r in ids])
         for p, ids in by_prompt.items()
     ]
     return float(np.mean(taus)) if taus else 0.0
