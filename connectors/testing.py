@@ -48,6 +48,8 @@ from crowdloop.models.domain import (
     Capability,
     CompareTask,
     Money,
+    RankingAnswer,
+    RankTask,
     ReviewDecision,
     Stage,
     Submission,
@@ -216,6 +218,22 @@ class Harness(ABC):
                     prompt=f"Top 5 rivers, take {i}",
                     left=f"1. Nile 2. Amazon ({i})",
                     right=f"1. Danube 2. Rhine ({i})",
+                ),
+                overlap=overlap,
+            )
+            for i in range(n)
+        ]
+
+    def ranking_items(self, n: int, *, k: int = 4, overlap: int = 2) -> list[TaskItem]:
+        """k-wise ranking tasks (Capability.RANKING): `k` lists to order, best first."""
+        return [
+            TaskItem(
+                key=f"contract:rank-{i}.0",
+                group=f"rank-{i}",
+                payload=RankTask(
+                    instruction="Rank the answers from best (1) to worst.",
+                    prompt=f"Top 5 rivers, take {i}",
+                    responses=tuple(f"{j + 1}. Nile ({i}, {j})" for j in range(k)),
                 ),
                 overlap=overlap,
             )
@@ -454,6 +472,32 @@ class ConnectorContract:
             stopped = connector.get_status(batch)
             connector.stop(batch, reason="contract done")
             assert connector.get_status(batch).tasks == stopped.tasks
+
+    def test_rankings_round_trip_where_declared(self, harness: Harness) -> None:
+        """A connector that declares RANKING publishes ranking tasks and reads back one
+        place per response shown; on every other connector a campaign with rankings is
+        refused at preflight, naming the connector and the task type."""
+        from crowdloop.stages.preflight import require_ranking
+
+        with harness.connector() as connector:
+            if Capability.RANKING not in connector.capabilities:
+                with pytest.raises(NotSupported, match=rf"{re.escape(connector.name)}.*ranking"):
+                    require_ranking(connector)
+                return
+            batch = connector.create_batch(
+                harness.batch_spec(Stage.RANK), idempotency_key="contract:rank"
+            )
+            items = harness.ranking_items(3)
+            made = connector.add_items(batch, items, idempotency_key="contract:rank-items")
+            assert set(made.external_ids) == {i.key for i in items}
+            connector.start(batch)
+            answered = harness.answer(connector, batch, items)
+            read = submissions(pages(connector, batch, None))
+            assert len(read) == answered == sum(i.overlap for i in items)
+            for sub in read:
+                assert isinstance(sub.answer, RankingAnswer)
+                assert len(sub.answer.ranks) == 4
+                assert sub.task_key in made.external_ids
 
     # --- lifecycle: stop, pause, resume ----------------------------------------------------------
 

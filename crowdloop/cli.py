@@ -498,7 +498,7 @@ def _campaign_status(campaign: str) -> None:
 @app.command()
 def export(
     campaign: str,
-    kind: Annotated[str, typer.Option(help="preferences or sft")] = "preferences",
+    kind: Annotated[str, typer.Option(help="preferences, sft or rankings")] = "preferences",
     out: Annotated[Path | None, typer.Option(help="Output path (default: the campaign's)")] = None,
 ) -> None:
     """Re-aggregate and re-export a campaign's dataset from the stored judgments."""
@@ -526,8 +526,22 @@ def export(
             _fail(f"campaign {campaign!r} has no demonstrations stage")
         assert spec.demonstrations is not None
         n, path = ex.export_sft(campaign, out or spec.demonstrations.export.path)
+    elif kind == "rankings":
+        if spec.ranking is None or out is not None:
+            _fail(
+                f"campaign {campaign!r} has no ranking stage"
+                if spec.ranking is None
+                else "rankings go to the campaign's two paths (ranking.export); drop --out"
+            )
+        assert spec.ranking is not None
+        from crowdloop.stages import ranking
+
+        ranking.aggregate_rankings(campaign, spec.ranking)
+        for rows, written in ranking.export_rankings(campaign, spec.ranking).values():
+            console.print(f"exported {rows} row(s) to {written}")
+        return
     else:
-        _fail(f"unknown export kind {kind!r}: use preferences or sft")
+        _fail(f"unknown export kind {kind!r}: use preferences, sft or rankings")
         return
     console.print(f"exported {n} row(s) to {path}")
 

@@ -79,12 +79,21 @@ def _preferences(campaign_id: str) -> dict[str, Any]:
     return out
 
 
+def _ranking(campaign_id: str) -> dict[str, Any]:
+    rounds = _run_rounds(campaign_id, [Stage.RANK], advance=False, ops=TASK_OPS)
+    return {
+        "rounds": rounds,
+        "aggregate": t.aggregate_rankings(campaign_id),
+        "export": t.export_rankings(campaign_id),
+    }
+
+
 def _drive(campaign_id: str, parts: list[str], out: dict[str, Any]) -> State | None:
     """Run the parts in order; on a halt wait for the operator, then go on where it stopped.
 
     Returns a Cancelled state when the campaign was cancelled, None when the parts finished.
     """
-    run = {"demonstrations": _demonstrations, "preferences": _preferences}
+    run = {"demonstrations": _demonstrations, "preferences": _preferences, "ranking": _ranking}
     while True:
         try:
             budget.launch_gate(campaign_id)  # an estimate above the threshold asks first
@@ -101,9 +110,7 @@ def _drive(campaign_id: str, parts: list[str], out: dict[str, Any]) -> State | N
             t.publish_progress(campaign_id)
             wait_for_operator(
                 campaign_id,
-                lifecycle.CampaignHalted(
-                    campaign_id, CampaignStatus.AWAITING_APPROVAL, str(pause)
-                ),
+                lifecycle.CampaignHalted(campaign_id, CampaignStatus.AWAITING_APPROVAL, str(pause)),
             )
         except lifecycle.CampaignHalted as halted:
             if halted.status == CampaignStatus.CANCELLED:
@@ -216,7 +223,7 @@ def run_campaign(campaign_file: str, update: bool = False, lease_wait_s: float =
             return out
         t.check_capabilities(campaign_id)
         t.publish_estimate(campaign_id)
-        parts = [p for p in ("demonstrations", "preferences") if getattr(spec, p)]
+        parts = [p for p in ("demonstrations", "preferences", "ranking") if getattr(spec, p)]
         cancelled = _drive(campaign_id, parts, out)
         if cancelled is not None:
             return cancelled

@@ -19,7 +19,16 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from crowdloop.models.domain import Stage
-from crowdloop.stages import budget, exam, export, preferences, preflight, report, rounds
+from crowdloop.stages import (
+    budget,
+    exam,
+    export,
+    preferences,
+    preflight,
+    ranking,
+    report,
+    rounds,
+)
 from crowdloop.stages.budget import BudgetPause
 from crowdloop.stages.progress import live_progress, progress_markdown
 from crowdloop.stages.rounds import campaign_spec, connector_for
@@ -135,6 +144,23 @@ def export_preferences(campaign_id: str) -> dict[str, Any]:
     )
     get_run_logger().info("exported %d preference pair(s) to %s", rows, path)
     return {"rows": rows, "path": str(path)}
+
+
+@task(name="aggregate-rankings")
+def aggregate_rankings(campaign_id: str) -> dict[str, Any]:
+    spec = campaign_spec(campaign_id)
+    assert spec.ranking is not None
+    return asdict(ranking.aggregate_rankings(campaign_id, spec.ranking))
+
+
+@task(name="export-rankings")
+def export_rankings(campaign_id: str) -> dict[str, Any]:
+    spec = campaign_spec(campaign_id)
+    assert spec.ranking is not None
+    written = ranking.export_rankings(campaign_id, spec.ranking)
+    for kind, (rows, path) in written.items():
+        get_run_logger().info("exported %d %s row(s) to %s", rows, kind.replace("_", " "), path)
+    return {kind: {"rows": rows, "path": str(path)} for kind, (rows, path) in written.items()}
 
 
 @task(name="record-spend", retries=2, retry_delay_seconds=5)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Frozen(BaseModel):
@@ -69,6 +69,8 @@ class Stage(StrEnum):
     # Golden comparisons a worker must pass before production comparisons are offered to
     # them; to a marketplace the exam batch is a compare batch (BatchSpec.stage COMPARE).
     EXAM = "exam"
+    # k-wise rankings of 3-9 responses to one prompt (crowdloop/stages/ranking.py).
+    RANK = "rank"
 
 
 # --- what a worker is asked to do -------------------------------------------------------
@@ -109,8 +111,19 @@ class CompareTask(Frozen):
     right: str
 
 
+class RankTask(Frozen):
+    """Order 3-9 responses to one prompt, best first (ties only where `ties` allows)."""
+
+    kind: Literal["rank"] = "rank"
+    instruction: str
+    prompt: str
+    responses: tuple[str, ...] = Field(min_length=3, max_length=9)
+    ties: bool = False
+
+
 TaskPayload = Annotated[
-    WritePromptTask | WriteResponseTask | VerifyTask | CompareTask, Field(discriminator="kind")
+    WritePromptTask | WriteResponseTask | VerifyTask | CompareTask | RankTask,
+    Field(discriminator="kind"),
 ]
 
 
@@ -137,13 +150,33 @@ class PreferenceAnswer(Frozen):
     position_consistent: bool | None = None
 
 
-Answer = Annotated[TextAnswer | VerdictAnswer | PreferenceAnswer, Field(discriminator="kind")]
+class RankingAnswer(Frozen):
+    """A worker's ranking: `ranks[i]` is the place of the i-th response as shown (1 best);
+    tied responses share a place. Whether it fits its task (one place per response, ties
+    only where allowed) is checked against the task when it is stored
+    (crowdloop.stages.ranking.ranking_problem)."""
+
+    kind: Literal["ranking"] = "ranking"
+    ranks: tuple[int, ...] = Field(min_length=3, max_length=9)
+
+    @field_validator("ranks")
+    @classmethod
+    def _places(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(r < 1 or r > len(v) for r in v):
+            raise ValueError(f"every place must be between 1 and {len(v)}")
+        return v
+
+
+Answer = Annotated[
+    TextAnswer | VerdictAnswer | PreferenceAnswer | RankingAnswer, Field(discriminator="kind")
+]
 
 ANSWER_KIND_FOR_TASK: dict[str, str] = {
     "write_prompt": "text",
     "write_response": "text",
     "verify": "verdict",
     "compare": "preference",
+    "rank": "ranking",
 }
 
 
@@ -164,6 +197,10 @@ class Capability(StrEnum):
     # Pause a batch (no new work handed out; work in hand may still be submitted) and
     # resume it later. Without it a paused campaign only stops publishing on our side.
     PAUSE = "pause"
+    # k-wise ranking tasks (RankTask answered with a RankingAnswer).
+    RANKING = "ranking"
+    # ... where the worker may give two responses the same place (RankTask.ties).
+    RANKING_TIES = "ranking_ties"
 
 
 class BatchSpec(Frozen):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from crowdloop.models.domain import Money
+from crowdloop.models.ranking_spec import RankingSpec
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -521,11 +522,27 @@ class CampaignSpec(_Strict):
     budget: BudgetSpec | None = None
     # Off by default: every comparison goes to the human crowd.
     routing: RoutingSpec | None = None
+    # k-wise rankings (models/ranking_spec.py).
+    ranking: RankingSpec | None = None
 
     @model_validator(mode="after")
     def _has_work(self) -> CampaignSpec:
-        if self.demonstrations is None and self.preferences is None:
-            raise ValueError("a campaign needs a 'demonstrations' or a 'preferences' section")
+        if self.demonstrations is None and self.preferences is None and self.ranking is None:
+            raise ValueError(
+                "a campaign needs a 'demonstrations', a 'preferences' or a 'ranking' section"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ranking_alone(self) -> CampaignSpec:
+        # Both would score the same candidates into one table; run them as two campaigns.
+        if self.ranking is not None and self.preferences is not None:
+            _fail(
+                ("ranking",),
+                "a campaign collects pairwise preferences or rankings, not both: "
+                "run the rankings as a campaign of their own",
+                self.ranking.model_dump(mode="json"),
+            )
         return self
 
     @model_validator(mode="after")
@@ -591,6 +608,8 @@ class CampaignSpec(_Strict):
             out.append((("demonstrations", "verify_reward"), self.demonstrations.verify_reward))
         if self.preferences:
             out.append((("preferences", "reward"), self.preferences.reward))
+        if self.ranking:
+            out.append((("ranking", "reward"), self.ranking.reward))
         if self.quality.exam and self.quality.exam.reward:
             out.append((("quality", "exam", "reward"), self.quality.exam.reward))
         return out
@@ -632,6 +651,8 @@ class CampaignSpec(_Strict):
                     "export": ExportSpec(path=fix(p.export.path) or p.export.path),
                 }
             )
+        if self.ranking:
+            update["ranking"] = self.ranking.resolved(fix)
         return self.model_copy(update=update)
 
 

@@ -458,3 +458,15 @@ class AIJudgeBatch(SQLModel, table=True):
     cursor: str | None = Field(default=None, sa_column=Column(Text))
     spend: str | None = None  # Decimal as text, as the judge last reported it
     currency: str | None = Field(default=None, max_length=3)
+
+
+class RankingSet(SQLModel, table=True):
+    """What a ranking item (kind `rank`) shows, in our ids: the response ids in the order
+    shown, and for a golden set its known places (crowdloop/stages/ranking.py). The task
+    payload carries only the texts, so no id (nor golden-ness) reaches the marketplace."""
+
+    item_id: str = Field(foreign_key="item.id", primary_key=True, max_length=80)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    prompt_id: str = Field(max_length=80)
+    shown: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    golden_ranks: list[int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -479,7 +479,7 @@ def test_garbled_assignments_become_quarantined_rows(
         _assignment(3, {}),
         _assignment(4, {"verdict": "accept"}),  # wrong answer kind for a compare task
         _assignment(5, "left"),
-        _assignment(6, {"choice": "left"}, task_kind="rank"),
+        _assignment(6, {"choice": "left"}, task_kind="sort"),
         {k: v for k, v in _assignment(7, {"choice": "left"}).items() if k != "worker_id"},
         _assignment(8, {"verdict": "reject"}, task_kind="verify"),
     ]
@@ -497,7 +497,7 @@ def test_garbled_assignments_become_quarantined_rows(
     assert "choice" in by_id["asg-00000003"].reason
     assert "preference" in by_id["asg-00000004"].reason
     assert "not an object" in by_id["asg-00000005"].reason
-    assert "unknown task kind 'rank'" in by_id["asg-00000006"].reason
+    assert "unknown task kind 'sort'" in by_id["asg-00000006"].reason
     missing_worker = by_id["asg-00000007"]
     assert missing_worker.worker_id is None and "worker_id" in missing_worker.reason
     assert json.loads(by_id["asg-00000002"].raw) == items[1]

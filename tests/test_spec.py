@@ -183,7 +183,7 @@ def test_campaign_needs_a_section(tmp_path: Path) -> None:
     )
     message = spec_error(path)
     assert message.startswith(f"{path}:1: field '(root)'")
-    assert "'demonstrations' or a 'preferences' section" in message
+    assert "'demonstrations', a 'preferences' or a 'ranking' section" in message
 
 
 def test_deployment_target_needs_a_name(tmp_path: Path) -> None:

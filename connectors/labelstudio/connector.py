@@ -24,6 +24,12 @@ Labeling configs (one per stage; our task's fields are the `$variables`):
   aliases `left` / `right` / `tie`. `<Pairwise>` was not used: its result has no tie.
 - writing: `<TextArea name="answer">` under the topic or the prompt.
 - verify: `<Choices name="verdict">` with aliases `accept` / `reject`.
+- rank: the prompt as `<Text>`, the answers as a `<List name="answers">` (task data `items`:
+  `{id, title, body}` per answer, ids "0".."K-1" in the order shown) and a
+  `<Ranker name="ranking" toName="answers">`; the result is
+  `{"value": {"ranker": {"ranking": [ids, best first]}}, "type": "ranker", ...}`
+  (https://labelstud.io/tags/ranker). A reordered list has no ties, so ranking tasks
+  that allow ties are refused (Capability.RANKING_TIES is not declared).
 A choice's alias replaces its label in the annotation result, so results carry our words.
 
 Auth: a personal access token (a JWT refresh token) is exchanged at `/api/token/refresh/`
@@ -156,6 +162,7 @@ TITLE_MAX = 50
 
 # Control tag names, read back from annotation results.
 PREFERENCE, VERDICT, ANSWER = "preference", "verdict", "answer"
+RANKING, ANSWERS = "ranking", "answers"
 
 _COMPARE = f"""<View>
   <Header value="$instruction"/>
@@ -204,12 +211,20 @@ _VERIFY = f"""<View>
   </Choices>
 </View>"""
 
+_RANK = f"""<View>
+  <Header value="$instruction"/>
+  <Text name="prompt" value="$prompt"/>
+  <List name="{ANSWERS}" value="$items" title="Answers: drag the best to the top"/>
+  <Ranker name="{RANKING}" toName="{ANSWERS}"/>
+</View>"""
+
 LABEL_CONFIGS: dict[Stage, str] = {
     Stage.COMPARE: _COMPARE,
     Stage.PROMPTS: _WRITE_PROMPT,
     Stage.RESPONSES: _WRITE_RESPONSE,
     Stage.VERIFY: _VERIFY,
     Stage.EXAM: _COMPARE,  # to a marketplace an exam is a batch of comparisons
+    Stage.RANK: _RANK,
 }
 
 # What each choice may come back as: the alias, or the label if a config lost its aliases.
@@ -229,7 +244,7 @@ class LabelStudioConnector(Connector):
     name: ClassVar[str] = CONNECTOR_NAME
     options_model: ClassVar[type[BaseModel] | None] = LabelStudioOptions
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.PAIRWISE, Capability.FREE_TEXT}
+        {Capability.PAIRWISE, Capability.FREE_TEXT, Capability.RANKING}
     )
     # Open-source Label Studio is software, not a marketplace: in-house annotators are paid
     # (if at all) outside it, and it charges no fee.
@@ -464,6 +479,12 @@ def task_import(item: TaskItem) -> TaskImport:
         "crowdloop_kind": kind,
         **payload,
     }
+    if kind == "rank":
+        # The List tag shows `items`; the Ranker answers with their ids in the new order.
+        data["items"] = [
+            {"id": str(i), "title": f"Answer {i + 1}", "body": text}
+            for i, text in enumerate(payload["responses"])
+        ]
     return TaskImport(data=data, meta={"crowdloop_key": item.key, "crowdloop_group": item.group})
 
 
@@ -548,7 +569,7 @@ def read_annotation(
     if not isinstance(annotation.result, list):
         return quarantine(f"result is not a list: {type(annotation.result).__name__}")
     try:
-        answer = _answer(expected, annotation.result)
+        answer = _answer(expected, annotation.result, len(data.get("items") or ()))
     except ValueError as exc:
         return quarantine(f"bad {expected} answer for a {fields.crowdloop_kind} task: {exc}")
     return Submission(
@@ -560,8 +581,11 @@ def read_annotation(
     )
 
 
-def _answer(kind: str, result: list[Any]) -> Answer:
-    control = {"preference": PREFERENCE, "verdict": VERDICT, "text": ANSWER}[kind]
+def _answer(kind: str, result: list[Any], shown: int = 0) -> Answer:
+    """The answer in an annotation's result; `shown`: the answers a rank task listed."""
+    control = {"preference": PREFERENCE, "verdict": VERDICT, "text": ANSWER, "ranking": RANKING}[
+        kind
+    ]
     values = [
         r.get("value") for r in result if isinstance(r, dict) and r.get("from_name") == control
     ]
@@ -575,6 +599,8 @@ def _answer(kind: str, result: list[Any]) -> Answer:
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise ValueError("value.text is not a list of strings")
         payload: dict[str, Any] = {"kind": "text", "text": "\n".join(texts).strip()}
+    elif kind == "ranking":
+        payload = {"kind": "ranking", "ranks": _places(value, shown)}
     else:
         choices = value.get("choices")
         if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], str):
@@ -590,6 +616,18 @@ def _answer(kind: str, result: list[Any]) -> Answer:
         raise ValueError(first_error(exc, tagged_union=True)) from exc
 
 
+def _places(value: dict[str, Any], shown: int) -> list[int]:
+    """Places (1 best) of the answers as listed, from the Ranker's ids in the new order."""
+    ranker = value.get("ranker")
+    order = ranker.get(RANKING) if isinstance(ranker, dict) else None
+    if not isinstance(order, list) or sorted(map(str, order)) != sorted(map(str, range(shown))):
+        raise ValueError(f"value.ranker.{RANKING} must list each of the {shown} answers once")
+    places = [0] * shown
+    for place, item in enumerate(order, start=1):
+        places[int(item)] = place
+    return places
+
+
 def _worker_id(completed_by: int | dict[str, Any] | None) -> str | None:
     if isinstance(completed_by, dict):
         completed_by = completed_by.get("id")
@@ -598,5 +636,3 @@ def _worker_id(completed_by: int | dict[str, Any] | None) -> str | None:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-

@@ -62,6 +62,13 @@ class CrowdConfig(_Settings):
     left_bias_rate: float = Field(default=0.6, ge=0, le=1)
     # When both sides are equally good, how often a careful worker says "tie".
     tie_when_equal: float = Field(default=0.8, ge=0, le=1)
+    # k-wise rankings (crowd._rank): a careful worker orders the responses by their quality
+    # plus Gaussian noise of this spread (qualities step by 0.2: at 0.15 a pair 0.2 apart
+    # is swapped 17% of the time, at 0.35 36%); where ties are allowed, neighbours whose
+    # perceived qualities are within `rank_tie_gap` share a place.
+    honest_rank_noise: float = Field(default=0.15, ge=0)
+    noisy_rank_noise: float = Field(default=0.35, ge=0)
+    rank_tie_gap: float = Field(default=0.05, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> CrowdConfig:

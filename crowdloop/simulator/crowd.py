@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeAlias
 from crowdloop.ids import seeded_rng
 from crowdloop.models.domain import (
     CompareTask,
+    RankTask,
     VerifyTask,
     WritePromptTask,
     WriteResponseTask,
@@ -69,7 +70,7 @@ _CARELESS = BAD_ARCHETYPES - {"sleeper"}
 BAD_WRITERS: frozenset[str] = frozenset({"lazy", "copy_paste", "copier", "off_topic"})
 BAD_VERIFIERS: frozenset[str] = frozenset({"rubber_stamp", "harsh", "random_verifier"})
 Speed = Literal["fast", "slow"]
-Payload: TypeAlias = WritePromptTask | WriteResponseTask | VerifyTask | CompareTask
+Payload: TypeAlias = WritePromptTask | WriteResponseTask | VerifyTask | CompareTask | RankTask
 Truth: TypeAlias = Literal["left", "right", "tie", "accept", "reject"] | None
 
 ACCEPT_QUALITY = 0.8  # a response this good (4 of 5 valid items) should be accepted
@@ -203,6 +204,8 @@ class Crowd:
             return {"choice": self._compare(worker, rng, truth, payload)}
         if isinstance(payload, VerifyTask):
             return {"verdict": self._verify(worker, rng, truth)}
+        if isinstance(payload, RankTask):
+            return {"ranks": self._rank(worker, rng, payload)}
         topic: str | None
         if isinstance(payload, WritePromptTask):
             kind, topic = "prompt", payload.topic
@@ -301,6 +304,44 @@ class Crowd:
         if rng.random() < 0.75:
             return "right" if truth == "left" else "left"
         return "tie"
+
+    def _rank(self, worker: Worker, rng: random.Random, payload: RankTask) -> list[int]:
+        """Places (1 best) for the responses as shown. Careful workers order by the hidden
+        quality plus noise; random clickers shuffle; same-side workers keep the shown order
+        (always-tie workers too where ties are not allowed); colluders share one shuffle."""
+        cfg = self.config
+        k = len(payload.responses)
+        shown = list(range(1, k + 1))
+        archetype = worker.archetype
+        if archetype in ("spammer", "volume_spammer"):
+            rng.shuffle(shown)
+            return shown
+        if archetype == "same_side" or (archetype == "always_tie" and not payload.ties):
+            return shown
+        if archetype == "always_tie":
+            return [1] * k
+        if archetype == "colluder":
+            shared = seeded_rng(self.seed, "collude", payload.prompt, *payload.responses)
+            shared.shuffle(shown)
+            return shown
+        if archetype == "left_bias" and rng.random() < cfg.left_bias_rate:
+            return shown
+        noise = cfg.noisy_rank_noise if archetype == "noisy" else cfg.honest_rank_noise
+        perceived = [
+            response_quality(payload.prompt, text) + rng.gauss(0.0, noise)
+            for text in payload.responses
+        ]
+        order = sorted(range(k), key=lambda i: -perceived[i])
+        places = [0] * k
+        for position, i in enumerate(order):
+            prev = order[position - 1] if position else None
+            tied = (
+                payload.ties
+                and prev is not None
+                and perceived[prev] - perceived[i] < cfg.rank_tie_gap
+            )
+            places[i] = places[prev] if tied and prev is not None else position + 1
+        return places
 
     def _verify(self, worker: Worker, rng: random.Random, truth: Truth) -> str:
         cfg = self.config

@@ -491,7 +491,8 @@ def _reverify_blocked(s: Session, spec: CampaignSpec) -> list[dict[str, object]]
 
 def open_work(campaign_id: str, stages: list[Stage]) -> int:
     """Items of these stages still waiting on the crowd, or (writing and verification
-    items) on a decision; a collected comparison needs nothing more until aggregation."""
+    items) on a decision; a collected comparison or ranking needs nothing more until
+    aggregation."""
     from sqlalchemy import and_, func, or_
 
     with session_scope() as s:
@@ -504,7 +505,10 @@ def open_work(campaign_id: str, stages: list[Stage]) -> int:
                     col(Item.stage).in_([st.value for st in stages]),
                     or_(
                         col(Item.state).in_([ItemState.PENDING, ItemState.PUSHED]),
-                        and_(col(Item.state) == ItemState.COLLECTED, col(Item.kind) != "compare"),
+                        and_(
+                            col(Item.state) == ItemState.COLLECTED,
+                            col(Item.kind).not_in(["compare", "rank"]),
+                        ),
                     ),
                 )
             ).one()

@@ -60,6 +60,8 @@ class WorkCounts:
     exam_items: int = 0
     writing_slots: int = 0  # topics x prompts_per_topic
     golden_verifications: bool = False  # golden verification items are mixed in
+    ranking_sets: int = 0  # k-wise ranking tasks (stages/ranking.py)
+    golden_ranking_sets: int = 0
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,12 @@ def count_work(spec: CampaignSpec) -> WorkCounts:
     if demo is not None:
         slots = len(demo.topics) * demo.prompts_per_topic
         golden_verify = demo.golden_file is not None and demo.golden_share > 0
-    return WorkCounts(real, golden, exam_items, slots, golden_verify)
+    sets = golden_sets = 0
+    if spec.ranking is not None:
+        from crowdloop.stages.ranking import count_sets
+
+        sets, golden_sets = count_sets(spec)
+    return WorkCounts(real, golden, exam_items, slots, golden_verify, sets, golden_sets)
 
 
 def _real_pairs(spec: CampaignSpec) -> Iterator[tuple[str, str, str, CompareTask]]:
@@ -409,6 +416,34 @@ def estimate(
                     note="never re-queued",
                 )
             )
+
+    ranking = spec.ranking
+    if ranking is not None:
+        ranked = [
+            _line(
+                "rank",
+                f"ranking sets, overlap {ranking.overlap}",
+                counts.ranking_sets,
+                counts.ranking_sets,
+                ranking.overlap,
+                ranking.overlap,
+                ranking.reward.amount,
+            )
+        ]
+        if counts.golden_ranking_sets:
+            ranked.append(
+                _line(
+                    "rank",
+                    f"golden ranking sets (share {ranking.golden_share:g})",
+                    counts.golden_ranking_sets,
+                    counts.golden_ranking_sets,
+                    ranking.overlap,
+                    ranking.overlap,
+                    ranking.reward.amount,
+                )
+            )
+        lines += ranked
+        lines.append(_reasks("rank", ranked, rounds, assume.rework_share))
 
     demo = spec.demonstrations
     if demo is not None:

@@ -54,6 +54,8 @@ def spec_hash(spec: CampaignSpec) -> str:
     # earlier version still matches its own spec file.
     if dump["quality"].get("exam") is None:
         dump["quality"].pop("exam", None)
+    if dump.get("ranking") is None:
+        dump.pop("ranking", None)
     # The budget is not part of what the campaign collects: its cap moves through
     # budget.raise_cap (recorded, audited), never by re-registering under a new hash.
     dump.pop("budget", None)
@@ -151,6 +153,9 @@ def register_campaign(session: Session, spec: CampaignSpec, *, update: bool = Fa
     exam_rows: list[GoldenPairRow] = []
     if spec.quality.exam is not None:
         exam_rows, golden_pairs = split_exam_rows(spec, golden_pairs)
+    from crowdloop.stages.ranking import plan_rankings, ranking_inputs
+
+    ranking = ranking_inputs(spec.ranking) if spec.ranking else None
     campaign = Campaign(
         id=spec.name,
         spec=spec.model_dump(mode="json"),
@@ -166,6 +171,8 @@ def register_campaign(session: Session, spec: CampaignSpec, *, update: bool = Fa
         plan_comparisons(session, spec, candidates, golden_pairs)
     if exam_rows:
         plan_exam(session, spec, exam_rows)
+    if ranking:
+        plan_rankings(session, spec, ranking)
     return campaign
 
 
@@ -365,6 +372,10 @@ def check_inputs(spec: CampaignSpec) -> None:
             split_exam_rows(spec, golden)
     if spec.demonstrations and spec.demonstrations.golden_file:
         load_jsonl(spec.demonstrations.golden_file, GoldenVerificationRow)
+    if spec.ranking:
+        from crowdloop.stages.ranking import ranking_inputs
+
+        ranking_inputs(spec.ranking)
 
 
 def check_campaign(path: Path) -> CampaignSpec:
@@ -372,6 +383,36 @@ def check_campaign(path: Path) -> CampaignSpec:
     spec = load_campaign(path)
     check_inputs(spec)
     return spec
+
+
+def insert_candidates(
+    session: Session, campaign_id: str, prompt_text: dict[str, str], candidates: list[CandidateRow]
+) -> None:
+    """The Prompt and Response rows of a candidates file (as given: accepted, unverified)."""
+    prompts = [
+        Prompt(
+            id=_prompt_key(campaign_id, pid),
+            campaign_id=campaign_id,
+            text=text,
+            source="file",
+            verdict="accept",
+        ).model_dump()
+        for pid, text in prompt_text.items()
+    ]
+    responses = [
+        Response(
+            id=_response_key(campaign_id, r.response_id),
+            campaign_id=campaign_id,
+            prompt_id=_prompt_key(campaign_id, r.prompt_id),
+            text=r.response,
+            source="model",
+            model=r.model,
+            verdict="accept",
+        ).model_dump()
+        for r in candidates
+    ]
+    insert_ignore(session, Prompt, prompts, ["id"])
+    insert_ignore(session, Response, responses, ["id"])
 
 
 def plan_comparisons(
@@ -383,32 +424,7 @@ def plan_comparisons(
     prefs = spec.preferences
     assert prefs is not None
     by_prompt, prompt_text = index_candidates(numbered, prefs.candidates_file)
-    candidates = [row for _, row in numbered]
-
-    prompts = [
-        Prompt(
-            id=_prompt_key(spec.name, pid),
-            campaign_id=spec.name,
-            text=text,
-            source="file",
-            verdict="accept",
-        ).model_dump()
-        for pid, text in prompt_text.items()
-    ]
-    responses = [
-        Response(
-            id=_response_key(spec.name, r.response_id),
-            campaign_id=spec.name,
-            prompt_id=_prompt_key(spec.name, r.prompt_id),
-            text=r.response,
-            source="model",
-            model=r.model,
-            verdict="accept",
-        ).model_dump()
-        for r in candidates
-    ]
-    insert_ignore(session, Prompt, prompts, ["id"])
-    insert_ignore(session, Response, responses, ["id"])
+    insert_candidates(session, spec.name, prompt_text, [row for _, row in numbered])
 
     first_overlap = prefs.dynamic_overlap.min_overlap if prefs.dynamic_overlap else prefs.overlap
     items: list[dict[str, Any]] = []

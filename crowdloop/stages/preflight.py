@@ -18,6 +18,8 @@ def required_capabilities(spec: CampaignSpec) -> set[Capability]:
         need |= {Capability.FREE_TEXT, Capability.EXCLUDE_WORKERS}
     if spec.quality.exam:
         need.add(Capability.QUALIFY_WORKERS)
+    if spec.ranking:
+        need.add(Capability.RANKING)
     return need
 
 
@@ -33,10 +35,32 @@ def require_qualifications(connector: Connector) -> None:
         raise refused
 
 
+def require_ranking(connector: Connector, *, ties: bool = False) -> None:
+    """Refuse k-wise ranking tasks on a connector that cannot show and read them (with
+    ties, when the campaign allows them)."""
+    if Capability.RANKING not in connector.capabilities:
+        refused = NotSupported(connector.name, Capability.RANKING.value)
+        refused.args = (
+            f"{refused}: the campaign has k-wise ranking tasks (its 'ranking' section), which "
+            f"the {connector.name} connector cannot publish or read; use a connector that "
+            "declares the ranking capability (the simulator and labelstudio do)",
+        )
+        raise refused
+    if ties and Capability.RANKING_TIES not in connector.capabilities:
+        refused = NotSupported(connector.name, Capability.RANKING_TIES.value)
+        refused.args = (
+            f"{refused}: the campaign's ranking tasks allow ties (ranking.ties: true), which "
+            f"the {connector.name} connector cannot show or read; set ranking.ties: false",
+        )
+        raise refused
+
+
 def check_capabilities(spec: CampaignSpec, connector: Connector) -> list[str]:
     """Refuse early what the platform cannot do; return warnings for what degrades."""
     if spec.quality.exam:
         require_qualifications(connector)
+    if spec.ranking:
+        require_ranking(connector, ties=spec.ranking.ties)
     for cap in sorted(required_capabilities(spec)):
         connector.require(cap)
     warnings = []

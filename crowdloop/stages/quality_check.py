@@ -33,6 +33,7 @@ from crowdloop.models.tables import (
     utcnow,
 )
 from crowdloop.quality import CrowdPolicy, GoldenPolicy, assess_crowd, assess_worker
+from crowdloop.stages import ranking
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.sync import batch_ref
 
@@ -155,6 +156,8 @@ def golden_tally(
             Judgment.campaign_id == campaign_id,
             Judgment.status == JudgmentStatus.VALID,
             col(Item.is_golden).is_(True),
+            # Rankings are graded by agreement with the known order, below.
+            Item.kind != ranking.KIND,
         )
     )
     if stage is not None:
@@ -164,6 +167,10 @@ def golden_tally(
         if worker is not None and item not in retired:
             tally[worker][0] += int(label == answer)
             tally[worker][1] += 1
+    if stage in (None, Stage.RANK):
+        for worker, (passed, graded) in ranking.golden_tally(s, campaign_id).items():
+            tally[worker][0] += passed
+            tally[worker][1] += graded
     return {w: (c, n) for w, (c, n) in tally.items()}
 
 

@@ -32,6 +32,7 @@ from crowdloop.stages import budget, quality_report
 from crowdloop.stages.demonstrations import writing_summary
 from crowdloop.stages.exam import exam_summary
 from crowdloop.stages.plan import load_spec, stored_spec
+from crowdloop.stages.ranking import ranking_summary
 from crowdloop.stages.terms import stage_reward
 from crowdloop.text import md_escape
 
@@ -140,6 +141,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         )
         exam_on = stored_spec(campaign).quality.exam is not None
         writing = writing_summary(s, campaign_id)
+        rankings = ranking_summary(s, campaign_id)
     latest_exports: dict[str, ExportRecord] = {e.kind: e for e in exports}
     status_counts: dict[str, int] = {}
     for w in workers:
@@ -156,6 +158,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         "workers": status_counts,
         "exam": exam_summary(campaign_id) if exam_on else None,
         "writing": writing,
+        "ranking": rankings,
         "blocked_workers": [
             {
                 "worker": w.worker_id,
@@ -312,6 +315,18 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"**Writing:** {writing['accepted']} of {writing['slots']} slots accepted; "
             f"slots by attempts ({tries}); rejected by the text checks ({checked or 'none'}); "
             f"{writing['verified_again']} texts verified again",
+        ]
+    rankings = report.get("ranking")
+    if rankings:
+        agreement = rankings["agreement_with_consensus"]
+        lines += [
+            "",
+            f"**Rankings:** {rankings['sets_collected']} of {rankings['sets']} sets collected, "
+            f"{rankings['rankings']} rankings ({rankings['excluded']} excluded, "
+            f"{rankings['quarantined']} quarantined); golden rankings passed "
+            f"{rankings['golden_passed']} of {rankings['golden_graded']}; trusted rankings "
+            "agree with the aggregated order on "
+            + (f"{agreement:.0%} of their pairs" if agreement is not None else "no pairs yet"),
         ]
     if report["blocked_workers"]:
         lines += [

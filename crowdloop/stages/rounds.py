@@ -298,4 +298,6 @@ def run_bare(spec: CampaignSpec) -> Decimal:
             run_rounds(spec.name, [Stage.COMPARE], ops, advance=False)
             if spec.quality.exam:
                 close_exam_step(spec.name, connector)
+        if spec.ranking:
+            run_rounds(spec.name, [Stage.RANK], ops, advance=False)
         return record_spend(spec.name, connector)

@@ -7,10 +7,12 @@ crash between reading and storing loses nothing (the cursor did not move).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -22,6 +24,7 @@ from crowdloop.faults import crash_point
 from crowdloop.models.domain import (
     ANSWER_KIND_FOR_TASK,
     BatchRef,
+    RankingAnswer,
     Stage,
     Submission,
     SubmissionPage,
@@ -35,6 +38,7 @@ from crowdloop.models.tables import (
     TaskRecord,
     utcnow,
 )
+from crowdloop.stages import ranking
 from crowdloop.stages.counts import answer_counts, outstanding_counts
 from crowdloop.stages.items import move_items
 from crowdloop.stages.lifecycle import BatchGone
@@ -110,9 +114,16 @@ def _store_page(
                 select(Item.id, Item.kind).where(col(Item.id).in_(set(task_items.values())))
             ).all()
         )
+        # A ranking is checked against the task it answers (places per response, ties).
+        ranked = [i for i, kind in kinds.items() if kind == ranking.KIND]
+        payloads = (
+            dict(s.exec(select(Item.id, Item.payload).where(col(Item.id).in_(ranked))).all())
+            if ranked
+            else {}
+        )
         rows = []
         for sub in page.submissions:
-            rows.append(_row(campaign_id, connector.name, sub, task_items, kinds))
+            rows.append(_row(campaign_id, connector.name, sub, task_items, kinds, payloads))
         for q in page.quarantined:
             rows.append(
                 _quarantine_row(
@@ -142,6 +153,7 @@ def _row(
     sub: Submission,
     task_items: dict[str, str],
     kinds: dict[str, str],
+    payloads: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, object]:
     item_id = task_items.get(sub.task_key)
     raw = sub.model_dump_json()
@@ -168,6 +180,19 @@ def _row(
             f"a {kinds[item_id]} task got a {sub.answer.kind!r} answer",
             raw,
         )
+    if isinstance(sub.answer, RankingAnswer):
+        problem = ranking.ranking_problem(payloads[item_id], sub.answer.ranks)
+        if problem:
+            return _quarantine_row(
+                campaign_id,
+                connector,
+                sub.external_id,
+                sub.task_key,
+                sub.worker_id,
+                item_id,
+                problem,
+                raw,
+            )
     return judgment_row(campaign_id, connector, sub, item_id)
 
 
@@ -177,11 +202,15 @@ def judgment_row(
     """The Judgment row of a valid submission to one of our items (sync, and AI routing for
     the pairs its judge decides)."""
     label = getattr(sub.answer, "choice", None) or getattr(sub.answer, "verdict", None)
+    text = getattr(sub.answer, "text", None)
+    if isinstance(sub.answer, RankingAnswer):
+        # The raw ranking stays on the judgment; aggregation derives its pairs from it.
+        label, text = ranking.LABEL, json.dumps(list(sub.answer.ranks))
     return {
         **_base(campaign_id, connector, sub.external_id, sub.task_key, sub.worker_id, item_id),
         "status": JudgmentStatus.VALID,
         "label": label,
-        "text": getattr(sub.answer, "text", None),
+        "text": text,
         "submitted_at": sub.submitted_at,
         "reason": None,
         "raw": None,

@@ -13,6 +13,9 @@ def stage_reward(spec: CampaignSpec, stage: Stage) -> Money:
     if stage in (Stage.COMPARE, Stage.EXAM):
         assert spec.preferences is not None
         return spec.preferences.reward
+    if stage == Stage.RANK:
+        assert spec.ranking is not None
+        return spec.ranking.reward
     assert spec.demonstrations is not None
     return (
         spec.demonstrations.verify_reward if stage == Stage.VERIFY else spec.demonstrations.reward
@@ -23,6 +26,9 @@ def stage_instruction(spec: CampaignSpec, stage: Stage) -> str:
     if stage in (Stage.COMPARE, Stage.EXAM):
         assert spec.preferences is not None
         return spec.preferences.instruction
+    if stage == Stage.RANK:
+        assert spec.ranking is not None
+        return spec.ranking.instruction
     demo = spec.demonstrations
     assert demo is not None
     return {

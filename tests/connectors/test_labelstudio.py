@@ -504,7 +504,11 @@ def test_start_stop_and_status(fake: FakeLabelStudio) -> None:
 
 def test_unsupported_capabilities_say_so(fake: FakeLabelStudio) -> None:
     with _connector(fake.transport) as connector:
-        assert connector.capabilities == {Capability.PAIRWISE, Capability.FREE_TEXT}
+        assert connector.capabilities == {
+            Capability.PAIRWISE,
+            Capability.FREE_TEXT,
+            Capability.RANKING,
+        }
         batch = connector.create_batch(SPEC, idempotency_key=KEY)
         with pytest.raises(NotSupported, match="review"):
             connector.review(batch, [ReviewDecision(submission_id="1", accept=True)])

@@ -582,7 +582,7 @@ def test_returned_and_timed_out_submissions_yield_nothing(
         (lambda r: r["response"].update(answer=[]), "one option picked, got 0"),
         (lambda r: r["response"].update(type="free_text"), "got a 'free_text' response"),
         (lambda r: r["metadata"].pop("crowdloop_key"), "no crowdloop_key"),
-        (lambda r: r["metadata"].update(crowdloop_kind="rank"), "unknown task kind"),
+        (lambda r: r["metadata"].update(crowdloop_kind="sort"), "unknown task kind"),
         (lambda r: r.pop("participant_id"), "unreadable response: participant_id"),
         (lambda r: r.update(participant_id="someone-else"), "is not the submission's"),
     ],

@@ -396,20 +396,26 @@ class LabelStudioHarness(Harness):
         for task in sorted(self.fake.project_tasks(project["id"]), key=lambda t: t["id"]):
             for n in range(project["maximum_annotations"]):
                 choice = CHOICES[(task["id"] + n) % 3]
-                self.fake.annotate(
-                    task["id"],
-                    101 + n,
-                    [
-                        {
-                            "id": f"r{task['id']}-{n}",
-                            "from_name": "preference",
-                            "to_name": "prompt",
-                            "type": "choices",
-                            "origin": "manual",
-                            "value": {"choices": [choice]},
-                        }
-                    ],
-                )
+                result: dict[str, Any] = {
+                    "id": f"r{task['id']}-{n}",
+                    "from_name": "preference",
+                    "to_name": "prompt",
+                    "type": "choices",
+                    "origin": "manual",
+                    "value": {"choices": [choice]},
+                }
+                if task["data"].get("crowdloop_kind") == "rank":
+                    # A Ranker result: the List's item ids in the annotator's order.
+                    ids = [item["id"] for item in task["data"]["items"]]
+                    shift = (task["id"] + n) % len(ids)
+                    result = {
+                        **result,
+                        "from_name": "ranking",
+                        "to_name": "answers",
+                        "type": "ranker",
+                        "value": {"ranker": {"ranking": ids[shift:] + ids[:shift]}},
+                    }
+                self.fake.annotate(task["id"], 101 + n, [result])
                 made += 1
         return made
 
