@@ -1,7 +1,7 @@
 """rankingset: what each k-wise ranking item shows (response ids in order, golden places).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Created: 2026-12-06
 
 A new table only; nothing existing changes.
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
