@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Frozen(BaseModel):
@@ -84,6 +84,8 @@ class VerifyTask(Frozen):
     target: Literal["prompt", "response"]
     prompt: str
     text: str
+    # Offer an optional free-text rationale beside the verdict (Capability.RATIONALE).
+    rationale: bool = False
     # What the text was written for: the topic of a prompt, or of the prompt a response
     # answers (with `prompt`), so a verifier can reject a text written for something else.
     topic: str = ""
@@ -97,6 +99,13 @@ class CompareTask(Frozen):
     prompt: str
     left: str
     right: str
+    # Graded preference (Capability.GRADED_PAIRWISE): how much better the chosen side is,
+    # on these levels, weakest first (an answer's `level` is a 1-based index into them);
+    # with `unsure`, "tie" is offered as "unsure". Empty: plain A / B / tie.
+    scale: tuple[str, ...] = ()
+    unsure: bool = True
+    # Offer an optional free-text rationale beside the choice (Capability.RATIONALE).
+    rationale: bool = False
 
 
 TaskPayload = Annotated[
@@ -115,6 +124,8 @@ class TextAnswer(Frozen):
 class VerdictAnswer(Frozen):
     kind: Literal["verdict"] = "verdict"
     verdict: Literal["accept", "reject"]
+    # Why, in the worker's words, when the task offered it (kept with the raw answer).
+    rationale: str | None = Field(default=None, max_length=5_000)
 
 
 class PreferenceAnswer(Frozen):
@@ -125,6 +136,16 @@ class PreferenceAnswer(Frozen):
     # asked in one order only). Human marketplaces leave both None.
     confidence: float | None = Field(default=None, ge=0, le=1)
     position_consistent: bool | None = None
+    # On a graded task: how much better the chosen side is, a 1-based index into the task's
+    # scale (weakest first); None on a plain task and with "tie" (unsure).
+    level: int | None = Field(default=None, ge=1, le=9)
+    rationale: str | None = Field(default=None, max_length=5_000)
+
+    @model_validator(mode="after")
+    def _level_has_side(self) -> PreferenceAnswer:
+        if self.level is not None and self.choice == "tie":
+            raise ValueError("a level goes with a side (left or right), not with tie")
+        return self
 
 
 Answer = Annotated[TextAnswer | VerdictAnswer | PreferenceAnswer, Field(discriminator="kind")]
@@ -154,6 +175,10 @@ class Capability(StrEnum):
     # Pause a batch (no new work handed out; work in hand may still be submitted) and
     # resume it later. Without it a paused campaign only stops publishing on our side.
     PAUSE = "pause"
+    # Comparison tasks that also ask how much better (CompareTask.scale, answer level).
+    GRADED_PAIRWISE = "graded_pairwise"
+    # An optional free-text rationale beside a verdict or choice (task `rationale`).
+    RATIONALE = "rationale"
 
 
 class BatchSpec(Frozen):

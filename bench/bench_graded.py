@@ -1,0 +1,168 @@
+"""Graded preferences: the ordinal model against the mean of votes, on simulated crowds.
+
+Every pair of the demo's four model answers per prompt (`crowdloop.demo.top5`) is asked on
+Llama 2's four-level scale plus "unsure", of `overlap` workers drawn at random from a
+simulated crowd (`crowdloop.simulator.crowd.Crowd`, the simulator's own answer model), and
+aggregated twice: `crowdloop.aggregation.graded.OrdinalPreferenceModel` and the naive mean
+of signed levels. Both are scored against the hidden truth (`simulator.graded.true_grade`)
+on the pairs whose qualities differ:
+
+- side: the aggregated side is the better response;
+- level exact / within one: the aggregated level against the true level (a wrong side
+  counts as wrong for both);
+- level MAE: mean |signed level - true signed level|.
+
+    .venv/bin/python bench/bench_graded.py                 # 3 seeds x 3 crowds, 60 prompts
+    .venv/bin/python bench/bench_graded.py --prompts 30 --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crowdloop.aggregation.graded import GradedScale, OrdinalPreferenceModel, mean_of_votes
+from crowdloop.demo.top5 import generate_candidates
+from crowdloop.ids import seeded_rng
+from crowdloop.models.domain import CompareTask
+from crowdloop.models.spec import LLAMA2_LEVELS
+from crowdloop.simulator.config import CrowdConfig
+from crowdloop.simulator.crowd import Crowd
+from crowdloop.simulator.graded import true_grade
+from crowdloop.simulator.world import CATALOG
+
+CROWDS: dict[str, dict[str, int]] = {
+    # The simulator's default crowd: 30 honest, 8 noisy, 6 spammers, 4 left-biased.
+    "default": {},
+    "spammy": {"honest": 20, "noisy": 6, "spammer": 16, "left_bias": 4},
+    "mixed-bad": {"honest": 20, "noisy": 6, "spammer": 6, "same_side": 4, "always_tie": 4},
+}
+
+
+def simulate(
+    crowd_name: str, seed: int, prompts: int, overlap: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Answers (long frame) and the truth per pair."""
+    labels = tuple(level.label for level in LLAMA2_LEVELS)
+    config = CrowdConfig(**CROWDS[crowd_name])  # type: ignore[arg-type]
+    crowd = Crowd(config, seed)
+    topics = list(CATALOG)
+    per_topic = max(1, prompts // len(topics))
+    rows = generate_candidates(topics, seed, prompts_per_topic=per_topic)
+    by_prompt: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_prompt.setdefault(row["prompt_id"], []).append(row)
+    answers: list[dict[str, Any]] = []
+    truth: list[dict[str, Any]] = []
+    for pid, cands in sorted(by_prompt.items()):
+        for i in range(len(cands)):
+            for j in range(i + 1, len(cands)):
+                a, b = cands[i], cands[j]
+                if seeded_rng(seed, "side", pid, i, j).random() < 0.5:
+                    a, b = b, a
+                pair = f"{pid}:{a['response_id']}:{b['response_id']}"
+                task = CompareTask(
+                    instruction="How much better?",
+                    prompt=a["prompt"],
+                    left=a["response"],
+                    right=b["response"],
+                    scale=labels,
+                )
+                side, level = true_grade(task)
+                truth.append({"pair": pair, "true_side": side, "true_level": level})
+                order = crowd.permutation(pair)
+                for _ in range(overlap):
+                    worker = crowd.by_id[next(order)]
+                    _, ans = crowd.work(worker, pair, task, None)
+                    answers.append(
+                        {
+                            "pair": pair,
+                            "worker": worker.id,
+                            "left": a["response_id"],
+                            "right": b["response_id"],
+                            "label": ans["choice"],
+                            "level": ans.get("level"),
+                        }
+                    )
+    return pd.DataFrame(answers), pd.DataFrame(truth)
+
+
+def score(verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+    """Side accuracy, level exact / within one step, signed-level MAE on decided pairs."""
+    merged = truth.merge(verdicts, on="pair")
+    merged = merged[merged["true_side"] != "tie"]
+    sign = np.where(merged["true_side"] == "left", 1, -1)
+    true_signed = sign * merged["true_level"].to_numpy()
+    got_sign = np.where(merged["side"] == "left", 1, np.where(merged["side"] == "right", -1, 0))
+    got_signed = got_sign * merged["level"].to_numpy()
+    side_ok = got_sign == sign
+    diff = np.abs(merged["level"].to_numpy() - merged["true_level"].to_numpy())
+    return {
+        "pairs": float(len(merged)),
+        "side": float(side_ok.mean()),
+        "level_exact": float((side_ok & (diff == 0)).mean()),
+        "level_within_one": float((side_ok & (diff <= 1)).mean()),
+        "mae": float(np.abs(got_signed - true_signed).mean()),
+    }
+
+
+def run(crowd: str, seed: int, prompts: int, overlap: int) -> dict[str, Any]:
+    answers, truth = simulate(crowd, seed, prompts, overlap)
+    scale = GradedScale(levels=len(LLAMA2_LEVELS), unsure=True)
+    started = time.process_time()
+    model = OrdinalPreferenceModel(scale).fit(answers)
+    cpu = time.process_time() - started
+    pairs = answers.drop_duplicates("pair")[["pair", "left", "right"]]
+    ordinal = model.verdicts(pairs)
+    naive = mean_of_votes(answers, scale)
+    return {
+        "crowd": crowd,
+        "seed": seed,
+        "answers": len(answers),
+        "fit_cpu_s": round(cpu, 2),
+        "ordinal": score(ordinal, truth),
+        "mean_of_votes": score(naive, truth),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=60)
+    parser.add_argument("--overlap", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--crowds", default=",".join(CROWDS))
+    args = parser.parse_args()
+    results = [
+        run(crowd, seed, args.prompts, args.overlap)
+        for crowd in args.crowds.split(",")
+        for seed in range(args.seeds)
+    ]
+    print(f"{'crowd':10} {'seed':>4} {'method':14} {'side':>6} {'exact':>6} {'±1':>6} {'MAE':>6}")
+    for r in results:
+        for method in ("ordinal", "mean_of_votes"):
+            m = r[method]
+            print(
+                f"{r['crowd']:10} {r['seed']:>4} {method:14} {m['side']:6.3f} "
+                f"{m['level_exact']:6.3f} {m['level_within_one']:6.3f} {m['mae']:6.3f}"
+            )
+    print()
+    print("mean over seeds")
+    for crowd in args.crowds.split(","):
+        for method in ("ordinal", "mean_of_votes"):
+            rows = [r[method] for r in results if r["crowd"] == crowd]
+            mean = {k: float(np.mean([x[k] for x in rows])) for k in rows[0]}
+            print(
+                f"{crowd:10} {method:14} side {mean['side']:.3f}  exact "
+                f"{mean['level_exact']:.3f}  within one {mean['level_within_one']:.3f}  "
+                f"MAE {mean['mae']:.3f}  ({mean['pairs']:.0f} pairs)"
+            )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
