@@ -31,6 +31,7 @@ from crowdloop.models.tables import (
 from crowdloop.stages import budget, quality_report
 from crowdloop.stages.demonstrations import writing_summary
 from crowdloop.stages.exam import exam_summary
+from crowdloop.stages.graded import graded_lines, graded_summary
 from crowdloop.stages.plan import load_spec, stored_spec
 from crowdloop.stages.terms import stage_reward
 from crowdloop.text import md_escape
@@ -139,6 +140,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
             s.exec(select(TriggerRecord).where(TriggerRecord.campaign_id == campaign_id)).all()
         )
         exam_on = stored_spec(campaign).quality.exam is not None
+        prefs = stored_spec(campaign).preferences
         writing = writing_summary(s, campaign_id)
     latest_exports: dict[str, ExportRecord] = {e.kind: e for e in exports}
     status_counts: dict[str, int] = {}
@@ -155,6 +157,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         "quarantine_reasons": {str(r): int(n) for r, n in quarantine},
         "workers": status_counts,
         "exam": exam_summary(campaign_id) if exam_on else None,
+        "graded": graded_summary(campaign_id, prefs.graded) if prefs and prefs.graded else None,
         "writing": writing,
         "blocked_workers": [
             {
@@ -313,6 +316,7 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"slots by attempts ({tries}); rejected by the text checks ({checked or 'none'}); "
             f"{writing['verified_again']} texts verified again",
         ]
+    lines += graded_lines(report.get("graded"))
     if report["blocked_workers"]:
         lines += [
             "",
