@@ -27,13 +27,9 @@ import numpy as np
 import pandas as pd
 
 from crowdloop.aggregation.graded import GradedScale, OrdinalPreferenceModel, mean_of_votes
-from crowdloop.demo.top5 import generate_candidates
-from crowdloop.ids import seeded_rng
-from crowdloop.models.domain import CompareTask
+from crowdloop.demo.graded import simulate_graded
 from crowdloop.models.spec import LLAMA2_LEVELS
 from crowdloop.simulator.config import CrowdConfig
-from crowdloop.simulator.crowd import Crowd
-from crowdloop.simulator.graded import true_grade
 from crowdloop.simulator.world import CATALOG
 
 CROWDS: dict[str, dict[str, int]] = {
@@ -42,54 +38,6 @@ CROWDS: dict[str, dict[str, int]] = {
     "spammy": {"honest": 20, "noisy": 6, "spammer": 16, "left_bias": 4},
     "mixed-bad": {"honest": 20, "noisy": 6, "spammer": 6, "same_side": 4, "always_tie": 4},
 }
-
-
-def simulate(
-    crowd_name: str, seed: int, prompts: int, overlap: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Answers (long frame) and the truth per pair."""
-    labels = tuple(level.label for level in LLAMA2_LEVELS)
-    config = CrowdConfig(**CROWDS[crowd_name])  # type: ignore[arg-type]
-    crowd = Crowd(config, seed)
-    topics = list(CATALOG)
-    per_topic = max(1, prompts // len(topics))
-    rows = generate_candidates(topics, seed, prompts_per_topic=per_topic)
-    by_prompt: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_prompt.setdefault(row["prompt_id"], []).append(row)
-    answers: list[dict[str, Any]] = []
-    truth: list[dict[str, Any]] = []
-    for pid, cands in sorted(by_prompt.items()):
-        for i in range(len(cands)):
-            for j in range(i + 1, len(cands)):
-                a, b = cands[i], cands[j]
-                if seeded_rng(seed, "side", pid, i, j).random() < 0.5:
-                    a, b = b, a
-                pair = f"{pid}:{a['response_id']}:{b['response_id']}"
-                task = CompareTask(
-                    instruction="How much better?",
-                    prompt=a["prompt"],
-                    left=a["response"],
-                    right=b["response"],
-                    scale=labels,
-                )
-                side, level = true_grade(task)
-                truth.append({"pair": pair, "true_side": side, "true_level": level})
-                order = crowd.permutation(pair)
-                for _ in range(overlap):
-                    worker = crowd.by_id[next(order)]
-                    _, ans = crowd.work(worker, pair, task, None)
-                    answers.append(
-                        {
-                            "pair": pair,
-                            "worker": worker.id,
-                            "left": a["response_id"],
-                            "right": b["response_id"],
-                            "label": ans["choice"],
-                            "level": ans.get("level"),
-                        }
-                    )
-    return pd.DataFrame(answers), pd.DataFrame(truth)
 
 
 def score(verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
@@ -112,7 +60,10 @@ def score(verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
 
 
 def run(crowd: str, seed: int, prompts: int, overlap: int) -> dict[str, Any]:
-    answers, truth = simulate(crowd, seed, prompts, overlap)
+    labels = [level.label for level in LLAMA2_LEVELS]
+    config = CrowdConfig(**CROWDS[crowd])  # type: ignore[arg-type]
+    per_topic = max(1, prompts // len(CATALOG))
+    answers, truth = simulate_graded(config, seed, per_topic, overlap, labels)
     scale = GradedScale(levels=len(LLAMA2_LEVELS), unsure=True)
     started = time.process_time()
     model = OrdinalPreferenceModel(scale).fit(answers)

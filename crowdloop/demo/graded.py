@@ -14,9 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from crowdloop.demo import top5
 from crowdloop.ids import seeded_rng
-from crowdloop.simulator.graded import level_of
+from crowdloop.models.domain import CompareTask
+from crowdloop.simulator.config import CrowdConfig
+from crowdloop.simulator.crowd import Crowd
+from crowdloop.simulator.graded import level_of, true_grade
 from crowdloop.simulator.world import (
     CATALOG,
     PROMPT_TEMPLATES,
@@ -67,3 +72,59 @@ def write_graded_inputs(
     top5.write_jsonl(
         folder / "golden-pairs.jsonl", graded_golden_pairs(topics, seed, golden, labels)
     )
+
+
+def simulate_graded(
+    config: CrowdConfig,
+    seed: int,
+    prompts_per_topic: int,
+    overlap: int,
+    labels: Sequence[str],
+    topics: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every pair of the demo's four model answers per prompt asked on `labels` (with
+    unsure) of `overlap` workers of a simulated crowd, without a marketplace or database.
+
+    Returns the answers (``pair, worker, left, right, label, level``: the frame the
+    aggregation reads) and the hidden truth (``pair, true_side, true_level``).
+    """
+    crowd = Crowd(config, seed)
+    rows = top5.generate_candidates(
+        list(topics or CATALOG), seed, prompts_per_topic=prompts_per_topic
+    )
+    by_prompt: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_prompt.setdefault(row["prompt_id"], []).append(row)
+    answers: list[dict[str, Any]] = []
+    truth: list[dict[str, Any]] = []
+    for pid, cands in sorted(by_prompt.items()):
+        for i in range(len(cands)):
+            for j in range(i + 1, len(cands)):
+                a, b = cands[i], cands[j]
+                if seeded_rng(seed, "side", pid, i, j).random() < 0.5:
+                    a, b = b, a
+                pair = f"{pid}:{a['response_id']}:{b['response_id']}"
+                task = CompareTask(
+                    instruction="Which is better, and by how much?",
+                    prompt=a["prompt"],
+                    left=a["response"],
+                    right=b["response"],
+                    scale=tuple(labels),
+                )
+                side, level = true_grade(task)
+                truth.append({"pair": pair, "true_side": side, "true_level": level})
+                order = crowd.permutation(pair)
+                for _ in range(overlap):
+                    worker = crowd.by_id[next(order)]
+                    _, answer = crowd.work(worker, pair, task, None)
+                    answers.append(
+                        {
+                            "pair": pair,
+                            "worker": worker.id,
+                            "left": a["response_id"],
+                            "right": b["response_id"],
+                            "label": answer["choice"],
+                            "level": answer.get("level"),
+                        }
+                    )
+    return pd.DataFrame(answers), pd.DataFrame(truth)
