@@ -12,6 +12,9 @@ on the pairs whose qualities differ:
   counts as wrong for both);
 - level MAE: mean |signed level - true signed level|.
 
+A third line, `worker_aware_side`, takes the side from the plain pipeline's worker-aware
+Bradley-Terry (levels ignored) and the level from the mean of votes.
+
     .venv/bin/python bench/bench_graded.py                 # 3 seeds x 3 crowds, 60 prompts
     .venv/bin/python bench/bench_graded.py --prompts 30 --seeds 1
 """
@@ -27,11 +30,14 @@ import numpy as np
 import pandas as pd
 
 from crowdloop.aggregation.graded import GradedScale, OrdinalPreferenceModel, mean_of_votes
+from crowdloop.aggregation.worker_aware import WorkerAwareBT
 from crowdloop.demo.graded import simulate_graded
 from crowdloop.models.spec import LLAMA2_LEVELS
 from crowdloop.simulator.config import CrowdConfig
 from crowdloop.simulator.world import CATALOG
+from crowdloop.stages.preferences import TIE_BAND
 
+METHODS = ("ordinal", "ordinal_median", "mean_of_votes", "worker_aware_side")
 CROWDS: dict[str, dict[str, int]] = {
     # The simulator's default crowd: 30 honest, 8 noisy, 6 spammers, 4 left-biased.
     "default": {},
@@ -70,14 +76,24 @@ def run(crowd: str, seed: int, prompts: int, overlap: int) -> dict[str, Any]:
     cpu = time.process_time() - started
     pairs = answers.drop_duplicates("pair")[["pair", "left", "right"]]
     ordinal = model.verdicts(pairs)
+    banded = model.verdicts(pairs, tie_band=TIE_BAND)
     naive = mean_of_votes(answers, scale)
+    # The plain pipeline's side (worker-aware Bradley-Terry, levels ignored) with the naive
+    # level: what graded answers would give without the ordinal model.
+    bt = WorkerAwareBT().fit(answers[["worker", "left", "right", "label"]])
+    delta = pairs["left"].map(bt.scores_).to_numpy() - pairs["right"].map(bt.scores_).to_numpy()
+    side_only = naive.set_index("pair").loc[pairs["pair"]].reset_index()
+    side_only["side"] = np.where(delta > 0, "left", np.where(delta < 0, "right", "tie"))
+    side_only["level"] = np.where(side_only["side"] == "tie", 0, side_only["level"].clip(lower=1))
     return {
         "crowd": crowd,
         "seed": seed,
         "answers": len(answers),
         "fit_cpu_s": round(cpu, 2),
-        "ordinal": score(ordinal, truth),
+        "ordinal_median": score(ordinal, truth),
+        "ordinal": score(banded, truth),
         "mean_of_votes": score(naive, truth),
+        "worker_aware_side": score(side_only, truth),
     }
 
 
@@ -95,7 +111,7 @@ def main() -> None:
     ]
     print(f"{'crowd':10} {'seed':>4} {'method':14} {'side':>6} {'exact':>6} {'±1':>6} {'MAE':>6}")
     for r in results:
-        for method in ("ordinal", "mean_of_votes"):
+        for method in METHODS:
             m = r[method]
             print(
                 f"{r['crowd']:10} {r['seed']:>4} {method:14} {m['side']:6.3f} "
@@ -104,7 +120,7 @@ def main() -> None:
     print()
     print("mean over seeds")
     for crowd in args.crowds.split(","):
-        for method in ("ordinal", "mean_of_votes"):
+        for method in METHODS:
             rows = [r[method] for r in results if r["crowd"] == crowd]
             mean = {k: float(np.mean([x[k] for x in rows])) for k in rows[0]}
             print(

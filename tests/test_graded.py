@@ -25,6 +25,7 @@ from crowdloop.simulator.crowd import build_workers
 from crowdloop.simulator.graded import graded_answer, level_of, true_grade
 from crowdloop.stages.graded import level_passes
 from crowdloop.stages.plan import check_inputs
+from crowdloop.stages.preferences import TIE_BAND
 from crowdloop.stages.preflight import required_capabilities
 
 CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
@@ -80,7 +81,8 @@ def test_ordinal_model_beats_the_mean_of_votes_on_a_crowd_with_spammers() -> Non
     answers, truth = simulate_graded(crowd, 3, 2, 3, LABELS)
     scale = GradedScale(levels=4)
     model = OrdinalPreferenceModel(scale).fit(answers)
-    ordinal = model.verdicts(answers.drop_duplicates("pair")[["pair", "left", "right"]])
+    pairs = answers.drop_duplicates("pair")[["pair", "left", "right"]]
+    ordinal = model.verdicts(pairs, tie_band=TIE_BAND)
     ours, naive = score(ordinal, truth), score(mean_of_votes(answers, scale), truth)
     assert ours[0] >= naive[0] and ours[1] > naive[1] + 0.1, (ours, naive)
     # Spammers are told apart by their discrimination, with no golden set.

@@ -96,6 +96,10 @@ def test_graded_demo_rows_match_the_hidden_truth_and_beat_the_mean_of_votes(
     ours, base = float(np.mean(ours_exact)), float(np.mean(naive_exact))
     print(f"pairs={len(ours_exact)} exact level: ordinal={ours:.3f} mean of votes={base:.3f}")
     assert ours > base
-    report = result["report"]["graded"]
-    assert report["golden_answers"] > 0
+    report = result["report"]
+    assert report["graded"]["golden_answers"] > 0
+    assert report["graded"]["golden_level_within_one"] > 0
     assert report["rationales"] > 0
+    markdown = (tmp_path / "out" / "graded-example-report.md").read_text(encoding="utf-8")
+    assert "**Graded preferences:**" in markdown
+    assert "| significantly better |" in markdown

@@ -284,19 +284,32 @@ class OrdinalPreferenceModel:
         self.converged_ = bool(result.success)
         return self
 
-    def verdicts(self, pairs: pd.DataFrame) -> pd.DataFrame:
-        """``pair, delta, side, level`` for ``pair, left, right`` rows (fitted responses)."""
+    def verdicts(self, pairs: pd.DataFrame, tie_band: float | None = None) -> pd.DataFrame:
+        """``pair, delta, side, level`` for ``pair, left, right`` rows (fitted responses).
+
+        Without `tie_band`: the reference worker's median answer (side and level, "unsure"
+        a tie). With it: the side is the sign of ``delta`` unless sigmoid(delta) is within
+        `tie_band` of 1/2 (the plain pipeline's tie rule), and a side whose median answer
+        is "unsure" gets the weakest level: a small but consistent difference keeps its
+        side (bench/bench_graded.py measures both).
+        """
         delta = pairs["left"].map(self.scores_).to_numpy(np.float64) - pairs["right"].map(
             self.scores_
         ).to_numpy(np.float64)
         code = np.searchsorted(self.cuts_, delta)
         signed = self.scale.signed(code)
+        if tie_band is None:
+            sign = np.sign(signed)
+            level = np.abs(signed)
+        else:
+            sign = np.where(np.abs(expit(delta) - 0.5) < tie_band, 0, np.sign(delta))
+            level = np.where(sign == 0, 0, np.maximum(np.abs(signed), 1))
         return pd.DataFrame(
             {
                 "pair": pairs["pair"].to_numpy(),
                 "delta": delta,
-                "side": np.where(signed > 0, "left", np.where(signed < 0, "right", "tie")),
-                "level": np.abs(signed),
+                "side": np.where(sign > 0, "left", np.where(sign < 0, "right", "tie")),
+                "level": level.astype(np.int64),
             }
         )
 

@@ -20,6 +20,7 @@ from crowdloop.aggregation.graded import GradedScale, OrdinalPreferenceModel
 from crowdloop.db import session_scope
 from crowdloop.models.spec import GradedSpec
 from crowdloop.models.tables import Campaign, Item, Judgment, JudgmentStatus, PairOutcome
+from crowdloop.stages.preferences import TIE_BAND, judgments_frame
 
 # A golden answer passes on level when it is this many steps from the golden level or fewer.
 LEVEL_TOLERANCE = 1
@@ -52,13 +53,14 @@ def fit_graded(frame: pd.DataFrame, graded: GradedSpec) -> OrdinalPreferenceMode
 def graded_verdicts(frame: pd.DataFrame, graded: GradedSpec) -> pd.DataFrame:
     """Per pair: ``pair, winner, level, margin, p_left_better, confidence``.
 
-    The winner and level are the reference worker's median answer (see the model); the
-    margin is the level's `margin` from the campaign file (0 on a tie); P(left better) is
-    sigmoid(delta), the reference worker's chance of choosing the left side.
+    The winner is the side of the latent difference (a tie within `TIE_BAND`, as in the
+    plain pipeline), the level the reference worker's median answer, at least the weakest
+    (see the model); the margin is the level's `margin` from the campaign file (0 on a
+    tie); P(left better) is sigmoid(delta).
     """
     model = fit_graded(frame, graded)
     pairs = frame.drop_duplicates("pair")[["pair", "left", "right"]]
-    out = model.verdicts(pairs)
+    out = model.verdicts(pairs, tie_band=TIE_BAND)
     margins = np.array([0.0, *(lv.margin for lv in graded.levels)])
     p_left = 1.0 / (1.0 + np.exp(-out["delta"].to_numpy()))
     return pd.DataFrame(
@@ -103,9 +105,7 @@ def level_passes(answer_level: object, golden_level: object) -> bool:
 
 def graded_summary(campaign_id: str, graded: GradedSpec) -> dict[str, object]:
     """The report's graded section: answers and aggregated pairs per level, each worker's
-    fitted scale use, golden answers graded on side and level, rationales kept."""
-    from crowdloop.stages.preferences import judgments_frame
-
+    fitted scale use, golden answers graded on side and level."""
     labels = {0: graded.unsure_label, **{i + 1: lv.label for i, lv in enumerate(graded.levels)}}
     with session_scope() as s:
         answered = s.exec(
@@ -134,11 +134,6 @@ def graded_summary(campaign_id: str, graded: GradedSpec) -> dict[str, object]:
                 col(Item.golden_level).is_not(None),
             )
         ).all()
-        rationales = s.exec(
-            select(func.count()).where(
-                Judgment.campaign_id == campaign_id, col(Judgment.rationale).is_not(None)
-            )
-        ).one()
     side_ok = [label == answer for label, _, answer, _ in golden]
     level_ok = [
         ok and level_passes(level, want)
@@ -164,7 +159,6 @@ def graded_summary(campaign_id: str, graded: GradedSpec) -> dict[str, object]:
         "golden_answers": len(golden),
         "golden_side_correct": sum(side_ok),
         "golden_level_within_one": sum(level_ok),
-        "rationales": int(rationales),
         "workers": workers,
     }
 
@@ -187,7 +181,7 @@ def graded_lines(section: dict[str, object] | None) -> list[str]:
         "**Graded preferences:** "
         f"golden answers {section['golden_side_correct']}/{section['golden_answers']} on the "
         f"right side, {section['golden_level_within_one']}/{section['golden_answers']} also "
-        f"within one level; {section['rationales']} rationales kept",
+        "within one level",
         "",
         "| level | answers | aggregated pairs |",
         "|---|---|---|",

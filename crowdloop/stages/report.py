@@ -118,6 +118,11 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
                 counts["excluded"] += int(n)
             else:
                 counts["valid"] += int(n)
+        rationales = s.exec(
+            select(func.count()).where(
+                Judgment.campaign_id == campaign_id, col(Judgment.rationale).is_not(None)
+            )
+        ).one()
         quarantine = s.exec(
             select(Judgment.reason, func.count())
             .where(
@@ -154,6 +159,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         "status": campaign.status.value,
         "items": by_stage,
         "judgments": counts,
+        "rationales": int(rationales),
         "quarantine_reasons": {str(r): int(n) for r, n in quarantine},
         "workers": status_counts,
         "exam": exam_summary(campaign_id) if exam_on else None,
@@ -315,6 +321,12 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"**Writing:** {writing['accepted']} of {writing['slots']} slots accepted; "
             f"slots by attempts ({tries}); rejected by the text checks ({checked or 'none'}); "
             f"{writing['verified_again']} texts verified again",
+        ]
+    if report.get("rationales"):
+        lines += [
+            "",
+            f"**Rationales:** {report['rationales']} judgments came with one (kept "
+            "beside the raw answer, `judgment.rationale`)",
         ]
     lines += graded_lines(report.get("graded"))
     if report["blocked_workers"]:
