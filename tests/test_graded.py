@@ -27,6 +27,7 @@ from crowdloop.stages.graded import level_passes
 from crowdloop.stages.plan import check_inputs
 from crowdloop.stages.preferences import TIE_BAND
 from crowdloop.stages.preflight import required_capabilities
+from crowdloop.stages.sync import level_problem
 
 CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
 LABELS = tuple(level.label for level in LLAMA2_LEVELS)
@@ -227,3 +228,18 @@ def test_a_connector_without_graded_comparisons_is_refused_at_preflight(tmp_path
 def test_golden_levels_pass_within_one_step() -> None:
     assert level_passes(3, 4) and level_passes(4, 4) and not level_passes(2, 4)
     assert level_passes(None, None) and not level_passes(None, 2)
+
+
+def test_an_answer_off_the_campaigns_scale_is_quarantined_at_sync() -> None:
+    assert level_problem(PreferenceAnswer(choice="left", level=4), 4) is None
+    assert level_problem(PreferenceAnswer(choice="tie"), 4) is None
+    assert level_problem(PreferenceAnswer(choice="left"), 4) == (
+        "a graded comparison answered without a level"
+    )
+    assert "not on the campaign's 4-level scale" in str(
+        level_problem(PreferenceAnswer(choice="right", level=5), 4)
+    )
+    assert level_problem(PreferenceAnswer(choice="left", level=1), 0) == (
+        "a level on a plain comparison"
+    )
+    assert level_problem(PreferenceAnswer(choice="left"), 0) is None

@@ -54,11 +54,15 @@ def test_graded_demo_rows_match_the_hidden_truth_and_beat_the_mean_of_votes(
     assert result["report"]["status"] == "complete"
     rows = [json.loads(line) for line in (tmp_path / "out/preferences.jsonl").open()]
     assert len(rows) >= 40
-    sides, levels = [], []
+    sides, levels, equal = [], [], 0
     for row in rows:
         gap = response_quality(row["prompt"], row["chosen"]) - response_quality(
             row["prompt"], row["rejected"]
         )
+        if gap == 0:  # equally good: no side is right; exported at the weakest level
+            equal += 1
+            assert row["level"] == graded.levels[0].label
+            continue
         sides.append(gap > 0)
         truth = level_of(gap, len(graded.levels))
         got = graded.rank(row["level"])
@@ -68,7 +72,11 @@ def test_graded_demo_rows_match_the_hidden_truth_and_beat_the_mean_of_votes(
         assert row["margin"] == pytest.approx(graded.levels[got - 1].margin)
     side_accuracy = float(np.mean(sides))
     within_one = float(np.mean([s and d <= 1 for s, d in zip(sides, levels, strict=True)]))
-    print(f"rows={len(rows)} side={side_accuracy:.3f} level within one={within_one:.3f}")
+    print(
+        f"rows={len(rows)} equally good={equal} side={side_accuracy:.3f} "
+        f"level within one={within_one:.3f}"
+    )
+    assert equal <= 0.15 * len(rows)
     assert side_accuracy >= 0.95
     assert within_one >= 0.85
 

@@ -21,7 +21,9 @@ from crowdloop.db import insert_ignore, session_scope
 from crowdloop.faults import crash_point
 from crowdloop.models.domain import (
     ANSWER_KIND_FOR_TASK,
+    Answer,
     BatchRef,
+    PreferenceAnswer,
     Stage,
     Submission,
     SubmissionPage,
@@ -36,6 +38,7 @@ from crowdloop.models.tables import (
     utcnow,
 )
 from crowdloop.stages.counts import answer_counts, outstanding_counts
+from crowdloop.stages.graded import graded_spec
 from crowdloop.stages.items import move_items
 from crowdloop.stages.lifecycle import BatchGone
 
@@ -96,6 +99,8 @@ def _store_page(
     result: SyncResult,
 ) -> None:
     crash_point("sync:page-read")
+    graded = graded_spec(campaign_id)
+    levels = len(graded.levels) if graded else 0
     with session_scope() as s:
         keys = {sub.task_key for sub in page.submissions} | {
             q.task_key for q in page.quarantined if q.task_key
@@ -112,7 +117,7 @@ def _store_page(
         )
         rows = []
         for sub in page.submissions:
-            rows.append(_row(campaign_id, connector.name, sub, task_items, kinds))
+            rows.append(_row(campaign_id, connector.name, sub, task_items, kinds, levels))
         for q in page.quarantined:
             rows.append(
                 _quarantine_row(
@@ -142,7 +147,9 @@ def _row(
     sub: Submission,
     task_items: dict[str, str],
     kinds: dict[str, str],
+    levels: int = 0,
 ) -> dict[str, object]:
+    """`levels`: the campaign's graded scale (0: plain comparisons)."""
     item_id = task_items.get(sub.task_key)
     raw = sub.model_dump_json()
     if item_id is None:
@@ -168,7 +175,32 @@ def _row(
             f"a {kinds[item_id]} task got a {sub.answer.kind!r} answer",
             raw,
         )
+    problem = level_problem(sub.answer, levels)
+    if problem:
+        return _quarantine_row(
+            campaign_id,
+            connector,
+            sub.external_id,
+            sub.task_key,
+            sub.worker_id,
+            item_id,
+            problem,
+            raw,
+        )
     return judgment_row(campaign_id, connector, sub, item_id)
+
+
+def level_problem(answer: Answer, levels: int) -> str | None:
+    """Why a comparison answer does not fit the campaign's scale (None: it does)."""
+    if not isinstance(answer, PreferenceAnswer):
+        return None
+    if levels == 0:
+        return None if answer.level is None else "a level on a plain comparison"
+    if answer.choice != "tie" and answer.level is None:
+        return "a graded comparison answered without a level"
+    if answer.level is not None and answer.level > levels:
+        return f"level {answer.level} is not on the campaign's {levels}-level scale"
+    return None
 
 
 def judgment_row(
