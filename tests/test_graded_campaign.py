@@ -59,9 +59,9 @@ def test_graded_demo_rows_match_the_hidden_truth_and_beat_the_mean_of_votes(
         gap = response_quality(row["prompt"], row["chosen"]) - response_quality(
             row["prompt"], row["rejected"]
         )
-        if gap == 0:  # equally good: no side is right; exported at the weakest level
+        if gap == 0:  # equally good: no side is right, and the level should say so
             equal += 1
-            assert row["level"] == graded.levels[0].label
+            assert (graded.rank(row["level"]) or 0) <= 2
             continue
         sides.append(gap > 0)
         truth = level_of(gap, len(graded.levels))
