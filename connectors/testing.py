@@ -479,11 +479,15 @@ class ConnectorContract:
 
     def test_graded_comparisons_come_back_with_a_level_on_the_scale(self, harness: Harness) -> None:
         """GRADED_PAIRWISE: the scale reaches the workers and every answer's level is on it
-        (none with "unsure"); RATIONALE: a rationale, when given, is text."""
+        (none with "unsure"); RATIONALE: a rationale, when given, is text. Without the
+        capability, the connector refuses it by name (what preflight relies on)."""
         scale = ("slightly better", "better", "much better")
         with harness.connector() as connector:
             if Capability.GRADED_PAIRWISE not in connector.capabilities:
-                pytest.skip(f"{harness.name}: no graded comparisons (refused at preflight)")
+                # What preflight asks of it for a graded campaign: a refusal by name.
+                with pytest.raises(NotSupported, match="graded_pairwise"):
+                    connector.require(Capability.GRADED_PAIRWISE)
+                return
             batch = connector.create_batch(harness.batch_spec(), idempotency_key="contract:graded")
             items = harness.graded_items(6, scale)
             connector.add_items(batch, items, idempotency_key="contract:graded-items")

@@ -9,13 +9,38 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OptIn(Frozen):
+    """A payload whose opt-in fields (`OPT_IN`) are left out of its serialized form while
+    they hold their defaults: a plain task is stored and sent byte for byte as before they
+    existed, so existing campaigns, their hashes and every vendor mapping are unchanged."""
+
+    OPT_IN: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_unused_opt_ins(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            fields = type(self).model_fields
+            for name in self.OPT_IN:
+                if getattr(self, name) == fields[name].default:
+                    data.pop(name, None)
+        return data
 
 
 class Money(Frozen):
@@ -76,7 +101,7 @@ class WriteResponseTask(Frozen):
     prompt: str
 
 
-class VerifyTask(Frozen):
+class VerifyTask(OptIn):
     """Judge another worker's text: is it an acceptable prompt / response?"""
 
     kind: Literal["verify"] = "verify"
@@ -84,6 +109,8 @@ class VerifyTask(Frozen):
     target: Literal["prompt", "response"]
     prompt: str
     text: str
+    OPT_IN: ClassVar[tuple[str, ...]] = ("rationale",)
+
     # Offer an optional free-text rationale beside the verdict (Capability.RATIONALE).
     rationale: bool = False
     # What the text was written for: the topic of a prompt, or of the prompt a response
@@ -93,7 +120,9 @@ class VerifyTask(Frozen):
     writing_instruction: str = ""
 
 
-class CompareTask(Frozen):
+class CompareTask(OptIn):
+    OPT_IN: ClassVar[tuple[str, ...]] = ("scale", "unsure", "rationale")
+
     kind: Literal["compare"] = "compare"
     instruction: str
     prompt: str
@@ -121,14 +150,18 @@ class TextAnswer(Frozen):
     text: str = Field(min_length=1, max_length=20_000)
 
 
-class VerdictAnswer(Frozen):
+class VerdictAnswer(OptIn):
+    OPT_IN: ClassVar[tuple[str, ...]] = ("rationale",)
+
     kind: Literal["verdict"] = "verdict"
     verdict: Literal["accept", "reject"]
     # Why, in the worker's words, when the task offered it (kept with the raw answer).
     rationale: str | None = Field(default=None, max_length=5_000)
 
 
-class PreferenceAnswer(Frozen):
+class PreferenceAnswer(OptIn):
+    OPT_IN: ClassVar[tuple[str, ...]] = ("level", "rationale")
+
     kind: Literal["preference"] = "preference"
     choice: Literal["left", "right", "tie"]
     # From a model judge (connectors/aijudge): its stated probability of being right, and
