@@ -18,10 +18,10 @@ from scipy.optimize import approx_fprime
 from crowdloop.aggregation.graded import GradedScale, OrdinalPreferenceModel, mean_of_votes
 from crowdloop.connectors.errors import NotSupported
 from crowdloop.demo.graded import simulate_graded
-from crowdloop.models.domain import Capability, CompareTask, PreferenceAnswer
+from crowdloop.models.domain import Capability, CompareTask, PreferenceAnswer, VerifyTask
 from crowdloop.models.spec import LLAMA2_LEVELS, CampaignSpec, SpecError, load_campaign
 from crowdloop.simulator.config import CrowdConfig
-from crowdloop.simulator.crowd import build_workers
+from crowdloop.simulator.crowd import Crowd, build_workers
 from crowdloop.simulator.graded import graded_answer, level_of, true_grade
 from crowdloop.stages.graded import level_passes
 from crowdloop.stages.plan import check_inputs
@@ -243,3 +243,20 @@ def test_an_answer_off_the_campaigns_scale_is_quarantined_at_sync() -> None:
         "a level on a plain comparison"
     )
     assert level_problem(PreferenceAnswer(choice="left"), 0) is None
+
+
+def test_careful_workers_sometimes_give_a_rationale_and_careless_ones_never() -> None:
+    crowd = Crowd(CrowdConfig(honest=10, spammer=10, noisy=0, left_bias=0), 5)
+    verify = VerifyTask(
+        instruction="?", target="prompt", prompt="", text="List the top 5 rivers.", rationale=True
+    )
+    plain = verify.model_copy(update={"rationale": False})
+    given: dict[str, list[bool]] = {"honest": [], "spammer": []}
+    for n in range(40):
+        for worker in crowd.workers:
+            _, answer = crowd.work(worker, f"t{n}", verify, "accept")
+            given[worker.archetype].append("rationale" in answer)
+            _, bare = crowd.work(worker, f"t{n}", plain, "accept")
+            assert "rationale" not in bare
+    assert 0.2 < np.mean(given["honest"]) < 0.4
+    assert not any(given["spammer"])
