@@ -54,7 +54,7 @@ def graded_verdicts(frame: pd.DataFrame, graded: GradedSpec) -> pd.DataFrame:
     """Per pair: ``pair, winner, level, margin, p_left_better, confidence``.
 
     The winner is the side of the latent difference (a tie within `TIE_BAND`, as in the
-    plain pipeline), the level the reference worker's median answer, at least the weakest
+    plain pipeline), the level the typical careful worker's median answer, at least the weakest
     (see the model); the margin is the level's `margin` from the campaign file (0 on a
     tie); P(left better) is sigmoid(delta).
     """
