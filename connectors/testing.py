@@ -48,6 +48,7 @@ from crowdloop.models.domain import (
     Capability,
     CompareTask,
     Money,
+    PreferenceAnswer,
     RankingAnswer,
     RankTask,
     ReviewDecision,
@@ -236,6 +237,27 @@ class Harness(ABC):
                     responses=tuple(f"{j + 1}. Nile ({i}, {j})" for j in range(k)),
                 ),
                 overlap=overlap,
+            )
+            for i in range(n)
+        ]
+
+    def graded_items(self, n: int, scale: tuple[str, ...]) -> list[TaskItem]:
+        """Comparisons graded on `scale` with a rationale offered; one side is clearly
+        better (five valid rivers against one), so careful workers pick it at a level."""
+        full = "1. Nile\n2. Amazon\n3. Danube\n4. Rhine\n5. Volga"
+        return [
+            TaskItem(
+                key=f"contract:graded-{i}.0",
+                group=f"graded-{i}",
+                payload=CompareTask(
+                    instruction="Which answer is better, and by how much?",
+                    prompt="List the top 5 rivers.",
+                    left=full if i % 2 else "1. Nile",
+                    right="1. Nile" if i % 2 else full,
+                    scale=scale,
+                    rationale=True,
+                ),
+                overlap=2,
             )
             for i in range(n)
         ]
@@ -498,6 +520,35 @@ class ConnectorContract:
                 assert isinstance(sub.answer, RankingAnswer)
                 assert len(sub.answer.ranks) == 4
                 assert sub.task_key in made.external_ids
+
+    def test_graded_comparisons_come_back_with_a_level_on_the_scale(self, harness: Harness) -> None:
+        """GRADED_PAIRWISE: the scale reaches the workers and every answer's level is on it
+        (none with "unsure"); RATIONALE: a rationale, when given, is text. Without the
+        capability, the connector refuses it by name (what preflight relies on)."""
+        scale = ("slightly better", "better", "much better")
+        with harness.connector() as connector:
+            if Capability.GRADED_PAIRWISE not in connector.capabilities:
+                # What preflight asks of it for a graded campaign: a refusal by name.
+                with pytest.raises(NotSupported, match="graded_pairwise"):
+                    connector.require(Capability.GRADED_PAIRWISE)
+                return
+            batch = connector.create_batch(harness.batch_spec(), idempotency_key="contract:graded")
+            items = harness.graded_items(6, scale)
+            connector.add_items(batch, items, idempotency_key="contract:graded-items")
+            connector.start(batch)
+            made = harness.answer(connector, batch, items)
+            read = submissions(pages(connector, batch, None))
+        assert made > 0 and len(read) == made
+        answers = [s.answer for s in read]
+        assert all(isinstance(a, PreferenceAnswer) for a in answers)
+        levels = [a.level for a in answers if isinstance(a, PreferenceAnswer)]
+        sides = [a.choice for a in answers if isinstance(a, PreferenceAnswer)]
+        for side, level in zip(sides, levels, strict=True):
+            assert (level is None) if side == "tie" else (level in range(1, len(scale) + 1))
+        assert any(level is not None for level in levels), "no answer carried a level"
+        if Capability.RATIONALE in connector.capabilities:
+            reasons = [a.rationale for a in answers if isinstance(a, PreferenceAnswer)]
+            assert all(r is None or r.strip() for r in reasons)
 
     # --- lifecycle: stop, pause, resume ----------------------------------------------------------
 

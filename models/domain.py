@@ -9,13 +9,39 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OptIn(Frozen):
+    """A payload whose opt-in fields (`OPT_IN`) are left out of its serialized form while
+    they hold their defaults: a plain task is stored and sent byte for byte as before they
+    existed, so existing campaigns, their hashes and every vendor mapping are unchanged."""
+
+    OPT_IN: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_unused_opt_ins(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            fields = type(self).model_fields
+            for name in self.OPT_IN:
+                if getattr(self, name) == fields[name].default:
+                    data.pop(name, None)
+        return data
 
 
 class Money(Frozen):
@@ -88,7 +114,7 @@ class WriteResponseTask(Frozen):
     prompt: str
 
 
-class VerifyTask(Frozen):
+class VerifyTask(OptIn):
     """Judge another worker's text: is it an acceptable prompt / response?"""
 
     kind: Literal["verify"] = "verify"
@@ -96,6 +122,10 @@ class VerifyTask(Frozen):
     target: Literal["prompt", "response"]
     prompt: str
     text: str
+    OPT_IN: ClassVar[tuple[str, ...]] = ("rationale",)
+
+    # Offer an optional free-text rationale beside the verdict (Capability.RATIONALE).
+    rationale: bool = False
     # What the text was written for: the topic of a prompt, or of the prompt a response
     # answers (with `prompt`), so a verifier can reject a text written for something else.
     topic: str = ""
@@ -103,12 +133,21 @@ class VerifyTask(Frozen):
     writing_instruction: str = ""
 
 
-class CompareTask(Frozen):
+class CompareTask(OptIn):
+    OPT_IN: ClassVar[tuple[str, ...]] = ("scale", "unsure", "rationale")
+
     kind: Literal["compare"] = "compare"
     instruction: str
     prompt: str
     left: str
     right: str
+    # Graded preference (Capability.GRADED_PAIRWISE): how much better the chosen side is,
+    # on these levels, weakest first (an answer's `level` is a 1-based index into them);
+    # with `unsure`, "tie" is offered as "unsure". Empty: plain A / B / tie.
+    scale: tuple[str, ...] = ()
+    unsure: bool = True
+    # Offer an optional free-text rationale beside the choice (Capability.RATIONALE).
+    rationale: bool = False
 
 
 class RankTask(Frozen):
@@ -135,12 +174,18 @@ class TextAnswer(Frozen):
     text: str = Field(min_length=1, max_length=20_000)
 
 
-class VerdictAnswer(Frozen):
+class VerdictAnswer(OptIn):
+    OPT_IN: ClassVar[tuple[str, ...]] = ("rationale",)
+
     kind: Literal["verdict"] = "verdict"
     verdict: Literal["accept", "reject"]
+    # Why, in the worker's words, when the task offered it (kept with the raw answer).
+    rationale: str | None = Field(default=None, max_length=5_000)
 
 
-class PreferenceAnswer(Frozen):
+class PreferenceAnswer(OptIn):
+    OPT_IN: ClassVar[tuple[str, ...]] = ("level", "rationale")
+
     kind: Literal["preference"] = "preference"
     choice: Literal["left", "right", "tie"]
     # From a model judge (connectors/aijudge): its stated probability of being right, and
@@ -148,6 +193,16 @@ class PreferenceAnswer(Frozen):
     # asked in one order only). Human marketplaces leave both None.
     confidence: float | None = Field(default=None, ge=0, le=1)
     position_consistent: bool | None = None
+    # On a graded task: how much better the chosen side is, a 1-based index into the task's
+    # scale (weakest first); None on a plain task and with "tie" (unsure).
+    level: int | None = Field(default=None, ge=1, le=9)
+    rationale: str | None = Field(default=None, max_length=5_000)
+
+    @model_validator(mode="after")
+    def _level_has_side(self) -> PreferenceAnswer:
+        if self.level is not None and self.choice == "tie":
+            raise ValueError("a level goes with a side (left or right), not with tie")
+        return self
 
 
 class RankingAnswer(Frozen):
@@ -201,6 +256,10 @@ class Capability(StrEnum):
     RANKING = "ranking"
     # ... where the worker may give two responses the same place (RankTask.ties).
     RANKING_TIES = "ranking_ties"
+    # Comparison tasks that also ask how much better (CompareTask.scale, answer level).
+    GRADED_PAIRWISE = "graded_pairwise"
+    # An optional free-text rationale beside a verdict or choice (task `rationale`).
+    RATIONALE = "rationale"
 
 
 class BatchSpec(Frozen):

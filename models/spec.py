@@ -53,7 +53,16 @@ class GoldenPairRow(_Strict):
     left: str = Field(min_length=1)
     right: str = Field(min_length=1)
     answer: Literal["left", "right", "tie"]
+    # On a graded campaign: how much better the answer is, a label of `preferences.graded`
+    # (a worker passes within one step of it); ignored on a plain campaign.
+    level: str | None = Field(default=None, min_length=1)
     reason: str = ""
+
+    @model_validator(mode="after")
+    def _level_has_side(self) -> GoldenPairRow:
+        if self.level is not None and self.answer == "tie":
+            raise ValueError("a level goes with answer left or right, not with tie")
+        return self
 
 
 class GoldenVerificationRow(_Strict):
@@ -340,6 +349,8 @@ class DemonstrationsSpec(_Strict):
     # A writer's record counts only verdicts at least this confident (and failed checks).
     trusted_confidence: float = Field(default=0.8, ge=0.5, le=1)
     export: SFTExportSpec
+    # Offer verifiers an optional free-text rationale beside each verdict.
+    rationale: bool = False
 
 
 class ListedPairRow(_Strict):
@@ -381,6 +392,59 @@ class DynamicOverlapSpec(_Strict):
         return self
 
 
+class GradeLevel(_Strict):
+    label: str = Field(min_length=1, max_length=60)
+    # What the exported `margin` column says for a pair aggregated at this level (the
+    # margin reward-model training adds to its loss, as in Llama 2).
+    margin: float = Field(ge=0)
+
+
+# Llama 2's four levels (Touvron et al. 2023, section 3.2.1) with its "margin small" values.
+LLAMA2_LEVELS: tuple[GradeLevel, ...] = (
+    GradeLevel(label="negligibly better", margin=0.0),
+    GradeLevel(label="slightly better", margin=1 / 3),
+    GradeLevel(label="better", margin=2 / 3),
+    GradeLevel(label="significantly better", margin=1.0),
+)
+
+
+class GradedSpec(_Strict):
+    """Graded preferences: a worker picks a side and how much better it is.
+
+    `levels` go from the weakest to the strongest; with `unsure`, "tie" is offered as
+    "unsure" (no side). Aggregated by crowdloop.aggregation.graded (an ordinal model with
+    each worker's reliability, scale use and position bias); golden pairs with a `level`
+    pass within one step of it.
+    """
+
+    levels: tuple[GradeLevel, ...] = Field(default=LLAMA2_LEVELS, min_length=2, max_length=9)
+    unsure: bool = True
+    unsure_label: str = Field(default="unsure", min_length=1, max_length=60)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GradedSpec:
+        labels = [lv.label for lv in self.levels]
+        for i, label in enumerate(labels):
+            if label in labels[:i] or (self.unsure and label == self.unsure_label):
+                _fail(("levels", i, "label"), f"{label!r} is used twice", label)
+        for i in range(1, len(self.levels)):
+            if self.levels[i].margin < self.levels[i - 1].margin:
+                _fail(
+                    ("levels", i, "margin"),
+                    "levels go weakest first: a margin must not be below the one before",
+                    self.levels[i].margin,
+                )
+        return self
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(lv.label for lv in self.levels)
+
+    def rank(self, label: str) -> int | None:
+        """The 1-based level of a label (None: not on the scale)."""
+        return self.labels.index(label) + 1 if label in self.labels else None
+
+
 class PreferencesSpec(_Strict):
     candidates_file: Path
     pairing: PairingSpec = PairingSpec()
@@ -397,6 +461,11 @@ class PreferencesSpec(_Strict):
     min_confidence: float = Field(default=0.6, ge=0.5, le=1)
     reward: Money = Money(amount=Decimal("0.03"))
     export: ExportSpec
+    # Off by default: plain A / B / tie. Set, every comparison also asks how much better.
+    graded: GradedSpec | None = None
+    # Offer workers an optional free-text rationale beside each comparison (kept with the
+    # raw judgment, shown nowhere else).
+    rationale: bool = False
 
 
 class TargetSpec(_Strict):
@@ -556,6 +625,17 @@ class CampaignSpec(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _routing_not_graded(self) -> CampaignSpec:
+        if self.routing is not None and self.preferences and self.preferences.graded:
+            _fail(
+                ("routing",),
+                "AI-first routing does not carry graded answers (preferences.graded) yet: "
+                "remove one of them",
+                self.routing.model_dump(mode="json"),
+            )
+        return self
+
+    @model_validator(mode="after")
     def _exam_fits(self) -> CampaignSpec:
         exam = self.quality.exam
         if exam is None:
@@ -656,7 +736,7 @@ class CampaignSpec(_Strict):
         return self.model_copy(update=update)
 
 
-def _fail(loc: tuple[str, ...], message: str, value: Any) -> NoReturn:
+def _fail(loc: tuple[str | int, ...], message: str, value: Any) -> NoReturn:
     """Raise a validation error located at `loc` (a cross-section check names its field)."""
     raise ValidationError.from_exception_data(
         "CampaignSpec",

@@ -170,6 +170,8 @@ class Item(SQLModel, table=True):
     extensions: int = 0  # overlap raised by dynamic overlap (those pushes are not re-queues)
     is_golden: bool = False
     golden_answer: str | None = Field(default=None, max_length=16)
+    # A graded golden pair's level (1-based, weakest first): a worker passes within one step.
+    golden_level: int | None = None
     group: str = Field(max_length=80)  # a worker answers one group once (golden row id)
     exclude_worker: str | None = Field(default=None, max_length=200)  # the author
     # More workers kept off the task: writers who already failed this slot, verifiers who
@@ -239,6 +241,10 @@ class Judgment(SQLModel, table=True):
     excluded: bool = False
     exclusion_reason: str | None = Field(default=None, max_length=300)
     review: str | None = Field(default=None, max_length=16)  # accepted | rejected
+    # A graded comparison's level (1-based index into the campaign's scale, weakest first).
+    level: int | None = None
+    # The worker's optional free-text reason, kept with the raw answer.
+    rationale: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class WorkerStatus(StrEnum):
@@ -309,7 +315,8 @@ class PairOutcome(SQLModel, table=True):
     n_tie: float
     p_left_better: float
     confidence: float
-    margin: float  # BT score difference, chosen - rejected
+    margin: float  # BT score difference, chosen - rejected (graded: the level's margin)
+    level: int | None = None  # graded campaigns: the aggregated level (1-based)
 
 
 class ExportRecord(SQLModel, table=True):

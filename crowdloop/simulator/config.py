@@ -69,6 +69,15 @@ class CrowdConfig(_Settings):
     honest_rank_noise: float = Field(default=0.15, ge=0)
     noisy_rank_noise: float = Field(default=0.35, ge=0)
     rank_tie_gap: float = Field(default=0.05, ge=0)
+    # Graded comparisons (crowd.graded_answer): a careful worker perceives the quality gap
+    # with this much normal noise (in quality units; one level is 0.2) ...
+    graded_noise: float = Field(default=0.1, ge=0)
+    noisy_graded_noise: float = Field(default=0.25, ge=0)
+    # ... times a personal scale factor exp(N(0, graded_scale_spread)): some workers call
+    # everything "significantly better", others rarely leave "slightly".
+    graded_scale_spread: float = Field(default=0.35, ge=0)
+    # How often a careful worker writes a rationale when a task offers one.
+    rationale_rate: float = Field(default=0.3, ge=0, le=1)
 
     @model_validator(mode="after")
     def _check(self) -> CrowdConfig:

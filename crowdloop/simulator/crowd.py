@@ -23,6 +23,7 @@ from crowdloop.models.domain import (
     WriteResponseTask,
 )
 from crowdloop.simulator.config import CrowdConfig
+from crowdloop.simulator.graded import graded_answer, scale_factor
 from crowdloop.simulator.world import (
     cosmetic_copy,
     make_prompt,
@@ -201,9 +202,15 @@ class Crowd:
         self, worker: Worker, rng: random.Random, payload: Payload, truth: Truth
     ) -> dict[str, Any]:
         if isinstance(payload, CompareTask):
-            return {"choice": self._compare(worker, rng, truth, payload)}
+            answer = (
+                self._graded(worker, rng, payload)
+                if payload.scale
+                else {"choice": self._compare(worker, rng, truth, payload)}
+            )
+            return self._with_rationale(worker, rng, payload, answer)
         if isinstance(payload, VerifyTask):
-            return {"verdict": self._verify(worker, rng, truth)}
+            answer = {"verdict": self._verify(worker, rng, truth)}
+            return self._with_rationale(worker, rng, payload, answer)
         if isinstance(payload, RankTask):
             return {"ranks": self._rank(worker, rng, payload)}
         topic: str | None
@@ -342,6 +349,40 @@ class Crowd:
             )
             places[i] = places[prev] if tied and prev is not None else position + 1
         return places
+
+    def _graded(self, worker: Worker, rng: random.Random, payload: CompareTask) -> dict[str, Any]:
+        cfg = self.config
+        noisy = worker.archetype == "noisy"
+        shared = seeded_rng(self.seed, "collude", payload.prompt, payload.left, payload.right)
+        return graded_answer(
+            worker.archetype,
+            rng,
+            payload,
+            noise=cfg.noisy_graded_noise if noisy else cfg.graded_noise,
+            factor=scale_factor(self.seed, worker.id, cfg.graded_scale_spread),
+            left_bias_rate=cfg.left_bias_rate,
+            shared=shared,
+        )
+
+    def _with_rationale(
+        self,
+        worker: Worker,
+        rng: random.Random,
+        payload: CompareTask | VerifyTask,
+        answer: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A careful worker sometimes says why, when the task offers it; careless ones never."""
+        if not payload.rationale or worker.archetype in _CARELESS:
+            return answer
+        if rng.random() >= self.config.rationale_rate:
+            return answer
+        if isinstance(payload, CompareTask):
+            left = response_quality(payload.prompt, payload.left)
+            right = response_quality(payload.prompt, payload.right)
+            why = f"A has {round(left * 5)} good items of 5, B has {round(right * 5)}."
+        else:
+            why = f"I would {answer['verdict']} this text as it stands."
+        return {**answer, "rationale": why}
 
     def _verify(self, worker: Worker, rng: random.Random, truth: Truth) -> str:
         cfg = self.config

@@ -35,6 +35,7 @@ from crowdloop.models.tables import (
     WorkerRecord,
     WorkerStatus,
 )
+from crowdloop.stages.graded import graded_spec
 
 
 def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> tuple[int, str]:
@@ -166,6 +167,10 @@ def export_sft(
 
 
 def preference_rows(campaign_id: str, min_confidence: float) -> list[dict[str, Any]]:
+    """Decided pairs as TRL reward-model rows. On a graded campaign `margin` is the
+    aggregated level's margin (TRL's RewardTrainer subtracts a `margin` column from the
+    reward difference in its loss, huggingface/trl#719) and `level` names that level."""
+    graded = graded_spec(campaign_id)
     with session_scope() as s:
         outcomes = s.exec(
             select(PairOutcome, Item)
@@ -192,6 +197,7 @@ def preference_rows(campaign_id: str, min_confidence: float) -> list[dict[str, A
                 "chosen": chosen.text,
                 "rejected": rejected.text,
                 "margin": round(o.margin, 6),
+                **({"level": graded.labels[o.level - 1] if o.level else None} if graded else {}),
                 "confidence": round(o.confidence, 6),
                 "votes": {
                     # weighted by attentiveness under the worker-aware aggregation

@@ -35,6 +35,7 @@ from crowdloop.models.spec import (
     GoldenPairRow,
     GoldenVerificationRow,
     ListedPairRow,
+    PreferencesSpec,
     SpecError,
     load_campaign,
     load_jsonl,
@@ -147,6 +148,8 @@ def register_campaign(session: Session, spec: CampaignSpec, *, update: bool = Fa
         if spec.preferences and spec.preferences.golden_file
         else []
     )
+    if spec.preferences:
+        check_golden_levels(spec.preferences)
     if spec.demonstrations and spec.demonstrations.golden_file:
         # validated now so a bad golden file fails before any money is spent
         load_jsonl(spec.demonstrations.golden_file, GoldenVerificationRow)
@@ -263,6 +266,7 @@ def verify_item(
         text=text,
         topic=topic,
         writing_instruction=writing,
+        rationale=demo.rationale,
     )
     parts: tuple[object, ...] = (
         (spec.name, subject_id) if round_ == 0 else (spec.name, subject_id, "again", round_)
@@ -306,6 +310,7 @@ def golden_verify_items(
             text=row.text,
             topic=row.topic,
             writing_instruction=writing,
+            rationale=demo.rationale,
         )
         out.append(
             _item_row(
@@ -366,6 +371,7 @@ def check_inputs(spec: CampaignSpec) -> None:
             load_jsonl_lines(prefs.candidates_file, CandidateRow), prefs.candidates_file
         )
         golden = load_jsonl(prefs.golden_file, GoldenPairRow) if prefs.golden_file else []
+        check_golden_levels(prefs)
         if prefs.pairing.pairs_file:
             _listed_pairs(prefs.pairing.pairs_file, by_prompt)
         if spec.quality.exam is not None:
@@ -443,9 +449,7 @@ def plan_comparisons(
     if golden:
         for n in range(golden_count(len(items), prefs.golden_share)):
             g = golden[n % len(golden)]
-            payload = CompareTask(
-                instruction=prefs.instruction, prompt=g.prompt, left=g.left, right=g.right
-            )
+            payload = compare_task(prefs, g.prompt, g.left, g.right)
             items.append(
                 _item_row(
                     stable_id("gc", spec.name, g.id, n),
@@ -455,10 +459,44 @@ def plan_comparisons(
                     overlap=prefs.overlap,
                     subject_id=g.id,
                     golden_answer=g.answer,
+                    golden_level=golden_level(prefs, g),
                     group=f"golden-{g.id}",
                 )
             )
     insert_ignore(session, Item, items, ["id"])
+
+
+def compare_task(prefs: PreferencesSpec, prompt: str, left: str, right: str) -> CompareTask:
+    """A comparison as workers see it: plain A / B / tie, or graded on the campaign's scale."""
+    graded = prefs.graded
+    return CompareTask(
+        instruction=prefs.instruction,
+        prompt=prompt,
+        left=left,
+        right=right,
+        scale=graded.labels if graded else (),
+        unsure=graded.unsure if graded else True,
+        rationale=prefs.rationale,
+    )
+
+
+def golden_level(prefs: PreferencesSpec, row: GoldenPairRow) -> int | None:
+    """A golden pair's level on a graded campaign (checked by `check_golden_levels`)."""
+    if prefs.graded is None or row.level is None:
+        return None
+    return prefs.graded.rank(row.level)
+
+
+def check_golden_levels(prefs: PreferencesSpec) -> None:
+    """Every golden level is a label of the campaign's scale (graded campaigns only)."""
+    if prefs.graded is None or prefs.golden_file is None:
+        return
+    for lineno, row in load_jsonl_lines(prefs.golden_file, GoldenPairRow):
+        if row.level is not None and prefs.graded.rank(row.level) is None:
+            raise SpecError(
+                f"{prefs.golden_file}:{lineno}: field 'level': {row.level!r} is not a level "
+                f"of preferences.graded ({', '.join(prefs.graded.labels)})"
+            )
 
 
 def split_exam_rows(
@@ -513,12 +551,11 @@ def plan_exam(session: Session, spec: CampaignSpec, rows: list[GoldenPairRow]) -
             stable_id("ex", spec.name, row.id),
             spec.name,
             Stage.EXAM,
-            CompareTask(
-                instruction=prefs.instruction, prompt=row.prompt, left=row.left, right=row.right
-            ).model_dump(),
+            compare_task(prefs, row.prompt, row.left, row.right).model_dump(),
             overlap=exam.takers,
             subject_id=row.id,
             golden_answer=row.answer,
+            golden_level=golden_level(prefs, row),
             group=f"exam-{row.id}",
         )
         for row in rows
@@ -556,12 +593,7 @@ def real_pairs(
                 pid,
                 a,
                 b,
-                CompareTask(
-                    instruction=prefs.instruction,
-                    prompt=prompt_text[pid],
-                    left=text[a],
-                    right=text[b],
-                ),
+                compare_task(prefs, prompt_text[pid], text[a], text[b]),
             )
 
 
@@ -637,6 +669,7 @@ def _item_row(
     exclude_worker: str | None = None,
     exclude_also: list[str] | tuple[str, ...] = (),
     golden_answer: str | None = None,
+    golden_level: int | None = None,
     group: str | None = None,
 ) -> dict[str, Any]:
     return {
@@ -654,6 +687,7 @@ def _item_row(
         "pushes": 0,
         "is_golden": golden_answer is not None,
         "golden_answer": golden_answer,
+        "golden_level": golden_level,
         "group": group or item_id,
         "exclude_worker": exclude_worker,
         "exclude_also": sorted(set(exclude_also) - {exclude_worker}),

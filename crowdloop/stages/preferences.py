@@ -51,7 +51,7 @@ FRAME_CHUNK = 20_000
 
 def judgments_frame(campaign_id: str) -> pd.DataFrame:
     """Trusted comparison judgments on real (non-golden) pairs, in response-id orientation."""
-    columns = ["pair", "prompt", "left", "right", "worker", "label"]
+    columns = ["pair", "prompt", "left", "right", "worker", "label", "level"]
     with session_scope() as s:
         result = s.execute(
             sa_select(
@@ -61,6 +61,7 @@ def judgments_frame(campaign_id: str) -> pd.DataFrame:
                 col(Item.right_id),
                 col(Judgment.worker_id),
                 col(Judgment.label),
+                col(Judgment.level),
             )
             .join(Judgment, col(Judgment.item_id) == col(Item.id))
             .where(
@@ -212,6 +213,12 @@ def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> Pr
             }
             for v in verdicts.itertuples(index=False)
         ]
+        # Graded campaigns: winner, level and margin from the ordinal model.
+        from crowdloop.stages.graded import apply_graded, graded_spec
+
+        graded = graded_spec(campaign_id)
+        if graded is not None:
+            apply_graded(frame, graded, outcome_rows)
         # AI-first routing: a pair the judge decided keeps the judge's verdict.
         from crowdloop.stages.routing import apply_ai_verdicts
 

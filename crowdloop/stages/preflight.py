@@ -14,8 +14,14 @@ def required_capabilities(spec: CampaignSpec) -> set[Capability]:
     need: set[Capability] = set()
     if spec.preferences:
         need.add(Capability.PAIRWISE)
+        if spec.preferences.graded:
+            need.add(Capability.GRADED_PAIRWISE)
+        if spec.preferences.rationale:
+            need.add(Capability.RATIONALE)
     if spec.demonstrations:
         need |= {Capability.FREE_TEXT, Capability.EXCLUDE_WORKERS}
+        if spec.demonstrations.rationale:
+            need.add(Capability.RATIONALE)
     if spec.quality.exam:
         need.add(Capability.QUALIFY_WORKERS)
     if spec.ranking:

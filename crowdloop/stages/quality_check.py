@@ -34,6 +34,7 @@ from crowdloop.models.tables import (
 )
 from crowdloop.quality import CrowdPolicy, GoldenPolicy, assess_crowd, assess_worker
 from crowdloop.stages import ranking
+from crowdloop.stages.graded import level_passes
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.sync import batch_ref
 
@@ -147,25 +148,33 @@ def golden_tally(
     """worker -> (correct, total) on golden items, of one stage or of every stage.
 
     A quarantined answer is not held against the worker: it counts as missing; nor is an
-    answer on a `retired` (ambiguous) golden item.
+    answer on a `retired` (ambiguous) golden item. A graded golden pair is passed on the
+    right side within one step of its level (`stages.graded.level_passes`).
     """
     query = (
-        select(Judgment.worker_id, Judgment.label, Item.golden_answer, Judgment.item_id)
+        sa_select(
+            col(Judgment.worker_id),
+            col(Judgment.label),
+            col(Item.golden_answer),
+            col(Judgment.item_id),
+            col(Judgment.level),
+            col(Item.golden_level),
+        )
         .join(Item, col(Item.id) == col(Judgment.item_id))
         .where(
-            Judgment.campaign_id == campaign_id,
-            Judgment.status == JudgmentStatus.VALID,
+            col(Judgment.campaign_id) == campaign_id,
+            col(Judgment.status) == JudgmentStatus.VALID,
             col(Item.is_golden).is_(True),
             # Rankings are graded by agreement with the known order, below.
-            Item.kind != ranking.KIND,
+            col(Item.kind) != ranking.KIND,
         )
     )
     if stage is not None:
-        query = query.where(Item.stage == stage.value)
+        query = query.where(col(Item.stage) == stage.value)
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for worker, label, answer, item in s.exec(query).all():
+    for worker, label, answer, item, level, golden_level in s.execute(query).all():
         if worker is not None and item not in retired:
-            tally[worker][0] += int(label == answer)
+            tally[worker][0] += int(label == answer and level_passes(level, golden_level))
             tally[worker][1] += 1
     if stage in (None, Stage.RANK):
         for worker, (passed, graded) in ranking.golden_tally(s, campaign_id).items():

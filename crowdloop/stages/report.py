@@ -31,6 +31,7 @@ from crowdloop.models.tables import (
 from crowdloop.stages import budget, quality_report
 from crowdloop.stages.demonstrations import writing_summary
 from crowdloop.stages.exam import exam_summary
+from crowdloop.stages.graded import graded_lines, graded_summary
 from crowdloop.stages.plan import load_spec, stored_spec
 from crowdloop.stages.ranking import ranking_summary
 from crowdloop.stages.terms import stage_reward
@@ -118,6 +119,11 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
                 counts["excluded"] += int(n)
             else:
                 counts["valid"] += int(n)
+        rationales = s.exec(
+            select(func.count()).where(
+                Judgment.campaign_id == campaign_id, col(Judgment.rationale).is_not(None)
+            )
+        ).one()
         quarantine = s.exec(
             select(Judgment.reason, func.count())
             .where(
@@ -140,6 +146,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
             s.exec(select(TriggerRecord).where(TriggerRecord.campaign_id == campaign_id)).all()
         )
         exam_on = stored_spec(campaign).quality.exam is not None
+        prefs = stored_spec(campaign).preferences
         writing = writing_summary(s, campaign_id)
         rankings = ranking_summary(s, campaign_id)
     latest_exports: dict[str, ExportRecord] = {e.kind: e for e in exports}
@@ -154,9 +161,11 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         "status": campaign.status.value,
         "items": by_stage,
         "judgments": counts,
+        "rationales": int(rationales),
         "quarantine_reasons": {str(r): int(n) for r, n in quarantine},
         "workers": status_counts,
         "exam": exam_summary(campaign_id) if exam_on else None,
+        "graded": graded_summary(campaign_id, prefs.graded) if prefs and prefs.graded else None,
         "writing": writing,
         "ranking": rankings,
         "blocked_workers": [
@@ -328,6 +337,13 @@ def report_markdown(report: dict[str, Any]) -> str:
             "agree with the aggregated order on "
             + (f"{agreement:.0%} of their pairs" if agreement is not None else "no pairs yet"),
         ]
+    if report.get("rationales"):
+        lines += [
+            "",
+            f"**Rationales:** {report['rationales']} judgments came with one (kept "
+            "beside the raw answer, `judgment.rationale`)",
+        ]
+    lines += graded_lines(report.get("graded"))
     if report["blocked_workers"]:
         lines += [
             "",

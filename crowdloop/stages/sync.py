@@ -23,7 +23,9 @@ from crowdloop.db import insert_ignore, session_scope
 from crowdloop.faults import crash_point
 from crowdloop.models.domain import (
     ANSWER_KIND_FOR_TASK,
+    Answer,
     BatchRef,
+    PreferenceAnswer,
     RankingAnswer,
     Stage,
     Submission,
@@ -40,6 +42,7 @@ from crowdloop.models.tables import (
 )
 from crowdloop.stages import ranking
 from crowdloop.stages.counts import answer_counts, outstanding_counts
+from crowdloop.stages.graded import graded_spec
 from crowdloop.stages.items import move_items
 from crowdloop.stages.lifecycle import BatchGone
 
@@ -100,6 +103,8 @@ def _store_page(
     result: SyncResult,
 ) -> None:
     crash_point("sync:page-read")
+    graded = graded_spec(campaign_id)
+    levels = len(graded.levels) if graded else 0
     with session_scope() as s:
         keys = {sub.task_key for sub in page.submissions} | {
             q.task_key for q in page.quarantined if q.task_key
@@ -123,7 +128,7 @@ def _store_page(
         )
         rows = []
         for sub in page.submissions:
-            rows.append(_row(campaign_id, connector.name, sub, task_items, kinds, payloads))
+            rows.append(_row(campaign_id, connector.name, sub, task_items, kinds, payloads, levels))
         for q in page.quarantined:
             rows.append(
                 _quarantine_row(
@@ -154,7 +159,9 @@ def _row(
     task_items: dict[str, str],
     kinds: dict[str, str],
     payloads: Mapping[str, Mapping[str, Any]],
+    levels: int = 0,
 ) -> dict[str, object]:
+    """`levels`: the campaign's graded scale (0: plain comparisons)."""
     item_id = task_items.get(sub.task_key)
     raw = sub.model_dump_json()
     if item_id is None:
@@ -180,20 +187,38 @@ def _row(
             f"a {kinds[item_id]} task got a {sub.answer.kind!r} answer",
             raw,
         )
-    if isinstance(sub.answer, RankingAnswer):
-        problem = ranking.ranking_problem(payloads[item_id], sub.answer.ranks)
-        if problem:
-            return _quarantine_row(
-                campaign_id,
-                connector,
-                sub.external_id,
-                sub.task_key,
-                sub.worker_id,
-                item_id,
-                problem,
-                raw,
-            )
+    # A ranking is checked against its task (places per response, ties); a graded answer
+    # against the campaign's scale.
+    problem = (
+        ranking.ranking_problem(payloads[item_id], sub.answer.ranks)
+        if isinstance(sub.answer, RankingAnswer)
+        else level_problem(sub.answer, levels)
+    )
+    if problem:
+        return _quarantine_row(
+            campaign_id,
+            connector,
+            sub.external_id,
+            sub.task_key,
+            sub.worker_id,
+            item_id,
+            problem,
+            raw,
+        )
     return judgment_row(campaign_id, connector, sub, item_id)
+
+
+def level_problem(answer: Answer, levels: int) -> str | None:
+    """Why a comparison answer does not fit the campaign's scale (None: it does)."""
+    if not isinstance(answer, PreferenceAnswer):
+        return None
+    if levels == 0:
+        return None if answer.level is None else "a level on a plain comparison"
+    if answer.choice != "tie" and answer.level is None:
+        return "a graded comparison answered without a level"
+    if answer.level is not None and answer.level > levels:
+        return f"level {answer.level} is not on the campaign's {levels}-level scale"
+    return None
 
 
 def judgment_row(
@@ -211,6 +236,8 @@ def judgment_row(
         "status": JudgmentStatus.VALID,
         "label": label,
         "text": text,
+        "level": getattr(sub.answer, "level", None),
+        "rationale": getattr(sub.answer, "rationale", None),
         "submitted_at": sub.submitted_at,
         "reason": None,
         "raw": None,
@@ -232,6 +259,8 @@ def _quarantine_row(
         "status": JudgmentStatus.QUARANTINED,
         "label": None,
         "text": None,
+        "level": None,
+        "rationale": None,
         "submitted_at": None,
         "reason": reason,
         "raw": raw[:20_000],
