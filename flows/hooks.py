@@ -66,10 +66,15 @@ def mark_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     """A running campaign whose run failed or crashed becomes failed (a rerun continues it).
 
     A paused or cancelled campaign keeps its status: an operator's decision outranks the
-    fate of the run that was waiting on it.
+    fate of the run that was waiting on it. So does a campaign another run (or the
+    scheduled sync) drives: a run that failed because it could not take the lease (a
+    second run of the campaign, on another worker or not) never drove it, and marking the
+    campaign failed would halt the run that does at its next poll.
     """
     campaign_id = campaign_of(dict(flow_run.parameters or {}))
     if campaign_id is None:
+        return
+    if driven_by_another(campaign_id, str(flow_run.id)):
         return
     if state.is_crashed() and _cancelling(flow_run):
         # A worker stops a run it was told to cancel by killing it: to the run that is a
@@ -90,6 +95,19 @@ def mark_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
         pass
     except Exception as exc:  # a hook must not hide the run's own failure
         logger.warning("could not record the failure of %s: %s", campaign_id, exc)
+
+
+def driven_by_another(campaign_id: str, flow_run_id: str) -> bool:
+    """True while a live lease on the campaign belongs to someone other than this run
+    (a dead holder's or an expired lease is nobody's: `lease.current`)."""
+    from crowdloop.stages import lease
+
+    try:
+        holder = lease.current(campaign_id)
+    except Exception as exc:  # the database is away: record the failure as before
+        logger.warning("could not read the lease of %s: %s", campaign_id, exc)
+        return False
+    return holder is not None and holder.flow_run_id != flow_run_id
 
 
 def _cancelling(flow_run: FlowRun) -> bool:

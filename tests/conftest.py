@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LLMFAO = SHARED / "data" / "llmfao"
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 PG_ADMIN_URL = os.environ.get(
     "CROWDLOOP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -43,9 +45,7 @@ def _pg_available() -> bool:
     try:
         import psycopg
 
-        with psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3
-        ):
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
             return True
     except Exception:
         return False
@@ -58,20 +58,33 @@ def postgres_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL on 127.0.0.1:5432 is not reachable (CI must start it)")
         pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
+    with throwaway_pg_database() as name:
+        url = pg_url(name)
+        monkeypatch.setenv("CROWDLOOP_DATABASE_URL", url)
+        yield url
+        from crowdloop.db import dispose_engine
+
+        dispose_engine(url)
+
+
+def pg_url(name: str, driver: str = "psycopg") -> str:
+    return f"postgresql+{driver}://postgres@127.0.0.1:5432/{name}"
+
+
+@contextmanager
+def throwaway_pg_database(prefix: str = "crowdloop_t") -> Iterator[str]:
+    """A new, uniquely named database on the local PostgreSQL server, dropped afterwards
+    (with any connection still open to it); yields its name."""
     import psycopg
 
-    name = f"crowdloop_t_{uuid.uuid4().hex[:10]}"
-    admin = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-    with psycopg.connect(admin, autocommit=True) as conn:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    monkeypatch.setenv("CROWDLOOP_DATABASE_URL", url)
-    yield url
-    from crowdloop.db import dispose_engine
-
-    dispose_engine(url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

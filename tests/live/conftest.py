@@ -139,8 +139,54 @@ class Simulator:
     token: str
     service: Service
 
+    def _client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10
+        )
+
     def stats(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.url}/sim/stats", timeout=10).json())
+        with self._client() as c:
+            return dict(c.get("/sim/stats").json())
+
+    def advance(self, seconds: float = 900) -> None:
+        """Move the marketplace's clock (one started with `--time-scale 0` stands still)."""
+        with self._client() as c:
+            c.post("/sim/clock/advance", json={"seconds": seconds}).raise_for_status()
+
+    def pools(self, campaign: str, stage: str = "compare") -> list[dict[str, Any]]:
+        key = f"crowdloop:{campaign}:{stage}:batch"
+        with self._client() as c:
+            return list(c.get("/api/v1/pools", params={"idempotency_key": key}).json()["items"])
+
+    def pool(self, pool_id: str) -> dict[str, Any]:
+        with self._client() as c:
+            answer = c.get(f"/api/v1/pools/{pool_id}")
+            answer.raise_for_status()
+            return dict(answer.json())
+
+
+def announced_simulator(service: Service) -> Simulator:
+    """A started `crowdloop simulator serve`, once it has printed its URL and token."""
+
+    def announced() -> dict[str, str] | None:
+        lines = service.log.read_text().splitlines()
+        found = dict(ln.split("=", 1) for ln in lines if ln.startswith("CROWDLOOP_SIMULATOR_"))
+        return found if len(found) == 2 else None
+
+    printed = wait_for(f"{service.name}'s URL and token", announced, 60, [service])
+    return Simulator(
+        printed["CROWDLOOP_SIMULATOR_URL"], printed["CROWDLOOP_SIMULATOR_TOKEN"], service
+    )
+
+
+def wait_for_server(api_url: str, server: Service) -> None:
+    """Until a started `prefect server start` answers its health check."""
+    wait_for(
+        f"the Prefect server on {api_url}",
+        lambda: httpx.get(f"{api_url}/health", timeout=5).status_code == 200,
+        SERVER_START_S,
+        [server],
+    )
 
 
 @dataclass
@@ -222,7 +268,7 @@ class LiveStack:
         return "\n".join(s.tail() for s in self.services)
 
 
-def _fresh_copy(dest: Path) -> Path:
+def fresh_copy(dest: Path) -> Path:
     """The repository's tracked and new (not ignored) files, as a clone would have them."""
     dest.mkdir(parents=True)
     listed = subprocess.run(
@@ -244,7 +290,7 @@ def _fresh_copy(dest: Path) -> Path:
     return dest
 
 
-def _base_env(home: Path) -> dict[str, str]:
+def base_env(home: Path) -> dict[str, str]:
     """The machine's environment minus any Prefect or crowdloop setting, with our HOME."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CROWDLOOP_"))}
     env.update(
@@ -262,13 +308,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         require((BIN / tool).exists(), f"{BIN / tool} is missing (pip install -e '.[test]')")
     commands = service_commands()
     base = tmp_path_factory.mktemp("live")
-    root = _fresh_copy(base / "checkout")
+    root = fresh_copy(base / "checkout")
     home = base / "home"
     home.mkdir()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     api_url = f"{url}/api"
-    common = _base_env(home)
+    common = base_env(home)
     common["PREFECT_HOME"] = str(base / "prefect-home")  # the server's SQLite lives here
     services: list[Service] = []
     try:
@@ -276,26 +322,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         server_env = {**common, "PREFECT_SERVER_API_PORT": str(port)}
         server = start("prefect-server", commands.services["server"], server_env, root)
         services.append(server)
-        wait_for(
-            f"the Prefect server on {url}",
-            lambda: httpx.get(f"{api_url}/health", timeout=5).status_code == 200,
-            SERVER_START_S,
-            [server],
-        )
+        wait_for_server(api_url, server)
         # 2. The simulator: its port through CROWDLOOP_SIMULATOR_PORT; URL/token as printed.
         sim_env = {**common, "CROWDLOOP_SIMULATOR_PORT": str(free_port())}
         sim_service = start("simulator", commands.services["simulator"], sim_env, root)
         services.append(sim_service)
-
-        def announced() -> dict[str, str] | None:
-            lines = sim_service.log.read_text().splitlines()
-            found = dict(ln.split("=", 1) for ln in lines if ln.startswith("CROWDLOOP_SIMULATOR_"))
-            return found if len(found) == 2 else None
-
-        printed = wait_for("the simulator's URL and token", announced, 60, [sim_service])
-        simulator = Simulator(
-            printed["CROWDLOOP_SIMULATOR_URL"], printed["CROWDLOOP_SIMULATOR_TOKEN"], sim_service
-        )
+        simulator = announced_simulator(sim_service)
         # 3. The deploying shell: the README's exports, with this session's ports and token.
         provided = {
             "PREFECT_API_URL": api_url,

@@ -34,7 +34,14 @@ import yaml
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from tests.live.conftest import LiveStack, Service, require, start, wait_for
+from tests.live.conftest import (
+    LiveStack,
+    Simulator,
+    announced_simulator,
+    require,
+    start,
+    wait_for,
+)
 from tests.live.readme import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.live, pytest.mark.timeout(1500)]
@@ -172,29 +179,8 @@ def test_ui_shows_the_campaign_artifacts(live: LiveStack, example_run: Any) -> N
 BLOCK = "sim-frozen"
 
 
-class Frozen:
-    """The still-clock marketplace: its API, and the hand that moves its clock."""
-
-    def __init__(self, url: str, token: str, service: Service) -> None:
-        self.url, self.token, self.service = url, token, service
-
-    def _client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10
-        )
-
-    def advance(self, seconds: float = 900) -> None:
-        with self._client() as c:
-            c.post("/sim/clock/advance", json={"seconds": seconds}).raise_for_status()
-
-    def stats(self) -> dict[str, Any]:
-        with self._client() as c:
-            return dict(c.get("/sim/stats").json())
-
-    def pools(self, campaign: str, stage: str = "compare") -> list[dict[str, Any]]:
-        key = f"crowdloop:{campaign}:{stage}:batch"
-        with self._client() as c:
-            return list(c.get("/api/v1/pools", params={"idempotency_key": key}).json()["items"])
+# The still-clock marketplace: its API, and the hand that moves its clock.
+Frozen = Simulator
 
 
 @pytest.fixture(scope="module")
@@ -204,14 +190,7 @@ def frozen(live: LiveStack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "--seed", "3", "--id-prefix", "frozen.", "--state", str(state)]  # fmt: skip
     service = start("simulator-frozen", argv, live.env, live.root)
     live.services.append(service)
-
-    def announced() -> dict[str, str] | None:
-        lines = service.log.read_text().splitlines()
-        found = dict(ln.split("=", 1) for ln in lines if ln.startswith("CROWDLOOP_SIMULATOR_"))
-        return found if len(found) == 2 else None
-
-    printed = wait_for("the frozen simulator", announced, 60, [service])
-    sim = Frozen(printed["CROWDLOOP_SIMULATOR_URL"], printed["CROWDLOOP_SIMULATOR_TOKEN"], service)
+    sim = announced_simulator(service)
     live.cli(
         [
             "python",
@@ -411,15 +390,11 @@ def test_cancel_from_prefect_mid_run_then_rerun(live: LiveStack, frozen: Frozen)
     expect_events(live, "cancellable", {"crowdloop.campaign.cancelled"})
 
 
-def test_budget_approval_form_in_the_ui_then_completion(
-    live: LiveStack, frozen: Frozen
-) -> None:
+def test_budget_approval_form_in_the_ui_then_completion(live: LiveStack, frozen: Frozen) -> None:
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    rel = campaign_file(
-        live, "approval", budget={"cap": 500, "approval_threshold": 1}
-    )
+    rel = campaign_file(live, "approval", budget={"cap": 500, "approval_threshold": 1})
     run_id = start_campaign(live, rel)
     wait_for("the run to wait for approval", lambda: suspended(live, run_id), 300,
              live.services)  # fmt: skip
@@ -455,9 +430,7 @@ def test_budget_approval_form_in_the_ui_then_completion(
     )
 
 
-def test_cap_hit_mid_run_pauses_then_finishes_once_raised(
-    live: LiveStack, frozen: Frozen
-) -> None:
+def test_cap_hit_mid_run_pauses_then_finishes_once_raised(live: LiveStack, frozen: Frozen) -> None:
     """First the pause point (half the cap), approved from the CLI; then the cap itself,
     raised from the CLI; each time the batches pause and the run suspends."""
     from crowdloop.models.spec import load_campaign
