@@ -175,3 +175,31 @@ def test_honest_ties_on_equal_pairs_late_in_the_campaign_do_not_read_as_drift() 
     assert (workers["p_blind"] < 0.5).all()
     # The crowd shows no content-blind workers, so its learned share sinks to the floor.
     assert workers["prior_blind"].iloc[0] < 0.05
+
+
+def test_a_golden_item_asked_three_times_is_retired_when_two_honest_workers_disagree() -> None:
+    """Golden pairs are asked at the campaign's overlap (3): a rule that needs four answers
+    never retires one."""
+    kinds = _kinds(honest=20)
+    frame = _crowd(kinds, golden_share=0.1)
+    extra = [
+        ("gx", ["right", "tie", "left"]),  # two of three disagree: retired
+        ("gy", ["left", "left", "right"]),  # two of three agree: kept
+    ]
+    rows = [
+        {
+            "worker": f"honest-{n}",
+            "item": item,
+            "left": f"{item}:left",
+            "right": f"{item}:right",
+            "label": label,
+            "golden": "left",
+            "time": 10**6 + n,
+        }
+        for item, labels in extra
+        for n, label in enumerate(labels)
+    ]
+    _, audit = assess_crowd(pd.concat([frame, pd.DataFrame(rows)], ignore_index=True))
+    audit = audit.set_index("item")
+    assert bool(audit.loc["gx", "retired"]) and audit.loc["gx", "split"] == "left 1/right 1/tie 1"
+    assert not bool(audit.loc["gy", "retired"])
