@@ -25,6 +25,7 @@ items), a small in-house team, and a large crowd with few answers per worker.
     .venv/bin/python bench/bench_quality.py --quick               # seed 0
     .venv/bin/python bench/bench_quality.py --out a.json ...      # keep the rows
     .venv/bin/python bench/bench_quality.py --table a.json b.json # one table from saved rows
+    .venv/bin/python bench/bench_quality.py --table a.json --bar default blind  # two bar checks
 
 Cost is what the simulated marketplace charged (golden, exam and re-queued work included).
 "Bad" workers are the content-blind archetypes (`crowdloop.simulator.crowd.BAD_ARCHETYPES`:
@@ -276,31 +277,30 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def verdict(rows: list[dict[str, Any]]) -> str:
-    """The issue's bar, crowd by crowd: default vs plain BT and majority vote."""
+def verdict(rows: list[dict[str, Any]], config: str = "default") -> str:
+    """The issue's bar, crowd by crowd: one configuration vs plain BT and majority vote."""
     out = []
+    rows = [r for r in rows if config in r]
     for key in CROWDS:
         mine = [r for r in rows if r["crowd"] == key]
         if not mine:
             continue
-        if any("default" not in r for r in mine):
-            continue
-        acc = statistics.mean(r["default"]["pipeline"] for r in mine)
+        acc = statistics.mean(r[config]["pipeline"] for r in mine)
         bt = statistics.mean(r["baseline"]["plain_bt"] for r in mine)
-        cost = statistics.mean(r["default"]["cost"] for r in mine)
+        cost = statistics.mean(r[config]["cost"] for r in mine)
         base_cost = statistics.mean(r["baseline"]["cost"] for r in mine)
-        mv_ok = all(r["default"]["pipeline"] >= r["baseline"]["majority_vote"] for r in mine)
+        mv_ok = all(r[config]["pipeline"] >= r["baseline"]["majority_vote"] for r in mine)
         ok = acc >= bt and cost <= 0.8 * base_cost and mv_ok
         out.append(
-            f"{key}: default {acc:.3f} vs BT {bt:.3f}, cost {cost / base_cost:.0%} of BT's, "
+            f"{key}: {config} {acc:.3f} vs BT {bt:.3f}, cost {cost / base_cost:.0%} of BT's, "
             f">= MV every seed: {mv_ok} -> {'holds' if ok else 'FAILS'}"
         )
-    bad = sum(r["default"]["bad_judged_blocked"] for r in rows)
-    bad_n = sum(r["default"]["bad_judged"] for r in rows)
-    honest = sum(r["default"]["honest_blocked"] for r in rows)
-    honest_n = sum(r["default"]["honest"] for r in rows)
+    bad = sum(r[config]["bad_judged_blocked"] for r in rows)
+    bad_n = sum(r[config]["bad_judged"] for r in rows)
+    honest = sum(r[config]["honest_blocked"] for r in rows)
+    honest_n = sum(r[config]["honest"] for r in rows)
     out.append(
-        f"default blocks {bad}/{bad_n} bad workers with >= 10 answers "
+        f"{config} blocks {bad}/{bad_n} bad workers with >= 10 answers "
         f"({bad / max(bad_n, 1):.0%}), {honest}/{honest_n} honest ({honest / max(honest_n, 1):.1%})"
     )
     return "\n".join(out)
@@ -314,12 +314,20 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     parser.add_argument("--table", type=Path, nargs="+", help="print the table of saved rows")
+    parser.add_argument(
+        "--bar",
+        nargs="+",
+        choices=[c for c in CONFIGS if c != "baseline"],
+        default=["default"],
+        help="with --table: the configurations to check against the issue's bar",
+    )
     args = parser.parse_args()
     if args.table:
         rows = [row for path in args.table for row in json.loads(path.read_text())["rows"]]
         print(table(rows))
-        print()
-        print(verdict(rows))
+        for config in args.bar:
+            print()
+            print(verdict(rows, config))
         return
     seeds = [0] if args.quick else args.seeds
     configs = ["baseline", *(c for c in args.configs if c != "baseline")]

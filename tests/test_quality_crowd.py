@@ -136,3 +136,70 @@ def test_three_answers_are_judged_without_a_min_golden_wall() -> None:
 def test_missing_columns_are_refused() -> None:
     with pytest.raises(ValueError, match="lacks columns"):
         assess_crowd(pd.DataFrame({"worker": ["a"]}))
+
+
+def test_honest_ties_on_equal_pairs_late_in_the_campaign_do_not_read_as_drift() -> None:
+    """Dynamic overlap re-asks the pairs that stay unsure, and pairs of equal responses
+    stay unsure longest: an honest worker's last answers are mostly ties on such pairs."""
+    rng = np.random.default_rng(1)
+    kinds = _kinds(honest=10)
+    rows = []
+    for n, worker in enumerate(kinds):
+        for i in range(50):
+            late = i >= 30
+            p = int(rng.integers(40))
+            if late:  # one of the equal pairs, asked again and again
+                item, truth = f"eq{int(rng.integers(12))}", "tie"
+                left, right = f"{item}:a", f"{item}:b"
+            else:
+                a, b = rng.choice(4, 2, replace=False)
+                left, right = f"p{p}r{a}", f"p{p}r{b}"
+                item, truth = f"{left}-{right}", "left" if a < b else "right"
+            if truth == "tie":
+                label = "tie" if rng.random() < 0.8 else str(rng.choice(["left", "right"]))
+            else:
+                other = "right" if truth == "left" else "left"
+                label = truth if rng.random() < 0.92 else other
+            rows.append(
+                {
+                    "worker": worker,
+                    "item": item,
+                    "left": left,
+                    "right": right,
+                    "label": label,
+                    "golden": None,
+                    "time": 1000 * i + n,
+                }
+            )
+    workers, _ = assess_crowd(pd.DataFrame(rows))
+    assert (workers["p_blind"] < 0.5).all()
+    # The crowd shows no content-blind workers, so its learned share sinks to the floor.
+    assert workers["prior_blind"].iloc[0] < 0.05
+
+
+def test_a_golden_item_asked_three_times_is_retired_when_two_honest_workers_disagree() -> None:
+    """Golden pairs are asked at the campaign's overlap (3): a rule that needs four answers
+    never retires one."""
+    kinds = _kinds(honest=20)
+    frame = _crowd(kinds, golden_share=0.1)
+    extra = [
+        ("gx", ["right", "tie", "left"]),  # two of three disagree: retired
+        ("gy", ["left", "left", "right"]),  # two of three agree: kept
+    ]
+    rows = [
+        {
+            "worker": f"honest-{n}",
+            "item": item,
+            "left": f"{item}:left",
+            "right": f"{item}:right",
+            "label": label,
+            "golden": "left",
+            "time": 10**6 + n,
+        }
+        for item, labels in extra
+        for n, label in enumerate(labels)
+    ]
+    _, audit = assess_crowd(pd.concat([frame, pd.DataFrame(rows)], ignore_index=True))
+    audit = audit.set_index("item")
+    assert bool(audit.loc["gx", "retired"]) and audit.loc["gx", "split"] == "left 1/right 1/tie 1"
+    assert not bool(audit.loc["gy", "retired"])

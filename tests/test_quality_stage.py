@@ -242,6 +242,26 @@ def test_excluded_answers_are_replaced_by_other_workers(
     assert states == {ItemState.COLLECTED}
 
 
+def test_collected_pairs_left_short_by_a_later_block_are_asked_again(
+    campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
+) -> None:
+    # Every item settles first (nobody is blocked yet); the block comes a step later, as
+    # when a worker is caught rounds after their answers were collected.
+    run_round(connector)
+    assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
+    result = check_workers(CAMPAIGN, connector)
+    assert result.newly_blocked
+    with session_scope() as s:
+        short = set(s.exec(select(Judgment.item_id).where(col(Judgment.excluded).is_(True))))
+        pending = set(s.exec(select(Item.id).where(Item.state == ItemState.PENDING)))
+    assert short and result.reopened == len(short)
+    assert pending == short
+    again = push_pending(CAMPAIGN, Stage.COMPARE, connector)
+    assert again.assignments == result.excluded_judgments
+    # Asked again once: a second check finds nothing more to reopen.
+    assert check_workers(CAMPAIGN, connector).reopened == 0
+
+
 def test_failed_marketplace_block_is_retried(
     campaign: CampaignSpec,
     sim: SimulatorServer,

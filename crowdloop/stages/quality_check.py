@@ -24,6 +24,7 @@ from crowdloop.models.domain import BlockScope, Capability, ReviewDecision, Stag
 from crowdloop.models.spec import QualitySpec
 from crowdloop.models.tables import (
     Item,
+    ItemState,
     Judgment,
     JudgmentStatus,
     Prompt,
@@ -34,7 +35,9 @@ from crowdloop.models.tables import (
 )
 from crowdloop.quality import CrowdPolicy, GoldenPolicy, assess_crowd, assess_worker
 from crowdloop.stages import ranking
+from crowdloop.stages.counts import answer_counts
 from crowdloop.stages.graded import level_passes
+from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.sync import batch_ref
 
@@ -46,6 +49,8 @@ class QualityResult:
     workers: int = 0
     newly_blocked: list[str] = field(default_factory=list)
     excluded_judgments: int = 0
+    # Collected comparisons an exclusion left short of their overlap, asked again.
+    reopened: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
@@ -344,6 +349,7 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 .values(excluded=True, exclusion_reason=f"untrusted worker: {reason}")
             )
             result.excluded_judgments += max(0, cast(CursorResult[Any], res).rowcount or 0)
+        result.reopened = reopen_short_comparisons(s, campaign_id, spec.quality.max_requeue_rounds)
         # Every blocked worker the marketplace has not confirmed yet, not only the new
         # ones: a block call that failed last time is retried here.
         to_block = list(
@@ -384,6 +390,40 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
             spec.quality.on_fail,
         )
     return result
+
+
+def reopen_short_comparisons(s: Session, campaign_id: str, max_requeue_rounds: int) -> int:
+    """Send back to the crowd the collected comparisons that excluded answers left short of
+    their overlap (within the same re-queue allowance as `sync.settle_items`).
+
+    The settle step re-queues only items still out; a pair collected in an earlier round
+    whose answers came from a worker blocked later kept no trusted answer at all and, with
+    dynamic overlap starting at 1, no verdict (measured: 26 of 315 pairs on the bench's
+    same-side crowd once constant answerers were blocked). Only items with an excluded
+    answer: a pair an AI judge decided has no human answers and is not short.
+    """
+    lost = (
+        select(Judgment.item_id)
+        .where(Judgment.campaign_id == campaign_id, col(Judgment.excluded).is_(True))
+        .distinct()
+    )
+    items = s.exec(
+        select(Item.id, Item.overlap, Item.pushes, Item.extensions).where(
+            Item.campaign_id == campaign_id,
+            Item.state == ItemState.COLLECTED,
+            Item.stage == Stage.COMPARE.value,
+            col(Item.id).in_(lost),
+        )
+    ).all()
+    if not items:
+        return 0
+    trusted = answer_counts(s, campaign_id, trusted_only=True)
+    short = [
+        item_id
+        for item_id, overlap, pushes, extensions in items
+        if trusted.get(item_id, 0) < overlap and pushes - extensions <= max_requeue_rounds
+    ]
+    return move_items(s, short, ItemState.PENDING, from_=ItemState.COLLECTED, strict=False)
 
 
 def review_submissions(campaign_id: str, stages: list[Stage], connector: Connector) -> int:
