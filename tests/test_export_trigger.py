@@ -205,8 +205,8 @@ def test_preference_rows_shape(collected: Path) -> None:
 
 
 def test_low_confidence_pairs_are_left_out(collected: Path) -> None:
-    everything = preference_rows(CAMPAIGN, 0.5)
-    strict = preference_rows(CAMPAIGN, 0.99)
+    everything = list(preference_rows(CAMPAIGN, 0.5))
+    strict = list(preference_rows(CAMPAIGN, 0.99))
     assert len(strict) < len(everything)
     assert all(r["confidence"] >= 0.99 for r in strict)
     with session_scope() as s:

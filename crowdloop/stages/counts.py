@@ -7,6 +7,7 @@ Each is one GROUP BY over the campaign (never a query per item).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -15,7 +16,15 @@ from crowdloop.models.domain import Stage
 from crowdloop.models.tables import Item, Judgment, JudgmentStatus, TaskRecord
 
 
-def assignment_deficits(s: Session, campaign_id: str, items: Sequence[Item]) -> list[int]:
+class PendingItem(NamedTuple):
+    """What the push reads of an item waiting to be published (three columns, not the row)."""
+
+    id: str
+    pushes: int
+    overlap: int
+
+
+def assignment_deficits(s: Session, campaign_id: str, items: Sequence[PendingItem]) -> list[int]:
     """Assignments still to publish per item: overlap - trusted answers - outstanding."""
     if not items:
         return []

@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select as sa_select
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from crowdloop.db import session_scope
@@ -166,61 +168,84 @@ def export_sft(
     return n, path
 
 
-def preference_rows(campaign_id: str, min_confidence: float) -> list[dict[str, Any]]:
-    """Decided pairs as TRL reward-model rows. On a graded campaign `margin` is the
-    aggregated level's margin (TRL's RewardTrainer subtracts a `margin` column from the
-    reward difference in its loss, huggingface/trl#719) and `level` names that level."""
+# Rows per fetch when streaming a campaign's pair outcomes into its export file.
+EXPORT_CHUNK = 5_000
+
+
+def preference_rows(campaign_id: str, min_confidence: float) -> Iterator[dict[str, Any]]:
+    """The decided pairs at least `min_confidence` sure, as export rows, ordered by pair id.
+
+    Streamed: one query with the texts joined in, read a partition at a time (a
+    server-side cursor on PostgreSQL), so the export holds one partition of rows, not the
+    campaign's outcomes, items and responses as ORM objects at once. On a graded campaign
+    `margin` is the aggregated level's margin (TRL's RewardTrainer subtracts a `margin`
+    column from the reward difference in its loss, huggingface/trl#719) and `level` names
+    that level.
+    """
     graded = graded_spec(campaign_id)
+    left, right = aliased(Response), aliased(Response)
+    query = (
+        sa_select(
+            col(PairOutcome.item_id),
+            col(PairOutcome.prompt_id),
+            col(PairOutcome.winner),
+            col(PairOutcome.n_left),
+            col(PairOutcome.n_right),
+            col(PairOutcome.n_tie),
+            col(PairOutcome.confidence),
+            col(PairOutcome.margin),
+            col(PairOutcome.level),
+            col(Prompt.text),
+            col(left.text),
+            col(left.model),
+            col(right.text),
+            col(right.model),
+        )
+        .join(Item, col(Item.id) == col(PairOutcome.item_id))
+        .join(Prompt, col(Prompt.id) == col(PairOutcome.prompt_id))
+        .join(left, col(left.id) == col(Item.left_id))
+        .join(right, col(right.id) == col(Item.right_id))
+        .where(
+            col(PairOutcome.campaign_id) == campaign_id,
+            col(PairOutcome.winner) != "tie",
+            col(PairOutcome.confidence) >= min_confidence,
+        )
+        .order_by(col(PairOutcome.item_id))
+        .execution_options(yield_per=EXPORT_CHUNK)
+    )
     with session_scope() as s:
-        outcomes = s.exec(
-            select(PairOutcome, Item)
-            .join(Item, col(Item.id) == col(PairOutcome.item_id))
-            .where(PairOutcome.campaign_id == campaign_id, PairOutcome.winner != "tie")
-            .order_by(col(PairOutcome.item_id))
-        ).all()
-        needed = {i.left_id for _, i in outcomes} | {i.right_id for _, i in outcomes}
-        responses = {
-            r.id: r for r in s.exec(select(Response).where(col(Response.id).in_(needed))).all()
-        }
-        prompts = {
-            p.id: p for p in s.exec(select(Prompt).where(Prompt.campaign_id == campaign_id)).all()
-        }
-    out = []
-    for o, item in outcomes:
-        if o.confidence < min_confidence:
-            continue
-        left, right = responses[item.left_id or ""], responses[item.right_id or ""]
-        chosen, rejected = (left, right) if o.winner == "left" else (right, left)
-        out.append(
-            {
-                "prompt": prompts[o.prompt_id].text,
-                "chosen": chosen.text,
-                "rejected": rejected.text,
-                "margin": round(o.margin, 6),
-                **({"level": graded.labels[o.level - 1] if o.level else None} if graded else {}),
-                "confidence": round(o.confidence, 6),
+        for row in s.execute(query):
+            pair, prompt_id, winner, n_left, n_right, n_tie, confidence, margin, level = row[:9]
+            prompt, left_text, left_model, right_text, right_model = row[9:]
+            chosen, rejected = (
+                ((left_text, left_model), (right_text, right_model))
+                if winner == "left"
+                else ((right_text, right_model), (left_text, left_model))
+            )
+            votes = {"left": n_left, "right": n_right}
+            yield {
+                "prompt": prompt,
+                "chosen": chosen[0],
+                "rejected": rejected[0],
+                "margin": round(margin, 6),
+                **({"level": graded.labels[level - 1] if level else None} if graded else {}),
+                "confidence": round(confidence, 6),
                 "votes": {
                     # weighted by attentiveness under the worker-aware aggregation
-                    "chosen": round(_votes(o, o.winner), 6),
-                    "rejected": round(_votes(o, _other(o.winner)), 6),
-                    "tie": round(o.n_tie, 6),
+                    "chosen": round(votes[winner], 6),
+                    "rejected": round(votes[_other(winner)], 6),
+                    "tie": round(n_tie, 6),
                 },
-                "chosen_model": chosen.model,
-                "rejected_model": rejected.model,
-                "prompt_id": o.prompt_id,
-                "pair_id": o.item_id,
+                "chosen_model": chosen[1],
+                "rejected_model": rejected[1],
+                "prompt_id": prompt_id,
+                "pair_id": pair,
                 "campaign": campaign_id,
             }
-        )
-    return out
 
 
 def _other(side: str) -> str:
     return "right" if side == "left" else "left"
-
-
-def _votes(o: PairOutcome, side: str) -> float:
-    return o.n_left if side == "left" else o.n_right
 
 
 def export_preferences(campaign_id: str, path: Path, min_confidence: float) -> tuple[int, Path]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import func, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
@@ -34,7 +35,7 @@ from crowdloop.models.tables import (
     utcnow,
 )
 from crowdloop.stages import budget
-from crowdloop.stages.counts import assignment_deficits
+from crowdloop.stages.counts import PendingItem, assignment_deficits
 from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.preflight import require_qualifications
@@ -162,17 +163,20 @@ def push_pending(
     unit = reward.amount * (1 + (rate or Decimal(0)))
     with session_scope() as s:
         batch_id = _batch_id(s, campaign_id, stage)
-        items = list(
-            s.exec(
-                select(Item)
+        # Only the columns the push needs: whole ORM items (payloads, identity map) held
+        # ~3 KB per pending item at once, the campaign's largest allocation at 10^6.
+        items = [
+            PendingItem(*row)
+            for row in s.exec(
+                select(Item.id, Item.pushes, Item.overlap)
                 .where(
                     Item.campaign_id == campaign_id,
                     Item.stage == stage.value,
                     Item.state == ItemState.PENDING,
                 )
                 .order_by(col(Item.id))  # ids are hashes: golden items land mixed in
-            ).all()
-        )
+            )
+        ]
         deficits = assignment_deficits(s, campaign_id, items)
     chunk = min(spec.batch_size, connector.max_items_per_call)
     todo = [(item, need) for item, need in zip(items, deficits, strict=True) if need > 0]
@@ -228,10 +232,10 @@ def _record_intent(
     stage: Stage,
     connector: str,
     batch_id: int,
-    part: Sequence[tuple[Item, int]],
+    part: Sequence[tuple[PendingItem, int]],
     unit_cost: Decimal,
     currency: str,
-) -> tuple[str | None, Sequence[tuple[Item, int]], budget.BudgetPause | None]:
+) -> tuple[str | None, Sequence[tuple[PendingItem, int]], budget.BudgetPause | None]:
     """Commit the task rows, their ledger row and its spend reservation before anything
     is sent, for the leading items whose worst-case cost fits the budget.
 
@@ -267,7 +271,7 @@ def _write_intent(
     stage: Stage,
     connector: str,
     batch_id: int,
-    part: Sequence[tuple[Item, int]],
+    part: Sequence[tuple[PendingItem, int]],
 ) -> str:
     keys = [f"{item.id}.{item.pushes}" for item, _ in part]
     ledger_key = f"crowdloop:{campaign_id}:{stage.value}:tasks:{digest(*keys)}"
@@ -296,11 +300,22 @@ def _write_intent(
 
 def _send_chunk(campaign_id: str, connector: Connector, ref: BatchRef, ledger_key: str) -> int:
     with session_scope() as s:
-        records = list(s.exec(select(TaskRecord).where(TaskRecord.ledger_key == ledger_key)).all())
+        # Columns, not ORM rows: the chunk's tasks and what each item shows the crowd.
+        records = s.exec(
+            select(
+                TaskRecord.key, TaskRecord.item_id, TaskRecord.overlap, TaskRecord.external_id
+            ).where(TaskRecord.ledger_key == ledger_key)
+        ).all()
         items = {
-            i.id: i
-            for i in s.exec(
-                select(Item).where(col(Item.id).in_([r.item_id for r in records]))
+            item_id: (group, payload, _excluded(author, also))
+            for item_id, group, payload, author, also in s.execute(
+                sa_select(
+                    col(Item.id),
+                    col(Item.group),
+                    col(Item.payload),
+                    col(Item.exclude_worker),
+                    col(Item.exclude_also),
+                ).where(col(Item.id).in_([item_id for _, item_id, _, _ in records]))
             ).all()
         }
         s.execute(
@@ -308,30 +323,30 @@ def _send_chunk(campaign_id: str, connector: Connector, ref: BatchRef, ledger_ke
             .where(col(PushLedger.key) == ledger_key)
             .values(calls=PushLedger.calls + 1, updated_at=utcnow())
         )
-    missing = [r for r in records if r.external_id is None]
+    missing = [(key, item_id, overlap) for key, item_id, overlap, ext in records if ext is None]
     if not missing:
         with session_scope() as s:
             mark_done(s, ledger_key)
         return 0
     # Ask first: a previous call may have succeeded without our hearing back.
-    found = connector.find_tasks(ref, [r.key for r in missing])
-    to_send = [r for r in missing if r.key not in found]
+    found = connector.find_tasks(ref, [key for key, _, _ in missing])
+    to_send = [(key, item_id, overlap) for key, item_id, overlap in missing if key not in found]
     external = dict(found)
     if to_send:
         tasks = [
             TaskItem(
-                key=r.key,
-                group=items[r.item_id].group,
-                payload=items[r.item_id].payload,
-                overlap=r.overlap,
-                exclude_workers=_excluded(items[r.item_id]),
+                key=key,
+                group=items[item_id][0],
+                payload=items[item_id][1],
+                overlap=overlap,
+                exclude_workers=items[item_id][2],
             )
-            for r in to_send
+            for key, item_id, overlap in to_send
         ]
         result = connector.add_items(ref, tasks, idempotency_key=ledger_key)
         external.update(result.external_ids)
         crash_point("tasks:sent")
-    unknown = [r.key for r in missing if r.key not in external]
+    unknown = [key for key, _, _ in missing if key not in external]
     if unknown:
         raise RuntimeError(
             f"{connector.name} did not return ids for {len(unknown)} task(s), e.g. {unknown[0]}"
@@ -339,7 +354,8 @@ def _send_chunk(campaign_id: str, connector: Connector, ref: BatchRef, ledger_ke
     with session_scope() as s:
         # One executemany (ORM bulk update by primary key), not a statement per task.
         s.execute(
-            update(TaskRecord), [{"key": r.key, "external_id": external[r.key]} for r in missing]
+            update(TaskRecord),
+            [{"key": key, "external_id": external[key]} for key, _, _ in missing],
         )
         mark_done(s, ledger_key)
     return len(to_send)
@@ -373,7 +389,7 @@ def mark_done(s: Session, key: str) -> None:
     )
 
 
-def _excluded(item: Item) -> tuple[str, ...]:
-    """The author and every other worker kept off this item (order kept, no repeats)."""
-    first = (item.exclude_worker,) if item.exclude_worker else ()
-    return tuple(dict.fromkeys((*first, *(item.exclude_also or ()))))
+def _excluded(author: str | None, also: list[str] | None) -> tuple[str, ...]:
+    """The author and every other worker kept off an item (order kept, no repeats)."""
+    first = (author,) if author else ()
+    return tuple(dict.fromkeys((*first, *(also or ()))))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -82,7 +83,7 @@ def crowd_policy_from(spec: QualitySpec) -> CrowdPolicy:
 
 
 # Rows per fetch when reading a campaign's comparison evidence.
-EVIDENCE_CHUNK = 20_000
+EVIDENCE_CHUNK = 10_000
 
 
 def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
@@ -111,14 +112,28 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
     )
     # Column by column, a partition of rows at a time: a dict per row (what this built
     # before) held ~1 KB per judgment at once, every round; the partitions bound what the
-    # driver holds (server-side cursor on PostgreSQL through yield_per).
-    raw = ["worker", "item", "left", "right", "label", "answer", "golden", "submitted",
-           "received", "seq"]  # fmt: skip
+    # driver holds (server-side cursor on PostgreSQL through yield_per), and each is cut to
+    # the columns assess_crowd reads before the next is fetched, so the raw columns (both
+    # timestamps, the golden answer) never exist for the whole campaign at once.
     parts = [
-        pd.DataFrame.from_records(part, columns=raw)
+        _evidence_part(part)
         for part in s.execute(rows.execution_options(yield_per=EVIDENCE_CHUNK)).partitions()
     ]
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=raw)
+    if not parts:
+        return pd.DataFrame(columns=EVIDENCE_COLUMNS)
+    frame = pd.concat(parts, ignore_index=True)
+    del parts
+    return frame.sort_values(["time", "seq"], kind="stable", ignore_index=True)
+
+
+EVIDENCE_COLUMNS = ["worker", "item", "left", "right", "label", "golden", "time", "seq"]
+
+
+def _evidence_part(rows: Sequence[Any]) -> pd.DataFrame:
+    """One partition of `comparison_evidence`'s rows, in the columns assess_crowd reads."""
+    raw = ["worker", "item", "left", "right", "label", "answer", "golden", "submitted",
+           "received", "seq"]  # fmt: skip
+    frame = pd.DataFrame.from_records(rows, columns=raw)
     for side in ("left", "right"):
         missing = frame[side].isna() | (frame[side] == "")
         frame[side] = frame[side].where(~missing, frame["item"].astype(str) + f":{side}")
@@ -128,8 +143,7 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
     if getattr(at.dt, "tz", None) is not None:
         at = at.dt.tz_localize(None)
     frame["time"] = (at - pd.Timestamp(1970, 1, 1)).dt.total_seconds()
-    columns = ["worker", "item", "left", "right", "label", "golden", "time", "seq"]
-    return frame[columns].sort_values(["time", "seq"], kind="stable", ignore_index=True)
+    return frame[EVIDENCE_COLUMNS]
 
 
 def assess_campaign_crowd(
