@@ -88,6 +88,8 @@ TODAY = {
     }
     | {"duplicates": False},
     "trusted_confidence": 0.5,
+    "golden_per_verifier": 0,
+    "verifier_blind_confidence": None,
     "export": {"path": "sft.jsonl", "min_confidence": 0.0, "blocked_authors": "keep"},
 }
 CONFIGS: dict[str, dict[str, Any]] = {"today": TODAY, "default": {}}

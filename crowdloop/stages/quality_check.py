@@ -33,6 +33,7 @@ from crowdloop.models.tables import (
     utcnow,
 )
 from crowdloop.quality import CrowdPolicy, GoldenPolicy, assess_crowd, assess_worker
+from crowdloop.stages import demonstrations
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.sync import batch_ref
 
@@ -235,6 +236,8 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
         retired = set(audit.loc[audit["retired"].astype(bool), "item"]) if len(audit) else set()
         blind = crowd.set_index("worker") if len(crowd) else None
         golden = golden_tally(s, campaign_id, retired=retired)
+        # Verifiers: every verification answer read for content-blindness (its own module).
+        blind_verifiers = demonstrations.blind_verifiers(s, spec)
         writing = _writing_tally(
             s,
             campaign_id,
@@ -281,11 +284,15 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                     on_answers = WorkerStatus.WARNED
                 elif int(row["answers"]) > 0:
                     on_answers = WorkerStatus.TRUSTED
+            on_verifying = (
+                WorkerStatus.BLOCKED if worker in blind_verifiers else WorkerStatus.PROBATION
+            )
             status = max(
                 (
                     WorkerStatus(on_golden.status),
                     WorkerStatus(on_writing.status),
                     on_answers,
+                    on_verifying,
                 ),
                 key=_SEVERITY.__getitem__,
             )
@@ -301,6 +308,8 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                         f"texts accepted {on_writing.accuracy:.2f} ({accepted}/{written}); "
                         f"P(below {policy.min_accuracy}) = {on_writing.p_below:.2f}"
                     )
+                elif worker in blind_verifiers:
+                    rec.block_reason = blind_verifiers[worker][:300]
                 else:
                     assert row is not None
                     rec.block_reason = blind_evidence(row)[:300]
