@@ -90,6 +90,7 @@ TODAY = {
     "trusted_confidence": 0.5,
     "golden_per_verifier": 0,
     "verifier_blind_confidence": None,
+    "block_after_check_failures": None,
     "export": {"path": "sft.jsonl", "min_confidence": 0.0, "blocked_authors": "keep"},
 }
 CONFIGS: dict[str, dict[str, Any]] = {"today": TODAY, "default": {}}

@@ -453,26 +453,43 @@ def verification_answers(
     ).astype(object)
 
 
-def blind_verifiers(s: Session, spec: CampaignSpec) -> dict[str, str]:
-    """Verifiers whose answers look content-blind (`crowdloop.verifier_quality`), with one
-    line of evidence each; none when `verifier_blind_confidence` is unset."""
+def untrusted_on_demonstrations(s: Session, spec: CampaignSpec) -> dict[str, str]:
+    """Workers the demonstrations' own evidence convicts, with one line of it each:
+    verifiers whose answers look content-blind (`crowdloop.verifier_quality`, at
+    `verifier_blind_confidence`) and writers with `block_after_check_failures` texts the
+    checks rejected for certain."""
     demo = spec.demonstrations
-    if demo is None or demo.verifier_blind_confidence is None:
+    if demo is None:
         return {}
+    out: dict[str, str] = {}
+    if demo.block_after_check_failures is not None:
+        failures: Counter[str] = Counter()
+        for table in (Prompt, Response):
+            for author, failure in s.exec(
+                select(table.author, table.check_failure).where(
+                    table.campaign_id == spec.name, col(table.check_failure).is_not(None)
+                )
+            ):
+                if author and _check_confidence(str(failure)) >= 1.0:
+                    failures[author] += 1
+        out |= {
+            w: f"{n} texts rejected by the checks (broken rules or exact copies)"
+            for w, n in failures.items()
+            if n >= demo.block_after_check_failures
+        }
+    if demo.verifier_blind_confidence is None:
+        return out
     answers = verification_answers(s, spec.name, with_excluded=True)
     if answers.empty:
-        return {}
-    assessed = assess_verifiers(
-        answers, VerifierPolicy(blind_confidence=demo.verifier_blind_confidence)
-    )
-    return {
-        str(r.worker): (
-            f"verdicts do not follow the text: P = {r.p_blind:.2f} ({r.answers} answers, "
-            f"{r.accept_rate:.0%} accept; golden {r.golden_correct}/{r.golden_total})"
-        )
-        for r in assessed.itertuples(index=False)
-        if r.blind
-    }
+        return out
+    policy = VerifierPolicy(blind_confidence=demo.verifier_blind_confidence)
+    for r in assess_verifiers(answers, policy).itertuples(index=False):
+        if r.blind:
+            out[str(r.worker)] = (
+                f"verdicts do not follow the text: P = {r.p_blind:.2f} ({r.answers} answers, "
+                f"{r.accept_rate:.0%} accept; golden {r.golden_correct}/{r.golden_total})"
+            )
+    return out
 
 
 def _apply_verdicts(

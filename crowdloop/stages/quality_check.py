@@ -236,8 +236,9 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
         retired = set(audit.loc[audit["retired"].astype(bool), "item"]) if len(audit) else set()
         blind = crowd.set_index("worker") if len(crowd) else None
         golden = golden_tally(s, campaign_id, retired=retired)
-        # Verifiers: every verification answer read for content-blindness (its own module).
-        blind_verifiers = demonstrations.blind_verifiers(s, spec)
+        # Verifiers whose verdicts do not follow the text, writers who keep failing the
+        # text checks (stages/demonstrations.py).
+        on_demonstrations = demonstrations.untrusted_on_demonstrations(s, spec)
         writing = _writing_tally(
             s,
             campaign_id,
@@ -285,7 +286,7 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 elif int(row["answers"]) > 0:
                     on_answers = WorkerStatus.TRUSTED
             on_verifying = (
-                WorkerStatus.BLOCKED if worker in blind_verifiers else WorkerStatus.PROBATION
+                WorkerStatus.BLOCKED if worker in on_demonstrations else WorkerStatus.PROBATION
             )
             status = max(
                 (
@@ -308,8 +309,8 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                         f"texts accepted {on_writing.accuracy:.2f} ({accepted}/{written}); "
                         f"P(below {policy.min_accuracy}) = {on_writing.p_below:.2f}"
                     )
-                elif worker in blind_verifiers:
-                    rec.block_reason = blind_verifiers[worker][:300]
+                elif worker in on_demonstrations:
+                    rec.block_reason = on_demonstrations[worker][:300]
                 else:
                     assert row is not None
                     rec.block_reason = blind_evidence(row)[:300]
