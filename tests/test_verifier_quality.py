@@ -144,3 +144,42 @@ def test_golden_verifications_go_to_uncleared_verifiers_and_rubber_stampers_are_
     rubber = {w for w in blocked if archetype[w] == "rubber_stamp"}
     assert rubber, "no rubber-stamper was blocked"
     assert any("verdicts do not follow the text" in (blocked[w] or "") for w in rubber)
+
+
+def test_writers_who_fail_the_checks_twice_for_certain_are_untrusted(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from crowdloop.models.tables import Prompt
+    from crowdloop.stages.demonstrations import NEAR_COPY_CONFIDENCE
+
+    name = "writers"
+    path = campaign_dir(tmp_path, name, SMALL, {"preferences": None, "retraining": None})
+    failures = {
+        "lazy": [("too short: 3 characters, at least 12", 1.0)] * 2,
+        "paster": [("duplicate: the same as p-0", 1.0), ("too few words: 2, at least 4", 1.0)],
+        # Near copies are not held against a writer, nor is one slip.
+        "near": [("duplicate: near copy (74% alike) of p-0", NEAR_COPY_CONFIDENCE)] * 3,
+        "once": [("too short: 3 characters, at least 12", 1.0)],
+    }
+    with session_scope() as s:
+        spec = load_campaign(path)
+        register_campaign(s, spec)
+        n = 0
+        for author, rows in failures.items():
+            for failure, confidence in rows:
+                s.add(Prompt(id=f"p{n}", campaign_id=name, text=f"t{n}", source="crowd",
+                             author=author, verdict="reject", confidence=confidence,
+                             check_failure=failure))  # fmt: skip
+                n += 1
+        s.flush()
+        untrusted = demonstrations.untrusted_on_demonstrations(s, spec)
+        assert set(untrusted) == {"lazy", "paster"}
+        assert "2 texts rejected by the checks" in untrusted["lazy"]
+        never = spec.model_copy(
+            update={
+                "demonstrations": spec.demonstrations.model_copy(  # type: ignore[union-attr]
+                    update={"block_after_check_failures": None}
+                )
+            }
+        )
+        assert demonstrations.untrusted_on_demonstrations(s, never) == {}
