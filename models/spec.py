@@ -337,9 +337,10 @@ class DemonstrationsSpec(_Strict):
     # everything, random; `crowdloop.verifier_quality`) with this posterior is untrusted
     # (`quality.on_fail`); None: computed and reported, never acted on.
     verifier_blind_confidence: float | None = Field(default=0.9, gt=0.5, lt=1)
-    # A writer with this many texts the checks rejected for certain (a broken rule, an
-    # exact copy; not a near copy) is untrusted (`quality.on_fail`): at the demo's size
-    # nobody writes the four judged texts the Beta assessment needs. None: never.
+    # A writer with this many texts the checks rejected for certain (a broken rule, their
+    # own earlier text again; not a copy of someone else's) is untrusted
+    # (`quality.on_fail`): at the demo's size nobody writes the four judged texts the Beta
+    # assessment needs. None: never.
     block_after_check_failures: int | None = Field(default=2, ge=1)
     # weighted_vote: each verifier's accept/reject accuracy learned with a crowd-pooled
     # prior, golden items at their known verdict; it does not overturn clear votes on

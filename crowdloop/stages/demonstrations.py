@@ -199,6 +199,7 @@ def _check_confidence(failure: str) -> float:
 
 
 _NEAR = "duplicate: near"
+_SAME = "duplicate: the same as "
 
 
 def _check(
@@ -213,7 +214,7 @@ def _check(
         if found is not None:
             key, similarity = found
             if similarity >= 1.0:
-                return f"duplicate: the same as {key}"
+                return f"{_SAME}{key}"
             return f"{_NEAR} copy ({similarity:.0%} alike) of {key}"
     return None
 
@@ -453,6 +454,21 @@ def verification_answers(
     ).astype(object)
 
 
+def _writers_fault(
+    s: Session, table: type[Prompt] | type[Response], failure: str, author: str
+) -> bool:
+    """Whether a failed check is surely the writer's doing: a broken rule, or the writer's
+    own earlier text pasted again. Not a copy of someone else's text: two honest writers
+    can write the same short request word for word (the demo's prompts follow a handful of
+    templates; at 4x the size honest writers were blocked on such "copies")."""
+    if failure.startswith(_NEAR):
+        return False
+    if not failure.startswith(_SAME):
+        return True
+    original = s.exec(select(table.author).where(table.id == failure.removeprefix(_SAME))).first()
+    return original == author
+
+
 def untrusted_on_demonstrations(s: Session, spec: CampaignSpec) -> dict[str, str]:
     """Workers the demonstrations' own evidence convicts, with one line of it each:
     verifiers whose answers look content-blind (`crowdloop.verifier_quality`, at
@@ -465,15 +481,16 @@ def untrusted_on_demonstrations(s: Session, spec: CampaignSpec) -> dict[str, str
     if demo.block_after_check_failures is not None:
         failures: Counter[str] = Counter()
         for table in (Prompt, Response):
-            for author, failure in s.exec(
+            rows = s.exec(
                 select(table.author, table.check_failure).where(
                     table.campaign_id == spec.name, col(table.check_failure).is_not(None)
                 )
-            ):
-                if author and _check_confidence(str(failure)) >= 1.0:
+            ).all()
+            for author, failure in rows:
+                if author and _writers_fault(s, table, str(failure), author):
                     failures[author] += 1
         out |= {
-            w: f"{n} texts rejected by the checks (broken rules or exact copies)"
+            w: f"{n} texts rejected by the checks (broken rules or their own text again)"
             for w, n in failures.items()
             if n >= demo.block_after_check_failures
         }
