@@ -10,10 +10,14 @@ verifiers. The demonstrations section of the demo's campaign runs on it (no Pref
 (12 x 8), two ways:
 
 - today: no text checks, Dawid-Skene verdicts, every accepted text exported, authors
-  blocked later kept (the settings before issue 14; the verify task carries the topic in
-  both, so "today" here is already better on off-topic prompts than it was);
+  blocked later kept, golden verifications at their share only, nobody blocked on their
+  verification answers or failed checks (the settings before issue 14; the verify task
+  carries the topic in both, so "today" here is already better on off-topic prompts than
+  it was);
 - default: the demo's campaign as shipped: text rules and duplicate checks, the pooled
-  weighted vote, export threshold 0.7, texts of authors blocked later verified again.
+  weighted vote, export threshold 0.7, texts of authors blocked later verified again,
+  golden verifications for verifiers not yet cleared, content-blind verifiers and writers
+  failing the checks twice blocked.
 
 Scored against the oracle the simulator answers from (`crowdloop.simulator.world`): a prompt is
 good if it asks for five of its slot's topic; a response if 4 of its 5 items are valid;
@@ -88,6 +92,9 @@ TODAY = {
     }
     | {"duplicates": False},
     "trusted_confidence": 0.5,
+    "golden_per_verifier": 0,
+    "verifier_blind_confidence": None,
+    "block_after_check_failures": None,
     "export": {"path": "sft.jsonl", "min_confidence": 0.0, "blocked_authors": "keep"},
 }
 CONFIGS: dict[str, dict[str, Any]] = {"today": TODAY, "default": {}}

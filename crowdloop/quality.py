@@ -250,11 +250,12 @@ def cross_fit_delta(
 
 
 def _dirichlet_log_ml(counts: np.ndarray) -> np.ndarray:
-    """Log marginal likelihood of label sequences under Dirichlet(1, 1, 1); rows of counts."""
+    """Log marginal likelihood of label sequences under Dirichlet(1, ..., 1) (one per
+    column: left/right/tie here, accept/reject for verifiers); rows of counts."""
     from scipy.special import gammaln
 
-    n = counts.sum(axis=-1)
-    return gammaln(3.0) - gammaln(n + 3.0) + gammaln(counts + 1.0).sum(axis=-1)
+    n, k = counts.sum(axis=-1), counts.shape[-1]
+    return gammaln(k) - gammaln(n + k) + gammaln(counts + 1.0).sum(axis=-1)
 
 
 def _judge_log_lik(

@@ -339,6 +339,19 @@ class DemonstrationsSpec(_Strict):
     max_attempts: int = Field(default=3, ge=1, le=10)
     golden_file: Path | None = None
     golden_share: float = Field(default=0.1, ge=0, lt=1)
+    # On top of `golden_share`: golden verifications asked only of verifiers (workers who
+    # verified a real text) with fewer golden answers than this, while real verification
+    # is open, so every verifier is assessed within their first answers (0: none).
+    golden_per_verifier: int = Field(default=3, ge=0, le=20)
+    # A verifier whose answers look content-blind (accept everything, reject nearly
+    # everything, random; `crowdloop.verifier_quality`) with this posterior is untrusted
+    # (`quality.on_fail`); None: computed and reported, never acted on.
+    verifier_blind_confidence: float | None = Field(default=0.9, gt=0.5, lt=1)
+    # A writer with this many texts the checks rejected for certain (a broken rule, their
+    # own earlier text again; not a copy of someone else's) is untrusted
+    # (`quality.on_fail`): at the demo's size nobody writes the four judged texts the Beta
+    # assessment needs. None: never.
+    block_after_check_failures: int | None = Field(default=2, ge=1)
     # weighted_vote: each verifier's accept/reject accuracy learned with a crowd-pooled
     # prior, golden items at their known verdict; it does not overturn clear votes on
     # sparse data as Dawid-Skene did (bench/bench_demonstrations.py).
@@ -507,6 +520,11 @@ class BudgetAssumptions(_Strict):
     # three differing from the others at a 14% error rate per answer (an analytic figure
     # for the demo's crowd, not measured).
     verify_extend_rate: float = Field(default=0.3, ge=0, le=1)
+    # Golden verifications asked of verifiers not yet cleared
+    # (`demonstrations.golden_per_verifier`), per real verification answer: measured
+    # 0.75 at the demo's size (about 170 for 225 real answers, 60-80 verifiers); fewer
+    # where each verifier gives more answers.
+    cleared_golden_rate: float = Field(default=0.75, ge=0)
     # Extra paid assignments from re-asks (blocked workers' answers excluded, garbled
     # answers), as a share of the work above. 0 by default: on a platform with review, a
     # re-ask mostly replaces a rejected (unpaid) answer; say 0.05-0.1 where nothing is

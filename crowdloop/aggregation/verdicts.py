@@ -170,8 +170,12 @@ class WeightedVote:
         q[clamped] = clamp[clamped]
         off = (1.0 - self.prior_accuracy) / max(k - 1, 1)
         base = self.pool_strength * np.where(np.eye(k) > 0, self.prior_accuracy, off)
+        free = ~clamped
         for _ in range(self.n_iter):
-            pi = (q.sum(axis=0) + 1.0) / (len(tasks) + k)
+            # The verdicts' prevalence among real texts only: the golden set's mix of
+            # verdicts is a design choice (mostly known-bad texts, to catch rubber-stampers),
+            # and golden items outnumber real ones when verifiers are assessed early.
+            pi = (q[free].sum(axis=0) + 1.0) / (int(free.sum()) + k)
             # counts[w, true, observed]
             per_answer = q[t_idx][:, :, None] * onehot[:, None, :]
             counts = np.zeros((len(workers), k, k))

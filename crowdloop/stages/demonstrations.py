@@ -10,6 +10,8 @@ harmless.
 
 from __future__ import annotations
 
+import math
+from collections import Counter, defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -41,6 +43,7 @@ from crowdloop.stages.plan import (
     write_response_item,
 )
 from crowdloop.textcheck import DuplicateIndex, rule_failure
+from crowdloop.verifier_quality import VerifierPolicy, assess_verifiers
 
 DEMO_STAGES = [Stage.PROMPTS, Stage.RESPONSES, Stage.VERIFY]
 UNTRUSTED = (WorkerStatus.EXCLUDED, WorkerStatus.BLOCKED)
@@ -196,6 +199,7 @@ def _check_confidence(failure: str) -> float:
 
 
 _NEAR = "duplicate: near"
+_SAME = "duplicate: the same as "
 
 
 def _check(
@@ -210,7 +214,7 @@ def _check(
         if found is not None:
             key, similarity = found
             if similarity >= 1.0:
-                return f"duplicate: the same as {key}"
+                return f"{_SAME}{key}"
             return f"{_NEAR} copy ({similarity:.0%} alike) of {key}"
     return None
 
@@ -314,10 +318,195 @@ def _golden_top_up(
     )
     have = sum(1 for g in verify if g)
     need = golden_count(real, demo.golden_share) - have
+    rows = load_jsonl(demo.golden_file, GoldenVerificationRow)
+    out = golden_verify_items(spec, rows, have, need) if need > 0 else []
+    return out + _golden_for_verifiers(s, spec, rows, have + len(out), new_items)
+
+
+def _golden_for_verifiers(
+    s: Session,
+    spec: CampaignSpec,
+    rows: list[GoldenVerificationRow],
+    start: int,
+    new_items: list[dict[str, object]],
+) -> list[dict[str, object]]:
+    """Golden verifications for the verifiers not yet cleared: a share of golden items
+    spread over a crowd gives each verifier about one at the demo's size, too little to
+    judge anyone. A verifier is cleared by a right answer on a known-good and on a
+    known-bad text (what a rubber-stamper or a harsh verifier cannot give), or by
+    `golden_per_verifier` golden answers. Each item is asked of one worker, kept off the
+    cleared ones but for three (so somebody can always take it, whoever is blocked
+    meanwhile), of the verdict the uncleared lack most, and only while real verification
+    is open (it never prolongs a campaign); golden items not answered yet count against
+    the shortfall."""
+    demo = spec.demonstrations
+    assert demo is not None
+    if demo.golden_per_verifier <= 0:
+        return []
+    open_states = [ItemState.PENDING, ItemState.PUSHED]
+    open_real = any(i["kind"] == "verify" and not i["is_golden"] for i in new_items) or (
+        s.exec(
+            select(Item.id).where(
+                Item.campaign_id == spec.name,
+                Item.kind == "verify",
+                col(Item.is_golden).is_(False),
+                col(Item.state).in_(open_states),
+            )
+        ).first()
+        is not None
+    )
+    if not open_real:
+        return []
+    answers = s.exec(
+        select(Judgment.worker_id, Item.golden_answer, Judgment.label, Item.subject_id)
+        .join(Item, col(Item.id) == col(Judgment.item_id))
+        .where(
+            Judgment.campaign_id == spec.name,
+            Item.kind == "verify",
+            Judgment.status == JudgmentStatus.VALID,
+            col(Judgment.worker_id).is_not(None),
+        )
+    ).all()  # fmt: skip
+    untrusted = set(
+        s.exec(
+            select(WorkerRecord.worker_id).where(
+                WorkerRecord.campaign_id == spec.name,
+                col(WorkerRecord.status).in_(UNTRUSTED),
+            )
+        ).all()
+    )
+    real: Counter[str] = Counter()
+    golden: Counter[str] = Counter()
+    right: dict[str, set[str]] = defaultdict(set)  # verdicts answered right on golden items
+    seen: dict[str, set[str]] = defaultdict(set)  # golden rows answered
+    for worker, answer, label, row_id in answers:
+        w = str(worker)
+        if answer is None:
+            real[w] += 1
+            continue
+        golden[w] += 1
+        seen[w].add(str(row_id))
+        if label == answer:
+            right[w].add(str(answer))
+    verdicts = {row.verdict for row in rows}
+    workers = (set(real) | set(golden)) - untrusted
+    short = {
+        w
+        for w in workers
+        if real[w] and golden[w] < demo.golden_per_verifier and not verdicts <= right[w]
+    }
+    waiting = sum(
+        s.exec(
+            select(Item.overlap).where(
+                Item.campaign_id == spec.name,
+                Item.kind == "verify",
+                col(Item.is_golden).is_(True),
+                col(Item.state).in_(open_states),
+            )
+        ).all()
+    )
+    need = len(short) - waiting
     if need <= 0:
         return []
-    rows = load_jsonl(demo.golden_file, GoldenVerificationRow)
-    return golden_verify_items(spec, rows, have, need)
+    cleared = sorted(workers - short, key=lambda w: (golden[w], w))
+    spare, others = cleared[:3], cleared[3:]
+    # Verdicts in proportion to what the uncleared lack (a rubber-stamper lacks a right
+    # reject, a harsh verifier a right accept); rows none of the spare workers answered.
+    lacking = Counter(v for w in short for v in verdicts - right[w]) or Counter(verdicts)
+    total = sum(lacking.values())
+    quota = {v: need * c / total for v, c in sorted(lacking.items())}
+    counts = {v: math.floor(q) for v, q in quota.items()}
+    for v in sorted(quota, key=lambda v: counts[v] - quota[v])[: need - sum(counts.values())]:
+        counts[v] += 1  # largest remainders
+    plan = [v for v, c in counts.items() for _ in range(c)]
+    spare_rows = set().union(*(seen[w] for w in spare)) if spare else set()
+    out: list[dict[str, object]] = []
+    for k, verdict in enumerate(plan):
+        fitting = [r for r in rows if r.verdict == verdict and r.id not in spare_rows] or rows
+        row = fitting[(start + k) % len(fitting)]
+        out += golden_verify_items(
+            spec, [row], start + k, 1, overlap=1, exclude_also=sorted(others)
+        )
+    return out
+
+
+def verification_answers(
+    s: Session, campaign_id: str, *, with_excluded: bool = False
+) -> pd.DataFrame:
+    """Every valid verification answer of the campaign: ``task``, ``worker``, ``label``,
+    ``golden`` (a golden item's known verdict, else None). Answers of untrusted workers
+    are left out unless `with_excluded` (to assess a worker, everything they said counts)."""
+    query = (
+        select(Judgment.item_id, Judgment.worker_id, Judgment.label, Item.golden_answer)
+        .join(Item, col(Item.id) == col(Judgment.item_id))
+        .where(
+            Judgment.campaign_id == campaign_id,
+            Item.kind == "verify",
+            Judgment.status == JudgmentStatus.VALID,
+            col(Judgment.worker_id).is_not(None),
+            col(Judgment.label).is_not(None),
+        )
+    )
+    if not with_excluded:
+        query = query.where(col(Judgment.excluded).is_(False))
+    return pd.DataFrame(
+        list(s.exec(query).all()), columns=["task", "worker", "label", "golden"]
+    ).astype(object)
+
+
+def _writers_fault(
+    s: Session, table: type[Prompt] | type[Response], failure: str, author: str
+) -> bool:
+    """Whether a failed check is surely the writer's doing: a broken rule, or the writer's
+    own earlier text pasted again. Not a copy of someone else's text: two honest writers
+    can write the same short request word for word (the demo's prompts follow a handful of
+    templates; at 4x the size honest writers were blocked on such "copies")."""
+    if failure.startswith(_NEAR):
+        return False
+    if not failure.startswith(_SAME):
+        return True
+    original = s.exec(select(table.author).where(table.id == failure.removeprefix(_SAME))).first()
+    return original == author
+
+
+def untrusted_on_demonstrations(s: Session, spec: CampaignSpec) -> dict[str, str]:
+    """Workers the demonstrations' own evidence convicts, with one line of it each:
+    verifiers whose answers look content-blind (`crowdloop.verifier_quality`, at
+    `verifier_blind_confidence`) and writers with `block_after_check_failures` texts the
+    checks rejected for certain."""
+    demo = spec.demonstrations
+    if demo is None:
+        return {}
+    out: dict[str, str] = {}
+    if demo.block_after_check_failures is not None:
+        failures: Counter[str] = Counter()
+        for table in (Prompt, Response):
+            rows = s.exec(
+                select(table.author, table.check_failure).where(
+                    table.campaign_id == spec.name, col(table.check_failure).is_not(None)
+                )
+            ).all()
+            for author, failure in rows:
+                if author and _writers_fault(s, table, str(failure), author):
+                    failures[author] += 1
+        out |= {
+            w: f"{n} texts rejected by the checks (broken rules or their own text again)"
+            for w, n in failures.items()
+            if n >= demo.block_after_check_failures
+        }
+    if demo.verifier_blind_confidence is None:
+        return out
+    answers = verification_answers(s, spec.name, with_excluded=True)
+    if answers.empty:
+        return out
+    policy = VerifierPolicy(blind_confidence=demo.verifier_blind_confidence)
+    for r in assess_verifiers(answers, policy).itertuples(index=False):
+        if r.blind:
+            out[str(r.worker)] = (
+                f"verdicts do not follow the text: P = {r.p_blind:.2f} ({r.answers} answers, "
+                f"{r.accept_rate:.0%} accept; golden {r.golden_correct}/{r.golden_total})"
+            )
+    return out
 
 
 def _apply_verdicts(
@@ -338,20 +527,10 @@ def _apply_verdicts(
         return
     # The aggregation learns each worker's reliability from all verdicts, golden ones
     # (at their known answer) included.
-    votes = s.exec(
-        select(Judgment.item_id, Judgment.worker_id, Judgment.label, Item.golden_answer)
-        .join(Item, col(Item.id) == col(Judgment.item_id))
-        .where(
-            Judgment.campaign_id == spec.name,
-            Item.kind == "verify",
-            Judgment.status == JudgmentStatus.VALID,
-            col(Judgment.excluded).is_(False),
-        )
-    ).all()
-    frame = pd.DataFrame(
-        [(i, w, lab) for i, w, lab, _ in votes], columns=["task", "worker", "label"]
+    frame = verification_answers(s, spec.name)
+    golden: dict[Hashable, Hashable] = dict(
+        frame.loc[frame["golden"].notna(), ["task", "golden"]].itertuples(index=False)
     )
-    golden: dict[Hashable, Hashable] = {i: g for i, _, _, g in votes if g is not None}
     verdicts: dict[str, tuple[str, float]] = {}
     if not frame.empty:
         agg = aggregate_verdicts(frame, demo.aggregation, golden)

@@ -513,6 +513,20 @@ def estimate(
                     demo.verify_reward.amount,
                 )
             )
+        if counts.golden_verifications and demo.golden_per_verifier > 0:
+            # At worst every real verification answer is a new verifier's first.
+            writing.append(
+                _line(
+                    "verify",
+                    f"golden verifications for verifiers not yet cleared (up to "
+                    f"{demo.golden_per_verifier} each)",
+                    real_verify * verify_overlap * assume.cleared_golden_rate,
+                    2 * slots * attempts * verify_overlap_max * demo.golden_per_verifier,
+                    1,
+                    1,
+                    demo.verify_reward.amount,
+                )
+            )
         lines += writing
         lines.append(_reasks("demonstrations", writing, rounds, assume.rework_share))
 

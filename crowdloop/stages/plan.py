@@ -294,9 +294,17 @@ def verify_instruction(instruction: str, writing: str, topic: str) -> str:
 
 
 def golden_verify_items(
-    spec: CampaignSpec, rows: list[GoldenVerificationRow], start: int, count: int
+    spec: CampaignSpec,
+    rows: list[GoldenVerificationRow],
+    start: int,
+    count: int,
+    *,
+    overlap: int | None = None,
+    exclude_also: list[str] | tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """Golden verification instances `start .. start+count`, cycling through the rows."""
+    """Golden verification instances `start .. start+count`, cycling through the rows, each
+    asked of `overlap` workers (the verification overlap by default) other than
+    `exclude_also`."""
     demo = spec.demonstrations
     assert demo is not None
     out = []
@@ -318,8 +326,9 @@ def golden_verify_items(
                 spec.name,
                 Stage.VERIFY,
                 payload.model_dump(),
-                overlap=demo.verification_overlap,
+                overlap=overlap or demo.verification_overlap,
                 subject_id=row.id,
+                exclude_also=exclude_also,
                 golden_answer=row.verdict,
                 group=f"golden-{row.id}",
             )

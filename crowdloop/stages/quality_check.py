@@ -35,7 +35,7 @@ from crowdloop.models.tables import (
     utcnow,
 )
 from crowdloop.quality import CrowdPolicy, GoldenPolicy, assess_crowd, assess_worker
-from crowdloop.stages import ranking
+from crowdloop.stages import demonstrations, ranking
 from crowdloop.stages.counts import answer_counts
 from crowdloop.stages.graded import level_passes
 from crowdloop.stages.items import move_items
@@ -270,6 +270,9 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
         retired = set(audit.loc[audit["retired"].astype(bool), "item"]) if len(audit) else set()
         blind = crowd.set_index("worker") if len(crowd) else None
         golden = golden_tally(s, campaign_id, retired=retired)
+        # Verifiers whose verdicts do not follow the text, writers who keep failing the
+        # text checks (stages/demonstrations.py).
+        on_demonstrations = demonstrations.untrusted_on_demonstrations(s, spec)
         writing = _writing_tally(
             s,
             campaign_id,
@@ -316,11 +319,15 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                     on_answers = WorkerStatus.WARNED
                 elif int(row["answers"]) > 0:
                     on_answers = WorkerStatus.TRUSTED
+            on_verifying = (
+                WorkerStatus.BLOCKED if worker in on_demonstrations else WorkerStatus.PROBATION
+            )
             status = max(
                 (
                     WorkerStatus(on_golden.status),
                     WorkerStatus(on_writing.status),
                     on_answers,
+                    on_verifying,
                 ),
                 key=_SEVERITY.__getitem__,
             )
@@ -336,6 +343,8 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                         f"texts accepted {on_writing.accuracy:.2f} ({accepted}/{written}); "
                         f"P(below {policy.min_accuracy}) = {on_writing.p_below:.2f}"
                     )
+                elif worker in on_demonstrations:
+                    rec.block_reason = on_demonstrations[worker][:300]
                 else:
                     assert row is not None
                     rec.block_reason = blind_evidence(row)[:300]

@@ -1,0 +1,187 @@
+"""Verifiers held to account: the content-blind posterior over verification answers
+(crowdloop/verifier_quality.py) and the golden verifications asked of verifiers not yet
+cleared (crowdloop/stages/demonstrations.py)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlmodel import col, select
+
+from crowdloop.db import session_scope
+from crowdloop.models.spec import load_campaign
+from crowdloop.models.tables import Item, Judgment, WorkerRecord, WorkerStatus
+from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
+from crowdloop.stages import demonstrations
+from crowdloop.stages.plan import register_campaign
+from crowdloop.stages.rounds import bare_ops, connector_for, run_rounds
+from crowdloop.verifier_quality import VerifierPolicy, assess_verifiers
+from tests.e2e_helpers import SMALL, campaign_dir, simulator
+
+
+def _answer(kind: str, truth: str, rng: random.Random) -> str:
+    if kind == "rubber":
+        return "accept"
+    if kind == "harsh":
+        return "reject" if rng.random() < 0.8 else truth
+    if kind == "random":
+        return rng.choice(("accept", "reject"))
+    return truth if rng.random() < 0.93 else ("reject" if truth == "accept" else "accept")
+
+
+def _crowd(seed: int, golden_each: int, real_each: int) -> tuple[pd.DataFrame, dict[str, str]]:
+    """40 careful verifiers (accuracy 0.93), 8 rubber-stampers, 8 harsh: each gives
+    `golden_each` golden answers (2 of 3 known-bad, as in the demo's golden set) and
+    `real_each` answers on real texts (80% good) that two careful others also judged."""
+    rng = random.Random(seed)
+    kinds = {f"c{i}": "careful" for i in range(40)}
+    kinds |= {f"r{i}": "rubber" for i in range(8)} | {f"h{i}": "harsh" for i in range(8)}
+    careful = [w for w, k in kinds.items() if k == "careful"]
+    rows: list[tuple[str, str, str, str | None]] = []
+    n = 0
+    for worker, kind in kinds.items():
+        for g in range(golden_each):
+            truth = "accept" if g % 3 == 0 else "reject"
+            rows.append((f"g{n}", worker, _answer(kind, truth, rng), truth))
+            n += 1
+        for _ in range(real_each):
+            truth = "accept" if rng.random() < 0.8 else "reject"
+            task = f"t{n}"
+            n += 1
+            for w in [worker, *rng.sample([c for c in careful if c != worker], 2)]:
+                rows.append((task, w, _answer(kinds[w], truth, rng), None))
+    return pd.DataFrame(rows, columns=["task", "worker", "label", "golden"]), kinds
+
+
+def test_rubber_stampers_and_harsh_verifiers_are_found_careful_ones_are_not() -> None:
+    found = {"careful": 0, "rubber": 0, "harsh": 0}
+    for seed in range(5):
+        frame, kinds = _crowd(seed, golden_each=3, real_each=3)
+        result = assess_verifiers(frame)
+        for worker in result.loc[result["blind"], "worker"]:
+            found[kinds[worker]] += 1
+    # Three golden answers each: about a third of the bad verifiers (14 and 17 of 40 when
+    # written), none of the careful ones.
+    assert found["careful"] == 0  # of 200
+    assert found["rubber"] >= 10  # of 40
+    assert found["harsh"] >= 10  # of 40
+    assert 0.1 < result["prior_blind"].iloc[0] < 0.5  # learned from the crowd
+
+
+def test_nobody_is_convicted_on_one_answer_or_one_slip() -> None:
+    rows = [("g0", "slip", "accept", "reject"), ("t0", "slip", "accept", None)]
+    rows += [("t0", f"c{i}", "accept", None) for i in range(3)]
+    rows += [(f"g{i}", f"c{i}", "reject", "reject") for i in range(1, 4)]
+    rows += [("g9", "once", "accept", "reject")]
+    frame = pd.DataFrame(rows, columns=["task", "worker", "label", "golden"])
+    result = assess_verifiers(frame).set_index("worker")
+    assert not result["blind"].any()
+    assert result.loc["once", "answers"] == 1
+    with pytest.raises(ValueError, match="blind_confidence"):
+        VerifierPolicy(blind_confidence=1.0)
+    with pytest.raises(ValueError, match="lacks columns"):
+        assess_verifiers(frame.drop(columns="golden"))
+
+
+RUBBER_CROWD = SimulatorConfig(
+    seed=0, crowd=CrowdConfig(honest=12, noisy=0, spammer=0, left_bias=0, rubber_stamp=6)
+)
+
+
+@pytest.mark.slow
+def test_golden_verifications_go_to_uncleared_verifiers_and_rubber_stampers_are_blocked(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "accountable"
+    path = campaign_dir(
+        tmp_path / name,
+        name,
+        SMALL,
+        {
+            "preferences": None,
+            "retraining": None,
+            "poll_interval_s": 0.05,
+            "demonstrations": {"prompts_per_topic": 3, "golden_per_verifier": 4},
+        },
+    )
+    with simulator(monkeypatch, RUBBER_CROWD) as sim:
+        spec = load_campaign(path)
+        with session_scope() as s:
+            register_campaign(s, spec)
+        with connector_for(name) as connector:
+            run_rounds(name, demonstrations.DEMO_STAGES, bare_ops(connector), advance=True)
+        archetype = {w.id: w.archetype for w, _ in sim.state.workers()}
+    with session_scope() as s:
+        targeted = list(
+            s.exec(
+                select(Item).where(
+                    Item.campaign_id == name, col(Item.is_golden).is_(True), Item.overlap == 1
+                )
+            ).all()
+        )
+        answered_by = {
+            j.item_id: j.worker_id
+            for j in s.exec(
+                select(Judgment).where(col(Judgment.item_id).in_([i.id for i in targeted]))
+            )
+        }
+        blocked = {
+            r.worker_id: r.block_reason
+            for r in s.exec(
+                select(WorkerRecord).where(
+                    WorkerRecord.campaign_id == name, WorkerRecord.status == WorkerStatus.BLOCKED
+                )
+            )
+        }
+    assert targeted, "no golden verification was asked of an uncleared verifier"
+    for item in targeted:
+        # Kept off the verifiers already cleared when it was created.
+        assert answered_by.get(item.id) not in set(item.exclude_also or ())
+    assert not {w for w in blocked if archetype[w] == "honest"}
+    rubber = {w for w in blocked if archetype[w] == "rubber_stamp"}
+    assert rubber, "no rubber-stamper was blocked"
+    assert any("verdicts do not follow the text" in (blocked[w] or "") for w in rubber)
+
+
+def test_writers_who_fail_the_checks_twice_for_certain_are_untrusted(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from crowdloop.models.tables import Prompt
+    from crowdloop.stages.demonstrations import NEAR_COPY_CONFIDENCE
+
+    name = "writers"
+    path = campaign_dir(tmp_path, name, SMALL, {"preferences": None, "retraining": None})
+    failures = {
+        "lazy": [("too short: 3 characters, at least 12", 1.0)] * 2,
+        "paster": [("too few words: 2, at least 4", 1.0), ("duplicate: the same as p2", 1.0)],
+        # The same words as someone else's text: honest writers can collide on a template.
+        "template": [("duplicate: the same as p0", 1.0)] * 2,
+        # Near copies are not held against a writer, nor is one slip.
+        "near": [("duplicate: near copy (74% alike) of p-0", NEAR_COPY_CONFIDENCE)] * 3,
+        "once": [("too short: 3 characters, at least 12", 1.0)],
+    }
+    with session_scope() as s:
+        spec = load_campaign(path)
+        register_campaign(s, spec)
+        n = 0
+        for author, rows in failures.items():
+            for failure, confidence in rows:
+                s.add(Prompt(id=f"p{n}", campaign_id=name, text=f"t{n}", source="crowd",
+                             author=author, verdict="reject", confidence=confidence,
+                             check_failure=failure))  # fmt: skip
+                n += 1
+        s.flush()
+        untrusted = demonstrations.untrusted_on_demonstrations(s, spec)
+        assert set(untrusted) == {"lazy", "paster"}
+        assert "2 texts rejected by the checks" in untrusted["lazy"]
+        never = spec.model_copy(
+            update={
+                "demonstrations": spec.demonstrations.model_copy(  # type: ignore[union-attr]
+                    update={"block_after_check_failures": None}
+                )
+            }
+        )
+        assert demonstrations.untrusted_on_demonstrations(s, never) == {}
