@@ -14,6 +14,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from sqlmodel import Session, col, select
@@ -343,17 +344,17 @@ def _golden_for_verifiers(
     assert demo is not None
     if demo.golden_per_verifier <= 0:
         return []
-    open_states = [ItemState.PENDING, ItemState.PUSHED]
+
+    def open_verifications(column: Any, golden: bool) -> Any:
+        return select(column).where(
+            Item.campaign_id == spec.name,
+            Item.kind == "verify",
+            col(Item.is_golden).is_(golden),
+            col(Item.state).in_([ItemState.PENDING, ItemState.PUSHED]),
+        )
+
     open_real = any(i["kind"] == "verify" and not i["is_golden"] for i in new_items) or (
-        s.exec(
-            select(Item.id).where(
-                Item.campaign_id == spec.name,
-                Item.kind == "verify",
-                col(Item.is_golden).is_(False),
-                col(Item.state).in_(open_states),
-            )
-        ).first()
-        is not None
+        s.exec(open_verifications(Item.id, golden=False)).first() is not None
     )
     if not open_real:
         return []
@@ -395,16 +396,7 @@ def _golden_for_verifiers(
         for w in workers
         if real[w] and golden[w] < demo.golden_per_verifier and not verdicts <= right[w]
     }
-    waiting = sum(
-        s.exec(
-            select(Item.overlap).where(
-                Item.campaign_id == spec.name,
-                Item.kind == "verify",
-                col(Item.is_golden).is_(True),
-                col(Item.state).in_(open_states),
-            )
-        ).all()
-    )
+    waiting = sum(s.exec(open_verifications(Item.overlap, golden=True)).all())
     need = len(short) - waiting
     if need <= 0:
         return []

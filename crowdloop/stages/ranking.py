@@ -127,6 +127,23 @@ def _shown(item_id: str, seed: int, entries: list[Any]) -> list[Any]:
     return out
 
 
+def _rank_item(
+    spec: CampaignSpec, item_id: str, prompt: str, responses: list[str], **row: Any
+) -> dict[str, Any]:
+    """The item row of one ranking set, real or golden (`row`: its other columns)."""
+    ranking = spec.ranking
+    assert ranking is not None
+    payload = RankTask(
+        instruction=ranking.instruction,
+        prompt=prompt,
+        responses=tuple(responses),
+        ties=ranking.ties,
+    )
+    return _item_row(
+        item_id, spec.name, Stage.RANK, payload.model_dump(), overlap=ranking.overlap, **row
+    )
+
+
 def prompt_sets(spec: CampaignSpec, prompt_id: str, ids: Sequence[str]) -> list[list[str]]:
     """The ranking sets of one prompt's candidates, as the campaign plans them."""
     ranking = spec.ranking
@@ -166,19 +183,12 @@ def plan_rankings(session: Session, spec: CampaignSpec, inputs: RankingInputs) -
         for j, members in enumerate(chosen):
             item_id = stable_id("rk", spec.name, pid, j)
             shown = _shown(item_id, spec.seed, members)
-            payload = RankTask(
-                instruction=ranking.instruction,
-                prompt=inputs.prompt_text[pid],
-                responses=tuple(text[r] for r in shown),
-                ties=ranking.ties,
-            )
             items.append(
-                _item_row(
+                _rank_item(
+                    spec,
                     item_id,
-                    spec.name,
-                    Stage.RANK,
-                    payload.model_dump(),
-                    overlap=ranking.overlap,
+                    inputs.prompt_text[pid],
+                    [text[r] for r in shown],
                     subject_id=_prompt_key(spec.name, pid),
                 )
             )
@@ -196,19 +206,12 @@ def plan_rankings(session: Session, spec: CampaignSpec, inputs: RankingInputs) -
         g = inputs.golden[n % len(inputs.golden)]
         item_id = stable_id("gr", spec.name, g.id, n)
         shown = _shown(item_id, spec.seed, list(range(len(g.responses))))
-        payload = RankTask(
-            instruction=ranking.instruction,
-            prompt=g.prompt,
-            responses=tuple(g.responses[i] for i in shown),
-            ties=ranking.ties,
-        )
         items.append(
-            _item_row(
+            _rank_item(
+                spec,
                 item_id,
-                spec.name,
-                Stage.RANK,
-                payload.model_dump(),
-                overlap=ranking.overlap,
+                g.prompt,
+                [g.responses[i] for i in shown],
                 subject_id=g.id,
                 golden_answer=LABEL,  # the known places are in the set's golden_ranks
                 group=f"golden-{g.id}",
