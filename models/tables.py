@@ -255,6 +255,10 @@ class WorkerStatus(StrEnum):
     BLOCKED = "blocked"
 
 
+# Statuses whose answers no longer count (quality checks, verification, export policy).
+UNTRUSTED = (WorkerStatus.EXCLUDED, WorkerStatus.BLOCKED)
+
+
 class WorkerRecord(SQLModel, table=True):
     campaign_id: str = Field(foreign_key="campaign.id", primary_key=True)
     worker_id: str = Field(primary_key=True, max_length=200)

@@ -25,6 +25,7 @@ from crowdloop.ids import stable_id
 from crowdloop.models.domain import Stage
 from crowdloop.models.spec import CampaignSpec, GoldenVerificationRow, TextChecks, load_jsonl
 from crowdloop.models.tables import (
+    UNTRUSTED,
     Item,
     ItemState,
     Judgment,
@@ -32,7 +33,6 @@ from crowdloop.models.tables import (
     Prompt,
     Response,
     WorkerRecord,
-    WorkerStatus,
 )
 from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import (
@@ -47,7 +47,6 @@ from crowdloop.textcheck import DuplicateIndex, rule_failure
 from crowdloop.verifier_quality import VerifierPolicy, assess_verifiers
 
 DEMO_STAGES = [Stage.PROMPTS, Stage.RESPONSES, Stage.VERIFY]
-UNTRUSTED = (WorkerStatus.EXCLUDED, WorkerStatus.BLOCKED)
 
 
 @dataclass
@@ -368,14 +367,7 @@ def _golden_for_verifiers(
             col(Judgment.worker_id).is_not(None),
         )
     ).all()  # fmt: skip
-    untrusted = set(
-        s.exec(
-            select(WorkerRecord.worker_id).where(
-                WorkerRecord.campaign_id == spec.name,
-                col(WorkerRecord.status).in_(UNTRUSTED),
-            )
-        ).all()
-    )
+    untrusted = untrusted_workers(s, spec.name)
     real: Counter[str] = Counter()
     golden: Counter[str] = Counter()
     right: dict[str, set[str]] = defaultdict(set)  # verdicts answered right on golden items
@@ -459,6 +451,18 @@ def _writers_fault(
         return True
     original = s.exec(select(table.author).where(table.id == failure.removeprefix(_SAME))).first()
     return original == author
+
+
+def untrusted_workers(s: Session, campaign_id: str) -> set[str]:
+    """The campaign's workers whose answers no longer count (excluded or blocked)."""
+    return set(
+        s.exec(
+            select(WorkerRecord.worker_id).where(
+                WorkerRecord.campaign_id == campaign_id,
+                col(WorkerRecord.status).in_(UNTRUSTED),
+            )
+        ).all()
+    )
 
 
 def untrusted_on_demonstrations(s: Session, spec: CampaignSpec) -> dict[str, str]:
@@ -605,14 +609,7 @@ def _reverify_blocked(s: Session, spec: CampaignSpec) -> list[dict[str, object]]
     assert demo is not None
     if demo.export.blocked_authors != "reverify":
         return []
-    untrusted = set(
-        s.exec(
-            select(WorkerRecord.worker_id).where(
-                WorkerRecord.campaign_id == spec.name,
-                col(WorkerRecord.status).in_(UNTRUSTED),
-            )
-        ).all()
-    )
+    untrusted = untrusted_workers(s, spec.name)
     if not untrusted:
         return []
     out: list[dict[str, object]] = []

@@ -24,6 +24,7 @@ from crowdloop.db import session_scope
 from crowdloop.models.domain import BlockScope, Capability, ReviewDecision, Stage
 from crowdloop.models.spec import QualitySpec
 from crowdloop.models.tables import (
+    UNTRUSTED,
     Item,
     ItemState,
     Judgment,
@@ -73,7 +74,6 @@ _SEVERITY = {
     WorkerStatus.EXCLUDED: 3,
     WorkerStatus.BLOCKED: 4,
 }
-UNTRUSTED = (WorkerStatus.EXCLUDED, WorkerStatus.BLOCKED)
 
 
 def crowd_policy_from(spec: QualitySpec) -> CrowdPolicy:

@@ -18,6 +18,7 @@ from sqlmodel import col, select
 from crowdloop.aggregation.bootstrap import bootstrap_scores, position_bias_report
 from crowdloop.db import session_scope
 from crowdloop.models.tables import (
+    UNTRUSTED,
     ExportRecord,
     Prompt,
     Response,
@@ -29,7 +30,6 @@ from crowdloop.stages.exam import exam_report
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.preferences import judgments_frame
 from crowdloop.stages.quality_check import (
-    UNTRUSTED,
     assess_campaign_crowd,
     blind_evidence,
     crowd_policy_from,
