@@ -29,7 +29,6 @@ pair after its re-queue rounds ran out is the one path it does not cover); the h
 from __future__ import annotations
 
 import html
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -46,7 +45,7 @@ from crowdloop.models.spec import (
     load_jsonl,
     load_jsonl_lines,
 )
-from crowdloop.stages.plan import golden_count, real_pairs
+from crowdloop.stages.plan import golden_count, index_candidates, real_pairs
 
 CENT = Decimal("0.01")
 
@@ -242,12 +241,8 @@ def count_work(spec: CampaignSpec) -> WorkCounts:
 
 def _real_pairs(spec: CampaignSpec) -> Iterator[tuple[str, str, str, CompareTask]]:
     assert spec.preferences is not None
-    numbered = load_jsonl_lines(spec.preferences.candidates_file, CandidateRow)
-    by_prompt: dict[str, list[CandidateRow]] = defaultdict(list)
-    prompt_text: dict[str, str] = {}
-    for _, row in numbered:
-        by_prompt[row.prompt_id].append(row)
-        prompt_text.setdefault(row.prompt_id, row.prompt)
+    src = spec.preferences.candidates_file
+    by_prompt, prompt_text = index_candidates(load_jsonl_lines(src, CandidateRow), src)
     return real_pairs(spec, by_prompt, prompt_text)
 
 
