@@ -99,9 +99,9 @@ class RatingSpec(_Strict):
     """
 
     candidates_file: Path
-    aspects: tuple[AspectSpec, ...] = Field(
-        default=HELPSTEER_ASPECTS, min_length=1, max_length=MAX_ASPECTS
-    )
+    # At least one, checked below: a `min_length` here would add a second error line
+    # ("at least 1 item") to every error inside an aspect.
+    aspects: tuple[AspectSpec, ...] = Field(default=HELPSTEER_ASPECTS, max_length=MAX_ASPECTS)
     overlap: int = Field(default=3, ge=1, le=15)
     instruction: str = "Rate the answer on each aspect."
     # Offer an optional free-text rationale beside the scores (kept with the raw answer).
@@ -124,6 +124,8 @@ class RatingSpec(_Strict):
 
     @model_validator(mode="after")
     def _distinct(self) -> RatingSpec:
+        if not self.aspects:
+            raise ValueError("list at least one aspect")
         names = [a.name for a in self.aspects]
         for name in names:
             if names.count(name) > 1:

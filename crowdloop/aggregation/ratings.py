@@ -107,11 +107,13 @@ def worker_linear(
     scales: Sequence[Scale],
     anchors: Mapping[int, float] | None = None,
     *,
-    max_iter: int = 300,
-    tol: float = 1e-6,
+    max_iter: int = 1000,
+    tol: float = 1e-4,
 ) -> RatingFit:
     """Fit the model above. `cell_aspect[c]`: the aspect of cell c; `anchors`: cells whose
-    truth is known (golden items), on their aspect's scale."""
+    truth is known (golden items), on their aspect's scale. Converged when no truth moves
+    more than `tol` half-ranges in an iteration (the hyperparameter updates make the last
+    digits slow: a few hundred iterations on small crowds, each a handful of bincounts)."""
     n_aspects = len(scales)
     cell, aspect, worker, value, center, half = _arrays(votes, scales)
     cell_aspect_a = np.asarray(cell_aspect, dtype=np.int64)
