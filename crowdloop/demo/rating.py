@@ -26,11 +26,13 @@ from crowdloop.demo.top5 import (
     write_jsonl,
 )
 from crowdloop.ids import seeded_rng
-from crowdloop.models.domain import RatedAspect
+from crowdloop.models.domain import RatedAspect, RateTask
 from crowdloop.models.rating_spec import HELPSTEER_ASPECTS, AspectSpec, RatingSpec
+from crowdloop.simulator.config import CrowdConfig
+from crowdloop.simulator.crowd import Crowd
 from crowdloop.simulator.rating import true_score
 from crowdloop.simulator.world import CATALOG, PROMPT_TEMPLATES, make_prompt, render_list
-from crowdloop.stages.rating import fit_ratings, ratings_frame
+from crowdloop.stages.rating import RatingRow, fit_ratings, ratings_frame
 
 
 def rated(aspect: AspectSpec) -> RatedAspect:
@@ -125,4 +127,56 @@ def score_ratings_against_truth(campaign_id: str, path: Path, spec: RatingSpec) 
         error={k: float(np.mean(v)) for k, v in errors.items() if v},
         baseline_error={k: float(np.mean(v)) for k, v in base_err.items() if v},
         covered=float(np.mean(covered)) if covered else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class SimulatedRatings:
+    """Ratings of a simulated crowd without a marketplace or database: `rows` as the
+    aggregation reads them (golden items carry their known scores), the hidden truth per
+    real response and aspect, and each worker's archetype."""
+
+    rows: list[RatingRow]
+    truth: dict[str, dict[str, float]]
+    archetype: dict[str, str]
+
+
+def simulate_ratings(
+    config: CrowdConfig,
+    seed: int,
+    prompts_per_topic: int,
+    overlap: int,
+    spec: RatingSpec,
+    golden: int = 0,
+    topics: Sequence[str] | None = None,
+) -> SimulatedRatings:
+    """Every answer of the demo's six models per prompt rated on `spec.aspects` by
+    `overlap` workers of a simulated crowd (the simulator's own answer model and worker
+    order), with `golden` golden ratings mixed in."""
+    crowd = Crowd(config, seed)
+    aspects = tuple(rated(a) for a in spec.aspects)
+    candidates = generate_candidates(
+        list(topics or CATALOG), seed, models=RANKING_MODELS, prompts_per_topic=prompts_per_topic
+    )
+    golden_rows = generate_golden_ratings(topics, seed, golden, spec.aspects) if golden else []
+    tasks: list[tuple[str, str, str, str, dict[str, int] | None]] = [
+        (c["response_id"], c["prompt_id"], c["prompt"], c["response"], None) for c in candidates
+    ] + [(g["id"], g["id"], g["prompt"], g["response"], g["scores"]) for g in golden_rows]
+    rows: list[RatingRow] = []
+    truth: dict[str, dict[str, float]] = {}
+    for rid, pid, prompt, response, known in tasks:
+        task = RateTask(
+            instruction=spec.instruction, prompt=prompt, response=response, aspects=aspects
+        )
+        if known is None:
+            truth[rid] = {a.name: true_score(prompt, response, a) for a in aspects}
+        order = crowd.permutation(rid)
+        for _ in range(overlap):
+            worker = crowd.by_id[next(order)]
+            _, answer = crowd.work(worker, rid, task, None)
+            rows.append(RatingRow(rid, pid, rid, dict(answer["scores"]), worker.id, known))
+    return SimulatedRatings(
+        rows=rows,
+        truth=truth,
+        archetype={w.id: w.archetype for w in crowd.by_id.values()},
     )
