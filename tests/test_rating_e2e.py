@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from crowdloop.cli import app
 from crowdloop.demo.rating import score_ratings_against_truth
 from crowdloop.flows.campaign import run_campaign
 from crowdloop.models.spec import load_campaign
@@ -62,3 +64,9 @@ def test_demo_rating_campaign_beats_the_mean_of_votes_on_a_crowd_with_spammers(
     assert report["rationales"] > 0  # careful raters sometimes said why
     markdown = report_markdown(campaign_report("rating-demo"))
     assert "**Ratings:**" in markdown and "| helpfulness |" in markdown
+    # Re-aggregating and re-exporting from the stored judgments gives the same bytes.
+    again = CliRunner().invoke(
+        app, ["export", "rating-demo", "--kind", "ratings", "--out", str(tmp_path / "again.jsonl")]
+    )
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again.jsonl").read_bytes() == out.read_bytes()
