@@ -352,3 +352,32 @@ def test_the_report_section_escapes_what_comes_from_outside() -> None:
     assert "<img" not in text and "&lt;img src=x&gt;\\|w" in text
     assert "| help\\|ful | 6 | 0.50 | — | 0.25 |" in text
     assert "| +0.50 | 1.10 | 0.80 |" in text
+
+
+def test_the_simulator_connector_quarantines_garbled_rating_answers() -> None:
+    from crowdloop.connectors.simulator.connector import _read_assignment
+    from crowdloop.models.domain import Quarantined
+
+    def assignment(answer: object) -> dict[str, object]:
+        return {
+            "id": "asg-00000001",
+            "task_id": "task-0000001",
+            "task_key": "camp-1:rate:item-1",
+            "task_kind": "rate",
+            "worker_id": "w001",
+            "submitted_at": "2026-12-06T00:05:00+00:00",
+            "answer": answer,
+            "review_status": "pending",
+        }
+
+    good = _read_assignment(assignment({"scores": {"helpfulness": 3}, "rationale": "fine"}))
+    assert isinstance(good, Submission) and isinstance(good.answer, RatingAnswer)
+    assert good.answer.scores == {"helpfulness": 3} and good.answer.rationale == "fine"
+    for garbled, reason in (
+        ({"scores": {"helpfulness": "lots"}}, "scores.helpfulness"),
+        ({"scores": {}}, "scores"),
+        ({"ranks": [1, 2, 3]}, "scores"),
+    ):
+        bad = _read_assignment(assignment(garbled))
+        assert isinstance(bad, Quarantined)
+        assert bad.reason.startswith("bad rating answer for a rate task") and reason in bad.reason
