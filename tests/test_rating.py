@@ -338,6 +338,7 @@ def test_the_report_section_escapes_what_comes_from_outside() -> None:
                 "consensus_vs_mean": 0.25,
             }
         ],
+        "caveat": None,
         "workers": [
             {
                 "worker": "<img src=x>|w",
@@ -352,6 +353,9 @@ def test_the_report_section_escapes_what_comes_from_outside() -> None:
     assert "<img" not in text and "&lt;img src=x&gt;\\|w" in text
     assert "| help\\|ful | 6 | 0.50 | — | 0.25 |" in text
     assert "| +0.50 | 1.10 | 0.80 |" in text
+    assert "Caveat" not in text
+    warned = "\n".join(rating_markdown({**summary, "caveat": "one rating per response"}, md_escape))
+    assert "**Caveat:** one rating per response" in warned
 
 
 def test_the_simulator_connector_quarantines_garbled_rating_answers() -> None:

@@ -61,6 +61,7 @@ def test_demo_rating_campaign_beats_the_mean_of_votes_on_a_crowd_with_spammers(
     assert report["rating"]["excluded"] > 0  # blocked workers' ratings left out
     assert report["exports"]["ratings"]["rows"] == 72
     assert len(report["rating"]["aspects"]) == 5
+    assert report["rating"]["caveat"] is None  # golden ratings were graded
     assert report["rationales"] > 0  # careful raters sometimes said why
     markdown = report_markdown(campaign_report("rating-demo"))
     assert "**Ratings:**" in markdown and "| helpfulness |" in markdown

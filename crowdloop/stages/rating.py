@@ -502,8 +502,10 @@ def rating_summary(s: Session, campaign_id: str) -> dict[str, Any] | None:
     rows = ratings_frame(campaign_id)
     aspects: list[dict[str, Any]] = []
     workers: list[dict[str, Any]] = []
+    fit_votes: list[int] = []
     if rows:
         fitted = fit_ratings(rows, spec, "worker_linear")
+        fit_votes = [int(v) for v in fitted.votes]
         index = {rid: i for i, rid in enumerate(fitted.responses)}
         for j, name in enumerate(fitted.aspects):
             pairs = [
@@ -554,6 +556,18 @@ def rating_summary(s: Session, campaign_id: str) -> dict[str, Any] | None:
                 }
             )
         workers.sort(key=lambda x: (-x["ratings"], x["worker"]))
+    golden_graded = sum(n for _, n in golden.values())
+    per_response = fit_votes
+    # Measured (bench/bench_rating.py --overlap 1): with one rating per response and no
+    # golden item to anchor the scale, a worker's noise and the truths' spread cannot be
+    # told apart; the consensus is then no better than the mean and its sd far too small.
+    caveat = (
+        "one rating per response and no golden rating graded: the consensus is no better "
+        "than the mean of votes and its uncertainty is understated; add golden ratings or "
+        "raise the overlap"
+        if per_response and float(np.median(per_response)) < 2 and golden_graded == 0
+        else None
+    )
     return {
         "items": sum(1 for g, _ in items if not g),
         "golden_items": sum(1 for g, _ in items if g),
@@ -564,9 +578,10 @@ def rating_summary(s: Session, campaign_id: str) -> dict[str, Any] | None:
         "excluded": sum(1 for st, ex in judged if st == JudgmentStatus.VALID and ex),
         "quarantined": sum(1 for st, _ in judged if st == JudgmentStatus.QUARANTINED),
         "golden_passed": sum(c for c, _ in golden.values()),
-        "golden_graded": sum(n for _, n in golden.values()),
+        "golden_graded": golden_graded,
         "aspects": aspects,
         "workers": workers,
+        "caveat": caveat,
     }
 
 
@@ -584,6 +599,8 @@ def rating_markdown(summary: Mapping[str, Any], escape: Any) -> list[str]:
         f"{summary['quarantined']} quarantined); golden ratings passed "
         f"{summary['golden_passed']} of {summary['golden_graded']}",
     ]
+    if summary.get("caveat"):
+        lines += ["", f"**Caveat:** {summary['caveat']}"]
     if summary["aspects"]:
         lines += [
             "",
