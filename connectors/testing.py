@@ -51,6 +51,9 @@ from crowdloop.models.domain import (
     PreferenceAnswer,
     RankingAnswer,
     RankTask,
+    RatedAspect,
+    RateTask,
+    RatingAnswer,
     ReviewDecision,
     Stage,
     Submission,
@@ -258,6 +261,26 @@ class Harness(ABC):
                     rationale=True,
                 ),
                 overlap=2,
+            )
+            for i in range(n)
+        ]
+
+    def rating_items(self, n: int, *, overlap: int = 2) -> list[TaskItem]:
+        """Multi-aspect rating tasks (Capability.RATING): two aspects on 0-4 and 1-7."""
+        return [
+            TaskItem(
+                key=f"contract:rate-{i}.0",
+                group=f"rate-{i}",
+                payload=RateTask(
+                    instruction="Rate the answer on each aspect.",
+                    prompt=f"Top 5 rivers, take {i}",
+                    response=f"1. Nile\n2. Amazon\n3. Volga ({i})",
+                    aspects=(
+                        RatedAspect(name="helpfulness", low=0, high=4),
+                        RatedAspect(name="clarity", low=1, high=7),
+                    ),
+                ),
+                overlap=overlap,
             )
             for i in range(n)
         ]
@@ -549,6 +572,34 @@ class ConnectorContract:
         if Capability.RATIONALE in connector.capabilities:
             reasons = [a.rationale for a in answers if isinstance(a, PreferenceAnswer)]
             assert all(r is None or r.strip() for r in reasons)
+
+    def test_ratings_round_trip_where_declared(self, harness: Harness) -> None:
+        """A connector that declares RATING publishes rating tasks and reads back one score
+        per aspect, each on its scale; on every other connector a campaign with ratings is
+        refused at preflight, naming the connector and the task type."""
+        from crowdloop.stages.preflight import require_rating
+
+        with harness.connector() as connector:
+            if Capability.RATING not in connector.capabilities:
+                with pytest.raises(NotSupported, match=rf"{re.escape(connector.name)}.*rating"):
+                    require_rating(connector)
+                return
+            batch = connector.create_batch(
+                harness.batch_spec(Stage.RATE), idempotency_key="contract:rate"
+            )
+            items = harness.rating_items(3)
+            made = connector.add_items(batch, items, idempotency_key="contract:rate-items")
+            assert set(made.external_ids) == {i.key for i in items}
+            connector.start(batch)
+            answered = harness.answer(connector, batch, items)
+            read = submissions(pages(connector, batch, None))
+            assert len(read) == answered == sum(i.overlap for i in items)
+            for sub in read:
+                assert isinstance(sub.answer, RatingAnswer)
+                assert set(sub.answer.scores) == {"helpfulness", "clarity"}
+                assert 0 <= sub.answer.scores["helpfulness"] <= 4
+                assert 1 <= sub.answer.scores["clarity"] <= 7
+                assert sub.task_key in made.external_ids
 
     # --- lifecycle: stop, pause, resume ----------------------------------------------------------
 

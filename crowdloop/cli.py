@@ -17,6 +17,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from crowdloop.demo.run import DemoResult
+    from crowdloop.models.rating_spec import RatingSpec
     from crowdloop.stages.operate import OperatorResult
 
 # The ephemeral Prefect API migrates its database on first start, which takes longer than
@@ -498,7 +499,9 @@ def _campaign_status(campaign: str) -> None:
 @app.command()
 def export(
     campaign: str,
-    kind: Annotated[str, typer.Option(help="preferences, sft or rankings")] = "preferences",
+    kind: Annotated[
+        str, typer.Option(help="preferences, sft, rankings or ratings")
+    ] = "preferences",
     out: Annotated[Path | None, typer.Option(help="Output path (default: the campaign's)")] = None,
 ) -> None:
     """Re-aggregate and re-export a campaign's dataset from the stored judgments."""
@@ -540,10 +543,26 @@ def export(
         for rows, written in ranking.export_rankings(campaign, spec.ranking).values():
             console.print(f"exported {rows} row(s) to {written}")
         return
+    elif kind == "ratings":
+        if spec.rating is None:
+            _fail(f"campaign {campaign!r} has no rating stage")
+        assert spec.rating is not None
+        from crowdloop.stages import rating
+
+        rating.aggregate_ratings(campaign, spec.rating)
+        target = spec.rating if out is None else _rating_to(spec.rating, out)
+        n, path = rating.export_ratings(campaign, target)
     else:
-        _fail(f"unknown export kind {kind!r}: use preferences, sft or rankings")
+        _fail(f"unknown export kind {kind!r}: use preferences, sft, rankings or ratings")
         return
     console.print(f"exported {n} row(s) to {path}")
+
+
+def _rating_to(spec: RatingSpec, out: Path) -> RatingSpec:
+    """The rating section with its export going to `out` (crowdloop export --out)."""
+    from crowdloop.models.rating_spec import RatingExportSpec
+
+    return spec.model_copy(update={"export": RatingExportSpec(path=out)})
 
 
 db_app = typer.Typer(

@@ -88,12 +88,26 @@ def _ranking(campaign_id: str) -> dict[str, Any]:
     }
 
 
+def _rating(campaign_id: str) -> dict[str, Any]:
+    rounds = _run_rounds(campaign_id, [Stage.RATE], advance=False, ops=TASK_OPS)
+    return {
+        "rounds": rounds,
+        "aggregate": t.aggregate_ratings(campaign_id),
+        "export": t.export_ratings(campaign_id),
+    }
+
+
 def _drive(campaign_id: str, parts: list[str], out: dict[str, Any]) -> State | None:
     """Run the parts in order; on a halt wait for the operator, then go on where it stopped.
 
     Returns a Cancelled state when the campaign was cancelled, None when the parts finished.
     """
-    run = {"demonstrations": _demonstrations, "preferences": _preferences, "ranking": _ranking}
+    run = {
+        "demonstrations": _demonstrations,
+        "preferences": _preferences,
+        "ranking": _ranking,
+        "rating": _rating,
+    }
     while True:
         try:
             budget.launch_gate(campaign_id)  # an estimate above the threshold asks first
@@ -223,7 +237,9 @@ def run_campaign(campaign_file: str, update: bool = False, lease_wait_s: float =
             return out
         t.check_capabilities(campaign_id)
         t.publish_estimate(campaign_id)
-        parts = [p for p in ("demonstrations", "preferences", "ranking") if getattr(spec, p)]
+        parts = [
+            p for p in ("demonstrations", "preferences", "ranking", "rating") if getattr(spec, p)
+        ]
         cancelled = _drive(campaign_id, parts, out)
         if cancelled is not None:
             return cancelled

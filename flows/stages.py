@@ -26,6 +26,7 @@ from crowdloop.stages import (
     preferences,
     preflight,
     ranking,
+    rating,
     report,
     rounds,
 )
@@ -161,6 +162,22 @@ def export_rankings(campaign_id: str) -> dict[str, Any]:
     for kind, (rows, path) in written.items():
         get_run_logger().info("exported %d %s row(s) to %s", rows, kind.replace("_", " "), path)
     return {kind: {"rows": rows, "path": str(path)} for kind, (rows, path) in written.items()}
+
+
+@task(name="aggregate-ratings")
+def aggregate_ratings(campaign_id: str) -> dict[str, Any]:
+    spec = campaign_spec(campaign_id)
+    assert spec.rating is not None
+    return asdict(rating.aggregate_ratings(campaign_id, spec.rating))
+
+
+@task(name="export-ratings")
+def export_ratings(campaign_id: str) -> dict[str, Any]:
+    spec = campaign_spec(campaign_id)
+    assert spec.rating is not None
+    rows, path = rating.export_ratings(campaign_id, spec.rating)
+    get_run_logger().info("exported %d rating row(s) to %s", rows, path)
+    return {"rows": rows, "path": str(path)}
 
 
 @task(name="record-spend", retries=2, retry_delay_seconds=5)

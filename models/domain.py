@@ -97,6 +97,8 @@ class Stage(StrEnum):
     EXAM = "exam"
     # k-wise rankings of 3-9 responses to one prompt (crowdloop/stages/ranking.py).
     RANK = "rank"
+    # Multi-aspect Likert ratings of one response (crowdloop/stages/rating.py).
+    RATE = "rate"
 
 
 # --- what a worker is asked to do -------------------------------------------------------
@@ -160,8 +162,33 @@ class RankTask(Frozen):
     ties: bool = False
 
 
+class RatedAspect(Frozen):
+    """One aspect of a rating task: an integer score from `low` to `high` (labels, when
+    given, name each point from `low` up)."""
+
+    name: str = Field(min_length=1, max_length=40)
+    description: str = ""
+    low: int
+    high: int
+    labels: tuple[str, ...] = ()
+
+
+class RateTask(OptIn):
+    """Score one response to a prompt on each of several aspects (Likert scales)."""
+
+    OPT_IN: ClassVar[tuple[str, ...]] = ("rationale",)
+
+    kind: Literal["rate"] = "rate"
+    instruction: str
+    prompt: str
+    response: str
+    aspects: tuple[RatedAspect, ...] = Field(min_length=1, max_length=12)
+    # Offer an optional free-text rationale beside the scores (Capability.RATIONALE).
+    rationale: bool = False
+
+
 TaskPayload = Annotated[
-    WritePromptTask | WriteResponseTask | VerifyTask | CompareTask | RankTask,
+    WritePromptTask | WriteResponseTask | VerifyTask | CompareTask | RankTask | RateTask,
     Field(discriminator="kind"),
 ]
 
@@ -222,8 +249,21 @@ class RankingAnswer(Frozen):
         return v
 
 
+class RatingAnswer(OptIn):
+    """A worker's scores, one integer per aspect by name. Whether they fit the task (every
+    aspect scored, each on its scale, no other) is checked against the task when stored
+    (crowdloop.stages.rating.rating_problem)."""
+
+    OPT_IN: ClassVar[tuple[str, ...]] = ("rationale",)
+
+    kind: Literal["rating"] = "rating"
+    scores: dict[str, int] = Field(min_length=1, max_length=12)
+    rationale: str | None = Field(default=None, max_length=5_000)
+
+
 Answer = Annotated[
-    TextAnswer | VerdictAnswer | PreferenceAnswer | RankingAnswer, Field(discriminator="kind")
+    TextAnswer | VerdictAnswer | PreferenceAnswer | RankingAnswer | RatingAnswer,
+    Field(discriminator="kind"),
 ]
 
 ANSWER_KIND_FOR_TASK: dict[str, str] = {
@@ -232,6 +272,7 @@ ANSWER_KIND_FOR_TASK: dict[str, str] = {
     "verify": "verdict",
     "compare": "preference",
     "rank": "ranking",
+    "rate": "rating",
 }
 
 
@@ -260,6 +301,8 @@ class Capability(StrEnum):
     GRADED_PAIRWISE = "graded_pairwise"
     # An optional free-text rationale beside a verdict or choice (task `rationale`).
     RATIONALE = "rationale"
+    # Multi-aspect Likert ratings of one response (RateTask answered with a RatingAnswer).
+    RATING = "rating"
 
 
 class BatchSpec(Frozen):

@@ -19,6 +19,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from crowdloop.models.domain import Money
 from crowdloop.models.ranking_spec import RankingSpec
+from crowdloop.models.rating_spec import RatingSpec
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -611,12 +612,33 @@ class CampaignSpec(_Strict):
     routing: RoutingSpec | None = None
     # k-wise rankings (models/ranking_spec.py).
     ranking: RankingSpec | None = None
+    # Multi-aspect Likert ratings (models/rating_spec.py).
+    rating: RatingSpec | None = None
 
     @model_validator(mode="after")
     def _has_work(self) -> CampaignSpec:
-        if self.demonstrations is None and self.preferences is None and self.ranking is None:
+        if (
+            self.demonstrations is None
+            and self.preferences is None
+            and self.ranking is None
+            and self.rating is None
+        ):
             raise ValueError(
                 "a campaign needs a 'demonstrations', a 'preferences' or a 'ranking' section"
+                " (or a 'rating' one)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _rating_alone(self) -> CampaignSpec:
+        # Each reads its own candidates into the same prompt and response rows, and their
+        # golden checks would mix in one worker tally: run them as separate campaigns.
+        if self.rating is not None and (self.preferences is not None or self.ranking is not None):
+            _fail(
+                ("rating",),
+                "a campaign collects ratings on their own, not beside preferences or "
+                "rankings: run the ratings as a campaign of their own",
+                self.rating.model_dump(mode="json"),
             )
         return self
 
@@ -708,6 +730,8 @@ class CampaignSpec(_Strict):
             out.append((("preferences", "reward"), self.preferences.reward))
         if self.ranking:
             out.append((("ranking", "reward"), self.ranking.reward))
+        if self.rating:
+            out.append((("rating", "reward"), self.rating.reward))
         if self.quality.exam and self.quality.exam.reward:
             out.append((("quality", "exam", "reward"), self.quality.exam.reward))
         return out
@@ -751,6 +775,8 @@ class CampaignSpec(_Strict):
             )
         if self.ranking:
             update["ranking"] = self.ranking.resolved(fix)
+        if self.rating:
+            update["rating"] = self.rating.resolved(fix)
         return self.model_copy(update=update)
 
 

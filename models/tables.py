@@ -481,3 +481,34 @@ class RankingSet(SQLModel, table=True):
     prompt_id: str = Field(max_length=80)
     shown: list[str] = Field(sa_column=Column(JSON, nullable=False))
     golden_ranks: list[int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class RatingItem(SQLModel, table=True):
+    """What a rating item (kind `rate`) shows, in our ids: the response rated, and for a
+    golden item its known per-aspect scores and tolerance (crowdloop/stages/rating.py). The
+    task payload carries only texts, so no id (nor golden-ness) reaches the marketplace."""
+
+    item_id: str = Field(foreign_key="item.id", primary_key=True, max_length=80)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    prompt_id: str = Field(max_length=80)
+    response_id: str = Field(max_length=80)
+    golden_scores: dict[str, int] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+    golden_tolerance: float | None = None
+
+
+class AspectScore(SQLModel, table=True):
+    """The aggregated score of one response on one aspect (rewritten by each aggregation):
+    the consensus on the aspect's scale, its standard deviation, and the plain mean of the
+    votes beside it (the naive baseline, for the report and the bench)."""
+
+    campaign_id: str = Field(foreign_key="campaign.id", primary_key=True)
+    response_id: str = Field(primary_key=True, max_length=80)
+    aspect: str = Field(primary_key=True, max_length=40)
+    prompt_id: str = Field(max_length=80)
+    score: float
+    sd: float
+    votes: int
+    mean_of_votes: float
+    method: str = Field(max_length=32)

@@ -76,6 +76,15 @@ class CrowdConfig(_Settings):
     # ... times a personal scale factor exp(N(0, graded_scale_spread)): some workers call
     # everything "significantly better", others rarely leave "slightly".
     graded_scale_spread: float = Field(default=0.35, ge=0)
+    # Multi-aspect ratings (simulator/rating.py), in points of the aspect's scale: a careful
+    # worker perceives each aspect's hidden score with this much normal noise, then applies
+    # their own bias (a shift, N(0, rating_bias_spread) per worker plus half that per
+    # aspect) and scale use (a stretch about the scale's middle, exp(N(0,
+    # rating_scale_spread)) per worker), and rounds to the scale.
+    rating_noise: float = Field(default=0.45, ge=0)
+    noisy_rating_noise: float = Field(default=0.9, ge=0)
+    rating_bias_spread: float = Field(default=0.6, ge=0)
+    rating_scale_spread: float = Field(default=0.35, ge=0)
     # How often a careful worker writes a rationale when a task offers one.
     rationale_rate: float = Field(default=0.3, ge=0, le=1)
 

@@ -18,12 +18,14 @@ from crowdloop.ids import seeded_rng
 from crowdloop.models.domain import (
     CompareTask,
     RankTask,
+    RateTask,
     VerifyTask,
     WritePromptTask,
     WriteResponseTask,
 )
 from crowdloop.simulator.config import CrowdConfig
 from crowdloop.simulator.graded import graded_answer, scale_factor
+from crowdloop.simulator.rating import rating_answer, worker_style
 from crowdloop.simulator.world import (
     cosmetic_copy,
     make_prompt,
@@ -71,7 +73,9 @@ _CARELESS = BAD_ARCHETYPES - {"sleeper"}
 BAD_WRITERS: frozenset[str] = frozenset({"lazy", "copy_paste", "copier", "off_topic"})
 BAD_VERIFIERS: frozenset[str] = frozenset({"rubber_stamp", "harsh", "random_verifier"})
 Speed = Literal["fast", "slow"]
-Payload: TypeAlias = WritePromptTask | WriteResponseTask | VerifyTask | CompareTask | RankTask
+Payload: TypeAlias = (
+    WritePromptTask | WriteResponseTask | VerifyTask | CompareTask | RankTask | RateTask
+)
 Truth: TypeAlias = Literal["left", "right", "tie", "accept", "reject"] | None
 
 ACCEPT_QUALITY = 0.8  # a response this good (4 of 5 valid items) should be accepted
@@ -213,6 +217,8 @@ class Crowd:
             return self._with_rationale(worker, rng, payload, answer)
         if isinstance(payload, RankTask):
             return {"ranks": self._rank(worker, rng, payload)}
+        if isinstance(payload, RateTask):
+            return self._with_rationale(worker, rng, payload, self._rate(worker, rng, payload))
         topic: str | None
         if isinstance(payload, WritePromptTask):
             kind, topic = "prompt", payload.topic
@@ -350,6 +356,23 @@ class Crowd:
             places[i] = places[prev] if tied and prev is not None else position + 1
         return places
 
+    def _rate(self, worker: Worker, rng: random.Random, payload: RateTask) -> dict[str, Any]:
+        cfg = self.config
+        style = {
+            a.name: worker_style(
+                self.seed, worker.id, a.name, cfg.rating_bias_spread, cfg.rating_scale_spread
+            )
+            for a in payload.aspects
+        }
+        return rating_answer(
+            worker.archetype,
+            rng,
+            payload,
+            noise=cfg.noisy_rating_noise if worker.archetype == "noisy" else cfg.rating_noise,
+            style=style,
+            shared=seeded_rng(self.seed, "collude", payload.prompt, payload.response),
+        )
+
     def _graded(self, worker: Worker, rng: random.Random, payload: CompareTask) -> dict[str, Any]:
         cfg = self.config
         noisy = worker.archetype == "noisy"
@@ -368,7 +391,7 @@ class Crowd:
         self,
         worker: Worker,
         rng: random.Random,
-        payload: CompareTask | VerifyTask,
+        payload: CompareTask | VerifyTask | RateTask,
         answer: dict[str, Any],
     ) -> dict[str, Any]:
         """A careful worker sometimes says why, when the task offers it; careless ones never."""
@@ -380,6 +403,9 @@ class Crowd:
             left = response_quality(payload.prompt, payload.left)
             right = response_quality(payload.prompt, payload.right)
             why = f"A has {round(left * 5)} good items of 5, B has {round(right * 5)}."
+        elif isinstance(payload, RateTask):
+            good = round(response_quality(payload.prompt, payload.response) * 5)
+            why = f"The list has {good} good items of 5."
         else:
             why = f"I would {answer['verdict']} this text as it stands."
         return {**answer, "rationale": why}

@@ -239,6 +239,8 @@ def db_counts(s: Session, campaign_id: str) -> WorkCounts:
         exam_items=n.get(("exam", True), 0),
         writing_slots=n.get(("prompts", False), 0),
         golden_verifications=bool(demo and demo.golden_file and demo.golden_share > 0),
+        rating_items=n.get(("rate", False), 0),
+        golden_rating_items=n.get(("rate", True), 0),
     )
 
 

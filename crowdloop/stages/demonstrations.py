@@ -675,7 +675,7 @@ def open_work(campaign_id: str, stages: list[Stage]) -> int:
                         col(Item.state).in_([ItemState.PENDING, ItemState.PUSHED]),
                         and_(
                             col(Item.state) == ItemState.COLLECTED,
-                            col(Item.kind).not_in(["compare", "rank"]),
+                            col(Item.kind).not_in(["compare", "rank", "rate"]),
                         ),
                     ),
                 )

@@ -61,6 +61,8 @@ class WorkCounts:
     golden_verifications: bool = False  # golden verification items are mixed in
     ranking_sets: int = 0  # k-wise ranking tasks (stages/ranking.py)
     golden_ranking_sets: int = 0
+    rating_items: int = 0  # multi-aspect rating tasks (stages/rating.py)
+    golden_rating_items: int = 0
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,14 @@ def count_work(spec: CampaignSpec) -> WorkCounts:
         from crowdloop.stages.ranking import count_sets
 
         sets, golden_sets = count_sets(spec)
-    return WorkCounts(real, golden, exam_items, slots, golden_verify, sets, golden_sets)
+    rated = golden_rated = 0
+    if spec.rating is not None:
+        from crowdloop.stages.rating import count_items
+
+        rated, golden_rated = count_items(spec)
+    return WorkCounts(
+        real, golden, exam_items, slots, golden_verify, sets, golden_sets, rated, golden_rated
+    )
 
 
 def _real_pairs(spec: CampaignSpec) -> Iterator[tuple[str, str, str, CompareTask]]:
@@ -439,6 +448,34 @@ def estimate(
             )
         lines += ranked
         lines.append(_reasks("rank", ranked, rounds, assume.rework_share))
+
+    rating = spec.rating
+    if rating is not None:
+        rated = [
+            _line(
+                "rate",
+                f"rating tasks ({len(rating.aspects)} aspects), overlap {rating.overlap}",
+                counts.rating_items,
+                counts.rating_items,
+                rating.overlap,
+                rating.overlap,
+                rating.reward.amount,
+            )
+        ]
+        if counts.golden_rating_items:
+            rated.append(
+                _line(
+                    "rate",
+                    f"golden rating tasks (share {rating.golden_share:g})",
+                    counts.golden_rating_items,
+                    counts.golden_rating_items,
+                    rating.overlap,
+                    rating.overlap,
+                    rating.reward.amount,
+                )
+            )
+        lines += rated
+        lines.append(_reasks("rate", rated, rounds, assume.rework_share))
 
     demo = spec.demonstrations
     if demo is not None:

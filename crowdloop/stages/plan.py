@@ -57,6 +57,8 @@ def spec_hash(spec: CampaignSpec) -> str:
         dump["quality"].pop("exam", None)
     if dump.get("ranking") is None:
         dump.pop("ranking", None)
+    if dump.get("rating") is None:
+        dump.pop("rating", None)
     # The budget is not part of what the campaign collects: its cap moves through
     # budget.raise_cap (recorded, audited), never by re-registering under a new hash.
     dump.pop("budget", None)
@@ -159,6 +161,9 @@ def register_campaign(session: Session, spec: CampaignSpec, *, update: bool = Fa
     from crowdloop.stages.ranking import plan_rankings, ranking_inputs
 
     ranking = ranking_inputs(spec.ranking) if spec.ranking else None
+    from crowdloop.stages.rating import plan_ratings, rating_inputs
+
+    rating = rating_inputs(spec.rating) if spec.rating else None
     campaign = Campaign(
         id=spec.name,
         spec=spec.model_dump(mode="json"),
@@ -176,6 +181,8 @@ def register_campaign(session: Session, spec: CampaignSpec, *, update: bool = Fa
         plan_exam(session, spec, exam_rows)
     if ranking:
         plan_rankings(session, spec, ranking)
+    if rating:
+        plan_ratings(session, spec, rating)
     return campaign
 
 
@@ -391,6 +398,10 @@ def check_inputs(spec: CampaignSpec) -> None:
         from crowdloop.stages.ranking import ranking_inputs
 
         ranking_inputs(spec.ranking)
+    if spec.rating:
+        from crowdloop.stages.rating import rating_inputs
+
+        rating_inputs(spec.rating)
 
 
 def check_campaign(path: Path) -> CampaignSpec:

@@ -26,6 +26,10 @@ def required_capabilities(spec: CampaignSpec) -> set[Capability]:
         need.add(Capability.QUALIFY_WORKERS)
     if spec.ranking:
         need.add(Capability.RANKING)
+    if spec.rating:
+        need.add(Capability.RATING)
+        if spec.rating.rationale:
+            need.add(Capability.RATIONALE)
     return need
 
 
@@ -61,12 +65,26 @@ def require_ranking(connector: Connector, *, ties: bool = False) -> None:
         raise refused
 
 
+def require_rating(connector: Connector) -> None:
+    """Refuse multi-aspect rating tasks on a connector that cannot show and read them."""
+    if Capability.RATING not in connector.capabilities:
+        refused = NotSupported(connector.name, Capability.RATING.value)
+        refused.args = (
+            f"{refused}: the campaign has multi-aspect rating tasks (its 'rating' section), "
+            f"which the {connector.name} connector cannot publish or read; use a connector "
+            "that declares the rating capability (the simulator does)",
+        )
+        raise refused
+
+
 def check_capabilities(spec: CampaignSpec, connector: Connector) -> list[str]:
     """Refuse early what the platform cannot do; return warnings for what degrades."""
     if spec.quality.exam:
         require_qualifications(connector)
     if spec.ranking:
         require_ranking(connector, ties=spec.ranking.ties)
+    if spec.rating:
+        require_rating(connector)
     for cap in sorted(required_capabilities(spec)):
         connector.require(cap)
     warnings = []

@@ -36,7 +36,7 @@ from crowdloop.models.tables import (
     utcnow,
 )
 from crowdloop.quality import CrowdPolicy, GoldenPolicy, assess_crowd, assess_worker
-from crowdloop.stages import demonstrations, ranking
+from crowdloop.stages import demonstrations, ranking, rating
 from crowdloop.stages.counts import answer_counts
 from crowdloop.stages.graded import level_passes
 from crowdloop.stages.items import move_items
@@ -184,8 +184,9 @@ def golden_tally(
             col(Judgment.campaign_id) == campaign_id,
             col(Judgment.status) == JudgmentStatus.VALID,
             col(Item.is_golden).is_(True),
-            # Rankings are graded by agreement with the known order, below.
-            col(Item.kind) != ranking.KIND,
+            # Rankings are graded by agreement with the known order, ratings by distance,
+            # below.
+            col(Item.kind).not_in([ranking.KIND, rating.KIND]),
         )
     )
     if stage is not None:
@@ -197,6 +198,10 @@ def golden_tally(
             tally[worker][1] += 1
     if stage in (None, Stage.RANK):
         for worker, (passed, graded) in ranking.golden_tally(s, campaign_id).items():
+            tally[worker][0] += passed
+            tally[worker][1] += graded
+    if stage in (None, Stage.RATE):
+        for worker, (passed, graded) in rating.golden_tally(s, campaign_id).items():
             tally[worker][0] += passed
             tally[worker][1] += graded
     return {w: (c, n) for w, (c, n) in tally.items()}

@@ -34,6 +34,7 @@ from crowdloop.stages.exam import exam_summary
 from crowdloop.stages.graded import graded_lines, graded_summary
 from crowdloop.stages.plan import load_spec, stored_spec
 from crowdloop.stages.ranking import ranking_summary
+from crowdloop.stages.rating import rating_markdown, rating_summary
 from crowdloop.stages.terms import stage_reward
 from crowdloop.text import md_escape
 
@@ -149,6 +150,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         prefs = stored_spec(campaign).preferences
         writing = writing_summary(s, campaign_id)
         rankings = ranking_summary(s, campaign_id)
+        ratings = rating_summary(s, campaign_id)
     latest_exports: dict[str, ExportRecord] = {e.kind: e for e in exports}
     status_counts: dict[str, int] = {}
     for w in workers:
@@ -168,6 +170,7 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
         "graded": graded_summary(campaign_id, prefs.graded) if prefs and prefs.graded else None,
         "writing": writing,
         "ranking": rankings,
+        "rating": ratings,
         "blocked_workers": [
             {
                 "worker": w.worker_id,
@@ -337,6 +340,8 @@ def report_markdown(report: dict[str, Any]) -> str:
             "agree with the aggregated order on "
             + (f"{agreement:.0%} of their pairs" if agreement is not None else "no pairs yet"),
         ]
+    if report.get("rating"):
+        lines += rating_markdown(report["rating"], md_escape)
     if report.get("rationales"):
         lines += [
             "",

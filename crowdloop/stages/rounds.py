@@ -300,4 +300,6 @@ def run_bare(spec: CampaignSpec) -> Decimal:
                 close_exam_step(spec.name, connector)
         if spec.ranking:
             run_rounds(spec.name, [Stage.RANK], ops, advance=False)
+        if spec.rating:
+            run_rounds(spec.name, [Stage.RATE], ops, advance=False)
         return record_spend(spec.name, connector)

@@ -27,6 +27,7 @@ from crowdloop.models.domain import (
     BatchRef,
     PreferenceAnswer,
     RankingAnswer,
+    RatingAnswer,
     Stage,
     Submission,
     SubmissionPage,
@@ -40,7 +41,7 @@ from crowdloop.models.tables import (
     TaskRecord,
     utcnow,
 )
-from crowdloop.stages import ranking
+from crowdloop.stages import ranking, rating
 from crowdloop.stages.counts import answer_counts, outstanding_counts
 from crowdloop.stages.graded import graded_spec
 from crowdloop.stages.items import move_items
@@ -119,8 +120,9 @@ def _store_page(
                 select(Item.id, Item.kind).where(col(Item.id).in_(set(task_items.values())))
             ).all()
         )
-        # A ranking is checked against the task it answers (places per response, ties).
-        ranked = [i for i, kind in kinds.items() if kind == ranking.KIND]
+        # A ranking is checked against the task it answers (places per response, ties),
+        # and a rating against its task's aspects and scales.
+        ranked = [i for i, kind in kinds.items() if kind in (ranking.KIND, rating.KIND)]
         payloads = (
             dict(s.exec(select(Item.id, Item.payload).where(col(Item.id).in_(ranked))).all())
             if ranked
@@ -188,6 +190,8 @@ def _row(
     problem = (
         ranking.ranking_problem(payloads[item_id], sub.answer.ranks)
         if isinstance(sub.answer, RankingAnswer)
+        else rating.rating_problem(payloads[item_id], sub.answer.scores)
+        if isinstance(sub.answer, RatingAnswer)
         else level_problem(sub.answer, levels)
     )
     if problem:
@@ -218,6 +222,9 @@ def judgment_row(
     if isinstance(sub.answer, RankingAnswer):
         # The raw ranking stays on the judgment; aggregation derives its pairs from it.
         label, text = ranking.LABEL, json.dumps(list(sub.answer.ranks))
+    if isinstance(sub.answer, RatingAnswer):
+        # The raw scores stay on the judgment, keyed by aspect; aggregation reads them.
+        label, text = rating.LABEL, json.dumps(sub.answer.scores, sort_keys=True)
     return {
         **_base(campaign_id, connector, sub.external_id, sub.task_key, sub.worker_id, item_id),
         "status": JudgmentStatus.VALID,

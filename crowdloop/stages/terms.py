@@ -16,6 +16,9 @@ def stage_reward(spec: CampaignSpec, stage: Stage) -> Money:
     if stage == Stage.RANK:
         assert spec.ranking is not None
         return spec.ranking.reward
+    if stage == Stage.RATE:
+        assert spec.rating is not None
+        return spec.rating.reward
     assert spec.demonstrations is not None
     return (
         spec.demonstrations.verify_reward if stage == Stage.VERIFY else spec.demonstrations.reward
@@ -29,6 +32,9 @@ def stage_instruction(spec: CampaignSpec, stage: Stage) -> str:
     if stage == Stage.RANK:
         assert spec.ranking is not None
         return spec.ranking.instruction
+    if stage == Stage.RATE:
+        assert spec.rating is not None
+        return spec.rating.instruction
     demo = spec.demonstrations
     assert demo is not None
     return {
