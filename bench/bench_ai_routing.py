@@ -210,8 +210,10 @@ def run_ranking_one(
     from crowdloop.stages.ranking import aggregate_rankings, export_rankings
 
     variant = "human" if threshold is None else f"ai{threshold:g}-t{min_agreement:g}"
-    name = f"rk-s{seed}-{variant}"
-    folder = root / name
+    # One name per seed (each variant has its own database): the name seeds the sets and
+    # their shown order, so every variant of a seed ranks the very same sets.
+    name = f"rk-s{seed}"
+    folder = root / f"{name}-{variant}"
     folder.mkdir(parents=True)
     os.environ["CROWDLOOP_DATABASE_URL"] = f"sqlite:///{folder / 'db.sqlite'}"
     shutil.copytree(CAMPAIGNS / "ranking", folder / "ranking")
