@@ -594,8 +594,8 @@ class RoutingSpec(_Strict):
     human_min_overlap: int | None = Field(default=None, ge=1, le=15)
     # Ranking sets: the least Kendall's tau-b between the judge's two orders' rankings that
     # lets it decide the set (1: identical rankings only; 0.6 lets one pair of four
-    # responses swap, tau 2/3). Pairs ignore it. 0.6 ranked as well as 1.0 or better at
-    # confidence 0.7 and 0.8 on the simulator (bench/bench_ai_routing.py --ranking, README).
+    # responses swap, tau 2/3). Pairs ignore it. On the simulator 0.6 and 1.0 ranked alike
+    # and 0.6 sent a few sets fewer to humans (bench/bench_ai_routing.py --ranking, README).
     min_order_agreement: float = Field(default=0.6, ge=-1, le=1)
 
 

@@ -32,6 +32,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"
 JUDGE = AIJudgeConfig(accuracy=0.8, position_bias=0.1)
 SEED = 0
+# One name for both runs (a database each): the name seeds the sets and their shown
+# order, so both rank the very same sets.
+NAME = "rk-e2e"
 
 
 def _campaign(folder: Path, name: str, routing: dict[str, Any] | None) -> Path:
@@ -63,10 +66,10 @@ def test_ai_first_ranking_stays_near_all_human_with_less_crowd_work(
 ) -> None:
     from crowdloop.flows.campaign import run_campaign
 
-    # A database per run: two simulators of one seed hand out the same task ids, which one
-    # database would take for the same results (SimulatorConfig.id_prefix).
+    # A database per run: both campaigns have one name, and two simulators of one seed hand
+    # out the same task ids, which one database would take for the same results.
     monkeypatch.setenv("CROWDLOOP_DATABASE_URL", f"sqlite:///{tmp_path / 'human.db'}")
-    human_path = _campaign(tmp_path / "human", "rk-human", None)
+    human_path = _campaign(tmp_path / "human", NAME, None)
     with simulator(monkeypatch, SimulatorConfig(seed=SEED, ai_judge=JUDGE)):
         spec = load_campaign(human_path)
         assert spec.ranking is not None
@@ -74,15 +77,15 @@ def test_ai_first_ranking_stays_near_all_human_with_less_crowd_work(
         aggregate_rankings(spec.name, spec.ranking)
         export_rankings(spec.name, spec.ranking)
     out = tmp_path / "human" / "out"
-    human = score_rankings_against_truth("rk-human", out / "r.jsonl", out / "pairs.jsonl")
-    bought_all_human = _human_judgments("rk-human")
+    human = score_rankings_against_truth(NAME, out / "r.jsonl", out / "pairs.jsonl")
+    bought_all_human = _human_judgments(NAME)
 
     routing = {
         "ai": {"name": "aijudge", "options": {"store": str(tmp_path / "answers.sqlite")}},
         "confidence_threshold": 0.8,
         "min_order_agreement": 0.6,
     }
-    ai_path = _campaign(tmp_path / "ai", "rk-ai", routing)
+    ai_path = _campaign(tmp_path / "ai", NAME, routing)
     monkeypatch.setenv("CROWDLOOP_DATABASE_URL", f"sqlite:///{tmp_path / 'ai.db'}")
     with simulator(monkeypatch, SimulatorConfig(seed=SEED, ai_judge=JUDGE)) as sim:
         monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
@@ -90,8 +93,8 @@ def test_ai_first_ranking_stays_near_all_human_with_less_crowd_work(
         monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", JUDGE.model)
         result = run_campaign(str(ai_path))
     out = tmp_path / "ai" / "out"
-    ai = score_rankings_against_truth("rk-ai", out / "r.jsonl", out / "pairs.jsonl")
-    bought = _human_judgments("rk-ai")
+    ai = score_rankings_against_truth(NAME, out / "r.jsonl", out / "pairs.jsonl")
+    bought = _human_judgments(NAME)
     print(
         f"all-human: tau {human.tau:.3f}, {bought_all_human} human judgments; "
         f"AI-first: tau {ai.tau:.3f}, {bought} ({bought / bought_all_human:.0%})"
@@ -102,7 +105,7 @@ def test_ai_first_ranking_stays_near_all_human_with_less_crowd_work(
     assert routed["unit"] == "ranking sets" and routed["by_route"].get("ai", 0) > 0
     assert ai.prompts == human.prompts == 12
     # Within 0.05 of all-human's tau, for at most 80% of its human judgments (measured on
-    # this seed: -0.025 at 71%), and well above the naive order of the same rankings.
+    # this seed: 0.880 vs 0.903 at 159 of 230), and above the naive order of its rankings.
     assert ai.tau >= human.tau - 0.05
     assert bought <= 0.8 * bought_all_human
     assert ai.tau > ai.baseline_tau
