@@ -270,3 +270,34 @@ def test_a_task_kind_the_judge_does_not_answer_is_refused_before_anything_is_rec
     with connector, pytest.raises(InvalidRequest, match="not write_response"):
         run(connector, [*sets(1), writing])
     assert fake.completions == 0
+
+
+def test_a_ledger_written_before_rankings_gains_the_column_and_keeps_its_answers(
+    tmp_path: Path,
+) -> None:
+    """A ledger file from before rankings (no `detail` column) still pages its pair answers
+    and takes ranking answers once opened."""
+    import sqlite3
+
+    from tests.connectors.test_aijudge import items as pairs
+
+    fake = FakeOpenAI()
+    store = tmp_path / "s.sqlite"
+    connector, _ = make(fake, store)
+    with connector:
+        run(connector, [])
+        batch = connector.find_batch("c:ai")
+        assert batch is not None
+        connector.add_items(batch, pairs(1), idempotency_key="c:ai:pairs")
+        before = [s for p in connector.iter_submissions(batch, cursor=None) for s in p.submissions]
+    with sqlite3.connect(store) as db:  # the ledger as the previous release left it
+        db.execute("ALTER TABLE answer DROP COLUMN detail")
+    assert "detail" not in {
+        r[1] for r in sqlite3.connect(store).execute("PRAGMA table_info(answer)")
+    }
+    again, _ = make(fake, store)
+    with again:
+        again.add_items(batch, sets(1), idempotency_key="c:ai:sets")
+        after = [s for p in again.iter_submissions(batch, cursor=None) for s in p.submissions]
+    assert after[: len(before)] == before
+    assert [type(s.answer) for s in after[len(before) :]] == [RankingAnswer]
