@@ -28,9 +28,20 @@ humans (low confidence or audit) contributes all its recorded crowd judgments. R
 crowd judgments bought and the Spearman correlation of the resulting model ranking
 (Bradley-Terry over models) with the all-human ranking.
 
+Rankings (`--ranking`): the demo ranking campaign (campaigns/ranking.yaml: 12 prompts x 6
+answers, sets of 4, 3 workers each, golden share 0.2, weighted Plackett-Luce) on the same
+typical crowd, all-human against AI-first with the simulated judge (its ranking model is in
+crowdloop/simulator/ai_judge.py), for each confidence threshold and each
+`--min-order-agreement` (the least Kendall tau-b between the judge's rankings of a set shown
+in order and reversed that lets it decide the set). Scored as tests/test_ranking_e2e.py
+scores the demo: Kendall's tau-b of each prompt's exported order against the hidden
+qualities, mean over prompts; human judgments bought are the simulated marketplace's
+assignments (golden sets included).
+
     .venv/bin/python bench/bench_ai_routing.py                  # seeds 0-2, thresholds
     .venv/bin/python bench/bench_ai_routing.py --seeds 0 --skip-llmfao
     .venv/bin/python bench/bench_ai_routing.py --llmfao-only
+    .venv/bin/python bench/bench_ai_routing.py --ranking --seeds 0 1 2 --thresholds 0.7 0.8
 """
 
 from __future__ import annotations
@@ -172,6 +183,161 @@ def run_one(
             if item.id in truth
         },
     }
+
+
+# --- rankings -------------------------------------------------------------------------------
+
+CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"
+
+
+def run_ranking_one(
+    root: Path,
+    seed: int,
+    threshold: float | None,
+    min_agreement: float | None = None,
+    judge: AIJudgeConfig = JUDGE,
+) -> dict[str, Any]:
+    """The demo ranking campaign once; `threshold` None: all-human."""
+    import shutil
+
+    import yaml
+
+    from crowdloop.aggregation.rankings import kendall_tau
+    from crowdloop.demo.ranking import score_rankings_against_truth
+    from crowdloop.models.domain import RankTask
+    from crowdloop.models.spec import load_campaign
+    from crowdloop.simulator.world import response_quality
+    from crowdloop.stages.ranking import aggregate_rankings, export_rankings
+
+    variant = "human" if threshold is None else f"ai{threshold:g}-t{min_agreement:g}"
+    # One name per seed (each variant has its own database): the name seeds the sets and
+    # their shown order, so every variant of a seed ranks the very same sets.
+    name = f"rk-s{seed}"
+    folder = root / f"{name}-{variant}"
+    folder.mkdir(parents=True)
+    os.environ["CROWDLOOP_DATABASE_URL"] = f"sqlite:///{folder / 'db.sqlite'}"
+    shutil.copytree(CAMPAIGNS / "ranking", folder / "ranking")
+    data = yaml.safe_load((CAMPAIGNS / "ranking.yaml").read_text())
+    data.update(name=name, seed=seed, output_dir="out", poll_interval_s=0.05)
+    data["ranking"]["export"] = {"pairs_path": "out/pairs.jsonl", "rankings_path": "out/r.jsonl"}
+    if threshold is not None:
+        data["routing"] = {
+            "ai": {"name": "aijudge", "options": {"store": str(folder / "ai-answers.sqlite")}},
+            "confidence_threshold": threshold,
+            "min_order_agreement": min_agreement,
+            "audit_rate": AUDIT_RATE,
+        }
+    path = folder / "campaign.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    started = time.perf_counter()
+    with SimulatorServer(SimulatorConfig(seed=seed, crowd=CrowdConfig(), ai_judge=judge)) as sim:
+        os.environ["CROWDLOOP_SIMULATOR_URL"] = sim.url
+        os.environ["CROWDLOOP_SIMULATOR_TOKEN"] = sim.token
+        os.environ["CROWDLOOP_AIJUDGE_BASE_URL"] = f"{sim.url}/openai/v1"
+        os.environ["CROWDLOOP_AIJUDGE_API_KEY"] = sim.token
+        os.environ["CROWDLOOP_AIJUDGE_MODEL"] = judge.model
+        spec = load_campaign(path)
+        assert spec.ranking is not None
+        cost = float(run_bare(spec))
+        aggregate_rankings(name, spec.ranking)
+        export_rankings(name, spec.ranking)
+        with session_scope() as s:
+            human = s.exec(select(Judgment).where(Judgment.connector == "simulator")).all()
+            routes = list(s.exec(select(AIRoute)))
+            payloads = {i.id: RankTask.model_validate(i.payload) for i in s.exec(select(Item))}
+    truth = score_rankings_against_truth(
+        name, folder / "out" / "r.jsonl", folder / "out" / "pairs.jsonl"
+    )
+    summary = routing_summary(name) if threshold is not None else None
+
+    def ai_tau(route: AIRoute) -> float:
+        task = payloads[route.item_id]
+        quality = [-response_quality(task.prompt, t) for t in task.responses]
+        return kendall_tau(route.places or [], quality)
+
+    decided = [r for r in routes if r.route == AIRouteState.AI and r.places]
+    answered = [r for r in routes if r.places]
+    return {
+        "seed": seed,
+        "threshold": threshold,
+        "min_order_agreement": min_agreement,
+        "variant": variant,
+        "tau": truth.tau,
+        "pairs_right": truth.pairs_right,
+        "human_judgments": len(human),
+        "cost": cost,
+        "sets": len(routes),
+        "ai_decided": len(decided),
+        "ai_decided_tau": statistics.mean(map(ai_tau, decided)) if decided else None,
+        "ai_answer_tau": statistics.mean(map(ai_tau, answered)) if answered else None,
+        "routes": summary.by_reason if summary else {},
+        "audited": summary.audited if summary else 0,
+        "audit_tau": summary.audit_tau if summary else None,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _ranking_label(row: dict[str, Any]) -> str:
+    if row["threshold"] is None:
+        return "all-human"
+    return (
+        f"AI-first, confidence >= {row['threshold']:g}, order tau >= {row['min_order_agreement']:g}"
+    )
+
+
+def ranking_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| collection | Kendall tau of exported order (mean, min) | TRL pairs right "
+        "| human judgments bought | cost (USD) | AI-decided sets (their tau) | audit tau (sets) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    base = [r for r in rows if r["threshold"] is None]
+    base_j = statistics.mean(r["human_judgments"] for r in base) if base else None
+    variants = sorted({r["variant"] for r in rows}, key=lambda v: (v != "human", v))
+    for variant in variants:
+        mine = [r for r in rows if r["variant"] == variant]
+        tau = statistics.mean(r["tau"] for r in mine)
+        low = min(r["tau"] for r in mine)
+        right = statistics.mean(r["pairs_right"] for r in mine)
+        judg = statistics.mean(r["human_judgments"] for r in mine)
+        cost = statistics.mean(r["cost"] for r in mine)
+        ai_first = mine[0]["threshold"] is not None
+        share = f" ({judg / base_j:.0%})" if base_j and ai_first else ""
+        ai = audit = "–"
+        if ai_first:
+            n = statistics.mean(r["ai_decided"] for r in mine)
+            t = [r["ai_decided_tau"] for r in mine if r["ai_decided_tau"] is not None]
+            ai = f"{n:.0f} of {statistics.mean(r['sets'] for r in mine):.0f}" + (
+                f" ({statistics.mean(t):.3f})" if t else ""
+            )
+            a = [r["audit_tau"] for r in mine if r["audit_tau"] is not None]
+            sets = sum(r["audited"] for r in mine)
+            audit = f"{statistics.mean(a):.3f} ({sets})" if a else "–"
+        lines.append(
+            f"| {_ranking_label(mine[0])} | {tau:.3f} ({low:.3f}) | {right:.3f} "
+            f"| {judg:.0f}{share} | {cost:.2f} | {ai} | {audit} |"
+        )
+    return "\n".join(lines)
+
+
+def ranking_verdict(rows: list[dict[str, Any]], margin: float) -> list[str]:
+    base = [r for r in rows if r["threshold"] is None]
+    if not base:
+        return []
+    tau0 = statistics.mean(r["tau"] for r in base)
+    j0 = statistics.mean(r["human_judgments"] for r in base)
+    out = []
+    for variant in sorted({r["variant"] for r in rows} - {"human"}):
+        mine = [r for r in rows if r["variant"] == variant]
+        tau = statistics.mean(r["tau"] for r in mine)
+        j = statistics.mean(r["human_judgments"] for r in mine)
+        ok = tau >= tau0 - margin and j <= 0.5 * j0
+        out.append(
+            f"{_ranking_label(mine[0])}: tau {tau:.3f} vs all-human {tau0:.3f} "
+            f"({tau - tau0:+.3f}), human judgments {j / j0:.0%} of all-human -> "
+            f"{'meets' if ok else 'MISSES'} the bar (tau within {margin:g}, at most half)"
+        )
+    return out
 
 
 def _pair_key(item: Item) -> str:
@@ -401,8 +567,37 @@ def main() -> None:
         help="first overlap of pairs sent to humans; 0: the campaign's own (each is a variant)",
     )
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    parser.add_argument("--ranking", action="store_true", help="the ranking campaign instead")
+    parser.add_argument(
+        "--min-order-agreement",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="rankings: least Kendall tau between the judge's two orders (each a variant)",
+    )
+    parser.add_argument("--tau-margin", type=float, default=0.02)
+    parser.add_argument(
+        "--judge-accuracy", type=float, default=JUDGE.accuracy, help="rankings: the judge's"
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {}
+    if args.ranking:
+        ranked: list[dict[str, Any]] = []
+        with tempfile.TemporaryDirectory(prefix="crowdloop-bench-ai-rank-") as tmp:
+            for seed in args.seeds:  # interleaved: all-human, then each AI-first variant
+                variants = [(t, m) for t in args.thresholds for m in args.min_order_agreement]
+                for threshold, agreement in [(None, None), *variants]:
+                    judge = JUDGE.model_copy(update={"accuracy": args.judge_accuracy})
+                    row = run_ranking_one(Path(tmp), seed, threshold, agreement, judge)
+                    print(json.dumps(row), flush=True)
+                    ranked.append(row)
+        print()
+        print(ranking_table(ranked))
+        print()
+        print("\n".join(ranking_verdict(ranked, args.tau_margin)))
+        if args.out:
+            args.out.write_text(json.dumps({"ranking": ranked}, indent=2, default=str))
+        return
     if not args.llmfao_only:
         rows = []
         with tempfile.TemporaryDirectory(prefix="crowdloop-bench-ai-") as tmp:

@@ -538,7 +538,10 @@ class ConnectorContract:
             connector.start(batch)
             answered = harness.answer(connector, batch, items)
             read = submissions(pages(connector, batch, None))
-            assert len(read) == answered == sum(i.overlap for i in items)
+            # A human marketplace answers each task `overlap` times; a model judge once
+            # (the harness's `answer` says how many submissions its marketplace makes).
+            assert len(read) == answered <= sum(i.overlap for i in items)
+            assert {sub.task_key for sub in read} == set(made.external_ids)
             for sub in read:
                 assert isinstance(sub.answer, RankingAnswer)
                 assert len(sub.answer.ranks) == 4

@@ -80,7 +80,9 @@ def _preferences(campaign_id: str) -> dict[str, Any]:
 
 
 def _ranking(campaign_id: str) -> dict[str, Any]:
-    rounds = _run_rounds(campaign_id, [Stage.RANK], advance=False, ops=TASK_OPS)
+    spec = campaign_spec(campaign_id)
+    ops = RoundOps(**{**TASK_OPS.__dict__, "route": t.route_to_ai}) if spec.routing else TASK_OPS
+    rounds = _run_rounds(campaign_id, [Stage.RANK], advance=False, ops=ops)
     return {
         "rounds": rounds,
         "aggregate": t.aggregate_rankings(campaign_id),

@@ -232,14 +232,21 @@ class PreferenceAnswer(OptIn):
         return self
 
 
-class RankingAnswer(Frozen):
+class RankingAnswer(OptIn):
     """A worker's ranking: `ranks[i]` is the place of the i-th response as shown (1 best);
     tied responses share a place. Whether it fits its task (one place per response, ties
     only where allowed) is checked against the task when it is stored
     (crowdloop.stages.ranking.ranking_problem)."""
 
+    OPT_IN: ClassVar[tuple[str, ...]] = ("confidence", "order_agreement")
+
     kind: Literal["ranking"] = "ranking"
     ranks: tuple[int, ...] = Field(min_length=3, max_length=9)
+    # From a model judge (connectors/aijudge): its stated confidence, and Kendall's tau-b
+    # between its rankings with the responses shown in order and reversed (1: the same
+    # ranking both ways; None: asked in one order only). Human marketplaces leave both None.
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    order_agreement: float | None = Field(default=None, ge=-1, le=1)
 
     @field_validator("ranks")
     @classmethod

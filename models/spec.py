@@ -578,6 +578,9 @@ class RoutingSpec(_Strict):
     pair is drawn for audit (`audit_rate`, a seeded draw per pair: humans answer it and the
     report sets the judge's verdict beside theirs). Golden and exam pairs always go to
     humans: they measure workers. Decided pairs keep the judge's verdict as their judgment.
+    In a ranking campaign the same holds per ranking set, and a set also goes to humans
+    when the judge's rankings of it shown in order and reversed agree less than
+    `min_order_agreement` (Kendall's tau-b; instead of `human_on_swap_disagreement`).
     (stages/routing.py; bench/bench_ai_routing.py measures the thresholds.)
     """
 
@@ -590,6 +593,11 @@ class RoutingSpec(_Strict):
     # The first overlap of a pair the judge sent to humans (it found the pair hard); dynamic
     # overlap goes on from there. Null: the campaign's own first overlap.
     human_min_overlap: int | None = Field(default=None, ge=1, le=15)
+    # Ranking sets: the least Kendall's tau-b between the judge's two orders' rankings that
+    # lets it decide the set (1: identical rankings only; 0.6 lets one pair of four
+    # responses swap, tau 2/3). Pairs ignore it. On the simulator 0.6 and 1.0 ranked alike
+    # and 0.6 sent a few sets fewer to humans (bench/bench_ai_routing.py --ranking, README).
+    min_order_agreement: float = Field(default=0.6, ge=-1, le=1)
 
 
 class CampaignSpec(_Strict):
@@ -656,10 +664,11 @@ class CampaignSpec(_Strict):
 
     @model_validator(mode="after")
     def _routing_needs_preferences(self) -> CampaignSpec:
-        if self.routing is not None and self.preferences is None:
+        if self.routing is not None and self.preferences is None and self.ranking is None:
             _fail(
                 ("routing",),
-                "routes comparisons: it needs a 'preferences' section",
+                "routes comparisons or ranking sets: it needs a 'preferences' or a "
+                "'ranking' section",
                 self.routing.model_dump(mode="json"),
             )
         return self

@@ -441,8 +441,9 @@ class AIRouteState(StrEnum):
 
 
 class AIRoute(SQLModel, table=True):
-    """AI-first routing of one comparison (stages/routing.py): what the judge said and where
-    the pair went. Written as `asked` before the judge is asked, decided once read."""
+    """AI-first routing of one comparison or ranking set (stages/routing.py): what the judge
+    said and where the item went. Written as `asked` before the judge is asked, decided once
+    read."""
 
     __table_args__ = (Index("ix_airoute_campaign_route", "campaign_id", "route"),)
     item_id: str = Field(foreign_key="item.id", primary_key=True, max_length=80)
@@ -457,6 +458,10 @@ class AIRoute(SQLModel, table=True):
     # The most asking the judge about this pair can cost (Connector.max_cost), Decimal as
     # text: it counts against a budgeted campaign's cap while the pair is `asked`.
     reserved: str | None = None
+    # A ranking set's: the judge's places for the responses as shown (1 best), and Kendall's
+    # tau-b between its rankings with the set shown in order and reversed (None for pairs).
+    places: list[int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    order_agreement: float | None = None
 
 
 class AIJudgeBatch(SQLModel, table=True):

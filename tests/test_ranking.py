@@ -203,7 +203,7 @@ def test_connectors_without_the_capability_are_refused_at_preflight(tmp_path: Pa
     from crowdloop.connectors.registry import get_connector_class as connector_class
 
     spec = load_campaign(_campaign(tmp_path, ""))
-    for name in ("toloka", "prolific", "scale", "replay", "aijudge"):
+    for name in ("toloka", "prolific", "scale", "replay"):
         connector = object.__new__(connector_class(name))
         with pytest.raises(NotSupported) as refused:
             check_capabilities(spec, connector)
@@ -216,6 +216,10 @@ def test_connectors_without_the_capability_are_refused_at_preflight(tmp_path: Pa
     # A reordered list (Label Studio's Ranker) cannot say "tied".
     tied = load_campaign(_campaign(tmp_path, "  ties: true\n"))
     check_capabilities(tied, simulator)
+    # The AI judge ranks, ties included (connectors/aijudge/kinds.py).
+    aijudge = object.__new__(connector_class("aijudge"))
+    check_capabilities(spec, aijudge)
+    check_capabilities(tied, aijudge)
     with pytest.raises(NotSupported, match=r"labelstudio.*ranking.ties: true"):
         check_capabilities(tied, labelstudio)
 

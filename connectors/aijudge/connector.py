@@ -1,4 +1,5 @@
-"""An AI judge as a marketplace: comparison tasks answered by an OpenAI-compatible model.
+"""An AI judge as a marketplace: comparison and k-wise ranking tasks answered by an
+OpenAI-compatible model.
 
 Endpoints, auth and retries: see client.py (GET /models/{model}, POST /chat/completions,
 bearer key, retried on 408/429/5xx through the shared HTTP seam, Retry-After honoured).
@@ -16,12 +17,16 @@ How the marketplace contract maps onto a chat-completions API, which keeps nothi
   batch asks nothing.
 - A task is answered once whatever its overlap: the same model at the same settings is
   one judge, not several.
-- With `position_swap`, each pair is asked twice, the second time with the answers
-  swapped. Both verdicts are mapped back to the task's left/right; the submission carries
-  the first order's choice, the mean of the two confidences when the orders agree (the
-  lower one when they do not) and whether the two orders agreed
-  (`PreferenceAnswer.position_consistent`). An answer that cannot be read (not the
-  schema's JSON, cut off by the token cap, or a refusal) quarantines the task's
+- What is asked and read per task kind is in kinds.py (one class per kind: pairs,
+  rankings). With `position_swap`, each task is asked twice, the second time with the
+  answers in reverse order (a pair: swapped). A pair's verdicts are mapped back to the
+  task's left/right; the submission carries the first order's choice, the mean of the two
+  confidences when the orders agree (the lower one when they do not) and whether the two
+  orders agreed (`PreferenceAnswer.position_consistent`). A ranking's two orders are
+  mapped back to the task's positions; the submission carries their Borda combination,
+  the mean confidence and Kendall's tau-b between them (`RankingAnswer.order_agreement`).
+  An answer that cannot be read (not the schema's JSON, a ranking that is not an order of
+  the answers shown, cut off by the token cap, or a refusal) quarantines the task's
   submission with the reason and the raw text.
 - Cost: each completion's usage.prompt_tokens and usage.completion_tokens times the
   per-1k prices in the options; `spend` reports the batch's sum (SPEND_REPORT).
@@ -35,25 +40,23 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from crowdloop.connectors._http import client_options
 from crowdloop.connectors.aijudge.client import AIJudgeClient
+from crowdloop.connectors.aijudge.kinds import KINDS, Ask, JudgeKind, Unreadable
 from crowdloop.connectors.aijudge.models import (
-    VERDICT_SCHEMA,
     ChatCompletion,
     ChatCompletionRequest,
     ChatMessage,
     JsonSchemaFormat,
     ResponseFormat,
-    Verdict,
 )
 from crowdloop.connectors.aijudge.options import CONNECTOR_NAME, AIJudgeOptions
-from crowdloop.connectors.aijudge.prompt import render_pair, system_message
 from crowdloop.connectors.aijudge.store import AnswerStore, StoredAnswer, StoredBatch, StoredTask
-from crowdloop.connectors.answers import first_error, quarantined
+from crowdloop.connectors.answers import quarantined
 from crowdloop.connectors.base import CheckItem, CheckReport, Connector, probe
 from crowdloop.connectors.errors import InvalidRequest, NotFound
 from crowdloop.ids import digest
@@ -64,10 +67,8 @@ from crowdloop.models.domain import (
     BatchState,
     BatchStatus,
     Capability,
-    CompareTask,
     CostQuote,
     Money,
-    PreferenceAnswer,
     Quarantined,
     Submission,
     SubmissionPage,
@@ -75,11 +76,6 @@ from crowdloop.models.domain import (
 )
 
 logger = logging.getLogger(__name__)
-
-# What the model's A/B mean on the task's left/right in each order.
-_AS_SHOWN = {"A": "left", "B": "right", "tie": "tie"}
-_SWAPPED = {"A": "right", "B": "left", "tie": "tie"}
-
 
 # Special tokens a chat template adds around the messages (role markers, separators), a
 # generous bound over what OpenAI documents (3 per message + 3 per reply) and Llama 3's.
@@ -90,29 +86,18 @@ _TEMPLATE_TOKENS = 32
 # four characters of English a token, and a short rationale with its verdict.
 _CHARS_PER_TOKEN = 4
 _ANSWER_TOKENS = 200
-# The verdict schema as sent (its JSON text is part of what the model reads).
-_SCHEMA_BYTES = json.dumps(VERDICT_SCHEMA).encode()
+_STAGES = frozenset(stage for kind in KINDS.values() for stage in kind.stages)
 
 
-def _orders(payload: CompareTask, swap: bool) -> list[tuple[str, str, dict[str, str]]]:
-    """The orders a pair is asked in: as shown, then swapped with `position_swap`."""
-    orders = [(payload.left, payload.right, _AS_SHOWN)]
-    if swap:
-        orders.append((payload.right, payload.left, _SWAPPED))
-    return orders
-
-
-def _compare_payload(connector: str, item: TaskItem) -> CompareTask:
-    if not isinstance(item.payload, CompareTask):
-        raise InvalidRequest(connector, f"task {item.key}: the AI judge answers comparisons only")
-    return item.payload
-
-
-class _Unreadable(Exception):
-    def __init__(self, reason: str, raw: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.raw = raw
+def _kind_of(connector: str, item: TaskItem) -> JudgeKind[Any, Any]:
+    kind = KINDS.get(item.payload.kind)
+    if kind is None:
+        raise InvalidRequest(
+            connector,
+            f"task {item.key}: the AI judge answers {' and '.join(sorted(KINDS))} tasks, "
+            f"not {item.payload.kind}",
+        )
+    return kind
 
 
 class AIJudgeConnector(Connector):
@@ -120,12 +105,11 @@ class AIJudgeConnector(Connector):
     options_model: ClassVar[type[BaseModel] | None] = AIJudgeOptions
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
-            Capability.PAIRWISE,
             Capability.IDEMPOTENT_CREATE,
             Capability.SPEND_REPORT,
             Capability.PAUSE,
         }
-    )
+    ).union(*(kind.capabilities for kind in KINDS.values()))
     max_items_per_call: ClassVar[int] = 1000
 
     def __init__(self, client: AIJudgeClient, model: str, options: AIJudgeOptions) -> None:
@@ -171,8 +155,11 @@ class AIJudgeConnector(Connector):
     # --- creates (keyed) -------------------------------------------------------------------
 
     def create_batch(self, spec: BatchSpec, *, idempotency_key: str) -> BatchRef:
-        if spec.stage.value not in ("compare", "exam"):
-            raise InvalidRequest(self.name, f"the AI judge answers comparisons, not {spec.stage}")
+        if spec.stage.value not in _STAGES:
+            raise InvalidRequest(
+                self.name,
+                f"the AI judge answers {', '.join(sorted(_STAGES))} batches, not {spec.stage}",
+            )
         existing = self.store.batch_by_key(idempotency_key)
         if existing is not None:
             return self.batch_ref(existing.id)
@@ -200,7 +187,7 @@ class AIJudgeConnector(Connector):
             raise InvalidRequest(self.name, f"batch {stored.id} is stopped")
         tasks = []
         for item in items:  # validate all before recording any: a refused call adds nothing
-            _compare_payload(self.name, item)
+            _kind_of(self.name, item)
             tasks.append(
                 StoredTask(
                     id=f"aij-t-{digest(stored.id + '|' + item.key)}",
@@ -290,10 +277,8 @@ class AIJudgeConnector(Connector):
             )
         read = orders = 0
         for item in items:
-            payload = _compare_payload(cls.name, item)
-            shown = len(system_message(payload.instruction).encode()) + len(_SCHEMA_BYTES)
-            for a, b, _ in _orders(payload, opts.position_swap):
-                read += shown + len(render_pair(payload.prompt, a, b).encode())
+            for ask in _kind_of(cls.name, item).asks(item.payload, opts.position_swap):
+                read += ask.size()
                 orders += 1
         answer_max = opts.max_tokens or 0
         answer_typical = min(_ANSWER_TOKENS, opts.max_tokens or _ANSWER_TOKENS)
@@ -336,26 +321,27 @@ class AIJudgeConnector(Connector):
         self.store.record(task, self._judge(task))
 
     def _judge(self, task: StoredTask) -> dict[str, Any]:
-        payload = CompareTask.model_validate(task.payload)
-        verdicts: list[tuple[str, float]] = []
+        kind = KINDS[str(task.payload.get("kind"))]
+        payload = kind.payload(task.payload)
+        readings: list[Any] = []
         raws: list[str] = []
         prompt_tokens = completion_tokens = 0
         cost = Decimal(0)
         reason: str | None = None
-        for a, b, mapping in _orders(payload, self.options.position_swap):
-            completion = self.client.chat(self._request(payload, a, b))
+        for ask in kind.asks(payload, self.options.position_swap):
+            completion = self.client.chat(self._request(ask))
             if completion.usage is not None:
                 prompt_tokens += completion.usage.prompt_tokens
                 completion_tokens += completion.usage.completion_tokens
                 cost += self._cost(completion)
             try:
-                verdict, raw = self._read(completion)
-            except _Unreadable as bad:
+                raw = self._content(completion)
+                readings.append(ask.read(raw))
+            except Unreadable as bad:
                 raws.append(bad.raw)
                 reason = reason or bad.reason
                 continue
             raws.append(raw)
-            verdicts.append((mapping[verdict.winner], verdict.confidence))
         out: dict[str, Any] = {
             "worker": self.worker_id,
             "raw": json.dumps(raws),
@@ -366,26 +352,19 @@ class AIJudgeConnector(Connector):
         }
         if reason is not None:
             return {**out, "reason": f"aijudge: {reason}"}
-        choice, confidence = verdicts[0]
-        if len(verdicts) == 2:
-            out["consistent"] = verdicts[0][0] == verdicts[1][0]
-            # Agreeing orders: their mean; disagreeing ones: the lower (the pair goes to
-            # humans under the default routing anyway).
-            other = verdicts[1][1]
-            confidence = (confidence + other) / 2 if out["consistent"] else min(confidence, other)
-        return {**out, "choice": choice, "confidence": confidence}
+        return {**out, **kind.combine(payload, readings)}
 
-    def _request(self, payload: CompareTask, a: str, b: str) -> ChatCompletionRequest:
+    def _request(self, ask: Ask[Any]) -> ChatCompletionRequest:
         return ChatCompletionRequest(
             model=self.model,
             messages=[
-                ChatMessage(role="system", content=system_message(payload.instruction)),
-                ChatMessage(role="user", content=render_pair(payload.prompt, a, b)),
+                ChatMessage(role="system", content=ask.system),
+                ChatMessage(role="user", content=ask.user),
             ],
             temperature=self.options.temperature,
             max_tokens=self.options.max_tokens,
             response_format=ResponseFormat(
-                json_schema=JsonSchemaFormat(name="pairwise_verdict", schema_=VERDICT_SCHEMA)
+                json_schema=JsonSchemaFormat(name=ask.schema_name, schema_=ask.schema)
             ),
         )
 
@@ -398,31 +377,26 @@ class AIJudgeConnector(Connector):
         ) / 1000
 
     @staticmethod
-    def _read(completion: ChatCompletion) -> tuple[Verdict, str]:
+    def _content(completion: ChatCompletion) -> str:
+        """The answer's text, if the model gave one in full (the kind reads it)."""
         message = completion.choices[0].message
         finish = completion.choices[0].finish_reason
         if message.refusal:
-            raise _Unreadable("the model refused", message.refusal)
+            raise Unreadable("the model refused", message.refusal)
         raw = message.content or ""
         if finish == "length":
-            raise _Unreadable("the answer was cut off by the token cap", raw)
-        try:
-            return Verdict.model_validate_json(raw), raw
-        except ValidationError as exc:
-            raise _Unreadable(f"not the verdict schema ({first_error(exc)})", raw) from exc
+            raise Unreadable("the answer was cut off by the token cap", raw)
+        return raw
 
     # --- mapping ---------------------------------------------------------------------------
 
     def _submission(self, a: StoredAnswer) -> Submission:
+        kind = KINDS[a.task_kind]
         return Submission(
             external_id=f"{a.task_id}:a",
             task_key=a.task_key,
             worker_id=a.worker,
-            answer=PreferenceAnswer(
-                choice=cast(Any, a.choice),
-                confidence=a.confidence,
-                position_consistent=a.consistent,
-            ),
+            answer=kind.answer(a),
             submitted_at=a.answered_at,
         )
 

@@ -116,3 +116,41 @@ VERDICT_SCHEMA: dict[str, Any] = {
     "required": ["rationale", "winner", "confidence"],
     "additionalProperties": False,
 }
+
+
+class RankingVerdict(BaseModel):
+    """A ranking's structured output, read back strictly. `ranking` is the shown answers'
+    letters best first (a flat list), or with ties allowed a list of groups of letters;
+    that it is a permutation of the letters shown is checked by the reader (kinds.py),
+    since strict structured output has no keyword for it that every server accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rationale: str = Field(max_length=20_000)
+    ranking: list[str] | list[list[str]] = Field(max_length=9)
+    confidence: float = Field(ge=0, le=1)
+
+
+def ranking_schema(letters: list[str], ties: bool) -> dict[str, Any]:
+    """The json_schema of a ranking of answers shown under `letters`: the letters are an
+    enum, so a strict server can only name answers that were shown."""
+    letter: dict[str, Any] = {"type": "string", "enum": letters}
+    item = {"type": "array", "items": letter} if ties else letter
+    described = (
+        "Groups of answer letters, best first; equally good answers share a group."
+        if ties
+        else "Every answer letter exactly once, best first."
+    )
+    return {
+        "type": "object",
+        "properties": {
+            "rationale": {"type": "string", "description": "One or two sentences: why."},
+            "ranking": {"type": "array", "items": item, "description": described},
+            "confidence": {
+                "type": "number",
+                "description": "Probability (0 to 1) that you ordered a pair of answers right.",
+            },
+        },
+        "required": ["rationale", "ranking", "confidence"],
+        "additionalProperties": False,
+    }

@@ -1,15 +1,18 @@
-"""What the judge is asked: a system instruction and one user message per pair and order.
+"""What the judge is asked: a system instruction and one user message per task and order.
 
 The layout follows MT-Bench's pairwise judge prompt (Zheng et al., 2023, "Judging
 LLM-as-a-Judge"): the question, then each answer between start/end markers, and a
-verdict of A, B or tie. The verdict itself comes back as structured output (models.py).
-`parse_pair` reads the three texts back out of a rendered message; the simulated judge
+verdict of A, B or tie. A ranking shows K answers the same way, lettered A, B, C, ...
+(RankGPT-style listwise ranking, Sun et al., 2023), and asks for their letters best
+first. The answer itself comes back as structured output (models.py). `parse_answers`
+reads the texts back out of a rendered message; the simulated judge
 (crowdloop/simulator/ai_judge.py) uses it to know what it was shown.
 """
 
 from __future__ import annotations
 
 import re
+import string
 
 SYSTEM = (
     "You are an impartial judge. Compare the two AI assistants' answers to the user's "
@@ -20,31 +23,87 @@ SYSTEM = (
     "confidence, the probability that your verdict is the right one."
 )
 
-_TEMPLATE = (
-    "[Question]\n{prompt}\n\n"
-    "[The Start of Assistant A's Answer]\n{a}\n[The End of Assistant A's Answer]\n\n"
-    "[The Start of Assistant B's Answer]\n{b}\n[The End of Assistant B's Answer]"
+RANKING_SYSTEM = (
+    "You are an impartial judge. Rank the {k} AI assistants' answers to the user's "
+    "question below from best to worst. Judge relevance, correctness, completeness and "
+    "clarity; do not let the order in which the answers are shown, their length or the "
+    "assistants' names influence you. {instruction}\n"
+    "Reply with your rationale, the ranking ({how}) and your confidence, the probability "
+    "that you ordered a pair of answers the right way."
+)
+_HOW = "every answer's letter exactly once, best first"
+_HOW_TIES = (
+    "groups of letters, best group first; answers of equal quality share a group, and "
+    "every answer's letter appears exactly once"
 )
 
-_PARSE = re.compile(
-    r"\A\[Question\]\n(?P<prompt>.*)\n\n"
-    r"\[The Start of Assistant A's Answer\]\n(?P<a>.*)\n\[The End of Assistant A's Answer\]\n\n"
-    r"\[The Start of Assistant B's Answer\]\n(?P<b>.*)\n\[The End of Assistant B's Answer\]\Z",
-    re.DOTALL,
+_ANSWER = (
+    "[The Start of Assistant {label}'s Answer]\n{text}\n[The End of Assistant {label}'s Answer]"
 )
+
+_PARSE_QUESTION = re.compile(
+    r"\A\[Question\]\n(?P<prompt>.*?)\n\n(?=\[The Start of Assistant A)", re.DOTALL
+)
+
+
+def labels(k: int) -> list[str]:
+    """The letters K answers are shown under: A, B, C, ..."""
+    return list(string.ascii_uppercase[:k])
 
 
 def system_message(instruction: str) -> str:
     return SYSTEM.format(instruction=instruction.strip())
 
 
+def ranking_system_message(instruction: str, k: int, ties: bool) -> str:
+    how = _HOW_TIES if ties else _HOW
+    return RANKING_SYSTEM.format(k=k, instruction=instruction.strip(), how=how)
+
+
+def render_answers(prompt: str, texts: list[str]) -> str:
+    """The question, then each answer lettered in the order given."""
+    shown = "\n\n".join(
+        _ANSWER.format(label=label, text=text)
+        for label, text in zip(labels(len(texts)), texts, strict=True)
+    )
+    return f"[Question]\n{prompt}\n\n{shown}"
+
+
 def render_pair(prompt: str, a: str, b: str) -> str:
-    return _TEMPLATE.format(prompt=prompt, a=a, b=b)
+    return render_answers(prompt, [a, b])
+
+
+def parse_answers(message: str) -> tuple[str, list[str]] | None:
+    """(prompt, answers in the order shown) of a message `render_answers` wrote; None
+    otherwise."""
+    head = _PARSE_QUESTION.match(message)
+    if head is None:
+        return None
+    rest = message[head.end() :]
+    texts: list[str] = []
+    for label in string.ascii_uppercase:
+        start = f"[The Start of Assistant {label}'s Answer]\n"
+        end = f"\n[The End of Assistant {label}'s Answer]"
+        if not rest.startswith(start):
+            break
+        stop = rest.find(end, len(start))
+        if stop < 0:
+            return None
+        texts.append(rest[len(start) : stop])
+        rest = rest[stop + len(end) :]
+        if rest.startswith("\n\n"):
+            rest = rest[2:]
+        elif rest:
+            return None
+    if rest or len(texts) < 2:
+        return None
+    return head["prompt"], texts
 
 
 def parse_pair(message: str) -> tuple[str, str, str] | None:
     """(prompt, answer A, answer B) of a message `render_pair` wrote; None otherwise."""
-    match = _PARSE.match(message)
-    if match is None:
+    found = parse_answers(message)
+    if found is None or len(found[1]) != 2:
         return None
-    return match["prompt"], match["a"], match["b"]
+    prompt, (a, b) = found
+    return prompt, a, b

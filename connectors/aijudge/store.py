@@ -46,15 +46,20 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    inspect,
     select,
+    text,
     update,
 )
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from crowdloop.db import get_engine, insert_ignore, redacted_url, unmigrated_engine
 
 # Tables in crowdloop's database carry the connector's name; a file of its own keeps the
 # plain names it always had.
 DATABASE_PREFIX = "aijudge_"
+# The answer column added with ranking tasks; a ledger created before it gets it on open.
+DETAIL = "detail"
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,10 @@ class StoredAnswer:
     cost: Decimal
     currency: str
     answered_at: datetime
+    # Kind-specific fields of a readable answer (a ranking's places and its two orders'
+    # agreement; connectors/aijudge/kinds.py); None for a pair, whose fit the columns above.
+    detail: dict[str, Any] | None = None
+    task_kind: str = "compare"  # the task payload's kind (which JudgeKind reads the row)
 
 
 def _tables(prefix: str) -> tuple[MetaData, Table, Table, Table]:
@@ -133,6 +142,7 @@ def _tables(prefix: str) -> tuple[MetaData, Table, Table, Table]:
         Column("cost", String(40), nullable=False),
         Column("currency", String(3), nullable=False),
         Column("answered_at", String(40), nullable=False),
+        Column(DETAIL, Text),
         Index(f"ix_{prefix}answer_batch", "batch_id", "seq"),
     )
     return meta, batch, task, answer
@@ -155,6 +165,22 @@ class AnswerStore:
             prefix = ""
         meta, self._batch, self._task, self._answer = _tables(prefix)
         meta.create_all(self._engine, checkfirst=True)
+        self._add_detail_column()
+
+    def _add_detail_column(self) -> None:
+        """A ledger written before rankings (no `detail` column) keeps its answers and
+        gains the column: the connector owns these tables, crowdloop's migrations do not
+        touch them. Two processes opening an old ledger at once may both try; the loser's
+        error is harmless, so the column is looked up again instead of trusted."""
+        name = self._answer.name
+        if DETAIL in {c["name"] for c in inspect(self._engine).get_columns(name)}:
+            return
+        try:
+            with self._tx() as conn:
+                conn.execute(text(f'ALTER TABLE "{name}" ADD COLUMN {DETAIL} TEXT'))
+        except (OperationalError, ProgrammingError):
+            if DETAIL not in {c["name"] for c in inspect(self._engine).get_columns(name)}:
+                raise
 
     def close(self) -> None:
         if self._own_engine:
@@ -283,6 +309,7 @@ class AnswerStore:
             "cost": str(answer["cost"]),
             "currency": answer["currency"],
             "answered_at": _now(),
+            DETAIL: None if answer.get("detail") is None else json.dumps(answer["detail"]),
         }
         with self._tx() as conn:
             if conn.dialect.name != "sqlite":
@@ -315,6 +342,8 @@ class AnswerStore:
                     a.cost,
                     a.currency,
                     a.answered_at,
+                    a.detail,
+                    t.payload,
                 )
                 .join(self._task, t.id == a.task_id)
                 .where(a.batch_id == batch_id, a.seq > after)
@@ -337,6 +366,8 @@ class AnswerStore:
                 cost=Decimal(r[11]),
                 currency=r[12],
                 answered_at=datetime.fromisoformat(r[13]),
+                detail=None if r[14] is None else json.loads(r[14]),
+                task_kind=str(json.loads(r[15]).get("kind", "compare")),
             )
             for r in rows
         ]

@@ -12,6 +12,7 @@ A ranking is (item codes as shown, places: 1 best, equal places tied). The metho
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import combinations
 from typing import Literal, TypeAlias
@@ -82,6 +83,33 @@ def concordance(places: Sequence[int], known: Sequence[int]) -> float:
     if total == 0:
         raise ValueError("the known order orders nothing (every place is equal)")
     return agree / total
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b between two scorings of the same items (places or scores: only the
+    direction within each pair matters, and both must use the same direction). 1 the same
+    order, -1 the reverse; where it is undefined (one side ties everything) 1 if both do,
+    else 0."""
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} places against {len(y)}")
+    concordant = discordant = tied_x = tied_y = 0
+    for a, b in combinations(range(len(x)), 2):
+        dx, dy = x[a] - x[b], y[a] - y[b]
+        if dx == 0 and dy == 0:
+            continue
+        if dx == 0:
+            tied_x += 1
+        elif dy == 0:
+            tied_y += 1
+        elif (dx > 0) == (dy > 0):
+            concordant += 1
+        else:
+            discordant += 1
+    n0 = concordant + discordant
+    denominator = math.sqrt((n0 + tied_x) * (n0 + tied_y))
+    if denominator == 0:
+        return 1.0 if tied_x == tied_y == 0 else 0.0
+    return (concordant - discordant) / denominator
 
 
 def mean_rank(rankings: Sequence[Ranking], n_items: int) -> np.ndarray:

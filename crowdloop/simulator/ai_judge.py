@@ -19,6 +19,23 @@ The model of one judgment (pair P shown as A then B; every draw is
    wrong (a position-biased answer included). With the defaults a right answer's median
    confidence is 0.88 and a wrong one's 0.62, and the two overlap: informative, imperfect.
 
+Rankings (a K-answer ranking prompt, schema "ranking" or "ranking_with_ties"):
+
+1. Per pair of the answers shown, the judge's opinion of the pair on content is step 2
+   above (the same seeded draw, so a pair judged inside a ranking is judged as it would
+   be alone, and wrong the same way in both orders and in every set).
+2. Its ranking orders the answers by the pairs they win (a tie half; Copeland), equal
+   wins broken by a seeded draw per answer text, so its pairwise content accuracy is
+   about `accuracy` (a little above: an intransitive mistake is outvoted). With ties
+   allowed, answers with equal wins that it judged equal share a place.
+3. Position bias (per order): with probability `position_bias` it puts the answer shown
+   first at the top, whatever it understood. Asked in the reverse order too, that moves a
+   different answer up, so the two orders' rankings disagree.
+4. Confidence (per order): sigmoid(s), s ~ Normal(m, `confidence_sd`) with m going from
+   `confidence_wrong` to `confidence_right` with the share of truly ordered pairs its
+   ranking orders right (m = wrong + (right - wrong) * max(0, tau), tau = 2c - 1 for that
+   share c): a perfect ranking is as confident as a right pair verdict.
+
 So `accuracy` is the judge's accuracy on content; with position bias b and one order
 asked, its answers are right with probability about (1 - b) * accuracy + b * P(truth = A).
 
@@ -37,7 +54,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from crowdloop.connectors.aijudge.prompt import parse_pair
+from crowdloop.aggregation.rankings import concordance
+from crowdloop.connectors.aijudge.prompt import labels, parse_answers, parse_pair
 from crowdloop.ids import seeded_rng
 from crowdloop.simulator.config import AIJudgeConfig
 from crowdloop.simulator.world import response_quality
@@ -60,7 +78,8 @@ def _truth(prompt: str, a: str, b: str) -> str:
     return "A" if qa > qb else "B"
 
 
-def judge(config: AIJudgeConfig, seed: int, prompt: str, a: str, b: str) -> Judgment:
+def _understood(config: AIJudgeConfig, seed: int, prompt: str, a: str, b: str) -> str:
+    """The judge's opinion of the pair on content (A, B or tie), position aside."""
     truth = _truth(prompt, a, b)
     # Per-pair draws are keyed by the texts in a fixed order, so both orders share them.
     first, second = sorted((a, b))
@@ -74,7 +93,12 @@ def judge(config: AIJudgeConfig, seed: int, prompt: str, a: str, b: str) -> Judg
         understood_text = None
     else:
         understood_text = b if truth == "A" else a  # the worse side
-    winner = "tie" if understood_text is None else "A" if understood_text == a else "B"
+    return "tie" if understood_text is None else "A" if understood_text == a else "B"
+
+
+def judge(config: AIJudgeConfig, seed: int, prompt: str, a: str, b: str) -> Judgment:
+    truth = _truth(prompt, a, b)
+    winner = _understood(config, seed, prompt, a, b)
     order = seeded_rng(seed, "ai-order", prompt, a, b)
     if order.random() < config.position_bias:
         winner = "A"
@@ -83,6 +107,71 @@ def judge(config: AIJudgeConfig, seed: int, prompt: str, a: str, b: str) -> Judg
     s = order.gauss(mean, config.confidence_sd)
     confidence = round(1.0 / (1.0 + math.exp(-s)), 3)
     return Judgment(winner=winner, confidence=confidence, right=right, truth=truth)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    places: list[int]  # of the answers as shown, 1 best
+    confidence: float
+
+
+def judge_ranking(
+    config: AIJudgeConfig, seed: int, prompt: str, texts: list[str], ties: bool
+) -> Ranking:
+    k = len(texts)
+    wins = [0.0] * k
+    opinion: dict[tuple[int, int], str] = {}
+    for i in range(k):
+        for j in range(i + 1, k):
+            said = _understood(config, seed, prompt, texts[i], texts[j])
+            opinion[(i, j)] = opinion[(j, i)] = said
+            if said == "tie":
+                wins[i] += 0.5
+                wins[j] += 0.5
+            else:
+                wins[i if said == "A" else j] += 1
+    draw = [seeded_rng(seed, "ai-rank-tiebreak", prompt, t).random() for t in texts]
+    order = sorted(range(k), key=lambda i: (-wins[i], draw[i]))
+    shown_order = seeded_rng(seed, "ai-rank-order", prompt, *texts)
+    if shown_order.random() < config.position_bias:
+        order = [0] + [i for i in order if i != 0]
+    places = [0] * k
+    for position, i in enumerate(order):
+        prev = order[position - 1] if position else None
+        same = ties and prev is not None and wins[prev] == wins[i] and opinion[(prev, i)] == "tie"
+        places[i] = places[prev] if same and prev is not None else position + 1
+    # As places (lower is better); qualities are fifths (valid items of five), so exact.
+    truth = [-round(response_quality(prompt, t) * 5) for t in texts]
+    try:
+        tau = 2 * concordance(places, truth) - 1
+    except ValueError:  # every answer is as good as the others: nothing to get wrong
+        tau = 1.0
+    mean = config.confidence_wrong + (config.confidence_right - config.confidence_wrong) * max(
+        0.0, tau
+    )
+    s = shown_order.gauss(mean, config.confidence_sd)
+    return Ranking(places=places, confidence=round(1.0 / (1.0 + math.exp(-s)), 3))
+
+
+def _ranking_content(config: AIJudgeConfig, seed: int, user: str, ties: bool) -> str:
+    shown = parse_answers(user)
+    if shown is None or not 3 <= len(shown[1]) <= 9:
+        raise BadRequest("the user message is not a ranking prompt of 3-9 answers")
+    prompt, texts = shown
+    ranking = judge_ranking(config, seed, prompt, texts, ties)
+    letters = labels(len(texts))
+    groups: dict[int, list[str]] = {}
+    for letter, place in zip(letters, ranking.places, strict=True):
+        groups.setdefault(place, []).append(letter)
+    best_first = [groups[p] for p in sorted(groups)]
+    return json.dumps(
+        {
+            "rationale": f"Simulated judge: {best_first[0][0]} reads best.",
+            "ranking": best_first if ties else [g[0] for g in best_first],
+            "confidence": ranking.confidence,
+        },
+        separators=(",", ":"),
+    )
 
 
 def _tokens(text: str) -> int:
@@ -108,22 +197,27 @@ def completion_body(
         ),
         None,
     )
-    shown = parse_pair(user) if isinstance(user, str) else None
-    if shown is None:
-        raise BadRequest("the user message is not a pairwise judging prompt")
     fmt = body.get("response_format") or {}
     if fmt.get("type") != "json_schema":
         raise BadRequest("the simulated judge answers structured-output requests only")
-    prompt, a, b = shown
-    verdict = judge(config, seed, prompt, a, b)
-    content = json.dumps(
-        {
-            "rationale": f"Simulated judge: answer {verdict.winner} reads better.",
-            "winner": verdict.winner,
-            "confidence": verdict.confidence,
-        },
-        separators=(",", ":"),
-    )
+    # What to answer is what the schema asks for (its name, as connectors/aijudge sends it).
+    schema_name = (fmt.get("json_schema") or {}).get("name")
+    if schema_name in ("ranking", "ranking_with_ties") and isinstance(user, str):
+        content = _ranking_content(config, seed, user, ties=schema_name == "ranking_with_ties")
+    else:
+        shown = parse_pair(user) if isinstance(user, str) else None
+        if shown is None:
+            raise BadRequest("the user message is not a pairwise judging prompt")
+        prompt, a, b = shown
+        verdict = judge(config, seed, prompt, a, b)
+        content = json.dumps(
+            {
+                "rationale": f"Simulated judge: answer {verdict.winner} reads better.",
+                "winner": verdict.winner,
+                "confidence": verdict.confidence,
+            },
+            separators=(",", ":"),
+        )
     prompt_tokens = sum(_tokens(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
     completion_tokens = _tokens(content)
     return {

@@ -42,7 +42,7 @@ from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
 from crowdloop.db import insert_ignore, session_scope
-from crowdloop.models.domain import BatchRef, Capability, CompareTask, Money, Stage
+from crowdloop.models.domain import BatchRef, Capability, CompareTask, Money, RankTask, Stage
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import (
     AIJudgeBatch,
@@ -249,13 +249,17 @@ def estimate_for_campaign(campaign_id: str) -> Estimate:
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
         counts = db_counts(s, campaign_id)
-        pairs = (
+        # What AI-first routing asks the judge about: real pairs, or real ranking sets.
+        routed_stage, payload_type = (
+            (Stage.RANK, RankTask) if spec.ranking is not None else (Stage.COMPARE, CompareTask)
+        )
+        pairs: list[CompareTask | RankTask] = (
             [
-                CompareTask.model_validate(payload)
+                payload_type.model_validate(payload)
                 for payload in s.exec(
                     select(Item.payload).where(
                         Item.campaign_id == campaign_id,
-                        Item.stage == Stage.COMPARE.value,
+                        Item.stage == routed_stage.value,
                         col(Item.is_golden).is_(False),
                     )
                 ).all()

@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 from crowdloop.connectors.errors import ConnectorError
-from crowdloop.models.domain import CompareTask, CostQuote, FeeModel, TaskItem
+from crowdloop.models.domain import CompareTask, CostQuote, FeeModel, RankTask, TaskItem
 from crowdloop.models.spec import (
     BudgetAssumptions,
     CampaignSpec,
@@ -255,9 +255,11 @@ def _real_pairs(spec: CampaignSpec) -> Iterator[tuple[str, str, str, CompareTask
     return real_pairs(spec, by_prompt, prompt_text)
 
 
-def quote_ai_judge(spec: CampaignSpec, pairs: Iterable[CompareTask]) -> CostQuote | str | None:
+def quote_ai_judge(
+    spec: CampaignSpec, pairs: Iterable[CompareTask | RankTask]
+) -> CostQuote | str | None:
     """What the AI judge of an AI-first campaign costs if it is asked about every one of
-    these pairs (its connector's `quote`: nothing is built or called). None without
+    these pairs or ranking sets (its connector's `quote`: nothing is built or called). None without
     routing or for a judge that does not bill by the request; a string says why the judge
     cannot be priced (no bound on its answers)."""
     if spec.routing is None:
@@ -611,6 +613,15 @@ def connector_fee(name: str) -> tuple[FeeModel | None, str]:
 def estimate_spec(spec: CampaignSpec) -> Estimate:
     """The estimate of a loaded campaign file: its inputs counted, its connector's fee."""
     fee, source = connector_fee(spec.connector.name)
-    pairs = (task for *_, task in _real_pairs(spec)) if spec.routing else ()
-    ai = quote_ai_judge(spec, pairs)
+    ai = quote_ai_judge(spec, routed_tasks(spec)) if spec.routing else None
     return estimate(spec, count_work(spec), fee, fee_source=source, ai=ai)
+
+
+def routed_tasks(spec: CampaignSpec) -> list[CompareTask | RankTask]:
+    """What AI-first routing would ask the judge about: every real pair, or every real
+    ranking set in a ranking campaign."""
+    if spec.ranking is not None:
+        from crowdloop.stages.ranking import real_set_tasks
+
+        return list(real_set_tasks(spec))
+    return [task for *_, task in _real_pairs(spec)]

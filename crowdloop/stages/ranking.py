@@ -16,7 +16,7 @@ import json
 import math
 import random
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,18 +127,24 @@ def _shown(item_id: str, seed: int, entries: list[Any]) -> list[Any]:
     return out
 
 
+def _rank_task(spec: CampaignSpec, prompt: str, responses: list[str]) -> RankTask:
+    ranking = spec.ranking
+    assert ranking is not None
+    return RankTask(
+        instruction=ranking.instruction,
+        prompt=prompt,
+        responses=tuple(responses),
+        ties=ranking.ties,
+    )
+
+
 def _rank_item(
     spec: CampaignSpec, item_id: str, prompt: str, responses: list[str], **row: Any
 ) -> dict[str, Any]:
     """The item row of one ranking set, real or golden (`row`: its other columns)."""
     ranking = spec.ranking
     assert ranking is not None
-    payload = RankTask(
-        instruction=ranking.instruction,
-        prompt=prompt,
-        responses=tuple(responses),
-        ties=ranking.ties,
-    )
+    payload = _rank_task(spec, prompt, responses)
     return _item_row(
         item_id, spec.name, Stage.RANK, payload.model_dump(), overlap=ranking.overlap, **row
     )
@@ -165,6 +171,29 @@ def count_sets(spec: CampaignSpec) -> tuple[int, int]:
     return real, golden_count(real, ranking.golden_share) if inputs.golden else 0
 
 
+def _real_sets(
+    spec: CampaignSpec, inputs: RankingInputs
+) -> Iterator[tuple[str, str, list[str], list[str]]]:
+    """(item id, prompt id, response ids as shown, their texts) of every real set."""
+    for pid, rows in sorted(inputs.by_prompt.items()):
+        text = {r.response_id: r.response for r in rows}
+        for j, members in enumerate(prompt_sets(spec, pid, list(text))):
+            item_id = stable_id("rk", spec.name, pid, j)
+            shown = _shown(item_id, spec.seed, members)
+            yield item_id, pid, shown, [text[r] for r in shown]
+
+
+def real_set_tasks(spec: CampaignSpec) -> list[RankTask]:
+    """The payloads of the real ranking sets registration plans (what an AI judge of an
+    AI-first ranking campaign would be asked; the estimate prices them)."""
+    assert spec.ranking is not None
+    inputs = ranking_inputs(spec.ranking)
+    return [
+        _rank_task(spec, inputs.prompt_text[pid], texts)
+        for _, pid, _, texts in _real_sets(spec, inputs)
+    ]
+
+
 def plan_rankings(session: Session, spec: CampaignSpec, inputs: RankingInputs) -> None:
     """The campaign's ranking items and their sets, golden sets mixed in at `golden_share`."""
     ranking = spec.ranking
@@ -177,41 +206,36 @@ def plan_rankings(session: Session, spec: CampaignSpec, inputs: RankingInputs) -
     )
     items: list[dict[str, Any]] = []
     sets: list[dict[str, Any]] = []
-    for pid, rows in sorted(inputs.by_prompt.items()):
-        text = {r.response_id: r.response for r in rows}
-        chosen = prompt_sets(spec, pid, list(text))
-        for j, members in enumerate(chosen):
-            item_id = stable_id("rk", spec.name, pid, j)
-            shown = _shown(item_id, spec.seed, members)
-            items.append(
-                _rank_item(
-                    spec,
-                    item_id,
-                    inputs.prompt_text[pid],
-                    [text[r] for r in shown],
-                    subject_id=_prompt_key(spec.name, pid),
-                )
+    for item_id, pid, shown, texts in _real_sets(spec, inputs):
+        items.append(
+            _rank_item(
+                spec,
+                item_id,
+                inputs.prompt_text[pid],
+                texts,
+                subject_id=_prompt_key(spec.name, pid),
             )
-            sets.append(
-                {
-                    "item_id": item_id,
-                    "campaign_id": spec.name,
-                    "prompt_id": _prompt_key(spec.name, pid),
-                    "shown": [_response_key(spec.name, r) for r in shown],
-                    "golden_ranks": None,
-                }
-            )
+        )
+        sets.append(
+            {
+                "item_id": item_id,
+                "campaign_id": spec.name,
+                "prompt_id": _prompt_key(spec.name, pid),
+                "shown": [_response_key(spec.name, r) for r in shown],
+                "golden_ranks": None,
+            }
+        )
     real = len(items)
     for n in range(golden_count(real, ranking.golden_share) if inputs.golden else 0):
         g = inputs.golden[n % len(inputs.golden)]
         item_id = stable_id("gr", spec.name, g.id, n)
-        shown = _shown(item_id, spec.seed, list(range(len(g.responses))))
+        order = _shown(item_id, spec.seed, list(range(len(g.responses))))
         items.append(
             _rank_item(
                 spec,
                 item_id,
                 g.prompt,
-                [g.responses[i] for i in shown],
+                [g.responses[i] for i in order],
                 subject_id=g.id,
                 golden_answer=LABEL,  # the known places are in the set's golden_ranks
                 group=f"golden-{g.id}",
@@ -222,8 +246,8 @@ def plan_rankings(session: Session, spec: CampaignSpec, inputs: RankingInputs) -
                 "item_id": item_id,
                 "campaign_id": spec.name,
                 "prompt_id": g.id,
-                "shown": [f"{g.id}#{i}" for i in shown],
-                "golden_ranks": [g.ranks[i] for i in shown],
+                "shown": [f"{g.id}#{i}" for i in order],
+                "golden_ranks": [g.ranks[i] for i in order],
             }
         )
     insert_ignore(session, Item, items, ["id"])

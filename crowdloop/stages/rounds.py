@@ -59,7 +59,8 @@ class RoundOps:
     # Before each round's push: grade the exam and qualify passers (stages/exam.py); the
     # first call waits for enough passers. None: no exam step.
     exam: Callable[[str, list[Stage]], Any] | None = None
-    # Before each round's push: AI-first routing of unseen comparisons (stages/routing.py).
+    # Before each round's push: AI-first routing of unseen comparisons or ranking sets
+    # (stages/routing.py).
     # None: every comparison goes to the crowd.
     route: Callable[[str], Any] | None = None
 
@@ -89,7 +90,7 @@ def run_rounds(
         guard(campaign_id)
         if ops.exam is not None:
             ops.exam(campaign_id, stages)
-        if ops.route is not None and Stage.COMPARE in stages:
+        if ops.route is not None and (Stage.COMPARE in stages or Stage.RANK in stages):
             ops.route(campaign_id)
         for stage in stages:
             guard(campaign_id)

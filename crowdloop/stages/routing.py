@@ -1,12 +1,16 @@
-"""AI-first routing of comparisons: a model judge first, humans for what it cannot decide.
+"""AI-first routing of comparisons and ranking sets: a model judge first, humans for what
+it cannot decide.
 
-Each round, before the human push, `route_pending` sends every production comparison that
-no one has seen yet to the campaign's AI judge (`routing.ai`, a connector declaring
-PAIRWISE, such as aijudge) in one batch, reads its answers and decides per pair:
+Each round, before the human push, `route_pending` sends every production comparison (or,
+in a ranking campaign, every production ranking set) that no one has seen yet to the
+campaign's AI judge (`routing.ai`, a connector declaring PAIRWISE, or RANKING, such as
+aijudge) in one batch, reads its answers and decides per pair (per set alike):
 
 - the judge's answer could not be read -> humans ("unreadable");
 - its two position-swapped answers disagree -> humans ("swap_disagrees"), when
   `human_on_swap_disagreement` (a judge asked in one order only has nothing to compare);
+  a ranking set: its rankings of the set shown in order and reversed agree less than
+  `min_order_agreement` (Kendall's tau-b) -> humans ("order_disagrees");
 - its confidence is under `confidence_threshold` -> humans ("low_confidence");
 - otherwise, drawn for audit with probability `audit_rate` (a seeded draw per pair, the
   same on every rerun) -> humans too ("audit"), the judge's verdict kept beside theirs;
@@ -32,6 +36,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from crowdloop.aggregation.rankings import kendall_tau
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.registry import build_connector
 from crowdloop.db import insert_ignore, session_scope
@@ -43,6 +48,8 @@ from crowdloop.models.domain import (
     CompareTask,
     Money,
     PreferenceAnswer,
+    RankingAnswer,
+    RankTask,
     Stage,
     Submission,
     SubmissionPage,
@@ -73,6 +80,40 @@ TASK_SUFFIX = ":ai"
 SLICE = 100
 
 
+@dataclass(frozen=True)
+class Routed:
+    """What a campaign routes: its production items' stage and kind, their payload type,
+    and what the judge must be able to answer."""
+
+    stage: Stage
+    kind: str
+    payload: type[CompareTask] | type[RankTask]
+    capabilities: tuple[Capability, ...]
+    instruction: str
+    currency: str
+
+
+def routed(spec: CampaignSpec) -> Routed | None:
+    """The campaign's routed work (None: nothing AI-first routing carries)."""
+    if spec.preferences is not None:
+        prefs = spec.preferences
+        return Routed(
+            Stage.COMPARE,
+            "compare",
+            CompareTask,
+            (Capability.PAIRWISE,),
+            prefs.instruction,
+            prefs.reward.currency,
+        )
+    if spec.ranking is not None:
+        ranking = spec.ranking
+        caps = (Capability.RANKING,) + ((Capability.RANKING_TIES,) if ranking.ties else ())
+        return Routed(
+            Stage.RANK, "rank", RankTask, caps, ranking.instruction, ranking.reward.currency
+        )
+    return None
+
+
 @dataclass
 class RouteResult:
     asked: int = 0  # pairs sent to the judge this call
@@ -99,7 +140,7 @@ def route_pending(
     a cancel or a lost lease stops the asking (and the spending) within one slice."""
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
-    if spec.routing is None or spec.preferences is None:
+    if spec.routing is None or routed(spec) is None:
         return None
     if connector is None:
         with build_ai_connector(spec) as built:
@@ -114,22 +155,25 @@ def _route(
     connector: Connector,
     between: Callable[[], object] | None,
 ) -> RouteResult:
-    connector.require(Capability.PAIRWISE)
+    work = routed(spec)
+    assert work is not None
+    for capability in work.capabilities:
+        connector.require(capability)
     result = RouteResult()
-    fresh = _unseen(campaign_id)
+    fresh = _unseen(campaign_id, work)
     if not fresh and not _undecided(campaign_id):
         return result
     if fresh:
         # Nothing is created before a launch approval the estimate needs.
         budget.launch_gate(campaign_id)
-    batch = _ensure_batch(campaign_id, spec, connector)
+    batch = _ensure_batch(campaign_id, work, connector)
     connector.start(batch)
     _read(campaign_id, spec, routing, connector, batch, result)  # what a crashed run asked
     pause = None
     for start in range(0, len(fresh), SLICE):
         if between is not None:
             between()
-        asked, pause = _ask(campaign_id, spec, connector, batch, fresh[start : start + SLICE])
+        asked, pause = _ask(campaign_id, spec, work, connector, batch, fresh[start : start + SLICE])
         result.asked += asked
         _read(campaign_id, spec, routing, connector, batch, result)
         if pause is not None:
@@ -170,8 +214,9 @@ def _read(
             result.decided[route] = result.decided.get(route, 0) + n
 
 
-def _unseen(campaign_id: str) -> list[Item]:
-    """Production comparisons no one was asked about yet (no route, never published)."""
+def _unseen(campaign_id: str, work: Routed) -> list[Item]:
+    """Production comparisons (ranking sets) no one was asked about yet (no route, never
+    published)."""
     with session_scope() as s:
         routed = select(AIRoute.item_id).where(AIRoute.campaign_id == campaign_id)
         return list(
@@ -179,8 +224,8 @@ def _unseen(campaign_id: str) -> list[Item]:
                 select(Item)
                 .where(
                     Item.campaign_id == campaign_id,
-                    Item.stage == Stage.COMPARE.value,
-                    Item.kind == "compare",
+                    Item.stage == work.stage.value,
+                    Item.kind == work.kind,
                     col(Item.is_golden).is_(False),
                     Item.state == ItemState.PENDING,
                     Item.pushes == 0,
@@ -206,20 +251,19 @@ def _undecided(campaign_id: str) -> list[str]:
     return _routed(campaign_id, AIRouteState.ASKED)
 
 
-def _ensure_batch(campaign_id: str, spec: CampaignSpec, connector: Connector) -> BatchRef:
+def _ensure_batch(campaign_id: str, work: Routed, connector: Connector) -> BatchRef:
     key = f"{campaign_id}:ai-judge"
     with session_scope() as s:
         row = s.get(AIJudgeBatch, campaign_id)
         if row is not None:
             return BatchRef(connector=row.connector, external_id=row.external_id)
-    assert spec.preferences is not None
     # Create-once by key: a crash after this call and before the row finds it again.
     ref = connector.find_batch(key) or connector.create_batch(
         BatchSpec(
             name=f"{campaign_id} AI judge",
-            stage=Stage.COMPARE,
-            instruction=spec.preferences.instruction,
-            reward=Money(amount=Decimal(0), currency=spec.preferences.reward.currency),
+            stage=work.stage,
+            instruction=work.instruction,
+            reward=Money(amount=Decimal(0), currency=work.currency),
             campaign_id=campaign_id,
         ),
         idempotency_key=key,
@@ -245,7 +289,12 @@ def _ensure_batch(campaign_id: str, spec: CampaignSpec, connector: Connector) ->
 
 
 def _ask(
-    campaign_id: str, spec: CampaignSpec, connector: Connector, batch: BatchRef, items: list[Item]
+    campaign_id: str,
+    spec: CampaignSpec,
+    work: Routed,
+    connector: Connector,
+    batch: BatchRef,
+    items: list[Item],
 ) -> tuple[int, BudgetPause | None]:
     """Ask the judge about these pairs, a call's worth at a time; returns how many were
     asked and, if the campaign's budget stopped the asking, the pause to raise.
@@ -259,7 +308,7 @@ def _ask(
         TaskItem(
             key=f"{it.id}{TASK_SUFFIX}",
             group=it.id,
-            payload=CompareTask.model_validate(it.payload),
+            payload=work.payload.model_validate(it.payload),
             overlap=1,
         )
         for it in items
@@ -332,12 +381,19 @@ def audited(seed: int, item_id: str, rate: float) -> bool:
 
 
 def decide(
-    answer: PreferenceAnswer | None, routing: RoutingSpec, seed: int, item_id: str
+    answer: PreferenceAnswer | RankingAnswer | None,
+    routing: RoutingSpec,
+    seed: int,
+    item_id: str,
 ) -> tuple[AIRouteState, str | None]:
-    """Where one pair goes, given the judge's answer (None: unreadable)."""
+    """Where one pair (ranking set) goes, given the judge's answer (None: unreadable)."""
     if answer is None:
         return AIRouteState.HUMAN, "unreadable"
-    if routing.human_on_swap_disagreement and answer.position_consistent is False:
+    if isinstance(answer, RankingAnswer):
+        agreement = answer.order_agreement
+        if agreement is not None and agreement < routing.min_order_agreement:
+            return AIRouteState.HUMAN, "order_disagrees"
+    elif routing.human_on_swap_disagreement and answer.position_consistent is False:
         return AIRouteState.HUMAN, "swap_disagrees"
     if answer.confidence is None or answer.confidence < routing.confidence_threshold:
         return AIRouteState.HUMAN, "low_confidence"
@@ -359,10 +415,10 @@ def _decide_page(
     connector_name: str,
     page: SubmissionPage,
 ) -> dict[str, int]:
-    answers: dict[str, tuple[Submission | None, PreferenceAnswer | None]] = {}
+    answers: dict[str, tuple[Submission | None, PreferenceAnswer | RankingAnswer | None]] = {}
     for submission in page.submissions:
         item_id = _item_of(submission.task_key)
-        if item_id is not None and isinstance(submission.answer, PreferenceAnswer):
+        if item_id is not None and isinstance(submission.answer, PreferenceAnswer | RankingAnswer):
             answers[item_id] = (submission, submission.answer)
     for q in page.quarantined:
         item_id = _item_of(q.task_key)
@@ -381,17 +437,30 @@ def _decide_page(
         collected: list[str] = []
         for item_id in sorted(waiting):  # a page read twice decides nothing twice
             sub, answer = answers[item_id]
+            if (
+                isinstance(answer, RankingAnswer)
+                and spec.ranking is not None
+                and not spec.ranking.ties
+                and len(set(answer.ranks)) < len(answer.ranks)
+            ):
+                # Checked as sync checks a worker's ranking: a judge that ties where the
+                # campaign allows none is unreadable, its set goes to humans, not into data.
+                answer = None
             route, reason = decide(answer, routing, spec.seed, item_id)
             counts[route.value] = counts.get(route.value, 0) + 1
+            ranked = answer if isinstance(answer, RankingAnswer) else None
+            paired = answer if isinstance(answer, PreferenceAnswer) else None
             s.execute(
                 update(AIRoute)
                 .where(col(AIRoute.item_id) == item_id)
                 .values(
                     route=route,
                     reason=reason,
-                    choice=answer.choice if answer else None,
+                    choice=paired.choice if paired else ("ranking" if ranked else None),
                     confidence=answer.confidence if answer else None,
-                    position_consistent=answer.position_consistent if answer else None,
+                    position_consistent=paired.position_consistent if paired else None,
+                    places=list(ranked.ranks) if ranked else None,
+                    order_agreement=ranked.order_agreement if ranked else None,
                     submission_id=sub.external_id if sub else None,
                     decided_at=utcnow(),
                 )
@@ -489,22 +558,56 @@ class RoutingSummary:
     by_route: dict[str, int]
     by_reason: dict[str, int]
     audited: int
-    audit_agree: int  # the judge's verdict equals the humans' aggregated verdict
-    audit_decisive: int  # audited pairs where neither said tie
+    audit_agree: int  # pairs: the judge's verdict equals the humans' aggregated verdict;
+    # ranking sets: the judge's ranking orders every pair as the humans' consensus does
+    audit_decisive: int  # audited pairs where neither said tie (0 for ranking sets)
     audit_decisive_agree: int
     human_judgments: int  # valid human judgments on production comparisons (bought)
     ai_spend: Money | None
+    unit: str = "pairs"  # what was routed: pairs, or ranking sets
+    # Ranking sets: mean Kendall's tau-b between the judge's ranking of an audited set and
+    # the humans' consensus of it (their mean places); None for pairs or before any audit.
+    audit_tau: float | None = None
+
+
+def _human_consensus(s: Any, campaign_id: str, items: list[str], ai: str) -> dict[str, list[float]]:
+    """Per ranking set, the mean place of each shown response over the humans' trusted
+    rankings of it (the judge's own, never on an audited set, left out anyway)."""
+    from crowdloop.stages.ranking import places_of
+
+    rows = s.exec(
+        select(Judgment.item_id, Judgment.text).where(
+            Judgment.campaign_id == campaign_id,
+            col(Judgment.item_id).in_(items),
+            Judgment.status == JudgmentStatus.VALID,
+            col(Judgment.excluded).is_(False),
+            Judgment.connector != ai,
+        )
+    ).all()
+    sums: dict[str, list[float]] = {}
+    counts: dict[str, int] = {}
+    for item_id, text in rows:
+        places = places_of(text)
+        total = sums.setdefault(str(item_id), [0.0] * len(places))
+        if len(total) != len(places):
+            continue
+        sums[str(item_id)] = [a + b for a, b in zip(total, places, strict=True)]
+        counts[str(item_id)] = counts.get(str(item_id), 0) + 1
+    return {i: [v / counts[i] for v in total] for i, total in sums.items() if counts.get(i)}
 
 
 def routing_summary(campaign_id: str) -> RoutingSummary | None:
     """Counts, human judgments bought and AI–human agreement on audited pairs (after
-    aggregation: the humans' verdict is the pair's PairOutcome)."""
+    aggregation: the humans' verdict is the pair's PairOutcome) or, in a ranking campaign,
+    on audited sets (Kendall's tau-b against the humans' consensus of the set)."""
     from crowdloop.models.tables import PairOutcome
 
     with session_scope() as s:
         batch = s.get(AIJudgeBatch, campaign_id)
         if batch is None:
             return None
+        work = routed(load_spec(s, campaign_id))
+        kind = work.kind if work is not None else "compare"
         routes = s.exec(select(AIRoute).where(AIRoute.campaign_id == campaign_id)).all()
         outcomes = dict(
             s.exec(
@@ -520,10 +623,18 @@ def routing_summary(campaign_id: str) -> RoutingSummary | None:
                 Judgment.campaign_id == campaign_id,
                 Judgment.status == JudgmentStatus.VALID,
                 Judgment.connector != batch.connector,
-                Item.kind == "compare",
+                Item.kind == kind,
                 col(Item.is_golden).is_(False),
             )
         ).all()
+        audited_sets = [
+            r.item_id for r in routes if r.route == AIRouteState.AUDIT and r.places is not None
+        ]
+        consensus = (
+            _human_consensus(s, campaign_id, audited_sets, batch.connector)
+            if kind == "rank"
+            else {}
+        )
     by_route: dict[str, int] = {}
     by_reason: dict[str, int] = {}
     for r in routes:
@@ -531,41 +642,63 @@ def routing_summary(campaign_id: str) -> RoutingSummary | None:
         by_route[route.value] = by_route.get(route.value, 0) + 1
         if r.reason:
             by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
-    audit = [(r.choice, outcomes.get(r.item_id)) for r in routes if r.route == AIRouteState.AUDIT]
-    audit = [(a, h) for a, h in audit if a is not None and h is not None]
-    decisive = [(a, h) for a, h in audit if "tie" not in (a, h)]
     spend = (
         Money(amount=Decimal(batch.spend), currency=batch.currency or "USD")
         if batch.spend is not None
         else None
     )
+    common = {
+        "asked": len(routes),
+        "by_route": by_route,
+        "by_reason": by_reason,
+        "human_judgments": len(humans),
+        "ai_spend": spend,
+    }
+    if kind == "rank":
+        places = {r.item_id: r.places for r in routes}
+        taus = [kendall_tau(places[i] or [], consensus[i]) for i in audited_sets if i in consensus]
+        return RoutingSummary(
+            **common,  # type: ignore[arg-type]
+            audited=len(taus),
+            audit_agree=sum(t == 1.0 for t in taus),
+            audit_decisive=0,
+            audit_decisive_agree=0,
+            unit="ranking sets",
+            audit_tau=sum(taus) / len(taus) if taus else None,
+        )
+    audit = [(r.choice, outcomes.get(r.item_id)) for r in routes if r.route == AIRouteState.AUDIT]
+    audit = [(a, h) for a, h in audit if a is not None and h is not None]
+    decisive = [(a, h) for a, h in audit if "tie" not in (a, h)]
     return RoutingSummary(
-        asked=len(routes),
-        by_route=by_route,
-        by_reason=by_reason,
+        **common,  # type: ignore[arg-type]
         audited=len(audit),
         audit_agree=sum(a == h for a, h in audit),
         audit_decisive=len(decisive),
         audit_decisive_agree=sum(a == h for a, h in decisive),
-        human_judgments=len(humans),
-        ai_spend=spend,
     )
 
 
 def summary_lines(summary: RoutingSummary) -> Iterable[str]:
     """Markdown lines for the campaign report."""
+    unit = summary.unit
     yield "## AI-first routing"
     yield ""
-    routed = ", ".join(f"{k}: {v}" for k, v in sorted(summary.by_route.items()))
-    yield f"- Pairs sent to the AI judge: {summary.asked} ({routed})."
+    routed_ = ", ".join(f"{k}: {v}" for k, v in sorted(summary.by_route.items()))
+    yield f"- {unit.capitalize()} sent to the AI judge: {summary.asked} ({routed_})."
     if summary.by_reason:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary.by_reason.items()))
         yield f"- Sent to humans because: {reasons}."
-    yield f"- Human judgments bought on production pairs: {summary.human_judgments}."
+    yield f"- Human judgments bought on production {unit}: {summary.human_judgments}."
     if summary.ai_spend is not None:
         spent = summary.ai_spend
         yield f"- AI judge cost (token usage x prices): {spent.amount:.4f} {spent.currency}."
-    if summary.audited:
+    if summary.audited and summary.audit_tau is not None:
+        yield (
+            f"- AI–human agreement on {summary.audited} audited {unit}: mean Kendall tau-b "
+            f"{summary.audit_tau:.3f} (judge's ranking vs the humans' mean places of the "
+            f"set); {summary.audit_agree} ordered exactly as the humans did."
+        )
+    elif summary.audited:
         share = summary.audit_agree / summary.audited
         line = (
             f"- AI–human agreement on {summary.audited} audited pairs: {share:.3f} "
@@ -576,5 +709,5 @@ def summary_lines(summary: RoutingSummary) -> Iterable[str]:
             line += f"; {d:.3f} on the {summary.audit_decisive} where neither said tie"
         yield line + "."
     else:
-        yield "- No audited pair has a human verdict yet."
+        yield f"- No audited {unit[:-1]} has a human verdict yet."
     yield ""

@@ -15,8 +15,12 @@ openai/openai-python records them:
   reads only the status code), so it is kept minimal.
 
 Its judge is deterministic and content-based: the longer answer wins (ties when equal),
-with confidence 0.9, so a position swap agrees. Tests can queue raw replies in
-`FakeOpenAI.scripted` (a refusal, a cut-off answer, garbage) and count completions.
+with confidence 0.9, so a position swap agrees. Asked for a ranking (the response_format's
+schema named "ranking" or "ranking_with_ties", as the connector sends it), it orders the
+answers by length, longest first (equal lengths share a group with ties allowed), in the
+same ChatCompletion shape: only `message.content` differs, the schema's JSON as text.
+Tests can queue raw replies in `FakeOpenAI.scripted` (a refusal, a cut-off answer,
+garbage) and count completions.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from crowdloop.connectors._http import RetryPolicy
 from crowdloop.connectors.aijudge.connector import AIJudgeConnector
 from crowdloop.connectors.aijudge.credentials import AIJudgeCredentials
 from crowdloop.connectors.aijudge.options import AIJudgeOptions
-from crowdloop.connectors.aijudge.prompt import parse_pair
+from crowdloop.connectors.aijudge.prompt import labels, parse_answers, parse_pair
 from crowdloop.connectors.aijudge.store import AnswerStore
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.testing import Harness, Op, Route, Wrap
@@ -129,6 +133,8 @@ class FakeOpenAI:
         if self.scripted:
             return httpx.Response(200, json=self.scripted.pop(0))
         user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        if schema["name"] in ("ranking", "ranking_with_ties"):
+            return self._rank(user, ties=schema["name"] == "ranking_with_ties")
         shown = parse_pair(user)
         if shown is None:
             return _error(400, "not a pairwise prompt")
@@ -145,6 +151,29 @@ class FakeOpenAI:
         return httpx.Response(
             200,
             json=completion(content, prompt_tokens=len(user) // 4 + 60, n=self.completions),
+        )
+
+    def _rank(self, user: str, *, ties: bool) -> httpx.Response:
+        shown = parse_answers(user)
+        if shown is None:
+            return _error(400, "not a ranking prompt")
+        texts = shown[1]
+        by_length: dict[int, list[str]] = {}
+        for letter, text in zip(labels(len(texts)), texts, strict=True):
+            by_length.setdefault(len(text), []).append(letter)
+        groups = [by_length[n] for n in sorted(by_length, reverse=True)]
+        ranking: list[Any] = groups if ties else [x for g in groups for x in g]
+        content = json.dumps(
+            {
+                "rationale": "Longer answers are more complete.",
+                "ranking": ranking,
+                "confidence": 0.9,
+            },
+            separators=(",", ":"),
+        )
+        return httpx.Response(
+            200,
+            json=completion(content, prompt_tokens=len(user) // 4 + 80, n=self.completions),
         )
 
 

@@ -1,0 +1,279 @@
+"""What the judge does per task kind: the requests a task is asked in, how each answer is
+read, how the orders combine, and the answer crowdloop gets back.
+
+One `JudgeKind` per task kind the judge answers (`KINDS`, keyed by the payload's `kind`):
+the connector only asks, bills, records and pages; everything kind-specific is here. A new
+task kind (a multi-aspect rating, say) is one more subclass and one more entry in `KINDS`:
+its prompt (prompt.py), its output schema (models.py), its reader, how its orders combine,
+the ledger fields it keeps (`combine`'s `detail` is free-form JSON) and its Answer.
+
+Position bias is measured the same way for every kind: each task is asked once in the
+order shown and, with `position_swap`, once more in the reverse order (for a pair that is
+the swap), and each answer is mapped back to the task's own positions before the two are
+compared.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from pydantic import BaseModel, ValidationError
+
+from crowdloop.aggregation.rankings import kendall_tau
+from crowdloop.connectors.aijudge.models import (
+    VERDICT_SCHEMA,
+    RankingVerdict,
+    Verdict,
+    ranking_schema,
+)
+from crowdloop.connectors.aijudge.prompt import (
+    labels,
+    ranking_system_message,
+    render_answers,
+    render_pair,
+    system_message,
+)
+from crowdloop.connectors.aijudge.store import StoredAnswer
+from crowdloop.connectors.answers import first_error
+from crowdloop.models.domain import (
+    Answer,
+    Capability,
+    CompareTask,
+    PreferenceAnswer,
+    RankingAnswer,
+    RankTask,
+)
+
+P = TypeVar("P", bound=BaseModel)
+R = TypeVar("R")
+
+
+class Unreadable(Exception):
+    """An answer that does not fit what was asked (the task's submission is quarantined)."""
+
+    def __init__(self, reason: str, raw: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+
+@dataclass(frozen=True)
+class Ask(Generic[R]):
+    """One request: the messages, the output schema, and how to read its answer back in
+    the task's own positions (raises Unreadable)."""
+
+    system: str
+    user: str
+    schema_name: str
+    schema: dict[str, Any]
+    read: Callable[[str], R]
+
+    def size(self) -> int:
+        """Bytes the model reads: the messages and the schema (servers put it in the prompt)."""
+        return (
+            len(self.system.encode())
+            + len(json.dumps(self.schema).encode())
+            + len(self.user.encode())
+        )
+
+
+class JudgeKind(ABC, Generic[P, R]):
+    task_kind: ClassVar[str]  # the payload's `kind`
+    stages: ClassVar[frozenset[str]]  # BatchSpec stages whose batches carry it
+    capabilities: ClassVar[frozenset[Capability]]
+    payload_type: type[P]
+
+    def payload(self, data: Mapping[str, Any] | BaseModel) -> P:
+        if isinstance(data, self.payload_type):
+            return data
+        return self.payload_type.model_validate(data)
+
+    @abstractmethod
+    def asks(self, payload: P, swap: bool) -> list[Ask[R]]:
+        """The requests one task is asked in: the order shown, then the reverse with `swap`."""
+
+    @abstractmethod
+    def combine(self, payload: P, readings: list[R]) -> dict[str, Any]:
+        """The ledger's fields of a readable answer: `choice` (never None: None means
+        quarantined), `confidence`, `consistent` and `detail` (JSON, kind-specific)."""
+
+    @abstractmethod
+    def answer(self, stored: StoredAnswer) -> Answer:
+        """The Answer crowdloop reads, from the ledger's row."""
+
+
+def _validated(model: type[BaseModel], raw: str, what: str) -> Any:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise Unreadable(f"not the {what} schema ({first_error(exc)})", raw) from exc
+
+
+# --- pairwise comparisons -----------------------------------------------------------------
+
+# What the model's A/B mean on the task's left/right in each order.
+_AS_SHOWN = {"A": "left", "B": "right", "tie": "tie"}
+_SWAPPED = {"A": "right", "B": "left", "tie": "tie"}
+
+
+class PairwiseKind(JudgeKind[CompareTask, tuple[str, float]]):
+    task_kind = "compare"
+    stages = frozenset({"compare", "exam"})
+    capabilities = frozenset({Capability.PAIRWISE})
+    payload_type = CompareTask
+
+    def asks(self, payload: CompareTask, swap: bool) -> list[Ask[tuple[str, float]]]:
+        orders = [(payload.left, payload.right, _AS_SHOWN)]
+        if swap:
+            orders.append((payload.right, payload.left, _SWAPPED))
+        system = system_message(payload.instruction)
+
+        def reader(mapping: dict[str, str]) -> Callable[[str], tuple[str, float]]:
+            def read(raw: str) -> tuple[str, float]:
+                verdict = cast(Verdict, _validated(Verdict, raw, "verdict"))
+                return mapping[verdict.winner], verdict.confidence
+
+            return read
+
+        return [
+            Ask(
+                system,
+                render_pair(payload.prompt, a, b),
+                "pairwise_verdict",
+                VERDICT_SCHEMA,
+                reader(mapping),
+            )
+            for a, b, mapping in orders
+        ]
+
+    def combine(self, payload: CompareTask, readings: list[tuple[str, float]]) -> dict[str, Any]:
+        choice, confidence = readings[0]
+        consistent: bool | None = None
+        if len(readings) == 2:
+            consistent = readings[0][0] == readings[1][0]
+            # Agreeing orders: their mean; disagreeing ones: the lower (the pair goes to
+            # humans under the default routing anyway).
+            other = readings[1][1]
+            confidence = (confidence + other) / 2 if consistent else min(confidence, other)
+        return {"choice": choice, "confidence": confidence, "consistent": consistent}
+
+    def answer(self, stored: StoredAnswer) -> Answer:
+        return PreferenceAnswer(
+            choice=cast(Any, stored.choice),
+            confidence=stored.confidence,
+            position_consistent=stored.consistent,
+        )
+
+
+# --- k-wise rankings ----------------------------------------------------------------------
+
+RANKED = "ranking"  # the ledger's `choice` of a readable ranking (the places are in detail)
+
+
+def _places(groups: list[list[str]], letters: list[str], raw: str) -> list[int]:
+    """Places (1 best, tied letters share the group's place) of the letters as shown; the
+    groups must name every letter shown exactly once."""
+    named = [letter for group in groups for letter in group]
+    if any(not group for group in groups) or sorted(named) != sorted(letters):
+        raise Unreadable(
+            f"the ranking {json.dumps(groups)} is not an order of the answers shown "
+            f"({', '.join(letters)}, each exactly once)",
+            raw,
+        )
+    place_of: dict[str, int] = {}
+    for group in groups:
+        place = len(place_of) + 1
+        place_of.update({letter: place for letter in group})
+    return [place_of[letter] for letter in letters]
+
+
+def combined_places(first: list[int], second: list[int], ties: bool) -> list[int]:
+    """One ranking from the two orders': by the sum of each response's places (Borda), so
+    a response one order lifted by its position alone meets the other order halfway.
+    Without ties, equal sums are broken by the first order (then by position); with ties
+    allowed, equal sums share a place."""
+    total = [a + b for a, b in zip(first, second, strict=True)]
+    order = sorted(range(len(total)), key=lambda i: (total[i], first[i], i))
+    places = [0] * len(total)
+    for position, i in enumerate(order):
+        prev = order[position - 1] if position else None
+        same = ties and prev is not None and total[prev] == total[i]
+        places[i] = places[prev] if same and prev is not None else position + 1
+    return places
+
+
+class RankingKind(JudgeKind[RankTask, tuple[list[int], float]]):
+    task_kind = "rank"
+    stages = frozenset({"rank"})
+    capabilities = frozenset({Capability.RANKING, Capability.RANKING_TIES})
+    payload_type = RankTask
+
+    def asks(self, payload: RankTask, swap: bool) -> list[Ask[tuple[list[int], float]]]:
+        k = len(payload.responses)
+        letters = labels(k)
+        shown = list(range(k))
+        orders = [shown, shown[::-1]] if swap else [shown]
+        system = ranking_system_message(payload.instruction, k, payload.ties)
+        schema = ranking_schema(letters, payload.ties)
+        name = "ranking_with_ties" if payload.ties else "ranking"
+
+        def reader(order: list[int]) -> Callable[[str], tuple[list[int], float]]:
+            def read(raw: str) -> tuple[list[int], float]:
+                verdict = cast(RankingVerdict, _validated(RankingVerdict, raw, "ranking"))
+                flat = all(isinstance(x, str) for x in verdict.ranking)
+                if flat == payload.ties:
+                    want = "groups of letters" if payload.ties else "a flat list of letters"
+                    raise Unreadable(f"not the ranking schema (the ranking must be {want})", raw)
+                groups = (
+                    [[x] for x in cast(list[str], verdict.ranking)]
+                    if flat
+                    else cast(list[list[str]], verdict.ranking)
+                )
+                by_display = _places(groups, letters, raw)
+                places = [0] * k
+                for display, task_position in enumerate(order):
+                    places[task_position] = by_display[display]
+                return places, verdict.confidence
+
+            return read
+
+        return [
+            Ask(
+                system,
+                render_answers(payload.prompt, [payload.responses[i] for i in order]),
+                name,
+                schema,
+                reader(order),
+            )
+            for order in orders
+        ]
+
+    def combine(self, payload: RankTask, readings: list[tuple[list[int], float]]) -> dict[str, Any]:
+        places, confidence = readings[0]
+        detail: dict[str, Any] = {"ranks": places, "order_agreement": None}
+        if len(readings) == 2:
+            other, other_confidence = readings[1]
+            detail = {
+                "ranks": combined_places(places, other, payload.ties),
+                "order_agreement": round(kendall_tau(places, other), 6),
+                "orders": [places, other],
+            }
+            confidence = (confidence + other_confidence) / 2
+        return {"choice": RANKED, "confidence": confidence, "consistent": None, "detail": detail}
+
+    def answer(self, stored: StoredAnswer) -> Answer:
+        detail = stored.detail or {}
+        return RankingAnswer(
+            ranks=tuple(detail["ranks"]),
+            confidence=stored.confidence,
+            order_agreement=detail.get("order_agreement"),
+        )
+
+
+KINDS: dict[str, JudgeKind[Any, Any]] = {
+    kind.task_kind: kind for kind in (PairwiseKind(), RankingKind())
+}
