@@ -1,4 +1,4 @@
-"""Multi-aspect ratings (rating12): what each rating item shows, and aggregated scores.
+"""Multi-aspect ratings: what each rating item shows, and aggregated scores.
 
 Revision ID: 0007
 Revises: 0006

@@ -1,7 +1,7 @@
 """AI-first routing of ranking sets (aijudge12).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Created: 2026-12-06
 
 - `airoute.places`: the judge's ranking of a ranking set (places of the responses as
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
