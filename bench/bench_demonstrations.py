@@ -51,7 +51,14 @@ from sqlmodel import col, select
 from crowdloop.db import session_scope
 from crowdloop.demo.run import DemoSize, write_demo_inputs
 from crowdloop.models.spec import load_campaign
-from crowdloop.models.tables import Item, Judgment, JudgmentStatus, Prompt, Response
+from crowdloop.models.tables import (
+    Item,
+    Judgment,
+    JudgmentStatus,
+    Prompt,
+    Response,
+    WorkerRecord,
+)
 from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.crowd import ACCEPT_QUALITY, BAD_VERIFIERS, BAD_WRITERS
@@ -167,6 +174,10 @@ def run_one(root: Path, crowd: CrowdConfig, seed: int, size: int, config: str) -
                 .where(Judgment.campaign_id == name, Item.kind != "verify")
             )
         )
+        reasons = {
+            r.worker_id: r.block_reason or ""
+            for r in s.exec(select(WorkerRecord).where(WorkerRecord.campaign_id == name))
+        }
         verifies = Counter(
             j.worker_id
             for j in s.exec(
@@ -249,6 +260,8 @@ def run_one(root: Path, crowd: CrowdConfig, seed: int, size: int, config: str) -
         if i in off_topic
     ]
     return {
+        # Why honest workers were blocked (the bar: at most 2% of them).
+        "honest_blocked_reasons": sorted(reasons.get(w, "") for w in honest & blocked),
         "dup_examples": examples[:5],
         "lost_examples": lost_examples[:8],
         "off_examples": off_examples[:5],
@@ -286,7 +299,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             if not mine:
                 continue
             seeds = ",".join(str(r["seed"]) for r in mine)
-            for n, config in enumerate(CONFIGS):
+            first = True
+            for config in CONFIGS:
                 runs = [r[config] for r in mine if config in r]
                 if not runs:
                     continue
@@ -296,7 +310,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
                 rows_n = max(tot("rows"), 1)
                 good_n = max(tot("good_judged"), 1)
-                cell = f"{key}: {label} (seeds {seeds})" if n == 0 else ""
+                cell = f"{key}: {label} (seeds {seeds})" if first else ""
+                first = False
                 lines.append(
                     f"| {cell} | {size}x | {config} | {tot('rows')} "
                     f"| {tot('bad_rows')} ({tot('bad_rows') / rows_n:.1%}) "
