@@ -32,6 +32,7 @@ majority vote over every verification answer of the same run would have lost.
     .venv/bin/python bench/bench_demonstrations.py --crowds copiers --seeds 0 --sizes 1
     .venv/bin/python bench/bench_demonstrations.py --out rows.json
     .venv/bin/python bench/bench_demonstrations.py --table rows.json
+    .venv/bin/python bench/bench_demonstrations.py --signatures 1000 10000  # earlier campaigns
 """
 
 from __future__ import annotations
@@ -423,6 +424,57 @@ def dedup_cost(n: int, reps: int) -> None:
     print(f"all-pairs / minhash wall: {ratio:.1f}x; peak RSS of the process {peak:.0f} MiB")
 
 
+def signature_cost(n: int) -> None:
+    """The signature table (`crowdloop.stages.signatures`) in a fresh SQLite database: n
+    accepted lists of an "earlier" campaign signed, then n cosmetic copies and n fresh
+    lists looked up one by one from a new campaign; recall, false hits, time per lookup,
+    and the process's peak RSS before and after the lookups (flat: nothing is loaded)."""
+    import resource
+
+    from crowdloop.models.tables import Campaign
+    from crowdloop.stages.signatures import find_earlier, record_accepted
+
+    originals, copies, fresh = _corpus(n, 11)
+    with tempfile.TemporaryDirectory(prefix="crowdloop-bench-signatures-") as tmp:
+        os.environ["CROWDLOOP_DATABASE_URL"] = f"sqlite:///{tmp}/db.sqlite"
+        with session_scope() as s:
+            for name in ("earlier", "new"):
+                s.add(Campaign(id=name, spec={}, spec_hash="-", connector="simulator"))
+            s.add(Prompt(id="p", campaign_id="earlier", text="List the top 5 rivers.",
+                         source="crowd"))  # fmt: skip
+            s.flush()
+            rows = [
+                Response(
+                    id=f"r{i}",
+                    campaign_id="earlier",
+                    prompt_id="p",
+                    text=t,
+                    source="crowd",
+                    verdict="accept",
+                )
+                for i, t in enumerate(originals)
+            ]
+            s.add_all(rows)
+            s.flush()
+            started = time.perf_counter()
+            record_accepted(s, "response", rows)
+            signed = time.perf_counter() - started
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        hits: list[bool] = []
+        started, cpu = time.perf_counter(), time.process_time()
+        with session_scope() as s:
+            for text in copies + fresh:
+                hits.append(find_earlier(s, "response", "new", text, None, 0.7) is not None)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"signatures: {n} texts signed in {signed:.2f} s; {2 * n} looked up: copies found "
+        f"{sum(hits[:n]) / n:.1%}, fresh texts flagged {sum(hits[n:]) / n:.1%}; "
+        f"{1000 * wall / (2 * n):.2f} ms wall, {1000 * cpu / (2 * n):.2f} ms CPU per lookup; "
+        f"peak RSS {before:.0f} MiB before the lookups, {after:.0f} MiB after"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -434,7 +486,15 @@ def main() -> None:
     parser.add_argument(
         "--dedup", type=int, nargs="+", metavar="N", help="only the duplicate check's cost"
     )
+    parser.add_argument(
+        "--signatures", type=int, nargs="+", metavar="N",
+        help="only the signature table's lookups against N signed texts",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.signatures:
+        for n in args.signatures:
+            signature_cost(n)
+        return
     if args.dedup:
         for n in args.dedup:
             dedup_cost(n, reps=3)
