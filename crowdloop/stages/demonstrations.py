@@ -354,7 +354,7 @@ def _golden_for_verifiers(
     spread over a crowd gives each verifier about one at the demo's size, too little to
     judge anyone. A verifier is cleared by a right answer on a known-good and on a
     known-bad text (what a rubber-stamper or a harsh verifier cannot give), or by
-    `golden_per_verifier` golden answers. Each item is asked of one worker, kept off the
+    twice `golden_per_verifier` golden answers. Each item is asked of one worker, kept off the
     cleared ones but for three (so somebody can always take it, whoever is blocked
     meanwhile), of the verdict the uncleared lack most, and only while real verification
     is open (it never prolongs a campaign); golden items not answered yet count against
@@ -403,10 +403,13 @@ def _golden_for_verifiers(
             right[w].add(str(answer))
     verdicts = {row.verdict for row in rows}
     workers = (set(real) | set(golden)) - untrusted
+    # Up to twice `golden_per_verifier` for a verifier still without a right answer of
+    # each verdict: three golden answers had cleared a rubber-stamper with one right
+    # (known-good) and two wrong, at a content-blind posterior of 0.65-0.73, short of 0.9.
     short = {
         w
         for w in workers
-        if real[w] and golden[w] < demo.golden_per_verifier and not verdicts <= right[w]
+        if real[w] and not verdicts <= right[w] and golden[w] < 2 * demo.golden_per_verifier
     }
     waiting = sum(s.exec(open_verifications(Item.overlap, golden=True)).all())
     need = len(short) - waiting
@@ -428,8 +431,13 @@ def _golden_for_verifiers(
     for k, verdict in enumerate(plan):
         fitting = [r for r in rows if r.verdict == verdict and r.id not in spare_rows] or rows
         row = fitting[(start + k) % len(fitting)]
+        # Kept off the uncleared who already answered this verdict right too: a known-good
+        # text is what a rubber-stamper gets right, and three of them cleared it (mixed
+        # crowd: harsh verifiers lacking accepts put known-good items in the plan, and
+        # rubber-stampers took them; 0 of 24 bad verifiers blocked over three seeds).
+        has_it = {w for w in short if row.verdict in right[w]}
         out += golden_verify_items(
-            spec, [row], start + k, 1, overlap=1, exclude_also=sorted(others)
+            spec, [row], start + k, 1, overlap=1, exclude_also=sorted(set(others) | has_it)
         )
     return out
 
