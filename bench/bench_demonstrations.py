@@ -32,6 +32,7 @@ majority vote over every verification answer of the same run would have lost.
     .venv/bin/python bench/bench_demonstrations.py --crowds copiers --seeds 0 --sizes 1
     .venv/bin/python bench/bench_demonstrations.py --out rows.json
     .venv/bin/python bench/bench_demonstrations.py --table rows.json
+    .venv/bin/python bench/bench_demonstrations.py --signatures 1000 10000  # earlier campaigns
 """
 
 from __future__ import annotations
@@ -51,7 +52,14 @@ from sqlmodel import col, select
 from crowdloop.db import session_scope
 from crowdloop.demo.run import DemoSize, write_demo_inputs
 from crowdloop.models.spec import load_campaign
-from crowdloop.models.tables import Item, Judgment, JudgmentStatus, Prompt, Response
+from crowdloop.models.tables import (
+    Item,
+    Judgment,
+    JudgmentStatus,
+    Prompt,
+    Response,
+    WorkerRecord,
+)
 from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.crowd import ACCEPT_QUALITY, BAD_VERIFIERS, BAD_WRITERS
@@ -167,6 +175,10 @@ def run_one(root: Path, crowd: CrowdConfig, seed: int, size: int, config: str) -
                 .where(Judgment.campaign_id == name, Item.kind != "verify")
             )
         )
+        reasons = {
+            r.worker_id: r.block_reason or ""
+            for r in s.exec(select(WorkerRecord).where(WorkerRecord.campaign_id == name))
+        }
         verifies = Counter(
             j.worker_id
             for j in s.exec(
@@ -249,6 +261,8 @@ def run_one(root: Path, crowd: CrowdConfig, seed: int, size: int, config: str) -
         if i in off_topic
     ]
     return {
+        # Why honest workers were blocked (the issue's bar: at most 2% of them).
+        "honest_blocked_reasons": sorted(reasons.get(w, "") for w in honest & blocked),
         "dup_examples": examples[:5],
         "lost_examples": lost_examples[:8],
         "off_examples": off_examples[:5],
@@ -286,7 +300,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             if not mine:
                 continue
             seeds = ",".join(str(r["seed"]) for r in mine)
-            for n, config in enumerate(CONFIGS):
+            first = True
+            for config in CONFIGS:
                 runs = [r[config] for r in mine if config in r]
                 if not runs:
                     continue
@@ -296,7 +311,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
                 rows_n = max(tot("rows"), 1)
                 good_n = max(tot("good_judged"), 1)
-                cell = f"{key}: {label} (seeds {seeds})" if n == 0 else ""
+                cell = f"{key}: {label} (seeds {seeds})" if first else ""
+                first = False
                 lines.append(
                     f"| {cell} | {size}x | {config} | {tot('rows')} "
                     f"| {tot('bad_rows')} ({tot('bad_rows') / rows_n:.1%}) "
@@ -408,6 +424,57 @@ def dedup_cost(n: int, reps: int) -> None:
     print(f"all-pairs / minhash wall: {ratio:.1f}x; peak RSS of the process {peak:.0f} MiB")
 
 
+def signature_cost(n: int) -> None:
+    """The signature table (`crowdloop.stages.signatures`) in a fresh SQLite database: n
+    accepted lists of an "earlier" campaign signed, then n cosmetic copies and n fresh
+    lists looked up one by one from a new campaign; recall, false hits, time per lookup,
+    and the process's peak RSS before and after the lookups (flat: nothing is loaded)."""
+    import resource
+
+    from crowdloop.models.tables import Campaign
+    from crowdloop.stages.signatures import find_earlier, record_accepted
+
+    originals, copies, fresh = _corpus(n, 11)
+    with tempfile.TemporaryDirectory(prefix="crowdloop-bench-signatures-") as tmp:
+        os.environ["CROWDLOOP_DATABASE_URL"] = f"sqlite:///{tmp}/db.sqlite"
+        with session_scope() as s:
+            for name in ("earlier", "new"):
+                s.add(Campaign(id=name, spec={}, spec_hash="-", connector="simulator"))
+            s.add(Prompt(id="p", campaign_id="earlier", text="List the top 5 rivers.",
+                         source="crowd"))  # fmt: skip
+            s.flush()
+            rows = [
+                Response(
+                    id=f"r{i}",
+                    campaign_id="earlier",
+                    prompt_id="p",
+                    text=t,
+                    source="crowd",
+                    verdict="accept",
+                )
+                for i, t in enumerate(originals)
+            ]
+            s.add_all(rows)
+            s.flush()
+            started = time.perf_counter()
+            record_accepted(s, "response", rows)
+            signed = time.perf_counter() - started
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        hits: list[bool] = []
+        started, cpu = time.perf_counter(), time.process_time()
+        with session_scope() as s:
+            for text in copies + fresh:
+                hits.append(find_earlier(s, "response", "new", text, None, 0.7) is not None)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"signatures: {n} texts signed in {signed:.2f} s; {2 * n} looked up: copies found "
+        f"{sum(hits[:n]) / n:.1%}, fresh texts flagged {sum(hits[n:]) / n:.1%}; "
+        f"{1000 * wall / (2 * n):.2f} ms wall, {1000 * cpu / (2 * n):.2f} ms CPU per lookup; "
+        f"peak RSS {before:.0f} MiB before the lookups, {after:.0f} MiB after"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -419,7 +486,15 @@ def main() -> None:
     parser.add_argument(
         "--dedup", type=int, nargs="+", metavar="N", help="only the duplicate check's cost"
     )
+    parser.add_argument(
+        "--signatures", type=int, nargs="+", metavar="N",
+        help="only the signature table's lookups against N signed texts",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.signatures:
+        for n in args.signatures:
+            signature_cost(n)
+        return
     if args.dedup:
         for n in args.dedup:
             dedup_cost(n, reps=3)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -517,3 +517,27 @@ class AspectScore(SQLModel, table=True):
     votes: int
     mean_of_votes: float
     method: str = Field(max_length=32)
+
+
+class TextSignature(SQLModel, table=True):
+    """An accepted crowd text, as the duplicate check against earlier campaigns needs it
+    (crowdloop/stages/signatures.py): written when verification accepts the text, looked
+    up per text at check time, so the check never loads every text of the database."""
+
+    __table_args__ = (Index("ix_textsignature_kind_digest", "kind", "digest"),)
+    kind: str = Field(primary_key=True, max_length=16)  # prompt | response
+    text_id: str = Field(primary_key=True, max_length=80)
+    campaign_id: str = Field(foreign_key="campaign.id")
+    # A prompt's topic: near copies of prompts are looked for within one topic only.
+    scope: str | None = Field(default=None, max_length=200)
+    digest: str = Field(max_length=32)  # of the normalised text (textcheck.signature)
+    minhash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class TextBand(SQLModel, table=True):
+    """The LSH band keys of a TextSignature: texts sharing a key are near-copy candidates.
+    The primary key (kind, key, text_id) is the lookup index."""
+
+    kind: str = Field(primary_key=True, max_length=16)
+    key: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    text_id: str = Field(primary_key=True, max_length=80)

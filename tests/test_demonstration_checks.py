@@ -336,3 +336,81 @@ def test_a_writers_record_counts_only_trusted_verdicts(sqlite_url: str, tmp_path
         s.flush()
         assert _writing_tally(s, name, 0.8) == {"w1": (1, 3)}
         assert _writing_tally(s, name, 0.0) == {"w1": (1, 5)}
+
+
+# --- duplicates against earlier campaigns ------------------------------------------------------
+
+
+def test_a_text_copied_from_an_earlier_campaign_is_caught_and_written_again_unverified(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first campaign's accepted texts are signed (and only those); a prompt of the
+    second campaign that copies one with cosmetic edits is rejected by the checks, no
+    verifier is asked about it, and its slot is written again by someone else."""
+    from crowdloop.models.tables import ItemState, TextSignature
+    from crowdloop.stages.signatures import find_earlier
+
+    overrides = {"preferences": None, "retraining": None, "poll_interval_s": 0.05}
+    first = campaign_dir(tmp_path / "first", "first", SMALL, overrides)
+    with simulator(monkeypatch, SimulatorConfig(seed=0, crowd=CrowdConfig(honest=12, noisy=0,
+                                                spammer=0, left_bias=0))):  # fmt: skip
+        with session_scope() as s:
+            register_campaign(s, load_campaign(first))
+        with connector_for("first") as connector:
+            run_rounds("first", demonstrations.DEMO_STAGES, bare_ops(connector), advance=True)
+    with session_scope() as s:
+        accepted = {
+            (kind, row.id)
+            for kind, table in (("prompt", Prompt), ("response", Response))
+            for row in s.exec(
+                select(table).where(table.campaign_id == "first", table.verdict == "accept")
+            )
+        }
+        signed = {(r.kind, r.text_id) for r in s.exec(select(TextSignature))}
+        original = s.exec(
+            select(Prompt).where(Prompt.campaign_id == "first", Prompt.verdict == "accept")
+        ).first()
+        response = s.exec(
+            select(Response).where(Response.campaign_id == "first", Response.verdict == "accept")
+        ).first()
+    assert accepted and signed == accepted
+    assert original is not None and original.topic and response is not None
+
+    second = campaign_dir(tmp_path / "second", "second", SMALL, overrides)
+    with session_scope() as s:
+        register_campaign(s, load_campaign(second))
+        slot = s.exec(
+            select(Item).where(
+                Item.campaign_id == "second",
+                Item.kind == "write_prompt",
+                col(Item.subject_id).startswith(f"{original.topic}#"),
+            )
+        ).first()
+        assert slot is not None
+        slot.state = ItemState.COLLECTED
+        s.add(slot)
+        s.add(Judgment(connector="simulator", external_id="copy-1", campaign_id="second",
+                       item_id=slot.id, worker_id="w-copier",
+                       text=f"  {original.text.upper()}!! "))  # fmt: skip
+        # A response copied with its list reordered is found too (the same list).
+        lines = response.text.splitlines()
+        assert find_earlier(s, "response", "second", "\n".join(reversed(lines)), None, 0.7)
+        assert find_earlier(s, "response", "first", response.text, None, 0.7) is None
+    demonstrations.advance("second")
+    with session_scope() as s:
+        copy = s.exec(select(Prompt).where(Prompt.origin_item == slot.id)).one()
+        verifications = s.exec(
+            select(Item).where(Item.kind == "verify", Item.subject_id == copy.id)
+        ).all()
+        again = s.exec(
+            select(Item).where(
+                Item.campaign_id == "second",
+                Item.kind == "write_prompt",
+                Item.subject_id == slot.subject_id,
+                Item.attempt == 1,
+            )
+        ).one()
+    assert copy.verdict == "reject"
+    assert copy.check_failure == f"duplicate: the same as {original.id} (campaign first)"
+    assert verifications == []  # no verifier paid for it
+    assert "w-copier" in (again.exclude_also or [])

@@ -99,7 +99,7 @@ DEGENERATE = {
 def test_degenerate_inputs_never_give_nan(case: str, method: str) -> None:
     data = DEGENERATE[case]
     result = aggregate_verdicts(data, method)  # type: ignore[arg-type]
-    assert list(result.columns) == ["task", "label", "confidence"]
+    assert list(result.columns) == ["task", "label", "confidence", "evidence"]
     assert sorted(result["task"]) == sorted(data["task"].unique())
     assert result["label"].notna().all()
     assert result["confidence"].between(0.0, 1.0).all()
@@ -133,7 +133,7 @@ def test_confidence_is_posterior_of_chosen_label() -> None:
 def test_empty_input_and_bad_arguments() -> None:
     empty = aggregate_verdicts(pd.DataFrame({"task": [], "worker": [], "label": []}), "dawid_skene")
     assert empty.empty
-    assert list(empty.columns) == ["task", "label", "confidence"]
+    assert list(empty.columns) == ["task", "label", "confidence", "evidence"]
     with pytest.raises(ValueError, match="columns"):
         MajorityVote().fit(pd.DataFrame({"task": [1], "label": ["x"]}))
     with pytest.raises(ValueError, match="unknown aggregation method"):

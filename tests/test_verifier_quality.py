@@ -143,7 +143,13 @@ def test_golden_verifications_go_to_uncleared_verifiers_and_rubber_stampers_are_
     assert not {w for w in blocked if archetype[w] == "honest"}
     rubber = {w for w in blocked if archetype[w] == "rubber_stamp"}
     assert rubber, "no rubber-stamper was blocked"
-    assert any("verdicts do not follow the text" in (blocked[w] or "") for w in rubber)
+    # On their verification answers: the content-blind posterior or the golden record
+    # (which of the two convicts first depends on how many golden items a rubber-stamper
+    # drew; with unsure texts sent to more verifiers the golden record often does).
+    evidence = ("verdicts do not follow the text", "golden accuracy")
+    assert any(e in (blocked[w] or "") for w in rubber for e in evidence), {
+        w: blocked[w] for w in rubber
+    }
 
 
 def test_writers_who_fail_the_checks_twice_for_certain_are_untrusted(
