@@ -159,7 +159,9 @@ class CrowdPolicy:
     from the whole crowd (empirical Bayes, ``Beta(*prior_blind)`` hyperprior), gives each
     worker one posterior ``p_blind``: three answers move it a little, thirty a lot, and
     nobody waits behind a ``min_golden`` wall. A tie on a clear-cut golden pair is a wrong
-    answer (the golden answer is the truth with probability ``clear_cut``).
+    answer (the golden answer is the truth with probability ``clear_cut``), at most
+    ``golden_tie`` of a careful worker's mistakes. ``blocks`` is the decision rule: the
+    posterior at ``blind_confidence`` on at least ``min_answers`` answers.
 
     **Drift**: the same factor on every suffix of the worker's answers in time order (at
     least ``drift_min_answers`` long, penalised by log of the number of suffixes tried)
@@ -387,9 +389,7 @@ def assess_crowd(
             p_try = p_left.copy()
             p_try[real] = _sigmoid(temperature * delta)
             p_try[is_golden] = gl[is_golden]
-            clarity = np.where(
-                clear, 1.0, np.abs(2 * p_try - 1) if policy.tie_by_clarity else 0.0
-            )
+            clarity = np.where(clear, 1.0, np.abs(2 * p_try - 1) if policy.tie_by_clarity else 0.0)
             ll_try = _judge_log_lik(label, p_try, tie, grid, clarity, policy.golden_tie)
             ll_try[~use] = 0.0
             per_try = np.zeros((n_w, grid.size))
