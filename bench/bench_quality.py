@@ -11,7 +11,9 @@ verdict against the simulator's truth:
   target confidence 0.8);
 - crowdloop quality-first: golden share 0.15 and dynamic overlap from 2 up to 5;
 - crowdloop default + exam: production comparisons only for workers who passed an exam of
-  12 clear-cut golden pairs (9 right), graded on our side.
+  12 clear-cut golden pairs (9 right), graded on our side;
+- crowdloop default without crowd-wide blocking (`quality.blind_confidence: null`, the
+  default before issue 10's second round).
 
 The crowds go beyond the simulator's four classic archetypes (honest, noisy, random
 clicker, left-biased): sleepers (careful for their first dozen answers, random after),
@@ -132,15 +134,20 @@ QUALITY_FIRST = {
 # The default plus an exam: production comparisons only for workers who passed 9 of 12
 # clear-cut golden pairs (the exam's defaults).
 EXAM = {"exam": {"items": 12, "min_correct": 9}}
-# The default plus blocking on the crowd-wide posterior (off by default).
+# Blocking on the crowd-wide posterior at 0.95 (the default since issue 10's second round;
+# off before it), and the default without it.
 BLIND = {"blind_confidence": 0.95}
+NO_BLIND = {"blind_confidence": None}
 CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # key: (table label, preferences section, quality section)
-    "baseline": ("majority vote / plain Bradley-Terry, overlap 3", BASELINE, {}),
+    # No quality checks at all: nothing to block on without golden pairs but the crowd
+    # posterior, which the baseline must not use either.
+    "baseline": ("majority vote / plain Bradley-Terry, overlap 3", BASELINE, NO_BLIND),
     "default": ("crowdloop default", DEFAULT, {}),
     "blind": ("crowdloop default + crowd-wide blocking (0.95)", DEFAULT, BLIND),
     "quality_first": ("crowdloop quality-first", QUALITY_FIRST, {}),
     "exam": ("crowdloop default + exam", DEFAULT, EXAM),
+    "noblind": ("crowdloop default without crowd-wide blocking", DEFAULT, NO_BLIND),
 }
 
 

@@ -255,11 +255,12 @@ class QualitySpec(_Strict):
     block_confidence: float = Field(default=0.8, gt=0.5, lt=1)
     warn_confidence: float = Field(default=0.6, gt=0, lt=1)
     # Block when the posterior that a worker's comparisons do not follow the content
-    # (all of them, or a recent run) reaches this; see crowdloop.quality.CrowdPolicy.
-    # Off (null) by default: on bench/bench_quality.py it blocked constant answerers but
-    # also 3% of honest workers and lost accuracy on several crowds (README). The
-    # posterior is still computed, reported, and used to retire ambiguous golden items.
-    blind_confidence: float | None = Field(default=None, gt=0.5, lt=1)
+    # (all of them, or a recent run) reaches this, on at least CrowdPolicy.min_answers
+    # answers; see crowdloop.quality.CrowdPolicy. Null: computed, reported and used to
+    # retire ambiguous golden items, never acted on. On by default since the ten-answer
+    # floor, golden ties read as mistakes and cheaper replacement of excluded answers
+    # (README, "Blocking on the crowd posterior by default").
+    blind_confidence: float | None = Field(default=0.95, gt=0.5, lt=1)
     # What happens to a worker the policy fails: blocked on the marketplace and answers
     # excluded; answers excluded only; or only a warning in the report.
     on_fail: Literal["block", "exclude", "warn"] = "block"

@@ -129,8 +129,10 @@ def test_three_answers_are_judged_without_a_min_golden_wall() -> None:
     frame = pd.concat([frame[frame["worker"] != "always_tie-0"], few])
     workers, _ = assess_crowd(frame)
     p = workers.set_index("worker")["p_blind"]
-    # Three ties move a worker above the crowd's prior, short of a block.
-    assert workers["prior_blind"].iloc[0] < p["always_tie-0"] < 0.9
+    # Three ties move a worker above the crowd's prior (a golden tie, a mistake for a
+    # careful worker, moves it far), short of a block: the rule needs ten answers.
+    assert workers["prior_blind"].iloc[0] < p["always_tie-0"] < 0.99
+    assert not CrowdPolicy().blocks(float(p["always_tie-0"]), 3)
 
 
 def test_missing_columns_are_refused() -> None:
@@ -205,3 +207,24 @@ def test_a_golden_item_asked_three_times_is_retired_when_all_honest_workers_disa
     audit = audit.set_index("item")
     assert bool(audit.loc["gx", "retired"]) and audit.loc["gx", "split"] == "left 0/right 2/tie 1"
     assert not bool(audit.loc["gy", "retired"]) and not bool(audit.loc["gz", "retired"])
+
+
+def test_the_block_rule_needs_a_high_posterior_and_enough_answers() -> None:
+    kinds = _kinds(honest=30, always_tie=10)
+    frame = _crowd(kinds)
+    few = frame[frame["worker"] == "always_tie-0"].head(9)
+    frame = pd.concat([frame[frame["worker"] != "always_tie-0"], few])
+    workers, _ = assess_crowd(frame)
+    policy = CrowdPolicy()
+    blocked = {
+        w
+        for w, p, n in zip(workers["worker"], workers["p_blind"], workers["answers"], strict=True)
+        if policy.blocks(float(p), int(n))
+    }
+    # Every constant answerer with 40 answers, none of the honest workers; the one with
+    # nine answers is not blocked whatever their posterior.
+    assert blocked == {f"always_tie-{i}" for i in range(1, 10)}
+    assert not policy.blocks(0.999, policy.min_answers - 1)
+    assert policy.blocks(policy.blind_confidence, policy.min_answers)
+    with pytest.raises(ValueError, match="min_answers"):
+        CrowdPolicy(min_answers=0)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from crowdloop.connectors.base import Connector
@@ -32,7 +32,7 @@ from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.quality_check import check_workers
+from crowdloop.stages.quality_check import check_workers, reopen_short_comparisons
 from crowdloop.stages.sync import settle_items, wait_and_sync
 
 CAMPAIGN = "quality-test"
@@ -260,6 +260,39 @@ def test_collected_pairs_left_short_by_a_later_block_are_asked_again(
     assert again.assignments == result.excluded_judgments
     # Asked again once: a second check finds nothing more to reopen.
     assert check_workers(CAMPAIGN, connector).reopened == 0
+
+
+def test_with_dynamic_overlap_only_pairs_left_without_a_trusted_answer_are_bought_again(
+    campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
+) -> None:
+    run_round(connector)
+    assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
+    with session_scope() as s:
+        real = sorted(s.exec(select(Item.id).where(col(Item.is_golden).is_(False))).all())
+        golden = sorted(s.exec(select(Item.id).where(col(Item.is_golden).is_(True))).all())
+        # Two real pairs and a golden one lose every answer (their workers all blocked
+        # later), a third real pair loses all but one: only the two real pairs with no
+        # trusted answer left go back, each asked once.
+        emptied, kept_one = real[:2], real[2]
+        s.execute(
+            update(Judgment)
+            .where(col(Judgment.item_id).in_([*emptied, golden[0]]))
+            .values(excluded=True, exclusion_reason="untrusted worker: test")
+        )
+        survivor = s.exec(select(Judgment.id).where(Judgment.item_id == kept_one)).first()
+        s.execute(
+            update(Judgment)
+            .where(Judgment.item_id == kept_one, Judgment.id != survivor)
+            .values(excluded=True, exclusion_reason="untrusted worker: test")
+        )
+    with session_scope() as s:
+        assert reopen_short_comparisons(s, CAMPAIGN, 3, min_overlap=1) == 2
+    with session_scope() as s:
+        pending = {
+            i.id: i.overlap for i in s.exec(select(Item).where(Item.state == ItemState.PENDING))
+        }
+    assert pending == dict.fromkeys(emptied, 1)
+    assert push_pending(CAMPAIGN, Stage.COMPARE, connector).assignments == 2
 
 
 def test_failed_marketplace_block_is_retried(

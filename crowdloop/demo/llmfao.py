@@ -13,7 +13,9 @@ What is written to `out_dir`:
   pairs the recording can answer, and `sampled` a different set;
 - `campaign.yaml`: connector `replay` on the study's files, overlap 5 (the study's
   maximum), no golden pairs (the 7 training pairs were never in the crowd's pool), and
-  `max_requeue_rounds: 0` (a pair with fewer than 5 recorded judgments has no more to give);
+  `max_requeue_rounds: 0` (a pair with fewer than 5 recorded judgments has no more to give),
+  `blind_confidence: null` (the crowd posterior is reported, never acted on: a replay
+  must not exclude what the study recorded);
 - `llmfao-inputs.json`: what was kept and what was left out, and why.
 
 Sixteen responses are the empty string; they stay in as candidates (a model that answers
@@ -118,8 +120,10 @@ def write_llmfao_inputs(
         "stage_timeout_s": 600,
         "seed": 0,
         "output_dir": ".",
-        # No golden pairs, so nobody is blocked; a short pair is not asked again.
-        "quality": {"max_requeue_rounds": 0},
+        # A replay reproduces the study: nobody is blocked (no golden pairs, and the crowd
+        # posterior is reported, not acted on: on by default it excluded recorded judgments
+        # here); a short pair is not asked again.
+        "quality": {"max_requeue_rounds": 0, "blind_confidence": None},
         "preferences": {
             "candidates_file": "candidates.jsonl",
             "pairing": {"design": "listed", "pairs_file": "pairs.jsonl"},

@@ -28,6 +28,7 @@ from crowdloop.models.tables import (
     JudgmentStatus,
     PairOutcome,
 )
+from crowdloop.stages.counts import answer_counts
 from crowdloop.stages.items import move_items
 
 logger = logging.getLogger(__name__)
@@ -99,15 +100,27 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
     decided = ai_routed_items(campaign_id)
     unsure = [p for p in unsure if p not in decided]
     with session_scope() as s:
-        # Only collected pairs under the cap: the others are still out, or maxed out.
-        return move_items(
-            s,
-            unsure,
-            ItemState.PENDING,
-            from_=ItemState.COLLECTED,
-            values={"overlap": Item.overlap + 1, "extensions": Item.extensions + 1},
-            where=[col(Item.overlap) < dynamic.max_overlap],
-            strict=False,
+        # One more *trusted* answer per unsure pair: its overlap becomes its trusted answers
+        # plus one. overlap + 1 (before) also bought again every answer a blocked worker
+        # left on the pair, which put crowd-wide blocking at 96-100% of the baseline's
+        # cost on the spammy crowd (README). Only collected pairs under the cap: the
+        # others are still out, or have max_overlap trusted answers.
+        trusted = answer_counts(s, campaign_id, trusted_only=True)
+        by_overlap: dict[int, list[str]] = {}
+        for pair in unsure:
+            have = trusted.get(pair, 0)
+            if have < dynamic.max_overlap:
+                by_overlap.setdefault(have + 1, []).append(pair)
+        return sum(
+            move_items(
+                s,
+                pairs,
+                ItemState.PENDING,
+                from_=ItemState.COLLECTED,
+                values={"overlap": overlap, "extensions": Item.extensions + 1},
+                strict=False,
+            )
+            for overlap, pairs in sorted(by_overlap.items())
         )
 
 

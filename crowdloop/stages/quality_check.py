@@ -318,18 +318,30 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 p_blind = float(row["p_blind"])
                 if spec.quality.blind_confidence is None:
                     pass  # computed and reported, never acted on
-                elif p_blind >= crowd_policy.blind_confidence:
+                elif crowd_policy.blocks(p_blind, int(row["answers"])):
                     on_answers = WorkerStatus.BLOCKED
                 elif p_blind >= spec.quality.warn_confidence:
                     on_answers = WorkerStatus.WARNED
                 elif int(row["answers"]) > 0:
                     on_answers = WorkerStatus.TRUSTED
+            golden_status = WorkerStatus(on_golden.status)
+            if (
+                golden_status == WorkerStatus.BLOCKED
+                and row is not None
+                and spec.quality.blind_confidence is not None
+                and float(row["p_blind"]) < float(row["prior_blind"])
+            ):
+                # Every answer of theirs says they follow the content (the posterior is
+                # below the crowd's base rate): golden items they failed are more likely
+                # ambiguous than the worker careless. Measured: the golden rule alone
+                # blocked 3 of 60 honest workers on the ambiguous-golden crowd (README).
+                golden_status = WorkerStatus.WARNED
             on_verifying = (
                 WorkerStatus.BLOCKED if worker in on_demonstrations else WorkerStatus.PROBATION
             )
             status = max(
                 (
-                    WorkerStatus(on_golden.status),
+                    golden_status,
                     WorkerStatus(on_writing.status),
                     on_answers,
                     on_verifying,
@@ -338,7 +350,7 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
             )
             if status == WorkerStatus.BLOCKED:
                 status = fail_status
-                if on_golden.status == "blocked":
+                if golden_status == WorkerStatus.BLOCKED:
                     rec.block_reason = (
                         f"golden accuracy {on_golden.accuracy:.2f} ({correct}/{total} correct); "
                         f"P(below {policy.min_accuracy}) = {on_golden.p_below:.2f}"
@@ -377,7 +389,13 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 .values(excluded=True, exclusion_reason=f"untrusted worker: {reason}")
             )
             result.excluded_judgments += max(0, cast(CursorResult[Any], res).rowcount or 0)
-        result.reopened = reopen_short_comparisons(s, campaign_id, spec.quality.max_requeue_rounds)
+        dynamic = spec.preferences.dynamic_overlap if spec.preferences else None
+        result.reopened = reopen_short_comparisons(
+            s,
+            campaign_id,
+            spec.quality.max_requeue_rounds,
+            dynamic.min_overlap if dynamic else None,
+        )
         # Every blocked worker the marketplace has not confirmed yet, not only the new
         # ones: a block call that failed last time is retried here.
         to_block = list(
@@ -420,15 +438,25 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
     return result
 
 
-def reopen_short_comparisons(s: Session, campaign_id: str, max_requeue_rounds: int) -> int:
-    """Send back to the crowd the collected comparisons that excluded answers left short of
-    their overlap (within the same re-queue allowance as `sync.settle_items`).
+def reopen_short_comparisons(
+    s: Session, campaign_id: str, max_requeue_rounds: int, min_overlap: int | None = None
+) -> int:
+    """Send back to the crowd the collected comparisons that excluded answers left short
+    (within the same re-queue allowance as `sync.settle_items`).
 
     The settle step re-queues only items still out; a pair collected in an earlier round
     whose answers came from a worker blocked later kept no trusted answer at all and, with
     dynamic overlap starting at 1, no verdict (measured: 26 of 315 pairs on the bench's
     same-side crowd once constant answerers were blocked). Only items with an excluded
     answer: a pair an AI judge decided has no human answers and is not short.
+
+    With dynamic overlap (``min_overlap`` given) only pairs left with *no* trusted answer
+    go back, asked ``min_overlap`` times: a pair that kept a trusted answer keeps a verdict,
+    and dynamic overlap asks again only if that verdict is now under the target confidence.
+    Golden pairs are not bought again then: they have no verdict to lose. Re-buying every
+    excluded answer put blocking over the issue's cost bar (crowd-wide blocking at 86-92%
+    of the baseline's cost on three crowds, README). Without dynamic overlap a pair goes
+    back whenever it has fewer trusted answers than its overlap.
     """
     lost = (
         select(Judgment.item_id)
@@ -441,17 +469,31 @@ def reopen_short_comparisons(s: Session, campaign_id: str, max_requeue_rounds: i
             Item.state == ItemState.COLLECTED,
             Item.stage == Stage.COMPARE.value,
             col(Item.id).in_(lost),
+            *([col(Item.is_golden).is_(False)] if min_overlap is not None else []),
         )
     ).all()
     if not items:
         return 0
     trusted = answer_counts(s, campaign_id, trusted_only=True)
+    floor = 1 if min_overlap is not None else None
     short = [
         item_id
         for item_id, overlap, pushes, extensions in items
-        if trusted.get(item_id, 0) < overlap and pushes - extensions <= max_requeue_rounds
+        if trusted.get(item_id, 0) < (floor or overlap)
+        and pushes - extensions <= max_requeue_rounds
     ]
-    return move_items(s, short, ItemState.PENDING, from_=ItemState.COLLECTED, strict=False)
+    if min_overlap is None:
+        return move_items(s, short, ItemState.PENDING, from_=ItemState.COLLECTED, strict=False)
+    # Each short pair has no trusted answer, so an overlap of min_overlap buys exactly that
+    # many; its earlier, higher overlap would buy the excluded answers again.
+    return move_items(
+        s,
+        short,
+        ItemState.PENDING,
+        from_=ItemState.COLLECTED,
+        values={"overlap": min_overlap},
+        strict=False,
+    )
 
 
 def review_submissions(campaign_id: str, stages: list[Stage], connector: Connector) -> int:
