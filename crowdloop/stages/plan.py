@@ -486,25 +486,36 @@ ITEM_CHUNK = 5_000
 
 
 def _prompt_row(campaign_id: str, prompt_id: str, text: str) -> dict[str, Any]:
-    return Prompt(
-        id=_prompt_key(campaign_id, prompt_id),
-        campaign_id=campaign_id,
-        text=text,
-        source="file",
-        verdict="accept",
-    ).model_dump()
+    # Plain dicts with every column of a Prompt / Response row: building the SQLModel
+    # object to dump it cost ~25 µs a row, ~5 s for 192,000 candidates.
+    return {
+        "id": _prompt_key(campaign_id, prompt_id),
+        "campaign_id": campaign_id,
+        "text": text,
+        "source": "file",
+        "topic": None,
+        "author": None,
+        "origin_item": None,
+        "verdict": "accept",
+        "confidence": None,
+        "check_failure": None,
+    }
 
 
 def _response_row(campaign_id: str, r: CandidateRow) -> dict[str, Any]:
-    return Response(
-        id=_response_key(campaign_id, r.response_id),
-        campaign_id=campaign_id,
-        prompt_id=_prompt_key(campaign_id, r.prompt_id),
-        text=r.response,
-        source="model",
-        model=r.model,
-        verdict="accept",
-    ).model_dump()
+    return {
+        "id": _response_key(campaign_id, r.response_id),
+        "campaign_id": campaign_id,
+        "prompt_id": _prompt_key(campaign_id, r.prompt_id),
+        "text": r.response,
+        "source": "model",
+        "model": r.model,
+        "author": None,
+        "origin_item": None,
+        "verdict": "accept",
+        "confidence": None,
+        "check_failure": None,
+    }
 
 
 def insert_candidates(
