@@ -87,6 +87,9 @@ def _format_loc(loc: Sequence[int | str]) -> str:
 # reports and the Prefect UI: C0 controls other than tab/newline/CR, DEL, C1 controls and
 # lone surrogates (JSON's "\ud800") are refused where they are read.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# JSON escapes that may decode to one of those: \b, \f, \u0000-\u001f, \u0070-\u009f and
+# surrogates (a superset: a false alarm only costs the full walk in `_bad_text`).
+_CONTROL_ESCAPE = re.compile(r"\\(?:[bf]|u(?:00[017-9]|[dD][89a-fA-F]))")
 
 
 def _bad_text(
@@ -216,7 +219,10 @@ def _parse_line(path: Path, lineno: int, raw: bytes, model: type[M]) -> M | None
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise SpecError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-    bad = _bad_text(data)
+    # Walking every decoded value for control characters was the largest cost of reading
+    # an input (22% of registering 19,200 candidates): only a line that holds one raw, or
+    # an escape that can decode to one, is walked.
+    bad = _bad_text(data) if _CONTROL.search(line) or _CONTROL_ESCAPE.search(line) else None
     if bad:
         raise SpecError(
             f"{path}:{lineno}: field {_format_loc(bad[0])!r}: {_control_message(bad[1])}"

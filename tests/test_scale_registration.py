@@ -203,3 +203,26 @@ def test_streamed_registration_plans_what_the_rows_say(
             g["right"],
         )
         assert item.golden_answer == g["answer"]
+
+
+def test_the_control_character_precheck_never_skips_a_refused_line() -> None:
+    """`_parse_line` walks a row for control characters only when its raw line holds one
+    or an escape that may decode to one; every character, escaped or raw, as a value and
+    as a key, that the walk refuses is caught by that check."""
+    from crowdloop.models.spec import _CONTROL, _CONTROL_ESCAPE, _bad_text
+
+    missed = []
+    for cp in range(0x10000):
+        ch = chr(cp)
+        lines = [json.dumps({"k": ch}), json.dumps({ch: 1})]
+        if not 0xD800 <= cp <= 0xDFFF:
+            lines += [json.dumps({"k": ch}, ensure_ascii=False)]
+        for line in lines:
+            refused = _bad_text(json.loads(line)) is not None
+            if refused and not (_CONTROL.search(line) or _CONTROL_ESCAPE.search(line)):
+                missed.append(line)
+    assert missed == []
+    # Upper-case hex digits and the short escapes too.
+    for line in ('{"k": "\\u001F"}', '{"k": "\\uDFFF"}', '{"k": "\\b"}', '{"k": "\\f"}'):
+        assert _bad_text(json.loads(line)) is not None
+        assert _CONTROL_ESCAPE.search(line)
