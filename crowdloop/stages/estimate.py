@@ -39,13 +39,11 @@ from crowdloop.models.domain import CompareTask, CostQuote, FeeModel, RankTask, 
 from crowdloop.models.spec import (
     BudgetAssumptions,
     CampaignSpec,
-    CandidateRow,
     GoldenPairRow,
     SpecError,
-    load_jsonl,
-    load_jsonl_lines,
+    iter_jsonl,
 )
-from crowdloop.stages.plan import golden_count, index_candidates, real_pairs
+from crowdloop.stages.plan import golden_count, real_pairs, scan_candidates
 
 CENT = Decimal("0.01")
 
@@ -223,9 +221,9 @@ def count_work(spec: CampaignSpec) -> WorkCounts:
     if prefs is not None:
         real = sum(1 for _ in _real_pairs(spec))
         if prefs.golden_file is not None:
-            rows_g = load_jsonl(prefs.golden_file, GoldenPairRow)
+            rows_g = sum(1 for _ in iter_jsonl(prefs.golden_file, GoldenPairRow))
             exam = spec.quality.exam
-            left = len(rows_g) - (exam.items if exam else 0)
+            left = rows_g - (exam.items if exam else 0)
             golden = golden_count(real, prefs.golden_share) if left > 0 else 0
         if spec.quality.exam is not None:
             exam_items = spec.quality.exam.items
@@ -250,9 +248,7 @@ def count_work(spec: CampaignSpec) -> WorkCounts:
 
 def _real_pairs(spec: CampaignSpec) -> Iterator[tuple[str, str, str, CompareTask]]:
     assert spec.preferences is not None
-    src = spec.preferences.candidates_file
-    by_prompt, prompt_text = index_candidates(load_jsonl_lines(src, CandidateRow), src)
-    return real_pairs(spec, by_prompt, prompt_text)
+    return real_pairs(spec, scan_candidates(spec.preferences.candidates_file))
 
 
 def quote_ai_judge(

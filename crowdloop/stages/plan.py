@@ -7,6 +7,7 @@ is refused rather than silently mixed with the old one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -14,9 +15,10 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlmodel import Session, col, select
 
@@ -37,12 +39,16 @@ from crowdloop.models.spec import (
     ListedPairRow,
     PreferencesSpec,
     SpecError,
+    iter_jsonl,
     load_campaign,
-    load_jsonl,
-    load_jsonl_lines,
+    read_jsonl_at,
 )
 from crowdloop.models.stored_spec import SPEC_VERSION, read_stored_spec
 from crowdloop.models.tables import Campaign, Item, ItemState, Prompt, Response
+
+if TYPE_CHECKING:
+    from crowdloop.stages.ranking import RankingInputs
+    from crowdloop.stages.rating import RatingInputs
 
 
 class CampaignConflict(RuntimeError):
@@ -141,29 +147,13 @@ def register_campaign(session: Session, spec: CampaignSpec, *, update: bool = Fa
         existing.spec_hash = digest
         session.add(existing)
         return existing
-    # Read every input file before writing anything: bad input fails with nothing half-made.
-    candidates = (
-        load_jsonl_lines(spec.preferences.candidates_file, CandidateRow) if spec.preferences else []
-    )
-    golden_pairs = (
-        load_jsonl(spec.preferences.golden_file, GoldenPairRow)
-        if spec.preferences and spec.preferences.golden_file
-        else []
-    )
-    if spec.preferences:
-        check_golden_levels(spec.preferences)
-    if spec.demonstrations and spec.demonstrations.golden_file:
-        # validated now so a bad golden file fails before any money is spent
-        load_jsonl(spec.demonstrations.golden_file, GoldenVerificationRow)
-    exam_rows: list[GoldenPairRow] = []
-    if spec.quality.exam is not None:
-        exam_rows, golden_pairs = split_exam_rows(spec, golden_pairs)
-    from crowdloop.stages.ranking import plan_rankings, ranking_inputs
+    # Check every input file before writing anything: bad input fails with nothing
+    # half-made. The checks stream and keep byte offsets, not rows (192,000 candidates
+    # parsed into rows held ~280 MiB); planning reads the rows again a chunk at a time.
+    inputs = check_inputs(spec)
+    from crowdloop.stages.ranking import plan_rankings
+    from crowdloop.stages.rating import plan_ratings
 
-    ranking = ranking_inputs(spec.ranking) if spec.ranking else None
-    from crowdloop.stages.rating import plan_ratings, rating_inputs
-
-    rating = rating_inputs(spec.rating) if spec.rating else None
     campaign = Campaign(
         id=spec.name,
         spec=spec.model_dump(mode="json"),
@@ -175,14 +165,15 @@ def register_campaign(session: Session, spec: CampaignSpec, *, update: bool = Fa
     session.flush()
     if spec.demonstrations:
         plan_prompt_writing(session, spec)
-    if spec.preferences:
-        plan_comparisons(session, spec, candidates, golden_pairs)
-    if exam_rows:
-        plan_exam(session, spec, exam_rows)
-    if ranking:
-        plan_rankings(session, spec, ranking)
-    if rating:
-        plan_ratings(session, spec, rating)
+    if inputs.candidates is not None:
+        plan_comparisons(session, spec, inputs.candidates, inputs.golden)
+    if inputs.exam:
+        assert spec.preferences is not None and spec.preferences.golden_file is not None
+        plan_exam(session, spec, read_golden(spec.preferences.golden_file, inputs.exam))
+    if inputs.ranking:
+        plan_rankings(session, spec, inputs.ranking)
+    if inputs.rating:
+        plan_ratings(session, spec, inputs.rating)
     return campaign
 
 
@@ -352,56 +343,146 @@ def golden_count(real: int, share: float) -> int:
     return math.ceil(real * exact / (1 - exact))
 
 
+class _CandidateChecks:
+    """The cross-row checks of a candidates file, fed a row at a time: a repeated
+    response id or a prompt id with two texts fails naming the line and field."""
+
+    def __init__(self, src: Path) -> None:
+        self.src = src
+        self.response_line: dict[str, int] = {}
+        # A digest of each prompt's text, not the text: the checks hold one entry per
+        # prompt and per response for the whole file.
+        self.prompt_digest: dict[str, bytes] = {}
+        self.prompt_line: dict[str, int] = {}
+
+    def see(self, lineno: int, row: CandidateRow) -> None:
+        first = self.response_line.setdefault(row.response_id, lineno)
+        if first != lineno:
+            raise SpecError(
+                f"{self.src}:{lineno}: field 'response_id': {row.response_id!r} already "
+                f"appears on line {first}"
+            )
+        text = hashlib.blake2b(row.prompt.encode(), digest_size=16).digest()
+        if self.prompt_digest.setdefault(row.prompt_id, text) != text:
+            raise SpecError(
+                f"{self.src}:{lineno}: field 'prompt': prompt_id {row.prompt_id!r} has another "
+                f"text on line {self.prompt_line[row.prompt_id]}"
+            )
+        self.prompt_line.setdefault(row.prompt_id, lineno)
+
+
 def index_candidates(
     numbered: list[tuple[int, CandidateRow]], src: Path
 ) -> tuple[dict[str, list[CandidateRow]], dict[str, str]]:
-    """Candidates by prompt id, and each prompt's text; a repeated response id or a prompt
-    id with two texts fails naming the line and field."""
+    """Candidates by prompt id, and each prompt's text, for inputs small enough to hold
+    (a ranking's); checked as `scan_candidates` checks them."""
+    checks = _CandidateChecks(src)
     by_prompt: dict[str, list[CandidateRow]] = defaultdict(list)
     prompt_text: dict[str, str] = {}
-    first_line: dict[str, int] = {}
-    prompt_line: dict[str, int] = {}
     for lineno, row in numbered:
-        if row.response_id in first_line:
-            raise SpecError(
-                f"{src}:{lineno}: field 'response_id': {row.response_id!r} already appears "
-                f"on line {first_line[row.response_id]}"
-            )
-        first_line[row.response_id] = lineno
-        if prompt_text.setdefault(row.prompt_id, row.prompt) != row.prompt:
-            raise SpecError(
-                f"{src}:{lineno}: field 'prompt': prompt_id {row.prompt_id!r} has another text "
-                f"on line {prompt_line[row.prompt_id]}"
-            )
-        prompt_line.setdefault(row.prompt_id, lineno)
+        checks.see(lineno, row)
+        prompt_text.setdefault(row.prompt_id, row.prompt)
         by_prompt[row.prompt_id].append(row)
     return by_prompt, prompt_text
 
 
-def check_inputs(spec: CampaignSpec) -> None:
+@dataclass(frozen=True)
+class CandidateIndex:
+    """A checked candidates file as byte offsets: each prompt's candidate lines, in file
+    order. Rows are read back a prompt at a time (`prompts`), never all at once."""
+
+    src: Path
+    offsets: dict[str, list[int]]
+
+    def prompts(self) -> Iterator[tuple[str, list[CandidateRow]]]:
+        """(prompt id, its candidates in file order), in prompt id order."""
+        with self.src.open("rb") as fh:
+            for pid in sorted(self.offsets):
+                yield pid, [read_jsonl_at(fh, self.src, o, CandidateRow) for o in self.offsets[pid]]
+
+
+def scan_candidates(src: Path) -> CandidateIndex:
+    """Check a candidates file line by line, keeping each row's byte offset only."""
+    checks = _CandidateChecks(src)
+    offsets: dict[str, list[int]] = defaultdict(list)
+    for lineno, offset, row in iter_jsonl(src, CandidateRow):
+        checks.see(lineno, row)
+        offsets[row.prompt_id].append(offset)
+    return CandidateIndex(src, dict(offsets))
+
+
+class GoldenRef(NamedTuple):
+    """A checked golden pair, as what the exam split needs and where to read the row."""
+
+    offset: int
+    id: str
+    answer: str
+
+
+def scan_golden(prefs: PreferencesSpec) -> list[GoldenRef]:
+    """Check the preferences golden file line by line (levels against a graded campaign's
+    scale too), keeping each row's offset, id and answer."""
+    src = prefs.golden_file
+    if src is None:
+        return []
+    refs: list[GoldenRef] = []
+    for lineno, offset, row in iter_jsonl(src, GoldenPairRow):
+        graded = prefs.graded
+        if graded is not None and row.level is not None and graded.rank(row.level) is None:
+            raise SpecError(
+                f"{src}:{lineno}: field 'level': {row.level!r} is not a level "
+                f"of preferences.graded ({', '.join(graded.labels)})"
+            )
+        refs.append(GoldenRef(offset, row.id, row.answer))
+    return refs
+
+
+def read_golden(src: Path, refs: list[GoldenRef]) -> list[GoldenPairRow]:
+    """The rows of a few golden refs (the exam's), in their order."""
+    with src.open("rb") as fh:
+        return [read_jsonl_at(fh, src, ref.offset, GoldenPairRow) for ref in refs]
+
+
+@dataclass(frozen=True)
+class CheckedInputs:
+    """What `check_inputs` found: indexes of the preferences inputs (offsets, not rows),
+    the exam's golden refs, and a ranking's inputs."""
+
+    candidates: CandidateIndex | None = None
+    golden: list[GoldenRef] = field(default_factory=list)
+    exam: list[GoldenRef] = field(default_factory=list)
+    ranking: RankingInputs | None = None
+    rating: RatingInputs | None = None
+
+
+def check_inputs(spec: CampaignSpec) -> CheckedInputs:
     """Read and check every input file the spec names, writing nothing: what
-    `register_campaign` would refuse fails here, before anything starts."""
+    `register_campaign` would refuse fails here, before anything starts. Every file is
+    read a line at a time; what comes back holds offsets and ids, not rows."""
+    out = CheckedInputs()
     if spec.preferences:
         prefs = spec.preferences
-        by_prompt, _ = index_candidates(
-            load_jsonl_lines(prefs.candidates_file, CandidateRow), prefs.candidates_file
-        )
-        golden = load_jsonl(prefs.golden_file, GoldenPairRow) if prefs.golden_file else []
-        check_golden_levels(prefs)
+        index = scan_candidates(prefs.candidates_file)
+        golden = scan_golden(prefs)
         if prefs.pairing.pairs_file:
-            _listed_pairs(prefs.pairing.pairs_file, by_prompt)
+            _listed_pairs(prefs.pairing.pairs_file, index)
+        exam: list[GoldenRef] = []
         if spec.quality.exam is not None:
-            split_exam_rows(spec, golden)
+            exam, golden = split_exam_rows(spec, golden)
+        out = CheckedInputs(candidates=index, golden=golden, exam=exam)
     if spec.demonstrations and spec.demonstrations.golden_file:
-        load_jsonl(spec.demonstrations.golden_file, GoldenVerificationRow)
+        # checked now so a bad golden file fails before any money is spent
+        for _ in iter_jsonl(spec.demonstrations.golden_file, GoldenVerificationRow):
+            pass
     if spec.ranking:
         from crowdloop.stages.ranking import ranking_inputs
 
-        ranking_inputs(spec.ranking)
+        out = dataclasses.replace(out, ranking=ranking_inputs(spec.ranking))
     if spec.rating:
         from crowdloop.stages.rating import rating_inputs
 
-        rating_inputs(spec.rating)
+        out = dataclasses.replace(out, rating=rating_inputs(spec.rating))
+    return out
 
 
 def check_campaign(path: Path) -> CampaignSpec:
@@ -415,55 +496,98 @@ def check_campaign(path: Path) -> CampaignSpec:
 ITEM_CHUNK = 5_000
 
 
+def _prompt_row(campaign_id: str, prompt_id: str, text: str) -> dict[str, Any]:
+    # Plain dicts with every column of a Prompt / Response row: building the SQLModel
+    # object to dump it cost ~25 µs a row, ~5 s for 192,000 candidates.
+    return {
+        "id": _prompt_key(campaign_id, prompt_id),
+        "campaign_id": campaign_id,
+        "text": text,
+        "source": "file",
+        "topic": None,
+        "author": None,
+        "origin_item": None,
+        "verdict": "accept",
+        "confidence": None,
+        "check_failure": None,
+    }
+
+
+def _response_row(campaign_id: str, r: CandidateRow) -> dict[str, Any]:
+    return {
+        "id": _response_key(campaign_id, r.response_id),
+        "campaign_id": campaign_id,
+        "prompt_id": _prompt_key(campaign_id, r.prompt_id),
+        "text": r.response,
+        "source": "model",
+        "model": r.model,
+        "author": None,
+        "origin_item": None,
+        "verdict": "accept",
+        "confidence": None,
+        "check_failure": None,
+    }
+
+
 def insert_candidates(
     session: Session, campaign_id: str, prompt_text: dict[str, str], candidates: list[CandidateRow]
 ) -> None:
-    """The Prompt and Response rows of a candidates file (as given: accepted, unverified),
-    responses `ITEM_CHUNK` at a time."""
-    prompts = [
-        Prompt(
-            id=_prompt_key(campaign_id, pid),
-            campaign_id=campaign_id,
-            text=text,
-            source="file",
-            verdict="accept",
-        ).model_dump()
-        for pid, text in prompt_text.items()
-    ]
+    """The Prompt and Response rows of candidates held in memory (a ranking's), as given:
+    accepted, unverified; responses `ITEM_CHUNK` at a time."""
+    prompts = [_prompt_row(campaign_id, pid, text) for pid, text in prompt_text.items()]
     insert_ignore(session, Prompt, prompts, ["id"])
     for start in range(0, len(candidates), ITEM_CHUNK):
-        responses = [
-            Response(
-                id=_response_key(campaign_id, r.response_id),
-                campaign_id=campaign_id,
-                prompt_id=_prompt_key(campaign_id, r.prompt_id),
-                text=r.response,
-                source="model",
-                model=r.model,
-                verdict="accept",
-            ).model_dump()
-            for r in candidates[start : start + ITEM_CHUNK]
-        ]
+        responses = [_response_row(campaign_id, r) for r in candidates[start : start + ITEM_CHUNK]]
         insert_ignore(session, Response, responses, ["id"])
+
+
+def stream_candidates(session: Session, campaign_id: str, src: Path) -> None:
+    """The Prompt and Response rows of a checked candidates file, read and inserted
+    `ITEM_CHUNK` lines at a time: each prompt (in order of first appearance) before its
+    responses (in file order), the order `insert_candidates` gives."""
+    seen: set[str] = set()
+    prompts: list[dict[str, Any]] = []
+    responses: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        insert_ignore(session, Prompt, prompts, ["id"])
+        insert_ignore(session, Response, responses, ["id"])
+        prompts.clear()
+        responses.clear()
+
+    for _, _, row in iter_jsonl(src, CandidateRow):
+        if row.prompt_id not in seen:
+            seen.add(row.prompt_id)
+            prompts.append(_prompt_row(campaign_id, row.prompt_id, row.prompt))
+        responses.append(_response_row(campaign_id, row))
+        if len(responses) >= ITEM_CHUNK:
+            flush()
+    flush()
 
 
 def plan_comparisons(
     session: Session,
     spec: CampaignSpec,
-    numbered: list[tuple[int, CandidateRow]],
-    golden: list[GoldenPairRow],
+    index: CandidateIndex,
+    golden: list[GoldenRef],
 ) -> None:
     prefs = spec.preferences
     assert prefs is not None
-    by_prompt, prompt_text = index_candidates(numbered, prefs.candidates_file)
-    insert_candidates(session, spec.name, prompt_text, [row for _, row in numbered])
+    stream_candidates(session, spec.name, index.src)
 
     first_overlap = prefs.dynamic_overlap.min_overlap if prefs.dynamic_overlap else prefs.overlap
     # Inserted a chunk at a time, in the same order: the whole campaign's item rows at once
     # held ~3.6 KB per item (1.2 GB at 10^6 judgments) before the first insert.
     items: list[dict[str, Any]] = []
+
+    def add(row: dict[str, Any]) -> None:
+        items.append(row)
+        if len(items) >= ITEM_CHUNK:
+            insert_ignore(session, Item, items, ["id"])
+            items.clear()
+
     planned = 0
-    for pid, a, b, payload in real_pairs(spec, by_prompt, prompt_text):
+    for pid, a, b, payload in real_pairs(spec, index):
         item_row = _item_row(
             compare_item_id(spec.name, pid, a, b),
             spec.name,
@@ -474,28 +598,28 @@ def plan_comparisons(
         )
         item_row["left_id"] = _response_key(spec.name, a)
         item_row["right_id"] = _response_key(spec.name, b)
-        items.append(item_row)
+        add(item_row)
         planned += 1
-        if len(items) >= ITEM_CHUNK:
-            insert_ignore(session, Item, items, ["id"])
-            items.clear()
     if golden:
-        for n in range(golden_count(planned, prefs.golden_share)):
-            g = golden[n % len(golden)]
-            payload = compare_task(prefs, g.prompt, g.left, g.right)
-            items.append(
-                _item_row(
-                    stable_id("gc", spec.name, g.id, n),
-                    spec.name,
-                    Stage.COMPARE,
-                    payload.model_dump(),
-                    overlap=prefs.overlap,
-                    subject_id=g.id,
-                    golden_answer=g.answer,
-                    golden_level=golden_level(prefs, g),
-                    group=f"golden-{g.id}",
+        assert prefs.golden_file is not None
+        with prefs.golden_file.open("rb") as fh:
+            for n in range(golden_count(planned, prefs.golden_share)):
+                ref = golden[n % len(golden)]
+                g = read_jsonl_at(fh, prefs.golden_file, ref.offset, GoldenPairRow)
+                payload = compare_task(prefs, g.prompt, g.left, g.right)
+                add(
+                    _item_row(
+                        stable_id("gc", spec.name, g.id, n),
+                        spec.name,
+                        Stage.COMPARE,
+                        payload.model_dump(),
+                        overlap=prefs.overlap,
+                        subject_id=g.id,
+                        golden_answer=g.answer,
+                        golden_level=golden_level(prefs, g),
+                        group=f"golden-{g.id}",
+                    )
                 )
-            )
     insert_ignore(session, Item, items, ["id"])
 
 
@@ -514,27 +638,15 @@ def compare_task(prefs: PreferencesSpec, prompt: str, left: str, right: str) -> 
 
 
 def golden_level(prefs: PreferencesSpec, row: GoldenPairRow) -> int | None:
-    """A golden pair's level on a graded campaign (checked by `check_golden_levels`)."""
+    """A golden pair's level on a graded campaign (checked by `scan_golden`)."""
     if prefs.graded is None or row.level is None:
         return None
     return prefs.graded.rank(row.level)
 
 
-def check_golden_levels(prefs: PreferencesSpec) -> None:
-    """Every golden level is a label of the campaign's scale (graded campaigns only)."""
-    if prefs.graded is None or prefs.golden_file is None:
-        return
-    for lineno, row in load_jsonl_lines(prefs.golden_file, GoldenPairRow):
-        if row.level is not None and prefs.graded.rank(row.level) is None:
-            raise SpecError(
-                f"{prefs.golden_file}:{lineno}: field 'level': {row.level!r} is not a level "
-                f"of preferences.graded ({', '.join(prefs.graded.labels)})"
-            )
-
-
 def split_exam_rows(
-    spec: CampaignSpec, golden: list[GoldenPairRow]
-) -> tuple[list[GoldenPairRow], list[GoldenPairRow]]:
+    spec: CampaignSpec, golden: list[GoldenRef]
+) -> tuple[list[GoldenRef], list[GoldenRef]]:
     """The exam's golden pairs, and the golden pairs left for production.
 
     Exam pairs are clear-cut (answer left or right, never tie), alternate between the two
@@ -559,7 +671,7 @@ def split_exam_rows(
             f"{src}: field 'quality.exam.items': the exam needs {exam.items} clear-cut "
             f"(left/right) golden pairs; the file has {clear}"
         )
-    chosen: list[GoldenPairRow] = []
+    chosen: list[GoldenRef] = []
     while len(chosen) < exam.items:
         side = "left" if len(chosen) % 2 == 0 else "right"
         if not sides[side]:
@@ -597,17 +709,15 @@ def plan_exam(session: Session, spec: CampaignSpec, rows: list[GoldenPairRow]) -
 
 
 def real_pairs(
-    spec: CampaignSpec,
-    by_prompt: dict[str, list[CandidateRow]],
-    prompt_text: dict[str, str],
+    spec: CampaignSpec, index: CandidateIndex
 ) -> Iterator[tuple[str, str, str, CompareTask]]:
     """Every real pair the pairing design makes, prompt by prompt: (prompt id, left
     response id, right response id, the task), sides drawn by the campaign's seeded coin.
     Registration creates these items; the estimate counts and prices them."""
     prefs = spec.preferences
     assert prefs is not None
-    listed = _listed_pairs(prefs.pairing.pairs_file, by_prompt) if prefs.pairing.pairs_file else {}
-    for pid, rows in sorted(by_prompt.items()):
+    listed = _listed_pairs(prefs.pairing.pairs_file, index) if prefs.pairing.pairs_file else {}
+    for pid, rows in index.prompts():
         pairs = (
             listed.get(pid, [])
             if prefs.pairing.design == "listed"
@@ -626,23 +736,21 @@ def real_pairs(
                 pid,
                 a,
                 b,
-                compare_task(prefs, prompt_text[pid], text[a], text[b]),
+                compare_task(prefs, rows[0].prompt, text[a], text[b]),
             )
 
 
-def _listed_pairs(
-    path: Path, by_prompt: dict[str, list[CandidateRow]]
-) -> dict[str, list[tuple[str, str]]]:
+def _listed_pairs(path: Path, index: CandidateIndex) -> dict[str, list[tuple[str, str]]]:
     """The pairs of a `listed` design, checked against the candidates file."""
+    known = {pid: {r.response_id for r in rows} for pid, rows in index.prompts()}
     out: dict[str, list[tuple[str, str]]] = defaultdict(list)
     seen: set[tuple[str, str, str]] = set()
-    for lineno, row in load_jsonl_lines(path, ListedPairRow):
-        known = {r.response_id for r in by_prompt.get(row.prompt_id, [])}
-        for field, rid in (("a", row.a), ("b", row.b)):
-            if rid not in known:
+    for lineno, _, row in iter_jsonl(path, ListedPairRow):
+        for field_name, rid in (("a", row.a), ("b", row.b)):
+            if rid not in known.get(row.prompt_id, ()):
                 raise SpecError(
-                    f"{path}:{lineno}: field {field!r}: response {rid!r} is not a candidate of "
-                    f"prompt {row.prompt_id!r}"
+                    f"{path}:{lineno}: field {field_name!r}: response {rid!r} is not a "
+                    f"candidate of prompt {row.prompt_id!r}"
                 )
         if row.a == row.b:
             raise SpecError(
