@@ -90,7 +90,7 @@ def run_rounds(
         guard(campaign_id)
         if ops.exam is not None:
             ops.exam(campaign_id, stages)
-        if ops.route is not None and (Stage.COMPARE in stages or Stage.RANK in stages):
+        if ops.route is not None and ({Stage.COMPARE, Stage.RANK, Stage.RATE} & set(stages)):
             ops.route(campaign_id)
         for stage in stages:
             guard(campaign_id)
