@@ -238,7 +238,7 @@ def route_step(campaign_id: str, log: Log = logger) -> dict[str, Any] | None:
     if result is None:
         return None
     if result.asked or result.decided:
-        log.info("AI judge: %d pair(s) asked; decided %s", result.asked, result.decided or "none")
+        log.info("AI judge: %d item(s) asked; decided %s", result.asked, result.decided or "none")
     return asdict(result)
 
 

@@ -2,9 +2,10 @@
 humans for what it cannot decide.
 
 Each round, before the human push, `route_pending` sends every production comparison (or,
-in a ranking campaign, every production ranking set) that no one has seen yet to the
-campaign's AI judge (`routing.ai`, a connector declaring PAIRWISE, or RANKING, such as
-aijudge) in one batch, reads its answers and decides per pair (per set alike):
+in a ranking campaign, every production ranking set; in a rating campaign, every production
+rating item) that no one has seen yet to the campaign's AI judge (`routing.ai`, a connector
+declaring PAIRWISE, RANKING or RATING, such as aijudge) in one batch, reads its answers and
+decides per pair (per set and per rating item alike):
 
 - the judge's answer could not be read -> humans ("unreadable");
 - its two position-swapped answers disagree -> humans ("swap_disagrees"), when
