@@ -38,10 +38,20 @@ scores the demo: Kendall's tau-b of each prompt's exported order against the hid
 qualities, mean over prompts; human judgments bought are the simulated marketplace's
 assignments (golden sets included).
 
+Ratings (`--rating`): the demo rating campaign (campaigns/rating.yaml: 12 prompts x 6
+answers, HelpSteer's five aspects on 0-4, 3 workers each, golden share 0.2, worker-linear
+aggregation) on the same typical crowd, all-human against AI-first with the simulated
+judge (its rating model is in crowdloop/simulator/ai_judge.py), for each confidence
+threshold and each `--max-score-difference` (the most an aspect's score may differ between
+the judge's two asks). Scored as tests/test_rating_e2e.py scores the demo: mean absolute
+error of the exported scores against the hidden per-aspect truth; human judgments bought
+are the simulated marketplace's assignments (golden items included).
+
     .venv/bin/python bench/bench_ai_routing.py                  # seeds 0-2, thresholds
     .venv/bin/python bench/bench_ai_routing.py --seeds 0 --skip-llmfao
     .venv/bin/python bench/bench_ai_routing.py --llmfao-only
     .venv/bin/python bench/bench_ai_routing.py --ranking --seeds 0 1 2 --thresholds 0.7 0.8
+    .venv/bin/python bench/bench_ai_routing.py --rating --seeds 0 1 2 --thresholds 0.7 0.8
 """
 
 from __future__ import annotations
@@ -275,6 +285,134 @@ def run_ranking_one(
         "audit_tau": summary.audit_tau if summary else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def run_rating_one(
+    root: Path,
+    seed: int,
+    threshold: float | None,
+    max_difference: int | None = None,
+    judge: AIJudgeConfig = JUDGE,
+) -> dict[str, Any]:
+    """The demo rating campaign once; `threshold` None: all-human."""
+    import shutil
+
+    import yaml
+
+    from crowdloop.demo.rating import score_ratings_against_truth
+    from crowdloop.models.domain import RateTask
+    from crowdloop.models.spec import load_campaign
+    from crowdloop.simulator.rating import true_scores
+    from crowdloop.stages.rating import aggregate_ratings, export_ratings
+
+    variant = "human" if threshold is None else f"ai{threshold:g}-d{max_difference}"
+    name = f"ra-s{seed}"  # one name per seed: every variant of a seed rates the same items
+    folder = root / f"{name}-{variant}"
+    folder.mkdir(parents=True)
+    os.environ["CROWDLOOP_DATABASE_URL"] = f"sqlite:///{folder / 'db.sqlite'}"
+    shutil.copytree(CAMPAIGNS / "rating", folder / "rating")
+    data = yaml.safe_load((CAMPAIGNS / "rating.yaml").read_text())
+    data.update(name=name, seed=seed, output_dir="out", poll_interval_s=0.05)
+    data["rating"]["export"] = {"path": "out/ratings.jsonl"}
+    if threshold is not None:
+        data["routing"] = {
+            "ai": {"name": "aijudge", "options": {"store": str(folder / "ai-answers.sqlite")}},
+            "confidence_threshold": threshold,
+            "max_score_difference": max_difference,
+            "audit_rate": AUDIT_RATE,
+        }
+    path = folder / "campaign.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    started = time.perf_counter()
+    with SimulatorServer(SimulatorConfig(seed=seed, crowd=CrowdConfig(), ai_judge=judge)) as sim:
+        os.environ["CROWDLOOP_SIMULATOR_URL"] = sim.url
+        os.environ["CROWDLOOP_SIMULATOR_TOKEN"] = sim.token
+        os.environ["CROWDLOOP_AIJUDGE_BASE_URL"] = f"{sim.url}/openai/v1"
+        os.environ["CROWDLOOP_AIJUDGE_API_KEY"] = sim.token
+        os.environ["CROWDLOOP_AIJUDGE_MODEL"] = judge.model
+        spec = load_campaign(path)
+        assert spec.rating is not None
+        cost = float(run_bare(spec))
+        aggregate_ratings(name, spec.rating)
+        export_ratings(name, spec.rating)
+        with session_scope() as s:
+            human = s.exec(select(Judgment).where(Judgment.connector == "simulator")).all()
+            routes = list(s.exec(select(AIRoute)))
+            payloads = {
+                i.id: RateTask.model_validate(i.payload)
+                for i in s.exec(select(Item).where(Item.kind == "rate"))
+            }
+    truth = score_ratings_against_truth(name, folder / "out" / "ratings.jsonl", spec.rating)
+    summary = routing_summary(name) if threshold is not None else None
+
+    def ai_error(route: AIRoute) -> float:
+        hidden = true_scores(payloads[route.item_id])
+        got = route.scores or {}
+        return statistics.mean(abs(got[a] - t) for a, t in hidden.items())
+
+    decided = [r for r in routes if r.route == AIRouteState.AI and r.scores]
+    answered = [r for r in routes if r.scores]
+    return {
+        "seed": seed,
+        "threshold": threshold,
+        "max_score_difference": max_difference,
+        "variant": variant,
+        "error": truth.mean_error,
+        "aspect_error": truth.error,
+        "human_judgments": len(human),
+        "cost": cost,
+        "items": len(routes),
+        "ai_decided": len(decided),
+        "ai_decided_error": statistics.mean(map(ai_error, decided)) if decided else None,
+        "ai_answer_error": statistics.mean(map(ai_error, answered)) if answered else None,
+        "routes": summary.by_reason if summary else {},
+        "audited": summary.audited if summary else 0,
+        "audit_aspects": summary.audit_aspects if summary else {},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def rating_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| collection | per-aspect MAE vs truth (mean, max) | human judgments bought "
+        "| cost (USD) | AI-decided items (their MAE) | audit: AI vs humans, MAD (items) |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = [r for r in rows if r["threshold"] is None]
+    base_j = statistics.mean(r["human_judgments"] for r in base) if base else None
+    variants = sorted({r["variant"] for r in rows}, key=lambda v: (v != "human", v))
+    for variant in variants:
+        mine = [r for r in rows if r["variant"] == variant]
+        err = statistics.mean(r["error"] for r in mine)
+        high = max(r["error"] for r in mine)
+        judg = statistics.mean(r["human_judgments"] for r in mine)
+        cost = statistics.mean(r["cost"] for r in mine)
+        first = mine[0]
+        ai_first = first["threshold"] is not None
+        share = f" ({judg / base_j:.0%})" if base_j and ai_first else ""
+        label = (
+            f"AI-first, confidence >= {first['threshold']:g}, "
+            f"asks differ <= {first['max_score_difference']}"
+            if ai_first
+            else "all-human"
+        )
+        ai = audit = "–"
+        if ai_first:
+            n = statistics.mean(r["ai_decided"] for r in mine)
+            e = [r["ai_decided_error"] for r in mine if r["ai_decided_error"] is not None]
+            ai = f"{n:.0f} of {statistics.mean(r['items'] for r in mine):.0f}" + (
+                f" ({statistics.mean(e):.3f})" if e else ""
+            )
+            mads = [
+                statistics.mean(r["audit_aspects"].values()) for r in mine if r["audit_aspects"]
+            ]
+            audited = sum(r["audited"] for r in mine)
+            audit = f"{statistics.mean(mads):.3f} ({audited})" if mads else "–"
+        lines.append(
+            f"| {label} | {err:.3f} ({high:.3f}) | {judg:.0f}{share} | {cost:.2f} "
+            f"| {ai} | {audit} |"
+        )
+    return "\n".join(lines)
 
 
 def _ranking_label(row: dict[str, Any]) -> str:
@@ -575,12 +713,35 @@ def main() -> None:
         default=[1.0],
         help="rankings: least Kendall tau between the judge's two orders (each a variant)",
     )
+    parser.add_argument("--rating", action="store_true", help="the rating campaign instead")
+    parser.add_argument(
+        "--max-score-difference",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="ratings: most an aspect may differ between the judge's two asks (each a variant)",
+    )
     parser.add_argument("--tau-margin", type=float, default=0.02)
     parser.add_argument(
         "--judge-accuracy", type=float, default=JUDGE.accuracy, help="rankings: the judge's"
     )
     args = parser.parse_args()
     result: dict[str, Any] = {}
+    if args.rating:
+        rated: list[dict[str, Any]] = []
+        with tempfile.TemporaryDirectory(prefix="crowdloop-bench-ai-rate-") as tmp:
+            for seed in args.seeds:  # interleaved: all-human, then each AI-first variant
+                variants = [(t, d) for t in args.thresholds for d in args.max_score_difference]
+                for threshold, difference in [(None, None), *variants]:
+                    judge = JUDGE.model_copy(update={"accuracy": args.judge_accuracy})
+                    row = run_rating_one(Path(tmp), seed, threshold, difference, judge)
+                    print(json.dumps(row), flush=True)
+                    rated.append(row)
+        print()
+        print(rating_table(rated))
+        if args.out:
+            args.out.write_text(json.dumps({"rating": rated}, indent=2, default=str))
+        return
     if args.ranking:
         ranked: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix="crowdloop-bench-ai-rank-") as tmp:

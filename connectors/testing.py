@@ -596,7 +596,9 @@ class ConnectorContract:
             connector.start(batch)
             answered = harness.answer(connector, batch, items)
             read = submissions(pages(connector, batch, None))
-            assert len(read) == answered == sum(i.overlap for i in items)
+            # A model judge answers each task once whatever its overlap (as for rankings).
+            assert len(read) == answered <= sum(i.overlap for i in items)
+            assert {sub.task_key for sub in read} == set(made.external_ids)
             for sub in read:
                 assert isinstance(sub.answer, RatingAnswer)
                 assert set(sub.answer.scores) == {"helpfulness", "clarity"}

@@ -91,7 +91,9 @@ def _ranking(campaign_id: str) -> dict[str, Any]:
 
 
 def _rating(campaign_id: str) -> dict[str, Any]:
-    rounds = _run_rounds(campaign_id, [Stage.RATE], advance=False, ops=TASK_OPS)
+    spec = campaign_spec(campaign_id)
+    ops = RoundOps(**{**TASK_OPS.__dict__, "route": t.route_to_ai}) if spec.routing else TASK_OPS
+    rounds = _run_rounds(campaign_id, [Stage.RATE], advance=False, ops=ops)
     return {
         "rounds": rounds,
         "aggregate": t.aggregate_ratings(campaign_id),

@@ -261,11 +261,17 @@ class RatingAnswer(OptIn):
     aspect scored, each on its scale, no other) is checked against the task when stored
     (crowdloop.stages.rating.rating_problem)."""
 
-    OPT_IN: ClassVar[tuple[str, ...]] = ("rationale",)
+    OPT_IN: ClassVar[tuple[str, ...]] = ("rationale", "confidence", "order_difference")
 
     kind: Literal["rating"] = "rating"
     scores: dict[str, int] = Field(min_length=1, max_length=12)
     rationale: str | None = Field(default=None, max_length=5_000)
+    # From a model judge (connectors/aijudge): its stated confidence, and the largest
+    # difference, in scale points over the aspects, between its scores with the aspects
+    # listed in order and reversed (0: the same scores both ways; None: asked once). Human
+    # marketplaces leave both None.
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    order_difference: int | None = Field(default=None, ge=0)
 
 
 Answer = Annotated[

@@ -614,7 +614,10 @@ class RoutingSpec(_Strict):
     humans: they measure workers. Decided pairs keep the judge's verdict as their judgment.
     In a ranking campaign the same holds per ranking set, and a set also goes to humans
     when the judge's rankings of it shown in order and reversed agree less than
-    `min_order_agreement` (Kendall's tau-b; instead of `human_on_swap_disagreement`).
+    `min_order_agreement` (Kendall's tau-b; instead of `human_on_swap_disagreement`). In a
+    rating campaign, per rating item: it also goes to humans when the judge's two asks
+    (aspects listed in order and reversed) differ by more than `max_score_difference`
+    points on some aspect.
     (stages/routing.py; bench/bench_ai_routing.py measures the thresholds.)
     """
 
@@ -632,6 +635,10 @@ class RoutingSpec(_Strict):
     # responses swap, tau 2/3). Pairs ignore it. On the simulator 0.6 and 1.0 ranked alike
     # and 0.6 sent a few sets fewer to humans (bench/bench_ai_routing.py --ranking, README).
     min_order_agreement: float = Field(default=0.6, ge=-1, le=1)
+    # Rating items: the most the judge's scores of one aspect may differ, in scale points,
+    # between its two asks (the aspects listed in order and reversed) for it to decide the
+    # item; more on any aspect -> humans ("order_disagrees"). Pairs and sets ignore it.
+    max_score_difference: int = Field(default=1, ge=0, le=10)
 
 
 class CampaignSpec(_Strict):
@@ -698,11 +705,16 @@ class CampaignSpec(_Strict):
 
     @model_validator(mode="after")
     def _routing_needs_preferences(self) -> CampaignSpec:
-        if self.routing is not None and self.preferences is None and self.ranking is None:
+        if (
+            self.routing is not None
+            and self.preferences is None
+            and self.ranking is None
+            and self.rating is None
+        ):
             _fail(
                 ("routing",),
-                "routes comparisons or ranking sets: it needs a 'preferences' or a "
-                "'ranking' section",
+                "routes comparisons, ranking sets or rating items: it needs a "
+                "'preferences', a 'ranking' or a 'rating' section",
                 self.routing.model_dump(mode="json"),
             )
         return self

@@ -441,9 +441,9 @@ class AIRouteState(StrEnum):
 
 
 class AIRoute(SQLModel, table=True):
-    """AI-first routing of one comparison or ranking set (stages/routing.py): what the judge
-    said and where the item went. Written as `asked` before the judge is asked, decided once
-    read."""
+    """AI-first routing of one comparison, ranking set or rating item (stages/routing.py):
+    what the judge said and where the item went. Written as `asked` before the judge is
+    asked, decided once read."""
 
     __table_args__ = (Index("ix_airoute_campaign_route", "campaign_id", "route"),)
     item_id: str = Field(foreign_key="item.id", primary_key=True, max_length=80)
@@ -462,6 +462,8 @@ class AIRoute(SQLModel, table=True):
     # tau-b between its rankings with the set shown in order and reversed (None for pairs).
     places: list[int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     order_agreement: float | None = None
+    # A rating item's: the judge's scores by aspect name (None for pairs and ranking sets).
+    scores: dict[str, int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class AIJudgeBatch(SQLModel, table=True):

@@ -261,13 +261,15 @@ def test_connectors_without_the_capability_are_refused_at_preflight(tmp_path: Pa
     from crowdloop.connectors.registry import get_connector_class as connector_class
 
     spec = load_campaign(_campaign(tmp_path, ""))
-    for name in ("toloka", "prolific", "scale", "replay", "aijudge", "labelstudio"):
+    for name in ("toloka", "prolific", "scale", "replay", "labelstudio"):
         connector = object.__new__(connector_class(name))
         with pytest.raises(NotSupported) as refused:
             check_capabilities(spec, connector)
         message = str(refused.value)
         assert name in message and "multi-aspect rating" in message and "\n" not in message
     check_capabilities(spec, object.__new__(connector_class("simulator")))
+    # The AI judge rates too (connectors/aijudge/kinds.py, RatingKind).
+    check_capabilities(spec, object.__new__(connector_class("aijudge")))
 
 
 # --- the simulated raters ---------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""An AI judge as a marketplace: comparison and k-wise ranking tasks answered by an
-OpenAI-compatible model.
+"""An AI judge as a marketplace: comparison, k-wise ranking and multi-aspect rating tasks
+answered by an OpenAI-compatible model.
 
 Endpoints, auth and retries: see client.py (GET /models/{model}, POST /chat/completions,
 bearer key, retried on 408/429/5xx through the shared HTTP seam, Retry-After honoured).
@@ -18,16 +18,20 @@ How the marketplace contract maps onto a chat-completions API, which keeps nothi
 - A task is answered once whatever its overlap: the same model at the same settings is
   one judge, not several.
 - What is asked and read per task kind is in kinds.py (one class per kind: pairs,
-  rankings). With `position_swap`, each task is asked twice, the second time with the
-  answers in reverse order (a pair: swapped). A pair's verdicts are mapped back to the
+  rankings, ratings). With `position_swap`, each task is asked twice, the second time
+  with the answers in reverse order (a pair: swapped). A pair's verdicts are mapped back to the
   task's left/right; the submission carries the first order's choice, the mean of the two
   confidences when the orders agree (the lower one when they do not) and whether the two
   orders agreed (`PreferenceAnswer.position_consistent`). A ranking's two orders are
   mapped back to the task's positions; the submission carries their Borda combination,
   the mean confidence and Kendall's tau-b between them (`RankingAnswer.order_agreement`).
+  A rating is asked a second time with its aspects listed in reverse order; the
+  submission carries each aspect's mean score (a half toward the first ask), the mean
+  confidence and the largest per-aspect difference (`RatingAnswer.order_difference`).
   An answer that cannot be read (not the schema's JSON, a ranking that is not an order of
-  the answers shown, cut off by the token cap, or a refusal) quarantines the task's
-  submission with the reason and the raw text.
+  the answers shown, a rating without exactly one on-scale integer per aspect, cut off by
+  the token cap, or a refusal) quarantines the task's submission with the reason and the
+  raw text.
 - Cost: each completion's usage.prompt_tokens and usage.completion_tokens times the
   per-1k prices in the options; `spend` reports the batch's sum (SPEND_REPORT).
 - Workers: one, `ai:<model>`. Review, blocking and qualifications do not apply.

@@ -3,14 +3,15 @@ read, how the orders combine, and the answer crowdloop gets back.
 
 One `JudgeKind` per task kind the judge answers (`KINDS`, keyed by the payload's `kind`):
 the connector only asks, bills, records and pages; everything kind-specific is here. A new
-task kind (a multi-aspect rating, say) is one more subclass and one more entry in `KINDS`:
+task kind is one more subclass and one more entry in `KINDS`:
 its prompt (prompt.py), its output schema (models.py), its reader, how its orders combine,
 the ledger fields it keeps (`combine`'s `detail` is free-form JSON) and its Answer.
 
 Position bias is measured the same way for every kind: each task is asked once in the
 order shown and, with `position_swap`, once more in the reverse order (for a pair that is
 the swap), and each answer is mapped back to the task's own positions before the two are
-compared.
+compared. A rating shows one answer, so what is reversed there is the list of aspects
+(and the order of the schema's score properties, which is the order a model writes them).
 """
 
 from __future__ import annotations
@@ -27,14 +28,19 @@ from crowdloop.aggregation.rankings import kendall_tau
 from crowdloop.connectors.aijudge.models import (
     VERDICT_SCHEMA,
     RankingVerdict,
+    RatingVerdict,
     Verdict,
     ranking_schema,
+    rating_schema,
 )
 from crowdloop.connectors.aijudge.prompt import (
+    describe_aspect,
     labels,
     ranking_system_message,
+    rating_system_message,
     render_answers,
     render_pair,
+    render_rating,
     system_message,
 )
 from crowdloop.connectors.aijudge.store import StoredAnswer
@@ -46,6 +52,8 @@ from crowdloop.models.domain import (
     PreferenceAnswer,
     RankingAnswer,
     RankTask,
+    RateTask,
+    RatingAnswer,
 )
 
 P = TypeVar("P", bound=BaseModel)
@@ -274,6 +282,98 @@ class RankingKind(JudgeKind[RankTask, tuple[list[int], float]]):
         )
 
 
+# --- multi-aspect ratings -------------------------------------------------------------------
+
+RATED = "rating"  # the ledger's `choice` of a readable rating (the scores are in detail)
+
+
+def combined_scores(first: dict[str, int], second: dict[str, int]) -> dict[str, int]:
+    """One score per aspect from the two orders': their mean, a half rounded toward the
+    first order's score (an integer scale has no half point; the first order is the one
+    shown to humans)."""
+    out: dict[str, int] = {}
+    for name, a in first.items():
+        b = second[name]
+        out[name] = a + (b - a) // 2 if b >= a else a - (a - b) // 2
+    return out
+
+
+class RatingKind(JudgeKind[RateTask, tuple[dict[str, int], float | None]]):
+    task_kind = "rate"
+    stages = frozenset({"rate"})
+    capabilities = frozenset({Capability.RATING})
+    payload_type = RateTask
+
+    def asks(self, payload: RateTask, swap: bool) -> list[Ask[tuple[dict[str, int], float | None]]]:
+        aspects = list(payload.aspects)
+        orders = [aspects, aspects[::-1]] if swap else [aspects]
+        system = rating_system_message(payload.instruction)
+        scales = {a.name: (a.low, a.high) for a in aspects}
+
+        def read(raw: str) -> tuple[dict[str, int], float | None]:
+            verdict = cast(RatingVerdict, _validated(RatingVerdict, raw, "rating"))
+            missing = [name for name in scales if name not in verdict.scores]
+            unknown = sorted(set(verdict.scores) - set(scales))
+            if missing or unknown:
+                what = f"no score for {', '.join(missing)}" if missing else ""
+                if unknown:
+                    what += ("; " if what else "") + f"unknown aspect {', '.join(unknown)}"
+                raise Unreadable(f"not the rating schema ({what})", raw)
+            for name, (low, high) in scales.items():
+                score = verdict.scores[name]
+                if not low <= score <= high:
+                    raise Unreadable(
+                        f"the score {score} of {name} is not on its scale {low}-{high}", raw
+                    )
+            return {name: verdict.scores[name] for name in scales}, verdict.confidence
+
+        return [
+            Ask(
+                system,
+                render_rating(
+                    payload.prompt,
+                    payload.response,
+                    [
+                        describe_aspect(a.name, a.low, a.high, a.description, a.labels)
+                        for a in order
+                    ],
+                ),
+                "rating",
+                rating_schema([(a.name, a.low, a.high, a.description) for a in order]),
+                read,
+            )
+            for order in orders
+        ]
+
+    def combine(
+        self, payload: RateTask, readings: list[tuple[dict[str, int], float | None]]
+    ) -> dict[str, Any]:
+        scores, confidence = readings[0]
+        detail: dict[str, Any] = {"scores": scores, "order_difference": None}
+        if len(readings) == 2:
+            other, other_confidence = readings[1]
+            detail = {
+                "scores": combined_scores(scores, other),
+                "order_difference": max(abs(scores[n] - other[n]) for n in scores),
+                "orders": [scores, other],
+            }
+            # A confidence the model did not state in either order is not one.
+            confidence = (
+                None
+                if confidence is None or other_confidence is None
+                else (confidence + other_confidence) / 2
+            )
+        return {"choice": RATED, "confidence": confidence, "consistent": None, "detail": detail}
+
+    def answer(self, stored: StoredAnswer) -> Answer:
+        detail = stored.detail or {}
+        return RatingAnswer(
+            scores=dict(detail["scores"]),
+            confidence=stored.confidence,
+            order_difference=detail.get("order_difference"),
+        )
+
+
 KINDS: dict[str, JudgeKind[Any, Any]] = {
-    kind.task_kind: kind for kind in (PairwiseKind(), RankingKind())
+    kind.task_kind: kind for kind in (PairwiseKind(), RankingKind(), RatingKind())
 }

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 
 class _Wire(BaseModel):
@@ -152,5 +152,54 @@ def ranking_schema(letters: list[str], ties: bool) -> dict[str, Any]:
             },
         },
         "required": ["rationale", "ranking", "confidence"],
+        "additionalProperties": False,
+    }
+
+
+class RatingVerdict(BaseModel):
+    """A rating's structured output, read back strictly: one integer per aspect by name
+    (StrictInt: "3" or 3.0 is not an integer score) and a confidence, null when the model
+    states none. That the names are exactly the aspects asked and each score is on its
+    scale is checked by the reader (kinds.py), which can name the aspect that is wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rationale: str = Field(max_length=20_000)
+    scores: dict[str, StrictInt] = Field(max_length=12)
+    confidence: float | None = Field(ge=0, le=1)
+
+
+def rating_schema(aspects: list[tuple[str, int, int, str]]) -> dict[str, Any]:
+    """The json_schema of a rating on `aspects` (name, low, high, description), in the order
+    given: each score is an integer enum of its scale's points (an enum, not minimum /
+    maximum, which strict structured output did not accept on every server), every aspect
+    required and no other; confidence is a number or null ("optional", in the only way
+    strict mode allows: every property is required)."""
+    return {
+        "type": "object",
+        "properties": {
+            "rationale": {"type": "string", "description": "One or two sentences: why."},
+            "scores": {
+                "type": "object",
+                "properties": {
+                    name: {
+                        "type": "integer",
+                        "enum": list(range(low, high + 1)),
+                        **({"description": description} if description else {}),
+                    }
+                    for name, low, high, description in aspects
+                },
+                "required": [name for name, _, _, _ in aspects],
+                "additionalProperties": False,
+            },
+            "confidence": {
+                "type": ["number", "null"],
+                "description": (
+                    "Probability (0 to 1) that each of your scores is within one point of "
+                    "an expert's, or null if you cannot tell."
+                ),
+            },
+        },
+        "required": ["rationale", "scores", "confidence"],
         "additionalProperties": False,
     }

@@ -4,7 +4,10 @@ The layout follows MT-Bench's pairwise judge prompt (Zheng et al., 2023, "Judgin
 LLM-as-a-Judge"): the question, then each answer between start/end markers, and a
 verdict of A, B or tie. A ranking shows K answers the same way, lettered A, B, C, ...
 (RankGPT-style listwise ranking, Sun et al., 2023), and asks for their letters best
-first. The answer itself comes back as structured output (models.py). `parse_answers`
+first. A rating shows one answer the same way (unlettered) and then the aspects to score,
+each with its scale and what its points mean (HelpSteer's attributes by default), in the
+order given: a second ask lists them reversed. The answer itself comes back as structured
+output (models.py). `parse_answers`
 reads the texts back out of a rendered message; the simulated judge
 (crowdloop/simulator/ai_judge.py) uses it to know what it was shown.
 """
@@ -37,6 +40,23 @@ _HOW_TIES = (
     "every answer's letter appears exactly once"
 )
 
+RATING_SYSTEM = (
+    "You are an impartial judge. Rate the AI assistant's answer to the user's question "
+    "below on each aspect listed after it, on that aspect's integer scale. Judge the answer "
+    "itself; do not let its length or the order in which the aspects are listed influence "
+    "you. {instruction}\n"
+    "Reply with your rationale, a score for every aspect and your confidence, the "
+    "probability that each of your scores is within one point of an expert's (null if you "
+    "cannot tell)."
+)
+
+_ONE_ANSWER = "[The Start of Assistant's Answer]\n{text}\n[The End of Assistant's Answer]"
+_PARSE_RATING = re.compile(
+    r"\A\[Question\]\n(?P<prompt>.*?)\n\n\[The Start of Assistant's Answer\]\n"
+    r"(?P<response>.*)\n\[The End of Assistant's Answer\]\n\n\[Aspects\]\n",
+    re.DOTALL,
+)
+
 _ANSWER = (
     "[The Start of Assistant {label}'s Answer]\n{text}\n[The End of Assistant {label}'s Answer]"
 )
@@ -58,6 +78,37 @@ def system_message(instruction: str) -> str:
 def ranking_system_message(instruction: str, k: int, ties: bool) -> str:
     how = _HOW_TIES if ties else _HOW
     return RANKING_SYSTEM.format(k=k, instruction=instruction.strip(), how=how)
+
+
+def rating_system_message(instruction: str) -> str:
+    return RATING_SYSTEM.format(instruction=instruction.strip())
+
+
+def render_rating(prompt: str, response: str, aspects: list[str]) -> str:
+    """The question, the answer, then one line per aspect (already described) in the order
+    given."""
+    shown = "\n".join(f"- {line}" for line in aspects)
+    answer = _ONE_ANSWER.format(text=response)
+    return f"[Question]\n{prompt}\n\n{answer}\n\n[Aspects]\n{shown}"
+
+
+def describe_aspect(
+    name: str, low: int, high: int, description: str, point_labels: tuple[str, ...]
+) -> str:
+    """One aspect's line: its name, scale, description and what each point is called."""
+    line = f"{name} (integer from {low} to {high})"
+    if description.strip():
+        line += f": {description.strip()}"
+    if point_labels:
+        named = ", ".join(f"{low + i} = {label}" for i, label in enumerate(point_labels))
+        line += f" [{named}]"
+    return line
+
+
+def parse_rating(message: str) -> tuple[str, str] | None:
+    """(prompt, response) of a message `render_rating` wrote; None otherwise."""
+    found = _PARSE_RATING.match(message)
+    return None if found is None else (found["prompt"], found["response"])
 
 
 def render_answers(prompt: str, texts: list[str]) -> str:

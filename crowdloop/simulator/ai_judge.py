@@ -36,6 +36,23 @@ Rankings (a K-answer ranking prompt, schema "ranking" or "ranking_with_ties"):
    ranking orders right (m = wrong + (right - wrong) * max(0, tau), tau = 2c - 1 for that
    share c): a perfect ranking is as confident as a right pair verdict.
 
+Ratings (a rating prompt, schema "rating"; the aspects and their scales read from the
+schema, the prompt and the answer from the message):
+
+1. Truth: each aspect's hidden score (`simulator.rating.true_score`), the one the
+   simulated crowd rates against.
+2. Understanding (per response, the same in every ask): with probability `accuracy` the
+   judge understood the response and errs per aspect by a systematic N(0, `rating_noise`);
+   otherwise by N(0, `rating_noise_confused`). Plus its leniency `rating_bias` on every
+   aspect.
+3. Per ask (keyed by the order the aspects are listed in): N(0, `rating_order_noise`)
+   more per aspect, then rounded onto the scale. Asked with the aspects reversed, the
+   scores differ by that noise only, so the two asks agree on a confused response as well
+   as on an understood one: the confidence, not the asks' difference, tells them apart.
+4. Confidence (per ask): sigmoid(s), s ~ Normal(m, `confidence_sd`), m going from
+   `confidence_right` at no error to `confidence_wrong` at a mean absolute error of one
+   point or more over the aspects (m = right - (right - wrong) * min(1, error)).
+
 So `accuracy` is the judge's accuracy on content; with position bias b and one order
 asked, its answers are right with probability about (1 - b) * accuracy + b * P(truth = A).
 
@@ -55,9 +72,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from crowdloop.aggregation.rankings import concordance
-from crowdloop.connectors.aijudge.prompt import labels, parse_answers, parse_pair
+from crowdloop.connectors.aijudge.prompt import labels, parse_answers, parse_pair, parse_rating
 from crowdloop.ids import seeded_rng
+from crowdloop.models.domain import RatedAspect
 from crowdloop.simulator.config import AIJudgeConfig
+from crowdloop.simulator.rating import true_score
 from crowdloop.simulator.world import response_quality
 
 CREATED = 1_727_346_143  # fixed: the fake never reads the clock (a snapshot's `created`)
@@ -174,6 +193,55 @@ def _ranking_content(config: AIJudgeConfig, seed: int, user: str, ties: bool) ->
     )
 
 
+@dataclass(frozen=True)
+class Rating:
+    scores: dict[str, int]  # in the order the aspects were listed
+    confidence: float
+
+
+def judge_rating(
+    config: AIJudgeConfig, seed: int, prompt: str, response: str, aspects: list[RatedAspect]
+) -> Rating:
+    understood = seeded_rng(seed, "ai-rate-understands", prompt, response).random()
+    sd = config.rating_noise if understood < config.accuracy else config.rating_noise_confused
+    ask = seeded_rng(seed, "ai-rate-ask", prompt, response, *(a.name for a in aspects))
+    scores: dict[str, int] = {}
+    errors: list[float] = []
+    for a in aspects:
+        truth = true_score(prompt, response, a)
+        systematic = seeded_rng(seed, "ai-rate-error", prompt, response, a.name).gauss(0.0, sd)
+        seen = truth + config.rating_bias + systematic + ask.gauss(0.0, config.rating_order_noise)
+        scores[a.name] = int(min(a.high, max(a.low, round(seen))))
+        errors.append(abs(scores[a.name] - truth))
+    error = sum(errors) / len(errors)
+    right, wrong = config.confidence_right, config.confidence_wrong
+    s = ask.gauss(right - (right - wrong) * min(1.0, error), config.confidence_sd)
+    return Rating(scores=scores, confidence=round(1.0 / (1.0 + math.exp(-s)), 3))
+
+
+def _rating_content(config: AIJudgeConfig, seed: int, user: str, schema: Any) -> str:
+    shown = parse_rating(user)
+    try:
+        listed = schema["properties"]["scores"]["properties"]
+        aspects = [
+            RatedAspect(name=name, low=min(p["enum"]), high=max(p["enum"]))
+            for name, p in listed.items()
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadRequest("the rating schema lists no aspects with integer scales") from exc
+    if shown is None or not aspects:
+        raise BadRequest("the user message is not a rating prompt")
+    rated = judge_rating(config, seed, shown[0], shown[1], aspects)
+    return json.dumps(
+        {
+            "rationale": "Simulated judge: scored each aspect.",
+            "scores": rated.scores,
+            "confidence": rated.confidence,
+        },
+        separators=(",", ":"),
+    )
+
+
 def _tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
@@ -202,7 +270,10 @@ def completion_body(
         raise BadRequest("the simulated judge answers structured-output requests only")
     # What to answer is what the schema asks for (its name, as connectors/aijudge sends it).
     schema_name = (fmt.get("json_schema") or {}).get("name")
-    if schema_name in ("ranking", "ranking_with_ties") and isinstance(user, str):
+    if schema_name == "rating" and isinstance(user, str):
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        content = _rating_content(config, seed, user, schema)
+    elif schema_name in ("ranking", "ranking_with_ties") and isinstance(user, str):
         content = _ranking_content(config, seed, user, ties=schema_name == "ranking_with_ties")
     else:
         shown = parse_pair(user) if isinstance(user, str) else None

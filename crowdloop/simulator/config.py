@@ -149,6 +149,14 @@ class AIJudgeConfig(_Settings):
     confidence_right: float = 2.0
     confidence_wrong: float = 0.5
     confidence_sd: float = Field(default=1.0, gt=0)
+    # Ratings (ai_judge.judge_rating): the judge's shift on every aspect (LLM judges tend to
+    # be lenient), the sd of its systematic error per response and aspect when it understood
+    # the response (probability `accuracy`) and when it did not, and the sd of what changes
+    # between two asks (the aspects listed in another order). In scale points.
+    rating_bias: float = 0.3
+    rating_noise: float = Field(default=0.4, ge=0)
+    rating_noise_confused: float = Field(default=1.2, ge=0)
+    rating_order_noise: float = Field(default=0.3, ge=0)
 
 
 class SimulatorConfig(_Settings):

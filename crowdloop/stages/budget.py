@@ -42,7 +42,15 @@ from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
 from crowdloop.db import insert_ignore, session_scope
-from crowdloop.models.domain import BatchRef, Capability, CompareTask, Money, RankTask, Stage
+from crowdloop.models.domain import (
+    BatchRef,
+    Capability,
+    CompareTask,
+    Money,
+    RankTask,
+    RateTask,
+    Stage,
+)
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import (
     AIJudgeBatch,
@@ -249,11 +257,15 @@ def estimate_for_campaign(campaign_id: str) -> Estimate:
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
         counts = db_counts(s, campaign_id)
-        # What AI-first routing asks the judge about: real pairs, or real ranking sets.
+        # What AI-first routing asks the judge about: real pairs, ranking sets or ratings.
         routed_stage, payload_type = (
-            (Stage.RANK, RankTask) if spec.ranking is not None else (Stage.COMPARE, CompareTask)
+            (Stage.RANK, RankTask)
+            if spec.ranking is not None
+            else (Stage.RATE, RateTask)
+            if spec.rating is not None
+            else (Stage.COMPARE, CompareTask)
         )
-        pairs: list[CompareTask | RankTask] = (
+        pairs: list[CompareTask | RankTask | RateTask] = (
             [
                 payload_type.model_validate(payload)
                 for payload in s.exec(

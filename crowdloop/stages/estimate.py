@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 from crowdloop.connectors.errors import ConnectorError
-from crowdloop.models.domain import CompareTask, CostQuote, FeeModel, RankTask, TaskItem
+from crowdloop.models.domain import CompareTask, CostQuote, FeeModel, RankTask, RateTask, TaskItem
 from crowdloop.models.spec import (
     BudgetAssumptions,
     CampaignSpec,
@@ -252,7 +252,7 @@ def _real_pairs(spec: CampaignSpec) -> Iterator[tuple[str, str, str, CompareTask
 
 
 def quote_ai_judge(
-    spec: CampaignSpec, pairs: Iterable[CompareTask | RankTask]
+    spec: CampaignSpec, pairs: Iterable[CompareTask | RankTask | RateTask]
 ) -> CostQuote | str | None:
     """What the AI judge of an AI-first campaign costs if it is asked about every one of
     these pairs or ranking sets (its connector's `quote`: nothing is built or called). None without
@@ -613,11 +613,15 @@ def estimate_spec(spec: CampaignSpec) -> Estimate:
     return estimate(spec, count_work(spec), fee, fee_source=source, ai=ai)
 
 
-def routed_tasks(spec: CampaignSpec) -> list[CompareTask | RankTask]:
-    """What AI-first routing would ask the judge about: every real pair, or every real
-    ranking set in a ranking campaign."""
+def routed_tasks(spec: CampaignSpec) -> list[CompareTask | RankTask | RateTask]:
+    """What AI-first routing would ask the judge about: every real pair, every real
+    ranking set in a ranking campaign, or every real rating item in a rating campaign."""
     if spec.ranking is not None:
         from crowdloop.stages.ranking import real_set_tasks
 
         return list(real_set_tasks(spec))
+    if spec.rating is not None:
+        from crowdloop.stages.rating import real_rate_tasks
+
+        return list(real_rate_tasks(spec))
     return [task for *_, task in _real_pairs(spec)]

@@ -120,6 +120,24 @@ def count_items(spec: CampaignSpec) -> tuple[int, int]:
     return real, golden_count(real, rating.golden_share) if inputs.golden else 0
 
 
+def real_rate_tasks(spec: CampaignSpec) -> list[RateTask]:
+    """The campaign's real rating tasks, as its registration plans them (what AI-first
+    routing would ask the judge about, for the estimate)."""
+    rating = spec.rating
+    assert rating is not None
+    inputs = rating_inputs(rating)
+    return [
+        RateTask(
+            instruction=rating.instruction,
+            prompt=inputs.prompt_text[row.prompt_id],
+            response=row.response,
+            aspects=_rated_aspects(rating),
+            rationale=rating.rationale,
+        )
+        for row in sorted(inputs.candidates, key=lambda r: (r.prompt_id, r.response_id))
+    ]
+
+
 def _rate_item(
     spec: CampaignSpec, item_id: str, prompt: str, response: str, **row: Any
 ) -> dict[str, Any]:

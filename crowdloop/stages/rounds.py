@@ -90,7 +90,7 @@ def run_rounds(
         guard(campaign_id)
         if ops.exam is not None:
             ops.exam(campaign_id, stages)
-        if ops.route is not None and (Stage.COMPARE in stages or Stage.RANK in stages):
+        if ops.route is not None and ({Stage.COMPARE, Stage.RANK, Stage.RATE} & set(stages)):
             ops.route(campaign_id)
         for stage in stages:
             guard(campaign_id)
@@ -238,7 +238,7 @@ def route_step(campaign_id: str, log: Log = logger) -> dict[str, Any] | None:
     if result is None:
         return None
     if result.asked or result.decided:
-        log.info("AI judge: %d pair(s) asked; decided %s", result.asked, result.decided or "none")
+        log.info("AI judge: %d item(s) asked; decided %s", result.asked, result.decided or "none")
     return asdict(result)
 
 

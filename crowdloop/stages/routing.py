@@ -1,16 +1,19 @@
-"""AI-first routing of comparisons and ranking sets: a model judge first, humans for what
-it cannot decide.
+"""AI-first routing of comparisons, ranking sets and rating items: a model judge first,
+humans for what it cannot decide.
 
 Each round, before the human push, `route_pending` sends every production comparison (or,
-in a ranking campaign, every production ranking set) that no one has seen yet to the
-campaign's AI judge (`routing.ai`, a connector declaring PAIRWISE, or RANKING, such as
-aijudge) in one batch, reads its answers and decides per pair (per set alike):
+in a ranking campaign, every production ranking set; in a rating campaign, every production
+rating item) that no one has seen yet to the campaign's AI judge (`routing.ai`, a connector
+declaring PAIRWISE, RANKING or RATING, such as aijudge) in one batch, reads its answers and
+decides per pair (per set and per rating item alike):
 
 - the judge's answer could not be read -> humans ("unreadable");
 - its two position-swapped answers disagree -> humans ("swap_disagrees"), when
   `human_on_swap_disagreement` (a judge asked in one order only has nothing to compare);
   a ranking set: its rankings of the set shown in order and reversed agree less than
-  `min_order_agreement` (Kendall's tau-b) -> humans ("order_disagrees");
+  `min_order_agreement` (Kendall's tau-b) -> humans ("order_disagrees"); a rating item:
+  its scores with the aspects listed in order and reversed differ by more than
+  `max_score_difference` points on some aspect -> humans ("order_disagrees");
 - its confidence is under `confidence_threshold` -> humans ("low_confidence");
 - otherwise, drawn for audit with probability `audit_rate` (a seeded draw per pair, the
   same on every rerun) -> humans too ("audit"), the judge's verdict kept beside theirs;
@@ -50,6 +53,8 @@ from crowdloop.models.domain import (
     PreferenceAnswer,
     RankingAnswer,
     RankTask,
+    RateTask,
+    RatingAnswer,
     Stage,
     Submission,
     SubmissionPage,
@@ -87,7 +92,7 @@ class Routed:
 
     stage: Stage
     kind: str
-    payload: type[CompareTask] | type[RankTask]
+    payload: type[CompareTask] | type[RankTask] | type[RateTask]
     capabilities: tuple[Capability, ...]
     instruction: str
     currency: str
@@ -110,6 +115,16 @@ def routed(spec: CampaignSpec) -> Routed | None:
         caps = (Capability.RANKING,) + ((Capability.RANKING_TIES,) if ranking.ties else ())
         return Routed(
             Stage.RANK, "rank", RankTask, caps, ranking.instruction, ranking.reward.currency
+        )
+    if spec.rating is not None:
+        rating = spec.rating
+        return Routed(
+            Stage.RATE,
+            "rate",
+            RateTask,
+            (Capability.RATING,),
+            rating.instruction,
+            rating.reward.currency,
         )
     return None
 
@@ -381,7 +396,7 @@ def audited(seed: int, item_id: str, rate: float) -> bool:
 
 
 def decide(
-    answer: PreferenceAnswer | RankingAnswer | None,
+    answer: PreferenceAnswer | RankingAnswer | RatingAnswer | None,
     routing: RoutingSpec,
     seed: int,
     item_id: str,
@@ -392,6 +407,10 @@ def decide(
     if isinstance(answer, RankingAnswer):
         agreement = answer.order_agreement
         if agreement is not None and agreement < routing.min_order_agreement:
+            return AIRouteState.HUMAN, "order_disagrees"
+    elif isinstance(answer, RatingAnswer):
+        difference = answer.order_difference
+        if difference is not None and difference > routing.max_score_difference:
             return AIRouteState.HUMAN, "order_disagrees"
     elif routing.human_on_swap_disagreement and answer.position_consistent is False:
         return AIRouteState.HUMAN, "swap_disagrees"
@@ -415,10 +434,14 @@ def _decide_page(
     connector_name: str,
     page: SubmissionPage,
 ) -> dict[str, int]:
-    answers: dict[str, tuple[Submission | None, PreferenceAnswer | RankingAnswer | None]] = {}
+    answers: dict[
+        str, tuple[Submission | None, PreferenceAnswer | RankingAnswer | RatingAnswer | None]
+    ] = {}
     for submission in page.submissions:
         item_id = _item_of(submission.task_key)
-        if item_id is not None and isinstance(submission.answer, PreferenceAnswer | RankingAnswer):
+        if item_id is not None and isinstance(
+            submission.answer, PreferenceAnswer | RankingAnswer | RatingAnswer
+        ):
             answers[item_id] = (submission, submission.answer)
     for q in page.quarantined:
         item_id = _item_of(q.task_key)
@@ -450,17 +473,27 @@ def _decide_page(
             counts[route.value] = counts.get(route.value, 0) + 1
             ranked = answer if isinstance(answer, RankingAnswer) else None
             paired = answer if isinstance(answer, PreferenceAnswer) else None
+            rated = answer if isinstance(answer, RatingAnswer) else None
             s.execute(
                 update(AIRoute)
                 .where(col(AIRoute.item_id) == item_id)
                 .values(
                     route=route,
                     reason=reason,
-                    choice=paired.choice if paired else ("ranking" if ranked else None),
+                    choice=(
+                        paired.choice
+                        if paired
+                        else "ranking"
+                        if ranked
+                        else "rating"
+                        if rated
+                        else None
+                    ),
                     confidence=answer.confidence if answer else None,
                     position_consistent=paired.position_consistent if paired else None,
                     places=list(ranked.ranks) if ranked else None,
                     order_agreement=ranked.order_agreement if ranked else None,
+                    scores=dict(rated.scores) if rated else None,
                     submission_id=sub.external_id if sub else None,
                     decided_at=utcnow(),
                 )
@@ -568,6 +601,9 @@ class RoutingSummary:
     # Ranking sets: mean Kendall's tau-b between the judge's ranking of an audited set and
     # the humans' consensus of it (their mean places); None for pairs or before any audit.
     audit_tau: float | None = None
+    # Rating items: per aspect, the mean absolute difference (scale points) between the
+    # judge's score of an audited item and the humans' consensus of it (empty for others).
+    audit_aspects: dict[str, float] = field(default_factory=dict)
 
 
 def _human_consensus(s: Any, campaign_id: str, items: list[str], ai: str) -> dict[str, list[float]]:
@@ -594,6 +630,25 @@ def _human_consensus(s: Any, campaign_id: str, items: list[str], ai: str) -> dic
         sums[str(item_id)] = [a + b for a, b in zip(total, places, strict=True)]
         counts[str(item_id)] = counts.get(str(item_id), 0) + 1
     return {i: [v / counts[i] for v in total] for i, total in sums.items() if counts.get(i)}
+
+
+def _human_scores(s: Any, campaign_id: str, items: list[str]) -> dict[str, dict[str, float]]:
+    """Per rating item, the humans' consensus score of each aspect (AspectScore, written
+    by the last aggregation; the judge has no judgment on an audited item)."""
+    from crowdloop.models.tables import AspectScore, RatingItem
+
+    rows = s.exec(
+        select(RatingItem.item_id, AspectScore.aspect, AspectScore.score)
+        .join(AspectScore, col(AspectScore.response_id) == col(RatingItem.response_id))
+        .where(
+            AspectScore.campaign_id == campaign_id,
+            col(RatingItem.item_id).in_(items),
+        )
+    ).all()
+    out: dict[str, dict[str, float]] = {}
+    for item_id, aspect, score in rows:
+        out.setdefault(str(item_id), {})[str(aspect)] = float(score)
+    return out
 
 
 def routing_summary(campaign_id: str) -> RoutingSummary | None:
@@ -635,6 +690,10 @@ def routing_summary(campaign_id: str) -> RoutingSummary | None:
             if kind == "rank"
             else {}
         )
+        audited_ratings = [
+            r.item_id for r in routes if r.route == AIRouteState.AUDIT and r.scores is not None
+        ]
+        human_scores = _human_scores(s, campaign_id, audited_ratings) if kind == "rate" else {}
     by_route: dict[str, int] = {}
     by_reason: dict[str, int] = {}
     for r in routes:
@@ -654,6 +713,23 @@ def routing_summary(campaign_id: str) -> RoutingSummary | None:
         "human_judgments": len(humans),
         "ai_spend": spend,
     }
+    if kind == "rate":
+        ai_scores = {r.item_id: r.scores or {} for r in routes}
+        compared = [i for i in audited_ratings if human_scores.get(i)]
+        diffs: dict[str, list[float]] = {}
+        for i in compared:
+            for aspect, human in human_scores[i].items():
+                if aspect in ai_scores[i]:
+                    diffs.setdefault(aspect, []).append(abs(ai_scores[i][aspect] - human))
+        return RoutingSummary(
+            **common,  # type: ignore[arg-type]
+            audited=len(compared),
+            audit_agree=0,
+            audit_decisive=0,
+            audit_decisive_agree=0,
+            unit="rating items",
+            audit_aspects={a: sum(d) / len(d) for a, d in diffs.items()},
+        )
     if kind == "rank":
         places = {r.item_id: r.places for r in routes}
         taus = [kendall_tau(places[i] or [], consensus[i]) for i in audited_sets if i in consensus]
@@ -692,7 +768,15 @@ def summary_lines(summary: RoutingSummary) -> Iterable[str]:
     if summary.ai_spend is not None:
         spent = summary.ai_spend
         yield f"- AI judge cost (token usage x prices): {spent.amount:.4f} {spent.currency}."
-    if summary.audited and summary.audit_tau is not None:
+    if summary.audited and summary.audit_aspects:
+        per = ", ".join(f"{a} {d:.2f}" for a, d in summary.audit_aspects.items())
+        overall = sum(summary.audit_aspects.values()) / len(summary.audit_aspects)
+        yield (
+            f"- AI–human agreement on {summary.audited} audited {unit}: mean absolute "
+            f"difference {overall:.2f} scale points (judge's score vs the humans' consensus), "
+            f"per aspect: {per}."
+        )
+    elif summary.audited and summary.audit_tau is not None:
         yield (
             f"- AI–human agreement on {summary.audited} audited {unit}: mean Kendall tau-b "
             f"{summary.audit_tau:.3f} (judge's ranking vs the humans' mean places of the "

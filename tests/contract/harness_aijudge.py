@@ -19,6 +19,9 @@ with confidence 0.9, so a position swap agrees. Asked for a ranking (the respons
 schema named "ranking" or "ranking_with_ties", as the connector sends it), it orders the
 answers by length, longest first (equal lengths share a group with ties allowed), in the
 same ChatCompletion shape: only `message.content` differs, the schema's JSON as text.
+Asked for a rating (schema "rating"), it scores every aspect its schema lists, in the
+schema's order, as the lowest point plus the answer's number of lines (capped at the top),
+with confidence 0.9.
 Tests can queue raw replies in `FakeOpenAI.scripted` (a refusal, a cut-off answer,
 garbage) and count completions.
 """
@@ -39,7 +42,7 @@ from crowdloop.connectors._http import RetryPolicy
 from crowdloop.connectors.aijudge.connector import AIJudgeConnector
 from crowdloop.connectors.aijudge.credentials import AIJudgeCredentials
 from crowdloop.connectors.aijudge.options import AIJudgeOptions
-from crowdloop.connectors.aijudge.prompt import labels, parse_answers, parse_pair
+from crowdloop.connectors.aijudge.prompt import labels, parse_answers, parse_pair, parse_rating
 from crowdloop.connectors.aijudge.store import AnswerStore
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.testing import Harness, Op, Route, Wrap
@@ -133,6 +136,8 @@ class FakeOpenAI:
         if self.scripted:
             return httpx.Response(200, json=self.scripted.pop(0))
         user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        if schema["name"] == "rating":
+            return self._rate(user, schema["schema"])
         if schema["name"] in ("ranking", "ranking_with_ties"):
             return self._rank(user, ties=schema["name"] == "ranking_with_ties")
         shown = parse_pair(user)
@@ -174,6 +179,22 @@ class FakeOpenAI:
         return httpx.Response(
             200,
             json=completion(content, prompt_tokens=len(user) // 4 + 80, n=self.completions),
+        )
+
+    def _rate(self, user: str, schema: dict[str, Any]) -> httpx.Response:
+        shown = parse_rating(user)
+        if shown is None:
+            return _error(400, "not a rating prompt")
+        lines = len(shown[1].splitlines())
+        aspects = schema["properties"]["scores"]["properties"]
+        scores = {name: min(max(a["enum"]), min(a["enum"]) + lines) for name, a in aspects.items()}
+        content = json.dumps(
+            {"rationale": "Longer lists cover more.", "scores": scores, "confidence": 0.9},
+            separators=(",", ":"),
+        )
+        return httpx.Response(
+            200,
+            json=completion(content, prompt_tokens=len(user) // 4 + 90, n=self.completions),
         )
 
 
