@@ -1,7 +1,7 @@
-"""AI-first routing of rating items (airating12).
+"""AI-first routing of rating items.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Created: 2026-12-06
 
 - `airoute.scores`: the judge's scores of a rating item (aspect name -> integer), kept
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
