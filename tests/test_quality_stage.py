@@ -321,3 +321,40 @@ def test_failed_marketplace_block_is_retried(
     with build_connector("simulator", {}, None) as retry_connector:
         check_workers(CAMPAIGN, retry_connector)
     assert blocked_on_marketplace(sim) == spammers
+
+
+def test_submissions_are_reviewed_once_a_chunk_at_a_time(
+    campaign: CampaignSpec,
+    sim: SimulatorServer,
+    connector: Connector,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """review_submissions reads unreviewed work a chunk at a time (it held every id of a
+    round at once): each review call stays within the chunk, every valid submission is
+    decided exactly once, a blocked worker's excluded work is rejected, and a second pass
+    finds nothing left."""
+    from crowdloop.stages import quality_check
+
+    monkeypatch.setattr(quality_check, "REVIEW_CHUNK", 97)
+    run_round(connector)
+    check_workers(CAMPAIGN, connector)
+    with session_scope() as s:
+        s.execute(update(Judgment).values(review=None))  # as if nothing were reviewed yet
+    calls: list[list[str]] = []
+    review = connector.review
+
+    def recording(batch: Any, decisions: Any) -> None:
+        calls.append([d.submission_id for d in decisions])
+        review(batch, decisions)
+
+    monkeypatch.setattr(connector, "review", recording)
+    reviewed = quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], connector)
+    with session_scope() as s:
+        rows = s.exec(select(Judgment.external_id, Judgment.excluded, Judgment.review)).all()
+    sent = [ext for call in calls for ext in call]
+    assert len(calls) > 1 and all(len(call) <= 97 for call in calls)
+    assert reviewed == len(sent) == len(set(sent)) == len(rows) > 1000
+    assert all(r == ("rejected" if ex else "accepted") for _, ex, r in rows)
+    assert any(ex for _, ex, _ in rows), "no excluded work to reject: the test shows nothing"
+    assert quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], connector) == 0
+    assert len(calls) == len(sent) // 97 + (1 if len(sent) % 97 else 0)

@@ -43,6 +43,8 @@ from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.sync import batch_ref
 
+REVIEW_CHUNK = 500  # submissions per review call and per read of unreviewed ones
+
 logger = logging.getLogger(__name__)
 
 
@@ -512,28 +514,36 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
         if found is None:
             continue
         _, ref, _ = found
-        with session_scope() as s:
-            pending = s.exec(
-                select(Judgment.external_id, Judgment.excluded, Judgment.status)
-                .join(Item, col(Item.id) == col(Judgment.item_id))
-                .where(
-                    Judgment.campaign_id == campaign_id,
-                    # This marketplace's work only (an AI judge's verdicts are not its).
-                    Judgment.connector == connector.name,
-                    Item.stage == stage.value,
-                    col(Judgment.review).is_(None),
-                )
-            ).all()
         reject_untrusted = spec.quality.reject_untrusted_work and stage != Stage.EXAM
-        for start in range(0, len(pending), 500):
-            chunk = pending[start : start + 500]
+        # A chunk at a time by id (keyset): the first round of a 10^6-judgment campaign has
+        # a million unreviewed submissions, and holding their ids at once cost memory.
+        after = 0
+        while True:
+            with session_scope() as s:
+                chunk = s.exec(
+                    select(Judgment.id, Judgment.external_id, Judgment.excluded, Judgment.status)
+                    .join(Item, col(Item.id) == col(Judgment.item_id))
+                    .where(
+                        Judgment.campaign_id == campaign_id,
+                        # This marketplace's work only (an AI judge's verdicts are not its).
+                        Judgment.connector == connector.name,
+                        Item.stage == stage.value,
+                        col(Judgment.review).is_(None),
+                        col(Judgment.id) > after,
+                    )
+                    .order_by(col(Judgment.id))
+                    .limit(REVIEW_CHUNK)
+                ).all()
+            if not chunk:
+                break
+            after = max(jid for jid, *_ in chunk if jid is not None)
             decisions = [
                 ReviewDecision(
                     submission_id=ext,
                     accept=not (excluded and reject_untrusted),
                     comment="failed control tasks" if excluded and stage != Stage.EXAM else "",
                 )
-                for ext, excluded, status in chunk
+                for _, ext, excluded, status in chunk
                 if status == JudgmentStatus.VALID
             ]
             try:
@@ -545,7 +555,7 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
                 "accepted": [d.submission_id for d in decisions if d.accept],
                 "rejected": [d.submission_id for d in decisions if not d.accept],
                 # Unreadable answers are left to a person: the worker may not be at fault.
-                "skipped": [ext for ext, _, st in chunk if st != JudgmentStatus.VALID],
+                "skipped": [ext for _, ext, _, st in chunk if st != JudgmentStatus.VALID],
             }
             with session_scope() as s:
                 for review, ids in outcome.items():
