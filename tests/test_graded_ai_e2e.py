@@ -19,7 +19,7 @@ from crowdloop.connectors.aijudge.connector import AIJudgeConnector
 from crowdloop.db import session_scope
 from crowdloop.models.domain import Capability
 from crowdloop.models.spec import GradedSpec, load_campaign
-from crowdloop.models.tables import AIRoute, AIRouteState, Item, Judgment
+from crowdloop.models.tables import AIRoute, AIRouteState, Item, Judgment, PairOutcome
 from crowdloop.simulator.config import AIJudgeConfig, CrowdConfig, SimulatorConfig
 from crowdloop.simulator.graded import level_of
 from crowdloop.simulator.world import response_quality
@@ -139,20 +139,26 @@ def test_ai_first_graded_campaign_keeps_the_judges_levels_and_exports_margins(
         decided = s.exec(select(AIRoute).where(AIRoute.route == AIRouteState.AI)).all()
         judge_rows = s.exec(select(Judgment).where(Judgment.connector == "aijudge")).all()
         shown = {j.id: s.get(Item, j.item_id) for j in judge_rows}
+        outcomes = {o.item_id: o for o in s.exec(select(PairOutcome)).all()}
     # The judge's own levels on the pairs it decided, before aggregation.
-    own_exact = []
+    own_exact, fit_exact = [], []
     for j in judge_rows:
         item = shown[j.id]
         assert item is not None
         p = item.payload
         gap = response_quality(p["prompt"], p["left"]) - response_quality(p["prompt"], p["right"])
         side = "left" if gap > 0 else "right" if gap < 0 else "tie"
-        own_exact.append(j.label == side and (j.level or 0) == level_of(gap, len(graded.levels)))
+        truth = level_of(gap, len(graded.levels))
+        own_exact.append(j.label == side and (j.level or 0) == truth)
+        # What the ordinal model made of the same pair (the exported level).
+        o = outcomes.get(str(j.item_id))
+        fit_exact.append(o is not None and o.winner == side and (o.level or 0) == truth)
     print(
         f"all-human: {human}, {bought_all_human} human judgments; "
         f"AI-first: {ai}, {bought} human judgments "
         f"({bought / bought_all_human:.0%}), {len(decided)} pairs decided by the judge, "
-        f"its own side and level exact on {sum(own_exact)} of them"
+        f"its own side and level exact on {sum(own_exact)} of them, "
+        f"the aggregated (exported) ones on {sum(fit_exact)}"
     )
     # The judge decided pairs, and each of its judgments carries a level on the scale (the
     # graded aggregation reads Judgment.level; a side without one would read as unsure).
