@@ -720,17 +720,6 @@ class CampaignSpec(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _routing_not_graded(self) -> CampaignSpec:
-        if self.routing is not None and self.preferences and self.preferences.graded:
-            _fail(
-                ("routing",),
-                "AI-first routing does not carry graded answers (preferences.graded) yet: "
-                "remove one of them",
-                self.routing.model_dump(mode="json"),
-            )
-        return self
-
-    @model_validator(mode="after")
     def _exam_fits(self) -> CampaignSpec:
         exam = self.quality.exam
         if exam is None:

@@ -27,6 +27,7 @@ from crowdloop.stages.graded import level_passes
 from crowdloop.stages.plan import check_inputs
 from crowdloop.stages.preferences import TIE_BAND
 from crowdloop.stages.preflight import required_capabilities
+from crowdloop.stages.routing import routed
 from crowdloop.stages.sync import level_problem
 
 CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
@@ -199,19 +200,21 @@ def test_a_golden_level_off_the_scale_names_its_line(tmp_path: Path) -> None:
         check_inputs(load_campaign(path))
 
 
-def test_routing_and_graded_answers_are_refused_together() -> None:
-    with pytest.raises(ValidationError, match="does not carry graded answers"):
-        CampaignSpec.model_validate(
-            {
-                "name": "x",
-                "preferences": {
-                    "candidates_file": "c.jsonl",
-                    "export": {"path": "p.jsonl"},
-                    "graded": {},
-                },
-                "routing": {},
-            }
-        )
+def test_routing_a_graded_campaign_needs_a_judge_that_answers_levels() -> None:
+    spec = CampaignSpec.model_validate(
+        {
+            "name": "x",
+            "preferences": {
+                "candidates_file": "c.jsonl",
+                "export": {"path": "p.jsonl"},
+                "graded": {},
+            },
+            "routing": {},
+        }
+    )
+    work = routed(spec)
+    assert work is not None
+    assert set(work.capabilities) == {Capability.PAIRWISE, Capability.GRADED_PAIRWISE}
 
 
 def test_a_connector_without_graded_comparisons_is_refused_at_preflight(tmp_path: Path) -> None:

@@ -22,14 +22,18 @@ How the marketplace contract maps onto a chat-completions API, which keeps nothi
   with the answers in reverse order (a pair: swapped). A pair's verdicts are mapped back to the
   task's left/right; the submission carries the first order's choice, the mean of the two
   confidences when the orders agree (the lower one when they do not) and whether the two
-  orders agreed (`PreferenceAnswer.position_consistent`). A ranking's two orders are
+  orders agreed (`PreferenceAnswer.position_consistent`). A graded pair (a task with a
+  `scale`) also carries a level: the weaker of two agreeing orders' levels; orders that
+  disagree on the side give "unsure" where the scale offers it (kinds.combined_grade).
+  A ranking's two orders are
   mapped back to the task's positions; the submission carries their Borda combination,
   the mean confidence and Kendall's tau-b between them (`RankingAnswer.order_agreement`).
   A rating is asked a second time with its aspects listed in reverse order; the
   submission carries each aspect's mean score (a half toward the first ask), the mean
   confidence and the largest per-aspect difference (`RatingAnswer.order_difference`).
   An answer that cannot be read (not the schema's JSON, a ranking that is not an order of
-  the answers shown, a rating without exactly one on-scale integer per aspect, cut off by
+  the answers shown, a graded level off the scale or against its side, a rating without
+  exactly one on-scale integer per aspect, cut off by
   the token cap, or a refusal) quarantines the task's submission with the reason and the
   raw text.
 - Cost: each completion's usage.prompt_tokens and usage.completion_tokens times the

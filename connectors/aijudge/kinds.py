@@ -26,15 +26,19 @@ from pydantic import BaseModel, ValidationError
 
 from crowdloop.aggregation.rankings import kendall_tau
 from crowdloop.connectors.aijudge.models import (
+    UNSURE,
     VERDICT_SCHEMA,
+    GradedVerdict,
     RankingVerdict,
     RatingVerdict,
     Verdict,
+    graded_verdict_schema,
     ranking_schema,
     rating_schema,
 )
 from crowdloop.connectors.aijudge.prompt import (
     describe_aspect,
+    graded_system_message,
     labels,
     ranking_system_message,
     rating_system_message,
@@ -128,22 +132,47 @@ _AS_SHOWN = {"A": "left", "B": "right", "tie": "tie"}
 _SWAPPED = {"A": "right", "B": "left", "tie": "tie"}
 
 
-class PairwiseKind(JudgeKind[CompareTask, tuple[str, float]]):
+# One order's reading of a pair: the side in the task's positions, the confidence, and on a
+# graded task the level (1-based, weakest first; None with a tie or on a plain task).
+PairReading = tuple[str, float, int | None]
+
+
+def combined_grade(first: PairReading, second: PairReading, unsure: bool) -> tuple[str, int | None]:
+    """One side and level from the two orders' graded readings. Agreeing sides: that side
+    at the weaker of the two levels (a judge that needs the better position to call a
+    difference strong has not shown it is strong). Both unsure: unsure. Disagreeing sides
+    (or a side against unsure): unsure where the scale offers it, since the judge's
+    position, not the content, decided; without unsure, the first order's side (the order
+    humans see) at the weakest level. Such a pair is inconsistent, so routing sends it to
+    humans under the default `human_on_swap_disagreement`."""
+    (side, _, level), (other, _, other_level) = first, second
+    if side == other:
+        if level is None or other_level is None:
+            return side, None
+        return side, min(level, other_level)
+    if unsure:
+        return "tie", None
+    return side, 1
+
+
+class PairwiseKind(JudgeKind[CompareTask, PairReading]):
     task_kind = "compare"
     stages = frozenset({"compare", "exam"})
-    capabilities = frozenset({Capability.PAIRWISE})
+    capabilities = frozenset({Capability.PAIRWISE, Capability.GRADED_PAIRWISE})
     payload_type = CompareTask
 
-    def asks(self, payload: CompareTask, swap: bool) -> list[Ask[tuple[str, float]]]:
+    def asks(self, payload: CompareTask, swap: bool) -> list[Ask[PairReading]]:
         orders = [(payload.left, payload.right, _AS_SHOWN)]
         if swap:
             orders.append((payload.right, payload.left, _SWAPPED))
+        if payload.scale:
+            return self._graded_asks(payload, orders)
         system = system_message(payload.instruction)
 
-        def reader(mapping: dict[str, str]) -> Callable[[str], tuple[str, float]]:
-            def read(raw: str) -> tuple[str, float]:
+        def reader(mapping: dict[str, str]) -> Callable[[str], PairReading]:
+            def read(raw: str) -> PairReading:
                 verdict = cast(Verdict, _validated(Verdict, raw, "verdict"))
-                return mapping[verdict.winner], verdict.confidence
+                return mapping[verdict.winner], verdict.confidence, None
 
             return read
 
@@ -158,8 +187,49 @@ class PairwiseKind(JudgeKind[CompareTask, tuple[str, float]]):
             for a, b, mapping in orders
         ]
 
-    def combine(self, payload: CompareTask, readings: list[tuple[str, float]]) -> dict[str, Any]:
-        choice, confidence = readings[0]
+    def _graded_asks(
+        self, payload: CompareTask, orders: list[tuple[str, str, dict[str, str]]]
+    ) -> list[Ask[PairReading]]:
+        levels = list(payload.scale)
+        system = graded_system_message(payload.instruction, payload.scale, payload.unsure)
+        schema = graded_verdict_schema(levels, payload.unsure)
+
+        def reader(mapping: dict[str, str]) -> Callable[[str], PairReading]:
+            def read(raw: str) -> PairReading:
+                verdict = cast(GradedVerdict, _validated(GradedVerdict, raw, "graded verdict"))
+                if verdict.winner == "tie":
+                    if not payload.unsure:
+                        raise Unreadable(
+                            "a tie on a scale without unsure (the winner must be A or B)", raw
+                        )
+                    if verdict.level != UNSURE:
+                        raise Unreadable(
+                            f'the level {verdict.level!r} goes with a tie (want "{UNSURE}")', raw
+                        )
+                    return "tie", verdict.confidence, None
+                if verdict.level not in levels:
+                    raise Unreadable(
+                        f"the level {verdict.level!r} of winner {verdict.winner} is not on the "
+                        f"scale ({', '.join(levels)})",
+                        raw,
+                    )
+                return mapping[verdict.winner], verdict.confidence, levels.index(verdict.level) + 1
+
+            return read
+
+        return [
+            Ask(
+                system,
+                render_pair(payload.prompt, a, b),
+                "graded_pairwise_verdict",
+                schema,
+                reader(mapping),
+            )
+            for a, b, mapping in orders
+        ]
+
+    def combine(self, payload: CompareTask, readings: list[PairReading]) -> dict[str, Any]:
+        choice, confidence, level = readings[0]
         consistent: bool | None = None
         if len(readings) == 2:
             consistent = readings[0][0] == readings[1][0]
@@ -167,13 +237,24 @@ class PairwiseKind(JudgeKind[CompareTask, tuple[str, float]]):
             # humans under the default routing anyway).
             other = readings[1][1]
             confidence = (confidence + other) / 2 if consistent else min(confidence, other)
-        return {"choice": choice, "confidence": confidence, "consistent": consistent}
+            if payload.scale:
+                choice, level = combined_grade(readings[0], readings[1], payload.unsure)
+        out: dict[str, Any] = {"choice": choice, "confidence": confidence, "consistent": consistent}
+        if payload.scale:
+            # A plain pair's ledger row stays as it was (no detail).
+            detail: dict[str, Any] = {"level": level}
+            if len(readings) == 2:
+                detail["orders"] = [[r[0], r[2]] for r in readings]
+            out["detail"] = detail
+        return out
 
     def answer(self, stored: StoredAnswer) -> Answer:
+        level = (stored.detail or {}).get("level")
         return PreferenceAnswer(
             choice=cast(Any, stored.choice),
             confidence=stored.confidence,
             position_consistent=stored.consistent,
+            level=level if stored.choice != "tie" else None,
         )
 
 

@@ -203,3 +203,47 @@ def rating_schema(aspects: list[tuple[str, int, int, str]]) -> dict[str, Any]:
         "required": ["rationale", "scores", "confidence"],
         "additionalProperties": False,
     }
+
+
+UNSURE = "unsure"  # the level of a graded verdict whose winner is "tie"
+
+
+class GradedVerdict(BaseModel):
+    """A graded comparison's structured output, read back strictly: the winner and how much
+    better it is (a label of the task's scale, or "unsure" with a tie). That the level is on
+    the scale and goes with the winner is checked by the reader (kinds.py), which can name
+    what is wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rationale: str = Field(max_length=20_000)
+    winner: Literal["A", "B", "tie"]
+    level: str = Field(max_length=200)
+    confidence: float = Field(ge=0, le=1)
+
+
+def graded_verdict_schema(levels: list[str], unsure: bool) -> dict[str, Any]:
+    """The json_schema of a graded comparison on `levels` (weakest first): the winner A or B
+    (or tie, when the scale offers "unsure") and the level as an enum of the scale's labels
+    (plus "unsure"), so a strict server can only name a level that was offered."""
+    return {
+        "type": "object",
+        "properties": {
+            "rationale": {"type": "string", "description": "One or two sentences: why."},
+            "winner": {"type": "string", "enum": ["A", "B", "tie"] if unsure else ["A", "B"]},
+            "level": {
+                "type": "string",
+                "enum": [*levels, UNSURE] if unsure else list(levels),
+                "description": (
+                    "How much better the winner is"
+                    + (f'; "{UNSURE}" with a tie.' if unsure else ".")
+                ),
+            },
+            "confidence": {
+                "type": "number",
+                "description": "Probability (0 to 1) that your verdict is the right one.",
+            },
+        },
+        "required": ["rationale", "winner", "level", "confidence"],
+        "additionalProperties": False,
+    }

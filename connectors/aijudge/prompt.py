@@ -26,6 +26,15 @@ SYSTEM = (
     "confidence, the probability that your verdict is the right one."
 )
 
+# A graded comparison (CompareTask.scale) adds how much better, on the task's levels, the
+# way a human worker is asked (Llama 2's scale by default); an ungraded pair is unchanged.
+GRADED = (
+    "\nAlso say how much better the winner is, on this scale (weakest first): {levels}.{unsure}"
+)
+GRADED_UNSURE = (
+    ' When neither answer is better, or you cannot tell, answer tie with the level "unsure".'
+)
+
 RANKING_SYSTEM = (
     "You are an impartial judge. Rank the {k} AI assistants' answers to the user's "
     "question below from best to worst. Judge relevance, correctness, completeness and "
@@ -73,6 +82,14 @@ def labels(k: int) -> list[str]:
 
 def system_message(instruction: str) -> str:
     return SYSTEM.format(instruction=instruction.strip())
+
+
+def graded_system_message(instruction: str, levels: tuple[str, ...], unsure: bool) -> str:
+    """The pairwise instruction plus the scale's levels; ties only where `unsure` offers them."""
+    shown = "; ".join(f'"{label}"' for label in levels)
+    return system_message(instruction) + GRADED.format(
+        levels=shown, unsure=GRADED_UNSURE if unsure else " There is no tie: pick A or B."
+    )
 
 
 def ranking_system_message(instruction: str, k: int, ties: bool) -> str:

@@ -53,6 +53,15 @@ schema, the prompt and the answer from the message):
    `confidence_right` at no error to `confidence_wrong` at a mean absolute error of one
    point or more over the aspects (m = right - (right - wrong) * min(1, error)).
 
+Graded comparisons (schema "graded_pairwise_verdict"; the levels read from its enum):
+
+1. The side (and confidence) is the pairwise judgment above, unchanged.
+2. Level (per order): the level the true gap is worth (`simulator.graded.level_of`, the
+   one the simulated crowd answers against), at least the weakest; with probability
+   1 - `level_accuracy` one level off (up or down, a seeded draw; inward at the scale's
+   ends). A tie is "unsure"; on a scale without unsure it is the first answer shown at
+   the weakest level (position bias, when the judge cannot tell).
+
 So `accuracy` is the judge's accuracy on content; with position bias b and one order
 asked, its answers are right with probability about (1 - b) * accuracy + b * P(truth = A).
 
@@ -72,10 +81,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from crowdloop.aggregation.rankings import concordance
+from crowdloop.connectors.aijudge.models import UNSURE
 from crowdloop.connectors.aijudge.prompt import labels, parse_answers, parse_pair, parse_rating
 from crowdloop.ids import seeded_rng
 from crowdloop.models.domain import RatedAspect
 from crowdloop.simulator.config import AIJudgeConfig
+from crowdloop.simulator.graded import level_of
 from crowdloop.simulator.rating import true_score
 from crowdloop.simulator.world import response_quality
 
@@ -242,6 +253,48 @@ def _rating_content(config: AIJudgeConfig, seed: int, user: str, schema: Any) ->
     )
 
 
+def judge_level(config: AIJudgeConfig, seed: int, prompt: str, a: str, b: str, levels: int) -> int:
+    """The level (1-based) the judge gives a side in this order (module doc)."""
+    gap = response_quality(prompt, a) - response_quality(prompt, b)
+    level = max(1, level_of(gap, levels))
+    draw = seeded_rng(seed, "ai-level", prompt, a, b)
+    if levels > 1 and draw.random() >= config.level_accuracy:
+        step = draw.choice((-1, 1))
+        level = level + step if 1 <= level + step <= levels else level - step
+    return level
+
+
+def _graded_content(config: AIJudgeConfig, seed: int, user: str, schema: Any) -> str:
+    shown = parse_pair(user)
+    try:
+        props = schema["properties"]
+        unsure = "tie" in props["winner"]["enum"]
+        levels = [lv for lv in props["level"]["enum"] if not (unsure and lv == UNSURE)]
+    except (KeyError, TypeError) as exc:
+        raise BadRequest("the graded schema lists no winner and level enums") from exc
+    if shown is None or not levels:
+        raise BadRequest("the user message is not a pairwise judging prompt")
+    prompt, a, b = shown
+    verdict = judge(config, seed, prompt, a, b)
+    winner = verdict.winner
+    if winner == "tie" and not unsure:
+        winner = "A"
+    level = (
+        UNSURE
+        if winner == "tie"
+        else levels[judge_level(config, seed, prompt, a, b, len(levels)) - 1]
+    )
+    return json.dumps(
+        {
+            "rationale": f"Simulated judge: answer {winner} reads better ({level}).",
+            "winner": winner,
+            "level": level,
+            "confidence": verdict.confidence,
+        },
+        separators=(",", ":"),
+    )
+
+
 def _tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
@@ -273,6 +326,9 @@ def completion_body(
     if schema_name == "rating" and isinstance(user, str):
         schema = (fmt.get("json_schema") or {}).get("schema")
         content = _rating_content(config, seed, user, schema)
+    elif schema_name == "graded_pairwise_verdict" and isinstance(user, str):
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        content = _graded_content(config, seed, user, schema)
     elif schema_name in ("ranking", "ranking_with_ties") and isinstance(user, str):
         content = _ranking_content(config, seed, user, ties=schema_name == "ranking_with_ties")
     else:

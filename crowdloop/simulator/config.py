@@ -157,6 +157,9 @@ class AIJudgeConfig(_Settings):
     rating_noise: float = Field(default=0.4, ge=0)
     rating_noise_confused: float = Field(default=1.2, ge=0)
     rating_order_noise: float = Field(default=0.3, ge=0)
+    # Graded comparisons (ai_judge.judge_level): per order, the probability that the judge
+    # names the level the gap it sees is worth; otherwise one level off.
+    level_accuracy: float = Field(default=0.7, ge=0, le=1)
 
 
 class SimulatorConfig(_Settings):

@@ -102,11 +102,14 @@ def routed(spec: CampaignSpec) -> Routed | None:
     """The campaign's routed work (None: nothing AI-first routing carries)."""
     if spec.preferences is not None:
         prefs = spec.preferences
+        # A graded campaign needs a judge that answers levels: its verdicts go into the
+        # data as a worker's do (Judgment.level), and a level-less side would read as unsure.
+        graded = (Capability.GRADED_PAIRWISE,) if prefs.graded else ()
         return Routed(
             Stage.COMPARE,
             "compare",
             CompareTask,
-            (Capability.PAIRWISE,),
+            (Capability.PAIRWISE, *graded),
             prefs.instruction,
             prefs.reward.currency,
         )

@@ -22,6 +22,10 @@ same ChatCompletion shape: only `message.content` differs, the schema's JSON as 
 Asked for a rating (schema "rating"), it scores every aspect its schema lists, in the
 schema's order, as the lowest point plus the answer's number of lines (capped at the top),
 with confidence 0.9.
+Asked for a graded verdict (schema "graded_pairwise_verdict"), the longer answer wins as
+above and its level is the scale's label (read from the schema's `level` enum, weakest
+first) at the difference in lines less one, capped at the strongest; equal lengths are a
+tie with "unsure" where the schema offers it (else A at the weakest level); same shape.
 Tests can queue raw replies in `FakeOpenAI.scripted` (a refusal, a cut-off answer,
 garbage) and count completions.
 """
@@ -138,6 +142,8 @@ class FakeOpenAI:
         user = next(m["content"] for m in body["messages"] if m["role"] == "user")
         if schema["name"] == "rating":
             return self._rate(user, schema["schema"])
+        if schema["name"] == "graded_pairwise_verdict":
+            return self._grade(user, schema["schema"])
         if schema["name"] in ("ranking", "ranking_with_ties"):
             return self._rank(user, ties=schema["name"] == "ranking_with_ties")
         shown = parse_pair(user)
@@ -156,6 +162,35 @@ class FakeOpenAI:
         return httpx.Response(
             200,
             json=completion(content, prompt_tokens=len(user) // 4 + 60, n=self.completions),
+        )
+
+    def _grade(self, user: str, schema: dict[str, Any]) -> httpx.Response:
+        shown = parse_pair(user)
+        if shown is None:
+            return _error(400, "not a pairwise prompt")
+        _, a, b = shown
+        unsure = "tie" in schema["properties"]["winner"]["enum"]
+        levels = [
+            x for x in schema["properties"]["level"]["enum"] if not (unsure and x == "unsure")
+        ]
+        if len(a) == len(b):
+            winner, level = ("tie", "unsure") if unsure else ("A", levels[0])
+        else:
+            lines = abs(len(a.splitlines()) - len(b.splitlines()))
+            winner = "A" if len(a) > len(b) else "B"
+            level = levels[min(len(levels) - 1, max(0, lines - 1))]
+        content = json.dumps(
+            {
+                "rationale": "The longer answer is more complete.",
+                "winner": winner,
+                "level": level,
+                "confidence": 0.9,
+            },
+            separators=(",", ":"),
+        )
+        return httpx.Response(
+            200,
+            json=completion(content, prompt_tokens=len(user) // 4 + 70, n=self.completions),
         )
 
     def _rank(self, user: str, *, ties: bool) -> httpx.Response:
