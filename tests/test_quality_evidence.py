@@ -153,3 +153,22 @@ def test_report_reuses_the_last_rounds_assessment_until_new_answers_arrive(
         )
     quality_report.distrust_report(CAMPAIGN)
     assert len(calls) == 4 and calls[3] == calls[2] - 1
+
+
+def test_assess_crowd_reads_coded_and_string_frames_alike() -> None:
+    """The categorical paths (worker codes, response codes, label codes) give exactly what
+    the string columns give, on a campaign-shaped frame."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from bench_assess import synthetic_frame
+
+    coded = synthetic_frame(20_000, seed=3, coded=True)
+    plain = synthetic_frame(20_000, seed=3, coded=False)
+    assert isinstance(coded["worker"].dtype, pd.CategoricalDtype)
+    workers_a, audit_a = quality.assess_crowd(coded)
+    workers_b, audit_b = quality.assess_crowd(plain)
+    pd.testing.assert_frame_equal(workers_a, workers_b)
+    assert _plain(audit_a) == _plain(audit_b)
+    assert workers_a["p_blind"].max() > 0.9 and workers_a["p_blind"].min() < 0.1
