@@ -8,7 +8,8 @@ time and a checksum of the posteriors. Variants:
 - ``object``: the frame with object (string) columns, as the evidence was read before;
 - ``coded``: the same frame with categorical columns, as `comparison_evidence` reads it now;
 - ``ref:<commit>``: the coded frame assessed by `assess_crowd` as of ``<commit>`` (the
-  module read with ``git show``), to compare code versions on the same input.
+  module read with ``git show``), to compare code versions on the same input;
+  ``ref:<commit>/object``: the object frame so (the code and input before this change).
 
     nice -n 10 .venv/bin/python bench/bench_assess.py --answers 200000 --repeats 2 \\
         --variants ref:3f53c28 coded
@@ -107,11 +108,12 @@ def _load_ref(commit: str) -> Any:
 
 
 def child(variant: str, answers: int) -> dict[str, Any]:
-    if variant.startswith("ref:"):
-        quality = _load_ref(variant[4:])
+    code, _, shape = variant.partition("/")
+    if code.startswith("ref:"):
+        quality = _load_ref(code[4:])
     else:
         from crowdloop import quality
-    frame = synthetic_frame(answers, coded=variant != "object")
+    frame = synthetic_frame(answers, coded=code != "object" and shape != "object")
     before = _rss_mib()
     cpu, wall = time.process_time(), time.perf_counter()
     workers, audit = quality.assess_crowd(frame, quality.CrowdPolicy())
