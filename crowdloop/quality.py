@@ -244,11 +244,14 @@ def cross_fit_delta(
     p = np.zeros(len(frame))
     if frame.empty:
         return p
-    items = pd.Index(pd.unique(np.concatenate([frame["left"], frame["right"]])))
-    left = items.get_indexer(frame["left"])
-    right = items.get_indexer(frame["right"])
-    outcome = frame["label"].map({"left": 1.0, "right": 0.0, "tie": 0.5}).to_numpy()
-    workers, codes = np.unique(frame["worker"].astype(str).to_numpy(), return_inverse=True)
+    # Codes in order of first appearance over left then right (what pd.unique over both
+    # gave), without an object array of both columns: on coded (categorical) columns the
+    # codes are factorized, not the strings.
+    sides, items = pd.factorize(pd.concat([frame["left"], frame["right"]], ignore_index=True))
+    left, right = sides[: len(frame)], sides[len(frame) :]
+    del sides
+    outcome = frame["label"].map({"left": 1.0, "right": 0.0, "tie": 0.5}).to_numpy(np.float64)
+    workers, codes = _unique_str(frame["worker"])
     fold_of_worker = np.array([zlib.crc32(w.encode()) % folds for w in workers])
     fold = fold_of_worker[codes]
     weight = (
@@ -276,6 +279,26 @@ def cross_fit_delta(
     return p
 
 
+def _unique_str(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values.astype(str), return_inverse=True)``; on a categorical column
+    from its categories and codes, without a string per row."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        uniques, inverse = np.unique(values.astype(str).to_numpy(), return_inverse=True)
+        return uniques, inverse
+    row_codes = values.cat.codes.to_numpy()
+    present = np.unique(row_codes)
+    names = np.asarray(values.cat.categories.astype(str), dtype=object)[present]
+    uniques, inverse = np.unique(names, return_inverse=True)
+    lookup = np.zeros(len(values.cat.categories), dtype=np.int64)
+    lookup[present] = inverse
+    return uniques, lookup[row_codes]
+
+
+# Rows per block when the (answers x accuracy grid) log-likelihood is computed: each of its
+# temporaries is then a block's size, not the campaign's.
+_LL_BLOCK = 65_536
+
+
 def _dirichlet_log_ml(counts: np.ndarray) -> np.ndarray:
     """Log marginal likelihood of label sequences under Dirichlet(1, ..., 1) (one per
     column: left/right/tie here, accept/reject for verifiers); rows of counts."""
@@ -286,6 +309,29 @@ def _dirichlet_log_ml(counts: np.ndarray) -> np.ndarray:
 
 
 def _judge_log_lik(
+    label: np.ndarray,
+    p_left: np.ndarray,
+    tie: np.ndarray,
+    grid: np.ndarray,
+    clarity: np.ndarray | None = None,
+    mistake_tie: float | None = None,
+) -> np.ndarray:
+    """`_judge_log_lik_block` a block of rows at a time (elementwise, so the same values)."""
+    out = np.empty((label.size, grid.size))
+    for at in range(0, label.size, _LL_BLOCK):
+        rows = slice(at, at + _LL_BLOCK)
+        out[rows] = _judge_log_lik_block(
+            label[rows],
+            p_left[rows],
+            tie[rows],
+            grid,
+            None if clarity is None else clarity[rows],
+            mistake_tie,
+        )
+    return out
+
+
+def _judge_log_lik_block(
     label: np.ndarray,
     p_left: np.ndarray,
     tie: np.ndarray,
@@ -341,12 +387,18 @@ def assess_crowd(
     needed = {"worker", "item", "left", "right", "label", "golden", "time"}
     if missing := needed - set(frame.columns):
         raise ValueError(f"comparison frame lacks columns {sorted(missing)}")
-    frame = frame[frame["label"].isin(list(_LABELS))].reset_index(drop=True)
+    keep = frame["label"].isin(list(_LABELS)).to_numpy()
+    # A copy only when some answer is unreadable (the evidence holds only readable ones).
+    frame = frame if keep.all() else frame[keep]
+    frame = frame.reset_index(drop=True)
     grid = np.asarray(policy.accuracy_grid, dtype=np.float64)
     label = frame["label"].map(_LABELS).to_numpy(np.int64)
     is_golden = frame["golden"].notna().to_numpy()
-    golden = frame["golden"].to_numpy(dtype=object)
-    workers, wcode = np.unique(frame["worker"].astype(str).to_numpy(), return_inverse=True)
+    # The golden answer as a label code (-1: none, or not a label), not an object array.
+    golden_code = (
+        frame["golden"].map(_LABELS).astype("float64").fillna(-1.0).to_numpy().astype(np.int64)
+    )
+    workers, wcode = _unique_str(frame["worker"])
     n_w = len(workers)
     counts = np.zeros((n_w, 3))
     np.add.at(counts, (wcode, label), 1.0)
@@ -357,9 +409,9 @@ def assess_crowd(
 
     p_left = np.full(len(frame), 0.5)
     gl = np.where(
-        golden == "left",
+        golden_code == 0,
         policy.clear_cut,
-        np.where(golden == "right", 1 - policy.clear_cut, np.nan),
+        np.where(golden_code == 1, 1 - policy.clear_cut, np.nan),
     )
     real = ~is_golden
     clear = is_golden & ~np.isnan(gl)
@@ -374,7 +426,9 @@ def assess_crowd(
     for iteration in range(iterations):
         weight = pd.Series(1.0 - p_blind_w, index=workers) if iteration else None
         tie = _pair_tie(item_codes, wcode, label, tie_w, 1.0 - p_blind_w if iteration else None)
-        delta = cross_fit_delta(frame.loc[real], policy.folds, weight)
+        delta = cross_fit_delta(
+            frame.loc[real, ["worker", "left", "right", "label"]], policy.folds, weight
+        )
         use = np.ones(len(frame), dtype=bool)
         if retired:
             use &= ~frame["item"].isin(retired).to_numpy()
@@ -422,7 +476,7 @@ def assess_crowd(
         dtype=object,
     )
     g_use = is_golden & use
-    g_correct = g_use & (frame["label"].to_numpy(dtype=object) == golden)
+    g_correct = g_use & (label == golden_code)
     agree = np.where(label == 0, p_left, np.where(label == 1, 1 - p_left, np.nan))
     has_verdict = real & (np.abs(p_left - 0.5) > 0.05) & (label != 2)
     out = pd.DataFrame(
@@ -486,7 +540,8 @@ def _audit_golden(
     if golden.empty:
         return pd.DataFrame(columns=columns)
     trusted = golden["worker"].astype(str).map(honest_looking).fillna(False).astype(bool)
-    agrees = (golden["label"] == golden["golden"]) & trusted
+    # As values: two coded columns compare only when their categories are the same.
+    agrees = (golden["label"].astype(object) == golden["golden"].astype(object)) & trusted
     labels = pd.get_dummies(golden["label"].where(trusted)).reindex(
         columns=list(_LABELS), fill_value=0
     )

@@ -1,0 +1,174 @@
+# ruff: noqa: F811  (the fixtures imported from test_quality_stage are parameters here)
+"""The comparison evidence read column by column into coded arrays, and the final report
+reusing the last quality round's crowd assessment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlalchemy import select as sa_select
+from sqlalchemy import update
+from sqlmodel import col
+
+from crowdloop import quality
+from crowdloop.connectors.base import Connector
+from crowdloop.db import session_scope
+from crowdloop.models.spec import CampaignSpec
+from crowdloop.models.tables import Item, Judgment, JudgmentStatus
+from crowdloop.stages import quality_check, quality_report
+from crowdloop.stages.quality_check import check_workers, comparison_evidence
+from tests.test_quality_stage import (  # noqa: F401  (fixtures)
+    CAMPAIGN,
+    campaign,
+    connector,
+    run_round,
+    sim,
+)
+
+
+def _reference_evidence(campaign_id: str) -> pd.DataFrame:
+    """The evidence as the previous code built it: every row fetched, then a frame of
+    object columns from the row tuples."""
+    with session_scope() as s:
+        rows = s.execute(
+            sa_select(
+                col(Judgment.worker_id),
+                col(Judgment.item_id),
+                col(Item.left_id),
+                col(Item.right_id),
+                col(Judgment.label),
+                col(Item.golden_answer),
+                col(Item.is_golden),
+                col(Judgment.submitted_at),
+                col(Judgment.received_at),
+                col(Judgment.id),
+            )
+            .join(Item, col(Item.id) == col(Judgment.item_id))
+            .where(
+                col(Judgment.campaign_id) == campaign_id,
+                col(Judgment.status) == JudgmentStatus.VALID,
+                col(Item.kind) == "compare",
+                col(Judgment.worker_id).is_not(None),
+            )
+        ).all()
+    raw = ["worker", "item", "left", "right", "label", "answer", "golden", "submitted",
+           "received", "seq"]  # fmt: skip
+    frame = pd.DataFrame.from_records(rows, columns=raw)
+    for side in ("left", "right"):
+        missing = frame[side].isna() | (frame[side] == "")
+        frame[side] = frame[side].where(~missing, frame["item"].astype(str) + f":{side}")
+    frame["golden"] = frame["answer"].where(frame["golden"].astype(bool), None)
+    at = pd.to_datetime(frame["submitted"].fillna(frame["received"]))
+    if getattr(at.dt, "tz", None) is not None:
+        at = at.dt.tz_localize(None)
+    frame["time"] = (at - pd.Timestamp(1970, 1, 1)).dt.total_seconds()
+    frame = frame[quality_check.EVIDENCE_COLUMNS]
+    return frame.sort_values(["time", "seq"], kind="stable", ignore_index=True)
+
+
+def _plain(frame: pd.DataFrame) -> list[list[Any]]:
+    """Cell values with every missing value as None, column by column."""
+    return [[None if pd.isna(v) else v for v in frame[c].astype(object)] for c in frame.columns]
+
+
+def test_coded_evidence_has_the_row_built_frames_contents(
+    campaign: CampaignSpec, connector: Connector
+) -> None:
+    run_round(connector)
+    with session_scope() as s:
+        # Some answers without a submission time (ordered by receipt), some pairs without
+        # response ids (sides named from the pair), so both fallbacks are read.
+        ids = [j for (j,) in s.execute(sa_select(col(Judgment.id)).limit(40)).all()]
+        s.execute(update(Judgment).where(col(Judgment.id).in_(ids)).values(submitted_at=None))
+        pairs = s.execute(sa_select(col(Item.id)).where(col(Item.kind) == "compare").limit(3)).all()
+        s.execute(update(Item).where(col(Item.id).in_([p for (p,) in pairs])).values(left_id=""))
+    with session_scope() as s:
+        coded = comparison_evidence(s, CAMPAIGN)
+    reference = _reference_evidence(CAMPAIGN)
+    assert len(coded) > 500
+    assert list(coded.columns) == list(reference.columns)
+    assert _plain(coded) == _plain(reference)
+    assert coded["golden"].notna().any() and coded["golden"].isna().any()
+    # Compact: codes, not a Python string per cell.
+    assert all(isinstance(coded[c].dtype, pd.CategoricalDtype) for c in ("worker", "item"))
+    assert coded["label"].cat.codes.dtype.itemsize <= 4
+
+    # assess_crowd reads the coded frame as it read the object one.
+    workers_a, audit_a = quality.assess_crowd(coded)
+    workers_b, audit_b = quality.assess_crowd(reference)
+    pd.testing.assert_frame_equal(workers_a, workers_b)
+    assert _plain(audit_a) == _plain(audit_b)
+
+
+def test_report_reuses_the_last_rounds_assessment_until_new_answers_arrive(
+    campaign: CampaignSpec, connector: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = quality_check.assess_crowd
+
+    def counted(frame: pd.DataFrame, policy: Any = None) -> Any:
+        calls.append(len(frame))
+        return real(frame, policy)
+
+    monkeypatch.setattr(quality_check, "assess_crowd", counted)
+    run_round(connector)
+    check_workers(CAMPAIGN, connector)
+    assert len(calls) == 1
+    reused = quality_report.distrust_report(CAMPAIGN)
+    assert len(calls) == 1  # nothing new since the round: not assessed again
+    quality_check._ASSESSED.clear()
+    recomputed = quality_report.distrust_report(CAMPAIGN)
+    assert len(calls) == 2
+    assert reused == recomputed
+    assert reused["golden_items"] > 0
+
+    # A new answer (a copy of one, from another worker): the next round assesses it, and
+    # the report uses that assessment.
+    with session_scope() as s:
+        one = s.execute(sa_select(Judgment).limit(1)).scalar_one()
+        s.add(
+            Judgment(
+                external_id="late-answer",
+                campaign_id=one.campaign_id,
+                item_id=one.item_id,
+                connector=one.connector,
+                worker_id="late-worker",
+                label=one.label,
+                submitted_at=one.submitted_at,
+            )
+        )
+    check_workers(CAMPAIGN, connector)
+    assert len(calls) == 3 and calls[2] > calls[1]
+    quality_report.distrust_report(CAMPAIGN)
+    assert len(calls) == 3
+    # An answer leaving the readable set (quarantined) changes the evidence too.
+    with session_scope() as s:
+        first = s.execute(sa_select(col(Judgment.id)).limit(1)).scalar_one()
+        s.execute(
+            update(Judgment)
+            .where(col(Judgment.id) == first)
+            .values(status=JudgmentStatus.QUARANTINED)
+        )
+    quality_report.distrust_report(CAMPAIGN)
+    assert len(calls) == 4 and calls[3] == calls[2] - 1
+
+
+def test_assess_crowd_reads_coded_and_string_frames_alike() -> None:
+    """The categorical paths (worker codes, response codes, label codes) give exactly what
+    the string columns give, on a campaign-shaped frame."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from bench_assess import synthetic_frame
+
+    coded = synthetic_frame(20_000, seed=3, coded=True)
+    plain = synthetic_frame(20_000, seed=3, coded=False)
+    assert isinstance(coded["worker"].dtype, pd.CategoricalDtype)
+    workers_a, audit_a = quality.assess_crowd(coded)
+    workers_b, audit_b = quality.assess_crowd(plain)
+    pd.testing.assert_frame_equal(workers_a, workers_b)
+    assert _plain(audit_a) == _plain(audit_b)
+    assert workers_a["p_blind"].max() > 0.9 and workers_a["p_blind"].min() < 0.1
