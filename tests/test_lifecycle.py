@@ -429,3 +429,44 @@ def test_simulator_pause_is_a_reversible_close(sim: Any, db_url: str, tmp_path: 
         c.resume(ref)
         c.resume(ref)
         assert pool_status(sim) == "open"
+
+
+def test_a_control_intent_recorded_by_a_concurrent_reconciler_is_reused(
+    campaign: CampaignSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two reconcilers recording the same move at once (seen on PostgreSQL in CI: the flow
+    resuming a capped run while the approval reconciled): the second insert of the intent
+    key fails, and the loser reuses the winner's open intent instead of failing the run."""
+    from sqlalchemy import event
+    from sqlmodel import Session
+
+    batch_key = f"crowdloop:{CAMPAIGN}:compare:batch"
+    raced: list[str] = []
+
+    def other_reconciler_first(session: Session, *_: Any) -> None:
+        # Between our read (no intent yet) and our insert, the other one commits its own.
+        if raced or not any(isinstance(o, PushLedger) for o in session.new):
+            return
+        raced.append("done")
+        with session_scope() as other:
+            other.add(
+                PushLedger(
+                    key=f"{batch_key}:resume_batch:1",
+                    campaign_id=CAMPAIGN,
+                    connector="simulator",
+                    action="resume_batch",
+                    target=batch_key,
+                    calls=1,
+                )
+            )
+
+    event.listen(Session, "before_flush", other_reconciler_first)
+    try:
+        key = lifecycle._control_intent(CAMPAIGN, "simulator", batch_key, "resume_batch")
+    finally:
+        event.remove(Session, "before_flush", other_reconciler_first)
+    assert raced == ["done"]
+    assert key == f"{batch_key}:resume_batch:1"
+    with session_scope() as s:
+        rows = s.exec(select(PushLedger).where(PushLedger.action == "resume_batch")).all()
+    assert [(r.key, r.state, r.calls) for r in rows] == [(key, LedgerState.INTENT, 2)]

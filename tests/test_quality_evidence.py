@@ -172,3 +172,33 @@ def test_assess_crowd_reads_coded_and_string_frames_alike() -> None:
     pd.testing.assert_frame_equal(workers_a, workers_b)
     assert _plain(audit_a) == _plain(audit_b)
     assert workers_a["p_blind"].max() > 0.9 and workers_a["p_blind"].min() < 0.1
+
+
+def test_an_assessment_of_another_database_is_never_reused(
+    campaign: CampaignSpec, connector: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache is per database: the same campaign name with the same judgment ids
+    elsewhere (another test's database, another deployment's URL) is other evidence. In CI
+    a test's report once got an earlier test's assessment of the same-named campaign."""
+    calls: list[int] = []
+    real = quality_check.assess_crowd
+
+    def counted(frame: pd.DataFrame, policy: Any = None) -> Any:
+        calls.append(len(frame))
+        return real(frame, policy)
+
+    monkeypatch.setattr(quality_check, "assess_crowd", counted)
+    monkeypatch.setattr(quality_check, "_ASSESSED", {})  # earlier tests' entries left out
+    run_round(connector)
+    check_workers(CAMPAIGN, connector)
+    assert len(calls) == 1
+    (where, entry), *rest = quality_check._ASSESSED.items()
+    assert not rest and where[1] == CAMPAIGN
+    key, (crowd, audit) = entry
+    poisoned = crowd.assign(p_blind=1.0)  # what another database's crowd might look like
+    quality_check._ASSESSED.clear()
+    quality_check._ASSESSED[("sqlite:///elsewhere.db", CAMPAIGN)] = (key, (poisoned, audit))
+    report = quality_report.distrust_report(CAMPAIGN)
+    assert len(calls) == 2  # assessed again on this database's answers
+    assert report == quality_report.distrust_report(CAMPAIGN)
+    assert len(calls) == 2  # and that assessment is reused here

@@ -26,7 +26,6 @@ from pydantic import BaseModel, ValidationError
 
 from crowdloop.aggregation.rankings import kendall_tau
 from crowdloop.connectors.aijudge.models import (
-    UNSURE,
     VERDICT_SCHEMA,
     GradedVerdict,
     RankingVerdict,
@@ -37,6 +36,7 @@ from crowdloop.connectors.aijudge.models import (
     rating_schema,
 )
 from crowdloop.connectors.aijudge.prompt import (
+    UNSURE,
     describe_aspect,
     graded_system_message,
     labels,

@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from crowdloop.connectors.aijudge.prompt import UNSURE
+
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -203,9 +205,6 @@ def rating_schema(aspects: list[tuple[str, int, int, str]]) -> dict[str, Any]:
         "required": ["rationale", "scores", "confidence"],
         "additionalProperties": False,
     }
-
-
-UNSURE = "unsure"  # the level of a graded verdict whose winner is "tie"
 
 
 class GradedVerdict(BaseModel):

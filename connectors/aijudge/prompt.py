@@ -17,6 +17,10 @@ from __future__ import annotations
 import re
 import string
 
+# The level of a graded verdict whose winner is "tie": the schema (models.py) offers it and
+# the simulated judge answers it, so it lives here, beside the prompt both read.
+UNSURE = "unsure"
+
 SYSTEM = (
     "You are an impartial judge. Compare the two AI assistants' answers to the user's "
     "question below. Judge relevance, correctness, completeness and clarity; do not let "

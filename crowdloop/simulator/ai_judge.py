@@ -81,8 +81,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from crowdloop.aggregation.rankings import concordance
-from crowdloop.connectors.aijudge.models import UNSURE
-from crowdloop.connectors.aijudge.prompt import labels, parse_answers, parse_pair, parse_rating
+from crowdloop.connectors.aijudge.prompt import (
+    UNSURE,
+    labels,
+    parse_answers,
+    parse_pair,
+    parse_rating,
+)
 from crowdloop.ids import seeded_rng
 from crowdloop.models.domain import RatedAspect
 from crowdloop.simulator.config import AIJudgeConfig

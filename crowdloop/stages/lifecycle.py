@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass, field
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
@@ -327,32 +328,43 @@ class BatchGone(RuntimeError):
 
 
 def _control_intent(campaign_id: str, connector: str, batch_key: str, action: str) -> str:
-    """Record the call before it is made; an open intent for the same move is reused."""
-    with session_scope() as s:
-        prefix = f"{batch_key}:{action}:"
-        rows = s.exec(
-            select(PushLedger.key, PushLedger.state).where(col(PushLedger.key).startswith(prefix))
-        ).all()
-        for key, state in rows:
-            if state == LedgerState.INTENT:
-                s.execute(
-                    update(PushLedger)
-                    .where(col(PushLedger.key) == key)
-                    .values(calls=PushLedger.calls + 1, updated_at=utcnow())
+    """Record the call before it is made; an open intent for the same move is reused.
+
+    Two reconcilers (the flow and an operator's command, or two workers) may record the
+    same move at once: the second insert of `...:N` violates the key, and a fresh read
+    then finds the first one's intent and reuses it."""
+    prefix = f"{batch_key}:{action}:"
+    for _ in range(5):
+        try:
+            with session_scope() as s:
+                rows = s.exec(
+                    select(PushLedger.key, PushLedger.state).where(
+                        col(PushLedger.key).startswith(prefix)
+                    )
+                ).all()
+                for key, state in rows:
+                    if state == LedgerState.INTENT:
+                        s.execute(
+                            update(PushLedger)
+                            .where(col(PushLedger.key) == key)
+                            .values(calls=PushLedger.calls + 1, updated_at=utcnow())
+                        )
+                        return key
+                key = f"{prefix}{len(rows) + 1}"
+                s.add(
+                    PushLedger(
+                        key=key,
+                        campaign_id=campaign_id,
+                        connector=connector,
+                        action=action,
+                        target=batch_key,
+                        calls=1,
+                    )
                 )
-                return key
-        key = f"{prefix}{len(rows) + 1}"
-        s.add(
-            PushLedger(
-                key=key,
-                campaign_id=campaign_id,
-                connector=connector,
-                action=action,
-                target=batch_key,
-                calls=1,
-            )
-        )
-        return key
+            return key
+        except IntegrityError:
+            continue  # recorded by a concurrent reconciler: read again
+    raise RuntimeError(f"could not record {action} for batch {batch_key!r}: the key kept colliding")
 
 
 def _confirm(batch_id: int, state: str) -> None:

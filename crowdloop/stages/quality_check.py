@@ -26,6 +26,7 @@ from crowdloop.models.domain import BlockScope, Capability, ReviewDecision, Stag
 from crowdloop.models.spec import QualitySpec
 from crowdloop.models.tables import (
     UNTRUSTED,
+    Campaign,
     Item,
     ItemState,
     Judgment,
@@ -219,7 +220,7 @@ def evidence_fingerprint(s: Session, campaign_id: str) -> tuple[int, int, int]:
 # policy it was made on. The final report's distrust section re-ran the whole assessment
 # after the last quality round had made it on the same answers (~7 s of the report's 7.85 s
 # of CPU at 123k judgments); it now reuses it when nothing changed.
-_ASSESSED: dict[str, tuple[tuple[Any, ...], tuple[pd.DataFrame, pd.DataFrame]]] = {}
+_ASSESSED: dict[tuple[str, str], tuple[tuple[Any, ...], tuple[pd.DataFrame, pd.DataFrame]]] = {}
 
 
 def assess_campaign_crowd(
@@ -227,8 +228,14 @@ def assess_campaign_crowd(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`assess_crowd` over the campaign's comparisons (empty frames when there are none);
     the previous result when the evidence and the policy are the same as then."""
-    key = (evidence_fingerprint(s, campaign_id), policy)
-    cached = _ASSESSED.get(campaign_id)
+    # The database and the campaign's creation time are part of the key: one process may
+    # serve several databases (tests; a worker whose deployments point at different URLs),
+    # or one recreated, and the same campaign name with the same judgment ids there is other
+    # evidence.
+    where = (str(s.get_bind().engine.url), campaign_id)
+    created = s.exec(select(Campaign.created_at).where(Campaign.id == campaign_id)).first()
+    key = (created, evidence_fingerprint(s, campaign_id), policy)
+    cached = _ASSESSED.get(where)
     if cached is not None and cached[0] == key:
         crowd, audit = cached[1]
         return crowd.copy(), audit.copy()
@@ -243,7 +250,7 @@ def assess_campaign_crowd(
     else:
         crowd, audit = assess_crowd(frame, policy)
     del frame
-    _ASSESSED[campaign_id] = (key, (crowd.copy(), audit.copy()))
+    _ASSESSED[where] = (key, (crowd.copy(), audit.copy()))
     return crowd, audit
 
 
