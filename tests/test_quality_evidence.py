@@ -32,27 +32,8 @@ def _reference_evidence(campaign_id: str) -> pd.DataFrame:
     """The evidence as the previous code built it: every row fetched, then a frame of
     object columns from the row tuples."""
     with session_scope() as s:
-        rows = s.execute(
-            sa_select(
-                col(Judgment.worker_id),
-                col(Judgment.item_id),
-                col(Item.left_id),
-                col(Item.right_id),
-                col(Judgment.label),
-                col(Item.golden_answer),
-                col(Item.is_golden),
-                col(Judgment.submitted_at),
-                col(Judgment.received_at),
-                col(Judgment.id),
-            )
-            .join(Item, col(Item.id) == col(Judgment.item_id))
-            .where(
-                col(Judgment.campaign_id) == campaign_id,
-                col(Judgment.status) == JudgmentStatus.VALID,
-                col(Item.kind) == "compare",
-                col(Judgment.worker_id).is_not(None),
-            )
-        ).all()
+        # The same query; the frame built from its rows the old way.
+        rows = s.execute(quality_check.evidence_query(campaign_id)).all()
     raw = ["worker", "item", "left", "right", "label", "answer", "golden", "submitted",
            "received", "seq"]  # fmt: skip
     frame = pd.DataFrame.from_records(rows, columns=raw)

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import CursorResult, func, update
+from sqlalchemy import CursorResult, Select, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -90,10 +90,11 @@ def crowd_policy_from(spec: QualitySpec) -> CrowdPolicy:
 EVIDENCE_CHUNK = 10_000
 
 
-def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
-    """Every readable comparison answer of the campaign (real, golden and exam pairs,
-    excluded ones too), in the frame `crowdloop.quality.assess_crowd` reads."""
-    rows = (
+def evidence_query(campaign_id: str) -> Select[*tuple[Any, ...]]:
+    """The rows of `comparison_evidence`: every readable comparison answer of the campaign
+    with its pair's responses and golden answer, in that order (worker, item, left, right,
+    label, golden answer, is golden, submitted, received, id)."""
+    return (
         sa_select(
             col(Judgment.worker_id),
             col(Judgment.item_id),
@@ -114,6 +115,12 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
             col(Judgment.worker_id).is_not(None),
         )
     )
+
+
+def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
+    """Every readable comparison answer of the campaign (real, golden and exam pairs,
+    excluded ones too), in the frame `crowdloop.quality.assess_crowd` reads."""
+    rows = evidence_query(campaign_id)
     # Column by column, a partition of rows at a time, into compact arrays: every string
     # column becomes integer codes into a codebook (one per column; left and right share
     # the responses'), the time a float. Measured at 10^6 judgments: a frame built from the
