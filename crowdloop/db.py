@@ -20,10 +20,12 @@ from crowdloop.settings import get_settings
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    # WAL lets the ops CLI read while a flow writes; busy_timeout rides out short locks.
+    # busy_timeout rides out short locks; it comes first, so that even switching to WAL
+    # waits for a process that holds the write lock (a migration) instead of failing at
+    # once. WAL lets the ops CLI read while a flow writes.
+    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 

@@ -409,9 +409,10 @@ def test_enum_members_added_since_an_older_database_are_added(
 
 
 def _open(url: str, barrier: Any, out: Any) -> None:
-    engine = unmigrated_engine(url)
-    barrier.wait(60)
     try:
+        engine = unmigrated_engine(url)
+        # Generous: three spawned interpreters importing crowdloop on 2 loaded cores.
+        barrier.wait(300)
         out.put(ensure_schema(engine))
     except BaseException as exc:
         out.put(f"error: {exc!r}")
@@ -427,7 +428,7 @@ def test_processes_opening_one_database_at_once_migrate_it_once(
     procs = [ctx.Process(target=_open, args=(url, barrier, out)) for _ in range(3)]
     for p in procs:
         p.start()
-    results = sorted(out.get(timeout=120) for _ in procs)
+    results = sorted(out.get(timeout=600) for _ in procs)
     for p in procs:
         p.join(30)
     assert results == ["adopted", "current", "current"]
@@ -561,3 +562,66 @@ def test_db_commands_show_and_upgrade_a_previous_release_database(
     assert f"tables made before migrations adopted, now at revision {HEAD}" in db("upgrade")
     assert f"revision {HEAD} (head: up to date)" in db("current")
     assert f"already at revision {HEAD}" in db("upgrade")
+
+
+def _short_busy_engine(path: Path) -> sa.Engine:
+    """An SQLite engine whose busy handler gives up after 20 ms, so that a wait longer than
+    one busy_timeout is quick to provoke."""
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _busy(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA busy_timeout=20")
+
+    return engine
+
+
+def test_an_sqlite_opener_waits_out_a_migration_longer_than_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    """A migration of a large file holds the write lock for longer than one busy_timeout;
+    a second opener keeps waiting (to a deadline) instead of failing its flow run."""
+    import threading
+
+    path = tmp_path / "c.db"
+    holder = _short_busy_engine(path)
+    opener = _short_busy_engine(path)
+    busy_errors: list[str] = []
+    sa.event.listen(
+        opener, "handle_error", lambda ctx: busy_errors.append(str(ctx.original_exception))
+    )
+    got: list[str] = []
+    with holder.connect() as held:
+        held.exec_driver_sql("BEGIN EXCLUSIVE")
+
+        def take() -> None:
+            with migrations.locked(opener):
+                got.append("locked")
+
+        thread = threading.Thread(target=take)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while len(busy_errors) < 3 and time.monotonic() < deadline:
+            thread.join(0.01)
+        assert len(busy_errors) >= 3, "the opener never met the held lock"
+        assert got == [] and thread.is_alive()
+        held.rollback()
+    thread.join(60)
+    assert got == ["locked"]
+    assert all("locked" in e for e in busy_errors)
+
+
+def test_an_sqlite_opener_gives_up_at_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(migrations, "SQLITE_LOCK_WAIT_S", 0.0)
+    path = tmp_path / "c.db"
+    holder = _short_busy_engine(path)
+    with holder.connect() as held:
+        held.exec_driver_sql("BEGIN EXCLUSIVE")
+        with (
+            pytest.raises(sa.exc.OperationalError, match="locked"),
+            migrations.locked(_short_busy_engine(path)),
+        ):
+            pass
+        held.rollback()

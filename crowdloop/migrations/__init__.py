@@ -21,6 +21,7 @@ database actually needs migrating.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,8 @@ HEAD = "0010"
 BASELINE = "0001"
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 VERSION_TABLE = "alembic_version"
+# How long an opener waits for another process's migration of the same SQLite file.
+SQLITE_LOCK_WAIT_S = 600.0
 # pg_advisory_xact_lock key: crowdloop's migration lock on a PostgreSQL database (any fixed
 # 64-bit number no other application on that database uses; this is "crowdloop" in ASCII).
 PG_LOCK_KEY = 0x63726F77646C6F6F
@@ -92,13 +95,31 @@ def locked(engine: Engine) -> Iterator[Connection]:
         elif conn.dialect.name == "sqlite":
             # pysqlite opens transactions lazily and only for DML; take the write lock now,
             # before reading the version, so the read and the migration are one step.
-            conn.exec_driver_sql("BEGIN EXCLUSIVE")
+            _begin_exclusive(conn)
         try:
             yield conn
         except BaseException:
             conn.rollback()
             raise
         conn.commit()
+
+
+def _begin_exclusive(conn: Connection) -> None:
+    """Take SQLite's write lock, waiting for another process's migration however long it
+    runs (up to `SQLITE_LOCK_WAIT_S`): one busy_timeout (30 s) is less than a migration of
+    a large database takes, and an opener that gives up then would fail a flow run that
+    only had to wait. Each attempt blocks in SQLite's own busy handler, so this loop does
+    not spin."""
+    from sqlalchemy.exc import OperationalError
+
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT_S
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN EXCLUSIVE")
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
+                raise
 
 
 def ensure_schema(engine: Engine) -> str:
