@@ -41,6 +41,7 @@ import pytest
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import AuthError, NotSupported, TransientError
 from crowdloop.models.domain import (
+    AddItemsResult,
     BatchRef,
     BatchSpec,
     BatchState,
@@ -518,6 +519,26 @@ class ConnectorContract:
             connector.stop(batch, reason="contract done")
             assert connector.get_status(batch).tasks == stopped.tasks
 
+    @staticmethod
+    def _publish_answer_read(
+        harness: Harness, connector: Connector, stage: Stage, items: list[TaskItem]
+    ) -> tuple[AddItemsResult, list[Submission]]:
+        """One batch of `stage` with `items` published, started, answered and read back;
+        every task is read, and no more answers than the marketplace made. A human
+        marketplace answers each task `overlap` times, a model judge once (the harness's
+        `answer` says how many submissions its marketplace makes)."""
+        batch = connector.create_batch(
+            harness.batch_spec(stage), idempotency_key=f"contract:{stage.value}"
+        )
+        made = connector.add_items(batch, items, idempotency_key=f"contract:{stage.value}-items")
+        assert set(made.external_ids) == {i.key for i in items}
+        connector.start(batch)
+        answered = harness.answer(connector, batch, items)
+        read = submissions(pages(connector, batch, None))
+        assert len(read) == answered <= sum(i.overlap for i in items)
+        assert {sub.task_key for sub in read} == set(made.external_ids)
+        return made, read
+
     def test_rankings_round_trip_where_declared(self, harness: Harness) -> None:
         """A connector that declares RANKING publishes ranking tasks and reads back one
         place per response shown; on every other connector a campaign with rankings is
@@ -529,19 +550,9 @@ class ConnectorContract:
                 with pytest.raises(NotSupported, match=rf"{re.escape(connector.name)}.*ranking"):
                     require_ranking(connector)
                 return
-            batch = connector.create_batch(
-                harness.batch_spec(Stage.RANK), idempotency_key="contract:rank"
+            made, read = self._publish_answer_read(
+                harness, connector, Stage.RANK, harness.ranking_items(3)
             )
-            items = harness.ranking_items(3)
-            made = connector.add_items(batch, items, idempotency_key="contract:rank-items")
-            assert set(made.external_ids) == {i.key for i in items}
-            connector.start(batch)
-            answered = harness.answer(connector, batch, items)
-            read = submissions(pages(connector, batch, None))
-            # A human marketplace answers each task `overlap` times; a model judge once
-            # (the harness's `answer` says how many submissions its marketplace makes).
-            assert len(read) == answered <= sum(i.overlap for i in items)
-            assert {sub.task_key for sub in read} == set(made.external_ids)
             for sub in read:
                 assert isinstance(sub.answer, RankingAnswer)
                 assert len(sub.answer.ranks) == 4
@@ -587,18 +598,9 @@ class ConnectorContract:
                 with pytest.raises(NotSupported, match=rf"{re.escape(connector.name)}.*rating"):
                     require_rating(connector)
                 return
-            batch = connector.create_batch(
-                harness.batch_spec(Stage.RATE), idempotency_key="contract:rate"
+            made, read = self._publish_answer_read(
+                harness, connector, Stage.RATE, harness.rating_items(3)
             )
-            items = harness.rating_items(3)
-            made = connector.add_items(batch, items, idempotency_key="contract:rate-items")
-            assert set(made.external_ids) == {i.key for i in items}
-            connector.start(batch)
-            answered = harness.answer(connector, batch, items)
-            read = submissions(pages(connector, batch, None))
-            # A model judge answers each task once whatever its overlap (as for rankings).
-            assert len(read) == answered <= sum(i.overlap for i in items)
-            assert {sub.task_key for sub in read} == set(made.external_ids)
             for sub in read:
                 assert isinstance(sub.answer, RatingAnswer)
                 assert set(sub.answer.scores) == {"helpfulness", "clarity"}
