@@ -630,6 +630,11 @@ class RoutingSpec(_Strict):
     # The first overlap of a pair the judge sent to humans (it found the pair hard); dynamic
     # overlap goes on from there. Null: the campaign's own first overlap.
     human_min_overlap: int | None = Field(default=None, ge=1, le=15)
+    # Pairs sent to humans for low confidence: the judge's verdict (both orders agreeing)
+    # counts as one more worker's vote in the aggregation and in dynamic overlap's stopping
+    # rule, weighed by the reliability the worker-aware fit finds for it on those pairs
+    # (stages/routing.sent_back_votes). Off: the humans decide those pairs alone.
+    sent_back_vote: bool = True
     # Ranking sets: the least Kendall's tau-b between the judge's two orders' rankings that
     # lets it decide the set (1: identical rankings only; 0.6 lets one pair of four
     # responses swap, tau 2/3). Pairs ignore it. On the simulator 0.6 and 1.0 ranked alike

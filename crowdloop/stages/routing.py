@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from crowdloop.aggregation.rankings import kendall_tau
@@ -74,7 +74,7 @@ from crowdloop.models.tables import (
 from crowdloop.stages import budget
 from crowdloop.stages.budget import BudgetPause
 from crowdloop.stages.items import move_items
-from crowdloop.stages.plan import load_spec
+from crowdloop.stages.plan import golden_count, load_spec
 from crowdloop.stages.sync import judgment_row
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,9 @@ class Routed:
     capabilities: tuple[Capability, ...]
     instruction: str
     currency: str
+    # The campaign's share of golden items among what humans are shown (see
+    # `retire_surplus_golden`).
+    golden_share: float
 
 
 def routed(spec: CampaignSpec) -> Routed | None:
@@ -112,12 +115,19 @@ def routed(spec: CampaignSpec) -> Routed | None:
             (Capability.PAIRWISE, *graded),
             prefs.instruction,
             prefs.reward.currency,
+            prefs.golden_share,
         )
     if spec.ranking is not None:
         ranking = spec.ranking
         caps = (Capability.RANKING,) + ((Capability.RANKING_TIES,) if ranking.ties else ())
         return Routed(
-            Stage.RANK, "rank", RankTask, caps, ranking.instruction, ranking.reward.currency
+            Stage.RANK,
+            "rank",
+            RankTask,
+            caps,
+            ranking.instruction,
+            ranking.reward.currency,
+            ranking.golden_share,
         )
     if spec.rating is not None:
         rating = spec.rating
@@ -128,6 +138,7 @@ def routed(spec: CampaignSpec) -> Routed | None:
             (Capability.RATING,),
             rating.instruction,
             rating.reward.currency,
+            rating.golden_share,
         )
     return None
 
@@ -136,6 +147,7 @@ def routed(spec: CampaignSpec) -> Routed | None:
 class RouteResult:
     asked: int = 0  # pairs sent to the judge this call
     decided: dict[str, int] = field(default_factory=dict)  # route -> pairs decided this call
+    golden_retired: int = 0  # unpublished golden items no longer needed (this call)
 
 
 def build_ai_connector(spec: CampaignSpec) -> Connector:
@@ -180,6 +192,8 @@ def _route(
     result = RouteResult()
     fresh = _unseen(campaign_id, work)
     if not fresh and not _undecided(campaign_id):
+        # A run that stopped between the routing and the retiring retires here.
+        result.golden_retired = retire_surplus_golden(campaign_id, work)
         return result
     if fresh:
         # Nothing is created before a launch approval the estimate needs.
@@ -207,7 +221,60 @@ def _route(
         # The pairs that did not fit stay unseen; after approval the next round asks them.
         budget.record_pause(pause)
         raise pause
+    # Every pair is routed now (none unseen, none waiting for an answer): only now is the
+    # human share of the work known.
+    result.golden_retired = retire_surplus_golden(campaign_id, work)
     return result
+
+
+def retire_surplus_golden(campaign_id: str, work: Routed) -> int:
+    """Retire the unpublished golden items beyond `golden_share` of the human work.
+
+    Planning mixes golden items in at `golden_share` of every real item, before the judge
+    decides any. Golden items measure workers, and the share is what each worker sees of
+    them; the items the judge decided are never shown to a worker, so golden items kept in
+    proportion to them are paid for (at the campaign's full overlap) and measure nothing
+    more per worker. At threshold 0.8 on the simulator they were a quarter of the human
+    judgments bought instead of the all-human run's seventh (README, *Measured: AI-first
+    against all-human*). So once every item is routed, golden items are kept for
+    `golden_count(items humans see, golden_share)`, published ones first, and the rest,
+    never published, are moved to `exhausted` (not needed). Returns how many were retired.
+    """
+    if _unseen(campaign_id, work) or _undecided(campaign_id):
+        return 0
+    with session_scope() as s:
+        kind = [
+            Item.campaign_id == campaign_id,
+            Item.stage == work.stage.value,
+            Item.kind == work.kind,
+        ]
+        real = s.exec(select(func.count()).where(*kind, col(Item.is_golden).is_(False))).one()
+        decided = s.exec(
+            select(func.count()).where(
+                AIRoute.campaign_id == campaign_id, AIRoute.route == AIRouteState.AI
+            )
+        ).one()
+        golden = s.exec(
+            select(Item.id, Item.pushes, Item.state)
+            .where(*kind, col(Item.is_golden).is_(True))
+            .order_by(col(Item.id))
+        ).all()
+        live = [(i, pushes, state) for i, pushes, state in golden if state != ItemState.EXHAUSTED]
+        keep = golden_count(int(real) - int(decided), work.golden_share)
+        spare = [i for i, pushes, state in live if pushes == 0 and state == ItemState.PENDING]
+        surplus = len(live) - keep
+        if surplus <= 0 or not spare:
+            return 0
+        # The last ones in id order (ids are hashes: an arbitrary, stable choice).
+        retire = spare[len(spare) - min(surplus, len(spare)) :]
+        return move_items(
+            s,
+            retire,
+            ItemState.EXHAUSTED,
+            from_=ItemState.PENDING,
+            where=[col(Item.pushes) == 0],
+            strict=False,
+        )
 
 
 def _read(
@@ -556,6 +623,48 @@ def _record_spend(campaign_id: str, connector: Connector, batch: BatchRef) -> No
 def ai_routed_items(campaign_id: str) -> set[str]:
     """Pairs the judge decided (dynamic overlap leaves them alone)."""
     return set(_routed(campaign_id, AIRouteState.AI))
+
+
+# The worker id under which the judge's verdicts on pairs it sent back count as evidence
+# (`sent_back_votes`): its own worker in the fit, apart from its decided pairs' worker.
+SENT_BACK_WORKER = ":sent-back"
+
+
+def sent_back_votes(campaign_id: str) -> dict[str, tuple[str, str]]:
+    """The judge's verdicts on the pairs it sent to humans for low confidence, as votes:
+    pair -> (worker, label). Empty unless `routing.sent_back_vote` on a plain (not graded)
+    comparison campaign.
+
+    Without them the humans start from nothing: a pair with one human vote that the judge
+    agrees with is extended like a lone vote. Here the judge's verdict joins the pair's
+    evidence as one worker's vote, under a worker id of its own, so the worker-aware fit
+    weighs it by the reliability it shows against the humans on exactly these pairs (not
+    by its decided pairs', where it is the only voice; under the threshold it is a weak
+    voter: 0.42-0.56 of its three-way verdicts right on the simulator at 0.75-0.8);
+    dynamic overlap stops earlier where the humans agree with it. Pairs whose two orders
+    disagree are left out (their verdict is mostly position), and so are audited pairs
+    (the audit compares the judge with the humans' own verdict).
+    """
+    with session_scope() as s:
+        batch = s.get(AIJudgeBatch, campaign_id)
+        if batch is None:
+            return {}
+        spec = load_spec(s, campaign_id)
+        routing = spec.routing
+        prefs = spec.preferences
+        if routing is None or not routing.sent_back_vote or prefs is None or prefs.graded:
+            return {}
+        rows = s.exec(
+            select(AIRoute.item_id, AIRoute.choice).where(
+                AIRoute.campaign_id == campaign_id,
+                AIRoute.route == AIRouteState.HUMAN,
+                AIRoute.reason == "low_confidence",
+                col(AIRoute.choice).in_(("left", "right", "tie")),
+                col(AIRoute.position_consistent).is_not(False),
+            )
+        ).all()
+        worker = f"{batch.connector}{SENT_BACK_WORKER}"
+    return {str(item): (worker, str(choice)) for item, choice in rows}
 
 
 def apply_ai_verdicts(campaign_id: str, outcome_rows: list[dict[str, object]]) -> int:
