@@ -127,14 +127,14 @@ def run_one(
     seed: int,
     threshold: float | None,
     human_min_overlap: int | None = None,
-    sent_back_vote: bool = True,
+    sent_back_vote: bool = False,
     crowd: CrowdConfig | None = None,
 ) -> dict[str, Any]:
     """One campaign; `threshold` None: all-human."""
     variant = (
         "human"
         if threshold is None
-        else f"ai{threshold:g}-o{human_min_overlap or 0}" + ("" if sent_back_vote else "-novote")
+        else f"ai{threshold:g}-o{human_min_overlap or 0}" + ("-vote" if sent_back_vote else "")
     )
     name = f"s{seed}-{variant}"
     folder = root / name
@@ -528,7 +528,7 @@ def _label(row: dict[str, Any]) -> str:
     return (
         f"AI-first, confidence >= {row['threshold']:g}"
         + (f", humans start at overlap {first}" if first else "")
-        + ("" if row.get("sent_back_vote", True) else ", judge's vote on sent-back pairs off")
+        + (", the judge's vote on sent-back pairs" if row.get("sent_back_vote") else "")
     )
 
 
@@ -728,7 +728,7 @@ def main() -> None:
         type=int,
         nargs="+",
         choices=[0, 1],
-        default=[1],
+        default=[0],
         help="1: the judge's verdict counts as a vote on pairs it sent back (each a variant)",
     )
     parser.add_argument("--crowd", choices=sorted(CROWDS), default="typical")
@@ -797,7 +797,7 @@ def main() -> None:
                     for o in args.human_min_overlap
                     for v in args.sent_back_vote
                 ]
-                for threshold, overlap, vote in [(None, None, True), *variants]:
+                for threshold, overlap, vote in [(None, None, False), *variants]:
                     row = run_one(Path(tmp), seed, threshold, overlap, vote, CROWDS[args.crowd])
                     print(json.dumps({k: v for k, v in row.items() if k != "by_pair"}), flush=True)
                     rows.append(row)
