@@ -173,9 +173,22 @@ def run_one(
             outcomes = {o.item_id: o.winner for o in s.exec(select(PairOutcome))}
             human = s.exec(select(Judgment).where(Judgment.connector == "simulator")).all()
             routes = {r.item_id: r for r in s.exec(select(AIRoute))}
+            golden = set(s.exec(select(Item.id).where(Item.is_golden == True)))  # noqa: E712
         truth = _truth(real)
     summary = routing_summary(name) if threshold is not None else None
     decided = [i for i, r in routes.items() if r.route == AIRouteState.AI and i in truth]
+    # Where the human judgments went: golden work, or the reason a real pair reached humans.
+    where: dict[str, int] = {}
+    for j in human:
+        route = routes.get(str(j.item_id))
+        key = (
+            "golden"
+            if j.item_id in golden
+            else "all-human"
+            if route is None
+            else route.reason or route.route.value
+        )
+        where[key] = where.get(key, 0) + 1
     asked = [i for i, r in routes.items() if r.choice is not None and i in truth]
     return {
         "seed": seed,
@@ -199,6 +212,7 @@ def run_one(
         "final_accuracy_ai_pairs": _share(outcomes, truth, set(decided)),
         "final_accuracy_human_pairs": _share(outcomes, truth, set(truth) - set(decided)),
         "routes": summary.by_reason if summary else {},
+        "human_judgments_by_route": where,
         "audit_agreement": (
             summary.audit_agree / summary.audited if summary and summary.audited else None
         ),
