@@ -138,6 +138,7 @@ def test_ai_first_campaign_routes_every_pair_once_and_reruns_without_paying_twic
             "ai": {"name": "aijudge", "options": {"store": str(tmp_path / "answers.sqlite")}},
             "confidence_threshold": 0.8,
             "audit_rate": 0.2,
+            "sent_back_vote": True,
         },
     )
     with judged(monkeypatch, judge) as sim:

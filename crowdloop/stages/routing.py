@@ -673,8 +673,16 @@ def apply_ai_verdicts(campaign_id: str, outcome_rows: list[dict[str, object]]) -
     Its judgment is also in the Bradley-Terry fit (it informs the prompt's other pairs),
     but a single vote can be outweighed there by the pooled scores; the routing decided
     the pair, so its verdict stands. Where it overturns the fit, the margin is 0: the
-    scores give no size for a preference they do not show.
+    scores give no size for a preference they do not show. In a graded campaign the
+    judge's level stands too, with that level's margin from the campaign file: in the
+    ordinal fit the judge's decided pairs are seen by no one else, so its scale use is
+    poorly identified and the typical worker's median mapped its levels onto others (exact
+    level 0.42 against the judge's own 0.76 on the pairs it decided; README, *AI-first
+    graded comparisons*).
     """
+    from crowdloop.stages.graded import graded_spec
+
+    graded = graded_spec(campaign_id)
     with session_scope() as s:
         decided = dict(
             s.exec(
@@ -683,14 +691,40 @@ def apply_ai_verdicts(campaign_id: str, outcome_rows: list[dict[str, object]]) -
                 )
             ).all()
         )
+        batch = s.get(AIJudgeBatch, campaign_id)
+        levels: dict[str, int] = {}
+        if graded is not None and batch is not None and decided:
+            levels = {
+                str(item): level
+                for item, level in s.exec(
+                    select(Judgment.item_id, Judgment.level).where(
+                        Judgment.campaign_id == campaign_id,
+                        Judgment.connector == batch.connector,
+                        col(Judgment.item_id).in_(list(decided)),
+                        col(Judgment.level).is_not(None),
+                    )
+                ).all()
+                if level is not None
+            }
     changed = 0
     for row in outcome_rows:
-        choice = decided.get(str(row["item_id"]))
-        if choice is None or row["winner"] == choice:
+        item = str(row["item_id"])
+        choice = decided.get(item)
+        if choice is None:
             continue
-        row["winner"] = choice
-        row["margin"] = 0.0
-        changed += 1
+        level = levels.get(item)
+        if graded is not None and choice == "tie":
+            # The judge's confident "unsure": no level, as for a worker.
+            verdict: dict[str, object] = {"winner": choice, "level": None, "margin": 0.0}
+        elif graded is not None and level:
+            verdict = {"winner": choice, "level": level, "margin": graded.levels[level - 1].margin}
+        elif row["winner"] != choice:
+            verdict = {"winner": choice, "margin": 0.0}
+        else:
+            continue
+        if any(row.get(k) != v for k, v in verdict.items()):
+            row.update(verdict)
+            changed += 1
     return changed
 
 
