@@ -217,6 +217,11 @@ def test_ai_first_campaign_routes_every_pair_once_and_reruns_without_paying_twic
     summary = data["routing"]
     assert summary["by_route"].get("audit", 0) == summary["audited"] > 0
     assert "AI–human agreement on" in markdown
+    assert summary["golden_retired"] == len(retired)
+    assert (
+        "Golden pairs retired unpublished (kept at the golden share of what humans see): "
+        f"{len(retired)}." in markdown
+    )
 
 
 def test_the_estimate_prices_the_judge_on_every_real_pair_from_files_and_database(

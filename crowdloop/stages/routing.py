@@ -750,6 +750,9 @@ class RoutingSummary:
     # Rating items: per aspect, the mean absolute difference (scale points) between the
     # judge's score of an audited item and the humans' consensus of it (empty for others).
     audit_aspects: dict[str, float] = field(default_factory=dict)
+    # Golden items retired unpublished: planned for items the judge then decided
+    # (`retire_surplus_golden`; the report's item counts show them as golden_exhausted).
+    golden_retired: int = 0
 
 
 def _human_consensus(s: Any, campaign_id: str, items: list[str], ai: str) -> dict[str, list[float]]:
@@ -828,6 +831,15 @@ def routing_summary(campaign_id: str) -> RoutingSummary | None:
                 col(Item.is_golden).is_(False),
             )
         ).all()
+        retired = s.exec(
+            select(func.count()).where(
+                Item.campaign_id == campaign_id,
+                Item.kind == kind,
+                col(Item.is_golden).is_(True),
+                Item.state == ItemState.EXHAUSTED,
+                Item.pushes == 0,
+            )
+        ).one()
         audited_sets = [
             r.item_id for r in routes if r.route == AIRouteState.AUDIT and r.places is not None
         ]
@@ -858,6 +870,7 @@ def routing_summary(campaign_id: str) -> RoutingSummary | None:
         "by_reason": by_reason,
         "human_judgments": len(humans),
         "ai_spend": spend,
+        "golden_retired": int(retired),
     }
     if kind == "rate":
         ai_scores = {r.item_id: r.scores or {} for r in routes}
@@ -911,6 +924,11 @@ def summary_lines(summary: RoutingSummary) -> Iterable[str]:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary.by_reason.items()))
         yield f"- Sent to humans because: {reasons}."
     yield f"- Human judgments bought on production {unit}: {summary.human_judgments}."
+    if summary.golden_retired:
+        yield (
+            f"- Golden {unit} retired unpublished (kept at the golden share of what humans "
+            f"see): {summary.golden_retired}."
+        )
     if summary.ai_spend is not None:
         spent = summary.ai_spend
         yield f"- AI judge cost (token usage x prices): {spent.amount:.4f} {spent.currency}."
