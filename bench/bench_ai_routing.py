@@ -97,6 +97,11 @@ PREFS = {
     "dynamic_overlap": {"min_overlap": 1, "max_overlap": 4, "target_confidence": 0.8},
 }
 JUDGE = AIJudgeConfig(accuracy=0.8, position_bias=0.1)
+# `--crowd`: the simulator's typical crowd, or bench_quality's spammy one.
+CROWDS = {
+    "typical": CrowdConfig(),
+    "spammy": CrowdConfig(honest=20, noisy=8, spammer=16, left_bias=4),
+}
 AUDIT_RATE = 0.05
 LLMFAO = Path("/work/shared/data/llmfao")
 
@@ -118,10 +123,19 @@ def _share(pred: dict[str, str], truth: dict[str, str], ids: set[str]) -> float 
 
 
 def run_one(
-    root: Path, seed: int, threshold: float | None, human_min_overlap: int | None = None
+    root: Path,
+    seed: int,
+    threshold: float | None,
+    human_min_overlap: int | None = None,
+    sent_back_vote: bool = False,
+    crowd: CrowdConfig | None = None,
 ) -> dict[str, Any]:
     """One campaign; `threshold` None: all-human."""
-    variant = "human" if threshold is None else f"ai{threshold:g}-o{human_min_overlap or 0}"
+    variant = (
+        "human"
+        if threshold is None
+        else f"ai{threshold:g}-o{human_min_overlap or 0}" + ("-vote" if sent_back_vote else "")
+    )
     name = f"s{seed}-{variant}"
     folder = root / name
     os.environ["CROWDLOOP_DATABASE_URL"] = f"sqlite:///{folder / 'db.sqlite'}"
@@ -137,10 +151,12 @@ def run_one(
             "confidence_threshold": threshold,
             "audit_rate": AUDIT_RATE,
             "human_min_overlap": human_min_overlap,
+            "sent_back_vote": sent_back_vote,
         }
     path = write_demo_inputs(folder, name, SIZE, seed, overrides)
     started = time.perf_counter()
-    with SimulatorServer(SimulatorConfig(seed=seed, crowd=CrowdConfig(), ai_judge=JUDGE)) as sim:
+    sim_config = SimulatorConfig(seed=seed, crowd=crowd or CrowdConfig(), ai_judge=JUDGE)
+    with SimulatorServer(sim_config) as sim:
         os.environ["CROWDLOOP_SIMULATOR_URL"] = sim.url
         os.environ["CROWDLOOP_SIMULATOR_TOKEN"] = sim.token
         os.environ["CROWDLOOP_AIJUDGE_BASE_URL"] = f"{sim.url}/openai/v1"
@@ -157,14 +173,28 @@ def run_one(
             outcomes = {o.item_id: o.winner for o in s.exec(select(PairOutcome))}
             human = s.exec(select(Judgment).where(Judgment.connector == "simulator")).all()
             routes = {r.item_id: r for r in s.exec(select(AIRoute))}
+            golden = set(s.exec(select(Item.id).where(Item.is_golden == True)))  # noqa: E712
         truth = _truth(real)
     summary = routing_summary(name) if threshold is not None else None
     decided = [i for i, r in routes.items() if r.route == AIRouteState.AI and i in truth]
+    # Where the human judgments went: golden work, or the reason a real pair reached humans.
+    where: dict[str, int] = {}
+    for j in human:
+        route = routes.get(str(j.item_id))
+        key = (
+            "golden"
+            if j.item_id in golden
+            else "all-human"
+            if route is None
+            else route.reason or route.route.value
+        )
+        where[key] = where.get(key, 0) + 1
     asked = [i for i, r in routes.items() if r.choice is not None and i in truth]
     return {
         "seed": seed,
         "threshold": threshold,
         "human_min_overlap": human_min_overlap,
+        "sent_back_vote": sent_back_vote,
         "variant": variant,
         "pairs": len(truth),
         "accuracy": sum(outcomes.get(i) == t for i, t in truth.items()) / len(truth),
@@ -182,6 +212,7 @@ def run_one(
         "final_accuracy_ai_pairs": _share(outcomes, truth, set(decided)),
         "final_accuracy_human_pairs": _share(outcomes, truth, set(truth) - set(decided)),
         "routes": summary.by_reason if summary else {},
+        "human_judgments_by_route": where,
         "audit_agreement": (
             summary.audit_agree / summary.audited if summary and summary.audited else None
         ),
@@ -508,8 +539,10 @@ def _label(row: dict[str, Any]) -> str:
     if row["threshold"] is None:
         return "all-human"
     first = row["human_min_overlap"]
-    return f"AI-first, confidence >= {row['threshold']:g}" + (
-        f", humans start at overlap {first}" if first else ""
+    return (
+        f"AI-first, confidence >= {row['threshold']:g}"
+        + (f", humans start at overlap {first}" if first else "")
+        + (", the judge's vote on sent-back pairs" if row.get("sent_back_vote") else "")
     )
 
 
@@ -704,6 +737,15 @@ def main() -> None:
         default=[0],
         help="first overlap of pairs sent to humans; 0: the campaign's own (each is a variant)",
     )
+    parser.add_argument(
+        "--sent-back-vote",
+        type=int,
+        nargs="+",
+        choices=[0, 1],
+        default=[0],
+        help="1: the judge's verdict counts as a vote on pairs it sent back (each a variant)",
+    )
+    parser.add_argument("--crowd", choices=sorted(CROWDS), default="typical")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     parser.add_argument("--ranking", action="store_true", help="the ranking campaign instead")
     parser.add_argument(
@@ -763,9 +805,14 @@ def main() -> None:
         rows = []
         with tempfile.TemporaryDirectory(prefix="crowdloop-bench-ai-") as tmp:
             for seed in args.seeds:  # interleaved: all-human, AI-first, per seed
-                variants = [(t, o or None) for t in args.thresholds for o in args.human_min_overlap]
-                for threshold, overlap in [(None, None), *variants]:
-                    row = run_one(Path(tmp), seed, threshold, overlap)
+                variants = [
+                    (t, o or None, bool(v))
+                    for t in args.thresholds
+                    for o in args.human_min_overlap
+                    for v in args.sent_back_vote
+                ]
+                for threshold, overlap, vote in [(None, None, False), *variants]:
+                    row = run_one(Path(tmp), seed, threshold, overlap, vote, CROWDS[args.crowd])
                     print(json.dumps({k: v for k, v in row.items() if k != "by_pair"}), flush=True)
                     rows.append(row)
         result["simulator"] = rows

@@ -23,6 +23,7 @@ from crowdloop.models.tables import (
     AIRouteState,
     CampaignStatus,
     Item,
+    ItemState,
     Judgment,
     PairOutcome,
     TaskRecord,
@@ -34,8 +35,8 @@ from crowdloop.stages import routing as routing_stage
 from crowdloop.stages.budget import BudgetPause, _committed, estimate_for_campaign, raise_cap
 from crowdloop.stages.estimate import estimate_spec
 from crowdloop.stages.lifecycle import CampaignHalted, check_running, transition
-from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.preferences import aggregate_preferences
+from crowdloop.stages.plan import golden_count, register_campaign
+from crowdloop.stages.preferences import aggregate_preferences, evidence_frame
 from crowdloop.stages.report import write_report
 from crowdloop.stages.rounds import run_bare
 from crowdloop.stages.routing import audited, decide, route_pending
@@ -100,6 +101,22 @@ def test_each_rule_sends_a_pair_where_the_policy_says() -> None:
     assert decide(sure, always, 0, "p") == (AIRouteState.AUDIT, "audit")
 
 
+def test_no_golden_pair_is_retired_before_every_pair_is_routed(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    path = _campaign(tmp_path, {"ai": {"name": "aijudge"}})
+    spec = load_campaign(path)
+    with session_scope() as s:
+        register_campaign(s, spec)
+    work = routing_stage.routed(spec)
+    assert work is not None
+    # Nothing routed yet: how much of the work humans will see is unknown.
+    assert routing_stage.retire_surplus_golden(spec.name, work) == 0
+    with session_scope() as s:
+        golden = s.exec(select(Item).where(Item.is_golden == True, Item.kind == "compare")).all()  # noqa: E712
+    assert golden and all(g.state == ItemState.PENDING for g in golden)
+
+
 def test_the_audit_draw_is_seeded_and_near_its_rate() -> None:
     ids = [f"pair-{i}" for i in range(4000)]
     drawn = [audited(7, i, 0.1) for i in ids]
@@ -121,6 +138,7 @@ def test_ai_first_campaign_routes_every_pair_once_and_reruns_without_paying_twic
             "ai": {"name": "aijudge", "options": {"store": str(tmp_path / "answers.sqlite")}},
             "confidence_threshold": 0.8,
             "audit_rate": 0.2,
+            "sent_back_vote": True,
         },
     )
     with judged(monkeypatch, judge) as sim:
@@ -142,6 +160,9 @@ def test_ai_first_campaign_routes_every_pair_once_and_reruns_without_paying_twic
         published = set(s.exec(select(TaskRecord.item_id)).all())
         judgments = s.exec(select(Judgment).where(Judgment.connector == "aijudge")).all()
         outcomes = {o.item_id: o.winner for o in s.exec(select(PairOutcome)).all()}
+        golden = s.exec(
+            select(Item).where(Item.kind == "compare", Item.is_golden == True)  # noqa: E712
+        ).all()
     assert {i.id for i in real} == set(routes), "a real pair was not routed"
     assert asked == 2 * len(real), "each pair is asked once in each order"
     assert all(r.route != AIRouteState.ASKED for r in routes.values())
@@ -166,10 +187,41 @@ def test_ai_first_campaign_routes_every_pair_once_and_reruns_without_paying_twic
     truth = {i.id: truth_of(CompareTask.model_validate(i.payload)) for i in real}
     right = sum(routes[i].choice == truth[i] for i in decided)
     assert right / len(decided) > 0.85
+    # Golden pairs are kept at golden_share of the pairs humans see; the ones planned for
+    # the judge's pairs were retired before any was published, and humans saw the rest.
+    retired = {g.id for g in golden if g.state == ItemState.EXHAUSTED}
+    kept = {g.id for g in golden} - retired
+    share = spec.preferences.golden_share  # type: ignore[union-attr]
+    assert len(kept) == golden_count(len(real) - len(decided), share)
+    assert (
+        retired
+        and not retired & published
+        and all(g.pushes == 0 for g in golden if g.id in retired)
+    )
+    assert kept <= published
+    # The judge's verdicts on pairs it sent back for low confidence (both orders agreeing)
+    # are votes of a worker of its own in the fit; audited and flipped pairs get none.
+    frame = evidence_frame(spec.name)
+    votes = frame[frame["worker"] == "aijudge" + routing_stage.SENT_BACK_WORKER]
+    sent_back = {
+        i
+        for i, r in routes.items()
+        if r.reason == "low_confidence" and r.position_consistent is not False
+    } & set(frame["pair"])  # collected pairs only, as the judgments
+    assert set(votes["pair"]) == sent_back and sent_back
+    assert all(
+        routes[p].choice == label for p, label in zip(votes["pair"], votes["label"], strict=True)
+    )
+    assert len(frame[frame["pair"].isin(list(sent_back))]) > len(votes), "humans answered too"
     # The report shows the routing and the AI-human agreement on audited pairs.
     summary = data["routing"]
     assert summary["by_route"].get("audit", 0) == summary["audited"] > 0
     assert "AI–human agreement on" in markdown
+    assert summary["golden_retired"] == len(retired)
+    assert (
+        "Golden pairs retired unpublished (kept at the golden share of what humans see): "
+        f"{len(retired)}." in markdown
+    )
 
 
 def test_the_estimate_prices_the_judge_on_every_real_pair_from_files_and_database(

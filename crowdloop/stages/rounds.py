@@ -239,6 +239,8 @@ def route_step(campaign_id: str, log: Log = logger) -> dict[str, Any] | None:
         return None
     if result.asked or result.decided:
         log.info("AI judge: %d item(s) asked; decided %s", result.asked, result.decided or "none")
+    if result.golden_retired:
+        log.info("AI judge: %d unpublished golden item(s) retired", result.golden_retired)
     return asdict(result)
 
 

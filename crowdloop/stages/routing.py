@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from crowdloop.aggregation.rankings import kendall_tau
@@ -74,7 +74,7 @@ from crowdloop.models.tables import (
 from crowdloop.stages import budget
 from crowdloop.stages.budget import BudgetPause
 from crowdloop.stages.items import move_items
-from crowdloop.stages.plan import load_spec
+from crowdloop.stages.plan import golden_count, load_spec
 from crowdloop.stages.sync import judgment_row
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,9 @@ class Routed:
     capabilities: tuple[Capability, ...]
     instruction: str
     currency: str
+    # The campaign's share of golden items among what humans are shown (see
+    # `retire_surplus_golden`).
+    golden_share: float
 
 
 def routed(spec: CampaignSpec) -> Routed | None:
@@ -112,12 +115,19 @@ def routed(spec: CampaignSpec) -> Routed | None:
             (Capability.PAIRWISE, *graded),
             prefs.instruction,
             prefs.reward.currency,
+            prefs.golden_share,
         )
     if spec.ranking is not None:
         ranking = spec.ranking
         caps = (Capability.RANKING,) + ((Capability.RANKING_TIES,) if ranking.ties else ())
         return Routed(
-            Stage.RANK, "rank", RankTask, caps, ranking.instruction, ranking.reward.currency
+            Stage.RANK,
+            "rank",
+            RankTask,
+            caps,
+            ranking.instruction,
+            ranking.reward.currency,
+            ranking.golden_share,
         )
     if spec.rating is not None:
         rating = spec.rating
@@ -128,6 +138,7 @@ def routed(spec: CampaignSpec) -> Routed | None:
             (Capability.RATING,),
             rating.instruction,
             rating.reward.currency,
+            rating.golden_share,
         )
     return None
 
@@ -136,6 +147,7 @@ def routed(spec: CampaignSpec) -> Routed | None:
 class RouteResult:
     asked: int = 0  # pairs sent to the judge this call
     decided: dict[str, int] = field(default_factory=dict)  # route -> pairs decided this call
+    golden_retired: int = 0  # unpublished golden items no longer needed (this call)
 
 
 def build_ai_connector(spec: CampaignSpec) -> Connector:
@@ -180,6 +192,8 @@ def _route(
     result = RouteResult()
     fresh = _unseen(campaign_id, work)
     if not fresh and not _undecided(campaign_id):
+        # A run that stopped between the routing and the retiring retires here.
+        result.golden_retired = retire_surplus_golden(campaign_id, work)
         return result
     if fresh:
         # Nothing is created before a launch approval the estimate needs.
@@ -207,7 +221,60 @@ def _route(
         # The pairs that did not fit stay unseen; after approval the next round asks them.
         budget.record_pause(pause)
         raise pause
+    # Every pair is routed now (none unseen, none waiting for an answer): only now is the
+    # human share of the work known.
+    result.golden_retired = retire_surplus_golden(campaign_id, work)
     return result
+
+
+def retire_surplus_golden(campaign_id: str, work: Routed) -> int:
+    """Retire the unpublished golden items beyond `golden_share` of the human work.
+
+    Planning mixes golden items in at `golden_share` of every real item, before the judge
+    decides any. Golden items measure workers, and the share is what each worker sees of
+    them; the items the judge decided are never shown to a worker, so golden items kept in
+    proportion to them are paid for (at the campaign's full overlap) and measure nothing
+    more per worker. At threshold 0.8 on the simulator they were a quarter of the human
+    judgments bought instead of the all-human run's seventh (README, *Measured: AI-first
+    against all-human*). So once every item is routed, golden items are kept for
+    `golden_count(items humans see, golden_share)`, published ones first, and the rest,
+    never published, are moved to `exhausted` (not needed). Returns how many were retired.
+    """
+    if _unseen(campaign_id, work) or _undecided(campaign_id):
+        return 0
+    with session_scope() as s:
+        kind = [
+            Item.campaign_id == campaign_id,
+            Item.stage == work.stage.value,
+            Item.kind == work.kind,
+        ]
+        real = s.exec(select(func.count()).where(*kind, col(Item.is_golden).is_(False))).one()
+        decided = s.exec(
+            select(func.count()).where(
+                AIRoute.campaign_id == campaign_id, AIRoute.route == AIRouteState.AI
+            )
+        ).one()
+        golden = s.exec(
+            select(Item.id, Item.pushes, Item.state)
+            .where(*kind, col(Item.is_golden).is_(True))
+            .order_by(col(Item.id))
+        ).all()
+        live = [(i, pushes, state) for i, pushes, state in golden if state != ItemState.EXHAUSTED]
+        keep = golden_count(int(real) - int(decided), work.golden_share)
+        spare = [i for i, pushes, state in live if pushes == 0 and state == ItemState.PENDING]
+        surplus = len(live) - keep
+        if surplus <= 0 or not spare:
+            return 0
+        # The last ones in id order (ids are hashes: an arbitrary, stable choice).
+        retire = spare[len(spare) - min(surplus, len(spare)) :]
+        return move_items(
+            s,
+            retire,
+            ItemState.EXHAUSTED,
+            from_=ItemState.PENDING,
+            where=[col(Item.pushes) == 0],
+            strict=False,
+        )
 
 
 def _read(
@@ -558,14 +625,64 @@ def ai_routed_items(campaign_id: str) -> set[str]:
     return set(_routed(campaign_id, AIRouteState.AI))
 
 
+# The worker id under which the judge's verdicts on pairs it sent back count as evidence
+# (`sent_back_votes`): its own worker in the fit, apart from its decided pairs' worker.
+SENT_BACK_WORKER = ":sent-back"
+
+
+def sent_back_votes(campaign_id: str) -> dict[str, tuple[str, str]]:
+    """The judge's verdicts on the pairs it sent to humans for low confidence, as votes:
+    pair -> (worker, label). Empty unless `routing.sent_back_vote` on a plain (not graded)
+    comparison campaign.
+
+    Without them the humans start from nothing: a pair with one human vote that the judge
+    agrees with is extended like a lone vote. Here the judge's verdict joins the pair's
+    evidence as one worker's vote, under a worker id of its own, so the worker-aware fit
+    weighs it by the reliability it shows against the humans on exactly these pairs (not
+    by its decided pairs', where it is the only voice; under the threshold it is a weak
+    voter: 0.42-0.56 of its three-way verdicts right on the simulator at 0.75-0.8);
+    dynamic overlap stops earlier where the humans agree with it. Pairs whose two orders
+    disagree are left out (their verdict is mostly position), and so are audited pairs
+    (the audit compares the judge with the humans' own verdict).
+    """
+    with session_scope() as s:
+        batch = s.get(AIJudgeBatch, campaign_id)
+        if batch is None:
+            return {}
+        spec = load_spec(s, campaign_id)
+        routing = spec.routing
+        prefs = spec.preferences
+        if routing is None or not routing.sent_back_vote or prefs is None or prefs.graded:
+            return {}
+        rows = s.exec(
+            select(AIRoute.item_id, AIRoute.choice).where(
+                AIRoute.campaign_id == campaign_id,
+                AIRoute.route == AIRouteState.HUMAN,
+                AIRoute.reason == "low_confidence",
+                col(AIRoute.choice).in_(("left", "right", "tie")),
+                col(AIRoute.position_consistent).is_not(False),
+            )
+        ).all()
+        worker = f"{batch.connector}{SENT_BACK_WORKER}"
+    return {str(item): (worker, str(choice)) for item, choice in rows}
+
+
 def apply_ai_verdicts(campaign_id: str, outcome_rows: list[dict[str, object]]) -> int:
     """Give each pair the judge decided its verdict (in place); returns pairs changed.
 
     Its judgment is also in the Bradley-Terry fit (it informs the prompt's other pairs),
     but a single vote can be outweighed there by the pooled scores; the routing decided
     the pair, so its verdict stands. Where it overturns the fit, the margin is 0: the
-    scores give no size for a preference they do not show.
+    scores give no size for a preference they do not show. In a graded campaign the
+    judge's level stands too, with that level's margin from the campaign file: in the
+    ordinal fit the judge's decided pairs are seen by no one else, so its scale use is
+    poorly identified and the typical worker's median mapped its levels onto others (exact
+    level 0.42 against the judge's own 0.76 on the pairs it decided; README, *AI-first
+    graded comparisons*).
     """
+    from crowdloop.stages.graded import graded_spec
+
+    graded = graded_spec(campaign_id)
     with session_scope() as s:
         decided = dict(
             s.exec(
@@ -574,14 +691,40 @@ def apply_ai_verdicts(campaign_id: str, outcome_rows: list[dict[str, object]]) -
                 )
             ).all()
         )
+        batch = s.get(AIJudgeBatch, campaign_id)
+        levels: dict[str, int] = {}
+        if graded is not None and batch is not None and decided:
+            levels = {
+                str(item): level
+                for item, level in s.exec(
+                    select(Judgment.item_id, Judgment.level).where(
+                        Judgment.campaign_id == campaign_id,
+                        Judgment.connector == batch.connector,
+                        col(Judgment.item_id).in_(list(decided)),
+                        col(Judgment.level).is_not(None),
+                    )
+                ).all()
+                if level is not None
+            }
     changed = 0
     for row in outcome_rows:
-        choice = decided.get(str(row["item_id"]))
-        if choice is None or row["winner"] == choice:
+        item = str(row["item_id"])
+        choice = decided.get(item)
+        if choice is None:
             continue
-        row["winner"] = choice
-        row["margin"] = 0.0
-        changed += 1
+        level = levels.get(item)
+        if graded is not None and choice == "tie":
+            # The judge's confident "unsure": no level, as for a worker.
+            verdict: dict[str, object] = {"winner": choice, "level": None, "margin": 0.0}
+        elif graded is not None and level:
+            verdict = {"winner": choice, "level": level, "margin": graded.levels[level - 1].margin}
+        elif row["winner"] != choice:
+            verdict = {"winner": choice, "margin": 0.0}
+        else:
+            continue
+        if any(row.get(k) != v for k, v in verdict.items()):
+            row.update(verdict)
+            changed += 1
     return changed
 
 
@@ -607,6 +750,9 @@ class RoutingSummary:
     # Rating items: per aspect, the mean absolute difference (scale points) between the
     # judge's score of an audited item and the humans' consensus of it (empty for others).
     audit_aspects: dict[str, float] = field(default_factory=dict)
+    # Golden items retired unpublished: planned for items the judge then decided
+    # (`retire_surplus_golden`; the report's item counts show them as golden_exhausted).
+    golden_retired: int = 0
 
 
 def _human_consensus(s: Any, campaign_id: str, items: list[str], ai: str) -> dict[str, list[float]]:
@@ -685,6 +831,15 @@ def routing_summary(campaign_id: str) -> RoutingSummary | None:
                 col(Item.is_golden).is_(False),
             )
         ).all()
+        retired = s.exec(
+            select(func.count()).where(
+                Item.campaign_id == campaign_id,
+                Item.kind == kind,
+                col(Item.is_golden).is_(True),
+                Item.state == ItemState.EXHAUSTED,
+                Item.pushes == 0,
+            )
+        ).one()
         audited_sets = [
             r.item_id for r in routes if r.route == AIRouteState.AUDIT and r.places is not None
         ]
@@ -715,6 +870,7 @@ def routing_summary(campaign_id: str) -> RoutingSummary | None:
         "by_reason": by_reason,
         "human_judgments": len(humans),
         "ai_spend": spend,
+        "golden_retired": int(retired),
     }
     if kind == "rate":
         ai_scores = {r.item_id: r.scores or {} for r in routes}
@@ -768,6 +924,11 @@ def summary_lines(summary: RoutingSummary) -> Iterable[str]:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary.by_reason.items()))
         yield f"- Sent to humans because: {reasons}."
     yield f"- Human judgments bought on production {unit}: {summary.human_judgments}."
+    if summary.golden_retired:
+        yield (
+            f"- Golden {unit} retired unpublished (kept at the golden share of what humans "
+            f"see): {summary.golden_retired}."
+        )
     if summary.ai_spend is not None:
         spent = summary.ai_spend
         yield f"- AI judge cost (token usage x prices): {spent.amount:.4f} {spent.currency}."
