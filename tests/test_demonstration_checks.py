@@ -164,6 +164,64 @@ def test_golden_items_teach_the_weighted_vote_who_rejects_everything() -> None:
     assert aggregate_verdicts(frame, "majority_vote").set_index("task")["label"]["t"] == "reject"
 
 
+@pytest.mark.parametrize(
+    ("accepts", "rejects", "max_overlap", "min_confidence", "expected"),
+    [
+        # A 3-2 accept of five fresh verifiers is 0.89 sure. Below the export threshold
+        # at max_verification_overlap (5): two more answers, 7 in all.
+        (3, 2, 5, 0.95, ("pending", 7)),
+        # Above it: decided (exported), unsure as it is.
+        (3, 2, 5, 0.7, ("done", 5)),
+        # 2-3 for reject: decided (the slot is written again), no extra round.
+        (2, 3, 5, 0.95, ("done", 5)),
+        # Extension turned off (max = verification_overlap): decided on what it has.
+        (3, 2, 3, 0.95, ("done", 5)),
+    ],
+)
+def test_an_accept_below_the_export_threshold_gets_one_round_beyond_the_maximum_overlap(
+    sqlite_url: str,
+    tmp_path: Path,
+    accepts: int,
+    rejects: int,
+    max_overlap: int,
+    min_confidence: float,
+    expected: tuple[str, int],
+) -> None:
+    from crowdloop.db import insert_ignore
+    from crowdloop.models.tables import ItemState
+    from crowdloop.stages.plan import verify_item
+
+    name = "unsure-accept"
+    path = campaign_dir(
+        tmp_path, name, SMALL,
+        {"preferences": None, "retraining": None,
+         "demonstrations": {"max_verification_overlap": max_overlap,
+                            "export": {"path": "sft.jsonl", "min_confidence": min_confidence}}},
+    )  # fmt: skip
+    spec = load_campaign(path)
+    assert spec.demonstrations is not None
+    assert spec.demonstrations.verification_overlap == 3
+    with session_scope() as s:
+        register_campaign(s, spec)
+        s.add(Prompt(id="p-x", campaign_id=name, text="List the top 5 rivers.", source="crowd",
+                     topic="rivers", author="writer", origin_item="w-x"))  # fmt: skip
+        item = verify_item(spec, "prompt", "p-x", "", "List the top 5 rivers.", "writer", "rivers")
+        item["state"], item["overlap"] = ItemState.COLLECTED, 5
+        insert_ignore(s, Item, [item], ["id"])
+        labels = ["accept"] * accepts + ["reject"] * rejects
+        for k, label in enumerate(labels):
+            s.add(Judgment(connector="simulator", external_id=f"e{k}", campaign_id=name,
+                           item_id=item["id"], worker_id=f"v{k}", label=label))  # fmt: skip
+        s.flush()
+        demonstrations._apply_verdicts(s, spec, demonstrations.AdvanceResult(), [])
+        s.flush()
+        after = s.get(Item, item["id"])
+        prompt = s.get(Prompt, "p-x")
+        assert after is not None and prompt is not None
+        assert (after.state.value, after.overlap) == expected
+        assert (prompt.verdict is None) == (expected[0] == "pending")
+
+
 # --- re-collection and export, end to end on the simulator --------------------------------------
 
 
@@ -275,7 +333,7 @@ def test_the_campaign_files_threshold_and_blocked_author_policy_choose_the_rows(
         register_campaign(s, spec)
         _accepted_pair(s, name, 1, "w-good", 0.9)
         _accepted_pair(s, name, 2, "w-good", 0.6)
-        _accepted_pair(s, name, 3, "w-bad", 0.97)
+        _accepted_pair(s, name, 3, "w-bad", 0.95)
         s.add(WorkerRecord(campaign_id=name, worker_id="w-good", status=WorkerStatus.TRUSTED))
         s.add(WorkerRecord(campaign_id=name, worker_id="w-bad", status=WorkerStatus.BLOCKED))
     rows = sft_rows(name)
@@ -297,7 +355,7 @@ def test_reverify_sends_a_blocked_authors_text_to_new_verifiers(
     assert spec.demonstrations.export.blocked_authors == "reverify"
     with session_scope() as s:
         register_campaign(s, spec)
-        _accepted_pair(s, name, 3, "w-bad", 0.97)
+        _accepted_pair(s, name, 3, "w-bad", 0.95)
         s.add(WorkerRecord(campaign_id=name, worker_id="w-bad", status=WorkerStatus.BLOCKED))
         s.flush()
         first = demonstrations._reverify_blocked(s, spec)
@@ -312,6 +370,34 @@ def test_reverify_sends_a_blocked_authors_text_to_new_verifiers(
         response = s.get(Response, "r3")
         assert response is not None and response.verdict is None  # pending again
     assert sft_rows(name) == []
+
+
+def test_a_blocked_authors_text_accepted_at_the_target_confidence_is_not_verified_again(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """`reverify` re-verifies what is below `verify_target_confidence` (0.97) only: a
+    verdict that sure is exported as it stands, without three more answers."""
+    name = "reverify-sure"
+    path = campaign_dir(tmp_path, name, SMALL, {"preferences": None, "retraining": None})
+    spec = load_campaign(path)
+    assert spec.demonstrations is not None
+    assert spec.demonstrations.verify_target_confidence == 0.97
+    with session_scope() as s:
+        register_campaign(s, spec)
+        _accepted_pair(s, name, 3, "w-bad", 0.95)
+        _accepted_pair(s, name, 4, "w-bad", 0.99)
+        s.add(WorkerRecord(campaign_id=name, worker_id="w-bad", status=WorkerStatus.BLOCKED))
+        s.flush()
+        again = demonstrations._reverify_blocked(s, spec)
+        s.flush()
+    assert [i["subject_id"] for i in again] == ["r3"]
+    with session_scope() as s:
+        sure = s.get(Response, "r4")
+        assert sure is not None and sure.verdict == "accept"
+    rows = sft_rows(name)
+    assert [r["response_id"] for r in rows] == ["r4"]
+    assert rows[0]["response_author_standing"] == "blocked"
+    assert rows[0]["verified_again"] == []
 
 
 def test_a_writers_record_counts_only_trusted_verdicts(sqlite_url: str, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 
 from crowdloop.db import session_scope
 from crowdloop.models.spec import load_campaign
-from crowdloop.models.tables import Item, Judgment, WorkerRecord, WorkerStatus
+from crowdloop.models.tables import Item, ItemState, Judgment, WorkerRecord, WorkerStatus
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.stages import demonstrations
 from crowdloop.stages.plan import register_campaign
@@ -191,3 +191,45 @@ def test_writers_who_fail_the_checks_twice_for_certain_are_untrusted(
             }
         )
         assert demonstrations.untrusted_on_demonstrations(s, never) == {}
+
+
+def test_a_golden_item_for_the_uncleared_is_open_to_one_cleared_verifier_only(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Cleared verifiers are kept off the golden items meant for the uncleared but one
+    (`SPARE_CLEARED`): with three left open, fast honest verifiers answered them instead."""
+    from crowdloop.db import insert_ignore
+    from crowdloop.models.spec import GoldenVerificationRow, load_jsonl
+    from crowdloop.stages.plan import golden_verify_items, verify_item
+
+    name = "spare"
+    path = campaign_dir(tmp_path, name, SMALL, {"preferences": None, "retraining": None})
+    spec = load_campaign(path)
+    demo = spec.demonstrations
+    assert demo is not None and demo.golden_file is not None
+    rows = load_jsonl(demo.golden_file, GoldenVerificationRow)
+    good = next(r for r in rows if r.verdict == "accept")
+    bad = next(r for r in rows if r.verdict == "reject")
+    cleared = [f"c{i}" for i in range(5)]
+    with session_scope() as s:
+        register_campaign(s, spec)
+        items = [verify_item(spec, "prompt", "p-real", "", "List the top 5 rivers.", "author")]
+        answers: list[tuple[str, str, str]] = [(items[0]["id"], "uncleared", "accept")]
+        for n, worker in enumerate(cleared):
+            # A right answer on a known-good and on a known-bad text: cleared.
+            for k, row in enumerate((good, bad)):
+                item = golden_verify_items(spec, [row], 2 * n + k, 1, overlap=1)[0]
+                item["state"] = ItemState.DONE  # answered: not waiting for anyone
+                items.append(item)
+                answers.append((str(item["id"]), worker, row.verdict))
+        insert_ignore(s, Item, items, ["id"])
+        for k, (item_id, worker, label) in enumerate(answers):
+            s.add(Judgment(connector="simulator", external_id=f"e{k}", campaign_id=name,
+                           item_id=item_id, worker_id=worker, label=label))  # fmt: skip
+        s.flush()
+        planned = demonstrations._golden_for_verifiers(s, spec, rows, 100, [])
+    assert planned, "the uncleared verifier got no golden item"
+    for item in planned:
+        excluded = set(item["exclude_also"] or ())
+        assert "uncleared" not in excluded
+        assert len(set(cleared) - excluded) == 1  # three before: see SPARE_CLEARED

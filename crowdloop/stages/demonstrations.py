@@ -343,6 +343,13 @@ def _golden_top_up(
     return out + _golden_for_verifiers(s, spec, rows, have + len(out), new_items)
 
 
+# Cleared verifiers a golden item for the uncleared is still open to, so that it can always
+# be taken. One, not three: fast honest verifiers took the items meant for the uncleared
+# (rubber crowd at the demo's size, seed 0: 32 of 206 golden verifications answered by
+# verifiers already cleared), and the rubber crowd cost 121% of today's.
+SPARE_CLEARED = 1
+
+
 def _golden_for_verifiers(
     s: Session,
     spec: CampaignSpec,
@@ -355,7 +362,7 @@ def _golden_for_verifiers(
     judge anyone. A verifier is cleared by a right answer on a known-good and on a
     known-bad text (what a rubber-stamper or a harsh verifier cannot give), or by
     twice `golden_per_verifier` golden answers. Each item is asked of one worker, kept off the
-    cleared ones but for three (so somebody can always take it, whoever is blocked
+    cleared ones but `SPARE_CLEARED` (so somebody can always take it, whoever is blocked
     meanwhile), of the verdict the uncleared lack most, and only while real verification
     is open (it never prolongs a campaign); golden items not answered yet count against
     the shortfall."""
@@ -416,7 +423,7 @@ def _golden_for_verifiers(
     if need <= 0:
         return []
     cleared = sorted(workers - short, key=lambda w: (golden[w], w))
-    spare, others = cleared[:3], cleared[3:]
+    spare, others = cleared[:SPARE_CLEARED], cleared[SPARE_CLEARED:]
     # Verdicts in proportion to what the uncleared lack (a rubber-stamper lacks a right
     # reject, a harsh verifier a right accept); rows none of the spare workers answered.
     lacking = Counter(v for w in short for v in verdicts - right[w]) or Counter(verdicts)
@@ -573,29 +580,6 @@ def _apply_verdicts(
         if item.is_golden or item.id not in verdicts:
             continue
         label, confidence, evidence = verdicts[item.id]
-        # Sure enough to stop asking only on the answers' own evidence: a 2-1 vote is
-        # 0.98 with the share of good texts and 0.88 without, and two random verifiers
-        # not yet caught outvoting a careful one is how off-topic responses were exported.
-        if (
-            not exhausted
-            and min(confidence, evidence) < demo.verify_target_confidence
-            and item.overlap < demo.max_verification_overlap
-        ):
-            # Unsure: ask more verifiers before deciding (the item is published again).
-            move_items(
-                s,
-                [item.id],
-                ItemState.PENDING,
-                from_=ItemState.COLLECTED,
-                values={
-                    "overlap": min(item.overlap + 2, demo.max_verification_overlap),
-                    "extensions": item.extensions + 1,
-                },
-            )
-            done.remove(item.id)
-            result.extended += 1
-            continue
-        result.verdicts += 1
         # The verdict and its stored confidence (the export threshold's, a writer's
         # record's) are what the answers themselves say, weighted by the verifiers'
         # records but not by the share of good texts: with 90% of texts good, a 2-2 split
@@ -604,6 +588,34 @@ def _apply_verdicts(
         if evidence < 0.5 and label in _FLIP:
             label, confidence, evidence = _FLIP[label], 1.0 - confidence, 1.0 - evidence
         confidence = min(confidence, evidence)
+        # Sure enough to stop asking only on the answers' own evidence: a 2-1 vote is
+        # 0.98 with the share of good texts and 0.88 without, and two random verifiers
+        # not yet caught outvoting a careful one is how off-topic responses were exported.
+        # An accept the export would drop (below `export.min_confidence`) gets one round
+        # more than `max_verification_overlap`: it is otherwise paid for and lost, where
+        # majority vote kept it (3-2 accepts at 0.56-0.69, rubber crowd). Not every unsure
+        # accept: extending those too lost more good texts than it saved (control crowd
+        # at 4x: 19 of 589 against 10 of 573, the extra answers flipping good texts).
+        # None where the campaign file turns extension off.
+        extends = demo.max_verification_overlap > demo.verification_overlap
+        rescue = label == "accept" and confidence < demo.export.min_confidence and extends
+        cap = demo.max_verification_overlap + (UNSURE_ACCEPT_EXTRA if rescue else 0)
+        if not exhausted and confidence < demo.verify_target_confidence and item.overlap < cap:
+            # Unsure: ask more verifiers before deciding (the item is published again).
+            move_items(
+                s,
+                [item.id],
+                ItemState.PENDING,
+                from_=ItemState.COLLECTED,
+                values={
+                    "overlap": min(item.overlap + 2, cap),
+                    "extensions": item.extensions + 1,
+                },
+            )
+            done.remove(item.id)
+            result.extended += 1
+            continue
+        result.verdicts += 1
         if item.payload["target"] == "prompt":
             prompt = s.get(Prompt, item.subject_id)
             assert prompt is not None
@@ -636,6 +648,9 @@ def _apply_verdicts(
 
 
 _FLIP = {"accept": "reject", "reject": "accept"}
+# Answers an accept below the export threshold may get beyond `max_verification_overlap`
+# (see _apply_verdicts).
+UNSURE_ACCEPT_EXTRA = 2
 
 
 def _decided(s: Session, item: Item) -> bool:
@@ -652,7 +667,11 @@ def _decided(s: Session, item: Item) -> bool:
 def _reverify_blocked(s: Session, spec: CampaignSpec) -> list[dict[str, object]]:
     """Accepted texts whose author is now untrusted go to verification again (policy
     `export.blocked_authors: reverify`), asked of workers who did not judge them yet; the
-    text is pending (not exported) until that verdict is in."""
+    text is pending (not exported) until that verdict is in. Not a text accepted at
+    `verify_target_confidence` or more: that verdict is as sure as the campaign asks any
+    verdict to be, and a second one would repeat it at the price of three more answers
+    (the rubber crowd at the demo's size, seed 0: 34 verifications of 10 texts whose
+    authors were blocked on their verification answers)."""
     demo = spec.demonstrations
     assert demo is not None
     if demo.export.blocked_authors != "reverify":
@@ -680,6 +699,8 @@ def _reverify_blocked(s: Session, spec: CampaignSpec) -> list[dict[str, object]]
         ).all(),
     ]
     for row in rows:
+        if row.confidence is not None and row.confidence >= demo.verify_target_confidence:
+            continue
         first = stable_id("vf", spec.name, row.id)
         again = stable_id("vf", spec.name, row.id, "again", 1)
         if s.get(Item, again) is not None:

@@ -80,8 +80,8 @@ def sft_rows(
     """Accepted crowd demonstrations whose prompt and response verdicts are at least
     `min_confidence` sure, each with its verdict confidences and its authors' standing
     now. Texts by authors since blocked are kept, dropped, or (reverify) exported only
-    once verified again and accepted. Unset arguments come from the campaign file
-    (`demonstrations.export`)."""
+    once verified again and accepted, unless accepted at `verify_target_confidence`.
+    Unset arguments come from the campaign file (`demonstrations.export`)."""
     with session_scope() as s:
         campaign = s.get(Campaign, campaign_id)
         try:
@@ -93,6 +93,7 @@ def sft_rows(
             min_confidence = settings.min_confidence if settings else 0.0
         if blocked_authors is None:
             blocked_authors = settings.blocked_authors if settings else "keep"
+        sure = spec.demonstrations.verify_target_confidence if spec and spec.demonstrations else 1.0
         rows = s.exec(
             select(Response, Prompt)
             .join(Prompt, col(Prompt.id) == col(Response.prompt_id))
@@ -130,8 +131,12 @@ def sft_rows(
         blocked = {part for part, who in authors.items() if who and standing.get(who) in untrusted}
         if blocked and blocked_authors == "drop":
             continue
+        # A text accepted at the campaign's target confidence is not verified again
+        # (stages/demonstrations.py, _reverify_blocked): its verdict stands.
+        confidence = {"prompt": p_conf, "response": r.confidence or 0.0}
         if blocked_authors == "reverify" and any(
-            (p.id if part == "prompt" else r.id) not in again for part in blocked
+            (p.id if part == "prompt" else r.id) not in again and confidence[part] < sure
+            for part in blocked
         ):
             continue  # not verified again yet
         out.append(
