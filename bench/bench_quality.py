@@ -33,7 +33,8 @@ items), a small in-house team, and a large crowd with few answers per worker.
 `--table` also prints where each checked configuration's money went (paid answers by
 kind, `_spend`). The campaign's name (config and row number) seeds the sides and the item
 ids, so two configurations in one run are different samples; the same configuration
-rerun on other code is a paired one (identical when nobody is blocked).
+rerun on other code with the same --crowds and --seeds is a paired one (identical when
+nobody is blocked).
 
 Cost is what the simulated marketplace charged (golden, exam and re-queued work included).
 "Bad" workers are the content-blind archetypes (`crowdloop.simulator.crowd.BAD_ARCHETYPES`:
