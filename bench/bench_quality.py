@@ -8,7 +8,7 @@ verdict against the simulator's truth:
   plain Bradley-Terry scores (same judgments, same cost);
 - crowdloop default (the campaign spec's defaults): golden pairs (share 0.10) with blocking
   and exclusion, the worker-aware aggregation, and dynamic overlap (start at 1, up to 4,
-  target confidence 0.8);
+  target confidence 0.8; `max3`: up to 3);
 - crowdloop quality-first: golden share 0.15 and dynamic overlap from 2 up to 5;
 - crowdloop default + exam: production comparisons only for workers who passed an exam of
   12 clear-cut golden pairs (9 right), graded on our side;
@@ -28,6 +28,13 @@ items), a small in-house team, and a large crowd with few answers per worker.
     .venv/bin/python bench/bench_quality.py --out a.json ...      # keep the rows
     .venv/bin/python bench/bench_quality.py --table a.json b.json # one table from saved rows
     .venv/bin/python bench/bench_quality.py --table a.json --bar default blind  # two bar checks
+    .venv/bin/python bench/bench_quality.py --baseline-from a.json --configs default ...
+
+`--table` also prints where each checked configuration's money went (paid answers by
+kind, `_spend`). The campaign's name (config and row number) seeds the sides and the item
+ids, so two configurations in one run are different samples; the same configuration
+rerun on other code with the same --crowds and --seeds is a paired one (identical when
+nobody is blocked).
 
 Cost is what the simulated marketplace charged (golden, exam and re-queued work included).
 "Bad" workers are the content-blind archetypes (`crowdloop.simulator.crowd.BAD_ARCHETYPES`:
@@ -125,6 +132,9 @@ DEFAULT = {
     "aggregation": "worker_aware",
     "dynamic_overlap": {"min_overlap": 1, "max_overlap": 4, "target_confidence": 0.8},
 }
+# Dynamic overlap capped at fixed overlap's 3 answers a pair (tried in issue 10's cost
+# round: cheaper, and less accurate on every crowd; README).
+MAX3 = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "max_overlap": 3}}
 QUALITY_FIRST = {
     **DEFAULT,
     "golden_share": 0.15,
@@ -148,6 +158,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "quality_first": ("crowdloop quality-first", QUALITY_FIRST, {}),
     "exam": ("crowdloop default + exam", DEFAULT, EXAM),
     "noblind": ("crowdloop default without crowd-wide blocking", DEFAULT, NO_BLIND),
+    "max3": ("crowdloop default, dynamic overlap up to 3", MAX3, {}),
 }
 
 
@@ -161,6 +172,51 @@ def _truth(sim_url: str, item_ids: list[str]) -> dict[str, str]:
 
 def _accuracy(pred: dict[str, str], truth: dict[str, str]) -> float:
     return sum(pred.get(i) == t for i, t in truth.items()) / len(truth)
+
+
+def _spend(name: str, blocked_ids: set[str]) -> dict[str, int]:
+    """Where the money went: paid answers (every answer not rejected in review) by kind.
+
+    golden / exam: answers on control items; real_initial: a real pair's first push;
+    real_topup: later pushes (dynamic overlap) on pairs no excluded answer touched;
+    real_after_block: later pushes on pairs with an excluded answer, before or after the
+    block (re-asks of pairs a block emptied or weakened, and top-ups bought while the
+    excluded answers still counted). Across them: paid answers from workers blocked by the
+    end (accepted in review before their block), and rejected (unpaid) answers. Also
+    pairs_with_N: real pairs by paid answers (5: five or more).
+    """
+    out = Counter[str]()
+    with session_scope() as s:
+        rows = s.exec(
+            select(Item.id, Item.stage, Item.is_golden, Judgment.task_key, Judgment.review,
+                   Judgment.excluded, Judgment.worker_id)
+            .join(Judgment, Judgment.item_id == Item.id)
+            .where(Item.campaign_id == name)
+        ).all()
+    touched = {item for item, _, _, _, _, excluded, _ in rows if excluded}
+    per_pair = Counter[str]()
+    for item, stage, golden, key, review, _, worker in rows:
+        if review == "rejected":
+            out["rejected_unpaid"] += 1
+            continue
+        if stage == Stage.EXAM.value:
+            kind = "exam"
+        elif golden:
+            kind = "golden"
+        elif key is None or key.endswith(".0"):
+            kind = "real_initial"
+        else:
+            kind = "real_after_block" if item in touched else "real_topup"
+        out[kind] += 1
+        out["paid"] += 1
+        if worker in blocked_ids:
+            out["paid_from_blocked"] += 1
+        if not golden and stage != Stage.EXAM.value:
+            per_pair[item] += 1
+    # How many paid answers the real pairs got: where dynamic overlap stopped.
+    for n in per_pair.values():
+        out[f"pairs_with_{min(n, 5)}"] += 1
+    return dict(out)
 
 
 def run_one(
@@ -206,6 +262,7 @@ def run_one(
         crowd_now = __import__("httpx").get(f"{sim.url}/sim/workers", timeout=30).json()
     archetype = {w["id"]: w["archetype"] for w in crowd_now}
     blocked = {w["id"] for w in crowd_now if w["blocked"]}
+    spend = _spend(name, blocked_ids=blocked)
     bad = {w for w, a in archetype.items() if a in BAD_ARCHETYPES}
     bad_judged = {w for w in bad if answers[w] >= 10}
     honest = {w for w, a in archetype.items() if a == "honest"}
@@ -237,6 +294,7 @@ def run_one(
         "honest_blocked": len(honest & blocked),
         # Of the judgments the verdicts were computed from, the share a bad worker gave.
         "bad_share": float(sum(w in bad for w in frame["worker"]) / max(len(frame), 1)),
+        "spend": spend,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -313,6 +371,41 @@ def verdict(rows: list[dict[str, Any]], config: str = "default") -> str:
     return "\n".join(out)
 
 
+SPEND_KINDS = ("golden", "exam", "real_initial", "real_topup", "real_after_block")
+
+
+def spend_table(rows: list[dict[str, Any]], config: str = "default") -> str:
+    """Where one configuration's money went, crowd by crowd: paid answers by kind as a share
+    of the baseline's (means over seeds; rows saved before the breakdown existed are
+    skipped)."""
+    lines = [
+        f"| crowd | {config} paid answers (% of baseline's) | golden | exam | real, first ask "
+        "| later asks, untouched pairs | later asks, pairs with an excluded answer "
+        "| paid from workers later blocked "
+        "| rejected (unpaid) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in CROWDS:
+        mine = [
+            r
+            for r in rows
+            if r["crowd"] == key and "spend" in r.get(config, {}) and "spend" in r["baseline"]
+        ]
+        if not mine:
+            continue
+        base = statistics.mean(r["baseline"]["spend"]["paid"] for r in mine)
+
+        def mean(kind: str, mine: list[dict[str, Any]] = mine) -> float:
+            return statistics.mean(r[config]["spend"].get(kind, 0) for r in mine)
+
+        cells = " | ".join(f"{mean(k):.0f} ({mean(k) / base:.0%})" for k in SPEND_KINDS)
+        lines.append(
+            f"| {key} | {mean('paid'):.0f} ({mean('paid') / base:.0%}) | {cells} "
+            f"| {mean('paid_from_blocked'):.0f} | {mean('rejected_unpaid'):.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="seed 0 only")
@@ -321,6 +414,12 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     parser.add_argument("--table", type=Path, nargs="+", help="print the table of saved rows")
+    parser.add_argument(
+        "--baseline-from",
+        type=Path,
+        help="reuse the baseline rows (same crowd and seed) saved in this --out file: the "
+        "baseline buys no quality checks, so it is the same run to run",
+    )
     parser.add_argument(
         "--bar",
         nargs="+",
@@ -335,9 +434,15 @@ def main() -> None:
         for config in args.bar:
             print()
             print(verdict(rows, config))
+            print()
+            print(spend_table(rows, config))
         return
     seeds = [0] if args.quick else args.seeds
     configs = ["baseline", *(c for c in args.configs if c != "baseline")]
+    saved = {
+        (r["crowd"], r["seed"]): r["baseline"]
+        for r in (json.loads(args.baseline_from.read_text())["rows"] if args.baseline_from else [])
+    }
     rows = []
     with tempfile.TemporaryDirectory(prefix="crowdloop-bench-quality-") as tmp:
         root = Path(tmp)
@@ -345,7 +450,9 @@ def main() -> None:
             crowd = CROWDS[crowd_key][1]
             for seed in seeds:
                 runs = {
-                    key: run_one(
+                    key: saved[(crowd_key, seed)]
+                    if key == "baseline" and (crowd_key, seed) in saved
+                    else run_one(
                         root, crowd, seed, CONFIGS[key][1], f"{key}-{len(rows)}", CONFIGS[key][2]
                     )
                     for key in configs

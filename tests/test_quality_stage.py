@@ -3,6 +3,7 @@ marketplace, their judgments kept but excluded; rerunning the check changes noth
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ from crowdloop.connectors.registry import build_connector
 from crowdloop.db import session_scope
 from crowdloop.demo import top5
 from crowdloop.models.domain import BlockScope, Stage
-from crowdloop.models.spec import CampaignSpec
+from crowdloop.models.spec import CampaignSpec, DynamicOverlapSpec
 from crowdloop.models.tables import (
     Item,
     ItemState,
     Judgment,
+    PairOutcome,
     TaskRecord,
     WorkerRecord,
     WorkerStatus,
@@ -32,6 +34,13 @@ from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign
+from crowdloop.stages.preferences import (
+    aggregate_preferences,
+    extend_uncertain,
+    judgments_frame,
+    score_pairs,
+    unanswered_pairs,
+)
 from crowdloop.stages.quality_check import check_workers, reopen_short_comparisons
 from crowdloop.stages.sync import settle_items, wait_and_sync
 
@@ -262,36 +271,95 @@ def test_collected_pairs_left_short_by_a_later_block_are_asked_again(
     assert check_workers(CAMPAIGN, connector).reopened == 0
 
 
-def test_with_dynamic_overlap_only_pairs_left_without_a_trusted_answer_are_bought_again(
+def test_with_dynamic_overlap_an_emptied_pair_is_bought_again_only_if_its_pooled_verdict_is_unsure(
     campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
 ) -> None:
+    """A pair a block left with no trusted answer keeps a verdict pooled from its prompt's
+    other pairs; dynamic overlap asks again (min_overlap times) only if that verdict is
+    under the target, and the check itself re-buys nothing."""
     run_round(connector)
     assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
     with session_scope() as s:
         real = sorted(s.exec(select(Item.id).where(col(Item.is_golden).is_(False))).all())
         golden = sorted(s.exec(select(Item.id).where(col(Item.is_golden).is_(True))).all())
-        # Two real pairs and a golden one lose every answer (their workers all blocked
-        # later), a third real pair loses all but one: only the two real pairs with no
-        # trusted answer left go back, each asked once.
-        emptied, kept_one = real[:2], real[2]
+        # Every fourth real pair and a golden one lose every answer (their workers all
+        # blocked later): at most two pairs of a prompt's six, so each keeps a pooled verdict.
+        emptied = real[::4]
         s.execute(
             update(Judgment)
             .where(col(Judgment.item_id).in_([*emptied, golden[0]]))
             .values(excluded=True, exclusion_reason="untrusted worker: test")
         )
-        survivor = s.exec(select(Judgment.id).where(Judgment.item_id == kept_one)).first()
-        s.execute(
-            update(Judgment)
-            .where(Judgment.item_id == kept_one, Judgment.id != survivor)
-            .values(excluded=True, exclusion_reason="untrusted worker: test")
-        )
     with session_scope() as s:
-        assert reopen_short_comparisons(s, CAMPAIGN, 3, min_overlap=1) == 2
+        assert reopen_short_comparisons(s, CAMPAIGN, 3, min_overlap=1) == 0
+
+    frame = judgments_frame(CAMPAIGN)
+    missing = unanswered_pairs(CAMPAIGN, frame)
+    assert sorted(missing["pair"]) == emptied
+    scores, verdicts, _ = score_pairs(frame, "bradley_terry", missing)
+    pooled = verdicts.set_index("pair").loc[emptied]
+    assert (pooled[["n_left", "n_right", "n_tie"]] == 0).all().all()
+    # The verdict is the fitted scores' win probability: no vote of its own enters it; a
+    # response that only the emptied pair compared scores the prior's mean, 0.
+    for pair, row in pooled.iterrows():
+        delta = scores.get(row["left"], 0.0) - scores.get(row["right"], 0.0)
+        expected = 1 / (1 + math.exp(-delta))
+        assert row["p_left_better"] == pytest.approx(expected), pair
+    confidence = pooled["confidence"].to_dict()
+    assert min(confidence.values()) < max(confidence.values())
+    target = (min(confidence.values()) + max(confidence.values())) / 2
+    unsure = {p for p, c in confidence.items() if c < target}
+    assert unsure and unsure != set(emptied)
+
+    # The other pairs have OVERLAP (15) trusted answers, over max_overlap: only emptied
+    # pairs can be extended, those under the target, each asked min_overlap times.
+    dynamic = DynamicOverlapSpec(min_overlap=2, max_overlap=4, target_confidence=target)
+    assert extend_uncertain(CAMPAIGN, dynamic, "bradley_terry") == len(unsure)
     with session_scope() as s:
         pending = {
             i.id: i.overlap for i in s.exec(select(Item).where(Item.state == ItemState.PENDING))
         }
-    assert pending == dict.fromkeys(emptied, 1)
+    assert pending == dict.fromkeys(unsure, 2)
+    assert push_pending(CAMPAIGN, Stage.COMPARE, connector).assignments == 2 * len(unsure)
+
+    # The sure ones keep their pooled verdict in the campaign's outcomes, with no votes.
+    aggregate_preferences(CAMPAIGN, "bradley_terry")
+    with session_scope() as s:
+        outcomes = {o.item_id: o for o in s.exec(select(PairOutcome))}
+    for pair in set(emptied) - unsure:
+        assert outcomes[pair].n_left + outcomes[pair].n_right + outcomes[pair].n_tie == 0
+        assert outcomes[pair].confidence == pytest.approx(confidence[pair])
+
+
+def test_dynamic_overlap_buys_one_trusted_answer_more_up_to_the_cap(
+    campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
+) -> None:
+    """Under the default cap (4 trusted answers) an unsure pair with three trusted answers
+    gets a fourth, one with four gets none, and one a block emptied gets min_overlap (its
+    excluded answers are not bought again); the rest (15 answers each) are over the cap."""
+    run_round(connector)
+    assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
+    dynamic = DynamicOverlapSpec(target_confidence=0.999)
+    cap = dynamic.max_overlap
+    with session_scope() as s:
+        real = sorted(s.exec(select(Item.id).where(col(Item.is_golden).is_(False))).all())
+        # Pairs of different prompts (six pairs a prompt, ids are hashes: far apart).
+        short, full, none = real[0], real[40], real[80]
+        for pair, keep in ((short, cap - 1), (full, cap), (none, 0)):
+            kept = s.exec(select(Judgment.id).where(Judgment.item_id == pair).limit(keep)).all()
+            s.execute(
+                update(Judgment)
+                .where(Judgment.item_id == pair, col(Judgment.id).not_in(kept))
+                .values(excluded=True, exclusion_reason="untrusted worker: test")
+            )
+    # A target no verdict reaches: every pair is unsure, only the cap decides.
+    assert extend_uncertain(CAMPAIGN, dynamic, "bradley_terry") == 2
+    with session_scope() as s:
+        pending = {
+            i.id: i.overlap for i in s.exec(select(Item).where(Item.state == ItemState.PENDING))
+        }
+    assert pending == {short: cap, none: dynamic.min_overlap}
+    # One assignment each: the short pair's last trusted answer, the emptied pair's first.
     assert push_pending(CAMPAIGN, Stage.COMPARE, connector).assignments == 2
 
 

@@ -103,6 +103,39 @@ def evidence_frame(campaign_id: str) -> pd.DataFrame:
         level=None,
     )
     return pd.concat([frame, extra[frame.columns]], ignore_index=True)
+def unanswered_pairs(campaign_id: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Collected real pairs a block left with no trusted answer (every answer they had is
+    excluded), absent from `frame`: pair, prompt, left, right.
+
+    They still have a verdict: the model's scores of their two responses, fitted on the
+    prompt's other pairs that compare either of them. Dynamic overlap asks about them
+    again only when that verdict is under its target (`extend_uncertain`). Only pairs
+    with an excluded answer: a pair an AI judge decided has no human answers either, but
+    it has the judge's verdict.
+    """
+    columns = ["pair", "prompt", "left", "right"]
+    lost = (
+        sa_select(col(Judgment.item_id))
+        .where(col(Judgment.campaign_id) == campaign_id, col(Judgment.excluded).is_(True))
+        .distinct()
+    )
+    with session_scope() as s:
+        rows = s.execute(
+            sa_select(col(Item.id), col(Item.subject_id), col(Item.left_id), col(Item.right_id))
+            .where(
+                col(Item.campaign_id) == campaign_id,
+                col(Item.kind) == "compare",
+                col(Item.is_golden).is_(False),
+                col(Item.state).in_([ItemState.COLLECTED, ItemState.DONE]),
+                col(Item.id).in_(lost),
+            )
+            .order_by(col(Item.id))
+        ).all()
+    answered = set(frame["pair"]) if not frame.empty else set()
+    rows = [r for r in rows if r[0] not in answered]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    return _columns_frame(rows, columns)
 
 
 def _columns_frame(rows: Sequence[Sequence[object]], columns: list[str]) -> pd.DataFrame:
@@ -116,13 +149,20 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
     """Dynamic overlap: ask once more about every collected pair whose verdict is unsure.
 
     Pairs start at `min_overlap`; a pair whose confidence is under `target_confidence`
-    gets one more judgment per round, up to `max_overlap`. Returns pairs extended.
+    gets one more judgment per round, up to `max_overlap`. A pair a block left with no
+    trusted answer is judged on its pooled verdict (`unanswered_pairs`) and asked
+    `min_overlap` times again only if that is unsure. Returns pairs extended.
     """
     frame = evidence_frame(campaign_id)
+    unanswered = unanswered_pairs(campaign_id, frame)
     if frame.empty:
+        # Nothing to fit: a pair a block emptied has no verdict at all.
+        unsure = unanswered["pair"].tolist()
+    else:
+        _, verdicts, _ = score_pairs(frame, method, unanswered)
+        unsure = verdicts.loc[verdicts["confidence"] < dynamic.target_confidence, "pair"].tolist()
+    if not unsure:
         return 0
-    _, verdicts, _ = score_pairs(frame, method)
-    unsure = verdicts.loc[verdicts["confidence"] < dynamic.target_confidence, "pair"].tolist()
     # A pair the AI judge decided stays decided (AI-first routing buys no humans for it).
     from crowdloop.stages.routing import ai_routed_items
 
@@ -133,13 +173,16 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
         # plus one. overlap + 1 (before) also bought again every answer a blocked worker
         # left on the pair, which put crowd-wide blocking at 96-100% of the baseline's
         # cost on the spammy crowd (README). Only collected pairs under the cap: the
-        # others are still out, or have max_overlap trusted answers.
+        # others are still out, or have max_overlap trusted answers. A pair a block left
+        # with no trusted answer is one of them (its verdict pooled from the prompt's other
+        # pairs), asked min_overlap times like a new pair, and only if that verdict is
+        # unsure.
         trusted = answer_counts(s, campaign_id, trusted_only=True)
         by_overlap: dict[int, list[str]] = {}
         for pair in unsure:
             have = trusted.get(pair, 0)
             if have < dynamic.max_overlap:
-                by_overlap.setdefault(have + 1, []).append(pair)
+                by_overlap.setdefault(max(have + 1, dynamic.min_overlap), []).append(pair)
         return sum(
             move_items(
                 s,
@@ -183,7 +226,7 @@ def _worker_aware(frame: pd.DataFrame) -> tuple[dict[str, float], pd.Series]:
 
 
 def score_pairs(
-    frame: pd.DataFrame, method: str
+    frame: pd.DataFrame, method: str, unanswered: pd.DataFrame | None = None
 ) -> tuple[dict[str, float], pd.DataFrame, list[str]]:
     """Response scores, one verdict per pair, and the prompts whose comparison graph splits.
 
@@ -194,6 +237,9 @@ def score_pairs(
     given no tie); within `TIE_BAND` of 1/2 the verdict is a tie. The vote counts are kept
     beside it for provenance. `worker_aware` scores discount inattentive workers and
     position bias; votes are then weighted by each worker's attentiveness.
+
+    `unanswered` pairs (`unanswered_pairs`: no trusted answer left) get a verdict from the
+    scores alone, with no votes; a response no answer touches scores 0, the prior's mean.
     """
     bt_scores, disconnected = _bt_scores(frame)
     votes = frame[["pair", "label"]]
@@ -205,7 +251,15 @@ def score_pairs(
     counts = pair_verdicts(votes)[["pair", "n_left", "n_right", "n_tie"]]
     meta = frame.drop_duplicates("pair")[["pair", "prompt", "left", "right"]]
     out = meta.merge(counts, on="pair", validate="one_to_one")
-    delta = out["left"].map(scores).to_numpy() - out["right"].map(scores).to_numpy()
+    if unanswered is not None and not unanswered.empty:
+        none = unanswered[["pair", "prompt", "left", "right"]].assign(
+            n_left=0.0, n_right=0.0, n_tie=0.0
+        )
+        out = pd.concat([out, none], ignore_index=True)
+    delta = (
+        out["left"].map(scores).fillna(0.0).to_numpy(dtype=float)
+        - out["right"].map(scores).fillna(0.0).to_numpy(dtype=float)
+    )
     p_left = 1.0 / (1.0 + np.exp(-delta))
     out["p_left_better"] = p_left
     out["confidence"] = np.maximum(p_left, 1.0 - p_left)
@@ -225,7 +279,9 @@ def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> Pr
     score_rows: list[dict[str, object]] = []
     disconnected: list[str] = []
     if not frame.empty:
-        scores, verdicts, disconnected = score_pairs(frame, method)
+        scores, verdicts, disconnected = score_pairs(
+            frame, method, unanswered_pairs(campaign_id, frame)
+        )
         prompt_of = {
             str(rid): str(pid)
             for side in ("left", "right")

@@ -553,14 +553,18 @@ def reopen_short_comparisons(
     same-side crowd once constant answerers were blocked). Only items with an excluded
     answer: a pair an AI judge decided has no human answers and is not short.
 
-    With dynamic overlap (``min_overlap`` given) only pairs left with *no* trusted answer
-    go back, asked ``min_overlap`` times: a pair that kept a trusted answer keeps a verdict,
-    and dynamic overlap asks again only if that verdict is now under the target confidence.
-    Golden pairs are not bought again then: they have no verdict to lose. Re-buying every
-    excluded answer put blocking over the issue's cost bar (crowd-wide blocking at 86-92%
-    of the baseline's cost on three crowds, README). Without dynamic overlap a pair goes
-    back whenever it has fewer trusted answers than its overlap.
+    With dynamic overlap (``min_overlap`` given) nothing goes back from here: dynamic
+    overlap's next step (`preferences.extend_uncertain`, the same round) asks again about
+    every collected pair whose verdict is under the target, a pair left with no trusted
+    answer included (its verdict pooled from the prompt's other pairs), and only those.
+    Re-buying every pair a blocked worker had emptied cost 17-25% of the baseline's
+    spend on the bench's spammy and same-side crowds (README), much of it on pairs whose
+    pooled verdict was already sure. Golden pairs are never bought again then: they have
+    no verdict to lose. Without dynamic overlap a pair goes back whenever it has fewer
+    trusted answers than its overlap.
     """
+    if min_overlap is not None:
+        return 0
     lost = (
         select(Judgment.item_id)
         .where(Judgment.campaign_id == campaign_id, col(Judgment.excluded).is_(True))
@@ -572,31 +576,17 @@ def reopen_short_comparisons(
             Item.state == ItemState.COLLECTED,
             Item.stage == Stage.COMPARE.value,
             col(Item.id).in_(lost),
-            *([col(Item.is_golden).is_(False)] if min_overlap is not None else []),
         )
     ).all()
     if not items:
         return 0
     trusted = answer_counts(s, campaign_id, trusted_only=True)
-    floor = 1 if min_overlap is not None else None
     short = [
         item_id
         for item_id, overlap, pushes, extensions in items
-        if trusted.get(item_id, 0) < (floor or overlap)
-        and pushes - extensions <= max_requeue_rounds
+        if trusted.get(item_id, 0) < overlap and pushes - extensions <= max_requeue_rounds
     ]
-    if min_overlap is None:
-        return move_items(s, short, ItemState.PENDING, from_=ItemState.COLLECTED, strict=False)
-    # Each short pair has no trusted answer, so an overlap of min_overlap buys exactly that
-    # many; its earlier, higher overlap would buy the excluded answers again.
-    return move_items(
-        s,
-        short,
-        ItemState.PENDING,
-        from_=ItemState.COLLECTED,
-        values={"overlap": min_overlap},
-        strict=False,
-    )
+    return move_items(s, short, ItemState.PENDING, from_=ItemState.COLLECTED, strict=False)
 
 
 def review_submissions(campaign_id: str, stages: list[Stage], connector: Connector) -> int:
