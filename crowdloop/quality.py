@@ -357,9 +357,9 @@ def _judge_log_lik_block(
     ``p_left``: P(left is the better side) (NaN for a golden tie, see below); ``tie``: the
     tie probability per row and tie-share column (rows x T). A golden pair whose answer is
     tie (``p_left`` NaN) is answered tie with probability q. ``clarity`` (0..1 per row) is
-    how clear-cut the pair is: on a clear pair a careful worker's tie is one of their mistakes, at most
-    ``mistake_tie * (1 - q)`` likely; on a close one it is the worker's tie share ``tie``;
-    in between, the mix of the two.
+    how clear-cut the pair is: on a clear pair a careful worker's tie is one of their
+    mistakes, at most ``mistake_tie * (1 - q)`` likely; on a close one it is the worker's
+    tie share ``tie``; in between, the mix of the two.
     """
     p = p_left[:, None, None]
     q = grid[None, :, None]
