@@ -164,9 +164,13 @@ class CrowdPolicy:
     ``golden_tie`` of a careful worker's mistakes. ``blocks`` is the decision rule: the
     posterior at ``blind_confidence`` on at least ``min_answers`` answers.
 
-    **Drift**: the same factor on every suffix of the worker's answers in time order (at
-    least ``drift_min_answers`` long, penalised by log of the number of suffixes tried)
-    finds a worker who turned careless after a careful start; ``since`` is where.
+    **Drift**: a change point in the worker's answers in time order (`_change_point_scan`):
+    careful up to some answer and content-blind from it on (at least ``drift_min_answers``
+    after it), against careful throughout with one accuracy and tie share for every
+    answer, so the careful start is what the careless end is measured against. Workers
+    who turned have their own crowd-learned share, beside the blind-from-the-start one.
+    ``drift_since`` is the most probable change point; the quality check excludes only
+    the answers from it on.
 
     **Ambiguous golden items**: a golden pair on which the workers who look honest
     (``p_blind < 0.5``) agree with its answer less than ``retire_below`` of the time, with
@@ -393,10 +397,13 @@ def assess_crowd(
         ``n_right``, ``n_tie``, ``agreement`` (mean probability the others' verdicts gave
         the side the worker chose, on real pairs with a verdict), ``accuracy`` (posterior
         mean q if content-dependent), ``log_bf`` (content-blind vs dependent, all answers),
-        ``p_blind`` (posterior, all answers or the worst suffix), ``drift_since`` (the time
-        of the first answer of that suffix, when the suffix is what convicts), ``prior_blind``
-        (the crowd's learned share). ``golden_items``: ``item, golden, answers, agree, split,
-        p_below, retired`` for every golden pair answered.
+        ``p_blind`` (posterior of careless answering: blind from the start, or from a change
+        point on), ``drift_since`` (the time of the first answer after the most probable
+        change point, when the posterior says the worker turned rather than was blind from
+        the start), ``drift_seq`` (that answer's ``seq``, when the frame has the column: the
+        judgment id), ``prior_blind`` (the crowd's learned share of careless workers, both
+        kinds) and ``prior_drift`` (of those who turned). ``golden_items``: ``item, golden,
+        answers, agree, split, p_below, retired`` for every golden pair answered.
     """
     policy = policy or CrowdPolicy()
     needed = {"worker", "item", "left", "right", "label", "golden", "time"}
@@ -515,7 +522,10 @@ def assess_crowd(
     post_q = _softmax(per_worker)
     accuracy = post_q @ q_of_column
     times = frame["time"].to_numpy()[order]
-    drifted = [i >= 0 and drift_bf[w] > log_bf[w] for w, i in enumerate(drift_at)]
+    # Turned rather than blind from the start, by the posterior (the crowd's two shares
+    # included): a random clicker whose first answers happened to be right is not a
+    # careful worker who turned, and keeps none of their answers.
+    drifted = [i >= 0 and from_start[w] < 0.5 for w, i in enumerate(drift_at)]
     since = np.array(
         [times[i] if d else None for d, i in zip(drifted, drift_at, strict=True)], dtype=object
     )

@@ -472,9 +472,6 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                         f"golden accuracy {on_golden.accuracy:.2f} ({correct}/{total} correct); "
                         f"P(below {policy.min_accuracy}) = {on_golden.p_below:.2f}"
                     )
-                    # Failed golden pairs of a worker every answer says turned careless
-                    # at some point: the answers before it stay (as for a drift block).
-                    rec.excluded_from = drift_start(s, row) if row is not None else None
                 elif on_writing.status == "blocked":
                     rec.block_reason = (
                         f"texts accepted {on_writing.accuracy:.2f} ({accepted}/{written}); "
