@@ -194,6 +194,9 @@ class CrowdPolicy:
     prior_blind: tuple[float, float] = (1.0, 4.0)
     folds: int = 5
     drift_min_answers: int = 8
+    # A worker who turned keeps the answers before the change point only when those answers
+    # are this much (log Bayes factor) better explained as careful than as blind.
+    drift_careful_start: float = 3.0
     retire_below: float = 0.75
     # 0.95 at 3 answers: an item goes when all 3 honest-looking workers disagree with it.
     # At 0.9 it went on 2 of 3, which random clickers not yet caught (they look honest at
@@ -485,7 +488,7 @@ def assess_crowd(
                 best, p_left, ll, per_worker, log_judge = fit, p_try, ll_try, per_try, judge_try
                 chosen_temperature = temperature
         log_bf = log_blind - log_judge
-        drift_bf, drift_at, turned = _change_point_scan(
+        drift_bf, drift_at, careful_start, turned = _change_point_scan(
             wcode[order], label[order], ll[order], use[order], n_w, policy.drift_min_answers
         )
         # Empirical Bayes, one share per kind of careless worker: blind from the start, and
@@ -525,7 +528,13 @@ def assess_crowd(
     # Turned rather than blind from the start, by the posterior (the crowd's two shares
     # included): a random clicker whose first answers happened to be right is not a
     # careful worker who turned, and keeps none of their answers.
-    drifted = [i >= 0 and from_start[w] < 0.5 for w, i in enumerate(drift_at)]
+    # And only when the answers before the change point are themselves clearly careful:
+    # a random clicker's lucky first answers are no careful start (measured on the spammy
+    # crowd: three random clickers would have kept their first 4-10 answers).
+    drifted = [
+        i >= 0 and from_start[w] < 0.5 and careful_start[w] <= -policy.drift_careful_start
+        for w, i in enumerate(drift_at)
+    ]
     since = np.array(
         [times[i] if d else None for d, i in zip(drifted, drift_at, strict=True)], dtype=object
     )
@@ -656,7 +665,7 @@ def _change_point_scan(
     use: np.ndarray,
     n_workers: int,
     min_len: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Drift as a change point in each worker's answers (rows already in time order).
 
     Two models of a worker: careful throughout (one accuracy ``q`` for every answer,
@@ -669,11 +678,13 @@ def _change_point_scan(
 
     Returns per worker the log Bayes factor (change point against careful throughout, the
     change point marginalised), the row of the most probable change point (-1: none
-    tried), and per row P(the change point is at or before this answer | the worker
-    turned), 0 for rows left out by ``use``.
+    tried), the log Bayes factor of content-blind against careful on the answers before
+    it (how sure the careful start is), and per row P(the change point is at or before
+    this answer | the worker turned), 0 for rows left out by ``use``.
     """
     best = np.full(n_workers, -np.inf)
     start = np.full(n_workers, -1, dtype=np.int64)
+    before = np.zeros(n_workers)
     turned = np.zeros(worker.size)
     rows_of = np.argsort(worker, kind="stable")
     bounds = np.searchsorted(worker[rows_of], np.arange(n_workers + 1))
@@ -693,12 +704,15 @@ def _change_point_scan(
         top = float(terms.max())
         weights = np.exp(terms - top)
         best[w] = top + float(np.log(weights.mean())) - float(_logmeanexp(prefix_ll[n]))
-        start[w] = int(idx[cand[int(np.argmax(terms))]])
+        k = int(cand[int(np.argmax(terms))])
+        start[w] = int(idx[k])
+        head = suffix_counts[0] - suffix_counts[k]
+        before[w] = float(_dirichlet_log_ml(head) - _logmeanexp(prefix_ll[k]))
         cdf = np.zeros(n)
         cdf[cand] = np.cumsum(weights) / weights.sum()
         cdf[cand[-1] :] = 1.0
         turned[idx] = cdf
-    return best, start, turned
+    return best, start, before, turned
 
 
 def _logmeanexp(x: np.ndarray) -> np.ndarray:
