@@ -149,8 +149,9 @@ class CrowdPolicy:
       ``clear_cut``; of a real pair it is P(left better) from a Bradley-Terry fit of the
       *other* workers' answers (cross-fitted over ``folds`` groups of workers, so a worker's
       own answers never vouch for them; a pair nobody else could speak to is 1/2 and says
-      nothing). ``q`` is integrated over ``accuracy_grid``; ties take the worker's own tie
-      share, capped at ``max_tie`` (a careful worker says tie sometimes, never always).
+      nothing). ``q`` is integrated over ``accuracy_grid`` and the worker's tie share over
+      ``tie_grid`` (a careful worker says tie sometimes, never always), each worker with
+      one (q, tie share) for all their answers.
     * **content-blind**: the answers are draws from the worker's own fixed distribution
       over left/right/tie, whatever the pair (random clicking, always left, always tie, a
       group sharing one answer); Dirichlet(1, 1, 1) marginal likelihood.
@@ -163,9 +164,13 @@ class CrowdPolicy:
     ``golden_tie`` of a careful worker's mistakes. ``blocks`` is the decision rule: the
     posterior at ``blind_confidence`` on at least ``min_answers`` answers.
 
-    **Drift**: the same factor on every suffix of the worker's answers in time order (at
-    least ``drift_min_answers`` long, penalised by log of the number of suffixes tried)
-    finds a worker who turned careless after a careful start; ``since`` is where.
+    **Drift**: a change point in the worker's answers in time order (`_change_point_scan`):
+    careful up to some answer and content-blind from it on (at least ``drift_min_answers``
+    after it), against careful throughout with one accuracy and tie share for every
+    answer, so the careful start is what the careless end is measured against. Workers
+    who turned have their own crowd-learned share, beside the blind-from-the-start one.
+    ``drift_since`` is the most probable change point; the quality check excludes only
+    the answers from it on.
 
     **Ambiguous golden items**: a golden pair on which the workers who look honest
     (``p_blind < 0.5``) agree with its answer less than ``retire_below`` of the time, with
@@ -181,10 +186,17 @@ class CrowdPolicy:
     min_answers: int = 10
     accuracy_grid: tuple[float, ...] = (0.72, 0.85, 0.95)
     clear_cut: float = 0.97
-    max_tie: float = 0.2
+    # The careful worker's tie share, integrated over like q (it was the worker's own
+    # share, shrunk and capped at 0.2: a plug-in fitted on the very answers it judged, so
+    # a sleeper's random ties set their own price; on a grid, a careful start with few
+    # ties makes a later run of them cost).
+    tie_grid: tuple[float, ...] = (0.03, 0.08, 0.2)
     prior_blind: tuple[float, float] = (1.0, 4.0)
     folds: int = 5
     drift_min_answers: int = 8
+    # A worker who turned keeps the answers before the change point only when those answers
+    # are this much (log Bayes factor) better explained as careful than as blind.
+    drift_careful_start: float = 3.0
     retire_below: float = 0.75
     # 0.95 at 3 answers: an item goes when all 3 honest-looking workers disagree with it.
     # At 0.9 it went on 2 of 3, which random clickers not yet caught (they look honest at
@@ -214,6 +226,8 @@ class CrowdPolicy:
             raise ValueError("blind_confidence must be in (0.5, 1)")
         if not self.accuracy_grid or not all(0.5 < q < 1 for q in self.accuracy_grid):
             raise ValueError("accuracy_grid values must be in (0.5, 1)")
+        if not self.tie_grid or not all(0 < t < 0.5 for t in self.tie_grid):
+            raise ValueError("tie_grid values must be in (0, 0.5)")
         if self.folds < 2:
             raise ValueError("folds must be >= 2")
         if self.min_answers < 1:
@@ -228,14 +242,18 @@ _LABELS = {"left": 0, "right": 1, "tie": 2}
 
 
 def cross_fit_delta(
-    frame: pd.DataFrame, folds: int, worker_weight: pd.Series | None = None
+    frame: pd.DataFrame,
+    folds: int,
+    worker_weight: pd.Series | None = None,
+    row_weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score difference (left - right) per real comparison from the other workers' answers
     only; sigmoid of it is P(left better).
 
     ``frame``: ``worker, left, right, label`` (left/right/tie). Workers are split into
     ``folds`` groups by a hash of their id; each group's comparisons are scored by a
-    Bradley-Terry fit of the other groups' (weighted by ``worker_weight`` when given).
+    Bradley-Terry fit of the other groups' (weighted by ``worker_weight`` when given, or
+    answer by answer by ``row_weight``, one per row of ``frame``).
     """
     import zlib
 
@@ -254,11 +272,12 @@ def cross_fit_delta(
     workers, codes = _unique_str(frame["worker"])
     fold_of_worker = np.array([zlib.crc32(w.encode()) % folds for w in workers])
     fold = fold_of_worker[codes]
-    weight = (
-        frame["worker"].map(worker_weight).fillna(1.0).to_numpy(dtype=np.float64)
-        if worker_weight is not None
-        else np.ones(len(frame))
-    )
+    if row_weight is not None:
+        weight = np.asarray(row_weight, dtype=np.float64)
+    elif worker_weight is not None:
+        weight = frame["worker"].map(worker_weight).fillna(1.0).to_numpy(dtype=np.float64)
+    else:
+        weight = np.ones(len(frame))
     for k in range(folds):
         held = fold == k
         if not held.any():
@@ -317,7 +336,7 @@ def _judge_log_lik(
     mistake_tie: float | None = None,
 ) -> np.ndarray:
     """`_judge_log_lik_block` a block of rows at a time (elementwise, so the same values)."""
-    out = np.empty((label.size, grid.size))
+    out = np.empty((label.size, grid.size * tie.shape[1]))
     for at in range(0, label.size, _LL_BLOCK):
         rows = slice(at, at + _LL_BLOCK)
         out[rows] = _judge_log_lik_block(
@@ -339,27 +358,30 @@ def _judge_log_lik_block(
     clarity: np.ndarray | None = None,
     mistake_tie: float | None = None,
 ) -> np.ndarray:
-    """log P(answer | content-dependent, accuracy q) per comparison (rows) and q (columns).
+    """log P(answer | content-dependent, accuracy q, tie share) per comparison (rows) and
+    (q, tie share) (columns, q-major: column ``i * T + j`` is ``grid[i]`` with tie column j).
 
     ``p_left``: P(left is the better side) (NaN for a golden tie, see below); ``tie``: the
-    worker's tie probability per row. A golden pair whose answer is tie (``p_left`` NaN) is
-    answered tie with probability q. ``clarity`` (0..1 per row) is how clear-cut the pair
-    is: on a clear pair a careful worker's tie is one of their mistakes, at most
-    ``mistake_tie * (1 - q)`` likely; on a close one it is the worker's tie share ``tie``;
-    in between, the mix of the two.
+    tie probability per row and tie-share column (rows x T). A golden pair whose answer is
+    tie (``p_left`` NaN) is answered tie with probability q. ``clarity`` (0..1 per row) is
+    how clear-cut the pair is: on a clear pair a careful worker's tie is one of their
+    mistakes, at most ``mistake_tie * (1 - q)`` likely; on a close one it is the worker's
+    tie share ``tie``; in between, the mix of the two.
     """
-    p = p_left[:, None]
-    q = grid[None, :]
-    t = tie[:, None]
+    p = p_left[:, None, None]
+    q = grid[None, :, None]
+    t = tie[:, None, :]
+    lab = label[:, None, None]
     if clarity is not None and mistake_tie is not None:
-        c = clarity[:, None]
+        c = clarity[:, None, None]
         t = (1 - c) * t + c * np.minimum(t, mistake_tie * (1 - q))
     golden_tie_row = np.isnan(p)
     p = np.where(golden_tie_row, 0.5, p)
-    p_side = np.where(label[:, None] == 0, p * q + (1 - p) * (1 - q), (1 - p) * q + p * (1 - q))
-    prob = np.where(label[:, None] == 2, t, (1 - t) * p_side)
-    prob = np.where(golden_tie_row, np.where(label[:, None] == 2, q, (1 - q) / 2), prob)
-    return np.log(np.maximum(prob, 1e-12))
+    p_side = np.where(lab == 0, p * q + (1 - p) * (1 - q), (1 - p) * q + p * (1 - q))
+    prob = np.where(lab == 2, t, (1 - t) * p_side)
+    prob = np.where(golden_tie_row, np.where(lab == 2, q, (1 - q) / 2), prob)
+    prob = np.broadcast_to(prob, (label.size, grid.size, tie.shape[1]))
+    return np.log(np.maximum(prob, 1e-12)).reshape(label.size, -1)
 
 
 def assess_crowd(
@@ -378,10 +400,13 @@ def assess_crowd(
         ``n_right``, ``n_tie``, ``agreement`` (mean probability the others' verdicts gave
         the side the worker chose, on real pairs with a verdict), ``accuracy`` (posterior
         mean q if content-dependent), ``log_bf`` (content-blind vs dependent, all answers),
-        ``p_blind`` (posterior, all answers or the worst suffix), ``drift_since`` (the time
-        of the first answer of that suffix, when the suffix is what convicts), ``prior_blind``
-        (the crowd's learned share). ``golden_items``: ``item, golden, answers, agree, split,
-        p_below, retired`` for every golden pair answered.
+        ``p_blind`` (posterior of careless answering: blind from the start, or from a change
+        point on), ``drift_since`` (the time of the first answer after the most probable
+        change point, when the posterior says the worker turned rather than was blind from
+        the start), ``drift_seq`` (that answer's ``seq``, when the frame has the column: the
+        judgment id), ``prior_blind`` (the crowd's learned share of careless workers, both
+        kinds) and ``prior_drift`` (of those who turned). ``golden_items``: ``item, golden,
+        answers, agree, split, p_below, retired`` for every golden pair answered.
     """
     policy = policy or CrowdPolicy()
     needed = {"worker", "item", "left", "right", "label", "golden", "time"}
@@ -402,9 +427,9 @@ def assess_crowd(
     n_w = len(workers)
     counts = np.zeros((n_w, 3))
     np.add.at(counts, (wcode, label), 1.0)
-    # A careful worker's tie share, shrunk towards 10% and capped: ties are allowed,
-    # but a worker who always says tie is not explained by it.
-    tie_w = np.minimum((counts[:, 2] + 1.0) / (counts.sum(axis=1) + 10.0), policy.max_tie)
+    tie_grid = np.asarray(policy.tie_grid, dtype=np.float64)
+    # q of each (q, tie share) column of the log-likelihoods.
+    q_of_column = np.repeat(grid, tie_grid.size)
     item_codes = pd.factorize(frame["item"])[0]
 
     p_left = np.full(len(frame), 0.5)
@@ -420,14 +445,21 @@ def assess_crowd(
     golden_frame = frame.loc[is_golden, ["item", "worker", "label", "golden"]]
     retired: set[str] = set()
     p_blind_w = np.full(n_w, 0.2)
+    # Per answer, the probability it was given content-blind (a blind worker's every
+    # answer; a drifting worker's from the change point on): the next iteration weighs the
+    # answers by 1 - it, so a sleeper's careful start still vouches for verdicts and ties.
+    blind_answer: np.ndarray | None = None
     audit = pd.DataFrame()
     prior = 0.2
+    prior_drift = 0.05
     chosen_temperature = 1.0
-    for iteration in range(iterations):
-        weight = pd.Series(1.0 - p_blind_w, index=workers) if iteration else None
-        tie = _pair_tie(item_codes, wcode, label, tie_w, 1.0 - p_blind_w if iteration else None)
+    for _ in range(iterations):
+        trust = None if blind_answer is None else 1.0 - blind_answer
+        tie = _pair_tie(item_codes, label, tie_grid, trust)
         delta = cross_fit_delta(
-            frame.loc[real, ["worker", "left", "right", "label"]], policy.folds, weight
+            frame.loc[real, ["worker", "left", "right", "label"]],
+            policy.folds,
+            row_weight=None if trust is None else trust[real],
         )
         use = np.ones(len(frame), dtype=bool)
         if retired:
@@ -446,7 +478,7 @@ def assess_crowd(
             clarity = np.where(clear, 1.0, np.abs(2 * p_try - 1) if policy.tie_by_clarity else 0.0)
             ll_try = _judge_log_lik(label, p_try, tie, grid, clarity, policy.golden_tie)
             ll_try[~use] = 0.0
-            per_try = np.zeros((n_w, grid.size))
+            per_try = np.zeros((n_w, q_of_column.size))
             np.add.at(per_try, wcode, ll_try)
             judge_try = _logmeanexp(per_try)
             fit = float(
@@ -456,23 +488,64 @@ def assess_crowd(
                 best, p_left, ll, per_worker, log_judge = fit, p_try, ll_try, per_try, judge_try
                 chosen_temperature = temperature
         log_bf = log_blind - log_judge
-        drift_bf, drift_at = _suffix_scan(
+        drift_bf, drift_at, careful_start, turned = _change_point_scan(
             wcode[order], label[order], ll[order], use[order], n_w, policy.drift_min_answers
         )
-        evidence = np.maximum(log_bf, drift_bf)
-        for _ in range(20):  # empirical Bayes: the crowd's share of content-blind workers
-            p_blind_w = _sigmoid(np.log(prior / (1 - prior)) + evidence)
-            a, b = policy.prior_blind
-            prior = float(np.clip((a - 1 + p_blind_w.sum()) / (a + b - 2 + n_w), 0.01, 0.5))
+        # Empirical Bayes, one share per kind of careless worker: blind from the start, and
+        # turned at a change point. Apart, so a crowd with many random clickers does not
+        # make drift more likely a priori (one shared share convicted an honest worker
+        # whose last answers fell on hard pairs, in a crowd with four random clickers).
+        a, b = policy.prior_blind
+        for _ in range(20):
+            joint = np.stack(
+                [
+                    np.full(n_w, np.log(1 - prior - prior_drift)),
+                    np.log(prior) + log_bf,
+                    np.log(prior_drift) + drift_bf,
+                ]
+            )
+            post = np.exp(joint - np.logaddexp.reduce(joint, axis=0))
+            prior, prior_drift = (
+                float(np.clip((a - 1 + post[k].sum()) / (a + b - 2 + n_w), 0.01, 0.45))
+                for k in (1, 2)
+            )
+        p_blind_w = post[1] + post[2]
+        # Of a worker's "bad" posterior, the share that is blind from the start against
+        # turned at the change point.
+        from_start = post[1] / np.maximum(p_blind_w, 1e-300)
+        turned_at = np.empty(len(frame))
+        turned_at[order] = turned
+        blind_answer = np.clip(
+            p_blind_w[wcode] * (from_start[wcode] + (1 - from_start[wcode]) * turned_at), 0, 1
+        )
         honest_looking = pd.Series(p_blind_w < 0.5, index=workers)
         audit = _audit_golden(golden_frame, honest_looking, policy)
         retired = set(audit.loc[audit["retired"], "item"])
 
     post_q = _softmax(per_worker)
-    accuracy = post_q @ grid
+    accuracy = post_q @ q_of_column
     times = frame["time"].to_numpy()[order]
+    # Turned rather than blind from the start, by the posterior (the crowd's two shares
+    # included): a random clicker whose first answers happened to be right is not a
+    # careful worker who turned, and keeps none of their answers.
+    # And only when the answers before the change point are themselves clearly careful:
+    # a random clicker's lucky first answers are no careful start (measured on the spammy
+    # crowd: three random clickers would have kept their first 4-10 answers).
+    drifted = [
+        i >= 0 and from_start[w] < 0.5 and careful_start[w] <= -policy.drift_careful_start
+        for w, i in enumerate(drift_at)
+    ]
     since = np.array(
-        [times[i] if i >= 0 and drift_bf[w] > log_bf[w] else None for w, i in enumerate(drift_at)],
+        [times[i] if d else None for d, i in zip(drifted, drift_at, strict=True)], dtype=object
+    )
+    # The judgment id of the first answer of the drift (when the frame carries ids, as
+    # `comparison_evidence` does): the quality check excludes from it on.
+    seqs = frame["seq"].to_numpy()[order] if "seq" in frame.columns else None
+    since_seq = np.array(
+        [
+            int(seqs[i]) if d and seqs is not None else None
+            for d, i in zip(drifted, drift_at, strict=True)
+        ],
         dtype=object,
     )
     g_use = is_golden & use
@@ -495,7 +568,9 @@ def assess_crowd(
             "log_bf": log_bf,
             "p_blind": p_blind_w,
             "drift_since": since,
-            "prior_blind": prior,
+            "drift_seq": since_seq,
+            "prior_blind": prior + prior_drift,
+            "prior_drift": prior_drift,
             "temperature": chosen_temperature,
         }
     )
@@ -504,16 +579,15 @@ def assess_crowd(
 
 def _pair_tie(
     item: np.ndarray,
-    worker: np.ndarray,
     label: np.ndarray,
-    tie_w: np.ndarray,
+    own: np.ndarray,
     trust: np.ndarray | None,
     strength: float = 2.0,
 ) -> np.ndarray:
-    """Per answer, the probability a careful worker says tie on this pair: the worker's
-    own capped tie share, raised towards the tie share of the *other* workers' answers on
-    the same pair (weighted by ``trust`` per worker when given; ``strength`` pseudo-answers
-    of the worker's own share).
+    """Per answer (rows) and tie share of the worker (columns, ``own``), the probability a
+    careful worker says tie on this pair: that share, raised towards the tie share of the
+    *other* workers' answers on the same pair (weighted by ``trust`` per answer when given;
+    ``strength`` pseudo-answers of the worker's own share).
 
     Why: dynamic overlap asks again about the pairs that stay unsure, and pairs of equal
     responses are the surest to stay unsure, so a careful worker's late answers are mostly
@@ -521,16 +595,16 @@ def _pair_tie(
     honest ties read as a worker turning content-blind (measured: 8 of 12 of an all-honest
     team blocked on the drift evidence alone).
     """
-    w = np.ones(item.size) if trust is None else trust[worker]
+    w = np.ones(item.size) if trust is None else trust
     is_tie = (label == 2).astype(np.float64)
     n_item = np.bincount(item, w)
     tie_item = np.bincount(item, w * is_tie)
-    others = n_item[item] - w
-    others_tie = tie_item[item] - w * is_tie
-    own = tie_w[worker]
+    others = (n_item[item] - w)[:, None]
+    others_tie = (tie_item[item] - w * is_tie)[:, None]
+    t = own[None, :]
     # Only ever raised: on a pair the others do not call tie, the worker's own share
     # stands (a constant tie-answerer is judged as before).
-    return np.maximum(own, (others_tie + strength * own) / (np.maximum(others, 0.0) + strength))
+    return np.maximum(t, (others_tie + strength * t) / (np.maximum(others, 0.0) + strength))
 
 
 def _audit_golden(
@@ -584,19 +658,34 @@ def _audit_golden(
     return pd.DataFrame(rows, columns=columns)
 
 
-def _suffix_scan(
+def _change_point_scan(
     worker: np.ndarray,
     label: np.ndarray,
     ll: np.ndarray,
     use: np.ndarray,
     n_workers: int,
     min_len: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per worker, the best log Bayes factor of content-blind vs dependent on a suffix of
-    their answers (rows already in time order), minus log(number of suffixes tried); and
-    the row index (within the worker's answers) where it starts (-1: none tried)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Drift as a change point in each worker's answers (rows already in time order).
+
+    Two models of a worker: careful throughout (one accuracy ``q`` for every answer,
+    integrated over the grid), and careful up to answer k then content-blind from k on
+    (the prefix with its own ``q``, the rest Dirichlet-multinomial), k uniform over the
+    answers that leave at least ``min_len`` after them and one before. The careful start
+    pins ``q``: under the first model the careless answers must be explained by the same
+    accuracy as the careful ones, so they cost more than when a suffix is judged alone
+    (the scan before this one), which is what lets a short careless stretch show.
+
+    Returns per worker the log Bayes factor (change point against careful throughout, the
+    change point marginalised), the row of the most probable change point (-1: none
+    tried), the log Bayes factor of content-blind against careful on the answers before
+    it (how sure the careful start is), and per row P(the change point is at or before
+    this answer | the worker turned), 0 for rows left out by ``use``.
+    """
     best = np.full(n_workers, -np.inf)
     start = np.full(n_workers, -1, dtype=np.int64)
+    before = np.zeros(n_workers)
+    turned = np.zeros(worker.size)
     rows_of = np.argsort(worker, kind="stable")
     bounds = np.searchsorted(worker[rows_of], np.arange(n_workers + 1))
     for w in range(n_workers):
@@ -605,20 +694,25 @@ def _suffix_scan(
         n = idx.size
         if n < min_len + 1:
             continue
-        # Suffixes starting at 1..n-min_len (the whole sequence is the overall factor).
-        lab = label[idx]
         onehot = np.zeros((n, 3))
-        onehot[np.arange(n), lab] = 1.0
-        suffix_counts = np.cumsum(onehot[::-1], axis=0)[::-1]  # counts from i to the end
-        suffix_ll = np.cumsum(ll[idx][::-1], axis=0)[::-1]  # (n, grid)
+        onehot[np.arange(n), label[idx]] = 1.0
+        suffix_counts = np.cumsum(onehot[::-1], axis=0)[::-1]  # counts from k to the end
+        prefix_ll = np.zeros((n + 1, ll.shape[1]))
+        np.cumsum(ll[idx], axis=0, out=prefix_ll[1:])  # row k: answers before k
         cand = np.arange(1, n - min_len + 1)
-        bf = _dirichlet_log_ml(suffix_counts[cand]) - _logmeanexp(suffix_ll[cand])
-        i = int(np.argmax(bf))
-        # The best change point, penalised by log of how many were tried (the mean over
-        # change points convicted honest workers on the bench: a short run of bad luck).
-        best[w] = float(bf[i]) - np.log(cand.size)
-        start[w] = int(idx[cand[i]])
-    return best, start
+        terms = _logmeanexp(prefix_ll[cand]) + _dirichlet_log_ml(suffix_counts[cand])
+        top = float(terms.max())
+        weights = np.exp(terms - top)
+        best[w] = top + float(np.log(weights.mean())) - float(_logmeanexp(prefix_ll[n]))
+        k = int(cand[int(np.argmax(terms))])
+        start[w] = int(idx[k])
+        head = suffix_counts[0] - suffix_counts[k]
+        before[w] = float(_dirichlet_log_ml(head) - _logmeanexp(prefix_ll[k]))
+        cdf = np.zeros(n)
+        cdf[cand] = np.cumsum(weights) / weights.sum()
+        cdf[cand[-1] :] = 1.0
+        turned[idx] = cdf
+    return best, start, before, turned
 
 
 def _logmeanexp(x: np.ndarray) -> np.ndarray:

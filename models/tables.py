@@ -274,6 +274,10 @@ class WorkerRecord(SQLModel, table=True):
     # Set once the marketplace confirmed the block; until then every check retries it.
     blocked_on_marketplace: bool = False
     block_reason: str | None = Field(default=None, max_length=300)
+    # A worker blocked for turning careless: only their answers given at or after this
+    # time (the change point's) are excluded, the careful ones before it are kept. None:
+    # every answer of an untrusted worker is excluded.
+    excluded_from: datetime | None = None
 
 
 class ExamStatus(StrEnum):

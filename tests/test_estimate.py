@@ -96,10 +96,16 @@ def test_dynamic_overlap_and_exam_and_assumptions(tmp_path: Path) -> None:
     assert real.worst == 12 * 4 * Decimal("0.05")
     exam = by_what["exam items"]
     assert exam.expected == 6 * 10 * Decimal("0.05") and exam.worst == 6 * 100 * Decimal("0.05")
+    # Extension rounds carry golden pairs too, one more answer each, at the golden share
+    # of the pairs they extend: expected 12 * 0.875 -> 4, at most 12 * 3 -> 12.
+    later = by_what["golden pairs asked again in extension rounds"]
+    assert (later.items, later.items_max, later.overlap, later.overlap_max) == (4, 12, 1, 1)
+    assert later.expected == 4 * Decimal("0.05") and later.worst == 12 * Decimal("0.05")
     reasks = by_what["re-asks"]
-    compare_expected = real.expected + by_what["golden pairs"].expected
+    golden = by_what["golden pairs"]
+    compare_expected = real.expected + golden.expected + later.expected
     assert reasks.expected == compare_expected * Decimal("0.1")
-    assert reasks.worst == real.worst + by_what["golden pairs"].worst  # one re-queue round
+    assert reasks.worst == real.worst + golden.worst + later.worst  # one re-queue round
     assert est.rewards_worst == sum(ln.worst for ln in est.lines)
 
 

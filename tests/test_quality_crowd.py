@@ -228,3 +228,118 @@ def test_the_block_rule_needs_a_high_posterior_and_enough_answers() -> None:
     assert policy.blocks(policy.blind_confidence, policy.min_answers)
     with pytest.raises(ValueError, match="min_answers"):
         CrowdPolicy(min_answers=0)
+
+
+def _sequence_frame(
+    sequences: dict[str, list[str]], *, seed: int = 0, golden_share: float = 0.15
+) -> pd.DataFrame:
+    """Workers answering side by side (answer i of everyone at time ~1000 i), each answer
+    drawn by the mode its position says: ``honest`` (0.92 right), ``random`` (uniform over
+    left/right/tie), ``wrong`` (the worse side). Pairs of 60 prompts x 4 responses with a
+    fixed truth; golden pairs of 40 clear-cut items at ``golden_share``."""
+    rng = np.random.default_rng(seed)
+    quality = {f"p{p}r{r}": float(rng.random()) for p in range(60) for r in range(4)}
+    rows = []
+    for n, (worker, modes) in enumerate(sequences.items()):
+        for i, mode in enumerate(modes):
+            if rng.random() < golden_share:
+                item = f"g{rng.integers(40)}"
+                left, right = f"{item}:left", f"{item}:right"
+                golden: str | None = "left" if int(item[1:]) % 2 else "right"
+                truth = golden
+            else:
+                p = int(rng.integers(60))
+                a, b = rng.choice(4, 2, replace=False)
+                left, right = f"p{p}r{a}", f"p{p}r{b}"
+                item, golden = f"{left}-{right}", None
+                truth = "left" if quality[left] > quality[right] else "right"
+            other = "right" if truth == "left" else "left"
+            if mode == "honest":
+                label = truth if rng.random() < 0.92 else rng.choice([other, other, "tie"])
+            elif mode == "wrong":
+                label = other
+            else:
+                label = rng.choice(["left", "right", "tie"])
+            rows.append(
+                {
+                    "worker": worker,
+                    "item": item,
+                    "left": left,
+                    "right": right,
+                    "label": str(label),
+                    "golden": golden,
+                    "time": 1000 * i + n,
+                    "seq": 100_000 * n + i,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_a_sleeper_is_caught_with_its_change_point_near_the_truth() -> None:
+    """Careful for 15 answers, random for 15 more: the change point is found within a few
+    answers of the 15th, the worker is blocked, and so is none of the honest crowd."""
+    sequences = {f"honest-{i}": ["honest"] * 30 for i in range(30)}
+    sleepers = {f"sleeper-{i}": ["honest"] * 15 + ["random"] * 15 for i in range(6)}
+    workers, _ = assess_crowd(_sequence_frame({**sequences, **sleepers}))
+    rows = workers.set_index("worker")
+    policy = CrowdPolicy()
+    caught = [
+        w for w in sleepers if policy.blocks(float(rows.loc[w, "p_blind"]), rows.loc[w, "answers"])
+    ]
+    # Measured: all six at 0.87-0.999, three of them over the block's 0.95.
+    assert len(caught) >= 3, rows.loc[list(sleepers), ["p_blind", "drift_since"]]
+    assert (rows.loc[list(sleepers), "p_blind"] > 0.5).all()
+    for w in caught:
+        # Answer 15 is at time 15000 + the worker's offset; within three answers of it.
+        assert abs(float(rows.loc[w, "drift_since"]) - 15_000) < 3_500, w
+        # The judgment id of that answer, for the quality check's exclusion.
+        assert rows.loc[w, "drift_seq"] % 100_000 == round(float(rows.loc[w, "drift_since"]) / 1000)
+    honest = rows.loc[list(sequences)]
+    assert not any(
+        policy.blocks(float(p), n)
+        for p, n in zip(honest["p_blind"], honest["answers"], strict=True)
+    )
+
+
+def test_a_worker_who_passed_an_exam_then_clicks_at_random_is_caught() -> None:
+    """The exam's shape: 12 right golden answers first, then 15 random ones (golden pairs
+    among them at their share: they keep flowing after the exam); the careful start pins
+    the worker's accuracy, so the careless stretch after it shows."""
+    sequences = {f"honest-{i}": ["honest"] * 30 for i in range(30)}
+    sleepers = {f"sleeper-{n}": ["random"] * 15 for n in range(6)}
+    frame = _sequence_frame({**sequences, **sleepers})
+    exam = [
+        {
+            "worker": worker,
+            "item": f"exam{i}",
+            "left": f"exam{i}:left",
+            "right": f"exam{i}:right",
+            "label": "left" if i % 2 else "right",
+            "golden": "left" if i % 2 else "right",
+            "time": -1000 * (12 - i),
+            "seq": -100 * n - i,
+        }
+        for n, worker in enumerate(sleepers)
+        for i in range(12)
+    ]
+    workers, _ = assess_crowd(pd.concat([frame, pd.DataFrame(exam)], ignore_index=True))
+    rows = workers.set_index("worker")
+    found = rows.loc[list(sleepers)]
+    # Measured: 3 of 6 above 0.5 (0.59-0.996; the scan before the change-point model: none).
+    likely = found[found["p_blind"] > 0.5]
+    assert len(likely) >= 3, found[["p_blind", "drift_since"]]
+    # Their change point is after the exam (time 0 is the first answer after it).
+    assert all(since is not None and since >= -1000 for since in likely["drift_since"])
+    assert (rows.loc[list(sequences), "p_blind"] < 0.5).all()
+
+
+def test_an_honest_worker_with_a_noisy_stretch_is_not_read_as_drift() -> None:
+    """Five wrong answers in a row, in the middle or at the very end of forty: bad luck or
+    a hard batch, not a worker who turned careless."""
+    sequences = {f"honest-{i}": ["honest"] * 40 for i in range(30)}
+    sequences["middle"] = ["honest"] * 20 + ["wrong"] * 5 + ["honest"] * 15
+    sequences["end"] = ["honest"] * 35 + ["random"] * 5
+    workers, _ = assess_crowd(_sequence_frame(sequences, seed=3))
+    p = workers.set_index("worker")["p_blind"]
+    assert p["middle"] < 0.5 and p["end"] < 0.5
+    assert (p < 0.5).all()

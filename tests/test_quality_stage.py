@@ -32,6 +32,7 @@ from crowdloop.models.tables import (
 from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
+from crowdloop.stages import quality_check
 from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.preferences import (
@@ -426,3 +427,89 @@ def test_submissions_are_reviewed_once_a_chunk_at_a_time(
     assert any(ex for _, ex, _ in rows), "no excluded work to reject: the test shows nothing"
     assert quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], connector) == 0
     assert len(calls) == len(sent) // 97 + (1 if len(sent) % 97 else 0)
+
+
+def test_a_worker_who_turned_careless_keeps_the_answers_before_the_change_point(
+    campaign: CampaignSpec,
+    sim: SimulatorServer,
+    connector: Connector,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A block on the drift evidence excludes the worker's answers from the change point the
+    crowd assessment found on, not the careful ones before it; the pairs those answers
+    leave short go back to the crowd like any other excluded answers'."""
+    run_round(connector)
+    assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
+    worker = sorted(by_archetype(sim, "honest"))[0]
+    with session_scope() as s:
+        mine = sorted(
+            s.exec(select(Judgment).where(Judgment.worker_id == worker)).all(),
+            key=lambda j: (j.submitted_at or j.received_at, j.id),
+        )
+    turn = mine[len(mine) // 2]
+    assessed = quality_check.assess_campaign_crowd
+
+    def drifted(s: Any, campaign_id: str, policy: Any) -> Any:
+        # The real assessment, with this one worker read as turned careless at `turn`.
+        crowd, audit = assessed(s, campaign_id, policy)
+        at = crowd["worker"] == worker
+        crowd.loc[at, "p_blind"] = 0.999
+        crowd["drift_seq"] = crowd["drift_seq"].astype(object)
+        crowd.loc[at, "drift_seq"] = turn.id
+        crowd.loc[at, "drift_since"] = 0.0
+        return crowd, audit
+
+    monkeypatch.setattr(quality_check, "assess_campaign_crowd", drifted)
+    result = check_workers(CAMPAIGN, connector)
+
+    assert worker in result.newly_blocked
+    assert worker in blocked_on_marketplace(sim)
+    with session_scope() as s:
+        record = s.get(WorkerRecord, (CAMPAIGN, worker))
+        assert record is not None and record.excluded_from == (
+            turn.submitted_at or turn.received_at
+        )
+        excluded = {
+            j.id: j.excluded for j in s.exec(select(Judgment).where(Judgment.worker_id == worker))
+        }
+    at = mine.index(turn)
+    assert not any(excluded[j.id] for j in mine[:at])
+    assert all(excluded[j.id] for j in mine[at:])
+    # Every pair of this campaign is asked at a fixed overlap: each one that lost an answer
+    # is short of it and goes back.
+    assert result.reopened >= len({j.item_id for j in mine[at:] if not j.item_id.startswith("ex")})
+    # A second check excludes nothing more.
+    assert check_workers(CAMPAIGN, connector).excluded_judgments == 0
+
+
+def test_golden_pairs_are_asked_again_in_later_rounds(
+    campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
+) -> None:
+    """Golden pairs all go out in the first round; a dynamic-overlap round asks one more
+    answer on some of them, at the golden share of the pairs it extends, fewest answers
+    first, each of a worker who has not answered that pair."""
+    run_round(connector)
+    settle_items(CAMPAIGN, max_requeue_rounds=3)
+    with session_scope() as s:
+        before = {
+            i: {j.worker_id for j in s.exec(select(Judgment).where(Judgment.item_id == i))}
+            for i in s.exec(select(Item.id).where(col(Item.is_golden).is_(True))).all()
+        }
+    # 18 pairs extended at share 0.3: 18 * 0.3 / 0.7 -> 8 golden pairs.
+    assert quality_check.reask_golden(CAMPAIGN, 18, 0.3) == 8
+    with session_scope() as s:
+        pending = {
+            i.id: i.overlap for i in s.exec(select(Item).where(Item.state == ItemState.PENDING))
+        }
+    assert set(pending) <= set(before) and len(pending) == 8
+    assert all(overlap == len(before[i]) + 1 for i, overlap in pending.items())
+    assert push_pending(CAMPAIGN, Stage.COMPARE, connector).assignments == 8
+    wait_and_sync(CAMPAIGN, [Stage.COMPARE], connector, poll_interval_s=0.05, timeout_s=60)
+    with session_scope() as s:
+        for item_id in pending:
+            workers = [
+                j.worker_id for j in s.exec(select(Judgment).where(Judgment.item_id == item_id))
+            ]
+            assert len(workers) == len(before[item_id]) + 1
+            assert len(set(workers)) == len(workers)  # a new worker, not a repeat
+    assert quality_check.reask_golden(CAMPAIGN, 0, 0.3) == 0

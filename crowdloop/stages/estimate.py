@@ -10,7 +10,9 @@ Per stage, the work the spec can create, priced at the stage's reward:
   overlap the worst case is `max_overlap`; the expected overlap is `min_overlap` plus
   q + q^2 + ... (one term per extension round, up to max), q = `assume.extend_rate`, the
   share of still-unsure pairs asked again each round;
-- golden pairs at `golden_share`, at the fixed `overlap` (dynamic overlap never extends them);
+- golden pairs at `golden_share`, at the fixed `overlap`; with dynamic overlap, each
+  extension round also asks one more answer on golden pairs at `golden_share` of the pairs
+  it extends (so known answers keep reaching workers after the first round);
 - the exam: exam items x takers (the worst case every seat, the expected case
   `assume.exam_takers`);
 - demonstrations: prompt and response writing, each text verified by
@@ -398,6 +400,23 @@ def estimate(
                     counts.golden_pairs,
                     prefs.overlap,
                     prefs.overlap,
+                    reward,
+                )
+            )
+        if counts.golden_pairs and dyn is not None:
+            extra = expected_overlap(dyn.min_overlap, dyn.max_overlap, assume.extend_rate)
+            compare.append(
+                _line(
+                    "compare",
+                    f"golden pairs asked again in extension rounds (share {prefs.golden_share:g})",
+                    golden_count(
+                        round(counts.real_pairs * (extra - dyn.min_overlap)), prefs.golden_share
+                    ),
+                    golden_count(
+                        counts.real_pairs * (dyn.max_overlap - dyn.min_overlap), prefs.golden_share
+                    ),
+                    1,
+                    1,
                     reward,
                 )
             )

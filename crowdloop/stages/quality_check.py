@@ -354,6 +354,20 @@ def blind_evidence(row: pd.Series) -> str:
     )
 
 
+def drift_start(s: Session, row: pd.Series) -> datetime | None:
+    """When a worker the crowd assessment blocks turned careless: the time of the first
+    answer of the change point it found (None: blind from the start, or no change point;
+    every answer is then excluded). The same time the evidence ordered the answers by
+    (submitted, else received), read back from the judgment rather than from the float."""
+    seq = row.get("drift_seq")
+    if seq is None or pd.isna(seq):
+        return None
+    judgment = s.get(Judgment, int(seq))
+    if judgment is None:
+        return None
+    return judgment.submitted_at or judgment.received_at
+
+
 def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
     """Re-assess every worker on all evidence so far; act on the untrusted per `on_fail`.
 
@@ -468,6 +482,7 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 else:
                     assert row is not None
                     rec.block_reason = blind_evidence(row)[:300]
+                    rec.excluded_from = drift_start(s, row)
                 if status in UNTRUSTED:
                     rec.blocked_at = utcnow()
                     result.newly_blocked.append(worker)
@@ -476,18 +491,23 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
         result.workers = len(counts)
         s.flush()
         untrusted = s.exec(
-            select(WorkerRecord.worker_id, WorkerRecord.block_reason).where(
+            select(
+                WorkerRecord.worker_id, WorkerRecord.block_reason, WorkerRecord.excluded_from
+            ).where(
                 WorkerRecord.campaign_id == campaign_id,
                 col(WorkerRecord.status).in_(UNTRUSTED),
             )
         ).all()
-        for worker, reason in untrusted:
+        for worker, reason, since in untrusted:
+            # A worker who turned careless keeps the answers of their careful start.
+            answered = func.coalesce(col(Judgment.submitted_at), col(Judgment.received_at))
             res = s.execute(
                 update(Judgment)
                 .where(
                     col(Judgment.campaign_id) == campaign_id,
                     col(Judgment.worker_id) == worker,
                     col(Judgment.excluded).is_(False),
+                    *([answered >= since] if since is not None else []),
                 )
                 .values(excluded=True, exclusion_reason=f"untrusted worker: {reason}")
             )
@@ -587,6 +607,55 @@ def reopen_short_comparisons(
         if trusted.get(item_id, 0) < overlap and pushes - extensions <= max_requeue_rounds
     ]
     return move_items(s, short, ItemState.PENDING, from_=ItemState.COLLECTED, strict=False)
+
+
+def reask_golden(campaign_id: str, extended: int, share: float) -> int:
+    """Golden pairs for a dynamic-overlap round: one more answer on ``golden_count(extended,
+    share)`` collected golden pairs (fewest answers first; retired ones never), so golden
+    items keep flowing to workers after the first round, the exam and a trusted start.
+
+    Why: golden pairs are planned once and all go out in the first round; the rounds after
+    it asked only real pairs, so a worker who turned careless later (a sleeper, or anyone
+    past the exam) met no known answer again (measured on the bench's sleepers crowd with
+    the exam: 10 of 12 sleepers answered no production golden pair). The worker who gets
+    the pair has not seen it: a golden pair's copies share one group.
+    """
+    from crowdloop.stages.plan import golden_count
+
+    want = golden_count(extended, share)
+    if want <= 0:
+        return 0
+    with session_scope() as s:
+        spec = load_spec(s, campaign_id)
+        _, audit = assess_campaign_crowd(s, campaign_id, crowd_policy_from(spec.quality))
+        retired = set(audit.loc[audit["retired"].astype(bool), "item"]) if len(audit) else set()
+        candidates = s.exec(
+            select(Item.id).where(
+                Item.campaign_id == campaign_id,
+                Item.stage == Stage.COMPARE.value,
+                Item.state == ItemState.COLLECTED,
+                col(Item.is_golden).is_(True),
+            )
+        ).all()
+        trusted = answer_counts(s, campaign_id, trusted_only=True)
+        answers = answer_counts(s, campaign_id, trusted_only=False)
+        chosen = sorted(
+            (i for i in candidates if i not in retired), key=lambda i: (answers.get(i, 0), i)
+        )[:want]
+        by_overlap: dict[int, list[str]] = defaultdict(list)
+        for item_id in chosen:
+            by_overlap[trusted.get(item_id, 0) + 1].append(item_id)
+        return sum(
+            move_items(
+                s,
+                ids,
+                ItemState.PENDING,
+                from_=ItemState.COLLECTED,
+                values={"overlap": overlap, "extensions": Item.extensions + 1},
+                strict=False,
+            )
+            for overlap, ids in sorted(by_overlap.items())
+        )
 
 
 def review_submissions(campaign_id: str, stages: list[Stage], connector: Connector) -> int:
