@@ -558,22 +558,27 @@ def ai_routed_items(campaign_id: str) -> set[str]:
     return set(_routed(campaign_id, AIRouteState.AI))
 
 
-def apply_ai_verdicts(campaign_id: str, outcome_rows: list[dict[str, object]]) -> int:
-    """Give each pair the judge decided its verdict (in place); returns pairs changed.
-
-    Its judgment is also in the Bradley-Terry fit (it informs the prompt's other pairs),
-    but a single vote can be outweighed there by the pooled scores; the routing decided
-    the pair, so its verdict stands. Where it overturns the fit, the margin is 0: the
-    scores give no size for a preference they do not show.
-    """
+def ai_verdicts(campaign_id: str) -> dict[str, str | None]:
+    """pair -> the judge's choice, for every pair the judge decided."""
     with session_scope() as s:
-        decided = dict(
+        return dict(
             s.exec(
                 select(AIRoute.item_id, AIRoute.choice).where(
                     AIRoute.campaign_id == campaign_id, AIRoute.route == AIRouteState.AI
                 )
             ).all()
         )
+
+
+def apply_ai_verdicts(decided: dict[str, str | None], outcome_rows: list[dict[str, object]]) -> int:
+    """Give each pair the judge decided (``decided``, from `ai_verdicts`) its verdict (in
+    place); returns pairs changed.
+
+    Its judgment is also in the Bradley-Terry fit (it informs the prompt's other pairs),
+    but a single vote can be outweighed there by the pooled scores; the routing decided
+    the pair, so its verdict stands. Where it overturns the fit, the margin is 0: the
+    scores give no size for a preference they do not show.
+    """
     changed = 0
     for row in outcome_rows:
         choice = decided.get(str(row["item_id"]))
