@@ -140,28 +140,53 @@ def write_campaign(out: Path, variant: str, name: str, seed: int) -> Path:
 # --- measurements shared by both children -------------------------------------------------------
 
 
+def _status_mib(field: str) -> float:
+    """A field of /proc/self/status in MiB (VmRSS now, VmHWM the peak so far); 0 off Linux."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 class PhaseTimer:
-    """Wall time, CPU time (this process) and call count per named phase."""
+    """Wall time, CPU time (this process), call count and memory per named phase: the RSS
+    after the phase's last call and how far the process's peak RSS rose inside it (summed
+    over calls), so a peak can be pinned on the stage that made it."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.cpu: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self.rss_after: dict[str, float] = {}
+        self.peak_rise: dict[str, float] = defaultdict(float)
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
         cpu = time.process_time()
+        peak = _status_mib("VmHWM")
         try:
             yield
         finally:
             self.seconds[name] += time.perf_counter() - start
             self.cpu[name] += time.process_time() - cpu
             self.calls[name] += 1
+            self.peak_rise[name] += _status_mib("VmHWM") - peak
+            self.rss_after[name] = _status_mib("VmRSS")
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         return {
-            k: {"s": round(v, 3), "cpu_s": round(self.cpu[k], 3), "calls": self.calls[k]}
+            k: {
+                "s": round(v, 3),
+                "cpu_s": round(self.cpu[k], 3),
+                "calls": self.calls[k],
+                "rss_after_mib": round(self.rss_after.get(k, 0.0), 1),
+                "peak_rise_mib": round(self.peak_rise[k], 1),
+            }
             for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1])
         }
 
@@ -678,7 +703,8 @@ def print_table(
         for name, ph in phases[-1].items():
             print(
                 f"  {name:28} {ph['s']:>9.2f} s wall {ph.get('cpu_s', 0.0):>9.2f} s CPU"
-                f"  in {ph['calls']:>3} call(s)"
+                f"  in {ph['calls']:>3} call(s); RSS after {ph.get('rss_after_mib', 0.0):>7.1f}"
+                f" MiB, peak rose {ph.get('peak_rise_mib', 0.0):>6.1f} MiB"
             )
     print()
     return medians

@@ -19,6 +19,7 @@ from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import Item, Judgment, JudgmentStatus
 from crowdloop.stages import quality_check, quality_report
 from crowdloop.stages.quality_check import check_workers, comparison_evidence
+from crowdloop.stages.sync import settle_items
 from tests.test_quality_stage import (  # noqa: F401  (fixtures)
     CAMPAIGN,
     campaign,
@@ -183,3 +184,84 @@ def test_an_assessment_of_another_database_is_never_reused(
     assert len(calls) == 2  # assessed again on this database's answers
     assert report == quality_report.distrust_report(CAMPAIGN)
     assert len(calls) == 2  # and that assessment is reused here
+
+
+def test_assess_crowd_is_the_same_whatever_the_log_likelihood_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The per-worker log-likelihood is summed a block of answers at a time: the result is
+    exactly the one summed over the whole (answers x grid) array, whatever the block."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from bench_assess import synthetic_frame
+
+    rng = np.random.default_rng(5)
+    n, n_workers = 5_000, 37
+    label = rng.integers(0, 3, n).astype(np.int8)
+    p_left = rng.random(n)
+    p_left[rng.random(n) < 0.05] = np.nan  # golden ties
+    # One tie probability per answer and tie-share column (`CrowdPolicy.tie_grid`).
+    tie = rng.random((n, len(quality.CrowdPolicy().tie_grid))) * 0.3
+    clarity = rng.random(n)
+    use = rng.random(n) < 0.9
+    wcode = rng.integers(0, n_workers, n).astype(np.int32)
+    grid = np.asarray(quality.CrowdPolicy().accuracy_grid)
+    policy = quality.CrowdPolicy()
+    whole = quality._judge_log_lik(label, p_left, tie, grid, clarity, policy.golden_tie)
+    whole[~use] = 0.0
+    expected = np.zeros((n_workers, whole.shape[1]))
+    np.add.at(expected, wcode, whole)
+    for block in (1_000, 333, 65_536):
+        monkeypatch.setattr(quality, "_LL_BLOCK", block)
+        got = quality._judge_log_lik_per_worker(
+            label, p_left, tie, grid, clarity, policy, use, wcode, n_workers
+        )
+        np.testing.assert_array_equal(got, expected)
+
+    frame = synthetic_frame(20_000, seed=4, coded=True)
+    monkeypatch.setattr(quality, "_LL_BLOCK", 65_536)
+    workers_a, audit_a = quality.assess_crowd(frame)
+    monkeypatch.setattr(quality, "_LL_BLOCK", 777)
+    workers_b, audit_b = quality.assess_crowd(frame)
+    pd.testing.assert_frame_equal(workers_a, workers_b)
+    assert _plain(audit_a) == _plain(audit_b)
+
+
+def test_aggregation_writes_the_same_rows_whatever_the_chunk(
+    campaign: CampaignSpec, connector: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scores and verdicts are written a chunk at a time: the stored rows are the same as
+    with one chunk for everything."""
+    from crowdloop.models.tables import CandidateScore, PairOutcome
+    from crowdloop.stages import preferences
+
+    run_round(connector)
+    assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
+
+    def stored() -> tuple[list[Any], list[Any]]:
+        with session_scope() as s:
+            outcomes = s.execute(
+                sa_select(PairOutcome.__table__).order_by(col(PairOutcome.item_id))  # type: ignore[attr-defined]
+            ).all()
+            scores = s.execute(
+                sa_select(
+                    col(CandidateScore.response_id),
+                    col(CandidateScore.prompt_id),
+                    col(CandidateScore.score),
+                    col(CandidateScore.method),
+                ).order_by(col(CandidateScore.response_id))
+            ).all()
+        return [tuple(r) for r in outcomes], [tuple(r) for r in scores]
+
+    monkeypatch.setattr(preferences, "ROW_CHUNK", 10**9)
+    whole = preferences.aggregate_preferences(CAMPAIGN, "worker_aware")
+    one_chunk = stored()
+    monkeypatch.setattr(preferences, "ROW_CHUNK", 7)
+    chunked = preferences.aggregate_preferences(CAMPAIGN, "worker_aware")
+    assert chunked == whole and whole.pairs > 7
+    assert stored() == one_chunk
+    assert len(one_chunk[1]) > 7

@@ -75,9 +75,9 @@ def graded_verdicts(frame: pd.DataFrame, graded: GradedSpec) -> pd.DataFrame:
     )
 
 
-def apply_graded(frame: pd.DataFrame, graded: GradedSpec, rows: list[dict[str, object]]) -> None:
-    """Replace the side verdicts of `rows` (PairOutcome rows) with the graded ones."""
-    verdicts = graded_verdicts(frame, graded).set_index("pair")
+def apply_graded(verdicts: pd.DataFrame, rows: list[dict[str, object]]) -> None:
+    """Replace the side verdicts of `rows` (PairOutcome rows) with the graded ones
+    (``verdicts``: `graded_verdicts` indexed by pair)."""
     for row in rows:
         pair = str(row["item_id"])
         if pair not in verdicts.index:

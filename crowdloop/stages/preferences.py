@@ -7,7 +7,7 @@ Raw judgments stay untouched; this stage rewrites only its own outputs
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -273,21 +273,78 @@ def score_pairs(
 def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> PreferenceAggregate:
     """Scores per response and a verdict per pair from the trusted judgments (and the AI
     judge's votes on pairs it sent back, `evidence_frame`), rewritten."""
+    # Here, not at the top: graded imports this module, routing the connectors.
+    from crowdloop.stages.graded import apply_graded, graded_spec, graded_verdicts
+    from crowdloop.stages.routing import AIVerdicts, ai_verdicts, apply_ai_verdicts
+
     frame = evidence_frame(campaign_id)
+    judgments = len(frame)
+    prompts = frame["prompt"].nunique() if not frame.empty else 0
     scores: dict[str, float] = {}
-    outcome_rows: list[dict[str, object]] = []
-    score_rows: list[dict[str, object]] = []
+    verdicts = pd.DataFrame(columns=["pair", "prompt", "left", "right"])
     disconnected: list[str] = []
+    graded_by_pair: pd.DataFrame | None = None
+    decided: AIVerdicts | None = None
     if not frame.empty:
         scores, verdicts, disconnected = score_pairs(
             frame, method, unanswered_pairs(campaign_id, frame)
         )
-        prompt_of = {
-            str(rid): str(pid)
-            for side in ("left", "right")
-            for rid, pid in zip(frame[side], frame["prompt"], strict=True)
-        }
-        score_rows = [
+        # Graded campaigns: winner, level and margin from the ordinal model.
+        graded = graded_spec(campaign_id)
+        if graded is not None:
+            graded_by_pair = graded_verdicts(frame, graded).set_index("pair")
+        # AI-first routing: a pair the judge decided keeps the judge's verdict.
+        decided = ai_verdicts(campaign_id)
+    # Nothing below needs the judgments: their frame goes before the output rows are made.
+    del frame
+    with session_scope() as s:
+        s.execute(delete(CandidateScore).where(col(CandidateScore.campaign_id) == campaign_id))
+        s.execute(delete(PairOutcome).where(col(PairOutcome.campaign_id) == campaign_id))
+        # The rows as dicts a chunk at a time: at 10^6 judgments every outcome row (288k)
+        # and score row (192k) as a dict at once held ~200 MB of small objects.
+        for rows in _score_rows(campaign_id, scores, verdicts, method):
+            insert_ignore(s, CandidateScore, rows, ["campaign_id", "response_id"])
+        pairs = 0
+        for rows in _outcome_rows(campaign_id, verdicts):
+            if graded_by_pair is not None:
+                apply_graded(graded_by_pair, rows)
+            if decided is not None:
+                apply_ai_verdicts(decided, rows)
+            insert_ignore(s, PairOutcome, rows, ["item_id"])
+            pairs += len(rows)
+    if disconnected:
+        logger.warning(
+            "%s: %d prompt(s) have a disconnected comparison graph; their scores are only "
+            "comparable within each connected group",
+            campaign_id,
+            len(disconnected),
+        )
+    return PreferenceAggregate(
+        pairs=pairs,
+        prompts=prompts,
+        judgments=judgments,
+        disconnected_prompts=disconnected,
+    )
+
+
+# Output rows built and inserted per chunk (a multiple of `insert_ignore`'s statement sizes
+# for these tables' 5 and 10 columns).
+ROW_CHUNK = 12_000
+
+
+def _score_rows(
+    campaign_id: str, scores: dict[str, float], verdicts: pd.DataFrame, method: str
+) -> Iterator[list[dict[str, object]]]:
+    """CandidateScore rows by response id, ``ROW_CHUNK`` at a time. Every scored response is
+    a side of some pair, so the pairs name each one's prompt."""
+    prompt_of = {
+        str(rid): str(pid)
+        for side in ("left", "right")
+        for rid, pid in zip(verdicts[side], verdicts["prompt"], strict=True)
+    }
+    ordered = sorted(scores.items())
+    for at in range(0, len(ordered), ROW_CHUNK):
+        yield [
             {
                 "campaign_id": campaign_id,
                 "response_id": rid,
@@ -295,9 +352,14 @@ def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> Pr
                 "score": score,
                 "method": method,
             }
-            for rid, score in sorted(scores.items())
+            for rid, score in ordered[at : at + ROW_CHUNK]
         ]
-        outcome_rows = [
+
+
+def _outcome_rows(campaign_id: str, verdicts: pd.DataFrame) -> Iterator[list[dict[str, object]]]:
+    """PairOutcome rows of `score_pairs`' verdicts, ``ROW_CHUNK`` at a time."""
+    for at in range(0, len(verdicts), ROW_CHUNK):
+        yield [
             {
                 "item_id": str(v.pair),
                 "campaign_id": campaign_id,
@@ -310,33 +372,5 @@ def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> Pr
                 "confidence": float(v.confidence),
                 "margin": float(v.margin),
             }
-            for v in verdicts.itertuples(index=False)
+            for v in verdicts.iloc[at : at + ROW_CHUNK].itertuples(index=False)
         ]
-        # Graded campaigns: winner, level and margin from the ordinal model.
-        from crowdloop.stages.graded import apply_graded, graded_spec
-
-        graded = graded_spec(campaign_id)
-        if graded is not None:
-            apply_graded(frame, graded, outcome_rows)
-        # AI-first routing: a pair the judge decided keeps the judge's verdict.
-        from crowdloop.stages.routing import apply_ai_verdicts
-
-        apply_ai_verdicts(campaign_id, outcome_rows)
-    with session_scope() as s:
-        s.execute(delete(CandidateScore).where(col(CandidateScore.campaign_id) == campaign_id))
-        s.execute(delete(PairOutcome).where(col(PairOutcome.campaign_id) == campaign_id))
-        insert_ignore(s, CandidateScore, score_rows, ["campaign_id", "response_id"])
-        insert_ignore(s, PairOutcome, outcome_rows, ["item_id"])
-    if disconnected:
-        logger.warning(
-            "%s: %d prompt(s) have a disconnected comparison graph; their scores are only "
-            "comparable within each connected group",
-            campaign_id,
-            len(disconnected),
-        )
-    return PreferenceAggregate(
-        pairs=len(outcome_rows),
-        prompts=frame["prompt"].nunique() if not frame.empty else 0,
-        judgments=len(frame),
-        disconnected_prompts=disconnected,
-    )

@@ -51,7 +51,8 @@ def _agreement(frame: pd.DataFrame) -> float | None:
     """
     if frame.empty or frame["worker"].nunique() < 2:
         return None
-    first = frame.drop_duplicates(["worker", "pair"])  # one value per coder and unit
+    # One value per coder and unit; the three columns read, not a copy of the whole frame.
+    first = frame[["worker", "pair", "label"]].drop_duplicates(["worker", "pair"])
     counts = first.groupby(["pair", "label"]).size().unstack(fill_value=0)
     per_unit = counts.sum(axis=1)
     pairable = per_unit >= 2  # a unit with one value carries no agreement information
@@ -232,9 +233,13 @@ def quality_report(
     for ranking in rankings.values():
         for r in ranking:
             r["model"] = models.get(r["response"])
+    agreement, trusted = _agreement(frame), len(frame)
+    # The judgments' frame goes before the distrust section, which may read and assess
+    # every comparison answer again (when the last round's assessment is not reusable).
+    del frame, models
     return {
-        "agreement_alpha": _agreement(frame),
-        "trusted_comparisons": len(frame),
+        "agreement_alpha": agreement,
+        "trusted_comparisons": trusted,
         "worker_golden_accuracy": skill,
         "position_bias": bias,
         "cost_per_accepted_label": f"{spend / labels:.4f}" if labels else None,

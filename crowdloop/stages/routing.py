@@ -60,7 +60,7 @@ from crowdloop.models.domain import (
     SubmissionPage,
     TaskItem,
 )
-from crowdloop.models.spec import CampaignSpec, RoutingSpec
+from crowdloop.models.spec import CampaignSpec, GradedSpec, RoutingSpec
 from crowdloop.models.tables import (
     AIJudgeBatch,
     AIRoute,
@@ -667,24 +667,23 @@ def sent_back_votes(campaign_id: str) -> dict[str, tuple[str, str]]:
     return {str(item): (worker, str(choice)) for item, choice in rows}
 
 
-def apply_ai_verdicts(campaign_id: str, outcome_rows: list[dict[str, object]]) -> int:
-    """Give each pair the judge decided its verdict (in place); returns pairs changed.
+@dataclass(frozen=True)
+class AIVerdicts:
+    """What the judge decided, read once per aggregation (`ai_verdicts`) and applied to
+    the outcome rows a chunk at a time (`apply_ai_verdicts`)."""
 
-    Its judgment is also in the Bradley-Terry fit (it informs the prompt's other pairs),
-    but a single vote can be outweighed there by the pooled scores; the routing decided
-    the pair, so its verdict stands. Where it overturns the fit, the margin is 0: the
-    scores give no size for a preference they do not show. In a graded campaign the
-    judge's level stands too, with that level's margin from the campaign file: in the
-    ordinal fit the judge's decided pairs are seen by no one else, so its scale use is
-    poorly identified and the typical worker's median mapped its levels onto others (exact
-    level 0.42 against the judge's own 0.76 on the pairs it decided; README, *AI-first
-    graded comparisons*).
-    """
+    choices: dict[str, str | None]  # pair -> the judge's choice, every pair it decided
+    levels: dict[str, int]  # graded campaigns: pair -> the judge's level, where it gave one
+    graded: GradedSpec | None = None
+
+
+def ai_verdicts(campaign_id: str) -> AIVerdicts:
+    """The judge's verdicts on the pairs it decided (its levels too in a graded campaign)."""
     from crowdloop.stages.graded import graded_spec
 
     graded = graded_spec(campaign_id)
     with session_scope() as s:
-        decided = dict(
+        decided: dict[str, str | None] = dict(
             s.exec(
                 select(AIRoute.item_id, AIRoute.choice).where(
                     AIRoute.campaign_id == campaign_id, AIRoute.route == AIRouteState.AI
@@ -706,13 +705,31 @@ def apply_ai_verdicts(campaign_id: str, outcome_rows: list[dict[str, object]]) -
                 ).all()
                 if level is not None
             }
+    return AIVerdicts(choices=decided, levels=levels, graded=graded)
+
+
+def apply_ai_verdicts(decided: AIVerdicts, outcome_rows: list[dict[str, object]]) -> int:
+    """Give each pair the judge decided (`ai_verdicts`) its verdict, in place; returns
+    pairs changed.
+
+    Its judgment is also in the Bradley-Terry fit (it informs the prompt's other pairs),
+    but a single vote can be outweighed there by the pooled scores; the routing decided
+    the pair, so its verdict stands. Where it overturns the fit, the margin is 0: the
+    scores give no size for a preference they do not show. In a graded campaign the
+    judge's level stands too, with that level's margin from the campaign file: in the
+    ordinal fit the judge's decided pairs are seen by no one else, so its scale use is
+    poorly identified and the typical worker's median mapped its levels onto others (exact
+    level 0.42 against the judge's own 0.76 on the pairs it decided; README, *AI-first
+    graded comparisons*).
+    """
+    graded = decided.graded
     changed = 0
     for row in outcome_rows:
         item = str(row["item_id"])
-        choice = decided.get(item)
+        choice = decided.choices.get(item)
         if choice is None:
             continue
-        level = levels.get(item)
+        level = decided.levels.get(item)
         if graded is not None and choice == "tie":
             # The judge's confident "unsure": no level, as for a worker.
             verdict: dict[str, object] = {"winner": choice, "level": None, "margin": 0.0}
