@@ -260,5 +260,3 @@ def _read_assignment(raw: dict[str, Any]) -> Submission | Quarantined:
         answer=answer,
         submitted_at=wire.submitted_at,
     )
-
-
