@@ -223,6 +223,8 @@ class Judgment(SQLModel, table=True):
         UniqueConstraint("connector", "external_id"),
         Index("ix_judgment_campaign_item", "campaign_id", "item_id"),
         Index("ix_judgment_campaign_worker", "campaign_id", "worker_id"),
+        # The review's keyset walk (`id > last` in id order) within one campaign.
+        Index("ix_judgment_campaign_id", "campaign_id", "id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     connector: str = Field(max_length=64)

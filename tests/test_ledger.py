@@ -300,6 +300,49 @@ def test_false_500_is_reconciled_without_duplicates(
     assert {k: by_key[k] for k in lost} == lost
 
 
+def test_only_a_repeated_call_asks_the_marketplace_first(
+    campaign: CampaignSpec,
+    sim: SimulatorServer,
+    connectors: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A first call under a ledger key sends without a lookup (nothing can exist yet); the
+    call after a lost answer looks up what the lost one created (the test above checks
+    nothing is sent twice)."""
+    connector = connectors()
+    asked: list[int] = []
+    real_find = connector.find_tasks
+
+    def counting_find(batch: BatchRef, keys: Sequence[str]) -> dict[str, str]:
+        asked.append(len(keys))
+        return real_find(batch, keys)
+
+    real_add_items = connector.add_items
+    first_call = True
+
+    def lose_first_answer(
+        batch: BatchRef, items: Sequence[TaskItem], *, idempotency_key: str
+    ) -> AddItemsResult:
+        nonlocal first_call
+        result = real_add_items(batch, items, idempotency_key=idempotency_key)
+        if first_call:
+            first_call = False
+            raise TransientError("simulator", "injected 500 after the write was applied")
+        return result
+
+    monkeypatch.setattr(connector, "find_tasks", counting_find)
+    monkeypatch.setattr(connector, "add_items", lose_first_answer)
+    with pytest.raises(TransientError):
+        push_pending(CAMPAIGN, Stage.COMPARE, connector)
+    assert asked == []
+    result = push_pending(CAMPAIGN, Stage.COMPARE, connector)
+    # The reconciled chunk was asked about; the chunks sent for the first time were not.
+    assert asked == [BATCH_SIZE]
+    assert result.reconciled == 0
+    assert result.tasks_published == ITEMS - BATCH_SIZE
+    assert_pushed_exactly_once(sim)
+
+
 def test_batch_create_false_500_is_reconciled(
     campaign: CampaignSpec,
     sim: SimulatorServer,

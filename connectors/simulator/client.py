@@ -76,8 +76,13 @@ class SimulatorClient:
     # --- tasks ---------------------------------------------------------------------------
 
     def add_tasks(self, pool_id: str, body: TasksAdd) -> TasksAdded:
+        # Serialised by pydantic in one pass, not dumped to dicts and re-encoded by
+        # httpx's json.dumps: this body carries up to 500 task payloads.
         response = self.seam.request(
-            "POST", f"{API}/pools/{pool_id}/tasks", json=body.model_dump(mode="json")
+            "POST",
+            f"{API}/pools/{pool_id}/tasks",
+            content=body.model_dump_json().encode(),
+            headers={"content-type": "application/json"},
         )
         return self.seam.parse(TasksAdded, response)
 

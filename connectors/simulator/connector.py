@@ -220,7 +220,8 @@ class SimulatorConnector(Connector):
 
 
 def _task_wire(item: TaskItem) -> TaskCreate:
-    return TaskCreate(
+    # From a validated TaskItem, so not validated again (the payload's dump is plain JSON).
+    return TaskCreate.model_construct(
         key=item.key,
         group=item.group,
         payload=item.payload.model_dump(mode="json"),
@@ -250,12 +251,12 @@ def _read_assignment(raw: dict[str, Any]) -> Submission | Quarantined:
     except ValidationError as exc:
         problem = first_error(exc, tagged_union=True)
         return quarantine(f"bad {expected} answer for a {wire.task_kind} task: {problem}")
-    return Submission(
+    # Every field was just validated (the wire record, then the answer): constructing
+    # without a third validation saves ~10 µs per submission.
+    return Submission.model_construct(
         external_id=wire.id,
         task_key=wire.task_key,
         worker_id=wire.worker_id,
         answer=answer,
         submitted_at=wire.submitted_at,
     )
-
-

@@ -78,10 +78,14 @@ def sync_stage(campaign_id: str, stage: Stage, connector: Connector) -> SyncResu
     if found is None:
         return result
     batch_id, ref, cursor = found
+    # Read once per sync, not per page: loading and validating the stored campaign file
+    # cost ~6 ms a page (1,000 submissions).
+    graded = graded_spec(campaign_id)
+    levels = len(graded.levels) if graded else 0
     try:
         pages = connector.iter_submissions(ref, cursor=cursor)
         for page in pages:
-            _store_page(campaign_id, connector, batch_id, page, result)
+            _store_page(campaign_id, connector, batch_id, page, result, levels)
     except NotFound as exc:
         # A batch the marketplace no longer knows would otherwise be waited on until the
         # stage times out; stop with its name instead.
@@ -102,10 +106,10 @@ def _store_page(
     batch_id: int,
     page: SubmissionPage,
     result: SyncResult,
+    levels: int,
 ) -> None:
+    """`levels`: the campaign's graded scale (0: plain comparisons)."""
     crash_point("sync:page-read")
-    graded = graded_spec(campaign_id)
-    levels = len(graded.levels) if graded else 0
     with session_scope() as s:
         keys = {sub.task_key for sub in page.submissions} | {
             q.task_key for q in page.quarantined if q.task_key
