@@ -78,6 +78,23 @@ def move_items(
     return moved
 
 
+def ask_again(s: Session, by_overlap: Mapping[int, Sequence[str]]) -> int:
+    """Collected items asked again: each group back to pending at its new overlap (the
+    total answers it should end with), one more extension counted. Items no longer
+    collected (still out, or settled meanwhile) are left alone. Returns items moved."""
+    return sum(
+        move_items(
+            s,
+            ids,
+            ItemState.PENDING,
+            from_=ItemState.COLLECTED,
+            values={"overlap": overlap, "extensions": Item.extensions + 1},
+            strict=False,
+        )
+        for overlap, ids in sorted(by_overlap.items())
+    )
+
+
 def _raise_for_strays(
     s: Session, strays: list[str], sources: set[ItemState], to: ItemState
 ) -> None:

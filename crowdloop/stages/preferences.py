@@ -30,7 +30,7 @@ from crowdloop.models.tables import (
     PairOutcome,
 )
 from crowdloop.stages.counts import answer_counts
-from crowdloop.stages.items import move_items
+from crowdloop.stages.items import ask_again
 
 logger = logging.getLogger(__name__)
 
@@ -183,17 +183,7 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
             have = trusted.get(pair, 0)
             if have < dynamic.max_overlap:
                 by_overlap.setdefault(max(have + 1, dynamic.min_overlap), []).append(pair)
-        return sum(
-            move_items(
-                s,
-                pairs,
-                ItemState.PENDING,
-                from_=ItemState.COLLECTED,
-                values={"overlap": overlap, "extensions": Item.extensions + 1},
-                strict=False,
-            )
-            for overlap, pairs in sorted(by_overlap.items())
-        )
+        return ask_again(s, by_overlap)
 
 
 def _bt_scores(frame: pd.DataFrame) -> tuple[dict[str, float], list[str]]:

@@ -41,7 +41,7 @@ from crowdloop.quality import CrowdPolicy, GoldenPolicy, assess_crowd, assess_wo
 from crowdloop.stages import demonstrations, ranking, rating
 from crowdloop.stages.counts import answer_counts
 from crowdloop.stages.graded import level_passes
-from crowdloop.stages.items import move_items
+from crowdloop.stages.items import ask_again, move_items
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.sync import batch_ref
 
@@ -648,17 +648,7 @@ def reask_golden(campaign_id: str, extended: int, share: float) -> int:
         by_overlap: dict[int, list[str]] = defaultdict(list)
         for item_id in chosen:
             by_overlap[trusted.get(item_id, 0) + 1].append(item_id)
-        return sum(
-            move_items(
-                s,
-                ids,
-                ItemState.PENDING,
-                from_=ItemState.COLLECTED,
-                values={"overlap": overlap, "extensions": Item.extensions + 1},
-                strict=False,
-            )
-            for overlap, ids in sorted(by_overlap.items())
-        )
+        return ask_again(s, by_overlap)
 
 
 def review_submissions(campaign_id: str, stages: list[Stage], connector: Connector) -> int:
