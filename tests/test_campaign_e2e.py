@@ -139,34 +139,45 @@ def test_small_campaign_on_postgres(
     assert stored == sum(result["report"]["judgments"].values())
 
 
+@pytest.mark.slow
 def test_dynamic_overlap_saves_judgments_at_equal_accuracy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Over three simulated crowds, dynamic overlap buys under 80% of fixed overlap 4's
+    comparison judgments and is as accurate within 2 points on the mean. One crowd of
+    ~180 scored pairs moves by 2-3 points from seed to seed (a few pairs), under the old
+    code as under the new, so a single seed tested the seed, not the rule."""
     size = DemoSize(
         topics=6, demo_prompts_per_topic=1, candidate_prompts_per_topic=6, golden_pairs=30,
         golden_verifications=8,
     )  # fmt: skip
-    runs = {}
-    for label, prefs in {
-        "fixed": {"overlap": 4, "dynamic_overlap": None},
-        "dynamic": {
-            "overlap": 4,
-            "dynamic_overlap": {"min_overlap": 1, "max_overlap": 4, "target_confidence": 0.8},
-        },
-    }.items():
-        folder = tmp_path / label
-        monkeypatch.setenv("CROWDLOOP_DATABASE_URL", f"sqlite:///{folder / 'db.sqlite'}")
-        with simulator(monkeypatch, SimulatorConfig(seed=8)) as sim:
-            path = campaign_dir(folder, "overlap", size, {"preferences": prefs})
-            run_campaign(str(path))
-            truth = score_against_truth("overlap", sim.url)
-        with session_scope() as s:
-            compare = [
-                j
-                for j in s.exec(select(Judgment.item_id)).all()
-                if j is not None and j.startswith("cmp-")
-            ]
-        runs[label] = (truth.accuracy, len(compare))
-    (acc_fixed, n_fixed), (acc_dyn, n_dyn) = runs["fixed"], runs["dynamic"]
-    assert n_dyn < 0.8 * n_fixed
-    assert acc_dyn >= acc_fixed - 0.02
+    runs: dict[tuple[str, int], tuple[float, int]] = {}
+    for seed in (8, 9, 10):
+        for label, prefs in {
+            "fixed": {"overlap": 4, "dynamic_overlap": None},
+            "dynamic": {
+                "overlap": 4,
+                "dynamic_overlap": {"min_overlap": 1, "max_overlap": 4, "target_confidence": 0.8},
+            },
+        }.items():
+            folder = tmp_path / f"{label}-{seed}"
+            monkeypatch.setenv("CROWDLOOP_DATABASE_URL", f"sqlite:///{folder / 'db.sqlite'}")
+            with simulator(monkeypatch, SimulatorConfig(seed=seed)) as sim:
+                path = campaign_dir(folder, "overlap", size, {"preferences": prefs})
+                run_campaign(str(path))
+                truth = score_against_truth("overlap", sim.url)
+            with session_scope() as s:
+                compare = [
+                    j
+                    for j in s.exec(select(Judgment.item_id)).all()
+                    if j is not None and j.startswith("cmp-")
+                ]
+            runs[label, seed] = (truth.accuracy, len(compare))
+
+    def mean_of(label: str) -> tuple[float, int]:
+        mine = [v for (lab, _), v in runs.items() if lab == label]
+        return sum(a for a, _ in mine) / len(mine), sum(n for _, n in mine)
+
+    (acc_fixed, n_fixed), (acc_dyn, n_dyn) = mean_of("fixed"), mean_of("dynamic")
+    assert n_dyn < 0.8 * n_fixed, runs
+    assert acc_dyn >= acc_fixed - 0.02, runs
