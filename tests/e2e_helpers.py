@@ -33,6 +33,18 @@ def simulator(
         yield sim
 
 
+@contextmanager
+def judged(monkeypatch: pytest.MonkeyPatch, config: SimulatorConfig) -> Iterator[SimulatorServer]:
+    """The simulator with its AI judge (`config.ai_judge`), and the aijudge connector's
+    variables aimed at it."""
+    assert config.ai_judge is not None, "judged() needs a simulator config with an AI judge"
+    with simulator(monkeypatch, config) as sim:
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_API_KEY", sim.token)
+        monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", config.ai_judge.model)
+        yield sim
+
+
 def campaign_dir(
     root: Path,
     name: str,

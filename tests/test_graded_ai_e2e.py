@@ -24,7 +24,7 @@ from crowdloop.simulator.config import AIJudgeConfig, CrowdConfig, SimulatorConf
 from crowdloop.simulator.graded import level_of
 from crowdloop.simulator.world import response_quality
 from crowdloop.stages.routing import routed
-from tests.e2e_helpers import simulator
+from tests.e2e_helpers import judged, simulator
 
 CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"
 JUDGE = AIJudgeConfig(accuracy=0.8, level_accuracy=0.7)
@@ -127,10 +127,7 @@ def test_ai_first_graded_campaign_keeps_the_judges_levels_and_exports_margins(
     }
     ai_path = _campaign(tmp_path / "ai", routing)
     monkeypatch.setenv("CROWDLOOP_DATABASE_URL", f"sqlite:///{tmp_path / 'ai.db'}")
-    with simulator(monkeypatch, SimulatorConfig(seed=SEED, crowd=CROWD, ai_judge=JUDGE)) as sim:
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_API_KEY", sim.token)
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", JUDGE.model)
+    with judged(monkeypatch, SimulatorConfig(seed=SEED, crowd=CROWD, ai_judge=JUDGE)):
         result = run_campaign(str(ai_path))
     assert result["report"]["status"] == "complete"
     ai = score(tmp_path / "ai/out/preferences.jsonl", graded)

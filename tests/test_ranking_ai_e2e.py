@@ -25,7 +25,7 @@ from crowdloop.models.tables import Judgment
 from crowdloop.simulator.config import AIJudgeConfig, SimulatorConfig
 from crowdloop.stages.ranking import aggregate_rankings, export_rankings
 from crowdloop.stages.rounds import run_bare
-from tests.e2e_helpers import simulator
+from tests.e2e_helpers import judged, simulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -87,10 +87,7 @@ def test_ai_first_ranking_stays_near_all_human_with_less_crowd_work(
     }
     ai_path = _campaign(tmp_path / "ai", NAME, routing)
     monkeypatch.setenv("CROWDLOOP_DATABASE_URL", f"sqlite:///{tmp_path / 'ai.db'}")
-    with simulator(monkeypatch, SimulatorConfig(seed=SEED, ai_judge=JUDGE)) as sim:
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_API_KEY", sim.token)
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", JUDGE.model)
+    with judged(monkeypatch, SimulatorConfig(seed=SEED, ai_judge=JUDGE)):
         result = run_campaign(str(ai_path))
     out = tmp_path / "ai" / "out"
     ai = score_rankings_against_truth(NAME, out / "r.jsonl", out / "pairs.jsonl")

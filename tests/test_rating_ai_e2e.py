@@ -25,7 +25,7 @@ from crowdloop.models.tables import Judgment
 from crowdloop.simulator.config import AIJudgeConfig, SimulatorConfig
 from crowdloop.stages.rating import aggregate_ratings, export_ratings
 from crowdloop.stages.rounds import run_bare
-from tests.e2e_helpers import simulator
+from tests.e2e_helpers import judged, simulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -82,10 +82,7 @@ def test_ai_first_rating_buys_about_half_the_human_ratings_for_a_small_loss(
     }
     ai_path = _campaign(tmp_path / "ai", routing)
     monkeypatch.setenv("CROWDLOOP_DATABASE_URL", f"sqlite:///{tmp_path / 'ai.db'}")
-    with simulator(monkeypatch, SimulatorConfig(seed=SEED, ai_judge=JUDGE)) as sim:
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_API_KEY", sim.token)
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", JUDGE.model)
+    with judged(monkeypatch, SimulatorConfig(seed=SEED, ai_judge=JUDGE)):
         result = run_campaign(str(ai_path))
     ai = score_ratings_against_truth(NAME, tmp_path / "ai/out/ratings.jsonl", spec.rating)
     bought = _human_judgments()

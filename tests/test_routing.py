@@ -3,8 +3,6 @@ simulator whose AI judge (the simulated one behind /openai/v1) answers first."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -30,7 +28,6 @@ from crowdloop.models.tables import (
 )
 from crowdloop.simulator.config import AIJudgeConfig, SimulatorConfig
 from crowdloop.simulator.crowd import truth_of
-from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages import routing as routing_stage
 from crowdloop.stages.budget import BudgetPause, _committed, estimate_for_campaign, raise_cap
 from crowdloop.stages.estimate import estimate_spec
@@ -40,20 +37,7 @@ from crowdloop.stages.preferences import aggregate_preferences, evidence_frame
 from crowdloop.stages.report import write_report
 from crowdloop.stages.rounds import run_bare
 from crowdloop.stages.routing import audited, decide, route_pending
-from tests.e2e_helpers import campaign_dir, simulator
-
-
-@contextmanager
-def judged(
-    monkeypatch: pytest.MonkeyPatch, judge: AIJudgeConfig, seed: int = 0
-) -> Iterator[SimulatorServer]:
-    """The simulator with its AI judge, and the aijudge connector's variables aimed at it."""
-    with simulator(monkeypatch, SimulatorConfig(seed=seed, ai_judge=judge)) as sim:
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_API_KEY", sim.token)
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", judge.model)
-        yield sim
-
+from tests.e2e_helpers import campaign_dir, judged
 
 # --- the policy in the campaign file ----------------------------------------------------------
 
@@ -141,7 +125,7 @@ def test_ai_first_campaign_routes_every_pair_once_and_reruns_without_paying_twic
             "sent_back_vote": True,
         },
     )
-    with judged(monkeypatch, judge) as sim:
+    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=judge)) as sim:
         spec = load_campaign(path)
         run_bare(spec)
         asked = sim.stats()["requests"].get("POST /openai/v1/chat/completions", 0)
@@ -264,7 +248,7 @@ def test_a_budget_reserves_the_judges_worst_case_and_pauses_before_asking_past_t
     data = yaml.safe_load(path.read_text())
     data["budget"] = {"cap": 100}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    with judged(monkeypatch, judge) as sim:
+    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=judge)) as sim:
         spec = load_campaign(path)
         with session_scope() as s:
             register_campaign(s, spec)
@@ -316,7 +300,7 @@ def test_a_pause_stops_the_judge_within_one_slice_and_resuming_asks_the_rest_onc
     options = {"store": str(tmp_path / "answers.sqlite")}
     path = _campaign(tmp_path, {"ai": {"name": "aijudge", "options": options}})
     monkeypatch.setattr(routing_stage, "SLICE", 10)
-    with judged(monkeypatch, judge) as sim:
+    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=judge)) as sim:
         spec = load_campaign(path)
         with session_scope() as s:
             register_campaign(s, spec)
@@ -361,7 +345,7 @@ def test_the_campaign_flow_routes_ai_first_and_reports_agreement(
             "audit_rate": 0.3,
         },
     )
-    with judged(monkeypatch, judge, seed=2):
+    with judged(monkeypatch, SimulatorConfig(seed=2, ai_judge=judge)):
         result = run_campaign(str(path))
     report = result["report"]
     assert report["status"] == "complete"

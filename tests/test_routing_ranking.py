@@ -5,8 +5,6 @@ between slices."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -42,21 +40,11 @@ from crowdloop.stages.ranking import aggregate_rankings
 from crowdloop.stages.report import write_report
 from crowdloop.stages.rounds import run_bare
 from crowdloop.stages.routing import decide, route_pending
-from tests.e2e_helpers import simulator
+from tests.e2e_helpers import judged
 
 CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"
 JUDGE = AIJudgeConfig(accuracy=0.8, position_bias=0.1)
 CHAT = "POST /openai/v1/chat/completions"
-
-
-@contextmanager
-def judged(monkeypatch: pytest.MonkeyPatch, seed: int = 0) -> Iterator[SimulatorServer]:
-    """The simulator with its AI judge, and the aijudge connector's variables aimed at it."""
-    with simulator(monkeypatch, SimulatorConfig(seed=seed, ai_judge=JUDGE)) as sim:
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_API_KEY", sim.token)
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", JUDGE.model)
-        yield sim
 
 
 def ranking_campaign(tmp_path: Path, routing: dict[str, Any] | None, **top: Any) -> Path:
@@ -138,7 +126,7 @@ def test_ai_first_ranking_campaign_routes_every_set_once_and_reports_agreement(
         "min_order_agreement": 1.0,
         "audit_rate": 0.25,
     }
-    with judged(monkeypatch) as sim:
+    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=JUDGE)) as sim:
         spec = load_campaign(ranking_campaign(tmp_path, routing))
         assert spec.ranking is not None
         run_bare(spec)
@@ -223,7 +211,7 @@ def test_a_budget_reserves_each_sets_worst_case_and_pauses_before_asking_past_th
     path = ranking_campaign(
         tmp_path, {"ai": {"name": "aijudge", "options": options}}, budget={"cap": 100}
     )
-    with judged(monkeypatch) as sim:
+    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=JUDGE)) as sim:
         spec = load_campaign(path)
         with session_scope() as s:
             register_campaign(s, spec)
@@ -258,7 +246,7 @@ def test_a_pause_stops_the_ranking_judge_within_one_slice_and_resuming_asks_the_
     options = {"store": str(tmp_path / "answers.sqlite")}
     path = ranking_campaign(tmp_path, {"ai": {"name": "aijudge", "options": options}})
     monkeypatch.setattr(routing_stage, "SLICE", 10)
-    with judged(monkeypatch) as sim:
+    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=JUDGE)) as sim:
         spec = load_campaign(path)
         with session_scope() as s:
             register_campaign(s, spec)

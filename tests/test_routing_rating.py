@@ -5,8 +5,6 @@ all-human), and the judge under a budget cap."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,21 +29,11 @@ from crowdloop.stages.rating import aggregate_ratings, export_ratings
 from crowdloop.stages.report import write_report
 from crowdloop.stages.rounds import run_bare
 from crowdloop.stages.routing import decide, route_pending
-from tests.e2e_helpers import simulator
+from tests.e2e_helpers import judged
 
 CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"
 JUDGE = AIJudgeConfig(accuracy=0.8)
 CHAT = "POST /openai/v1/chat/completions"
-
-
-@contextmanager
-def judged(monkeypatch: pytest.MonkeyPatch, seed: int = 0) -> Iterator[SimulatorServer]:
-    """The simulator with its AI judge, and the aijudge connector's variables aimed at it."""
-    with simulator(monkeypatch, SimulatorConfig(seed=seed, ai_judge=JUDGE)) as sim:
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_BASE_URL", f"{sim.url}/openai/v1")
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_API_KEY", sim.token)
-        monkeypatch.setenv("CROWDLOOP_AIJUDGE_MODEL", JUDGE.model)
-        yield sim
 
 
 def rating_campaign(
@@ -137,7 +125,7 @@ def test_ai_first_rating_campaign_routes_each_item_once_and_stays_close_to_all_h
         "max_score_difference": 1,
         "audit_rate": 0.1,
     }
-    with judged(monkeypatch) as sim:
+    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=JUDGE)) as sim:
         human = load_campaign(rating_campaign(tmp_path, None, name="rating-human"))
         assert human.rating is not None
         run_bare(human)
@@ -241,7 +229,7 @@ def test_a_budget_reserves_each_items_worst_case_and_pauses_before_asking_past_t
     path = rating_campaign(
         tmp_path, {"ai": {"name": "aijudge", "options": options}}, budget={"cap": 100}
     )
-    with judged(monkeypatch) as sim:
+    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=JUDGE)) as sim:
         spec = load_campaign(path)
         with session_scope() as s:
             register_campaign(s, spec)
