@@ -32,7 +32,7 @@ from crowdloop.models.domain import (
     Submission,
     TaskItem,
 )
-from tests.contract.harness_aijudge import API_KEY, BASE, MODEL, FakeOpenAI, completion
+from tests.contract.harness_aijudge import API_KEY, BASE, MODEL, FakeOpenAI, completion, judge_batch
 
 SHORT = "1. Nile"
 LONG = "1. Nile\n2. Amazon\n3. Yangtze"
@@ -65,21 +65,7 @@ def items(n: int, left: str = SHORT, right: str = LONG) -> list[TaskItem]:
 
 
 def run(connector: AIJudgeConnector, tasks: list[TaskItem]) -> tuple[BatchRef, list[object]]:
-    spec = BatchSpec(
-        name="ai",
-        stage=Stage.COMPARE,
-        instruction="Which?",
-        reward=Money(amount=Decimal(0)),
-        campaign_id="c",
-    )
-    batch = connector.create_batch(spec, idempotency_key="c:ai")
-    connector.add_items(batch, tasks, idempotency_key="c:ai:items")
-    connector.start(batch)
-    out: list[object] = []
-    for page in connector.iter_submissions(batch, cursor=None):
-        out.extend(page.submissions)
-        out.extend(page.quarantined)
-    return batch, out
+    return judge_batch(connector, tasks, Stage.COMPARE)
 
 
 def test_asks_both_orders_with_a_strict_schema_and_maps_back_to_left_right(tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ from crowdloop.connectors.aijudge.options import AIJudgeOptions
 from crowdloop.connectors.errors import InvalidRequest
 from crowdloop.models.domain import (
     BatchRef,
-    BatchSpec,
     Capability,
     Money,
     Quarantined,
@@ -29,7 +28,7 @@ from crowdloop.models.domain import (
     Submission,
     TaskItem,
 )
-from tests.contract.harness_aijudge import API_KEY, BASE, MODEL, FakeOpenAI, completion
+from tests.contract.harness_aijudge import API_KEY, BASE, MODEL, FakeOpenAI, completion, judge_batch
 
 # Shown in this order; by length (the fake's judge) the best is the third, then the first.
 RESPONSES = ("1. Nile\n2. Amazon", "1. Nile", "1. Nile\n2. Amazon\n3. Yangtze", "Nile?")
@@ -85,21 +84,7 @@ def sets(n: int, *, ties: bool = False, responses: tuple[str, ...] = RESPONSES) 
 
 
 def run(connector: AIJudgeConnector, tasks: list[TaskItem]) -> tuple[BatchRef, list[object]]:
-    spec = BatchSpec(
-        name="ai",
-        stage=Stage.RANK,
-        instruction="Rank",
-        reward=Money(amount=Decimal(0)),
-        campaign_id="c",
-    )
-    batch = connector.create_batch(spec, idempotency_key="c:ai")
-    connector.add_items(batch, tasks, idempotency_key="c:ai:items")
-    connector.start(batch)
-    out: list[object] = []
-    for page in connector.iter_submissions(batch, cursor=None):
-        out.extend(page.submissions)
-        out.extend(page.quarantined)
-    return batch, out
+    return judge_batch(connector, tasks, Stage.RANK)
 
 
 def users(fake: FakeOpenAI) -> list[str]:

@@ -14,7 +14,6 @@ from crowdloop.connectors.aijudge.kinds import combined_scores
 from crowdloop.connectors.errors import InvalidRequest
 from crowdloop.models.domain import (
     BatchRef,
-    BatchSpec,
     Capability,
     Money,
     Quarantined,
@@ -26,7 +25,7 @@ from crowdloop.models.domain import (
     TaskItem,
 )
 from tests.connectors.test_aijudge_ranking import make, users
-from tests.contract.harness_aijudge import FakeOpenAI, completion
+from tests.contract.harness_aijudge import FakeOpenAI, completion, judge_batch
 
 ASPECTS = (
     RatedAspect(name="helpfulness", low=0, high=4, description="Overall helpfulness."),
@@ -55,21 +54,7 @@ def items(n: int) -> list[TaskItem]:
 
 
 def run(connector: AIJudgeConnector, tasks: list[TaskItem]) -> tuple[BatchRef, list[object]]:
-    spec = BatchSpec(
-        name="ai",
-        stage=Stage.RATE,
-        instruction="Rate",
-        reward=Money(amount=Decimal(0)),
-        campaign_id="c",
-    )
-    batch = connector.create_batch(spec, idempotency_key="c:ai")
-    connector.add_items(batch, tasks, idempotency_key="c:ai:items")
-    connector.start(batch)
-    out: list[object] = []
-    for page in connector.iter_submissions(batch, cursor=None):
-        out.extend(page.submissions)
-        out.extend(page.quarantined)
-    return batch, out
+    return judge_batch(connector, tasks, Stage.RATE)
 
 
 def rating(scores: object, confidence: object = 0.8) -> str:

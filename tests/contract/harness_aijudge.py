@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,7 +51,7 @@ from crowdloop.connectors.aijudge.prompt import labels, parse_answers, parse_pai
 from crowdloop.connectors.aijudge.store import AnswerStore
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.testing import Harness, Op, Route, Wrap
-from crowdloop.models.domain import BatchRef, BatchState, TaskItem
+from crowdloop.models.domain import BatchRef, BatchSpec, BatchState, Money, Stage, TaskItem
 
 HOST = "https://api.openai.com"
 BASE = f"{HOST}/v1"
@@ -286,4 +287,35 @@ def make_harness() -> Harness:
     return AIJudgeHarness()
 
 
-__all__ = ["API_KEY", "BASE", "MODEL", "AIJudgeHarness", "FakeOpenAI", "completion", "make_harness"]
+def judge_batch(
+    connector: AIJudgeConnector, tasks: list[TaskItem], stage: Stage = Stage.COMPARE
+) -> tuple[BatchRef, list[object]]:
+    """One batch of `stage` with `tasks`, created, filled and started on the judge, and
+    everything it answered read back: submissions and quarantined answers, in page order."""
+    spec = BatchSpec(
+        name="ai",
+        stage=stage,
+        instruction=f"{stage.value} (the judge reads each task's own instruction)",
+        reward=Money(amount=Decimal(0)),
+        campaign_id="c",
+    )
+    batch = connector.create_batch(spec, idempotency_key="c:ai")
+    connector.add_items(batch, tasks, idempotency_key="c:ai:items")
+    connector.start(batch)
+    out: list[object] = []
+    for page in connector.iter_submissions(batch, cursor=None):
+        out.extend(page.submissions)
+        out.extend(page.quarantined)
+    return batch, out
+
+
+__all__ = [
+    "API_KEY",
+    "BASE",
+    "MODEL",
+    "AIJudgeHarness",
+    "FakeOpenAI",
+    "completion",
+    "judge_batch",
+    "make_harness",
+]
