@@ -106,6 +106,15 @@ AUDIT_RATE = 0.05
 LLMFAO = Path("/work/shared/data/llmfao")
 
 
+def _aim_at(sim: SimulatorServer, judge: AIJudgeConfig) -> None:
+    """The simulator and aijudge connectors' variables aimed at this simulator and its judge."""
+    os.environ["CROWDLOOP_SIMULATOR_URL"] = sim.url
+    os.environ["CROWDLOOP_SIMULATOR_TOKEN"] = sim.token
+    os.environ["CROWDLOOP_AIJUDGE_BASE_URL"] = f"{sim.url}/openai/v1"
+    os.environ["CROWDLOOP_AIJUDGE_API_KEY"] = sim.token
+    os.environ["CROWDLOOP_AIJUDGE_MODEL"] = judge.model
+
+
 def _truth(items: list[Item]) -> dict[str, str]:
     """The simulator's hidden truth of each real pair (every pair: the ones the AI decided
     were never published to the simulated marketplace, so it cannot be asked about them)."""
@@ -157,11 +166,7 @@ def run_one(
     started = time.perf_counter()
     sim_config = SimulatorConfig(seed=seed, crowd=crowd or CrowdConfig(), ai_judge=JUDGE)
     with SimulatorServer(sim_config) as sim:
-        os.environ["CROWDLOOP_SIMULATOR_URL"] = sim.url
-        os.environ["CROWDLOOP_SIMULATOR_TOKEN"] = sim.token
-        os.environ["CROWDLOOP_AIJUDGE_BASE_URL"] = f"{sim.url}/openai/v1"
-        os.environ["CROWDLOOP_AIJUDGE_API_KEY"] = sim.token
-        os.environ["CROWDLOOP_AIJUDGE_MODEL"] = JUDGE.model
+        _aim_at(sim, JUDGE)
         from crowdloop.models.spec import load_campaign
 
         cost = float(run_bare(load_campaign(path)))
@@ -272,11 +277,7 @@ def run_ranking_one(
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     started = time.perf_counter()
     with SimulatorServer(SimulatorConfig(seed=seed, crowd=CrowdConfig(), ai_judge=judge)) as sim:
-        os.environ["CROWDLOOP_SIMULATOR_URL"] = sim.url
-        os.environ["CROWDLOOP_SIMULATOR_TOKEN"] = sim.token
-        os.environ["CROWDLOOP_AIJUDGE_BASE_URL"] = f"{sim.url}/openai/v1"
-        os.environ["CROWDLOOP_AIJUDGE_API_KEY"] = sim.token
-        os.environ["CROWDLOOP_AIJUDGE_MODEL"] = judge.model
+        _aim_at(sim, judge)
         spec = load_campaign(path)
         assert spec.ranking is not None
         cost = float(run_bare(spec))
@@ -356,11 +357,7 @@ def run_rating_one(
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     started = time.perf_counter()
     with SimulatorServer(SimulatorConfig(seed=seed, crowd=CrowdConfig(), ai_judge=judge)) as sim:
-        os.environ["CROWDLOOP_SIMULATOR_URL"] = sim.url
-        os.environ["CROWDLOOP_SIMULATOR_TOKEN"] = sim.token
-        os.environ["CROWDLOOP_AIJUDGE_BASE_URL"] = f"{sim.url}/openai/v1"
-        os.environ["CROWDLOOP_AIJUDGE_API_KEY"] = sim.token
-        os.environ["CROWDLOOP_AIJUDGE_MODEL"] = judge.model
+        _aim_at(sim, judge)
         spec = load_campaign(path)
         assert spec.rating is not None
         cost = float(run_bare(spec))
