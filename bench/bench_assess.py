@@ -21,15 +21,13 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from variants import load_at, rss_mib, run_interleaved
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,35 +84,14 @@ def synthetic_frame(answers: int, seed: int = 0, coded: bool = True) -> pd.DataF
     return frame
 
 
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _load_ref(commit: str) -> Any:
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{commit}:crowdloop/quality.py"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    module = types.ModuleType(f"quality_{commit}")
-    module.__file__ = f"<{commit}:crowdloop/quality.py>"
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, module.__file__, "exec"), module.__dict__)
-    return module
-
-
 def child(variant: str, answers: int) -> dict[str, Any]:
     code, _, shape = variant.partition("/")
     if code.startswith("ref:"):
-        quality = _load_ref(code[4:])
+        quality = load_at(code[4:], "crowdloop/quality.py", f"quality_{code[4:]}")
     else:
         from crowdloop import quality
     frame = synthetic_frame(answers, coded=code != "object" and shape != "object")
-    before = _rss_mib()
+    before = rss_mib()
     cpu, wall = time.process_time(), time.perf_counter()
     workers, audit = quality.assess_crowd(frame, quality.CrowdPolicy())
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -143,24 +120,17 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.answers)))
         return
-    results: dict[str, list[dict[str, Any]]] = {v: [] for v in args.variants}
-    for r in range(args.repeats):
-        for variant in args.variants:  # interleaved: A B A B
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", variant, "--answers", str(args.answers)],
-                check=True,
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-            ).stdout
-            row = json.loads(out.strip().splitlines()[-1])
-            results[variant].append(row)
-            print(
-                f"run {r + 1} {variant:>14}: peak RSS {row['peak_rss_mib']:7.1f} MiB "
-                f"(before the call {row['rss_before_mib']:6.1f}), CPU {row['cpu_s']:6.2f} s, "
-                f"wall {row['wall_s']:6.2f} s, retired {row['retired']}",
-                flush=True,
-            )
+    results = run_interleaved(
+        __file__,
+        args.variants,
+        args.repeats,
+        ["--answers", str(args.answers)],
+        lambda row: (
+            f"peak RSS {row['peak_rss_mib']:7.1f} MiB "
+            f"(before the call {row['rss_before_mib']:6.1f}), CPU {row['cpu_s']:6.2f} s, "
+            f"wall {row['wall_s']:6.2f} s, retired {row['retired']}"
+        ),
+    )
     first = results[args.variants[0]][0]["p_blind"]
     gap = max(
         float(np.max(np.abs(np.asarray(row["p_blind"]) - np.asarray(first))))

@@ -18,16 +18,14 @@ import json
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import types
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from variants import load_at, rss_mib, run_interleaved
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGN = "evidence-bench"
@@ -91,43 +89,22 @@ def build_db(answers: int, workdir: Path) -> str:
     return CAMPAIGN
 
 
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _load(commit: str, path: str, name: str) -> Any:
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{commit}:{path}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    module = types.ModuleType(name)
-    module.__file__ = f"<{commit}:{path}>"
-    sys.modules[name] = module
-    exec(compile(source, module.__file__, "exec"), module.__dict__)
-    return module
-
-
 def child(variant: str) -> dict[str, Any]:
     from crowdloop.db import session_scope
-    from crowdloop.quality import CrowdPolicy
 
     if variant.startswith("ref:"):
         commit = variant[4:]
-        old_quality = _load(commit, "crowdloop/quality.py", "crowdloop.quality")
-        stage = _load(commit, "crowdloop/stages/quality_check.py", "ref_quality_check")
-        assert stage.assess_crowd is old_quality.assess_crowd
+        quality = load_at(commit, "crowdloop/quality.py", "crowdloop.quality")
+        stage = load_at(commit, "crowdloop/stages/quality_check.py", "ref_quality_check")
+        assert stage.assess_crowd is quality.assess_crowd
     else:
+        from crowdloop import quality
         from crowdloop.stages import quality_check as stage
-    before = _rss_mib()
+    before = rss_mib()
     with session_scope() as s:
         cpu = time.process_time()
         frame = stage.comparison_evidence(s, CAMPAIGN)
@@ -135,7 +112,8 @@ def child(variant: str) -> dict[str, Any]:
         read_peak = _peak_mib()
         frame_mib = frame.memory_usage(deep=True).sum() / 2**20
         cpu = time.process_time()
-        workers, _ = stage.assess_crowd(frame, CrowdPolicy())
+        # The policy of the code that assesses: another commit's fields may differ.
+        workers, _ = stage.assess_crowd(frame, quality.CrowdPolicy())
         assess_cpu = time.process_time() - cpu
     fingerprint_s = float("nan")
     if hasattr(stage, "evidence_fingerprint"):  # what the report pays to reuse the round's
@@ -169,26 +147,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="crowdloop-bench-evidence-") as tmp:
         os.environ["CROWDLOOP_DATABASE_URL"] = f"sqlite:///{Path(tmp) / 'crowdloop.db'}"
         build_db(args.answers, Path(tmp))
-        results: dict[str, list[dict[str, Any]]] = {v: [] for v in args.variants}
-        for r in range(args.repeats):
-            for variant in args.variants:  # interleaved: A B A B
-                out = subprocess.run(
-                    [sys.executable, __file__, "--child", variant],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                    cwd=ROOT,
-                ).stdout
-                row = json.loads(out.strip().splitlines()[-1])
-                results[variant].append(row)
-                print(
-                    f"run {r + 1} {variant:>12}: {row['answers']:,} answers, frame "
-                    f"{row['frame_mib']} MiB, RSS before {row['rss_before_mib']} MiB, peak "
-                    f"after the read {row['peak_after_read_mib']} MiB, after the assessment "
-                    f"{row['peak_mib']} MiB; CPU read {row['read_cpu_s']} s, assess "
-                    f"{row['assess_cpu_s']} s; evidence fingerprint {row['fingerprint_wall_s']} s",
-                    flush=True,
-                )
+        results = run_interleaved(
+            __file__,
+            args.variants,
+            args.repeats,
+            [],
+            lambda row: (
+                f"{row['answers']:,} answers, frame "
+                f"{row['frame_mib']} MiB, RSS before {row['rss_before_mib']} MiB, peak "
+                f"after the read {row['peak_after_read_mib']} MiB, after the assessment "
+                f"{row['peak_mib']} MiB; CPU read {row['read_cpu_s']} s, assess "
+                f"{row['assess_cpu_s']} s; evidence fingerprint {row['fingerprint_wall_s']} s"
+            ),
+        )
     first = np.asarray(results[args.variants[0]][0]["p_blind"])
     gap = max(
         float(np.max(np.abs(np.asarray(row["p_blind"]) - first)))
