@@ -148,6 +148,32 @@ class FaultTransport(httpx.BaseTransport):
         self.inner.close()
 
 
+def compare_items(
+    n: int,
+    *,
+    key_prefix: str = "",
+    prefix: str = "item",
+    overlap: int = 2,
+    instruction: str = "Which answer is better?",
+) -> list[TaskItem]:
+    """`n` pairwise items keyed `{key_prefix}{prefix}-{i}.0`: what a connector's own tests
+    and the contract suite push (their texts end in `({i})`, so a payload names its item)."""
+    return [
+        TaskItem(
+            key=f"{key_prefix}{prefix}-{i}.0",
+            group=f"{prefix}-{i}",
+            payload=CompareTask(
+                instruction=instruction,
+                prompt=f"Top 5 rivers ({i})",
+                left=f"Nile, Amazon ({i})",
+                right=f"Danube, Rhine ({i})",
+            ),
+            overlap=overlap,
+        )
+        for i in range(n)
+    ]
+
+
 class Harness(ABC):
     """One marketplace as the contract suite sees it.
 
@@ -214,20 +240,7 @@ class Harness(ABC):
         )
 
     def items(self, n: int, *, prefix: str = "item", overlap: int = 2) -> list[TaskItem]:
-        return [
-            TaskItem(
-                key=f"contract:{prefix}-{i}.0",
-                group=f"{prefix}-{i}",
-                payload=CompareTask(
-                    instruction="Which answer is better?",
-                    prompt=f"Top 5 rivers, take {i}",
-                    left=f"1. Nile 2. Amazon ({i})",
-                    right=f"1. Danube 2. Rhine ({i})",
-                ),
-                overlap=overlap,
-            )
-            for i in range(n)
-        ]
+        return compare_items(n, key_prefix="contract:", prefix=prefix, overlap=overlap)
 
     def ranking_items(self, n: int, *, k: int = 4, overlap: int = 2) -> list[TaskItem]:
         """k-wise ranking tasks (Capability.RANKING): `k` lists to order, best first."""

@@ -24,13 +24,13 @@ from crowdloop.connectors.labelstudio.connector import (
     project_title,
 )
 from crowdloop.connectors.labelstudio.credentials import LabelStudioCredentials
+from crowdloop.connectors.testing import compare_items
 from crowdloop.models.domain import (
     BatchRef,
     BatchSpec,
     BatchState,
     BlockScope,
     Capability,
-    CompareTask,
     Money,
     PreferenceAnswer,
     ReviewDecision,
@@ -67,23 +67,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def _items(n: int, *, overlap: int = 2, prefix: str = "item") -> list[TaskItem]:
-    return [
-        TaskItem(
-            key=f"camp-1:{prefix}-{i}.0",
-            group=f"{prefix}-{i}",
-            payload=CompareTask(
-                instruction="Which answer is better?",
-                prompt=f"Top 5 rivers ({i})",
-                left=f"Nile, Amazon ({i})",
-                right=f"Danube, Rhine ({i})",
-            ),
-            overlap=overlap,
-        )
-        for i in range(n)
-    ]
 
 
 def _connector(
@@ -375,7 +358,7 @@ def test_invalid_request_is_not_retried(fake: FakeLabelStudio) -> None:
 def test_add_items_imports_keyed_tasks_and_a_replay_imports_nothing(
     fake: FakeLabelStudio,
 ) -> None:
-    items = _items(7, overlap=3)
+    items = compare_items(key_prefix="camp-1:", n=7, overlap=3)
     with _connector(fake.transport, task_page_size=3) as connector:
         batch = connector.create_batch(SPEC, idempotency_key=KEY)
         ids = connector.add_items(batch, items, idempotency_key="k1").external_ids
@@ -408,7 +391,7 @@ def test_add_items_imports_keyed_tasks_and_a_replay_imports_nothing(
 
 
 def test_add_items_sends_only_the_missing_tasks(fake: FakeLabelStudio) -> None:
-    items = _items(5)
+    items = compare_items(key_prefix="camp-1:", n=5)
     with _connector(fake.transport) as connector:
         batch = connector.create_batch(SPEC, idempotency_key=KEY)
         first = connector.add_items(batch, items[:2], idempotency_key="k1").external_ids
@@ -426,7 +409,7 @@ def test_import_that_landed_behind_a_500_is_not_imported_again(fake: FakeLabelSt
         real(request, pid)
         return httpx.Response(502, text="bad gateway")
 
-    items = _items(4)
+    items = compare_items(key_prefix="camp-1:", n=4)
     with _connector(fake.transport) as connector:
         batch = connector.create_batch(SPEC, idempotency_key=KEY)
         fake.router.routes["import"].side_effect = processed_then_502
@@ -447,7 +430,9 @@ def test_import_that_failed_before_landing_is_sent_again(fake: FakeLabelStudio) 
     with _connector(fake.transport, sleeps=sleeps) as connector:
         batch = connector.create_batch(SPEC, idempotency_key=KEY)
         fake.router.routes["import"].side_effect = flaky
-        ids = connector.add_items(batch, _items(3), idempotency_key="k").external_ids
+        ids = connector.add_items(
+            batch, compare_items(key_prefix="camp-1:", n=3), idempotency_key="k"
+        ).external_ids
     assert len(_calls(fake, "POST", "/api/projects/1/import")) == 2
     assert len(fake.tasks) == 3 and len(ids) == 3
     assert sleeps == [0.01]
@@ -479,7 +464,9 @@ def test_an_import_without_task_ids_is_resolved_by_key(fake: FakeLabelStudio) ->
     with _connector(fake.transport) as connector:
         batch = connector.create_batch(SPEC, idempotency_key=KEY)
         fake.router.routes["import"].side_effect = background_import
-        ids = connector.add_items(batch, _items(2), idempotency_key="k").external_ids
+        ids = connector.add_items(
+            batch, compare_items(key_prefix="camp-1:", n=2), idempotency_key="k"
+        ).external_ids
     assert ids == {"camp-1:item-0.0": "1", "camp-1:item-1.0": "2"}
 
 
@@ -489,7 +476,9 @@ def test_an_import_without_task_ids_is_resolved_by_key(fake: FakeLabelStudio) ->
 def test_start_stop_and_status(fake: FakeLabelStudio) -> None:
     with _connector(fake.transport) as connector:
         batch = connector.create_batch(SPEC, idempotency_key=KEY)
-        connector.add_items(batch, _items(3, overlap=2), idempotency_key="k")
+        connector.add_items(
+            batch, compare_items(key_prefix="camp-1:", n=3, overlap=2), idempotency_key="k"
+        )
         connector.start(batch)
         fake.annotate(1, 7, _choice("left"))
         fake.annotate(2, 7, [], was_cancelled=True)
@@ -528,7 +517,7 @@ def test_unsupported_capabilities_say_so(fake: FakeLabelStudio) -> None:
 
 def _started(fake: FakeLabelStudio, connector: LabelStudioConnector, n: int) -> BatchRef:
     batch = connector.create_batch(SPEC, idempotency_key=KEY)
-    connector.add_items(batch, _items(n), idempotency_key="k")
+    connector.add_items(batch, compare_items(key_prefix="camp-1:", n=n), idempotency_key="k")
     connector.start(batch)
     return batch
 

@@ -16,13 +16,13 @@ from pydantic import SecretStr
 from crowdloop.connectors.errors import AuthError, InvalidRequest, TransientError
 from crowdloop.connectors.prolific.connector import ProlificConnector
 from crowdloop.connectors.prolific.credentials import ProlificCredentials
+from crowdloop.connectors.testing import compare_items
 from crowdloop.models.domain import (
     BatchRef,
     BatchSpec,
     BatchState,
     BlockScope,
     Capability,
-    CompareTask,
     Money,
     PreferenceAnswer,
     ReviewDecision,
@@ -62,21 +62,8 @@ def spec(stage: Stage = Stage.COMPARE, **overrides: Any) -> BatchSpec:
     return BatchSpec(**values)
 
 
-def compare_items(n: int, *, overlap: int = 1, prefix: str = "it") -> list[TaskItem]:
-    return [
-        TaskItem(
-            key=f"{prefix}-{i}.0",
-            group=f"{prefix}-{i}",
-            payload=CompareTask(
-                instruction="Pick the better answer.",
-                prompt=f"Name {i} rivers",
-                left=f"Nile ({i})",
-                right=f"Rhine ({i})",
-            ),
-            overlap=overlap,
-        )
-        for i in range(n)
-    ]
+def prolific_items(n: int, *, overlap: int = 1, prefix: str = "it") -> list[TaskItem]:
+    return compare_items(n, prefix=prefix, overlap=overlap, instruction="Pick the better answer.")
 
 
 class Flaky(httpx.BaseTransport):
@@ -187,7 +174,7 @@ def test_the_study_is_created_once_the_batch_is_ready_in_the_workspace_project(
     fake: FakeProlific, connector: ProlificConnector
 ) -> None:
     batch = connector.create_batch(spec(), idempotency_key=KEY)
-    connector.add_items(batch, compare_items(2), idempotency_key="k")
+    connector.add_items(batch, prolific_items(2), idempotency_key="k")
     order = [
         (c.request.method, c.request.url.path)
         for c in fake.router.calls
@@ -257,7 +244,7 @@ def test_a_study_created_behind_a_500_is_found_not_created_again(
     flaky = Flaky(fake.transport(), "POST", r"^/api/v1/studies/$", status=502, processed=True)
     connector = make_connector(fake, wrap=lambda _t: flaky, sleeps=sleeps)
     batch = connector.create_batch(spec(), idempotency_key=KEY)
-    connector.add_items(batch, compare_items(1), idempotency_key="k")
+    connector.add_items(batch, prolific_items(1), idempotency_key="k")
     assert len(fake.studies) == 1 and study_of(fake, batch)["internal_name"] == KEY
     assert flaky.hits == 1, "the create was re-sent although the study existed"
     assert sleeps, "no pause before looking the study up"
@@ -327,7 +314,7 @@ def test_a_reward_in_another_currency_is_refused(connector: ProlificConnector) -
 def test_the_first_push_uploads_one_jsonl_record_per_answer_then_sets_up_and_publishes(
     fake: FakeProlific, connector: ProlificConnector, sleeps: list[float]
 ) -> None:
-    items = compare_items(3, overlap=2)
+    items = prolific_items(3, overlap=2)
     batch = connector.create_batch(spec(), idempotency_key=KEY)
     result = connector.add_items(batch, items, idempotency_key=f"{KEY}:tasks")
 
@@ -359,15 +346,15 @@ def test_an_import_that_rejects_records_fails_the_push_with_details(
     [dataset] = fake.datasets.values()
     del dataset["schema"]["fields"]["right"]  # the platform no longer knows a field we send
     with pytest.raises(InvalidRequest, match=r"ended failed.*unknown fields"):
-        connector.add_items(batch, compare_items(2), idempotency_key="k")
+        connector.add_items(batch, prolific_items(2), idempotency_key="k")
     assert fake.studies == {}
 
 
 def test_a_second_push_syncs_the_new_datapoints_and_grows_the_places(
     fake: FakeProlific, connector: ProlificConnector
 ) -> None:
-    batch = started(connector, compare_items(2))
-    connector.add_items(batch, compare_items(3, prefix="more"), idempotency_key=f"{KEY}:2")
+    batch = started(connector, prolific_items(2))
+    connector.add_items(batch, prolific_items(3, prefix="more"), idempotency_key=f"{KEY}:2")
     assert len(calls(fake, "POST", r"/sync$")) == 1
     assert len(calls(fake, "GET", r"/syncs/[^/]+$")) == 1
     assert len(fake.s3_puts) == 1  # later pushes append
@@ -379,9 +366,9 @@ def test_a_second_push_syncs_the_new_datapoints_and_grows_the_places(
 def test_a_sync_that_comes_back_complete_without_a_sync_id_is_done(
     fake: FakeProlific, connector: ProlificConnector
 ) -> None:
-    batch = started(connector, compare_items(2))
+    batch = started(connector, prolific_items(2))
     fake.sync_done_at_once = True
-    connector.add_items(batch, compare_items(1, prefix="more"), idempotency_key=f"{KEY}:2")
+    connector.add_items(batch, prolific_items(1, prefix="more"), idempotency_key=f"{KEY}:2")
     assert calls(fake, "GET", r"/syncs/") == []
     assert study_of(fake, batch)["total_available_places"] == 3
 
@@ -389,7 +376,7 @@ def test_a_sync_that_comes_back_complete_without_a_sync_id_is_done(
 def test_replaying_add_items_creates_nothing_and_returns_the_same_ids(
     fake: FakeProlific, connector: ProlificConnector
 ) -> None:
-    items = compare_items(4)
+    items = prolific_items(4)
     batch = connector.create_batch(spec(), idempotency_key=KEY)
     first = connector.add_items(batch, items, idempotency_key="k").external_ids
     tasks = fake.task_keys()
@@ -405,8 +392,8 @@ def test_a_500_after_an_append_is_retried_and_writes_each_record_once(
     flaky = Flaky(fake.transport(), "POST", r"/datapoints$", status=500, processed=True)
     connector = make_connector(fake, wrap=lambda _t: flaky, sleeps=sleeps)
     batch = connector.create_batch(spec(), idempotency_key=KEY)
-    connector.add_items(batch, compare_items(1), idempotency_key="k0")  # the upload
-    connector.add_items(batch, compare_items(3), idempotency_key="k")  # appends
+    connector.add_items(batch, prolific_items(1), idempotency_key="k0")  # the upload
+    connector.add_items(batch, prolific_items(3), idempotency_key="k")  # appends
     assert flaky.hits == 2
     [dataset] = fake.datasets.values()
     assert len(dataset["records"]) == 3
@@ -416,10 +403,10 @@ def test_large_pushes_are_split_into_appends_of_at_most_1000_records(
     fake: FakeProlific, connector: ProlificConnector
 ) -> None:
     batch = connector.create_batch(spec(), idempotency_key=KEY)
-    connector.add_items(batch, compare_items(450, overlap=3), idempotency_key="k")
+    connector.add_items(batch, prolific_items(450, overlap=3), idempotency_key="k")
     [upload] = fake.s3_puts  # the first load is one file, no per-request limit
     assert len(upload.content.decode().splitlines()) == 1350
-    connector.add_items(batch, compare_items(450, overlap=3, prefix="m"), idempotency_key="m")
+    connector.add_items(batch, prolific_items(450, overlap=3, prefix="m"), idempotency_key="m")
     sizes = [len(r.content.decode().splitlines()) for r in calls(fake, "POST", r"/datapoints$")]
     assert sizes == [1000, 350]
 
@@ -428,11 +415,11 @@ def test_records_prolific_rejects_fail_the_push_with_details(
     fake: FakeProlific, connector: ProlificConnector
 ) -> None:
     batch = connector.create_batch(spec(), idempotency_key=KEY)
-    connector.add_items(batch, compare_items(1), idempotency_key="k0")
+    connector.add_items(batch, prolific_items(1), idempotency_key="k0")
     [dataset] = fake.datasets.values()
     del dataset["schema"]["fields"]["right"]  # the platform no longer knows a field we send
     with pytest.raises(InvalidRequest, match="rejected 2 datapoint"):
-        connector.add_items(batch, compare_items(2, prefix="m"), idempotency_key="k")
+        connector.add_items(batch, prolific_items(2, prefix="m"), idempotency_key="k")
 
 
 def test_excluded_workers_join_the_batch_exclusion_group_and_get_no_task(
@@ -457,7 +444,7 @@ def test_excluded_workers_join_the_batch_exclusion_group_and_get_no_task(
 def test_find_tasks_confirms_only_keys_prolific_can_show(
     fake: FakeProlific, connector: ProlificConnector
 ) -> None:
-    items = compare_items(2)
+    items = prolific_items(2)
     batch = started(connector, items)
     fresh = make_connector(fake)
     assert fresh.find_tasks(batch, [i.key for i in items]) == {}  # no read-back of datapoints
@@ -471,7 +458,7 @@ def test_find_tasks_confirms_only_keys_prolific_can_show(
 
 def test_answers_map_to_preference_verdict_and_text(fake: FakeProlific) -> None:
     kinds = {
-        Stage.COMPARE: compare_items(1)[0],
+        Stage.COMPARE: prolific_items(1)[0],
         Stage.VERIFY: TaskItem(
             key="v.0",
             group="v",
@@ -532,7 +519,7 @@ def test_submissions_page_by_offset_and_the_cursor_waits_for_running_ones(
     fake: FakeProlific, sleeps: list[float]
 ) -> None:
     connector = make_connector(fake, sleeps=sleeps, page_limit=3)
-    batch = started(connector, compare_items(4))
+    batch = started(connector, prolific_items(4))
     fake.work(batch.external_id)
     running = started_more(fake, connector, batch, status="ACTIVE")  # position 4
     tail = started_more(fake, connector, batch, prefix="tail")  # position 5
@@ -557,7 +544,7 @@ def started_more(
     status: str = "AWAITING REVIEW",
     prefix: str = "run",
 ) -> str:
-    connector.add_items(batch, compare_items(1, prefix=prefix), idempotency_key=prefix)
+    connector.add_items(batch, prolific_items(1, prefix=prefix), idempotency_key=prefix)
     before = set(fake.submissions)
     fake.work(batch.external_id, status=status)
     [new] = set(fake.submissions) - before
@@ -567,7 +554,7 @@ def started_more(
 def test_returned_and_timed_out_submissions_yield_nothing(
     fake: FakeProlific, connector: ProlificConnector
 ) -> None:
-    batch = started(connector, compare_items(2))
+    batch = started(connector, prolific_items(2))
     fake.work(batch.external_id)
     for sub in fake.submissions.values():
         sub["status"] = "RETURNED"
@@ -593,7 +580,7 @@ def test_a_garbled_response_is_quarantined_with_reason_and_raw(
     garble: Callable[[Json], Any],
     reason: str,
 ) -> None:
-    batch = started(connector, compare_items(2))
+    batch = started(connector, prolific_items(2))
     fake.work(batch.external_id)
     garble(fake.responses[0])
     [page] = list(connector.iter_submissions(batch, cursor=None))
@@ -637,7 +624,7 @@ def test_listing_submissions_waits_out_a_429_and_retries_a_503(
     first = Flaky(inner, "GET", r"/submissions/$", status=429, headers={"Retry-After": "4"})
     second = Flaky(first, "GET", r"/submissions/$", status=503)
     connector = make_connector(fake, wrap=lambda _t: second, sleeps=sleeps)
-    batch = started(connector, compare_items(2))
+    batch = started(connector, prolific_items(2))
     fake.work(batch.external_id)
     read = [s for p in connector.iter_submissions(batch, cursor=None) for s in p.submissions]
     assert len(read) == 2
@@ -650,7 +637,7 @@ def test_listing_submissions_waits_out_a_429_and_retries_a_503(
 def test_review_bulk_approves_rejects_with_a_long_message_and_repeats_are_no_ops(
     fake: FakeProlific, connector: ProlificConnector
 ) -> None:
-    batch = started(connector, compare_items(3))
+    batch = started(connector, prolific_items(3))
     fake.work(batch.external_id)
     read = [s for p in connector.iter_submissions(batch, cursor=None) for s in p.submissions]
     decisions = [
@@ -685,7 +672,7 @@ def test_block_worker_adds_to_one_workspace_group_that_studies_blocklist(
     assert group["participants"] == [worker]
     assert len(calls(fake, "POST", r"^/api/v1/participant-groups/$")) == 1
     batch = connector.create_batch(spec(), idempotency_key=KEY)
-    connector.add_items(batch, compare_items(1), idempotency_key="k")
+    connector.add_items(batch, prolific_items(1), idempotency_key="k")
     filters = study_of(fake, batch)["filters"]
     assert group["id"] in filters[0]["selected_values"]
     [added, _again] = calls(fake, "POST", r"/participants/$")
@@ -702,7 +689,7 @@ def test_qualifications_are_participant_groups_on_an_allowlist(
     [group] = [g for g in fake.groups.values() if g["name"].startswith("crowdloop qualification")]
     assert group["participants"] == ["5f00000000000000000000dd"]
     batch = connector.create_batch(spec(required_qualification="camp-1-exam"), idempotency_key=KEY)
-    connector.add_items(batch, compare_items(1), idempotency_key="k")
+    connector.add_items(batch, prolific_items(1), idempotency_key="k")
     filters = study_of(fake, batch)["filters"]
     assert {"filter_id": "participant_group_allowlist", "selected_values": [group["id"]]} in filters
 
@@ -714,7 +701,7 @@ def test_start_waits_for_tasks_stop_stops_once_and_status_counts_answers(
     connector.start(batch)  # crowdloop starts before it pushes: nothing to publish yet
     assert fake.studies == {}
     assert connector.get_status(batch).state is BatchState.CLOSED
-    connector.add_items(batch, compare_items(2, overlap=2), idempotency_key="k")
+    connector.add_items(batch, prolific_items(2, overlap=2), idempotency_key="k")
     connector.start(batch)
     status = connector.get_status(batch)
     assert status.state is BatchState.OPEN and status.tasks == 4 and not status.complete
@@ -791,7 +778,7 @@ def test_task_groups_pay_per_submission_and_take_one_place_per_group(
 ) -> None:
     connector = make_connector(fake, tasks_per_group=2)
     batch = connector.create_batch(spec(), idempotency_key=KEY)
-    connector.add_items(batch, compare_items(2, overlap=2), idempotency_key="k")
+    connector.add_items(batch, prolific_items(2, overlap=2), idempotency_key="k")
     study = study_of(fake, batch)
     assert study["reward"] == 24  # 2 tasks of 0.12 USD per submission
     assert study["total_available_places"] == 2  # 4 tasks in groups of 2

@@ -29,12 +29,12 @@ from crowdloop.connectors.scale.connector import (
     ScaleOptions,
 )
 from crowdloop.connectors.scale.credentials import ScaleCredentials
+from crowdloop.connectors.testing import compare_items
 from crowdloop.models.domain import (
     BatchRef,
     BatchSpec,
     BatchState,
     BlockScope,
-    CompareTask,
     Money,
     PreferenceAnswer,
     Quarantined,
@@ -131,23 +131,6 @@ def spec(stage: Stage = Stage.COMPARE, **overrides: Any) -> BatchSpec:
         campaign_id="camp-1",
         **overrides,
     )
-
-
-def compare_items(n: int, *, overlap: int = 2, prefix: str = "item") -> list[TaskItem]:
-    return [
-        TaskItem(
-            key=f"{prefix}-{i}.0",
-            group=f"{prefix}-{i}",
-            payload=CompareTask(
-                instruction="Which answer is better?",
-                prompt=f"Name five rivers ({i})",
-                left=f"Nile, Amazon ({i})",
-                right=f"Danube, Rhine ({i})",
-            ),
-            overlap=overlap,
-        )
-        for i in range(n)
-    ]
 
 
 def latest_completion(fake: FakeScale) -> datetime:
@@ -299,7 +282,7 @@ def test_add_items_fans_overlap_out_into_keyed_comparison_tasks(
     assert first["attachment_type"] == "text"
     assert first["attachments"] == ["Nile, Amazon (0)", "Danube, Rhine (0)"]
     assert first["choices"] == list(COMPARE_CHOICES)
-    assert "Name five rivers (0)" in first["instruction"]
+    assert "Top 5 rivers (0)" in first["instruction"]
     assert first["instruction"].startswith("Which answer is better?")
     assert first["metadata"] == {
         "crowdloop_key": "item-0.0",
