@@ -236,6 +236,40 @@ def run_one(
 CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"
 
 
+def _demo_campaign(
+    kind: str,
+    folder: Path,
+    name: str,
+    seed: int,
+    export: dict[str, str],
+    routing: dict[str, Any] | None,
+    threshold: float | None,
+) -> Path:
+    """`campaigns/<kind>.yaml` copied into `folder` (its own SQLite database) under `name`,
+    exporting to `export`; with `routing` (the kind's own routing settings), AI-first at
+    `threshold`. Returns the campaign file."""
+    import shutil
+
+    import yaml
+
+    folder.mkdir(parents=True)
+    os.environ["CROWDLOOP_DATABASE_URL"] = f"sqlite:///{folder / 'db.sqlite'}"
+    shutil.copytree(CAMPAIGNS / kind, folder / kind)
+    data = yaml.safe_load((CAMPAIGNS / f"{kind}.yaml").read_text())
+    data.update(name=name, seed=seed, output_dir="out", poll_interval_s=0.05)
+    data[kind]["export"] = export
+    if routing is not None:
+        data["routing"] = {
+            "ai": {"name": "aijudge", "options": {"store": str(folder / "ai-answers.sqlite")}},
+            "confidence_threshold": threshold,
+            **routing,
+            "audit_rate": AUDIT_RATE,
+        }
+    path = folder / "campaign.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 def run_ranking_one(
     root: Path,
     seed: int,
@@ -244,9 +278,6 @@ def run_ranking_one(
     judge: AIJudgeConfig = JUDGE,
 ) -> dict[str, Any]:
     """The demo ranking campaign once; `threshold` None: all-human."""
-    import shutil
-
-    import yaml
 
     from crowdloop.aggregation.rankings import kendall_tau
     from crowdloop.demo.ranking import score_rankings_against_truth
@@ -260,21 +291,15 @@ def run_ranking_one(
     # their shown order, so every variant of a seed ranks the very same sets.
     name = f"rk-s{seed}"
     folder = root / f"{name}-{variant}"
-    folder.mkdir(parents=True)
-    os.environ["CROWDLOOP_DATABASE_URL"] = f"sqlite:///{folder / 'db.sqlite'}"
-    shutil.copytree(CAMPAIGNS / "ranking", folder / "ranking")
-    data = yaml.safe_load((CAMPAIGNS / "ranking.yaml").read_text())
-    data.update(name=name, seed=seed, output_dir="out", poll_interval_s=0.05)
-    data["ranking"]["export"] = {"pairs_path": "out/pairs.jsonl", "rankings_path": "out/r.jsonl"}
-    if threshold is not None:
-        data["routing"] = {
-            "ai": {"name": "aijudge", "options": {"store": str(folder / "ai-answers.sqlite")}},
-            "confidence_threshold": threshold,
-            "min_order_agreement": min_agreement,
-            "audit_rate": AUDIT_RATE,
-        }
-    path = folder / "campaign.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path = _demo_campaign(
+        "ranking",
+        folder,
+        name,
+        seed,
+        {"pairs_path": "out/pairs.jsonl", "rankings_path": "out/r.jsonl"},
+        None if threshold is None else {"min_order_agreement": min_agreement},
+        threshold,
+    )
     started = time.perf_counter()
     with SimulatorServer(SimulatorConfig(seed=seed, crowd=CrowdConfig(), ai_judge=judge)) as sim:
         _aim_at(sim, judge)
@@ -327,9 +352,6 @@ def run_rating_one(
     judge: AIJudgeConfig = JUDGE,
 ) -> dict[str, Any]:
     """The demo rating campaign once; `threshold` None: all-human."""
-    import shutil
-
-    import yaml
 
     from crowdloop.demo.rating import score_ratings_against_truth
     from crowdloop.models.domain import RateTask
@@ -340,21 +362,15 @@ def run_rating_one(
     variant = "human" if threshold is None else f"ai{threshold:g}-d{max_difference}"
     name = f"ra-s{seed}"  # one name per seed: every variant of a seed rates the same items
     folder = root / f"{name}-{variant}"
-    folder.mkdir(parents=True)
-    os.environ["CROWDLOOP_DATABASE_URL"] = f"sqlite:///{folder / 'db.sqlite'}"
-    shutil.copytree(CAMPAIGNS / "rating", folder / "rating")
-    data = yaml.safe_load((CAMPAIGNS / "rating.yaml").read_text())
-    data.update(name=name, seed=seed, output_dir="out", poll_interval_s=0.05)
-    data["rating"]["export"] = {"path": "out/ratings.jsonl"}
-    if threshold is not None:
-        data["routing"] = {
-            "ai": {"name": "aijudge", "options": {"store": str(folder / "ai-answers.sqlite")}},
-            "confidence_threshold": threshold,
-            "max_score_difference": max_difference,
-            "audit_rate": AUDIT_RATE,
-        }
-    path = folder / "campaign.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path = _demo_campaign(
+        "rating",
+        folder,
+        name,
+        seed,
+        {"path": "out/ratings.jsonl"},
+        None if threshold is None else {"max_score_difference": max_difference},
+        threshold,
+    )
     started = time.perf_counter()
     with SimulatorServer(SimulatorConfig(seed=seed, crowd=CrowdConfig(), ai_judge=judge)) as sim:
         _aim_at(sim, judge)
