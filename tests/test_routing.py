@@ -4,22 +4,18 @@ simulator whose AI judge (the simulated one behind /openai/v1) answers first."""
 from __future__ import annotations
 
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
-from sqlmodel import col, select
+from sqlmodel import select
 
-from crowdloop.connectors.aijudge.connector import AIJudgeConnector
 from crowdloop.db import session_scope
-from crowdloop.models.domain import CompareTask, PreferenceAnswer, TaskItem
+from crowdloop.models.domain import CompareTask, PreferenceAnswer
 from crowdloop.models.spec import RoutingSpec, SpecError, load_campaign
 from crowdloop.models.tables import (
-    AIJudgeBatch,
     AIRoute,
     AIRouteState,
-    CampaignStatus,
     Item,
     ItemState,
     Judgment,
@@ -29,14 +25,13 @@ from crowdloop.models.tables import (
 from crowdloop.simulator.config import AIJudgeConfig, SimulatorConfig
 from crowdloop.simulator.crowd import truth_of
 from crowdloop.stages import routing as routing_stage
-from crowdloop.stages.budget import BudgetPause, _committed, estimate_for_campaign, raise_cap
+from crowdloop.stages.budget import estimate_for_campaign
 from crowdloop.stages.estimate import estimate_spec
-from crowdloop.stages.lifecycle import CampaignHalted, check_running, transition
 from crowdloop.stages.plan import golden_count, register_campaign
 from crowdloop.stages.preferences import aggregate_preferences, evidence_frame
 from crowdloop.stages.report import write_report
 from crowdloop.stages.rounds import run_bare
-from crowdloop.stages.routing import audited, decide, route_pending
+from crowdloop.stages.routing import audited, decide
 from tests.e2e_helpers import campaign_dir, judged
 
 # --- the policy in the campaign file ----------------------------------------------------------
@@ -232,102 +227,6 @@ def test_the_estimate_prices_the_judge_on_every_real_pair_from_files_and_databas
     est = estimate_spec(open_ended)
     assert est.ai is None and est.worst == humans_only.worst
     assert any("max_tokens is not set" in note for note in est.notes)
-
-
-def test_a_budget_reserves_the_judges_worst_case_and_pauses_before_asking_past_the_cap(
-    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    judge = AIJudgeConfig(accuracy=0.8, position_bias=0.1)
-    options = {
-        "store": str(tmp_path / "answers.sqlite"),
-        "price_per_1k_input": "0.0025",
-        "price_per_1k_output": "0.01",
-        "max_tokens": 256,
-    }
-    path = _campaign(tmp_path, {"ai": {"name": "aijudge", "options": options}})
-    data = yaml.safe_load(path.read_text())
-    data["budget"] = {"cap": 100}
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=judge)) as sim:
-        spec = load_campaign(path)
-        with session_scope() as s:
-            register_campaign(s, spec)
-            pairs = s.exec(
-                select(Item)
-                .where(Item.kind == "compare", Item.is_golden == False)  # noqa: E712
-                .order_by(col(Item.id))
-            ).all()
-            tasks = [
-                TaskItem(key=f"{p.id}:ai", group=p.id, payload=p.payload, overlap=1) for p in pairs
-            ]
-        assert spec.routing is not None
-        worst = [AIJudgeConnector.quote(spec.routing.ai.options, [t]).worst.amount for t in tasks]
-        # Room for the first five pairs' worst case and half of the sixth's.
-        raise_cap(spec.name, sum(worst[:5]) + worst[5] / 2, by="test")
-        with pytest.raises(BudgetPause) as paused:
-            route_pending(spec.name)
-        assert paused.value.reason == "cap" and paused.value.stage == "ai-judge"
-        asked = sim.stats()["requests"].get("POST /openai/v1/chat/completions", 0)
-        with session_scope() as s:
-            routes = s.exec(select(AIRoute)).all()
-            spent = Decimal(s.exec(select(AIJudgeBatch.spend)).one() or 0)
-            committed = _committed(s, spec.name)
-        # Only what fitted was asked, each pair in both orders; nothing went to humans yet.
-        assert {r.item_id for r in routes} == {p.id for p in pairs[:5]}
-        assert asked == 2 * 5 and sim.stats()["tasks_created"] == 0
-        assert all(r.route != AIRouteState.ASKED for r in routes)
-        assert (
-            [Decimal(r.reserved) for r in sorted(routes, key=lambda r: r.item_id)]
-            == (  # type: ignore[arg-type]
-                worst[:5]
-            )
-        )
-        # The judge billed less than its worst case; once answered, only the bill counts.
-        assert 0 < spent <= sum(worst[:5]) and committed == spent
-        # With the cap raised, the next round asks the rest and no pair twice.
-        raise_cap(spec.name, 100, by="test")
-        route_pending(spec.name)
-        assert sim.stats()["requests"].get("POST /openai/v1/chat/completions", 0) == 2 * len(pairs)
-    with session_scope() as s:
-        assert len(s.exec(select(AIRoute)).all()) == len(pairs)
-        assert _committed(s, spec.name) == Decimal(s.exec(select(AIJudgeBatch.spend)).one())
-
-
-def test_a_pause_stops_the_judge_within_one_slice_and_resuming_asks_the_rest_once(
-    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    judge = AIJudgeConfig(accuracy=0.8, position_bias=0.1)
-    options = {"store": str(tmp_path / "answers.sqlite")}
-    path = _campaign(tmp_path, {"ai": {"name": "aijudge", "options": options}})
-    monkeypatch.setattr(routing_stage, "SLICE", 10)
-    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=judge)) as sim:
-        spec = load_campaign(path)
-        with session_scope() as s:
-            register_campaign(s, spec)
-            pairs = len(
-                s.exec(select(Item).where(Item.kind == "compare", Item.is_golden == False)).all()  # noqa: E712
-            )
-        slices = 0
-
-        def operator_pauses_after_two_slices() -> None:
-            nonlocal slices
-            slices += 1
-            if slices == 3:
-                transition(spec.name, CampaignStatus.PAUSED, reason="ops", actor="test")
-            check_running(spec.name)
-
-        with pytest.raises(CampaignHalted):
-            route_pending(spec.name, between=operator_pauses_after_two_slices)
-        asked = sim.stats()["requests"].get("POST /openai/v1/chat/completions", 0)
-        with session_scope() as s:
-            routes = s.exec(select(AIRoute)).all()
-        assert asked == 2 * 20 and len(routes) == 20  # two slices, each pair in both orders
-        assert all(r.route != AIRouteState.ASKED for r in routes)  # asked means answered
-        transition(spec.name, CampaignStatus.RUNNING, reason="ops", actor="test")
-        route_pending(spec.name, between=partial(check_running, spec.name))
-        assert sim.stats()["requests"].get("POST /openai/v1/chat/completions", 0) == 2 * pairs
-    with session_scope() as s:
-        assert len(s.exec(select(AIRoute)).all()) == pairs
 
 
 @pytest.mark.slow

@@ -5,8 +5,6 @@ between slices."""
 from __future__ import annotations
 
 import shutil
-from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +18,8 @@ from crowdloop.db import session_scope
 from crowdloop.models.domain import RankingAnswer, RankTask, TaskItem
 from crowdloop.models.spec import RoutingSpec, SpecError, load_campaign
 from crowdloop.models.tables import (
-    AIJudgeBatch,
     AIRoute,
     AIRouteState,
-    CampaignStatus,
     Item,
     Judgment,
     TaskRecord,
@@ -31,15 +27,12 @@ from crowdloop.models.tables import (
 from crowdloop.simulator.config import AIJudgeConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.simulator.world import response_quality
-from crowdloop.stages import routing as routing_stage
-from crowdloop.stages.budget import BudgetPause, _committed, raise_cap
 from crowdloop.stages.estimate import estimate_spec
-from crowdloop.stages.lifecycle import CampaignHalted, check_running, transition
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.ranking import aggregate_rankings
 from crowdloop.stages.report import write_report
 from crowdloop.stages.rounds import run_bare
-from crowdloop.stages.routing import decide, route_pending
+from crowdloop.stages.routing import decide
 from tests.e2e_helpers import judged
 
 CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"
@@ -197,75 +190,3 @@ def test_the_estimate_prices_the_judge_on_every_real_ranking_set(
     # The sets registration planned are the ones the estimate priced, in both orders.
     assert AIJudgeConnector.quote(priced, tasks).worst == est.ai.worst
     assert "2 request(s)" not in est.ai.basis and f"{2 * len(tasks)} request(s)" in est.ai.basis
-
-
-def test_a_budget_reserves_each_sets_worst_case_and_pauses_before_asking_past_the_cap(
-    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    options = {
-        "store": str(tmp_path / "answers.sqlite"),
-        "price_per_1k_input": "0.0025",
-        "price_per_1k_output": "0.01",
-        "max_tokens": 256,
-    }
-    path = ranking_campaign(
-        tmp_path, {"ai": {"name": "aijudge", "options": options}}, budget={"cap": 100}
-    )
-    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=JUDGE)) as sim:
-        spec = load_campaign(path)
-        with session_scope() as s:
-            register_campaign(s, spec)
-        sets = real_sets()
-        tasks = [TaskItem(key=f"{i.id}:ai", group=i.id, payload=i.payload, overlap=1) for i in sets]
-        worst = [AIJudgeConnector.quote(options, [t]).worst.amount for t in tasks]
-        # Room for the first four sets' worst case and half of the fifth's.
-        raise_cap(spec.name, sum(worst[:4]) + worst[4] / 2, by="test")
-        with pytest.raises(BudgetPause) as paused:
-            route_pending(spec.name)
-        assert paused.value.reason == "cap" and paused.value.stage == "ai-judge"
-        with session_scope() as s:
-            routes = sorted(s.exec(select(AIRoute)).all(), key=lambda r: r.item_id)
-            spent = Decimal(s.exec(select(AIJudgeBatch.spend)).one() or 0)
-            committed = _committed(s, spec.name)
-        assert [r.item_id for r in routes] == [i.id for i in sets[:4]]
-        assert chats(sim) == 2 * 4 and sim.stats()["tasks_created"] == 0
-        assert [Decimal(r.reserved or "0") for r in routes] == worst[:4]
-        assert all(r.route != AIRouteState.ASKED for r in routes)
-        # Once answered, the judge's bill (under its worst case) is what counts.
-        assert 0 < spent <= sum(worst[:4]) and committed == spent
-        raise_cap(spec.name, 100, by="test")
-        route_pending(spec.name)
-        assert chats(sim) == 2 * len(sets)
-    with session_scope() as s:
-        assert len(s.exec(select(AIRoute)).all()) == len(sets)
-
-
-def test_a_pause_stops_the_ranking_judge_within_one_slice_and_resuming_asks_the_rest_once(
-    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    options = {"store": str(tmp_path / "answers.sqlite")}
-    path = ranking_campaign(tmp_path, {"ai": {"name": "aijudge", "options": options}})
-    monkeypatch.setattr(routing_stage, "SLICE", 10)
-    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=JUDGE)) as sim:
-        spec = load_campaign(path)
-        with session_scope() as s:
-            register_campaign(s, spec)
-        sets = len(real_sets())
-        assert sets > 20
-        slices = 0
-
-        def operator_pauses_after_two_slices() -> None:
-            nonlocal slices
-            slices += 1
-            if slices == 3:
-                transition(spec.name, CampaignStatus.PAUSED, reason="ops", actor="test")
-            check_running(spec.name)
-
-        with pytest.raises(CampaignHalted):
-            route_pending(spec.name, between=operator_pauses_after_two_slices)
-        with session_scope() as s:
-            assert len(s.exec(select(AIRoute)).all()) == 20
-        assert chats(sim) == 2 * 20
-        transition(spec.name, CampaignStatus.RUNNING, reason="ops", actor="test")
-        route_pending(spec.name, between=partial(check_running, spec.name))
-        assert chats(sim) == 2 * sets

@@ -5,7 +5,6 @@ all-human), and the judge under a budget cap."""
 from __future__ import annotations
 
 import shutil
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,16 @@ from crowdloop.db import session_scope
 from crowdloop.demo.rating import score_ratings_against_truth
 from crowdloop.models.domain import RateTask, RatingAnswer, TaskItem
 from crowdloop.models.spec import RoutingSpec, SpecError, load_campaign
-from crowdloop.models.tables import AIJudgeBatch, AIRoute, AIRouteState, Item, Judgment, TaskRecord
+from crowdloop.models.tables import AIRoute, AIRouteState, Item, Judgment, TaskRecord
 from crowdloop.simulator.config import AIJudgeConfig, SimulatorConfig
 from crowdloop.simulator.rating import true_scores
 from crowdloop.simulator.runner import SimulatorServer
-from crowdloop.stages.budget import BudgetPause, _committed, raise_cap
 from crowdloop.stages.estimate import estimate_spec
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.rating import aggregate_ratings, export_ratings
 from crowdloop.stages.report import write_report
 from crowdloop.stages.rounds import run_bare
-from crowdloop.stages.routing import decide, route_pending
+from crowdloop.stages.routing import decide
 from tests.e2e_helpers import judged
 
 CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"
@@ -215,45 +213,3 @@ def test_the_estimate_prices_the_judge_on_every_real_rating_item(
     ]
     assert AIJudgeConnector.quote(priced, tasks).worst == est.ai.worst
     assert f"{2 * len(tasks)} request(s)" in est.ai.basis
-
-
-def test_a_budget_reserves_each_items_worst_case_and_pauses_before_asking_past_the_cap(
-    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    options = {
-        "store": str(tmp_path / "answers.sqlite"),
-        "price_per_1k_input": "0.0025",
-        "price_per_1k_output": "0.01",
-        "max_tokens": 256,
-    }
-    path = rating_campaign(
-        tmp_path, {"ai": {"name": "aijudge", "options": options}}, budget={"cap": 100}
-    )
-    with judged(monkeypatch, SimulatorConfig(seed=0, ai_judge=JUDGE)) as sim:
-        spec = load_campaign(path)
-        with session_scope() as s:
-            register_campaign(s, spec)
-        items = real_items(spec.name)
-        tasks = [
-            TaskItem(key=f"{i.id}:ai", group=i.id, payload=i.payload, overlap=1) for i in items
-        ]
-        worst = [AIJudgeConnector.quote(options, [t]).worst.amount for t in tasks]
-        # Room for the first three items' worst case and half of the fourth's.
-        raise_cap(spec.name, sum(worst[:3]) + worst[3] / 2, by="test")
-        with pytest.raises(BudgetPause) as paused:
-            route_pending(spec.name)
-        assert paused.value.reason == "cap" and paused.value.stage == "ai-judge"
-        with session_scope() as s:
-            routes = sorted(s.exec(select(AIRoute)).all(), key=lambda r: r.item_id)
-            spent = Decimal(s.exec(select(AIJudgeBatch.spend)).one() or 0)
-            committed = _committed(s, spec.name)
-        assert [r.item_id for r in routes] == [i.id for i in items[:3]]
-        assert chats(sim) == 2 * 3 and sim.stats()["tasks_created"] == 0
-        assert [Decimal(r.reserved or "0") for r in routes] == worst[:3]
-        assert all(r.route != AIRouteState.ASKED for r in routes)
-        assert 0 < spent <= sum(worst[:3]) and committed == spent
-        raise_cap(spec.name, 100, by="test")
-        route_pending(spec.name)
-        assert chats(sim) == 2 * len(items)
-    with session_scope() as s:
-        assert len(s.exec(select(AIRoute)).all()) == len(items)
