@@ -4,6 +4,7 @@ reusing the last quality round's crowd assessment."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -85,6 +86,18 @@ def test_coded_evidence_has_the_row_built_frames_contents(
         # response ids (sides named from the pair), so both fallbacks are read.
         ids = [j for (j,) in s.execute(sa_select(col(Judgment.id)).limit(40)).all()]
         s.execute(update(Judgment).where(col(Judgment.id).in_(ids)).values(submitted_at=None))
+        # Times the database turns into microseconds: a whole second, the last microsecond
+        # before one (SQLite's own fractional seconds round to milliseconds), before 1970.
+        for j, at in zip(
+            ids[:3],
+            (
+                datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+                datetime(2026, 1, 2, 3, 4, 5, 999_999, tzinfo=UTC),
+                datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),
+            ),
+            strict=True,
+        ):
+            s.execute(update(Judgment).where(col(Judgment.id) == j).values(received_at=at))
         pairs = s.execute(sa_select(col(Item.id)).where(col(Item.kind) == "compare").limit(3)).all()
         s.execute(update(Item).where(col(Item.id).in_([p for (p,) in pairs])).values(left_id=""))
     with session_scope() as s:
