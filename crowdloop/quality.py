@@ -365,7 +365,7 @@ def _clarity(clear: np.ndarray, p_left: np.ndarray, policy: CrowdPolicy) -> np.n
 def _judge_log_lik_per_worker(
     label: np.ndarray,
     p_left: np.ndarray,
-    tie: np.ndarray,
+    tie: np.ndarray | _PairTie,
     grid: np.ndarray,
     clarity: np.ndarray,
     policy: CrowdPolicy,
@@ -425,7 +425,7 @@ def _judge_log_lik_block(
 def _ordered_log_lik(
     rows: np.ndarray,
     order: np.ndarray,
-    columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    columns: tuple[np.ndarray, np.ndarray, np.ndarray | _PairTie, np.ndarray],
     grid: np.ndarray,
     mistake_tie: float | None,
 ) -> np.ndarray:
@@ -513,7 +513,7 @@ def assess_crowd(
     for _ in range(iterations):
         trust = None if blind_answer is None else 1.0 - blind_answer
         blind_answer = None  # remade below; one per-answer array less alive meanwhile
-        tie = _pair_tie(item_codes, label, tie_grid, trust)
+        tie = _PairTie(item_codes, label, tie_grid, trust)
         delta = cross_fit_delta(
             frame.loc[real, ["worker", "left", "right", "label"]],
             policy.folds,
@@ -647,13 +647,7 @@ def assess_crowd(
     return out, audit
 
 
-def _pair_tie(
-    item: np.ndarray,
-    label: np.ndarray,
-    own: np.ndarray,
-    trust: np.ndarray | None,
-    strength: float = 2.0,
-) -> np.ndarray:
+class _PairTie:
     """Per answer (rows) and tie share of the worker (columns, ``own``), the probability a
     careful worker says tie on this pair: that share, raised towards the tie share of the
     *other* workers' answers on the same pair (weighted by ``trust`` per answer when given;
@@ -664,26 +658,39 @@ def _pair_tie(
     on such pairs and mostly "tie". Judged with the worker's own capped share, a run of
     honest ties read as a worker turning content-blind (measured: 8 of 12 of an all-honest
     team blocked on the drift evidence alone).
+
+    Indexed like the (answers x tie shares) array (``tie[rows]``), the rows asked are
+    computed then, elementwise (the same values): the whole array, 24 bytes an answer, was
+    alive through both iterations and every temperature tried.
     """
-    w = np.ones(item.size) if trust is None else trust
-    is_tie = label == 2
-    n_item = np.bincount(item, w)
-    tie_item = np.bincount(item, np.where(is_tie, w, 0.0))
-    t = own[None, :]
-    out = np.empty((item.size, own.size))
-    # A block of rows at a time: the elementwise arithmetic's temporaries are each
-    # (answers x tie shares) otherwise, ~5 of 24 bytes an answer at once.
-    for at in range(0, item.size, _LL_BLOCK):
-        rows = slice(at, at + _LL_BLOCK)
-        wr, tr, ir = w[rows], is_tie[rows].astype(np.float64), item[rows]
-        others = (n_item[ir] - wr)[:, None]
-        others_tie = (tie_item[ir] - wr * tr)[:, None]
+
+    def __init__(
+        self,
+        item: np.ndarray,
+        label: np.ndarray,
+        own: np.ndarray,
+        trust: np.ndarray | None,
+        strength: float = 2.0,
+    ) -> None:
+        self.item, self.own, self.trust, self.strength = item, own, trust, strength
+        self.is_tie = label == 2
+        w = np.ones(item.size) if trust is None else trust
+        self.n_item = np.bincount(item, w)
+        self.tie_item = np.bincount(item, np.where(self.is_tie, w, 0.0))
+        self.shape = (item.size, own.size)
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        ir = self.item[rows]
+        wr = np.ones(ir.size) if self.trust is None else self.trust[rows]
+        tr = self.is_tie[rows].astype(np.float64)
+        others = (self.n_item[ir] - wr)[:, None]
+        others_tie = (self.tie_item[ir] - wr * tr)[:, None]
+        t = self.own[None, :]
         # Only ever raised: on a pair the others do not call tie, the worker's own share
         # stands (a constant tie-answerer is judged as before).
-        out[rows] = np.maximum(
-            t, (others_tie + strength * t) / (np.maximum(others, 0.0) + strength)
+        return np.maximum(
+            t, (others_tie + self.strength * t) / (np.maximum(others, 0.0) + self.strength)
         )
-    return out
 
 
 def _audit_golden(
