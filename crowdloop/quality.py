@@ -22,7 +22,9 @@ only 74% of spammers after 8 answers (it needs <= 3 correct; 4/8 gives p_below 0
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -266,12 +268,17 @@ def cross_fit_delta(
     # gave), without an object array of both columns: on coded (categorical) columns the
     # codes are factorized, not the strings.
     sides, items = pd.factorize(pd.concat([frame["left"], frame["right"]], ignore_index=True))
-    left, right = sides[: len(frame)], sides[len(frame) :]
+    # int32 codes and a narrow fold per answer (the int64 ones are 16 bytes an answer more,
+    # alive through every fold's fit).
+    left, right = sides[: len(frame)].astype(np.int32), sides[len(frame) :].astype(np.int32)
     del sides
     outcome = frame["label"].map({"left": 1.0, "right": 0.0, "tie": 0.5}).to_numpy(np.float64)
     workers, codes = _unique_str(frame["worker"])
-    fold_of_worker = np.array([zlib.crc32(w.encode()) % folds for w in workers])
+    fold_of_worker = np.array(
+        [zlib.crc32(w.encode()) % folds for w in workers], dtype=np.min_scalar_type(folds)
+    )
     fold = fold_of_worker[codes]
+    del codes
     if row_weight is not None:
         weight = np.asarray(row_weight, dtype=np.float64)
     elif worker_weight is not None:
@@ -358,7 +365,7 @@ def _clarity(clear: np.ndarray, p_left: np.ndarray, policy: CrowdPolicy) -> np.n
 def _judge_log_lik_per_worker(
     label: np.ndarray,
     p_left: np.ndarray,
-    tie: np.ndarray,
+    tie: np.ndarray | _PairTie,
     grid: np.ndarray,
     clarity: np.ndarray,
     policy: CrowdPolicy,
@@ -413,6 +420,19 @@ def _judge_log_lik_block(
     prob = np.where(golden_tie_row, np.where(lab == 2, q, (1 - q) / 2), prob)
     prob = np.broadcast_to(prob, (label.size, grid.size, tie.shape[1]))
     return np.log(np.maximum(prob, 1e-12)).reshape(label.size, -1)
+
+
+def _ordered_log_lik(
+    rows: np.ndarray,
+    order: np.ndarray,
+    columns: tuple[np.ndarray, np.ndarray, np.ndarray | _PairTie, np.ndarray],
+    grid: np.ndarray,
+    mistake_tie: float | None,
+) -> np.ndarray:
+    """`_judge_log_lik_block` of the answers at positions ``rows`` of the time ``order``;
+    ``columns``: label, p_left, tie and clarity per answer."""
+    label, p_left, tie, clarity = (c[order[rows]] for c in columns)
+    return _judge_log_lik_block(label, p_left, tie, grid, clarity, mistake_tie)
 
 
 def assess_crowd(
@@ -475,7 +495,9 @@ def assess_crowd(
     )
     real = ~is_golden
     clear = is_golden & ~np.isnan(gl)
-    order = np.lexsort((frame.index.to_numpy(), frame["time"].to_numpy()))
+    gl = gl[is_golden]  # only the golden rows' are read
+    # int32 positions: the time order is alive through both iterations.
+    order = np.lexsort((frame.index.to_numpy(), frame["time"].to_numpy())).astype(np.int32)
 
     golden_frame = frame.loc[is_golden, ["item", "worker", "label", "golden"]]
     retired: set[str] = set()
@@ -490,7 +512,8 @@ def assess_crowd(
     chosen_temperature = 1.0
     for _ in range(iterations):
         trust = None if blind_answer is None else 1.0 - blind_answer
-        tie = _pair_tie(item_codes, label, tie_grid, trust)
+        blind_answer = None  # remade below; one per-answer array less alive meanwhile
+        tie = _PairTie(item_codes, label, tie_grid, trust)
         delta = cross_fit_delta(
             frame.loc[real, ["worker", "left", "right", "label"]],
             policy.folds,
@@ -509,7 +532,7 @@ def assess_crowd(
         for temperature in policy.temperatures:
             p_try = p_left.copy()
             p_try[real] = _sigmoid(temperature * delta)
-            p_try[is_golden] = gl[is_golden]
+            p_try[is_golden] = gl
             # Per worker only: the (answers x columns) log-likelihood is summed a block at
             # a time, never held whole for each temperature tried.
             per_try = _judge_log_lik_per_worker(
@@ -524,16 +547,20 @@ def assess_crowd(
                 chosen_temperature = temperature
             del p_try
         log_bf = log_blind - log_judge
-        # The chosen temperature's per-answer log-likelihood, once, in time order.
-        ll = _judge_log_lik(
-            label, p_left, tie, grid, _clarity(clear, p_left, policy), policy.golden_tie
+        # The chosen temperature's per-answer log-likelihood, a worker's answers at a time
+        # (the scan reads them so): never the whole (answers x columns) array, 72 bytes an
+        # answer and a time-ordered copy of it, which made assess_crowd's peak at 10^6.
+        answers_ll = partial(
+            _ordered_log_lik,
+            order=order,
+            columns=(label, p_left, tie, _clarity(clear, p_left, policy)),
+            grid=grid,
+            mistake_tie=policy.golden_tie,
         )
-        ll[~use] = 0.0
-        ll = ll[order]
         drift_bf, drift_at, careful_start, turned = _change_point_scan(
-            wcode[order], label[order], ll, use[order], n_w, policy.drift_min_answers
+            wcode[order], label[order], answers_ll, use[order], n_w, policy.drift_min_answers
         )
-        del ll
+        del answers_ll
         # Empirical Bayes, one share per kind of careless worker: blind from the start, and
         # turned at a change point. Apart, so a crowd with many random clickers does not
         # make drift more likely a priori (one shared share convicted an honest worker
@@ -620,13 +647,7 @@ def assess_crowd(
     return out, audit
 
 
-def _pair_tie(
-    item: np.ndarray,
-    label: np.ndarray,
-    own: np.ndarray,
-    trust: np.ndarray | None,
-    strength: float = 2.0,
-) -> np.ndarray:
+class _PairTie:
     """Per answer (rows) and tie share of the worker (columns, ``own``), the probability a
     careful worker says tie on this pair: that share, raised towards the tie share of the
     *other* workers' answers on the same pair (weighted by ``trust`` per answer when given;
@@ -637,17 +658,39 @@ def _pair_tie(
     on such pairs and mostly "tie". Judged with the worker's own capped share, a run of
     honest ties read as a worker turning content-blind (measured: 8 of 12 of an all-honest
     team blocked on the drift evidence alone).
+
+    Indexed like the (answers x tie shares) array (``tie[rows]``), the rows asked are
+    computed then, elementwise (the same values): the whole array, 24 bytes an answer, was
+    alive through both iterations and every temperature tried.
     """
-    w = np.ones(item.size) if trust is None else trust
-    is_tie = (label == 2).astype(np.float64)
-    n_item = np.bincount(item, w)
-    tie_item = np.bincount(item, w * is_tie)
-    others = (n_item[item] - w)[:, None]
-    others_tie = (tie_item[item] - w * is_tie)[:, None]
-    t = own[None, :]
-    # Only ever raised: on a pair the others do not call tie, the worker's own share
-    # stands (a constant tie-answerer is judged as before).
-    return np.maximum(t, (others_tie + strength * t) / (np.maximum(others, 0.0) + strength))
+
+    def __init__(
+        self,
+        item: np.ndarray,
+        label: np.ndarray,
+        own: np.ndarray,
+        trust: np.ndarray | None,
+        strength: float = 2.0,
+    ) -> None:
+        self.item, self.own, self.trust, self.strength = item, own, trust, strength
+        self.is_tie = label == 2
+        w = np.ones(item.size) if trust is None else trust
+        self.n_item = np.bincount(item, w)
+        self.tie_item = np.bincount(item, np.where(self.is_tie, w, 0.0))
+        self.shape = (item.size, own.size)
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        ir = self.item[rows]
+        wr = np.ones(ir.size) if self.trust is None else self.trust[rows]
+        tr = self.is_tie[rows].astype(np.float64)
+        others = (self.n_item[ir] - wr)[:, None]
+        others_tie = (self.tie_item[ir] - wr * tr)[:, None]
+        t = self.own[None, :]
+        # Only ever raised: on a pair the others do not call tie, the worker's own share
+        # stands (a constant tie-answerer is judged as before).
+        return np.maximum(
+            t, (others_tie + self.strength * t) / (np.maximum(others, 0.0) + self.strength)
+        )
 
 
 def _audit_golden(
@@ -704,7 +747,7 @@ def _audit_golden(
 def _change_point_scan(
     worker: np.ndarray,
     label: np.ndarray,
-    ll: np.ndarray,
+    ll: Callable[[np.ndarray], np.ndarray],
     use: np.ndarray,
     n_workers: int,
     min_len: int,
@@ -718,6 +761,9 @@ def _change_point_scan(
     pins ``q``: under the first model the careless answers must be explained by the same
     accuracy as the careful ones, so they cost more than when a suffix is judged alone
     (the scan before this one), which is what lets a short careless stretch show.
+
+    ``ll(rows)``: the careful model's log-likelihoods (rows x grid columns) of those rows
+    (`_judge_log_lik_block`), asked one worker's used answers at a time.
 
     Returns per worker the log Bayes factor (change point against careful throughout, the
     change point marginalised), the row of the most probable change point (-1: none
@@ -740,8 +786,10 @@ def _change_point_scan(
         onehot = np.zeros((n, 3))
         onehot[np.arange(n), label[idx]] = 1.0
         suffix_counts = np.cumsum(onehot[::-1], axis=0)[::-1]  # counts from k to the end
-        prefix_ll = np.zeros((n + 1, ll.shape[1]))
-        np.cumsum(ll[idx], axis=0, out=prefix_ll[1:])  # row k: answers before k
+        rows_ll = ll(idx)
+        prefix_ll = np.zeros((n + 1, rows_ll.shape[1]))
+        np.cumsum(rows_ll, axis=0, out=prefix_ll[1:])  # row k: answers before k
+        del rows_ll
         cand = np.arange(1, n - min_len + 1)
         terms = _logmeanexp(prefix_ll[cand]) + _dirichlet_log_ml(suffix_counts[cand])
         top = float(terms.max())

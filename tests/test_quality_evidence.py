@@ -4,6 +4,7 @@ reusing the last quality round's crowd assessment."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -32,9 +33,30 @@ from tests.test_quality_stage import (  # noqa: F401  (fixtures)
 def _reference_evidence(campaign_id: str) -> pd.DataFrame:
     """The evidence as the previous code built it: every row fetched, then a frame of
     object columns from the row tuples."""
+    # The previous query: one joined row per answer, the times as datetimes.
+    query = (
+        sa_select(
+            col(Judgment.worker_id),
+            col(Judgment.item_id),
+            col(Item.left_id),
+            col(Item.right_id),
+            col(Judgment.label),
+            col(Item.golden_answer),
+            col(Item.is_golden),
+            col(Judgment.submitted_at),
+            col(Judgment.received_at),
+            col(Judgment.id),
+        )
+        .join(Item, col(Item.id) == col(Judgment.item_id))
+        .where(
+            col(Judgment.campaign_id) == campaign_id,
+            col(Judgment.status) == JudgmentStatus.VALID,
+            col(Item.kind) == "compare",
+            col(Judgment.worker_id).is_not(None),
+        )
+    )
     with session_scope() as s:
-        # The same query; the frame built from its rows the old way.
-        rows = s.execute(quality_check.evidence_query(campaign_id)).all()
+        rows = s.execute(query).all()
     raw = ["worker", "item", "left", "right", "label", "answer", "golden", "submitted",
            "received", "seq"]  # fmt: skip
     frame = pd.DataFrame.from_records(rows, columns=raw)
@@ -64,6 +86,18 @@ def test_coded_evidence_has_the_row_built_frames_contents(
         # response ids (sides named from the pair), so both fallbacks are read.
         ids = [j for (j,) in s.execute(sa_select(col(Judgment.id)).limit(40)).all()]
         s.execute(update(Judgment).where(col(Judgment.id).in_(ids)).values(submitted_at=None))
+        # Times the database turns into microseconds: a whole second, the last microsecond
+        # before one (SQLite's own fractional seconds round to milliseconds), before 1970.
+        for j, at in zip(
+            ids[:3],
+            (
+                datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+                datetime(2026, 1, 2, 3, 4, 5, 999_999, tzinfo=UTC),
+                datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),
+            ),
+            strict=True,
+        ):
+            s.execute(update(Judgment).where(col(Judgment.id) == j).values(received_at=at))
         pairs = s.execute(sa_select(col(Item.id)).where(col(Item.kind) == "compare").limit(3)).all()
         s.execute(update(Item).where(col(Item.id).in_([p for (p,) in pairs])).values(left_id=""))
     with session_scope() as s:
@@ -73,6 +107,12 @@ def test_coded_evidence_has_the_row_built_frames_contents(
     assert list(coded.columns) == list(reference.columns)
     assert _plain(coded) == _plain(reference)
     assert coded["golden"].notna().any() and coded["golden"].isna().any()
+    # Categories: the values present in the answers, sorted (pairs of the campaign nobody
+    # answered are read but not kept); the sides share one list, labels and answers one.
+    for columns in (["worker"], ["item"], ["left", "right"], ["label", "golden"]):
+        present = sorted({v for c in columns for v in reference[c].dropna()})
+        for c in columns:
+            assert list(coded[c].cat.categories) == present
     # Compact: codes, not a Python string per cell.
     assert all(isinstance(coded[c].dtype, pd.CategoricalDtype) for c in ("worker", "item"))
     assert coded["label"].cat.codes.dtype.itemsize <= 4

@@ -29,6 +29,7 @@ from crowdloop.models.tables import (
     JudgmentStatus,
     PairOutcome,
 )
+from crowdloop.runtime import release_free_memory
 from crowdloop.stages.counts import answer_counts
 from crowdloop.stages.items import ask_again
 
@@ -267,6 +268,7 @@ def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> Pr
     from crowdloop.stages.graded import apply_graded, graded_spec, graded_verdicts
     from crowdloop.stages.routing import AIVerdicts, ai_verdicts, apply_ai_verdicts
 
+    release_free_memory()  # what the quality round left free, before the judgments' frame
     frame = evidence_frame(campaign_id)
     judgments = len(frame)
     prompts = frame["prompt"].nunique() if not frame.empty else 0
@@ -287,6 +289,7 @@ def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> Pr
         decided = ai_verdicts(campaign_id)
     # Nothing below needs the judgments: their frame goes before the output rows are made.
     del frame
+    release_free_memory()
     with session_scope() as s:
         s.execute(delete(CandidateScore).where(col(CandidateScore.campaign_id) == campaign_id))
         s.execute(delete(PairOutcome).where(col(PairOutcome.campaign_id) == campaign_id))

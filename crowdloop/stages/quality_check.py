@@ -15,7 +15,18 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import CursorResult, Select, func, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    CursorResult,
+    Integer,
+    String,
+    extract,
+    func,
+    type_coerce,
+    update,
+)
+from sqlalchemy import cast as sa_cast
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -38,6 +49,7 @@ from crowdloop.models.tables import (
     utcnow,
 )
 from crowdloop.quality import CrowdPolicy, GoldenPolicy, assess_crowd, assess_worker
+from crowdloop.runtime import release_free_memory
 from crowdloop.stages import demonstrations, ranking, rating
 from crowdloop.stages.counts import answer_counts
 from crowdloop.stages.graded import level_passes
@@ -89,22 +101,69 @@ def crowd_policy_from(spec: QualitySpec) -> CrowdPolicy:
 # Rows per fetch when reading a campaign's comparison evidence.
 EVIDENCE_CHUNK = 10_000
 
+EVIDENCE_COLUMNS = ["worker", "item", "left", "right", "label", "golden", "time", "seq"]
 
-def evidence_query(campaign_id: str) -> Select[*tuple[Any, ...]]:
-    """The rows of `comparison_evidence`: every readable comparison answer of the campaign
-    with its pair's responses and golden answer, in that order (worker, item, left, right,
-    label, golden answer, is golden, submitted, received, id)."""
-    return (
+
+def _epoch_us(s: Session, column: Any) -> ColumnElement[int]:
+    """Microseconds since 1970 of a stored UTC time, computed by the database: one integer
+    a row instead of the `datetime` the column type's result processing made of each time
+    column (two a row), which pandas then parsed again."""
+    if s.get_bind().dialect.name == "sqlite":
+        # Stored as text, 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC: whole seconds from strftime
+        # (its own fractional seconds are rounded to milliseconds), the microseconds from
+        # the text (padded: a value stored without a fraction reads 0).
+        text = type_coerce(column, String)
+        seconds = sa_cast(func.strftime("%s", func.substr(text, 1, 19)), Integer)
+        return seconds * 1_000_000 + sa_cast(func.substr(text + "000000", 21, 6), Integer)
+    return sa_cast(extract("epoch", column) * 1_000_000, BigInteger)
+
+
+def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
+    """Every readable comparison answer of the campaign (real, golden and exam pairs,
+    excluded ones too), in the frame `crowdloop.quality.assess_crowd` reads."""
+    # Two reads, neither holding a Python object per cell for long: the campaign's pairs
+    # once (their sides and golden answers, one row a pair, coded), then the answers a
+    # partition at a time as (pair, worker, label, time in microseconds, id), coded as they
+    # come. Every pair's sides and golden answer are looked up by its code, not fetched
+    # per answer, and the times come as integers. Measured at 10^6 judgments: a frame of
+    # row tuples was 183 MiB and its build peaked at 689 MiB RSS; codes per column read
+    # from the joined rows (ten values and two datetimes a row) still took ~430 MiB.
+    books: dict[str, dict[str, int]] = {k: {} for k in ("worker", "item", "side", "label")}
+    pairs = sa_select(
+        col(Item.id), col(Item.left_id), col(Item.right_id), col(Item.golden_answer),
+        col(Item.is_golden),
+    ).where(col(Item.campaign_id) == campaign_id, col(Item.kind) == "compare")  # fmt: skip
+    sides: dict[str, list[np.ndarray]] = {"left": [], "right": [], "golden": []}
+    for part in s.execute(pairs.execution_options(yield_per=EVIDENCE_CHUNK)).partitions():
+        pair, left, right, answer, is_golden = zip(*part, strict=True)
+        _encode(pair, books["item"])  # codes in reading order: 0, 1, 2, ...
+        # A pair without response ids (an imported one) gets one per side, from its own id.
+        sides["left"].append(
+            _encode(
+                [v if v else f"{i}:left" for v, i in zip(left, pair, strict=True)], books["side"]
+            )
+        )
+        sides["right"].append(
+            _encode(
+                [v if v else f"{i}:right" for v, i in zip(right, pair, strict=True)], books["side"]
+            )
+        )
+        sides["golden"].append(
+            _encode(
+                [a if g else None for a, g in zip(answer, is_golden, strict=True)], books["label"]
+            )
+        )
+    if not books["item"]:
+        return pd.DataFrame(columns=EVIDENCE_COLUMNS)
+    of_pair = {k: np.concatenate(v) for k, v in sides.items()}
+    del sides
+    at = func.coalesce(col(Judgment.submitted_at), col(Judgment.received_at))
+    answers = (
         sa_select(
-            col(Judgment.worker_id),
             col(Judgment.item_id),
-            col(Item.left_id),
-            col(Item.right_id),
+            col(Judgment.worker_id),
             col(Judgment.label),
-            col(Item.golden_answer),
-            col(Item.is_golden),
-            col(Judgment.submitted_at),
-            col(Judgment.received_at),
+            _epoch_us(s, at),
             col(Judgment.id),
         )
         .join(Item, col(Item.id) == col(Judgment.item_id))
@@ -112,60 +171,63 @@ def evidence_query(campaign_id: str) -> Select[*tuple[Any, ...]]:
             col(Judgment.campaign_id) == campaign_id,
             col(Judgment.status) == JudgmentStatus.VALID,
             col(Item.kind) == "compare",
+            col(Item.campaign_id) == campaign_id,  # so every answer's pair was read above
             col(Judgment.worker_id).is_not(None),
         )
     )
-
-
-def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
-    """Every readable comparison answer of the campaign (real, golden and exam pairs,
-    excluded ones too), in the frame `crowdloop.quality.assess_crowd` reads."""
-    rows = evidence_query(campaign_id)
-    # Column by column, a partition of rows at a time, into compact arrays: every string
-    # column becomes integer codes into a codebook (one per column; left and right share
-    # the responses'), the time a float. Measured at 10^6 judgments: a frame built from the
-    # rows (from_records, object columns) was 183 MiB and the build peaked at 689 MiB RSS;
-    # the partitions bound what the driver holds (server-side cursor on PostgreSQL through
-    # yield_per), the codes are 4 bytes a cell.
-    books: dict[str, dict[str, int]] = {k: {} for k in ("worker", "item", "side", "label")}
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in _EVIDENCE_ARRAYS}
-    for part in s.execute(rows.execution_options(yield_per=EVIDENCE_CHUNK)).partitions():
-        for name, values in _evidence_part(part, books).items():
-            parts[name].append(values)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("item", "worker", "label", "us", "seq")}
+    item_book = books["item"]
+    for part in s.execute(answers.execution_options(yield_per=EVIDENCE_CHUNK)).partitions():
+        pair_ids, workers, labels, times, ids = zip(*part, strict=True)
+        n = len(part)
+        parts["item"].append(np.fromiter(map(item_book.__getitem__, pair_ids), np.int32, n))
+        parts["worker"].append(_encode(workers, books["worker"]))
+        parts["label"].append(_encode(labels, books["label"]))
+        parts["us"].append(np.fromiter(times, np.int64, n))
+        parts["seq"].append(np.fromiter(ids, np.int64, n))
     if not parts["seq"]:
         return pd.DataFrame(columns=EVIDENCE_COLUMNS)
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     del parts
-    order = np.lexsort((arrays["seq"], arrays["time"]))  # by time, then id (stable sort)
-
-    def coded(codes: np.ndarray, book: dict[str, int]) -> pd.Categorical:
-        # Categories in sorted order, as a groupby or np.unique over the strings sees them
-        # (the audit's rows come out sorted by item this way too).
-        categories = np.array(list(book), dtype=object)
-        by_name = np.argsort(categories, kind="stable")
-        rank = np.empty(len(categories) + 1, dtype=np.int32)
-        rank[by_name] = np.arange(len(categories), dtype=np.int32)
-        rank[-1] = -1  # a missing value's code stays -1
-        return pd.Categorical.from_codes(
-            rank[codes[order]], categories=pd.Index(categories[by_name], dtype=object)
-        )
-
+    # Seconds as a float, as pandas computed them from the datetimes (microsecond unit).
+    time = arrays.pop("us") / 1e6
+    order = np.lexsort((arrays["seq"], time))  # by time, then id (stable sort)
+    item = arrays["item"][order]
+    golden = of_pair["golden"][item]
+    label = arrays["label"][order]
+    # The categories of each column: the values present in the answers only, as before.
+    present_items = np.unique(item)
+    present_sides = np.union1d(of_pair["left"][present_items], of_pair["right"][present_items])
+    present_labels = np.union1d(label, golden[golden >= 0])
     return pd.DataFrame(
         {
-            "worker": coded(arrays["worker"], books["worker"]),
-            "item": coded(arrays["item"], books["item"]),
-            "left": coded(arrays["left"], books["side"]),
-            "right": coded(arrays["right"], books["side"]),
-            "label": coded(arrays["label"], books["label"]),
-            "golden": coded(arrays["golden"], books["label"]),
-            "time": arrays["time"][order],
+            "worker": _coded(arrays["worker"][order], books["worker"]),
+            "item": _coded(item, books["item"], present_items),
+            "left": _coded(of_pair["left"][item], books["side"], present_sides),
+            "right": _coded(of_pair["right"][item], books["side"], present_sides),
+            "label": _coded(label, books["label"], present_labels),
+            "golden": _coded(golden, books["label"], present_labels),
+            "time": time[order],
             "seq": arrays["seq"][order],
         }
     )
 
 
-EVIDENCE_COLUMNS = ["worker", "item", "left", "right", "label", "golden", "time", "seq"]
-_EVIDENCE_ARRAYS = EVIDENCE_COLUMNS
+def _coded(
+    codes: np.ndarray, book: dict[str, int], present: np.ndarray | None = None
+) -> pd.Categorical:
+    """A categorical of ``codes`` into ``book`` (-1: missing) over the ``present`` codes
+    (default: every value of the book), its categories in sorted order, as a groupby or
+    np.unique over the strings sees them (the audit's rows come out sorted by item this
+    way too)."""
+    names = np.array(list(book), dtype=object)
+    used = np.arange(len(names)) if present is None else present
+    by_name = np.argsort(names[used], kind="stable")
+    rank = np.full(len(names) + 1, -1, dtype=np.int32)  # a missing value's code stays -1
+    rank[used[by_name]] = np.arange(len(used), dtype=np.int32)
+    return pd.Categorical.from_codes(
+        rank[codes], categories=pd.Index(names[used][by_name], dtype=object)
+    )
 
 
 def _encode(values: Sequence[Any], book: dict[str, int]) -> np.ndarray:
@@ -175,33 +237,6 @@ def _encode(values: Sequence[Any], book: dict[str, int]) -> np.ndarray:
         dtype=np.int32,
         count=len(values),
     )
-
-
-def _evidence_part(rows: Sequence[Any], books: dict[str, dict[str, int]]) -> dict[str, np.ndarray]:
-    """One partition of `comparison_evidence`'s rows as coded arrays of its columns."""
-    (worker, item, left, right, label, answer, is_golden, submitted, received, seq) = zip(
-        *rows, strict=True
-    )
-    # A pair without response ids (an imported one) gets one per side, from its own id.
-    lefts = [v if v else f"{i}:left" for v, i in zip(left, item, strict=True)]
-    rights = [v if v else f"{i}:right" for v, i in zip(right, item, strict=True)]
-    golden = [a if g else None for a, g in zip(answer, is_golden, strict=True)]
-    # Naive UTC either way (the stored values are UTC; PostgreSQL may hand them back aware).
-    at = pd.to_datetime(
-        pd.Series([s if s is not None else r for s, r in zip(submitted, received, strict=True)])
-    )
-    if getattr(at.dt, "tz", None) is not None:
-        at = at.dt.tz_localize(None)
-    return {
-        "worker": _encode(worker, books["worker"]),
-        "item": _encode(item, books["item"]),
-        "left": _encode(lefts, books["side"]),
-        "right": _encode(rights, books["side"]),
-        "label": _encode(label, books["label"]),
-        "golden": _encode(golden, books["label"]),
-        "time": (at - pd.Timestamp(1970, 1, 1)).dt.total_seconds().to_numpy(np.float64),
-        "seq": np.fromiter(seq, dtype=np.int64, count=len(seq)),
-    }
 
 
 def evidence_fingerprint(s: Session, campaign_id: str) -> tuple[int, int, int]:
@@ -246,7 +281,11 @@ def assess_campaign_crowd(
     if cached is not None and cached[0] == key:
         crowd, audit = cached[1]
         return crowd.copy(), audit.copy()
+    # Before and after the read: the pages the previous stage and the fetched rows left
+    # free are returned, not kept resident under the assessment's own arrays.
+    release_free_memory()
     frame = comparison_evidence(s, campaign_id)
+    release_free_memory()
     if frame.empty:
         crowd, audit = (
             pd.DataFrame(columns=["worker", "p_blind"]),
