@@ -40,7 +40,7 @@ from crowdloop.models.tables import (
 )
 from crowdloop.quality import CrowdPolicy, GoldenPolicy, assess_crowd, assess_worker
 from crowdloop.stages import demonstrations, ranking, rating
-from crowdloop.stages.counts import answer_counts
+from crowdloop.stages.counts import answer_counts, golden_item_ids
 from crowdloop.stages.graded import level_passes
 from crowdloop.stages.items import ask_again, move_items
 from crowdloop.stages.plan import load_spec
@@ -281,6 +281,7 @@ def golden_tally(
     answer on a `retired` (ambiguous) golden item. A graded golden pair is passed on the
     right side within one step of its level (`stages.graded.level_passes`).
     """
+    golden_items = golden_item_ids(campaign_id)
     query = (
         sa_select(
             col(Judgment.worker_id),
@@ -293,6 +294,7 @@ def golden_tally(
         .join(Item, col(Item.id) == col(Judgment.item_id))
         .where(
             col(Judgment.campaign_id) == campaign_id,
+            col(Judgment.item_id).in_(golden_items),
             col(Judgment.status) == JudgmentStatus.VALID,
             col(Item.is_golden).is_(True),
             # Rankings are graded by agreement with the known order, ratings by distance,
@@ -305,7 +307,8 @@ def golden_tally(
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     # A partition at a time (server-side cursor on PostgreSQL): golden answers are ~15% of
     # the bench campaign's, ~180k rows at 10^6 judgments.
-    rows = s.execute(query.execution_options(yield_per=EVIDENCE_CHUNK))
+    # Core rows from the session's connection (no ORM processing per row).
+    rows = s.connection().execute(query.execution_options(yield_per=EVIDENCE_CHUNK))
     for worker, label, answer, item, level, golden_level in rows:
         if worker is not None and item not in retired:
             tally[worker][0] += int(label == answer and level_passes(level, golden_level))
