@@ -107,7 +107,29 @@ def child(variant: str, answers: int) -> dict[str, Any]:
         "p_blind_sum": float(workers["p_blind"].sum()),
         "p_blind": workers["p_blind"].round(12).tolist(),
         "retired": int(audit["retired"].sum()),
+        # Every output, to compare code versions column by column (`largest_differences`).
+        "workers": json.loads(workers.to_json(orient="columns", double_precision=15)),
+        "audit": json.loads(audit.to_json(orient="columns", double_precision=15)),
+        "dtypes": [str(t) for t in (*workers.dtypes, *audit.dtypes)],
     }
+
+
+def largest_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float | str]:
+    """Per column of the two runs' outputs (``workers.*``, ``audit.*``): the largest
+    absolute difference of a numeric column, or "same"/"differ" for the others."""
+    out: dict[str, float | str] = {"dtypes": "same" if a["dtypes"] == b["dtypes"] else "differ"}
+    for frame in ("workers", "audit"):
+        for column, values in a[frame].items():
+            left, right = values, b[frame].get(column)
+            if right is None or left.keys() != right.keys():
+                out[f"{frame}.{column}"] = "differ"
+                continue
+            pairs = [(left[k], right[k]) for k in left]
+            if all(isinstance(x, int | float) and isinstance(y, int | float) for x, y in pairs):
+                out[f"{frame}.{column}"] = max((abs(x - y) for x, y in pairs), default=0.0)
+            else:
+                out[f"{frame}.{column}"] = "same" if all(x == y for x, y in pairs) else "differ"
+    return out
 
 
 def main() -> None:
@@ -138,6 +160,11 @@ def main() -> None:
         for row in rows
     )
     print(f"\n{args.answers:,} answers; largest p_blind difference across variants: {gap:.1e}")
+    reference = results[args.variants[0]][0]
+    for variant, rows in results.items():
+        if variant != args.variants[0]:
+            diffs = largest_differences(reference, rows[0])
+            print(f"{variant} against {args.variants[0]}, every output column: {diffs}")
     print("| variant | peak RSS (median) | rise in the call | CPU | wall |")
     print("|---|---|---|---|---|")
     for variant, rows in results.items():

@@ -14,6 +14,16 @@ process:
   server that ``crowdloop run`` starts (``crowdloop.runtime.temporary_prefect_api``, a
   subprocess of the child with a fresh ``PREFECT_HOME``).
 - ``bare``: the same crowdloop.stages.* calls in the same order, in a plain Python loop.
+- ``bare-noquality``: ``bare`` without worker-quality estimation, to measure its share
+  (issue 10: at most 20%). The campaign file cannot switch the estimation off (with
+  ``blind_confidence: null`` the crowd assessment still runs; ``golden_share: 0`` buys 15%
+  fewer judgments), so the loop does: each round's ``check_workers`` step only reviews the
+  submissions (``review_submissions``, the marketplace's accept/reject, which a campaign
+  without quality checks still does), and the report's distrust section is left empty
+  (it re-reads and re-assesses the crowd when the rounds' assessment is not reused). Same
+  campaign file, inputs and seed: the golden pairs are still bought and the aggregation is
+  the same; what differs is that nobody is blocked, so no answer is excluded and no
+  comparison is bought again for a blocked worker (a few hundred judgments at ~10^5).
 
 Each run gets a fresh database (SQLite file, or with ``--db postgresql+psycopg://...`` a
 fresh schema, dropped afterwards) and a fresh simulated marketplace with the same seed. The
@@ -56,7 +66,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "BENCH_RESULT "
-VARIANTS = ("prefect", "bare")
+VARIANTS = ("prefect", "bare", "bare-noquality")
 # 12 topics x 400 prompts x 6 pairs (4 models) = 28,800 pairs, + 15 % golden -> ~33.9k items,
 # x overlap 3 -> ~101.6k judgments at --scale 1 (~10^6 at --scale 10).
 FULL_PROMPTS_PER_TOPIC = 400
@@ -282,14 +292,23 @@ def maybe_profile(path: Path | None) -> Iterator[None]:
 # --- the bare loop (child) --------------------------------------------------------------------
 
 
-def run_bare(campaign_file: Path, timer: PhaseTimer) -> dict[str, Any]:
-    """What `run_campaign` does for a preferences-only campaign, without flows or tasks."""
+def run_bare(campaign_file: Path, timer: PhaseTimer, quality: bool = True) -> dict[str, Any]:
+    """What `run_campaign` does for a preferences-only campaign, without flows or tasks;
+    with ``quality`` False, without worker-quality estimation (``bare-noquality``)."""
     from crowdloop.connectors.registry import build_connector
     from crowdloop.db import session_scope
     from crowdloop.models.domain import Stage
     from crowdloop.models.spec import load_campaign
     from crowdloop.models.tables import Campaign, CampaignStatus
-    from crowdloop.stages import export, plan, preferences, preflight, report
+    from crowdloop.stages import (
+        export,
+        plan,
+        preferences,
+        preflight,
+        quality_check,
+        quality_report,
+        report,
+    )
     from crowdloop.stages.rounds import RoundOps, bare_ops, run_rounds
 
     stages = [Stage.COMPARE]
@@ -323,6 +342,27 @@ def run_bare(campaign_file: Path, timer: PhaseTimer) -> dict[str, Any]:
     # The flows' own round loop, with plain calls instead of Prefect tasks.
     with connector() as c:
         ops = bare_ops(c)
+        if quality:
+            # The quality checks inside the check_workers step and the report's distrust
+            # section timed apart ("quality:" phases, nested in their stages'), so one run
+            # also gives the estimation's own CPU.
+            quality_check.check_workers = timed(  # type: ignore[assignment]
+                "quality: check_workers", quality_check.check_workers
+            )
+            quality_report.distrust_report = timed(  # type: ignore[assignment]
+                "quality: distrust_report", quality_report.distrust_report
+            )
+        else:
+            # The review alone: what check_workers_step does after the quality checks.
+            ops = dataclasses.replace(
+                ops, check_workers=lambda cid, st: quality_check.review_submissions(cid, st, c)
+            )
+            quality_report.distrust_report = lambda cid: {  # type: ignore[assignment]
+                "workers": [],
+                "prior_blind": None,
+                "golden_items": 0,
+                "retired_golden": [],
+            }
         timed_ops = RoundOps(
             **{f.name: timed(f.name, getattr(ops, f.name)) for f in dataclasses.fields(RoundOps)}
         )
@@ -465,7 +505,7 @@ def child(variant: str, campaign_file: Path, profile: bool) -> dict[str, Any]:
                 campaign_id = str(result["campaign"])
                 figures["rounds"] = result["preferences"]["rounds"]
             else:
-                bare = run_bare(campaign_file, timer)
+                bare = run_bare(campaign_file, timer, quality=variant != "bare-noquality")
                 campaign_id = bare.pop("campaign")
                 figures.update(bare)
         figures["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -481,6 +521,13 @@ def child(variant: str, campaign_file: Path, profile: bool) -> dict[str, Any]:
             figures.update(prefect_counts())
         else:
             figures["phases"] = timer.as_dict()
+            if variant == "bare":
+                # The quality checks' and the distrust section's own CPU (see run_bare).
+                quality_cpu = sum(v for k, v in timer.cpu.items() if k.startswith("quality:"))
+                figures["cpu_quality_s"] = round(quality_cpu, 3)
+                figures["quality_share"] = round(
+                    quality_cpu / max(figures["cpu_s"] - quality_cpu, 1e-9), 4
+                )
         # Before the API server stops: this process alone.
         figures["peak_rss_mib"] = peak_rss_mib(resource.RUSAGE_SELF)
     if variant == "prefect":
@@ -654,6 +701,8 @@ MEDIAN_KEYS = (
     "peak_rss_mib",
     "prefect_server_peak_rss_mib",
     "http_requests_per_1k_judgments",
+    "cpu_quality_s",
+    "quality_share",
 )
 
 
@@ -696,10 +745,35 @@ def print_table(
     for variant, rs in runs.items():
         cells = ", ".join(f"{r['cpu_s']} s CPU / {r['wall_s']} s wall" for r in rs)
         print(f"{variant} runs in order: {cells}")
-    phases = [r["phases"] for r in runs.get("bare", []) if r.get("phases")]
-    if phases:
+    q = medians.get("bare-noquality")
+    if q is not None and b:
         print()
-        print("bare loop per stage call, last run (wall includes wait_and_sync's poll sleep):")
+        print(f"{'median over runs':42} {'bare loop':>12} {'no quality':>12} {'ratio':>8}")
+        for label, key in rows:
+            if key in ("cpu_server_s", "prefect_server_peak_rss_mib"):
+                continue
+            print(
+                f"{label:42} {b.get(key)!s:>12} {q.get(key)!s:>12} "
+                f"{ratio(b.get(key), q.get(key))!s:>8}"
+            )
+        print(
+            "worker-quality estimation in the bare loop's own phases (quality checks + the "
+            f"report's distrust section): {b.get('cpu_quality_s')} s CPU, "
+            f"+{100 * (b.get('quality_share') or 0.0):.1f}% on the rest of the campaign"
+        )
+        campaign = ratio(b.get("cpu_s"), q.get("cpu_s")) or 1.0
+        per_judgment = ratio(b.get("cpu_ms_per_judgment"), q.get("cpu_ms_per_judgment")) or 1.0
+        print(
+            "worker-quality estimation's share against the no-quality loop: CPU "
+            f"+{100 * (campaign - 1):.1f}% (campaign, with the answers bought again for "
+            f"blocked workers), +{100 * (per_judgment - 1):.1f}% per judgment"
+        )
+    for variant in ("bare", "bare-noquality"):
+        phases = [r["phases"] for r in runs.get(variant, []) if r.get("phases")]
+        if not phases:
+            continue
+        print()
+        print(f"{variant} per stage call, last run (wall includes wait_and_sync's poll sleep):")
         for name, ph in phases[-1].items():
             print(
                 f"  {name:28} {ph['s']:>9.2f} s wall {ph.get('cpu_s', 0.0):>9.2f} s CPU"
@@ -743,6 +817,14 @@ def parent(args: argparse.Namespace) -> None:
             f"{key}_prefect_over_bare": ratio(p[key], b[key])
             for key in ("cpu_s", "wall_s", "peak_rss_mib")
         }
+    if "bare-noquality" in medians and "bare" in medians:
+        b, q = medians["bare"], medians["bare-noquality"]
+        summary.setdefault("ratios", {}).update(
+            {
+                f"{key}_bare_over_noquality": ratio(b[key], q[key])
+                for key in ("cpu_s", "cpu_ms_per_judgment", "wall_s", "peak_rss_mib")
+            }
+        )
     line = json.dumps(summary, sort_keys=True, separators=(",", ":"))
     (out / f"results-{stamp}.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
     print(line)

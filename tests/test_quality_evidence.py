@@ -230,7 +230,8 @@ def test_assess_crowd_is_the_same_whatever_the_log_likelihood_block(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The per-worker log-likelihood is summed a block of answers at a time: the result is
-    exactly the one summed over the whole (answers x grid) array, whatever the block."""
+    the one summed over the whole (answers x grid) array, whatever the block, up to the
+    order of the additions (a bincount per block and column)."""
     import sys
     from pathlib import Path
 
@@ -260,15 +261,57 @@ def test_assess_crowd_is_the_same_whatever_the_log_likelihood_block(
         got = quality._judge_log_lik_per_worker(
             label, p_left, tie, grid, clarity, policy, use, wcode, n_workers
         )
-        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
 
     frame = synthetic_frame(20_000, seed=4, coded=True)
     monkeypatch.setattr(quality, "_LL_BLOCK", 65_536)
     workers_a, audit_a = quality.assess_crowd(frame)
     monkeypatch.setattr(quality, "_LL_BLOCK", 777)
     workers_b, audit_b = quality.assess_crowd(frame)
-    pd.testing.assert_frame_equal(workers_a, workers_b)
+    pd.testing.assert_frame_equal(workers_a, workers_b, check_exact=False, rtol=1e-9)
     assert _plain(audit_a) == _plain(audit_b)
+
+
+def test_the_temperature_search_sums_what_the_whole_log_likelihood_sums(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`_RealAnswers` splits each worker's log-likelihood into a part fixed across the
+    temperatures tried (golden pairs, real pairs' tie shares) and the real pairs' sides:
+    at every temperature, the same sums as the whole (answers x grid) log-likelihood's,
+    golden ties, clear golden pairs and unused answers included, whatever the block."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    n, n_workers = 6_000, 29
+    policy = quality.CrowdPolicy()
+    grid = np.asarray(policy.accuracy_grid)
+    label = rng.integers(0, 3, n).astype(np.int8)
+    real = rng.random(n) < 0.7
+    golden_answer = rng.integers(-1, 2, n)  # -1: a golden pair answered tie
+    gl = np.where(
+        golden_answer == 0,
+        policy.clear_cut,
+        np.where(golden_answer == 1, 1 - policy.clear_cut, np.nan),
+    )
+    clear = ~real & ~np.isnan(gl)
+    tie = 0.03 + rng.random((n, len(policy.tie_grid))) * 0.6
+    use = rng.random(n) < 0.9
+    wcode = rng.integers(0, n_workers, n).astype(np.int32)
+    delta = rng.normal(size=int(real.sum())) * 2
+    for block in (65_536, 500):
+        monkeypatch.setattr(quality, "_LL_BLOCK", block)
+        split = quality._RealAnswers.of(
+            label, gl[~real], tie, grid, clear, policy, use, wcode, n_workers, real, delta
+        )
+        for temperature in policy.temperatures:
+            p = np.where(real, 0.5, gl)
+            p[real] = quality._sigmoid(temperature * delta)
+            whole = quality._judge_log_lik_per_worker(
+                label, p, tie, grid, quality._clarity(clear, p, policy), policy, use, wcode,
+                n_workers,
+            )  # fmt: skip
+            got = split.per_worker(temperature, grid, len(policy.tie_grid))
+            np.testing.assert_allclose(got, whole, rtol=1e-12)
 
 
 def test_aggregation_writes_the_same_rows_whatever_the_chunk(

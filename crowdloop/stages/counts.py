@@ -1,5 +1,6 @@
 """The counting queries the push and the sync share: answers per item, assignments
-published but unanswered, and from those what each item still needs published.
+published but unanswered, and from those what each item still needs published; and the
+golden items the golden tallies (quality checks, ranking, rating) read the answers of.
 
 Each is one GROUP BY over the campaign (never a query per item).
 """
@@ -9,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import func
+from sqlalchemy import Select, func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from crowdloop.models.domain import Stage
@@ -66,3 +68,15 @@ def outstanding_counts(
         if left > 0:
             out[item_id] = left
     return out
+
+
+def golden_item_ids(campaign_id: str, kind: str | None = None) -> Select[str]:
+    """The ids of the campaign's golden items (of one kind), for ``Judgment.item_id.in_``:
+    the golden tallies read their answers through the (campaign, item) index, where SQLite
+    walked every judgment of the campaign and looked its item up (measured at 123k
+    judgments: 0.28 s against 0.14 s for the comparisons' tally, and 0.27-0.36 s each for
+    the ranking and rating tallies of a campaign that has neither, against ~0)."""
+    query = sa_select(col(Item.id)).where(
+        col(Item.campaign_id) == campaign_id, col(Item.is_golden).is_(True)
+    )
+    return query if kind is None else query.where(col(Item.kind) == kind)

@@ -104,6 +104,8 @@ def evidence_frame(campaign_id: str) -> pd.DataFrame:
         level=None,
     )
     return pd.concat([frame, extra[frame.columns]], ignore_index=True)
+
+
 def unanswered_pairs(campaign_id: str, frame: pd.DataFrame) -> pd.DataFrame:
     """Collected real pairs a block left with no trusted answer (every answer they had is
     excluded), absent from `frame`: pair, prompt, left, right.
@@ -247,10 +249,9 @@ def score_pairs(
             n_left=0.0, n_right=0.0, n_tie=0.0
         )
         out = pd.concat([out, none], ignore_index=True)
-    delta = (
-        out["left"].map(scores).fillna(0.0).to_numpy(dtype=float)
-        - out["right"].map(scores).fillna(0.0).to_numpy(dtype=float)
-    )
+    delta = out["left"].map(scores).fillna(0.0).to_numpy(dtype=float) - out["right"].map(
+        scores
+    ).fillna(0.0).to_numpy(dtype=float)
     p_left = 1.0 / (1.0 + np.exp(-delta))
     out["p_left_better"] = p_left
     out["confidence"] = np.maximum(p_left, 1.0 - p_left)

@@ -48,6 +48,7 @@ from crowdloop.models.tables import (
     RankingSet,
     Response,
 )
+from crowdloop.stages.counts import golden_item_ids
 from crowdloop.stages.export import _record, write_jsonl_atomic
 from crowdloop.stages.plan import (
     _item_row,
@@ -286,6 +287,7 @@ def golden_tally(s: Session, campaign_id: str) -> dict[str, tuple[int, int]]:
         .join(RankingSet, col(RankingSet.item_id) == col(Item.id))
         .where(
             Judgment.campaign_id == campaign_id,
+            col(Judgment.item_id).in_(golden_item_ids(campaign_id, KIND)),
             Judgment.status == JudgmentStatus.VALID,
             col(Item.is_golden).is_(True),
             Item.kind == KIND,
