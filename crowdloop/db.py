@@ -27,6 +27,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
+    # A page of 1,000 judgments lands on ~1,000 different index pages (items are hashes).
+    # With the defaults (2 MB cache, a checkpoint every 1,000 WAL pages) each such page
+    # was read back through a syscall and copied into the database file at nearly every
+    # commit; a 16 MiB cache and a checkpoint every 10,000 pages (~40 MB of WAL on disk)
+    # took raw inserts from ~45 to ~25 us a row, most of it system time.
+    cur.execute("PRAGMA cache_size=-16384")
+    cur.execute("PRAGMA wal_autocheckpoint=10000")
     cur.close()
 
 

@@ -39,7 +39,7 @@ from crowdloop.models.tables import (
 from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, FaultConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
-from crowdloop.stages.counts import outstanding_counts
+from crowdloop.stages.counts import outstanding_counts, outstanding_total
 from crowdloop.stages.ledger import PushResult, push_pending
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.sync import settle_items, sync_stage, wait_and_sync
@@ -440,6 +440,14 @@ def test_crash_between_page_read_and_store_loses_nothing(
     assert count(Judgment) == page_limit
     with session_scope() as s:
         assert s.exec(select(Batch.cursor)).one() == first_cursor[0]
+        # The sync's total, added up in the database, is the per-item counts' sum.
+        assert (
+            outstanding_total(s, CAMPAIGN)
+            == outstanding_total(s, CAMPAIGN, [Stage.COMPARE])
+            == sum(outstanding_counts(s, CAMPAIGN).values())
+            == ASSIGNMENTS - page_limit
+        )
+        assert outstanding_total(s, CAMPAIGN, [Stage.EXAM]) == 0
 
     # The rerun resumes from the stored cursor.
     result = sync_stage(CAMPAIGN, Stage.COMPARE, connectors({"page_limit": page_limit}))
@@ -449,6 +457,7 @@ def test_crash_between_page_read_and_store_loses_nothing(
     assert len(set(ids)) == len(ids)
     with session_scope() as s:
         assert outstanding_counts(s, CAMPAIGN) == {}
+        assert outstanding_total(s, CAMPAIGN) == 0
         per_item = dict(
             s.exec(select(Judgment.item_id, func.count()).group_by(col(Judgment.item_id))).all()
         )
