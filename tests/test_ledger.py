@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,19 @@ from crowdloop.connectors.errors import TransientError
 from crowdloop.connectors.registry import build_connector
 from crowdloop.db import get_engine, insert_ignore, session_scope
 from crowdloop.demo import top5
-from crowdloop.models.domain import AddItemsResult, BatchRef, BatchSpec, Stage, TaskItem
+from crowdloop.models.domain import (
+    AddItemsResult,
+    BatchRef,
+    BatchSpec,
+    PreferenceAnswer,
+    RankingAnswer,
+    RatingAnswer,
+    Stage,
+    Submission,
+    TaskItem,
+    TextAnswer,
+    VerdictAnswer,
+)
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import (
     Batch,
@@ -39,10 +52,11 @@ from crowdloop.models.tables import (
 from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, FaultConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
-from crowdloop.stages.counts import outstanding_counts
+from crowdloop.stages import ranking, rating
+from crowdloop.stages.counts import outstanding_counts, outstanding_total
 from crowdloop.stages.ledger import PushResult, push_pending
 from crowdloop.stages.plan import register_campaign
-from crowdloop.stages.sync import settle_items, sync_stage, wait_and_sync
+from crowdloop.stages.sync import judgment_row, settle_items, sync_stage, wait_and_sync
 
 CAMPAIGN = "ledger-test"
 TOPICS = list(world.CATALOG)[:2]
@@ -440,6 +454,14 @@ def test_crash_between_page_read_and_store_loses_nothing(
     assert count(Judgment) == page_limit
     with session_scope() as s:
         assert s.exec(select(Batch.cursor)).one() == first_cursor[0]
+        # The sync's total, added up in the database, is the per-item counts' sum.
+        assert (
+            outstanding_total(s, CAMPAIGN)
+            == outstanding_total(s, CAMPAIGN, [Stage.COMPARE])
+            == sum(outstanding_counts(s, CAMPAIGN).values())
+            == ASSIGNMENTS - page_limit
+        )
+        assert outstanding_total(s, CAMPAIGN, [Stage.EXAM]) == 0
 
     # The rerun resumes from the stored cursor.
     result = sync_stage(CAMPAIGN, Stage.COMPARE, connectors({"page_limit": page_limit}))
@@ -449,6 +471,7 @@ def test_crash_between_page_read_and_store_loses_nothing(
     assert len(set(ids)) == len(ids)
     with session_scope() as s:
         assert outstanding_counts(s, CAMPAIGN) == {}
+        assert outstanding_total(s, CAMPAIGN) == 0
         per_item = dict(
             s.exec(select(Judgment.item_id, func.count()).group_by(col(Judgment.item_id))).all()
         )
@@ -594,3 +617,28 @@ def test_insert_ignore_reports_rows_inserted() -> None:
         )
     assert count(Judgment) == 4
     assert (first, second) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (PreferenceAnswer(choice="left", level=2, rationale="r"), ("left", None, 2, "r")),
+        (VerdictAnswer(verdict="reject", rationale="why"), ("reject", None, None, "why")),
+        (TextAnswer(text="hello"), (None, "hello", None, None)),
+        (RankingAnswer(ranks=(2, 1, 3)), (ranking.LABEL, "[2, 1, 3]", None, None)),
+        (
+            RatingAnswer(scores={"b": 2, "a": 1}, rationale="x"),
+            (rating.LABEL, '{"a": 1, "b": 2}', None, "x"),
+        ),
+    ],
+)
+def test_judgment_row_fields_per_answer_type(answer: Any, expected: tuple[Any, ...]) -> None:
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    sub = Submission(
+        external_id="a-1", task_key="t.0", worker_id="w1", answer=answer, submitted_at=when
+    )
+    row = judgment_row(CAMPAIGN, "simulator", sub, "item-1", received_at=when)
+    assert (row["label"], row["text"], row["level"], row["rationale"]) == expected
+    assert row["status"] == JudgmentStatus.VALID
+    assert row["received_at"] == row["submitted_at"] == when
+    assert judgment_row(CAMPAIGN, "simulator", sub, "item-1")["received_at"] > when

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import Select, func
+from sqlalchemy import Select as SaSelect
+from sqlalchemy import case, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import Select
 
 from crowdloop.models.domain import Stage
 from crowdloop.models.tables import Item, Judgment, JudgmentStatus, TaskRecord
@@ -35,14 +37,31 @@ def assignment_deficits(s: Session, campaign_id: str, items: Sequence[PendingIte
     return [i.overlap - trusted.get(i.id, 0) - outstanding.get(i.id, 0) for i in items]
 
 
-def answer_counts(s: Session, campaign_id: str, *, trusted_only: bool) -> dict[str, int]:
-    """Answers per item; with `trusted_only`, valid answers from workers not excluded."""
-    stmt = select(Judgment.item_id, func.count()).where(Judgment.campaign_id == campaign_id)
+def _answers(campaign_id: str, *, trusted_only: bool) -> Select[str | None, int]:
+    stmt = select(col(Judgment.item_id), func.count().label("n")).where(
+        Judgment.campaign_id == campaign_id
+    )
     if trusted_only:
         stmt = stmt.where(
             Judgment.status == JudgmentStatus.VALID, col(Judgment.excluded).is_(False)
         )
-    rows = s.exec(stmt.group_by(col(Judgment.item_id))).all()
+    return stmt.group_by(col(Judgment.item_id))
+
+
+def _published(campaign_id: str, stages: Sequence[Stage] | None) -> Select[str, int]:
+    stmt = (
+        select(col(TaskRecord.item_id), func.sum(TaskRecord.overlap).label("published"))
+        .join(Item, col(Item.id) == col(TaskRecord.item_id))
+        .where(Item.campaign_id == campaign_id)
+    )
+    if stages is not None:
+        stmt = stmt.where(col(Item.stage).in_([st.value for st in stages]))
+    return stmt.group_by(col(TaskRecord.item_id))
+
+
+def answer_counts(s: Session, campaign_id: str, *, trusted_only: bool) -> dict[str, int]:
+    """Answers per item; with `trusted_only`, valid answers from workers not excluded."""
+    rows = s.exec(_answers(campaign_id, trusted_only=trusted_only)).all()
     return {str(k): int(v) for k, v in rows if k is not None}
 
 
@@ -53,14 +72,7 @@ def outstanding_counts(
 
     `stages` limits it to those stages' items (the exam's stay open while production runs).
     """
-    stmt = (
-        select(TaskRecord.item_id, func.sum(TaskRecord.overlap))
-        .join(Item, col(Item.id) == col(TaskRecord.item_id))
-        .where(Item.campaign_id == campaign_id)
-    )
-    if stages is not None:
-        stmt = stmt.where(col(Item.stage).in_([st.value for st in stages]))
-    published = s.exec(stmt.group_by(col(TaskRecord.item_id))).all()
+    published = s.exec(_published(campaign_id, stages)).all()
     answered = answer_counts(s, campaign_id, trusted_only=False)
     out = {}
     for item_id, total in published:
@@ -70,7 +82,7 @@ def outstanding_counts(
     return out
 
 
-def golden_item_ids(campaign_id: str, kind: str | None = None) -> Select[str]:
+def golden_item_ids(campaign_id: str, kind: str | None = None) -> SaSelect[str]:
     """The ids of the campaign's golden items (of one kind), for ``Judgment.item_id.in_``:
     the golden tallies read their answers through the (campaign, item) index, where SQLite
     walked every judgment of the campaign and looked its item up (measured at 123k
@@ -80,3 +92,17 @@ def golden_item_ids(campaign_id: str, kind: str | None = None) -> Select[str]:
         col(Item.campaign_id) == campaign_id, col(Item.is_golden).is_(True)
     )
     return query if kind is None else query.where(col(Item.kind) == kind)
+
+
+def outstanding_total(s: Session, campaign_id: str, stages: Sequence[Stage] | None = None) -> int:
+    """The sum of `outstanding_counts`, added up in the database: the sync asks for it after
+    every quiet poll, and fetching two rows per item for one number cost ~2 µs an item."""
+    published = _published(campaign_id, stages).subquery()
+    answered = _answers(campaign_id, trusted_only=False).subquery()
+    left = published.c.published - func.coalesce(answered.c.n, 0)
+    total = s.exec(
+        select(func.sum(case((left > 0, left), else_=0))).select_from(
+            published.outerjoin(answered, answered.c.item_id == published.c.item_id)
+        )
+    ).one()
+    return int(total or 0)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -357,13 +357,22 @@ def _send_chunk(campaign_id: str, connector: Connector, ref: BatchRef, ledger_ke
             f"{connector.name} did not return ids for {len(unknown)} task(s), e.g. {unknown[0]}"
         )
     with session_scope() as s:
-        # One executemany (ORM bulk update by primary key), not a statement per task.
+        # One executemany, not a statement per task; on the table, not the ORM entity,
+        # whose bulk update by primary key did per-row work that took twice as long.
         s.execute(
-            update(TaskRecord),
-            [{"key": key, "external_id": external[key]} for key, _, _ in missing],
+            _SET_EXTERNAL_ID,
+            [{"task_key": key, "task_external_id": external[key]} for key, _, _ in missing],
         )
         mark_done(s, ledger_key)
     return len(to_send)
+
+
+_TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
+_SET_EXTERNAL_ID = (
+    update(_TASKS)
+    .where(_TASKS.c.key == bindparam("task_key"))
+    .values(external_id=bindparam("task_external_id"))
+)
 
 
 def _batch_id(s: Session, campaign_id: str, stage: Stage) -> int:
