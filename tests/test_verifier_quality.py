@@ -233,3 +233,59 @@ def test_a_golden_item_for_the_uncleared_is_open_to_one_cleared_verifier_only(
         excluded = set(item["exclude_also"] or ())
         assert "uncleared" not in excluded
         assert len(set(cleared) - excluded) == 1  # three before: see SPARE_CLEARED
+
+
+class _NoBlocking:
+    """A connector that cannot block workers: check_workers only records its verdicts."""
+
+    name = "fake"
+    capabilities: frozenset[object] = frozenset()
+
+
+def test_golden_verification_slips_of_a_verifier_who_follows_the_text_do_not_block(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A careful verifier who missed three of four golden verifications but whose other
+    answers follow the text is warned, not blocked (the Beta rule alone blocks at 1 of 4
+    right); a rubber-stamper with the same golden record is still blocked."""
+    from crowdloop.stages.quality_check import check_workers
+
+    name = "slips"
+    path = campaign_dir(tmp_path, name, SMALL, {"preferences": None, "retraining": None})
+    rng = random.Random(3)
+    careful = [f"c{i}" for i in range(10)]
+    rows: list[tuple[str, str, str, str | None]] = []  # item, worker, label, golden verdict
+    for t in range(14):
+        truth = "reject" if t % 4 == 0 else "accept"
+        for w in rng.sample(careful, 3):
+            rows.append((f"t{t}", w, truth, None))
+        rows.append((f"t{t}", "slip", truth, None))
+        rows.append((f"t{t}", "rubber", "accept", None))
+    for i, w in enumerate(careful):
+        rows += [(f"g{i}a", w, "accept", "accept"), (f"g{i}r", w, "reject", "reject")]
+    golden = ["accept", "reject", "reject", "reject"]
+    for j, verdict in enumerate(golden):
+        # The slip gets the known-good one wrong and one known-bad one right; the
+        # rubber-stamper the reverse: one right of four each.
+        slip = ("reject" if verdict == "accept" else "accept") if j != 1 else verdict
+        rows += [(f"s{j}", "slip", slip, verdict), (f"r{j}", "rubber", "accept", verdict)]
+    with session_scope() as s:
+        register_campaign(s, load_campaign(path))
+        for n, (item, worker, label, known) in enumerate(rows):
+            if s.get(Item, item) is None:
+                s.add(Item(id=item, campaign_id=name, stage="verify", kind="verify",
+                           payload={"target": "prompt"}, state=ItemState.DONE, group="g",
+                           is_golden=known is not None, golden_answer=known))  # fmt: skip
+                s.flush()
+            s.add(Judgment(connector="fake", external_id=f"j{n}", campaign_id=name,
+                           item_id=item, worker_id=worker, label=label))  # fmt: skip
+    check_workers(name, _NoBlocking())  # type: ignore[arg-type]
+    with session_scope() as s:
+        records = {
+            r.worker_id: r
+            for r in s.exec(select(WorkerRecord).where(WorkerRecord.campaign_id == name))
+        }
+    assert (records["slip"].golden_correct, records["slip"].golden_total) == (1, 4)
+    assert records["slip"].status == WorkerStatus.WARNED, records["slip"].block_reason
+    assert records["rubber"].status == WorkerStatus.BLOCKED
+    assert not {w for w in careful if records[w].status == WorkerStatus.BLOCKED}

@@ -44,7 +44,7 @@ from crowdloop.stages.plan import (
     write_response_item,
 )
 from crowdloop.stages.signatures import find_earlier, forget, record_accepted
-from crowdloop.textcheck import DuplicateIndex, rule_failure
+from crowdloop.textcheck import DuplicateIndex, rule_failure, topic_failure
 from crowdloop.verifier_quality import VerifierPolicy, assess_verifiers
 
 DEMO_STAGES = [Stage.PROMPTS, Stage.RESPONSES, Stage.VERIFY]
@@ -132,7 +132,9 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
         target = "prompt" if item.kind == "write_prompt" else "response"
         if item.kind == "write_prompt":
             topic = (item.subject_id or "").rsplit("#", 1)[0]
-            failure = _check(s, spec.name, text, target, demo.checks, index[item.kind], topic)
+            failure = _check(
+                s, spec.name, text, target, demo.checks, index[item.kind], topic, demo.topics
+            )
             prompt_id = stable_id("p", item.id)
             row = Prompt(
                 id=prompt_id,
@@ -157,7 +159,9 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
         else:
             prompt = s.get(Prompt, item.subject_id)
             assert prompt is not None
-            failure = _check(s, spec.name, text, target, demo.checks, index[item.kind], None)
+            failure = _check(
+                s, spec.name, text, target, demo.checks, index[item.kind], None, demo.topics
+            )
             response_id = stable_id("r", item.id)
             response = Response(
                 id=response_id,
@@ -213,13 +217,19 @@ def _check(
     checks: TextChecks,
     index: DuplicateIndex,
     scope: str | None,
+    topics: list[str],
 ) -> str | None:
-    """Why the text fails the checks: a broken rule, a copy of a text of this campaign
+    """Why the text fails the checks: a broken rule, a prompt naming another of the
+    campaign's `topics` than its own (`scope`), a copy of a text of this campaign
     (`index`), or of a text an earlier campaign accepted (the signature table)."""
     rules = checks.prompt if target == "prompt" else checks.response
     broken = rule_failure(text, rules)
     if broken is not None:
         return broken
+    if target == "prompt" and checks.off_topic and scope:
+        off = topic_failure(text, scope, topics)
+        if off is not None:
+            return off
     if not checks.duplicates:
         return None
     found = index.find(text, scope)
@@ -501,10 +511,26 @@ def untrusted_workers(s: Session, campaign_id: str) -> set[str]:
     )
 
 
-def untrusted_on_demonstrations(s: Session, spec: CampaignSpec) -> dict[str, str]:
+def verifier_assessment(s: Session, spec: CampaignSpec) -> pd.DataFrame | None:
+    """`crowdloop.verifier_quality.assess_verifiers` over every verification answer
+    (untrusted workers' included), indexed by worker; None when the campaign does not
+    assess verifiers (`verifier_blind_confidence` null) or nobody verified yet."""
+    demo = spec.demonstrations
+    if demo is None or demo.verifier_blind_confidence is None:
+        return None
+    answers = verification_answers(s, spec.name, with_excluded=True)
+    if answers.empty:
+        return None
+    policy = VerifierPolicy(blind_confidence=demo.verifier_blind_confidence)
+    return assess_verifiers(answers, policy).set_index("worker")
+
+
+def untrusted_on_demonstrations(
+    s: Session, spec: CampaignSpec, verifiers: pd.DataFrame | None = None
+) -> dict[str, str]:
     """Workers the demonstrations' own evidence convicts, with one line of it each:
-    verifiers whose answers look content-blind (`crowdloop.verifier_quality`, at
-    `verifier_blind_confidence`) and writers with `block_after_check_failures` texts the
+    verifiers whose answers look content-blind (`verifiers`, from `verifier_assessment`,
+    computed here if not given) and writers with `block_after_check_failures` texts the
     checks rejected for certain."""
     demo = spec.demonstrations
     if demo is None:
@@ -526,13 +552,11 @@ def untrusted_on_demonstrations(s: Session, spec: CampaignSpec) -> dict[str, str
             for w, n in failures.items()
             if n >= demo.block_after_check_failures
         }
-    if demo.verifier_blind_confidence is None:
+    if verifiers is None:
+        verifiers = verifier_assessment(s, spec)
+    if verifiers is None:
         return out
-    answers = verification_answers(s, spec.name, with_excluded=True)
-    if answers.empty:
-        return out
-    policy = VerifierPolicy(blind_confidence=demo.verifier_blind_confidence)
-    for r in assess_verifiers(answers, policy).itertuples(index=False):
+    for r in verifiers.reset_index().itertuples(index=False):
         if r.blind:
             out[str(r.worker)] = (
                 f"verdicts do not follow the text: P = {r.p_blind:.2f} ({r.answers} answers, "

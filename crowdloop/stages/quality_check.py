@@ -397,7 +397,14 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
         golden = golden_tally(s, campaign_id, retired=retired)
         # Verifiers whose verdicts do not follow the text, writers who keep failing the
         # text checks (stages/demonstrations.py).
-        on_demonstrations = demonstrations.untrusted_on_demonstrations(s, spec)
+        verifiers = demonstrations.verifier_assessment(s, spec)
+        on_demonstrations = demonstrations.untrusted_on_demonstrations(s, spec, verifiers)
+        # Golden verification answers are read by that assessment too, at their known
+        # verdict among the worker's other answers; what it clears is not convicted on
+        # them alone (below).
+        verify_golden = (
+            golden_tally(s, campaign_id, Stage.VERIFY, retired) if verifiers is not None else {}
+        )
         writing = _writing_tally(
             s,
             campaign_id,
@@ -456,6 +463,26 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 # ambiguous than the worker careless. Measured: the golden rule alone
                 # blocked 3 of 60 honest workers on the ambiguous-golden crowd (README).
                 golden_status = WorkerStatus.WARNED
+            verifier = (
+                verifiers.loc[worker]
+                if verifiers is not None and worker in verifiers.index
+                else None
+            )
+            if (
+                golden_status == WorkerStatus.BLOCKED
+                and verifier is not None
+                and float(verifier["p_blind"]) < float(verifier["prior_blind"])
+            ):
+                # The same for verifiers: their verification answers, golden ones included,
+                # follow the text (`crowdloop.verifier_quality`), so their golden misses are
+                # slips; the Beta rule then judges their other golden answers only. An
+                # honest verifier (93% right) is asked up to six golden verifications at the
+                # demo's size, and the Beta(2, 1) rule blocks at 1 of 4 or 3 of 6 right:
+                # 2 of 90 honest workers blocked on the copiers crowd (bench, 1x, 3 seeds).
+                v_correct, v_total = verify_golden.get(worker, (0, 0))
+                rest = assess_worker(correct - v_correct, total - v_total, policy)
+                if rest.status != "blocked":
+                    golden_status = WorkerStatus.WARNED
             on_verifying = (
                 WorkerStatus.BLOCKED if worker in on_demonstrations else WorkerStatus.PROBATION
             )
