@@ -370,7 +370,8 @@ def _golden_for_verifiers(
     """Golden verifications for the verifiers not yet cleared: a share of golden items
     spread over a crowd gives each verifier about one at the demo's size, too little to
     judge anyone. A verifier is cleared by a right answer on a known-good and on a
-    known-bad text (what a rubber-stamper or a harsh verifier cannot give), or by
+    known-bad text (what a rubber-stamper or a harsh verifier cannot give; an answer
+    agreeing with a real text's verdict sure at `verify_target_confidence` counts), or by
     twice `golden_per_verifier` golden answers. Each item is asked of one worker, kept off the
     cleared ones but `SPARE_CLEARED` (so somebody can always take it, whoever is blocked
     meanwhile), of the verdict the uncleared lack most, and only while real verification
@@ -405,14 +406,34 @@ def _golden_for_verifiers(
         )
     ).all()  # fmt: skip
     untrusted = untrusted_workers(s, spec.name)
+    # Real texts whose verdict is as sure as the campaign asks any verdict to be: a
+    # verifier who agreed with one has given that verdict where it was right, as on a
+    # golden item of it (a rubber-stamper agrees with sure accepts and never with a sure
+    # reject; a harsh verifier rarely with a sure accept). Counted, every verifier needed
+    # a golden item of each verdict: 90 golden verifications for 30 honest workers on
+    # the rubber crowd at the demo's size (seed 0), 210 in all beside 246 real ones, and
+    # the most of the cost above today's.
+    sure = {
+        str(text_id): str(verdict)
+        for table in (Prompt, Response)
+        for text_id, verdict in s.exec(
+            select(table.id, table.verdict).where(
+                table.campaign_id == spec.name,
+                col(table.verdict).is_not(None),
+                col(table.confidence) >= demo.verify_target_confidence,
+            )
+        ).all()
+    }
     real: Counter[str] = Counter()
     golden: Counter[str] = Counter()
-    right: dict[str, set[str]] = defaultdict(set)  # verdicts answered right on golden items
+    right: dict[str, set[str]] = defaultdict(set)  # verdicts answered right (golden or sure)
     seen: dict[str, set[str]] = defaultdict(set)  # golden rows answered
     for worker, answer, label, row_id in answers:
         w = str(worker)
         if answer is None:
             real[w] += 1
+            if label is not None and sure.get(str(row_id)) == label:
+                right[w].add(str(label))
             continue
         golden[w] += 1
         seen[w].add(str(row_id))
