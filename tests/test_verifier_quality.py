@@ -235,6 +235,57 @@ def test_a_golden_item_for_the_uncleared_is_open_to_one_cleared_verifier_only(
         assert len(set(cleared) - excluded) == 1  # three before: see SPARE_CLEARED
 
 
+def test_agreeing_with_a_sure_verdict_on_a_real_text_counts_like_a_golden_item(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A verifier who accepted a real text accepted at `verify_target_confidence` and got a
+    known-bad golden item right is cleared without a known-good one; a rubber-stamper who
+    accepted the same text lacks only a right reject, and gets known-bad items only. An
+    accept of a text accepted less surely does not count."""
+    from crowdloop.db import insert_ignore
+    from crowdloop.models.spec import GoldenVerificationRow, load_jsonl
+    from crowdloop.models.tables import Prompt
+    from crowdloop.stages.plan import golden_verify_items, verify_item
+
+    name = "sure"
+    path = campaign_dir(tmp_path, name, SMALL, {"preferences": None, "retraining": None})
+    spec = load_campaign(path)
+    demo = spec.demonstrations
+    assert demo is not None and demo.golden_file is not None
+    rows = load_jsonl(demo.golden_file, GoldenVerificationRow)
+    bad = next(r for r in rows if r.verdict == "reject")
+    with session_scope() as s:
+        register_campaign(s, spec)
+        for pid, confidence in (("p-sure", 0.99), ("p-unsure", 0.9)):
+            s.add(Prompt(id=pid, campaign_id=name, text=f"List the top 5 rivers ({pid}).",
+                         source="crowd", author="a", verdict="accept",
+                         confidence=confidence))  # fmt: skip
+        s.flush()
+        sure = verify_item(spec, "prompt", "p-sure", "", "x", "a")
+        unsure = verify_item(spec, "prompt", "p-unsure", "", "y", "a")
+        still_open = verify_item(spec, "prompt", "p-open", "", "z", "a")
+        sure["state"] = unsure["state"] = ItemState.DONE
+        golden = golden_verify_items(spec, [bad], 0, 1, overlap=1)[0]
+        golden["state"] = ItemState.DONE
+        insert_ignore(s, Item, [sure, unsure, still_open, golden], ["id"])
+        answers = [(sure["id"], "careful", "accept"), (golden["id"], "careful", "reject"),
+                   (sure["id"], "rubber", "accept"), (unsure["id"], "late", "accept"),
+                   (golden["id"], "late", "reject")]  # fmt: skip
+        for k, (item_id, worker, label) in enumerate(answers):
+            s.add(Judgment(connector="simulator", external_id=f"e{k}", campaign_id=name,
+                           item_id=item_id, worker_id=worker, label=label))  # fmt: skip
+        s.flush()
+        planned = demonstrations._golden_for_verifiers(s, spec, rows, 100, [])
+    # "rubber" lacks a reject, "late" an accept (its accept was of an unsure verdict).
+    assert sorted(str(i["golden_answer"]) for i in planned) == ["accept", "reject"]
+    for item in planned:
+        excluded = set(item["exclude_also"] or ())
+        if item["golden_answer"] == "reject":
+            assert "rubber" not in excluded
+        else:
+            assert "late" not in excluded
+
+
 class _NoBlocking:
     """A connector that cannot block workers: check_workers only records its verdicts."""
 
