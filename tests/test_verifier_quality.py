@@ -340,3 +340,19 @@ def test_golden_verification_slips_of_a_verifier_who_follows_the_text_do_not_blo
     assert records["slip"].status == WorkerStatus.WARNED, records["slip"].block_reason
     assert records["rubber"].status == WorkerStatus.BLOCKED
     assert not {w for w in careful if records[w].status == WorkerStatus.BLOCKED}
+
+
+def test_golden_verifications_are_judged_against_the_crowds_pooled_accuracy() -> None:
+    """At a pooled accuracy of 0.8 one right of four is a slip (the campaign's Beta(2, 1)
+    prior blocks it), none of four still blocks."""
+    from crowdloop.quality import GoldenPolicy, assess_worker
+    from crowdloop.stages.quality_check import pooled_golden_policy
+
+    campaign = GoldenPolicy(min_golden=4, min_accuracy=0.7, block_confidence=0.8)
+    pooled = pooled_golden_policy(campaign, iter([(8, 10)] * 30))
+    assert pooled.prior_correct + pooled.prior_incorrect == pytest.approx(8.0)
+    assert pooled.prior_correct / 8.0 == pytest.approx(0.8, abs=0.01)
+    assert assess_worker(1, 4, campaign).status == "blocked"
+    assert assess_worker(1, 4, pooled).status != "blocked"
+    assert assess_worker(0, 4, pooled).status == "blocked"
+    assert assess_worker(1, 6, pooled).status == "blocked"

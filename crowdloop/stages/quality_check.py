@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -340,6 +340,31 @@ def _writing_tally(
     return {w: (c, n) for w, (c, n) in tally.items()}
 
 
+# What the crowd's pooled accuracy on golden verifications is worth, in answers, as the
+# prior of one verifier's: as much as the pooled confusion matrix in the weighted vote
+# (`WeightedVote.prior_strength`), so one verifier is judged against the crowd alike there
+# and here. At a pooled accuracy of 0.8 it blocks at 0 of 4, 1 of 5 or 6 right; an honest
+# verifier (0.93) is then blocked in about 1 of 5,000 runs of up to six golden answers
+# (1 in 180 with the campaign's Beta(2, 1)), a random one in about 1 of 5 (2 of 3).
+POOLED_GOLDEN_STRENGTH = 8.0
+
+
+def pooled_golden_policy(policy: GoldenPolicy, tallies: Iterable[tuple[int, int]]) -> GoldenPolicy:
+    """`policy` with its Beta prior centred on the crowd's pooled accuracy on these golden
+    answers (itself drawn towards the campaign prior's mean), worth
+    `POOLED_GOLDEN_STRENGTH` answers."""
+    pairs = list(tallies)
+    correct = sum(c for c, _ in pairs)
+    total = sum(n for _, n in pairs)
+    a, b = policy.prior_correct, policy.prior_incorrect
+    mean = (correct + a) / (total + a + b)
+    return replace(
+        policy,
+        prior_correct=POOLED_GOLDEN_STRENGTH * mean,
+        prior_incorrect=POOLED_GOLDEN_STRENGTH * (1.0 - mean),
+    )
+
+
 def blind_evidence(row: pd.Series) -> str:
     """One line of evidence for a worker the crowd-wide assessment distrusts."""
     drift = row.get("drift_since")
@@ -405,6 +430,7 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
         verify_golden = (
             golden_tally(s, campaign_id, Stage.VERIFY, retired) if verifiers is not None else {}
         )
+        pooled = pooled_golden_policy(policy, verify_golden.values())
         writing = _writing_tally(
             s,
             campaign_id,
@@ -468,20 +494,22 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 if verifiers is not None and worker in verifiers.index
                 else None
             )
-            if (
-                golden_status == WorkerStatus.BLOCKED
-                and verifier is not None
-                and float(verifier["p_blind"]) < float(verifier["prior_blind"])
-            ):
-                # The same for verifiers: their verification answers, golden ones included,
-                # follow the text (`crowdloop.verifier_quality`), so their golden misses are
-                # slips; the Beta rule then judges their other golden answers only. An
-                # honest verifier (93% right) is asked up to six golden verifications at the
-                # demo's size, and the Beta(2, 1) rule blocks at 1 of 4 or 3 of 6 right:
-                # 2 of 90 honest workers blocked on the copiers crowd (bench, 1x, 3 seeds).
+            if golden_status == WorkerStatus.BLOCKED and verifier is not None:
+                # The same for verifiers, whose golden verifications are read twice: if
+                # their verification answers, golden ones included, follow the text
+                # (`crowdloop.verifier_quality`), their golden misses are slips; else
+                # those are judged with the crowd's pooled accuracy on them as the prior
+                # (`pooled_golden_policy`), and the Beta rule judges the other golden
+                # answers. An honest verifier (93% right) is asked up to six golden
+                # verifications at the demo's size, and the campaign's Beta(2, 1) prior
+                # blocks at 1 of 4 or 3 of 6 right: 2 of 90 honest workers blocked on
+                # the copiers crowd (bench, 1x, 3 seeds), 1 of 30 on the rubber crowd
+                # with the first clause alone (seed 0, 1 of 4 right).
                 v_correct, v_total = verify_golden.get(worker, (0, 0))
                 rest = assess_worker(correct - v_correct, total - v_total, policy)
-                if rest.status != "blocked":
+                follows = float(verifier["p_blind"]) < float(verifier["prior_blind"])
+                slips = follows or assess_worker(v_correct, v_total, pooled).status != "blocked"
+                if rest.status != "blocked" and slips:
                     golden_status = WorkerStatus.WARNED
             on_verifying = (
                 WorkerStatus.BLOCKED if worker in on_demonstrations else WorkerStatus.PROBATION
