@@ -254,13 +254,16 @@ def test_golden_items_teach_the_weighted_vote_who_rejects_everything() -> None:
         (3, 2, 5, 0.95, ("pending", 7)),
         # Above it: decided (exported), unsure as it is.
         (3, 2, 5, 0.7, ("done", 5)),
-        # 2-3 for reject: decided (the slot is written again), no extra round.
-        (2, 3, 5, 0.95, ("done", 5)),
+        # 2-3 for reject, as unsure (0.89): below the threshold too, two more answers
+        # (a reject turned over from an accept by the evidence is 0.14-0.27 sure).
+        (2, 3, 5, 0.95, ("pending", 7)),
+        # 0-5: a sure reject, decided (the slot is written again), no extra round.
+        (0, 5, 5, 0.95, ("done", 5)),
         # Extension turned off (max = verification_overlap): decided on what it has.
         (3, 2, 3, 0.95, ("done", 5)),
     ],
 )
-def test_an_accept_below_the_export_threshold_gets_one_round_beyond_the_maximum_overlap(
+def test_a_verdict_below_the_export_threshold_gets_one_round_beyond_the_maximum_overlap(
     sqlite_url: str,
     tmp_path: Path,
     accepts: int,

@@ -636,14 +636,18 @@ def _apply_verdicts(
         # Sure enough to stop asking only on the answers' own evidence: a 2-1 vote is
         # 0.98 with the share of good texts and 0.88 without, and two random verifiers
         # not yet caught outvoting a careful one is how off-topic responses were exported.
-        # An accept the export would drop (below `export.min_confidence`) gets one round
-        # more than `max_verification_overlap`: it is otherwise paid for and lost, where
+        # A verdict the export would not trust (below `export.min_confidence`) gets one
+        # round more than `max_verification_overlap`: it is otherwise paid for and lost, where
         # majority vote kept it (3-2 accepts at 0.56-0.69, rubber crowd). Not every unsure
         # accept: extending those too lost more good texts than it saved (control crowd
         # at 4x: 19 of 589 against 10 of 573, the extra answers flipping good texts).
         # None where the campaign file turns extension off.
         extends = demo.max_verification_overlap > demo.verification_overlap
-        rescue = label == "accept" and confidence < demo.export.min_confidence and extends
+        # A reject as unsure gets it too: turned over from an accept by the evidence, its
+        # confidence is 1 minus the accept's posterior (0.14-0.27 on three good prompts and
+        # a good list majority vote kept at 3-2, rubber crowd at 1x, seeds 0 and 1), and
+        # it lost good texts as surely as an unsure accept the threshold drops.
+        rescue = confidence < demo.export.min_confidence and extends
         cap = demo.max_verification_overlap + (UNSURE_ACCEPT_EXTRA if rescue else 0)
         if not exhausted and confidence < demo.verify_target_confidence and item.overlap < cap:
             # Unsure: ask more verifiers before deciding (the item is published again).
@@ -693,7 +697,7 @@ def _apply_verdicts(
 
 
 _FLIP = {"accept": "reject", "reject": "accept"}
-# Answers an accept below the export threshold may get beyond `max_verification_overlap`
+# Answers a verdict below the export threshold may get beyond `max_verification_overlap`
 # (see _apply_verdicts).
 UNSURE_ACCEPT_EXTRA = 2
 
