@@ -98,7 +98,7 @@ TODAY = {
         part: {"min_chars": 1, "min_words": 1, "min_lines": 1, "max_chars": None, "pattern": None}
         for part in ("prompt", "response")
     }
-    | {"duplicates": False},
+    | {"duplicates": False, "off_topic": False},
     "trusted_confidence": 0.5,
     "golden_per_verifier": 0,
     "verifier_blind_confidence": None,

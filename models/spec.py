@@ -343,6 +343,9 @@ class TextChecks(_Strict):
     # or an earlier one in the same database. null: exact copies only.
     near_duplicate: float | None = Field(default=0.7, gt=0, le=1)
     duplicates: bool = True
+    # Reject a prompt that names another of the campaign's topics and not its own
+    # (`crowdloop.textcheck.topic_failure`); it counts against its writer like a broken rule.
+    off_topic: bool = True
 
 
 class SFTExportSpec(ExportSpec):

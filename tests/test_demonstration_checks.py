@@ -30,7 +30,7 @@ from crowdloop.stages import demonstrations
 from crowdloop.stages.export import sft_rows
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.rounds import bare_ops, connector_for, run_rounds
-from crowdloop.textcheck import DuplicateIndex, normalise, rule_failure
+from crowdloop.textcheck import DuplicateIndex, normalise, rule_failure, topic_failure
 from tests.e2e_helpers import SMALL, campaign_dir, simulator
 
 # --- text checks ---------------------------------------------------------------------------
@@ -111,6 +111,88 @@ def test_verifiers_see_the_topic_and_reject_a_prompt_for_another_one() -> None:
     assert crowd.work(worker, "k1", off_topic, truth_of(off_topic))[1] == {"verdict": "reject"}
 
 
+def test_a_prompt_naming_another_topic_and_not_its_own_is_off_topic() -> None:
+    topics = list(world.CATALOG)
+    rng = random.Random(0)
+    for topic in topics:
+        for variant in range(len(world.PROMPT_TEMPLATES)):
+            assert topic_failure(world.make_prompt(topic, variant), topic, topics) is None
+        other = world.other_topic(topic, rng)
+        assert topic_failure(world.write_prompt(other, rng, good=True), topic, topics) == (
+            f"off-topic: names {other!r}, not {topic!r}"
+        )
+    # Plurals and case do not matter; a prompt naming no topic, or its own beside
+    # another, is left to the verifiers.
+    assert topic_failure("Give me 5 RIVER names", "rivers", topics) is None
+    assert topic_failure("Write something nice for me", "rivers", topics) is None
+    assert topic_failure("Top 5 rivers where mammals live", "rivers", topics) is None
+    # A topic whose name is part of this one's says nothing about it.
+    assert (
+        topic_failure("Top 5 capitals", "european capitals", ["capitals", "european capitals"])
+        is None
+    )
+    assert topic_failure("List 5 mammals", "", topics) is None
+
+
+def test_an_off_topic_prompt_is_rejected_unverified_and_held_against_its_writer(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The check rejects it before any verifier is paid, the slot is written again by
+    someone else, and a writer with two such prompts is untrusted; with `checks.off_topic`
+    false the same prompt goes to verification."""
+    from crowdloop.models.tables import ItemState
+
+    for name, on in (("topic-on", True), ("topic-off", False)):
+        path = campaign_dir(tmp_path / name, name, SMALL, {
+            "preferences": None, "retraining": None,
+            "demonstrations": {"checks": {"off_topic": on}},
+        })  # fmt: skip
+        with session_scope() as s:
+            spec = load_campaign(path)
+            register_campaign(s, spec)
+            slots = list(
+                s.exec(
+                    select(Item).where(Item.campaign_id == name, Item.kind == "write_prompt")
+                ).all()
+            )[:2]
+            for n, slot in enumerate(slots):
+                topic = (slot.subject_id or "").rsplit("#", 1)[0]
+                other = next(t for t in spec.demonstrations.topics if t != topic)  # type: ignore[union-attr]
+                slot.state = ItemState.COLLECTED
+                s.add(slot)
+                s.add(Judgment(connector="simulator", external_id=f"{name}-{n}", campaign_id=name,
+                               item_id=slot.id, worker_id="w-off",
+                               text=world.make_prompt(other, n)))  # fmt: skip
+        demonstrations.advance(name)
+        with session_scope() as s:
+            prompts = list(s.exec(select(Prompt).where(Prompt.campaign_id == name)).all())
+            verified = s.exec(
+                select(Item).where(
+                    Item.campaign_id == name,
+                    Item.kind == "verify",
+                    col(Item.is_golden).is_(False),
+                    col(Item.subject_id).in_([p.id for p in prompts]),
+                )
+            ).all()
+            again = s.exec(
+                select(Item).where(
+                    Item.campaign_id == name, Item.kind == "write_prompt", Item.attempt == 1
+                )
+            ).all()
+            untrusted = demonstrations.untrusted_on_demonstrations(s, spec)
+        assert len(prompts) == 2
+        if on:
+            assert all((p.check_failure or "").startswith("off-topic: names ") for p in prompts)
+            assert all(p.verdict == "reject" for p in prompts)
+            assert verified == []  # no verifier paid
+            assert len(again) == 2 and all("w-off" in (i.exclude_also or []) for i in again)
+            assert "w-off" in untrusted
+        else:
+            assert all(p.check_failure is None for p in prompts)
+            assert len(verified) == 2 and again == []
+            assert "w-off" not in untrusted
+
+
 # --- verdicts on sparse data -------------------------------------------------------------------
 
 
@@ -172,13 +254,16 @@ def test_golden_items_teach_the_weighted_vote_who_rejects_everything() -> None:
         (3, 2, 5, 0.95, ("pending", 7)),
         # Above it: decided (exported), unsure as it is.
         (3, 2, 5, 0.7, ("done", 5)),
-        # 2-3 for reject: decided (the slot is written again), no extra round.
-        (2, 3, 5, 0.95, ("done", 5)),
+        # 2-3 for reject, as unsure (0.89): below the threshold too, two more answers
+        # (a reject turned over from an accept by the evidence is 0.14-0.27 sure).
+        (2, 3, 5, 0.95, ("pending", 7)),
+        # 0-5: a sure reject, decided (the slot is written again), no extra round.
+        (0, 5, 5, 0.95, ("done", 5)),
         # Extension turned off (max = verification_overlap): decided on what it has.
         (3, 2, 3, 0.95, ("done", 5)),
     ],
 )
-def test_an_accept_below_the_export_threshold_gets_one_round_beyond_the_maximum_overlap(
+def test_a_verdict_below_the_export_threshold_gets_one_round_beyond_the_maximum_overlap(
     sqlite_url: str,
     tmp_path: Path,
     accepts: int,

@@ -233,3 +233,126 @@ def test_a_golden_item_for_the_uncleared_is_open_to_one_cleared_verifier_only(
         excluded = set(item["exclude_also"] or ())
         assert "uncleared" not in excluded
         assert len(set(cleared) - excluded) == 1  # three before: see SPARE_CLEARED
+
+
+def test_agreeing_with_a_sure_verdict_on_a_real_text_counts_like_a_golden_item(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A verifier who accepted a real text accepted at `verify_target_confidence` and got a
+    known-bad golden item right is cleared without a known-good one; a rubber-stamper who
+    accepted the same text lacks only a right reject, and gets known-bad items only. An
+    accept of a text accepted less surely does not count."""
+    from crowdloop.db import insert_ignore
+    from crowdloop.models.spec import GoldenVerificationRow, load_jsonl
+    from crowdloop.models.tables import Prompt
+    from crowdloop.stages.plan import golden_verify_items, verify_item
+
+    name = "sure"
+    path = campaign_dir(tmp_path, name, SMALL, {"preferences": None, "retraining": None})
+    spec = load_campaign(path)
+    demo = spec.demonstrations
+    assert demo is not None and demo.golden_file is not None
+    rows = load_jsonl(demo.golden_file, GoldenVerificationRow)
+    bad = next(r for r in rows if r.verdict == "reject")
+    with session_scope() as s:
+        register_campaign(s, spec)
+        for pid, confidence in (("p-sure", 0.99), ("p-unsure", 0.9)):
+            s.add(Prompt(id=pid, campaign_id=name, text=f"List the top 5 rivers ({pid}).",
+                         source="crowd", author="a", verdict="accept",
+                         confidence=confidence))  # fmt: skip
+        s.flush()
+        sure = verify_item(spec, "prompt", "p-sure", "", "x", "a")
+        unsure = verify_item(spec, "prompt", "p-unsure", "", "y", "a")
+        still_open = verify_item(spec, "prompt", "p-open", "", "z", "a")
+        sure["state"] = unsure["state"] = ItemState.DONE
+        golden = golden_verify_items(spec, [bad], 0, 1, overlap=1)[0]
+        golden["state"] = ItemState.DONE
+        insert_ignore(s, Item, [sure, unsure, still_open, golden], ["id"])
+        answers = [(sure["id"], "careful", "accept"), (golden["id"], "careful", "reject"),
+                   (sure["id"], "rubber", "accept"), (unsure["id"], "late", "accept"),
+                   (golden["id"], "late", "reject")]  # fmt: skip
+        for k, (item_id, worker, label) in enumerate(answers):
+            s.add(Judgment(connector="simulator", external_id=f"e{k}", campaign_id=name,
+                           item_id=item_id, worker_id=worker, label=label))  # fmt: skip
+        s.flush()
+        planned = demonstrations._golden_for_verifiers(s, spec, rows, 100, [])
+    # "rubber" lacks a reject, "late" an accept (its accept was of an unsure verdict).
+    assert sorted(str(i["golden_answer"]) for i in planned) == ["accept", "reject"]
+    for item in planned:
+        excluded = set(item["exclude_also"] or ())
+        if item["golden_answer"] == "reject":
+            assert "rubber" not in excluded
+        else:
+            assert "late" not in excluded
+
+
+class _NoBlocking:
+    """A connector that cannot block workers: check_workers only records its verdicts."""
+
+    name = "fake"
+    capabilities: frozenset[object] = frozenset()
+
+
+def test_golden_verification_slips_of_a_verifier_who_follows_the_text_do_not_block(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A careful verifier who missed three of four golden verifications but whose other
+    answers follow the text is warned, not blocked (the Beta rule alone blocks at 1 of 4
+    right); a rubber-stamper with the same golden record is still blocked."""
+    from crowdloop.stages.quality_check import check_workers
+
+    name = "slips"
+    path = campaign_dir(tmp_path, name, SMALL, {"preferences": None, "retraining": None})
+    rng = random.Random(3)
+    careful = [f"c{i}" for i in range(10)]
+    rows: list[tuple[str, str, str, str | None]] = []  # item, worker, label, golden verdict
+    for t in range(14):
+        truth = "reject" if t % 4 == 0 else "accept"
+        for w in rng.sample(careful, 3):
+            rows.append((f"t{t}", w, truth, None))
+        rows.append((f"t{t}", "slip", truth, None))
+        rows.append((f"t{t}", "rubber", "accept", None))
+    for i, w in enumerate(careful):
+        rows += [(f"g{i}a", w, "accept", "accept"), (f"g{i}r", w, "reject", "reject")]
+    golden = ["accept", "reject", "reject", "reject"]
+    for j, verdict in enumerate(golden):
+        # The slip gets the known-good one wrong and one known-bad one right; the
+        # rubber-stamper the reverse: one right of four each.
+        slip = ("reject" if verdict == "accept" else "accept") if j != 1 else verdict
+        rows += [(f"s{j}", "slip", slip, verdict), (f"r{j}", "rubber", "accept", verdict)]
+    with session_scope() as s:
+        register_campaign(s, load_campaign(path))
+        for n, (item, worker, label, known) in enumerate(rows):
+            if s.get(Item, item) is None:
+                s.add(Item(id=item, campaign_id=name, stage="verify", kind="verify",
+                           payload={"target": "prompt"}, state=ItemState.DONE, group="g",
+                           is_golden=known is not None, golden_answer=known))  # fmt: skip
+                s.flush()
+            s.add(Judgment(connector="fake", external_id=f"j{n}", campaign_id=name,
+                           item_id=item, worker_id=worker, label=label))  # fmt: skip
+    check_workers(name, _NoBlocking())  # type: ignore[arg-type]
+    with session_scope() as s:
+        records = {
+            r.worker_id: r
+            for r in s.exec(select(WorkerRecord).where(WorkerRecord.campaign_id == name))
+        }
+    assert (records["slip"].golden_correct, records["slip"].golden_total) == (1, 4)
+    assert records["slip"].status == WorkerStatus.WARNED, records["slip"].block_reason
+    assert records["rubber"].status == WorkerStatus.BLOCKED
+    assert not {w for w in careful if records[w].status == WorkerStatus.BLOCKED}
+
+
+def test_golden_verifications_are_judged_against_the_crowds_pooled_accuracy() -> None:
+    """At a pooled accuracy of 0.8 one right of four is a slip (the campaign's Beta(2, 1)
+    prior blocks it), none of four still blocks."""
+    from crowdloop.quality import GoldenPolicy, assess_worker
+    from crowdloop.stages.quality_check import pooled_golden_policy
+
+    campaign = GoldenPolicy(min_golden=4, min_accuracy=0.7, block_confidence=0.8)
+    pooled = pooled_golden_policy(campaign, iter([(8, 10)] * 30))
+    assert pooled.prior_correct + pooled.prior_incorrect == pytest.approx(8.0)
+    assert pooled.prior_correct / 8.0 == pytest.approx(0.8, abs=0.01)
+    assert assess_worker(1, 4, campaign).status == "blocked"
+    assert assess_worker(1, 4, pooled).status != "blocked"
+    assert assess_worker(0, 4, pooled).status == "blocked"
+    assert assess_worker(1, 6, pooled).status == "blocked"

@@ -44,7 +44,7 @@ from crowdloop.stages.plan import (
     write_response_item,
 )
 from crowdloop.stages.signatures import find_earlier, forget, record_accepted
-from crowdloop.textcheck import DuplicateIndex, rule_failure
+from crowdloop.textcheck import DuplicateIndex, rule_failure, topic_failure
 from crowdloop.verifier_quality import VerifierPolicy, assess_verifiers
 
 DEMO_STAGES = [Stage.PROMPTS, Stage.RESPONSES, Stage.VERIFY]
@@ -132,7 +132,9 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
         target = "prompt" if item.kind == "write_prompt" else "response"
         if item.kind == "write_prompt":
             topic = (item.subject_id or "").rsplit("#", 1)[0]
-            failure = _check(s, spec.name, text, target, demo.checks, index[item.kind], topic)
+            failure = _check(
+                s, spec.name, text, target, demo.checks, index[item.kind], topic, demo.topics
+            )
             prompt_id = stable_id("p", item.id)
             row = Prompt(
                 id=prompt_id,
@@ -157,7 +159,9 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
         else:
             prompt = s.get(Prompt, item.subject_id)
             assert prompt is not None
-            failure = _check(s, spec.name, text, target, demo.checks, index[item.kind], None)
+            failure = _check(
+                s, spec.name, text, target, demo.checks, index[item.kind], None, demo.topics
+            )
             response_id = stable_id("r", item.id)
             response = Response(
                 id=response_id,
@@ -213,13 +217,19 @@ def _check(
     checks: TextChecks,
     index: DuplicateIndex,
     scope: str | None,
+    topics: list[str],
 ) -> str | None:
-    """Why the text fails the checks: a broken rule, a copy of a text of this campaign
+    """Why the text fails the checks: a broken rule, a prompt naming another of the
+    campaign's `topics` than its own (`scope`), a copy of a text of this campaign
     (`index`), or of a text an earlier campaign accepted (the signature table)."""
     rules = checks.prompt if target == "prompt" else checks.response
     broken = rule_failure(text, rules)
     if broken is not None:
         return broken
+    if target == "prompt" and checks.off_topic and scope:
+        off = topic_failure(text, scope, topics)
+        if off is not None:
+            return off
     if not checks.duplicates:
         return None
     found = index.find(text, scope)
@@ -360,7 +370,8 @@ def _golden_for_verifiers(
     """Golden verifications for the verifiers not yet cleared: a share of golden items
     spread over a crowd gives each verifier about one at the demo's size, too little to
     judge anyone. A verifier is cleared by a right answer on a known-good and on a
-    known-bad text (what a rubber-stamper or a harsh verifier cannot give), or by
+    known-bad text (what a rubber-stamper or a harsh verifier cannot give; an answer
+    agreeing with a real text's verdict sure at `verify_target_confidence` counts), or by
     twice `golden_per_verifier` golden answers. Each item is asked of one worker, kept off the
     cleared ones but `SPARE_CLEARED` (so somebody can always take it, whoever is blocked
     meanwhile), of the verdict the uncleared lack most, and only while real verification
@@ -395,14 +406,34 @@ def _golden_for_verifiers(
         )
     ).all()  # fmt: skip
     untrusted = untrusted_workers(s, spec.name)
+    # Real texts whose verdict is as sure as the campaign asks any verdict to be: a
+    # verifier who agreed with one has given that verdict where it was right, as on a
+    # golden item of it (a rubber-stamper agrees with sure accepts and never with a sure
+    # reject; a harsh verifier rarely with a sure accept). Counted, every verifier needed
+    # a golden item of each verdict: 90 golden verifications for 30 honest workers on
+    # the rubber crowd at the demo's size (seed 0), 210 in all beside 246 real ones, and
+    # the most of the cost above today's.
+    sure = {
+        str(text_id): str(verdict)
+        for table in (Prompt, Response)
+        for text_id, verdict in s.exec(
+            select(table.id, table.verdict).where(
+                table.campaign_id == spec.name,
+                col(table.verdict).is_not(None),
+                col(table.confidence) >= demo.verify_target_confidence,
+            )
+        ).all()
+    }
     real: Counter[str] = Counter()
     golden: Counter[str] = Counter()
-    right: dict[str, set[str]] = defaultdict(set)  # verdicts answered right on golden items
+    right: dict[str, set[str]] = defaultdict(set)  # verdicts answered right (golden or sure)
     seen: dict[str, set[str]] = defaultdict(set)  # golden rows answered
     for worker, answer, label, row_id in answers:
         w = str(worker)
         if answer is None:
             real[w] += 1
+            if label is not None and sure.get(str(row_id)) == label:
+                right[w].add(str(label))
             continue
         golden[w] += 1
         seen[w].add(str(row_id))
@@ -501,10 +532,26 @@ def untrusted_workers(s: Session, campaign_id: str) -> set[str]:
     )
 
 
-def untrusted_on_demonstrations(s: Session, spec: CampaignSpec) -> dict[str, str]:
+def verifier_assessment(s: Session, spec: CampaignSpec) -> pd.DataFrame | None:
+    """`crowdloop.verifier_quality.assess_verifiers` over every verification answer
+    (untrusted workers' included), indexed by worker; None when the campaign does not
+    assess verifiers (`verifier_blind_confidence` null) or nobody verified yet."""
+    demo = spec.demonstrations
+    if demo is None or demo.verifier_blind_confidence is None:
+        return None
+    answers = verification_answers(s, spec.name, with_excluded=True)
+    if answers.empty:
+        return None
+    policy = VerifierPolicy(blind_confidence=demo.verifier_blind_confidence)
+    return assess_verifiers(answers, policy).set_index("worker")
+
+
+def untrusted_on_demonstrations(
+    s: Session, spec: CampaignSpec, verifiers: pd.DataFrame | None = None
+) -> dict[str, str]:
     """Workers the demonstrations' own evidence convicts, with one line of it each:
-    verifiers whose answers look content-blind (`crowdloop.verifier_quality`, at
-    `verifier_blind_confidence`) and writers with `block_after_check_failures` texts the
+    verifiers whose answers look content-blind (`verifiers`, from `verifier_assessment`,
+    computed here if not given) and writers with `block_after_check_failures` texts the
     checks rejected for certain."""
     demo = spec.demonstrations
     if demo is None:
@@ -526,13 +573,11 @@ def untrusted_on_demonstrations(s: Session, spec: CampaignSpec) -> dict[str, str
             for w, n in failures.items()
             if n >= demo.block_after_check_failures
         }
-    if demo.verifier_blind_confidence is None:
+    if verifiers is None:
+        verifiers = verifier_assessment(s, spec)
+    if verifiers is None:
         return out
-    answers = verification_answers(s, spec.name, with_excluded=True)
-    if answers.empty:
-        return out
-    policy = VerifierPolicy(blind_confidence=demo.verifier_blind_confidence)
-    for r in assess_verifiers(answers, policy).itertuples(index=False):
+    for r in verifiers.reset_index().itertuples(index=False):
         if r.blind:
             out[str(r.worker)] = (
                 f"verdicts do not follow the text: P = {r.p_blind:.2f} ({r.answers} answers, "
@@ -591,14 +636,18 @@ def _apply_verdicts(
         # Sure enough to stop asking only on the answers' own evidence: a 2-1 vote is
         # 0.98 with the share of good texts and 0.88 without, and two random verifiers
         # not yet caught outvoting a careful one is how off-topic responses were exported.
-        # An accept the export would drop (below `export.min_confidence`) gets one round
-        # more than `max_verification_overlap`: it is otherwise paid for and lost, where
+        # A verdict the export would not trust (below `export.min_confidence`) gets one
+        # round more than `max_verification_overlap`: it is otherwise paid for and lost, where
         # majority vote kept it (3-2 accepts at 0.56-0.69, rubber crowd). Not every unsure
         # accept: extending those too lost more good texts than it saved (control crowd
         # at 4x: 19 of 589 against 10 of 573, the extra answers flipping good texts).
         # None where the campaign file turns extension off.
         extends = demo.max_verification_overlap > demo.verification_overlap
-        rescue = label == "accept" and confidence < demo.export.min_confidence and extends
+        # A reject as unsure gets it too: turned over from an accept by the evidence, its
+        # confidence is 1 minus the accept's posterior (0.14-0.27 on three good prompts and
+        # a good list majority vote kept at 3-2, rubber crowd at 1x, seeds 0 and 1), and
+        # it lost good texts as surely as an unsure accept the threshold drops.
+        rescue = confidence < demo.export.min_confidence and extends
         cap = demo.max_verification_overlap + (UNSURE_ACCEPT_EXTRA if rescue else 0)
         if not exhausted and confidence < demo.verify_target_confidence and item.overlap < cap:
             # Unsure: ask more verifiers before deciding (the item is published again).
@@ -648,7 +697,7 @@ def _apply_verdicts(
 
 
 _FLIP = {"accept": "reject", "reject": "accept"}
-# Answers an accept below the export threshold may get beyond `max_verification_overlap`
+# Answers a verdict below the export threshold may get beyond `max_verification_overlap`
 # (see _apply_verdicts).
 UNSURE_ACCEPT_EXTRA = 2
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any, cast
@@ -389,6 +389,31 @@ def _writing_tally(
     return {w: (c, n) for w, (c, n) in tally.items()}
 
 
+# What the crowd's pooled accuracy on golden verifications is worth, in answers, as the
+# prior of one verifier's: as much as the pooled confusion matrix in the weighted vote
+# (`WeightedVote.prior_strength`), so one verifier is judged against the crowd alike there
+# and here. At a pooled accuracy of 0.8 it blocks at 0 of 4, 1 of 5 or 6 right; an honest
+# verifier (0.93) is then blocked in about 1 of 5,000 runs of up to six golden answers
+# (1 in 180 with the campaign's Beta(2, 1)), a random one in about 1 of 5 (2 of 3).
+POOLED_GOLDEN_STRENGTH = 8.0
+
+
+def pooled_golden_policy(policy: GoldenPolicy, tallies: Iterable[tuple[int, int]]) -> GoldenPolicy:
+    """`policy` with its Beta prior centred on the crowd's pooled accuracy on these golden
+    answers (itself drawn towards the campaign prior's mean), worth
+    `POOLED_GOLDEN_STRENGTH` answers."""
+    pairs = list(tallies)
+    correct = sum(c for c, _ in pairs)
+    total = sum(n for _, n in pairs)
+    a, b = policy.prior_correct, policy.prior_incorrect
+    mean = (correct + a) / (total + a + b)
+    return replace(
+        policy,
+        prior_correct=POOLED_GOLDEN_STRENGTH * mean,
+        prior_incorrect=POOLED_GOLDEN_STRENGTH * (1.0 - mean),
+    )
+
+
 def blind_evidence(row: pd.Series) -> str:
     """One line of evidence for a worker the crowd-wide assessment distrusts."""
     drift = row.get("drift_since")
@@ -446,7 +471,15 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
         golden = golden_tally(s, campaign_id, retired=retired)
         # Verifiers whose verdicts do not follow the text, writers who keep failing the
         # text checks (stages/demonstrations.py).
-        on_demonstrations = demonstrations.untrusted_on_demonstrations(s, spec)
+        verifiers = demonstrations.verifier_assessment(s, spec)
+        on_demonstrations = demonstrations.untrusted_on_demonstrations(s, spec, verifiers)
+        # Golden verification answers are read by that assessment too, at their known
+        # verdict among the worker's other answers; what it clears is not convicted on
+        # them alone (below).
+        verify_golden = (
+            golden_tally(s, campaign_id, Stage.VERIFY, retired) if verifiers is not None else {}
+        )
+        pooled = pooled_golden_policy(policy, verify_golden.values())
         writing = _writing_tally(
             s,
             campaign_id,
@@ -505,6 +538,28 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 # ambiguous than the worker careless. Measured: the golden rule alone
                 # blocked 3 of 60 honest workers on the ambiguous-golden crowd (README).
                 golden_status = WorkerStatus.WARNED
+            verifier = (
+                verifiers.loc[worker]
+                if verifiers is not None and worker in verifiers.index
+                else None
+            )
+            if golden_status == WorkerStatus.BLOCKED and verifier is not None:
+                # The same for verifiers, whose golden verifications are read twice: if
+                # their verification answers, golden ones included, follow the text
+                # (`crowdloop.verifier_quality`), their golden misses are slips; else
+                # those are judged with the crowd's pooled accuracy on them as the prior
+                # (`pooled_golden_policy`), and the Beta rule judges the other golden
+                # answers. An honest verifier (93% right) is asked up to six golden
+                # verifications at the demo's size, and the campaign's Beta(2, 1) prior
+                # blocks at 1 of 4 or 3 of 6 right: 2 of 90 honest workers blocked on
+                # the copiers crowd (bench, 1x, 3 seeds), 1 of 30 on the rubber crowd
+                # with the first clause alone (seed 0, 1 of 4 right).
+                v_correct, v_total = verify_golden.get(worker, (0, 0))
+                rest = assess_worker(correct - v_correct, total - v_total, policy)
+                follows = float(verifier["p_blind"]) < float(verifier["prior_blind"])
+                slips = follows or assess_worker(v_correct, v_total, pooled).status != "blocked"
+                if rest.status != "blocked" and slips:
+                    golden_status = WorkerStatus.WARNED
             on_verifying = (
                 WorkerStatus.BLOCKED if worker in on_demonstrations else WorkerStatus.PROBATION
             )
