@@ -99,8 +99,21 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
             analyze_grown(session, grown)
 
 
-# session.info key: rows `insert_ignore` added per table in this session (PostgreSQL).
+# session.info key: rows this session added or changed in bulk, per table (PostgreSQL).
 _GROWN = "crowdloop_grown"
+
+
+def note_bulk_write(session: Session, model: type[SQLModel] | Table, rows: int) -> None:
+    """Count `rows` added or changed in `model`'s table by this session, so that
+    `session_scope` considers analyzing the table after the commit (`analyze_grown`).
+    Inserts through `insert_ignore` are counted by it; bulk state changes
+    (`stages.items.move_items`) call this. A no-op off PostgreSQL."""
+    if rows <= 0 or session.get_bind().dialect.name != "postgresql":
+        return
+    table = model if isinstance(model, Table) else model.__table__  # type: ignore[attr-defined]
+    session.info.setdefault(_GROWN, Counter())[table] += rows
+
+
 # ANALYZE a table once it changed by this many rows plus this share of its size at its
 # last ANALYZE: autovacuum's default rule (autovacuum_analyze_threshold / _scale_factor).
 ANALYZE_ROWS = 1_000
@@ -108,7 +121,7 @@ ANALYZE_SHARE = 0.1
 
 
 def analyze_grown(session: Session, grown: Counter[Table]) -> None:
-    """ANALYZE the tables this committed session grew a lot, on PostgreSQL.
+    """ANALYZE the tables this committed session changed a lot, on PostgreSQL.
 
     A campaign's tables grow from nothing to millions of rows within one run, much faster
     than autovacuum analyzes them (every `autovacuum_naptime`, 1 min by default, and not
@@ -116,10 +129,14 @@ def analyze_grown(session: Session, grown: Counter[Table]) -> None:
     of a near-empty table the planner picks plans that read the whole campaign per call: the
     review's keyset chunk (`id > last ORDER BY id LIMIT 500`) took 0.87 s at 100k
     judgments through a bitmap scan of every judgment of the campaign, where the (campaign,
-    id) index answers it in milliseconds; at 10^6 judgments that is hours. So after a
-    commit that added rows, a table whose changes since its last ANALYZE (the server's
-    count, or this session's own when the server's has not caught up) pass autovacuum's
-    threshold is analyzed here (a sample of 30,000 rows: ~0.1-0.3 s at 10^6). Its own short
+    id) index answers it in milliseconds; at 10^6 judgments that is hours. Changed rows
+    matter as much as new ones: with items analyzed when all were pending, the planner
+    expects one collected item, and the re-queue of items that lost answers
+    (`quality_check.requeue_lost`) ran a nested loop re-reading the excluded judgments per
+    collected item (minutes at 100k judgments). So after a commit that added or moved rows
+    in bulk, a table whose changes since its last ANALYZE (the server's count, or this
+    session's own when the server's has not caught up) pass autovacuum's threshold is
+    analyzed here (a sample of 30,000 rows: ~0.1-0.3 s at 10^6). Its own short
     transaction; a failure is logged, never raised (the data is committed already)."""
     try:
         for table, added in grown.items():
@@ -160,8 +177,7 @@ def insert_ignore(
     if bind.dialect.name == "postgresql":
         inserted = _insert_ignore_pg(session, table, rows, keys)
         if isinstance(session, Session):
-            # Counted for `analyze_grown` when `session_scope` commits.
-            session.info.setdefault(_GROWN, Counter())[table] += inserted
+            note_bulk_write(session, table, inserted)
         return inserted
     # RETURNING counts what was really inserted; rowcount of an executemany is not
     # reliable.

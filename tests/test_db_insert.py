@@ -26,7 +26,8 @@ from sqlmodel import select as sm_select
 
 from crowdloop import db
 from crowdloop.db import get_engine, insert_ignore, session_scope
-from crowdloop.models.tables import Campaign, Item, utcnow
+from crowdloop.models.tables import Campaign, Item, ItemState, utcnow
+from crowdloop.stages.items import move_items
 
 
 def _table() -> Table:
@@ -153,3 +154,28 @@ def test_bulk_insert_analyzes_the_grown_table_on_postgres(postgres_url: str) -> 
     with session_scope(postgres_url) as s:
         insert_ignore(s, Item, _item_rows(2_500, 2_600), ["id"])
     assert reltuples() == 2_500
+
+
+def test_moving_items_in_bulk_analyzes_them_on_postgres(postgres_url: str) -> None:
+    # Analyzed while every item was pending, the planner expected no pushed item; moving
+    # them in bulk (`move_items`) updates what it knows of the states on commit.
+    def states() -> str:
+        with session_scope(postgres_url) as s:
+            return str(
+                s.execute(
+                    text(
+                        "SELECT most_common_vals::text FROM pg_stats"
+                        " WHERE tablename = 'item' AND attname = 'state'"
+                    )
+                ).scalar_one()
+            )
+
+    with session_scope(postgres_url) as s:
+        s.add(Campaign(id="c1", spec={}, spec_hash="x", connector="simulator"))
+    with session_scope(postgres_url) as s:
+        insert_ignore(s, Item, _item_rows(0, 2_500), ["id"])
+    assert states() == "{PENDING}"
+    with session_scope(postgres_url) as s:
+        ids = [f"i{i}" for i in range(2_000)]
+        assert move_items(s, ids, ItemState.PUSHED, from_=ItemState.PENDING) == 2_000
+    assert states() == "{PUSHED,PENDING}"
