@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, update
 from sqlmodel import Session, col, select
 
+from crowdloop.db import note_bulk_write
 from crowdloop.models.tables import ITEM_TRANSITIONS, IllegalTransition, Item, ItemState
 
 CHUNK = 1000  # ids per statement: well under SQLite's and PostgreSQL's parameter limits
@@ -75,6 +76,8 @@ def move_items(
         moved += len(done)
         if strict and len(done) != len(part):
             _raise_for_strays(s, [i for i in part if i not in done], sources, to)
+    # The planner's idea of how many items are in each state (db.analyze_grown).
+    note_bulk_write(s, Item, moved)
     return moved
 
 
