@@ -41,7 +41,7 @@ from crowdloop.stages.preferences import (
     extend_uncertain,
     judgments_frame,
     score_pairs,
-    settled_ties,
+    settled_pairs,
     unanswered_pairs,
 )
 from crowdloop.stages.quality_check import check_workers, reopen_short_comparisons
@@ -355,8 +355,11 @@ def test_dynamic_overlap_buys_one_trusted_answer_more_up_to_the_cap(
                 .where(Judgment.item_id == pair, col(Judgment.id).not_in(kept))
                 .values(excluded=True, exclusion_reason="untrusted worker: test")
             )
-            # Sides, not ties: a pair its answers call equal is settled before the cap.
-            s.execute(update(Judgment).where(col(Judgment.id).in_(kept)).values(label="left"))
+            # Split sides: a pair its answers call equal, or three answers on one side,
+            # is settled before the cap (`settled_pairs`).
+            for n, jid in enumerate(kept):
+                label = "right" if n == 0 else "left"
+                s.execute(update(Judgment).where(col(Judgment.id) == jid).values(label=label))
     # A target no verdict reaches: every pair is unsure, only the cap decides.
     assert extend_uncertain(CAMPAIGN, dynamic, "bradley_terry") == 2
     with session_scope() as s:
@@ -373,7 +376,7 @@ def test_dynamic_overlap_stops_on_a_pair_the_crowd_calls_equal(
 ) -> None:
     """A pair whose trusted answers are two ties is settled (its confidence, ~1/2 on an
     equal pair however many say so, would buy it up to the cap); two answers that pick
-    opposite sides, or one tie alone, are not."""
+    opposite sides, or one tie alone, are not (`settled_pairs`)."""
     run_round(connector)
     assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
     # A target no verdict reaches (a pooled verdict can pass 0.999: margin 7).
@@ -406,19 +409,34 @@ def test_dynamic_overlap_stops_on_a_pair_the_crowd_calls_equal(
     assert pending == {split: 3, single: 2}
 
 
-def test_settled_ties_need_two_answers_and_two_thirds_of_the_votes() -> None:
+def test_settled_pairs_are_equal_on_two_thirds_of_the_votes_or_unanimous_on_three() -> None:
     # Votes weighted by attentiveness, as the worker-aware model gives them.
-    verdicts = pd.DataFrame(
-        {
-            "pair": ["two_ties", "tie_and_side", "one_tie", "two_of_three", "emptied"],
-            "n_left": [0.0, 0.9, 0.0, 0.8, 0.0],
-            "n_right": [0.0, 0.0, 0.0, 0.0, 0.0],
-            "n_tie": [1.7, 0.9, 0.9, 1.8, 0.0],
-        }
+    rows = [  # pair, n_left, n_right, n_tie
+        ("two_ties", 0.0, 0.0, 1.7),
+        ("tie_and_side", 0.9, 0.0, 0.9),
+        ("one_tie", 0.0, 0.0, 0.9),
+        ("two_of_three", 0.8, 0.0, 1.8),
+        ("emptied", 0.0, 0.0, 0.0),
+        ("three_left", 2.7, 0.0, 0.0),
+        ("two_left", 1.8, 0.0, 0.0),
+        ("two_left_one_right", 1.8, 0.9, 0.0),
+    ]
+    verdicts = pd.DataFrame(rows, columns=["pair", "n_left", "n_right", "n_tie"])
+    labels = {
+        "two_ties": ["tie", "tie"],
+        "tie_and_side": ["tie", "left"],
+        "one_tie": ["tie"],
+        "two_of_three": ["tie", "left", "tie"],
+        "three_left": ["left"] * 3,
+        "two_left": ["left"] * 2,
+        "two_left_one_right": ["left", "left", "right"],
+    }
+    frame = pd.DataFrame(
+        [(pair, label) for pair, given in labels.items() for label in given],
+        columns=["pair", "label"],
     )
-    answers = {"two_ties": 2, "tie_and_side": 2, "one_tie": 1, "two_of_three": 3}
-    frame = pd.DataFrame({"pair": [p for p, n in answers.items() for _ in range(n)]})
-    assert settled_ties(verdicts, frame).tolist() == [True, False, False, True, False]
+    settled = dict(zip(verdicts["pair"], settled_pairs(verdicts, frame), strict=True))
+    assert {p for p, yes in settled.items() if yes} == {"two_ties", "two_of_three", "three_left"}
 
 
 def test_failed_marketplace_block_is_retried(

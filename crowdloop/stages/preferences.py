@@ -38,9 +38,11 @@ OUTCOME = {"left": 1.0, "right": 0.0, "tie": 0.5}
 # A pair whose P(left better) is this close to 1/2 is called a tie.
 TIE_BAND = 0.05
 # Dynamic overlap stops on a pair this many trusted answers call equal, ties being at least
-# this share of its votes (`settled_ties`).
+# this share of its votes (`settled_pairs`).
 TIE_SETTLED_ANSWERS = 2
 TIE_SETTLED_SHARE = 2 / 3
+# ... or this many trusted answers that all pick the same side.
+UNANIMOUS_ANSWERS = 3
 
 
 @dataclass
@@ -149,9 +151,11 @@ def _columns_frame(rows: Sequence[Sequence[object]], columns: list[str]) -> pd.D
     return pd.DataFrame(dict(zip(columns, zip(*rows, strict=True), strict=True)))
 
 
-def settled_ties(verdicts: pd.DataFrame, frame: pd.DataFrame) -> pd.Series:
-    """Pairs the crowd already calls equal: at least `TIE_SETTLED_ANSWERS` trusted answers,
-    and "tie" at least `TIE_SETTLED_SHARE` of their (attentiveness-weighted) votes.
+def settled_pairs(verdicts: pd.DataFrame, frame: pd.DataFrame) -> pd.Series:
+    """Pairs whose own trusted answers already say all that more answers would: the crowd
+    calls them equal (at least `TIE_SETTLED_ANSWERS` answers, "tie" at least
+    `TIE_SETTLED_SHARE` of their attentiveness-weighted votes), or at least
+    `UNANIMOUS_ANSWERS` answers all pick the same side.
 
     Why: a verdict's confidence is max(P(left better), 1 - P(left better)), which stays
     near 1/2 on an equal pair however many workers say so, so dynamic overlap bought every
@@ -160,15 +164,23 @@ def settled_ties(verdicts: pd.DataFrame, frame: pd.DataFrame) -> pd.Series:
     answers would change. A careful worker rarely says "tie" on a pair with a better side
     (a few percent of their answers), so two ties of two answers are an equal pair; a tie
     clicker's ties are weighted down by the worker-aware model, and once they are blocked
-    their answers are excluded and the pair is judged again without them.
+    their answers are excluded and the pair is judged again without them. Three answers
+    on one side whose pooled verdict is still unsure (the prompt's other pairs pull the
+    other way) are mostly a hard pair: refitted offline on the bench's typical, spammy and
+    hard crowds, the fourth answer those pairs got turned 2 of 50 verdicts right.
     """
-    answers = verdicts["pair"].map(frame.groupby("pair").size()).fillna(0)
+    counts = frame.groupby("pair")["label"].value_counts().unstack(fill_value=0)
+    counts = counts.reindex(columns=["left", "right", "tie"], fill_value=0)
+    answers = verdicts["pair"].map(counts.sum(axis=1)).fillna(0)
+    sided = verdicts["pair"].map(counts[["left", "right"]].max(axis=1)).fillna(0)
     votes = verdicts["n_left"] + verdicts["n_right"] + verdicts["n_tie"]
-    return (
+    equal = (
         (answers >= TIE_SETTLED_ANSWERS)
         & (verdicts["n_tie"] >= TIE_SETTLED_SHARE * votes)
         & (votes > 0)
     )
+    unanimous = (answers >= UNANIMOUS_ANSWERS) & (sided == answers)
+    return equal | unanimous
 
 
 def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str) -> int:
@@ -187,7 +199,7 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
     else:
         _, verdicts, _ = score_pairs(frame, method, unanswered)
         under = verdicts["confidence"] < dynamic.target_confidence
-        unsure = verdicts.loc[under & ~settled_ties(verdicts, frame), "pair"].tolist()
+        unsure = verdicts.loc[under & ~settled_pairs(verdicts, frame), "pair"].tolist()
     if not unsure:
         return 0
     # A pair the AI judge decided stays decided (AI-first routing buys no humans for it).
