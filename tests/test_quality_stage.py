@@ -342,7 +342,7 @@ def test_dynamic_overlap_buys_one_trusted_answer_more_up_to_the_cap(
     excluded answers are not bought again); the rest (15 answers each) are over the cap."""
     run_round(connector)
     assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
-    dynamic = DynamicOverlapSpec(target_confidence=0.999)
+    dynamic = DynamicOverlapSpec(target_confidence=0.999, settle_pairs=True)
     cap = dynamic.max_overlap
     with session_scope() as s:
         real = sorted(s.exec(select(Item.id).where(col(Item.is_golden).is_(False))).all())
@@ -380,7 +380,7 @@ def test_dynamic_overlap_stops_on_a_pair_the_crowd_calls_equal(
     run_round(connector)
     assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
     # A target no verdict reaches (a pooled verdict can pass 0.999: margin 7).
-    dynamic = DynamicOverlapSpec(target_confidence=1 - 1e-9)
+    dynamic = DynamicOverlapSpec(target_confidence=1 - 1e-9, settle_pairs=True)
     with session_scope() as s:
         real = sorted(s.exec(select(Item.id).where(col(Item.is_golden).is_(False))).all())
         # Pairs of different prompts (six pairs a prompt, ids are hashes: far apart).

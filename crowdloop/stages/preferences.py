@@ -187,7 +187,8 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
     """Dynamic overlap: ask once more about every collected pair whose verdict is unsure.
 
     Pairs start at `min_overlap`; a pair whose confidence is under `target_confidence`
-    gets one more judgment per round, up to `max_overlap`. A pair a block left with no
+    gets one more judgment per round, up to `max_overlap` (with `settle_pairs`, not a pair
+    its answers settle: `settled_pairs`). A pair a block left with no
     trusted answer is judged on its pooled verdict (`unanswered_pairs`) and asked
     `min_overlap` times again only if that is unsure. Returns pairs extended.
     """
@@ -199,7 +200,9 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
     else:
         _, verdicts, _ = score_pairs(frame, method, unanswered)
         under = verdicts["confidence"] < dynamic.target_confidence
-        unsure = verdicts.loc[under & ~settled_pairs(verdicts, frame), "pair"].tolist()
+        if dynamic.settle_pairs:
+            under &= ~settled_pairs(verdicts, frame)
+        unsure = verdicts.loc[under, "pair"].tolist()
     if not unsure:
         return 0
     # A pair the AI judge decided stays decided (AI-first routing buys no humans for it).
