@@ -8,7 +8,8 @@ verdict against the simulator's truth:
   plain Bradley-Terry scores (same judgments, same cost);
 - crowdloop default (the campaign spec's defaults): golden pairs (share 0.10) with blocking
   and exclusion, the worker-aware aggregation, and dynamic overlap (start at 1, up to 4,
-  target confidence 0.8; `max3`: up to 3);
+  target confidence 0.8; `max3`: up to 3; `settled`: settled pairs bought no more, target
+  0.825);
 - crowdloop quality-first: golden share 0.15 and dynamic overlap from 2 up to 5;
 - crowdloop default + exam: production comparisons only for workers who passed an exam of
   12 clear-cut golden pairs (9 right), graded on our side;
@@ -132,6 +133,16 @@ DEFAULT = {
     "aggregation": "worker_aware",
     "dynamic_overlap": {"min_overlap": 1, "max_overlap": 4, "target_confidence": 0.8},
 }
+# Settled pairs (equal, or unanimous on 3+ answers) bought no more, target 0.825 (cost10b;
+# off by default: README, "Cheaper dynamic overlap").
+SETTLED = {
+    **DEFAULT,
+    "dynamic_overlap": {
+        **DEFAULT["dynamic_overlap"],
+        "target_confidence": 0.825,
+        "settle_pairs": True,
+    },
+}
 # Dynamic overlap capped at fixed overlap's 3 answers a pair (tried in issue 10's cost
 # round: cheaper, and less accurate on every crowd; README).
 MAX3 = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "max_overlap": 3}}
@@ -159,6 +170,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "exam": ("crowdloop default + exam", DEFAULT, EXAM),
     "noblind": ("crowdloop default without crowd-wide blocking", DEFAULT, NO_BLIND),
     "max3": ("crowdloop default, dynamic overlap up to 3", MAX3, {}),
+    "settled": ("crowdloop default, settled pairs stop, target 0.825", SETTLED, {}),
 }
 
 

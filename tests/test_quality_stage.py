@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from sqlalchemy import func, update
 from sqlmodel import col, select
@@ -40,6 +41,7 @@ from crowdloop.stages.preferences import (
     extend_uncertain,
     judgments_frame,
     score_pairs,
+    settled_pairs,
     unanswered_pairs,
 )
 from crowdloop.stages.quality_check import check_workers, reopen_short_comparisons
@@ -340,7 +342,7 @@ def test_dynamic_overlap_buys_one_trusted_answer_more_up_to_the_cap(
     excluded answers are not bought again); the rest (15 answers each) are over the cap."""
     run_round(connector)
     assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
-    dynamic = DynamicOverlapSpec(target_confidence=0.999)
+    dynamic = DynamicOverlapSpec(target_confidence=0.999, settle_pairs=True)
     cap = dynamic.max_overlap
     with session_scope() as s:
         real = sorted(s.exec(select(Item.id).where(col(Item.is_golden).is_(False))).all())
@@ -353,6 +355,11 @@ def test_dynamic_overlap_buys_one_trusted_answer_more_up_to_the_cap(
                 .where(Judgment.item_id == pair, col(Judgment.id).not_in(kept))
                 .values(excluded=True, exclusion_reason="untrusted worker: test")
             )
+            # Split sides: a pair its answers call equal, or three answers on one side,
+            # is settled before the cap (`settled_pairs`).
+            for n, jid in enumerate(kept):
+                label = "right" if n == 0 else "left"
+                s.execute(update(Judgment).where(col(Judgment.id) == jid).values(label=label))
     # A target no verdict reaches: every pair is unsure, only the cap decides.
     assert extend_uncertain(CAMPAIGN, dynamic, "bradley_terry") == 2
     with session_scope() as s:
@@ -362,6 +369,74 @@ def test_dynamic_overlap_buys_one_trusted_answer_more_up_to_the_cap(
     assert pending == {short: cap, none: dynamic.min_overlap}
     # One assignment each: the short pair's last trusted answer, the emptied pair's first.
     assert push_pending(CAMPAIGN, Stage.COMPARE, connector).assignments == 2
+
+
+def test_dynamic_overlap_stops_on_a_pair_the_crowd_calls_equal(
+    campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
+) -> None:
+    """A pair whose trusted answers are two ties is settled (its confidence, ~1/2 on an
+    equal pair however many say so, would buy it up to the cap); two answers that pick
+    opposite sides, or one tie alone, are not (`settled_pairs`)."""
+    run_round(connector)
+    assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
+    # A target no verdict reaches (a pooled verdict can pass 0.999: margin 7).
+    dynamic = DynamicOverlapSpec(target_confidence=1 - 1e-9, settle_pairs=True)
+    with session_scope() as s:
+        real = sorted(s.exec(select(Item.id).where(col(Item.is_golden).is_(False))).all())
+        # Pairs of different prompts (six pairs a prompt, ids are hashes: far apart).
+        equal, split, single = real[0], real[40], real[80]
+        for pair, labels in (
+            (equal, ["tie", "tie"]),
+            (split, ["left", "right"]),
+            (single, ["tie"]),
+        ):
+            kept = list(
+                s.exec(select(Judgment.id).where(Judgment.item_id == pair).limit(len(labels)))
+            )
+            s.execute(
+                update(Judgment)
+                .where(Judgment.item_id == pair, col(Judgment.id).not_in(kept))
+                .values(excluded=True, exclusion_reason="untrusted worker: test")
+            )
+            for jid, label in zip(kept, labels, strict=True):
+                s.execute(update(Judgment).where(col(Judgment.id) == jid).values(label=label))
+    # Every pair is unsure; the other pairs are over the cap.
+    assert extend_uncertain(CAMPAIGN, dynamic, "worker_aware") == 2
+    with session_scope() as s:
+        pending = {
+            i.id: i.overlap for i in s.exec(select(Item).where(Item.state == ItemState.PENDING))
+        }
+    assert pending == {split: 3, single: 2}
+
+
+def test_settled_pairs_are_equal_on_two_thirds_of_the_votes_or_unanimous_on_three() -> None:
+    # Votes weighted by attentiveness, as the worker-aware model gives them.
+    rows = [  # pair, n_left, n_right, n_tie
+        ("two_ties", 0.0, 0.0, 1.7),
+        ("tie_and_side", 0.9, 0.0, 0.9),
+        ("one_tie", 0.0, 0.0, 0.9),
+        ("two_of_three", 0.8, 0.0, 1.8),
+        ("emptied", 0.0, 0.0, 0.0),
+        ("three_left", 2.7, 0.0, 0.0),
+        ("two_left", 1.8, 0.0, 0.0),
+        ("two_left_one_right", 1.8, 0.9, 0.0),
+    ]
+    verdicts = pd.DataFrame(rows, columns=["pair", "n_left", "n_right", "n_tie"])
+    labels = {
+        "two_ties": ["tie", "tie"],
+        "tie_and_side": ["tie", "left"],
+        "one_tie": ["tie"],
+        "two_of_three": ["tie", "left", "tie"],
+        "three_left": ["left"] * 3,
+        "two_left": ["left"] * 2,
+        "two_left_one_right": ["left", "left", "right"],
+    }
+    frame = pd.DataFrame(
+        [(pair, label) for pair, given in labels.items() for label in given],
+        columns=["pair", "label"],
+    )
+    settled = dict(zip(verdicts["pair"], settled_pairs(verdicts, frame), strict=True))
+    assert {p for p, yes in settled.items() if yes} == {"two_ties", "two_of_three", "three_left"}
 
 
 def test_failed_marketplace_block_is_retried(
