@@ -30,7 +30,14 @@ from crowdloop.stages import demonstrations
 from crowdloop.stages.export import sft_rows
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.rounds import bare_ops, connector_for, run_rounds
-from crowdloop.textcheck import DuplicateIndex, normalise, rule_failure, topic_failure
+from crowdloop.textcheck import (
+    DuplicateIndex,
+    TopicEntries,
+    list_entries,
+    normalise,
+    rule_failure,
+    topic_failure,
+)
 from tests.e2e_helpers import SMALL, campaign_dir, simulator
 
 # --- text checks ---------------------------------------------------------------------------
@@ -132,6 +139,62 @@ def test_a_prompt_naming_another_topic_and_not_its_own_is_off_topic() -> None:
         is None
     )
     assert topic_failure("List 5 mammals", "", topics) is None
+
+
+def test_a_list_of_another_topics_entries_and_none_of_its_own_is_off_topic() -> None:
+    """Nine in ten simulated off-topic lists are caught once every topic has two lists,
+    and no honest list is (300 seeds), whether or not it carries a wrong entry."""
+    topics = list(world.CATALOG)
+    caught = honest_flagged = 0
+    for seed in range(300):
+        rng = random.Random(seed)
+        answers = TopicEntries()
+        for topic in topics:
+            for n in range(2):
+                answers.add(topic, world.write_response(world.make_prompt(topic, n), rng, True))
+        for topic in topics:
+            prompt = world.make_prompt(topic, 0)
+            honest = world.write_response(prompt, rng, good=True)
+            honest_flagged += answers.failure(honest, topic) is not None
+            other = world.other_topic(topic, rng)
+            off = world.write_response(world.make_prompt(other, 0), rng, good=True)
+            failure = answers.failure(off, topic)
+            caught += failure is not None
+            if failure is not None:
+                # It names the topic whose lists share most (honest lists carry a wrong
+                # entry or two of other topics, so not always the writer's).
+                assert failure.startswith("off-topic: ") and f"of {topic!r}'s" in failure
+    assert honest_flagged == 0
+    # Two lists a topic leave gaps (an off-topic list may share only one entry with its
+    # real topic's two): 3,272 of 3,600 caught when written; the rest go to verifiers.
+    assert caught >= 0.9 * 300 * len(topics), caught
+
+
+def test_a_list_is_left_to_verifiers_without_its_topics_evidence() -> None:
+    answers = TopicEntries()
+    rivers = "1. Nile\n2. Amazon\n3. Danube\n4. Volga\n5. Rhine"
+    fruits = "1. Apple\n2. Pear\n3. Mango\n4. Plum\n5. Kiwi"
+    answers.add("fruits", fruits)
+    answers.add("fruits", "1) apple\n2) KIWI.\n3) fig")
+    # One list of rivers known: too little to say what a rivers list holds.
+    answers.add("rivers", rivers)
+    assert answers.failure(fruits, "rivers") is None
+    answers.add("rivers", "1. Nile\n2. Congo\n3. Volga")
+    assert (
+        answers.failure(fruits, "rivers")
+        == "off-topic: 5 entries of 'fruits' lists, 0 of 'rivers''s"
+    )
+    # Two more entries of another topic's lists than of its own are needed; a list with
+    # as many of its own, a single shared entry, prose and a slot without a topic are
+    # left to the verifiers.
+    assert answers.failure(fruits.replace("Kiwi", "Nile"), "rivers") is not None
+    mixed = fruits.replace("Kiwi", "Nile").replace("Plum", "Congo")
+    assert answers.failure(mixed, "rivers") is None
+    assert answers.failure("1. Apple\n2. Bridge\n3. Tower", "rivers") is None
+    assert answers.failure("Apples, pears and mangoes.", "rivers") is None
+    assert answers.failure(fruits, None) is None
+    assert list_entries("1. Nile!\n2)  the AMAZON\n- Danube") == {"nile", "the amazon", "danube"}
+    assert list_entries("Just one line") == frozenset()
 
 
 def test_an_off_topic_prompt_is_rejected_unverified_and_held_against_its_writer(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from crowdloop.aggregation.verdicts import aggregate_verdicts
 from crowdloop.db import insert_ignore, session_scope
@@ -44,7 +44,7 @@ from crowdloop.stages.plan import (
     write_response_item,
 )
 from crowdloop.stages.signatures import find_earlier, forget, record_accepted
-from crowdloop.textcheck import DuplicateIndex, rule_failure, topic_failure
+from crowdloop.textcheck import DuplicateIndex, TopicEntries, rule_failure, topic_failure
 from crowdloop.verifier_quality import VerifierPolicy, assess_verifiers
 
 DEMO_STAGES = [Stage.PROMPTS, Stage.RESPONSES, Stage.VERIFY]
@@ -125,6 +125,11 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
         )
         for kind in kinds
     }
+    answers = (
+        _topic_entries(s, spec.name)
+        if "write_response" in kinds and demo.checks.off_topic
+        else TopicEntries()
+    )
     prompts: list[dict[str, object]] = []
     responses: list[dict[str, object]] = []
     for item in writing:
@@ -133,7 +138,16 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
         if item.kind == "write_prompt":
             topic = (item.subject_id or "").rsplit("#", 1)[0]
             failure = _check(
-                s, spec.name, text, target, demo.checks, index[item.kind], topic, demo.topics
+                s,
+                spec.name,
+                text,
+                target,
+                demo.checks,
+                index[item.kind],
+                topic,
+                demo.topics,
+                answers,
+                topic,
             )
             prompt_id = stable_id("p", item.id)
             row = Prompt(
@@ -160,7 +174,16 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
             prompt = s.get(Prompt, item.subject_id)
             assert prompt is not None
             failure = _check(
-                s, spec.name, text, target, demo.checks, index[item.kind], None, demo.topics
+                s,
+                spec.name,
+                text,
+                target,
+                demo.checks,
+                index[item.kind],
+                None,
+                demo.topics,
+                answers,
+                prompt.topic,
             )
             response_id = stable_id("r", item.id)
             response = Response(
@@ -174,6 +197,7 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
             )
             index[item.kind].add(response_id, text)
             if failure is None:
+                answers.add(prompt.topic, text)
                 new_items.append(
                     verify_item(
                         spec, "response", response_id, prompt.text, text, author, prompt.topic or ""
@@ -218,16 +242,22 @@ def _check(
     index: DuplicateIndex,
     scope: str | None,
     topics: list[str],
+    answers: TopicEntries,
+    topic: str | None,
 ) -> str | None:
     """Why the text fails the checks: a broken rule, a prompt naming another of the
-    campaign's `topics` than its own (`scope`), a copy of a text of this campaign
-    (`index`), or of a text an earlier campaign accepted (the signature table)."""
+    campaign's `topics` than its own (`topic`), a list answering another topic than its
+    prompt's (`answers`), a copy of a text of this campaign (`index`, near copies looked
+    for within `scope`), or of a text an earlier campaign accepted (the signature table)."""
     rules = checks.prompt if target == "prompt" else checks.response
     broken = rule_failure(text, rules)
     if broken is not None:
         return broken
-    if target == "prompt" and checks.off_topic and scope:
-        off = topic_failure(text, scope, topics)
+    if checks.off_topic and topic:
+        if target == "prompt":
+            off = topic_failure(text, topic, topics)
+        else:
+            off = answers.failure(text, topic)
         if off is not None:
             return off
     if not checks.duplicates:
@@ -270,6 +300,25 @@ def _duplicate_index(
             ).all()
             index.add_many((str(k), str(t), None) for k, t in responses)
     return index
+
+
+def _topic_entries(s: Session, campaign_id: str) -> TopicEntries:
+    """The entries of this campaign's answer lists by their prompt's topic: every response
+    not rejected (an off-topic list the checks or the verifiers rejected would make its
+    wrong topic look like its slot's)."""
+    answers = TopicEntries()
+    rows = s.exec(
+        select(Prompt.topic, Response.text)
+        .join(Prompt, col(Prompt.id) == col(Response.prompt_id))
+        .where(
+            Response.campaign_id == campaign_id,
+            or_(col(Response.verdict).is_(None), Response.verdict != "reject"),
+        )
+        .order_by(col(Response.id))
+    ).all()
+    for topic, text in rows:
+        answers.add(topic, text)
+    return answers
 
 
 def failed_writers(
