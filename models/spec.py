@@ -344,7 +344,9 @@ class TextChecks(_Strict):
     near_duplicate: float | None = Field(default=0.7, gt=0, le=1)
     duplicates: bool = True
     # Reject a prompt that names another of the campaign's topics and not its own
-    # (`crowdloop.textcheck.topic_failure`); it counts against its writer like a broken rule.
+    # (`crowdloop.textcheck.topic_failure`), and a list answer sharing two more entries
+    # with another topic's answers than with its own topic's (`TopicEntries`); either
+    # counts against its writer like a broken rule.
     off_topic: bool = True
 
 
