@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, col, func, or_, select
 
 from crowdloop.aggregation.verdicts import aggregate_verdicts
 from crowdloop.db import insert_ignore, session_scope
@@ -664,6 +664,7 @@ def _apply_verdicts(
             str(r.task): (str(r.label), float(r.confidence), float(r.evidence))
             for r in agg.itertuples(index=False)
         }
+    replaced = _excluded_answers(s, [i.id for i in ready])
     done: list[str] = []
     for item in ready:
         exhausted = item.state == ItemState.EXHAUSTED
@@ -698,6 +699,13 @@ def _apply_verdicts(
         # it lost good texts as surely as an unsure accept the threshold drops.
         rescue = confidence < demo.export.min_confidence and extends
         cap = demo.max_verification_overlap + (UNSURE_ACCEPT_EXTRA if rescue else 0)
+        # Answers a later block excluded are replaced, as the comparison engine asks an
+        # excluded pair again: they were paid for and count for nothing, and without
+        # them a good text's rubber-stamped accepts left it 2-3 among the rest, at 0.6 or
+        # under the export threshold where majority vote kept it 4-3 (rubber crowd at the
+        # demo's size, seeds 11 and 14: 6 good texts lost against majority vote's 2).
+        if extends:
+            cap += replaced.get(item.id, 0)
         if not exhausted and confidence < demo.verify_target_confidence and item.overlap < cap:
             # Unsure: ask more verifiers before deciding (the item is published again).
             move_items(
@@ -743,6 +751,18 @@ def _apply_verdicts(
                 origin = s.get(Item, response.origin_item)
                 follow_up += _recollect_response(s, spec, s.get(Prompt, response.prompt_id), origin)
     move_items(s, done, ItemState.DONE, from_=ItemState.COLLECTED)
+
+
+def _excluded_answers(s: Session, item_ids: list[str]) -> dict[str, int]:
+    """How many of each item's answers are excluded (their worker blocked since)."""
+    if not item_ids:
+        return {}
+    rows = s.exec(
+        select(Judgment.item_id, func.count())
+        .where(col(Judgment.item_id).in_(item_ids), col(Judgment.excluded).is_(True))
+        .group_by(col(Judgment.item_id))
+    ).all()
+    return {str(item_id): int(n) for item_id, n in rows}
 
 
 _FLIP = {"accept": "reject", "reject": "accept"}
@@ -828,7 +848,7 @@ def open_work(campaign_id: str, stages: list[Stage]) -> int:
     """Items of these stages still waiting on the crowd, or (writing and verification
     items) on a decision; a collected comparison or ranking needs nothing more until
     aggregation."""
-    from sqlalchemy import and_, func, or_
+    from sqlalchemy import and_
 
     with session_scope() as s:
         return int(
