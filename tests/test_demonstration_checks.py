@@ -310,20 +310,26 @@ def test_golden_items_teach_the_weighted_vote_who_rejects_everything() -> None:
 
 
 @pytest.mark.parametrize(
-    ("accepts", "rejects", "max_overlap", "min_confidence", "expected"),
+    ("accepts", "rejects", "excluded", "max_overlap", "min_confidence", "expected"),
     [
         # A 3-2 accept of five fresh verifiers is 0.89 sure. Below the export threshold
         # at max_verification_overlap (5): two more answers, 7 in all.
-        (3, 2, 5, 0.95, ("pending", 7)),
+        (3, 2, 0, 5, 0.95, ("pending", 7)),
         # Above it: decided (exported), unsure as it is.
-        (3, 2, 5, 0.7, ("done", 5)),
+        (3, 2, 0, 5, 0.7, ("done", 5)),
         # 2-3 for reject, as unsure (0.89): below the threshold too, two more answers
         # (a reject turned over from an accept by the evidence is 0.14-0.27 sure).
-        (2, 3, 5, 0.95, ("pending", 7)),
+        (2, 3, 0, 5, 0.95, ("pending", 7)),
         # 0-5: a sure reject, decided (the slot is written again), no extra round.
-        (0, 5, 5, 0.95, ("done", 5)),
+        (0, 5, 0, 5, 0.95, ("done", 5)),
         # Extension turned off (max = verification_overlap): decided on what it has.
-        (3, 2, 3, 0.95, ("done", 5)),
+        (3, 2, 0, 3, 0.95, ("done", 5)),
+        # Two of its 7 answers excluded (a rubber-stamper blocked since): the 3-2 left is
+        # as unsure as before, and the two are replaced beyond the 7 the cap allowed.
+        (3, 2, 2, 5, 0.95, ("pending", 9)),
+        # ... but not for a sure verdict, nor with extension turned off.
+        (0, 5, 2, 5, 0.95, ("done", 7)),
+        (3, 2, 2, 3, 0.95, ("done", 7)),
     ],
 )
 def test_a_verdict_below_the_export_threshold_gets_one_round_beyond_the_maximum_overlap(
@@ -331,6 +337,7 @@ def test_a_verdict_below_the_export_threshold_gets_one_round_beyond_the_maximum_
     tmp_path: Path,
     accepts: int,
     rejects: int,
+    excluded: int,
     max_overlap: int,
     min_confidence: float,
     expected: tuple[str, int],
@@ -354,12 +361,13 @@ def test_a_verdict_below_the_export_threshold_gets_one_round_beyond_the_maximum_
         s.add(Prompt(id="p-x", campaign_id=name, text="List the top 5 rivers.", source="crowd",
                      topic="rivers", author="writer", origin_item="w-x"))  # fmt: skip
         item = verify_item(spec, "prompt", "p-x", "", "List the top 5 rivers.", "writer", "rivers")
-        item["state"], item["overlap"] = ItemState.COLLECTED, 5
+        item["state"], item["overlap"] = ItemState.COLLECTED, accepts + rejects + excluded
         insert_ignore(s, Item, [item], ["id"])
-        labels = ["accept"] * accepts + ["reject"] * rejects
+        labels = ["accept"] * (accepts + excluded) + ["reject"] * rejects
         for k, label in enumerate(labels):
             s.add(Judgment(connector="simulator", external_id=f"e{k}", campaign_id=name,
-                           item_id=item["id"], worker_id=f"v{k}", label=label))  # fmt: skip
+                           item_id=item["id"], worker_id=f"v{k}", label=label,
+                           excluded=k < excluded))  # fmt: skip
         s.flush()
         demonstrations._apply_verdicts(s, spec, demonstrations.AdvanceResult(), [])
         s.flush()
