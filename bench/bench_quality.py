@@ -8,7 +8,7 @@ verdict against the simulator's truth:
   plain Bradley-Terry scores (same judgments, same cost);
 - crowdloop default (the campaign spec's defaults): golden pairs (share 0.10) with blocking
   and exclusion, the worker-aware aggregation, and dynamic overlap (start at 1, up to 4,
-  target confidence 0.8, 0.9 for a verdict on one answer, settled pairs bought no more;
+  target confidence 0.8, 0.85 for a verdict on one answer, settled pairs bought no more;
   `max3`: up to 3; `settled`: cost10b's target 0.825 and no one-answer target;
   `unsettled`: the default before cost10c, neither rule);
 - crowdloop quality-first: golden share 0.15 and dynamic overlap from 2 up to 5;
@@ -137,7 +137,7 @@ DEFAULT = {
         "max_overlap": 4,
         "target_confidence": 0.8,
         "settle_pairs": True,
-        "single_answer_confidence": 0.9,
+        "single_answer_confidence": 0.85,
     },
 }
 # cost10b's variant: settled pairs (equal, or unanimous on 3+ answers) bought no more,
