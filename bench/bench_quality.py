@@ -8,8 +8,9 @@ verdict against the simulator's truth:
   plain Bradley-Terry scores (same judgments, same cost);
 - crowdloop default (the campaign spec's defaults): golden pairs (share 0.10) with blocking
   and exclusion, the worker-aware aggregation, and dynamic overlap (start at 1, up to 4,
-  target confidence 0.8; `max3`: up to 3; `settled`: settled pairs bought no more, target
-  0.825);
+  target confidence 0.8, 0.85 for a verdict on one answer, settled pairs bought no more;
+  `max3`: up to 3; `settled`: cost10b's target 0.825 and no one-answer target;
+  `unsettled`: the default before cost10c, neither rule);
 - crowdloop quality-first: golden share 0.15 and dynamic overlap from 2 up to 5;
 - crowdloop default + exam: production comparisons only for workers who passed an exam of
   12 clear-cut golden pairs (9 right), graded on our side;
@@ -131,16 +132,32 @@ DEFAULT = {
     "overlap": 3,
     "golden_share": 0.10,
     "aggregation": "worker_aware",
-    "dynamic_overlap": {"min_overlap": 1, "max_overlap": 4, "target_confidence": 0.8},
+    "dynamic_overlap": {
+        "min_overlap": 1,
+        "max_overlap": 4,
+        "target_confidence": 0.8,
+        "settle_pairs": True,
+        "single_answer_confidence": 0.85,
+    },
 }
-# Settled pairs (equal, or unanimous on 3+ answers) bought no more, target 0.825 (cost10b;
-# off by default: README, "Cheaper dynamic overlap").
+# cost10b's variant: settled pairs (equal, or unanimous on 3+ answers) bought no more,
+# target 0.825, one-answer verdicts held to the target only (README, "Cheaper dynamic
+# overlap").
 SETTLED = {
     **DEFAULT,
     "dynamic_overlap": {
         **DEFAULT["dynamic_overlap"],
         "target_confidence": 0.825,
-        "settle_pairs": True,
+        "single_answer_confidence": None,
+    },
+}
+# The default before cost10c: every pair under target 0.8 asked again up to the cap.
+UNSETTLED = {
+    **DEFAULT,
+    "dynamic_overlap": {
+        **DEFAULT["dynamic_overlap"],
+        "settle_pairs": False,
+        "single_answer_confidence": None,
     },
 }
 # Dynamic overlap capped at fixed overlap's 3 answers a pair (tried in issue 10's cost
@@ -171,6 +188,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "noblind": ("crowdloop default without crowd-wide blocking", DEFAULT, NO_BLIND),
     "max3": ("crowdloop default, dynamic overlap up to 3", MAX3, {}),
     "settled": ("crowdloop default, settled pairs stop, target 0.825", SETTLED, {}),
+    "unsettled": ("crowdloop default before cost10c (no settled pairs)", UNSETTLED, {}),
 }
 
 

@@ -43,6 +43,7 @@ from crowdloop.stages.preferences import (
     score_pairs,
     settled_pairs,
     unanswered_pairs,
+    unsure_pairs,
 )
 from crowdloop.stages.quality_check import check_workers, reopen_short_comparisons
 from crowdloop.stages.sync import settle_items, wait_and_sync
@@ -437,6 +438,43 @@ def test_settled_pairs_are_equal_on_two_thirds_of_the_votes_or_unanimous_on_thre
     )
     settled = dict(zip(verdicts["pair"], settled_pairs(verdicts, frame), strict=True))
     assert {p for p, yes in settled.items() if yes} == {"two_ties", "two_of_three", "three_left"}
+
+
+def test_a_verdict_on_one_answer_is_held_to_the_stricter_target() -> None:
+    """`single_answer_confidence` asks again about a one-answer verdict the general target
+    lets through; a pair with two answers at the same confidence, and a one-answer verdict
+    above the stricter target, are not asked; null leaves the general target alone."""
+    rows = [  # pair, n_left, n_right, n_tie, confidence
+        ("one_answer_unsure", 0.9, 0.0, 0.0, 0.82),
+        ("one_answer_sure", 0.9, 0.0, 0.0, 0.88),
+        ("two_answers", 1.8, 0.0, 0.0, 0.82),
+        ("under_target", 1.8, 0.9, 0.0, 0.7),
+        ("settled_tie", 0.0, 0.0, 1.8, 0.51),
+    ]
+    verdicts = pd.DataFrame(rows, columns=["pair", "n_left", "n_right", "n_tie", "confidence"])
+    labels = {
+        "one_answer_unsure": ["left"],
+        "one_answer_sure": ["left"],
+        "two_answers": ["left", "left"],
+        "under_target": ["left", "left", "right"],
+        "settled_tie": ["tie", "tie"],
+    }
+    frame = pd.DataFrame(
+        [(pair, label) for pair, given in labels.items() for label in given],
+        columns=["pair", "label"],
+    )
+
+    def asked(dynamic: DynamicOverlapSpec) -> set[str]:
+        return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic), "pair"])
+
+    default = DynamicOverlapSpec()
+    assert (default.target_confidence, default.single_answer_confidence) == (0.8, 0.85)
+    assert asked(default) == {"one_answer_unsure", "under_target"}
+    assert asked(DynamicOverlapSpec(single_answer_confidence=None)) == {"under_target"}
+    assert asked(DynamicOverlapSpec(settle_pairs=False, single_answer_confidence=None)) == {
+        "under_target",
+        "settled_tie",
+    }
 
 
 def test_failed_marketplace_block_is_retried(
