@@ -236,12 +236,10 @@ def release_free_memory() -> None:
     """
     with suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
-    # pandas 3 keeps string columns in pyarrow buffers, allocated from Arrow's own pool
-    # (mimalloc here), which keeps what a dropped frame freed resident: malloc_trim does
-    # not reach it. Measured: a frame of 864k rows x 5 string columns (131 MiB) and two
-    # derived frames, dropped, left 256 MiB resident after malloc_trim; the pool's
-    # release gave it back. Only when
-    # pyarrow is loaded: importing it here would cost more than it frees.
+    # Arrow's own pool, when an operator chose one other than the system allocator
+    # (`ARROW_DEFAULT_MEMORY_POOL`, crowdloop/__init__.py): mimalloc and jemalloc keep what
+    # dropped string columns freed resident, out of malloc_trim's reach. Only when pyarrow
+    # is loaded: importing it here would cost more than it frees.
     arrow = sys.modules.get("pyarrow")
     if arrow is not None:
         with suppress(Exception):
