@@ -236,6 +236,14 @@ def release_free_memory() -> None:
     """
     with suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
+    # Arrow's own pool, when an operator chose one other than the system allocator
+    # (`ARROW_DEFAULT_MEMORY_POOL`, crowdloop/__init__.py): mimalloc and jemalloc keep what
+    # dropped string columns freed resident, out of malloc_trim's reach. Only when pyarrow
+    # is loaded: importing it here would cost more than it frees.
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None:
+        with suppress(Exception):
+            arrow.default_memory_pool().release_unused()
 
 
 def keep_sigterm() -> None:

@@ -348,3 +348,29 @@ def test_aggregation_writes_the_same_rows_whatever_the_chunk(
     assert chunked == whole and whole.pairs > 7
     assert stored() == one_chunk
     assert len(one_chunk[1]) > 7
+
+
+@pytest.mark.parametrize("method", ["bradley_terry", "worker_aware"])
+def test_score_pairs_names_the_prompts_whose_graph_splits(method: str) -> None:
+    """The worker-aware path finds split prompts from the connected components alone (no
+    plain Bradley-Terry fit); both methods name the same prompts, sorted, and only them."""
+    from crowdloop.stages.preferences import score_pairs
+
+    # p2: a > b and c > d, never compared across; p1: one connected chain; p0: a triangle
+    # whose responses also reach across two workers.
+    rows = [
+        ("x1", "p1", "r1", "r2", "w1", "left"),
+        ("x2", "p1", "r2", "r3", "w2", "tie"),
+        ("x3", "p2", "s1", "s2", "w1", "left"),
+        ("x4", "p2", "s3", "s4", "w2", "right"),
+        ("x5", "p0", "t1", "t2", "w1", "right"),
+        ("x6", "p0", "t2", "t3", "w2", "left"),
+        ("x7", "p0", "t3", "t1", "w1", "left"),
+        ("x8", "p3", "u1", "u2", "w2", "left"),
+        ("x9", "p3", "u3", "u4", "w1", "tie"),
+    ]
+    frame = pd.DataFrame(rows, columns=["pair", "prompt", "left", "right", "worker", "label"])
+    frame["level"] = None
+    _, verdicts, disconnected = score_pairs(frame, method)
+    assert disconnected == ["p2", "p3"]
+    assert sorted(verdicts["pair"]) == [f"x{i}" for i in range(1, 10)]

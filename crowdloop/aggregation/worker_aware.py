@@ -104,8 +104,11 @@ class WorkerAwareData:
         left, right, worker: int64 codes per comparison.
         outcome: int64 code per comparison (``OUTCOME_CODES``: 0 left, 1 right, 2 tie).
         weight: float64 weight per comparison.
-        sign, is_tie, not_tie: float64 indicators the gradient needs (``sign`` is +1 for a
-            left win, -1 for a right win, 0 for a tie).
+        sign, is_tie, not_tie: indicators the gradient needs (``sign`` int8, +1 for a left
+            win, -1 for a right win, 0 for a tie; ``is_tie``, ``not_tie`` bool). Narrow
+            types: they only ever multiply or are subtracted from float64 blocks, which
+            gives the same floats as float64 indicators, at 3 bytes a comparison instead
+            of 24 (~20 MB at a million comparisons).
         weighted: False when every weight is 1, which saves a few passes over the data.
         total_weight, outcome_weight, item_weight, worker_weight: total weight of all
             comparisons, and per outcome code, per item and per worker.
@@ -174,9 +177,9 @@ class WorkerAwareData:
             weight=weight,
             n_items=n_items,
             n_workers=n_workers,
-            sign=is_left.astype(np.float64) - is_right.astype(np.float64),
-            is_tie=tie_mask.astype(np.float64),
-            not_tie=(~tie_mask).astype(np.float64),
+            sign=is_left.astype(np.int8) - is_right.astype(np.int8),
+            is_tie=tie_mask,
+            not_tie=~tie_mask,
             weighted=bool(np.any(weight != 1.0)),
             total_weight=float(weight.sum()),
             outcome_weight=np.bincount(codes, weight, 3),

@@ -260,18 +260,35 @@ def _bt_scores(frame: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
     over the campaign equals the per-prompt fits side by side (up to a constant shift,
     which cancels in every within-prompt margin) and costs one solve instead of thousands.
     """
-    items = pd.Index(pd.unique(np.concatenate([frame["left"], frame["right"]])))
-    left = items.get_indexer(frame["left"])
-    right = items.get_indexer(frame["right"])
+    items, left, right = _response_codes(frame)
     outcome = frame["label"].map(OUTCOME).to_numpy()
     fit = bradley_terry(left, right, outcome, len(items))
-    # Scores of disjoint groups within one prompt are not comparable; the prior keeps them
-    # finite and pairs are only exported within a compared pair, so we report and go on.
-    component = connected_components(len(items), left, right)
-    per_prompt = pd.DataFrame({"prompt": frame["prompt"].to_numpy(), "component": component[left]})
-    groups = per_prompt.groupby("prompt")["component"].nunique()
-    disconnected = sorted(str(p) for p in groups[groups > 1].index)
+    disconnected = _disconnected_prompts(frame, len(items), left, right)
     return dict(zip(map(str, items), map(float, fit.scores), strict=True)), disconnected
+
+
+def _response_codes(frame: pd.DataFrame) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+    """The responses compared (in order of first appearance as left, then right) and each
+    judgment's left and right codes among them."""
+    items = pd.Index(pd.unique(np.concatenate([frame["left"], frame["right"]])))
+    return items, items.get_indexer(frame["left"]), items.get_indexer(frame["right"])
+
+
+def _disconnected_prompts(
+    frame: pd.DataFrame, n_items: int, left: np.ndarray, right: np.ndarray
+) -> list[str]:
+    """Prompts whose comparison graph has more than one connected group, sorted.
+
+    Scores of disjoint groups within one prompt are not comparable; the prior keeps them
+    finite and pairs are only exported within a compared pair, so we report and go on.
+    Counted on integer codes: a (prompt, component) key per judgment, not a frame of the
+    prompts as Python strings (~60 MB at 864k judgments).
+    """
+    component = connected_components(n_items, left, right)[left]
+    prompt, prompts = pd.factorize(frame["prompt"])
+    groups = np.unique(prompt.astype(np.int64) * (int(component.max()) + 1) + component)
+    per_prompt = np.bincount(groups // (int(component.max()) + 1), minlength=len(prompts))
+    return sorted(str(p) for p in prompts[per_prompt > 1])
 
 
 def _worker_aware(frame: pd.DataFrame) -> tuple[dict[str, float], pd.Series]:
@@ -298,13 +315,17 @@ def score_pairs(
     `unanswered` pairs (`unanswered_pairs`: no trusted answer left) get a verdict from the
     scores alone, with no votes; a response no answer touches scores 0, the prior's mean.
     """
-    bt_scores, disconnected = _bt_scores(frame)
     votes = frame[["pair", "label"]]
     if method == "worker_aware":
+        # No plain Bradley-Terry fit here: its scores were only used for the prompts whose
+        # graph splits, which the connected components alone say.
+        items, left, right = _response_codes(frame)
+        disconnected = _disconnected_prompts(frame, len(items), left, right)
+        del items, left, right
         scores, attentiveness = _worker_aware(frame)
         votes = votes.assign(weight=frame["worker"].map(attentiveness).to_numpy())
     else:
-        scores = bt_scores
+        scores, disconnected = _bt_scores(frame)
     counts = pair_verdicts(votes)[["pair", "n_left", "n_right", "n_tie"]]
     meta = frame.drop_duplicates("pair")[["pair", "prompt", "left", "right"]]
     out = meta.merge(counts, on="pair", validate="one_to_one")

@@ -303,6 +303,9 @@ def assess_campaign_crowd(
     else:
         crowd, audit = assess_crowd(frame, policy)
     del frame
+    # The evidence and the assessment's arrays are gone: what they freed is not kept
+    # resident through the rest of the round (review, the next stages).
+    release_free_memory()
     _ASSESSED[where] = (key, (crowd.copy(), audit.copy()))
     return crowd, audit
 

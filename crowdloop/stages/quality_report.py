@@ -26,6 +26,7 @@ from crowdloop.models.tables import (
     WorkerRecord,
     WorkerStatus,
 )
+from crowdloop.runtime import release_free_memory
 from crowdloop.stages.exam import exam_report
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.preferences import judgments_frame
@@ -237,6 +238,7 @@ def quality_report(
     # The judgments' frame goes before the distrust section, which may read and assess
     # every comparison answer again (when the last round's assessment is not reusable).
     del frame, models
+    release_free_memory()
     return {
         "agreement_alpha": agreement,
         "trusted_comparisons": trusted,
