@@ -553,3 +553,44 @@ def test_an_unreadable_body_is_a_garbled_response(
     router.get("/api/v1/pools/pool-0001").mock(return_value=httpx.Response(200, json={"id": 1}))
     with pytest.raises(GarbledResponse, match="PoolSummary"):
         connector.get_status(BATCH)
+
+
+@pytest.mark.parametrize("with_unreadable", [False, True])
+def test_answers_read_the_same_with_or_without_an_unreadable_record(
+    router: respx.MockRouter, connector: SimulatorConnector, with_unreadable: bool
+) -> None:
+    # A page whose records all parse is validated in one call, and each answer by its
+    # kind's own model; a page with an unreadable record is read record by record. Both
+    # give the same submissions and the same quarantine reasons, word for word; an answer
+    # carrying a "kind" of its own gets the task's kind, as before.
+    items = [
+        _assignment(1, {"choice": "left", "level": None}),
+        _assignment(2, {"choice": "maybe"}),
+        _assignment(3, {"kind": "verdict", "choice": "right"}),
+        _assignment(4, {"choice": "tie", "level": 2}),
+        _assignment(5, {"verdict": "accept", "rationale": "ok"}, task_kind="verify"),
+    ]
+    if with_unreadable:
+        items.append(_assignment(6, {"choice": "left"}, submitted_at="yesterday"))
+    router.get("/api/v1/pools/pool-0001/assignments").mock(
+        return_value=httpx.Response(
+            200, json={"items": items, "next_cursor": "c-9", "has_more": False}
+        )
+    )
+    (page,) = connector.iter_submissions(BATCH, cursor=None)
+    assert [(s.external_id, s.answer) for s in page.submissions] == [
+        ("asg-00000001", PreferenceAnswer(choice="left")),
+        ("asg-00000003", PreferenceAnswer(choice="right")),
+        ("asg-00000005", VerdictAnswer(verdict="accept", rationale="ok")),
+    ]
+    reasons = {q.external_id: q.reason for q in page.quarantined}
+    assert reasons.pop("asg-00000002") == (
+        "bad preference answer for a compare task: choice: Input should be 'left', 'right' or 'tie'"
+    )
+    assert reasons.pop("asg-00000004") == (
+        "bad preference answer for a compare task: value: Value error, a level goes with "
+        "a side (left or right), not with tie"
+    )
+    if with_unreadable:
+        assert reasons.pop("asg-00000006").startswith("unreadable assignment: submitted_at:")
+    assert reasons == {}

@@ -203,3 +203,13 @@ def test_chunked_reads_stream_from_a_server_side_cursor_on_postgres(postgres_url
         event.remove(engine, "before_cursor_execute", seen)
     reads = [kind for kind, sql in cursors if "FROM item JOIN judgment" in sql]
     assert reads and all(issubclass(kind, psycopg.ServerCursor) for kind in reads)
+
+
+def test_insert_ignore_flushes_pending_objects_first(db_url: str) -> None:
+    # The parent row is only added to the session, not flushed: the insert must see it
+    # (as session.execute's autoflush made it do), or the foreign key fails on SQLite.
+    with session_scope(db_url) as s:
+        s.add(Campaign(id="c1", spec={}, spec_hash="x", connector="simulator"))
+        assert insert_ignore(s, Item, _item_rows(0, 3), ["id"]) == 3
+    with session_scope(db_url) as s:
+        assert s.exec(sm_select(func.count()).select_from(Item)).one() == 3
