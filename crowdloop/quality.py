@@ -609,8 +609,8 @@ def assess_crowd(
     for _ in range(iterations):
         # What the last iteration freed goes back to the OS before the cross-fit's
         # temporaries: else they land above the holes and the heap's resident size grows
-        # (with the row numbers below, 20-25 MiB of the call's RSS rise at 10^6 answers in
-        # one sampled run, 205 -> 181 MiB).
+        # (with the row numbers above, 24.5 MiB of the call's RSS rise at 10^6 answers in
+        # one sampled run, 205.1 -> 180.6 MiB).
         release_free_memory()
         trust = None if blind_answer is None else 1.0 - blind_answer
         blind_answer = None  # remade below; one per-answer array less alive meanwhile
