@@ -60,12 +60,19 @@ def load_at(commit: str, path: str, name: str) -> Any:
     return module
 
 
-def rss_mib() -> float:
-    """This process's resident set now (VmRSS), in MiB; NaN where /proc is missing."""
+def rss_mib(field: str = "VmRSS") -> float:
+    """A field of /proc/self/status in MiB (VmRSS: the resident set now); NaN where /proc
+    is missing."""
     status = Path("/proc/self/status")
     if not status.exists():
         return float("nan")
     for line in status.read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def hwm_mib() -> float:
+    """The peak resident set (VmHWM) since the process started or since it was reset by
+    writing 5 to /proc/self/clear_refs, in MiB."""
+    return rss_mib("VmHWM")

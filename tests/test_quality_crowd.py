@@ -343,3 +343,18 @@ def test_an_honest_worker_with_a_noisy_stretch_is_not_read_as_drift() -> None:
     p = workers.set_index("worker")["p_blind"]
     assert p["middle"] < 0.5 and p["end"] < 0.5
     assert (p < 0.5).all()
+
+
+def test_honest_rows_on_codes_equal_the_string_lookup() -> None:
+    """The audit's per-row trust, looked up per category of a coded worker column, is what
+    the per-row string lookup gives: unused categories, a worker missing from the lookup
+    and a missing worker (code -1: False, not the last category's) included."""
+    from crowdloop.quality import _honest_rows
+
+    names = ["w3", "w1", None, "w2", "w9", "w1"]
+    honest = pd.Series([True, False, True], index=["w1", "w2", "w3"])
+    coded = pd.Series(pd.Categorical(names, categories=["w2", "w1", "w9", "unused", "w3"]))
+    expected = pd.Series(names, dtype=object).astype(str).map(honest).fillna(False).astype(bool)
+    got = _honest_rows(coded, honest)
+    assert got.tolist() == expected.tolist() == [True, True, False, False, False, True]
+    assert _honest_rows(pd.Series(names, dtype=object), honest).tolist() == got.tolist()
