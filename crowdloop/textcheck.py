@@ -50,14 +50,23 @@ def normalise(text: str) -> str:
     """What two copies of one text still share after cosmetic edits: case, punctuation,
     spacing, list numbering, and the order of a list's entries (a list's lines are sorted:
     the same entries in another order are the same list)."""
-    text = unicodedata.normalize("NFKC", text).casefold()
+    text = _fold(text)
     lines = [line for line in text.splitlines() if line.strip()]
     listed = [line for line in lines if _NUMBERING.match(line)]
     if len(listed) >= 2:
         rest = [_clean(line) for line in lines if not _NUMBERING.match(line)]
-        entries = sorted(_clean(_NUMBERING.sub("", line)) for line in listed)
+        entries = sorted(_entry(line) for line in listed)
         return " ".join(part for part in (*rest, *entries) if part)
-    return _clean(_NUMBERING.sub("", text))
+    return _entry(text)
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _entry(line: str) -> str:
+    """A list line without its numbering or bullet, cleaned."""
+    return _clean(_NUMBERING.sub("", line))
 
 
 def _clean(text: str) -> str:
@@ -222,7 +231,7 @@ _WORD = re.compile(r"\w+")
 
 def _words(text: str) -> set[str]:
     """Case-folded words, a plural's final "s" dropped ("rivers" names "river")."""
-    words = _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    words = _WORD.findall(_fold(text))
     return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words}
 
 
@@ -251,11 +260,10 @@ def topic_failure(text: str, topic: str, topics: Iterable[str]) -> str | None:
 def list_entries(text: str) -> frozenset[str]:
     """A list's entries as `normalise` compares them (numbered or bulleted lines, case,
     punctuation and spacing folded); empty for text that is not a list of two or more."""
-    lines = [line for line in unicodedata.normalize("NFKC", text).casefold().splitlines()]
-    listed = [line for line in lines if _NUMBERING.match(line)]
+    listed = [line for line in _fold(text).splitlines() if _NUMBERING.match(line)]
     if len(listed) < 2:
         return frozenset()
-    return frozenset(e for e in (_clean(_NUMBERING.sub("", line)) for line in listed) if e)
+    return frozenset(e for e in map(_entry, listed) if e)
 
 
 # How much of the campaign's own evidence a list must contradict to be called off-topic:

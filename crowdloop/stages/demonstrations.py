@@ -144,7 +144,6 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
                 target,
                 demo.checks,
                 index[item.kind],
-                topic,
                 demo.topics,
                 answers,
                 topic,
@@ -180,7 +179,6 @@ def _store_texts(s: Session, spec: CampaignSpec, new_items: list[dict[str, objec
                 target,
                 demo.checks,
                 index[item.kind],
-                None,
                 demo.topics,
                 answers,
                 prompt.topic,
@@ -240,15 +238,16 @@ def _check(
     target: str,
     checks: TextChecks,
     index: DuplicateIndex,
-    scope: str | None,
     topics: list[str],
     answers: TopicEntries,
     topic: str | None,
 ) -> str | None:
     """Why the text fails the checks: a broken rule, a prompt naming another of the
     campaign's `topics` than its own (`topic`), a list answering another topic than its
-    prompt's (`answers`), a copy of a text of this campaign (`index`, near copies looked
-    for within `scope`), or of a text an earlier campaign accepted (the signature table)."""
+    prompt's (`answers`), a copy of a text of this campaign (`index`), or of a text an
+    earlier campaign accepted (the signature table). Near copies of a prompt are looked
+    for among its topic's prompts only (`DuplicateIndex.find`), of a response anywhere."""
+    scope = topic if target == "prompt" else None
     rules = checks.prompt if target == "prompt" else checks.response
     broken = rule_failure(text, rules)
     if broken is not None:
