@@ -138,6 +138,7 @@ DEFAULT = {
         "target_confidence": 0.8,
         "settle_pairs": True,
         "single_answer_confidence": 0.85,
+        "min_answer_value": 0.004,
     },
 }
 # cost10b's variant: settled pairs (equal, or unanimous on 3+ answers) bought no more,

@@ -447,6 +447,11 @@ class DynamicOverlapSpec(_Strict):
     # 0.9 was more accurate still but over the bench's cost bar (README, "One answer is
     # not settled (cost10c)").
     single_answer_confidence: float | None = Field(default=0.85, gt=0.5, lt=1)
+    # Ask again about a pair with two or more trusted answers only while one more answer is
+    # expected to raise P(its verdict is right) by at least this much (a Laplace posterior
+    # of the scores: preferences.answer_values), instead of while its confidence is under
+    # target_confidence. null: the confidence rule.
+    min_answer_value: float | None = Field(default=0.004, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> DynamicOverlapSpec:

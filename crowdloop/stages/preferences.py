@@ -12,11 +12,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr
 from sqlalchemy import delete
 from sqlalchemy import select as sa_select
 from sqlmodel import col
 
 from crowdloop.aggregation.bradley_terry import bradley_terry, connected_components
+from crowdloop.aggregation.pair_value import (
+    AnswerModel,
+    answer_information,
+    difference_sd,
+    one_answer_value,
+)
 from crowdloop.aggregation.pairs import pair_verdicts
 from crowdloop.aggregation.worker_aware import WorkerAwareBT
 from crowdloop.db import insert_ignore, session_scope
@@ -201,9 +208,15 @@ def unsure_pairs(
     worker's one answer 4 in 11), two-answer ones 2 in 61, three-answer ones 0 in 25: the
     confidence of one answer is not the confidence of three.
     """
+    answers = verdicts["pair"].map(frame["pair"].value_counts()).fillna(0)
     under = verdicts["confidence"] < dynamic.target_confidence
+    if dynamic.min_answer_value is not None:
+        # Two or more answers: the value of one more (`answer_values`), not the confidence.
+        several = answers >= 2
+        under = (under & ~several) | (
+            several & (verdicts["answer_value"] >= dynamic.min_answer_value)
+        )
     if dynamic.single_answer_confidence is not None:
-        answers = verdicts["pair"].map(frame["pair"].value_counts()).fillna(0)
         under |= (answers == 1) & (verdicts["confidence"] < dynamic.single_answer_confidence)
     if dynamic.settle_pairs:
         under &= ~settled_pairs(verdicts, frame)
@@ -226,7 +239,9 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
         # Nothing to fit: a pair a block emptied has no verdict at all.
         unsure = unanswered["pair"].tolist()
     else:
-        _, verdicts, _ = score_pairs(frame, method, unanswered)
+        _, verdicts, _ = score_pairs(
+            frame, method, unanswered, values=dynamic.min_answer_value is not None
+        )
         unsure = verdicts.loc[unsure_pairs(verdicts, frame, dynamic), "pair"].tolist()
     if not unsure:
         return 0
@@ -291,16 +306,19 @@ def _disconnected_prompts(
     return sorted(str(p) for p in prompts[per_prompt > 1])
 
 
-def _worker_aware(frame: pd.DataFrame) -> tuple[dict[str, float], pd.Series]:
+def _worker_aware(frame: pd.DataFrame) -> tuple[dict[str, float], WorkerAwareBT]:
     """One worker-aware fit over the campaign: worker parameters are shared by all prompts,
-    item scores stay per response. Returns scores and each worker's attentiveness."""
+    item scores stay per response. Returns scores and the fitted model."""
     model = WorkerAwareBT().fit(frame[["worker", "left", "right", "label"]])
     scores = {str(k): float(v) for k, v in model.scores_.items()}
-    return scores, model.attentiveness_
+    return scores, model
 
 
 def score_pairs(
-    frame: pd.DataFrame, method: str, unanswered: pd.DataFrame | None = None
+    frame: pd.DataFrame,
+    method: str,
+    unanswered: pd.DataFrame | None = None,
+    values: bool = False,
 ) -> tuple[dict[str, float], pd.DataFrame, list[str]]:
     """Response scores, one verdict per pair, and the prompts whose comparison graph splits.
 
@@ -314,16 +332,21 @@ def score_pairs(
 
     `unanswered` pairs (`unanswered_pairs`: no trusted answer left) get a verdict from the
     scores alone, with no votes; a response no answer touches scores 0, the prior's mean.
+
+    With `values`, also each pair's `p_right` (the Laplace posterior's P(the verdict's
+    side is the better one)) and `answer_value` (the expected gain in it from one more
+    answer): `answer_values`.
     """
     votes = frame[["pair", "label"]]
+    model: WorkerAwareBT | None = None
     if method == "worker_aware":
         # No plain Bradley-Terry fit here: its scores were only used for the prompts whose
         # graph splits, which the connected components alone say.
         items, left, right = _response_codes(frame)
         disconnected = _disconnected_prompts(frame, len(items), left, right)
         del items, left, right
-        scores, attentiveness = _worker_aware(frame)
-        votes = votes.assign(weight=frame["worker"].map(attentiveness).to_numpy())
+        scores, model = _worker_aware(frame)
+        votes = votes.assign(weight=frame["worker"].map(model.attentiveness_).to_numpy())
     else:
         scores, disconnected = _bt_scores(frame)
     counts = pair_verdicts(votes)[["pair", "n_left", "n_right", "n_tie"]]
@@ -344,7 +367,66 @@ def score_pairs(
         p_left >= 0.5 + TIE_BAND, "left", np.where(p_left <= 0.5 - TIE_BAND, "right", "tie")
     )
     out["margin"] = np.where(out["winner"] == "tie", 0.0, np.round(np.abs(delta), 6))
+    if values:
+        out["p_right"], out["answer_value"] = answer_values(frame, out, delta, scores, model)
     return scores, out.sort_values("pair", ignore_index=True), disconnected
+
+
+# The prior of the scores in the value of one more answer (`answer_values`): a score
+# difference is a priori N(0, VALUE_PRIOR_SD^2), each score N(0, VALUE_PRIOR_SD^2 / 2).
+VALUE_PRIOR_SD = 2.0
+
+
+def answer_values(
+    frame: pd.DataFrame,
+    pairs: pd.DataFrame,
+    delta: np.ndarray,
+    scores: dict[str, float],
+    model: WorkerAwareBT | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of `pairs` (score difference `delta`, left minus right): P(its verdict's
+    side is the better one) under a Laplace posterior of the scores, and the expected gain
+    in it from one more answer by a worker of the crowd's mean attentiveness
+    (`crowdloop.aggregation.pair_value`). `model`: the worker-aware fit (attentiveness,
+    position bias, ties, random answers); None for plain Bradley-Terry (every worker
+    attentive, no position bias, ties at the answers' share)."""
+    items = pd.Index(pd.unique(np.concatenate([frame["left"], frame["right"]])))
+    left, right = items.get_indexer(frame["left"]), items.get_indexer(frame["right"])
+    fitted = np.array([scores.get(str(i), 0.0) for i in items], dtype=float)
+    if model is not None:
+        attentive = frame["worker"].map(model.attentiveness_).to_numpy(dtype=float)
+        bias = frame["worker"].map(model.position_bias_).to_numpy(dtype=float)
+        answer = AnswerModel(
+            tie=model.tie_, random_answer=tuple(model.random_answer_.to_numpy(dtype=float))
+        )
+    else:
+        attentive = np.ones(len(frame))
+        bias = np.zeros(len(frame))
+        share = float((frame["label"] == "tie").mean())
+        answer = AnswerModel(tie=2.0 * max(share, 0.01) / (1.0 - min(share, 0.99)))
+    information = answer_information(fitted[left] - fitted[right] + bias, attentive, answer)
+    prompt_of = pd.Series(
+        np.concatenate([frame["prompt"], frame["prompt"]]),
+        index=np.concatenate([left, right]),
+    )
+    group = pd.factorize(prompt_of.groupby(level=0).first().reindex(range(len(items))))[0]
+    score_l2 = 2.0 / VALUE_PRIOR_SD**2
+    sd = difference_sd(
+        left,
+        right,
+        information,
+        group,
+        len(items),
+        items.get_indexer(pairs["left"]),
+        items.get_indexer(pairs["right"]),
+        score_l2,
+    )
+    typical = float(np.mean(attentive)) if len(attentive) else 1.0
+    next_info = answer_information(
+        np.asarray(delta, dtype=float), np.full(len(delta), typical), answer
+    )
+    p_right = ndtr(np.abs(delta) / sd)
+    return p_right, one_answer_value(np.asarray(delta, dtype=float), sd, next_info)
 
 
 def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> PreferenceAggregate:
