@@ -110,12 +110,9 @@ def test_unsure_pairs_with_min_answer_value_asks_again_where_an_answer_is_worth_
     assert "a-b" in asked and "a-c" not in asked
     one = verdicts.set_index("pair").loc["c-d", "confidence"]
     assert ("c-d" in asked) == (one < dynamic.single_answer_confidence)
-    # Off (the default): the confidence rule, and no value columns needed.
-    assert DynamicOverlapSpec().min_answer_value is None
+    # Off: the confidence rule, which needs no value columns.
+    off = DynamicOverlapSpec(min_answer_value=None)
     plain = verdicts.drop(columns=["answer_value", "p_right"])
-    default = set(plain.loc[unsure_pairs(plain, frame, DynamicOverlapSpec()), "pair"])
-    assert default == set(
-        verdicts.loc[
-            unsure_pairs(verdicts, frame, DynamicOverlapSpec(min_answer_value=None)), "pair"
-        ]
+    assert set(plain.loc[unsure_pairs(plain, frame, off), "pair"]) == set(
+        verdicts.loc[unsure_pairs(verdicts, frame, off), "pair"]
     )

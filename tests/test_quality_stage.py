@@ -343,7 +343,8 @@ def test_dynamic_overlap_buys_one_trusted_answer_more_up_to_the_cap(
     excluded answers are not bought again); the rest (15 answers each) are over the cap."""
     run_round(connector)
     assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
-    dynamic = DynamicOverlapSpec(target_confidence=0.999, settle_pairs=True)
+    # The confidence rule for every pair (`min_answer_value` off): the cap is under test.
+    dynamic = DynamicOverlapSpec(target_confidence=0.999, settle_pairs=True, min_answer_value=None)
     cap = dynamic.max_overlap
     with session_scope() as s:
         real = sorted(s.exec(select(Item.id).where(col(Item.is_golden).is_(False))).all())
@@ -381,7 +382,10 @@ def test_dynamic_overlap_stops_on_a_pair_the_crowd_calls_equal(
     run_round(connector)
     assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
     # A target no verdict reaches (a pooled verdict can pass 0.999: margin 7).
-    dynamic = DynamicOverlapSpec(target_confidence=1 - 1e-9, settle_pairs=True)
+    # The confidence rule for every pair (`min_answer_value` off): settling is under test.
+    dynamic = DynamicOverlapSpec(
+        target_confidence=1 - 1e-9, settle_pairs=True, min_answer_value=None
+    )
     with session_scope() as s:
         real = sorted(s.exec(select(Item.id).where(col(Item.is_golden).is_(False))).all())
         # Pairs of different prompts (six pairs a prompt, ids are hashes: far apart).
@@ -467,14 +471,17 @@ def test_a_verdict_on_one_answer_is_held_to_the_stricter_target() -> None:
     def asked(dynamic: DynamicOverlapSpec) -> set[str]:
         return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic), "pair"])
 
-    default = DynamicOverlapSpec()
+    # The confidence rule for pairs with two or more answers (`min_answer_value` off; its
+    # value rule: tests/test_pair_value.py).
+    default = DynamicOverlapSpec(min_answer_value=None)
     assert (default.target_confidence, default.single_answer_confidence) == (0.8, 0.85)
     assert asked(default) == {"one_answer_unsure", "under_target"}
-    assert asked(DynamicOverlapSpec(single_answer_confidence=None)) == {"under_target"}
-    assert asked(DynamicOverlapSpec(settle_pairs=False, single_answer_confidence=None)) == {
-        "under_target",
-        "settled_tie",
+    assert asked(DynamicOverlapSpec(single_answer_confidence=None, min_answer_value=None)) == {
+        "under_target"
     }
+    assert asked(
+        DynamicOverlapSpec(settle_pairs=False, single_answer_confidence=None, min_answer_value=None)
+    ) == {"under_target", "settled_tie"}
 
 
 def test_failed_marketplace_block_is_retried(
@@ -626,3 +633,41 @@ def test_golden_pairs_are_asked_again_in_later_rounds(
             assert len(workers) == len(before[item_id]) + 1
             assert len(set(workers)) == len(workers)  # a new worker, not a repeat
     assert quality_check.reask_golden(CAMPAIGN, 0, 0.3) == 0
+
+
+def test_golden_reasks_by_unjudged_workers_fall_as_workers_are_judged(
+    campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
+) -> None:
+    """With `by_unjudged`, a round's golden re-asks are the pairs-extended count times the
+    share of the workers not blocked whose crowd posterior of careless answering is still
+    at least `CLEARED_BLIND`: some while the random clickers are unjudged, none once they
+    are blocked and every careful worker is cleared."""
+    run_round(connector)
+    settle_items(CAMPAIGN, max_requeue_rounds=3)
+    spammers = by_archetype(sim, "spammer")
+
+    def unjudged() -> float:
+        with session_scope() as s:
+            crowd, _ = quality_check.assess_campaign_crowd(
+                s, CAMPAIGN, quality_check.crowd_policy_from(campaign.quality)
+            )
+            out = {
+                r.worker_id
+                for r in s.exec(select(WorkerRecord)).all()
+                if r.status in (WorkerStatus.BLOCKED, WorkerStatus.EXCLUDED)
+            }
+        active = crowd[~crowd["worker"].isin(out)]
+        return float((active["p_blind"] >= quality_check.CLEARED_BLIND).mean())
+
+    share = unjudged()
+    assert 0 < share < 1  # the random clickers, not the careful workers
+    # 18 pairs extended at share 0.3: 8 golden pairs, times the unjudged share.
+    asked = quality_check.reask_golden(CAMPAIGN, 18, 0.3, by_unjudged=True)
+    assert asked == math.ceil(8 * share) and 0 < asked < 8
+    run_round(connector)
+    check_workers(CAMPAIGN, connector)
+    assert spammers <= blocked_on_marketplace(sim)
+    settle_items(CAMPAIGN, max_requeue_rounds=3)
+    left = unjudged()
+    assert left < share
+    assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, by_unjudged=True) == math.ceil(8 * left)

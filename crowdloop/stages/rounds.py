@@ -267,7 +267,12 @@ def extend_step(campaign_id: str, log: Log = logger) -> int:
         campaign_id, spec.preferences.dynamic_overlap, spec.preferences.aggregation
     )
     if extended:
-        golden = quality_check.reask_golden(campaign_id, extended, spec.preferences.golden_share)
+        golden = quality_check.reask_golden(
+            campaign_id,
+            extended,
+            spec.preferences.golden_share,
+            by_unjudged=spec.preferences.dynamic_overlap.golden_reask == "unjudged",
+        )
         log.info(
             "dynamic overlap: asking again about %d unsure pair(s), %d golden pair(s)",
             extended,
