@@ -198,8 +198,15 @@ def unsure_pairs(
 ) -> pd.Series:
     """Which verdicts (rows of `score_pairs`' verdicts) dynamic overlap asks again about:
     confidence under `target_confidence`, or under `single_answer_confidence` on a pair
-    with a single trusted answer in `frame`; with `settle_pairs`, not a pair its trusted
+    with a single trusted answer in `frame`; with `min_answer_value`, a pair with two or
+    more trusted answers by the value of one more answer instead (`answer_values`; the
+    verdicts need its `answer_value` column); with `settle_pairs`, not a pair its trusted
     answers settle (`settled_pairs`).
+
+    Why the value on two or more answers: on logged bench campaigns, the confidence target
+    bought third and fourth answers on pairs whose answers and the prompt's other pairs had
+    already decided the verdict; the extensions valued under 0.004 turned 2 verdicts right
+    in 333, the others 209 in 758 (README, "The value of one more answer (cost10d)").
 
     Why the stricter target on one answer: the model's confidence in such a verdict is
     mostly the prompt's other pairs and one worker's estimated attentiveness. On the
