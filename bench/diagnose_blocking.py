@@ -112,8 +112,9 @@ def diagnose(folder: Path, policy: quality.CrowdPolicy, cutoffs: list[float]) ->
     for label, until in [*points, ("final", np.inf)]:
         part = frame[times <= until]
         workers, _audit = quality.assess_crowd(part, policy)
-        prior, prior_drift = float(workers["prior_blind"].iloc[0]), float(
-            workers["prior_drift"].iloc[0]
+        prior, prior_drift = (
+            float(workers["prior_blind"].iloc[0]),
+            float(workers["prior_drift"].iloc[0]),
         )
         drift_bf = _CAPTURED["drift_bf"]
         for i, w in enumerate(workers.itertuples(index=False)):
@@ -201,13 +202,19 @@ def main() -> None:
     for folder in args.folders:
         table = diagnose(folder, policy, args.cutoffs)
         frames.append(table)
-        shown = table if args.all else table[
-            table["kind"].isin(BAD_ARCHETYPES) | (table["sim_blocked"] & (table["kind"] == "honest"))
-        ]
+        shown = (
+            table
+            if args.all
+            else table[
+                table["kind"].isin(BAD_ARCHETYPES)
+                | (table["sim_blocked"] & (table["kind"] == "honest"))
+            ]
+        )
         shown = shown[shown["answers"] >= 10] if not args.all else shown
         if not args.summary:
-            with pd.option_context("display.width", 250, "display.max_rows", 500,
-                                   "display.max_columns", 30):
+            with pd.option_context(
+                "display.width", 250, "display.max_rows", 500, "display.max_columns", 30
+            ):
                 print(f"== {folder}")
                 print(shown.drop(columns=["run"]).to_string(index=False))
     allrows = pd.concat(frames)
