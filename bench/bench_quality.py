@@ -34,6 +34,7 @@ items), a small in-house team, and a large crowd with few answers per worker.
     .venv/bin/python bench/bench_quality.py --table a.json b.json # one table from saved rows
     .venv/bin/python bench/bench_quality.py --table a.json --bar default blind  # two bar checks
     .venv/bin/python bench/bench_quality.py --baseline-from a.json --configs default ...
+    .venv/bin/python bench/bench_quality.py --keep runs/ ...      # keep the databases
 
 `--table` also prints where each checked configuration's money went (paid answers by
 kind, `_spend`). The campaign's name (config and row number) seeds the sides and the item
@@ -308,6 +309,9 @@ def run_one(
         truth = _truth(sim.url, real)
         frame = judgments_frame(name)
         crowd_now = __import__("httpx").get(f"{sim.url}/sim/workers", timeout=30).json()
+    # The hidden side of the run, beside its database (kept with --keep): who was what,
+    # who was blocked, and each real pair's truth.
+    (folder / "sim.json").write_text(json.dumps({"workers": crowd_now, "truth": truth}))
     archetype = {w["id"]: w["archetype"] for w in crowd_now}
     blocked = {w["id"] for w in crowd_now if w["blocked"]}
     spend = _spend(name, blocked_ids=blocked)
@@ -475,6 +479,12 @@ def main() -> None:
         default=["default"],
         help="with --table: the configurations to check against the issue's bar",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep every run's campaign folder (its SQLite database) under this directory, "
+        "for `bench/diagnose_blocking.py`; the campaign name is the folder's",
+    )
     args = parser.parse_args()
     if args.table:
         rows = [row for path in args.table for row in json.loads(path.read_text())["rows"]]
@@ -492,8 +502,10 @@ def main() -> None:
         for r in (json.loads(args.baseline_from.read_text())["rows"] if args.baseline_from else [])
     }
     rows = []
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="crowdloop-bench-quality-") as tmp:
-        root = Path(tmp)
+        root = args.keep or Path(tmp)
         for crowd_key in args.crowds:
             crowd = CROWDS[crowd_key][1]
             for seed in seeds:
@@ -506,6 +518,16 @@ def main() -> None:
                     for key in configs
                 }
                 rows.append({"crowd": crowd_key, "seed": seed, **runs})
+                if args.keep:
+                    # Which folder is which crowd and seed, written as the runs end.
+                    (args.keep / "index.json").write_text(
+                        json.dumps(
+                            [
+                                {"crowd": r["crowd"], "seed": r["seed"], "row": i}
+                                for i, r in enumerate(rows)
+                            ]
+                        )
+                    )
                 base = runs["baseline"]
                 print(
                     f"{crowd_key} seed {seed}: MV {base['majority_vote']:.3f}, "

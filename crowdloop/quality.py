@@ -188,7 +188,21 @@ class CrowdPolicy:
     # real pairs together): the bar's own line (a worker with 10+ answers is judged), and
     # at 3-9 answers a run of honest ties or hard pairs can still read as blind.
     min_answers: int = 10
-    accuracy_grid: tuple[float, ...] = (0.72, 0.85, 0.95)
+    # The content-dependent model's accuracies. Its lowest value is what a careful worker
+    # may be: at 0.72 a worker right on half the clear pairs (a colluding group's shared
+    # coin, a random clicker's sides) was explained as careful-but-noisy at about 0.1
+    # nats an answer against content-blind, so 20 answers never added up (1 of 20
+    # colluders over 0.5 on the bench's saved campaigns, seeds 0-1; graded against the
+    # hidden truth instead of the others' verdicts, 4 of 20 over 0.95). From 0.8 a coin
+    # costs ~0.1 nats an answer more, and a careful worker's hard pairs still cost nothing
+    # (their verdicts are near 1/2). Measured offline on main's saved bench campaigns (all
+    # eleven crowds, seeds 0-1, the posterior at three points of each campaign;
+    # `bench/diagnose_blocking.py`): bad workers with 10+ answers over 0.95 or on the
+    # golden rule 95 -> 110 of 168 (colluders 2 -> 7 of 20, hard 4 -> 6, ambiguous golden
+    # 4 -> 8, spammy 21 -> 24), honest 0 of 548 either way, the highest honest posterior
+    # 0.60 -> 0.74 (ambiguous golden). In the bench itself, seeds 0-2: 153 -> 179 of 251
+    # bad workers blocked, 0 -> 1 of 1,236 honest (README, block10).
+    accuracy_grid: tuple[float, ...] = (0.8, 0.9, 0.97)
     clear_cut: float = 0.97
     # The careful worker's tie share, integrated over like q (it was the worker's own
     # share, shrunk and capped at 0.2: a plug-in fitted on the very answers it judged, so

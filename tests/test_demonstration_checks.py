@@ -311,25 +311,27 @@ def test_golden_items_teach_the_weighted_vote_who_rejects_everything() -> None:
 
 @pytest.mark.parametrize(
     ("accepts", "rejects", "excluded", "max_overlap", "min_confidence", "expected"),
+    # expected: the item's state, its overlap, and the assignments the push buys for it.
     [
         # A 3-2 accept of five fresh verifiers is 0.89 sure. Below the export threshold
         # at max_verification_overlap (5): two more answers, 7 in all.
-        (3, 2, 0, 5, 0.95, ("pending", 7)),
+        (3, 2, 0, 5, 0.95, ("pending", 7, 2)),
         # Above it: decided (exported), unsure as it is.
-        (3, 2, 0, 5, 0.7, ("done", 5)),
+        (3, 2, 0, 5, 0.7, ("done", 5, 0)),
         # 2-3 for reject, as unsure (0.89): below the threshold too, two more answers
         # (a reject turned over from an accept by the evidence is 0.14-0.27 sure).
-        (2, 3, 0, 5, 0.95, ("pending", 7)),
+        (2, 3, 0, 5, 0.95, ("pending", 7, 2)),
         # 0-5: a sure reject, decided (the slot is written again), no extra round.
-        (0, 5, 0, 5, 0.95, ("done", 5)),
+        (0, 5, 0, 5, 0.95, ("done", 5, 0)),
         # Extension turned off (max = verification_overlap): decided on what it has.
-        (3, 2, 0, 3, 0.95, ("done", 5)),
+        (3, 2, 0, 3, 0.95, ("done", 5, 0)),
         # Two of its 7 answers excluded (a rubber-stamper blocked since): the 3-2 left is
-        # as unsure as before, and the two are replaced beyond the 7 the cap allowed.
-        (3, 2, 2, 5, 0.95, ("pending", 9)),
+        # as unsure as before, and it goes back at the cap's 7, which the push reads as
+        # 7 trusted answers: the two excluded ones are bought again, no more.
+        (3, 2, 2, 5, 0.95, ("pending", 7, 2)),
         # ... but not for a sure verdict, nor with extension turned off.
-        (0, 5, 2, 5, 0.95, ("done", 7)),
-        (3, 2, 2, 3, 0.95, ("done", 7)),
+        (0, 5, 2, 5, 0.95, ("done", 7, 0)),
+        (3, 2, 2, 3, 0.95, ("done", 7, 0)),
     ],
 )
 def test_a_verdict_below_the_export_threshold_gets_one_round_beyond_the_maximum_overlap(
@@ -340,10 +342,11 @@ def test_a_verdict_below_the_export_threshold_gets_one_round_beyond_the_maximum_
     excluded: int,
     max_overlap: int,
     min_confidence: float,
-    expected: tuple[str, int],
+    expected: tuple[str, int, int],
 ) -> None:
     from crowdloop.db import insert_ignore
     from crowdloop.models.tables import ItemState
+    from crowdloop.stages.counts import PendingItem, assignment_deficits
     from crowdloop.stages.plan import verify_item
 
     name = "unsure-accept"
@@ -374,7 +377,12 @@ def test_a_verdict_below_the_export_threshold_gets_one_round_beyond_the_maximum_
         after = s.get(Item, item["id"])
         prompt = s.get(Prompt, "p-x")
         assert after is not None and prompt is not None
-        assert (after.state.value, after.overlap) == expected
+        bought = (
+            assignment_deficits(s, name, [PendingItem(after.id, after.pushes, after.overlap)])[0]
+            if after.state == ItemState.PENDING
+            else 0
+        )
+        assert (after.state.value, after.overlap, bought) == expected
         assert (prompt.verdict is None) == (expected[0] == "pending")
 
 

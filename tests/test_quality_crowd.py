@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -39,6 +41,13 @@ def _crowd(
                 truth = "left" if quality[left] > quality[right] else "right"
                 hard = (hash((p, min(a, b), max(a, b))) % 100) < hard_share * 100
             mode = kind
+            if kind == "colluder":
+                # One coin per pair shared by the whole group, whatever the content.
+                coin = zlib.crc32(f"{seed}:{item}".encode()) % 2
+                rows.append(
+                    _row(worker, item, left, right, ("left", "right")[coin], golden, clock, i)
+                )
+                continue
             if kind == "sleeper":
                 mode = "honest" if i < 15 else "spammer"
             accuracy = 0.55 if hard else 0.92
@@ -51,18 +60,29 @@ def _crowd(
                 label = "left"
             else:
                 label = "tie"
-            rows.append(
-                {
-                    "worker": worker,
-                    "item": item,
-                    "left": left,
-                    "right": right,
-                    "label": str(label),
-                    "golden": golden,
-                    "time": clock + 1000 * i,  # workers answer side by side
-                }
-            )
+            rows.append(_row(worker, item, left, right, str(label), golden, clock, i))
     return pd.DataFrame(rows)
+
+
+def _row(
+    worker: str,
+    item: str,
+    left: str,
+    right: str,
+    label: str,
+    golden: str | None,
+    clock: int,
+    i: int,
+) -> dict[str, object]:
+    return {
+        "worker": worker,
+        "item": item,
+        "left": left,
+        "right": right,
+        "label": label,
+        "golden": golden,
+        "time": clock + 1000 * i,  # workers answer side by side
+    }
 
 
 def _kinds(**counts: int) -> dict[str, str]:
@@ -358,3 +378,67 @@ def test_honest_rows_on_codes_equal_the_string_lookup() -> None:
     got = _honest_rows(coded, honest)
     assert got.tolist() == expected.tolist() == [True, True, False, False, False, True]
     assert _honest_rows(pd.Series(names, dtype=object), honest).tolist() == got.tolist()
+
+
+def test_a_colluding_group_reads_as_content_blind() -> None:
+    """A group sharing one coin per pair (no ties) is right on half the pairs: the careful
+    model's lowest accuracy (0.8) does not explain that, the old one (0.72) did, at about
+    0.1 nats an answer against content-blind. Three seeds, 30 answers each."""
+    kinds = _kinds(honest=30, colluder=10)
+    policy = CrowdPolicy()
+    old = CrowdPolicy(accuracy_grid=(0.72, 0.85, 0.95))
+    likely = {"new": 0, "old": 0}
+    blocked = {"new": 0, "old": 0}
+    for seed in range(3):
+        frame = _crowd(kinds, answers=30, seed=seed)
+        for name, pol in (("new", policy), ("old", old)):
+            workers, _ = assess_crowd(frame, pol)
+            rows = workers.set_index("worker")
+            kind = rows.index.map(kinds)
+            colluders = rows[kind == "colluder"]
+            likely[name] += int((colluders["p_blind"] > 0.5).sum())
+            blocked[name] += sum(
+                pol.blocks(float(p), int(n))
+                for p, n in zip(colluders["p_blind"], colluders["answers"], strict=True)
+            )
+            # No honest worker is near a block under either model.
+            assert (rows.loc[kind == "honest", "p_blind"] < 0.5).all(), (seed, name)
+    # Measured: over 0.5, 12 of 30 (7, 0, 5 by seed) against 2; blocked 6 against 0.
+    assert likely["new"] >= 10 and likely["old"] <= 3, likely
+    assert blocked["new"] >= 5 and blocked["old"] == 0, blocked
+
+
+def test_honest_workers_on_hard_pairs_and_ambiguous_golden_items_are_not_blocked() -> None:
+    """40% of the real pairs near 50/50 for careful workers and four golden items as
+    ambiguous (a third of the answers golden): a careful worker's hard pairs have verdicts
+    near 1/2 and say nothing against them, so the stricter careful model convicts nobody;
+    random clickers are still caught."""
+    kinds = _kinds(honest=30, spammer=4)
+    policy = CrowdPolicy()
+    spammers_blocked = 0
+    for seed in range(3):
+        frame = _crowd(
+            kinds,
+            answers=20,
+            seed=seed,
+            hard_share=0.4,
+            golden_share=0.3,
+            ambiguous_golden=("g3", "g8", "g13", "g20"),
+        )
+        workers, _ = assess_crowd(frame)
+        rows = workers.set_index("worker")
+        kind = rows.index.map(kinds)
+        honest = rows[kind == "honest"]
+        # Measured: the highest honest posterior 0.64, 0.06, 0.11 by seed.
+        assert (honest["p_blind"] < 0.8).all(), (seed, honest["p_blind"].max())
+        assert not any(
+            policy.blocks(float(p), int(n))
+            for p, n in zip(honest["p_blind"], honest["answers"], strict=True)
+        )
+        spammers = rows[kind == "spammer"]
+        spammers_blocked += sum(
+            policy.blocks(float(p), int(n))
+            for p, n in zip(spammers["p_blind"], spammers["answers"], strict=True)
+        )
+    # Measured: 4 of 12 (0.72: 1).
+    assert spammers_blocked >= 3

@@ -663,7 +663,7 @@ def _apply_verdicts(
             str(r.task): (str(r.label), float(r.confidence), float(r.evidence))
             for r in agg.itertuples(index=False)
         }
-    replaced = _excluded_answers(s, [i.id for i in ready])
+    trusted = _trusted_answers(s, [i.id for i in ready])
     done: list[str] = []
     for item in ready:
         exhausted = item.state == ItemState.EXHAUSTED
@@ -698,14 +698,17 @@ def _apply_verdicts(
         # it lost good texts as surely as an unsure accept the threshold drops.
         rescue = confidence < demo.export.min_confidence and extends
         cap = demo.max_verification_overlap + (UNSURE_ACCEPT_EXTRA if rescue else 0)
-        # Answers a later block excluded are replaced, as the comparison engine asks an
-        # excluded pair again: they were paid for and count for nothing, and without
-        # them a good text's rubber-stamped accepts left it 2-3 among the rest, at 0.6 or
-        # under the export threshold where majority vote kept it 4-3 (rubber crowd at the
-        # demo's size, seeds 11 and 14: 6 good texts lost against majority vote's 2).
-        if extends:
-            cap += replaced.get(item.id, 0)
-        if not exhausted and confidence < demo.verify_target_confidence and item.overlap < cap:
+        # An unsure verdict at its cap whose trusted answers are fewer than its overlap (a
+        # later block excluded some) goes back at the same overlap: the push buys what is
+        # short of the overlap in trusted answers, so the excluded answers are replaced once
+        # and the cap still counts trusted answers. They were paid for and count for
+        # nothing, and without them a good text's rubber-stamped accepts left it 2-3 among
+        # the rest, at 0.6 or under the export threshold where majority vote kept it 4-3
+        # (rubber crowd at the demo's size, seeds 11 and 14: 6 good texts lost against
+        # majority vote's 2). Under the cap, the usual step also replaces them.
+        short = extends and trusted.get(item.id, 0) < item.overlap
+        unsure = not exhausted and confidence < demo.verify_target_confidence
+        if unsure and (item.overlap < cap or short):
             # Unsure: ask more verifiers before deciding (the item is published again).
             move_items(
                 s,
@@ -713,7 +716,7 @@ def _apply_verdicts(
                 ItemState.PENDING,
                 from_=ItemState.COLLECTED,
                 values={
-                    "overlap": min(item.overlap + 2, cap),
+                    "overlap": max(item.overlap, min(item.overlap + 2, cap)),
                     "extensions": item.extensions + 1,
                 },
             )
@@ -752,13 +755,18 @@ def _apply_verdicts(
     move_items(s, done, ItemState.DONE, from_=ItemState.COLLECTED)
 
 
-def _excluded_answers(s: Session, item_ids: list[str]) -> dict[str, int]:
-    """How many of each item's answers are excluded (their worker blocked since)."""
+def _trusted_answers(s: Session, item_ids: list[str]) -> dict[str, int]:
+    """Each item's trusted answers (valid, from workers not excluded), as the push counts
+    them (`counts.answer_counts`), for these items only."""
     if not item_ids:
         return {}
     rows = s.exec(
         select(Judgment.item_id, func.count())
-        .where(col(Judgment.item_id).in_(item_ids), col(Judgment.excluded).is_(True))
+        .where(
+            col(Judgment.item_id).in_(item_ids),
+            Judgment.status == JudgmentStatus.VALID,
+            col(Judgment.excluded).is_(False),
+        )
         .group_by(col(Judgment.item_id))
     ).all()
     return {str(item_id): int(n) for item_id, n in rows}
