@@ -8,12 +8,12 @@ verdict against the simulator's truth:
   plain Bradley-Terry scores (same judgments, same cost);
 - crowdloop default (the campaign spec's defaults): golden pairs (share 0.10) with blocking
   and exclusion, the worker-aware aggregation, and dynamic overlap (start at 1, up to 4,
-  target confidence 0.8, 0.85 for a verdict on one answer, settled pairs bought no more,
-  a pair with two or more answers asked again only while one more answer is worth 0.004
-  of P(verdict right); `max3`: up to 3; `settled`: cost10b's target 0.825 and no one-answer
-  target; `unsettled`: the default before cost10c, neither rule; `confidence`: the
-  default before cost10d, the confidence target for every pair; `reask_unjudged`: golden
-  re-asks scaled by the share of workers still unjudged);
+  target confidence 0.8, 0.85 for a verdict on one answer, settled pairs bought no more;
+  `max3`: up to 3; `settled`: cost10b's target 0.825 and no one-answer target;
+  `unsettled`: the default before cost10c, neither rule; `value`: a pair with two or more
+  answers asked again only while one more answer is worth 0.004 of P(verdict right);
+  `reask_unjudged`: that, and golden re-asks scaled by the share of workers still
+  unjudged);
 - crowdloop quality-first: golden share 0.15 and dynamic overlap from 2 up to 5;
 - crowdloop default + exam: production comparisons only for workers who passed an exam of
   12 clear-cut golden pairs (9 right), graded on our side;
@@ -142,20 +142,20 @@ DEFAULT = {
         "target_confidence": 0.8,
         "settle_pairs": True,
         "single_answer_confidence": 0.85,
-        "min_answer_value": 0.004,
+        "min_answer_value": None,
         "golden_reask": "extended",
     },
 }
-# The default before cost10d: a pair with two or more answers asked again while its
-# confidence is under the target (no value of one more answer).
-CONFIDENCE = {
+# cost10d's opt-in: a pair with two or more answers asked again only while one more answer
+# is worth 0.004 of P(verdict right) (README, "The value of one more answer").
+VALUE = {
     **DEFAULT,
-    "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "min_answer_value": None},
+    "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "min_answer_value": 0.004},
 }
-# cost10d's opt-in: golden re-asks times the share of the workers still unjudged.
+# ... and golden re-asks times the share of the workers still unjudged.
 REASK_UNJUDGED = {
-    **DEFAULT,
-    "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "golden_reask": "unjudged"},
+    **VALUE,
+    "dynamic_overlap": {**VALUE["dynamic_overlap"], "golden_reask": "unjudged"},
 }
 # cost10b's variant: settled pairs (equal, or unanimous on 3+ answers) bought no more,
 # target 0.825, one-answer verdicts held to the target only (README, "Cheaper dynamic
@@ -206,8 +206,8 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "max3": ("crowdloop default, dynamic overlap up to 3", MAX3, {}),
     "settled": ("crowdloop default, settled pairs stop, target 0.825", SETTLED, {}),
     "unsettled": ("crowdloop default before cost10c (no settled pairs)", UNSETTLED, {}),
-    "confidence": ("crowdloop default before cost10d (no value of an answer)", CONFIDENCE, {}),
-    "reask_unjudged": ("crowdloop default, golden re-asks by unjudged workers", REASK_UNJUDGED, {}),
+    "value": ("crowdloop default + the value of one more answer (0.004)", VALUE, {}),
+    "reask_unjudged": ("... + golden re-asks by unjudged workers", REASK_UNJUDGED, {}),
 }
 
 
