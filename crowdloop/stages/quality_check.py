@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from itertools import repeat
 from typing import Any, cast
 
 import numpy as np
@@ -31,6 +30,8 @@ from sqlalchemy import cast as sa_cast
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from crowdloop.codes import coded as _coded
+from crowdloop.codes import encode as _encode
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import ConnectorError
 from crowdloop.db import session_scope
@@ -212,38 +213,6 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
             "seq": arrays["seq"][order],
         }
     )
-
-
-def _coded(
-    codes: np.ndarray, book: dict[str, int], present: np.ndarray | None = None
-) -> pd.Categorical:
-    """A categorical of ``codes`` into ``book`` (-1: missing) over the ``present`` codes
-    (default: every value of the book), its categories in sorted order, as a groupby or
-    np.unique over the strings sees them (the audit's rows come out sorted by item this
-    way too)."""
-    names = np.array(list(book), dtype=object)
-    used = np.arange(len(names)) if present is None else present
-    by_name = np.argsort(names[used], kind="stable")
-    rank = np.full(len(names) + 1, -1, dtype=np.int32)  # a missing value's code stays -1
-    rank[used[by_name]] = np.arange(len(used), dtype=np.int32)
-    return pd.Categorical.from_codes(
-        rank[codes], categories=pd.Index(names[used][by_name], dtype=object)
-    )
-
-
-def _encode(values: Sequence[Any], book: dict[str, int]) -> np.ndarray:
-    """int32 codes of ``values`` in ``book`` (new values appended); -1 for None."""
-    # Distinct values first (hashed in C, in order of first appearance), then the book
-    # looked up and extended without a Python-level step per value (a setdefault per row
-    # was ~2 s of the evidence read's CPU at 10^5 answers, six columns). New values get
-    # the next codes in order of first appearance, as a lookup per row gave them.
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
-    lookup = np.fromiter(map(book.get, uniques, repeat(-1)), dtype=np.int32, count=len(uniques))
-    new = np.flatnonzero(lookup < 0)
-    if new.size:
-        lookup[new] = np.arange(len(book), len(book) + new.size, dtype=np.int32)
-        book.update(zip(uniques[new].tolist(), lookup[new].tolist(), strict=True))
-    return np.append(lookup, np.int32(-1))[codes]  # code -1 (None) takes the last entry
 
 
 def evidence_fingerprint(s: Session, campaign_id: str) -> tuple[int, int, int]:
