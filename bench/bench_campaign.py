@@ -199,6 +199,7 @@ class PhaseTimer:
         start = time.perf_counter()
         cpu = time.process_time()
         peak = _status_mib("VmHWM")
+        self.sampled_peak[name] = max(self.sampled_peak[name], _status_mib("VmRSS"))
         self._active.append(name)
         try:
             yield
@@ -212,6 +213,7 @@ class PhaseTimer:
             if rise > 0:  # the kernel's high-water mark, exact where the samples missed it
                 self.sampled_peak[name] = max(self.sampled_peak[name], _status_mib("VmHWM"))
             self.rss_after[name] = _status_mib("VmRSS")
+            self.sampled_peak[name] = max(self.sampled_peak[name], self.rss_after[name])
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         return {

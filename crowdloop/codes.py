@@ -34,16 +34,26 @@ def encode(values: Sequence[Any], book: dict[str, int]) -> np.ndarray:
 
 
 def coded(
-    codes: np.ndarray, book: dict[str, int], present: np.ndarray | None = None
+    codes: np.ndarray,
+    book: dict[str, int] | list[str],
+    present: np.ndarray | None = None,
+    *,
+    arrow: bool = False,
 ) -> pd.Categorical:
-    """A categorical of ``codes`` into ``book`` (-1: missing) over the ``present`` codes
+    """A categorical of ``codes`` into ``book`` (its values in code order, as a dict or a
+    list; -1: missing) over the ``present`` codes
     (default: every value of the book), its categories in sorted order, as a groupby or
-    np.unique over the strings sees them."""
+    np.unique over the strings sees them.
+
+    With ``arrow`` the categories are a string Index (Arrow-backed: ~24 bytes an id of 20
+    characters against a Python string's 72), so the book's strings are freed with it; for
+    a reader that takes the categories' values only now and then (a Python string is
+    made each time one is read)."""
     names = np.array(list(book), dtype=object)
     used = np.arange(len(names)) if present is None else present
     by_name = np.argsort(names[used], kind="stable")
     rank = np.full(len(names) + 1, -1, dtype=np.int32)  # a missing value's code stays -1
     rank[used[by_name]] = np.arange(len(used), dtype=np.int32)
     return pd.Categorical.from_codes(
-        rank[codes], categories=pd.Index(names[used][by_name], dtype=object)
+        rank[codes], categories=pd.Index(names[used][by_name], dtype="str" if arrow else object)
     )

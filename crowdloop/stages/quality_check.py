@@ -159,6 +159,9 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
         return pd.DataFrame(columns=EVIDENCE_COLUMNS)
     of_pair = {k: np.concatenate(v) for k, v in sides.items()}
     del sides
+    # The responses' ids in code order; the lookup table is done with (~290k entries at
+    # 10^6 judgments, alive through the answers' read otherwise).
+    side_names = list(books.pop("side"))
     at = func.coalesce(col(Judgment.submitted_at), col(Judgment.received_at))
     answers = (
         sa_select(
@@ -187,6 +190,8 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
         parts["label"].append(_encode(labels, books["label"]))
         parts["us"].append(np.fromiter(times, np.int64, n))
         parts["seq"].append(np.fromiter(ids, np.int64, n))
+    del item_book
+    item_names = list(books.pop("item"))  # likewise, once every answer is coded
     if not parts["seq"]:
         return pd.DataFrame(columns=EVIDENCE_COLUMNS)
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
@@ -201,12 +206,15 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
     present_items = np.unique(item)
     present_sides = np.union1d(of_pair["left"][present_items], of_pair["right"][present_items])
     present_labels = np.union1d(label, golden[golden >= 0])
+    # The pairs' and responses' ids as Arrow strings, not a Python string each (~630k ids
+    # of ~20 characters at 10^6 judgments: ~45 MiB as Python strings by their sizes, alive
+    # through the assessment); workers and labels are few.
     return pd.DataFrame(
         {
             "worker": _coded(arrays["worker"][order], books["worker"]),
-            "item": _coded(item, books["item"], present_items),
-            "left": _coded(of_pair["left"][item], books["side"], present_sides),
-            "right": _coded(of_pair["right"][item], books["side"], present_sides),
+            "item": _coded(item, item_names, present_items, arrow=True),
+            "left": _coded(of_pair["left"][item], side_names, present_sides, arrow=True),
+            "right": _coded(of_pair["right"][item], side_names, present_sides, arrow=True),
             "label": _coded(label, books["label"], present_labels),
             "golden": _coded(golden, books["label"], present_labels),
             "time": time[order],
