@@ -55,6 +55,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -164,8 +165,13 @@ def _status_mib(field: str) -> float:
 
 class PhaseTimer:
     """Wall time, CPU time (this process), call count and memory per named phase: the RSS
-    after the phase's last call and how far the process's peak RSS rose inside it (summed
-    over calls), so a peak can be pinned on the stage that made it."""
+    after the phase's last call, how far the process's peak RSS rose inside it (summed
+    over calls), so a peak can be pinned on the stage that made it, and the highest RSS
+    seen inside it (``sampled_peak``: VmRSS read every ``SAMPLE_S`` by a thread, so a
+    stage that stays under an earlier stage's peak still shows its own; a peak shorter
+    than the interval can be missed, the peak rise cannot miss it)."""
+
+    SAMPLE_S = 0.05
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
@@ -173,20 +179,41 @@ class PhaseTimer:
         self.calls: dict[str, int] = defaultdict(int)
         self.rss_after: dict[str, float] = {}
         self.peak_rise: dict[str, float] = defaultdict(float)
+        self.sampled_peak: dict[str, float] = defaultdict(float)
+        self._active: list[str] = []
+        self._sampler: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        while True:
+            rss = _status_mib("VmRSS")
+            for name in list(self._active):
+                if rss > self.sampled_peak[name]:
+                    self.sampled_peak[name] = rss
+            time.sleep(self.SAMPLE_S)
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
+        if self._sampler is None:
+            self._sampler = threading.Thread(target=self._sample, daemon=True)
+            self._sampler.start()
         start = time.perf_counter()
         cpu = time.process_time()
         peak = _status_mib("VmHWM")
+        self.sampled_peak[name] = max(self.sampled_peak[name], _status_mib("VmRSS"))
+        self._active.append(name)
         try:
             yield
         finally:
+            self._active.remove(name)
             self.seconds[name] += time.perf_counter() - start
             self.cpu[name] += time.process_time() - cpu
             self.calls[name] += 1
-            self.peak_rise[name] += _status_mib("VmHWM") - peak
+            rise = _status_mib("VmHWM") - peak
+            self.peak_rise[name] += rise
+            if rise > 0:  # the kernel's high-water mark, exact where the samples missed it
+                self.sampled_peak[name] = max(self.sampled_peak[name], _status_mib("VmHWM"))
             self.rss_after[name] = _status_mib("VmRSS")
+            self.sampled_peak[name] = max(self.sampled_peak[name], self.rss_after[name])
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         return {
@@ -196,6 +223,7 @@ class PhaseTimer:
                 "calls": self.calls[k],
                 "rss_after_mib": round(self.rss_after.get(k, 0.0), 1),
                 "peak_rise_mib": round(self.peak_rise[k], 1),
+                "peak_mib": round(self.sampled_peak[k], 1),
             }
             for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1])
         }
@@ -780,6 +808,7 @@ def print_table(
                 f"  {name:28} {ph['s']:>9.2f} s wall {ph.get('cpu_s', 0.0):>9.2f} s CPU"
                 f"  in {ph['calls']:>3} call(s); RSS after {ph.get('rss_after_mib', 0.0):>7.1f}"
                 f" MiB, peak rose {ph.get('peak_rise_mib', 0.0):>6.1f} MiB"
+                f" (peak inside {ph.get('peak_mib', 0.0):>6.1f} MiB)"
             )
     print()
     return medians

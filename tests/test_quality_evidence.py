@@ -4,6 +4,7 @@ reusing the last quality round's crowd assessment."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select as sa_select
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import col, func, select
 
 from crowdloop import quality
 from crowdloop.connectors.base import Connector
@@ -19,6 +20,7 @@ from crowdloop.db import session_scope
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import Item, Judgment, JudgmentStatus
 from crowdloop.stages import quality_check, quality_report
+from crowdloop.stages.preferences import CODED_COLUMNS, coded_judgments, judgments_frame
 from crowdloop.stages.quality_check import check_workers, comparison_evidence
 from crowdloop.stages.sync import settle_items
 from tests.test_quality_stage import (  # noqa: F401  (fixtures)
@@ -374,3 +376,40 @@ def test_score_pairs_names_the_prompts_whose_graph_splits(method: str) -> None:
     _, verdicts, disconnected = score_pairs(frame, method)
     assert disconnected == ["p2", "p3"]
     assert sorted(verdicts["pair"]) == [f"x{i}" for i in range(1, 10)]
+
+
+def test_the_reports_coded_judgments_are_the_string_frame_and_give_the_same_report(
+    campaign: CampaignSpec, connector: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final report reads the judgments as codes (`coded_judgments`): the same rows in
+    the same order as `judgments_frame`, categories sorted, and the same report to the
+    last digit as from the string frame (agreement's float sum follows the pairs' order)."""
+    run_round(connector)
+    assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
+    check_workers(CAMPAIGN, connector)  # some answers excluded: they must not be read
+    run_round(connector)  # the pairs they left short, answered again
+    assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
+    strings = judgments_frame(CAMPAIGN).drop(columns="level")
+    coded = coded_judgments(CAMPAIGN)
+    assert len(coded) > 500
+    with session_scope() as s:
+        excluded = s.exec(select(func.count()).where(col(Judgment.excluded).is_(True))).one()
+    assert excluded > 0
+    assert list(coded.columns) == list(strings.columns) == CODED_COLUMNS
+    assert _plain(coded) == _plain(strings)
+    for c in CODED_COLUMNS:
+        assert isinstance(coded[c].dtype, pd.CategoricalDtype)
+        assert list(coded[c].cat.categories) == sorted(coded[c].cat.categories)
+    assert list(coded["left"].cat.categories) == list(coded["right"].cat.categories)
+
+    quality_check._ASSESSED.clear()
+    from_codes = quality_report.quality_report(CAMPAIGN, n_boot=10)
+    monkeypatch.setattr(
+        quality_report, "coded_judgments", lambda cid: judgments_frame(cid).drop(columns="level")
+    )
+    from_strings = quality_report.quality_report(CAMPAIGN, n_boot=10)
+    assert json.dumps(from_codes, sort_keys=True, default=str) == json.dumps(
+        from_strings, sort_keys=True, default=str
+    )
+    assert from_codes["agreement_alpha"] is not None and from_codes["rankings"]
+    assert all(r["model"] for ranking in from_codes["rankings"].values() for r in ranking)

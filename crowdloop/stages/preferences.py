@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr
-from sqlalchemy import delete
+from sqlalchemy import ColumnElement, delete
 from sqlalchemy import select as sa_select
 from sqlmodel import col
 
@@ -26,6 +26,7 @@ from crowdloop.aggregation.pair_value import (
 )
 from crowdloop.aggregation.pairs import pair_verdicts
 from crowdloop.aggregation.worker_aware import WorkerAwareBT
+from crowdloop.codes import coded, encode
 from crowdloop.db import insert_ignore, session_scope
 from crowdloop.models.spec import DynamicOverlapSpec
 from crowdloop.models.tables import (
@@ -80,14 +81,7 @@ def judgments_frame(campaign_id: str) -> pd.DataFrame:
                 col(Judgment.level),
             )
             .join(Judgment, col(Judgment.item_id) == col(Item.id))
-            .where(
-                col(Item.campaign_id) == campaign_id,
-                col(Item.kind) == "compare",
-                col(Item.is_golden).is_(False),
-                col(Item.state).in_([ItemState.COLLECTED, ItemState.DONE]),
-                col(Judgment.status) == JudgmentStatus.VALID,
-                col(Judgment.excluded).is_(False),
-            )
+            .where(*_trusted_comparisons(campaign_id))
             # A fixed order: the fits see the same rows in the same order on every rerun,
             # so the same data gives the same floats, whatever order it arrived in.
             .order_by(col(Item.id), col(Judgment.external_id))
@@ -96,6 +90,70 @@ def judgments_frame(campaign_id: str) -> pd.DataFrame:
         )
         parts = [_columns_frame(p, columns) for p in result.partitions()]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+# The columns of `coded_judgments`, each a categorical.
+CODED_COLUMNS = ["pair", "prompt", "left", "right", "worker", "label"]
+
+
+def coded_judgments(campaign_id: str) -> pd.DataFrame:
+    """`judgments_frame`'s rows in its order without ``level``, every column a categorical
+    whose categories are its values sorted (``left`` and ``right`` share theirs, the
+    responses), so it groups, sorts and factorises like the string frame.
+
+    For readers that only group and count (the final report): at 10^6 judgments the
+    string frame held ~127 MiB of Arrow strings (864k rows x 5 id columns) and its read
+    peaked at ~2.5 times that; here a row is six int32 codes and each id is held once.
+    """
+    books: dict[str, dict[str, int]] = {
+        k: {} for k in ("pair", "prompt", "side", "worker", "label")
+    }
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in CODED_COLUMNS}
+    with session_scope() as s:
+        result = s.execute(
+            sa_select(
+                col(Item.id),
+                col(Item.subject_id),
+                col(Item.left_id),
+                col(Item.right_id),
+                col(Judgment.worker_id),
+                col(Judgment.label),
+            )
+            .join(Judgment, col(Judgment.item_id) == col(Item.id))
+            .where(*_trusted_comparisons(campaign_id))
+            .order_by(col(Item.id), col(Judgment.external_id))
+            .execution_options(yield_per=FRAME_CHUNK)
+        )
+        for part in result.partitions():
+            pair, prompt, left, right, worker, label = zip(*part, strict=True)
+            parts["pair"].append(encode(pair, books["pair"]))
+            parts["prompt"].append(encode(prompt, books["prompt"]))
+            parts["left"].append(encode(left, books["side"]))
+            parts["right"].append(encode(right, books["side"]))
+            parts["worker"].append(encode(worker, books["worker"]))
+            parts["label"].append(encode(label, books["label"]))
+    book_of = {"left": "side", "right": "side"}
+    return pd.DataFrame(
+        {
+            name: coded(
+                np.concatenate(chunks) if chunks else np.empty(0, np.int32),
+                books[book_of.get(name, name)],
+            )
+            for name, chunks in parts.items()
+        }
+    )
+
+
+def _trusted_comparisons(campaign_id: str) -> list[ColumnElement[bool]]:
+    """The rows `judgments_frame` reads: trusted judgments on collected real pairs."""
+    return [
+        col(Item.campaign_id) == campaign_id,
+        col(Item.kind) == "compare",
+        col(Item.is_golden).is_(False),
+        col(Item.state).in_([ItemState.COLLECTED, ItemState.DONE]),
+        col(Judgment.status) == JudgmentStatus.VALID,
+        col(Judgment.excluded).is_(False),
+    ]
 
 
 def evidence_frame(campaign_id: str) -> pd.DataFrame:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from itertools import repeat
 from typing import Any, cast
 
 import numpy as np
@@ -32,6 +31,8 @@ from sqlalchemy import cast as sa_cast
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from crowdloop.codes import coded as _coded
+from crowdloop.codes import encode as _encode
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import ConnectorError
 from crowdloop.db import session_scope
@@ -159,6 +160,9 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
         return pd.DataFrame(columns=EVIDENCE_COLUMNS)
     of_pair = {k: np.concatenate(v) for k, v in sides.items()}
     del sides
+    # The responses' ids in code order; the lookup table is done with (~290k entries at
+    # 10^6 judgments, alive through the answers' read otherwise).
+    side_names = list(books.pop("side"))
     at = func.coalesce(col(Judgment.submitted_at), col(Judgment.received_at))
     answers = (
         sa_select(
@@ -187,6 +191,8 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
         parts["label"].append(_encode(labels, books["label"]))
         parts["us"].append(np.fromiter(times, np.int64, n))
         parts["seq"].append(np.fromiter(ids, np.int64, n))
+    del item_book
+    item_names = list(books.pop("item"))  # likewise, once every answer is coded
     if not parts["seq"]:
         return pd.DataFrame(columns=EVIDENCE_COLUMNS)
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
@@ -201,50 +207,21 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
     present_items = np.unique(item)
     present_sides = np.union1d(of_pair["left"][present_items], of_pair["right"][present_items])
     present_labels = np.union1d(label, golden[golden >= 0])
+    # The pairs' and responses' ids as Arrow strings, not a Python string each (~630k ids
+    # of ~20 characters at 10^6 judgments: ~45 MiB as Python strings by their sizes, alive
+    # through the assessment); workers and labels are few.
     return pd.DataFrame(
         {
             "worker": _coded(arrays["worker"][order], books["worker"]),
-            "item": _coded(item, books["item"], present_items),
-            "left": _coded(of_pair["left"][item], books["side"], present_sides),
-            "right": _coded(of_pair["right"][item], books["side"], present_sides),
+            "item": _coded(item, item_names, present_items, arrow=True),
+            "left": _coded(of_pair["left"][item], side_names, present_sides, arrow=True),
+            "right": _coded(of_pair["right"][item], side_names, present_sides, arrow=True),
             "label": _coded(label, books["label"], present_labels),
             "golden": _coded(golden, books["label"], present_labels),
             "time": time[order],
             "seq": arrays["seq"][order],
         }
     )
-
-
-def _coded(
-    codes: np.ndarray, book: dict[str, int], present: np.ndarray | None = None
-) -> pd.Categorical:
-    """A categorical of ``codes`` into ``book`` (-1: missing) over the ``present`` codes
-    (default: every value of the book), its categories in sorted order, as a groupby or
-    np.unique over the strings sees them (the audit's rows come out sorted by item this
-    way too)."""
-    names = np.array(list(book), dtype=object)
-    used = np.arange(len(names)) if present is None else present
-    by_name = np.argsort(names[used], kind="stable")
-    rank = np.full(len(names) + 1, -1, dtype=np.int32)  # a missing value's code stays -1
-    rank[used[by_name]] = np.arange(len(used), dtype=np.int32)
-    return pd.Categorical.from_codes(
-        rank[codes], categories=pd.Index(names[used][by_name], dtype=object)
-    )
-
-
-def _encode(values: Sequence[Any], book: dict[str, int]) -> np.ndarray:
-    """int32 codes of ``values`` in ``book`` (new values appended); -1 for None."""
-    # Distinct values first (hashed in C, in order of first appearance), then the book
-    # looked up and extended without a Python-level step per value (a setdefault per row
-    # was ~2 s of the evidence read's CPU at 10^5 answers, six columns). New values get
-    # the next codes in order of first appearance, as a lookup per row gave them.
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
-    lookup = np.fromiter(map(book.get, uniques, repeat(-1)), dtype=np.int32, count=len(uniques))
-    new = np.flatnonzero(lookup < 0)
-    if new.size:
-        lookup[new] = np.arange(len(book), len(book) + new.size, dtype=np.int32)
-        book.update(zip(uniques[new].tolist(), lookup[new].tolist(), strict=True))
-    return np.append(lookup, np.int32(-1))[codes]  # code -1 (None) takes the last entry
 
 
 def evidence_fingerprint(s: Session, campaign_id: str) -> tuple[int, int, int]:

@@ -29,7 +29,7 @@ from crowdloop.models.tables import (
 from crowdloop.runtime import release_free_memory
 from crowdloop.stages.exam import exam_report
 from crowdloop.stages.plan import load_spec
-from crowdloop.stages.preferences import judgments_frame
+from crowdloop.stages.preferences import coded_judgments
 from crowdloop.stages.quality_check import (
     assess_campaign_crowd,
     blind_evidence,
@@ -79,15 +79,18 @@ INTERVAL_METHOD: Literal["bootstrap", "laplace"] = "laplace"
 INTERVAL_LABEL = {"laplace": "normal-approximation", "bootstrap": "bootstrap"}
 
 
-def _rankings(
+def _ranked_scores(
     frame: pd.DataFrame, n_boot: int, method: Literal["bootstrap", "laplace"]
-) -> dict[str, list[dict[str, Any]]]:
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Every response's score and interval (`bootstrap_scores`), and each response's
+    prompt."""
     columns = frame[["worker", "left", "right", "label"]]
     try:
         scores = bootstrap_scores(columns, n_boot=n_boot, method=method)
     except ValueError as error:  # laplace on a dense graph too large for its matrix
         logger.info("intervals by bootstrap: %s", error)
         scores = bootstrap_scores(columns, n_boot=n_boot, method="bootstrap")
+    del columns
     prompt_of = dict(
         zip(
             pd.concat([frame["left"], frame["right"]]),
@@ -95,14 +98,23 @@ def _rankings(
             strict=True,
         )
     )
+    return scores, prompt_of
+
+
+def _rankings(
+    scores: pd.DataFrame, prompt_of: dict[str, str], models: dict[str, str | None]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each prompt's responses, strongest first, with score, interval and model."""
     out: dict[str, list[dict[str, Any]]] = {}
     for row in scores.itertuples(index=False):
+        response = str(row.item)
         out.setdefault(str(prompt_of[row.item]), []).append(
             {
-                "response": str(row.item),
+                "response": response,
                 "score": round(float(row.score), 4),
                 "low": round(float(row.low), 4),
                 "high": round(float(row.high), 4),
+                "model": models.get(response),
             }
         )
     for ranking in out.values():
@@ -172,7 +184,39 @@ def quality_report(
 ) -> dict[str, Any]:
     """The report's numbers; ``interval`` picks how the rankings' 95% intervals are
     computed (``n_boot`` replicates for ``"bootstrap"``)."""
-    frame = judgments_frame(campaign_id)
+    # The judgments as codes (`coded_judgments`), and everything that needs them computed
+    # before anything else is read: the frame goes before the rankings' rows are made.
+    frame = coded_judgments(campaign_id)
+    bias: dict[str, Any] = {"overall": None, "flagged": []}
+    scores: pd.DataFrame | None = None
+    prompt_of: dict[str, str] = {}
+    if not frame.empty:
+        report = position_bias_report(frame[["worker", "label"]])
+        overall = report[report["worker"] == "overall"].iloc[0]
+        bias["overall"] = {
+            "share_left": round(float(overall["share_left"]), 3),
+            "share_right": round(float(overall["share_right"]), 3),
+            "share_tie": round(float(overall["share_tie"]), 3),
+            "p_value": float(overall["p_value"]),
+        }
+        flagged = report[(report["worker"] != "overall") & (report["p_value"] < BIAS_P)]
+        bias["flagged"] = [
+            {
+                "worker": str(r.worker),
+                "n": int(r.n),
+                "share_left": round(float(r.share_left), 3),
+                "p_value": float(r.p_value),
+            }
+            for r in flagged.itertuples(index=False)
+        ]
+        del report, overall, flagged
+        scores, prompt_of = _ranked_scores(frame, n_boot, interval)
+    agreement, trusted = _agreement(frame), len(frame)
+    # The judgments' frame goes before the rankings' rows are made and before the
+    # distrust section, which may read and assess every comparison answer again (when
+    # the last round's assessment is not reusable).
+    del frame
+    release_free_memory()
     with session_scope() as s:
         accuracy = [
             w.accuracy
@@ -196,11 +240,15 @@ def quality_report(
             .order_by(col(ExportRecord.id))
         ):
             latest[e.kind] = e.rows
-        models = dict(
-            s.exec(
+        # One string per model name, not one per response row read (192k at 10^6
+        # judgments), as every ranking row keeps its response's model.
+        names: dict[str, str] = {}
+        models = {
+            rid: None if model is None else names.setdefault(model, model)
+            for rid, model in s.exec(
                 select(Response.id, Response.model).where(Response.campaign_id == campaign_id)
-            ).all()
-        )
+            )
+        }
         prompts = dict(
             s.exec(select(Prompt.id, Prompt.text).where(Prompt.campaign_id == campaign_id)).all()
         )
@@ -210,35 +258,8 @@ def quality_report(
         f"{lo:.1f}-{min(hi, 1.0):.1f}": int(n)
         for lo, hi, n in zip(SKILL_BINS[:-1], SKILL_BINS[1:], counts, strict=True)
     }
-    bias: dict[str, Any] = {"overall": None, "flagged": []}
-    if not frame.empty:
-        report = position_bias_report(frame[["worker", "label"]])
-        overall = report[report["worker"] == "overall"].iloc[0]
-        bias["overall"] = {
-            "share_left": round(float(overall["share_left"]), 3),
-            "share_right": round(float(overall["share_right"]), 3),
-            "share_tie": round(float(overall["share_tie"]), 3),
-            "p_value": float(overall["p_value"]),
-        }
-        flagged = report[(report["worker"] != "overall") & (report["p_value"] < BIAS_P)]
-        bias["flagged"] = [
-            {
-                "worker": str(r.worker),
-                "n": int(r.n),
-                "share_left": round(float(r.share_left), 3),
-                "p_value": float(r.p_value),
-            }
-            for r in flagged.itertuples(index=False)
-        ]
-    rankings = _rankings(frame, n_boot, interval) if not frame.empty else {}
-    for ranking in rankings.values():
-        for r in ranking:
-            r["model"] = models.get(r["response"])
-    agreement, trusted = _agreement(frame), len(frame)
-    # The judgments' frame goes before the distrust section, which may read and assess
-    # every comparison answer again (when the last round's assessment is not reusable).
-    del frame, models
-    release_free_memory()
+    rankings = _rankings(scores, prompt_of, models) if scores is not None else {}
+    del scores, prompt_of, models
     return {
         "agreement_alpha": agreement,
         "trusted_comparisons": trusted,
