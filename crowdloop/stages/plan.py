@@ -583,7 +583,7 @@ def plan_comparisons(
     def add(row: dict[str, Any]) -> None:
         items.append(row)
         if len(items) >= ITEM_CHUNK:
-            insert_ignore(session, Item, items, ["id"])
+            insert_items(session, items)
             items.clear()
 
     planned = 0
@@ -620,7 +620,22 @@ def plan_comparisons(
                         group=f"golden-{g.id}",
                     )
                 )
-    insert_ignore(session, Item, items, ["id"])
+    insert_items(session, items)
+
+
+def insert_items(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert a chunk of item rows in the order of their ids (SQLite's rowid order).
+
+    The push publishes pending items in id order, 500 at a time, and moves each chunk's
+    rows to pushed in the same transaction as its ledger intent. Item ids are hashes, so
+    rows inserted in planning order put a chunk's 500 rows on ~500 different table and
+    state-index pages, each rewritten into the WAL: ~39 us a row of CPU at ~10^5
+    judgments, most of the push's database time. Sorted within each insert, a push chunk
+    covers one narrow id range, a short run of adjacent rows in every inserted chunk
+    (~7 us a row measured on the same rows). The set of rows, their ids and every value
+    are the same; only where SQLite stores them changes. The sort is stable, so the first
+    of two rows with one id is still the one kept."""
+    insert_ignore(session, Item, sorted(rows, key=lambda row: row["id"]), ["id"])
 
 
 def compare_task(prefs: PreferencesSpec, prompt: str, left: str, right: str) -> CompareTask:
