@@ -147,7 +147,7 @@ DEFAULT = {
     },
 }
 # cost10d's opt-in: a pair with two or more answers asked again only while one more answer
-# is worth 0.004 of P(verdict right) (README, "The value of one more answer").
+# is worth 0.004 of P(verdict right) (docs/quality-bench.md, "The value of one more answer").
 VALUE = {
     **DEFAULT,
     "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "min_answer_value": 0.004},
@@ -158,7 +158,7 @@ REASK_UNJUDGED = {
     "dynamic_overlap": {**VALUE["dynamic_overlap"], "golden_reask": "unjudged"},
 }
 # cost10b's variant: settled pairs (equal, or unanimous on 3+ answers) bought no more,
-# target 0.825, one-answer verdicts held to the target only (README, "Cheaper dynamic
+# target 0.825, one-answer verdicts held to the target only (docs/quality-bench.md, "Cheaper dynamic
 # overlap").
 SETTLED = {
     **DEFAULT,
@@ -178,7 +178,7 @@ UNSETTLED = {
     },
 }
 # Dynamic overlap capped at fixed overlap's 3 answers a pair (tried in issue 10's cost
-# round: cheaper, and less accurate on every crowd; README).
+# round: cheaper, and less accurate on every crowd; docs/quality-bench.md).
 MAX3 = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "max_overlap": 3}}
 QUALITY_FIRST = {
     **DEFAULT,

@@ -201,7 +201,7 @@ class CrowdPolicy:
     # golden rule 95 -> 110 of 168 (colluders 2 -> 7 of 20, hard 4 -> 6, ambiguous golden
     # 4 -> 8, spammy 21 -> 24), honest 0 of 548 either way, the highest honest posterior
     # 0.60 -> 0.74 (ambiguous golden). In the bench itself, seeds 0-2: 153 -> 179 of 251
-    # bad workers blocked, 0 -> 1 of 1,236 honest (README, block10).
+    # bad workers blocked, 0 -> 1 of 1,236 honest (docs/quality-bench.md, block10).
     accuracy_grid: tuple[float, ...] = (0.8, 0.9, 0.97)
     clear_cut: float = 0.97
     # The careful worker's tie share, integrated over like q (it was the worker's own
@@ -221,7 +221,7 @@ class CrowdPolicy:
     # first) often make of a clear item: on the spammy crowd, seeds 0-3, that retired the
     # items that catch them (7 of 63 bad workers blocked, against 14 at 0.95; accuracy
     # 0.844 against 0.869), for 1 honest worker blocked on the ambiguous-golden crowd
-    # instead of 4 of 120 (README, "Golden items retired at 3 answers").
+    # instead of 4 of 120 (docs/quality-bench.md, "Golden items retired at 3 answers").
     retire_confidence: float = 0.95
     # 3, the overlap golden pairs are asked at: at 4 no golden item was ever retired in a
     # campaign that does not re-ask them.
@@ -230,8 +230,9 @@ class CrowdPolicy:
     # On a clear-cut golden pair a careful worker's "tie" is a mistake: at most this share
     # of their mistakes (1 - q) are ties; before, it was as likely as on a real pair (the
     # worker's tie share, up to 20%), which explained a random clicker's ties away.
-    # Measured offline on saved bench campaigns (README): random clickers caught on the
-    # spammy crowd 4 -> 11 of 32, no honest worker more on hard or ambiguous golden pairs.
+    # Measured offline on saved bench campaigns (docs/quality-bench.md): random clickers
+    # caught on the spammy crowd 4 -> 11 of 32, no honest worker more on hard or ambiguous
+    # golden pairs.
     # None: the worker's tie share on real pairs.
     golden_tie: float | None = 1 / 3
     # The same on real pairs, weighted by how clear the others' verdict makes the pair.

@@ -264,7 +264,7 @@ def unsure_pairs(
     Why the value on two or more answers: on logged bench campaigns, the confidence target
     bought third and fourth answers on pairs whose answers and the prompt's other pairs had
     already decided the verdict; the extensions valued under 0.004 turned 2 verdicts right
-    in 333, the others 209 in 758 (README, "The value of one more answer (cost10d)").
+    in 333, the others 209 in 758 (docs/quality-bench.md, "The value of one more answer (cost10d)").
 
     Why the stricter target on one answer: the model's confidence in such a verdict is
     mostly the prompt's other pairs and one worker's estimated attentiveness. On the
@@ -319,7 +319,7 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
         # One more *trusted* answer per unsure pair: its overlap becomes its trusted answers
         # plus one. overlap + 1 (before) also bought again every answer a blocked worker
         # left on the pair, which put crowd-wide blocking at 96-100% of the baseline's
-        # cost on the spammy crowd (README). Only collected pairs under the cap: the
+        # cost on the spammy crowd (docs/quality-bench.md). Only collected pairs under the cap: the
         # others are still out, or have max_overlap trusted answers. A pair a block left
         # with no trusted answer is one of them (its verdict pooled from the prompt's other
         # pairs), asked min_overlap times like a new pair, and only if that verdict is

@@ -517,7 +517,8 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 # Every answer of theirs says they follow the content (the posterior is
                 # below the crowd's base rate): golden items they failed are more likely
                 # ambiguous than the worker careless. Measured: the golden rule alone
-                # blocked 3 of 60 honest workers on the ambiguous-golden crowd (README).
+                # blocked 3 of 60 honest workers on the ambiguous-golden crowd
+                # (docs/quality-bench.md).
                 golden_status = WorkerStatus.WARNED
             verifier = (
                 verifiers.loc[worker]
@@ -666,10 +667,10 @@ def reopen_short_comparisons(
     every collected pair whose verdict is under the target, a pair left with no trusted
     answer included (its verdict pooled from the prompt's other pairs), and only those.
     Re-buying every pair a blocked worker had emptied cost 17-25% of the baseline's
-    spend on the bench's spammy and same-side crowds (README), much of it on pairs whose
-    pooled verdict was already sure. Golden pairs are never bought again then: they have
-    no verdict to lose. Without dynamic overlap a pair goes back whenever it has fewer
-    trusted answers than its overlap.
+    spend on the bench's spammy and same-side crowds (docs/quality-bench.md), much of it
+    on pairs whose pooled verdict was already sure. Golden pairs are never bought again
+    then: they have no verdict to lose. Without dynamic overlap a pair goes back whenever
+    it has fewer trusted answers than its overlap.
     """
     if min_overlap is not None:
         return 0
@@ -710,7 +711,7 @@ def reask_golden(campaign_id: str, extended: int, share: float, by_unjudged: boo
     unjudged (crowd posterior of careless answering at least `CLEARED_BLIND`), rounded up:
     golden answers are evidence about the workers, and a worker every answer already calls
     careful gains little from one more (golden re-asks were 4-6% of plain overlap 3's cost
-    on the bench's crowds, README).
+    on the bench's crowds, docs/quality-bench.md).
 
     Why: golden pairs are planned once and all go out in the first round; the rounds after
     it asked only real pairs, so a worker who turned careless later (a sleeper, or anyone
