@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr
-from sqlalchemy import ColumnElement, delete
+from sqlalchemy import ColumnElement, Select, delete
 from sqlalchemy import select as sa_select
 from sqlmodel import col
 
@@ -66,28 +67,34 @@ class PreferenceAggregate:
 FRAME_CHUNK = 20_000
 
 
+def _judgments_query(campaign_id: str, *extra: Any) -> Select[Any]:
+    """The trusted comparison judgments on real pairs as (pair, prompt, left, right, worker,
+    label, *extra) rows, the query both frame readers run."""
+    return (
+        sa_select(
+            col(Item.id),
+            col(Item.subject_id),
+            col(Item.left_id),
+            col(Item.right_id),
+            col(Judgment.worker_id),
+            col(Judgment.label),
+            *extra,
+        )
+        .join(Judgment, col(Judgment.item_id) == col(Item.id))
+        .where(*_trusted_comparisons(campaign_id))
+        # A fixed order: the fits see the same rows in the same order on every rerun, so
+        # the same data gives the same floats, whatever order it arrived in.
+        .order_by(col(Item.id), col(Judgment.external_id))
+        # A partition at a time: the driver never holds every row object at once.
+        .execution_options(yield_per=FRAME_CHUNK)
+    )
+
+
 def judgments_frame(campaign_id: str) -> pd.DataFrame:
     """Trusted comparison judgments on real (non-golden) pairs, in response-id orientation."""
     columns = ["pair", "prompt", "left", "right", "worker", "label", "level"]
     with session_scope() as s:
-        result = s.execute(
-            sa_select(
-                col(Item.id),
-                col(Item.subject_id),
-                col(Item.left_id),
-                col(Item.right_id),
-                col(Judgment.worker_id),
-                col(Judgment.label),
-                col(Judgment.level),
-            )
-            .join(Judgment, col(Judgment.item_id) == col(Item.id))
-            .where(*_trusted_comparisons(campaign_id))
-            # A fixed order: the fits see the same rows in the same order on every rerun,
-            # so the same data gives the same floats, whatever order it arrived in.
-            .order_by(col(Item.id), col(Judgment.external_id))
-            # A partition at a time: the driver never holds every row object at once.
-            .execution_options(yield_per=FRAME_CHUNK)
-        )
+        result = s.execute(_judgments_query(campaign_id, col(Judgment.level)))
         parts = [_columns_frame(p, columns) for p in result.partitions()]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
@@ -110,20 +117,7 @@ def coded_judgments(campaign_id: str) -> pd.DataFrame:
     }
     parts: dict[str, list[np.ndarray]] = {k: [] for k in CODED_COLUMNS}
     with session_scope() as s:
-        result = s.execute(
-            sa_select(
-                col(Item.id),
-                col(Item.subject_id),
-                col(Item.left_id),
-                col(Item.right_id),
-                col(Judgment.worker_id),
-                col(Judgment.label),
-            )
-            .join(Judgment, col(Judgment.item_id) == col(Item.id))
-            .where(*_trusted_comparisons(campaign_id))
-            .order_by(col(Item.id), col(Judgment.external_id))
-            .execution_options(yield_per=FRAME_CHUNK)
-        )
+        result = s.execute(_judgments_query(campaign_id))
         for part in result.partitions():
             pair, prompt, left, right, worker, label = zip(*part, strict=True)
             parts["pair"].append(encode(pair, books["pair"]))
