@@ -292,7 +292,7 @@ class QualitySpec(_Strict):
     # answers; see crowdloop.quality.CrowdPolicy. Null: computed, reported and used to
     # retire ambiguous golden items, never acted on. On by default since the ten-answer
     # floor, golden ties read as mistakes and cheaper replacement of excluded answers
-    # (README, "Blocking on the crowd posterior by default").
+    # (docs/quality-bench.md, "Blocking on the crowd posterior by default").
     blind_confidence: float | None = Field(default=0.95, gt=0.5, lt=1)
     # What happens to a worker the policy fails: blocked on the marketplace and answers
     # excluded; answers excluded only; or only a warning in the report.
@@ -444,8 +444,8 @@ class DynamicOverlapSpec(_Strict):
     # only target_confidence). Settled pairs alone cost the end-to-end dynamic-overlap test
     # (typical crowd, seeds 8-10) 1.3 points: its extra mistakes were mostly one-answer
     # verdicts at confidence 0.8-0.9, 8% of them wrong against 3% with two answers. 0.85:
-    # 0.9 was more accurate still but over the bench's cost bar (README, "One answer is
-    # not settled (cost10c)").
+    # 0.9 was more accurate still but over the bench's cost bar (docs/quality-bench.md,
+    # "One answer is not settled (cost10c)").
     single_answer_confidence: float | None = Field(default=0.85, gt=0.5, lt=1)
     # Ask again about a pair with two or more trusted answers only while one more answer is
     # expected to raise P(its verdict is right) by at least this much (a Laplace posterior
@@ -453,8 +453,8 @@ class DynamicOverlapSpec(_Strict):
     # target_confidence. null (the default): the confidence rule for every pair. 0.004,
     # measured: on logged bench campaigns the extensions it stops had gained nothing, and
     # it cut 2-7 points of cost on every crowd, but it blocked fewer bad workers (70% ->
-    # 66% with block10's model), so it is off (README, "The value of one more answer
-    # (cost10d)"). A verdict on one answer keeps the confidence targets either way (the
+    # 66% with block10's model), so it is off (docs/quality-bench.md, "The value of one
+    # more answer (cost10d)"). A verdict on one answer keeps the confidence targets either way (the
     # posterior is overconfident there).
     min_answer_value: float | None = Field(default=None, gt=0, lt=1)
     # Golden pairs asked again each round: `golden_share` of the pairs extended
