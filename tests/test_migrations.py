@@ -436,6 +436,37 @@ def test_processes_opening_one_database_at_once_migrate_it_once(
     assert schema_diff_of(engine) == []
 
 
+def test_an_opener_that_meets_a_locked_sqlite_database_tries_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A "database is locked" on the first read (another process's migration, a WAL
+    recovery) is waited out, not raised; any other database error is raised at once."""
+    engine = unmigrated_engine(f"sqlite:///{tmp_path / 'locked.db'}")
+    real = migrations.current_revision
+    calls: list[str] = []
+
+    def locked_twice(e: sa.Engine) -> str | None:
+        calls.append("read")
+        if len(calls) <= 2:
+            raise sa.exc.OperationalError("SELECT", {}, Exception("database is locked"))
+        return real(e)
+
+    monkeypatch.setattr(migrations, "current_revision", locked_twice)
+    try:
+        assert ensure_schema(engine) == "created"
+        assert calls == ["read"] * 3
+        assert migrations.stamped_revision(engine.connect()) == HEAD
+
+        def broken(e: sa.Engine) -> str | None:
+            raise sa.exc.OperationalError("SELECT", {}, Exception("disk I/O error"))
+
+        monkeypatch.setattr(migrations, "current_revision", broken)
+        with pytest.raises(sa.exc.OperationalError, match="disk I/O error"):
+            ensure_schema(engine)
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.postgres
 def test_a_second_opener_waits_for_the_lock_on_postgresql(postgres_url: str) -> None:
     """While one process holds the migration lock, another opener waits on it (seen in

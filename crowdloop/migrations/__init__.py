@@ -124,11 +124,30 @@ def _begin_exclusive(conn: Connection) -> None:
 
 def ensure_schema(engine: Engine) -> str:
     """Bring the database to `HEAD` (see the module docstring); returns what was done:
-    "current", "created", "adopted" or "upgraded"."""
-    if current_revision(engine) == HEAD:
-        return "current"
-    with locked(engine) as conn:
-        return _migrate(conn, describe=_describe(engine))
+    "current", "created", "adopted" or "upgraded".
+
+    On SQLite the whole step is tried again while the database is locked, up to
+    `SQLITE_LOCK_WAIT_S`: not only the write lock (`_begin_exclusive`) but the opener's
+    first read and its connection's pragmas can meet another process's migration, and one
+    of three processes opening a database at once failed so in a loaded CI run ("database
+    is locked", once in seven runs). A failed attempt changed nothing (the migration is one
+    transaction), so trying again is safe."""
+    from sqlalchemy.exc import OperationalError
+
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT_S
+    while True:
+        try:
+            if current_revision(engine) == HEAD:
+                return "current"
+            with locked(engine) as conn:
+                return _migrate(conn, describe=_describe(engine))
+        except OperationalError as exc:
+            sqlite_lock = engine.dialect.name == "sqlite" and "locked" in str(exc.orig)
+            if not sqlite_lock or time.monotonic() >= deadline:
+                raise
+            # A lock SQLite reports without waiting in its busy handler (a WAL recovery,
+            # a snapshot) would otherwise be retried at once, again and again.
+            time.sleep(0.1)
 
 
 def _describe(engine: Engine) -> str:
