@@ -113,11 +113,10 @@ def difference_sd(
     local = np.empty(n_items, dtype=np.int64)
     local[order] = np.arange(n_items) - np.repeat(starts, sizes)
     block_of = np.searchsorted(blocks, group)
-    size_of_block = sizes
     ok = (pair_left >= 0) & (pair_right >= 0)
     ok[ok] &= block_of[pair_left[ok]] == block_of[pair_right[ok]]
-    for n in np.unique(size_of_block):
-        members = np.flatnonzero(size_of_block == n)  # block numbers of this size
+    for n in np.unique(sizes):
+        members = np.flatnonzero(sizes == n)  # block numbers of this size
         slot = np.full(blocks.size, -1, dtype=np.int64)
         slot[members] = np.arange(members.size)
         precision = np.zeros((members.size, n, n))

@@ -34,6 +34,7 @@ from crowdloop.models.tables import (
     Response,
     WorkerRecord,
 )
+from crowdloop.stages.counts import answer_counts
 from crowdloop.stages.items import move_items
 from crowdloop.stages.plan import (
     golden_count,
@@ -663,7 +664,8 @@ def _apply_verdicts(
             str(r.task): (str(r.label), float(r.confidence), float(r.evidence))
             for r in agg.itertuples(index=False)
         }
-    trusted = _trusted_answers(s, [i.id for i in ready])
+    # Trusted answers as the push counts them, so `short` below is what it will buy.
+    trusted = answer_counts(s, spec.name, trusted_only=True)
     done: list[str] = []
     for item in ready:
         exhausted = item.state == ItemState.EXHAUSTED
@@ -753,23 +755,6 @@ def _apply_verdicts(
                 origin = s.get(Item, response.origin_item)
                 follow_up += _recollect_response(s, spec, s.get(Prompt, response.prompt_id), origin)
     move_items(s, done, ItemState.DONE, from_=ItemState.COLLECTED)
-
-
-def _trusted_answers(s: Session, item_ids: list[str]) -> dict[str, int]:
-    """Each item's trusted answers (valid, from workers not excluded), as the push counts
-    them (`counts.answer_counts`), for these items only."""
-    if not item_ids:
-        return {}
-    rows = s.exec(
-        select(Judgment.item_id, func.count())
-        .where(
-            col(Judgment.item_id).in_(item_ids),
-            Judgment.status == JudgmentStatus.VALID,
-            col(Judgment.excluded).is_(False),
-        )
-        .group_by(col(Judgment.item_id))
-    ).all()
-    return {str(item_id): int(n) for item_id, n in rows}
 
 
 _FLIP = {"accept": "reject", "reject": "accept"}

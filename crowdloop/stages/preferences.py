@@ -449,8 +449,7 @@ def answer_values(
     (`crowdloop.aggregation.pair_value`). `model`: the worker-aware fit (attentiveness,
     position bias, ties, random answers); None for plain Bradley-Terry (every worker
     attentive, no position bias, ties at the answers' share)."""
-    items = pd.Index(pd.unique(np.concatenate([frame["left"], frame["right"]])))
-    left, right = items.get_indexer(frame["left"]), items.get_indexer(frame["right"])
+    items, left, right = _response_codes(frame)
     fitted = np.array([scores.get(str(i), 0.0) for i in items], dtype=float)
     if model is not None:
         attentive = frame["worker"].map(model.attentiveness_).to_numpy(dtype=float)
