@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
 from crowdloop.models.domain import Stage
-from crowdloop.models.tables import Item, Judgment, JudgmentStatus, TaskRecord
+from crowdloop.models.tables import Batch, Item, Judgment, JudgmentStatus, TaskRecord
 
 
 class PendingItem(NamedTuple):
@@ -52,13 +52,22 @@ def _answers(campaign_id: str, *, trusted_only: bool) -> Select[str | None, int]
 
 
 def _published(campaign_id: str, stages: Sequence[Stage] | None) -> Select[str, int]:
+    """Assignments published per item, by the campaign's (and stages') batches.
+
+    A task record's batch is its item's stage's batch in its item's campaign (one batch
+    per campaign and stage; `ledger._write_intent`, the one writer of task records,
+    publishes a stage's items into that stage's batch), so the batches select the same
+    records as the items would. Joined to the items instead, SQLite read every item row of
+    the campaign (~3 KB each, its payload inline) to find their ids: 0.17 against 0.12 s
+    a call at ~123k judgments, and more at 10^6 (the push, the settle and every exact
+    count of the sync ask)."""
     stmt = (
         select(col(TaskRecord.item_id), func.sum(TaskRecord.overlap).label("published"))
-        .join(Item, col(Item.id) == col(TaskRecord.item_id))
-        .where(Item.campaign_id == campaign_id)
+        .join(Batch, col(Batch.id) == col(TaskRecord.batch_id))
+        .where(Batch.campaign_id == campaign_id)
     )
     if stages is not None:
-        stmt = stmt.where(col(Item.stage).in_([st.value for st in stages]))
+        stmt = stmt.where(col(Batch.stage).in_([st.value for st in stages]))
     return stmt.group_by(col(TaskRecord.item_id))
 
 
