@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from sqlalchemy import ColumnElement, and_, case, func
 from sqlalchemy import Select as SaSelect
-from sqlalchemy import case, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
 from crowdloop.models.domain import Stage
-from crowdloop.models.tables import Item, Judgment, JudgmentStatus, TaskRecord
+from crowdloop.models.tables import Batch, Item, Judgment, JudgmentStatus, TaskRecord
 
 
 class PendingItem(NamedTuple):
@@ -32,9 +32,14 @@ def assignment_deficits(s: Session, campaign_id: str, items: Sequence[PendingIte
     """Assignments still to publish per item: overlap - trusted answers - outstanding."""
     if not items:
         return []
-    trusted = answer_counts(s, campaign_id, trusted_only=True)
-    outstanding = outstanding_counts(s, campaign_id)
+    answered, trusted = answer_tallies(s, campaign_id)
+    outstanding = outstanding_counts(s, campaign_id, answered=answered)
     return [i.overlap - trusted.get(i.id, 0) - outstanding.get(i.id, 0) for i in items]
+
+
+def _trusted() -> ColumnElement[bool]:
+    """A judgment that counts: valid, from a worker whose answers are not excluded."""
+    return and_(col(Judgment.status) == JudgmentStatus.VALID, col(Judgment.excluded).is_(False))
 
 
 def _answers(campaign_id: str, *, trusted_only: bool) -> Select[str | None, int]:
@@ -42,20 +47,27 @@ def _answers(campaign_id: str, *, trusted_only: bool) -> Select[str | None, int]
         Judgment.campaign_id == campaign_id
     )
     if trusted_only:
-        stmt = stmt.where(
-            Judgment.status == JudgmentStatus.VALID, col(Judgment.excluded).is_(False)
-        )
+        stmt = stmt.where(_trusted())
     return stmt.group_by(col(Judgment.item_id))
 
 
 def _published(campaign_id: str, stages: Sequence[Stage] | None) -> Select[str, int]:
+    """Assignments published per item, by the campaign's (and stages') batches.
+
+    A task record's batch is its item's stage's batch in its item's campaign (one batch
+    per campaign and stage; `ledger._write_intent`, the one writer of task records,
+    publishes a stage's items into that stage's batch), so the batches select the same
+    records as the items would. Joined to the items instead, SQLite read every item row of
+    the campaign (~3 KB each, its payload inline) to find their ids: 0.17 against 0.12 s
+    a call at ~123k judgments, and more at 10^6 (the push, the settle and every exact
+    count of the sync ask)."""
     stmt = (
         select(col(TaskRecord.item_id), func.sum(TaskRecord.overlap).label("published"))
-        .join(Item, col(Item.id) == col(TaskRecord.item_id))
-        .where(Item.campaign_id == campaign_id)
+        .join(Batch, col(Batch.id) == col(TaskRecord.batch_id))
+        .where(Batch.campaign_id == campaign_id)
     )
     if stages is not None:
-        stmt = stmt.where(col(Item.stage).in_([st.value for st in stages]))
+        stmt = stmt.where(col(Batch.stage).in_([st.value for st in stages]))
     return stmt.group_by(col(TaskRecord.item_id))
 
 
@@ -65,15 +77,40 @@ def answer_counts(s: Session, campaign_id: str, *, trusted_only: bool) -> dict[s
     return {str(k): int(v) for k, v in rows if k is not None}
 
 
+def answer_tallies(s: Session, campaign_id: str) -> tuple[dict[str, int], dict[str, int]]:
+    """`answer_counts` of every answer and of the trusted ones, from one GROUP BY.
+
+    The trusted count reads every judgment row of the campaign (its filter is not in an
+    index); counting all answers in the same pass spares the push and the settle a second
+    walk of the campaign's judgments (0.15 s of 0.36 s at ~123k judgments)."""
+    trusted = func.sum(case((_trusted(), 1), else_=0))
+    rows = s.exec(
+        select(col(Judgment.item_id), func.count(), trusted)
+        .where(Judgment.campaign_id == campaign_id)
+        .group_by(col(Judgment.item_id))
+    ).all()
+    answered = {str(k): int(n) for k, n, _ in rows if k is not None}
+    # Items without a trusted answer are left out, as `answer_counts` leaves them.
+    counted = {str(k): int(t) for k, _, t in rows if k is not None and t}
+    return answered, counted
+
+
 def outstanding_counts(
-    s: Session, campaign_id: str, stages: Sequence[Stage] | None = None
+    s: Session,
+    campaign_id: str,
+    stages: Sequence[Stage] | None = None,
+    *,
+    answered: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Assignments published but not yet answered (a quarantined answer counts as answered).
 
     `stages` limits it to those stages' items (the exam's stay open while production runs).
+    `answered`: every answer per item, when the caller has counted them already
+    (`answer_tallies`).
     """
     published = s.exec(_published(campaign_id, stages)).all()
-    answered = answer_counts(s, campaign_id, trusted_only=False)
+    if answered is None:
+        answered = answer_counts(s, campaign_id, trusted_only=False)
     out = {}
     for item_id, total in published:
         left = int(total) - answered.get(item_id, 0)

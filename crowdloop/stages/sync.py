@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Table, update
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from crowdloop.connectors.base import Connector
@@ -45,12 +46,15 @@ from crowdloop.models.tables import (
     utcnow,
 )
 from crowdloop.stages import ranking, rating
-from crowdloop.stages.counts import answer_counts, outstanding_counts, outstanding_total
+from crowdloop.stages.counts import answer_tallies, outstanding_counts, outstanding_total
 from crowdloop.stages.graded import graded_spec
 from crowdloop.stages.items import move_items
 from crowdloop.stages.lifecycle import BatchGone
 
 logger = logging.getLogger(__name__)
+
+_TASKS: Table = TaskRecord.__table__  # type: ignore[attr-defined]
+_ITEMS: Table = Item.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -118,11 +122,12 @@ def _store_page(
             q.task_key for q in page.quarantined if q.task_key
         }
         # The task's item and the item's kind in one statement (it was two, the second
-        # with another IN list of up to a page's item ids).
-        found = s.exec(
-            select(TaskRecord.key, TaskRecord.item_id, Item.kind)
-            .join(Item, col(Item.id) == col(TaskRecord.item_id))
-            .where(col(TaskRecord.key).in_(keys))
+        # with another IN list of up to a page's item ids), on the tables rather than the
+        # ORM entities: plain rows, without the ORM's per-row loading.
+        found = s.execute(
+            sa_select(_TASKS.c.key, _TASKS.c.item_id, _ITEMS.c.kind)
+            .join(_ITEMS, _ITEMS.c.id == _TASKS.c.item_id)
+            .where(_TASKS.c.key.in_(keys))
         ).all()
         task_items = {key: item_id for key, item_id, _ in found}
         kinds = {item_id: kind for _, item_id, kind in found}
@@ -405,8 +410,8 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
     """
     moved = {"collected": 0, "requeued": 0, "exhausted": 0}
     with session_scope() as s:
-        waiting = outstanding_counts(s, campaign_id)
-        trusted = answer_counts(s, campaign_id, trusted_only=True)
+        answered, trusted = answer_tallies(s, campaign_id)
+        waiting = outstanding_counts(s, campaign_id, answered=answered)
         items = s.exec(
             select(Item.id, Item.overlap, Item.pushes, Item.extensions).where(
                 Item.campaign_id == campaign_id,
