@@ -461,6 +461,16 @@ class DynamicOverlapSpec(_Strict):
     # ("extended"), or that times the share of the workers not blocked still unjudged
     # ("unjudged": quality_check.reask_golden).
     golden_reask: Literal["extended", "unjudged"] = "extended"
+    # Who the round's golden re-asks go to: "anyone" (the marketplace's first taker), or
+    # "unchecked": the workers not blocked whose answers since their last golden one are
+    # the least judged, most suspect first (quality_check.golden_targets), each pair kept
+    # off everyone else but one cleared worker. Golden answers are evidence about the
+    # worker who gives them: a sleeper (careful for a dozen answers, then random) who
+    # turned after the first round met one golden pair or none after turning, too little
+    # to catch (docs/quality-bench.md, "Drift"). Only where the marketplace keeps a worker
+    # off a single task (the simulator, Toloka); elsewhere it is "anyone" (Prolific's
+    # exclusions hold for a whole batch).
+    golden_to: Literal["anyone", "unchecked"] = "unchecked"
 
     @model_validator(mode="after")
     def _ordered(self) -> DynamicOverlapSpec:

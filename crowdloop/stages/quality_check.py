@@ -703,7 +703,13 @@ def reopen_short_comparisons(
 CLEARED_BLIND = 0.05
 
 
-def reask_golden(campaign_id: str, extended: int, share: float, by_unjudged: bool = False) -> int:
+def reask_golden(
+    campaign_id: str,
+    extended: int,
+    share: float,
+    by_unjudged: bool = False,
+    golden_to: str | None = None,
+) -> int:
     """Golden pairs for a dynamic-overlap round: one more answer on ``golden_count(extended,
     share)`` collected golden pairs (fewest answers first; retired ones never), so golden
     items keep flowing to workers after the first round, the exam and a trusted start.
@@ -717,7 +723,10 @@ def reask_golden(campaign_id: str, extended: int, share: float, by_unjudged: boo
     it asked only real pairs, so a worker who turned careless later (a sleeper, or anyone
     past the exam) met no known answer again (measured on the bench's sleepers crowd with
     the exam: 10 of 12 sleepers answered no production golden pair). The worker who gets
-    the pair has not seen it: a golden pair's copies share one group.
+    the pair has not seen it: a golden pair's copies share one group. ``golden_to`` (None:
+    the campaign's `dynamic_overlap.golden_to`): "unchecked" aims the pairs at
+    `golden_targets` (`_aim_golden`) on the marketplaces in `PER_TASK_EXCLUSION`; "anyone"
+    lets the first taker have them.
     """
     from crowdloop.stages.plan import golden_count
 
@@ -745,10 +754,103 @@ def reask_golden(campaign_id: str, extended: int, share: float, by_unjudged: boo
         chosen = sorted(
             (i for i in candidates if i not in retired), key=lambda i: (answers.get(i, 0), i)
         )[:want]
+        dynamic = spec.preferences.dynamic_overlap if spec.preferences else None
+        if golden_to is None:
+            golden_to = dynamic.golden_to if dynamic is not None else "anyone"
+        aim = golden_to == "unchecked" and spec.connector.name in PER_TASK_EXCLUSION
+        _aim_golden(s, campaign_id, chosen, crowd if aim else None)
         by_overlap: dict[int, list[str]] = defaultdict(list)
         for item_id in chosen:
             by_overlap[trusted.get(item_id, 0) + 1].append(item_id)
         return ask_again(s, by_overlap)
+
+
+# Marketplaces that keep a named worker off one task (and only that task): golden re-asks
+# are aimed there. Prolific's exclusions hold for a whole batch; Scale has none.
+PER_TASK_EXCLUSION = frozenset({"simulator", "toloka"})
+# A worker is a golden re-ask's target only with at least this many comparison answers
+# since their last golden one (exam answers count as golden): a worker just checked gains
+# little from one more.
+UNCHECKED_MIN = 3
+# Workers a re-asked golden pair is kept off, at most: beyond it the pair goes to anyone
+# (a task's exclusion list is sent with it).
+MAX_AIM_EXCLUDED = 1_000
+
+
+def _untrusted(s: Session, campaign_id: str) -> set[str]:
+    """The campaign's blocked and excluded workers."""
+    return set(
+        s.exec(
+            select(WorkerRecord.worker_id).where(
+                WorkerRecord.campaign_id == campaign_id,
+                col(WorkerRecord.status).in_(list(UNTRUSTED)),
+            )
+        ).all()
+    )
+
+
+def golden_targets(s: Session, campaign_id: str, crowd: pd.DataFrame) -> list[str]:
+    """The workers a round's golden re-asks are meant for, first first: not blocked (nor
+    excluded), with at least `UNCHECKED_MIN` comparison answers since their last golden
+    one; the still-unjudged (crowd posterior of careless answering at least
+    `CLEARED_BLIND`) before the cleared, each group by that posterior, then by the answers
+    since their last golden one, both highest first.
+
+    Why: a worker's golden record was made mostly in the first round (every golden pair
+    goes out then), and a worker who turns careless later (a sleeper) gives few answers
+    after turning, most on real pairs whose verdicts are weak evidence; a golden answer
+    is strong evidence (a random click is right on a third), and asked of whoever takes
+    it, it rarely reached them."""
+    if crowd.empty:
+        return []
+    out = _untrusted(s, campaign_id)
+    answered = (
+        sa_select(col(Judgment.worker_id), col(Judgment.id), col(Item.is_golden))
+        .join(Item, col(Item.id) == col(Judgment.item_id))
+        .where(
+            col(Judgment.campaign_id) == campaign_id,
+            col(Judgment.status) == JudgmentStatus.VALID,
+            col(Judgment.worker_id).is_not(None),
+            col(Item.kind) == "compare",
+        )
+    )
+    # Answers since the last golden one, in the order they were stored (ids only grow).
+    last: dict[str, int] = {}
+    given: dict[str, list[int]] = defaultdict(list)
+    for worker, jid, golden in s.execute(answered.execution_options(yield_per=EVIDENCE_CHUNK)):
+        given[worker].append(int(jid))
+        if golden:
+            last[worker] = max(last.get(worker, 0), int(jid))
+    unchecked = {w: sum(j > last.get(w, 0) for j in ids) for w, ids in given.items()}
+    p_blind = dict(zip(crowd["worker"].astype(str), crowd["p_blind"].astype(float), strict=True))
+    ranked = [
+        w for w, n in unchecked.items() if n >= UNCHECKED_MIN and w not in out and w in p_blind
+    ]
+    return sorted(
+        ranked,
+        key=lambda w: (p_blind[w] < CLEARED_BLIND, -p_blind[w], -unchecked[w], w),
+    )
+
+
+def _aim_golden(
+    s: Session, campaign_id: str, chosen: list[str], crowd: pd.DataFrame | None
+) -> None:
+    """Keep each golden pair to be asked again off every worker who answered a comparison
+    but the first ``len(chosen)`` `golden_targets` and one more worker not blocked (the
+    spare, the lowest posterior: so the pair can be taken whoever is blocked meanwhile);
+    with ``crowd`` None, or no target, off nobody. A pair's own answerers are kept off it
+    by its group anyway."""
+    kept_off: list[str] | None = None
+    if crowd is not None and chosen and not crowd.empty:
+        aimed = set(golden_targets(s, campaign_id, crowd)[: len(chosen)])
+        out = _untrusted(s, campaign_id)
+        workers = crowd.sort_values(["p_blind", "worker"])["worker"].astype(str).tolist()
+        spare = [w for w in workers if w not in aimed and w not in out][:1]
+        rest = sorted(set(workers) - aimed - set(spare))
+        if aimed and len(rest) <= MAX_AIM_EXCLUDED:
+            kept_off = rest or None
+    for item_id in chosen:
+        s.execute(update(Item).where(col(Item.id) == item_id).values(exclude_also=kept_off))
 
 
 def _unjudged_share(s: Session, campaign_id: str, crowd: pd.DataFrame) -> float:
@@ -756,14 +858,7 @@ def _unjudged_share(s: Session, campaign_id: str, crowd: pd.DataFrame) -> float:
     whose posterior of careless answering is at least `CLEARED_BLIND`."""
     if crowd.empty:
         return 1.0
-    out = set(
-        s.exec(
-            select(WorkerRecord.worker_id).where(
-                WorkerRecord.campaign_id == campaign_id,
-                col(WorkerRecord.status).in_([WorkerStatus.BLOCKED, WorkerStatus.EXCLUDED]),
-            )
-        ).all()
-    )
+    out = _untrusted(s, campaign_id)
     active = crowd[~crowd["worker"].isin(out)]
     if active.empty:
         return 0.0
