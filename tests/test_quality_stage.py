@@ -635,6 +635,58 @@ def test_golden_pairs_are_asked_again_in_later_rounds(
     assert quality_check.reask_golden(CAMPAIGN, 0, 0.3) == 0
 
 
+def test_golden_reasks_are_aimed_at_the_least_checked_workers(
+    campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
+) -> None:
+    """With `golden_to="unchecked"` each golden pair asked again is kept off every worker
+    but the round's first `golden_targets` (not blocked, `UNCHECKED_MIN` answers or more
+    since their last golden one, the still-unjudged first) and one spare, so the new
+    golden answers come from them; the random clickers rank before every careful worker.
+    With "anyone" the pairs are kept off nobody."""
+    run_round(connector)
+    settle_items(CAMPAIGN, max_requeue_rounds=3)
+    with session_scope() as s:
+        before = {
+            i: {j.worker_id for j in s.exec(select(Judgment).where(Judgment.item_id == i))}
+            for i in s.exec(select(Item.id).where(col(Item.is_golden).is_(True))).all()
+        }
+        crowd, _ = quality_check.assess_campaign_crowd(
+            s, CAMPAIGN, quality_check.crowd_policy_from(campaign.quality)
+        )
+        targets = quality_check.golden_targets(s, CAMPAIGN, crowd)
+    spammers = by_archetype(sim, "spammer")
+    assert len(targets) >= 8
+    first = [w in spammers for w in targets]
+    assert any(first) and first == sorted(first, reverse=True)  # random clickers first
+    assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="unchecked") == 8
+    aimed = set(targets[:8])
+    everyone = set(crowd["worker"].astype(str))
+    with session_scope() as s:
+        pending = {
+            i.id: set(i.exclude_also or ())
+            for i in s.exec(select(Item).where(Item.state == ItemState.PENDING))
+        }
+    assert len(pending) == 8
+    spares = {frozenset(everyone - kept_off - aimed) for kept_off in pending.values()}
+    assert len(spares) == 1 and len(next(iter(spares))) == 1
+    assert all(not kept_off & aimed for kept_off in pending.values())
+    assert push_pending(CAMPAIGN, Stage.COMPARE, connector).assignments == 8
+    wait_and_sync(CAMPAIGN, [Stage.COMPARE], connector, poll_interval_s=0.05, timeout_s=60)
+    with session_scope() as s:
+        new = {
+            j.worker_id
+            for item_id in pending
+            for j in s.exec(select(Judgment).where(Judgment.item_id == item_id))
+            if j.worker_id not in before[item_id]
+        }
+    assert new and new <= aimed | set(next(iter(spares)))
+    settle_items(CAMPAIGN, max_requeue_rounds=3)
+    assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="anyone") == 8
+    with session_scope() as s:
+        again = s.exec(select(Item).where(Item.state == ItemState.PENDING)).all()
+    assert len(again) == 8 and all(not i.exclude_also for i in again)
+
+
 def test_golden_reasks_by_unjudged_workers_fall_as_workers_are_judged(
     campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
 ) -> None:

@@ -772,6 +772,11 @@ PER_TASK_EXCLUSION = frozenset({"simulator", "toloka"})
 # since their last golden one (exam answers count as golden): a worker just checked gains
 # little from one more.
 UNCHECKED_MIN = 3
+# A target is a suspect when a late change point explains their latest answers better
+# than careful answering throughout (`CrowdPolicy.recent_min_answers`).
+SUSPECT_BF = 0.0
+# Golden re-asks a suspect may be aimed at in one round (their pairs open to every suspect).
+GOLDEN_PER_SUSPECT = 3
 # Workers a re-asked golden pair is kept off, at most: beyond it the pair goes to anyone
 # (a task's exclusion list is sent with it).
 MAX_AIM_EXCLUDED = 1_000
@@ -792,15 +797,16 @@ def _untrusted(s: Session, campaign_id: str) -> set[str]:
 def golden_targets(s: Session, campaign_id: str, crowd: pd.DataFrame) -> list[str]:
     """The workers a round's golden re-asks are meant for, first first: not blocked (nor
     excluded), with at least `UNCHECKED_MIN` comparison answers since their last golden
-    one; the still-unjudged (crowd posterior of careless answering at least
-    `CLEARED_BLIND`) before the cleared, each group by that posterior, then by the answers
-    since their last golden one, both highest first.
+    one, by how suspect their latest answers are (the crowd assessment's ``recent_bf``: a
+    late change point to content-blind answering against careful throughout), then by the
+    answers since their last golden one, both highest first.
 
     Why: a worker's golden record was made mostly in the first round (every golden pair
     goes out then), and a worker who turns careless later (a sleeper) gives few answers
     after turning, most on real pairs whose verdicts are weak evidence; a golden answer
     is strong evidence (a random click is right on a third), and asked of whoever takes
-    it, it rarely reached them."""
+    it, it rarely reached them (bench, sleepers crowd, seed 0: 9 of 48 golden re-asks,
+    about their share of all answers)."""
     if crowd.empty:
         return []
     out = _untrusted(s, campaign_id)
@@ -822,35 +828,58 @@ def golden_targets(s: Session, campaign_id: str, crowd: pd.DataFrame) -> list[st
         if golden:
             last[worker] = max(last.get(worker, 0), int(jid))
     unchecked = {w: sum(j > last.get(w, 0) for j in ids) for w, ids in given.items()}
-    p_blind = dict(zip(crowd["worker"].astype(str), crowd["p_blind"].astype(float), strict=True))
+    recent = _recent_bf(crowd)
     ranked = [
-        w for w, n in unchecked.items() if n >= UNCHECKED_MIN and w not in out and w in p_blind
+        w for w, n in unchecked.items() if n >= UNCHECKED_MIN and w not in out and w in recent
     ]
-    return sorted(
-        ranked,
-        key=lambda w: (p_blind[w] < CLEARED_BLIND, -p_blind[w], -unchecked[w], w),
+    return sorted(ranked, key=lambda w: (-recent[w], -unchecked[w], w))
+
+
+def _recent_bf(crowd: pd.DataFrame) -> dict[str, float]:
+    """worker -> the crowd assessment's ``recent_bf`` (-inf where it has none)."""
+    values = (
+        crowd["recent_bf"].astype(float)
+        if "recent_bf" in crowd.columns
+        else pd.Series(-np.inf, index=crowd.index)
     )
+    return dict(zip(crowd["worker"].astype(str), values.fillna(-np.inf), strict=True))
 
 
 def _aim_golden(
     s: Session, campaign_id: str, chosen: list[str], crowd: pd.DataFrame | None
 ) -> None:
     """Keep each golden pair to be asked again off every worker who answered a comparison
-    but the first ``len(chosen)`` `golden_targets` and one more worker not blocked (the
-    spare, the lowest posterior: so the pair can be taken whoever is blocked meanwhile);
-    with ``crowd`` None, or no target, off nobody. A pair's own answerers are kept off it
-    by its group anyway."""
-    kept_off: list[str] | None = None
-    if crowd is not None and chosen and not crowd.empty:
-        aimed = set(golden_targets(s, campaign_id, crowd)[: len(chosen)])
+    but some of the `golden_targets` and one more worker not blocked (the spare, the
+    lowest posterior of careless answering: so the pair can be taken whoever is blocked
+    meanwhile); with ``crowd`` None, or no target, off nobody. The suspects (``recent_bf``
+    above `SUSPECT_BF`) share up to `GOLDEN_PER_SUSPECT` pairs each (a wrong answer keeps
+    them suspect for the next round, a right one clears them: a sequential test); the
+    other pairs go to as many of the other targets, most unchecked first. A pair's own
+    answerers are kept off it by its group anyway."""
+    kept_off: dict[str, list[str] | None] = dict.fromkeys(chosen)
+    targets = golden_targets(s, campaign_id, crowd) if crowd is not None and chosen else []
+    if crowd is not None and targets:
+        recent = _recent_bf(crowd)
+        suspects = [w for w in targets if recent[w] > SUSPECT_BF]
+        others = [w for w in targets if recent[w] <= SUSPECT_BF]
+        to_suspects = min(len(chosen), GOLDEN_PER_SUSPECT * len(suspects))
+        if not others:
+            to_suspects = len(chosen)
         out = _untrusted(s, campaign_id)
         workers = crowd.sort_values(["p_blind", "worker"])["worker"].astype(str).tolist()
-        spare = [w for w in workers if w not in aimed and w not in out][:1]
-        rest = sorted(set(workers) - aimed - set(spare))
-        if aimed and len(rest) <= MAX_AIM_EXCLUDED:
-            kept_off = rest or None
-    for item_id in chosen:
-        s.execute(update(Item).where(col(Item.id) == item_id).values(exclude_also=kept_off))
+        groups = [
+            (chosen[:to_suspects], set(suspects)),
+            (chosen[to_suspects:], set(others[: len(chosen) - to_suspects])),
+        ]
+        for items, aimed in groups:
+            if not items or not aimed:
+                continue
+            spare = [w for w in workers if w not in aimed and w not in out][:1]
+            rest = sorted(set(workers) - aimed - set(spare))
+            if len(rest) <= MAX_AIM_EXCLUDED:
+                kept_off.update(dict.fromkeys(items, rest or None))
+    for item_id, kept in kept_off.items():
+        s.execute(update(Item).where(col(Item.id) == item_id).values(exclude_also=kept))
 
 
 def _unjudged_share(s: Session, campaign_id: str, crowd: pd.DataFrame) -> float:
