@@ -635,14 +635,14 @@ def test_golden_pairs_are_asked_again_in_later_rounds(
     assert quality_check.reask_golden(CAMPAIGN, 0, 0.3) == 0
 
 
-def test_golden_reasks_are_aimed_at_the_least_checked_workers(
+def test_golden_reasks_are_aimed_at_the_suspect_workers(
     campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
 ) -> None:
-    """With `golden_to="unchecked"` each golden pair asked again is kept off every worker
-    but the round's first `golden_targets` (not blocked, `UNCHECKED_MIN` answers or more
-    since their last golden one, the still-unjudged first) and one spare, so the new
-    golden answers come from them; the random clickers rank before every careful worker.
-    With "anyone" the pairs are kept off nobody."""
+    """With `golden_to="unchecked"` the golden pairs asked again are kept off every worker
+    but the suspects among `golden_targets` (latest answers better explained by a late
+    change point to content-blind answering, `recent_bf`), up to `GOLDEN_PER_SUSPECT` pairs
+    each, and one spare, so the new golden answers come from them; the random clickers
+    rank before every careful worker. With "anyone" the pairs are kept off nobody."""
     run_round(connector)
     settle_items(CAMPAIGN, max_requeue_rounds=3)
     with session_scope() as s:
@@ -655,31 +655,32 @@ def test_golden_reasks_are_aimed_at_the_least_checked_workers(
         )
         targets = quality_check.golden_targets(s, CAMPAIGN, crowd)
     spammers = by_archetype(sim, "spammer")
-    assert len(targets) >= 8
     first = [w in spammers for w in targets]
-    assert any(first) and first == sorted(first, reverse=True)  # random clickers first
+    assert sum(first) >= 3 and first == sorted(first, reverse=True)  # random clickers first
+    recent = dict(zip(crowd["worker"], crowd["recent_bf"], strict=True))
+    suspects = {w for w in targets if recent[w] > quality_check.SUSPECT_BF}
+    assert spammers & set(targets) <= suspects
+    assert quality_check.GOLDEN_PER_SUSPECT * len(suspects) >= 8
     assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="unchecked") == 8
-    aimed = set(targets[:8])
     everyone = set(crowd["worker"].astype(str))
     with session_scope() as s:
-        pending = {
-            i.id: set(i.exclude_also or ())
+        allowed = [
+            everyone - set(i.exclude_also or ())
             for i in s.exec(select(Item).where(Item.state == ItemState.PENDING))
-        }
-    assert len(pending) == 8
-    spares = {frozenset(everyone - kept_off - aimed) for kept_off in pending.values()}
-    assert len(spares) == 1 and len(next(iter(spares))) == 1
-    assert all(not kept_off & aimed for kept_off in pending.values())
+        ]
+    assert len(allowed) == 8 and all(a == allowed[0] for a in allowed)
+    spare = allowed[0] - suspects
+    assert suspects <= allowed[0] and len(spare) == 1 and not spare & spammers
     assert push_pending(CAMPAIGN, Stage.COMPARE, connector).assignments == 8
     wait_and_sync(CAMPAIGN, [Stage.COMPARE], connector, poll_interval_s=0.05, timeout_s=60)
     with session_scope() as s:
         new = {
             j.worker_id
-            for item_id in pending
+            for item_id in before
             for j in s.exec(select(Judgment).where(Judgment.item_id == item_id))
             if j.worker_id not in before[item_id]
         }
-    assert new and new <= aimed | set(next(iter(spares)))
+    assert new and new <= allowed[0]
     settle_items(CAMPAIGN, max_requeue_rounds=3)
     assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="anyone") == 8
     with session_scope() as s:

@@ -860,8 +860,14 @@ def _aim_golden(
     targets = golden_targets(s, campaign_id, crowd) if crowd is not None and chosen else []
     if crowd is not None and targets:
         recent = _recent_bf(crowd)
-        suspects = [w for w in targets if recent[w] > SUSPECT_BF]
-        others = [w for w in targets if recent[w] <= SUSPECT_BF]
+        # The most suspect first, each with up to GOLDEN_PER_SUSPECT pairs: a pair open
+        # to many suspects goes to any of them, and the likeliest careless are few (bench,
+        # sleepers crowd, seed 0, halfway: 5 of the 6 highest were sleepers, 5 of the 17
+        # with recent_bf > 0 honest).
+        suspects = [w for w in targets if recent[w] > SUSPECT_BF][
+            : math.ceil(len(chosen) / GOLDEN_PER_SUSPECT)
+        ]
+        others = [w for w in targets if w not in set(suspects)]
         to_suspects = min(len(chosen), GOLDEN_PER_SUSPECT * len(suspects))
         if not others:
             to_suspects = len(chosen)
