@@ -639,8 +639,8 @@ def test_golden_reasks_are_aimed_at_the_suspect_workers(
     campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
 ) -> None:
     """With `golden_to="unchecked"` the golden pairs asked again are kept off every worker
-    but the suspects among `golden_targets` (latest answers better explained by a late
-    change point to content-blind answering, `recent_bf`), up to `GOLDEN_PER_SUSPECT` pairs
+    but the most suspect of `golden_targets` (latest answers better explained by a late
+    change point to content-blind answering, `recent_bf`), `GOLDEN_PER_SUSPECT` pairs
     each, and one spare, so the new golden answers come from them; the random clickers
     rank before every careful worker. With "anyone" the pairs are kept off nobody."""
     run_round(connector)
@@ -658,9 +658,10 @@ def test_golden_reasks_are_aimed_at_the_suspect_workers(
     first = [w in spammers for w in targets]
     assert sum(first) >= 3 and first == sorted(first, reverse=True)  # random clickers first
     recent = dict(zip(crowd["worker"], crowd["recent_bf"], strict=True))
-    suspects = {w for w in targets if recent[w] > quality_check.SUSPECT_BF}
-    assert spammers & set(targets) <= suspects
-    assert quality_check.GOLDEN_PER_SUSPECT * len(suspects) >= 8
+    # The most suspect, GOLDEN_PER_SUSPECT pairs each: 8 pairs for the first 3.
+    suspects = set(targets[: math.ceil(8 / quality_check.GOLDEN_PER_SUSPECT)])
+    assert suspects <= spammers
+    assert all(recent[w] > quality_check.SUSPECT_BF for w in suspects)
     assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="unchecked") == 8
     everyone = set(crowd["worker"].astype(str))
     with session_scope() as s:

@@ -723,24 +723,45 @@ def reask_golden(
     it asked only real pairs, so a worker who turned careless later (a sleeper, or anyone
     past the exam) met no known answer again (measured on the bench's sleepers crowd with
     the exam: 10 of 12 sleepers answered no production golden pair). The worker who gets
-    the pair has not seen it: a golden pair's copies share one group. ``golden_to`` (None:
-    the campaign's `dynamic_overlap.golden_to`): "unchecked" aims the pairs at
-    `golden_targets` (`_aim_golden`) on the marketplaces in `PER_TASK_EXCLUSION`; "anyone"
-    lets the first taker have them.
+    the pair has not seen it: a golden pair's copies share one group.
+
+    ``golden_to`` (None: the campaign's `dynamic_overlap.golden_to`) "unchecked", on the
+    marketplaces in `PER_TASK_EXCLUSION`: the pairs go to the suspects (`golden_targets`),
+    `GOLDEN_PER_SUSPECT` each at most, kept off everyone else but one spare worker; the
+    count is the campaign's golden re-asks so far at ``share`` of all its extensions, less
+    those already asked, so what a round with few suspects does not spend is left for a
+    later one. Why: most pairs are extended right after the first round, when a worker
+    who turns careless later has not turned yet (bench, sleepers crowd, seed 0: 43 of 48
+    golden re-asks were then, 12 of them to sleepers, about their share of the answers).
+    "anyone": the first taker, at this round's count.
     """
     from crowdloop.stages.plan import golden_count
 
-    want = golden_count(extended, share)
-    if want <= 0:
+    if golden_count(extended, share) <= 0:
         return 0
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
         crowd, audit = assess_campaign_crowd(s, campaign_id, crowd_policy_from(spec.quality))
         retired = set(audit.loc[audit["retired"].astype(bool), "item"]) if len(audit) else set()
-        if by_unjudged:
+        dynamic = spec.preferences.dynamic_overlap if spec.preferences else None
+        if golden_to is None:
+            golden_to = dynamic.golden_to if dynamic is not None else "anyone"
+        aim = golden_to == "unchecked" and spec.connector.name in PER_TASK_EXCLUSION
+        if aim:
+            made, asked = _extensions(s, campaign_id)
+            want = golden_count(made, share) - asked
+        else:
+            want = golden_count(extended, share)
+        if by_unjudged and want > 0:
             want = math.ceil(want * _unjudged_share(s, campaign_id, crowd))
-            if want <= 0:
-                return 0
+        suspects: list[str] = []
+        if aim and want > 0:
+            suspects = golden_targets(s, campaign_id, crowd)[
+                : math.ceil(want / GOLDEN_PER_SUSPECT)
+            ]
+            want = min(want, GOLDEN_PER_SUSPECT * len(suspects))
+        if want <= 0:
+            return 0
         candidates = s.exec(
             select(Item.id).where(
                 Item.campaign_id == campaign_id,
@@ -754,11 +775,9 @@ def reask_golden(
         chosen = sorted(
             (i for i in candidates if i not in retired), key=lambda i: (answers.get(i, 0), i)
         )[:want]
-        dynamic = spec.preferences.dynamic_overlap if spec.preferences else None
-        if golden_to is None:
-            golden_to = dynamic.golden_to if dynamic is not None else "anyone"
-        aim = golden_to == "unchecked" and spec.connector.name in PER_TASK_EXCLUSION
-        _aim_golden(s, campaign_id, chosen, crowd if aim else None)
+        kept_off = _kept_off(s, campaign_id, crowd, set(suspects)) if aim else None
+        for item_id in chosen:
+            s.execute(update(Item).where(col(Item.id) == item_id).values(exclude_also=kept_off))
         by_overlap: dict[int, list[str]] = defaultdict(list)
         for item_id in chosen:
             by_overlap[trusted.get(item_id, 0) + 1].append(item_id)
@@ -772,14 +791,29 @@ PER_TASK_EXCLUSION = frozenset({"simulator", "toloka"})
 # since their last golden one (exam answers count as golden): a worker just checked gains
 # little from one more.
 UNCHECKED_MIN = 3
-# A target is a suspect when a late change point explains their latest answers better
-# than careful answering throughout (`CrowdPolicy.recent_min_answers`).
-SUSPECT_BF = 0.0
+# A worker is a suspect when a late change point explains their latest answers this much
+# (log Bayes factor, `CrowdPolicy.recent_min_answers`) better than careful answering
+# throughout. Bench, sleepers crowd, seed 0, halfway through: 7 of the 11 workers over 1
+# were sleepers (of 12), 3 honest (of 30), 1 noisy.
+SUSPECT_BF = 1.0
 # Golden re-asks a suspect may be aimed at in one round (their pairs open to every suspect).
 GOLDEN_PER_SUSPECT = 3
 # Workers a re-asked golden pair is kept off, at most: beyond it the pair goes to anyone
 # (a task's exclusion list is sent with it).
 MAX_AIM_EXCLUDED = 1_000
+
+
+def _extensions(s: Session, campaign_id: str) -> tuple[int, int]:
+    """(extensions of real comparisons, of golden ones) so far: every `ask_again` counts
+    one on each item it moves."""
+    made = dict(
+        s.exec(
+            select(Item.is_golden, func.coalesce(func.sum(Item.extensions), 0))
+            .where(Item.campaign_id == campaign_id, Item.stage == Stage.COMPARE.value)
+            .group_by(col(Item.is_golden))
+        ).all()
+    )
+    return int(made.get(False, 0)), int(made.get(True, 0))
 
 
 def _untrusted(s: Session, campaign_id: str) -> set[str]:
@@ -795,18 +829,18 @@ def _untrusted(s: Session, campaign_id: str) -> set[str]:
 
 
 def golden_targets(s: Session, campaign_id: str, crowd: pd.DataFrame) -> list[str]:
-    """The workers a round's golden re-asks are meant for, first first: not blocked (nor
-    excluded), with at least `UNCHECKED_MIN` comparison answers since their last golden
-    one, by how suspect their latest answers are (the crowd assessment's ``recent_bf``: a
-    late change point to content-blind answering against careful throughout), then by the
-    answers since their last golden one, both highest first.
+    """The suspects golden re-asks are aimed at, the most suspect first: workers not
+    blocked (nor excluded) with at least `UNCHECKED_MIN` comparison answers since their
+    last golden one, whose latest answers a late change point to content-blind answering
+    explains better than careful answering throughout (the crowd assessment's
+    ``recent_bf`` over `SUSPECT_BF`); by it, then by the answers since their last golden
+    one, both highest first.
 
-    Why: a worker's golden record was made mostly in the first round (every golden pair
-    goes out then), and a worker who turns careless later (a sleeper) gives few answers
-    after turning, most on real pairs whose verdicts are weak evidence; a golden answer
-    is strong evidence (a random click is right on a third), and asked of whoever takes
-    it, it rarely reached them (bench, sleepers crowd, seed 0: 9 of 48 golden re-asks,
-    about their share of all answers)."""
+    Why: a worker who turns careless late (a sleeper) gives few answers after turning,
+    most on real pairs whose verdicts are weak evidence, too few for the drift scan; a
+    golden answer is strong evidence (a random click is right on a third), a wrong one
+    keeps the worker a suspect for the next round and a right one clears them (a
+    sequential test)."""
     if crowd.empty:
         return []
     out = _untrusted(s, campaign_id)
@@ -830,7 +864,9 @@ def golden_targets(s: Session, campaign_id: str, crowd: pd.DataFrame) -> list[st
     unchecked = {w: sum(j > last.get(w, 0) for j in ids) for w, ids in given.items()}
     recent = _recent_bf(crowd)
     ranked = [
-        w for w, n in unchecked.items() if n >= UNCHECKED_MIN and w not in out and w in recent
+        w
+        for w, n in unchecked.items()
+        if n >= UNCHECKED_MIN and w not in out and recent.get(w, -np.inf) > SUSPECT_BF
     ]
     return sorted(ranked, key=lambda w: (-recent[w], -unchecked[w], w))
 
@@ -845,47 +881,20 @@ def _recent_bf(crowd: pd.DataFrame) -> dict[str, float]:
     return dict(zip(crowd["worker"].astype(str), values.fillna(-np.inf), strict=True))
 
 
-def _aim_golden(
-    s: Session, campaign_id: str, chosen: list[str], crowd: pd.DataFrame | None
-) -> None:
-    """Keep each golden pair to be asked again off every worker who answered a comparison
-    but some of the `golden_targets` and one more worker not blocked (the spare, the
-    lowest posterior of careless answering: so the pair can be taken whoever is blocked
-    meanwhile); with ``crowd`` None, or no target, off nobody. The suspects (``recent_bf``
-    above `SUSPECT_BF`) share up to `GOLDEN_PER_SUSPECT` pairs each (a wrong answer keeps
-    them suspect for the next round, a right one clears them: a sequential test); the
-    other pairs go to as many of the other targets, most unchecked first. A pair's own
-    answerers are kept off it by its group anyway."""
-    kept_off: dict[str, list[str] | None] = dict.fromkeys(chosen)
-    targets = golden_targets(s, campaign_id, crowd) if crowd is not None and chosen else []
-    if crowd is not None and targets:
-        recent = _recent_bf(crowd)
-        # The most suspect first, each with up to GOLDEN_PER_SUSPECT pairs: a pair open
-        # to many suspects goes to any of them, and the likeliest careless are few (bench,
-        # sleepers crowd, seed 0, halfway: 5 of the 6 highest were sleepers, 5 of the 17
-        # with recent_bf > 0 honest).
-        suspects = [w for w in targets if recent[w] > SUSPECT_BF][
-            : math.ceil(len(chosen) / GOLDEN_PER_SUSPECT)
-        ]
-        others = [w for w in targets if w not in set(suspects)]
-        to_suspects = min(len(chosen), GOLDEN_PER_SUSPECT * len(suspects))
-        if not others:
-            to_suspects = len(chosen)
-        out = _untrusted(s, campaign_id)
-        workers = crowd.sort_values(["p_blind", "worker"])["worker"].astype(str).tolist()
-        groups = [
-            (chosen[:to_suspects], set(suspects)),
-            (chosen[to_suspects:], set(others[: len(chosen) - to_suspects])),
-        ]
-        for items, aimed in groups:
-            if not items or not aimed:
-                continue
-            spare = [w for w in workers if w not in aimed and w not in out][:1]
-            rest = sorted(set(workers) - aimed - set(spare))
-            if len(rest) <= MAX_AIM_EXCLUDED:
-                kept_off.update(dict.fromkeys(items, rest or None))
-    for item_id, kept in kept_off.items():
-        s.execute(update(Item).where(col(Item.id) == item_id).values(exclude_also=kept))
+def _kept_off(
+    s: Session, campaign_id: str, crowd: pd.DataFrame, aimed: set[str]
+) -> list[str] | None:
+    """Every worker of the crowd but the ``aimed`` and one more not blocked (the spare,
+    the lowest posterior of careless answering: so a pair can be taken whoever is blocked
+    meanwhile); None (nobody) with nobody aimed at or over `MAX_AIM_EXCLUDED` workers.
+    A pair's own answerers are kept off it by its group anyway."""
+    if not aimed:
+        return None
+    out = _untrusted(s, campaign_id)
+    workers = crowd.sort_values(["p_blind", "worker"])["worker"].astype(str).tolist()
+    spare = [w for w in workers if w not in aimed and w not in out][:1]
+    rest = sorted(set(workers) - aimed - set(spare))
+    return rest if rest and len(rest) <= MAX_AIM_EXCLUDED else None
 
 
 def _unjudged_share(s: Session, campaign_id: str, crowd: pd.DataFrame) -> float:
