@@ -34,6 +34,7 @@ from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages import quality_check
+from crowdloop.stages.items import ask_again
 from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.preferences import (
@@ -639,10 +640,12 @@ def test_golden_reasks_are_aimed_at_the_suspect_workers(
     campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
 ) -> None:
     """With `golden_to="unchecked"` the golden pairs asked again are kept off every worker
-    but the most suspect of `golden_targets` (latest answers better explained by a late
+    but the most suspect (`golden_targets`: latest answers better explained by a late
     change point to content-blind answering, `recent_bf`), `GOLDEN_PER_SUSPECT` pairs
     each, and one spare, so the new golden answers come from them; the random clickers
-    rank before every careful worker. With "anyone" the pairs are kept off nobody."""
+    rank first. The count is the campaign's budget, the golden share of all extensions
+    so far less the golden re-asks already made. With "anyone" the pairs are kept off
+    nobody and the count is this round's share."""
     run_round(connector)
     settle_items(CAMPAIGN, max_requeue_rounds=3)
     with session_scope() as s:
@@ -650,29 +653,36 @@ def test_golden_reasks_are_aimed_at_the_suspect_workers(
             i: {j.worker_id for j in s.exec(select(Judgment).where(Judgment.item_id == i))}
             for i in s.exec(select(Item.id).where(col(Item.is_golden).is_(True))).all()
         }
+        real = sorted(i for i in s.exec(select(Item.id).where(col(Item.is_golden).is_(False))))
         crowd, _ = quality_check.assess_campaign_crowd(
             s, CAMPAIGN, quality_check.crowd_policy_from(campaign.quality)
         )
         targets = quality_check.golden_targets(s, CAMPAIGN, crowd)
     spammers = by_archetype(sim, "spammer")
-    first = [w in spammers for w in targets]
-    assert sum(first) >= 3 and first == sorted(first, reverse=True)  # random clickers first
     recent = dict(zip(crowd["worker"], crowd["recent_bf"], strict=True))
-    # The most suspect, GOLDEN_PER_SUSPECT pairs each: 8 pairs for the first 3.
+    assert all(recent[w] > quality_check.SUSPECT_BF for w in targets)
+    # Nothing extended yet: no budget.
+    assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="unchecked") == 0
+    with session_scope() as s:
+        ask_again(s, {OVERLAP + 1: real[:18]})  # 18 pairs extended at share 0.3: 8 golden
+    # The most suspect, GOLDEN_PER_SUSPECT pairs each: the 8 pairs for the first 3, or
+    # fewer pairs for fewer suspects.
     suspects = set(targets[: math.ceil(8 / quality_check.GOLDEN_PER_SUSPECT)])
-    assert suspects <= spammers
-    assert all(recent[w] > quality_check.SUSPECT_BF for w in suspects)
-    assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="unchecked") == 8
+    assert suspects and suspects <= spammers
+    n = min(8, quality_check.GOLDEN_PER_SUSPECT * len(suspects))
+    assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="unchecked") == n
     everyone = set(crowd["worker"].astype(str))
     with session_scope() as s:
         allowed = [
             everyone - set(i.exclude_also or ())
-            for i in s.exec(select(Item).where(Item.state == ItemState.PENDING))
+            for i in s.exec(
+                select(Item).where(Item.state == ItemState.PENDING, col(Item.is_golden).is_(True))
+            )
         ]
-    assert len(allowed) == 8 and all(a == allowed[0] for a in allowed)
+    assert len(allowed) == n and all(a == allowed[0] for a in allowed)
     spare = allowed[0] - suspects
     assert suspects <= allowed[0] and len(spare) == 1 and not spare & spammers
-    assert push_pending(CAMPAIGN, Stage.COMPARE, connector).assignments == 8
+    assert push_pending(CAMPAIGN, Stage.COMPARE, connector).assignments == n + 18
     wait_and_sync(CAMPAIGN, [Stage.COMPARE], connector, poll_interval_s=0.05, timeout_s=60)
     with session_scope() as s:
         new = {
@@ -683,10 +693,15 @@ def test_golden_reasks_are_aimed_at_the_suspect_workers(
         }
     assert new and new <= allowed[0]
     settle_items(CAMPAIGN, max_requeue_rounds=3)
+    # What is left of the budget, at most.
+    left = quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="unchecked")
+    assert left <= 8 - n
     assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="anyone") == 8
     with session_scope() as s:
-        again = s.exec(select(Item).where(Item.state == ItemState.PENDING)).all()
-    assert len(again) == 8 and all(not i.exclude_also for i in again)
+        again = s.exec(
+            select(Item).where(Item.state == ItemState.PENDING, col(Item.is_golden).is_(True))
+        ).all()
+    assert len(again) == 8 + left and sum(not i.exclude_also for i in again) == 8
 
 
 def test_golden_reasks_by_unjudged_workers_fall_as_workers_are_judged(

@@ -793,9 +793,11 @@ PER_TASK_EXCLUSION = frozenset({"simulator", "toloka"})
 UNCHECKED_MIN = 3
 # A worker is a suspect when a late change point explains their latest answers this much
 # (log Bayes factor, `CrowdPolicy.recent_min_answers`) better than careful answering
-# throughout. Bench, sleepers crowd, seed 0, halfway through: 7 of the 11 workers over 1
-# were sleepers (of 12), 3 honest (of 30), 1 noisy.
-SUSPECT_BF = 1.0
+# throughout. Bench, sleepers crowd, seed 0: after the first round (sleepers not turned
+# yet) 11 workers were over 1, all honest or noisy, and at 3 golden pairs each they took
+# the whole budget; over 2, 1 honest. After the second round, over 2: 3 of the 5 were
+# sleepers.
+SUSPECT_BF = 2.0
 # Golden re-asks a suspect may be aimed at in one round (their pairs open to every suspect).
 GOLDEN_PER_SUSPECT = 3
 # Workers a re-asked golden pair is kept off, at most: beyond it the pair goes to anyone
