@@ -772,12 +772,20 @@ def reask_golden(
         ).all()
         trusted = answer_counts(s, campaign_id, trusted_only=True)
         answers = answer_counts(s, campaign_id, trusted_only=False)
-        chosen = sorted(
+        ordered = sorted(
             (i for i in candidates if i not in retired), key=lambda i: (answers.get(i, 0), i)
-        )[:want]
-        kept_off = _kept_off(s, campaign_id, crowd, set(suspects)) if aim else None
+        )
+        kept_off: dict[str, list[str] | None] = {}
+        if aim:
+            kept_off = _kept_off(s, campaign_id, crowd, set(suspects), ordered, want)
+            ordered = list(kept_off)
+        chosen = ordered[:want]
         for item_id in chosen:
-            s.execute(update(Item).where(col(Item.id) == item_id).values(exclude_also=kept_off))
+            s.execute(
+                update(Item)
+                .where(col(Item.id) == item_id)
+                .values(exclude_also=kept_off.get(item_id))
+            )
         by_overlap: dict[int, list[str]] = defaultdict(list)
         for item_id in chosen:
             by_overlap[trusted.get(item_id, 0) + 1].append(item_id)
@@ -884,19 +892,39 @@ def _recent_bf(crowd: pd.DataFrame) -> dict[str, float]:
 
 
 def _kept_off(
-    s: Session, campaign_id: str, crowd: pd.DataFrame, aimed: set[str]
-) -> list[str] | None:
-    """Every worker of the crowd but the ``aimed`` and one more not blocked (the spare,
-    the lowest posterior of careless answering: so a pair can be taken whoever is blocked
-    meanwhile); None (nobody) with nobody aimed at or over `MAX_AIM_EXCLUDED` workers.
-    A pair's own answerers are kept off it by its group anyway."""
-    if not aimed:
-        return None
+    s: Session,
+    campaign_id: str,
+    crowd: pd.DataFrame,
+    aimed: set[str],
+    items: list[str],
+    want: int,
+) -> dict[str, list[str] | None]:
+    """Golden pairs for the ``aimed`` workers, in the order of ``items``, up to ``want``:
+    each pair one of them has not answered, mapped to every worker of the crowd but the
+    aimed and one more not blocked who has not answered it either (the spare, the lowest
+    posterior of careless answering: so the pair can be taken whoever is blocked
+    meanwhile; a pair nobody may take would hold the round up to its timeout). A pair's
+    own answerers are kept off it by its group anyway. Over `MAX_AIM_EXCLUDED` workers
+    kept off, a pair is kept off nobody (None)."""
     out = _untrusted(s, campaign_id)
     workers = crowd.sort_values(["p_blind", "worker"])["worker"].astype(str).tolist()
-    spare = [w for w in workers if w not in aimed and w not in out][:1]
-    rest = sorted(set(workers) - aimed - set(spare))
-    return rest if rest and len(rest) <= MAX_AIM_EXCLUDED else None
+    seen: dict[str, set[str]] = defaultdict(set)
+    for item_id, worker in s.execute(
+        sa_select(col(Judgment.item_id), col(Judgment.worker_id)).where(
+            col(Judgment.campaign_id) == campaign_id, col(Judgment.item_id).in_(items)
+        )
+    ):
+        seen[item_id].add(str(worker))
+    chosen: dict[str, list[str] | None] = {}
+    for item_id in items:
+        if len(chosen) >= want:
+            break
+        if aimed <= seen[item_id]:
+            continue
+        spare = [w for w in workers if w not in aimed and w not in out and w not in seen[item_id]]
+        rest = sorted(set(workers) - aimed - set(spare[:1]))
+        chosen[item_id] = rest if rest and len(rest) <= MAX_AIM_EXCLUDED else None
+    return chosen
 
 
 def _unjudged_share(s: Session, campaign_id: str, crowd: pd.DataFrame) -> float:
