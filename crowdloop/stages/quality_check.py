@@ -601,6 +601,20 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 .values(excluded=True, exclusion_reason=f"untrusted worker: {reason}")
             )
             result.excluded_judgments += max(0, cast(CursorResult[Any], res).rowcount or 0)
+        # Golden re-asks aimed at suspects (`reask_golden`) are kept off everyone else for
+        # that push only: a pair whose aimed answer a block has just excluded goes back to
+        # the crowd (`sync.settle_items`), and with its suspects blocked and its spare done
+        # nobody could take it (bench, spammy crowd: a round held up to its timeout).
+        s.execute(
+            update(Item)
+            .where(
+                col(Item.campaign_id) == campaign_id,
+                col(Item.stage) == Stage.COMPARE.value,
+                col(Item.is_golden).is_(True),
+                col(Item.exclude_also).is_not(None),
+            )
+            .values(exclude_also=None)
+        )
         dynamic = spec.preferences.dynamic_overlap if spec.preferences else None
         result.reopened = reopen_short_comparisons(
             s,
