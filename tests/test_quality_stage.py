@@ -704,6 +704,12 @@ def test_golden_reasks_are_aimed_at_the_suspect_workers(
             select(Item).where(Item.state == ItemState.PENDING, col(Item.is_golden).is_(True))
         ).all()
     assert len(again) == 8 + left and sum(not i.exclude_also for i in again) == 8
+    # Aimed for one push only: the quality check after it lifts the exclusions, so a
+    # pair sent back when a block excludes its aimed answer can be taken by anyone.
+    check_workers(CAMPAIGN, connector)
+    with session_scope() as s:
+        golden = s.exec(select(Item).where(col(Item.is_golden).is_(True))).all()
+    assert not any(i.exclude_also for i in golden)
 
 
 def test_golden_reasks_by_unjudged_workers_fall_as_workers_are_judged(
