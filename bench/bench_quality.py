@@ -13,7 +13,8 @@ verdict against the simulator's truth:
   `unsettled`: the default before cost10c, neither rule; `value`: a pair with two or more
   answers asked again only while one more answer is worth 0.004 of P(verdict right);
   `reask_unjudged`: that, and golden re-asks scaled by the share of workers still
-  unjudged);
+  unjudged; `aimed`, and `aimed_exam` with the exam: golden re-asks aimed at the workers
+  whose latest answers look careless, sleep10's opt-in);
 - crowdloop quality-first: golden share 0.15 and dynamic overlap from 2 up to 5;
 - crowdloop default + exam: production comparisons only for workers who passed an exam of
   12 clear-cut golden pairs (9 right), graded on our side;
@@ -144,6 +145,7 @@ DEFAULT = {
         "single_answer_confidence": 0.85,
         "min_answer_value": None,
         "golden_reask": "extended",
+        "golden_to": "anyone",
     },
 }
 # cost10d's opt-in: a pair with two or more answers asked again only while one more answer
@@ -157,6 +159,9 @@ REASK_UNJUDGED = {
     **VALUE,
     "dynamic_overlap": {**VALUE["dynamic_overlap"], "golden_reask": "unjudged"},
 }
+# sleep10's opt-in: golden re-asks aimed at the workers whose latest answers look careless
+# (`dynamic_overlap.golden_to: unchecked`; docs/sleep10.md).
+AIMED = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "golden_to": "unchecked"}}
 # cost10b's variant: settled pairs (equal, or unanimous on 3+ answers) bought no more,
 # target 0.825, one-answer verdicts held to the target only (docs/quality-bench.md, "Cheaper dynamic
 # overlap").
@@ -202,6 +207,8 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "blind": ("crowdloop default + crowd-wide blocking (0.95)", DEFAULT, BLIND),
     "quality_first": ("crowdloop quality-first", QUALITY_FIRST, {}),
     "exam": ("crowdloop default + exam", DEFAULT, EXAM),
+    "aimed": ("crowdloop default, golden re-asks aimed at suspects", AIMED, {}),
+    "aimed_exam": ("crowdloop default + exam, golden re-asks aimed at suspects", AIMED, EXAM),
     "noblind": ("crowdloop default without crowd-wide blocking", DEFAULT, NO_BLIND),
     "max3": ("crowdloop default, dynamic overlap up to 3", MAX3, {}),
     "settled": ("crowdloop default, settled pairs stop, target 0.825", SETTLED, {}),
