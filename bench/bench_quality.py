@@ -13,7 +13,8 @@ verdict against the simulator's truth:
   `unsettled`: the default before cost10c, neither rule; `value`: a pair with two or more
   answers asked again only while one more answer is worth 0.004 of P(verdict right);
   `reask_unjudged`: that, and golden re-asks scaled by the share of workers still
-  unjudged);
+  unjudged; `aimed`, and `aimed_exam` with the exam: golden re-asks aimed at the workers
+  whose latest answers look careless, sleep10's opt-in);
 - crowdloop quality-first: golden share 0.15 and dynamic overlap from 2 up to 5;
 - crowdloop default + exam: production comparisons only for workers who passed an exam of
   12 clear-cut golden pairs (9 right), graded on our side;
@@ -144,6 +145,7 @@ DEFAULT = {
         "single_answer_confidence": 0.85,
         "min_answer_value": None,
         "golden_reask": "extended",
+        "golden_to": "anyone",
     },
 }
 # cost10d's opt-in: a pair with two or more answers asked again only while one more answer
@@ -157,6 +159,9 @@ REASK_UNJUDGED = {
     **VALUE,
     "dynamic_overlap": {**VALUE["dynamic_overlap"], "golden_reask": "unjudged"},
 }
+# sleep10's opt-in: golden re-asks aimed at the workers whose latest answers look careless
+# (`dynamic_overlap.golden_to: unchecked`; docs/sleep10.md).
+AIMED = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "golden_to": "unchecked"}}
 # cost10b's variant: settled pairs (equal, or unanimous on 3+ answers) bought no more,
 # target 0.825, one-answer verdicts held to the target only (docs/quality-bench.md, "Cheaper dynamic
 # overlap").
@@ -202,6 +207,8 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "blind": ("crowdloop default + crowd-wide blocking (0.95)", DEFAULT, BLIND),
     "quality_first": ("crowdloop quality-first", QUALITY_FIRST, {}),
     "exam": ("crowdloop default + exam", DEFAULT, EXAM),
+    "aimed": ("crowdloop default, golden re-asks aimed at suspects", AIMED, {}),
+    "aimed_exam": ("crowdloop default + exam, golden re-asks aimed at suspects", AIMED, EXAM),
     "noblind": ("crowdloop default without crowd-wide blocking", DEFAULT, NO_BLIND),
     "max3": ("crowdloop default, dynamic overlap up to 3", MAX3, {}),
     "settled": ("crowdloop default, settled pairs stop, target 0.825", SETTLED, {}),
@@ -266,6 +273,34 @@ def _spend(name: str, blocked_ids: set[str]) -> dict[str, int]:
     for n in per_pair.values():
         out[f"pairs_with_{min(n, 5)}"] += 1
     return dict(out)
+
+
+def _careless_share(name: str, archetype: dict[str, str], careful_for: int) -> float:
+    """Of the judgments the verdicts were computed from (trusted answers on real pairs),
+    the share that were a sleeper's careless answers: a sleeper's answers from their
+    ``careful_for``-th on, in the order they were given (submitted, else received, then
+    id), exam and golden answers counted, as the simulator counts the tasks it handed."""
+    from sqlmodel import col
+
+    from crowdloop.stages.preferences import _judgments_query
+
+    sleepers = {w for w, a in archetype.items() if a == "sleeper"}
+    with session_scope() as s:
+        given = s.exec(
+            select(Judgment.id, Judgment.worker_id, Judgment.submitted_at, Judgment.received_at)
+            .where(Judgment.campaign_id == name, col(Judgment.worker_id).in_(sleepers))
+        ).all()
+        verdict_rows = [
+            (worker, jid)
+            for *_, worker, _label, jid in s.execute(_judgments_query(name, col(Judgment.id)))
+        ]
+    careless: set[int] = set()
+    per_worker: dict[str, list[tuple[Any, int]]] = {}
+    for jid, worker, submitted, received in given:
+        per_worker.setdefault(worker, []).append((submitted or received, jid))
+    for answers in per_worker.values():
+        careless.update(jid for _, jid in sorted(answers)[careful_for:])
+    return sum(jid in careless for _, jid in verdict_rows) / max(len(verdict_rows), 1)
 
 
 def run_one(
@@ -346,6 +381,11 @@ def run_one(
         "honest_blocked": len(honest & blocked),
         # Of the judgments the verdicts were computed from, the share a bad worker gave.
         "bad_share": float(sum(w in bad for w in frame["worker"]) / max(len(frame), 1)),
+        # ... and the share that were a sleeper's careless answers (after their careful
+        # start).
+        "sleeper_careless_share": _careless_share(
+            name, archetype, crowd.sleeper_careful_answers
+        ),
         "spend": spend,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -362,8 +402,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The README table: means over seeds; blocked counts summed over seeds."""
     lines = [
         "| crowd | method | accuracy | cost (USD) | bad workers blocked (>= 10 answers) "
-        "| honest blocked | verdict judgments from bad workers |",
-        "|---|---|---|---|---|---|---|",
+        "| honest blocked | verdict judgments from bad workers "
+        "| from sleepers' careless answers |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, (label, _) in CROWDS.items():
         mine = [r for r in rows if r["crowd"] == key]
@@ -384,12 +425,17 @@ def table(rows: list[dict[str, Any]]) -> str:
             crowd_cell = f"{label} (seeds {seeds})" if first else ""
             first = False
             low = min(r[run][accuracy] for r in mine)
+            shares = [r[run].get("sleeper_careless_share") for r in mine]
+            careless = (
+                f"{statistics.mean(shares):.1%}" if None not in shares and run != "baseline" else ""
+            )
             strong = "**" if run == "default" else ""
             lines.append(
                 f"| {crowd_cell} | {strong}{method}{strong} | {strong}{mean(accuracy):.3f}{strong}"
                 f" (min {low:.3f}) | {mean('cost'):.2f} "
                 f"| {total('bad_judged_blocked')}/{total('bad_judged')} "
-                f"| {total('honest_blocked')}/{total('honest')} | {mean('bad_share'):.1%} |"
+                f"| {total('honest_blocked')}/{total('honest')} | {mean('bad_share'):.1%} "
+                f"| {careless} |"
             )
     return "\n".join(lines)
 
@@ -535,7 +581,9 @@ def main() -> None:
                     + " | ".join(
                         f"{key} {r['pipeline']:.3f} @ {r['cost']:.2f} "
                         f"(bad blocked {r['bad_judged_blocked']}/{r['bad_judged']}, honest "
-                        f"{r['honest_blocked']}, bad share {r['bad_share']:.3f}, {r['seconds']}s)"
+                        f"{r['honest_blocked']}, bad share {r['bad_share']:.3f}, "
+                        f"sleepers' careless {r['sleeper_careless_share']:.3f}, "
+                        f"{r['seconds']}s)"
                         for key, r in runs.items()
                         if key != "baseline"
                     ),

@@ -212,6 +212,9 @@ class CrowdPolicy:
     prior_blind: tuple[float, float] = (1.0, 4.0)
     folds: int = 5
     drift_min_answers: int = 8
+    # The late change point that aims golden re-asks (`recent_bf`): content-blind for at
+    # least this many last answers. Never a block: only who is asked a golden pair next.
+    recent_min_answers: int = 3
     # A worker who turned keeps the answers before the change point only when those answers
     # are this much (log Bayes factor) better explained as careful than as blind.
     drift_careful_start: float = 3.0
@@ -563,7 +566,10 @@ def assess_crowd(
         change point, when the posterior says the worker turned rather than was blind from
         the start), ``drift_seq`` (that answer's ``seq``, when the frame has the column: the
         judgment id), ``prior_blind`` (the crowd's learned share of careless workers, both
-        kinds) and ``prior_drift`` (of those who turned). ``golden_items``: ``item, golden,
+        kinds), ``prior_drift`` (of those who turned) and ``recent_bf`` (the log Bayes
+        factor of the likeliest change point leaving ``recent_min_answers`` or more after
+        it against careful throughout, -inf on fewer answers: how suspect the worker's
+        latest answers are, which golden re-asks are aimed by). ``golden_items``: ``item, golden,
         answers, agree, split, p_below, retired`` for every golden pair answered.
     """
     policy = policy or CrowdPolicy()
@@ -687,8 +693,14 @@ def assess_crowd(
             grid=grid,
             mistake_tie=policy.golden_tie,
         )
-        drift_bf, drift_at, careful_start, turned = _change_point_scan(
-            wcode[order], label[order], answers_ll, use[order], n_w, policy.drift_min_answers
+        drift_bf, drift_at, careful_start, turned, recent_bf = _change_point_scan(
+            wcode[order],
+            label[order],
+            answers_ll,
+            use[order],
+            n_w,
+            policy.drift_min_answers,
+            policy.recent_min_answers,
         )
         del answers_ll
         # Empirical Bayes, one share per kind of careless worker: blind from the start, and
@@ -770,6 +782,7 @@ def assess_crowd(
             "p_blind": p_blind_w,
             "drift_since": since,
             "drift_seq": since_seq,
+            "recent_bf": recent_bf,
             "prior_blind": prior + prior_drift,
             "prior_drift": prior_drift,
             "temperature": chosen_temperature,
@@ -897,7 +910,8 @@ def _change_point_scan(
     use: np.ndarray,
     n_workers: int,
     min_len: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    recent_len: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Drift as a change point in each worker's answers (rows already in time order).
 
     Two models of a worker: careful throughout (one accuracy ``q`` for every answer,
@@ -914,10 +928,16 @@ def _change_point_scan(
     Returns per worker the log Bayes factor (change point against careful throughout, the
     change point marginalised), the row of the most probable change point (-1: none
     tried), the log Bayes factor of content-blind against careful on the answers before
-    it (how sure the careful start is), and per row P(the change point is at or before
-    this answer | the worker turned), 0 for rows left out by ``use``.
+    it (how sure the careful start is), per row P(the change point is at or before
+    this answer | the worker turned), 0 for rows left out by ``use``, and per worker the
+    log Bayes factor of the likeliest change point leaving at least ``recent_len`` answers
+    after it (default ``min_len``) against careful throughout, unpenalised (-inf: fewer
+    than ``recent_len + 1`` answers): how suspect the latest answers are.
     """
+    recent_len = min_len if recent_len is None else recent_len
+    shortest = min(min_len, recent_len)
     best = np.full(n_workers, -np.inf)
+    recent = np.full(n_workers, -np.inf)
     start = np.full(n_workers, -1, dtype=np.int64)
     before = np.zeros(n_workers)
     turned = np.zeros(worker.size)
@@ -927,7 +947,7 @@ def _change_point_scan(
         idx = rows_of[bounds[w] : bounds[w + 1]]
         idx = idx[use[idx]]
         n = idx.size
-        if n < min_len + 1:
+        if n < shortest + 1:
             continue
         onehot = np.zeros((n, 3))
         onehot[np.arange(n), label[idx]] = 1.0
@@ -936,11 +956,20 @@ def _change_point_scan(
         prefix_ll = np.zeros((n + 1, rows_ll.shape[1]))
         np.cumsum(rows_ll, axis=0, out=prefix_ll[1:])  # row k: answers before k
         del rows_ll
-        cand = np.arange(1, n - min_len + 1)
-        terms = _logmeanexp(prefix_ll[cand]) + _dirichlet_log_ml(suffix_counts[cand])
+        # Every change point leaving `shortest` answers after it; the drift's are the first
+        # n - min_len of them.
+        every = np.arange(1, n - shortest + 1)
+        all_terms = _logmeanexp(prefix_ll[every]) + _dirichlet_log_ml(suffix_counts[every])
+        careful = float(_logmeanexp(prefix_ll[n]))
+        if n >= recent_len + 1:
+            recent[w] = float(all_terms[: n - recent_len].max()) - careful
+        if n < min_len + 1:
+            continue
+        cand = every[: n - min_len]
+        terms = all_terms[: n - min_len]
         top = float(terms.max())
         weights = np.exp(terms - top)
-        best[w] = top + float(np.log(weights.mean())) - float(_logmeanexp(prefix_ll[n]))
+        best[w] = top + float(np.log(weights.mean())) - careful
         k = int(cand[int(np.argmax(terms))])
         start[w] = int(idx[k])
         head = suffix_counts[0] - suffix_counts[k]
@@ -949,7 +978,7 @@ def _change_point_scan(
         cdf[cand] = np.cumsum(weights) / weights.sum()
         cdf[cand[-1] :] = 1.0
         turned[idx] = cdf
-    return best, start, before, turned
+    return best, start, before, turned, recent
 
 
 def _logmeanexp(x: np.ndarray) -> np.ndarray:

@@ -461,6 +461,20 @@ class DynamicOverlapSpec(_Strict):
     # ("extended"), or that times the share of the workers not blocked still unjudged
     # ("unjudged": quality_check.reask_golden).
     golden_reask: Literal["extended", "unjudged"] = "extended"
+    # Who the round's golden re-asks go to: "anyone" (the marketplace's first taker; the
+    # default), or "unchecked": the suspects, workers whose latest answers a late change
+    # point to content-blind answering explains better than careful answering
+    # (quality_check.golden_targets), at most three pairs each, kept off everyone else but
+    # one spare, the count carried over rounds (the golden share of all extensions so far,
+    # less the re-asks made). Why: a sleeper (careful for a dozen answers, then random)
+    # met one golden pair or none after turning, too little to catch. Measured
+    # (docs/sleep10.md, seeds 0-1): the golden pairs do reach the sleepers (exam
+    # configuration: 25 of 33 in the round after the first, 8 of 36 before), but sleepers
+    # blocked 2 -> 4 of 24 (default) and 7 -> 4 (exam), colluders 14 -> 10 of 19, same
+    # side over the cost bar (81.5%): off by default. Only where the marketplace keeps a
+    # worker off a single task (the simulator, Toloka); elsewhere it is "anyone"
+    # (Prolific's exclusions hold for a whole batch).
+    golden_to: Literal["anyone", "unchecked"] = "anyone"
 
     @model_validator(mode="after")
     def _ordered(self) -> DynamicOverlapSpec:

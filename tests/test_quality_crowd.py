@@ -442,3 +442,21 @@ def test_honest_workers_on_hard_pairs_and_ambiguous_golden_items_are_not_blocked
         )
     # Measured: 4 of 12 (0.72: 1).
     assert spammers_blocked >= 3
+
+
+def test_a_few_careless_answers_after_a_careful_start_make_a_worker_suspect() -> None:
+    """`recent_bf`, which aims golden re-asks: careful for 12 answers then random for 5,
+    too few for the drift scan (8 after the change point), is above 0 for most such
+    sleepers and ranks them before most honest workers; on fewer than
+    `recent_min_answers` + 1 answers it is -inf. The drift figures are what they were
+    (the same scan, its candidates a prefix of the recent ones)."""
+    honest = {f"honest-{i}": ["honest"] * 17 for i in range(30)}
+    sleepers = {f"sleeper-{i}": ["honest"] * 12 + ["random"] * 5 for i in range(6)}
+    short = {"short": ["honest"] * 3}
+    workers, _ = assess_crowd(_sequence_frame({**honest, **sleepers, **short}, seed=1))
+    rows = workers.set_index("worker")
+    assert rows.loc["short", "recent_bf"] == -np.inf
+    recent = rows.loc[list(sleepers), "recent_bf"]
+    assert (recent > 0).sum() >= 4, recent
+    median_honest = float(rows.loc[list(honest), "recent_bf"].median())
+    assert median_honest < 0 and (recent > median_honest).all()

@@ -34,6 +34,7 @@ from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages import quality_check
+from crowdloop.stages.items import ask_again
 from crowdloop.stages.ledger import push_pending
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.preferences import (
@@ -633,6 +634,82 @@ def test_golden_pairs_are_asked_again_in_later_rounds(
             assert len(workers) == len(before[item_id]) + 1
             assert len(set(workers)) == len(workers)  # a new worker, not a repeat
     assert quality_check.reask_golden(CAMPAIGN, 0, 0.3) == 0
+
+
+def test_golden_reasks_are_aimed_at_the_suspect_workers(
+    campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
+) -> None:
+    """With `golden_to="unchecked"` the golden pairs asked again are kept off every worker
+    but the most suspect (`golden_targets`: latest answers better explained by a late
+    change point to content-blind answering, `recent_bf`), `GOLDEN_PER_SUSPECT` pairs
+    each, and one spare, so the new golden answers come from them; the random clickers
+    rank first. The count is the campaign's budget, the golden share of all extensions
+    so far less the golden re-asks already made. With "anyone" the pairs are kept off
+    nobody and the count is this round's share."""
+    run_round(connector)
+    settle_items(CAMPAIGN, max_requeue_rounds=3)
+    with session_scope() as s:
+        before = {
+            i: {j.worker_id for j in s.exec(select(Judgment).where(Judgment.item_id == i))}
+            for i in s.exec(select(Item.id).where(col(Item.is_golden).is_(True))).all()
+        }
+        real = sorted(i for i in s.exec(select(Item.id).where(col(Item.is_golden).is_(False))))
+        crowd, _ = quality_check.assess_campaign_crowd(
+            s, CAMPAIGN, quality_check.crowd_policy_from(campaign.quality)
+        )
+        targets = quality_check.golden_targets(s, CAMPAIGN, crowd)
+    spammers = by_archetype(sim, "spammer")
+    recent = dict(zip(crowd["worker"], crowd["recent_bf"], strict=True))
+    assert all(recent[w] > quality_check.SUSPECT_BF for w in targets)
+    # Nothing extended yet: no budget.
+    assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="unchecked") == 0
+    with session_scope() as s:
+        ask_again(s, {OVERLAP + 1: real[:18]})  # 18 pairs extended at share 0.3: 8 golden
+    # The most suspect, GOLDEN_PER_SUSPECT pairs each: the 8 pairs for the first 3, or
+    # fewer pairs for fewer suspects.
+    suspects = set(targets[: math.ceil(8 / quality_check.GOLDEN_PER_SUSPECT)])
+    assert suspects and suspects <= spammers
+    n = min(8, quality_check.GOLDEN_PER_SUSPECT * len(suspects))
+    assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="unchecked") == n
+    everyone = set(crowd["worker"].astype(str))
+    with session_scope() as s:
+        allowed = [
+            everyone - set(i.exclude_also or ())
+            for i in s.exec(
+                select(Item).where(Item.state == ItemState.PENDING, col(Item.is_golden).is_(True))
+            )
+        ]
+    assert len(allowed) == n
+    # Each pair: the suspects and at most one spare worker, a careful one.
+    assert all(suspects <= a and len(a - suspects) <= 1 for a in allowed)
+    spares = set().union(*allowed) - suspects
+    assert not spares & spammers
+    assert push_pending(CAMPAIGN, Stage.COMPARE, connector).assignments == n + 18
+    wait_and_sync(CAMPAIGN, [Stage.COMPARE], connector, poll_interval_s=0.05, timeout_s=60)
+    with session_scope() as s:
+        new = {
+            j.worker_id
+            for item_id in before
+            for j in s.exec(select(Judgment).where(Judgment.item_id == item_id))
+            if j.worker_id not in before[item_id]
+        }
+    assert new and new <= suspects | spares
+    settle_items(CAMPAIGN, max_requeue_rounds=3)
+    # What is left of the budget, at most.
+    left = quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="unchecked")
+    assert left <= 8 - n
+    assert quality_check.reask_golden(CAMPAIGN, 18, 0.3, golden_to="anyone") == 8
+    with session_scope() as s:
+        again = s.exec(
+            select(Item).where(Item.state == ItemState.PENDING, col(Item.is_golden).is_(True))
+        ).all()
+    assert len(again) == 8 + left and sum(not i.exclude_also for i in again) == 8
+    # Aimed for one push only: the quality check after it lifts the exclusions, so a
+    # pair sent back when a block excludes its aimed answer can be taken by anyone.
+    check_workers(CAMPAIGN, connector)
+    with session_scope() as s:
+        golden = s.exec(select(Item).where(col(Item.is_golden).is_(True))).all()
+    assert not any(i.exclude_also for i in golden)
 
 
 def test_golden_reasks_by_unjudged_workers_fall_as_workers_are_judged(

@@ -601,6 +601,20 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 .values(excluded=True, exclusion_reason=f"untrusted worker: {reason}")
             )
             result.excluded_judgments += max(0, cast(CursorResult[Any], res).rowcount or 0)
+        # Golden re-asks aimed at suspects (`reask_golden`) are kept off everyone else for
+        # that push only: a pair whose aimed answer a block has just excluded goes back to
+        # the crowd (`sync.settle_items`), and with its suspects blocked and its spare done
+        # nobody could take it (bench, spammy crowd: a round held up to its timeout).
+        s.execute(
+            update(Item)
+            .where(
+                col(Item.campaign_id) == campaign_id,
+                col(Item.stage) == Stage.COMPARE.value,
+                col(Item.is_golden).is_(True),
+                col(Item.exclude_also).is_not(None),
+            )
+            .values(exclude_also=None)
+        )
         dynamic = spec.preferences.dynamic_overlap if spec.preferences else None
         result.reopened = reopen_short_comparisons(
             s,
@@ -703,7 +717,13 @@ def reopen_short_comparisons(
 CLEARED_BLIND = 0.05
 
 
-def reask_golden(campaign_id: str, extended: int, share: float, by_unjudged: bool = False) -> int:
+def reask_golden(
+    campaign_id: str,
+    extended: int,
+    share: float,
+    by_unjudged: bool = False,
+    golden_to: str | None = None,
+) -> int:
     """Golden pairs for a dynamic-overlap round: one more answer on ``golden_count(extended,
     share)`` collected golden pairs (fewest answers first; retired ones never), so golden
     items keep flowing to workers after the first round, the exam and a trusted start.
@@ -718,20 +738,44 @@ def reask_golden(campaign_id: str, extended: int, share: float, by_unjudged: boo
     past the exam) met no known answer again (measured on the bench's sleepers crowd with
     the exam: 10 of 12 sleepers answered no production golden pair). The worker who gets
     the pair has not seen it: a golden pair's copies share one group.
+
+    ``golden_to`` (None: the campaign's `dynamic_overlap.golden_to`) "unchecked", on the
+    marketplaces in `PER_TASK_EXCLUSION`: the pairs go to the suspects (`golden_targets`),
+    `GOLDEN_PER_SUSPECT` each at most, kept off everyone else but one spare worker; the
+    count is the campaign's golden re-asks so far at ``share`` of all its extensions, less
+    those already asked, so what a round with few suspects does not spend is left for a
+    later one. Why: most pairs are extended right after the first round, when a worker
+    who turns careless later has not turned yet (bench, sleepers crowd, seed 0: 43 of 48
+    golden re-asks were then, 12 of them to sleepers, about their share of the answers).
+    "anyone": the first taker, at this round's count.
     """
     from crowdloop.stages.plan import golden_count
 
-    want = golden_count(extended, share)
-    if want <= 0:
+    if golden_count(extended, share) <= 0:
         return 0
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
         crowd, audit = assess_campaign_crowd(s, campaign_id, crowd_policy_from(spec.quality))
         retired = set(audit.loc[audit["retired"].astype(bool), "item"]) if len(audit) else set()
-        if by_unjudged:
+        dynamic = spec.preferences.dynamic_overlap if spec.preferences else None
+        if golden_to is None:
+            golden_to = dynamic.golden_to if dynamic is not None else "anyone"
+        aim = golden_to == "unchecked" and spec.connector.name in PER_TASK_EXCLUSION
+        if aim:
+            made, asked = _extensions(s, campaign_id)
+            want = golden_count(made, share) - asked
+        else:
+            want = golden_count(extended, share)
+        if by_unjudged and want > 0:
             want = math.ceil(want * _unjudged_share(s, campaign_id, crowd))
-            if want <= 0:
-                return 0
+        suspects: list[str] = []
+        if aim and want > 0:
+            suspects = golden_targets(s, campaign_id, crowd)[
+                : math.ceil(want / GOLDEN_PER_SUSPECT)
+            ]
+            want = min(want, GOLDEN_PER_SUSPECT * len(suspects))
+        if want <= 0:
+            return 0
         candidates = s.exec(
             select(Item.id).where(
                 Item.campaign_id == campaign_id,
@@ -742,13 +786,159 @@ def reask_golden(campaign_id: str, extended: int, share: float, by_unjudged: boo
         ).all()
         trusted = answer_counts(s, campaign_id, trusted_only=True)
         answers = answer_counts(s, campaign_id, trusted_only=False)
-        chosen = sorted(
+        ordered = sorted(
             (i for i in candidates if i not in retired), key=lambda i: (answers.get(i, 0), i)
-        )[:want]
+        )
+        kept_off: dict[str, list[str] | None] = {}
+        if aim:
+            kept_off = _kept_off(s, campaign_id, crowd, set(suspects), ordered, want)
+            ordered = list(kept_off)
+        chosen = ordered[:want]
+        for item_id in chosen:
+            s.execute(
+                update(Item)
+                .where(col(Item.id) == item_id)
+                .values(exclude_also=kept_off.get(item_id))
+            )
         by_overlap: dict[int, list[str]] = defaultdict(list)
         for item_id in chosen:
             by_overlap[trusted.get(item_id, 0) + 1].append(item_id)
         return ask_again(s, by_overlap)
+
+
+# Marketplaces that keep a named worker off one task (and only that task): golden re-asks
+# are aimed there. Prolific's exclusions hold for a whole batch; Scale has none.
+PER_TASK_EXCLUSION = frozenset({"simulator", "toloka"})
+# A worker is a golden re-ask's target only with at least this many comparison answers
+# since their last golden one (exam answers count as golden): a worker just checked gains
+# little from one more.
+UNCHECKED_MIN = 3
+# A worker is a suspect when a late change point explains their latest answers this much
+# (log Bayes factor, `CrowdPolicy.recent_min_answers`) better than careful answering
+# throughout. Bench, sleepers crowd, seed 0: after the first round (sleepers not turned
+# yet) 11 workers were over 1, all honest or noisy, and at 3 golden pairs each they took
+# the whole budget; over 2, 1 honest. After the second round, over 2: 3 of the 5 were
+# sleepers.
+SUSPECT_BF = 2.0
+# Golden re-asks a suspect may be aimed at in one round (their pairs open to every suspect).
+GOLDEN_PER_SUSPECT = 3
+# Workers a re-asked golden pair is kept off, at most: beyond it the pair goes to anyone
+# (a task's exclusion list is sent with it).
+MAX_AIM_EXCLUDED = 1_000
+
+
+def _extensions(s: Session, campaign_id: str) -> tuple[int, int]:
+    """(extensions of real comparisons, of golden ones) so far: every `ask_again` counts
+    one on each item it moves."""
+    made = dict(
+        s.exec(
+            select(Item.is_golden, func.coalesce(func.sum(Item.extensions), 0))
+            .where(Item.campaign_id == campaign_id, Item.stage == Stage.COMPARE.value)
+            .group_by(col(Item.is_golden))
+        ).all()
+    )
+    return int(made.get(False, 0)), int(made.get(True, 0))
+
+
+def _untrusted(s: Session, campaign_id: str) -> set[str]:
+    """The campaign's blocked and excluded workers."""
+    return set(
+        s.exec(
+            select(WorkerRecord.worker_id).where(
+                WorkerRecord.campaign_id == campaign_id,
+                col(WorkerRecord.status).in_(list(UNTRUSTED)),
+            )
+        ).all()
+    )
+
+
+def golden_targets(s: Session, campaign_id: str, crowd: pd.DataFrame) -> list[str]:
+    """The suspects golden re-asks are aimed at, the most suspect first: workers not
+    blocked (nor excluded) with at least `UNCHECKED_MIN` comparison answers since their
+    last golden one, whose latest answers a late change point to content-blind answering
+    explains better than careful answering throughout (the crowd assessment's
+    ``recent_bf`` over `SUSPECT_BF`); by it, then by the answers since their last golden
+    one, both highest first.
+
+    Why: a worker who turns careless late (a sleeper) gives few answers after turning,
+    most on real pairs whose verdicts are weak evidence, too few for the drift scan; a
+    golden answer is strong evidence (a random click is right on a third), a wrong one
+    keeps the worker a suspect for the next round and a right one clears them (a
+    sequential test)."""
+    if crowd.empty:
+        return []
+    out = _untrusted(s, campaign_id)
+    answered = (
+        sa_select(col(Judgment.worker_id), col(Judgment.id), col(Item.is_golden))
+        .join(Item, col(Item.id) == col(Judgment.item_id))
+        .where(
+            col(Judgment.campaign_id) == campaign_id,
+            col(Judgment.status) == JudgmentStatus.VALID,
+            col(Judgment.worker_id).is_not(None),
+            col(Item.kind) == "compare",
+        )
+    )
+    # Answers since the last golden one, in the order they were stored (ids only grow).
+    last: dict[str, int] = {}
+    given: dict[str, list[int]] = defaultdict(list)
+    for worker, jid, golden in s.execute(answered.execution_options(yield_per=EVIDENCE_CHUNK)):
+        given[worker].append(int(jid))
+        if golden:
+            last[worker] = max(last.get(worker, 0), int(jid))
+    unchecked = {w: sum(j > last.get(w, 0) for j in ids) for w, ids in given.items()}
+    recent = _recent_bf(crowd)
+    ranked = [
+        w
+        for w, n in unchecked.items()
+        if n >= UNCHECKED_MIN and w not in out and recent.get(w, -np.inf) > SUSPECT_BF
+    ]
+    return sorted(ranked, key=lambda w: (-recent[w], -unchecked[w], w))
+
+
+def _recent_bf(crowd: pd.DataFrame) -> dict[str, float]:
+    """worker -> the crowd assessment's ``recent_bf`` (-inf where it has none)."""
+    values = (
+        crowd["recent_bf"].astype(float)
+        if "recent_bf" in crowd.columns
+        else pd.Series(-np.inf, index=crowd.index)
+    )
+    return dict(zip(crowd["worker"].astype(str), values.fillna(-np.inf), strict=True))
+
+
+def _kept_off(
+    s: Session,
+    campaign_id: str,
+    crowd: pd.DataFrame,
+    aimed: set[str],
+    items: list[str],
+    want: int,
+) -> dict[str, list[str] | None]:
+    """Golden pairs for the ``aimed`` workers, in the order of ``items``, up to ``want``:
+    each pair one of them has not answered, mapped to every worker of the crowd but the
+    aimed and one more not blocked who has not answered it either (the spare, the lowest
+    posterior of careless answering: so the pair can be taken whoever is blocked
+    meanwhile; a pair nobody may take would hold the round up to its timeout). A pair's
+    own answerers are kept off it by its group anyway. Over `MAX_AIM_EXCLUDED` workers
+    kept off, a pair is kept off nobody (None)."""
+    out = _untrusted(s, campaign_id)
+    workers = crowd.sort_values(["p_blind", "worker"])["worker"].astype(str).tolist()
+    seen: dict[str, set[str]] = defaultdict(set)
+    for item_id, worker in s.execute(
+        sa_select(col(Judgment.item_id), col(Judgment.worker_id)).where(
+            col(Judgment.campaign_id) == campaign_id, col(Judgment.item_id).in_(items)
+        )
+    ):
+        seen[item_id].add(str(worker))
+    chosen: dict[str, list[str] | None] = {}
+    for item_id in items:
+        if len(chosen) >= want:
+            break
+        if aimed <= seen[item_id]:
+            continue
+        spare = [w for w in workers if w not in aimed and w not in out and w not in seen[item_id]]
+        rest = sorted(set(workers) - aimed - set(spare[:1]))
+        chosen[item_id] = rest if rest and len(rest) <= MAX_AIM_EXCLUDED else None
+    return chosen
 
 
 def _unjudged_share(s: Session, campaign_id: str, crowd: pd.DataFrame) -> float:
@@ -756,14 +946,7 @@ def _unjudged_share(s: Session, campaign_id: str, crowd: pd.DataFrame) -> float:
     whose posterior of careless answering is at least `CLEARED_BLIND`."""
     if crowd.empty:
         return 1.0
-    out = set(
-        s.exec(
-            select(WorkerRecord.worker_id).where(
-                WorkerRecord.campaign_id == campaign_id,
-                col(WorkerRecord.status).in_([WorkerStatus.BLOCKED, WorkerStatus.EXCLUDED]),
-            )
-        ).all()
-    )
+    out = _untrusted(s, campaign_id)
     active = crowd[~crowd["worker"].isin(out)]
     if active.empty:
         return 0.0
