@@ -604,7 +604,9 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
         # Golden re-asks aimed at suspects (`reask_golden`) are kept off everyone else for
         # that push only: a pair whose aimed answer a block has just excluded goes back to
         # the crowd (`sync.settle_items`), and with its suspects blocked and its spare done
-        # nobody could take it (bench, spammy crowd: a round held up to its timeout).
+        # nobody could take it (bench, spammy crowd: a round held up to its timeout). Only
+        # the pairs with a list: planning gives every golden pair an empty one, and
+        # rewriting them all at every check would be ~50k rows at 10^6 judgments.
         s.execute(
             update(Item)
             .where(
@@ -612,8 +614,9 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 col(Item.stage) == Stage.COMPARE.value,
                 col(Item.is_golden).is_(True),
                 col(Item.exclude_also).is_not(None),
+                sa_cast(col(Item.exclude_also), String).not_in(["[]", "null"]),
             )
-            .values(exclude_also=None)
+            .values(exclude_also=[])
         )
         dynamic = spec.preferences.dynamic_overlap if spec.preferences else None
         result.reopened = reopen_short_comparisons(
@@ -794,11 +797,11 @@ def reask_golden(
             kept_off = _kept_off(s, campaign_id, crowd, set(suspects), ordered, want)
             ordered = list(kept_off)
         chosen = ordered[:want]
-        for item_id in chosen:
+        for item_id in chosen if aim else ():
             s.execute(
                 update(Item)
                 .where(col(Item.id) == item_id)
-                .values(exclude_also=kept_off.get(item_id))
+                .values(exclude_also=kept_off.get(item_id) or [])
             )
         by_overlap: dict[int, list[str]] = defaultdict(list)
         for item_id in chosen:
