@@ -160,7 +160,8 @@ REASK_UNJUDGED = {
     "dynamic_overlap": {**VALUE["dynamic_overlap"], "golden_reask": "unjudged"},
 }
 # sleep10's opt-in: golden re-asks aimed at the workers whose latest answers look careless
-# (`dynamic_overlap.golden_to: unchecked`; docs/sleep10.md).
+# (`dynamic_overlap.golden_to: unchecked`; docs/quality-bench.md, "Golden re-asks aimed at
+# suspects").
 AIMED = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "golden_to": "unchecked"}}
 # cost10b's variant: settled pairs (equal, or unanimous on 3+ answers) bought no more,
 # target 0.825, one-answer verdicts held to the target only (docs/quality-bench.md, "Cheaper dynamic

@@ -468,8 +468,9 @@ class DynamicOverlapSpec(_Strict):
     # one spare, the count carried over rounds (the golden share of all extensions so far,
     # less the re-asks made). Why: a sleeper (careful for a dozen answers, then random)
     # met one golden pair or none after turning, too little to catch. Measured
-    # (docs/sleep10.md, seeds 0-1): the golden pairs do reach the sleepers (exam
-    # configuration: 25 of 33 in the round after the first, 8 of 36 before), but sleepers
+    # (docs/quality-bench.md, "Golden re-asks aimed at suspects", seeds 0-1): the golden
+    # pairs do reach the sleepers (exam configuration: 25 of 33 in the round after the
+    # first, 8 of 36 before), but sleepers
     # blocked 2 -> 4 of 24 (default) and 7 -> 4 (exam), colluders 14 -> 10 of 19, same
     # side over the cost bar (81.5%): off by default. Only where the marketplace keeps a
     # worker off a single task (the simulator, Toloka); elsewhere it is "anyone"
