@@ -445,8 +445,12 @@ def test_the_aggregation_reads_codes_and_fits_the_same_verdicts_as_from_strings(
     # A pair no answer is left on, as `unanswered_pairs` gives one (plus the real ones).
     first = strings.iloc[0]
     extra = pd.DataFrame(
-        {"pair": ["zz-unanswered"], "prompt": [first["prompt"]], "left": [first["left"]],
-         "right": ["zz-response"]}  # fmt: skip
+        {
+            "pair": ["zz-unanswered"],
+            "prompt": [first["prompt"]],
+            "left": [first["left"]],
+            "right": ["zz-response"],
+        }
     )
     unanswered = pd.concat([unanswered_pairs(CAMPAIGN, strings), extra], ignore_index=True)
     dynamic = DynamicOverlapSpec(min_answer_value=0.01, settle_pairs=True)
