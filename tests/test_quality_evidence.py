@@ -413,3 +413,52 @@ def test_the_reports_coded_judgments_are_the_string_frame_and_give_the_same_repo
     )
     assert from_codes["agreement_alpha"] is not None and from_codes["rankings"]
     assert all(r["model"] for ranking in from_codes["rankings"].values() for r in ranking)
+
+
+def test_the_aggregation_reads_codes_and_fits_the_same_verdicts_as_from_strings(
+    campaign: CampaignSpec, connector: Connector
+) -> None:
+    """The aggregation's evidence is `coded_judgments`' frame (categoricals), and
+    `score_pairs`, `settled_pairs` and `unsure_pairs` give on it exactly what they give
+    on the string frame of the same judgments: the fits see the same codes in the same
+    order (floats compared to the last bit), unanswered pairs included."""
+    from crowdloop.models.spec import DynamicOverlapSpec
+    from crowdloop.stages.preferences import (
+        evidence_frame,
+        score_pairs,
+        settled_pairs,
+        unanswered_pairs,
+        unsure_pairs,
+    )
+
+    run_round(connector)
+    assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
+    check_workers(CAMPAIGN, connector)
+    run_round(connector)
+    assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
+    coded = evidence_frame(CAMPAIGN)
+    strings = judgments_frame(CAMPAIGN).drop(columns="level")
+    assert len(coded) > 500
+    for c in CODED_COLUMNS:
+        assert isinstance(coded[c].dtype, pd.CategoricalDtype)
+    assert _plain(coded) == _plain(strings)
+    # A pair no answer is left on, as `unanswered_pairs` gives one (plus the real ones).
+    first = strings.iloc[0]
+    extra = pd.DataFrame(
+        {
+            "pair": ["zz-unanswered"],
+            "prompt": [first["prompt"]],
+            "left": [first["left"]],
+            "right": ["zz-response"],
+        }
+    )
+    unanswered = pd.concat([unanswered_pairs(CAMPAIGN, strings), extra], ignore_index=True)
+    dynamic = DynamicOverlapSpec(min_answer_value=0.01, settle_pairs=True)
+    for method in ("worker_aware", "bradley_terry"):
+        a_scores, a, a_split = score_pairs(coded, method, unanswered, values=True)
+        b_scores, b, b_split = score_pairs(strings, method, unanswered, values=True)
+        assert a_scores == b_scores and a_split == b_split
+        assert list(a["pair"]) == sorted(a["pair"]) and "zz-unanswered" in set(a["pair"])
+        assert _plain(a) == _plain(b)
+        assert list(settled_pairs(a, coded)) == list(settled_pairs(b, strings))
+        assert list(unsure_pairs(a, coded, dynamic)) == list(unsure_pairs(b, strings, dynamic))

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 from scipy.special import ndtr
 from sqlalchemy import ColumnElement, Select, delete
 from sqlalchemy import select as sa_select
@@ -45,6 +46,8 @@ from crowdloop.stages.items import ask_again
 logger = logging.getLogger(__name__)
 
 OUTCOME = {"left": 1.0, "right": 0.0, "tie": 0.5}
+# Column of each label in the per-pair counts (`_label_counts`).
+OUTCOME_INDEX = {"left": 0, "right": 1, "tie": 2}
 # A pair whose P(left better) is this close to 1/2 is called a tie.
 TIE_BAND = 0.05
 # Dynamic overlap stops on a pair this many trusted answers call equal, ties being at least
@@ -151,24 +154,76 @@ def _trusted_comparisons(campaign_id: str) -> list[ColumnElement[bool]]:
 
 
 def evidence_frame(campaign_id: str) -> pd.DataFrame:
-    """What a pair's verdict is fitted from: the trusted judgments (`judgments_frame`) and,
-    in an AI-first campaign, the judge's verdicts on the pairs it sent back for low
-    confidence, as one more worker's votes (`routing.sent_back_votes`; collected pairs
-    only, like the judgments)."""
+    """What a pair's verdict is fitted from, as codes (`coded_judgments`): the trusted
+    judgments and, in an AI-first campaign, the judge's verdicts on the pairs it sent back
+    for low confidence, as one more worker's votes (`routing.sent_back_votes`; collected
+    pairs only, like the judgments).
+
+    Codes, not strings: at 10^6 judgments the string frame (~127 MiB of Arrow strings) was
+    alive through the whole fit and the verdicts, and the aggregation rose +453 MiB above
+    the RSS before it (docs/mem11g.md)."""
     from crowdloop.stages.routing import sent_back_votes
 
-    frame = judgments_frame(campaign_id)
+    frame = coded_judgments(campaign_id)
     votes = sent_back_votes(campaign_id) if not frame.empty else {}
     if not votes:
         return frame
     meta = frame.drop_duplicates("pair")[["pair", "prompt", "left", "right"]]
-    meta = meta[meta["pair"].isin(list(votes))]
+    meta = meta[meta["pair"].isin(list(votes))].astype(object)
     extra = meta.assign(
         worker=[votes[p][0] for p in meta["pair"]],
         label=[votes[p][1] for p in meta["pair"]],
-        level=None,
     )
-    return pd.concat([frame, extra[frame.columns]], ignore_index=True)
+    # The judge's worker and the pairs' rows join the books: coded again as a whole.
+    return as_coded(pd.concat([frame.astype(object), extra[frame.columns]], ignore_index=True))
+
+
+def as_coded(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its `CODED_COLUMNS` as `coded_judgments` makes them: categoricals
+    whose categories are the values sorted, ``left`` and ``right`` sharing theirs. A frame
+    that is already so (`coded_judgments`') is returned as it is; a string frame
+    (`judgments_frame`'s, the tests') is coded here, so the fits below read codes only."""
+    names = [c for c in CODED_COLUMNS if c in frame.columns]
+    if _is_coded(frame):
+        return frame
+    out = frame.copy()
+    for name in names:
+        if name not in ("left", "right"):
+            out[name] = _sorted_categorical(np.asarray(frame[name], dtype=object))
+    if "left" in frame.columns:
+        left = np.asarray(frame["left"], dtype=object)
+        right = np.asarray(frame["right"], dtype=object)
+        sides = _sorted_categorical(np.concatenate([left, right])).categories
+        out["left"] = pd.Categorical(left, categories=sides)
+        out["right"] = pd.Categorical(right, categories=sides)
+    return out
+
+
+def _sorted_categorical(values: np.ndarray) -> pd.Categorical:
+    """A categorical of ``values`` (an object array of ids), its categories the distinct
+    values sorted, as Python strings (as `codes.coded` makes them)."""
+    return pd.Categorical(
+        values, categories=pd.Index(pd.unique(values), dtype=object).sort_values()
+    )
+
+
+def _is_coded(frame: pd.DataFrame) -> bool:
+    names = [c for c in CODED_COLUMNS if c in frame.columns]
+    if not all(isinstance(frame[c].dtype, pd.CategoricalDtype) for c in names):
+        return False
+    if "left" in frame.columns:
+        return bool(frame["left"].cat.categories.equals(frame["right"].cat.categories))
+    return True
+
+
+def _codes(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """The codes of a coded column (-1: missing)."""
+    return np.asarray(frame[name].cat.codes.to_numpy())
+
+
+def _names(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A coded column's categories as Python strings, in code order."""
+    return np.asarray(frame[name].cat.categories, dtype=object)
 
 
 def unanswered_pairs(campaign_id: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -231,10 +286,9 @@ def settled_pairs(verdicts: pd.DataFrame, frame: pd.DataFrame) -> pd.Series:
     other way) are mostly a hard pair: refitted offline on the bench's typical, spammy and
     hard crowds, the fourth answer those pairs got turned 2 of 50 verdicts right.
     """
-    counts = frame.groupby("pair")["label"].value_counts().unstack(fill_value=0)
-    counts = counts.reindex(columns=["left", "right", "tie"], fill_value=0)
-    answers = verdicts["pair"].map(counts.sum(axis=1)).fillna(0)
-    sided = verdicts["pair"].map(counts[["left", "right"]].max(axis=1)).fillna(0)
+    counts = _label_counts(verdicts, frame)
+    answers = counts.sum(axis=1)
+    sided = counts[:, :2].max(axis=1)
     votes = verdicts["n_left"] + verdicts["n_right"] + verdicts["n_tie"]
     equal = (
         (answers >= TIE_SETTLED_ANSWERS)
@@ -243,6 +297,19 @@ def settled_pairs(verdicts: pd.DataFrame, frame: pd.DataFrame) -> pd.Series:
     )
     unanimous = (answers >= UNANIMOUS_ANSWERS) & (sided == answers)
     return equal | unanimous
+
+
+def _label_counts(verdicts: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
+    """Per row of ``verdicts``: how many of ``frame``'s answers on its pair say left, right
+    and tie (int64, one column each; zeros for a pair with none), counted on codes."""
+    frame = as_coded(frame)
+    pair = _codes(frame, "pair").astype(np.int64)
+    side = np.array([OUTCOME_INDEX.get(str(v), 3) for v in _names(frame, "label")] + [3])
+    label = side[_codes(frame, "label")]
+    n_pairs = len(frame["pair"].cat.categories)
+    counts = np.bincount(pair * 4 + label, minlength=4 * n_pairs).reshape(n_pairs, 4)[:, :3]
+    at = pd.Index(_names(frame, "pair")).get_indexer(np.asarray(verdicts["pair"], dtype=object))
+    return np.where((at >= 0)[:, None], counts[at], 0)
 
 
 def unsure_pairs(
@@ -267,7 +334,7 @@ def unsure_pairs(
     worker's one answer 4 in 11), two-answer ones 2 in 61, three-answer ones 0 in 25: the
     confidence of one answer is not the confidence of three.
     """
-    answers = verdicts["pair"].map(frame["pair"].value_counts()).fillna(0)
+    answers = pd.Series(_answer_counts(verdicts, frame), index=verdicts.index)
     under = verdicts["confidence"] < dynamic.target_confidence
     if dynamic.min_answer_value is not None:
         # Two or more answers: the value of one more (`answer_values`), not the confidence.
@@ -280,6 +347,16 @@ def unsure_pairs(
     if dynamic.settle_pairs:
         under &= ~settled_pairs(verdicts, frame)
     return under
+
+
+def _answer_counts(verdicts: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
+    """Per row of ``verdicts``: how many of ``frame``'s answers are on its pair."""
+    frame = as_coded(frame)
+    per_pair = np.bincount(
+        _codes(frame, "pair").astype(np.int64), minlength=len(frame["pair"].cat.categories)
+    )
+    at = pd.Index(_names(frame, "pair")).get_indexer(np.asarray(verdicts["pair"], dtype=object))
+    return np.where(at >= 0, per_pair[at], 0)
 
 
 def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str) -> int:
@@ -335,17 +412,26 @@ def _bt_scores(frame: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
     which cancels in every within-prompt margin) and costs one solve instead of thousands.
     """
     items, left, right = _response_codes(frame)
-    outcome = frame["label"].map(OUTCOME).to_numpy()
+    outcome = _label_values(frame, OUTCOME)
     fit = bradley_terry(left, right, outcome, len(items))
     disconnected = _disconnected_prompts(frame, len(items), left, right)
     return dict(zip(map(str, items), map(float, fit.scores), strict=True)), disconnected
 
 
+def _label_values(frame: pd.DataFrame, values: dict[str, float]) -> np.ndarray:
+    """``values`` of each judgment's label (NaN for another label), looked up per category."""
+    per_label = np.array([values.get(str(v), np.nan) for v in _names(frame, "label")] + [np.nan])
+    return per_label[_codes(frame, "label")]
+
+
 def _response_codes(frame: pd.DataFrame) -> tuple[pd.Index, np.ndarray, np.ndarray]:
     """The responses compared (in order of first appearance as left, then right) and each
-    judgment's left and right codes among them."""
-    items = pd.Index(pd.unique(np.concatenate([frame["left"], frame["right"]])))
-    return items, items.get_indexer(frame["left"]), items.get_indexer(frame["right"])
+    judgment's left and right codes among them (``frame`` coded, `as_coded`)."""
+    left, right = _codes(frame, "left"), _codes(frame, "right")
+    first = pd.unique(np.concatenate([left, right]))
+    among = np.full(len(frame["left"].cat.categories), -1, dtype=np.intp)
+    among[first] = np.arange(len(first))
+    return pd.Index(_names(frame, "left")[first], dtype=object), among[left], among[right]
 
 
 def _disconnected_prompts(
@@ -355,22 +441,52 @@ def _disconnected_prompts(
 
     Scores of disjoint groups within one prompt are not comparable; the prior keeps them
     finite and pairs are only exported within a compared pair, so we report and go on.
-    Counted on integer codes: a (prompt, component) key per judgment, not a frame of the
-    prompts as Python strings (~60 MB at 864k judgments).
+    Counted on integer codes: a (prompt, component) key per judgment.
     """
     component = connected_components(n_items, left, right)[left]
-    prompt, prompts = pd.factorize(frame["prompt"])
-    groups = np.unique(prompt.astype(np.int64) * (int(component.max()) + 1) + component)
-    per_prompt = np.bincount(groups // (int(component.max()) + 1), minlength=len(prompts))
-    return sorted(str(p) for p in prompts[per_prompt > 1])
+    prompt = _codes(frame, "prompt").astype(np.int64)
+    n_prompts = len(frame["prompt"].cat.categories)
+    groups = np.unique(prompt * (int(component.max()) + 1) + component)
+    per_prompt = np.bincount(groups // (int(component.max()) + 1), minlength=n_prompts)
+    return sorted(str(p) for p in _names(frame, "prompt")[per_prompt > 1])
 
 
 def _worker_aware(frame: pd.DataFrame) -> tuple[dict[str, float], WorkerAwareBT]:
     """One worker-aware fit over the campaign: worker parameters are shared by all prompts,
-    item scores stay per response. Returns scores and the fitted model."""
-    model = WorkerAwareBT().fit(frame[["worker", "left", "right", "label"]])
-    scores = {str(k): float(v) for k, v in model.scores_.items()}
+    item scores stay per response. Returns scores and the fitted model, whose ids are the
+    frame's codes (workers: ``worker`` codes; items: the shared ``left``/``right`` codes).
+
+    Fitted on the codes, not the strings: the model numbers items and workers in order of
+    first appearance either way, so the floats are the same."""
+    fit_on = pd.DataFrame(
+        {
+            "worker": _codes(frame, "worker"),
+            "left": _codes(frame, "left"),
+            "right": _codes(frame, "right"),
+            "label": frame["label"],
+        }
+    )
+    model = WorkerAwareBT().fit(fit_on)
+    del fit_on
+    sides = _names(frame, "left")
+    scores = {str(sides[k]): float(v) for k, v in model.scores_.items()}
     return scores, model
+
+
+def _per_worker(frame: pd.DataFrame, values: pd.Series) -> np.ndarray:
+    """Each judgment's worker's value in ``values`` (a worker-aware model's attribute,
+    indexed by worker code: `_worker_aware`)."""
+    per_code = values.reindex(range(len(frame["worker"].cat.categories))).to_numpy(float)
+    return np.append(per_code, np.nan)[_codes(frame, "worker")]
+
+
+def _score_of(column: pd.Series, scores: dict[str, float]) -> np.ndarray:
+    """Each row's response score (0.0, the prior's mean, for a response not scored)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        names = np.asarray(column.cat.categories, dtype=object)
+        per_name = np.fromiter((scores.get(str(n), 0.0) for n in names), float, len(names))
+        return np.append(per_name, 0.0)[column.cat.codes.to_numpy()]
+    return column.map(scores).fillna(0.0).to_numpy(dtype=float)
 
 
 def score_pairs(
@@ -395,8 +511,14 @@ def score_pairs(
     With `values`, also each pair's `p_right` (the Laplace posterior's P(the verdict's
     side is the better one)) and `answer_value` (the expected gain in it from one more
     answer): `answer_values`.
+
+    ``frame``: `evidence_frame`'s codes, or a string frame (coded here, `as_coded`). The
+    verdicts' ``pair``, ``prompt``, ``left`` and ``right`` are categoricals (their values
+    the same strings).
     """
-    votes = frame[["pair", "label"]]
+    frame = as_coded(frame)
+    # The votes on pair codes (sorted as the pair ids are), labels as the three strings.
+    votes = pd.DataFrame({"pair": _codes(frame, "pair"), "label": np.asarray(frame["label"])})
     model: WorkerAwareBT | None = None
     if method == "worker_aware":
         # No plain Bradley-Terry fit here: its scores were only used for the prompts whose
@@ -405,20 +527,36 @@ def score_pairs(
         disconnected = _disconnected_prompts(frame, len(items), left, right)
         del items, left, right
         scores, model = _worker_aware(frame)
-        votes = votes.assign(weight=frame["worker"].map(model.attentiveness_).to_numpy())
+        votes["weight"] = _per_worker(frame, model.attentiveness_)
     else:
         scores, disconnected = _bt_scores(frame)
     counts = pair_verdicts(votes)[["pair", "n_left", "n_right", "n_tie"]]
+    del votes
+    counts = counts.assign(
+        pair=pd.Categorical.from_codes(counts["pair"].to_numpy(), dtype=frame["pair"].dtype)
+    )
     meta = frame.drop_duplicates("pair")[["pair", "prompt", "left", "right"]]
     out = meta.merge(counts, on="pair", validate="one_to_one")
+    del meta, counts
     if unanswered is not None and not unanswered.empty:
-        none = unanswered[["pair", "prompt", "left", "right"]].assign(
-            n_left=0.0, n_right=0.0, n_tie=0.0
+        none = unanswered[["pair", "prompt", "left", "right"]]
+        joined = {
+            name: union_categoricals(
+                [out[name].array, _sorted_categorical(np.asarray(none[name], dtype=object))],
+                sort_categories=True,
+            )
+            for name in ("pair", "prompt", "left", "right")
+        }
+        out = pd.DataFrame(
+            {
+                **joined,
+                **{
+                    n: np.concatenate([out[n].to_numpy(float), np.zeros(len(none))])
+                    for n in ("n_left", "n_right", "n_tie")
+                },
+            }
         )
-        out = pd.concat([out, none], ignore_index=True)
-    delta = out["left"].map(scores).fillna(0.0).to_numpy(dtype=float) - out["right"].map(
-        scores
-    ).fillna(0.0).to_numpy(dtype=float)
+    delta = _score_of(out["left"], scores) - _score_of(out["right"], scores)
     p_left = 1.0 / (1.0 + np.exp(-delta))
     out["p_left_better"] = p_left
     out["confidence"] = np.maximum(p_left, 1.0 - p_left)
@@ -449,24 +587,23 @@ def answer_values(
     (`crowdloop.aggregation.pair_value`). `model`: the worker-aware fit (attentiveness,
     position bias, ties, random answers); None for plain Bradley-Terry (every worker
     attentive, no position bias, ties at the answers' share)."""
+    frame = as_coded(frame)
     items, left, right = _response_codes(frame)
     fitted = np.array([scores.get(str(i), 0.0) for i in items], dtype=float)
     if model is not None:
-        attentive = frame["worker"].map(model.attentiveness_).to_numpy(dtype=float)
-        bias = frame["worker"].map(model.position_bias_).to_numpy(dtype=float)
+        attentive = _per_worker(frame, model.attentiveness_)
+        bias = _per_worker(frame, model.position_bias_)
         answer = AnswerModel(
             tie=model.tie_, random_answer=tuple(model.random_answer_.to_numpy(dtype=float))
         )
     else:
         attentive = np.ones(len(frame))
         bias = np.zeros(len(frame))
-        share = float((frame["label"] == "tie").mean())
+        share = float((_label_values(frame, {"tie": 1.0}) == 1.0).mean())
         answer = AnswerModel(tie=2.0 * max(share, 0.01) / (1.0 - min(share, 0.99)))
     information = answer_information(fitted[left] - fitted[right] + bias, attentive, answer)
-    prompt_of = pd.Series(
-        np.concatenate([frame["prompt"], frame["prompt"]]),
-        index=np.concatenate([left, right]),
-    )
+    prompt = _codes(frame, "prompt")
+    prompt_of = pd.Series(np.concatenate([prompt, prompt]), index=np.concatenate([left, right]))
     group = pd.factorize(prompt_of.groupby(level=0).first().reindex(range(len(items))))[0]
     score_l2 = 2.0 / VALUE_PRIOR_SD**2
     sd = difference_sd(
@@ -475,8 +612,8 @@ def answer_values(
         information,
         group,
         len(items),
-        items.get_indexer(pairs["left"]),
-        items.get_indexer(pairs["right"]),
+        items.get_indexer(np.asarray(pairs["left"], dtype=object)),
+        items.get_indexer(np.asarray(pairs["right"], dtype=object)),
         score_l2,
     )
     typical = float(np.mean(attentive)) if len(attentive) else 1.0
@@ -507,15 +644,16 @@ def aggregate_preferences(campaign_id: str, method: str = "bradley_terry") -> Pr
         scores, verdicts, disconnected = score_pairs(
             frame, method, unanswered_pairs(campaign_id, frame)
         )
-        # Graded campaigns: winner, level and margin from the ordinal model.
-        graded = graded_spec(campaign_id)
-        if graded is not None:
-            graded_by_pair = graded_verdicts(frame, graded).set_index("pair")
         # AI-first routing: a pair the judge decided keeps the judge's verdict.
         decided = ai_verdicts(campaign_id)
     # Nothing below needs the judgments: their frame goes before the output rows are made.
     del frame
     release_free_memory()
+    # Graded campaigns: winner, level and margin from the ordinal model, which reads the
+    # answers' levels (`judgments_frame`; a graded campaign has no sent-back votes).
+    graded = graded_spec(campaign_id) if judgments else None
+    if graded is not None:
+        graded_by_pair = graded_verdicts(judgments_frame(campaign_id), graded).set_index("pair")
     with session_scope() as s:
         s.execute(delete(CandidateScore).where(col(CandidateScore.campaign_id) == campaign_id))
         s.execute(delete(PairOutcome).where(col(PairOutcome.campaign_id) == campaign_id))
