@@ -161,7 +161,7 @@ def evidence_frame(campaign_id: str) -> pd.DataFrame:
 
     Codes, not strings: at 10^6 judgments the string frame (~127 MiB of Arrow strings) was
     alive through the whole fit and the verdicts, and the aggregation rose +453 MiB above
-    the RSS before it (docs/mem11g.md)."""
+    the RSS before it (docs/at-scale.md, mem11g)."""
     from crowdloop.stages.routing import sent_back_votes
 
     frame = coded_judgments(campaign_id)
