@@ -637,7 +637,9 @@ def assess_crowd(
         blind_answer = None  # remade below; one per-answer array less alive meanwhile
         tie = _PairTie(item_codes, label, tie_grid, trust)
         delta = cross_fit_delta(
-            frame.loc[real, ["worker", "left", "right", "label"]],
+            # The real rows' columns without their row labels: `loc` made an int64 index of
+            # them (8 bytes a real answer, alive through every fold's fit).
+            pd.DataFrame({c: frame[c].array[real] for c in ("worker", "left", "right", "label")}),
             policy.folds,
             row_weight=None if trust is None else trust[real],
         )

@@ -271,14 +271,22 @@ def evidence_fingerprint(s: Session, campaign_id: str) -> tuple[int, int, int]:
     it. Ids only grow and judgments are never deleted, so an answer added raises the max
     and one leaving the readable set (quarantined) lowers the count; nor are the columns
     the evidence reads (labels, workers, times; the items' sides) ever edited."""
-    count, top, total = s.execute(
-        sa_select(
-            func.count(col(Judgment.id)), func.max(col(Judgment.id)), func.sum(col(Judgment.id))
-        ).where(
+    # The ids in id order, as the evidence reads its answers: SQLite then walks the
+    # (campaign, id) index; for `worker_id IS NOT NULL` it chose the (campaign, worker)
+    # one and read the table worker by worker (2.7 -> 0.5-0.7 s of CPU at 1.2M
+    # judgments, raw SQL).
+    ids = (
+        sa_select(col(Judgment.id))
+        .where(
             col(Judgment.campaign_id) == campaign_id,
             col(Judgment.status) == JudgmentStatus.VALID,
             col(Judgment.worker_id).is_not(None),
         )
+        .order_by(col(Judgment.id))
+        .subquery()
+    )
+    count, top, total = s.execute(
+        sa_select(func.count(ids.c.id), func.max(ids.c.id), func.sum(ids.c.id))
     ).one()
     return int(count or 0), int(top or 0), int(total or 0)
 
