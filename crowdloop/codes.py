@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 
-def encode(values: Sequence[Any], book: dict[str, int]) -> np.ndarray:
+def encode(values: Sequence[Any] | np.ndarray, book: dict[str, int]) -> np.ndarray:
     """int32 codes of ``values`` in ``book`` (new values appended); -1 for None."""
     # Distinct values first (hashed in C, in order of first appearance), then the book
     # looked up and extended without a Python-level step per value (a setdefault per row

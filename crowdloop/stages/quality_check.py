@@ -21,8 +21,8 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     CursorResult,
+    Executable,
     Integer,
-    Select,
     String,
     extract,
     func,
@@ -123,7 +123,7 @@ def _epoch_us(s: Session, column: Any) -> ColumnElement[int]:
     return sa_cast(extract("epoch", column) * 1_000_000, BigInteger)
 
 
-def _driver_rows(s: Session, statement: Select[Any]) -> Iterator[Sequence[Any]]:
+def _driver_rows(s: Session, statement: Executable) -> Iterator[Sequence[Any]]:
     """The statement's rows, `EVIDENCE_CHUNK` at a time, as the driver's tuples.
 
     On SQLite straight from the DBAPI cursor (which steps the statement as rows are
