@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 
-def encode(values: Sequence[Any], book: dict[str, int]) -> np.ndarray:
+def encode(values: Sequence[Any] | np.ndarray, book: dict[str, int]) -> np.ndarray:
     """int32 codes of ``values`` in ``book`` (new values appended); -1 for None."""
     # Distinct values first (hashed in C, in order of first appearance), then the book
     # looked up and extended without a Python-level step per value (a setdefault per row
@@ -54,6 +54,14 @@ def coded(
     by_name = np.argsort(names[used], kind="stable")
     rank = np.full(len(names) + 1, -1, dtype=np.int32)  # a missing value's code stays -1
     rank[used[by_name]] = np.arange(len(used), dtype=np.int32)
-    return pd.Categorical.from_codes(
-        rank[codes], categories=pd.Index(names[used][by_name], dtype="str" if arrow else object)
-    )
+    categories = pd.Index(names[used][by_name], dtype="str" if arrow else object)
+    column = pd.Categorical.from_codes(rank[codes], categories=categories)
+    if arrow:
+        # The dtype's check that the categories are unique built and cached their hash
+        # table, over a Python string made per Arrow string (measured: 23.5 MiB for 300k
+        # ids of 20 characters, where the Arrow strings are 7 MiB), alive with the column.
+        # Dropped: the categories are unique by construction (a book's values); a reader
+        # that looks categories up (get_indexer, isin) builds it again for as long as it
+        # needs it.
+        categories._reset_cache("_engine")
+    return column
