@@ -603,6 +603,15 @@ def test_a_worker_who_turned_careless_keeps_the_answers_before_the_change_point(
     assert check_workers(CAMPAIGN, connector).excluded_judgments == 0
 
 
+def _golden_answerers() -> dict[str, set[str | None]]:
+    """Each golden pair's workers so far."""
+    with session_scope() as s:
+        return {
+            i: {j.worker_id for j in s.exec(select(Judgment).where(Judgment.item_id == i))}
+            for i in s.exec(select(Item.id).where(col(Item.is_golden).is_(True))).all()
+        }
+
+
 def test_golden_pairs_are_asked_again_in_later_rounds(
     campaign: CampaignSpec, sim: SimulatorServer, connector: Connector
 ) -> None:
@@ -611,11 +620,7 @@ def test_golden_pairs_are_asked_again_in_later_rounds(
     first, each of a worker who has not answered that pair."""
     run_round(connector)
     settle_items(CAMPAIGN, max_requeue_rounds=3)
-    with session_scope() as s:
-        before = {
-            i: {j.worker_id for j in s.exec(select(Judgment).where(Judgment.item_id == i))}
-            for i in s.exec(select(Item.id).where(col(Item.is_golden).is_(True))).all()
-        }
+    before = _golden_answerers()
     # 18 pairs extended at share 0.3: 18 * 0.3 / 0.7 -> 8 golden pairs.
     assert quality_check.reask_golden(CAMPAIGN, 18, 0.3) == 8
     with session_scope() as s:
@@ -648,11 +653,8 @@ def test_golden_reasks_are_aimed_at_the_suspect_workers(
     nobody and the count is this round's share."""
     run_round(connector)
     settle_items(CAMPAIGN, max_requeue_rounds=3)
+    before = _golden_answerers()
     with session_scope() as s:
-        before = {
-            i: {j.worker_id for j in s.exec(select(Judgment).where(Judgment.item_id == i))}
-            for i in s.exec(select(Item.id).where(col(Item.is_golden).is_(True))).all()
-        }
         real = sorted(i for i in s.exec(select(Item.id).where(col(Item.is_golden).is_(False))))
         crowd, _ = quality_check.assess_campaign_crowd(
             s, CAMPAIGN, quality_check.crowd_policy_from(campaign.quality)

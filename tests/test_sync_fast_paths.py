@@ -20,21 +20,15 @@ from crowdloop.db import _processed, insert_ignore, session_scope
 from crowdloop.models.domain import Quarantined, Submission
 from crowdloop.models.tables import Campaign, Judgment, JudgmentStatus
 from crowdloop.stages.counts import answer_counts, answer_tallies
+from tests.test_connector_simulator import _assignment
 
 
 def _record(n: int, answer: Any, **overrides: Any) -> dict[str, Any]:
-    record = {
-        "id": f"asg-{n:08d}",
-        "task_id": f"task-{n:07d}",
-        "task_key": f"camp-1:compare:item-{n}",
-        "task_kind": "compare",
-        "worker_id": f"w{n:03d}",
-        "submitted_at": "2025-01-01T00:05:00.250000+02:00",
-        "answer": answer,
-        "review_status": "pending",
-    }
-    record.update(overrides)
-    return record
+    """The simulator tests' wire assignment, its time with an offset and microseconds (the
+    one-call read must convert both as the step-by-step read does)."""
+    return _assignment(
+        n, answer, **{"submitted_at": "2025-01-01T00:05:00.250000+02:00", **overrides}
+    )
 
 
 CLEAN = [
