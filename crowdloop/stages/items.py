@@ -9,7 +9,8 @@ of those states (`WHERE state IN (...)`), one statement per 1,000 ids, returning
 it moved. A row that was in another state is either an error (`strict`, the default: the
 caller read the items in that state, so a mismatch is a bug or a second writer, and the
 transaction is rolled back) or, with `strict=False`, left alone and not counted.
-tests/test_item_states.py checks that no other module writes `Item.state`.
+tests/test_item_states.py checks that no other module writes `Item.state`. The workers an
+item is kept off after planning (`keep_off`) are written here too.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, String, update
+from sqlalchemy import cast as sa_cast
 from sqlmodel import Session, col, select
 
 from crowdloop.db import note_bulk_write
+from crowdloop.models.domain import Stage
 from crowdloop.models.tables import ITEM_TRANSITIONS, IllegalTransition, Item, ItemState
 
 CHUNK = 1000  # ids per statement: well under SQLite's and PostgreSQL's parameter limits
@@ -116,4 +119,29 @@ def _allowed(states: list[str]) -> str:
     return "; ".join(
         f"{st} -> {', '.join(sorted(t.value for t in ITEM_TRANSITIONS[ItemState(st)])) or 'none'}"
         for st in states
+    )
+
+
+def keep_off(s: Session, workers: Mapping[str, Sequence[str]]) -> None:
+    """Each item's `exclude_also` set to its list of workers (its next push is kept off
+    them); `lift_golden_keep_off` lifts it again."""
+    for item_id, kept in workers.items():
+        s.execute(update(Item).where(col(Item.id) == item_id).values(exclude_also=list(kept)))
+
+
+def lift_golden_keep_off(s: Session, campaign_id: str) -> None:
+    """Empty the lists `keep_off` gave the campaign's golden comparison pairs.
+
+    Only the pairs that carry one: planning gives every golden pair an empty list, and
+    rewriting them all at every quality check would be ~50k rows at 10^6 judgments."""
+    s.execute(
+        update(Item)
+        .where(
+            col(Item.campaign_id) == campaign_id,
+            col(Item.stage) == Stage.COMPARE.value,
+            col(Item.is_golden).is_(True),
+            col(Item.exclude_also).is_not(None),
+            sa_cast(col(Item.exclude_also), String).not_in(["[]", "null"]),
+        )
+        .values(exclude_also=[])
     )

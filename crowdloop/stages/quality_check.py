@@ -58,7 +58,7 @@ from crowdloop.runtime import release_free_memory
 from crowdloop.stages import demonstrations, ranking, rating
 from crowdloop.stages.counts import answer_counts, golden_item_ids
 from crowdloop.stages.graded import level_passes
-from crowdloop.stages.items import ask_again, move_items
+from crowdloop.stages.items import ask_again, keep_off, lift_golden_keep_off, move_items
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.sync import batch_ref
 
@@ -652,20 +652,8 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
         # Golden re-asks aimed at suspects (`reask_golden`) are kept off everyone else for
         # that push only: a pair whose aimed answer a block has just excluded goes back to
         # the crowd (`sync.settle_items`), and with its suspects blocked and its spare done
-        # nobody could take it (bench, spammy crowd: a round held up to its timeout). Only
-        # the pairs with a list: planning gives every golden pair an empty one, and
-        # rewriting them all at every check would be ~50k rows at 10^6 judgments.
-        s.execute(
-            update(Item)
-            .where(
-                col(Item.campaign_id) == campaign_id,
-                col(Item.stage) == Stage.COMPARE.value,
-                col(Item.is_golden).is_(True),
-                col(Item.exclude_also).is_not(None),
-                sa_cast(col(Item.exclude_also), String).not_in(["[]", "null"]),
-            )
-            .values(exclude_also=[])
-        )
+        # nobody could take it (bench, spammy crowd: a round held up to its timeout).
+        lift_golden_keep_off(s, campaign_id)
         dynamic = spec.preferences.dynamic_overlap if spec.preferences else None
         result.reopened = reopen_short_comparisons(
             s,
@@ -845,12 +833,8 @@ def reask_golden(
             kept_off = _kept_off(s, campaign_id, crowd, set(suspects), ordered, want)
             ordered = list(kept_off)
         chosen = ordered[:want]
-        for item_id in chosen if aim else ():
-            s.execute(
-                update(Item)
-                .where(col(Item.id) == item_id)
-                .values(exclude_also=kept_off.get(item_id) or [])
-            )
+        if aim:
+            keep_off(s, {item_id: kept_off.get(item_id) or [] for item_id in chosen})
         by_overlap: dict[int, list[str]] = defaultdict(list)
         for item_id in chosen:
             by_overlap[trusted.get(item_id, 0) + 1].append(item_id)
