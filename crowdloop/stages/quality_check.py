@@ -56,7 +56,7 @@ from crowdloop.models.tables import (
 from crowdloop.quality import CrowdPolicy, GoldenPolicy, assess_crowd, assess_worker
 from crowdloop.runtime import release_free_memory
 from crowdloop.stages import demonstrations, ranking, rating
-from crowdloop.stages.counts import answer_counts, golden_item_ids
+from crowdloop.stages.counts import answer_counts, answer_tallies, golden_item_ids
 from crowdloop.stages.graded import level_passes
 from crowdloop.stages.items import ask_again, keep_off, lift_golden_keep_off, move_items
 from crowdloop.stages.plan import load_spec
@@ -823,8 +823,7 @@ def reask_golden(
                 col(Item.is_golden).is_(True),
             )
         ).all()
-        trusted = answer_counts(s, campaign_id, trusted_only=True)
-        answers = answer_counts(s, campaign_id, trusted_only=False)
+        answers, trusted = answer_tallies(s, campaign_id)  # one walk of the judgments
         ordered = sorted(
             (i for i in candidates if i not in retired), key=lambda i: (answers.get(i, 0), i)
         )
