@@ -144,6 +144,7 @@ DEFAULT = {
         "settle_pairs": True,
         "single_answer_confidence": 0.85,
         "min_answer_value": None,
+        "answer_value_pairs": "any",
         "golden_reask": "extended",
         "golden_to": "anyone",
     },
@@ -153,6 +154,12 @@ DEFAULT = {
 VALUE = {
     **DEFAULT,
     "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "min_answer_value": 0.004},
+}
+# cost10e's: the value rule only on pairs every answerer of which the crowd assessment has
+# cleared (docs/cost10e.md).
+VALUE_CLEARED = {
+    **VALUE,
+    "dynamic_overlap": {**VALUE["dynamic_overlap"], "answer_value_pairs": "cleared"},
 }
 # ... and golden re-asks times the share of the workers still unjudged.
 REASK_UNJUDGED = {
@@ -216,6 +223,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "unsettled": ("crowdloop default before cost10c (no settled pairs)", UNSETTLED, {}),
     "value": ("crowdloop default + the value of one more answer (0.004)", VALUE, {}),
     "reask_unjudged": ("... + golden re-asks by unjudged workers", REASK_UNJUDGED, {}),
+    "value_cleared": ("... value rule on pairs of cleared workers only", VALUE_CLEARED, {}),
 }
 
 

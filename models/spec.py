@@ -298,6 +298,13 @@ class QualitySpec(_Strict):
     # excluded; answers excluded only; or only a warning in the report.
     on_fail: Literal["block", "exclude", "warn"] = "block"
     reject_untrusted_work: bool = True
+    # Review a worker's comparison submissions only once the crowd assessment has cleared
+    # them (posterior of careless answering under quality_check.CLEARED_BLIND) or they are
+    # blocked; until then they stay unreviewed, so a worker blocked in a later round has
+    # that work rejected too (with reject_untrusted_work), where it was accepted round by
+    # round before. What is still held when the campaign ends is left to the marketplace's
+    # own auto-accept. Off by default (docs/cost10e.md).
+    hold_unjudged_work: bool = False
     max_requeue_rounds: int = Field(default=3, ge=0)
     # Off by default; see ExamSpec.
     exam: ExamSpec | None = None
@@ -457,6 +464,15 @@ class DynamicOverlapSpec(_Strict):
     # more answer (cost10d)"). A verdict on one answer keeps the confidence targets either way (the
     # posterior is overconfident there).
     min_answer_value: float | None = Field(default=None, gt=0, lt=1)
+    # Which pairs min_answer_value may stop: "any" pair with two or more trusted answers, or
+    # only those whose trusted answers all come from workers the crowd assessment has
+    # cleared ("cleared": posterior of careless answering under
+    # quality_check.CLEARED_BLIND). Why: a pair's answers are evidence about its answerers
+    # as well as about its verdict (the assessment grades a worker on the verdicts of the
+    # pairs they answered), and stopping pairs answered by workers still unjudged blocked
+    # fewer bad workers (docs/quality-bench.md, cost10d: 70% -> 66%). A pair with an
+    # unjudged answerer keeps target_confidence (docs/cost10e.md).
+    answer_value_pairs: Literal["any", "cleared"] = "any"
     # Golden pairs asked again each round: `golden_share` of the pairs extended
     # ("extended"), or that times the share of the workers not blocked still unjudged
     # ("unjudged": quality_check.reask_golden).

@@ -116,3 +116,41 @@ def test_unsure_pairs_with_min_answer_value_asks_again_where_an_answer_is_worth_
     assert set(plain.loc[unsure_pairs(plain, frame, off), "pair"]) == set(
         verdicts.loc[unsure_pairs(verdicts, frame, off), "pair"]
     )
+
+
+def test_value_rule_on_cleared_pairs_only_keeps_asking_where_an_unjudged_worker_answered() -> None:
+    """With `answer_value_pairs` "cleared", the value rule stops only pairs whose answers all
+    come from cleared workers; a pair an unjudged worker answered keeps the confidence
+    target (its next answer is evidence about that worker too). "any", or nobody
+    unjudged: the value rule for every pair with two or more answers."""
+    labels = {
+        "a-b": ["left", "right"],
+        "a-c": ["left", "left", "left"],
+        "b-c": ["left", "left"],
+        "a-d": ["left", "left", "left"],
+        "b-d": ["left", "left", "left"],
+    }
+    frame = _frame(labels)
+    # The unjudged worker "u" gave a-c's last answer.
+    frame.loc[(frame["pair"] == "a-c") & (frame["worker"] == "w2"), "worker"] = "u"
+    _, verdicts, _ = score_pairs(frame, "bradley_terry", values=True)
+    # A target no verdict here reaches: the confidence rule asks every pair.
+    spec = {"min_answer_value": 0.01, "settle_pairs": False, "target_confidence": 0.999}
+    anywhere = DynamicOverlapSpec(**spec)
+    cleared = DynamicOverlapSpec(**spec, answer_value_pairs="cleared")
+
+    def asked(dynamic: DynamicOverlapSpec, unjudged: set[str] | None) -> set[str]:
+        return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic, unjudged), "pair"])
+
+    by_value = asked(anywhere, {"u"})
+    assert "a-c" not in by_value and "a-b" in by_value
+    assert asked(cleared, {"u"}) == by_value | {"a-c"}
+    assert asked(cleared, set()) == by_value
+    assert asked(cleared, None) == by_value
+    # The same on the coded frame `evidence_frame` gives.
+    from crowdloop.stages.preferences import as_coded
+
+    coded = as_coded(frame)
+    assert set(verdicts.loc[unsure_pairs(verdicts, coded, cleared, {"u"}), "pair"]) == by_value | {
+        "a-c"
+    }

@@ -313,14 +313,19 @@ def _label_counts(verdicts: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
 
 
 def unsure_pairs(
-    verdicts: pd.DataFrame, frame: pd.DataFrame, dynamic: DynamicOverlapSpec
+    verdicts: pd.DataFrame,
+    frame: pd.DataFrame,
+    dynamic: DynamicOverlapSpec,
+    unjudged: set[str] | None = None,
 ) -> pd.Series:
     """Which verdicts (rows of `score_pairs`' verdicts) dynamic overlap asks again about:
     confidence under `target_confidence`, or under `single_answer_confidence` on a pair
     with a single trusted answer in `frame`; with `min_answer_value`, a pair with two or
     more trusted answers by the value of one more answer instead (`answer_values`; the
     verdicts need its `answer_value` column); with `settle_pairs`, not a pair its trusted
-    answers settle (`settled_pairs`).
+    answers settle (`settled_pairs`). With `answer_value_pairs` "cleared", the value rule
+    stops only pairs none of whose answers in `frame` came from the ``unjudged`` workers
+    (None: nobody is); the others keep the confidence target.
 
     Why the value on two or more answers: on logged bench campaigns, the confidence target
     bought third and fourth answers on pairs whose answers and the prompt's other pairs had
@@ -339,6 +344,10 @@ def unsure_pairs(
     if dynamic.min_answer_value is not None:
         # Two or more answers: the value of one more (`answer_values`), not the confidence.
         several = answers >= 2
+        if dynamic.answer_value_pairs == "cleared" and unjudged:
+            # The next answer on a pair an unjudged worker answered is evidence about them
+            # too (their grade is agreement with the verdicts of the pairs they answered).
+            several &= ~verdicts["pair"].isin(_pairs_answered_by(frame, unjudged)).to_numpy()
         under = (under & ~several) | (
             several & (verdicts["answer_value"] >= dynamic.min_answer_value)
         )
@@ -347,6 +356,30 @@ def unsure_pairs(
     if dynamic.settle_pairs:
         under &= ~settled_pairs(verdicts, frame)
     return under
+
+
+def _pairs_answered_by(frame: pd.DataFrame, workers: set[str]) -> np.ndarray:
+    """The pairs (names) with an answer in ``frame`` from one of ``workers``."""
+    frame = as_coded(frame)
+    mine = np.flatnonzero(pd.Index(_names(frame, "worker")).isin(list(workers)))
+    hit = np.isin(_codes(frame, "worker"), mine)
+    return np.asarray(_names(frame, "pair")[np.unique(_codes(frame, "pair")[hit])])
+
+
+def unjudged_workers(campaign_id: str) -> set[str]:
+    """Workers the campaign's crowd assessment has not cleared: posterior of careless
+    answering at least `quality_check.CLEARED_BLIND` (blocked ones included; their answers
+    are not in the trusted frame anyway). The assessment is the quality check's own, cached
+    for the same evidence (`assess_campaign_crowd`), so a round pays for it once."""
+    from crowdloop.stages import quality_check
+    from crowdloop.stages.plan import load_spec
+
+    with session_scope() as s:
+        spec = load_spec(s, campaign_id)
+        crowd, _ = quality_check.assess_campaign_crowd(
+            s, campaign_id, quality_check.crowd_policy_from(spec.quality)
+        )
+    return quality_check.unjudged_workers(crowd)
 
 
 def _answer_counts(verdicts: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
@@ -378,7 +411,12 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
         _, verdicts, _ = score_pairs(
             frame, method, unanswered, values=dynamic.min_answer_value is not None
         )
-        unsure = verdicts.loc[unsure_pairs(verdicts, frame, dynamic), "pair"].tolist()
+        unjudged = (
+            unjudged_workers(campaign_id)
+            if dynamic.min_answer_value is not None and dynamic.answer_value_pairs == "cleared"
+            else None
+        )
+        unsure = verdicts.loc[unsure_pairs(verdicts, frame, dynamic, unjudged), "pair"].tolist()
     if not unsure:
         return 0
     # A pair the AI judge decided stays decided (AI-first routing buys no humans for it).

@@ -975,6 +975,14 @@ def _kept_off(
     return chosen
 
 
+def unjudged_workers(crowd: pd.DataFrame) -> set[str]:
+    """Workers of a crowd assessment not yet cleared: posterior of careless answering at
+    least `CLEARED_BLIND`."""
+    if crowd.empty:
+        return set()
+    return set(crowd.loc[crowd["p_blind"] >= CLEARED_BLIND, "worker"].astype(str))
+
+
 def _unjudged_share(s: Session, campaign_id: str, crowd: pd.DataFrame) -> float:
     """Of the workers with a comparison answer who are not blocked (or excluded), the share
     whose posterior of careless answering is at least `CLEARED_BLIND`."""
@@ -996,8 +1004,13 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
     if Capability.REVIEW not in connector.capabilities:
         return 0
     reviewed = 0
+    held: set[str] = set()
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
+        if spec.quality.hold_unjudged_work and spec.quality.reject_untrusted_work:
+            # Work of workers not yet judged waits; a blocked worker's is decided now.
+            crowd, _ = assess_campaign_crowd(s, campaign_id, crowd_policy_from(spec.quality))
+            held = unjudged_workers(crowd) - _untrusted(s, campaign_id)
     for stage in stages:
         found = batch_ref(campaign_id, stage)
         if found is None:
@@ -1026,14 +1039,27 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
             if not chunk:
                 break
             after = max(jid for jid, *_ in chunk if jid is not None)
+            waiting: set[int | None] = set()
+            if held and stage != Stage.EXAM:
+                with session_scope() as s:
+                    waiting = set(
+                        s.exec(
+                            select(Judgment.id).where(
+                                col(Judgment.id).in_([jid for jid, *_ in chunk]),
+                                col(Judgment.worker_id).in_(held),
+                            )
+                        ).all()
+                    )
+                if len(waiting) == len(chunk):
+                    continue
             decisions = [
                 ReviewDecision(
                     submission_id=ext,
                     accept=not (excluded and reject_untrusted),
                     comment="failed control tasks" if excluded and stage != Stage.EXAM else "",
                 )
-                for _, ext, excluded, status in chunk
-                if status == JudgmentStatus.VALID
+                for jid, ext, excluded, status in chunk
+                if status == JudgmentStatus.VALID and jid not in waiting
             ]
             try:
                 connector.review(ref, decisions)
@@ -1044,7 +1070,11 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
                 "accepted": [d.submission_id for d in decisions if d.accept],
                 "rejected": [d.submission_id for d in decisions if not d.accept],
                 # Unreadable answers are left to a person: the worker may not be at fault.
-                "skipped": [ext for _, ext, _, st in chunk if st != JudgmentStatus.VALID],
+                "skipped": [
+                    ext
+                    for jid, ext, _, st in chunk
+                    if st != JudgmentStatus.VALID and jid not in waiting
+                ],
             }
             with session_scope() as s:
                 for review, ids in outcome.items():

@@ -1,0 +1,75 @@
+"""`quality.hold_unjudged_work`: a worker's comparison submissions are reviewed only once
+the crowd assessment has cleared or blocked them, so a worker blocked in a later round has
+that work rejected (unpaid) too (docs/cost10e.md)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sqlalchemy import update
+from sqlmodel import select
+
+from crowdloop.connectors.base import Connector
+from crowdloop.db import session_scope
+from crowdloop.models.domain import Stage
+from crowdloop.models.spec import CampaignSpec
+from crowdloop.models.tables import Judgment
+from crowdloop.simulator.runner import SimulatorServer
+from crowdloop.stages import quality_check
+from crowdloop.stages.quality_check import check_workers
+from tests.test_quality_stage import (  # noqa: F401 (fixtures)
+    CAMPAIGN,
+    by_archetype,
+    campaign,
+    connector,
+    run_round,
+    sim,
+)
+
+
+def test_unjudged_workers_are_those_not_cleared() -> None:
+    crowd = pd.DataFrame({"worker": ["a", "b", "c"], "p_blind": [0.01, 0.05, 0.9]})
+    assert quality_check.unjudged_workers(crowd) == {"b", "c"}
+    assert quality_check.unjudged_workers(crowd.iloc[:0]) == set()
+
+
+def test_held_work_waits_until_its_worker_is_cleared_or_blocked(
+    campaign: CampaignSpec,
+    sim: SimulatorServer,
+    connector: Connector,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the hold on, an unjudged worker's work is left unreviewed and a blocked
+    worker's is rejected even if the assessment has not cleared them; once the held worker
+    is cleared, the next review accepts their work. Without the hold everything is
+    reviewed at once (`test_submissions_are_reviewed_once_a_chunk_at_a_time`)."""
+    run_round(connector)
+    check_workers(CAMPAIGN, connector)
+    with session_scope() as s:
+        s.execute(update(Judgment).values(review=None))  # as if nothing were reviewed yet
+        rows = s.exec(select(Judgment.worker_id, Judgment.excluded)).all()
+    blocked = {w for w, excluded in rows if excluded}
+    assert blocked, "nobody blocked: the test shows nothing"
+    held_worker = sorted(by_archetype(sim, "honest") - blocked)[0]
+    unjudged = {held_worker, sorted(blocked)[0]}
+    monkeypatch.setattr(quality_check, "unjudged_workers", lambda crowd: set(unjudged))
+    spec = campaign.model_copy(
+        update={"quality": campaign.quality.model_copy(update={"hold_unjudged_work": True})}
+    )
+    monkeypatch.setattr(quality_check, "load_spec", lambda s, campaign_id: spec)
+    reviewed = quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], connector)
+    with session_scope() as s:
+        after = s.exec(select(Judgment.worker_id, Judgment.excluded, Judgment.review)).all()
+    assert reviewed == sum(w != held_worker for w, _, _ in after)
+    for worker, excluded, review in after:
+        if worker == held_worker:
+            assert review is None
+        else:
+            assert review == ("rejected" if excluded else "accepted")
+    # Cleared: the held work is accepted, nothing else is reviewed twice.
+    unjudged.clear()
+    again = quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], connector)
+    assert again == sum(w == held_worker for w, _, _ in after) > 0
+    with session_scope() as s:
+        left = s.exec(select(Judgment.review).where(Judgment.worker_id == held_worker)).all()
+    assert set(left) == {"accepted"}
