@@ -14,7 +14,9 @@ verdict against the simulator's truth:
   answers asked again only while one more answer is worth 0.004 of P(verdict right);
   `reask_unjudged`: that, and golden re-asks scaled by the share of workers still
   unjudged; `aimed`, and `aimed_exam` with the exam: golden re-asks aimed at the workers
-  whose latest answers look careless, sleep10's opt-in);
+  whose latest answers look careless, sleep10's opt-in; `value_cleared`: the value rule
+  only on pairs every answerer of which is cleared; `nohold`: every submission reviewed in
+  the round it came in, the default before cost10e held an unjudged worker's);
 - crowdloop quality-first: golden share 0.15 and dynamic overlap from 2 up to 5;
 - crowdloop default + exam: production comparisons only for workers who passed an exam of
   12 clear-cut golden pairs (9 right), graded on our side;
@@ -224,6 +226,8 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "value": ("crowdloop default + the value of one more answer (0.004)", VALUE, {}),
     "reask_unjudged": ("... + golden re-asks by unjudged workers", REASK_UNJUDGED, {}),
     "value_cleared": ("... value rule on pairs of cleared workers only", VALUE_CLEARED, {}),
+    # The default before cost10e: every submission reviewed in the round it came in.
+    "nohold": ("crowdloop default, review round by round", DEFAULT, {"hold_unjudged_work": False}),
 }
 
 

@@ -34,30 +34,31 @@ def test_unjudged_workers_are_those_not_cleared() -> None:
 
 
 def test_held_work_waits_until_its_worker_is_cleared_or_blocked(
-    campaign: CampaignSpec,
-    sim: SimulatorServer,
-    connector: Connector,
-    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the hold on, an unjudged worker's work is left unreviewed and a blocked
     worker's is rejected even if the assessment has not cleared them; once the held worker
     is cleared, the next review accepts their work. Without the hold everything is
     reviewed at once (`test_submissions_are_reviewed_once_a_chunk_at_a_time`)."""
-    run_round(connector)
-    check_workers(CAMPAIGN, connector)
+    # test_quality_stage's fixtures (a registered campaign, its simulator and marketplace).
+    registered: CampaignSpec = request.getfixturevalue("campaign")
+    server: SimulatorServer = request.getfixturevalue("sim")
+    marketplace: Connector = request.getfixturevalue("connector")
+    run_round(marketplace)
+    check_workers(CAMPAIGN, marketplace)
     with session_scope() as s:
         s.execute(update(Judgment).values(review=None))  # as if nothing were reviewed yet
         rows = s.exec(select(Judgment.worker_id, Judgment.excluded)).all()
     blocked = {w for w, excluded in rows if excluded}
     assert blocked, "nobody blocked: the test shows nothing"
-    held_worker = sorted(by_archetype(sim, "honest") - blocked)[0]
+    held_worker = sorted(by_archetype(server, "honest") - blocked)[0]
     unjudged = {held_worker, sorted(blocked)[0]}
     monkeypatch.setattr(quality_check, "unjudged_workers", lambda crowd: set(unjudged))
-    spec = campaign.model_copy(
-        update={"quality": campaign.quality.model_copy(update={"hold_unjudged_work": True})}
+    spec = registered.model_copy(
+        update={"quality": registered.quality.model_copy(update={"hold_unjudged_work": True})}
     )
     monkeypatch.setattr(quality_check, "load_spec", lambda s, campaign_id: spec)
-    reviewed = quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], connector)
+    reviewed = quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], marketplace)
     with session_scope() as s:
         after = s.exec(select(Judgment.worker_id, Judgment.excluded, Judgment.review)).all()
     assert reviewed == sum(w != held_worker for w, _, _ in after)
@@ -68,7 +69,7 @@ def test_held_work_waits_until_its_worker_is_cleared_or_blocked(
             assert review == ("rejected" if excluded else "accepted")
     # Cleared: the held work is accepted, nothing else is reviewed twice.
     unjudged.clear()
-    again = quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], connector)
+    again = quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], marketplace)
     assert again == sum(w == held_worker for w, _, _ in after) > 0
     with session_scope() as s:
         left = s.exec(select(Judgment.review).where(Judgment.worker_id == held_worker)).all()

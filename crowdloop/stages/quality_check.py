@@ -1040,7 +1040,7 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
                 break
             after = max(jid for jid, *_ in chunk if jid is not None)
             waiting: set[int | None] = set()
-            if held and stage != Stage.EXAM:
+            if held and stage == Stage.COMPARE:  # what the crowd assessment judges
                 with session_scope() as s:
                     waiting = set(
                         s.exec(
