@@ -163,6 +163,11 @@ VALUE_CLEARED = {
     **VALUE,
     "dynamic_overlap": {**VALUE["dynamic_overlap"], "answer_value_pairs": "cleared"},
 }
+# ... and only on pairs with an answer a block excluded (their re-asks).
+VALUE_REBOUGHT = {
+    **VALUE,
+    "dynamic_overlap": {**VALUE["dynamic_overlap"], "answer_value_pairs": "rebought"},
+}
 # ... and golden re-asks times the share of the workers still unjudged.
 REASK_UNJUDGED = {
     **VALUE,
@@ -226,6 +231,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "value": ("crowdloop default + the value of one more answer (0.004)", VALUE, {}),
     "reask_unjudged": ("... + golden re-asks by unjudged workers", REASK_UNJUDGED, {}),
     "value_cleared": ("... value rule on pairs of cleared workers only", VALUE_CLEARED, {}),
+    "value_rebought": ("... value rule on re-asks after a block only", VALUE_REBOUGHT, {}),
     # The default before cost10e: every submission reviewed in the round it came in.
     "nohold": ("crowdloop default, review round by round", DEFAULT, {"hold_unjudged_work": False}),
 }

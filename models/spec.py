@@ -475,7 +475,9 @@ class DynamicOverlapSpec(_Strict):
     # pairs they answered), and stopping pairs answered by workers still unjudged blocked
     # fewer bad workers (docs/quality-bench.md, cost10d: 70% -> 66%). A pair with an
     # unjudged answerer keeps target_confidence (docs/cost10e.md).
-    answer_value_pairs: Literal["any", "cleared"] = "any"
+    # "rebought": only pairs with an answer a block excluded (the re-asks that replace a
+    # blocked worker's answers; every other pair keeps target_confidence).
+    answer_value_pairs: Literal["any", "cleared", "rebought"] = "any"
     # Golden pairs asked again each round: `golden_share` of the pairs extended
     # ("extended"), or that times the share of the workers not blocked still unjudged
     # ("unjudged": quality_check.reask_golden).

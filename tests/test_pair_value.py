@@ -154,3 +154,25 @@ def test_value_rule_on_cleared_pairs_only_keeps_asking_where_an_unjudged_worker_
     assert set(verdicts.loc[unsure_pairs(verdicts, coded, cleared, {"u"}), "pair"]) == by_value | {
         "a-c"
     }
+
+
+def test_value_rule_on_rebought_pairs_only() -> None:
+    """With `answer_value_pairs` "rebought", the value rule stops only pairs with an answer
+    a block excluded (the ``rebought`` set); every other pair keeps the confidence
+    target."""
+    labels = {
+        "a-b": ["left", "right"],
+        "a-c": ["left", "left", "left"],
+        "a-d": ["left", "left", "left"],
+        "b-d": ["left", "left", "left"],
+    }
+    frame = _frame(labels)
+    _, verdicts, _ = score_pairs(frame, "bradley_terry", values=True)
+    spec = {"min_answer_value": 0.01, "settle_pairs": False, "target_confidence": 0.999}
+    rebought = DynamicOverlapSpec(**spec, answer_value_pairs="rebought")
+    by_value = set(verdicts.loc[unsure_pairs(verdicts, frame, DynamicOverlapSpec(**spec)), "pair"])
+    assert "a-c" not in by_value
+    asked = set(verdicts.loc[unsure_pairs(verdicts, frame, rebought, rebought={"a-c"}), "pair"])
+    assert asked == set(labels) - {"a-c"}
+    # Nothing excluded: the confidence rule everywhere.
+    assert set(verdicts.loc[unsure_pairs(verdicts, frame, rebought), "pair"]) == set(labels)

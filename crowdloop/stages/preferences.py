@@ -261,6 +261,18 @@ def unanswered_pairs(campaign_id: str, frame: pd.DataFrame) -> pd.DataFrame:
     return _columns_frame(rows, columns)
 
 
+def _excluded_pairs(campaign_id: str) -> set[str]:
+    """Items of the campaign with an answer a block excluded."""
+    with session_scope() as s:
+        return set(
+            s.execute(
+                sa_select(col(Judgment.item_id))
+                .where(col(Judgment.campaign_id) == campaign_id, col(Judgment.excluded).is_(True))
+                .distinct()
+            ).scalars()
+        )
+
+
 def _columns_frame(rows: Sequence[Sequence[object]], columns: list[str]) -> pd.DataFrame:
     """A frame built column by column from row tuples: the same frame as
     `DataFrame.from_records`, which took ~twice the CPU on SQLAlchemy rows (1.56 s against
@@ -317,6 +329,7 @@ def unsure_pairs(
     frame: pd.DataFrame,
     dynamic: DynamicOverlapSpec,
     unjudged: set[str] | None = None,
+    rebought: set[str] | None = None,
 ) -> pd.Series:
     """Which verdicts (rows of `score_pairs`' verdicts) dynamic overlap asks again about:
     confidence under `target_confidence`, or under `single_answer_confidence` on a pair
@@ -325,7 +338,8 @@ def unsure_pairs(
     verdicts need its `answer_value` column); with `settle_pairs`, not a pair its trusted
     answers settle (`settled_pairs`). With `answer_value_pairs` "cleared", the value rule
     stops only pairs none of whose answers in `frame` came from the ``unjudged`` workers
-    (None: nobody is); the others keep the confidence target.
+    (None: nobody is); the others keep the confidence target. With "rebought", only the
+    ``rebought`` pairs (those with an excluded answer).
 
     Why the value on two or more answers: on logged bench campaigns, the confidence target
     bought third and fourth answers on pairs whose answers and the prompt's other pairs had
@@ -348,6 +362,8 @@ def unsure_pairs(
             # The next answer on a pair an unjudged worker answered is evidence about them
             # too (their grade is agreement with the verdicts of the pairs they answered).
             several &= ~verdicts["pair"].isin(_pairs_answered_by(frame, unjudged)).to_numpy()
+        if dynamic.answer_value_pairs == "rebought":
+            several &= verdicts["pair"].isin(list(rebought or ())).to_numpy()
         under = (under & ~several) | (
             several & (verdicts["answer_value"] >= dynamic.min_answer_value)
         )
@@ -366,7 +382,7 @@ def _pairs_answered_by(frame: pd.DataFrame, workers: set[str]) -> np.ndarray:
     return np.asarray(_names(frame, "pair")[np.unique(_codes(frame, "pair")[hit])])
 
 
-def unjudged_workers(campaign_id: str) -> set[str]:
+def _unjudged_workers(campaign_id: str) -> set[str]:
     """Workers the campaign's crowd assessment has not cleared: posterior of careless
     answering at least `quality_check.CLEARED_BLIND` (blocked ones included; their answers
     are not in the trusted frame anyway). The assessment is the quality check's own, cached
@@ -412,11 +428,18 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
             frame, method, unanswered, values=dynamic.min_answer_value is not None
         )
         unjudged = (
-            unjudged_workers(campaign_id)
+            _unjudged_workers(campaign_id)
             if dynamic.min_answer_value is not None and dynamic.answer_value_pairs == "cleared"
             else None
         )
-        unsure = verdicts.loc[unsure_pairs(verdicts, frame, dynamic, unjudged), "pair"].tolist()
+        rebought = (
+            _excluded_pairs(campaign_id)
+            if dynamic.min_answer_value is not None and dynamic.answer_value_pairs == "rebought"
+            else None
+        )
+        unsure = verdicts.loc[
+            unsure_pairs(verdicts, frame, dynamic, unjudged, rebought), "pair"
+        ].tolist()
     if not unsure:
         return 0
     # A pair the AI judge decided stays decided (AI-first routing buys no humans for it).
