@@ -402,6 +402,8 @@ def run_bare(campaign_file: Path, timer: PhaseTimer, quality: bool = True) -> di
             advance=False,
             on_round=lambda n: log(f"bare round {n} done"),
         )
+        with timer("review_held"):  # the flow's review-held task
+            quality_check.review_submissions(campaign_id, stages, c, final=True)
     assert prefs is not None
     with timer("aggregate_preferences"):
         preferences.aggregate_preferences(campaign_id, prefs.aggregation)

@@ -78,6 +78,7 @@ from crowdloop.simulator.crowd import BAD_ARCHETYPES
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.preferences import aggregate_preferences, judgments_frame
+from crowdloop.stages.quality_check import review_submissions
 from crowdloop.stages.report import record_spend
 from crowdloop.stages.rounds import bare_ops, connector_for, run_rounds
 
@@ -351,6 +352,8 @@ def run_one(
             register_campaign(s, spec)
         with connector_for(name) as connector:
             run_rounds(name, [Stage.COMPARE], bare_ops(connector), advance=False)
+            # The flow's review-held step: what hold_unjudged_work still holds is reviewed.
+            review_submissions(name, [Stage.COMPARE], connector, final=True)
             cost = float(record_spend(name, connector))
         method = str(prefs.get("aggregation", "bradley_terry"))
         aggregate_preferences(name, method)

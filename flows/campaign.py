@@ -71,6 +71,7 @@ def _preferences(campaign_id: str) -> dict[str, Any]:
         ops = RoundOps(**{**ops.__dict__, "route": t.route_to_ai})
     rounds = _run_rounds(campaign_id, [Stage.COMPARE], advance=False, ops=ops)
     out: dict[str, Any] = {"rounds": rounds}
+    out["reviewed_at_close"] = t.review_held(campaign_id, [Stage.COMPARE])
     if has_exam:
         out["exam"] = t.close_exam(campaign_id)
     out["aggregate"] = t.aggregate_preferences(campaign_id)

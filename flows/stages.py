@@ -25,6 +25,7 @@ from crowdloop.stages import (
     export,
     preferences,
     preflight,
+    quality_check,
     ranking,
     rating,
     report,
@@ -79,6 +80,13 @@ def wait_and_sync(campaign_id: str, stages: list[Stage]) -> dict[str, int]:
 def check_workers(campaign_id: str, stages: list[Stage]) -> dict[str, Any]:
     with connector_for(campaign_id) as c:
         return rounds.check_workers_step(campaign_id, stages, c, get_run_logger())
+
+
+@task(name="review-held", retries=2, retry_delay_seconds=5)
+def review_held(campaign_id: str, stages: list[Stage]) -> int:
+    """After the last round: review the work `quality.hold_unjudged_work` still holds."""
+    with connector_for(campaign_id) as c:
+        return quality_check.review_submissions(campaign_id, stages, c, final=True)
 
 
 @task(name="exam", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_unless_waiting)

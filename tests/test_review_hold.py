@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from sqlalchemy import update
-from sqlmodel import select
+from sqlmodel import col, select
 
 from crowdloop.connectors.base import Connector
 from crowdloop.db import session_scope
@@ -74,3 +74,33 @@ def test_held_work_waits_until_its_worker_is_cleared_or_blocked(
     with session_scope() as s:
         left = s.exec(select(Judgment.review).where(Judgment.worker_id == held_worker)).all()
     assert set(left) == {"accepted"}
+
+
+def test_the_review_after_the_last_round_settles_held_work(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`final=True` (the flow's review-held step) reviews what the hold still holds, so an
+    honest worker never judged is paid at the campaign's close, not at the marketplace's
+    auto-accept."""
+    registered: CampaignSpec = request.getfixturevalue("campaign")
+    server: SimulatorServer = request.getfixturevalue("sim")
+    marketplace: Connector = request.getfixturevalue("connector")
+    run_round(marketplace)
+    check_workers(CAMPAIGN, marketplace)
+    with session_scope() as s:
+        s.execute(update(Judgment).values(review=None))
+    honest = by_archetype(server, "honest")
+    monkeypatch.setattr(quality_check, "unjudged_workers", lambda crowd: set(honest))
+    spec = registered.model_copy(
+        update={"quality": registered.quality.model_copy(update={"hold_unjudged_work": True})}
+    )
+    monkeypatch.setattr(quality_check, "load_spec", lambda s, campaign_id: spec)
+    quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], marketplace)
+    with session_scope() as s:
+        held = s.exec(select(Judgment.review).where(col(Judgment.worker_id).in_(honest))).all()
+    assert held and set(held) == {None}
+    quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], marketplace, final=True)
+    with session_scope() as s:
+        rows = s.exec(select(Judgment.worker_id, Judgment.excluded, Judgment.review)).all()
+    assert all(review == ("rejected" if excluded else "accepted") for _, excluded, review in rows)
+    assert any(w in honest for w, _, _ in rows)

@@ -995,11 +995,16 @@ def _unjudged_share(s: Session, campaign_id: str, crowd: pd.DataFrame) -> float:
     return float((active["p_blind"] >= CLEARED_BLIND).mean())
 
 
-def review_submissions(campaign_id: str, stages: list[Stage], connector: Connector) -> int:
+def review_submissions(
+    campaign_id: str, stages: list[Stage], connector: Connector, *, final: bool = False
+) -> int:
     """Accept trusted work and reject a blocked worker's, once per submission.
 
     Exam answers are accepted whatever the grade: failing an exam is its outcome, not
-    misconduct, and the work was asked for.
+    misconduct, and the work was asked for. With `quality.hold_unjudged_work` a round's
+    review leaves the comparison work of workers not yet judged for later; `final` (after
+    the last round) reviews what is still held, so nobody waits for the marketplace's
+    auto-accept to be paid.
     """
     if Capability.REVIEW not in connector.capabilities:
         return 0
@@ -1007,7 +1012,7 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
     held: set[str] = set()
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
-        if spec.quality.hold_unjudged_work and spec.quality.reject_untrusted_work:
+        if spec.quality.hold_unjudged_work and spec.quality.reject_untrusted_work and not final:
             # Work of workers not yet judged waits; a blocked worker's is decided now.
             crowd, _ = assess_campaign_crowd(s, campaign_id, crowd_policy_from(spec.quality))
             held = unjudged_workers(crowd) - _untrusted(s, campaign_id)
@@ -1022,14 +1027,20 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
         after = 0
         while True:
             with session_scope() as s:
-                chunk = s.exec(
-                    select(Judgment.id, Judgment.external_id, Judgment.excluded, Judgment.status)
+                chunk = s.execute(
+                    sa_select(
+                        col(Judgment.id),
+                        col(Judgment.external_id),
+                        col(Judgment.excluded),
+                        col(Judgment.status),
+                        col(Judgment.worker_id),
+                    )
                     .join(Item, col(Item.id) == col(Judgment.item_id))
                     .where(
-                        Judgment.campaign_id == campaign_id,
+                        col(Judgment.campaign_id) == campaign_id,
                         # This marketplace's work only (an AI judge's verdicts are not its).
-                        Judgment.connector == connector.name,
-                        Item.stage == stage.value,
+                        col(Judgment.connector) == connector.name,
+                        col(Item.stage) == stage.value,
                         col(Judgment.review).is_(None),
                         col(Judgment.id) > after,
                     )
@@ -1039,26 +1050,21 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
             if not chunk:
                 break
             after = max(jid for jid, *_ in chunk if jid is not None)
-            waiting: set[int | None] = set()
-            if held and stage == Stage.COMPARE:  # what the crowd assessment judges
-                with session_scope() as s:
-                    waiting = set(
-                        s.exec(
-                            select(Judgment.id).where(
-                                col(Judgment.id).in_([jid for jid, *_ in chunk]),
-                                col(Judgment.worker_id).in_(held),
-                            )
-                        ).all()
-                    )
-                if len(waiting) == len(chunk):
-                    continue
+            # Held: a comparison answer of a worker the crowd assessment has not judged yet.
+            waiting = (
+                {jid for jid, _, _, _, worker in chunk if worker in held}
+                if held and stage == Stage.COMPARE
+                else set()
+            )
+            if len(waiting) == len(chunk):
+                continue
             decisions = [
                 ReviewDecision(
                     submission_id=ext,
                     accept=not (excluded and reject_untrusted),
                     comment="failed control tasks" if excluded and stage != Stage.EXAM else "",
                 )
-                for jid, ext, excluded, status in chunk
+                for jid, ext, excluded, status, _ in chunk
                 if status == JudgmentStatus.VALID and jid not in waiting
             ]
             try:
@@ -1072,7 +1078,7 @@ def review_submissions(campaign_id: str, stages: list[Stage], connector: Connect
                 # Unreadable answers are left to a person: the worker may not be at fault.
                 "skipped": [
                     ext
-                    for jid, ext, _, st in chunk
+                    for jid, ext, _, st, _ in chunk
                     if st != JudgmentStatus.VALID and jid not in waiting
                 ],
             }
