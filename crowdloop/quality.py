@@ -213,7 +213,11 @@ class CrowdPolicy:
     tie_grid: tuple[float, ...] = (0.03, 0.08, 0.2)
     prior_blind: tuple[float, float] = (1.0, 4.0)
     folds: int = 5
-    drift_min_answers: int = 5
+    # 5 lets a change point leave 5 answers after it (sleep10b, docs/sleep10b.md): more
+    # sleepers with short careless stretches caught offline, but on the ambiguous-golden
+    # crowd an honest worker's posterior rose over the crowd's base rate early in the
+    # campaign, which lets the golden rule block them: not the default.
+    drift_min_answers: int = 8
     # The late change point that aims golden re-asks (`recent_bf`): content-blind for at
     # least this many last answers. Never a block: only who is asked a golden pair next.
     recent_min_answers: int = 3
@@ -249,8 +253,11 @@ class CrowdPolicy:
     # 1): a constant answerer, a group's shared coin): its prior, learned from the crowd
     # (empirical Bayes over the workers who look blind from the start, worth
     # ``blind_uniform_strength`` pseudo-workers). None: the Dirichlet alone, as before.
-    # See `_blind_log_ml` and `_uniform_share`.
-    blind_uniform: float | None = 0.5
+    # See `_blind_log_ml` and `_uniform_share`. Opt-in (0.5 is what was measured): random
+    # clickers caught 24 -> 35 of 72 offline, but honest workers on hard pairs and ambiguous
+    # golden items, whose answers are spread too, came near a block (3 of 60 blocked on
+    # that crowd on the bench against 1; docs/sleep10b.md).
+    blind_uniform: float | None = None
     blind_uniform_strength: float = 1.0
 
     def __post_init__(self) -> None:

@@ -10,8 +10,10 @@ import pandas as pd
 from crowdloop.quality import CrowdPolicy, _blind_log_ml, _dirichlet_log_ml, assess_crowd
 from tests.test_quality_crowd import _crowd, _kinds, _sequence_frame
 
-# The model before sleep10b: the Dirichlet alone, change points 8 answers from the end.
-BEFORE = CrowdPolicy(blind_uniform=None, drift_min_answers=8)
+# The default: the Dirichlet alone, change points 8 answers from the end; and sleep10b's
+# opt-in: random clickers in the blind model, change points 5 answers from the end.
+BEFORE = CrowdPolicy()
+OPT_IN = CrowdPolicy(blind_uniform=0.5, drift_min_answers=5)
 
 
 def _exam_then_random(after: int, seed: int, golden_share: float) -> tuple[pd.DataFrame, list[str]]:
@@ -70,26 +72,26 @@ def test_the_crowd_teaches_whether_its_blind_workers_click_at_random() -> None:
     quality._uniform_share = spy  # type: ignore[assignment]
     try:
         for kind in ("spammer", "colluder", "always_left"):
-            assess_crowd(_crowd(_kinds(honest=20, **{kind: 8}), answers=25, seed=1))
+            assess_crowd(_crowd(_kinds(honest=20, **{kind: 8}), answers=25, seed=1), OPT_IN)
     finally:
         quality._uniform_share = original  # type: ignore[assignment]
     # Measured (last iteration): 0.93, 0.48, 0.06 (the colluders, never a tie, do not
     # raise it above its prior, 0.5; on this seed none of them looks blind yet).
     assert learned["spammer"][-1] > 0.8, learned
-    assert learned["colluder"][-1] <= CrowdPolicy().blind_uniform, learned  # type: ignore[operator]
+    assert learned["colluder"][-1] <= OPT_IN.blind_uniform, learned  # type: ignore[operator]
     assert learned["always_left"][-1] < 0.3, learned
 
 
 def test_an_exam_sleeper_is_caught_on_fewer_careless_answers() -> None:
     """12 right exam answers, then 9 random ones (golden pairs at 0.4, as when golden
     re-asks are aimed at suspects) or 15 (at 0.15): the random clickers' point mass and
-    change points 5 answers from the end block more of them than the model before, and
-    no honest worker comes near a block. Three seeds, 6 sleepers each."""
+    change points 5 answers from the end (the opt-in) block more of them than the default,
+    and no honest worker comes near a block. Three seeds, 6 sleepers each."""
     blocked = {"before": 0, "now": 0}
     for after, share in ((9, 0.4), (15, 0.15)):
         for seed in range(3):
             frame, sleepers = _exam_then_random(after, seed, share)
-            for name, policy in (("before", BEFORE), ("now", CrowdPolicy())):
+            for name, policy in (("before", BEFORE), ("now", OPT_IN)):
                 workers, _ = assess_crowd(frame, policy)
                 rows = workers.set_index("worker")
                 blocked[name] += sum(
