@@ -158,7 +158,9 @@ class CrowdPolicy:
       one (q, tie share) for all their answers.
     * **content-blind**: the answers are draws from the worker's own fixed distribution
       over left/right/tie, whatever the pair (random clicking, always left, always tie, a
-      group sharing one answer); Dirichlet(1, 1, 1) marginal likelihood.
+      group sharing one answer): a random clicker (each label 1/3) or any fixed
+      distribution (Dirichlet(1, 1, 1) marginal likelihood), the crowd's share of random
+      clickers among its blind workers learned from it (``blind_uniform``).
 
     The log Bayes factor of the two, with a prior share of content-blind workers learned
     from the whole crowd (empirical Bayes, ``Beta(*prior_blind)`` hyperprior), gives each
@@ -211,6 +213,10 @@ class CrowdPolicy:
     tie_grid: tuple[float, ...] = (0.03, 0.08, 0.2)
     prior_blind: tuple[float, float] = (1.0, 4.0)
     folds: int = 5
+    # 5 lets a change point leave 5 answers after it (sleep10b, docs/sleep10b.md): more
+    # sleepers with short careless stretches caught offline, but on the ambiguous-golden
+    # crowd an honest worker's posterior rose over the crowd's base rate early in the
+    # campaign, which lets the golden rule block them: not the default.
     drift_min_answers: int = 8
     # The late change point that aims golden re-asks (`recent_bf`): content-blind for at
     # least this many last answers. Never a block: only who is asked a golden pair next.
@@ -242,6 +248,17 @@ class CrowdPolicy:
     # Off: it caught two more random clickers but convicted an honest worker on the
     # ambiguous-golden crowd and lost the colluders it caught.
     tie_by_clarity: bool = False
+    # The content-blind model's share of random clickers (answers drawn evenly over
+    # left/right/tie, a point mass) beside any fixed distribution over them (Dirichlet(1, 1,
+    # 1): a constant answerer, a group's shared coin): its prior, learned from the crowd
+    # (empirical Bayes over the workers who look blind from the start, worth
+    # ``blind_uniform_strength`` pseudo-workers). None: the Dirichlet alone, as before.
+    # See `_blind_log_ml` and `_uniform_share`. Opt-in (0.5 is what was measured): random
+    # clickers caught 24 -> 35 of 72 offline, but honest workers on hard pairs and ambiguous
+    # golden items, whose answers are spread too, came near a block (3 of 60 blocked on
+    # that crowd on the bench against 1; docs/sleep10b.md).
+    blind_uniform: float | None = None
+    blind_uniform_strength: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.5 < self.blind_confidence < 1:
@@ -352,6 +369,43 @@ def _dirichlet_log_ml(counts: np.ndarray) -> np.ndarray:
 
     n, k = counts.sum(axis=-1), counts.shape[-1]
     return gammaln(k) - gammaln(n + k) + gammaln(counts + 1.0).sum(axis=-1)
+
+
+def _blind_log_ml(counts: np.ndarray, uniform: float | None) -> np.ndarray:
+    """Log marginal likelihood of label counts (rows) under the content-blind model: with
+    weight ``uniform`` a random clicker (each of the k labels 1/k), else any fixed
+    distribution over them (`_dirichlet_log_ml`).
+
+    Why: the Dirichlet alone pays for learning a distribution a random clicker does not
+    have (about 2 nats on 20 answers spread evenly, 1 on 6), which a careful model with a
+    low accuracy then undercuts; a constant answerer still gets the Dirichlet's fit."""
+    dirichlet = _dirichlet_log_ml(counts)
+    if uniform is None:
+        return dirichlet
+    clicker = counts.sum(axis=-1) * -np.log(counts.shape[-1])
+    return np.logaddexp(np.log(uniform) + clicker, np.log1p(-uniform) + dirichlet)
+
+
+def _uniform_share(counts: np.ndarray, blind: np.ndarray, policy: CrowdPolicy) -> float:
+    """The content-blind model's share of random clickers, learned from the workers who
+    look blind from the start (``blind``: their posterior of it; ``counts``: their label
+    counts), by EM, with ``blind_uniform_strength`` pseudo-workers at the policy's share:
+    a crowd whose blind workers click at random learns to expect that, a crowd of constant
+    answerers or of a colluding group (never a tie) learns the Dirichlet."""
+    assert policy.blind_uniform is not None
+    u = policy.blind_uniform
+    clicker = counts.sum(axis=-1) * -np.log(counts.shape[-1])
+    dirichlet = _dirichlet_log_ml(counts)
+    for _ in range(50):
+        a, b = np.log(u) + clicker, np.log1p(-u) + dirichlet
+        r = np.exp(a - np.logaddexp(a, b))
+        k = policy.blind_uniform_strength
+        new = float((k * policy.blind_uniform + (blind * r).sum()) / (k + blind.sum()))
+        new = min(max(new, 1e-3), 1 - 1e-3)
+        if abs(new - u) < 1e-6:
+            return new
+        u = new
+    return u
 
 
 def _judge_log_lik(
@@ -633,6 +687,8 @@ def assess_crowd(
     prior = 0.2
     prior_drift = 0.05
     chosen_temperature = 1.0
+    # The blind model's share of random clickers (`_blind_log_ml`), learned below when asked.
+    uniform = policy.blind_uniform
     for _ in range(iterations):
         # What the last iteration freed goes back to the OS before the cross-fit's
         # temporaries: else they land above the holes and the heap's resident size grows
@@ -654,7 +710,7 @@ def assess_crowd(
             use &= ~_in_set(frame["item"], retired)
         used_counts = np.zeros((n_w, 3))
         np.add.at(used_counts, (wcode[use], label[use]), 1.0)
-        log_blind = _dirichlet_log_ml(used_counts)
+        log_blind = _blind_log_ml(used_counts, uniform)
         # Scores fitted on a few answers per pair are shrunk towards each other; the
         # temperature that best explains the crowd's answers (marginal likelihood of the
         # two-model mixture) undoes that, so a clear pair reads as clear.
@@ -709,6 +765,7 @@ def assess_crowd(
             n_w,
             policy.drift_min_answers,
             policy.recent_min_answers,
+            uniform,
         )
         del answers_ll
         # Empirical Bayes, one share per kind of careless worker: blind from the start, and
@@ -730,6 +787,8 @@ def assess_crowd(
                 for k in (1, 2)
             )
         p_blind_w = post[1] + post[2]
+        if uniform is not None:
+            uniform = _uniform_share(used_counts, post[1], policy)
         # Of a worker's "bad" posterior, the share that is blind from the start against
         # turned at the change point.
         from_start = post[1] / np.maximum(p_blind_w, 1e-300)
@@ -930,6 +989,7 @@ def _change_point_scan(
     n_workers: int,
     min_len: int,
     recent_len: int | None = None,
+    blind_uniform: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Drift as a change point in each worker's answers (rows already in time order).
 
@@ -978,7 +1038,9 @@ def _change_point_scan(
         # Every change point leaving `shortest` answers after it; the drift's are the first
         # n - min_len of them.
         every = np.arange(1, n - shortest + 1)
-        all_terms = _logmeanexp(prefix_ll[every]) + _dirichlet_log_ml(suffix_counts[every])
+        all_terms = _logmeanexp(prefix_ll[every]) + _blind_log_ml(
+            suffix_counts[every], blind_uniform
+        )
         careful = float(_logmeanexp(prefix_ll[n]))
         if n >= recent_len + 1:
             recent[w] = float(all_terms[: n - recent_len].max()) - careful
@@ -992,7 +1054,7 @@ def _change_point_scan(
         k = int(cand[int(np.argmax(terms))])
         start[w] = int(idx[k])
         head = suffix_counts[0] - suffix_counts[k]
-        before[w] = float(_dirichlet_log_ml(head) - _logmeanexp(prefix_ll[k]))
+        before[w] = float(_blind_log_ml(head, blind_uniform) - _logmeanexp(prefix_ll[k]))
         cdf = np.zeros(n)
         cdf[cand] = np.cumsum(weights) / weights.sum()
         cdf[cand[-1] :] = 1.0
