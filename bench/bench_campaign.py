@@ -382,9 +382,13 @@ def run_bare(campaign_file: Path, timer: PhaseTimer, quality: bool = True) -> di
                 "quality: distrust_report", quality_report.distrust_report
             )
         else:
-            # The review alone: what check_workers_step does after the quality checks.
+            # The review alone: what check_workers_step does after the quality checks, without
+            # hold_unjudged_work's wait (final=True), which would run the crowd assessment.
             ops = dataclasses.replace(
-                ops, check_workers=lambda cid, st: quality_check.review_submissions(cid, st, c)
+                ops,
+                check_workers=lambda cid, st: quality_check.review_submissions(
+                    cid, st, c, final=True
+                ),
             )
             quality_report.distrust_report = lambda cid: {  # type: ignore[assignment]
                 "workers": [],
