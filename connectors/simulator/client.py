@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 
 from crowdloop.connectors._http import HttpSeam
 from crowdloop.connectors.simulator.models import (
+    REVIEW_REQUEST,
+    TASKS_ADD,
     AssignmentPage,
     BlockRequest,
     PoolCreate,
@@ -34,6 +36,8 @@ API = "/api/v1"
 # Task keys travel comma-joined in a query string; keep each URL far below the server's
 # request-line limit.
 MAX_KEYS_QUERY_CHARS = 3000
+
+_JSON = {"content-type": "application/json"}
 
 
 class SimulatorClient:
@@ -81,8 +85,8 @@ class SimulatorClient:
         response = self.seam.request(
             "POST",
             f"{API}/pools/{pool_id}/tasks",
-            content=body.model_dump_json().encode(),
-            headers={"content-type": "application/json"},
+            content=TASKS_ADD.dump_json(body),
+            headers=_JSON,
         )
         return self.seam.parse(TasksAdded, response)
 
@@ -113,7 +117,13 @@ class SimulatorClient:
             cursor = page.next_cursor
 
     def review(self, body: ReviewRequest) -> None:
-        self.seam.request("POST", f"{API}/assignments/review", json=body.model_dump(mode="json"))
+        # Up to 500 decisions a request, serialised in one pass like `add_tasks`' body.
+        self.seam.request(
+            "POST",
+            f"{API}/assignments/review",
+            content=REVIEW_REQUEST.dump_json(body),
+            headers=_JSON,
+        )
 
     def block_worker(self, worker_id: str, body: BlockRequest) -> None:
         self.seam.request(

@@ -24,8 +24,6 @@ from crowdloop.connectors.simulator.models import (
     BlockRequest,
     PoolCreate,
     QualificationCreate,
-    ReviewItem,
-    ReviewRequest,
     TaskCreate,
     TasksAdd,
     WireAssignment,
@@ -117,7 +115,10 @@ class SimulatorConnector(Connector):
             chunk = items[start : start + self.max_items_per_call]
             # Derived from the call's key, so a replay of the call sends the same chunk keys.
             chunk_key = f"{idempotency_key}:{start}" if start else idempotency_key
-            body = TasksAdd(idempotency_key=chunk_key, tasks=[_task_wire(i) for i in chunk])
+            body: TasksAdd = {
+                "idempotency_key": chunk_key,
+                "tasks": [_task_wire(i) for i in chunk],
+            }
             added = self.client.add_tasks(batch.external_id, body)
             ids.update({t.key: t.id for t in added.tasks})
         return self.added(items, ids)
@@ -179,16 +180,16 @@ class SimulatorConnector(Connector):
         for start in range(0, len(decisions), REVIEW_CHUNK):
             chunk = decisions[start : start + REVIEW_CHUNK]
             self.client.review(
-                ReviewRequest(
-                    decisions=[
-                        ReviewItem(
-                            id=d.submission_id,
-                            status="accepted" if d.accept else "rejected",
-                            comment=d.comment,
-                        )
+                {
+                    "decisions": [
+                        {
+                            "id": d.submission_id,
+                            "status": "accepted" if d.accept else "rejected",
+                            "comment": d.comment,
+                        }
                         for d in chunk
                     ]
-                )
+                }
             )
 
     def block_worker(self, worker_id: str, *, scope: BlockScope, reason: str) -> None:
@@ -220,14 +221,14 @@ class SimulatorConnector(Connector):
 
 
 def _task_wire(item: TaskItem) -> TaskCreate:
-    # From a validated TaskItem, so not validated again (the payload's dump is plain JSON).
-    return TaskCreate.model_construct(
-        key=item.key,
-        group=item.group,
-        payload=item.payload.model_dump(mode="json"),
-        overlap=item.overlap,
-        exclude_workers=list(item.exclude_workers),
-    )
+    # From a validated TaskItem: the payload model itself, serialised with the body.
+    return {
+        "key": item.key,
+        "group": item.group,
+        "payload": item.payload,
+        "overlap": item.overlap,
+        "exclude_workers": list(item.exclude_workers),
+    }
 
 
 def _read_assignment(raw: dict[str, Any]) -> Submission | Quarantined:

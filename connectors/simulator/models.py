@@ -10,7 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+from typing_extensions import TypedDict
+
+from crowdloop.models.domain import TaskPayload
 
 
 class _Wire(BaseModel):
@@ -54,17 +57,26 @@ class PoolSummary(_Wire):
     assignments_submitted: int
 
 
-class TaskCreate(_Wire):
+# The two bodies the connector sends most (up to 500 tasks or decisions per request) are
+# plain dicts serialised by a TypeAdapter in one pass (`TASKS_ADD`, `REVIEW_REQUEST`):
+# built as models, a task's payload dumped to a dict and the body then serialised with
+# that dict's types inferred cost ~17 us a task, this ~7 us, the same bytes. A payload is
+# the domain task model, serialised by its own serializer as `model_dump(mode="json")`
+# would (opt-in fields left out while unset).
+class TaskCreate(TypedDict):
     key: str
     group: str
-    payload: dict[str, Any]
+    payload: TaskPayload
     overlap: int
-    exclude_workers: list[str] = Field(default_factory=list)
+    exclude_workers: list[str]
 
 
-class TasksAdd(_Wire):
+class TasksAdd(TypedDict):
     idempotency_key: str
     tasks: list[TaskCreate]
+
+
+TASKS_ADD: TypeAdapter[TasksAdd] = TypeAdapter(TasksAdd)
 
 
 class TaskCreated(_Wire):
@@ -102,14 +114,17 @@ class AssignmentPage(_Wire):
     has_more: bool
 
 
-class ReviewItem(_Wire):
+class ReviewItem(TypedDict):
     id: str
     status: Literal["accepted", "rejected"]
-    comment: str = ""
+    comment: str
 
 
-class ReviewRequest(_Wire):
+class ReviewRequest(TypedDict):
     decisions: list[ReviewItem]
+
+
+REVIEW_REQUEST: TypeAdapter[ReviewRequest] = TypeAdapter(ReviewRequest)
 
 
 class BlockRequest(_Wire):
