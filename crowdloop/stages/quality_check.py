@@ -809,9 +809,7 @@ def reask_golden(
             want = math.ceil(want * _unjudged_share(s, campaign_id, crowd))
         suspects: list[str] = []
         if aim and want > 0:
-            suspects = golden_targets(s, campaign_id, crowd)[
-                : math.ceil(want / GOLDEN_PER_SUSPECT)
-            ]
+            suspects = golden_targets(s, campaign_id, crowd)[: math.ceil(want / GOLDEN_PER_SUSPECT)]
             want = min(want, GOLDEN_PER_SUSPECT * len(suspects))
         if want <= 0:
             return 0
@@ -1058,27 +1056,32 @@ def review_submissions(
             )
             if len(waiting) == len(chunk):
                 continue
+            decided = [
+                (jid, ext, not (excluded and reject_untrusted), excluded)
+                for jid, ext, excluded, status, _ in chunk
+                if status == JudgmentStatus.VALID and jid not in waiting
+            ]
             decisions = [
                 ReviewDecision(
                     submission_id=ext,
-                    accept=not (excluded and reject_untrusted),
+                    accept=accept,
                     comment="failed control tasks" if excluded and stage != Stage.EXAM else "",
                 )
-                for jid, ext, excluded, status, _ in chunk
-                if status == JudgmentStatus.VALID and jid not in waiting
+                for _, ext, accept, excluded in decided
             ]
             try:
                 connector.review(ref, decisions)
             except ConnectorError as exc:
                 logger.warning("%s: review failed, will retry next round: %s", campaign_id, exc)
                 return reviewed
+            # Written back by the rows' own ids (read above), not looked up by external id.
             outcome = {
-                "accepted": [d.submission_id for d in decisions if d.accept],
-                "rejected": [d.submission_id for d in decisions if not d.accept],
+                "accepted": [jid for jid, _, accept, _ in decided if accept],
+                "rejected": [jid for jid, _, accept, _ in decided if not accept],
                 # Unreadable answers are left to a person: the worker may not be at fault.
                 "skipped": [
-                    ext
-                    for jid, ext, _, st, _ in chunk
+                    jid
+                    for jid, _, _, st, _ in chunk
                     if st != JudgmentStatus.VALID and jid not in waiting
                 ],
             }
@@ -1086,12 +1089,7 @@ def review_submissions(
                 for review, ids in outcome.items():
                     if ids:
                         s.execute(
-                            update(Judgment)
-                            .where(
-                                col(Judgment.connector) == connector.name,
-                                col(Judgment.external_id).in_(ids),
-                            )
-                            .values(review=review)
+                            update(Judgment).where(col(Judgment.id).in_(ids)).values(review=review)
                         )
             reviewed += len(decisions)
     return reviewed
