@@ -281,13 +281,14 @@ def cross_fit_delta(
     Bradley-Terry fit of the other groups' (weighted by ``worker_weight`` when given, or
     answer by answer by ``row_weight``, one per row of ``frame``).
 
-    Each fold's fit is `bradley_terry`'s on the other folds' rows (``tol=1e-5``), with its
-    collapse to unique pairs done here from one sort of all the rows by pair: a fold's
-    training rows in that order are its rows sorted by pair with ties in row order, which
-    is the order `bradley_terry`'s weighted collapse sums them in, so each pair's wins are
-    the same floats and the fits the same. What it saves: that collapse's own copies and
-    sort of each fold's rows (~100 bytes a training row, 4/5 of the answers, on top of the
-    fold's copies of the columns), the quality check's peak at 10^6 answers.
+    Each fold's fit is `bradley_terry`'s on the other folds' rows (``tol=1e-5``), its
+    collapse to unique pairs done here (`_fold_pairs`) from one sort of all the rows by
+    pair: a fold's training rows in that order are its rows sorted by pair, ties in row
+    order, the order `bradley_terry`'s weighted collapse sums them in, so each pair's wins
+    are the same floats and so are the fits. Per answer only the sorted rows' pair number,
+    row, side order, fold and the lower side's half wins are kept (11 bytes), where each
+    fold's `bradley_terry` call made ~100 bytes a training row of copies and sort beside
+    ~40 of the columns: the quality check's peak at 10^6 answers was there.
     """
     import zlib
 
@@ -297,19 +298,51 @@ def cross_fit_delta(
     if frame.empty:
         return p
     left, right, items = side_codes(frame["left"], frame["right"])
-    n_items = len(items)
+    n_items, size = len(items), len(frame)
     if left.min() < 0 or right.min() < 0:
         raise ValueError(f"item codes must be in [0, {n_items})")  # a missing side
-    outcome = frame["label"].map({"left": 1.0, "right": 0.0, "tie": 0.5}).to_numpy(np.float64)
     if np.any(left == right):
         raise ValueError(_SELF_COMPARISON)
-    if not (np.all(outcome >= 0.0) and np.all(outcome <= 1.0)):
+    # The left side's half wins (2 won, 1 tie, 0 lost).
+    halves = frame["label"].map({"left": 2.0, "right": 0.0, "tie": 1.0}).to_numpy(np.float64)
+    if np.isnan(halves).any():
         raise ValueError("outcome values must be in [0, 1] (1 left won, 0 right won, 0.5 tie)")
+    half = halves.astype(np.int8)
+    del halves
+    # The rows sorted by unordered pair, ties in row order: (pair code, row) packed in one
+    # int64 and sorted (a unique key, so any sort keeps the rows' order), as
+    # `bradley_terry` sorts them.
+    key = np.minimum(left, right).astype(np.int64)
+    key *= n_items
+    key += np.maximum(left, right)
+    index_bits = max(size - 1, 1).bit_length()
+    if (n_items * n_items) << index_bits < 2**63:
+        key <<= index_bits
+        key |= np.arange(size, dtype=np.int64)
+        key.sort()
+        by_pair = (key & ((1 << index_bits) - 1)).astype(np.int32)
+        key >>= index_bits
+    else:
+        by_pair = np.argsort(key, kind="stable").astype(np.int32)
+        key = key[by_pair]
+    starts = _run_flags(key)
+    pair_key = key[starts]
+    del key
+    pair_of = np.cumsum(starts, dtype=np.int32)
+    pair_of -= 1
+    del starts
+    # Per sorted row: whether its left side is the pair's higher item, and the lower
+    # item's half wins.
+    flipped = (left > right)[by_pair]
+    del left, right
+    low_half = half[by_pair]
+    del half
+    np.subtract(2, low_half, out=low_half, where=flipped)
     workers, codes = _unique_str(frame["worker"])
     fold_of_worker = np.array(
         [zlib.crc32(w.encode()) % folds for w in workers], dtype=np.min_scalar_type(folds)
     )
-    fold = fold_of_worker[codes]
+    fold = fold_of_worker[codes[by_pair]]
     del codes
     weight: np.ndarray | None = None
     if row_weight is not None:
@@ -318,39 +351,27 @@ def cross_fit_delta(
         weight = frame["worker"].map(worker_weight).fillna(1.0).to_numpy(dtype=np.float64)
     if weight is not None and not (np.all(np.isfinite(weight)) and weight.min() >= 0.0):
         raise ValueError("weights must be finite and >= 0")
-    # The rows sorted by unordered pair, ties in row order (a stable sort): the lower
-    # item's share of each (0, 1/2 or 1: exact in float32), the weight, the fold and a
-    # pair number (int32; the pair's code in `pair_key`). Without weights (all 1) none is
-    # kept: 1 * share is share exactly.
-    key = np.minimum(left, right).astype(np.int64)
-    key *= n_items
-    key += np.maximum(left, right)
-    by_pair = np.argsort(key, kind="stable")
-    key = key[by_pair]
-    starts = _run_flags(key)
-    pair_key = key[starts]
-    del key
-    pair_of = np.cumsum(starts, dtype=np.int32)
-    pair_of -= 1
-    del starts
-    low_share = np.where(left > right, 1.0 - outcome, outcome)[by_pair].astype(np.float32)
-    del outcome
-    sorted_weight = None if weight is None else weight[by_pair]
-    del weight
-    sorted_fold = fold[by_pair]
-    del by_pair
+    low, high = np.divmod(pair_key, n_items)
+    per_fold = np.bincount(fold, minlength=folds)
     for k in range(folds):
-        held = fold == k
-        if not held.any():
+        if per_fold[k] in (0, size):  # no answers to score, or none to score them by
             continue
-        if held.all():
-            continue
-        pairs = _fold_pairs(n_items, pair_key, pair_of, low_share, sorted_weight, sorted_fold != k)
+        train = fold != k
+        pairs = _fold_pairs(n_items, pair_key, pair_of, low_half, by_pair, weight, train)
         # `bradley_terry`'s defaults but a loose tolerance: these scores only grade answers,
         # a 1e-5 change is no evidence.
         scores = _fit(pairs, prior=1.0, tol=1e-5, max_iter=10_000).scores
         del pairs
-        p[held] = scores[left[held]] - scores[right[held]]
+        held = ~train
+        del train
+        pair = pair_of[held]
+        # scores[left] - scores[right]: of the pair's lower item minus its higher one, or
+        # that negated (exactly) where left is the higher.
+        delta = scores[low[pair]] - scores[high[pair]]
+        del pair
+        np.negative(delta, out=delta, where=flipped[held])
+        p[by_pair[held]] = delta
+        del held, delta
     return p
 
 
@@ -358,33 +379,35 @@ def _fold_pairs(
     n_items: int,
     pair_key: np.ndarray,
     pair_of: np.ndarray,
-    low_share: np.ndarray,
+    low_half: np.ndarray,
+    by_pair: np.ndarray,
     weight: np.ndarray | None,
     train: np.ndarray,
 ) -> _Pairs:
-    """`bradley_terry`'s pair table (`_collapse_weighted`'s) of the rows ``train`` picks,
-    all arrays in pair order (`cross_fit_delta`): the same sums over the same values in
-    the same order."""
+    """`bradley_terry`'s pair table (its `_collapse_weighted`'s) of the sorted rows
+    ``train`` picks (`cross_fit_delta`): each pair's wins are the same products summed
+    in the same order (``w * share`` and ``w * (1 - share)``; without weights 1, the
+    shares themselves, which ``1 * share`` is exactly)."""
     from crowdloop.aggregation.bradley_terry import _Pairs, _run_flags
 
     pair = pair_of[train]
-    share = low_share[train].astype(np.float64)
-    if weight is None:
-        win_share, loss_share = share, 1.0 - share
-    else:
-        w = weight[train]
-        win_share, loss_share = w * share, w * (1.0 - share)
-        del w
-    del share
     starts = np.flatnonzero(_run_flags(pair))
     keys = pair_key[pair[starts]]
     del pair
+    share = low_half[train] * 0.5  # float64: 0, 0.5 or 1, exactly
+    loss = 1.0 - share
+    if weight is not None:
+        w = weight[by_pair[train]]
+        loss *= w
+        share *= w
+        del w
     if starts.size:
-        wins_low = np.add.reduceat(win_share, starts)
-        wins_high = np.add.reduceat(loss_share, starts)
+        wins_high = np.add.reduceat(loss, starts)
+        del loss
+        wins_low = np.add.reduceat(share, starts)
     else:
         wins_low = wins_high = np.zeros(0)
-    del win_share, loss_share
+    del share
     keep = (wins_low > 0) | (wins_high > 0)  # pairs with zero total weight add nothing
     keys, wins_low, wins_high = keys[keep], wins_low[keep], wins_high[keep]
     bounds = np.searchsorted(keys, np.arange(n_items + 1, dtype=np.int64) * n_items)
