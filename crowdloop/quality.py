@@ -272,6 +272,7 @@ def cross_fit_delta(
     folds: int,
     worker_weight: pd.Series | None = None,
     row_weight: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score difference (left - right) per real comparison from the other workers' answers
     only; sigmoid of it is P(left better).
@@ -279,21 +280,31 @@ def cross_fit_delta(
     ``frame``: ``worker, left, right, label`` (left/right/tie). Workers are split into
     ``folds`` groups by a hash of their id; each group's comparisons are scored by a
     Bradley-Terry fit of the other groups' (weighted by ``worker_weight`` when given, or
-    answer by answer by ``row_weight``, one per row of ``frame``).
+    answer by answer by ``row_weight``, one per row of ``frame``). ``rows`` (a boolean
+    mask of ``frame``'s rows): only those comparisons, as if ``frame[rows]`` and
+    ``row_weight[rows]`` were given, without the caller holding those copies through the
+    fits (``assess_crowd``'s real answers); one value per such row is returned.
 
     Each fold's fit is `bradley_terry`'s on the other folds' rows (``tol=1e-5``), its
     collapse to unique pairs done here (`_fold_pairs`) from one sort of all the rows by
     pair: a fold's training rows in that order are its rows sorted by pair, ties in row
     order, the order `bradley_terry`'s weighted collapse sums them in, so each pair's wins
     are the same floats and so are the fits. Per answer only the sorted rows' pair number,
-    row, side order, fold and the lower side's half wins are kept (11 bytes), where each
-    fold's `bradley_terry` call made ~100 bytes a training row of copies and sort beside
-    ~40 of the columns: the quality check's peak at 10^6 answers was there.
+    row, side order, fold and the lower side's half wins are kept (11 bytes, and the
+    weight in that order), where each fold's `bradley_terry` call made ~100 bytes a
+    training row of copies and sort beside ~40 of the columns: the quality check's peak
+    at 10^6 answers was there.
     """
     import zlib
 
     from crowdloop.aggregation.bradley_terry import _SELF_COMPARISON, _fit, _run_flags
 
+    if rows is not None:
+        frame = pd.DataFrame(
+            {c: frame[c].array[rows] for c in ("worker", "left", "right", "label")}
+        )
+        if row_weight is not None:
+            row_weight = np.asarray(row_weight)[rows]
     p = np.zeros(len(frame))
     if frame.empty:
         return p
@@ -349,15 +360,18 @@ def cross_fit_delta(
         weight = np.asarray(row_weight, dtype=np.float64)
     elif worker_weight is not None:
         weight = frame["worker"].map(worker_weight).fillna(1.0).to_numpy(dtype=np.float64)
-    if weight is not None and not (np.all(np.isfinite(weight)) and weight.min() >= 0.0):
-        raise ValueError("weights must be finite and >= 0")
+    del frame, row_weight  # with ``rows``, this function's own copies
+    if weight is not None:
+        if not (np.all(np.isfinite(weight)) and weight.min() >= 0.0):
+            raise ValueError("weights must be finite and >= 0")
+        weight = weight[by_pair]  # in the sorted rows' order, as the folds read them
     low, high = np.divmod(pair_key, n_items)
     per_fold = np.bincount(fold, minlength=folds)
     for k in range(folds):
         if per_fold[k] in (0, size):  # no answers to score, or none to score them by
             continue
         train = fold != k
-        pairs = _fold_pairs(n_items, pair_key, pair_of, low_half, by_pair, weight, train)
+        pairs = _fold_pairs(n_items, pair_key, pair_of, low_half, weight, train)
         # `bradley_terry`'s defaults but a loose tolerance: these scores only grade answers,
         # a 1e-5 change is no evidence.
         scores = _fit(pairs, prior=1.0, tol=1e-5, max_iter=10_000).scores
@@ -380,7 +394,6 @@ def _fold_pairs(
     pair_key: np.ndarray,
     pair_of: np.ndarray,
     low_half: np.ndarray,
-    by_pair: np.ndarray,
     weight: np.ndarray | None,
     train: np.ndarray,
 ) -> _Pairs:
@@ -397,7 +410,7 @@ def _fold_pairs(
     share = low_half[train] * 0.5  # float64: 0, 0.5 or 1, exactly
     loss = 1.0 - share
     if weight is not None:
-        w = weight[by_pair[train]]
+        w = weight[train]
         loss *= w
         share *= w
         del w
@@ -731,13 +744,9 @@ def assess_crowd(
         trust = None if blind_answer is None else 1.0 - blind_answer
         blind_answer = None  # remade below; one per-answer array less alive meanwhile
         tie = _PairTie(item_codes, label, tie_grid, trust)
-        delta = cross_fit_delta(
-            # The real rows' columns without their row labels: `loc` made an int64 index of
-            # them (8 bytes a real answer, alive through every fold's fit).
-            pd.DataFrame({c: frame[c].array[real] for c in ("worker", "left", "right", "label")}),
-            policy.folds,
-            row_weight=None if trust is None else trust[real],
-        )
+        # The real rows picked inside: their columns and weights are not held here
+        # through every fold's fit.
+        delta = cross_fit_delta(frame, policy.folds, row_weight=trust, rows=real)
         use = np.ones(len(frame), dtype=bool)
         if retired:
             use &= ~_in_set(frame["item"], retired)
