@@ -44,19 +44,38 @@ def _rss(field: str = "VmRSS") -> float:
 
 
 class _Sampler(threading.Thread):
-    """The highest VmRSS seen per phase (the phase is set by the wrapped calls)."""
+    """The highest VmRSS seen per phase (the phase is set by the wrapped calls), and where
+    the main thread was at the highest one of all (its innermost crowdloop frames)."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.phase = "setup"
         self.peaks: dict[str, float] = {}
         self.stop = False
+        self.main = threading.main_thread().ident
+        self.top = 0.0
+        self.where: list[str] = []
 
     def run(self) -> None:
         while not self.stop:
             rss = _rss()
             self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
+            if rss > self.top and self.phase != "setup":
+                self.top, self.where = rss, _stack(self.main)
             time.sleep(0.01)
+
+
+def _stack(thread: int | None) -> list[str]:
+    """The thread's frames in crowdloop's code, outermost first (file:line function)."""
+    frame = sys._current_frames().get(thread or 0)
+    out = []
+    while frame is not None:
+        code = frame.f_code
+        if "crowdloop" in code.co_filename:
+            name = code.co_filename.rsplit("crowdloop/", 1)[-1]
+            out.append(f"{name}:{frame.f_lineno} {code.co_name}")
+        frame = frame.f_back
+    return out[::-1][-6:]
 
 
 def child(op: str, url: str, out: Path) -> dict[str, Any]:
@@ -146,6 +165,7 @@ def child(op: str, url: str, out: Path) -> dict[str, Any]:
         "rss_before_mib": round(rss_before, 1),
         "hwm_mib": round(_rss("VmHWM"), 1),
         "peaks_mib": {k: round(v, 1) for k, v in sampler.peaks.items()},
+        "peak_at": sampler.where,
         "maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 

@@ -37,23 +37,42 @@ def _status_mib(field: str) -> float:
 
 
 class Sampler:
-    """The highest VmRSS seen since ``reset`` (read every 20 ms by a thread)."""
+    """The highest VmRSS seen since ``reset`` (read every 20 ms by a thread), and where the
+    main thread was then (its innermost crowdloop frames)."""
 
     def __init__(self) -> None:
         self.peak = 0.0
+        self.where: list[str] = []
+        self._main = threading.main_thread().ident or 0
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while True:
-            self.peak = max(self.peak, _status_mib("VmRSS"))
+            rss = _status_mib("VmRSS")
+            if rss > self.peak:
+                self.peak, self.where = rss, _stack(self._main)
             time.sleep(0.02)
 
     def reset(self) -> None:
         self.peak = _status_mib("VmRSS")
+        self.where = []
         # Reset the kernel's high-water mark to the current RSS (Linux >= 4.0).
         with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
             f.write("5")
+
+
+def _stack(thread: int) -> list[str]:
+    """The thread's frames in crowdloop's code, outermost first (file:line function)."""
+    frame = sys._current_frames().get(thread)
+    out = []
+    while frame is not None:
+        code = frame.f_code
+        if "crowdloop" in code.co_filename:
+            name = code.co_filename.rsplit("crowdloop/", 1)[-1]
+            out.append(f"{name}:{frame.f_lineno} {code.co_name}")
+        frame = frame.f_back
+    return out[::-1][-6:]
 
 
 def sha256(path: Path) -> str:
@@ -145,6 +164,7 @@ def main() -> None:
             "cpu_s": round(time.process_time() - cpu, 2),
             "rss_before_mib": round(before, 1),
             "peak_sampled_mib": round(max(sampler.peak, _status_mib("VmRSS")), 1),
+            "peak_at": sampler.where,
             "vmhwm_mib": round(_status_mib("VmHWM"), 1),
             "rise_mib": round(_status_mib("VmHWM") - before, 1),
             "rss_after_mib": round(_status_mib("VmRSS"), 1),

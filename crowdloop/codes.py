@@ -65,3 +65,37 @@ def coded(
         # needs it.
         categories._reset_cache("_engine")
     return column
+
+
+def side_codes(left: pd.Series, right: pd.Series) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+    """``pd.factorize`` of ``left`` and ``right`` concatenated (two columns of one kind of
+    id, a pair's sides: one numbering, by first appearance over ``left`` then ``right``;
+    -1 for a missing value), as int32 codes of each column and the uniques it gives.
+
+    On two categoricals with the same categories (`coded`'s sides) from their codes, and
+    on integer columns from the integers: the concatenated column and factorize's int64
+    codes were 24 bytes a row at once."""
+    if (
+        isinstance(left.dtype, pd.CategoricalDtype)
+        and isinstance(right.dtype, pd.CategoricalDtype)
+        and left.cat.categories.equals(right.cat.categories)
+    ):
+        values = (left.cat.codes.to_numpy(), right.cat.codes.to_numpy())
+        size = len(left.cat.categories)
+    elif left.dtype.kind == "i" and right.dtype.kind == "i" and len(left) and len(right):
+        values = (left.to_numpy(), right.to_numpy())
+        size = int(max(values[0].max(), values[1].max())) + 1
+    else:
+        values = None
+    if values is not None and not any(v.size and v.min() < 0 for v in values):
+        first = pd.unique(np.concatenate(values))
+        among = np.full(size, -1, dtype=np.int32)
+        among[first] = np.arange(first.size, dtype=np.int32)
+        if isinstance(left.dtype, pd.CategoricalDtype):
+            uniques = pd.CategoricalIndex(pd.Categorical.from_codes(first, dtype=left.dtype))
+        else:
+            uniques = pd.Index(first)
+        return among[values[0]], among[values[1]], uniques
+    sides, uniques = pd.factorize(pd.concat([left, right], ignore_index=True))
+    n = len(left)
+    return sides[:n].astype(np.int32), sides[n:].astype(np.int32), uniques

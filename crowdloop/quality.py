@@ -25,13 +25,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 from scipy.stats import beta
 
+from crowdloop.codes import side_codes
 from crowdloop.runtime import release_free_memory
+
+if TYPE_CHECKING:
+    from crowdloop.aggregation.bradley_terry import _Pairs
 
 __all__ = ["GoldenPolicy", "WorkerAssessment", "WorkerStatus", "assess_worker", "assess_workers"]
 
@@ -285,6 +289,7 @@ def cross_fit_delta(
     folds: int,
     worker_weight: pd.Series | None = None,
     row_weight: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score difference (left - right) per real comparison from the other workers' answers
     only; sigmoid of it is P(left better).
@@ -292,54 +297,151 @@ def cross_fit_delta(
     ``frame``: ``worker, left, right, label`` (left/right/tie). Workers are split into
     ``folds`` groups by a hash of their id; each group's comparisons are scored by a
     Bradley-Terry fit of the other groups' (weighted by ``worker_weight`` when given, or
-    answer by answer by ``row_weight``, one per row of ``frame``).
+    answer by answer by ``row_weight``, one per row of ``frame``). ``rows`` (a boolean
+    mask of ``frame``'s rows): only those comparisons, as if ``frame[rows]`` and
+    ``row_weight[rows]`` were given, without the caller holding those copies through the
+    fits (``assess_crowd``'s real answers); one value per such row is returned.
+
+    Each fold's fit is `bradley_terry`'s on the other folds' rows (``tol=1e-5``), its
+    collapse to unique pairs done here (`_fold_pairs`) from one sort of all the rows by
+    pair: a fold's training rows in that order are its rows sorted by pair, ties in row
+    order, the order `bradley_terry`'s weighted collapse sums them in, so each pair's wins
+    are the same floats and so are the fits. Per answer only the sorted rows' pair number,
+    row, side order, fold and the lower side's half wins are kept (11 bytes, and the
+    weight in that order), where each fold's `bradley_terry` call made ~100 bytes a
+    training row of copies and sort beside ~40 of the columns: the quality check's peak
+    at 10^6 answers was there.
     """
     import zlib
 
-    from crowdloop.aggregation.bradley_terry import bradley_terry
+    from crowdloop.aggregation.bradley_terry import _SELF_COMPARISON, _fit, _run_flags
 
+    if rows is not None:
+        frame = pd.DataFrame(
+            {c: frame[c].array[rows] for c in ("worker", "left", "right", "label")}
+        )
+        if row_weight is not None:
+            row_weight = np.asarray(row_weight)[rows]
     p = np.zeros(len(frame))
     if frame.empty:
         return p
-    # Codes in order of first appearance over left then right (what pd.unique over both
-    # gave), without an object array of both columns: on coded (categorical) columns the
-    # codes are factorized, not the strings.
-    sides, items = pd.factorize(pd.concat([frame["left"], frame["right"]], ignore_index=True))
-    # int32 codes and a narrow fold per answer (the int64 ones are 16 bytes an answer more,
-    # alive through every fold's fit).
-    left, right = sides[: len(frame)].astype(np.int32), sides[len(frame) :].astype(np.int32)
-    del sides
-    outcome = frame["label"].map({"left": 1.0, "right": 0.0, "tie": 0.5}).to_numpy(np.float64)
+    left, right, items = side_codes(frame["left"], frame["right"])
+    n_items, size = len(items), len(frame)
+    if left.min() < 0 or right.min() < 0:
+        raise ValueError(f"item codes must be in [0, {n_items})")  # a missing side
+    if np.any(left == right):
+        raise ValueError(_SELF_COMPARISON)
+    # The left side's half wins (2 won, 1 tie, 0 lost).
+    halves = frame["label"].map({"left": 2.0, "right": 0.0, "tie": 1.0}).to_numpy(np.float64)
+    if np.isnan(halves).any():
+        raise ValueError("outcome values must be in [0, 1] (1 left won, 0 right won, 0.5 tie)")
+    half = halves.astype(np.int8)
+    del halves
+    # The rows sorted by unordered pair, ties in row order: (pair code, row) packed in one
+    # int64 and sorted (a unique key, so any sort keeps the rows' order), as
+    # `bradley_terry` sorts them.
+    key = np.minimum(left, right).astype(np.int64)
+    key *= n_items
+    key += np.maximum(left, right)
+    index_bits = max(size - 1, 1).bit_length()
+    if (n_items * n_items) << index_bits < 2**63:
+        key <<= index_bits
+        key |= np.arange(size, dtype=np.int64)
+        key.sort()
+        by_pair = (key & ((1 << index_bits) - 1)).astype(np.int32)
+        key >>= index_bits
+    else:
+        by_pair = np.argsort(key, kind="stable").astype(np.int32)
+        key = key[by_pair]
+    starts = _run_flags(key)
+    pair_key = key[starts]
+    del key
+    pair_of = np.cumsum(starts, dtype=np.int32)
+    pair_of -= 1
+    del starts
+    # Per sorted row: whether its left side is the pair's higher item, and the lower
+    # item's half wins.
+    flipped = (left > right)[by_pair]
+    del left, right
+    low_half = half[by_pair]
+    del half
+    np.subtract(2, low_half, out=low_half, where=flipped)
     workers, codes = _unique_str(frame["worker"])
     fold_of_worker = np.array(
         [zlib.crc32(w.encode()) % folds for w in workers], dtype=np.min_scalar_type(folds)
     )
-    fold = fold_of_worker[codes]
+    fold = fold_of_worker[codes[by_pair]]
     del codes
+    weight: np.ndarray | None = None
     if row_weight is not None:
         weight = np.asarray(row_weight, dtype=np.float64)
     elif worker_weight is not None:
         weight = frame["worker"].map(worker_weight).fillna(1.0).to_numpy(dtype=np.float64)
-    else:
-        weight = np.ones(len(frame))
+    del frame, row_weight  # with ``rows``, this function's own copies
+    if weight is not None:
+        if not (np.all(np.isfinite(weight)) and weight.min() >= 0.0):
+            raise ValueError("weights must be finite and >= 0")
+        weight = weight[by_pair]  # in the sorted rows' order, as the folds read them
+    low, high = np.divmod(pair_key, n_items)
+    per_fold = np.bincount(fold, minlength=folds)
     for k in range(folds):
-        held = fold == k
-        if not held.any():
+        if per_fold[k] in (0, size):  # no answers to score, or none to score them by
             continue
-        train = ~held
-        if not train.any():
-            continue
-        # A loose tolerance: these scores only grade answers, a 1e-5 change is no evidence.
-        scores = bradley_terry(
-            left[train],
-            right[train],
-            outcome[train],
-            len(items),
-            weights=weight[train],
-            tol=1e-5,
-        ).scores
-        p[held] = scores[left[held]] - scores[right[held]]
+        train = fold != k
+        pairs = _fold_pairs(n_items, pair_key, pair_of, low_half, weight, train)
+        # `bradley_terry`'s defaults but a loose tolerance: these scores only grade answers,
+        # a 1e-5 change is no evidence.
+        scores = _fit(pairs, prior=1.0, tol=1e-5, max_iter=10_000).scores
+        del pairs
+        held = ~train
+        del train
+        pair = pair_of[held]
+        # scores[left] - scores[right]: of the pair's lower item minus its higher one, or
+        # that negated (exactly) where left is the higher.
+        delta = scores[low[pair]] - scores[high[pair]]
+        del pair
+        np.negative(delta, out=delta, where=flipped[held])
+        p[by_pair[held]] = delta
+        del held, delta
     return p
+
+
+def _fold_pairs(
+    n_items: int,
+    pair_key: np.ndarray,
+    pair_of: np.ndarray,
+    low_half: np.ndarray,
+    weight: np.ndarray | None,
+    train: np.ndarray,
+) -> _Pairs:
+    """`bradley_terry`'s pair table (its `_collapse_weighted`'s) of the sorted rows
+    ``train`` picks (`cross_fit_delta`): each pair's wins are the same products summed
+    in the same order (``w * share`` and ``w * (1 - share)``; without weights 1, the
+    shares themselves, which ``1 * share`` is exactly)."""
+    from crowdloop.aggregation.bradley_terry import _Pairs, _run_flags
+
+    pair = pair_of[train]
+    starts = np.flatnonzero(_run_flags(pair))
+    keys = pair_key[pair[starts]]
+    del pair
+    share = low_half[train] * 0.5  # float64: 0, 0.5 or 1, exactly
+    loss = 1.0 - share
+    if weight is not None:
+        w = weight[train]
+        loss *= w
+        share *= w
+        del w
+    if starts.size:
+        wins_high = np.add.reduceat(loss, starts)
+        del loss
+        wins_low = np.add.reduceat(share, starts)
+    else:
+        wins_low = wins_high = np.zeros(0)
+    del share
+    keep = (wins_low > 0) | (wins_high > 0)  # pairs with zero total weight add nothing
+    keys, wins_low, wins_high = keys[keep], wins_low[keep], wins_high[keep]
+    bounds = np.searchsorted(keys, np.arange(n_items + 1, dtype=np.int64) * n_items)
+    return _Pairs(n_items, bounds.astype(np.int64), keys % n_items, wins_low, wins_high)
 
 
 def _unique_str(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -698,13 +800,9 @@ def assess_crowd(
         trust = None if blind_answer is None else 1.0 - blind_answer
         blind_answer = None  # remade below; one per-answer array less alive meanwhile
         tie = _PairTie(item_codes, label, tie_grid, trust)
-        delta = cross_fit_delta(
-            # The real rows' columns without their row labels: `loc` made an int64 index of
-            # them (8 bytes a real answer, alive through every fold's fit).
-            pd.DataFrame({c: frame[c].array[real] for c in ("worker", "left", "right", "label")}),
-            policy.folds,
-            row_weight=None if trust is None else trust[real],
-        )
+        # The real rows picked inside: their columns and weights are not held here
+        # through every fold's fit.
+        delta = cross_fit_delta(frame, policy.folds, row_weight=trust, rows=real)
         use = np.ones(len(frame), dtype=bool)
         if retired:
             use &= ~_in_set(frame["item"], retired)

@@ -56,6 +56,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
 from crowdloop.aggregation.bradley_terry import LABEL_OUTCOMES, bradley_terry
+from crowdloop.codes import side_codes
 
 __all__ = [
     "OUTCOME_CODES",
@@ -101,14 +102,19 @@ class WorkerAwareData:
     """Validated comparisons in code form; build with ``WorkerAwareData.from_arrays``.
 
     Attributes:
-        left, right, worker: int64 codes per comparison.
-        outcome: int64 code per comparison (``OUTCOME_CODES``: 0 left, 1 right, 2 tie).
-        weight: float64 weight per comparison.
+        left, right, worker: int32 codes per comparison.
+        outcome: int8 code per comparison (``OUTCOME_CODES``: 0 left, 1 right, 2 tie).
+        weight: float64 weight per comparison; without weights a read-only view of one 1.0
+            (``np.broadcast_to``), no memory per comparison.
         sign, is_tie, not_tie: indicators the gradient needs (``sign`` int8, +1 for a left
             win, -1 for a right win, 0 for a tie; ``is_tie``, ``not_tie`` bool). Narrow
             types: they only ever multiply or are subtracted from float64 blocks, which
             gives the same floats as float64 indicators, at 3 bytes a comparison instead
-            of 24 (~20 MB at a million comparisons).
+            of 24 (~20 MB at a million comparisons). The codes are narrow for the same
+            reason: they only index (``take``, ``np.bincount``, which widen them a block at
+            a time), and the data is alive through the whole L-BFGS-B run, whose workspace
+            is the aggregation's peak at 10^6 judgments (int64 codes and float64 ones were
+            41 bytes a comparison, these 16).
         weighted: False when every weight is 1, which saves a few passes over the data.
         total_weight, outcome_weight, item_weight, worker_weight: total weight of all
             comparisons, and per outcome code, per item and per worker.
@@ -153,13 +159,13 @@ class WorkerAwareData:
         share = np.asarray(outcome, dtype=np.float64)
         if share.shape != (size,):
             raise ValueError("outcome must have one value per comparison")
-        codes = np.full(size, -1, dtype=np.int64)  # int64: bincount would convert int8
+        codes = np.full(size, -1, dtype=np.int8)
         for value, code in _SHARE_TO_CODE.items():
             codes[share == value] = code
         if np.any(codes < 0):
             raise ValueError("outcome values must be 1.0 (left won), 0.0 (right won) or 0.5 (tie)")
         if weights is None:
-            weight = np.ones(size)
+            weight = np.broadcast_to(np.float64(1.0), (size,))
         else:
             weight = np.asarray(weights, dtype=np.float64)
             if weight.shape != (size,):
@@ -392,7 +398,11 @@ def initial_params(data: WorkerAwareData, random_answer: RandomAnswer = "learned
     A start near the answer matters for speed: plain BT costs a fraction of one L-BFGS run.
     """
     share = np.array([1.0, 0.0, 0.5])[data.outcome]
-    scores = bradley_terry(data.left, data.right, share, data.n_items, weights=data.weight).scores
+    # Unit weights as none: the same pair table (wins are sums of 0, 1/2 and 1, exact either
+    # way), collapsed without the weighted path's sorted copies of every column.
+    weights = data.weight if data.weighted else None
+    scores = bradley_terry(data.left, data.right, share, data.n_items, weights=weights).scores
+    del share, weights
     total = max(float(data.weight.sum()), 1.0)
     shares = (np.bincount(data.outcome, data.weight, 3) + 1.0) / (total + 3.0)
     # Davidson at d = 0: P(tie) = ν / (2 + ν).
@@ -439,10 +449,24 @@ def fit_worker_aware(
         tol: L-BFGS-B's ``ftol`` (relative decrease of the objective between iterations).
         max_iter: L-BFGS-B iteration cap; ``converged`` is False when it is hit.
     """
+    data = WorkerAwareData.from_arrays(left, right, worker, outcome, n_items, n_workers, weights)
+    return fit_data(data, prior=prior, random_answer=random_answer, tol=tol, max_iter=max_iter)
+
+
+def fit_data(
+    data: WorkerAwareData,
+    *,
+    prior: WorkerAwarePrior | None = None,
+    random_answer: RandomAnswer = "learned",
+    tol: float = 1e-10,
+    max_iter: int = 2_000,
+) -> WorkerAwareResult:
+    """`fit_worker_aware` on comparisons already validated and coded (a caller that drops
+    its own arrays first keeps them out of the L-BFGS-B run's memory)."""
     if random_answer not in ("learned", "uniform"):
         raise ValueError(f"random_answer must be 'learned' or 'uniform', got {random_answer!r}")
     prior = prior or WorkerAwarePrior()
-    data = WorkerAwareData.from_arrays(left, right, worker, outcome, n_items, n_workers, weights)
+    n_items, n_workers = data.n_items, data.n_workers
     start = initial_params(data, random_answer)
 
     # Diagonal preconditioning: optimise x = params * scale with scale ~ sqrt(curvature).
@@ -558,25 +582,25 @@ class WorkerAwareBT:
             bad = sorted(map(str, data.loc[label_codes < 0, "label"].unique()))
             raise ValueError(f"label must be one of left/right/tie, got {bad}")
         outcome = np.array(list(LABEL_OUTCOMES.values()))[label_codes]
+        del label_codes
         if data["worker"].isna().any():
             raise ValueError("worker must not be missing")
-        # One factorisation over both columns so an item has the same code on either side.
-        item_codes, items = pd.factorize(
-            pd.concat([data["left"], data["right"]], ignore_index=True)
-        )
+        # One numbering over both columns so an item has the same code on either side (in
+        # order of first appearance, as one factorisation of both gives).
+        left, right, items = side_codes(data["left"], data["right"])
         if items.size == 0:
             raise ValueError("no comparisons to fit")
-        worker_codes, workers = pd.factorize(data["worker"])
-        n_rows = len(data)
+        wide_codes, workers = pd.factorize(data["worker"])
+        worker_codes = wide_codes.astype(np.int32)
+        del wide_codes
         weights = data["weight"].to_numpy(dtype=np.float64) if "weight" in data else None
-        self.result_ = fit_worker_aware(
-            item_codes[:n_rows],
-            item_codes[n_rows:],
-            worker_codes,
-            outcome,
-            len(items),
-            len(workers),
-            weights=weights,
+        coded = WorkerAwareData.from_arrays(
+            left, right, worker_codes, outcome, len(items), len(workers), weights
+        )
+        # Only the coded comparisons are alive through the fit.
+        del left, right, worker_codes, outcome, weights
+        self.result_ = fit_data(
+            coded,
             prior=WorkerAwarePrior(
                 score_l2=self.score_l2,
                 bias_l2=self.bias_l2,
@@ -588,6 +612,7 @@ class WorkerAwareBT:
             tol=self.tol,
             max_iter=self.max_iter,
         )
+        del coded
         result = self.result_
         self.items_ = pd.Index(items, name="item")
         self.workers_ = pd.Index(workers, name="worker")
@@ -619,7 +644,7 @@ def _codes(values: np.ndarray, size: int, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be a 1-D array")
     if codes.size and not np.issubdtype(codes.dtype, np.integer):
         raise ValueError(f"{name} must hold integer codes")
-    codes = codes.astype(np.int64, copy=False)
     if codes.size and (codes.min() < 0 or codes.max() >= size):
         raise ValueError(f"{name} codes must be in [0, {size})")
-    return codes
+    # int32 (no copy when they are already): see WorkerAwareData.
+    return codes.astype(np.int32 if size <= 2**31 else np.int64, copy=False)

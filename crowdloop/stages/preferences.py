@@ -525,7 +525,8 @@ def _worker_aware(frame: pd.DataFrame) -> tuple[dict[str, float], WorkerAwareBT]
             "left": _codes(frame, "left"),
             "right": _codes(frame, "right"),
             "label": frame["label"],
-        }
+        },
+        copy=False,  # the frame's own codes, not a copy of each alive through the fit
     )
     model = WorkerAwareBT().fit(fit_on)
     del fit_on
@@ -578,8 +579,6 @@ def score_pairs(
     the same strings).
     """
     frame = as_coded(frame)
-    # The votes on pair codes (sorted as the pair ids are), labels as the three strings.
-    votes = pd.DataFrame({"pair": _codes(frame, "pair"), "label": np.asarray(frame["label"])})
     model: WorkerAwareBT | None = None
     if method == "worker_aware":
         # No plain Bradley-Terry fit here: its scores were only used for the prompts whose
@@ -588,9 +587,13 @@ def score_pairs(
         disconnected = _disconnected_prompts(frame, len(items), left, right)
         del items, left, right
         scores, model = _worker_aware(frame)
-        votes["weight"] = _per_worker(frame, model.attentiveness_)
     else:
         scores, disconnected = _bt_scores(frame)
+    # The votes on pair codes (sorted as the pair ids are), labels as the three strings;
+    # made after the fit, which they were alive through (12 bytes a judgment).
+    votes = pd.DataFrame({"pair": _codes(frame, "pair"), "label": np.asarray(frame["label"])})
+    if model is not None:
+        votes["weight"] = _per_worker(frame, model.attentiveness_)
     counts = pair_verdicts(votes)[["pair", "n_left", "n_right", "n_tie"]]
     del votes
     counts = counts.assign(
