@@ -303,10 +303,11 @@ class QualitySpec(_Strict):
     # blocked; until then they stay unreviewed, so a worker blocked in a later round has
     # that work rejected too (with reject_untrusted_work), where it was accepted round by
     # round before. What is still held after the last round is reviewed then (the flow's
-    # review-held step), so nobody waits for the marketplace's auto-accept. Why: answers of workers blocked later were 4-20% of plain
-    # overlap 3's cost on the bench's crowds with bad workers, paid because review came
-    # before the evidence. Measured (docs/cost10e.md, seeds 0-2): every verdict and block
-    # the same, cost down 3-19 points on 9 of 11 crowds (spammy 107% -> 87%).
+    # review-held step), so nobody waits for the marketplace's auto-accept. Why: answers
+    # of workers blocked later were 4-20% of plain overlap 3's cost on the bench's crowds
+    # with bad workers, paid because review came before the evidence. Measured
+    # (docs/cost10e.md, seeds 0-2): every verdict and block the same, cost down 3-19
+    # points on 9 of 11 crowds (spammy 107% -> 87%).
     hold_unjudged_work: bool = True
     max_requeue_rounds: int = Field(default=3, ge=0)
     # Off by default; see ExamSpec.
