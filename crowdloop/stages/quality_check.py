@@ -24,8 +24,10 @@ from sqlalchemy import (
     Executable,
     Integer,
     String,
+    case,
     extract,
     func,
+    or_,
     type_coerce,
     update,
 )
@@ -1056,40 +1058,68 @@ def review_submissions(
             )
             if len(waiting) == len(chunk):
                 continue
-            decided = [
-                (jid, ext, not (excluded and reject_untrusted), excluded)
-                for jid, ext, excluded, status, _ in chunk
-                if status == JudgmentStatus.VALID and jid not in waiting
-            ]
-            decisions = [
-                ReviewDecision(
-                    submission_id=ext,
-                    accept=accept,
-                    comment="failed control tasks" if excluded and stage != Stage.EXAM else "",
+            decisions: list[ReviewDecision] = []
+            # (id, review) of each row decided now, in id order, for the write-back.
+            outcome: list[tuple[int, str]] = []
+            comment = "failed control tasks" if stage != Stage.EXAM else ""
+            for jid, ext, excluded, status, _ in chunk:
+                if jid in waiting:
+                    continue
+                if status != JudgmentStatus.VALID:
+                    # Unreadable answers are left to a person: the worker may not be at fault.
+                    outcome.append((jid, "skipped"))
+                    continue
+                accept = not (excluded and reject_untrusted)
+                decisions.append(
+                    ReviewDecision(
+                        submission_id=ext, accept=accept, comment=comment if excluded else ""
+                    )
                 )
-                for _, ext, accept, excluded in decided
-            ]
+                outcome.append((jid, "accepted" if accept else "rejected"))
             try:
                 connector.review(ref, decisions)
             except ConnectorError as exc:
                 logger.warning("%s: review failed, will retry next round: %s", campaign_id, exc)
                 return reviewed
-            # Written back by the rows' own ids (read above), not looked up by external id.
-            outcome = {
-                "accepted": [jid for jid, _, accept, _ in decided if accept],
-                "rejected": [jid for jid, _, accept, _ in decided if not accept],
-                # Unreadable answers are left to a person: the worker may not be at fault.
-                "skipped": [
-                    jid
-                    for jid, _, _, st, _ in chunk
-                    if st != JudgmentStatus.VALID and jid not in waiting
-                ],
-            }
-            with session_scope() as s:
-                for review, ids in outcome.items():
-                    if ids:
-                        s.execute(
-                            update(Judgment).where(col(Judgment.id).in_(ids)).values(review=review)
-                        )
+            _write_reviews(outcome)
             reviewed += len(decisions)
     return reviewed
+
+
+def _write_reviews(outcome: list[tuple[int, str]]) -> None:
+    """Set `review` on a chunk's rows (`outcome`: id and value, in id order) in one UPDATE.
+
+    The rows are named by runs of consecutive ids (`id BETWEEN first AND last`: ids are
+    integers, so a run has exactly its own rows); a sync page's submissions get
+    consecutive ids, so a chunk is usually a few runs. The value is a CASE naming only the
+    ids of the less common values (most of a chunk is accepted). This replaced three
+    UPDATE ... id IN (...) listing every row (~10 µs a row at 10^6 judgments, a third of it
+    SQLAlchemy expanding the lists).
+    """
+    if not outcome:
+        return
+    by_review: dict[str, list[int]] = defaultdict(list)
+    runs: list[list[int]] = []
+    for jid, review in outcome:
+        by_review[review].append(jid)
+        if runs and runs[-1][1] + 1 == jid:
+            runs[-1][1] = jid
+        else:
+            runs.append([jid, jid])
+    common = max(by_review, key=lambda r: len(by_review[r]))
+    others = [(col(Judgment.id).in_(ids), r) for r, ids in by_review.items() if r != common]
+    value: Any = case(*others, else_=common) if others else common
+    # Past a few runs per row listing the ids is shorter than naming the runs.
+    rows: ColumnElement[bool] = (
+        or_(*(col(Judgment.id).between(lo, hi) for lo, hi in runs))
+        if len(runs) * 8 <= len(outcome)
+        else col(Judgment.id).in_([jid for jid, _ in outcome])
+    )
+    with session_scope() as s:
+        # Nothing of the session's to keep in step: no evaluating or fetching the rows back.
+        s.execute(
+            update(Judgment)
+            .where(rows)
+            .values(review=value)
+            .execution_options(synchronize_session=False)
+        )
