@@ -13,7 +13,7 @@ from sqlmodel import col, select
 
 from crowdloop.connectors.base import Connector
 from crowdloop.db import session_scope
-from crowdloop.models.spec import CampaignSpec
+from crowdloop.models.spec import CampaignSpec, QualitySpec
 from crowdloop.models.tables import Item, Judgment, WorkerRecord
 from crowdloop.quality import assess_worker
 from crowdloop.simulator.runner import SimulatorServer
@@ -83,13 +83,13 @@ def _read_as_turned(
     monkeypatch.setattr(quality_check, "assess_campaign_crowd", drifted)
 
 
-def _off(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The campaign's spec as stored, with the rule off."""
+def _rule(monkeypatch: pytest.MonkeyPatch, on: bool) -> None:
+    """The campaign's spec as stored, with the rule on or off (off by default)."""
     load = quality_check.load_spec
 
     def loaded(s: Any, campaign_id: str) -> CampaignSpec:
         spec = load(s, campaign_id)
-        quality = spec.quality.model_copy(update={"golden_from_drift": False})
+        quality = spec.quality.model_copy(update={"golden_from_drift": on})
         return spec.model_copy(update={"quality": quality})
 
     monkeypatch.setattr(quality_check, "load_spec", loaded)
@@ -124,6 +124,7 @@ def test_golden_answers_after_the_change_point_block_and_exclude_from_it_on(
 ) -> None:
     worker, mine, turn = turned
     _read_as_turned(monkeypatch, worker, turn, p_blind=0.5)
+    _rule(monkeypatch, True)
     result = check_workers(CAMPAIGN, connector)
     assert worker in result.newly_blocked
     with session_scope() as s:
@@ -149,13 +150,14 @@ def test_no_block_under_the_veto_or_when_off(
     why: str,
 ) -> None:
     """Under the crowd's base rate the worker's answers vouch for them (the golden items
-    they failed are likelier ambiguous); and the rule is a spec setting."""
+    they failed are likelier ambiguous); and the rule is opt-in."""
     worker, _, turn = turned
     if why == "veto":
         _read_as_turned(monkeypatch, worker, turn, p_blind=0.0)
-    else:
+        _rule(monkeypatch, True)
+    else:  # the default
+        assert not QualitySpec().golden_from_drift
         _read_as_turned(monkeypatch, worker, turn, p_blind=0.5)
-        _off(monkeypatch)
     result = check_workers(CAMPAIGN, connector)
     assert worker not in result.newly_blocked
     with session_scope() as s:
