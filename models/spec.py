@@ -314,10 +314,9 @@ class QualitySpec(_Strict):
     # under its base rate) still applies, and the answers from the change point on are
     # excluded. Why: a sleeper's careful exam answers dilute the record (15 of 21 right:
     # P(below 0.7) = 0.42; the 3 of 9 after the turn: 0.93). Opt-in: on the bench it
-    # blocked no honest worker and left the default configuration's runs unchanged, but
-    # under the exam it caught 1 sleeper and 1 noisy worker in 4 runs and the sleepers'
-    # verdict share did not move beyond the exam runs' own run-to-run spread
-    # (docs/drift10c.md).
+    # blocked no honest worker and left the default configuration's runs unchanged; under
+    # the exam the sleepers' careless verdict share came down 0.125 -> 0.096 (3 runs x 2
+    # seeds), within the exam runs' own run-to-run spread (docs/drift10c.md).
     golden_from_drift: bool = False
     max_requeue_rounds: int = Field(default=3, ge=0)
     # Off by default; see ExamSpec.
