@@ -309,6 +309,16 @@ class QualitySpec(_Strict):
     # (docs/cost10e.md, seeds 0-2): every verdict and block the same, cost down 3-19
     # points on 9 of 11 crowds (spammy 107% -> 87%).
     hold_unjudged_work: bool = True
+    # The golden rule judges a worker whose comparisons the crowd assessment finds turned
+    # careless at a change point (`quality_check.golden_since`) on the golden answers from
+    # that change point on as well as on the whole record; the veto (the crowd posterior
+    # under its base rate) still applies, and the answers from the change point on are
+    # excluded. Why: a sleeper's careful exam answers dilute the record (15 of 21 right:
+    # P(below 0.7) = 0.42; the 3 of 9 after the turn: 0.93). Opt-in: on the bench it
+    # blocked no honest worker and left the default configuration's runs unchanged; under
+    # the exam the sleepers' careless verdict share came down 0.125 -> 0.096 (3 runs x 2
+    # seeds), within the exam runs' own run-to-run spread (docs/drift10c.md).
+    golden_from_drift: bool = False
     max_requeue_rounds: int = Field(default=3, ge=0)
     # Off by default; see ExamSpec.
     exam: ExamSpec | None = None

@@ -55,7 +55,13 @@ from crowdloop.models.tables import (
     WorkerStatus,
     utcnow,
 )
-from crowdloop.quality import CrowdPolicy, GoldenPolicy, assess_crowd, assess_worker
+from crowdloop.quality import (
+    CrowdPolicy,
+    GoldenPolicy,
+    WorkerAssessment,
+    assess_crowd,
+    assess_worker,
+)
 from crowdloop.runtime import release_free_memory
 from crowdloop.stages import demonstrations, ranking, rating
 from crowdloop.stages.counts import answer_counts, answer_tallies, golden_item_ids
@@ -343,12 +349,18 @@ def golden_tally(
     campaign_id: str,
     stage: Stage | None = None,
     retired: set[str] | frozenset[str] = frozenset(),
+    since: tuple[str, datetime] | None = None,
 ) -> dict[str, tuple[int, int]]:
     """worker -> (correct, total) on golden items, of one stage or of every stage.
 
     A quarantined answer is not held against the worker: it counts as missing; nor is an
     answer on a `retired` (ambiguous) golden item. A graded golden pair is passed on the
     right side within one step of its level (`stages.graded.level_passes`).
+
+    ``since`` (worker, time): that worker's golden comparisons answered at or after the
+    time only (submitted, else received: the order the crowd assessment's change point
+    and the drift exclusion use); rankings and ratings, which the change point does not
+    read, are left out then.
     """
     golden_items = golden_item_ids(campaign_id)
     query = (
@@ -373,6 +385,9 @@ def golden_tally(
     )
     if stage is not None:
         query = query.where(col(Item.stage) == stage.value)
+    if since is not None:
+        answered = func.coalesce(col(Judgment.submitted_at), col(Judgment.received_at))
+        query = query.where(col(Judgment.worker_id) == since[0], answered >= since[1])
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     # A partition at a time (server-side cursor on PostgreSQL): golden answers are ~15% of
     # the bench campaign's, ~180k rows at 10^6 judgments.
@@ -382,6 +397,8 @@ def golden_tally(
         if worker is not None and item not in retired:
             tally[worker][0] += int(label == answer and level_passes(level, golden_level))
             tally[worker][1] += 1
+    if since is not None:
+        return {w: (c, n) for w, (c, n) in tally.items()}
     if stage in (None, Stage.RANK):
         for worker, (passed, graded) in ranking.golden_tally(s, campaign_id).items():
             tally[worker][0] += passed
@@ -476,6 +493,35 @@ def drift_start(s: Session, row: pd.Series) -> datetime | None:
     return judgment.submitted_at or judgment.received_at
 
 
+def golden_since(
+    s: Session,
+    campaign_id: str,
+    worker: str,
+    row: pd.Series,
+    retired: set[str],
+    policy: GoldenPolicy,
+) -> tuple[datetime, WorkerAssessment] | None:
+    """The golden rule on a worker's golden comparisons from their change point on: (the
+    change point's time, the assessment); None without a credible change point.
+
+    Credible is the crowd assessment's own criterion, the one the drift exclusion acts on
+    (`assess_crowd`'s ``drift_seq``): the most probable change point, the posterior says
+    the worker turned rather than was blind from the start, and the answers before it are
+    careful by ``CrowdPolicy.drift_careful_start`` (log Bayes factor 3). Why: a sleeper's
+    careful exam answers outweigh the careless ones after it in the whole record (15 of 21
+    right: P(below 0.7) = 0.42, where the 3 of 9 after the change point give 0.93). The
+    caller's veto (posterior under the crowd's base rate) applies to this verdict too:
+    honest workers have change points of their own, on any run of hard pairs.
+    """
+    start = drift_start(s, row)
+    if start is None:
+        return None
+    correct, total = golden_tally(s, campaign_id, retired=retired, since=(worker, start)).get(
+        worker, (0, 0)
+    )
+    return start, assess_worker(correct, total, policy)
+
+
 def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
     """Re-assess every worker on all evidence so far; act on the untrusted per `on_fail`.
 
@@ -558,6 +604,19 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 elif int(row["answers"]) > 0:
                     on_answers = WorkerStatus.TRUSTED
             golden_status = WorkerStatus(on_golden.status)
+            # The golden answers from the worker's change point on, judged alone (None: no
+            # credible change point, or not asked for). Only where the veto below cannot
+            # undo it: the crowd assessment acted on, its posterior at the base rate or over.
+            after_turn = (
+                golden_since(s, campaign_id, worker, row, retired, policy)
+                if spec.quality.golden_from_drift
+                and row is not None
+                and spec.quality.blind_confidence is not None
+                and float(row["p_blind"]) >= float(row["prior_blind"])
+                else None
+            )
+            if after_turn is not None and after_turn[1].status == "blocked":
+                golden_status = WorkerStatus.BLOCKED
             if (
                 golden_status == WorkerStatus.BLOCKED
                 and row is not None
@@ -606,11 +665,22 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
             )
             if status == WorkerStatus.BLOCKED:
                 status = fail_status
-                if golden_status == WorkerStatus.BLOCKED:
+                if golden_status == WorkerStatus.BLOCKED and on_golden.status == "blocked":
                     rec.block_reason = (
                         f"golden accuracy {on_golden.accuracy:.2f} ({correct}/{total} correct); "
                         f"P(below {policy.min_accuracy}) = {on_golden.p_below:.2f}"
                     )
+                elif golden_status == WorkerStatus.BLOCKED and after_turn is not None:
+                    start, recent = after_turn
+                    rec.block_reason = (
+                        f"golden accuracy since {start.isoformat(timespec='seconds')} "
+                        f"{recent.accuracy:.2f} ({recent.golden_correct}/{recent.golden_total} "
+                        "correct; "
+                        f"{correct}/{total} in all); "
+                        f"P(below {policy.min_accuracy}) = {recent.p_below:.2f}"
+                    )
+                    # The answers of the careful start stand, as with the drift exclusion.
+                    rec.excluded_from = start
                 elif on_writing.status == "blocked":
                     rec.block_reason = (
                         f"texts accepted {on_writing.accuracy:.2f} ({accepted}/{written}); "
