@@ -159,7 +159,7 @@ VALUE = {
     "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "min_answer_value": 0.004},
 }
 # cost10e's: the value rule only on pairs every answerer of which the crowd assessment has
-# cleared (docs/cost10e.md).
+# cleared (docs/quality-bench.md, cost10e).
 VALUE_CLEARED = {
     **VALUE,
     "dynamic_overlap": {**VALUE["dynamic_overlap"], "answer_value_pairs": "cleared"},

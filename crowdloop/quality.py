@@ -217,7 +217,7 @@ class CrowdPolicy:
     tie_grid: tuple[float, ...] = (0.03, 0.08, 0.2)
     prior_blind: tuple[float, float] = (1.0, 4.0)
     folds: int = 5
-    # 5 lets a change point leave 5 answers after it (sleep10b, docs/sleep10b.md): more
+    # 5 lets a change point leave 5 answers after it (docs/quality-bench.md, sleep10b): more
     # sleepers with short careless stretches caught offline, but on the ambiguous-golden
     # crowd an honest worker's posterior rose over the crowd's base rate early in the
     # campaign, which lets the golden rule block them: not the default.
@@ -260,7 +260,7 @@ class CrowdPolicy:
     # See `_blind_log_ml` and `_uniform_share`. Opt-in (0.5 is what was measured): random
     # clickers caught 24 -> 35 of 72 offline, but honest workers on hard pairs and ambiguous
     # golden items, whose answers are spread too, came near a block (3 of 60 blocked on
-    # that crowd on the bench against 1; docs/sleep10b.md).
+    # that crowd on the bench against 1; docs/quality-bench.md, sleep10b).
     blind_uniform: float | None = None
     blind_uniform_strength: float = 1.0
 

@@ -306,7 +306,7 @@ class QualitySpec(_Strict):
     # review-held step), so nobody waits for the marketplace's auto-accept. Why: answers
     # of workers blocked later were 4-20% of plain overlap 3's cost on the bench's crowds
     # with bad workers, paid because review came before the evidence. Measured
-    # (docs/cost10e.md, seeds 0-2): every verdict and block the same, cost down 3-19
+    # (docs/quality-bench.md, cost10e, seeds 0-2): every verdict and block the same, cost down 3-19
     # points on 9 of 11 crowds (spammy 107% -> 87%).
     hold_unjudged_work: bool = True
     # The golden rule judges a worker whose comparisons the crowd assessment finds turned
@@ -317,7 +317,7 @@ class QualitySpec(_Strict):
     # P(below 0.7) = 0.42; the 3 of 9 after the turn: 0.93). Opt-in: on the bench it
     # blocked no honest worker and left the default configuration's runs unchanged; under
     # the exam the sleepers' careless verdict share came down 0.125 -> 0.096 (3 runs x 2
-    # seeds), within the exam runs' own run-to-run spread (docs/drift10c.md).
+    # seeds), within the exam runs' own run-to-run spread (docs/quality-bench.md, drift10c).
     golden_from_drift: bool = False
     max_requeue_rounds: int = Field(default=3, ge=0)
     # Off by default; see ExamSpec.
@@ -485,7 +485,7 @@ class DynamicOverlapSpec(_Strict):
     # as well as about its verdict (the assessment grades a worker on the verdicts of the
     # pairs they answered), and stopping pairs answered by workers still unjudged blocked
     # fewer bad workers (docs/quality-bench.md, cost10d: 70% -> 66%). A pair with an
-    # unjudged answerer keeps target_confidence (docs/cost10e.md).
+    # unjudged answerer keeps target_confidence (docs/quality-bench.md, cost10e).
     # "rebought": only pairs with an answer a block excluded (the re-asks that replace a
     # blocked worker's answers; every other pair keeps target_confidence).
     answer_value_pairs: Literal["any", "cleared", "rebought"] = "any"

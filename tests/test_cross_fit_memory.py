@@ -1,5 +1,5 @@
 """mem11i: the quality check's cross-fit and the worker-aware fit in less memory, with the
-same floats as before (docs/mem11i.md)."""
+same floats as before (docs/at-scale.md, mem11i)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`quality.hold_unjudged_work`: a worker's comparison submissions are reviewed only once
 the crowd assessment has cleared or blocked them, so a worker blocked in a later round has
-that work rejected (unpaid) too (docs/cost10e.md)."""
+that work rejected (unpaid) too (docs/quality-bench.md, cost10e)."""
 
 from __future__ import annotations
 

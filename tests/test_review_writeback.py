@@ -1,4 +1,4 @@
-"""The review's write-back (`_write_reviews`, docs/rev11.md): one UPDATE per chunk naming
+"""The review's write-back (`_write_reviews`, docs/at-scale.md, rev11): one UPDATE per chunk naming
 the rows by runs of consecutive ids and the values by a CASE over the less common ones
 must set exactly the given rows to exactly the given values, whatever lies between them."""
 
