@@ -33,14 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from variants import crowdloop_stack, rss_mib
+
 HERE = Path(__file__).resolve()
-
-
-def _rss(field: str = "VmRSS") -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class _Sampler(threading.Thread):
@@ -58,24 +53,11 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop:
-            rss = _rss()
+            rss = rss_mib()
             self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
             if rss > self.top and self.phase != "setup":
-                self.top, self.where = rss, _stack(self.main)
+                self.top, self.where = rss, crowdloop_stack(self.main)
             time.sleep(0.01)
-
-
-def _stack(thread: int | None) -> list[str]:
-    """The thread's frames in crowdloop's code, outermost first (file:line function)."""
-    frame = sys._current_frames().get(thread or 0)
-    out = []
-    while frame is not None:
-        code = frame.f_code
-        if "crowdloop" in code.co_filename:
-            name = code.co_filename.rsplit("crowdloop/", 1)[-1]
-            out.append(f"{name}:{frame.f_lineno} {code.co_name}")
-        frame = frame.f_back
-    return out[::-1][-6:]
 
 
 def child(op: str, url: str, out: Path) -> dict[str, Any]:
@@ -112,7 +94,7 @@ def child(op: str, url: str, out: Path) -> dict[str, Any]:
         s.execute(text("SELECT count(*) FROM judgment")).scalar_one()  # engine and schema
     release_free_memory()
     sampler.start()
-    rss_before = _rss()
+    rss_before = rss_mib()
     Path("/proc/self/clear_refs").write_text("5")
     sampler.phase = op
     wall = time.perf_counter()
@@ -163,7 +145,7 @@ def child(op: str, url: str, out: Path) -> dict[str, Any]:
         "wall_s": round(wall, 2),
         "cpu": {k: round(v, 2) for k, v in cpu.items()},
         "rss_before_mib": round(rss_before, 1),
-        "hwm_mib": round(_rss("VmHWM"), 1),
+        "hwm_mib": round(rss_mib("VmHWM"), 1),
         "peaks_mib": {k: round(v, 1) for k, v in sampler.peaks.items()},
         "peak_at": sampler.where,
         "maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -26,14 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
-
-
-def _status_mib(field: str) -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+from variants import rss_mib
 
 
 def main() -> None:
@@ -68,7 +61,7 @@ def main() -> None:
     connector = StubConnector()
     with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
         f.write("5")  # VmHWM := current RSS
-    before = _status_mib("VmRSS")
+    before = rss_mib("VmRSS")
     cpu, wall = time.process_time(), time.perf_counter()
     reviewed = review_submissions(campaign_id, list(Stage), connector, final=args.final)  # type: ignore[arg-type]
     figures = {
@@ -80,7 +73,7 @@ def main() -> None:
         "sent": connector.sent,
         "review_calls": connector.calls,
         "rss_before_mib": round(before, 1),
-        "vmhwm_mib": round(_status_mib("VmHWM"), 1),
+        "vmhwm_mib": round(rss_mib("VmHWM"), 1),
     }
     if args.digest:
         from sqlalchemy import text

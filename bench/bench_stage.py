@@ -26,14 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-
-def _status_mib(field: str) -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+from variants import crowdloop_stack, rss_mib
 
 
 class Sampler:
@@ -49,30 +42,17 @@ class Sampler:
 
     def _run(self) -> None:
         while True:
-            rss = _status_mib("VmRSS")
+            rss = rss_mib("VmRSS")
             if rss > self.peak:
-                self.peak, self.where = rss, _stack(self._main)
+                self.peak, self.where = rss, crowdloop_stack(self._main)
             time.sleep(0.02)
 
     def reset(self) -> None:
-        self.peak = _status_mib("VmRSS")
+        self.peak = rss_mib("VmRSS")
         self.where = []
         # Reset the kernel's high-water mark to the current RSS (Linux >= 4.0).
         with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
             f.write("5")
-
-
-def _stack(thread: int) -> list[str]:
-    """The thread's frames in crowdloop's code, outermost first (file:line function)."""
-    frame = sys._current_frames().get(thread)
-    out = []
-    while frame is not None:
-        code = frame.f_code
-        if "crowdloop" in code.co_filename:
-            name = code.co_filename.rsplit("crowdloop/", 1)[-1]
-            out.append(f"{name}:{frame.f_lineno} {code.co_name}")
-        frame = frame.f_back
-    return out[::-1][-6:]
 
 
 def sha256(path: Path) -> str:
@@ -145,12 +125,12 @@ def main() -> None:
     figures: dict[str, Any] = {
         "stage": args.stage,
         "crowdloop": str(Path(crowdloop.__file__).parent),
-        "rss_imports_mib": round(_status_mib("VmRSS"), 1),
+        "rss_imports_mib": round(rss_mib("VmRSS"), 1),
     }
     stages = ["aggregate", "export", "report"] if args.stage == "all" else [args.stage]
     for stage in stages:
         sampler.reset()
-        before = _status_mib("VmRSS")
+        before = rss_mib("VmRSS")
         cpu = time.process_time()
         if stage == "aggregate":
             preferences.aggregate_preferences(campaign_id, prefs.get("aggregation", "worker_aware"))
@@ -163,11 +143,11 @@ def main() -> None:
         figures[stage] = {
             "cpu_s": round(time.process_time() - cpu, 2),
             "rss_before_mib": round(before, 1),
-            "peak_sampled_mib": round(max(sampler.peak, _status_mib("VmRSS")), 1),
+            "peak_sampled_mib": round(max(sampler.peak, rss_mib("VmRSS")), 1),
             "peak_at": sampler.where,
-            "vmhwm_mib": round(_status_mib("VmHWM"), 1),
-            "rise_mib": round(_status_mib("VmHWM") - before, 1),
-            "rss_after_mib": round(_status_mib("VmRSS"), 1),
+            "vmhwm_mib": round(rss_mib("VmHWM"), 1),
+            "rise_mib": round(rss_mib("VmHWM") - before, 1),
+            "rss_after_mib": round(rss_mib("VmRSS"), 1),
         }
     if args.dump:
         files = [Path(prefs["export"]["path"]), *sorted(Path(".").glob("*report*"))]

@@ -76,3 +76,17 @@ def hwm_mib() -> float:
     """The peak resident set (VmHWM) since the process started or since it was reset by
     writing 5 to /proc/self/clear_refs, in MiB."""
     return rss_mib("VmHWM")
+
+
+def crowdloop_stack(thread: int | None) -> list[str]:
+    """The thread's frames in crowdloop's code, outermost first (file:line function), the
+    innermost six: where a sampled memory peak was."""
+    frame = sys._current_frames().get(thread or 0)
+    out = []
+    while frame is not None:
+        code = frame.f_code
+        if "crowdloop" in code.co_filename:
+            name = code.co_filename.rsplit("crowdloop/", 1)[-1]
+            out.append(f"{name}:{frame.f_lineno} {code.co_name}")
+        frame = frame.f_back
+    return out[::-1][-6:]

@@ -295,6 +295,27 @@ def _sequence_frame(
     return pd.DataFrame(rows)
 
 
+def exam_start(workers: dict[str, list[str]] | list[str]) -> pd.DataFrame:
+    """An exam before everything else: 12 golden pairs each worker answers right, in time
+    order before any of their other answers."""
+    return pd.DataFrame(
+        [
+            {
+                "worker": worker,
+                "item": f"exam{i}",
+                "left": f"exam{i}:left",
+                "right": f"exam{i}:right",
+                "label": "left" if i % 2 else "right",
+                "golden": "left" if i % 2 else "right",
+                "time": -1000 * (12 - i),
+                "seq": -100 * n - i,
+            }
+            for n, worker in enumerate(workers)
+            for i in range(12)
+        ]
+    )
+
+
 def test_a_sleeper_is_caught_with_its_change_point_near_the_truth() -> None:
     """Careful for 15 answers, random for 15 more: the change point is found within a few
     answers of the 15th, the worker is blocked, and so is none of the honest crowd."""
@@ -328,21 +349,7 @@ def test_a_worker_who_passed_an_exam_then_clicks_at_random_is_caught() -> None:
     sequences = {f"honest-{i}": ["honest"] * 30 for i in range(30)}
     sleepers = {f"sleeper-{n}": ["random"] * 15 for n in range(6)}
     frame = _sequence_frame({**sequences, **sleepers})
-    exam = [
-        {
-            "worker": worker,
-            "item": f"exam{i}",
-            "left": f"exam{i}:left",
-            "right": f"exam{i}:right",
-            "label": "left" if i % 2 else "right",
-            "golden": "left" if i % 2 else "right",
-            "time": -1000 * (12 - i),
-            "seq": -100 * n - i,
-        }
-        for n, worker in enumerate(sleepers)
-        for i in range(12)
-    ]
-    workers, _ = assess_crowd(pd.concat([frame, pd.DataFrame(exam)], ignore_index=True))
+    workers, _ = assess_crowd(pd.concat([frame, exam_start(sleepers)], ignore_index=True))
     rows = workers.set_index("worker")
     found = rows.loc[list(sleepers)]
     # Measured: 3 of 6 above 0.5 (0.59-0.996; the scan before the change-point model: none).

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from crowdloop.quality import CrowdPolicy, _blind_log_ml, _dirichlet_log_ml, assess_crowd
-from tests.test_quality_crowd import _crowd, _kinds, _sequence_frame
+from tests.test_quality_crowd import _crowd, _kinds, _sequence_frame, exam_start
 
 # The default: the Dirichlet alone, change points 8 answers from the end; and sleep10b's
 # opt-in: random clickers in the blind model, change points 5 answers from the end.
@@ -22,21 +22,7 @@ def _exam_then_random(after: int, seed: int, golden_share: float) -> tuple[pd.Da
     honest = {f"honest-{i}": ["honest"] * (12 + after) for i in range(30)}
     sleepers = {f"sleeper-{n}": ["random"] * after for n in range(6)}
     frame = _sequence_frame({**honest, **sleepers}, seed=seed, golden_share=golden_share)
-    exam = [
-        {
-            "worker": worker,
-            "item": f"exam{i}",
-            "left": f"exam{i}:left",
-            "right": f"exam{i}:right",
-            "label": "left" if i % 2 else "right",
-            "golden": "left" if i % 2 else "right",
-            "time": -1000 * (12 - i),
-            "seq": -100 * n - i,
-        }
-        for n, worker in enumerate(sleepers)
-        for i in range(12)
-    ]
-    return pd.concat([frame, pd.DataFrame(exam)], ignore_index=True), list(sleepers)
+    return pd.concat([frame, exam_start(sleepers)], ignore_index=True), list(sleepers)
 
 
 def test_the_blind_model_is_a_random_clicker_or_any_fixed_distribution() -> None:

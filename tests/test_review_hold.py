@@ -27,6 +27,30 @@ from tests.test_quality_stage import (  # noqa: F401 (fixtures)
 )
 
 
+def _hold_on(monkeypatch: pytest.MonkeyPatch, registered: CampaignSpec) -> None:
+    """The campaign's spec with `quality.hold_unjudged_work` on, whatever the default."""
+    spec = registered.model_copy(
+        update={"quality": registered.quality.model_copy(update={"hold_unjudged_work": True})}
+    )
+    monkeypatch.setattr(quality_check, "load_spec", lambda s, campaign_id: spec)
+
+
+def _checked_round(
+    request: pytest.FixtureRequest,
+) -> tuple[CampaignSpec, SimulatorServer, Connector]:
+    """test_quality_stage's fixtures (a registered campaign, its simulator and marketplace)
+    after one round and its quality check, with every review undone: as if nothing had
+    been reviewed yet."""
+    registered: CampaignSpec = request.getfixturevalue("campaign")
+    server: SimulatorServer = request.getfixturevalue("sim")
+    marketplace: Connector = request.getfixturevalue("connector")
+    run_round(marketplace)
+    check_workers(CAMPAIGN, marketplace)
+    with session_scope() as s:
+        s.execute(update(Judgment).values(review=None))
+    return registered, server, marketplace
+
+
 def test_unjudged_workers_are_those_not_cleared() -> None:
     crowd = pd.DataFrame({"worker": ["a", "b", "c"], "p_blind": [0.01, 0.05, 0.9]})
     assert quality_check.unjudged_workers(crowd) == {"b", "c"}
@@ -40,24 +64,15 @@ def test_held_work_waits_until_its_worker_is_cleared_or_blocked(
     worker's is rejected even if the assessment has not cleared them; once the held worker
     is cleared, the next review accepts their work. Without the hold everything is
     reviewed at once (`test_submissions_are_reviewed_once_a_chunk_at_a_time`)."""
-    # test_quality_stage's fixtures (a registered campaign, its simulator and marketplace).
-    registered: CampaignSpec = request.getfixturevalue("campaign")
-    server: SimulatorServer = request.getfixturevalue("sim")
-    marketplace: Connector = request.getfixturevalue("connector")
-    run_round(marketplace)
-    check_workers(CAMPAIGN, marketplace)
+    registered, server, marketplace = _checked_round(request)
     with session_scope() as s:
-        s.execute(update(Judgment).values(review=None))  # as if nothing were reviewed yet
         rows = s.exec(select(Judgment.worker_id, Judgment.excluded)).all()
     blocked = {w for w, excluded in rows if excluded}
     assert blocked, "nobody blocked: the test shows nothing"
     held_worker = sorted(by_archetype(server, "honest") - blocked)[0]
     unjudged = {held_worker, sorted(blocked)[0]}
     monkeypatch.setattr(quality_check, "unjudged_workers", lambda crowd: set(unjudged))
-    spec = registered.model_copy(
-        update={"quality": registered.quality.model_copy(update={"hold_unjudged_work": True})}
-    )
-    monkeypatch.setattr(quality_check, "load_spec", lambda s, campaign_id: spec)
+    _hold_on(monkeypatch, registered)
     reviewed = quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], marketplace)
     with session_scope() as s:
         after = s.exec(select(Judgment.worker_id, Judgment.excluded, Judgment.review)).all()
@@ -82,19 +97,10 @@ def test_the_review_after_the_last_round_settles_held_work(
     """`final=True` (the flow's review-held step) reviews what the hold still holds, so an
     honest worker never judged is paid at the campaign's close, not at the marketplace's
     auto-accept."""
-    registered: CampaignSpec = request.getfixturevalue("campaign")
-    server: SimulatorServer = request.getfixturevalue("sim")
-    marketplace: Connector = request.getfixturevalue("connector")
-    run_round(marketplace)
-    check_workers(CAMPAIGN, marketplace)
-    with session_scope() as s:
-        s.execute(update(Judgment).values(review=None))
+    registered, server, marketplace = _checked_round(request)
     honest = by_archetype(server, "honest")
     monkeypatch.setattr(quality_check, "unjudged_workers", lambda crowd: set(honest))
-    spec = registered.model_copy(
-        update={"quality": registered.quality.model_copy(update={"hold_unjudged_work": True})}
-    )
-    monkeypatch.setattr(quality_check, "load_spec", lambda s, campaign_id: spec)
+    _hold_on(monkeypatch, registered)
     quality_check.review_submissions(CAMPAIGN, [Stage.COMPARE], marketplace)
     with session_scope() as s:
         held = s.exec(select(Judgment.review).where(col(Judgment.worker_id).in_(honest))).all()
