@@ -237,11 +237,7 @@ def unanswered_pairs(campaign_id: str, frame: pd.DataFrame) -> pd.DataFrame:
     it has the judge's verdict.
     """
     columns = ["pair", "prompt", "left", "right"]
-    lost = (
-        sa_select(col(Judgment.item_id))
-        .where(col(Judgment.campaign_id) == campaign_id, col(Judgment.excluded).is_(True))
-        .distinct()
-    )
+    lost = _with_excluded_answer(campaign_id)
     with session_scope() as s:
         rows = s.execute(
             sa_select(col(Item.id), col(Item.subject_id), col(Item.left_id), col(Item.right_id))
@@ -261,16 +257,19 @@ def unanswered_pairs(campaign_id: str, frame: pd.DataFrame) -> pd.DataFrame:
     return _columns_frame(rows, columns)
 
 
+def _with_excluded_answer(campaign_id: str) -> Select[Any]:
+    """The campaign's items with an answer a block excluded (a query)."""
+    return (
+        sa_select(col(Judgment.item_id))
+        .where(col(Judgment.campaign_id) == campaign_id, col(Judgment.excluded).is_(True))
+        .distinct()
+    )
+
+
 def _excluded_pairs(campaign_id: str) -> set[str]:
     """Items of the campaign with an answer a block excluded."""
     with session_scope() as s:
-        return set(
-            s.execute(
-                sa_select(col(Judgment.item_id))
-                .where(col(Judgment.campaign_id) == campaign_id, col(Judgment.excluded).is_(True))
-                .distinct()
-            ).scalars()
-        )
+        return set(s.execute(_with_excluded_answer(campaign_id)).scalars())
 
 
 def _columns_frame(rows: Sequence[Sequence[object]], columns: list[str]) -> pd.DataFrame:
@@ -391,11 +390,7 @@ def _unjudged_workers(campaign_id: str) -> set[str]:
     from crowdloop.stages.plan import load_spec
 
     with session_scope() as s:
-        spec = load_spec(s, campaign_id)
-        crowd, _ = quality_check.assess_campaign_crowd(
-            s, campaign_id, quality_check.crowd_policy_from(spec.quality)
-        )
-    return quality_check.unjudged_workers(crowd)
+        return quality_check.campaign_unjudged(s, campaign_id, load_spec(s, campaign_id).quality)
 
 
 def _answer_counts(verdicts: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:

@@ -1053,6 +1053,13 @@ def unjudged_workers(crowd: pd.DataFrame) -> set[str]:
     return set(crowd.loc[crowd["p_blind"] >= CLEARED_BLIND, "worker"].astype(str))
 
 
+def campaign_unjudged(s: Session, campaign_id: str, quality: QualitySpec) -> set[str]:
+    """`unjudged_workers` of the campaign's crowd assessment (the round's own: cached for
+    the same evidence by `assess_campaign_crowd`)."""
+    crowd, _ = assess_campaign_crowd(s, campaign_id, crowd_policy_from(quality))
+    return unjudged_workers(crowd)
+
+
 def _unjudged_share(s: Session, campaign_id: str, crowd: pd.DataFrame) -> float:
     """Of the workers with a comparison answer who are not blocked (or excluded), the share
     whose posterior of careless answering is at least `CLEARED_BLIND`."""
@@ -1084,8 +1091,7 @@ def review_submissions(
         spec = load_spec(s, campaign_id)
         if spec.quality.hold_unjudged_work and spec.quality.reject_untrusted_work and not final:
             # Work of workers not yet judged waits; a blocked worker's is decided now.
-            crowd, _ = assess_campaign_crowd(s, campaign_id, crowd_policy_from(spec.quality))
-            held = unjudged_workers(crowd) - _untrusted(s, campaign_id)
+            held = campaign_unjudged(s, campaign_id, spec.quality) - _untrusted(s, campaign_id)
     for stage in stages:
         found = batch_ref(campaign_id, stage)
         if found is None:
