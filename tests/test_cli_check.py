@@ -53,9 +53,7 @@ def test_check_passes_read_only_against_the_fake(fake: FakeProlific) -> None:
     assert writes == [] and fake.batches == {} and fake.studies == {}
 
 
-def test_check_reads_a_campaign_files_connector_section(
-    fake: FakeProlific, tmp_path: Path
-) -> None:
+def test_check_reads_a_campaign_files_connector_section(fake: FakeProlific, tmp_path: Path) -> None:
     campaign = tmp_path / "campaign.yaml"
     campaign.write_text(
         yaml.safe_dump(

@@ -65,7 +65,5 @@ def test_md_escape_keeps_text_on_one_line() -> None:
 def test_the_operator_notice_reads_as_a_line() -> None:
     from crowdloop.flows.notify import _message
 
-    line = _message(
-        "crowdloop.budget.exhausted", "camp|1", {"cap": "3.24", "needed": "2.16"}
-    )
+    line = _message("crowdloop.budget.exhausted", "camp|1", {"cap": "3.24", "needed": "2.16"})
     assert line == "crowdloop: budget exhausted — campaign camp\\|1 (cap: 3.24, needed: 2.16)"

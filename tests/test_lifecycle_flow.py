@@ -249,9 +249,7 @@ def test_a_capped_run_waits_for_approval_and_finishes_once_the_cap_is_raised(
 
     sim = env["sim"]
     path = campaign_dir(tmp_path, "capped-run", overrides=OVERRIDES)
-    cap = (estimate_spec(load_campaign(path)).expected * Decimal("0.4")).quantize(
-        Decimal("0.01")
-    )
+    cap = (estimate_spec(load_campaign(path)).expected * Decimal("0.4")).quantize(Decimal("0.01"))
     data = yaml.safe_load(path.read_text())
     data["budget"] = {"cap": str(cap)}
     path.write_text(yaml.safe_dump(data))

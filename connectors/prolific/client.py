@@ -89,9 +89,7 @@ class ProlificClient:
 
     def get_dataset(self, dataset_id: str) -> WireDataset:
         """A V4 dataset with its `imports` (docs: get-task-builder-dataset)."""
-        return self.seam.parse(
-            WireDataset, self.seam.request("GET", f"{DC}/datasets/{dataset_id}")
-        )
+        return self.seam.parse(WireDataset, self.seam.request("GET", f"{DC}/datasets/{dataset_id}"))
 
     def upload_url(self, dataset_id: str, filename: str) -> UploadUrl:
         """Create an import job and a presigned URL for its file (docs: uploading-data)."""
@@ -135,9 +133,7 @@ class ProlificClient:
     def list_batches(self, workspace_id: str) -> list[WireBatch]:
         # With the trailing slash, as the CLI requests it (client/client.go
         # GetAITaskBuilderBatches); httpx does not follow a redirect from the bare path.
-        response = self.seam.request(
-            "GET", f"{DC}/batches/", params={"workspace_id": workspace_id}
-        )
+        response = self.seam.request("GET", f"{DC}/batches/", params={"workspace_id": workspace_id})
         return self.seam.parse(BatchList, response).results
 
     def get_batch(self, batch_id: str) -> WireBatch:

@@ -1210,8 +1210,6 @@ def _read_response(sub: WireSubmission, raw: dict[str, Any]) -> Submission | Qua
     )
 
 
-
-
 def _task_id(ctx: _Batch, key: str) -> str:
     return f"{ctx.aitb_id}:{key}"
 

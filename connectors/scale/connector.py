@@ -739,5 +739,3 @@ def _single(annotations: dict[str, Any], field_id: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{field_id}: expected a string, got {type(value).__name__}")
     return value
-
-

@@ -75,6 +75,7 @@ def quota_wait(response: httpx.Response) -> float | None:
     interval = payload.get("interval") if isinstance(payload, dict) else None
     return QUOTA_WAIT_S.get(interval) if isinstance(interval, str) else None
 
+
 POOL_PAGE_MAX = 300  # GET /v1/pools `limit` maximum (toloka-kit find_pools)
 TASK_PAGE_MAX = 100_000  # GET /v1/tasks and GET /v1/assignments `limit` maximum
 

@@ -912,5 +912,3 @@ def _quarantine_piece(
         "solution": solution,
     }
     return quarantined(f"{wire.id}:{index}", reason, piece, task_key=key, worker_id=wire.user_id)
-
-

@@ -93,9 +93,7 @@ def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM. `port` 0 picks a free one (announced)."""
     store = StateFile(state_path)
-    prepared = prepare(
-        store, seed=seed, token=token, time_scale=time_scale, id_prefix=id_prefix
-    )
+    prepared = prepare(store, seed=seed, token=token, time_scale=time_scale, id_prefix=id_prefix)
     state, token_ = prepared.state, prepared.token
     sock = bind(port)  # fail on a taken port before announcing anything
     store.save(state, token_)  # the token is on disk before any client can use it

@@ -665,9 +665,7 @@ class FakeProlific:
 
     def study_of(self, batch_id: str) -> Json | None:
         """The study attached to an AI Task Builder batch (None before it is created)."""
-        return next(
-            (s for s in self.studies.values() if s["data_collection_id"] == batch_id), None
-        )
+        return next((s for s in self.studies.values() if s["data_collection_id"] == batch_id), None)
 
     def work(
         self,
