@@ -590,7 +590,7 @@ def plan_comparisons(
     # Every comparison's payload is this one with its own prompt and texts: the same dict
     # `compare_task(...).model_dump()` gives (only prompt, left and right differ between
     # pairs; the opt-ins left out depend on the spec alone), without a model built and
-    # dumped per item (~10 us of ~120 a registered item at 10^6 judgments).
+    # dumped per item (~10 us of the ~70 a registered item costs at 10^6 judgments).
     blank = compare_task(prefs, "", "", "").model_dump()
     planned = 0
     for pid, a, b, prompt, left, right in pair_texts(spec, index):
