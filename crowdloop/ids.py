@@ -11,7 +11,7 @@ import random
 
 
 def digest(*parts: object, length: int = 16) -> str:
-    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8"))
+    h = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8"))
     return h.hexdigest()[:length]
 
 
