@@ -174,6 +174,15 @@ REASK_UNJUDGED = {
     **VALUE,
     "dynamic_overlap": {**VALUE["dynamic_overlap"], "golden_reask": "unjudged"},
 }
+# cost10f: the value rule and golden re-asks by unjudged workers, with the money they save
+# spent on one-answer verdicts (their target 0.9 instead of 0.85).
+REASK_UNJUDGED_ONE90 = {
+    **REASK_UNJUDGED,
+    "dynamic_overlap": {**REASK_UNJUDGED["dynamic_overlap"], "single_answer_confidence": 0.9},
+}
+# cost10f: pairs hard for careful workers settled (3+ answers from cleared workers on both
+# sides: `dynamic_overlap.settle_hard`).
+HARD_SETTLED = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "settle_hard": True}}
 # sleep10's opt-in: golden re-asks aimed at the workers whose latest answers look careless
 # (`dynamic_overlap.golden_to: unchecked`; docs/quality-bench.md, "Golden re-asks aimed at
 # suspects").
@@ -232,6 +241,12 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "value": ("crowdloop default + the value of one more answer (0.004)", VALUE, {}),
     "reask_unjudged": ("... + golden re-asks by unjudged workers", REASK_UNJUDGED, {}),
     "value_cleared": ("... value rule on pairs of cleared workers only", VALUE_CLEARED, {}),
+    "reask_unjudged_one90": (
+        "... + golden re-asks by unjudged workers, one-answer target 0.9",
+        REASK_UNJUDGED_ONE90,
+        {},
+    ),
+    "hard_settled": ("crowdloop default, hard pairs settled", HARD_SETTLED, {}),
     "value_rebought": ("... value rule on re-asks after a block only", VALUE_REBOUGHT, {}),
     # The default before cost10e: every submission reviewed in the round it came in.
     "nohold": ("crowdloop default, review round by round", DEFAULT, {"hold_unjudged_work": False}),
@@ -548,6 +563,13 @@ def main() -> None:
         help="with --table: the configurations to check against the issue's bar",
     )
     parser.add_argument(
+        "--name-as",
+        choices=[c for c in CONFIGS if c != "baseline"],
+        help="name every non-baseline run's campaign after this configuration instead of its "
+        "own (one configuration a run): a variant run as `--configs VAR --name-as default` "
+        "sees the default's campaigns (sides, item ids), a paired sample",
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         help="keep every run's campaign folder (its SQLite database) under this directory, "
@@ -565,6 +587,8 @@ def main() -> None:
         return
     seeds = [0] if args.quick else args.seeds
     configs = ["baseline", *(c for c in args.configs if c != "baseline")]
+    if args.name_as and len(configs) > 2:
+        parser.error("--name-as names one configuration's runs: give one in --configs")
     saved = {
         (r["crowd"], r["seed"]): r["baseline"]
         for r in (json.loads(args.baseline_from.read_text())["rows"] if args.baseline_from else [])
@@ -581,7 +605,12 @@ def main() -> None:
                     key: saved[(crowd_key, seed)]
                     if key == "baseline" and (crowd_key, seed) in saved
                     else run_one(
-                        root, crowd, seed, CONFIGS[key][1], f"{key}-{len(rows)}", CONFIGS[key][2]
+                        root,
+                        crowd,
+                        seed,
+                        CONFIGS[key][1],
+                        f"{(args.name_as if key != 'baseline' else None) or key}-{len(rows)}",
+                        CONFIGS[key][2],
                     )
                     for key in configs
                 }

@@ -461,6 +461,10 @@ class DynamicOverlapSpec(_Strict):
     # Stop on pairs their trusted answers settle (equal, or unanimous on 3+ answers:
     # preferences.settled_pairs).
     settle_pairs: bool = True
+    # With settle_pairs, also stop on a pair hard for careful workers: three or more
+    # trusted answers, every one from a worker the crowd assessment has cleared, on both
+    # sides (preferences.settled_pairs). Off by default until measured (docs/cost10f.md).
+    settle_hard: bool = False
     # Ask again while a verdict resting on a single trusted answer is below this (null:
     # only target_confidence). Settled pairs alone cost the end-to-end dynamic-overlap test
     # (typical crowd, seeds 8-10) 1.3 points: its extra mistakes were mostly one-answer
