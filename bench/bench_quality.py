@@ -183,6 +183,20 @@ REASK_UNJUDGED_ONE90 = {
 # cost10f: pairs hard for careful workers settled (3+ answers from cleared workers on both
 # sides: `dynamic_overlap.settle_hard`).
 HARD_SETTLED = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "settle_hard": True}}
+# ... one-answer target 0.875.
+REASK_UNJUDGED_ONE875 = {
+    **REASK_UNJUDGED,
+    "dynamic_overlap": {**REASK_UNJUDGED["dynamic_overlap"], "single_answer_confidence": 0.875},
+}
+# ... one-answer target 0.9 scaled by the crowd's reliability r: 1 - 0.1 / r^2
+# (`dynamic_overlap.single_answer_by_reliability`).
+REASK_UNJUDGED_RELIABLE = {
+    **REASK_UNJUDGED_ONE90,
+    "dynamic_overlap": {
+        **REASK_UNJUDGED_ONE90["dynamic_overlap"],
+        "single_answer_by_reliability": True,
+    },
+}
 # sleep10's opt-in: golden re-asks aimed at the workers whose latest answers look careless
 # (`dynamic_overlap.golden_to: unchecked`; docs/quality-bench.md, "Golden re-asks aimed at
 # suspects").
@@ -244,6 +258,16 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "reask_unjudged_one90": (
         "... + golden re-asks by unjudged workers, one-answer target 0.9",
         REASK_UNJUDGED_ONE90,
+        {},
+    ),
+    "reask_unjudged_one875": (
+        "... + golden re-asks by unjudged workers, one-answer target 0.875",
+        REASK_UNJUDGED_ONE875,
+        {},
+    ),
+    "reask_unjudged_reliable": (
+        "... + golden re-asks by unjudged workers, one-answer target 0.9 by reliability",
+        REASK_UNJUDGED_RELIABLE,
         {},
     ),
     "hard_settled": ("crowdloop default, hard pairs settled", HARD_SETTLED, {}),

@@ -472,6 +472,13 @@ class DynamicOverlapSpec(_Strict):
     # 0.9 was more accurate still but over the bench's cost bar (docs/quality-bench.md,
     # "One answer is not settled (cost10c)").
     single_answer_confidence: float | None = Field(default=0.85, gt=0.5, lt=1)
+    # Scale single_answer_confidence by the crowd's reliability r (its mean attentiveness
+    # over the trusted answers, worker-aware model): the target used is 1 - (1 - t) / r^2.
+    # Why: one more answer is worth about r^2 of an attentive worker's (its Fisher
+    # information about the pair), so a reliable crowd (an in-house team) buys second
+    # answers on one-answer verdicts a careless crowd's next answer would hardly improve
+    # (docs/cost10f.md).
+    single_answer_by_reliability: bool = False
     # Ask again about a pair with two or more trusted answers only while one more answer is
     # expected to raise P(its verdict is right) by at least this much (a Laplace posterior
     # of the scores: preferences.answer_values), instead of while its confidence is under

@@ -480,6 +480,35 @@ def test_a_pair_careful_workers_split_on_is_settled_as_hard_only_with_settle_har
     assert asked(on, None) == set(answers)
 
 
+def test_the_one_answer_target_scaled_by_the_crowd_reliability() -> None:
+    """`single_answer_by_reliability`: the one-answer target is 1 - (1 - t) / r^2 with r the
+    crowd's attentiveness-weighted votes per answer: a one-answer verdict at 0.88 is asked
+    again with every vote at full weight (target 0.9), not when votes weigh 0.9 (target
+    0.877)."""
+    labels = {"one": ["left"], "two": ["left", "left"], "three": ["left", "right", "left"]}
+    frame = pd.DataFrame(
+        [(pair, label) for pair, given in labels.items() for label in given],
+        columns=["pair", "label"],
+    )
+
+    def asked(weight: float) -> set[str]:
+        verdicts = pd.DataFrame(
+            [
+                ("one", weight, 0.0, 0.0, 0.88),
+                ("two", 2 * weight, 0.0, 0.0, 0.87),
+                ("three", 2 * weight, weight, 0.0, 0.9),
+            ],
+            columns=["pair", "n_left", "n_right", "n_tie", "confidence"],
+        )
+        dynamic = DynamicOverlapSpec(
+            min_answer_value=None, single_answer_confidence=0.9, single_answer_by_reliability=True
+        )
+        return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic), "pair"])
+
+    assert asked(1.0) == {"one"}
+    assert asked(0.9) == set()
+
+
 def test_a_verdict_on_one_answer_is_held_to_the_stricter_target() -> None:
     """`single_answer_confidence` asks again about a one-answer verdict the general target
     lets through; a pair with two answers at the same confidence, and a one-answer verdict

@@ -396,11 +396,25 @@ def unsure_pairs(
             several & (verdicts["answer_value"] >= dynamic.min_answer_value)
         )
     if dynamic.single_answer_confidence is not None:
-        under |= (answers == 1) & (verdicts["confidence"] < dynamic.single_answer_confidence)
+        single = dynamic.single_answer_confidence
+        if dynamic.single_answer_by_reliability:
+            single = 1.0 - (1.0 - single) / _reliability(verdicts, answers.to_numpy()) ** 2
+        under |= (answers == 1) & (verdicts["confidence"] < single)
     if dynamic.settle_pairs:
         hard = (cleared or set()) if dynamic.settle_hard else None
         under &= ~settled_pairs(verdicts, frame, hard)
     return under
+
+
+def _reliability(verdicts: pd.DataFrame, answers: np.ndarray) -> float:
+    """The crowd's mean attentiveness over its trusted answers: the verdicts' weighted votes
+    (`score_pairs`: each answer weighted by its worker's attentiveness under the
+    worker-aware model, 1 under plain Bradley-Terry) per answer; 1 with no answer."""
+    total = float(answers.sum())
+    if total <= 0:
+        return 1.0
+    votes = float((verdicts["n_left"] + verdicts["n_right"] + verdicts["n_tie"]).sum())
+    return min(max(votes / total, 1e-3), 1.0)
 
 
 def _pairs_answered_by(frame: pd.DataFrame, workers: set[str]) -> np.ndarray:
