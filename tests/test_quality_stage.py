@@ -472,8 +472,9 @@ def test_a_pair_careful_workers_split_on_is_settled_as_hard_only_with_settle_har
     def asked(dynamic: DynamicOverlapSpec, who: set[str] | None) -> set[str]:
         return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic, cleared=who), "pair"])
 
-    off = DynamicOverlapSpec(min_answer_value=None)
+    off = DynamicOverlapSpec(min_answer_value=None, settle_hard=False)
     on = DynamicOverlapSpec(min_answer_value=None, settle_hard=True)
+    assert DynamicOverlapSpec().settle_hard
     assert asked(off, cleared) == set(answers)
     assert asked(on, cleared) == {"doubted", "two_split", "one_side"}
     # Nobody cleared (no crowd assessment): no pair is hard.

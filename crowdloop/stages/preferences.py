@@ -323,7 +323,7 @@ def settled_pairs(
     )
     unanimous = (answers >= UNANIMOUS_ANSWERS) & (sided == answers)
     settled = equal | unanimous
-    if cleared is not None:
+    if cleared:
         workers = set(_names(as_coded(frame), "worker")) if len(frame) else set()
         doubted = _pairs_answered_by(frame, workers - cleared)
         hard = (
@@ -401,8 +401,7 @@ def unsure_pairs(
             single = 1.0 - (1.0 - single) / _reliability(verdicts, answers.to_numpy()) ** 2
         under |= (answers == 1) & (verdicts["confidence"] < single)
     if dynamic.settle_pairs:
-        hard = (cleared or set()) if dynamic.settle_hard else None
-        under &= ~settled_pairs(verdicts, frame, hard)
+        under &= ~settled_pairs(verdicts, frame, cleared if dynamic.settle_hard else None)
     return under
 
 
