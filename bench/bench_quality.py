@@ -220,6 +220,11 @@ HARD_SETTLED_UNJUDGED = {
     **HARD_SETTLED,
     "dynamic_overlap": {**HARD_SETTLED["dynamic_overlap"], "golden_reask": "unjudged"},
 }
+# The default with golden re-asks by unjudged workers (cost10d's opt-in).
+DEFAULT_UNJUDGED = {
+    **DEFAULT,
+    "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "golden_reask": "unjudged"},
+}
 # sleep10's opt-in: golden re-asks aimed at the workers whose latest answers look careless
 # (`dynamic_overlap.golden_to: unchecked`; docs/quality-bench.md, "Golden re-asks aimed at
 # suspects").
@@ -295,6 +300,11 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {},
     ),
     "hard_settled": ("crowdloop default, hard pairs settled", HARD_SETTLED, {}),
+    "default_unjudged": (
+        "crowdloop default, golden re-asks by unjudged workers",
+        DEFAULT_UNJUDGED,
+        {},
+    ),
     "hard_settled_unjudged": (
         "crowdloop default, hard pairs settled, golden re-asks by unjudged workers",
         HARD_SETTLED_UNJUDGED,

@@ -289,16 +289,17 @@ def settled_pairs(
     calls them equal (at least `TIE_SETTLED_ANSWERS` answers, "tie" at least
     `TIE_SETTLED_SHARE` of their attentiveness-weighted votes), or at least
     `UNANIMOUS_ANSWERS` answers all pick the same side; with ``cleared`` (workers the crowd
-    assessment has cleared), also a pair hard for careful workers: at least
-    `HARD_SETTLED_ANSWERS` answers, every one from a cleared worker, on both sides.
+    assessment has cleared; None or empty: nobody), also a pair hard for careful workers:
+    at least `HARD_SETTLED_ANSWERS` answers, every one from a cleared worker, on both
+    sides.
 
     Why the hard pairs (`dynamic_overlap.settle_hard`): careful workers who disagree on a
     pair say it is near 50/50 for everyone, and one more answer from the same crowd moves
     its verdict's chance of being right little. On the bench's hard crowds (main, seeds
-    0-2) a fourth answer was bought on 34-71 pairs a run, about 6% of plain overlap 3's
-    cost, and a majority of four answers beat a majority of the first three on 1-3 of
-    them; where the disagreement may come from a careless worker not yet judged (the
-    large crowd: nobody gives enough answers to be judged), it turned 4-8 (docs/cost10f.md).
+    0-2) 34-71 pairs a run ended with four answers (3-6% of plain overlap 3's cost), and a
+    majority of the four beat a majority of the first three by 1.2 pairs a run on average;
+    where a split may come from a careless worker not yet judged (the large crowd: nobody
+    gives enough answers to be judged), by 3.5-8 (docs/cost10f.md).
 
     Why: a verdict's confidence is max(P(left better), 1 - P(left better)), which stays
     near 1/2 on an equal pair however many workers say so, so dynamic overlap bought every
@@ -363,11 +364,12 @@ def unsure_pairs(
     more trusted answers by the value of one more answer instead (`answer_values`; the
     verdicts need its `answer_value` column); with `settle_pairs`, not a pair its trusted
     answers settle (`settled_pairs`; with `settle_hard`, ``cleared`` names the workers the
-    crowd assessment has cleared, None: nobody). With `answer_value_pairs` "cleared", the
-    value rule
-    stops only pairs none of whose answers in `frame` came from the ``unjudged`` workers
-    (None: nobody is); the others keep the confidence target. With "rebought", only the
-    ``rebought`` pairs (those with an excluded answer).
+    crowd assessment has cleared, None: nobody). With `single_answer_by_reliability`, the
+    one-answer target is scaled by the crowd's reliability (`_reliability`). With
+    `answer_value_pairs` "cleared", the value rule stops only pairs none of whose answers
+    in `frame` came from the ``unjudged`` workers (None: nobody is); the others keep the
+    confidence target. With "rebought", only the ``rebought`` pairs (those with an
+    excluded answer).
 
     Why the value on two or more answers: on logged bench campaigns, the confidence target
     bought third and fourth answers on pairs whose answers and the prompt's other pairs had
@@ -467,8 +469,10 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
     """Dynamic overlap: ask once more about every collected pair whose verdict is unsure.
 
     Pairs start at `min_overlap`; a pair whose confidence is under `target_confidence`
-    gets one more judgment per round, up to `max_overlap` (with `settle_pairs`, not a pair
-    its answers settle; a pair with one trusted answer under `single_answer_confidence`:
+    gets one more judgment per round, up to `max_overlap` (with `min_answer_value`, a pair
+    with two or more trusted answers while one more is worth that much; with
+    `settle_pairs`, not a pair its answers settle, with `settle_hard` one the cleared
+    workers split on; a pair with one trusted answer under `single_answer_confidence`:
     `unsure_pairs`). A pair a block left with no
     trusted answer is judged on its pooled verdict (`unanswered_pairs`) and asked
     `min_overlap` times again only if that is unsure. Returns pairs extended.
