@@ -8,11 +8,14 @@ verdict against the simulator's truth:
   plain Bradley-Terry scores (same judgments, same cost);
 - crowdloop default (the campaign spec's defaults): golden pairs (share 0.10) with blocking
   and exclusion, the worker-aware aggregation, and dynamic overlap (start at 1, up to 4,
-  target confidence 0.8, 0.85 for a verdict on one answer, settled pairs bought no more;
+  target confidence 0.8, 0.85 for a verdict on one answer, a pair with two or more answers
+  asked again only while one more answer is worth 0.004 of P(verdict right), settled
+  pairs bought no more, pairs careful workers split on among them (cost10f);
+  `before10f`: the default before cost10f (confidence rule on every pair, no hard pairs);
   `max3`: up to 3; `settled`: cost10b's target 0.825 and no one-answer target;
-  `unsettled`: the default before cost10c, neither rule; `value`: a pair with two or more
-  answers asked again only while one more answer is worth 0.004 of P(verdict right);
-  `reask_unjudged`: that, and golden re-asks scaled by the share of workers still
+  `unsettled`: the default before cost10c, neither rule; `value`: the value rule without
+  the hard pairs; `hard_settled`: the hard pairs without the value rule;
+  `reask_unjudged`: the value rule, and golden re-asks scaled by the share of workers still
   unjudged; `aimed`, and `aimed_exam` with the exam: golden re-asks aimed at the workers
   whose latest answers look careless, sleep10's opt-in; `value_cleared`: the value rule
   only on pairs every answerer of which is cleared; `nohold`: every submission reviewed in
@@ -145,18 +148,30 @@ DEFAULT = {
         "max_overlap": 4,
         "target_confidence": 0.8,
         "settle_pairs": True,
+        "settle_hard": True,
         "single_answer_confidence": 0.85,
-        "min_answer_value": None,
+        "single_answer_by_reliability": False,
+        "min_answer_value": 0.004,
         "answer_value_pairs": "any",
         "golden_reask": "extended",
         "golden_to": "anyone",
     },
 }
-# cost10d's opt-in: a pair with two or more answers asked again only while one more answer
-# is worth 0.004 of P(verdict right) (docs/quality-bench.md, "The value of one more answer").
-VALUE = {
+# The default before cost10f: the confidence rule on every pair, no hard pairs settled.
+BEFORE10F = {
     **DEFAULT,
-    "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "min_answer_value": 0.004},
+    "dynamic_overlap": {
+        **DEFAULT["dynamic_overlap"],
+        "settle_hard": False,
+        "min_answer_value": None,
+    },
+}
+# cost10d's: a pair with two or more answers asked again only while one more answer is
+# worth 0.004 of P(verdict right) (docs/quality-bench.md, "The value of one more answer"),
+# without cost10f's hard pairs.
+VALUE = {
+    **BEFORE10F,
+    "dynamic_overlap": {**BEFORE10F["dynamic_overlap"], "min_answer_value": 0.004},
 }
 # cost10e's: the value rule only on pairs every answerer of which the crowd assessment has
 # cleared (docs/quality-bench.md, cost10e).
@@ -174,6 +189,42 @@ REASK_UNJUDGED = {
     **VALUE,
     "dynamic_overlap": {**VALUE["dynamic_overlap"], "golden_reask": "unjudged"},
 }
+# cost10f: the value rule and golden re-asks by unjudged workers, with the money they save
+# spent on one-answer verdicts (their target 0.9 instead of 0.85).
+REASK_UNJUDGED_ONE90 = {
+    **REASK_UNJUDGED,
+    "dynamic_overlap": {**REASK_UNJUDGED["dynamic_overlap"], "single_answer_confidence": 0.9},
+}
+# cost10f: pairs hard for careful workers settled (3+ answers from cleared workers on both
+# sides: `dynamic_overlap.settle_hard`).
+HARD_SETTLED = {
+    **BEFORE10F,
+    "dynamic_overlap": {**BEFORE10F["dynamic_overlap"], "settle_hard": True},
+}
+# ... one-answer target 0.875.
+REASK_UNJUDGED_ONE875 = {
+    **REASK_UNJUDGED,
+    "dynamic_overlap": {**REASK_UNJUDGED["dynamic_overlap"], "single_answer_confidence": 0.875},
+}
+# ... one-answer target 0.9 scaled by the crowd's reliability r: 1 - 0.1 / r^2
+# (`dynamic_overlap.single_answer_by_reliability`).
+REASK_UNJUDGED_RELIABLE = {
+    **REASK_UNJUDGED_ONE90,
+    "dynamic_overlap": {
+        **REASK_UNJUDGED_ONE90["dynamic_overlap"],
+        "single_answer_by_reliability": True,
+    },
+}
+# ... hard pairs settled and golden re-asks by unjudged workers, without the value rule.
+HARD_SETTLED_UNJUDGED = {
+    **HARD_SETTLED,
+    "dynamic_overlap": {**HARD_SETTLED["dynamic_overlap"], "golden_reask": "unjudged"},
+}
+# The default with golden re-asks by unjudged workers (cost10d's opt-in).
+DEFAULT_UNJUDGED = {
+    **DEFAULT,
+    "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "golden_reask": "unjudged"},
+}
 # sleep10's opt-in: golden re-asks aimed at the workers whose latest answers look careless
 # (`dynamic_overlap.golden_to: unchecked`; docs/quality-bench.md, "Golden re-asks aimed at
 # suspects").
@@ -182,18 +233,18 @@ AIMED = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "golden_to
 # target 0.825, one-answer verdicts held to the target only (docs/quality-bench.md, "Cheaper dynamic
 # overlap").
 SETTLED = {
-    **DEFAULT,
+    **BEFORE10F,
     "dynamic_overlap": {
-        **DEFAULT["dynamic_overlap"],
+        **BEFORE10F["dynamic_overlap"],
         "target_confidence": 0.825,
         "single_answer_confidence": None,
     },
 }
 # The default before cost10c: every pair under target 0.8 asked again up to the cap.
 UNSETTLED = {
-    **DEFAULT,
+    **BEFORE10F,
     "dynamic_overlap": {
-        **DEFAULT["dynamic_overlap"],
+        **BEFORE10F["dynamic_overlap"],
         "settle_pairs": False,
         "single_answer_confidence": None,
     },
@@ -226,12 +277,39 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "aimed": ("crowdloop default, golden re-asks aimed at suspects", AIMED, {}),
     "aimed_exam": ("crowdloop default + exam, golden re-asks aimed at suspects", AIMED, EXAM),
     "noblind": ("crowdloop default without crowd-wide blocking", DEFAULT, NO_BLIND),
+    "before10f": ("crowdloop default before cost10f (no value rule, no hard pairs)", BEFORE10F, {}),
     "max3": ("crowdloop default, dynamic overlap up to 3", MAX3, {}),
     "settled": ("crowdloop default, settled pairs stop, target 0.825", SETTLED, {}),
     "unsettled": ("crowdloop default before cost10c (no settled pairs)", UNSETTLED, {}),
     "value": ("crowdloop default + the value of one more answer (0.004)", VALUE, {}),
     "reask_unjudged": ("... + golden re-asks by unjudged workers", REASK_UNJUDGED, {}),
     "value_cleared": ("... value rule on pairs of cleared workers only", VALUE_CLEARED, {}),
+    "reask_unjudged_one90": (
+        "... + golden re-asks by unjudged workers, one-answer target 0.9",
+        REASK_UNJUDGED_ONE90,
+        {},
+    ),
+    "reask_unjudged_one875": (
+        "... + golden re-asks by unjudged workers, one-answer target 0.875",
+        REASK_UNJUDGED_ONE875,
+        {},
+    ),
+    "reask_unjudged_reliable": (
+        "... + golden re-asks by unjudged workers, one-answer target 0.9 by reliability",
+        REASK_UNJUDGED_RELIABLE,
+        {},
+    ),
+    "hard_settled": ("crowdloop default, hard pairs settled", HARD_SETTLED, {}),
+    "default_unjudged": (
+        "crowdloop default, golden re-asks by unjudged workers",
+        DEFAULT_UNJUDGED,
+        {},
+    ),
+    "hard_settled_unjudged": (
+        "crowdloop default, hard pairs settled, golden re-asks by unjudged workers",
+        HARD_SETTLED_UNJUDGED,
+        {},
+    ),
     "value_rebought": ("... value rule on re-asks after a block only", VALUE_REBOUGHT, {}),
     # The default before cost10e: every submission reviewed in the round it came in.
     "nohold": ("crowdloop default, review round by round", DEFAULT, {"hold_unjudged_work": False}),
@@ -548,6 +626,13 @@ def main() -> None:
         help="with --table: the configurations to check against the issue's bar",
     )
     parser.add_argument(
+        "--name-as",
+        choices=[c for c in CONFIGS if c != "baseline"],
+        help="name every non-baseline run's campaign after this configuration instead of its "
+        "own (one configuration a run): a variant run as `--configs VAR --name-as default` "
+        "sees the default's campaigns (sides, item ids), a paired sample",
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         help="keep every run's campaign folder (its SQLite database) under this directory, "
@@ -565,6 +650,8 @@ def main() -> None:
         return
     seeds = [0] if args.quick else args.seeds
     configs = ["baseline", *(c for c in args.configs if c != "baseline")]
+    if args.name_as and len(configs) > 2:
+        parser.error("--name-as names one configuration's runs: give one in --configs")
     saved = {
         (r["crowd"], r["seed"]): r["baseline"]
         for r in (json.loads(args.baseline_from.read_text())["rows"] if args.baseline_from else [])
@@ -581,7 +668,12 @@ def main() -> None:
                     key: saved[(crowd_key, seed)]
                     if key == "baseline" and (crowd_key, seed) in saved
                     else run_one(
-                        root, crowd, seed, CONFIGS[key][1], f"{key}-{len(rows)}", CONFIGS[key][2]
+                        root,
+                        crowd,
+                        seed,
+                        CONFIGS[key][1],
+                        f"{(args.name_as if key != 'baseline' else None) or key}-{len(rows)}",
+                        CONFIGS[key][2],
                     )
                     for key in configs
                 }

@@ -461,6 +461,12 @@ class DynamicOverlapSpec(_Strict):
     # Stop on pairs their trusted answers settle (equal, or unanimous on 3+ answers:
     # preferences.settled_pairs).
     settle_pairs: bool = True
+    # With settle_pairs, also stop on a pair hard for careful workers: three or more
+    # trusted answers, every one from a worker the crowd assessment has cleared, on both
+    # sides (preferences.settled_pairs). On by default with min_answer_value (the two
+    # together: the bar on 8 of the bench's 11 crowds against 6, bad workers blocked 72% ->
+    # 72%; docs/cost10f.md).
+    settle_hard: bool = True
     # Ask again while a verdict resting on a single trusted answer is below this (null:
     # only target_confidence). Settled pairs alone cost the end-to-end dynamic-overlap test
     # (typical crowd, seeds 8-10) 1.3 points: its extra mistakes were mostly one-answer
@@ -468,16 +474,25 @@ class DynamicOverlapSpec(_Strict):
     # 0.9 was more accurate still but over the bench's cost bar (docs/quality-bench.md,
     # "One answer is not settled (cost10c)").
     single_answer_confidence: float | None = Field(default=0.85, gt=0.5, lt=1)
+    # Scale single_answer_confidence by the crowd's reliability r (its mean attentiveness
+    # over the trusted answers, worker-aware model): the target used is 1 - (1 - t) / r^2.
+    # Why: one more answer is worth about r^2 of an attentive worker's (its Fisher
+    # information about the pair), so a reliable crowd (an in-house team) buys second
+    # answers on one-answer verdicts a careless crowd's next answer would hardly improve
+    # (docs/cost10f.md).
+    single_answer_by_reliability: bool = False
     # Ask again about a pair with two or more trusted answers only while one more answer is
     # expected to raise P(its verdict is right) by at least this much (a Laplace posterior
     # of the scores: preferences.answer_values), instead of while its confidence is under
-    # target_confidence. null (the default): the confidence rule for every pair. 0.004,
-    # measured: on logged bench campaigns the extensions it stops had gained nothing, and
-    # it cut 2-7 points of cost on every crowd, but it blocked fewer bad workers (70% ->
-    # 66% with block10's model), so it is off (docs/quality-bench.md, "The value of one
-    # more answer (cost10d)"). A verdict on one answer keeps the confidence targets either way (the
-    # posterior is overconfident there).
-    min_answer_value: float | None = Field(default=None, gt=0, lt=1)
+    # target_confidence (null: the confidence rule for every pair). 0.004, measured: on
+    # logged bench campaigns the extensions it stops had gained nothing, and it cut 2-7
+    # points of cost on every crowd (docs/quality-bench.md, "The value of one more answer
+    # (cost10d)"). Off before cost10f: it blocked fewer bad workers then (70% -> 66% with
+    # block10's model, before the review hold); with the hold and settle_hard, on the bench
+    # (seeds 0-2) it blocks 174 of 243 against main's 176 and holds issue 10's bar on
+    # spammy and hard too (docs/cost10f.md). A verdict on one answer keeps the confidence
+    # targets either way (the posterior is overconfident there).
+    min_answer_value: float | None = Field(default=0.004, gt=0, lt=1)
     # Which pairs min_answer_value may stop: "any" pair with two or more trusted answers, or
     # only those whose trusted answers all come from workers the crowd assessment has
     # cleared ("cleared": posterior of careless answering under

@@ -445,6 +445,71 @@ def test_settled_pairs_are_equal_on_two_thirds_of_the_votes_or_unanimous_on_thre
     assert {p for p, yes in settled.items() if yes} == {"two_ties", "two_of_three", "three_left"}
 
 
+def test_a_pair_careful_workers_split_on_is_settled_as_hard_only_with_settle_hard() -> None:
+    """`settle_hard`: three or more answers, all from cleared workers, on both sides, are
+    settled; the same split with an answer from a worker not cleared, two answers, or the
+    rule off, is not (`settled_pairs` with ``cleared``, `unsure_pairs`)."""
+    answers = {  # pair: (worker, label), ...
+        "hard": [("a", "left"), ("b", "right"), ("c", "left")],
+        "doubted": [("a", "left"), ("u", "right"), ("c", "left")],
+        "two_split": [("a", "left"), ("b", "right")],
+        "with_tie": [("a", "left"), ("b", "tie"), ("c", "tie"), ("d", "right")],
+        "one_side": [("a", "left"), ("b", "left"), ("c", "tie")],
+    }
+    frame = pd.DataFrame(
+        [(pair, worker, label) for pair, given in answers.items() for worker, label in given],
+        columns=["pair", "worker", "label"],
+    )
+    verdicts = pd.DataFrame(
+        [(pair, 1.0, 1.0, 1.0, 0.6) for pair in answers],
+        columns=["pair", "n_left", "n_right", "n_tie", "confidence"],
+    )
+    cleared = {"a", "b", "c", "d"}
+    settled = dict(zip(verdicts["pair"], settled_pairs(verdicts, frame, cleared), strict=True))
+    assert {p for p, yes in settled.items() if yes} == {"hard", "with_tie"}
+    assert not settled_pairs(verdicts, frame).any()
+
+    def asked(dynamic: DynamicOverlapSpec, who: set[str] | None) -> set[str]:
+        return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic, cleared=who), "pair"])
+
+    off = DynamicOverlapSpec(min_answer_value=None, settle_hard=False)
+    on = DynamicOverlapSpec(min_answer_value=None, settle_hard=True)
+    assert DynamicOverlapSpec().settle_hard
+    assert asked(off, cleared) == set(answers)
+    assert asked(on, cleared) == {"doubted", "two_split", "one_side"}
+    # Nobody cleared (no crowd assessment): no pair is hard.
+    assert asked(on, None) == set(answers)
+
+
+def test_the_one_answer_target_scaled_by_the_crowd_reliability() -> None:
+    """`single_answer_by_reliability`: the one-answer target is 1 - (1 - t) / r^2 with r the
+    crowd's attentiveness-weighted votes per answer: a one-answer verdict at 0.88 is asked
+    again with every vote at full weight (target 0.9), not when votes weigh 0.9 (target
+    0.877)."""
+    labels = {"one": ["left"], "two": ["left", "left"], "three": ["left", "right", "left"]}
+    frame = pd.DataFrame(
+        [(pair, label) for pair, given in labels.items() for label in given],
+        columns=["pair", "label"],
+    )
+
+    def asked(weight: float) -> set[str]:
+        verdicts = pd.DataFrame(
+            [
+                ("one", weight, 0.0, 0.0, 0.88),
+                ("two", 2 * weight, 0.0, 0.0, 0.87),
+                ("three", 2 * weight, weight, 0.0, 0.9),
+            ],
+            columns=["pair", "n_left", "n_right", "n_tie", "confidence"],
+        )
+        dynamic = DynamicOverlapSpec(
+            min_answer_value=None, single_answer_confidence=0.9, single_answer_by_reliability=True
+        )
+        return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic), "pair"])
+
+    assert asked(1.0) == {"one"}
+    assert asked(0.9) == set()
+
+
 def test_a_verdict_on_one_answer_is_held_to_the_stricter_target() -> None:
     """`single_answer_confidence` asks again about a one-answer verdict the general target
     lets through; a pair with two answers at the same confidence, and a one-answer verdict

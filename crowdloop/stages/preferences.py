@@ -56,6 +56,9 @@ TIE_SETTLED_ANSWERS = 2
 TIE_SETTLED_SHARE = 2 / 3
 # ... or this many trusted answers that all pick the same side.
 UNANIMOUS_ANSWERS = 3
+# ... or (`dynamic_overlap.settle_hard`) this many trusted answers, all from workers the
+# crowd assessment has cleared, on both sides: a pair hard for careful workers.
+HARD_SETTLED_ANSWERS = 3
 
 
 @dataclass
@@ -279,11 +282,24 @@ def _columns_frame(rows: Sequence[Sequence[object]], columns: list[str]) -> pd.D
     return pd.DataFrame(dict(zip(columns, zip(*rows, strict=True), strict=True)))
 
 
-def settled_pairs(verdicts: pd.DataFrame, frame: pd.DataFrame) -> pd.Series:
+def settled_pairs(
+    verdicts: pd.DataFrame, frame: pd.DataFrame, cleared: set[str] | None = None
+) -> pd.Series:
     """Pairs whose own trusted answers already say all that more answers would: the crowd
     calls them equal (at least `TIE_SETTLED_ANSWERS` answers, "tie" at least
     `TIE_SETTLED_SHARE` of their attentiveness-weighted votes), or at least
-    `UNANIMOUS_ANSWERS` answers all pick the same side.
+    `UNANIMOUS_ANSWERS` answers all pick the same side; with ``cleared`` (workers the crowd
+    assessment has cleared; None or empty: nobody), also a pair hard for careful workers:
+    at least `HARD_SETTLED_ANSWERS` answers, every one from a cleared worker, on both
+    sides.
+
+    Why the hard pairs (`dynamic_overlap.settle_hard`): careful workers who disagree on a
+    pair say it is near 50/50 for everyone, and one more answer from the same crowd moves
+    its verdict's chance of being right little. On the bench's hard crowds (main, seeds
+    0-2) 34-71 pairs a run ended with four answers (3-6% of plain overlap 3's cost), and a
+    majority of the four beat a majority of the first three by 1.2 pairs a run on average;
+    where a split may come from a careless worker not yet judged (the large crowd: nobody
+    gives enough answers to be judged), by 3.5-8 (docs/cost10f.md).
 
     Why: a verdict's confidence is max(P(left better), 1 - P(left better)), which stays
     near 1/2 on an equal pair however many workers say so, so dynamic overlap bought every
@@ -307,7 +323,18 @@ def settled_pairs(verdicts: pd.DataFrame, frame: pd.DataFrame) -> pd.Series:
         & (votes > 0)
     )
     unanimous = (answers >= UNANIMOUS_ANSWERS) & (sided == answers)
-    return equal | unanimous
+    settled = equal | unanimous
+    if cleared:
+        workers = set(_names(as_coded(frame), "worker")) if len(frame) else set()
+        doubted = _pairs_answered_by(frame, workers - cleared)
+        hard = (
+            (answers >= HARD_SETTLED_ANSWERS)
+            & (counts[:, 0] >= 1)
+            & (counts[:, 1] >= 1)
+            & ~verdicts["pair"].isin(doubted).to_numpy()
+        )
+        settled = settled | hard
+    return settled
 
 
 def _label_counts(verdicts: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
@@ -329,16 +356,20 @@ def unsure_pairs(
     dynamic: DynamicOverlapSpec,
     unjudged: set[str] | None = None,
     rebought: set[str] | None = None,
+    cleared: set[str] | None = None,
 ) -> pd.Series:
     """Which verdicts (rows of `score_pairs`' verdicts) dynamic overlap asks again about:
     confidence under `target_confidence`, or under `single_answer_confidence` on a pair
     with a single trusted answer in `frame`; with `min_answer_value`, a pair with two or
     more trusted answers by the value of one more answer instead (`answer_values`; the
     verdicts need its `answer_value` column); with `settle_pairs`, not a pair its trusted
-    answers settle (`settled_pairs`). With `answer_value_pairs` "cleared", the value rule
-    stops only pairs none of whose answers in `frame` came from the ``unjudged`` workers
-    (None: nobody is); the others keep the confidence target. With "rebought", only the
-    ``rebought`` pairs (those with an excluded answer).
+    answers settle (`settled_pairs`; with `settle_hard`, ``cleared`` names the workers the
+    crowd assessment has cleared, None: nobody). With `single_answer_by_reliability`, the
+    one-answer target is scaled by the crowd's reliability (`_reliability`). With
+    `answer_value_pairs` "cleared", the value rule stops only pairs none of whose answers
+    in `frame` came from the ``unjudged`` workers (None: nobody is); the others keep the
+    confidence target. With "rebought", only the ``rebought`` pairs (those with an
+    excluded answer).
 
     Why the value on two or more answers: on logged bench campaigns, the confidence target
     bought third and fourth answers on pairs whose answers and the prompt's other pairs had
@@ -367,10 +398,24 @@ def unsure_pairs(
             several & (verdicts["answer_value"] >= dynamic.min_answer_value)
         )
     if dynamic.single_answer_confidence is not None:
-        under |= (answers == 1) & (verdicts["confidence"] < dynamic.single_answer_confidence)
+        single = dynamic.single_answer_confidence
+        if dynamic.single_answer_by_reliability:
+            single = 1.0 - (1.0 - single) / _reliability(verdicts, answers.to_numpy()) ** 2
+        under |= (answers == 1) & (verdicts["confidence"] < single)
     if dynamic.settle_pairs:
-        under &= ~settled_pairs(verdicts, frame)
+        under &= ~settled_pairs(verdicts, frame, cleared if dynamic.settle_hard else None)
     return under
+
+
+def _reliability(verdicts: pd.DataFrame, answers: np.ndarray) -> float:
+    """The crowd's mean attentiveness over its trusted answers: the verdicts' weighted votes
+    (`score_pairs`: each answer weighted by its worker's attentiveness under the
+    worker-aware model, 1 under plain Bradley-Terry) per answer; 1 with no answer."""
+    total = float(answers.sum())
+    if total <= 0:
+        return 1.0
+    votes = float((verdicts["n_left"] + verdicts["n_right"] + verdicts["n_tie"]).sum())
+    return min(max(votes / total, 1e-3), 1.0)
 
 
 def _pairs_answered_by(frame: pd.DataFrame, workers: set[str]) -> np.ndarray:
@@ -393,6 +438,23 @@ def _unjudged_workers(campaign_id: str) -> set[str]:
         return quality_check.campaign_unjudged(s, campaign_id, load_spec(s, campaign_id).quality)
 
 
+def _cleared_workers(campaign_id: str) -> set[str]:
+    """Workers the campaign's crowd assessment has cleared: posterior of careless answering
+    under `quality_check.CLEARED_BLIND` (the round's own assessment, cached for the same
+    evidence by `assess_campaign_crowd`); nobody without an assessment."""
+    from crowdloop.stages import quality_check
+    from crowdloop.stages.plan import load_spec
+
+    with session_scope() as s:
+        quality = load_spec(s, campaign_id).quality
+        crowd, _ = quality_check.assess_campaign_crowd(
+            s, campaign_id, quality_check.crowd_policy_from(quality)
+        )
+    if crowd.empty:
+        return set()
+    return set(crowd.loc[crowd["p_blind"] < quality_check.CLEARED_BLIND, "worker"].astype(str))
+
+
 def _answer_counts(verdicts: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
     """Per row of ``verdicts``: how many of ``frame``'s answers are on its pair."""
     frame = as_coded(frame)
@@ -407,8 +469,10 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
     """Dynamic overlap: ask once more about every collected pair whose verdict is unsure.
 
     Pairs start at `min_overlap`; a pair whose confidence is under `target_confidence`
-    gets one more judgment per round, up to `max_overlap` (with `settle_pairs`, not a pair
-    its answers settle; a pair with one trusted answer under `single_answer_confidence`:
+    gets one more judgment per round, up to `max_overlap` (with `min_answer_value`, a pair
+    with two or more trusted answers while one more is worth that much; with
+    `settle_pairs`, not a pair its answers settle, with `settle_hard` one the cleared
+    workers split on; a pair with one trusted answer under `single_answer_confidence`:
     `unsure_pairs`). A pair a block left with no
     trusted answer is judged on its pooled verdict (`unanswered_pairs`) and asked
     `min_overlap` times again only if that is unsure. Returns pairs extended.
@@ -432,8 +496,11 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
             if dynamic.min_answer_value is not None and dynamic.answer_value_pairs == "rebought"
             else None
         )
+        cleared = (
+            _cleared_workers(campaign_id) if dynamic.settle_pairs and dynamic.settle_hard else None
+        )
         unsure = verdicts.loc[
-            unsure_pairs(verdicts, frame, dynamic, unjudged, rebought), "pair"
+            unsure_pairs(verdicts, frame, dynamic, unjudged, rebought, cleared), "pair"
         ].tolist()
     if not unsure:
         return 0
