@@ -273,6 +273,11 @@ class CrowdPolicy:
     # every candidate, that boundary was one of ~15-20 and paid log 15-20 nats for it, about
     # all a sleeper's 5-6 careless production answers say. Read by ``p_late`` only.
     boundary_prior: float = 0.5
+    # Exclude at a late change point anywhere, not only at the known boundary. Off: on the
+    # bench without an exam it excluded few sleepers' answers (3 of 35 sleepers, seeds 0-2)
+    # and its runs blocked 4 of 90 honest workers on the ambiguous-golden crowd against
+    # main's 0 (docs/sleep12.md).
+    late_anywhere: bool = False
 
     def __post_init__(self) -> None:
         if not 0.5 < self.blind_confidence < 1:
@@ -292,9 +297,14 @@ class CrowdPolicy:
         """The decision rule: a high posterior of content-blind answering, on enough answers."""
         return p_blind >= self.blind_confidence and answers >= self.min_answers
 
-    def excludes(self, p_late: float) -> bool:
-        """The answers-only rule: a worker's latest answers look careless enough to re-ask."""
-        return self.late_confidence is not None and p_late >= self.late_confidence
+    def excludes(self, p_late: float, at_boundary: bool) -> bool:
+        """The answers-only rule: a worker's latest answers look careless enough to re-ask
+        (at the known boundary only, unless ``late_anywhere``)."""
+        return (
+            self.late_confidence is not None
+            and p_late >= self.late_confidence
+            and (at_boundary or self.late_anywhere)
+        )
 
 
 _LABELS = {"left": 0, "right": 1, "tie": 2}
@@ -871,7 +881,7 @@ def assess_crowd(
             grid=grid,
             mistake_tie=policy.golden_tie,
         )
-        drift_bf, drift_at, careful_start, turned, recent_bf, late_bf, late_at = _change_point_scan(
+        scanned = _change_point_scan(
             wcode[order],
             label[order],
             answers_ll,
@@ -883,6 +893,10 @@ def assess_crowd(
             is_golden[order],
             policy.boundary_prior,
         )
+        drift_bf, drift_at, careful_start, turned, recent_bf, late_bf, late_at, boundary_at = (
+            scanned
+        )
+        del scanned
         del answers_ll
         # Empirical Bayes, one share per kind of careless worker: blind from the start, and
         # turned at a change point. Apart, so a crowd with many random clickers does not
@@ -979,6 +993,8 @@ def assess_crowd(
             "p_late": p_late,
             "late_since": late_since,
             "late_seq": late_seq,
+            # The late change point is the known boundary (the exam's end).
+            "late_boundary": late_ok & (late_at == boundary_at),
             "prior_late": prior_late,
             "prior_blind": prior + prior_drift,
             "prior_drift": prior_drift,
@@ -1152,7 +1168,9 @@ def _change_point_scan(
     blind_uniform: float | None = None,
     golden: np.ndarray | None = None,
     boundary_prior: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]:
     """Drift as a change point in each worker's answers (rows already in time order).
 
     Two models of a worker: careful throughout (one accuracy ``q`` for every answer,
@@ -1175,7 +1193,8 @@ def _change_point_scan(
     after it (default ``min_len``) against careful throughout, unpenalised (-inf: fewer
     than ``recent_len + 1`` answers): how suspect the latest answers are; and the same
     late change point marginalised (penalised like the drift's: every candidate leaving
-    ``recent_len`` or more, uniform) with the row of its most probable one (-1: none).
+    ``recent_len`` or more, uniform) with the row of its most probable one (-1: none), and
+    the row of the worker's known boundary (below; -1: none).
     With ``golden`` (per row, a golden pair's answer) and ``boundary_prior`` > 0, the late
     change point's prior puts that mass on a known regime boundary: the first answer after
     the worker's leading run of at least ``min_len`` golden answers (an exam, which
@@ -1187,6 +1206,7 @@ def _change_point_scan(
     recent = np.full(n_workers, -np.inf)
     late = np.full(n_workers, -np.inf)
     late_start = np.full(n_workers, -1, dtype=np.int64)
+    boundary = np.full(n_workers, -1, dtype=np.int64)
     start = np.full(n_workers, -1, dtype=np.int64)
     before = np.zeros(n_workers)
     turned = np.zeros(worker.size)
@@ -1221,6 +1241,7 @@ def _change_point_scan(
                 # (candidate k is every[k - 1]).
                 lead = int(np.argmin(golden[idx])) if not golden[idx].all() else n
                 if min_len <= lead <= late_terms.size:
+                    boundary[w] = int(idx[lead])
                     log_prior += np.log1p(-boundary_prior)
                     log_prior[lead - 1] = np.logaddexp(log_prior[lead - 1], np.log(boundary_prior))
             weighted = late_terms + log_prior
@@ -1241,7 +1262,7 @@ def _change_point_scan(
         cdf[cand] = np.cumsum(weights) / weights.sum()
         cdf[cand[-1] :] = 1.0
         turned[idx] = cdf
-    return best, start, before, turned, recent, late, late_start
+    return best, start, before, turned, recent, late, late_start, boundary
 
 
 def _logmeanexp(x: np.ndarray) -> np.ndarray:

@@ -324,7 +324,7 @@ class QualitySpec(_Strict):
     # a change point with as few as 3 answers after it); the pairs are bought again and the
     # worker keeps working. Null: off. Acted on only with blind_confidence set and on_fail
     # not "warn".
-    exclude_late_confidence: float | None = Field(default=None, gt=0, lt=1)
+    exclude_late_confidence: float | None = Field(default=0.5, gt=0, lt=1)
     max_requeue_rounds: int = Field(default=3, ge=0)
     # Off by default; see ExamSpec.
     exam: ExamSpec | None = None

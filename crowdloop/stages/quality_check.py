@@ -704,7 +704,7 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 and row is not None
                 and spec.quality.blind_confidence is not None
                 and spec.quality.on_fail != "warn"
-                and crowd_policy.excludes(float(row["p_late"]))
+                and crowd_policy.excludes(float(row["p_late"]), bool(row["late_boundary"]))
                 else None
             )
             if late is not None:
