@@ -214,7 +214,7 @@ EXAM = {"exam": {"items": 12, "min_correct": 9}}
 # off before it), and the default without it.
 BLIND = {"blind_confidence": 0.95}
 NO_BLIND = {"blind_confidence": None}
-LATE = {"exclude_late_confidence": 0.5}
+NO_LATE = {"exclude_late_confidence": None}
 CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # key: (table label, preferences section, quality section)
     # No quality checks at all: nothing to block on without golden pairs but the crowd
@@ -236,14 +236,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "value_rebought": ("... value rule on re-asks after a block only", VALUE_REBOUGHT, {}),
     # The default before cost10e: every submission reviewed in the round it came in.
     "nohold": ("crowdloop default, review round by round", DEFAULT, {"hold_unjudged_work": False}),
-    # sleep12's: a worker's answers from a late change point on excluded, not blocked, at
-    # this posterior (docs/sleep12.md).
-    "late": ("crowdloop default, late careless answers excluded", DEFAULT, LATE),
-    "late_exam": (
-        "crowdloop default + exam, late careless answers excluded",
-        DEFAULT,
-        {**EXAM, **LATE},
-    ),
+    # The default before sleep12: no answers excluded after the exam's end without a block
+    # (`quality.exclude_late_confidence`; docs/sleep12.md).
+    "nolate": ("crowdloop default before sleep12", DEFAULT, NO_LATE),
+    "nolate_exam": ("crowdloop default + exam before sleep12", DEFAULT, {**EXAM, **NO_LATE}),
 }
 
 
