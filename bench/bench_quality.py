@@ -265,6 +265,7 @@ EXAM = {"exam": {"items": 12, "min_correct": 9}}
 # off before it), and the default without it.
 BLIND = {"blind_confidence": 0.95}
 NO_BLIND = {"blind_confidence": None}
+NO_LATE = {"exclude_late_confidence": None}
 CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # key: (table label, preferences section, quality section)
     # No quality checks at all: nothing to block on without golden pairs but the crowd
@@ -313,6 +314,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "value_rebought": ("... value rule on re-asks after a block only", VALUE_REBOUGHT, {}),
     # The default before cost10e: every submission reviewed in the round it came in.
     "nohold": ("crowdloop default, review round by round", DEFAULT, {"hold_unjudged_work": False}),
+    # The default before sleep12: no answers excluded after the exam's end without a block
+    # (`quality.exclude_late_confidence`; docs/sleep12.md).
+    "nolate": ("crowdloop default before sleep12", DEFAULT, NO_LATE),
+    "nolate_exam": ("crowdloop default + exam before sleep12", DEFAULT, {**EXAM, **NO_LATE}),
 }
 
 
@@ -441,6 +446,12 @@ def run_one(
             scores = {c.response_id: c.score for c in s.exec(select(CandidateScore))}
             sides = {i.id: (i.left_id, i.right_id) for i in s.exec(select(Item))}
             answers = Counter(j.worker_id for j in s.exec(select(Judgment)) if j.worker_id)
+            # Answers excluded without a block (`quality.exclude_late_confidence`), per worker.
+            late_excluded = Counter(
+                j.worker_id
+                for j in s.exec(select(Judgment).where(Judgment.excluded == True))  # noqa: E712
+                if j.worker_id and (j.exclusion_reason or "").startswith("careless since")
+            )
         truth = _truth(sim.url, real)
         frame = judgments_frame(name)
         crowd_now = __import__("httpx").get(f"{sim.url}/sim/workers", timeout=30).json()
@@ -479,6 +490,14 @@ def run_one(
         "bad": len(bad),
         "honest": len(honest),
         "honest_blocked": len(honest & blocked),
+        # Workers with answers excluded, not blocked, by the late change point (by kind),
+        # and how many of their answers.
+        "late_excluded": dict(Counter(archetype[w] for w in late_excluded)),
+        "late_answers_excluded": {
+            a: sum(n for w, n in late_excluded.items() if archetype[w] == a)
+            for a in sorted(set(archetype.values()))
+        },
+        "honest_excluded": len(honest & set(late_excluded)),
         # Of the judgments the verdicts were computed from, the share a bad worker gave.
         "bad_share": float(sum(w in bad for w in frame["worker"]) / max(len(frame), 1)),
         # ... and the share that were a sleeper's careless answers (after their careful
@@ -697,6 +716,7 @@ def main() -> None:
                         f"(bad blocked {r['bad_judged_blocked']}/{r['bad_judged']}, honest "
                         f"{r['honest_blocked']}, bad share {r['bad_share']:.3f}, "
                         f"sleepers' careless {r['sleeper_careless_share']:.3f}, "
+                        f"late-excluded {r['late_excluded']}, "
                         f"{r['seconds']}s)"
                         for key, r in runs.items()
                         if key != "baseline"

@@ -263,6 +263,21 @@ class CrowdPolicy:
     # that crowd on the bench against 1; docs/quality-bench.md, sleep10b).
     blind_uniform: float | None = None
     blind_uniform_strength: float = 1.0
+    # A worker's answers from a late change point on (``recent_min_answers`` or more after
+    # it) are excluded, the worker neither blocked nor warned, at this posterior of having
+    # turned there (`_late_posterior`, ``p_late``). None: never. Lower than a block's bar:
+    # a wrong exclusion costs a re-ask, a wrong block a worker.
+    late_confidence: float | None = None
+    # The late change point's prior mass on a known regime boundary: the end of a worker's
+    # leading run of ``drift_min_answers`` or more golden answers (the exam). Uniform over
+    # every candidate, that boundary was one of ~15-20 and paid log 15-20 nats for it, about
+    # all a sleeper's 5-6 careless production answers say. Read by ``p_late`` only.
+    boundary_prior: float = 0.5
+    # Exclude at a late change point anywhere, not only at the known boundary. Off: on the
+    # bench without an exam it excluded few sleepers' answers (3 of 35 sleepers, seeds 0-2)
+    # and its runs blocked 4 of 90 honest workers on the ambiguous-golden crowd against
+    # main's 0 (docs/sleep12.md).
+    late_anywhere: bool = False
 
     def __post_init__(self) -> None:
         if not 0.5 < self.blind_confidence < 1:
@@ -275,10 +290,21 @@ class CrowdPolicy:
             raise ValueError("folds must be >= 2")
         if self.min_answers < 1:
             raise ValueError("min_answers must be >= 1")
+        if self.late_confidence is not None and not 0 < self.late_confidence < 1:
+            raise ValueError("late_confidence must be in (0, 1)")
 
     def blocks(self, p_blind: float, answers: int) -> bool:
         """The decision rule: a high posterior of content-blind answering, on enough answers."""
         return p_blind >= self.blind_confidence and answers >= self.min_answers
+
+    def excludes(self, p_late: float, at_boundary: bool) -> bool:
+        """The answers-only rule: a worker's latest answers look careless enough to re-ask
+        (at the known boundary only, unless ``late_anywhere``)."""
+        return (
+            self.late_confidence is not None
+            and p_late >= self.late_confidence
+            and (at_boundary or self.late_anywhere)
+        )
 
 
 _LABELS = {"left": 0, "right": 1, "tie": 2}
@@ -855,7 +881,7 @@ def assess_crowd(
             grid=grid,
             mistake_tie=policy.golden_tie,
         )
-        drift_bf, drift_at, careful_start, turned, recent_bf = _change_point_scan(
+        scanned = _change_point_scan(
             wcode[order],
             label[order],
             answers_ll,
@@ -864,7 +890,13 @@ def assess_crowd(
             policy.drift_min_answers,
             policy.recent_min_answers,
             uniform,
+            is_golden[order],
+            policy.boundary_prior,
         )
+        drift_bf, drift_at, careful_start, turned, recent_bf, late_bf, late_at, boundary_at = (
+            scanned
+        )
+        del scanned
         del answers_ll
         # Empirical Bayes, one share per kind of careless worker: blind from the start, and
         # turned at a change point. Apart, so a crowd with many random clickers does not
@@ -903,6 +935,7 @@ def assess_crowd(
     post_q = _softmax(per_worker)
     accuracy = post_q @ q_of_column
     times = frame["time"].to_numpy()[order]
+    p_late, prior_late = _late_posterior(log_bf, late_bf, prior, policy)
     # Turned rather than blind from the start, by the posterior (the crowd's two shares
     # included): a random clicker whose first answers happened to be right is not a
     # careful worker who turned, and keeps none of their answers.
@@ -923,6 +956,15 @@ def assess_crowd(
         [
             int(seqs[i]) if d and seqs is not None else None
             for d, i in zip(drifted, drift_at, strict=True)
+        ],
+        dtype=object,
+    )
+    late_ok = late_at >= 0
+    late_since = np.where(late_ok, times[np.maximum(late_at, 0)], np.nan)
+    late_seq = np.array(
+        [
+            int(seqs[i]) if ok and seqs is not None else None
+            for ok, i in zip(late_ok, late_at, strict=True)
         ],
         dtype=object,
     )
@@ -948,12 +990,48 @@ def assess_crowd(
             "drift_since": since,
             "drift_seq": since_seq,
             "recent_bf": recent_bf,
+            "p_late": p_late,
+            "late_since": late_since,
+            "late_seq": late_seq,
+            # The late change point is the known boundary (the exam's end).
+            "late_boundary": late_ok & (late_at == boundary_at),
+            "prior_late": prior_late,
             "prior_blind": prior + prior_drift,
             "prior_drift": prior_drift,
             "temperature": chosen_temperature,
         }
     )
     return out, audit
+
+
+def _late_posterior(
+    log_bf: np.ndarray, late_bf: np.ndarray, prior_blind: float, policy: CrowdPolicy
+) -> tuple[np.ndarray, float]:
+    """Per worker, the posterior that their answers turned content-blind at a late change
+    point (``late_bf``: leaving ``recent_min_answers`` or more after it, marginalised),
+    against careful throughout and blind from the start (``log_bf`` at the crowd's share
+    ``prior_blind``); and the crowd's learned share of such workers (empirical Bayes, the
+    same hyperprior and clip as the other shares).
+
+    Apart from ``p_blind``, which blocks: this one only excludes answers
+    (`CrowdPolicy.excludes`), where a mistake costs a re-ask, so it may read change points
+    with as few careless answers after them as a sleeper gives (a median of 5-6 on the
+    bench) without raising anyone's block posterior.
+    """
+    a, b = policy.prior_blind
+    share = 0.05
+    finite = np.where(np.isfinite(late_bf), late_bf, -np.inf)
+    for _ in range(20):
+        joint = np.stack(
+            [
+                np.full(log_bf.size, np.log(1 - prior_blind - share)),
+                np.log(prior_blind) + log_bf,
+                np.log(share) + finite,
+            ]
+        )
+        post = np.exp(joint - np.logaddexp.reduce(joint, axis=0))
+        share = float(np.clip((a - 1 + post[2].sum()) / (a + b - 2 + log_bf.size), 0.01, 0.45))
+    return post[2], share
 
 
 class _PairTie:
@@ -1088,7 +1166,11 @@ def _change_point_scan(
     min_len: int,
     recent_len: int | None = None,
     blind_uniform: float | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    golden: np.ndarray | None = None,
+    boundary_prior: float = 0.0,
+) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]:
     """Drift as a change point in each worker's answers (rows already in time order).
 
     Two models of a worker: careful throughout (one accuracy ``q`` for every answer,
@@ -1109,12 +1191,22 @@ def _change_point_scan(
     this answer | the worker turned), 0 for rows left out by ``use``, and per worker the
     log Bayes factor of the likeliest change point leaving at least ``recent_len`` answers
     after it (default ``min_len``) against careful throughout, unpenalised (-inf: fewer
-    than ``recent_len + 1`` answers): how suspect the latest answers are.
+    than ``recent_len + 1`` answers): how suspect the latest answers are; and the same
+    late change point marginalised (penalised like the drift's: every candidate leaving
+    ``recent_len`` or more, uniform) with the row of its most probable one (-1: none), and
+    the row of the worker's known boundary (below; -1: none).
+    With ``golden`` (per row, a golden pair's answer) and ``boundary_prior`` > 0, the late
+    change point's prior puts that mass on a known regime boundary: the first answer after
+    the worker's leading run of at least ``min_len`` golden answers (an exam, which
+    production answers follow; a worker on probation behaves), the rest uniform as before.
     """
     recent_len = min_len if recent_len is None else recent_len
     shortest = min(min_len, recent_len)
     best = np.full(n_workers, -np.inf)
     recent = np.full(n_workers, -np.inf)
+    late = np.full(n_workers, -np.inf)
+    late_start = np.full(n_workers, -1, dtype=np.int64)
+    boundary = np.full(n_workers, -1, dtype=np.int64)
     start = np.full(n_workers, -1, dtype=np.int64)
     before = np.zeros(n_workers)
     turned = np.zeros(worker.size)
@@ -1141,7 +1233,20 @@ def _change_point_scan(
         )
         careful = float(_logmeanexp(prefix_ll[n]))
         if n >= recent_len + 1:
-            recent[w] = float(all_terms[: n - recent_len].max()) - careful
+            late_terms = all_terms[: n - recent_len]
+            recent[w] = float(late_terms.max()) - careful
+            log_prior = np.full(late_terms.size, -np.log(late_terms.size))
+            if golden is not None and boundary_prior > 0:
+                # The leading golden run's end, when it leaves recent_len answers after it
+                # (candidate k is every[k - 1]).
+                lead = int(np.argmin(golden[idx])) if not golden[idx].all() else n
+                if min_len <= lead <= late_terms.size:
+                    boundary[w] = int(idx[lead])
+                    log_prior += np.log1p(-boundary_prior)
+                    log_prior[lead - 1] = np.logaddexp(log_prior[lead - 1], np.log(boundary_prior))
+            weighted = late_terms + log_prior
+            late[w] = float(np.logaddexp.reduce(weighted)) - careful
+            late_start[w] = int(idx[int(every[int(np.argmax(weighted))])])
         if n < min_len + 1:
             continue
         cand = every[: n - min_len]
@@ -1157,7 +1262,7 @@ def _change_point_scan(
         cdf[cand] = np.cumsum(weights) / weights.sum()
         cdf[cand[-1] :] = 1.0
         turned[idx] = cdf
-    return best, start, before, turned, recent
+    return best, start, before, turned, recent, late, late_start, boundary
 
 
 def _logmeanexp(x: np.ndarray) -> np.ndarray:

@@ -319,6 +319,15 @@ class QualitySpec(_Strict):
     # the exam the sleepers' careless verdict share came down 0.125 -> 0.096 (3 runs x 2
     # seeds), within the exam runs' own run-to-run spread (docs/quality-bench.md, drift10c).
     golden_from_drift: bool = False
+    # Exclude (never block) a worker's answers from the exam's end on, at this posterior
+    # that they turned careless there (`crowdloop.quality.CrowdPolicy.late_confidence`: a
+    # change point with as few as 3 answers after it, prior mass on the end of a worker's
+    # leading run of golden answers); the pairs are bought again, the worker keeps working
+    # and is judged again on what comes next. Without an exam nothing is excluded on it.
+    # Null: off. Acted on only with blind_confidence set and on_fail not "warn". Why: a
+    # sleeper passes the exam while careful and gives 5-6 careless answers, too few to block
+    # on; a wrong exclusion costs a re-ask, not a worker. Measured (docs/sleep12.md).
+    exclude_late_confidence: float | None = Field(default=0.5, gt=0, lt=1)
     max_requeue_rounds: int = Field(default=3, ge=0)
     # Off by default; see ExamSpec.
     exam: ExamSpec | None = None

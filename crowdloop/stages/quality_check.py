@@ -108,7 +108,9 @@ _SEVERITY = {
 def crowd_policy_from(spec: QualitySpec) -> CrowdPolicy:
     if spec.blind_confidence is None:
         return CrowdPolicy()
-    return CrowdPolicy(blind_confidence=spec.blind_confidence)
+    return CrowdPolicy(
+        blind_confidence=spec.blind_confidence, late_confidence=spec.exclude_late_confidence
+    )
 
 
 # Rows per fetch when reading a campaign's comparison evidence.
@@ -479,12 +481,13 @@ def blind_evidence(row: pd.Series) -> str:
     )
 
 
-def drift_start(s: Session, row: pd.Series) -> datetime | None:
+def drift_start(s: Session, row: pd.Series, column: str = "drift_seq") -> datetime | None:
     """When a worker the crowd assessment blocks turned careless: the time of the first
     answer of the change point it found (None: blind from the start, or no change point;
     every answer is then excluded). The same time the evidence ordered the answers by
-    (submitted, else received), read back from the judgment rather than from the float."""
-    seq = row.get("drift_seq")
+    (submitted, else received), read back from the judgment rather than from the float.
+    ``column``: ``late_seq`` for the late change point whose answers are excluded alone."""
+    seq = row.get(column)
     if seq is None or pd.isna(seq):
         return None
     judgment = s.get(Judgment, int(seq))
@@ -695,6 +698,28 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 if status in UNTRUSTED:
                     rec.blocked_at = utcnow()
                     result.newly_blocked.append(worker)
+            late = (
+                drift_start(s, row, "late_seq")
+                if status not in UNTRUSTED
+                and row is not None
+                and spec.quality.blind_confidence is not None
+                and spec.quality.on_fail != "warn"
+                and crowd_policy.excludes(float(row["p_late"]), bool(row["late_boundary"]))
+                else None
+            )
+            if late is not None:
+                # Not a block: the answers from the late change point on are bought again,
+                # the worker keeps working and is judged again on what comes next.
+                assert row is not None
+                status = max(status, WorkerStatus.WARNED, key=_SEVERITY.__getitem__)
+                result.excluded_judgments += _exclude_answers(
+                    s,
+                    campaign_id,
+                    worker,
+                    late,
+                    f"careless since {late.isoformat(timespec='seconds')}: "
+                    f"P = {float(row['p_late']):.2f} ({int(row['answers'])} answers)",
+                )
             rec.status = status
             s.add(rec)
         result.workers = len(counts)
@@ -709,18 +734,9 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
         ).all()
         for worker, reason, since in untrusted:
             # A worker who turned careless keeps the answers of their careful start.
-            answered = func.coalesce(col(Judgment.submitted_at), col(Judgment.received_at))
-            res = s.execute(
-                update(Judgment)
-                .where(
-                    col(Judgment.campaign_id) == campaign_id,
-                    col(Judgment.worker_id) == worker,
-                    col(Judgment.excluded).is_(False),
-                    *([answered >= since] if since is not None else []),
-                )
-                .values(excluded=True, exclusion_reason=f"untrusted worker: {reason}")
+            result.excluded_judgments += _exclude_answers(
+                s, campaign_id, worker, since, f"untrusted worker: {reason}"
             )
-            result.excluded_judgments += max(0, cast(CursorResult[Any], res).rowcount or 0)
         # Golden re-asks aimed at suspects (`reask_golden`) are kept off everyone else for
         # that push only: a pair whose aimed answer a block has just excluded goes back to
         # the crowd (`sync.settle_items`), and with its suspects blocked and its spare done
@@ -773,6 +789,24 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
             spec.quality.on_fail,
         )
     return result
+
+
+def _exclude_answers(
+    s: Session, campaign_id: str, worker: str, since: datetime | None, reason: str
+) -> int:
+    """Exclude a worker's answers given at or after ``since`` (None: all of them); how many."""
+    answered = func.coalesce(col(Judgment.submitted_at), col(Judgment.received_at))
+    res = s.execute(
+        update(Judgment)
+        .where(
+            col(Judgment.campaign_id) == campaign_id,
+            col(Judgment.worker_id) == worker,
+            col(Judgment.excluded).is_(False),
+            *([answered >= since] if since is not None else []),
+        )
+        .values(excluded=True, exclusion_reason=reason)
+    )
+    return max(0, cast(CursorResult[Any], res).rowcount or 0)
 
 
 def reopen_short_comparisons(
