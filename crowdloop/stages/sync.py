@@ -455,9 +455,13 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
     An item short of trusted answers (a blocked worker's were excluded, or an answer was
     quarantined) goes back to PENDING for another round, at most `max_requeue_rounds`.
     Exam items are left alone: the exam is published once and stays open (stages/exam.py).
+
+    With the collector paused (`_collector_paused`): the counts and the pushed items are a
+    few rows per item, all alive until the moves are written, and with the collector on
+    they set off full collections over the whole process (~1 s of ~8 s at 10^6 judgments).
     """
     moved = {"collected": 0, "requeued": 0, "exhausted": 0}
-    with session_scope() as s:
+    with _collector_paused(), session_scope() as s:
         answered, trusted = answer_tallies(s, campaign_id)
         waiting = outstanding_counts(s, campaign_id, answered=answered)
         items = s.exec(
