@@ -360,10 +360,18 @@ def _base(
     worker_id: str | None,
     item_id: str | None,
     received_at: datetime | None,
-    **fields: object,
+    *,
+    status: JudgmentStatus,
+    label: str | None,
+    text: str | None,
+    level: int | None,
+    rationale: str | None,
+    submitted_at: datetime | None,
+    reason: str | None,
+    raw: str | None,
 ) -> dict[str, object]:
-    """A Judgment row: these columns and `fields` (the status's own), in one dict (built
-    and then updated it cost ~0.5 µs more a judgment)."""
+    """A Judgment row, in one dict literal (built and then updated it cost ~0.5 µs more a
+    judgment, and merged from a `**fields` dict ~0.6 µs more)."""
     return {
         "connector": connector,
         "external_id": external_id,
@@ -375,7 +383,14 @@ def _base(
         "excluded": False,
         "exclusion_reason": None,
         "review": None,
-        **fields,
+        "status": status,
+        "label": label,
+        "text": text,
+        "level": level,
+        "rationale": rationale,
+        "submitted_at": submitted_at,
+        "reason": reason,
+        "raw": raw,
     }
 
 
