@@ -129,7 +129,8 @@ def _collector_paused() -> Iterator[None]:
     every object of the process: ~28 % of the sync's CPU on a ~10^5 campaign (0.1 s per
     full collection over ~184,000 objects), more in a bigger process. They are freed by
     reference counting when the page is done; what cycles a page leaves (the session's)
-    are collected once the collector is back on."""
+    are collected once the collector is back on. The switch is process-wide: pauses that
+    overlap in threads (a flow's task runner) end with it on, as the first one found it."""
     enabled = gc.isenabled()
     gc.disable()
     try:
