@@ -6,10 +6,12 @@ so aggregation can be rerun with another policy and the evidence is never lost.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import repeat
@@ -154,6 +156,30 @@ def _driver_rows(s: Session, statement: Executable) -> Iterator[Sequence[Any]]:
             yield from result.partitions()
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a bulk loop over database rows.
+
+    Why: every row tuple (and the dicts and models made from them) counts towards the next
+    collection, and rows alive across one (a partition, a chunk) are moved to older
+    generations, whose collections walk every object the process holds (a campaign
+    process: a few hundred thousand, Prefect's and SQLAlchemy's included). Measured: the
+    review of 122,857 submissions 1.16 -> 0.85 s of CPU, the transposition of the evidence
+    read's rows 0.11-0.19 -> 0.02 s. The loops make no reference cycles of their own (row
+    tuples, strings, numbers, dicts of them, arrays); what a loop's callee leaves in a cycle
+    waits for the next collection after the block. Left as it was when already off.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@_collector_paused()
 def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
     """Every readable comparison answer of the campaign (real, golden and exam pairs,
     excluded ones too), in the frame `crowdloop.quality.assess_crowd` reads."""
@@ -391,13 +417,14 @@ def golden_tally(
         query = query.where(col(Judgment.worker_id) == since[0], answered >= since[1])
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     # A partition at a time (server-side cursor on PostgreSQL): golden answers are ~15% of
-    # the bench campaign's, ~180k rows at 10^6 judgments.
-    # Core rows from the session's connection (no ORM processing per row).
-    rows = s.connection().execute(query.execution_options(yield_per=EVIDENCE_CHUNK))
-    for worker, label, answer, item, level, golden_level in rows:
-        if worker is not None and item not in retired:
-            tally[worker][0] += int(label == answer and level_passes(level, golden_level))
-            tally[worker][1] += 1
+    # the bench campaign's, ~180k rows at 10^6 judgments. The driver's tuples on SQLite
+    # (text and integers: nothing to process), `_driver_rows`.
+    with _collector_paused():
+        for part in _driver_rows(s, query):
+            for worker, label, answer, item, level, golden_level in part:
+                if worker is not None and item not in retired:
+                    tally[worker][0] += int(label == answer and level_passes(level, golden_level))
+                    tally[worker][1] += 1
     if since is not None:
         return {w: (c, n) for w, (c, n) in tally.items()}
     if stage in (None, Stage.RANK):
@@ -1127,40 +1154,52 @@ def review_submissions(
         # a million unreviewed submissions, and holding their ids at once cost memory.
         after = 0
         while True:
-            with session_scope() as s:
-                chunk = _chunk_rows(s, unreviewed, {"after": after})
-            if not chunk:
-                break
-            after = chunk[-1][0]  # in id order
-            # (submission, accepted) of each decision, and (id, review) of each row decided
-            # now, in id order, for the write-back.
-            sent: list[dict[str, Any]] = []
-            outcome: list[tuple[int, str]] = []
-            for jid, ext, excluded, valid, worker in chunk:
-                if worker in holding:
-                    continue
-                if not valid:
-                    # Unreadable answers are left to a person: the worker may not be at fault.
-                    outcome.append((jid, "skipped"))
-                    continue
-                accept = not (excluded and reject_untrusted)
-                sent.append(
-                    {"submission_id": ext, "accept": accept, "comment": comment if excluded else ""}
-                )
-                outcome.append((jid, "accepted" if accept else "rejected"))
-            if not outcome:
-                continue  # every row held
-            # Validated as one list (pydantic's loop, not a model constructor call per row:
-            # ~1.6 against ~3.1 us a decision).
-            decisions = _DECISIONS.validate_python(sent)
-            try:
-                connector.review(ref, decisions)
-            except ConnectorError as exc:
-                logger.warning("%s: review failed, will retry next round: %s", campaign_id, exc)
-                return reviewed
-            _write_reviews(outcome)
-            reviewed += len(decisions)
+            # Collections resume between chunks: what a chunk's connector call leaves in a
+            # reference cycle is not kept through the whole review.
+            with _collector_paused():
+                with session_scope() as s:
+                    chunk = _chunk_rows(s, unreviewed, {"after": after})
+                if not chunk:
+                    break
+                after = chunk[-1][0]  # in id order
+                sent, outcome = _decide(chunk, holding, reject_untrusted, comment)
+                if not outcome:
+                    continue  # every row held
+                # Validated as one list (pydantic's loop, not a model constructor call per row:
+                # ~1.6 against ~3.1 us a decision).
+                decisions = _DECISIONS.validate_python(sent)
+                try:
+                    connector.review(ref, decisions)
+                except ConnectorError as exc:
+                    logger.warning("%s: review failed, will retry next round: %s", campaign_id, exc)
+                    return reviewed
+                _write_reviews(outcome)
+                reviewed += len(decisions)
     return reviewed
+
+
+def _decide(
+    chunk: list[Sequence[Any]], holding: set[str], reject_untrusted: bool, comment: str
+) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """A review chunk's decisions (as `ReviewDecision` fields, in id order) and the
+    (id, review) of each row decided now, in id order, for the write-back; rows of the
+    ``holding`` workers are left for later. Rows: (id, submission, excluded, valid,
+    worker)."""
+    sent: list[dict[str, Any]] = []
+    outcome: list[tuple[int, str]] = []
+    for jid, ext, excluded, valid, worker in chunk:
+        if worker in holding:
+            continue
+        if not valid:
+            # Unreadable answers are left to a person: the worker may not be at fault.
+            outcome.append((jid, "skipped"))
+            continue
+        accept = not (excluded and reject_untrusted)
+        sent.append(
+            {"submission_id": ext, "accept": accept, "comment": comment if excluded else ""}
+        )
+        outcome.append((jid, "accepted" if accept else "rejected"))
+    return sent, outcome
 
 
 _DECISIONS: TypeAdapter[list[ReviewDecision]] = TypeAdapter(list[ReviewDecision])
