@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -33,9 +33,6 @@ from scipy.stats import beta
 
 from crowdloop.codes import side_codes
 from crowdloop.runtime import release_free_memory
-
-if TYPE_CHECKING:
-    from crowdloop.aggregation.bradley_terry import _Pairs
 
 __all__ = ["GoldenPolicy", "WorkerAssessment", "WorkerStatus", "assess_worker", "assess_workers"]
 
@@ -328,11 +325,11 @@ def cross_fit_delta(
     ``row_weight[rows]`` were given, without the caller holding those copies through the
     fits (``assess_crowd``'s real answers); one value per such row is returned.
 
-    Each fold's fit is `bradley_terry`'s on the other folds' rows (``tol=1e-5``), its
-    collapse to unique pairs done here (`_fold_pairs`) from one sort of all the rows by
-    pair: a fold's training rows in that order are its rows sorted by pair, ties in row
-    order, the order `bradley_terry`'s weighted collapse sums them in, so each pair's wins
-    are the same floats and so are the fits. Per answer only the sorted rows' pair number,
+    Each fold's fit is `bradley_terry`'s on the other folds' rows (``tol=1e-5``), from
+    one sort of all the rows by pair (`bradley_terry.fit_sorted_rows`): a fold's training
+    rows in that order are its rows sorted by pair, ties in row order, the order
+    `bradley_terry`'s weighted collapse sums them in, so each pair's wins are the same
+    floats and so are the fits. Per answer only the sorted rows' pair number,
     row, side order, fold and the lower side's half wins are kept (11 bytes, and the
     weight in that order), where each fold's `bradley_terry` call made ~100 bytes a
     training row of copies and sort beside ~40 of the columns: the quality check's peak
@@ -340,7 +337,7 @@ def cross_fit_delta(
     """
     import zlib
 
-    from crowdloop.aggregation.bradley_terry import _SELF_COMPARISON, _fit, _run_flags
+    from crowdloop.aggregation.bradley_terry import SELF_COMPARISON, fit_sorted_rows, run_flags
 
     if rows is not None:
         frame = pd.DataFrame(
@@ -356,7 +353,7 @@ def cross_fit_delta(
     if left.min() < 0 or right.min() < 0:
         raise ValueError(f"item codes must be in [0, {n_items})")  # a missing side
     if np.any(left == right):
-        raise ValueError(_SELF_COMPARISON)
+        raise ValueError(SELF_COMPARISON)
     # The left side's half wins (2 won, 1 tie, 0 lost).
     halves = frame["label"].map({"left": 2.0, "right": 0.0, "tie": 1.0}).to_numpy(np.float64)
     if np.isnan(halves).any():
@@ -379,7 +376,7 @@ def cross_fit_delta(
     else:
         by_pair = np.argsort(key, kind="stable").astype(np.int32)
         key = key[by_pair]
-    starts = _run_flags(key)
+    starts = run_flags(key)
     pair_key = key[starts]
     del key
     pair_of = np.cumsum(starts, dtype=np.int32)
@@ -414,11 +411,19 @@ def cross_fit_delta(
         if per_fold[k] in (0, size):  # no answers to score, or none to score them by
             continue
         train = fold != k
-        pairs = _fold_pairs(n_items, pair_key, pair_of, low_half, weight, train)
-        # `bradley_terry`'s defaults but a loose tolerance: these scores only grade answers,
-        # a 1e-5 change is no evidence.
-        scores = _fit(pairs, prior=1.0, tol=1e-5, max_iter=10_000).scores
-        del pairs
+        # The fold's training rows, gathered for the fit alone (it drops them before
+        # solving). `bradley_terry`'s defaults but a loose tolerance: these scores only
+        # grade answers, a 1e-5 change is no evidence.
+        scores = fit_sorted_rows(
+            n_items,
+            pair_key,
+            pair_of[train],
+            low_half[train] * 0.5,  # float64: 0, 0.5 or 1, exactly
+            None if weight is None else weight[train],
+            prior=1.0,
+            tol=1e-5,
+            max_iter=10_000,
+        ).scores
         held = ~train
         del train
         pair = pair_of[held]
@@ -430,44 +435,6 @@ def cross_fit_delta(
         p[by_pair[held]] = delta
         del held, delta
     return p
-
-
-def _fold_pairs(
-    n_items: int,
-    pair_key: np.ndarray,
-    pair_of: np.ndarray,
-    low_half: np.ndarray,
-    weight: np.ndarray | None,
-    train: np.ndarray,
-) -> _Pairs:
-    """`bradley_terry`'s pair table (its `_collapse_weighted`'s) of the sorted rows
-    ``train`` picks (`cross_fit_delta`): each pair's wins are the same products summed
-    in the same order (``w * share`` and ``w * (1 - share)``; without weights 1, the
-    shares themselves, which ``1 * share`` is exactly)."""
-    from crowdloop.aggregation.bradley_terry import _Pairs, _run_flags
-
-    pair = pair_of[train]
-    starts = np.flatnonzero(_run_flags(pair))
-    keys = pair_key[pair[starts]]
-    del pair
-    share = low_half[train] * 0.5  # float64: 0, 0.5 or 1, exactly
-    loss = 1.0 - share
-    if weight is not None:
-        w = weight[train]
-        loss *= w
-        share *= w
-        del w
-    if starts.size:
-        wins_high = np.add.reduceat(loss, starts)
-        del loss
-        wins_low = np.add.reduceat(share, starts)
-    else:
-        wins_low = wins_high = np.zeros(0)
-    del share
-    keep = (wins_low > 0) | (wins_high > 0)  # pairs with zero total weight add nothing
-    keys, wins_low, wins_high = keys[keep], wins_low[keep], wins_high[keep]
-    bounds = np.searchsorted(keys, np.arange(n_items + 1, dtype=np.int64) * n_items)
-    return _Pairs(n_items, bounds.astype(np.int64), keys % n_items, wins_low, wins_high)
 
 
 def _unique_str(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:

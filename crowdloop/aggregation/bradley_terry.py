@@ -63,10 +63,13 @@ from scipy.special import expit
 
 __all__ = [
     "LABEL_OUTCOMES",
+    "SELF_COMPARISON",
     "BTResult",
     "BradleyTerry",
     "bradley_terry",
     "connected_components",
+    "fit_sorted_rows",
+    "run_flags",
     "win_probability",
 ]
 
@@ -86,7 +89,7 @@ _STALL_ITERATIONS: Final = 50
 _CHUNK: Final = 65_536
 # Codes below this fit in an int64 together with a row index in the low bits.
 _PACKED_SORT_LIMIT: Final = 2**63
-_SELF_COMPARISON: Final = "an item cannot be compared with itself (left == right)"
+SELF_COMPARISON: Final = "an item cannot be compared with itself (left == right)"
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing numpy arrays with == is ambiguous
@@ -334,7 +337,7 @@ def _collapse_unit(
         low = np.minimum(chunk_left, chunk_right)
         high = np.maximum(chunk_left, chunk_right)
         if np.any(low == high):
-            raise ValueError(_SELF_COMPARISON)
+            raise ValueError(SELF_COMPARISON)
         doubled = share[start:stop] * 2.0
         with np.errstate(invalid="ignore"):  # NaN / inf: caught by the comparison below
             half = doubled.astype(np.int64)
@@ -370,7 +373,7 @@ def _pairs_from_sorted_codes(code: np.ndarray, n_items: int) -> _Pairs:
     n_pairs = 0
     most_games = 0
     for start, stop in chunks:
-        starts = np.flatnonzero(_run_flags(code[start:stop] >> 2))
+        starts = np.flatnonzero(run_flags(code[start:stop] >> 2))
         n_pairs += starts.size
         most_games = max(most_games, int(np.diff(starts, append=stop - start).max()))
     # Half wins up to 2^23 are exact in float32.
@@ -383,7 +386,7 @@ def _pairs_from_sorted_codes(code: np.ndarray, n_items: int) -> _Pairs:
     for start, stop in chunks:
         chunk = code[start:stop]
         pair = chunk >> 2
-        starts = np.flatnonzero(_run_flags(pair))
+        starts = np.flatnonzero(run_flags(pair))
         ends = np.append(starts, chunk.size)
         # Half wins per pair as differences of a running sum: most pairs are seen once or
         # twice, and np.add.reduceat is slow on many short segments.
@@ -403,7 +406,7 @@ def _pairs_from_sorted_codes(code: np.ndarray, n_items: int) -> _Pairs:
     return _Pairs(n_items, bounds, high, wins_low, wins_high)
 
 
-def _run_flags(values: np.ndarray) -> np.ndarray:
+def run_flags(values: np.ndarray) -> np.ndarray:
     """True where a run of equal values starts."""
     flags = np.empty(values.size, dtype=bool)
     if values.size:
@@ -421,7 +424,7 @@ def _collapse_weighted(
 ) -> _Pairs:
     """Any weights and outcome shares: sum ``w * share`` per pair (sort by pair code)."""
     if np.any(left == right):
-        raise ValueError(_SELF_COMPARISON)
+        raise ValueError(SELF_COMPARISON)
     if share.size and not (np.all(share >= 0.0) and np.all(share <= 1.0)):
         raise ValueError("outcome values must be in [0, 1] (1 left won, 0 right won, 0.5 tie)")
     weight = _weights(weights, left.size)
@@ -441,19 +444,68 @@ def _collapse_weighted(
     else:
         order = np.argsort(pair_code, kind="stable")
         pair_code = pair_code[order]
-    starts = np.flatnonzero(_run_flags(pair_code))
-    keys = pair_code[starts]
-    weight = weight[order]
-    low_share = low_share[order]
+    starts = np.flatnonzero(run_flags(pair_code))
+    return _sum_sorted_rows(n_items, pair_code[starts], starts, low_share[order], weight[order])
+
+
+def _sum_sorted_rows(
+    n_items: int,
+    keys: np.ndarray,
+    starts: np.ndarray,
+    share: np.ndarray,
+    weight: np.ndarray | None,
+) -> _Pairs:
+    """The pair table of comparisons sorted by unordered pair: the pair ``keys`` (``low *
+    n_items + high``, ascending), the first row of each (``starts``), per row the lower
+    item's ``share`` of the win (overwritten) and its ``weight`` (None: 1). Each pair's
+    wins are ``w * share`` and ``w * (1 - share)`` summed in row order (without weights
+    the shares themselves, which ``1.0 * share`` is exactly)."""
+    loss = 1.0 - share
+    if weight is not None:
+        loss *= weight
+        share *= weight
     if starts.size:
-        wins_low = np.add.reduceat(weight * low_share, starts)
-        wins_high = np.add.reduceat(weight * (1.0 - low_share), starts)
+        wins_high = np.add.reduceat(loss, starts)
+        del loss
+        wins_low = np.add.reduceat(share, starts)
     else:
         wins_low = wins_high = np.zeros(0)
     keep = (wins_low > 0) | (wins_high > 0)  # pairs with zero total weight add nothing
     keys, wins_low, wins_high = keys[keep], wins_low[keep], wins_high[keep]
     bounds = np.searchsorted(keys, np.arange(n_items + 1, dtype=np.int64) * n_items)
     return _Pairs(n_items, bounds.astype(np.int64), keys % n_items, wins_low, wins_high)
+
+
+def fit_sorted_rows(
+    n_items: int,
+    pair_keys: np.ndarray,
+    pair_of: np.ndarray,
+    share: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    prior: float = 1.0,
+    tol: float = 1e-8,
+    max_iter: int = 10_000,
+) -> BTResult:
+    """`bradley_terry` of comparisons already sorted by unordered pair, ties in row order
+    (the order its weighted collapse sorts them in: the same pair table, so the same
+    scores). Row r compares the pair ``pair_keys[pair_of[r]]`` (``low * n_items + high``,
+    ascending, ``low != high``; ``pair_of`` non-decreasing, pairs may be left out); per
+    row ``share`` is the lower item's share of the win (in ``[0, 1]``) and ``weights`` its
+    weight (finite, >= 0; None: 1).
+
+    For a caller that sorts once and fits many subsets of the rows (the quality check's
+    cross-fit, `crowdloop.quality.cross_fit_delta`): nothing is validated or sorted here,
+    ``share`` is overwritten, and the rows' arrays are dropped before the fit, so pass
+    arrays of your own that you do not keep (a subset's gathers)."""
+    starts = np.flatnonzero(run_flags(pair_of))
+    keys = pair_keys[pair_of[starts]]
+    del pair_of
+    pairs = _sum_sorted_rows(n_items, keys, starts, share, weights)
+    del keys, starts, share, weights
+    if n_items == 1:
+        return BTResult(scores=np.zeros(1), iterations=0, converged=True)
+    return _fit(pairs, prior=prior, tol=tol, max_iter=max_iter)
 
 
 def _weights(weights: np.ndarray | None, size: int) -> np.ndarray:
