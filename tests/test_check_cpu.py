@@ -3,14 +3,13 @@ the collector paused around bulk loops, the cross-fit's sorted-rows Bradley-Terr
 
 from __future__ import annotations
 
-import gc
 import sqlite3
 
 import numpy as np
 import pytest
 
 from crowdloop.aggregation.bradley_terry import bradley_terry, fit_sorted_rows
-from crowdloop.stages.quality_check import _collector_paused, _parse_us, _present
+from crowdloop.stages.quality_check import _parse_us, _present
 
 # The query's formula before: whole seconds from strftime, microseconds from the text.
 _SQL_US = (
@@ -40,21 +39,6 @@ def test_present_is_union1d() -> None:
     a, b = rng.integers(0, 50, 200), rng.integers(0, 50, 30)
     assert np.array_equal(_present(60, a, b), np.union1d(a, b))
     assert _present(5).size == 0
-
-
-@pytest.mark.parametrize("enabled", [True, False])
-def test_collector_paused_restores(enabled: bool) -> None:
-    was = gc.isenabled()
-    try:
-        (gc.enable if enabled else gc.disable)()
-        with _collector_paused():
-            assert not gc.isenabled()
-        assert gc.isenabled() is enabled
-        with pytest.raises(RuntimeError), _collector_paused():
-            raise RuntimeError
-        assert gc.isenabled() is enabled
-    finally:
-        (gc.enable if was else gc.disable)()
 
 
 @pytest.mark.parametrize("weighted", [False, True])

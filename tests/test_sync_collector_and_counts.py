@@ -1,7 +1,5 @@
 """The sync's collector pause and the wait's exact counts (sync12).
 
-- `_collector_paused` turns the cyclic collector off for a block and back on after (also
-  when the block raises), and leaves it off when it was off.
 - A page is read and stored with the collector off; it is on again between pages.
 - The wait takes its exact count after the first poll, not before it as well: once when
   everything is in by then, and between busy polls it subtracts what they stored.
@@ -17,26 +15,6 @@ import pytest
 from crowdloop.models.domain import Stage, SubmissionPage
 from crowdloop.stages import sync
 from crowdloop.stages.sync import SyncResult
-
-
-def test_the_collector_is_off_inside_and_back_on_after() -> None:
-    assert gc.isenabled()
-    with sync._collector_paused():
-        assert not gc.isenabled()
-    assert gc.isenabled()
-    with pytest.raises(RuntimeError), sync._collector_paused():
-        raise RuntimeError("a failed page")
-    assert gc.isenabled()
-
-
-def test_a_collector_that_was_off_stays_off() -> None:
-    gc.disable()
-    try:
-        with sync._collector_paused():
-            assert not gc.isenabled()
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
 
 
 def test_each_page_is_read_and_stored_with_the_collector_off(

@@ -6,12 +6,10 @@ so aggregation can be rerun with another policy and the evidence is never lost.
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import repeat
@@ -37,6 +35,7 @@ from sqlalchemy import cast as sa_cast
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from crowdloop import collector
 from crowdloop.codes import coded as _coded
 from crowdloop.codes import encode as _encode
 from crowdloop.connectors.base import Connector
@@ -168,30 +167,7 @@ def _driver_rows(s: Session, statement: Executable) -> Iterator[Sequence[Any]]:
             yield from result.partitions()
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for a bulk loop over database rows.
-
-    Why: every row tuple (and the dicts and models made from them) counts towards the next
-    collection, and rows alive across one (a partition, a chunk) are moved to older
-    generations, whose collections walk every object the process holds (a campaign
-    process: a few hundred thousand, Prefect's and SQLAlchemy's included). Measured: the
-    review of 122,857 submissions 1.16 -> 0.85 s of CPU, the transposition of the evidence
-    read's rows 0.11-0.19 -> 0.02 s. The loops make no reference cycles of their own (row
-    tuples, strings, numbers, dicts of them, arrays); what a loop's callee leaves in a cycle
-    waits for the next collection after the block. Left as it was when already off.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-@_collector_paused()
+@collector.paused()
 def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
     """Every readable comparison answer of the campaign (real, golden and exam pairs,
     excluded ones too), in the frame `crowdloop.quality.assess_crowd` reads."""
@@ -443,7 +419,7 @@ def golden_tally(
     # A partition at a time (server-side cursor on PostgreSQL): golden answers are ~15% of
     # the bench campaign's, ~180k rows at 10^6 judgments. The driver's tuples on SQLite
     # (text and integers: nothing to process), `_driver_rows`.
-    with _collector_paused():
+    with collector.paused():
         for part in _driver_rows(s, query):
             for worker, label, answer, item, level, golden_level in part:
                 if worker is not None and item not in retired:
@@ -1212,7 +1188,7 @@ def review_submissions(
         while True:
             # Collections resume between chunks: what a chunk's connector call leaves in a
             # reference cycle is not kept through the whole review.
-            with _collector_paused():
+            with collector.paused():
                 with session_scope() as s:
                     chunk = _chunk_rows(s, unreviewed, {"after": after})
                 if not chunk:

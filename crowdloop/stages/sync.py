@@ -7,12 +7,10 @@ crash between reading and storing loses nothing (the cursor did not move).
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +19,7 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
+from crowdloop import collector
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import NotFound
 from crowdloop.db import insert_ignore, session_scope
@@ -119,27 +118,6 @@ def sync_stage(campaign_id: str, stage: Stage, connector: Connector) -> SyncResu
     return result
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for a block (back on after, if it was on).
-
-    A page's ~1,000 submissions are ~10,000 container objects (wire dicts, models, rows),
-    alive until the page is stored. With the collector on, they were promoted through the
-    generations while being built, and every ~10 pages that set off a full collection over
-    every object of the process: ~28 % of the sync's CPU on a ~10^5 campaign (0.1 s per
-    full collection over ~184,000 objects), more in a bigger process. They are freed by
-    reference counting when the page is done; what cycles a page leaves (the session's)
-    are collected once the collector is back on. The switch is process-wide: pauses that
-    overlap in threads (a flow's task runner) end with it on, as the first one found it."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _store_next(
     pages: Iterator[SubmissionPage],
     campaign_id: str,
@@ -150,7 +128,7 @@ def _store_next(
 ) -> bool:
     """Read and store the next page with the collector paused; False when there is none.
     The page's objects go with this frame, before any other allocation."""
-    with _collector_paused():
+    with collector.paused():
         page = next(pages, None)
         if page is None:
             return False
@@ -472,12 +450,12 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
     quarantined) goes back to PENDING for another round, at most `max_requeue_rounds`.
     Exam items are left alone: the exam is published once and stays open (stages/exam.py).
 
-    With the collector paused (`_collector_paused`): the counts and the pushed items are a
+    With the collector paused (`collector.paused`): the counts and the pushed items are a
     few rows per item, all alive until the moves are written, and with the collector on
     they set off full collections over the whole process (~1 s of ~8 s at 10^6 judgments).
     """
     moved = {"collected": 0, "requeued": 0, "exhausted": 0}
-    with _collector_paused(), session_scope() as s:
+    with collector.paused(), session_scope() as s:
         answered, trusted = answer_tallies(s, campaign_id)
         waiting = outstanding_counts(s, campaign_id, answered=answered)
         items = s.exec(
