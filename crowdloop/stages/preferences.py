@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -91,16 +92,16 @@ def _judgments_query(campaign_id: str, *extra: Any) -> Select[Any]:
         # A fixed order: the fits see the same rows in the same order on every rerun, so
         # the same data gives the same floats, whatever order it arrived in.
         .order_by(col(Item.id), col(Judgment.external_id))
-        # A partition at a time: the driver never holds every row object at once.
-        .execution_options(yield_per=FRAME_CHUNK)
     )
 
 
 def judgments_frame(campaign_id: str) -> pd.DataFrame:
     """Trusted comparison judgments on real (non-golden) pairs, in response-id orientation."""
     columns = ["pair", "prompt", "left", "right", "worker", "label", "level"]
+    # A partition at a time: the driver never holds every row object at once.
+    query = _judgments_query(campaign_id, col(Judgment.level))
     with session_scope() as s:
-        result = s.execute(_judgments_query(campaign_id, col(Judgment.level)))
+        result = s.execute(query.execution_options(yield_per=FRAME_CHUNK))
         parts = [_columns_frame(p, columns) for p in result.partitions()]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
@@ -122,10 +123,14 @@ def coded_judgments(campaign_id: str) -> pd.DataFrame:
         k: {} for k in ("pair", "prompt", "side", "worker", "label")
     }
     parts: dict[str, list[np.ndarray]] = {k: [] for k in CODED_COLUMNS}
+    # Here, not at the top: quality_check imports graded, which imports this module.
+    from crowdloop.stages.quality_check import _driver_rows
+
     with session_scope() as s:
-        result = s.execute(_judgments_query(campaign_id))
-        for part in result.partitions():
-            pair, prompt, left, right, worker, label = zip(*part, strict=True)
+        # The driver's tuples a chunk at a time (SQLite), not the ORM's rows: their
+        # building was ~40% of this read's CPU (text columns only, nothing to process).
+        for part in _driver_rows(s, _judgments_query(campaign_id)):
+            pair, prompt, left, right, worker, label = row_columns(part, 6)
             parts["pair"].append(encode(pair, books["pair"]))
             parts["prompt"].append(encode(prompt, books["prompt"]))
             parts["left"].append(encode(left, books["side"]))
@@ -279,7 +284,16 @@ def _columns_frame(rows: Sequence[Sequence[object]], columns: list[str]) -> pd.D
     """A frame built column by column from row tuples: the same frame as
     `DataFrame.from_records`, which took ~twice the CPU on SQLAlchemy rows (1.56 s against
     0.87 s for the whole read of 86,400 judgments)."""
-    return pd.DataFrame(dict(zip(columns, zip(*rows, strict=True), strict=True)))
+    return pd.DataFrame(dict(zip(columns, row_columns(rows, len(columns)), strict=True)))
+
+
+def row_columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Row tuples as one list per column (each row at least ``width`` long).
+
+    Not ``zip(*rows)``: that takes every row as an argument and was ~9 times slower on
+    10,000-row chunks (0.10 s against 0.011 s for the 86,400 judgments of a 10^5
+    campaign, six columns)."""
+    return [list(map(itemgetter(i), rows)) for i in range(width)]
 
 
 def settled_pairs(
@@ -841,19 +855,29 @@ def _score_rows(
 
 def _outcome_rows(campaign_id: str, verdicts: pd.DataFrame) -> Iterator[list[dict[str, object]]]:
     """PairOutcome rows of `score_pairs`' verdicts, ``ROW_CHUNK`` at a time."""
+    # Python values a column at a time (`tolist`: the same strings and floats as str()
+    # and float() of each cell), not a named tuple and ten conversions per row.
+    texts = ("pair", "prompt", "winner")
+    numbers = ("n_left", "n_right", "n_tie", "p_left_better", "confidence", "margin")
     for at in range(0, len(verdicts), ROW_CHUNK):
+        chunk = verdicts.iloc[at : at + ROW_CHUNK]
+        columns = [[str(v) for v in chunk[name].tolist()] for name in texts] + [
+            chunk[name].to_numpy(dtype=float).tolist() for name in numbers
+        ]
         yield [
             {
-                "item_id": str(v.pair),
+                "item_id": pair,
                 "campaign_id": campaign_id,
-                "prompt_id": str(v.prompt),
-                "winner": str(v.winner),
-                "n_left": float(v.n_left),
-                "n_right": float(v.n_right),
-                "n_tie": float(v.n_tie),
-                "p_left_better": float(v.p_left_better),
-                "confidence": float(v.confidence),
-                "margin": float(v.margin),
+                "prompt_id": prompt,
+                "winner": winner,
+                "n_left": left,
+                "n_right": right,
+                "n_tie": tie,
+                "p_left_better": p_left,
+                "confidence": sure,
+                "margin": margin,
             }
-            for v in verdicts.iloc[at : at + ROW_CHUNK].itertuples(index=False)
+            for pair, prompt, winner, left, right, tie, p_left, sure, margin in zip(
+                *columns, strict=True
+            )
         ]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, case, func
 from sqlmodel import Session, col, select
 
 from crowdloop.connectors.base import Connector
@@ -107,31 +108,33 @@ def campaign_report(campaign_id: str) -> dict[str, Any]:
             name = ItemState(state).value
             key = f"golden_{name}" if golden else name
             entry[key] = entry.get(key, 0) + int(n)
-        judgments = s.exec(
-            select(Judgment.status, Judgment.excluded, func.count())
-            .where(Judgment.campaign_id == campaign_id)
-            .group_by(col(Judgment.status), col(Judgment.excluded))
-        ).all()
-        counts = {"valid": 0, "quarantined": 0, "excluded": 0}
-        for status, excluded, n in judgments:
-            if status == JudgmentStatus.QUARANTINED:
-                counts["quarantined"] += int(n)
-            elif excluded:
-                counts["excluded"] += int(n)
-            else:
-                counts["valid"] += int(n)
-        rationales = s.exec(
-            select(func.count()).where(
-                Judgment.campaign_id == campaign_id, col(Judgment.rationale).is_not(None)
-            )
+        # The judgments counted in one pass, with no grouping: three queries (a GROUP BY
+        # status and excluded, the rationales, the quarantine reasons) read every judgment
+        # row of the campaign three times (1.36 s of SQLite's CPU at 10^6 judgments, this
+        # one 0.45 s); the reasons are read only when something was quarantined.
+        quarantined = col(Judgment.status) == JudgmentStatus.QUARANTINED
+        n_judgments, n_quarantined, n_excluded, rationales = s.exec(
+            select(
+                func.count(),
+                func.sum(case((quarantined, 1), else_=0)),
+                func.sum(case((and_(~quarantined, col(Judgment.excluded).is_(True)), 1), else_=0)),
+                func.count(col(Judgment.rationale)),
+            ).where(Judgment.campaign_id == campaign_id)
         ).one()
-        quarantine = s.exec(
-            select(Judgment.reason, func.count())
-            .where(
-                Judgment.campaign_id == campaign_id, Judgment.status == JudgmentStatus.QUARANTINED
-            )
-            .group_by(col(Judgment.reason))
-        ).all()
+        counts = {
+            "valid": int(n_judgments) - int(n_quarantined or 0) - int(n_excluded or 0),
+            "quarantined": int(n_quarantined or 0),
+            "excluded": int(n_excluded or 0),
+        }
+        quarantine = (
+            s.exec(
+                select(Judgment.reason, func.count())
+                .where(Judgment.campaign_id == campaign_id, quarantined)
+                .group_by(col(Judgment.reason))
+            ).all()
+            if counts["quarantined"]
+            else []
+        )
         workers, exams = _workers_and_exams(s, campaign_id)
         spend = list(
             s.exec(select(SpendRecord).where(SpendRecord.campaign_id == campaign_id)).all()
@@ -459,6 +462,59 @@ def write_report(campaign_id: str) -> tuple[dict[str, Any], str]:
     # at 10^5 judgments, a 3.8 MiB text raised the peak by 23 MiB, `json.dump` to the
     # file by nothing. Same bytes.
     with (out / f"{campaign_id}-report.json").open("w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
+        f.writelines(indented_json(data))
         f.write("\n")
     return data, md
+
+
+# The indent of `indented_json`, one level.
+_INDENT = "  "
+# `indented_json`'s C encoders, one per depth: their item separator is a newline and the
+# depth's indent, so a flat container comes out as the indented encoder lays it out.
+_FLAT: dict[int, json.JSONEncoder] = {}
+
+
+def indented_json(value: Any, depth: int = 1) -> Iterator[str]:
+    """The text of ``json.dump(value, f, indent=2, sort_keys=True, default=str)``, in pieces.
+
+    Python's json module encodes with an indent in Python, token by token (its C encoder
+    has no indent before Python 3.13): ~1.8 s of CPU for a 10^6-judgment report, most of
+    it the rankings' rows. Here every container whose values are all scalars (a ranking
+    row, a worker row) is encoded in one call to the C encoder, whose item separator
+    carries the newline and indent; only the containers around them are walked in
+    Python. ``depth``: the indent level of ``value``'s items."""
+    flat = _FLAT.get(depth)
+    if flat is None:
+        flat = _FLAT[depth] = json.JSONEncoder(
+            sort_keys=True, default=str, separators=(",\n" + _INDENT * depth, ": ")
+        )
+    if not isinstance(value, (dict, list, tuple)):
+        yield flat.encode(value)
+        return
+    if not value:
+        yield "{}" if isinstance(value, dict) else "[]"
+        return
+    items = value.values() if isinstance(value, dict) else value
+    opening, closing = "\n" + _INDENT * depth, "\n" + _INDENT * (depth - 1)
+    if not any(isinstance(v, (dict, list, tuple)) for v in items):
+        text = flat.encode(value)
+        yield text[0] + opening + text[1:-1] + closing + text[-1]
+        return
+    if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
+        # Keys the encoder converts (numbers, None, booleans): left to the json module.
+        yield json.dumps(value, indent=2, sort_keys=True, default=str).replace("\n", closing)
+        return
+    separator = "," + opening
+    if isinstance(value, dict):
+        yield "{" + opening
+        for at, (key, item) in enumerate(sorted(value.items())):
+            yield (separator if at else "") + flat.encode(key) + ": "
+            yield from indented_json(item, depth + 1)
+        yield closing + "}"
+    else:
+        yield "[" + opening
+        for at, item in enumerate(value):
+            if at:
+                yield separator
+            yield from indented_json(item, depth + 1)
+        yield closing + "]"
