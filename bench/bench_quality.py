@@ -315,7 +315,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # The default before cost10e: every submission reviewed in the round it came in.
     "nohold": ("crowdloop default, review round by round", DEFAULT, {"hold_unjudged_work": False}),
     # The default before sleep12: no answers excluded after the exam's end without a block
-    # (`quality.exclude_late_confidence`; docs/sleep12.md).
+    # (`quality.exclude_late_confidence`; docs/quality-bench.md, sleep12).
     "nolate": ("crowdloop default before sleep12", DEFAULT, NO_LATE),
     "nolate_exam": ("crowdloop default + exam before sleep12", DEFAULT, {**EXAM, **NO_LATE}),
 }

@@ -273,7 +273,7 @@ class CrowdPolicy:
     # Exclude at a late change point anywhere, not only at the known boundary. Off: on the
     # bench without an exam it excluded few sleepers' answers (3 of 35 sleepers, seeds 0-2)
     # and its runs blocked 4 of 90 honest workers on the ambiguous-golden crowd against
-    # main's 0 (docs/sleep12.md).
+    # main's 0 (docs/quality-bench.md, sleep12).
     late_anywhere: bool = False
 
     def __post_init__(self) -> None:

@@ -326,7 +326,7 @@ class QualitySpec(_Strict):
     # and is judged again on what comes next. Without an exam nothing is excluded on it.
     # Null: off. Acted on only with blind_confidence set and on_fail not "warn". Why: a
     # sleeper passes the exam while careful and gives 5-6 careless answers, too few to block
-    # on; a wrong exclusion costs a re-ask, not a worker. Measured (docs/sleep12.md).
+    # on; a wrong exclusion costs a re-ask, not a worker. Measured (docs/quality-bench.md, sleep12).
     exclude_late_confidence: float | None = Field(default=0.5, gt=0, lt=1)
     max_requeue_rounds: int = Field(default=3, ge=0)
     # Off by default; see ExamSpec.
@@ -474,7 +474,7 @@ class DynamicOverlapSpec(_Strict):
     # trusted answers, every one from a worker the crowd assessment has cleared, on both
     # sides (preferences.settled_pairs). On by default with min_answer_value (the two
     # together: the bar on 8 of the bench's 11 crowds against 6, bad workers blocked 72% ->
-    # 72%; docs/cost10f.md).
+    # 72%; docs/quality-bench.md, cost10f).
     settle_hard: bool = True
     # Ask again while a verdict resting on a single trusted answer is below this (null:
     # only target_confidence). Settled pairs alone cost the end-to-end dynamic-overlap test
@@ -488,7 +488,7 @@ class DynamicOverlapSpec(_Strict):
     # Why: one more answer is worth about r^2 of an attentive worker's (its Fisher
     # information about the pair), so a reliable crowd (an in-house team) buys second
     # answers on one-answer verdicts a careless crowd's next answer would hardly improve
-    # (docs/cost10f.md).
+    # (docs/quality-bench.md, cost10f).
     single_answer_by_reliability: bool = False
     # Ask again about a pair with two or more trusted answers only while one more answer is
     # expected to raise P(its verdict is right) by at least this much (a Laplace posterior
@@ -499,7 +499,7 @@ class DynamicOverlapSpec(_Strict):
     # (cost10d)"). Off before cost10f: it blocked fewer bad workers then (70% -> 66% with
     # block10's model, before the review hold); with the hold and settle_hard, on the bench
     # (seeds 0-2) it blocks 174 of 243 against main's 176 and holds issue 10's bar on
-    # spammy and hard too (docs/cost10f.md). A verdict on one answer keeps the confidence
+    # spammy and hard too (docs/quality-bench.md, cost10f). A verdict on one answer keeps the confidence
     # targets either way (the posterior is overconfident there).
     min_answer_value: float | None = Field(default=0.004, gt=0, lt=1)
     # Which pairs min_answer_value may stop: "any" pair with two or more trusted answers, or

@@ -1,4 +1,4 @@
-"""The quality check's CPU paths (docs/check12.md): SQLite's answer times parsed by numpy,
+"""The quality check's CPU paths (docs/at-scale.md, check12): SQLite's answer times parsed by numpy,
 the collector paused around bulk loops, the cross-fit's sorted-rows Bradley-Terry entry."""
 
 from __future__ import annotations

@@ -313,7 +313,7 @@ def settled_pairs(
     0-2) 34-71 pairs a run ended with four answers (3-6% of plain overlap 3's cost), and a
     majority of the four beat a majority of the first three by 1.2 pairs a run on average;
     where a split may come from a careless worker not yet judged (the large crowd: nobody
-    gives enough answers to be judged), by 3.5-8 (docs/cost10f.md).
+    gives enough answers to be judged), by 3.5-8 (docs/quality-bench.md, cost10f).
 
     Why: a verdict's confidence is max(P(left better), 1 - P(left better)), which stays
     near 1/2 on an equal pair however many workers say so, so dynamic overlap bought every
