@@ -548,11 +548,23 @@ def _paid_by_key(s: Session, campaign_id: str, open_only: bool) -> dict[str, tup
     return {str(k): (int(n), int(paid or 0)) for k, n, paid in s.exec(stmt).all()}
 
 
-def settle(campaign_id: str, *, full: bool = False) -> int:
+def paid_by_key(campaign_id: str) -> dict[str, tuple[int, int]]:
+    """ledger key -> (answers, answers not rejected) for all the campaign's reservations:
+    what `settle(full=True)`, `check_reported` and `budget_status` each read, for a caller
+    that runs several of them to read once (a GROUP BY over every judgment of the campaign:
+    ~2 s of SQLite's CPU at 10^6 judgments, read four times at a campaign's end before)."""
+    with session_scope() as s:
+        return _paid_by_key(s, campaign_id, open_only=False)
+
+
+def settle(
+    campaign_id: str, *, full: bool = False, paid: dict[str, tuple[int, int]] | None = None
+) -> int:
     """Settle every open reservation whose work is all answered or whose batch closed.
 
     With `full`, settled reservations' actual cost is recomputed too (a rejection after
-    settling lowers it). Returns how many were settled now. Database only.
+    settling lowers it). ``paid``: `paid_by_key`'s map when the caller has read it. Returns
+    how many were settled now. Database only.
     """
     settled = 0
     with session_scope() as s:
@@ -566,7 +578,8 @@ def settle(campaign_id: str, *, full: bool = False) -> int:
         )
         if not open_rows and not full:
             return 0
-        paid = _paid_by_key(s, campaign_id, open_only=not full)
+        if paid is None:
+            paid = _paid_by_key(s, campaign_id, open_only=not full)
         keys = [r.key for r in open_rows]
         published: dict[str, int] = {}
         sent: set[str] = set()
@@ -618,13 +631,15 @@ def settle(campaign_id: str, *, full: bool = False) -> int:
     return settled
 
 
-def check_reported(campaign_id: str, connector: Connector) -> list[dict[str, Any]]:
+def check_reported(
+    campaign_id: str, connector: Connector, paid: dict[str, tuple[int, int]] | None = None
+) -> list[dict[str, Any]]:
     """Read the marketplace's own spend per batch and keep it beside our accounting.
 
     Only for connectors with Capability.SPEND_REPORT. Returns the batches whose figures
     differ by a cent or more (also logged; mid-run, answers submitted but not synced yet
     show here too); a batch reported above all we committed for it counts at the
-    reported figure from now on.
+    reported figure from now on. ``paid``: `paid_by_key`'s map when the caller has read it.
     """
     if Capability.SPEND_REPORT not in connector.capabilities:
         return []
@@ -636,7 +651,8 @@ def check_reported(campaign_id: str, connector: Connector) -> list[dict[str, Any
                 )
             ).all()
         )
-        paid = _paid_by_key(s, campaign_id, open_only=False)
+        if paid is None:
+            paid = _paid_by_key(s, campaign_id, open_only=False)
         accounted: dict[int, Decimal] = {}
         currency: dict[int, str] = {}
         for r in s.exec(
@@ -696,9 +712,12 @@ def refresh_spend(
     campaign_id: str, connector: Connector | None = None, *, full: bool = False
 ) -> None:
     """Settle what can be settled; with a connector, reconcile with its spend report."""
-    settle(campaign_id, full=full or connector is not None)
-    if connector is not None:
-        check_reported(campaign_id, connector)
+    if connector is None:
+        settle(campaign_id, full=full)
+        return
+    paid = paid_by_key(campaign_id)
+    settle(campaign_id, full=True, paid=paid)
+    check_reported(campaign_id, connector, paid)
 
 
 # --- status and decisions ---------------------------------------------------------------------
@@ -706,8 +725,9 @@ def refresh_spend(
 
 def budget_status(campaign_id: str, *, refresh: bool = True) -> BudgetStatus:
     """Cap, approval, reserved, actual, paid and differences (settles first unless told not)."""
+    paid_counts = paid_by_key(campaign_id)
     if refresh:
-        settle(campaign_id, full=True)
+        settle(campaign_id, full=True, paid=paid_counts)
     with session_scope() as s:
         spec = load_spec(s, campaign_id)
         row = s.get(CampaignBudget, campaign_id)
@@ -723,7 +743,6 @@ def budget_status(campaign_id: str, *, refresh: bool = True) -> BudgetStatus:
                 actual += Decimal(r.amount_actual)
             else:
                 reserved += Decimal(r.amount_reserved)
-        paid_counts = _paid_by_key(s, campaign_id, open_only=False)
         paid = sum((units[k] * ok for k, (_, ok) in paid_counts.items() if k in units), ZERO)
         # What the marketplace reports beyond everything committed counts as actual.
         actual += _committed(s, campaign_id) - (actual + reserved)
