@@ -25,6 +25,7 @@ from crowdloop.stages.sync import settle_items
 from tests.test_quality_crowd import _sequence_frame, exam_start
 from tests.test_quality_stage import (  # noqa: F401  (fixtures)
     CAMPAIGN,
+    answers_in_time_order,
     by_archetype,
     campaign,
     connector,
@@ -124,12 +125,7 @@ def test_late_answers_are_excluded_and_the_worker_is_not_blocked(
     run_round(connector)
     assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
     worker = sorted(by_archetype(sim, "honest"))[0]
-    with session_scope() as s:
-        mine = sorted(
-            s.exec(select(Judgment).where(Judgment.worker_id == worker)).all(),
-            key=lambda j: (j.submitted_at or j.received_at, j.id),
-        )
-        s.expunge_all()
+    mine = answers_in_time_order(worker)
     turn = next(
         j
         for k, j in enumerate(mine[1:-2], 1)

@@ -109,6 +109,18 @@ def by_archetype(sim: SimulatorServer, archetype: str) -> set[str]:
     return {w for w, row in sim_workers(sim).items() if row["archetype"] == archetype}
 
 
+def answers_in_time_order(worker: str) -> list[Judgment]:
+    """A worker's judgments in the order the crowd assessment reads them (submitted, else
+    received, then id), detached from their session."""
+    with session_scope() as s:
+        mine = sorted(
+            s.exec(select(Judgment).where(Judgment.worker_id == worker)).all(),
+            key=lambda j: (j.submitted_at or j.received_at, j.id),
+        )
+        s.expunge_all()
+    return mine
+
+
 def blocked_on_marketplace(sim: SimulatorServer) -> set[str]:
     return {w for w, row in sim_workers(sim).items() if row["blocked"]}
 
@@ -627,11 +639,7 @@ def test_a_worker_who_turned_careless_keeps_the_answers_before_the_change_point(
     run_round(connector)
     assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
     worker = sorted(by_archetype(sim, "honest"))[0]
-    with session_scope() as s:
-        mine = sorted(
-            s.exec(select(Judgment).where(Judgment.worker_id == worker)).all(),
-            key=lambda j: (j.submitted_at or j.received_at, j.id),
-        )
+    mine = answers_in_time_order(worker)
     turn = mine[len(mine) // 2]
     assessed = quality_check.assess_campaign_crowd
 
