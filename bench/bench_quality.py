@@ -347,8 +347,15 @@ def _spend(name: str, blocked_ids: set[str]) -> dict[str, int]:
     out = Counter[str]()
     with session_scope() as s:
         rows = s.exec(
-            select(Item.id, Item.stage, Item.is_golden, Judgment.task_key, Judgment.review,
-                   Judgment.excluded, Judgment.worker_id)
+            select(
+                Item.id,
+                Item.stage,
+                Item.is_golden,
+                Judgment.task_key,
+                Judgment.review,
+                Judgment.excluded,
+                Judgment.worker_id,
+            )
             .join(Judgment, Judgment.item_id == Item.id)
             .where(Item.campaign_id == name)
         ).all()
@@ -390,8 +397,9 @@ def _careless_share(name: str, archetype: dict[str, str], careful_for: int) -> f
     sleepers = {w for w, a in archetype.items() if a == "sleeper"}
     with session_scope() as s:
         given = s.exec(
-            select(Judgment.id, Judgment.worker_id, Judgment.submitted_at, Judgment.received_at)
-            .where(Judgment.campaign_id == name, col(Judgment.worker_id).in_(sleepers))
+            select(
+                Judgment.id, Judgment.worker_id, Judgment.submitted_at, Judgment.received_at
+            ).where(Judgment.campaign_id == name, col(Judgment.worker_id).in_(sleepers))
         ).all()
         verdict_rows = [
             (worker, jid)
@@ -502,9 +510,7 @@ def run_one(
         "bad_share": float(sum(w in bad for w in frame["worker"]) / max(len(frame), 1)),
         # ... and the share that were a sleeper's careless answers (after their careful
         # start).
-        "sleeper_careless_share": _careless_share(
-            name, archetype, crowd.sleeper_careful_answers
-        ),
+        "sleeper_careless_share": _careless_share(name, archetype, crowd.sleeper_careful_answers),
         "spend": spend,
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -499,8 +499,8 @@ class DynamicOverlapSpec(_Strict):
     # (cost10d)"). Off before cost10f: it blocked fewer bad workers then (70% -> 66% with
     # block10's model, before the review hold); with the hold and settle_hard, on the bench
     # (seeds 0-2) it blocks 174 of 243 against main's 176 and holds issue 10's bar on
-    # spammy and hard too (docs/quality-bench.md, cost10f). A verdict on one answer keeps the confidence
-    # targets either way (the posterior is overconfident there).
+    # spammy and hard too (docs/quality-bench.md, cost10f). A verdict on one answer keeps
+    # the confidence targets either way (the posterior is overconfident there).
     min_answer_value: float | None = Field(default=0.004, gt=0, lt=1)
     # Which pairs min_answer_value may stop: "any" pair with two or more trusted answers, or
     # only those whose trusted answers all come from workers the crowd assessment has
