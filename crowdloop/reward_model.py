@@ -13,13 +13,15 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.linear_model import LogisticRegression
 
 from crowdloop.ids import digest
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import HashingVectorizer
 
 _LINE = re.compile(r"^\s*\d+[.)]\s*\S", re.MULTILINE)
 
@@ -104,6 +106,12 @@ def train_reward_model(
     rows: list[dict[str, object]], *, heldout_share: float = 0.25, seed: int = 0
 ) -> RewardModelReport:
     """Fit on pairs from most prompts; report pairwise accuracy on the held-out prompts."""
+    # scikit-learn only here: a campaign's flow process reaches this module through the
+    # retraining flow, and importing it there cost every campaign ~20 MiB of resident
+    # memory it does not use unless it trains (docs/at-scale.md, the Prefect flow at 10^6).
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.linear_model import LogisticRegression
+
     if not rows:
         raise ValueError("no preference pairs to train on")
     vec = HashingVectorizer(
