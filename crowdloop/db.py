@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, event, text
+from sqlalchemy import Connection, Engine, Executable, Table, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
@@ -368,3 +368,29 @@ def _insert_ignore_pg(
         result = session.execute(stmt, params)
         inserted += result.rowcount  # type: ignore[attr-defined]
     return inserted
+
+
+# Rows per fetch of `driver_rows`.
+DRIVER_CHUNK = 10_000
+
+
+def driver_rows(s: Session, statement: Executable) -> Iterator[Sequence[Any]]:
+    """The statement's rows, `DRIVER_CHUNK` at a time, as the driver's tuples.
+
+    On SQLite straight from the DBAPI cursor (which steps the statement as rows are
+    fetched): SQLAlchemy's rows cost more than the fetch itself (measured at 123k answers,
+    the ORM's partitions 1.9 s of CPU, Core rows 1.4 s, the driver's tuples 0.7 s). The
+    columns read here need no result processing there (text and integers). Elsewhere
+    through `yield_per`, a server-side cursor on PostgreSQL, so that the whole result is
+    never held by the driver at once."""
+    conn = s.connection()
+    if conn.dialect.name == "sqlite":
+        # No stream_results: its buffered fetch strategy would take a first row from the
+        # cursor before the loop below saw it.
+        with conn.execute(statement) as result:
+            cursor = result.cursor
+            while rows := cursor.fetchmany(DRIVER_CHUNK):
+                yield rows
+    else:
+        with conn.execute(statement.execution_options(yield_per=DRIVER_CHUNK)) as result:
+            yield from result.partitions()

@@ -25,7 +25,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
-from crowdloop.db import session_scope
+from crowdloop.db import driver_rows, session_scope
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import (
     Campaign,
@@ -229,13 +229,10 @@ def preference_rows(campaign_id: str, min_confidence: float) -> Iterator[dict[st
         )
         .order_by(col(PairOutcome.item_id))
     )
-    # Here, not at the top: quality_check imports ranking and rating, which import this.
-    from crowdloop.stages.quality_check import _driver_rows
-
     with session_scope() as s:
         # The driver's tuples (SQLite), not the ORM's rows: text and numbers, nothing to
         # process, and the rows' building was ~a third of the export's CPU at 10^6.
-        for row in chain.from_iterable(_driver_rows(s, query)):
+        for row in chain.from_iterable(driver_rows(s, query)):
             pair, prompt_id, winner, n_left, n_right, n_tie, confidence, margin, level = row[:9]
             prompt, left_text, left_model, right_text, right_model = row[9:]
             chosen, rejected = (

@@ -30,7 +30,7 @@ from crowdloop.aggregation.pair_value import (
 from crowdloop.aggregation.pairs import pair_verdicts
 from crowdloop.aggregation.worker_aware import WorkerAwareBT
 from crowdloop.codes import coded, encode
-from crowdloop.db import insert_ignore, session_scope
+from crowdloop.db import driver_rows, insert_ignore, session_scope
 from crowdloop.models.spec import DynamicOverlapSpec
 from crowdloop.models.tables import (
     CandidateScore,
@@ -123,13 +123,10 @@ def coded_judgments(campaign_id: str) -> pd.DataFrame:
         k: {} for k in ("pair", "prompt", "side", "worker", "label")
     }
     parts: dict[str, list[np.ndarray]] = {k: [] for k in CODED_COLUMNS}
-    # Here, not at the top: quality_check imports graded, which imports this module.
-    from crowdloop.stages.quality_check import _driver_rows
-
     with session_scope() as s:
         # The driver's tuples a chunk at a time (SQLite), not the ORM's rows: their
         # building was ~40% of this read's CPU (text columns only, nothing to process).
-        for part in _driver_rows(s, _judgments_query(campaign_id)):
+        for part in driver_rows(s, _judgments_query(campaign_id)):
             pair, prompt, left, right, worker, label = row_columns(part, 6)
             parts["pair"].append(encode(pair, books["pair"]))
             parts["prompt"].append(encode(prompt, books["prompt"]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import repeat
@@ -40,7 +40,7 @@ from crowdloop.codes import coded as _coded
 from crowdloop.codes import encode as _encode
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import ConnectorError
-from crowdloop.db import session_scope
+from crowdloop.db import driver_rows, session_scope
 from crowdloop.models.domain import BlockScope, Capability, ReviewDecision, Stage
 from crowdloop.models.spec import QualitySpec
 from crowdloop.models.tables import (
@@ -145,28 +145,6 @@ def _int64(values: Sequence[Any]) -> np.ndarray:
     return np.fromiter(values, np.int64, len(values))
 
 
-def _driver_rows(s: Session, statement: Executable) -> Iterator[Sequence[Any]]:
-    """The statement's rows, `EVIDENCE_CHUNK` at a time, as the driver's tuples.
-
-    On SQLite straight from the DBAPI cursor (which steps the statement as rows are
-    fetched): SQLAlchemy's rows cost more than the fetch itself (measured at 123k answers,
-    the ORM's partitions 1.9 s of CPU, Core rows 1.4 s, the driver's tuples 0.7 s). The
-    columns read here need no result processing there (text and integers). Elsewhere
-    through `yield_per`, a server-side cursor on PostgreSQL, so that the whole result is
-    never held by the driver at once."""
-    conn = s.connection()
-    if conn.dialect.name == "sqlite":
-        # No stream_results: its buffered fetch strategy would take a first row from the
-        # cursor before the loop below saw it.
-        with conn.execute(statement) as result:
-            cursor = result.cursor
-            while rows := cursor.fetchmany(EVIDENCE_CHUNK):
-                yield rows
-    else:
-        with conn.execute(statement.execution_options(yield_per=EVIDENCE_CHUNK)) as result:
-            yield from result.partitions()
-
-
 @collector.paused()
 def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
     """Every readable comparison answer of the campaign (real, golden and exam pairs,
@@ -184,7 +162,7 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
         col(Item.is_golden),
     ).where(col(Item.campaign_id) == campaign_id, col(Item.kind) == "compare")  # fmt: skip
     sides: dict[str, list[np.ndarray]] = {"left": [], "right": [], "golden": []}
-    for part in _driver_rows(s, pairs):
+    for part in driver_rows(s, pairs):
         pair, left, right, answer, is_golden = zip(*part, strict=True)
         _encode(pair, books["item"])  # codes in reading order: 0, 1, 2, ...
         # A pair without response ids (an imported one) gets one per side, from its own id.
@@ -237,7 +215,7 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
     )
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("item", "worker", "label", "us", "seq")}
     item_book = books["item"]
-    for part in _driver_rows(s, answers):
+    for part in driver_rows(s, answers):
         pair_ids, workers, labels, times, ids = zip(*part, strict=True)
         n = len(part)
         item = np.fromiter(map(item_book.get, pair_ids, repeat(-1)), np.int32, n)
@@ -418,9 +396,9 @@ def golden_tally(
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     # A partition at a time (server-side cursor on PostgreSQL): golden answers are ~15% of
     # the bench campaign's, ~180k rows at 10^6 judgments. The driver's tuples on SQLite
-    # (text and integers: nothing to process), `_driver_rows`.
+    # (text and integers: nothing to process), `db.driver_rows`.
     with collector.paused():
-        for part in _driver_rows(s, query):
+        for part in driver_rows(s, query):
             for worker, label, answer, item, level, golden_level in part:
                 if worker is not None and item not in retired:
                     tally[worker][0] += int(label == answer and level_passes(level, golden_level))
@@ -1239,7 +1217,7 @@ _DECISIONS: TypeAdapter[list[ReviewDecision]] = TypeAdapter(list[ReviewDecision]
 
 def _chunk_rows(s: Session, statement: Executable, params: dict[str, Any]) -> list[Sequence[Any]]:
     """The statement's rows at once (a small result): on SQLite the driver's tuples, as
-    `_driver_rows` reads them (SQLAlchemy's rows cost more than the fetch), elsewhere
+    `db.driver_rows` reads them (SQLAlchemy's rows cost more than the fetch), elsewhere
     SQLAlchemy's Core rows."""
     conn = s.connection()
     if conn.dialect.name == "sqlite":
