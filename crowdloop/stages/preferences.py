@@ -457,13 +457,8 @@ def _cleared_workers(campaign_id: str) -> set[str]:
     from crowdloop.stages.plan import load_spec
 
     with session_scope() as s:
-        quality = load_spec(s, campaign_id).quality
-        crowd, _ = quality_check.assess_campaign_crowd(
-            s, campaign_id, quality_check.crowd_policy_from(quality)
-        )
-    if crowd.empty:
-        return set()
-    return set(crowd.loc[crowd["p_blind"] < quality_check.CLEARED_BLIND, "worker"].astype(str))
+        crowd = quality_check.campaign_crowd(s, campaign_id, load_spec(s, campaign_id).quality)
+    return quality_check.cleared_workers(crowd)
 
 
 def _answer_counts(verdicts: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:

@@ -1091,11 +1091,24 @@ def unjudged_workers(crowd: pd.DataFrame) -> set[str]:
     return set(crowd.loc[crowd["p_blind"] >= CLEARED_BLIND, "worker"].astype(str))
 
 
-def campaign_unjudged(s: Session, campaign_id: str, quality: QualitySpec) -> set[str]:
-    """`unjudged_workers` of the campaign's crowd assessment (the round's own: cached for
-    the same evidence by `assess_campaign_crowd`)."""
+def cleared_workers(crowd: pd.DataFrame) -> set[str]:
+    """Workers of a crowd assessment cleared: posterior of careless answering under
+    `CLEARED_BLIND` (every other assessed worker is in `unjudged_workers`)."""
+    if crowd.empty:
+        return set()
+    return set(crowd.loc[crowd["p_blind"] < CLEARED_BLIND, "worker"].astype(str))
+
+
+def campaign_crowd(s: Session, campaign_id: str, quality: QualitySpec) -> pd.DataFrame:
+    """The campaign's crowd assessment under its quality settings (the round's own: cached
+    for the same evidence by `assess_campaign_crowd`)."""
     crowd, _ = assess_campaign_crowd(s, campaign_id, crowd_policy_from(quality))
-    return unjudged_workers(crowd)
+    return crowd
+
+
+def campaign_unjudged(s: Session, campaign_id: str, quality: QualitySpec) -> set[str]:
+    """`unjudged_workers` of the campaign's crowd assessment."""
+    return unjudged_workers(campaign_crowd(s, campaign_id, quality))
 
 
 def _unjudged_share(s: Session, campaign_id: str, crowd: pd.DataFrame) -> float:
