@@ -300,6 +300,23 @@ def peak_rss_mib(who: int) -> float:
 
 
 @contextlib.contextmanager
+def maybe_memray(path: Path | None) -> Iterator[None]:
+    """memray's record of every allocation over the campaign (pymalloc's arenas as whole
+    arenas, blamed on the code that made each one); ``memray flamegraph --temporal`` or
+    ``memray stats`` on it says what the heap held at its high-water mark, and how far
+    RSS stood above it (pages freed but still resident)."""
+    if path is None:
+        yield
+        return
+    import memray  # not a dependency: `pip install memray` for this option
+
+    path.unlink(missing_ok=True)
+    with memray.Tracker(path):
+        yield
+    log(f"memray capture written to {path}")
+
+
+@contextlib.contextmanager
 def maybe_profile(path: Path | None) -> Iterator[None]:
     if path is None:
         yield
@@ -499,7 +516,7 @@ def descendants_cpu_s() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def child(variant: str, campaign_file: Path, profile: bool) -> dict[str, Any]:
+def child(variant: str, campaign_file: Path, profile: bool, memray: bool) -> dict[str, Any]:
     seed = int(yaml.safe_load(campaign_file.read_text(encoding="utf-8"))["seed"])
     # Relative paths in the spec (output_dir, export path) resolve against the campaign file.
     os.chdir(campaign_file.parent)
@@ -532,7 +549,8 @@ def child(variant: str, campaign_file: Path, profile: bool) -> dict[str, Any]:
         server_cpu0 = descendants_cpu_s()
         cpu0 = time.process_time()
         t0 = time.perf_counter()
-        with maybe_profile(profile_path):
+        memray_path = campaign_file.parent / "memray.bin" if memray else None
+        with maybe_profile(profile_path), maybe_memray(memray_path):
             if variant == "prefect":
                 from crowdloop.flows.campaign import run_campaign
 
@@ -663,7 +681,12 @@ def fresh_database(db: str, folder: Path, tag: str) -> Iterator[str]:
 
 
 def run_child(
-    variant: str, campaign_file: Path, db_url: str, sim: tuple[str, str], profile: bool
+    variant: str,
+    campaign_file: Path,
+    db_url: str,
+    sim: tuple[str, str],
+    profile: bool,
+    memray: bool = False,
 ) -> dict[str, Any]:
     home = campaign_file.parent / "prefect-home"
     shutil.rmtree(home, ignore_errors=True)
@@ -688,6 +711,8 @@ def run_child(
     ]
     if profile:
         cmd.append("--profile")
+    if memray:
+        cmd.append("--memray")
     log(f"{variant}: starting child process")
     start = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -844,7 +869,9 @@ def parent(args: argparse.Namespace) -> None:
                 simulator_process(args.seed) as sim,
                 fresh_database(args.db, campaign_file.parent, tag) as db_url,
             ):
-                runs[variant].append(run_child(variant, campaign_file, db_url, sim, args.profile))
+                runs[variant].append(
+                    run_child(variant, campaign_file, db_url, sim, args.profile, args.memray)
+                )
     medians = print_table(env, size, runs)
     summary: dict[str, Any] = {"env": env, "size": size, "medians": medians, "runs": runs}
     if "prefect" in medians and "bare" in medians:
@@ -882,6 +909,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--profile", action="store_true", help="cProfile each variant (profile.pstats/.txt)"
     )
+    ap.add_argument(
+        "--memray",
+        action="store_true",
+        help="record each run's allocations with memray (memray.bin; pip install memray)",
+    )
     ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # child mode
     ap.add_argument("--campaign-file", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -891,7 +923,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.variant:
         if args.campaign_file is None:
             ap.error("--variant needs --campaign-file")
-        figures = child(args.variant, args.campaign_file.resolve(), args.profile)
+        figures = child(args.variant, args.campaign_file.resolve(), args.profile, args.memray)
         print(RESULT_PREFIX + json.dumps(figures, sort_keys=True), flush=True)
         return
     if args.scale <= 0:
