@@ -52,7 +52,7 @@ from crowdloop.models.tables import (
 from crowdloop.simulator import world
 from crowdloop.simulator.config import CrowdConfig, FaultConfig, SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
-from crowdloop.stages import ranking, rating
+from crowdloop.stages import ledger, ranking, rating, sync
 from crowdloop.stages.counts import outstanding_counts, outstanding_total
 from crowdloop.stages.ledger import PushResult, push_pending
 from crowdloop.stages.plan import register_campaign
@@ -479,9 +479,19 @@ def test_crash_between_page_read_and_store_loses_nothing(
     assert set(per_item.values()) == {OVERLAP}
 
 
+@pytest.mark.parametrize("page", [None, 3], ids=["one-page", "pages-of-3"])
 def test_garbled_answers_are_quarantined_and_requeued(
-    campaign: CampaignSpec, start_sim: Any, connectors: Any
+    campaign: CampaignSpec,
+    start_sim: Any,
+    connectors: Any,
+    page: int | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if page is not None:
+        # The settle and the push read their items a page at a time, with each page's
+        # counts only: the same moves and the same re-asks as from one read.
+        monkeypatch.setattr(sync, "SETTLE_PAGE", page)
+        monkeypatch.setattr(ledger, "PUSH_PAGE", page)
     sim = start_sim(
         SimulatorConfig(
             seed=1, time_scale=FAST, crowd=CrowdConfig(), faults=FaultConfig(seed=3, garble=0.2)

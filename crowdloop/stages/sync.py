@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 _TASKS: Table = TaskRecord.__table__  # type: ignore[attr-defined]
 _ITEMS: Table = Item.__table__  # type: ignore[attr-defined]
+# Pushed items the settle reads per page.
+SETTLE_PAGE = 20_000
 
 # A page's task keys -> their item and the item's kind, in one statement on the tables
 # (plain rows, without the ORM's per-row loading). Built once with the keys as one
@@ -455,36 +457,49 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
     they set off full collections over the whole process (~1 s of ~8 s at 10^6 judgments).
     """
     moved = {"collected": 0, "requeued": 0, "exhausted": 0}
+    after: str | None = None
     with collector.paused(), session_scope() as s:
-        answered, trusted = answer_tallies(s, campaign_id)
-        waiting = outstanding_counts(s, campaign_id, answered=answered)
-        items = s.exec(
-            select(Item.id, Item.overlap, Item.pushes, Item.extensions).where(
+        # A page of pushed items at a time, in id order, with the counts of that page's id
+        # range only (`ledger.push_pending` reads its pending items so too): the counts of
+        # every item were three dicts of ~340k ids at 10^6 judgments, beside the items.
+        while True:
+            query = select(Item.id, Item.overlap, Item.pushes, Item.extensions).where(
                 Item.campaign_id == campaign_id,
                 Item.state == ItemState.PUSHED,
                 Item.stage != Stage.EXAM.value,
             )
-        ).all()
-        to_state: dict[ItemState, list[str]] = {
-            ItemState.COLLECTED: [],
-            ItemState.PENDING: [],
-            ItemState.EXHAUSTED: [],
-        }
-        for item_id, overlap, pushes, extensions in items:
-            if waiting.get(item_id, 0) > 0:
-                continue
-            have = trusted.get(item_id, 0)
-            if have >= overlap:
-                to_state[ItemState.COLLECTED].append(item_id)
-            elif pushes - extensions <= max_requeue_rounds:
-                to_state[ItemState.PENDING].append(item_id)
-            elif have > 0:
-                to_state[ItemState.COLLECTED].append(item_id)
-            else:
-                to_state[ItemState.EXHAUSTED].append(item_id)
-        for state, ids in to_state.items():
-            move_items(s, ids, state, from_=ItemState.PUSHED)
-        moved["collected"] = len(to_state[ItemState.COLLECTED])
-        moved["requeued"] = len(to_state[ItemState.PENDING])
-        moved["exhausted"] = len(to_state[ItemState.EXHAUSTED])
+            if after is not None:
+                query = query.where(col(Item.id) > after)
+            items = s.exec(query.order_by(col(Item.id)).limit(SETTLE_PAGE)).all()
+            if not items:
+                break
+            after = items[-1][0]
+            # The page's first and last ids, in the database's order (ORDER BY above).
+            within = (items[0][0], after)
+            answered, trusted = answer_tallies(s, campaign_id, within=within)
+            waiting = outstanding_counts(s, campaign_id, answered=answered, within=within)
+            to_state: dict[ItemState, list[str]] = {
+                ItemState.COLLECTED: [],
+                ItemState.PENDING: [],
+                ItemState.EXHAUSTED: [],
+            }
+            for item_id, overlap, pushes, extensions in items:
+                if waiting.get(item_id, 0) > 0:
+                    continue
+                have = trusted.get(item_id, 0)
+                if have >= overlap:
+                    to_state[ItemState.COLLECTED].append(item_id)
+                elif pushes - extensions <= max_requeue_rounds:
+                    to_state[ItemState.PENDING].append(item_id)
+                elif have > 0:
+                    to_state[ItemState.COLLECTED].append(item_id)
+                else:
+                    to_state[ItemState.EXHAUSTED].append(item_id)
+            for state, ids in to_state.items():
+                move_items(s, ids, state, from_=ItemState.PUSHED)
+            moved["collected"] += len(to_state[ItemState.COLLECTED])
+            moved["requeued"] += len(to_state[ItemState.PENDING])
+            moved["exhausted"] += len(to_state[ItemState.EXHAUSTED])
+            if len(items) < SETTLE_PAGE:
+                break
     return moved
