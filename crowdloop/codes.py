@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def encode(values: Sequence[Any] | np.ndarray, book: dict[str, int]) -> np.ndarray:
@@ -35,26 +37,35 @@ def encode(values: Sequence[Any] | np.ndarray, book: dict[str, int]) -> np.ndarr
 
 def coded(
     codes: np.ndarray,
-    book: dict[str, int] | list[str],
+    book: dict[str, int] | list[str] | pa.Array,
     present: np.ndarray | None = None,
     *,
     arrow: bool = False,
 ) -> pd.Categorical:
-    """A categorical of ``codes`` into ``book`` (its values in code order, as a dict or a
-    list; -1: missing) over the ``present`` codes
+    """A categorical of ``codes`` into ``book`` (its values in code order, as a dict, a
+    list or an Arrow string array; -1: missing) over the ``present`` codes
     (default: every value of the book), its categories in sorted order, as a groupby or
     np.unique over the strings sees them.
 
     With ``arrow`` the categories are a string Index (Arrow-backed: ~24 bytes an id of 20
     characters against a Python string's 72), so the book's strings are freed with it; for
     a reader that takes the categories' values only now and then (a Python string is
-    made each time one is read)."""
-    names = np.array(list(book), dtype=object)
-    used = np.arange(len(names)) if present is None else present
-    by_name = np.argsort(names[used], kind="stable")
-    rank = np.full(len(names) + 1, -1, dtype=np.int32)  # a missing value's code stays -1
+    made each time one is read). An Arrow book is sorted by Arrow (UTF-8 byte order is
+    code point order, as Python sorts strings), never made into Python strings; it needs
+    ``arrow``."""
+    used = np.arange(len(book)) if present is None else present
+    rank = np.full(len(book) + 1, -1, dtype=np.int32)  # a missing value's code stays -1
+    if isinstance(book, pa.Array):
+        if not arrow:
+            raise ValueError("an Arrow book makes Arrow categories: pass arrow=True")
+        values = book.take(pa.array(used))
+        by_name = pc.array_sort_indices(values).to_numpy()
+        categories = pd.Index(pd.array(values.take(pa.array(by_name)), dtype="str"))
+    else:
+        names = np.array(list(book), dtype=object)
+        by_name = np.argsort(names[used], kind="stable")
+        categories = pd.Index(names[used][by_name], dtype="str" if arrow else object)
     rank[used[by_name]] = np.arange(len(used), dtype=np.int32)
-    categories = pd.Index(names[used][by_name], dtype="str" if arrow else object)
     column = pd.Categorical.from_codes(rank[codes], categories=categories)
     if arrow:
         # The dtype's check that the categories are unique built and cached their hash

@@ -12,11 +12,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from itertools import repeat
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import TypeAdapter
 from sqlalchemy import (
     BigInteger,
@@ -156,38 +157,49 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
     # per answer, and the times come as integers. Measured at 10^6 judgments: a frame of
     # row tuples was 183 MiB and its build peaked at 689 MiB RSS; codes per column read
     # from the joined rows (ten values and two datetimes a row) still took ~430 MiB.
-    books: dict[str, dict[str, int]] = {k: {} for k in ("worker", "item", "side", "label")}
+    # The pairs' and the responses' ids (~340k and ~290k at 10^6 judgments) are kept as
+    # Arrow strings and coded by Arrow, not as a Python string each in a dict: those
+    # ~630k strings, alive through both reads, were freed with pymalloc's arenas still
+    # held by the odd object made meanwhile (45-63 MiB of arenas alive at the assessment's
+    # peak at 10^6 in memray's record, with none of their strings). Workers and labels
+    # are few: plain books.
+    books: dict[str, dict[str, int]] = {k: {} for k in ("worker", "label")}
     pairs = sa_select(
         col(Item.id), col(Item.left_id), col(Item.right_id), col(Item.golden_answer),
         col(Item.is_golden),
     ).where(col(Item.campaign_id) == campaign_id, col(Item.kind) == "compare")  # fmt: skip
-    sides: dict[str, list[np.ndarray]] = {"left": [], "right": [], "golden": []}
+    id_parts: dict[str, list[pa.Array]] = {"item": [], "left": [], "right": []}
+    golden_parts: list[np.ndarray] = []
     for part in driver_rows(s, pairs):
         pair, left, right, answer, is_golden = zip(*part, strict=True)
-        _encode(pair, books["item"])  # codes in reading order: 0, 1, 2, ...
+        id_parts["item"].append(pa.array(pair, pa.string()))  # codes: reading order
         # A pair without response ids (an imported one) gets one per side, from its own id.
-        sides["left"].append(
-            _encode(
-                [v if v else f"{i}:left" for v, i in zip(left, pair, strict=True)], books["side"]
-            )
-        )
-        sides["right"].append(
-            _encode(
-                [v if v else f"{i}:right" for v, i in zip(right, pair, strict=True)], books["side"]
-            )
-        )
-        sides["golden"].append(
+        for side in ("left", "right"):
+            given = left if side == "left" else right
+            named = [v if v else f"{i}:{side}" for v, i in zip(given, pair, strict=True)]
+            id_parts[side].append(pa.array(named, pa.string()))
+        golden_parts.append(
             _encode(
                 [a if g else None for a, g in zip(answer, is_golden, strict=True)], books["label"]
             )
         )
-    if not books["item"]:
+    if not id_parts["item"]:
         return pd.DataFrame(columns=EVIDENCE_COLUMNS)
-    of_pair = {k: np.concatenate(v) for k, v in sides.items()}
-    del sides
-    # The responses' ids in code order; the lookup table is done with (~290k entries at
-    # 10^6 judgments, alive through the answers' read otherwise).
-    side_names = list(books.pop("side"))
+    item_names = pa.concat_arrays(id_parts.pop("item"))
+    # Both sides in one numbering: the responses' ids, dictionary-encoded together.
+    n_pairs = len(item_names)
+    side_coded = pc.dictionary_encode(
+        pa.chunked_array(id_parts.pop("left") + id_parts.pop("right"), pa.string())
+    ).combine_chunks()
+    side_names = side_coded.dictionary
+    side_codes = side_coded.indices.to_numpy().astype(np.int32, copy=False)
+    del side_coded, id_parts
+    of_pair = {
+        "left": side_codes[:n_pairs],
+        "right": side_codes[n_pairs:],
+        "golden": np.concatenate(golden_parts),
+    }
+    del side_codes, golden_parts
     at, to_us = _epoch_us(s, func.coalesce(col(Judgment.submitted_at), col(Judgment.received_at)))
     # Every readable answer of the campaign, not joined to its item: an answer is a
     # comparison's when its item is one of the pairs read above (the campaign's compare
@@ -213,27 +225,26 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
         )
         .order_by(col(Judgment.id))
     )
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("item", "worker", "label", "us", "seq")}
-    item_book = books["item"]
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("worker", "label", "us", "seq")}
+    pair_parts: list[pa.Array] = []
     for part in driver_rows(s, answers):
         pair_ids, workers, labels, times, ids = zip(*part, strict=True)
-        n = len(part)
-        item = np.fromiter(map(item_book.get, pair_ids, repeat(-1)), np.int32, n)
-        us = to_us(times)
-        seq = np.fromiter(ids, np.int64, n)
-        worker_values = np.asarray(workers, dtype=object)
-        label_values = np.asarray(labels, dtype=object)
-        compare = item >= 0
-        if not compare.all():  # answers to rankings, ratings, texts: not this evidence
-            item, us, seq = item[compare], us[compare], seq[compare]
-            worker_values, label_values = worker_values[compare], label_values[compare]
-        parts["item"].append(item)
-        parts["worker"].append(_encode(worker_values, books["worker"]))
-        parts["label"].append(_encode(label_values, books["label"]))
-        parts["us"].append(us)
-        parts["seq"].append(seq)
-    del item_book
-    item_names = list(books.pop("item"))  # likewise, once every answer is coded
+        pair_parts.append(pa.array(pair_ids, pa.string()))
+        parts["worker"].append(_encode(workers, books["worker"]))
+        parts["label"].append(_encode(labels, books["label"]))
+        parts["us"].append(to_us(times))
+        parts["seq"].append(np.fromiter(ids, np.int64, len(part)))
+    # Each answer's pair: its place among the pairs read, by one hash set of the pairs'
+    # ids (Arrow's, in C; a set built per partition was ~90 ms each at 10^6). -1: not a
+    # comparison's (an answer to a ranking, rating or text), dropped here.
+    item = pc.index_in(pa.chunked_array(pair_parts, pa.string()), value_set=item_names)
+    del pair_parts
+    codes = item.fill_null(-1).to_numpy().astype(np.int32, copy=False)
+    del item
+    compare = codes >= 0
+    parts["item"] = [codes]
+    if not compare.all():
+        parts = {k: [np.concatenate(v)[compare]] for k, v in parts.items()}
     if not sum(len(v) for v in parts["seq"]):
         return pd.DataFrame(columns=EVIDENCE_COLUMNS)
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
@@ -250,12 +261,15 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
         len(side_names), of_pair["left"][present_items], of_pair["right"][present_items]
     )
     present_labels = _present(len(books["label"]), label, golden[golden >= 0])
+    worker = arrays["worker"][order]
+    # The book has the workers of every kind of answer read; the comparisons' only.
+    present_workers = _present(len(books["worker"]), worker)
     # The pairs' and responses' ids as Arrow strings, not a Python string each (~630k ids
     # of ~20 characters at 10^6 judgments: ~45 MiB as Python strings by their sizes, alive
     # through the assessment); workers and labels are few.
     return pd.DataFrame(
         {
-            "worker": _coded(arrays["worker"][order], books["worker"]),
+            "worker": _coded(worker, books["worker"], present_workers),
             "item": _coded(item, item_names, present_items, arrow=True),
             "left": _coded(of_pair["left"][item], side_names, present_sides, arrow=True),
             "right": _coded(of_pair["right"][item], side_names, present_sides, arrow=True),
