@@ -328,6 +328,19 @@ class QualitySpec(_Strict):
     # sleeper passes the exam while careful and gives 5-6 careless answers, too few to block
     # on; a wrong exclusion costs a re-ask, not a worker. Measured (docs/quality-bench.md, sleep12).
     exclude_late_confidence: float | None = Field(default=0.5, gt=0, lt=1)
+    # Block a worker whose answers turned content-blind at a late change point anywhere
+    # (`crowdloop.quality.CrowdPolicy.late_block_confidence`: the posterior ``p_late``, with
+    # at least `block_late_min_answers` answers from the change point on and
+    # CrowdPolicy.min_answers in all); the answers from the change point on are excluded,
+    # the careful start's kept. Null: off. Acted on only with blind_confidence set.
+    block_late_confidence: float | None = Field(default=None, gt=0.5, lt=1)
+    block_late_min_answers: int = Field(default=6, ge=1)
+    # Block at this lower crowd posterior (blind_confidence's) when the worker's golden
+    # record also fails the warning bar (P(below min_accuracy) >= warn_confidence, retired
+    # golden items left out, no min_golden wall): both kinds of evidence against the
+    # worker, neither enough alone (`crowdloop.quality.CrowdPolicy.golden_blind_confidence`).
+    # Null: off. Acted on only with blind_confidence set.
+    golden_blind_confidence: float | None = Field(default=None, gt=0.5, lt=1)
     max_requeue_rounds: int = Field(default=3, ge=0)
     # Off by default; see ExamSpec.
     exam: ExamSpec | None = None
