@@ -270,6 +270,7 @@ LATE_BLOCK = {"block_late_confidence": 0.85, "block_late_min_answers": 6}
 BLIND90_LATE = {**LATE_BLOCK, "blind_confidence": 0.9}
 BLIND85_LATE = {**LATE_BLOCK, "blind_confidence": 0.85}
 GOLDEN80_LATE = {**LATE_BLOCK, "golden_blind_confidence": 0.8}
+BEFORE13 = {"block_late_confidence": None, "golden_blind_confidence": None}
 CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # key: (table label, preferences section, quality section)
     # No quality checks at all: nothing to block on without golden pairs but the crowd
@@ -335,6 +336,9 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         GOLDEN80_LATE,
     ),
     "golden80_late85_exam": ("... + exam", DEFAULT, {**EXAM, **GOLDEN80_LATE}),
+    # The default before block13 (no late block, no golden-backed block at 0.8).
+    "before13": ("crowdloop default before block13", DEFAULT, BEFORE13),
+    "before13_exam": ("crowdloop default + exam before block13", DEFAULT, {**EXAM, **BEFORE13}),
     "late85_excl35_exam": (
         "... + exam, late block 0.85, late exclusion at 0.35",
         DEFAULT,
