@@ -339,6 +339,12 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # The default before block13 (no late block, no golden-backed block at 0.8).
     "before13": ("crowdloop default before block13", DEFAULT, BEFORE13),
     "before13_exam": ("crowdloop default + exam before block13", DEFAULT, {**EXAM, **BEFORE13}),
+    # block13's late block at the exam's end too (off by default).
+    "late_block_at_exam": (
+        "crowdloop default + exam, late block at the exam's end too",
+        DEFAULT,
+        {**EXAM, "block_late_at_exam": True},
+    ),
     "late85_excl35_exam": (
         "... + exam, late block 0.85, late exclusion at 0.35",
         DEFAULT,

@@ -38,9 +38,12 @@ def test_the_late_block_rule() -> None:
     assert not policy.blocks_late(0.84, 6, 10)
     assert not policy.blocks_late(0.9, 5, 10)  # too few answers after the change point
     assert not policy.blocks_late(0.9, 6, 9)  # too few in all (min_answers)
-    # With a known boundary (an exam), at it only.
-    assert policy.blocks_late(0.9, 6, 10, at_boundary=True, has_boundary=True)
+    # With a known boundary (an exam): never away from it; at it only when asked.
+    assert not policy.blocks_late(0.9, 6, 10, at_boundary=True, has_boundary=True)
     assert not policy.blocks_late(0.9, 6, 10, at_boundary=False, has_boundary=True)
+    at_exam = CrowdPolicy(late_block_confidence=0.85, late_block_at_boundary=True)
+    assert at_exam.blocks_late(0.9, 6, 10, at_boundary=True, has_boundary=True)
+    assert not at_exam.blocks_late(0.9, 6, 10, at_boundary=False, has_boundary=True)
     with pytest.raises(ValueError):
         CrowdPolicy(late_block_confidence=0.5)
     mapped = crowd_policy_from(QualitySpec(block_late_confidence=0.9, block_late_min_answers=7))

@@ -114,6 +114,7 @@ def crowd_policy_from(spec: QualitySpec) -> CrowdPolicy:
         late_confidence=spec.exclude_late_confidence,
         late_block_confidence=spec.block_late_confidence,
         late_block_min_answers=spec.block_late_min_answers,
+        late_block_at_boundary=spec.block_late_at_exam,
         golden_blind_confidence=spec.golden_blind_confidence,
     )
 
