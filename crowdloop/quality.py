@@ -288,10 +288,10 @@ class CrowdPolicy:
     late_block_min_answers: int = 6
     # Also block at the known boundary (the exam's end), where the late exclusion
     # (``late_confidence``) already acts on the same posterior. Off: under the exam,
-    # blocking there blocked more sleepers (42 against 18 of 108, 3 runs x 3 seeds) but their
-    # careless share of the verdict judgments was no lower (5.5% against 3.9%): a blocked
-    # sleeper's work goes to the sleepers not yet caught, where an excluded one keeps
-    # working and keeps having their answers excluded (docs/block13.md).
+    # blocking there blocked more sleepers (42 of 108 against main's 25 of 180) but their
+    # careless share of the verdict judgments was no lower (5.5% against 4.2%; likely: a
+    # blocked sleeper's work goes to the sleepers not yet caught, where an excluded one
+    # keeps working and keeps having their answers excluded; docs/block13.md).
     late_block_at_boundary: bool = False
     # Block at this lower posterior when the worker's golden record also fails the golden
     # policy's warning bar (``p_below`` at ``warn_confidence``, retired items left out,

@@ -340,8 +340,8 @@ class QualitySpec(_Strict):
     block_late_confidence: float | None = Field(default=0.85, gt=0.5, lt=1)
     block_late_min_answers: int = Field(default=6, ge=1)
     # The late block at the exam's end too (the late exclusion acts there already). Off:
-    # measured under the exam, more sleepers blocked (42 against 18 of 108) and their
-    # careless share of the verdicts no lower (5.5% against 3.9%; docs/block13.md).
+    # measured under the exam, more sleepers blocked (42 of 108 against main's 25 of 180)
+    # and their careless share of the verdicts no lower (5.5% against 4.2%; docs/block13.md).
     block_late_at_exam: bool = False
     # Block at this lower crowd posterior (blind_confidence's) when the worker's golden
     # record also fails the warning bar (P(below min_accuracy) >= warn_confidence, retired
