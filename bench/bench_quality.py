@@ -266,6 +266,11 @@ EXAM = {"exam": {"items": 12, "min_correct": 9}}
 BLIND = {"blind_confidence": 0.95}
 NO_BLIND = {"blind_confidence": None}
 NO_LATE = {"exclude_late_confidence": None}
+LATE_BLOCK = {"block_late_confidence": 0.85, "block_late_min_answers": 6}
+BLIND90_LATE = {**LATE_BLOCK, "blind_confidence": 0.9}
+BLIND85_LATE = {**LATE_BLOCK, "blind_confidence": 0.85}
+GOLDEN80_LATE = {**LATE_BLOCK, "golden_blind_confidence": 0.8}
+BEFORE13 = {"block_late_confidence": None, "golden_blind_confidence": None}
 CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # key: (table label, preferences section, quality section)
     # No quality checks at all: nothing to block on without golden pairs but the crowd
@@ -318,6 +323,33 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # (`quality.exclude_late_confidence`; docs/quality-bench.md, sleep12).
     "nolate": ("crowdloop default before sleep12", DEFAULT, NO_LATE),
     "nolate_exam": ("crowdloop default + exam before sleep12", DEFAULT, {**EXAM, **NO_LATE}),
+    # block13: a worker blocked at a late change point anywhere (`quality.block_late_confidence`,
+    # 6+ answers after it), and the crowd posterior's block bar lowered (docs/block13.md).
+    "late_block85": ("crowdloop default + late block (0.85)", DEFAULT, LATE_BLOCK),
+    "late_block85_exam": ("... + exam", DEFAULT, {**EXAM, **LATE_BLOCK}),
+    "blind90_late85": ("... + late block, posterior block at 0.9", DEFAULT, BLIND90_LATE),
+    "blind85_late85": ("... + late block, posterior block at 0.85", DEFAULT, BLIND85_LATE),
+    "blind85_late85_exam": ("... + exam", DEFAULT, {**EXAM, **BLIND85_LATE}),
+    "golden80_late85": (
+        "... + late block, posterior 0.8 with a failing golden record",
+        DEFAULT,
+        GOLDEN80_LATE,
+    ),
+    "golden80_late85_exam": ("... + exam", DEFAULT, {**EXAM, **GOLDEN80_LATE}),
+    # The default before block13 (no late block, no golden-backed block at 0.8).
+    "before13": ("crowdloop default before block13", DEFAULT, BEFORE13),
+    "before13_exam": ("crowdloop default + exam before block13", DEFAULT, {**EXAM, **BEFORE13}),
+    # block13's late block at the exam's end too (off by default).
+    "late_block_at_exam": (
+        "crowdloop default + exam, late block at the exam's end too",
+        DEFAULT,
+        {**EXAM, "block_late_at_exam": True},
+    ),
+    "late85_excl35_exam": (
+        "... + exam, late block 0.85, late exclusion at 0.35",
+        DEFAULT,
+        {**EXAM, **LATE_BLOCK, "exclude_late_confidence": 0.35},
+    ),
 }
 
 

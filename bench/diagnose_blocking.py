@@ -117,6 +117,8 @@ def diagnose(folder: Path, policy: quality.CrowdPolicy, cutoffs: list[float]) ->
             float(workers["prior_drift"].iloc[0]),
         )
         drift_bf = _CAPTURED["drift_bf"]
+        part_times = part["time"].to_numpy()
+        part_worker = part["worker"].astype(str).to_numpy()
         for i, w in enumerate(workers.itertuples(index=False)):
             kind = archetype.get(str(w.worker), "?")
             # The posterior's two kinds, as assess_crowd's last pass computed them.
@@ -167,6 +169,17 @@ def diagnose(folder: Path, policy: quality.CrowdPolicy, cutoffs: list[float]) ->
                     "p_start": round(float(post[1]), 3),
                     "p_drift": round(float(post[2]), 3),
                     "p_blind": round(float(w.p_blind), 3),
+                    # The late change point (`CrowdPolicy.late_confidence`): its posterior,
+                    # whether it is the known boundary, and the answers from it on.
+                    "p_late": round(float(w.p_late), 3),
+                    "late_boundary": bool(w.late_boundary),
+                    "late_answers": (
+                        0
+                        if pd.isna(w.late_since)
+                        else int(
+                            ((part_worker == str(w.worker)) & (part_times >= w.late_since)).sum()
+                        )
+                    ),
                     "prior": f"{prior:.2f}/{prior_drift:.2f}",
                     "stopper": stopper,
                     "db_status": rec["status"].iloc[0] if len(rec) else "-",

@@ -275,6 +275,29 @@ class CrowdPolicy:
     # and its runs blocked 4 of 90 honest workers on the ambiguous-golden crowd against
     # main's 0 (docs/quality-bench.md, sleep12).
     late_anywhere: bool = False
+    # Block (not only exclude) a worker at this posterior of having turned content-blind at
+    # a late change point anywhere (``p_late``, the boundary's prior included when there is
+    # one), with at least ``late_block_min_answers`` answers from it on and
+    # ``min_answers`` in all; their answers from the change point on are excluded, the
+    # careful start's kept. A worker with a known boundary (the exam's end) never away from
+    # it: under the exam the crowd's learned share of late turns is high (0.2-0.25, the
+    # sleepers'), and an honest worker's change point elsewhere reached 0.92 (bench,
+    # sleepers seed 0); at it only with ``late_block_at_boundary``. None: never (the
+    # default before block13). See ``blocks_late``.
+    late_block_confidence: float | None = None
+    late_block_min_answers: int = 6
+    # Also block at the known boundary (the exam's end), where the late exclusion
+    # (``late_confidence``) already acts on the same posterior. Off: under the exam,
+    # blocking there blocked more sleepers (42 of 108 against main's 25 of 180) but their
+    # careless share of the verdict judgments was no lower (5.5% against 4.2%; likely: a
+    # blocked sleeper's work goes to the sleepers not yet caught, where an excluded one
+    # keeps working and keeps having their answers excluded; docs/block13.md).
+    late_block_at_boundary: bool = False
+    # Block at this lower posterior when the worker's golden record also fails the golden
+    # policy's warning bar (``p_below`` at ``warn_confidence``, retired items left out,
+    # no ``min_golden`` wall): two kinds of evidence against the worker, each short of a
+    # block alone. None: never (the default before block13). See ``blocks_with_golden``.
+    golden_blind_confidence: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.5 < self.blind_confidence < 1:
@@ -289,10 +312,46 @@ class CrowdPolicy:
             raise ValueError("min_answers must be >= 1")
         if self.late_confidence is not None and not 0 < self.late_confidence < 1:
             raise ValueError("late_confidence must be in (0, 1)")
+        if self.late_block_confidence is not None and not 0.5 < self.late_block_confidence < 1:
+            raise ValueError("late_block_confidence must be in (0.5, 1)")
+        if self.golden_blind_confidence is not None and not (
+            0.5 < self.golden_blind_confidence < 1
+        ):
+            raise ValueError("golden_blind_confidence must be in (0.5, 1)")
+        if self.late_block_min_answers < 1:
+            raise ValueError("late_block_min_answers must be >= 1")
 
     def blocks(self, p_blind: float, answers: int) -> bool:
         """The decision rule: a high posterior of content-blind answering, on enough answers."""
         return p_blind >= self.blind_confidence and answers >= self.min_answers
+
+    def blocks_with_golden(self, p_blind: float, answers: int, golden_fails: bool) -> bool:
+        """The posterior at the lower bar, with the golden record failing its warning bar."""
+        return (
+            self.golden_blind_confidence is not None
+            and golden_fails
+            and p_blind >= self.golden_blind_confidence
+            and answers >= self.min_answers
+        )
+
+    def blocks_late(
+        self,
+        p_late: float,
+        late_answers: int,
+        answers: int,
+        at_boundary: bool = False,
+        has_boundary: bool = False,
+    ) -> bool:
+        """The late block: the latest answers turned content-blind, on enough of them; for
+        a worker with a known regime boundary (an exam), at that boundary only, and only
+        with ``late_block_at_boundary``."""
+        return (
+            self.late_block_confidence is not None
+            and p_late >= self.late_block_confidence
+            and late_answers >= self.late_block_min_answers
+            and answers >= self.min_answers
+            and (not has_boundary or (at_boundary and self.late_block_at_boundary))
+        )
 
     def excludes(self, p_late: float, at_boundary: bool) -> bool:
         """The answers-only rule: a worker's latest answers look careless enough to re-ask
@@ -928,6 +987,14 @@ def assess_crowd(
     )
     late_ok = late_at >= 0
     late_since = np.where(late_ok, times[np.maximum(late_at, 0)], np.nan)
+    # Used answers from the late change point on (the rows are in time order).
+    ordered_w = wcode[order]
+    late_answers = np.bincount(
+        ordered_w,
+        use[order] & late_ok[ordered_w] & (np.arange(len(order)) >= late_at[ordered_w]),
+        n_w,
+    ).astype(np.int64)
+    del ordered_w
     late_seq = np.array(
         [
             int(seqs[i]) if ok and seqs is not None else None
@@ -960,8 +1027,11 @@ def assess_crowd(
             "p_late": p_late,
             "late_since": late_since,
             "late_seq": late_seq,
+            "late_answers": late_answers,
             # The late change point is the known boundary (the exam's end).
             "late_boundary": late_ok & (late_at == boundary_at),
+            # The worker has a known boundary at all (a leading golden run: the exam).
+            "has_boundary": boundary_at >= 0,
             "prior_late": prior_late,
             "prior_blind": prior + prior_drift,
             "prior_drift": prior_drift,

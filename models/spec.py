@@ -328,6 +328,31 @@ class QualitySpec(_Strict):
     # sleeper passes the exam while careful and gives 5-6 careless answers, too few to block
     # on; a wrong exclusion costs a re-ask, not a worker. Measured (docs/quality-bench.md, sleep12).
     exclude_late_confidence: float | None = Field(default=0.5, gt=0, lt=1)
+    # Block a worker whose answers turned content-blind at a late change point anywhere
+    # (`crowdloop.quality.CrowdPolicy.late_block_confidence`: the posterior ``p_late``, with
+    # at least `block_late_min_answers` answers from the change point on and
+    # CrowdPolicy.min_answers in all); the answers from the change point on are excluded,
+    # the careful start's kept; for a worker with a known boundary (an exam's end), at that
+    # boundary only. Null: off. Acted on only with blind_confidence set. Why: sleepers give
+    # too few careless answers for the whole-record posterior, but 6+ after a late change
+    # point at 0.85 convict some (bench, block13: sleepers blocked 3 -> 6 of 36 without an
+    # exam, no honest worker; the highest honest p_late offline 0.61).
+    block_late_confidence: float | None = Field(default=0.85, gt=0.5, lt=1)
+    block_late_min_answers: int = Field(default=6, ge=1)
+    # The late block at the exam's end too (the late exclusion acts there already). Off:
+    # measured under the exam, more sleepers blocked (42 of 108 against main's 25 of 180)
+    # and their careless share of the verdicts no lower (5.5% against 4.2%; docs/block13.md).
+    block_late_at_exam: bool = False
+    # Block at this lower crowd posterior (blind_confidence's) when the worker's golden
+    # record also fails the warning bar (P(below min_accuracy) >= warn_confidence, retired
+    # golden items left out, no min_golden wall): both kinds of evidence against the
+    # worker, neither enough alone (`crowdloop.quality.CrowdPolicy.golden_blind_confidence`).
+    # Null: off. Acted on only with blind_confidence set. Why: random clickers and
+    # colluders short of min_golden or of the golden rule's bar, at posteriors of 0.8-0.95
+    # (bench, block13: bad workers blocked 90 -> 105 of 164 on six crowds with the late
+    # block, honest 3 -> 3, all of them golden-rule blocks on the ambiguous-golden crowd;
+    # offline, the highest honest posterior with a golden record at the warning bar 0.60).
+    golden_blind_confidence: float | None = Field(default=0.8, gt=0.5, lt=1)
     max_requeue_rounds: int = Field(default=3, ge=0)
     # Off by default; see ExamSpec.
     exam: ExamSpec | None = None

@@ -111,7 +111,12 @@ def crowd_policy_from(spec: QualitySpec) -> CrowdPolicy:
     if spec.blind_confidence is None:
         return CrowdPolicy()
     return CrowdPolicy(
-        blind_confidence=spec.blind_confidence, late_confidence=spec.exclude_late_confidence
+        blind_confidence=spec.blind_confidence,
+        late_confidence=spec.exclude_late_confidence,
+        late_block_confidence=spec.block_late_confidence,
+        late_block_min_answers=spec.block_late_min_answers,
+        late_block_at_boundary=spec.block_late_at_exam,
+        golden_blind_confidence=spec.golden_blind_confidence,
     )
 
 
@@ -613,13 +618,32 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                 s.add(rec)
                 continue
             on_answers = WorkerStatus.PROBATION
+            # Blocked on the late change point (`CrowdPolicy.blocks_late`) rather than on
+            # the whole-record posterior: the answers from that change point on go.
+            late_block = False
             row = blind.loc[worker] if blind is not None and worker in blind.index else None
             if row is not None:
                 p_blind = float(row["p_blind"])
                 if spec.quality.blind_confidence is None:
                     pass  # computed and reported, never acted on
-                elif crowd_policy.blocks(p_blind, int(row["answers"])):
+                elif crowd_policy.blocks(
+                    p_blind, int(row["answers"])
+                ) or crowd_policy.blocks_with_golden(
+                    # Or at a lower posterior, with the golden record failing its warning bar.
+                    p_blind,
+                    int(row["answers"]),
+                    on_golden.p_below >= policy.warn_confidence,
+                ):
                     on_answers = WorkerStatus.BLOCKED
+                elif crowd_policy.blocks_late(
+                    float(row["p_late"]),
+                    int(row["late_answers"]),
+                    int(row["answers"]),
+                    bool(row["late_boundary"]),
+                    bool(row["has_boundary"]),
+                ):
+                    on_answers = WorkerStatus.BLOCKED
+                    late_block = True
                 elif p_blind >= spec.quality.warn_confidence:
                     on_answers = WorkerStatus.WARNED
                 elif int(row["answers"]) > 0:
@@ -709,6 +733,16 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
                     )
                 elif worker in on_demonstrations:
                     rec.block_reason = on_demonstrations[worker][:300]
+                elif late_block:
+                    assert row is not None
+                    late_from = drift_start(s, row, "late_seq")
+                    rec.block_reason = (
+                        "careless since "
+                        f"{late_from.isoformat(timespec='seconds') if late_from else 'the start'}"
+                        f": P = {float(row['p_late']):.2f} ({int(row['late_answers'])} of "
+                        f"{int(row['answers'])} answers; {blind_evidence(row)})"
+                    )[:300]
+                    rec.excluded_from = late_from
                 else:
                     assert row is not None
                     rec.block_reason = blind_evidence(row)[:300]
