@@ -155,6 +155,9 @@ DEFAULT = {
         "answer_value_pairs": "any",
         "golden_reask": "extended",
         "golden_to": "anyone",
+        "resolve_ties": False,
+        "fill_to": None,
+        "spend_cap": None,
     },
 }
 # The default before cost10f: the confidence rule on every pair, no hard pairs settled.
@@ -252,6 +255,40 @@ UNSETTLED = {
 # Dynamic overlap capped at fixed overlap's 3 answers a pair (tried in issue 10's cost
 # round: cheaper, and less accurate on every crowd; docs/quality-bench.md).
 MAX3 = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "max_overlap": 3}}
+
+
+# cost13: an allowance of answers per real pair spent where one more answer is worth the
+# most (`dynamic_overlap.fill_to`, `spend_cap`; docs/cost13.md).
+def _allowance(
+    fill_to: float | None, spend_cap: float | None, resolve_ties: bool = False
+) -> dict[str, Any]:
+    dynamic: dict[str, Any] = dict(DEFAULT["dynamic_overlap"])  # type: ignore[call-overload]
+    return {
+        **DEFAULT,
+        "dynamic_overlap": {
+            **dynamic,
+            "fill_to": fill_to,
+            "spend_cap": spend_cap,
+            "resolve_ties": resolve_ties,
+        },
+    }
+
+
+FILL = {f"fill{round(f * 100)}": _allowance(f, None) for f in (1.7, 1.75, 1.8, 1.85, 1.9)}
+FILL_CAP = {
+    f"fill{round(f * 100)}_cap{round(c * 100)}": _allowance(f, c)
+    for f, c in ((1.8, 1.8), (1.8, 1.85), (1.8, 1.9), (1.85, 1.85), (1.75, 1.8))
+}
+CAP = {f"cap{round(c * 100)}": _allowance(None, c) for c in (1.8, 1.85, 1.9)}
+# ... and tie verdicts on pairs the crowd does not call equal asked again
+# (`dynamic_overlap.resolve_ties`).
+TIES = {
+    "ties": _allowance(None, None, True),
+    **{
+        f"ties_fill{round(f * 100)}_cap{round(c * 100)}": _allowance(f, c, True)
+        for f, c in ((1.8, 1.9), (1.8, 1.85), (1.75, 1.85))
+    },
+}
 QUALITY_FIRST = {
     **DEFAULT,
     "golden_share": 0.15,
@@ -318,6 +355,18 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # (`quality.exclude_late_confidence`; docs/quality-bench.md, sleep12).
     "nolate": ("crowdloop default before sleep12", DEFAULT, NO_LATE),
     "nolate_exam": ("crowdloop default + exam before sleep12", DEFAULT, {**EXAM, **NO_LATE}),
+    **{
+        key: (f"crowdloop default, answers a real pair filled to {key[4:]}/100", spec, {})
+        for key, spec in FILL.items()
+    },
+    **{
+        key: (f"crowdloop default, answers a real pair {key.replace('_', ', ')} /100", spec, {})
+        for key, spec in {**FILL_CAP, **CAP}.items()
+    },
+    **{
+        key: (f"crowdloop default, tie verdicts asked again, {key[5:]} /100", spec, {})
+        for key, spec in TIES.items()
+    },
 }
 
 
