@@ -155,16 +155,26 @@ DEFAULT = {
         "answer_value_pairs": "any",
         "golden_reask": "extended",
         "golden_to": "anyone",
+        "resolve_ties": True,
+        "fill_extra": 0.8,
+        "cap_extra": 0.9,
+    },
+}
+# The default before cost13: no allowance, tie verdicts not asked again.
+BEFORE13 = {
+    **DEFAULT,
+    "dynamic_overlap": {
+        **DEFAULT["dynamic_overlap"],
         "resolve_ties": False,
-        "fill_to": None,
-        "spend_cap": None,
+        "fill_extra": None,
+        "cap_extra": None,
     },
 }
 # The default before cost10f: the confidence rule on every pair, no hard pairs settled.
 BEFORE10F = {
-    **DEFAULT,
+    **BEFORE13,
     "dynamic_overlap": {
-        **DEFAULT["dynamic_overlap"],
+        **BEFORE13["dynamic_overlap"],
         "settle_hard": False,
         "min_answer_value": None,
     },
@@ -225,13 +235,16 @@ HARD_SETTLED_UNJUDGED = {
 }
 # The default with golden re-asks by unjudged workers (cost10d's opt-in).
 DEFAULT_UNJUDGED = {
-    **DEFAULT,
-    "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "golden_reask": "unjudged"},
+    **BEFORE13,
+    "dynamic_overlap": {**BEFORE13["dynamic_overlap"], "golden_reask": "unjudged"},
 }
 # sleep10's opt-in: golden re-asks aimed at the workers whose latest answers look careless
 # (`dynamic_overlap.golden_to: unchecked`; docs/quality-bench.md, "Golden re-asks aimed at
 # suspects").
-AIMED = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "golden_to": "unchecked"}}
+AIMED = {
+    **BEFORE13,
+    "dynamic_overlap": {**BEFORE13["dynamic_overlap"], "golden_to": "unchecked"},
+}
 # cost10b's variant: settled pairs (equal, or unanimous on 3+ answers) bought no more,
 # target 0.825, one-answer verdicts held to the target only (docs/quality-bench.md, "Cheaper dynamic
 # overlap").
@@ -254,40 +267,34 @@ UNSETTLED = {
 }
 # Dynamic overlap capped at fixed overlap's 3 answers a pair (tried in issue 10's cost
 # round: cheaper, and less accurate on every crowd; docs/quality-bench.md).
-MAX3 = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "max_overlap": 3}}
+MAX3 = {**BEFORE13, "dynamic_overlap": {**BEFORE13["dynamic_overlap"], "max_overlap": 3}}
 
 
-# cost13: an allowance of answers per real pair spent where one more answer is worth the
-# most (`dynamic_overlap.fill_to`, `spend_cap`; docs/cost13.md).
-def _allowance(
-    fill_to: float | None, spend_cap: float | None, resolve_ties: bool = False
+# cost13's variants, from the default before it (docs/cost13.md): an allowance of answers
+# per real pair (1 + `dynamic_overlap.fill_extra`, 1 + `cap_extra`) spent where one more
+# answer is worth the most, and tie verdicts the crowd does not call equal asked again
+# (`resolve_ties`). "fill180": filled to 1.8 answers a pair; "cap190": capped at 1.9.
+def _before13_with(
+    fill: float | None, cap: float | None, resolve_ties: bool = False
 ) -> dict[str, Any]:
-    dynamic: dict[str, Any] = dict(DEFAULT["dynamic_overlap"])  # type: ignore[call-overload]
+    dynamic: dict[str, Any] = dict(BEFORE13["dynamic_overlap"])  # type: ignore[call-overload]
     return {
-        **DEFAULT,
+        **BEFORE13,
         "dynamic_overlap": {
             **dynamic,
-            "fill_to": fill_to,
-            "spend_cap": spend_cap,
+            "fill_extra": None if fill is None else round(fill - 1, 2),
+            "cap_extra": None if cap is None else round(cap - 1, 2),
             "resolve_ties": resolve_ties,
         },
     }
 
 
-FILL = {f"fill{round(f * 100)}": _allowance(f, None) for f in (1.7, 1.75, 1.8, 1.85, 1.9)}
-FILL_CAP = {
-    f"fill{round(f * 100)}_cap{round(c * 100)}": _allowance(f, c)
-    for f, c in ((1.8, 1.8), (1.8, 1.85), (1.8, 1.9), (1.85, 1.85), (1.75, 1.8))
-}
-CAP = {f"cap{round(c * 100)}": _allowance(None, c) for c in (1.8, 1.85, 1.9)}
-# ... and tie verdicts on pairs the crowd does not call equal asked again
-# (`dynamic_overlap.resolve_ties`).
-TIES = {
-    "ties": _allowance(None, None, True),
-    **{
-        f"ties_fill{round(f * 100)}_cap{round(c * 100)}": _allowance(f, c, True)
-        for f, c in ((1.8, 1.9), (1.8, 1.85), (1.75, 1.85))
-    },
+COST13 = {
+    "fill180": _before13_with(1.8, None),
+    "fill190": _before13_with(1.9, None),
+    "fill180_cap180": _before13_with(1.8, 1.8),
+    "fill180_cap190": _before13_with(1.8, 1.9),
+    "ties": _before13_with(None, None, True),
 }
 QUALITY_FIRST = {
     **DEFAULT,
@@ -355,17 +362,14 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # (`quality.exclude_late_confidence`; docs/quality-bench.md, sleep12).
     "nolate": ("crowdloop default before sleep12", DEFAULT, NO_LATE),
     "nolate_exam": ("crowdloop default + exam before sleep12", DEFAULT, {**EXAM, **NO_LATE}),
+    "before13": (
+        "crowdloop default before cost13 (no allowance, ties not asked again)",
+        BEFORE13,
+        {},
+    ),
     **{
-        key: (f"crowdloop default, answers a real pair filled to {key[4:]}/100", spec, {})
-        for key, spec in FILL.items()
-    },
-    **{
-        key: (f"crowdloop default, answers a real pair {key.replace('_', ', ')} /100", spec, {})
-        for key, spec in {**FILL_CAP, **CAP}.items()
-    },
-    **{
-        key: (f"crowdloop default, tie verdicts asked again, {key[5:]} /100", spec, {})
-        for key, spec in TIES.items()
+        key: (f"crowdloop default before cost13, {key.replace('_', ', ')} (/100 a pair)", spec, {})
+        for key, spec in COST13.items()
     },
 }
 

@@ -485,8 +485,8 @@ def test_a_pair_careful_workers_split_on_is_settled_as_hard_only_with_settle_har
     def asked(dynamic: DynamicOverlapSpec, who: set[str] | None) -> set[str]:
         return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic, cleared=who), "pair"])
 
-    off = DynamicOverlapSpec(min_answer_value=None, settle_hard=False)
-    on = DynamicOverlapSpec(min_answer_value=None, settle_hard=True)
+    off = DynamicOverlapSpec(resolve_ties=False, min_answer_value=None, settle_hard=False)
+    on = DynamicOverlapSpec(resolve_ties=False, min_answer_value=None, settle_hard=True)
     assert DynamicOverlapSpec().settle_hard
     assert asked(off, cleared) == set(answers)
     assert asked(on, cleared) == {"doubted", "two_split", "one_side"}
@@ -515,7 +515,10 @@ def test_the_one_answer_target_scaled_by_the_crowd_reliability() -> None:
             columns=["pair", "n_left", "n_right", "n_tie", "confidence"],
         )
         dynamic = DynamicOverlapSpec(
-            min_answer_value=None, single_answer_confidence=0.9, single_answer_by_reliability=True
+            resolve_ties=False,
+            min_answer_value=None,
+            single_answer_confidence=0.9,
+            single_answer_by_reliability=True,
         )
         return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic), "pair"])
 
@@ -552,14 +555,19 @@ def test_a_verdict_on_one_answer_is_held_to_the_stricter_target() -> None:
 
     # The confidence rule for pairs with two or more answers (`min_answer_value` off; its
     # value rule: tests/test_pair_value.py).
-    default = DynamicOverlapSpec(min_answer_value=None)
+    default = DynamicOverlapSpec(resolve_ties=False, min_answer_value=None)
     assert (default.target_confidence, default.single_answer_confidence) == (0.8, 0.85)
     assert asked(default) == {"one_answer_unsure", "under_target"}
-    assert asked(DynamicOverlapSpec(single_answer_confidence=None, min_answer_value=None)) == {
-        "under_target"
-    }
     assert asked(
-        DynamicOverlapSpec(settle_pairs=False, single_answer_confidence=None, min_answer_value=None)
+        DynamicOverlapSpec(resolve_ties=False, single_answer_confidence=None, min_answer_value=None)
+    ) == {"under_target"}
+    assert asked(
+        DynamicOverlapSpec(
+            resolve_ties=False,
+            settle_pairs=False,
+            single_answer_confidence=None,
+            min_answer_value=None,
+        )
     ) == {"under_target", "settled_tie"}
 
 
@@ -589,16 +597,15 @@ def test_a_tie_verdict_the_crowd_does_not_call_equal_is_asked_again_with_resolve
     def asked(dynamic: DynamicOverlapSpec) -> set[str]:
         return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic, cleared=cleared), "pair"])
 
-    assert not DynamicOverlapSpec().resolve_ties
-    assert asked(DynamicOverlapSpec()) == set()
+    assert asked(DynamicOverlapSpec(resolve_ties=False)) == set()
     assert asked(DynamicOverlapSpec(resolve_ties=True)) == {"split_tie"}
 
 
 def test_the_allowance_fills_the_most_valuable_pairs_and_caps_the_rules_asks() -> None:
-    """`fill_to`: when the rules ask nothing, the room under the allowance goes to the open
+    """`fill_extra`: when the rules ask nothing, the room under the allowance goes to the open
     pairs (answered, under the cap, not settled, worth something), highest value first;
-    with asks of their own nothing is added. `spend_cap`: the rules' asks are cut to the
-    room, an emptied pair first, then by value (`within_allowance`)."""
+    with asks of their own nothing is added. `cap_extra`: the rules' asks are cut to the
+    room by value, never a pair a block emptied or touched (`within_allowance`)."""
     labels = {
         "one_low": ["left"],
         "one_high": ["left"],
@@ -629,8 +636,9 @@ def test_the_allowance_fills_the_most_valuable_pairs_and_caps_the_rules_asks() -
         mask = within_allowance(verdicts, frame, dynamic, asked, (10, spent))
         return set(verdicts.loc[mask, "pair"])
 
-    fill = DynamicOverlapSpec(fill_to=2.0)
-    assert DynamicOverlapSpec().fill_to is None and DynamicOverlapSpec().spend_cap is None
+    fill = DynamicOverlapSpec(fill_extra=1.0, cap_extra=None)
+    default = DynamicOverlapSpec()
+    assert (default.fill_extra, default.cap_extra, default.resolve_ties) == (0.8, 0.9, True)
     # Room for two more (20 - 18): the two most valuable open pairs.
     assert chosen(fill, nothing, 18) == {"one_high", "two_mid"}
     assert chosen(fill, nothing, 15) == {"one_high", "two_mid", "one_low"}
@@ -638,12 +646,16 @@ def test_the_allowance_fills_the_most_valuable_pairs_and_caps_the_rules_asks() -
     # The rules ask: the allowance adds nothing.
     asked = verdicts["pair"].isin(["one_low"])
     assert chosen(fill, asked, 0) == {"one_low"}
-    # A cap: the emptied pair first, then by value.
-    capped = DynamicOverlapSpec(spend_cap=2.0)
+    # ... unless all they ask is at the cap (extend_uncertain would buy nothing).
+    assert chosen(fill, verdicts["pair"].isin(["full"]), 18) == {"one_high", "two_mid"}
+    # A cap: by value, the emptied pair and one with an excluded answer never cut.
+    capped = DynamicOverlapSpec(fill_extra=None, cap_extra=1.0)
     every = verdicts["pair"].isin(["one_low", "two_mid", "emptied", "one_high"])
-    assert chosen(capped, every, 18) == {"emptied", "one_high"}
+    assert chosen(capped, every, 17) == {"emptied", "one_high", "two_mid"}
     assert chosen(capped, every, 10) == {"one_low", "two_mid", "emptied", "one_high"}
-    assert chosen(capped, every, 25) == set()
+    assert chosen(capped, every, 25) == {"emptied"}
+    rebought = within_allowance(verdicts, frame, capped, every, (10, 25), None, {"one_low"})
+    assert set(verdicts.loc[rebought, "pair"]) == {"emptied", "one_low"}
 
 
 def test_failed_marketplace_block_is_retried(

@@ -478,17 +478,21 @@ def within_allowance(
     asked: pd.Series,
     bought: tuple[int, int],
     cleared: set[str] | None = None,
+    rebought: set[str] | None = None,
 ) -> pd.Series:
     """The rules' asks (``asked``, `unsure_pairs`) within the allowance of answers on real
-    pairs, `dynamic_overlap.fill_to` and `spend_cap` (answers per real pair).
+    pairs, `dynamic_overlap.fill_extra` and `cap_extra` (answers per real pair beyond
+    `min_overlap`).
 
     ``bought``: (real pairs, answers bought on them: paid, excluded ones included, plus
-    those still owed; `_answers_bought`). With `spend_cap`, the asks are cut to the room
-    under the cap: pairs with no trusted answer in ``frame`` first (a block emptied them),
-    then the highest `answer_value`. With `fill_to`, when the rules ask nothing, the room
-    under it goes to the pairs with one or more trusted answers, under `max_overlap`, not
-    settled (`settled_pairs`, ``cleared`` as there) and worth something
-    (`answer_value` > 0), highest value first.
+    those still owed; `_answers_bought`). With `cap_extra`, the asks are cut to the room
+    under ``min_overlap + cap_extra`` a pair, the highest `answer_value` first; a pair
+    with an excluded answer (``rebought``: the re-asks that replace a blocked worker's
+    answers) or none trusted in ``frame`` is never cut (it uses the room first). With
+    `fill_extra`, when the rules ask nothing, the room under ``min_overlap + fill_extra``
+    a pair goes to the pairs with one or more trusted answers, under `max_overlap`, not
+    settled (`settled_pairs`, ``cleared`` as there) and worth something (`answer_value` >
+    0), highest value first.
 
     Why: the rules stop each pair on its own evidence, whatever the campaign has spent. On
     a reliable crowd they stopped at ~63% of plain overlap 3's cost with a few one-answer
@@ -498,20 +502,26 @@ def within_allowance(
     pairs, spent = bought
     answers = _answer_counts(verdicts, frame)
     value = verdicts["answer_value"].to_numpy(dtype=float)
-    out = asked.copy()
-    if dynamic.spend_cap is not None:
-        room = max(int(np.floor(dynamic.spend_cap * pairs)) - spent, 0)
-        if int(out.sum()) > room:
-            # Emptied pairs first, then by value (stable: ties keep the verdicts' order).
-            rank = np.where(answers == 0, np.inf, value)
-            rows = np.flatnonzero(out.to_numpy())
-            keep = rows[np.argsort(-rank[rows], kind="stable")[:room]]
-            out[:] = False
-            out.iloc[keep] = True
-    if dynamic.fill_to is not None and not out.any():
-        room = int(np.floor(dynamic.fill_to * pairs)) - spent
-        if dynamic.spend_cap is not None:
-            room = min(room, int(np.floor(dynamic.spend_cap * pairs)) - spent)
+    # Only what extend_uncertain can buy: a pair at max_overlap trusted answers is not
+    # asked again (nor does it keep the allowance from being spent elsewhere).
+    out = asked & (answers < dynamic.max_overlap)
+    base = dynamic.min_overlap
+    if dynamic.cap_extra is not None:
+        room = max(int(np.floor((base + dynamic.cap_extra) * pairs)) - spent, 0)
+        # Re-asks after a block are not cut: they are what blocking buys (measured with
+        # them cut, the spammy crowd blocked 35 of 47 bad workers against 40 and lost
+        # 2.1 points; docs/cost13.md).
+        kept = (answers == 0) | verdicts["pair"].isin(list(rebought or ())).to_numpy()
+        rows = np.flatnonzero(out.to_numpy() & ~kept)
+        room -= int((out.to_numpy() & kept).sum())
+        if rows.size > max(room, 0):
+            # By value (stable: ties keep the verdicts' order).
+            cut = rows[np.argsort(-value[rows], kind="stable")[max(room, 0) :]]
+            out.iloc[cut] = False
+    if dynamic.fill_extra is not None and not out.any():
+        room = int(np.floor((base + dynamic.fill_extra) * pairs)) - spent
+        if dynamic.cap_extra is not None:
+            room = min(room, int(np.floor((base + dynamic.cap_extra) * pairs)) - spent)
         if room > 0:
             open_ = (answers >= 1) & (answers < dynamic.max_overlap) & (value > 0)
             if dynamic.settle_pairs:
@@ -585,7 +595,7 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
         # Nothing to fit: a pair a block emptied has no verdict at all.
         unsure = unanswered["pair"].tolist()
     else:
-        allowance = dynamic.fill_to is not None or dynamic.spend_cap is not None
+        allowance = dynamic.fill_extra is not None or dynamic.cap_extra is not None
         _, verdicts, _ = score_pairs(
             frame, method, unanswered, values=dynamic.min_answer_value is not None or allowance
         )
@@ -611,6 +621,7 @@ def extend_uncertain(campaign_id: str, dynamic: DynamicOverlapSpec, method: str)
                 asked,
                 _answers_bought(campaign_id),
                 cleared,
+                _excluded_pairs(campaign_id) if dynamic.cap_extra is not None else None,
             )
         unsure = verdicts.loc[asked, "pair"].tolist()
     if not unsure:
