@@ -10,7 +10,11 @@ verdict against the simulator's truth:
   and exclusion, the worker-aware aggregation, and dynamic overlap (start at 1, up to 4,
   target confidence 0.8, 0.85 for a verdict on one answer, a pair with two or more answers
   asked again only while one more answer is worth 0.004 of P(verdict right), settled
-  pairs bought no more, pairs careful workers split on among them (cost10f);
+  pairs bought no more, pairs careful workers split on among them (cost10f); tie verdicts
+  the crowd does not call equal asked again, answers filled to 1.8 a real pair by value
+  when nothing else is asked, asks capped at 1.9 a pair but re-asks after a block
+  (cost13); `before13`: the default before cost13; `fill180`, `fill190`,
+  `fill180_cap180`, `fill180_cap190`, `ties`: its parts on `before13`;
   `before10f`: the default before cost10f (confidence rule on every pair, no hard pairs);
   `max3`: up to 3; `settled`: cost10b's target 0.825 and no one-answer target;
   `unsettled`: the default before cost10c, neither rule; `value`: the value rule without
