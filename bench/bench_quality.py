@@ -10,7 +10,14 @@ verdict against the simulator's truth:
   and exclusion, the worker-aware aggregation, and dynamic overlap (start at 1, up to 4,
   target confidence 0.8, 0.85 for a verdict on one answer, a pair with two or more answers
   asked again only while one more answer is worth 0.004 of P(verdict right), settled
-  pairs bought no more, pairs careful workers split on among them (cost10f);
+  pairs bought no more, pairs careful workers split on among them (cost10f); tie verdicts
+  the crowd does not call equal asked again, answers filled to 1.8 a real pair by value
+  when nothing else is asked, asks capped at 1.9 a pair but re-asks after a block
+  (cost13), and workers blocked at a late change point (6+ answers after it) or at a
+  crowd posterior of 0.8 with a failing golden record (block13); `before_cost13`: the
+  default before cost13; `fill180`, `fill190`, `fill180_cap180`, `fill180_cap190`,
+  `ties`: its parts on it; `before_block13`(`_exam`): the default before block13;
+  `before13`: before both;
   `before10f`: the default before cost10f (confidence rule on every pair, no hard pairs);
   `max3`: up to 3; `settled`: cost10b's target 0.825 and no one-answer target;
   `unsettled`: the default before cost10c, neither rule; `value`: the value rule without
@@ -155,13 +162,26 @@ DEFAULT = {
         "answer_value_pairs": "any",
         "golden_reask": "extended",
         "golden_to": "anyone",
+        "resolve_ties": True,
+        "fill_extra": 0.8,
+        "cap_extra": 0.9,
+    },
+}
+# The default before cost13: no allowance, tie verdicts not asked again.
+BEFORE13 = {
+    **DEFAULT,
+    "dynamic_overlap": {
+        **DEFAULT["dynamic_overlap"],
+        "resolve_ties": False,
+        "fill_extra": None,
+        "cap_extra": None,
     },
 }
 # The default before cost10f: the confidence rule on every pair, no hard pairs settled.
 BEFORE10F = {
-    **DEFAULT,
+    **BEFORE13,
     "dynamic_overlap": {
-        **DEFAULT["dynamic_overlap"],
+        **BEFORE13["dynamic_overlap"],
         "settle_hard": False,
         "min_answer_value": None,
     },
@@ -222,13 +242,16 @@ HARD_SETTLED_UNJUDGED = {
 }
 # The default with golden re-asks by unjudged workers (cost10d's opt-in).
 DEFAULT_UNJUDGED = {
-    **DEFAULT,
-    "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "golden_reask": "unjudged"},
+    **BEFORE13,
+    "dynamic_overlap": {**BEFORE13["dynamic_overlap"], "golden_reask": "unjudged"},
 }
 # sleep10's opt-in: golden re-asks aimed at the workers whose latest answers look careless
 # (`dynamic_overlap.golden_to: unchecked`; docs/quality-bench.md, "Golden re-asks aimed at
 # suspects").
-AIMED = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "golden_to": "unchecked"}}
+AIMED = {
+    **BEFORE13,
+    "dynamic_overlap": {**BEFORE13["dynamic_overlap"], "golden_to": "unchecked"},
+}
 # cost10b's variant: settled pairs (equal, or unanimous on 3+ answers) bought no more,
 # target 0.825, one-answer verdicts held to the target only (docs/quality-bench.md, "Cheaper dynamic
 # overlap").
@@ -251,7 +274,35 @@ UNSETTLED = {
 }
 # Dynamic overlap capped at fixed overlap's 3 answers a pair (tried in issue 10's cost
 # round: cheaper, and less accurate on every crowd; docs/quality-bench.md).
-MAX3 = {**DEFAULT, "dynamic_overlap": {**DEFAULT["dynamic_overlap"], "max_overlap": 3}}
+MAX3 = {**BEFORE13, "dynamic_overlap": {**BEFORE13["dynamic_overlap"], "max_overlap": 3}}
+
+
+# cost13's variants, from the default before it (docs/cost13.md): an allowance of answers
+# per real pair (1 + `dynamic_overlap.fill_extra`, 1 + `cap_extra`) spent where one more
+# answer is worth the most, and tie verdicts the crowd does not call equal asked again
+# (`resolve_ties`). "fill180": filled to 1.8 answers a pair; "cap190": capped at 1.9.
+def _before13_with(
+    fill: float | None, cap: float | None, resolve_ties: bool = False
+) -> dict[str, Any]:
+    dynamic: dict[str, Any] = dict(BEFORE13["dynamic_overlap"])  # type: ignore[call-overload]
+    return {
+        **BEFORE13,
+        "dynamic_overlap": {
+            **dynamic,
+            "fill_extra": None if fill is None else round(fill - 1, 2),
+            "cap_extra": None if cap is None else round(cap - 1, 2),
+            "resolve_ties": resolve_ties,
+        },
+    }
+
+
+COST13 = {
+    "fill180": _before13_with(1.8, None),
+    "fill190": _before13_with(1.9, None),
+    "fill180_cap180": _before13_with(1.8, 1.8),
+    "fill180_cap190": _before13_with(1.8, 1.9),
+    "ties": _before13_with(None, None, True),
+}
 QUALITY_FIRST = {
     **DEFAULT,
     "golden_share": 0.15,
@@ -270,7 +321,7 @@ LATE_BLOCK = {"block_late_confidence": 0.85, "block_late_min_answers": 6}
 BLIND90_LATE = {**LATE_BLOCK, "blind_confidence": 0.9}
 BLIND85_LATE = {**LATE_BLOCK, "blind_confidence": 0.85}
 GOLDEN80_LATE = {**LATE_BLOCK, "golden_blind_confidence": 0.8}
-BEFORE13 = {"block_late_confidence": None, "golden_blind_confidence": None}
+BEFORE_BLOCK13 = {"block_late_confidence": None, "golden_blind_confidence": None}
 CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # key: (table label, preferences section, quality section)
     # No quality checks at all: nothing to block on without golden pairs but the crowd
@@ -337,8 +388,12 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     ),
     "golden80_late85_exam": ("... + exam", DEFAULT, {**EXAM, **GOLDEN80_LATE}),
     # The default before block13 (no late block, no golden-backed block at 0.8).
-    "before13": ("crowdloop default before block13", DEFAULT, BEFORE13),
-    "before13_exam": ("crowdloop default + exam before block13", DEFAULT, {**EXAM, **BEFORE13}),
+    "before_block13": ("crowdloop default before block13", DEFAULT, BEFORE_BLOCK13),
+    "before_block13_exam": (
+        "crowdloop default + exam before block13",
+        DEFAULT,
+        {**EXAM, **BEFORE_BLOCK13},
+    ),
     # block13's late block at the exam's end too (off by default).
     "late_block_at_exam": (
         "crowdloop default + exam, late block at the exam's end too",
@@ -350,6 +405,17 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         DEFAULT,
         {**EXAM, **LATE_BLOCK, "exclude_late_confidence": 0.35},
     ),
+    "before_cost13": (
+        "crowdloop default before cost13 (no allowance, ties not asked again)",
+        BEFORE13,
+        {},
+    ),
+    # The default before this round: neither cost13's allowance nor block13's blocks.
+    "before13": ("crowdloop default before cost13 and block13", BEFORE13, BEFORE_BLOCK13),
+    **{
+        key: (f"crowdloop default before cost13, {key.replace('_', ', ')} (/100 a pair)", spec, {})
+        for key, spec in COST13.items()
+    },
 }
 
 

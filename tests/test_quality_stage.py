@@ -45,6 +45,7 @@ from crowdloop.stages.preferences import (
     settled_pairs,
     unanswered_pairs,
     unsure_pairs,
+    within_allowance,
 )
 from crowdloop.stages.quality_check import check_workers, reopen_short_comparisons
 from crowdloop.stages.sync import settle_items, wait_and_sync
@@ -484,8 +485,8 @@ def test_a_pair_careful_workers_split_on_is_settled_as_hard_only_with_settle_har
     def asked(dynamic: DynamicOverlapSpec, who: set[str] | None) -> set[str]:
         return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic, cleared=who), "pair"])
 
-    off = DynamicOverlapSpec(min_answer_value=None, settle_hard=False)
-    on = DynamicOverlapSpec(min_answer_value=None, settle_hard=True)
+    off = DynamicOverlapSpec(resolve_ties=False, min_answer_value=None, settle_hard=False)
+    on = DynamicOverlapSpec(resolve_ties=False, min_answer_value=None, settle_hard=True)
     assert DynamicOverlapSpec().settle_hard
     assert asked(off, cleared) == set(answers)
     assert asked(on, cleared) == {"doubted", "two_split", "one_side"}
@@ -514,7 +515,10 @@ def test_the_one_answer_target_scaled_by_the_crowd_reliability() -> None:
             columns=["pair", "n_left", "n_right", "n_tie", "confidence"],
         )
         dynamic = DynamicOverlapSpec(
-            min_answer_value=None, single_answer_confidence=0.9, single_answer_by_reliability=True
+            resolve_ties=False,
+            min_answer_value=None,
+            single_answer_confidence=0.9,
+            single_answer_by_reliability=True,
         )
         return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic), "pair"])
 
@@ -551,15 +555,107 @@ def test_a_verdict_on_one_answer_is_held_to_the_stricter_target() -> None:
 
     # The confidence rule for pairs with two or more answers (`min_answer_value` off; its
     # value rule: tests/test_pair_value.py).
-    default = DynamicOverlapSpec(min_answer_value=None)
+    default = DynamicOverlapSpec(resolve_ties=False, min_answer_value=None)
     assert (default.target_confidence, default.single_answer_confidence) == (0.8, 0.85)
     assert asked(default) == {"one_answer_unsure", "under_target"}
-    assert asked(DynamicOverlapSpec(single_answer_confidence=None, min_answer_value=None)) == {
-        "under_target"
-    }
     assert asked(
-        DynamicOverlapSpec(settle_pairs=False, single_answer_confidence=None, min_answer_value=None)
+        DynamicOverlapSpec(resolve_ties=False, single_answer_confidence=None, min_answer_value=None)
+    ) == {"under_target"}
+    assert asked(
+        DynamicOverlapSpec(
+            resolve_ties=False,
+            settle_pairs=False,
+            single_answer_confidence=None,
+            min_answer_value=None,
+        )
     ) == {"under_target", "settled_tie"}
+
+
+def test_a_tie_verdict_the_crowd_does_not_call_equal_is_asked_again_with_resolve_ties() -> None:
+    """`resolve_ties`: a verdict in the tie band on a pair careful workers split on (settled
+    as hard) is asked again; a pair the crowd calls equal (ties two thirds of its votes)
+    is not; without the option neither is."""
+    answers = {  # pair: (worker, label), ...
+        "split_tie": [("a", "left"), ("b", "right"), ("c", "left")],
+        "equal": [("a", "tie"), ("b", "tie")],
+        "sided": [("a", "left"), ("b", "right"), ("c", "left")],
+    }
+    frame = pd.DataFrame(
+        [(pair, worker, label) for pair, given in answers.items() for worker, label in given],
+        columns=["pair", "worker", "label"],
+    )
+    verdicts = pd.DataFrame(
+        [
+            ("split_tie", 2.0, 1.0, 0.0, 0.52, "tie", 0.0),
+            ("equal", 0.0, 0.0, 2.0, 0.5, "tie", 0.0),
+            ("sided", 2.0, 1.0, 0.0, 0.6, "left", 0.0),
+        ],
+        columns=["pair", "n_left", "n_right", "n_tie", "confidence", "winner", "answer_value"],
+    )
+    cleared = {"a", "b", "c"}
+
+    def asked(dynamic: DynamicOverlapSpec) -> set[str]:
+        return set(verdicts.loc[unsure_pairs(verdicts, frame, dynamic, cleared=cleared), "pair"])
+
+    assert asked(DynamicOverlapSpec(resolve_ties=False)) == set()
+    assert asked(DynamicOverlapSpec(resolve_ties=True)) == {"split_tie"}
+
+
+def test_the_allowance_fills_the_most_valuable_pairs_and_caps_the_rules_asks() -> None:
+    """`fill_extra`: when the rules ask nothing, the room under the allowance goes to the open
+    pairs (answered, under the cap, not settled, worth something), highest value first;
+    with asks of their own nothing is added. `cap_extra`: the rules' asks are cut to the
+    room by value, never a pair a block emptied or touched (`within_allowance`)."""
+    labels = {
+        "one_low": ["left"],
+        "one_high": ["left"],
+        "two_mid": ["left", "right"],
+        "settled": ["left", "left", "left"],
+        "full": ["left", "right", "left", "right"],
+        "worthless": ["left"],
+    }
+    frame = pd.DataFrame(
+        [(pair, label) for pair, given in labels.items() for label in given],
+        columns=["pair", "label"],
+    )
+    rows = [  # pair, n_left, n_right, n_tie, confidence, answer_value
+        ("one_low", 1.0, 0.0, 0.0, 0.9, 0.01),
+        ("one_high", 1.0, 0.0, 0.0, 0.9, 0.05),
+        ("two_mid", 1.0, 1.0, 0.0, 0.6, 0.03),
+        ("settled", 3.0, 0.0, 0.0, 0.7, 0.04),
+        ("full", 2.0, 2.0, 0.0, 0.6, 0.08),
+        ("worthless", 1.0, 0.0, 0.0, 0.99, 0.0),
+        ("emptied", 0.0, 0.0, 0.0, 0.6, 0.001),
+    ]
+    verdicts = pd.DataFrame(
+        rows, columns=["pair", "n_left", "n_right", "n_tie", "confidence", "answer_value"]
+    )
+    nothing = pd.Series(False, index=verdicts.index)
+
+    def chosen(dynamic: DynamicOverlapSpec, asked: pd.Series, spent: int) -> set[str]:
+        mask = within_allowance(verdicts, frame, dynamic, asked, (10, spent))
+        return set(verdicts.loc[mask, "pair"])
+
+    fill = DynamicOverlapSpec(fill_extra=1.0, cap_extra=None)
+    default = DynamicOverlapSpec()
+    assert (default.fill_extra, default.cap_extra, default.resolve_ties) == (0.8, 0.9, True)
+    # Room for two more (20 - 18): the two most valuable open pairs.
+    assert chosen(fill, nothing, 18) == {"one_high", "two_mid"}
+    assert chosen(fill, nothing, 15) == {"one_high", "two_mid", "one_low"}
+    assert chosen(fill, nothing, 20) == set()
+    # The rules ask: the allowance adds nothing.
+    asked = verdicts["pair"].isin(["one_low"])
+    assert chosen(fill, asked, 0) == {"one_low"}
+    # ... unless all they ask is at the cap (extend_uncertain would buy nothing).
+    assert chosen(fill, verdicts["pair"].isin(["full"]), 18) == {"one_high", "two_mid"}
+    # A cap: by value, the emptied pair and one with an excluded answer never cut.
+    capped = DynamicOverlapSpec(fill_extra=None, cap_extra=1.0)
+    every = verdicts["pair"].isin(["one_low", "two_mid", "emptied", "one_high"])
+    assert chosen(capped, every, 17) == {"emptied", "one_high", "two_mid"}
+    assert chosen(capped, every, 10) == {"one_low", "two_mid", "emptied", "one_high"}
+    assert chosen(capped, every, 25) == {"emptied"}
+    rebought = within_allowance(verdicts, frame, capped, every, (10, 25), None, {"one_low"})
+    assert set(verdicts.loc[rebought, "pair"]) == {"emptied", "one_low"}
 
 
 def test_failed_marketplace_block_is_retried(
