@@ -553,14 +553,15 @@ class DynamicOverlapSpec(_Strict):
     # preferences.within_allowance).
     # `fill_extra`: when the rules above ask nothing more, the pairs not settled and under
     # max_overlap are asked once more, highest value first, until the answers reach
-    # min_overlap + this many a pair (null: never). Why: a reliable crowd stops early on its own evidence (the
-    # bench's in-house team at 63% of plain overlap 3's cost, 0.6 points under its
-    # accuracy, with wrong one-answer verdicts at confidence 0.85-0.99); 1.8 spends its
-    # headroom (76%) and leaves crowds that already spend more alone (docs/cost13.md).
+    # min_overlap + this many a pair (null: never). Why: a reliable crowd stops early on
+    # its own evidence (the bench's in-house team at 63% of plain overlap 3's cost, 0.6
+    # points under its accuracy, with wrong one-answer verdicts at confidence 0.85-0.99);
+    # 1 + 0.8 = 1.8 answers a pair spends its headroom (76%) and leaves crowds that
+    # already spend more alone (docs/cost13.md).
     fill_extra: float | None = Field(default=0.8, ge=0, le=15)
     # `cap_extra`: the rules' asks are cut to what keeps the answers under min_overlap +
-    # this many a pair, the highest value first; a pair with an excluded answer, or with no trusted
-    # answer, is never cut (the re-asks that replace a blocked worker's answers: cut too,
+    # this many a pair, the highest value first; a pair with an excluded answer, or with
+    # no trusted answer, is never cut (the re-asks that replace a blocked worker's answers: cut too,
     # the spammy crowd blocked 35 of 47 bad workers against 40 and lost 2.1 points). Null:
     # no cap. Why: top-ups of pairs near 50/50 for everyone put the ambiguous-golden crowd
     # at 82% of plain overlap 3's cost; 1 + 0.9 answers a pair put every crowd of the
@@ -590,9 +591,12 @@ class DynamicOverlapSpec(_Strict):
     def _ordered(self) -> DynamicOverlapSpec:
         if self.min_overlap > self.max_overlap:
             raise ValueError("min_overlap must not exceed max_overlap")
-        if self.fill_extra is not None and self.cap_extra is not None:
-            if self.fill_extra > self.cap_extra:
-                raise ValueError("fill_extra must not exceed cap_extra")
+        if (
+            self.fill_extra is not None
+            and self.cap_extra is not None
+            and self.fill_extra > self.cap_extra
+        ):
+            raise ValueError("fill_extra must not exceed cap_extra")
         return self
 
 
