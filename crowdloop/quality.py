@@ -291,7 +291,7 @@ class CrowdPolicy:
     # blocking there blocked more sleepers (42 of 108 against main's 25 of 180) but their
     # careless share of the verdict judgments was no lower (5.5% against 4.2%; likely: a
     # blocked sleeper's work goes to the sleepers not yet caught, where an excluded one
-    # keeps working and keeps having their answers excluded; docs/block13.md).
+    # keeps working and keeps having their answers excluded; docs/quality-bench.md, block13).
     late_block_at_boundary: bool = False
     # Block at this lower posterior when the worker's golden record also fails the golden
     # policy's warning bar (``p_below`` at ``warn_confidence``, retired items left out,

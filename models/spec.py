@@ -341,7 +341,7 @@ class QualitySpec(_Strict):
     block_late_min_answers: int = Field(default=6, ge=1)
     # The late block at the exam's end too (the late exclusion acts there already). Off:
     # measured under the exam, more sleepers blocked (42 of 108 against main's 25 of 180)
-    # and their careless share of the verdicts no lower (5.5% against 4.2%; docs/block13.md).
+    # and their careless share of the verdicts no lower (5.5% against 4.2%; docs/quality-bench.md, block13).
     block_late_at_exam: bool = False
     # Block at this lower crowd posterior (blind_confidence's) when the worker's golden
     # record also fails the warning bar (P(below min_accuracy) >= warn_confidence, retired
@@ -544,7 +544,7 @@ class DynamicOverlapSpec(_Strict):
     # max_overlap). Why: a tie verdict on a pair with a better side is as wrong as the
     # other side; on the bench's hard and ambiguous-golden crowds a quarter of the wrong
     # verdicts were such ties (47 of 196, main, seeds 0-2), mostly on pairs careful
-    # workers split on, which settle_hard stopped (docs/cost13.md).
+    # workers split on, which settle_hard stopped (docs/quality-bench.md, cost13).
     resolve_ties: bool = True
     # An allowance of answers on real pairs beyond min_overlap, per real pair: paid
     # answers (excluded ones included, golden ones not) plus those still owed on pairs out
@@ -557,7 +557,7 @@ class DynamicOverlapSpec(_Strict):
     # its own evidence (the bench's in-house team at 63% of plain overlap 3's cost, 0.6
     # points under its accuracy, with wrong one-answer verdicts at confidence 0.85-0.99);
     # 1 + 0.8 = 1.8 answers a pair spends its headroom (76%) and leaves crowds that
-    # already spend more alone (docs/cost13.md).
+    # already spend more alone (docs/quality-bench.md, cost13).
     fill_extra: float | None = Field(default=0.8, ge=0, le=15)
     # `cap_extra`: the rules' asks are cut to what keeps the answers under min_overlap +
     # this many a pair, the highest value first; a pair with an excluded answer, or with
@@ -565,7 +565,7 @@ class DynamicOverlapSpec(_Strict):
     # the spammy crowd blocked 35 of 47 bad workers against 40 and lost 2.1 points). Null:
     # no cap. Why: top-ups of pairs near 50/50 for everyone put the ambiguous-golden crowd
     # at 82% of plain overlap 3's cost; 1 + 0.9 answers a pair put every crowd of the
-    # bench at 74-79%, golden included (docs/cost13.md).
+    # bench at 74-79%, golden included (docs/quality-bench.md, cost13).
     cap_extra: float | None = Field(default=0.9, ge=0, le=15)
     # Golden pairs asked again each round: `golden_share` of the pairs extended
     # ("extended"), or that times the share of the workers not blocked still unjudged

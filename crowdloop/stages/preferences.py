@@ -510,7 +510,7 @@ def within_allowance(
         room = max(int(np.floor((base + dynamic.cap_extra) * pairs)) - spent, 0)
         # Re-asks after a block are not cut: they are what blocking buys (measured with
         # them cut, the spammy crowd blocked 35 of 47 bad workers against 40 and lost
-        # 2.1 points; docs/cost13.md).
+        # 2.1 points; docs/quality-bench.md, cost13).
         kept = (answers == 0) | verdicts["pair"].isin(list(rebought or ())).to_numpy()
         rows = np.flatnonzero(out.to_numpy() & ~kept)
         room -= int((out.to_numpy() & kept).sum())
