@@ -277,7 +277,8 @@ UNSETTLED = {
 MAX3 = {**BEFORE13, "dynamic_overlap": {**BEFORE13["dynamic_overlap"], "max_overlap": 3}}
 
 
-# cost13's variants, from the default before it (docs/quality-bench.md, cost13): an allowance of answers
+# cost13's variants, from the default before it (docs/quality-bench.md, cost13): an
+# allowance of answers
 # per real pair (1 + `dynamic_overlap.fill_extra`, 1 + `cap_extra`) spent where one more
 # answer is worth the most, and tie verdicts the crowd does not call equal asked again
 # (`resolve_ties`). "fill180": filled to 1.8 answers a pair; "cap190": capped at 1.9.
@@ -375,7 +376,8 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "nolate": ("crowdloop default before sleep12", DEFAULT, NO_LATE),
     "nolate_exam": ("crowdloop default + exam before sleep12", DEFAULT, {**EXAM, **NO_LATE}),
     # block13: a worker blocked at a late change point anywhere (`quality.block_late_confidence`,
-    # 6+ answers after it), and the crowd posterior's block bar lowered (docs/quality-bench.md, block13).
+    # 6+ answers after it), and the crowd posterior's block bar lowered
+    # (docs/quality-bench.md, block13).
     "late_block85": ("crowdloop default + late block (0.85)", DEFAULT, LATE_BLOCK),
     "late_block85_exam": ("... + exam", DEFAULT, {**EXAM, **LATE_BLOCK}),
     "blind90_late85": ("... + late block, posterior block at 0.9", DEFAULT, BLIND90_LATE),

@@ -341,7 +341,8 @@ class QualitySpec(_Strict):
     block_late_min_answers: int = Field(default=6, ge=1)
     # The late block at the exam's end too (the late exclusion acts there already). Off:
     # measured under the exam, more sleepers blocked (42 of 108 against main's 25 of 180)
-    # and their careless share of the verdicts no lower (5.5% against 4.2%; docs/quality-bench.md, block13).
+    # and their careless share of the verdicts no lower (5.5% against 4.2%;
+    # docs/quality-bench.md, block13).
     block_late_at_exam: bool = False
     # Block at this lower crowd posterior (blind_confidence's) when the worker's golden
     # record also fails the warning bar (P(below min_accuracy) >= warn_confidence, retired
