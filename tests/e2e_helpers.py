@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from crowdloop.demo import top5
 from crowdloop.demo.run import DemoSize, write_demo_inputs
+from crowdloop.models.spec import CampaignSpec
+from crowdloop.simulator import world
 from crowdloop.simulator.config import SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 
@@ -63,3 +66,28 @@ def env_with(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)
     return env
+
+
+TOPICS = list(world.CATALOG)[:2]
+
+
+def spec_for(tmp_path: Path, name: str, extra: dict[str, Any]) -> CampaignSpec:
+    """A comparison campaign on two of the simulator's topics (12 real pairs, 4 golden),
+    overlap 3, no dynamic overlap; ``extra`` goes into its preferences."""
+    top5.write_jsonl(tmp_path / "candidates.jsonl", top5.generate_candidates(TOPICS, 0))
+    top5.write_jsonl(tmp_path / "golden.jsonl", top5.generate_golden_pairs(TOPICS, 0, 6))
+    return CampaignSpec.model_validate(
+        {
+            "name": name,
+            "output_dir": str(tmp_path),
+            "preferences": {
+                "candidates_file": str(tmp_path / "candidates.jsonl"),
+                "golden_file": str(tmp_path / "golden.jsonl"),
+                "golden_share": 0.25,
+                "overlap": 3,
+                "dynamic_overlap": None,
+                "export": {"path": str(tmp_path / "preferences.jsonl")},
+                **extra,
+            },
+        }
+    )

@@ -22,11 +22,8 @@ from sqlmodel import col, select
 
 from crowdloop.connectors.registry import build_connector
 from crowdloop.db import session_scope
-from crowdloop.demo import top5
 from crowdloop.models.domain import AddItemsResult, BatchRef, Stage, TaskItem
-from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import Item
-from crowdloop.simulator import world
 from crowdloop.simulator.config import SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages.ledger import push_pending
@@ -37,28 +34,7 @@ from crowdloop.stages.plan import (
     register_campaign,
     scan_candidates,
 )
-
-TOPICS = list(world.CATALOG)[:2]
-
-
-def spec_for(tmp_path: Path, name: str, extra: dict[str, Any]) -> CampaignSpec:
-    top5.write_jsonl(tmp_path / "candidates.jsonl", top5.generate_candidates(TOPICS, 0))
-    top5.write_jsonl(tmp_path / "golden.jsonl", top5.generate_golden_pairs(TOPICS, 0, 6))
-    return CampaignSpec.model_validate(
-        {
-            "name": name,
-            "output_dir": str(tmp_path),
-            "preferences": {
-                "candidates_file": str(tmp_path / "candidates.jsonl"),
-                "golden_file": str(tmp_path / "golden.jsonl"),
-                "golden_share": 0.25,
-                "overlap": 3,
-                "dynamic_overlap": None,
-                "export": {"path": str(tmp_path / "preferences.jsonl")},
-                **extra,
-            },
-        }
-    )
+from tests.e2e_helpers import spec_for
 
 
 @pytest.mark.parametrize(

@@ -22,38 +22,20 @@ from sqlmodel import col, select
 
 from crowdloop.connectors.registry import build_connector
 from crowdloop.db import session_scope
-from crowdloop.demo import top5
 from crowdloop.models.domain import AddItemsResult, BatchRef, Stage, TaskItem
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import Item, ItemState
-from crowdloop.simulator import world
 from crowdloop.simulator.config import SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages import ledger
 from crowdloop.stages.counts import PendingItem, assignment_deficits
 from crowdloop.stages.plan import register_campaign
-
-TOPICS = list(world.CATALOG)[:2]
+from tests.e2e_helpers import spec_for
 
 
 def _spec(tmp_path: Path) -> CampaignSpec:
-    top5.write_jsonl(tmp_path / "candidates.jsonl", top5.generate_candidates(TOPICS, 0))
-    top5.write_jsonl(tmp_path / "golden.jsonl", top5.generate_golden_pairs(TOPICS, 0, 6))
-    return CampaignSpec.model_validate(
-        {
-            "name": "pages",
-            "output_dir": str(tmp_path),
-            "batch_size": 4,
-            "preferences": {
-                "candidates_file": str(tmp_path / "candidates.jsonl"),
-                "golden_file": str(tmp_path / "golden.jsonl"),
-                "golden_share": 0.25,
-                "overlap": 3,
-                "dynamic_overlap": None,
-                "export": {"path": str(tmp_path / "preferences.jsonl")},
-            },
-        }
-    )
+    spec = spec_for(tmp_path, "pages", {})
+    return spec.model_copy(update={"batch_size": 4})
 
 
 def _pending() -> list[PendingItem]:
