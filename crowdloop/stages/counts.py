@@ -94,9 +94,12 @@ def _published(
     return stmt.group_by(col(TaskRecord.item_id))
 
 
-def answer_counts(s: Session, campaign_id: str, *, trusted_only: bool) -> dict[str, int]:
-    """Answers per item; with `trusted_only`, valid answers from workers not excluded."""
-    rows = s.exec(_answers(campaign_id, trusted_only=trusted_only)).all()
+def answer_counts(
+    s: Session, campaign_id: str, *, trusted_only: bool, within: tuple[str, str] | None = None
+) -> dict[str, int]:
+    """Answers per item; with `trusted_only`, valid answers from workers not excluded.
+    ``within``: only the items whose ids are in that (inclusive) range."""
+    rows = s.exec(_answers(campaign_id, trusted_only=trusted_only, within=within)).all()
     return {str(k): int(v) for k, v in rows if k is not None}
 
 
@@ -138,11 +141,7 @@ def outstanding_counts(
     """
     published = s.exec(_published(campaign_id, stages, within)).all()
     if answered is None:
-        answered = {
-            str(k): int(v)
-            for k, v in s.exec(_answers(campaign_id, trusted_only=False, within=within)).all()
-            if k is not None
-        }
+        answered = answer_counts(s, campaign_id, trusted_only=False, within=within)
     out = {}
     for item_id, total in published:
         left = int(total) - answered.get(item_id, 0)

@@ -38,7 +38,7 @@ from crowdloop.models.tables import (
 )
 from crowdloop.stages import budget
 from crowdloop.stages.counts import PendingItem, assignment_deficits
-from crowdloop.stages.items import move_items
+from crowdloop.stages.items import id_page, move_items
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.preflight import require_qualifications
 from crowdloop.stages.terms import batch_qualification, stage_instruction, stage_reward
@@ -171,34 +171,26 @@ def push_pending(
         batch_id = _batch_id(s, campaign_id, stage)
     chunk = min(spec.batch_size, connector.max_items_per_call)
     # The pending items a page at a time, in id order (ids are hashes: golden items land
-    # mixed in), with the answer and assignment counts of that page's id range only. Read
-    # whole, the items and three counts keyed by every item's id were ~10^6 Python objects
-    # alive through all the calls at 10^6 judgments; the objects the calls made meanwhile
-    # landed among them, so when they went the heap stayed resident (fragmented), under
-    # every later stage's arrays. The chunks are the same as from the whole list: what
-    # does not fill one waits for the next page.
+    # mixed in), with the answer and assignment counts of that page's id range only
+    # (`items.id_page`). The chunks are the same as from the whole list: what does not
+    # fill one waits for the next page.
     todo: list[tuple[PendingItem, int]] = []
     after: str | None = None
+    pending = select(Item.id, Item.pushes, Item.overlap).where(
+        Item.campaign_id == campaign_id,
+        Item.stage == stage.value,
+        Item.state == ItemState.PENDING,
+    )
     while True:
         with session_scope() as s:
-            query = select(Item.id, Item.pushes, Item.overlap).where(
-                Item.campaign_id == campaign_id,
-                Item.stage == stage.value,
-                Item.state == ItemState.PENDING,
-            )
-            if after is not None:
-                query = query.where(col(Item.id) > after)
             # Only the columns the push needs: whole ORM items (payloads, identity map)
             # held ~3 KB per pending item at once, the campaign's largest allocation.
-            items = [
-                PendingItem(*row) for row in s.exec(query.order_by(col(Item.id)).limit(PUSH_PAGE))
-            ]
-            # The page's first and last ids, in the database's order (ORDER BY above).
-            within = (items[0].id, items[-1].id) if items else None
+            rows, within = id_page(s, pending, after, PUSH_PAGE)
+            items = [PendingItem(*row) for row in rows]
             deficits = assignment_deficits(s, campaign_id, items, within=within)
         last_page = len(items) < PUSH_PAGE
-        if items:
-            after = items[-1].id
+        if within is not None:
+            after = within[1]
         todo += [(item, need) for item, need in zip(items, deficits, strict=True) if need > 0]
         sent = 0
         while len(todo) - sent >= chunk or (last_page and sent < len(todo)):

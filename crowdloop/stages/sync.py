@@ -49,7 +49,7 @@ from crowdloop.models.tables import (
 from crowdloop.stages import ranking, rating
 from crowdloop.stages.counts import answer_tallies, outstanding_counts, outstanding_total
 from crowdloop.stages.graded import graded_spec
-from crowdloop.stages.items import move_items
+from crowdloop.stages.items import id_page, move_items
 from crowdloop.stages.lifecycle import BatchGone
 
 logger = logging.getLogger(__name__)
@@ -458,24 +458,20 @@ def settle_items(campaign_id: str, max_requeue_rounds: int) -> dict[str, int]:
     """
     moved = {"collected": 0, "requeued": 0, "exhausted": 0}
     after: str | None = None
+    pushed = select(Item.id, Item.overlap, Item.pushes, Item.extensions).where(
+        Item.campaign_id == campaign_id,
+        Item.state == ItemState.PUSHED,
+        Item.stage != Stage.EXAM.value,
+    )
     with collector.paused(), session_scope() as s:
         # A page of pushed items at a time, in id order, with the counts of that page's id
-        # range only (`ledger.push_pending` reads its pending items so too): the counts of
+        # range only (`items.id_page`, as the push reads its pending items): the counts of
         # every item were three dicts of ~340k ids at 10^6 judgments, beside the items.
         while True:
-            query = select(Item.id, Item.overlap, Item.pushes, Item.extensions).where(
-                Item.campaign_id == campaign_id,
-                Item.state == ItemState.PUSHED,
-                Item.stage != Stage.EXAM.value,
-            )
-            if after is not None:
-                query = query.where(col(Item.id) > after)
-            items = s.exec(query.order_by(col(Item.id)).limit(SETTLE_PAGE)).all()
-            if not items:
+            items, within = id_page(s, pushed, after, SETTLE_PAGE)
+            if within is None:
                 break
-            after = items[-1][0]
-            # The page's first and last ids, in the database's order (ORDER BY above).
-            within = (items[0][0], after)
+            after = within[1]
             answered, trusted = answer_tallies(s, campaign_id, within=within)
             waiting = outstanding_counts(s, campaign_id, answered=answered, within=within)
             to_state: dict[ItemState, list[str]] = {
