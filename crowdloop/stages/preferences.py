@@ -505,9 +505,13 @@ def within_allowance(
     # Only what extend_uncertain can buy: a pair at max_overlap trusted answers is not
     # asked again (nor does it keep the allowance from being spent elsewhere).
     out = asked & (answers < dynamic.max_overlap)
-    base = dynamic.min_overlap
+
+    def room_under(extra: float) -> int:
+        """Answers still to buy before real pairs average ``min_overlap + extra``."""
+        return int(np.floor((dynamic.min_overlap + extra) * pairs)) - spent
+
     if dynamic.cap_extra is not None:
-        room = max(int(np.floor((base + dynamic.cap_extra) * pairs)) - spent, 0)
+        room = max(room_under(dynamic.cap_extra), 0)
         # Re-asks after a block are not cut: they are what blocking buys (measured with
         # them cut, the spammy crowd blocked 35 of 47 bad workers against 40 and lost
         # 2.1 points; docs/quality-bench.md, cost13).
@@ -519,9 +523,9 @@ def within_allowance(
             cut = rows[np.argsort(-value[rows], kind="stable")[max(room, 0) :]]
             out.iloc[cut] = False
     if dynamic.fill_extra is not None and not out.any():
-        room = int(np.floor((base + dynamic.fill_extra) * pairs)) - spent
+        room = room_under(dynamic.fill_extra)
         if dynamic.cap_extra is not None:
-            room = min(room, int(np.floor((base + dynamic.cap_extra) * pairs)) - spent)
+            room = min(room, room_under(dynamic.cap_extra))
         if room > 0:
             open_ = (answers >= 1) & (answers < dynamic.max_overlap) & (value > 0)
             if dynamic.settle_pairs:
@@ -545,26 +549,24 @@ def _answers_bought(campaign_id: str) -> tuple[int, int]:
                 col(Item.is_golden).is_(False),
             )
         ).all()
-        paid = dict(
-            s.execute(
-                sa_select(col(Judgment.item_id), func.count())
-                .join(Item, col(Item.id) == col(Judgment.item_id))
-                .where(
-                    col(Item.campaign_id) == campaign_id,
-                    col(Item.kind) == "compare",
-                    col(Item.is_golden).is_(False),
-                    or_(col(Judgment.review).is_(None), col(Judgment.review) != "rejected"),
-                )
-                .group_by(col(Judgment.item_id))
-            ).all()
-        )
+        paid = s.execute(
+            sa_select(func.count())
+            .select_from(Judgment)
+            .join(Item, col(Item.id) == col(Judgment.item_id))
+            .where(
+                col(Item.campaign_id) == campaign_id,
+                col(Item.kind) == "compare",
+                col(Item.is_golden).is_(False),
+                or_(col(Judgment.review).is_(None), col(Judgment.review) != "rejected"),
+            )
+        ).scalar_one()
         trusted = answer_counts(s, campaign_id, trusted_only=True)
     owed = sum(
         max(overlap - trusted.get(item, 0), 0)
         for item, state, overlap in real
         if state in (ItemState.PENDING, ItemState.PUSHED)
     )
-    return len(real), int(sum(paid.values())) + owed
+    return len(real), int(paid) + owed
 
 
 def _answer_counts(verdicts: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
