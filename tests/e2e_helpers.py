@@ -91,3 +91,17 @@ def spec_for(tmp_path: Path, name: str, extra: dict[str, Any]) -> CampaignSpec:
             },
         }
     )
+
+
+def record_add_items(monkeypatch: pytest.MonkeyPatch, connector: Any) -> list[list[Any]]:
+    """The tasks of every `add_items` call ``connector`` makes from now on, a list per call
+    (the calls still go through)."""
+    calls: list[list[Any]] = []
+    add_items = connector.add_items
+
+    def spy(batch: Any, items: Any, **kw: Any) -> Any:
+        calls.append(list(items))
+        return add_items(batch, items, **kw)
+
+    monkeypatch.setattr(connector, "add_items", spy)
+    return calls

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from sqlmodel import col, select
 
 from crowdloop.connectors.registry import build_connector
 from crowdloop.db import session_scope
-from crowdloop.models.domain import AddItemsResult, BatchRef, Stage, TaskItem
+from crowdloop.models.domain import Stage, TaskItem
 from crowdloop.models.tables import Item
 from crowdloop.simulator.config import SimulatorConfig
 from crowdloop.simulator.runner import SimulatorServer
@@ -34,7 +33,7 @@ from crowdloop.stages.plan import (
     register_campaign,
     scan_candidates,
 )
-from tests.e2e_helpers import spec_for
+from tests.e2e_helpers import record_add_items, spec_for
 
 
 @pytest.mark.parametrize(
@@ -100,19 +99,13 @@ def test_pushed_exclusions_are_the_author_and_the_stored_list(
                 select(Item.id, Item.exclude_worker, Item.exclude_also)
             ).all()
         }
-    sent: list[TaskItem] = []
     with SimulatorServer(SimulatorConfig(seed=1, time_scale=1e6)) as sim:
         monkeypatch.setenv("CROWDLOOP_SIMULATOR_URL", sim.url)
         monkeypatch.setenv("CROWDLOOP_SIMULATOR_TOKEN", sim.token)
         with build_connector("simulator", {}, None) as connector:
-            add_items = connector.add_items
-
-            def spy(batch: BatchRef, items: Sequence[TaskItem], **kw: Any) -> AddItemsResult:
-                sent.extend(items)
-                return add_items(batch, items, **kw)
-
-            monkeypatch.setattr(connector, "add_items", spy)
+            calls = record_add_items(monkeypatch, connector)
             push_pending(spec.name, Stage.COMPARE, connector)
+    sent: list[TaskItem] = [task for call in calls for task in call]
     by_item = {task.key.rsplit(".", 1)[0]: task.exclude_workers for task in sent}
     assert len(by_item) == len(stored) == 16
     assert by_item[ids[1]] == ("w-author", "w2", "w1")

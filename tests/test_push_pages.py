@@ -12,9 +12,7 @@ are what one read of every item gave.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -22,7 +20,7 @@ from sqlmodel import col, select
 
 from crowdloop.connectors.registry import build_connector
 from crowdloop.db import session_scope
-from crowdloop.models.domain import AddItemsResult, BatchRef, Stage, TaskItem
+from crowdloop.models.domain import Stage
 from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import Item, ItemState
 from crowdloop.simulator.config import SimulatorConfig
@@ -30,7 +28,7 @@ from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages import ledger
 from crowdloop.stages.counts import PendingItem, assignment_deficits
 from crowdloop.stages.plan import register_campaign
-from tests.e2e_helpers import spec_for
+from tests.e2e_helpers import record_add_items, spec_for
 
 
 def _spec(tmp_path: Path) -> CampaignSpec:
@@ -56,23 +54,21 @@ def test_paged_push_sends_what_one_read_did(
         register_campaign(s, spec)
     in_order = [item.id for item in _pending()]
     assert len(in_order) == 16
-    calls: list[list[tuple[str, int]]] = []
     with SimulatorServer(SimulatorConfig(seed=1, time_scale=1e6)) as sim:
         monkeypatch.setenv("CROWDLOOP_SIMULATOR_URL", sim.url)
         monkeypatch.setenv("CROWDLOOP_SIMULATOR_TOKEN", sim.token)
         with build_connector("simulator", {}, None) as connector:
-            add_items = connector.add_items
+            tasks = record_add_items(monkeypatch, connector)
 
-            def spy(batch: BatchRef, items: Sequence[TaskItem], **kw: Any) -> AddItemsResult:
-                calls.append([(task.key.rsplit(".", 1)[0], task.overlap) for task in items])
-                return add_items(batch, items, **kw)
+            def calls() -> list[list[tuple[str, int]]]:
+                """Each add-items call's tasks as (item, assignments)."""
+                return [[(t.key.rsplit(".", 1)[0], t.overlap) for t in call] for call in tasks]
 
-            monkeypatch.setattr(connector, "add_items", spy)
             monkeypatch.setattr(ledger, "PUSH_PAGE", 3)
             first = ledger.push_pending(spec.name, Stage.COMPARE, connector)
-            assert [len(c) for c in calls] == [4, 4, 4, 4]
-            assert [item for c in calls for item, _ in c] == in_order
-            assert {overlap for c in calls for _, overlap in c} == {3}
+            assert [len(c) for c in calls()] == [4, 4, 4, 4]
+            assert [item for c in calls() for item, _ in c] == in_order
+            assert {overlap for c in calls() for _, overlap in c} == {3}
             assert first.assignments == 48 and not _pending()
 
             # Five items now want 5 answers and go back to PENDING (3 outstanding each);
@@ -88,11 +84,11 @@ def test_paged_push_sends_what_one_read_did(
             with session_scope() as s:
                 whole = assignment_deficits(s, spec.name, _pending())
             assert whole == [2 if item.id in raised else 0 for item in _pending()]
-            calls.clear()
+            tasks.clear()
             monkeypatch.setattr(ledger, "PUSH_PAGE", 2)
             second = ledger.push_pending(spec.name, Stage.COMPARE, connector)
-    assert [len(c) for c in calls] == [4, 1]
-    assert [item for c in calls for item, _ in c] == sorted(raised)
-    assert {overlap for c in calls for _, overlap in c} == {2}
+    assert [len(c) for c in calls()] == [4, 1]
+    assert [item for c in calls() for item, _ in c] == sorted(raised)
+    assert {overlap for c in calls() for _, overlap in c} == {2}
     assert second.assignments == 10
     assert not _pending()

@@ -6,8 +6,6 @@ answers from that change point on and blocks nobody on it."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,16 +17,18 @@ from crowdloop.models.spec import CampaignSpec
 from crowdloop.models.tables import Judgment, WorkerRecord, WorkerStatus
 from crowdloop.quality import CrowdPolicy, assess_crowd
 from crowdloop.simulator.runner import SimulatorServer
-from crowdloop.stages import quality_check
 from crowdloop.stages.quality_check import check_workers
 from crowdloop.stages.sync import settle_items
 from tests.test_quality_crowd import _sequence_frame, exam_start
 from tests.test_quality_stage import (  # noqa: F401  (fixtures)
     CAMPAIGN,
     answers_in_time_order,
+    assess_with,
     by_archetype,
     campaign,
     connector,
+    first_turn,
+    quality_with,
     run_round,
     sim,
 )
@@ -92,26 +92,8 @@ def test_too_few_answers_have_no_late_change_point() -> None:
 def _late(monkeypatch: pytest.MonkeyPatch, worker: str, turn: Judgment, on: bool) -> None:
     """The real assessment, with ``worker`` read as turned late at ``turn`` (p_late 0.8, the
     block posterior untouched); the rule on (0.5) or off (the default)."""
-    assessed = quality_check.assess_campaign_crowd
-
-    def late(s: Any, campaign_id: str, policy: Any) -> Any:
-        crowd, audit = assessed(s, campaign_id, policy)
-        at = crowd["worker"] == worker
-        crowd.loc[at, "p_late"] = 0.8
-        crowd.loc[at, "late_seq"] = turn.id
-        crowd.loc[at, "late_boundary"] = True
-        return crowd, audit
-
-    monkeypatch.setattr(quality_check, "assess_campaign_crowd", late)
-    load = quality_check.load_spec
-
-    def loaded(s: Any, campaign_id: str) -> CampaignSpec:
-        spec = load(s, campaign_id)
-        value = 0.5 if on else None
-        quality = spec.quality.model_copy(update={"exclude_late_confidence": value})
-        return spec.model_copy(update={"quality": quality})
-
-    monkeypatch.setattr(quality_check, "load_spec", loaded)
+    assess_with(monkeypatch, worker, p_late=0.8, late_seq=turn.id, late_boundary=True)
+    quality_with(monkeypatch, exclude_late_confidence=0.5 if on else None)
 
 
 @pytest.mark.parametrize("on", [True, False])
@@ -126,11 +108,7 @@ def test_late_answers_are_excluded_and_the_worker_is_not_blocked(
     assert settle_items(CAMPAIGN, max_requeue_rounds=3)["collected"] > 0
     worker = sorted(by_archetype(sim, "honest"))[0]
     mine = answers_in_time_order(worker)
-    turn = next(
-        j
-        for k, j in enumerate(mine[1:-2], 1)
-        if (mine[k - 1].submitted_at or mine[k - 1].received_at) < (j.submitted_at or j.received_at)
-    )
+    turn = first_turn(mine)
     _late(monkeypatch, worker, turn, on)
     result = check_workers(CAMPAIGN, connector)
     assert worker not in result.newly_blocked

@@ -5,8 +5,6 @@ on are excluded, the careful start's kept."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from sqlmodel import select
 
@@ -16,16 +14,18 @@ from crowdloop.models.spec import CampaignSpec, QualitySpec
 from crowdloop.models.tables import Judgment, WorkerRecord, WorkerStatus
 from crowdloop.quality import CrowdPolicy, assess_crowd
 from crowdloop.simulator.runner import SimulatorServer
-from crowdloop.stages import quality_check
 from crowdloop.stages.quality_check import check_workers, crowd_policy_from
 from crowdloop.stages.sync import settle_items
 from tests.test_quality_crowd import _sequence_frame
 from tests.test_quality_stage import (  # noqa: F401  (fixtures)
     CAMPAIGN,
     answers_in_time_order,
+    assess_with,
     by_archetype,
     campaign,
     connector,
+    first_turn,
+    quality_with,
     run_round,
     sim,
 )
@@ -69,30 +69,17 @@ def test_late_answers_count_the_answers_from_the_late_change_point_on() -> None:
 def _late(monkeypatch: pytest.MonkeyPatch, worker: str, turn: Judgment, after: int) -> None:
     """The real assessment, with ``worker`` read as turned late at ``turn`` (p_late 0.9 on
     ``after`` answers, the block posterior untouched); the late block at 0.85 on 6."""
-    assessed = quality_check.assess_campaign_crowd
-
-    def late(s: Any, campaign_id: str, policy: Any) -> Any:
-        crowd, audit = assessed(s, campaign_id, policy)
-        at = crowd["worker"] == worker
-        crowd.loc[at, "p_blind"] = 0.01
-        crowd.loc[at, "p_late"] = 0.9
-        crowd.loc[at, "late_seq"] = turn.id
-        crowd.loc[at, "late_boundary"] = False
-        crowd.loc[at, "has_boundary"] = False
-        crowd.loc[at, "late_answers"] = after
-        return crowd, audit
-
-    monkeypatch.setattr(quality_check, "assess_campaign_crowd", late)
-    load = quality_check.load_spec
-
-    def loaded(s: Any, campaign_id: str) -> CampaignSpec:
-        spec = load(s, campaign_id)
-        quality = spec.quality.model_copy(
-            update={"block_late_confidence": 0.85, "block_late_min_answers": 6}
-        )
-        return spec.model_copy(update={"quality": quality})
-
-    monkeypatch.setattr(quality_check, "load_spec", loaded)
+    assess_with(
+        monkeypatch,
+        worker,
+        p_blind=0.01,
+        p_late=0.9,
+        late_seq=turn.id,
+        late_boundary=False,
+        has_boundary=False,
+        late_answers=after,
+    )
+    quality_with(monkeypatch, block_late_confidence=0.85, block_late_min_answers=6)
 
 
 @pytest.mark.parametrize("after", [6, 5])
@@ -109,11 +96,7 @@ def test_a_late_block_keeps_the_careful_start(
         w for w in sorted(by_archetype(sim, "honest")) if len(answers_in_time_order(w)) >= 10
     )
     mine = answers_in_time_order(worker)
-    turn = next(
-        j
-        for k, j in enumerate(mine[1:-2], 1)
-        if (mine[k - 1].submitted_at or mine[k - 1].received_at) < (j.submitted_at or j.received_at)
-    )
+    turn = first_turn(mine)
     _late(monkeypatch, worker, turn, after)
     result = check_workers(CAMPAIGN, connector)
     with session_scope() as s:

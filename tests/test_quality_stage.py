@@ -122,6 +122,42 @@ def answers_in_time_order(worker: str) -> list[Judgment]:
     return mine
 
 
+def first_turn(mine: list[Judgment]) -> Judgment:
+    """The first of a worker's answers (in time order, `answers_in_time_order`) later than
+    the one before it, not the first nor among the last two: where a change point can
+    be read."""
+    return next(
+        j
+        for k, j in enumerate(mine[1:-2], 1)
+        if (mine[k - 1].submitted_at or mine[k - 1].received_at) < (j.submitted_at or j.received_at)
+    )
+
+
+def assess_with(monkeypatch: pytest.MonkeyPatch, worker: str, **columns: Any) -> None:
+    """The real crowd assessment, with ``worker``'s row's ``columns`` set as given."""
+    assessed = quality_check.assess_campaign_crowd
+
+    def patched(s: Any, campaign_id: str, policy: Any) -> Any:
+        crowd, audit = assessed(s, campaign_id, policy)
+        at = crowd["worker"] == worker
+        for name, value in columns.items():
+            crowd.loc[at, name] = value
+        return crowd, audit
+
+    monkeypatch.setattr(quality_check, "assess_campaign_crowd", patched)
+
+
+def quality_with(monkeypatch: pytest.MonkeyPatch, **settings: Any) -> None:
+    """The campaign's stored spec, read by the quality check with these `quality` settings."""
+    load = quality_check.load_spec
+
+    def loaded(s: Any, campaign_id: str) -> CampaignSpec:
+        spec = load(s, campaign_id)
+        return spec.model_copy(update={"quality": spec.quality.model_copy(update=settings)})
+
+    monkeypatch.setattr(quality_check, "load_spec", loaded)
+
+
 def blocked_on_marketplace(sim: SimulatorServer) -> set[str]:
     return {w for w, row in sim_workers(sim).items() if row["blocked"]}
 
