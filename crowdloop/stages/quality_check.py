@@ -179,8 +179,7 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
         pair, left, right, answer, is_golden = zip(*part, strict=True)
         id_parts["item"].append(pa.array(pair, pa.string()))  # codes: reading order
         # A pair without response ids (an imported one) gets one per side, from its own id.
-        for side in ("left", "right"):
-            given = left if side == "left" else right
+        for side, given in (("left", left), ("right", right)):
             named = [v if v else f"{i}:{side}" for v, i in zip(given, pair, strict=True)]
             id_parts[side].append(pa.array(named, pa.string()))
         golden_parts.append(
