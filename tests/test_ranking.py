@@ -15,6 +15,7 @@ from crowdloop.aggregation.rankings import (
     implied_pairs,
     mean_rank,
     pair_weight,
+    rankdata,
     ranking_scores,
     worker_weights,
 )
@@ -116,6 +117,20 @@ def test_concordance_and_mean_rank() -> None:
     scores = mean_rank([([0, 1, 2], [1, 2, 3]), ([1, 2, 3], [1, 2, 3])], 5)
     assert scores[0] > scores[1] > scores[3]
     assert scores[4] == 0.0  # never shown
+
+
+@pytest.mark.parametrize("method", ["average", "min"])
+def test_rankdata_gives_scipys_ranks_with_ties(method: str) -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    for size in (0, 1, 2, 7, 50):
+        for values in (rng.integers(0, 4, size), rng.normal(size=size), -rng.integers(0, 2, size)):
+            expected = stats.rankdata(values, method=method)
+            np.testing.assert_array_equal(rankdata(values, method), expected)
+    assert rankdata([3.0, 1.0, 3.0, 2.0], method).tolist() == (
+        [3.5, 1.0, 3.5, 2.0] if method == "average" else [3.0, 1.0, 3.0, 2.0]
+    )
 
 
 @pytest.mark.parametrize("method", ["plackett_luce", "bradley_terry", "mean_rank"])

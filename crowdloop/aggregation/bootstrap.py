@@ -18,7 +18,7 @@ from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom, norm
+from scipy.special import betainc, ndtri
 
 from crowdloop.aggregation.bradley_terry import (
     LABEL_OUTCOMES,
@@ -140,7 +140,7 @@ def bootstrap_scores(
             out=anchored,
         )
         if method == "laplace":
-            half_width = norm.ppf(1.0 - tail) * laplace_sd(groups, layout, anchored[0], prior=prior)
+            half_width = ndtri(1.0 - tail) * laplace_sd(groups, layout, anchored[0], prior=prior)
             low, high = point - half_width, point + half_width
         else:
             low, high = _component_bootstrap(
@@ -343,4 +343,9 @@ def two_sided_binomial_p(successes: np.ndarray, trials: np.ndarray) -> np.ndarra
     successes = np.asarray(successes, dtype=np.int64)
     trials = np.asarray(trials, dtype=np.int64)
     nearer_tail = np.minimum(successes, trials - successes)
-    return np.where(trials > 0, np.minimum(1.0, 2.0 * binom.cdf(nearer_tail, trials, 0.5)), 1.0)
+    # P(X <= k) for X ~ Binomial(n, 1/2) is I_{1/2}(n - k, k + 1), the regularised incomplete
+    # beta function (within a few ulp of scipy.stats.binom.cdf, without importing
+    # scipy.stats); k = n only when n = 0, masked below.
+    with np.errstate(invalid="ignore"):
+        tail = betainc(np.maximum(trials - nearer_tail, 1), nearer_tail + 1.0, 0.5)
+    return np.where(trials > 0, np.minimum(1.0, 2.0 * tail), 1.0)

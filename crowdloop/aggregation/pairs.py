@@ -24,7 +24,7 @@ from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import beta
+from scipy.special import betaincc
 
 __all__ = ["DEFAULT_TIE_BAND", "PairVerdict", "pair_verdict", "pair_verdicts"]
 
@@ -129,7 +129,9 @@ def _verdicts(
     if np.any(n_left < 0) or np.any(n_right < 0) or np.any(n_tie < 0):
         raise ValueError("vote counts must be >= 0")
 
-    p_left = beta.sf(0.5, prior + n_left + n_tie / 2.0, prior + n_right + n_tie / 2.0)
+    # The Beta posterior's P(share > 1/2): scipy.stats.beta.sf's own kernel, from
+    # scipy.special (scipy.stats costs a campaign process ~22 MiB of imports).
+    p_left = betaincc(prior + n_left + n_tie / 2.0, prior + n_right + n_tie / 2.0, 0.5)
     total = n_left + n_right + n_tie
     # No votes: the tie share is 0, not 0/0.
     tie_share = np.divide(n_tie, total, out=np.zeros_like(total), where=total > 0)
