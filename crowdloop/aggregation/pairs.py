@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import betaincc
 
-__all__ = ["DEFAULT_TIE_BAND", "PairVerdict", "pair_verdict", "pair_verdicts"]
+__all__ = ["DEFAULT_TIE_BAND", "PairVerdict", "pair_verdict", "pair_verdicts", "vote_counts"]
 
 DEFAULT_TIE_BAND: Final[float] = 0.05
 _LABELS: Final[tuple[str, ...]] = ("left", "right", "tie")
@@ -86,36 +86,65 @@ def pair_verdicts(
     if unknown.any():
         bad = sorted(map(str, frame.loc[unknown, "label"].unique()))
         raise ValueError(f"label must be one of left/right/tie, got {bad}")
-    if "weight" in frame.columns:
-        counts = (
-            frame.pivot_table(
-                index="pair", columns="label", values="weight", aggfunc="sum", fill_value=0.0
-            )
-            .reindex(columns=list(_LABELS), fill_value=0.0)
-            .astype(np.float64)
-        )
-    else:
-        counts = (
-            pd.crosstab(frame["pair"], frame["label"])
-            .reindex(columns=list(_LABELS), fill_value=0)
-            .astype(np.int64)
-        )
+    codes, pairs = pd.factorize(frame["pair"], sort=True)
+    label = frame["label"].map(dict(zip(_LABELS, range(3), strict=True))).to_numpy(np.int8)
+    keep = codes >= 0  # a missing pair id is no pair (as a groupby drops it)
+    weight = frame["weight"].to_numpy(np.float64)[keep] if "weight" in frame.columns else None
+    counts = vote_counts(codes[keep], label[keep], len(pairs), weight)
     result = _verdicts(
-        counts["left"].to_numpy(np.float64),
-        counts["right"].to_numpy(np.float64),
-        counts["tie"].to_numpy(np.float64),
+        counts[:, 0].astype(np.float64),
+        counts[:, 1].astype(np.float64),
+        counts[:, 2].astype(np.float64),
         prior=prior,
         tie_band=tie_band,
     )
     return pd.DataFrame(
         {
-            "pair": counts.index.to_numpy(),
-            "n_left": counts["left"].to_numpy(),
-            "n_right": counts["right"].to_numpy(),
-            "n_tie": counts["tie"].to_numpy(),
+            "pair": np.asarray(pairs),
+            "n_left": counts[:, 0],
+            "n_right": counts[:, 1],
+            "n_tie": counts[:, 2],
             **result,
         }
     )
+
+
+def vote_counts(
+    pair: np.ndarray, label: np.ndarray, n_pairs: int, weight: np.ndarray | None = None
+) -> np.ndarray:
+    """Left, right and tie votes per pair code: an (n_pairs, 3) array, int64 counts, or
+    with ``weight`` float64 sums of the weights (a NaN weight counts for nothing).
+
+    ``pair``: codes in [0, n_pairs); ``label``: 0 left, 1 right, 2 tie. The weighted sums
+    are compensated (Kahan) in row order, as pandas' groupby sum adds them, so they are
+    the floats ``pivot_table(..., aggfunc="sum")`` gave, bit for bit; without its
+    intermediate frames (~70 MiB at 10^6 judgments, the aggregation stage's peak).
+    """
+    key = pair.astype(np.int64) * 3 + label
+    if weight is None:
+        return np.bincount(key, minlength=3 * n_pairs).reshape(n_pairs, 3)
+    known = ~np.isnan(weight)
+    key, weight = key[known], weight[known]
+    # The rows in key order, each key's own in row order; `rank`: a row's place in its key.
+    order = np.argsort(key, kind="stable").astype(np.int32 if len(key) < 2**31 else np.int64)
+    ordered = key[order]
+    first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    del ordered
+    rank = np.arange(len(key), dtype=order.dtype)
+    rank -= np.repeat(first, np.diff(np.r_[first, len(key)])).astype(order.dtype)
+    total = np.zeros(3 * n_pairs)
+    carry = np.zeros(3 * n_pairs)
+    # One pass per place: every key's r-th weight is added at once (the keys within a pass
+    # are distinct). Passes: the most votes one pair has for one side.
+    for place in range(int(rank.max()) + 1 if len(rank) else 0):
+        rows = order[rank == place]
+        k = key[rows]
+        y = weight[rows] - carry[k]
+        t = total[k] + y
+        c = (t - total[k]) - y
+        carry[k] = np.where(np.isnan(c), 0.0, c)
+        total[k] = t
+    return total.reshape(n_pairs, 3)
 
 
 def _verdicts(

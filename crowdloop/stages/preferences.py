@@ -27,7 +27,7 @@ from crowdloop.aggregation.pair_value import (
     difference_sd,
     one_answer_value,
 )
-from crowdloop.aggregation.pairs import pair_verdicts
+from crowdloop.aggregation.pairs import vote_counts
 from crowdloop.aggregation.worker_aware import WorkerAwareBT
 from crowdloop.codes import coded, encode
 from crowdloop.db import driver_rows, insert_ignore, session_scope
@@ -728,6 +728,17 @@ def _per_worker(frame: pd.DataFrame, values: pd.Series) -> np.ndarray:
     return np.append(per_code, np.nan)[_codes(frame, "worker")]
 
 
+def _label_codes(label: pd.Series) -> np.ndarray:
+    """A coded label column as 0 left, 1 right, 2 tie (`vote_counts`' codes)."""
+    sides = ("left", "right", "tie")
+    names = [str(c) for c in label.cat.categories]
+    codes = np.asarray(label.cat.codes.to_numpy())
+    if (codes < 0).any() or not set(names) <= set(sides):
+        bad = sorted(set(names) - set(sides)) + (["<missing>"] if (codes < 0).any() else [])
+        raise ValueError(f"label must be one of left/right/tie, got {bad}")
+    return np.array([sides.index(n) for n in names], dtype=np.int8)[codes]
+
+
 def _score_of(column: pd.Series, scores: dict[str, float]) -> np.ndarray:
     """Each row's response score (0.0, the prior's mean, for a response not scored)."""
     if isinstance(column.dtype, pd.CategoricalDtype):
@@ -775,16 +786,26 @@ def score_pairs(
         scores, model = _worker_aware(frame)
     else:
         scores, disconnected = _bt_scores(frame)
-    # The votes on pair codes (sorted as the pair ids are), labels as the three strings;
-    # made after the fit, which they were alive through (12 bytes a judgment).
-    votes = pd.DataFrame({"pair": _codes(frame, "pair"), "label": np.asarray(frame["label"])})
-    if model is not None:
-        votes["weight"] = _per_worker(frame, model.attentiveness_)
-    counts = pair_verdicts(votes)[["pair", "n_left", "n_right", "n_tie"]]
-    del votes
-    counts = counts.assign(
-        pair=pd.Categorical.from_codes(counts["pair"].to_numpy(), dtype=frame["pair"].dtype)
+    # The votes per pair code (sorted as the pair ids are), made after the fit, from the
+    # codes: no frame of string labels (pivoting one was the stage's peak at 10^6).
+    pair = _codes(frame, "pair")
+    label = _label_codes(frame["label"])
+    weight = None if model is None else _per_worker(frame, model.attentiveness_)
+    known = pair >= 0  # a judgment without a pair id belongs to no pair
+    if not known.all():
+        pair, label = pair[known], label[known]
+        weight = None if weight is None else weight[known]
+    tally = vote_counts(pair, label, len(frame["pair"].cat.categories), weight)
+    del label, weight, known
+    present = np.flatnonzero(np.bincount(pair, minlength=len(tally)) > 0)
+    del pair
+    counts = pd.DataFrame(
+        {
+            "pair": pd.Categorical.from_codes(present, dtype=frame["pair"].dtype),
+            **{f"n_{side}": tally[present, i] for i, side in enumerate(("left", "right", "tie"))},
+        }
     )
+    del tally
     meta = frame.drop_duplicates("pair")[["pair", "prompt", "left", "right"]]
     out = meta.merge(counts, on="pair", validate="one_to_one")
     del meta, counts
