@@ -516,6 +516,33 @@ def descendants_cpu_s() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def time_prefect_tasks(timer: PhaseTimer) -> None:
+    """Time the flow's task bodies as phases, named as the bare loop names its stages where
+    they are the same call (``task:`` + the task's name otherwise), so the two variants'
+    per-stage memory can be read side by side. The engine binds a task's parameters by
+    its function's signature, which ``functools.wraps`` keeps."""
+    import functools
+
+    from prefect import Task
+
+    import crowdloop.flows.stages as flow_stages
+
+    same = {"check-workers": "check_workers", "wait-and-sync": "wait_and_sync",
+            "push": "push", "settle-items": "settle", "publish-report": "campaign_report",
+            "aggregate-preferences": "aggregate_preferences",
+            "export-preferences": "export_preferences", "record-spend": "record_spend",
+            "review-held": "review_held", "check-capabilities": "check_capabilities"}  # fmt: skip
+    for value in vars(flow_stages).values():
+        if isinstance(value, Task):
+            name = same.get(value.name, f"task: {value.name}")
+
+            def call(*args: Any, __fn: Any = value.fn, __name: str = name, **kwargs: Any) -> Any:
+                with timer(__name):
+                    return __fn(*args, **kwargs)
+
+            value.fn = functools.wraps(value.fn)(call)
+
+
 def child(variant: str, campaign_file: Path, profile: bool, memray: bool) -> dict[str, Any]:
     seed = int(yaml.safe_load(campaign_file.read_text(encoding="utf-8"))["seed"])
     # Relative paths in the spec (output_dir, export path) resolve against the campaign file.
@@ -546,6 +573,8 @@ def child(variant: str, campaign_file: Path, profile: bool, memray: bool) -> dic
         get_connector_class("simulator")
         if variant == "prefect":
             import crowdloop.flows.campaign  # noqa: F401
+
+            time_prefect_tasks(timer)
         server_cpu0 = descendants_cpu_s()
         cpu0 = time.process_time()
         t0 = time.perf_counter()
@@ -570,10 +599,10 @@ def child(variant: str, campaign_file: Path, profile: bool, memray: bool) -> dic
         requests = sim_requests(sim_url)
         figures["http_requests"] = sum(requests.values())
         figures["http_requests_by_endpoint"] = requests
+        figures["phases"] = timer.as_dict()
         if variant == "prefect":
             figures.update(prefect_counts())
         else:
-            figures["phases"] = timer.as_dict()
             if variant == "bare":
                 # The quality checks' and the distrust section's own CPU (see run_bare).
                 quality_cpu = sum(v for k, v in timer.cpu.items() if k.startswith("quality:"))
