@@ -29,7 +29,7 @@ from crowdloop.aggregation.pair_value import (
 )
 from crowdloop.aggregation.pairs import vote_counts
 from crowdloop.aggregation.worker_aware import WorkerAwareBT
-from crowdloop.codes import coded, encode
+from crowdloop.codes import coded, coded_together, encode
 from crowdloop.db import driver_rows, insert_ignore, session_scope
 from crowdloop.models.spec import DynamicOverlapSpec
 from crowdloop.models.tables import (
@@ -134,16 +134,15 @@ def coded_judgments(campaign_id: str) -> pd.DataFrame:
             parts["right"].append(encode(right, books["side"]))
             parts["worker"].append(encode(worker, books["worker"]))
             parts["label"].append(encode(label, books["label"]))
-    book_of = {"left": "side", "right": "side"}
-    return pd.DataFrame(
-        {
-            name: coded(
-                np.concatenate(chunks) if chunks else np.empty(0, np.int32),
-                books[book_of.get(name, name)],
-            )
-            for name, chunks in parts.items()
-        }
-    )
+    columns = {
+        name: np.concatenate(chunks) if chunks else np.empty(0, np.int32)
+        for name, chunks in parts.items()
+    }
+    del parts
+    sides = coded_together([columns.pop("left"), columns.pop("right")], books["side"])
+    frame = {name: coded(codes, books[name]) for name, codes in columns.items()}
+    frame["left"], frame["right"] = sides
+    return pd.DataFrame({name: frame[name] for name in CODED_COLUMNS})
 
 
 def _trusted_comparisons(campaign_id: str) -> list[ColumnElement[bool]]:

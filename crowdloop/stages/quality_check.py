@@ -38,6 +38,7 @@ from sqlmodel import Session, col, select
 
 from crowdloop import collector
 from crowdloop.codes import coded as _coded
+from crowdloop.codes import coded_together as _coded_together
 from crowdloop.codes import encode as _encode
 from crowdloop.connectors.base import Connector
 from crowdloop.connectors.errors import ConnectorError
@@ -270,13 +271,16 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
     present_workers = _present(len(books["worker"]), worker)
     # The pairs' and responses' ids as Arrow strings, not a Python string each (~630k ids
     # of ~20 characters at 10^6 judgments: ~45 MiB as Python strings by their sizes, alive
-    # through the assessment); workers and labels are few.
+    # through the assessment), the two sides' in one Index; workers and labels are few.
+    left, right = _coded_together(
+        [of_pair["left"][item], of_pair["right"][item]], side_names, present_sides, arrow=True
+    )
     return pd.DataFrame(
         {
             "worker": _coded(worker, books["worker"], present_workers),
             "item": _coded(item, item_names, present_items, arrow=True),
-            "left": _coded(of_pair["left"][item], side_names, present_sides, arrow=True),
-            "right": _coded(of_pair["right"][item], side_names, present_sides, arrow=True),
+            "left": left,
+            "right": right,
             "label": _coded(label, books["label"], present_labels),
             "golden": _coded(golden, books["label"], present_labels),
             "time": time[order],
