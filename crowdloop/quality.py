@@ -298,6 +298,16 @@ class CrowdPolicy:
     # no ``min_golden`` wall): two kinds of evidence against the worker, each short of a
     # block alone. None: never (the default before block13). See ``blocks_with_golden``.
     golden_blind_confidence: float | None = None
+    # Probation after a known boundary (the exam's end, ``boundary_answers`` >= 0): the
+    # worker's answers from it on count only once they show the worker careful: at least
+    # ``recent_min_answers`` of them, and the posterior of a late turn to content-blind
+    # answering under an even prior (the late change point's log Bayes factor ``late_bf``
+    # alone, not the crowd's learned share of turns) under this. None: no probation. See
+    # ``on_probation``. Why an even prior: the crowd's learned share of late turns is what
+    # let sleepers through (0.06 in the runs where their careless share was 9%, 0.24 where
+    # it was 1.6%; docs/quality-bench.md, block13): passing the exam is evidence about the
+    # exam, not about what comes after it.
+    probation_clear: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.5 < self.blind_confidence < 1:
@@ -320,6 +330,8 @@ class CrowdPolicy:
             raise ValueError("golden_blind_confidence must be in (0.5, 1)")
         if self.late_block_min_answers < 1:
             raise ValueError("late_block_min_answers must be >= 1")
+        if self.probation_clear is not None and not 0 < self.probation_clear < 1:
+            raise ValueError("probation_clear must be in (0, 1)")
 
     def blocks(self, p_blind: float, answers: int) -> bool:
         """The decision rule: a high posterior of content-blind answering, on enough answers."""
@@ -352,6 +364,19 @@ class CrowdPolicy:
             and answers >= self.min_answers
             and (not has_boundary or (at_boundary and self.late_block_at_boundary))
         )
+
+    def on_probation(self, late_bf: float, boundary_answers: int) -> bool:
+        """The worker's answers after their known boundary (``boundary_answers`` of them;
+        negative: no boundary) have not cleared them yet: too few to read a turn in, or
+        a late turn to content-blind answering not unlikely enough under an even prior
+        (``late_bf``, `assess_crowd`'s column)."""
+        if self.probation_clear is None or boundary_answers <= 0:
+            return False
+        if boundary_answers < self.recent_min_answers:
+            return True
+        if not np.isfinite(late_bf):
+            return late_bf > 0
+        return bool(_sigmoid(np.array([late_bf]))[0] >= self.probation_clear)
 
     def excludes(self, p_late: float, at_boundary: bool) -> bool:
         """The answers-only rule: a worker's latest answers look careless enough to re-ask
@@ -1002,6 +1027,9 @@ def assess_crowd(
         ],
         dtype=object,
     )
+    boundary_seq, boundary_answers = _boundary_after_lead(
+        wcode[order], is_golden[order], use[order], n_w, policy.drift_min_answers, seqs
+    )
     g_use = is_golden & use
     g_correct = g_use & (label == golden_code)
     agree = np.where(label == 0, p_left, np.where(label == 1, 1 - p_left, np.nan))
@@ -1033,12 +1061,52 @@ def assess_crowd(
             # The worker has a known boundary at all (a leading golden run: the exam).
             "has_boundary": boundary_at >= 0,
             "prior_late": prior_late,
+            # The late change point's log Bayes factor against careful throughout (the
+            # boundary's prior included), which ``p_late`` weighs by the crowd's share.
+            "late_bf": late_bf,
+            # The first answer after the worker's leading run of ``drift_min_answers`` or
+            # more golden answers (the exam) as its ``seq`` (None: no such run, no ``seq``
+            # column, or nothing after it), and how many used answers follow it (-1: no
+            # such run). Unlike ``has_boundary``, also with fewer than
+            # ``recent_min_answers`` after it (``CrowdPolicy.on_probation``).
+            "boundary_seq": boundary_seq,
+            "boundary_answers": boundary_answers,
             "prior_blind": prior + prior_drift,
             "prior_drift": prior_drift,
             "temperature": chosen_temperature,
         }
     )
     return out, audit
+
+
+def _boundary_after_lead(
+    worker: np.ndarray,
+    golden: np.ndarray,
+    use: np.ndarray,
+    n_workers: int,
+    min_len: int,
+    seqs: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per worker (rows in time order), the ``seq`` of the first used answer after their
+    leading run of at least ``min_len`` used golden answers (None: no such run, nothing
+    after it, or no ``seqs``) and how many used answers follow the run (-1: no such run):
+    the known boundary `_change_point_scan` gives prior mass to, here whatever follows."""
+    seq = np.full(n_workers, None, dtype=object)
+    after = np.full(n_workers, -1, dtype=np.int64)
+    rows = np.flatnonzero(use)
+    w = worker[rows]
+    by_worker = np.argsort(w, kind="stable")
+    bounds = np.searchsorted(w[by_worker], np.arange(n_workers + 1))
+    for k in range(n_workers):
+        idx = rows[by_worker[bounds[k] : bounds[k + 1]]]
+        g = golden[idx]
+        lead = int(np.argmin(g)) if not g.all() else idx.size
+        if idx.size == 0 or lead < min_len:
+            continue
+        after[k] = idx.size - lead
+        if lead < idx.size and seqs is not None:
+            seq[k] = int(seqs[idx[lead]])
+    return seq, after
 
 
 def _late_posterior(
