@@ -300,13 +300,17 @@ class CrowdPolicy:
     golden_blind_confidence: float | None = None
     # Probation after a known boundary (the exam's end, ``boundary_answers`` >= 0): the
     # worker's answers from it on count only once they show the worker careful: at least
-    # ``recent_min_answers`` of them, and the posterior of a late turn to content-blind
-    # answering under an even prior (the late change point's log Bayes factor ``late_bf``
-    # alone, not the crowd's learned share of turns) under this. None: no probation. See
-    # ``on_probation``. Why an even prior: the crowd's learned share of late turns is what
-    # let sleepers through (0.06 in the runs where their careless share was 9%, 0.24 where
-    # it was 1.6%; docs/quality-bench.md, block13): passing the exam is evidence about the
-    # exam, not about what comes after it.
+    # ``recent_min_answers`` of them, and the posterior that the worker turned
+    # content-blind at that boundary, under an even prior (the boundary's own log Bayes
+    # factor ``boundary_bf``, not weighted by the crowd's learned share of turns), under
+    # this. None: no probation. See ``on_probation``. Why an even prior: the crowd's
+    # learned share of late turns is what let sleepers through (0.06 in the runs where
+    # their careless share was 9%, 0.24 where it was 1.6%; docs/quality-bench.md,
+    # block13): passing the exam is evidence about the exam, not about what comes after
+    # it. Why the boundary alone (not ``late_bf``, every late change point): an honest
+    # worker with 40 answers after the exam has some 3-answer stretch that looks random,
+    # and the late change points' marginal held 3 honest workers' whole production
+    # (docs/exam14.md); a turn later than the exam is the late exclusion's business.
     probation_clear: float | None = None
 
     def __post_init__(self) -> None:
@@ -365,18 +369,16 @@ class CrowdPolicy:
             and (not has_boundary or (at_boundary and self.late_block_at_boundary))
         )
 
-    def on_probation(self, late_bf: float, boundary_answers: int) -> bool:
+    def on_probation(self, boundary_bf: float, boundary_answers: int) -> bool:
         """The worker's answers after their known boundary (``boundary_answers`` of them;
         negative: no boundary) have not cleared them yet: too few to read a turn in, or
-        a late turn to content-blind answering not unlikely enough under an even prior
-        (``late_bf``, `assess_crowd`'s column)."""
+        a turn to content-blind answering at the boundary not unlikely enough under an
+        even prior (``boundary_bf``, `assess_crowd`'s column; NaN: not read, held)."""
         if self.probation_clear is None or boundary_answers <= 0:
             return False
-        if boundary_answers < self.recent_min_answers:
+        if boundary_answers < self.recent_min_answers or np.isnan(boundary_bf):
             return True
-        if not np.isfinite(late_bf):
-            return late_bf > 0
-        return bool(_sigmoid(np.array([late_bf]))[0] >= self.probation_clear)
+        return bool(_sigmoid(np.array([boundary_bf]))[0] >= self.probation_clear)
 
     def excludes(self, p_late: float, at_boundary: bool) -> bool:
         """The answers-only rule: a worker's latest answers look careless enough to re-ask
@@ -944,9 +946,17 @@ def assess_crowd(
             is_golden[order],
             policy.boundary_prior,
         )
-        drift_bf, drift_at, careful_start, turned, recent_bf, late_bf, late_at, boundary_at = (
-            scanned
-        )
+        (
+            drift_bf,
+            drift_at,
+            careful_start,
+            turned,
+            recent_bf,
+            late_bf,
+            late_at,
+            boundary_at,
+            boundary_bf,
+        ) = scanned
         del scanned
         del answers_ll
         # Empirical Bayes, one share per kind of careless worker: blind from the start, and
@@ -1071,6 +1081,10 @@ def assess_crowd(
             # ``recent_min_answers`` after it (``CrowdPolicy.on_probation``).
             "boundary_seq": boundary_seq,
             "boundary_answers": boundary_answers,
+            # The change point at that boundary alone (careful before it, content-blind
+            # from it on) against careful throughout, as a log Bayes factor (NaN: fewer
+            # than ``recent_min_answers`` answers after it, or no boundary).
+            "boundary_bf": boundary_bf,
             "prior_blind": prior + prior_drift,
             "prior_drift": prior_drift,
             "temperature": chosen_temperature,
@@ -1274,7 +1288,15 @@ def _change_point_scan(
     golden: np.ndarray | None = None,
     boundary_prior: float = 0.0,
 ) -> tuple[
-    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
 ]:
     """Drift as a change point in each worker's answers (rows already in time order).
 
@@ -1299,7 +1321,8 @@ def _change_point_scan(
     than ``recent_len + 1`` answers): how suspect the latest answers are; and the same
     late change point marginalised (penalised like the drift's: every candidate leaving
     ``recent_len`` or more, uniform) with the row of its most probable one (-1: none), and
-    the row of the worker's known boundary (below; -1: none).
+    the row of the worker's known boundary (below; -1: none) and the log Bayes factor of
+    the change point at that boundary alone against careful throughout (NaN: none).
     With ``golden`` (per row, a golden pair's answer) and ``boundary_prior`` > 0, the late
     change point's prior puts that mass on a known regime boundary: the first answer after
     the worker's leading run of at least ``min_len`` golden answers (an exam, which
@@ -1312,6 +1335,7 @@ def _change_point_scan(
     late = np.full(n_workers, -np.inf)
     late_start = np.full(n_workers, -1, dtype=np.int64)
     boundary = np.full(n_workers, -1, dtype=np.int64)
+    boundary_bf = np.full(n_workers, np.nan)
     start = np.full(n_workers, -1, dtype=np.int64)
     before = np.zeros(n_workers)
     turned = np.zeros(worker.size)
@@ -1349,6 +1373,7 @@ def _change_point_scan(
                     boundary[w] = int(idx[lead])
                     log_prior += np.log1p(-boundary_prior)
                     log_prior[lead - 1] = np.logaddexp(log_prior[lead - 1], np.log(boundary_prior))
+                    boundary_bf[w] = float(late_terms[lead - 1]) - careful
             weighted = late_terms + log_prior
             late[w] = float(np.logaddexp.reduce(weighted)) - careful
             late_start[w] = int(idx[int(every[int(np.argmax(weighted))])])
@@ -1367,7 +1392,7 @@ def _change_point_scan(
         cdf[cand] = np.cumsum(weights) / weights.sum()
         cdf[cand[-1] :] = 1.0
         turned[idx] = cdf
-    return best, start, before, turned, recent, late, late_start, boundary
+    return best, start, before, turned, recent, late, late_start, boundary, boundary_bf
 
 
 def _logmeanexp(x: np.ndarray) -> np.ndarray:

@@ -916,11 +916,12 @@ def apply_probation(
         after = int(row["boundary_answers"])
         if after <= 0 or str(worker) in out:
             continue
-        if policy.on_probation(float(row["late_bf"]), after):
+        if policy.on_probation(float(row["boundary_bf"]), after):
             since = drift_start(s, row, "boundary_seq")
             if since is None:
                 continue
-            p_turned = 1.0 / (1.0 + math.exp(-min(max(float(row["late_bf"]), -50.0), 50.0)))
+            bf = float(row["boundary_bf"])
+            p_turned = 1.0 / (1.0 + math.exp(-min(max(bf, -50.0), 50.0))) if bf == bf else 0.5
             held += _exclude_answers(
                 s,
                 campaign_id,
