@@ -77,10 +77,10 @@ def test_sleepers_careless_answers_are_held_where_the_late_rule_kept_them() -> N
         kept_late += sum(_kept(LATE, rows, w) for w in sleepers)
         kept_probation += sum(_kept(PROBATION_ON, rows, w) for w in sleepers)
         honest_held += sum(not _kept(PROBATION_ON, rows, w) for w in honest)
-    # Measured: the late rule kept 12 of 18 sleepers, the probation 2; 9 of 90 honest held.
+    # Measured: the late rule kept 12 of 18 sleepers, the probation 2; 4 of 90 honest held.
     assert kept_late >= 9
     assert kept_probation <= 3
-    assert honest_held <= 15
+    assert honest_held <= 9
 
 
 def test_an_honest_worker_with_unlucky_answers_is_held_then_cleared_never_blocked() -> None:
@@ -101,8 +101,10 @@ def test_an_honest_worker_with_unlucky_answers_is_held_then_cleared_never_blocke
                 held_then += on
             else:
                 cleared_later += not on
+    # Measured: held at 2-3 answers after the exam (boundary_bf 0.8, 2.8; NaN on 2
+    # answers), cleared at 19-20 (boundary_bf -4.1 to -5.7).
     assert held_then == 3
-    assert cleared_later >= 2
+    assert cleared_later == 3
     # Without a leading golden run (no exam) nobody has a boundary, so nobody is held.
     plain = _sequence_frame({f"w{i}": ["honest"] * 6 for i in range(10)})
     rows = assess_crowd(plain, policy)[0]
