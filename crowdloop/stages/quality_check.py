@@ -911,6 +911,14 @@ def apply_probation(
     if policy.probation_clear is None or crowd.empty or "boundary_answers" not in crowd:
         return 0, 0
     out = _untrusted(s, campaign_id)
+    # Workers with answers held now: only theirs can be released.
+    holding = set(
+        s.exec(
+            select(Judgment.worker_id)
+            .where(Judgment.campaign_id == campaign_id, _held_on_probation())
+            .distinct()
+        ).all()
+    )
     held = released = 0
     for worker, row in crowd.iterrows():
         after = int(row["boundary_answers"])
@@ -931,7 +939,7 @@ def apply_probation(
                 f"{after} answers after the exam, P(turned) = {p_turned:.2f}",
                 held_too=False,
             )
-        else:
+        elif str(worker) in holding:
             res = s.execute(
                 update(Judgment)
                 .where(
