@@ -407,6 +407,23 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         DEFAULT,
         {**EXAM, **LATE_BLOCK, "exclude_late_confidence": 0.35},
     ),
+    # exam14: the exam's probation off, and at other bars (`quality.exam_probation`;
+    # docs/exam14.md).
+    "noprobation_exam": (
+        "crowdloop default + exam, no probation after it",
+        DEFAULT,
+        {**EXAM, "exam_probation": None},
+    ),
+    "probation05_exam": (
+        "crowdloop default + exam, probation cleared at 0.05",
+        DEFAULT,
+        {**EXAM, "exam_probation": 0.05},
+    ),
+    "probation20_exam": (
+        "crowdloop default + exam, probation cleared at 0.2",
+        DEFAULT,
+        {**EXAM, "exam_probation": 0.2},
+    ),
     "before_cost13": (
         "crowdloop default before cost13 (no allowance, ties not asked again)",
         BEFORE13,
@@ -560,6 +577,12 @@ def run_one(
                 for j in s.exec(select(Judgment).where(Judgment.excluded == True))  # noqa: E712
                 if j.worker_id and (j.exclusion_reason or "").startswith("careless since")
             )
+            # Answers still held on probation after the exam at the end, per worker.
+            held = Counter(
+                j.worker_id
+                for j in s.exec(select(Judgment).where(Judgment.excluded == True))  # noqa: E712
+                if j.worker_id and (j.exclusion_reason or "").startswith("on probation")
+            )
         truth = _truth(sim.url, real)
         frame = judgments_frame(name)
         crowd_now = __import__("httpx").get(f"{sim.url}/sim/workers", timeout=30).json()
@@ -606,6 +629,13 @@ def run_one(
             for a in sorted(set(archetype.values()))
         },
         "honest_excluded": len(honest & set(late_excluded)),
+        # Workers with answers still held on probation at the end (by kind), and how many.
+        "probation_held": dict(Counter(archetype[w] for w in held)),
+        "probation_answers_held": {
+            a: sum(n for w, n in held.items() if archetype[w] == a)
+            for a in sorted(set(archetype.values()))
+        },
+        "honest_held": len(honest & set(held)),
         # Of the judgments the verdicts were computed from, the share a bad worker gave.
         "bad_share": float(sum(w in bad for w in frame["worker"]) / max(len(frame), 1)),
         # ... and the share that were a sleeper's careless answers (after their careful
@@ -823,6 +853,7 @@ def main() -> None:
                         f"{r['honest_blocked']}, bad share {r['bad_share']:.3f}, "
                         f"sleepers' careless {r['sleeper_careless_share']:.3f}, "
                         f"late-excluded {r['late_excluded']}, "
+                        f"held {r['probation_held']}, "
                         f"{r['seconds']}s)"
                         for key, r in runs.items()
                         if key != "baseline"

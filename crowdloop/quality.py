@@ -300,6 +300,20 @@ class CrowdPolicy:
     # no ``min_golden`` wall): two kinds of evidence against the worker, each short of a
     # block alone. None: never (the default before block13). See ``blocks_with_golden``.
     golden_blind_confidence: float | None = None
+    # Probation after a known boundary (the exam's end, ``boundary_answers`` >= 0): the
+    # worker's answers from it on count only once they show the worker careful: at least
+    # ``recent_min_answers`` of them, and the posterior that the worker turned
+    # content-blind at that boundary, under an even prior (the boundary's own log Bayes
+    # factor ``boundary_bf``, not weighted by the crowd's learned share of turns), under
+    # this. None: no probation. See ``on_probation``. Why an even prior: the crowd's
+    # learned share of late turns is what let sleepers through (0.06 in the runs where
+    # their careless share was 9%, 0.24 where it was 1.6%; docs/quality-bench.md,
+    # block13): passing the exam is evidence about the exam, not about what comes after
+    # it. Why the boundary alone (not ``late_bf``, every late change point): an honest
+    # worker with 40 answers after the exam has some 3-answer stretch that looks random,
+    # and the late change points' marginal held 3 honest workers' whole production
+    # (docs/exam14.md); a turn later than the exam is the late exclusion's business.
+    probation_clear: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.5 < self.blind_confidence < 1:
@@ -322,6 +336,8 @@ class CrowdPolicy:
             raise ValueError("golden_blind_confidence must be in (0.5, 1)")
         if self.late_block_min_answers < 1:
             raise ValueError("late_block_min_answers must be >= 1")
+        if self.probation_clear is not None and not 0 < self.probation_clear < 1:
+            raise ValueError("probation_clear must be in (0, 1)")
 
     def blocks(self, p_blind: float, answers: int) -> bool:
         """The decision rule: a high posterior of content-blind answering, on enough answers."""
@@ -354,6 +370,17 @@ class CrowdPolicy:
             and answers >= self.min_answers
             and (not has_boundary or (at_boundary and self.late_block_at_boundary))
         )
+
+    def on_probation(self, boundary_bf: float, boundary_answers: int) -> bool:
+        """The worker's answers after their known boundary (``boundary_answers`` of them;
+        negative: no boundary) have not cleared them yet: too few to read a turn in, or
+        a turn to content-blind answering at the boundary not unlikely enough under an
+        even prior (``boundary_bf``, `assess_crowd`'s column; NaN: not read, held)."""
+        if self.probation_clear is None or boundary_answers <= 0:
+            return False
+        if boundary_answers < self.recent_min_answers or np.isnan(boundary_bf):
+            return True
+        return bool(_sigmoid(np.array([boundary_bf]))[0] >= self.probation_clear)
 
     def excludes(self, p_late: float, at_boundary: bool) -> bool:
         """The answers-only rule: a worker's latest answers look careless enough to re-ask
@@ -921,9 +948,17 @@ def assess_crowd(
             is_golden[order],
             policy.boundary_prior,
         )
-        drift_bf, drift_at, careful_start, turned, recent_bf, late_bf, late_at, boundary_at = (
-            scanned
-        )
+        (
+            drift_bf,
+            drift_at,
+            careful_start,
+            turned,
+            recent_bf,
+            late_bf,
+            late_at,
+            boundary_at,
+            boundary_bf,
+        ) = scanned
         del scanned
         del answers_ll
         # Empirical Bayes, one share per kind of careless worker: blind from the start, and
@@ -1004,6 +1039,9 @@ def assess_crowd(
         ],
         dtype=object,
     )
+    boundary_seq, boundary_answers = _boundary_after_lead(
+        wcode[order], is_golden[order], use[order], n_w, policy.drift_min_answers, seqs
+    )
     g_use = is_golden & use
     g_correct = g_use & (label == golden_code)
     agree = np.where(label == 0, p_left, np.where(label == 1, 1 - p_left, np.nan))
@@ -1035,12 +1073,56 @@ def assess_crowd(
             # The worker has a known boundary at all (a leading golden run: the exam).
             "has_boundary": boundary_at >= 0,
             "prior_late": prior_late,
+            # The late change point's log Bayes factor against careful throughout (the
+            # boundary's prior included), which ``p_late`` weighs by the crowd's share.
+            "late_bf": late_bf,
+            # The first answer after the worker's leading run of ``drift_min_answers`` or
+            # more golden answers (the exam) as its ``seq`` (None: no such run, no ``seq``
+            # column, or nothing after it), and how many used answers follow it (-1: no
+            # such run). Unlike ``has_boundary``, also with fewer than
+            # ``recent_min_answers`` after it (``CrowdPolicy.on_probation``).
+            "boundary_seq": boundary_seq,
+            "boundary_answers": boundary_answers,
+            # The change point at that boundary alone (careful before it, content-blind
+            # from it on) against careful throughout, as a log Bayes factor (NaN: fewer
+            # than ``recent_min_answers`` answers after it, or no boundary).
+            "boundary_bf": boundary_bf,
             "prior_blind": prior + prior_drift,
             "prior_drift": prior_drift,
             "temperature": chosen_temperature,
         }
     )
     return out, audit
+
+
+def _boundary_after_lead(
+    worker: np.ndarray,
+    golden: np.ndarray,
+    use: np.ndarray,
+    n_workers: int,
+    min_len: int,
+    seqs: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per worker (rows in time order), the ``seq`` of the first used answer after their
+    leading run of at least ``min_len`` used golden answers (None: no such run, nothing
+    after it, or no ``seqs``) and how many used answers follow the run (-1: no such run):
+    the known boundary `_change_point_scan` gives prior mass to, here whatever follows."""
+    seq = np.full(n_workers, None, dtype=object)
+    after = np.full(n_workers, -1, dtype=np.int64)
+    rows = np.flatnonzero(use)
+    w = worker[rows]
+    by_worker = np.argsort(w, kind="stable")
+    bounds = np.searchsorted(w[by_worker], np.arange(n_workers + 1))
+    for k in range(n_workers):
+        idx = rows[by_worker[bounds[k] : bounds[k + 1]]]
+        g = golden[idx]
+        lead = int(np.argmin(g)) if not g.all() else idx.size
+        if idx.size == 0 or lead < min_len:
+            continue
+        after[k] = idx.size - lead
+        if lead < idx.size and seqs is not None:
+            seq[k] = int(seqs[idx[lead]])
+    return seq, after
 
 
 def _late_posterior(
@@ -1208,7 +1290,15 @@ def _change_point_scan(
     golden: np.ndarray | None = None,
     boundary_prior: float = 0.0,
 ) -> tuple[
-    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
 ]:
     """Drift as a change point in each worker's answers (rows already in time order).
 
@@ -1233,7 +1323,8 @@ def _change_point_scan(
     than ``recent_len + 1`` answers): how suspect the latest answers are; and the same
     late change point marginalised (penalised like the drift's: every candidate leaving
     ``recent_len`` or more, uniform) with the row of its most probable one (-1: none), and
-    the row of the worker's known boundary (below; -1: none).
+    the row of the worker's known boundary (below; -1: none) and the log Bayes factor of
+    the change point at that boundary alone against careful throughout (NaN: none).
     With ``golden`` (per row, a golden pair's answer) and ``boundary_prior`` > 0, the late
     change point's prior puts that mass on a known regime boundary: the first answer after
     the worker's leading run of at least ``min_len`` golden answers (an exam, which
@@ -1246,6 +1337,7 @@ def _change_point_scan(
     late = np.full(n_workers, -np.inf)
     late_start = np.full(n_workers, -1, dtype=np.int64)
     boundary = np.full(n_workers, -1, dtype=np.int64)
+    boundary_bf = np.full(n_workers, np.nan)
     start = np.full(n_workers, -1, dtype=np.int64)
     before = np.zeros(n_workers)
     turned = np.zeros(worker.size)
@@ -1283,6 +1375,7 @@ def _change_point_scan(
                     boundary[w] = int(idx[lead])
                     log_prior += np.log1p(-boundary_prior)
                     log_prior[lead - 1] = np.logaddexp(log_prior[lead - 1], np.log(boundary_prior))
+                    boundary_bf[w] = float(late_terms[lead - 1]) - careful
             weighted = late_terms + log_prior
             late[w] = float(np.logaddexp.reduce(weighted)) - careful
             late_start[w] = int(idx[int(every[int(np.argmax(weighted))])])
@@ -1301,7 +1394,7 @@ def _change_point_scan(
         cdf[cand] = np.cumsum(weights) / weights.sum()
         cdf[cand[-1] :] = 1.0
         turned[idx] = cdf
-    return best, start, before, turned, recent, late, late_start, boundary
+    return best, start, before, turned, recent, late, late_start, boundary, boundary_bf
 
 
 def _logmeanexp(x: np.ndarray) -> np.ndarray:

@@ -354,6 +354,20 @@ class QualitySpec(_Strict):
     # block, honest 3 -> 3, all of them golden-rule blocks on the ambiguous-golden crowd;
     # offline, the highest honest posterior with a golden record at the warning bar 0.60).
     golden_blind_confidence: float | None = Field(default=0.8, gt=0.5, lt=1)
+    # Probation after the exam: a worker's comparisons from the exam's end on count in the
+    # verdicts only once they show the worker careful: at least 3 of them, and the
+    # posterior that the worker turned careless after the exam, under an even prior (the
+    # evidence of the answers alone, `crowdloop.quality.CrowdPolicy.probation_clear`),
+    # under this. Until then they are held (excluded, reason "on probation since ...",
+    # their review deferred) and dynamic overlap buys the pairs from others; once the
+    # worker clears, the held answers count again; what is still held at the end stays out
+    # of the verdicts (and is paid). Never a block. Without an exam nothing is held (no
+    # worker starts with a run of 8+ golden answers). Null: off. Acted on only with
+    # blind_confidence set and on_fail not "warn". Why: sleepers pass the exam while
+    # careful, and their careless answers after it reached the verdicts whenever the
+    # crowd's learned share of late turns was low or the evidence was thin
+    # (docs/exam14.md).
+    exam_probation: float | None = Field(default=0.1, gt=0, lt=1)
     max_requeue_rounds: int = Field(default=3, ge=0)
     # Off by default; see ExamSpec.
     exam: ExamSpec | None = None

@@ -118,6 +118,7 @@ def crowd_policy_from(spec: QualitySpec) -> CrowdPolicy:
         late_block_min_answers=spec.block_late_min_answers,
         late_block_at_boundary=spec.block_late_at_exam,
         golden_blind_confidence=spec.golden_blind_confidence,
+        probation_clear=spec.exam_probation,
     )
 
 
@@ -779,6 +780,14 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
             s.add(rec)
         result.workers = len(counts)
         s.flush()
+        if (
+            blind is not None
+            and spec.quality.blind_confidence is not None
+            and spec.quality.on_fail != "warn"
+        ):
+            # After the workers' verdicts (a block or the late exclusion takes the held
+            # answers over), before the untrusted workers' answers are excluded.
+            result.excluded_judgments += apply_probation(s, campaign_id, blind, crowd_policy)[0]
         untrusted = s.exec(
             select(
                 WorkerRecord.worker_id, WorkerRecord.block_reason, WorkerRecord.excluded_from
@@ -847,21 +856,105 @@ def check_workers(campaign_id: str, connector: Connector) -> QualityResult:
 
 
 def _exclude_answers(
-    s: Session, campaign_id: str, worker: str, since: datetime | None, reason: str
+    s: Session,
+    campaign_id: str,
+    worker: str,
+    since: datetime | None,
+    reason: str,
+    *,
+    held_too: bool = True,
 ) -> int:
-    """Exclude a worker's answers given at or after ``since`` (None: all of them); how many."""
+    """Exclude a worker's answers given at or after ``since`` (None: all of them); how many.
+
+    With ``held_too``, answers held on probation (`apply_probation`) are excluded for this
+    reason instead: a verdict on the worker replaces the hold, and is not undone by it."""
     answered = func.coalesce(col(Judgment.submitted_at), col(Judgment.received_at))
+    open_rows: ColumnElement[bool] = col(Judgment.excluded).is_(False)
+    if held_too:
+        open_rows = open_rows | _held_on_probation()
     res = s.execute(
         update(Judgment)
         .where(
             col(Judgment.campaign_id) == campaign_id,
             col(Judgment.worker_id) == worker,
-            col(Judgment.excluded).is_(False),
+            open_rows,
             *([answered >= since] if since is not None else []),
         )
         .values(excluded=True, exclusion_reason=reason)
     )
     return max(0, cast(CursorResult[Any], res).rowcount or 0)
+
+
+# The exclusion reason of answers held on probation after the exam (`apply_probation`).
+PROBATION = "on probation"
+
+
+def _held_on_probation() -> ColumnElement[bool]:
+    """An answer held on probation (excluded for `PROBATION`, reversibly)."""
+    return col(Judgment.excluded).is_(True) & col(Judgment.exclusion_reason).startswith(PROBATION)
+
+
+def apply_probation(
+    s: Session, campaign_id: str, crowd: pd.DataFrame, policy: CrowdPolicy
+) -> tuple[int, int]:
+    """Hold or release each worker's answers after the exam (`CrowdPolicy.on_probation`);
+    (answers newly held, answers released).
+
+    ``crowd``: the crowd assessment indexed by worker. A worker still on probation has
+    their answers from the exam's end on excluded for `PROBATION` (review deferred:
+    `review_submissions`); one who has cleared gets those answers back (nothing else
+    excluded is touched: a block's or the late exclusion's answers stay out). Blocked and
+    excluded workers are left alone (their verdict has excluded the held answers for its
+    own reason, `_exclude_answers`).
+
+    Why: a worker who passed the exam is judged on their exam, and a sleeper's careless
+    answers after it are few (a median of 5-6), often on pairs nobody else answered, so
+    the evidence against them comes late or never; an answer that has not earned its
+    place waits, and dynamic overlap buys its pair from others meanwhile (their answers
+    are also what grades the held ones)."""
+    if policy.probation_clear is None or crowd.empty or "boundary_answers" not in crowd:
+        return 0, 0
+    out = _untrusted(s, campaign_id)
+    # Workers with answers held now: only theirs can be released.
+    holding = set(
+        s.exec(
+            select(Judgment.worker_id)
+            .where(Judgment.campaign_id == campaign_id, _held_on_probation())
+            .distinct()
+        ).all()
+    )
+    held = released = 0
+    for worker, row in crowd.iterrows():
+        after = int(row["boundary_answers"])
+        if after <= 0 or str(worker) in out:
+            continue
+        if policy.on_probation(float(row["boundary_bf"]), after):
+            since = drift_start(s, row, "boundary_seq")
+            if since is None:
+                continue
+            bf = float(row["boundary_bf"])
+            p_turned = 1.0 / (1.0 + math.exp(-min(max(bf, -50.0), 50.0))) if bf == bf else 0.5
+            held += _exclude_answers(
+                s,
+                campaign_id,
+                str(worker),
+                since,
+                f"{PROBATION} since {since.isoformat(timespec='seconds')}: "
+                f"{after} answers after the exam, P(turned) = {p_turned:.2f}",
+                held_too=False,
+            )
+        elif str(worker) in holding:
+            res = s.execute(
+                update(Judgment)
+                .where(
+                    col(Judgment.campaign_id) == campaign_id,
+                    col(Judgment.worker_id) == str(worker),
+                    _held_on_probation(),
+                )
+                .values(excluded=False, exclusion_reason=None)
+            )
+            released += max(0, cast(CursorResult[Any], res).rowcount or 0)
+    return held, released
 
 
 def reopen_short_comparisons(
@@ -1211,6 +1304,8 @@ def review_submissions(
                 # Compared by the database: the driver's 0/1 (or bool), no enum per row.
                 col(Judgment.status) == JudgmentStatus.VALID,
                 col(Judgment.worker_id),
+                # Held on probation (`apply_probation`): left for later, paid at the end.
+                func.coalesce(_held_on_probation(), False),
             )
             .join(Item, col(Item.id) == col(Judgment.item_id))
             .where(
@@ -1236,7 +1331,7 @@ def review_submissions(
                 if not chunk:
                     break
                 after = chunk[-1][0]  # in id order
-                sent, outcome = _decide(chunk, holding, reject_untrusted, comment)
+                sent, outcome = _decide(chunk, holding, reject_untrusted, comment, final)
                 if not outcome:
                     continue  # every row held
                 # Validated as one list (pydantic's loop, not a model constructor call per row:
@@ -1253,24 +1348,34 @@ def review_submissions(
 
 
 def _decide(
-    chunk: list[Sequence[Any]], holding: set[str], reject_untrusted: bool, comment: str
+    chunk: list[Sequence[Any]],
+    holding: set[str],
+    reject_untrusted: bool,
+    comment: str,
+    final: bool = False,
 ) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
     """A review chunk's decisions (as `ReviewDecision` fields, in id order) and the
     (id, review) of each row decided now, in id order, for the write-back; rows of the
-    ``holding`` workers are left for later. Rows: (id, submission, excluded, valid,
-    worker)."""
+    ``holding`` workers, and rows held on probation, are left for later (the probation's
+    are accepted in the ``final`` review: nobody convicted the worker). Rows: (id,
+    submission, excluded, valid, worker[, on probation])."""
     sent: list[dict[str, Any]] = []
     outcome: list[tuple[int, str]] = []
-    for jid, ext, excluded, valid, worker in chunk:
-        if worker in holding:
+    for jid, ext, excluded, valid, worker, *rest in chunk:
+        probation = bool(rest and rest[0])
+        if worker in holding or (probation and not final):
             continue
         if not valid:
             # Unreadable answers are left to a person: the worker may not be at fault.
             outcome.append((jid, "skipped"))
             continue
-        accept = not (excluded and reject_untrusted)
+        accept = probation or not (excluded and reject_untrusted)
         sent.append(
-            {"submission_id": ext, "accept": accept, "comment": comment if excluded else ""}
+            {
+                "submission_id": ext,
+                "accept": accept,
+                "comment": comment if excluded and not probation else "",
+            }
         )
         outcome.append((jid, "accepted" if accept else "rejected"))
     return sent, outcome
