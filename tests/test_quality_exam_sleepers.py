@@ -9,6 +9,7 @@ late exclusion's posterior (weighted by the crowd's learned share of turns) stay
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlmodel import select
@@ -164,3 +165,58 @@ def test_the_quality_check_holds_and_releases_the_answers_after_the_exam(
     assess_with(monkeypatch, worker, boundary_bf=-5.0, boundary_seq=turn.id, boundary_answers=after)
     check_workers(CAMPAIGN, connector)
     assert not any(e for e, _ in excluded())
+
+
+def _boundary_by_sorting(
+    worker: np.ndarray,
+    golden: np.ndarray,
+    use: np.ndarray,
+    n_workers: int,
+    min_len: int,
+    seqs: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first version of `_boundary_after_lead`: each worker's used rows by a sort."""
+    seq = np.full(n_workers, None, dtype=object)
+    after = np.full(n_workers, -1, dtype=np.int64)
+    rows = np.flatnonzero(use)
+    w = worker[rows]
+    by_worker = np.argsort(w, kind="stable")
+    bounds = np.searchsorted(w[by_worker], np.arange(n_workers + 1))
+    for k in range(n_workers):
+        idx = rows[by_worker[bounds[k] : bounds[k + 1]]]
+        g = golden[idx]
+        lead = int(np.argmin(g)) if not g.all() else idx.size
+        if idx.size == 0 or lead < min_len:
+            continue
+        after[k] = idx.size - lead
+        if lead < idx.size and seqs is not None:
+            seq[k] = int(seqs[idx[lead]])
+    return seq, after
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_boundary_by_counts_equals_the_sort(seed: int) -> None:
+    """The counting version (memory: it runs at the quality check's peak) gives what the
+    sorting one gave, on workers with and without a leading golden run, unused rows and
+    workers with no answers at all."""
+    from crowdloop.quality import _boundary_after_lead
+
+    rng = np.random.default_rng(seed)
+    n_workers, n = 30, 2_000
+    worker = rng.integers(0, n_workers - 3, n).astype(np.int32)  # the last 3 answer nothing
+    golden = rng.random(n) < 0.25
+    exam_takers = rng.choice(n_workers - 3, 12, replace=False)
+    for k in exam_takers:  # a leading golden run of 2-12 answers
+        rows = np.flatnonzero(worker == k)
+        golden[rows[: rng.integers(2, 13)]] = True
+    use = rng.random(n) < 0.9
+    seqs = rng.permutation(n).astype(np.int64)
+    found = {}
+    for min_len in (1, 4, 8):
+        for with_seqs in (seqs, None):
+            got = _boundary_after_lead(worker, golden, use, n_workers, min_len, with_seqs)
+            want = _boundary_by_sorting(worker, golden, use, n_workers, min_len, with_seqs)
+            assert got[0].tolist() == want[0].tolist()
+            assert got[1].tolist() == want[1].tolist()
+        found[min_len] = int((want[1] >= 0).sum())
+    assert found[1] > found[8] >= 1  # runs of every length are there to find
