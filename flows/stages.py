@@ -240,4 +240,4 @@ def publish_report(campaign_id: str) -> dict[str, Any]:
             table=data["worker_table"],
             description="Worker quality on golden tasks",
         )
-    return data
+    return report.run_summary(campaign_id, data)

@@ -51,6 +51,17 @@ def test_golden_checks_catch_spammers_and_beat_majority_vote(
     report = result["report"]
     assert report["judgments"]["excluded"] > 0
     assert report["status"] == "complete"
+    # The run's result leaves the per-prompt sections to the report file (Prefect holds
+    # and walks what a flow returns), which has them.
+    quality = report["quality"]
+    assert "rankings" not in quality and "prompts" not in quality
+    stored = json.loads(Path(quality["per_prompt_in"]).read_text(encoding="utf-8"))["quality"]
+    assert len(stored["rankings"]) >= 60 and stored["prompts"]
+    assert {k: v for k, v in stored.items() if k not in ("rankings", "prompts")} == {
+        k: v
+        for k, v in json.loads(json.dumps(quality, default=str)).items()
+        if k != "per_prompt_in"
+    }
 
 
 def test_fault_injection_gives_the_same_datasets(

@@ -467,6 +467,30 @@ def write_report(campaign_id: str) -> tuple[dict[str, Any], str]:
     return data, md
 
 
+# The quality report's sections with a row per prompt: in the report file, not in what
+# the flow returns (`run_summary`).
+PER_PROMPT_SECTIONS = ("rankings", "prompts")
+
+
+def run_summary(campaign_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The report as a flow run returns it: all of it but the quality report's per-prompt
+    sections (`PER_PROMPT_SECTIONS`), which ``quality.per_prompt_in`` names the report
+    file for.
+
+    Why: Prefect keeps a task's return value and the flow's in memory and walks the
+    flow's when it returns; at 10^6 judgments those sections are ~26 of the report's 40 MB
+    of JSON (48k prompts), and returning them raised the flow's peak by ~120 MiB over the
+    bare loop's (docs/at-scale.md, mem14)."""
+    quality = data.get("quality")
+    if not isinstance(quality, dict) or not any(k in quality for k in PER_PROMPT_SECTIONS):
+        return data
+    with session_scope() as s:
+        out = Path(load_spec(s, campaign_id).output_dir)
+    slim = {k: v for k, v in quality.items() if k not in PER_PROMPT_SECTIONS}
+    slim["per_prompt_in"] = str(out / f"{campaign_id}-report.json")
+    return {**data, "quality": slim}
+
+
 # The indent of `indented_json`, one level.
 _INDENT = "  "
 # `indented_json`'s C encoders, one per depth: their item separator is a newline and the
