@@ -35,39 +35,6 @@ def encode(values: Sequence[Any] | np.ndarray, book: dict[str, int]) -> np.ndarr
     return np.append(lookup, np.int32(-1))[codes]  # code -1 (None) takes the last entry
 
 
-class ArrowCodes:
-    """Codes of string columns read a chunk at a time, each chunk dictionary-encoded by
-    Arrow as it comes, the distinct values turned into Python strings once at the end.
-
-    `encode`'s book holds a Python string per distinct value from the chunk that first
-    saw it: made among the rows' own short-lived strings and tuples, those survivors pin
-    the allocator's arenas the whole read filled (measured at 10^6 judgments: ~70 MiB
-    left resident by the final stages' reads). Here the rows' strings all die with their
-    chunk, and the book's strings are made together afterwards."""
-
-    def __init__(self) -> None:
-        self._chunks: list[pa.Array] = []
-
-    def add(self, values: Sequence[str | None]) -> None:
-        self._chunks.append(pc.dictionary_encode(pa.array(values, pa.string())))
-
-    def codes(self, *, parts: int = 1) -> tuple[list[np.ndarray], list[str]]:
-        """The int32 codes (-1: missing) and the book (distinct values in code order, as
-        Python strings). With ``parts`` > 1 the chunks were added as that many columns in
-        turn (``parts`` chunks per read chunk: a pair's sides), coded in one book: the
-        codes come back per column."""
-        if not self._chunks:
-            return [np.empty(0, np.int32) for _ in range(parts)], []
-        unified = pa.chunked_array(self._chunks).unify_dictionaries()
-        self._chunks = []
-        book: list[str] = unified.chunk(0).dictionary.to_pylist()
-        columns: list[list[np.ndarray]] = [[] for _ in range(parts)]
-        for i, chunk in enumerate(unified.chunks):
-            codes = chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-            columns[i % parts].append(codes.astype(np.int32, copy=False))
-        return [np.concatenate(c) for c in columns], book
-
-
 def coded(
     codes: np.ndarray,
     book: dict[str, int] | list[str] | pa.Array,

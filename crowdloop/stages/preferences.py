@@ -29,7 +29,7 @@ from crowdloop.aggregation.pair_value import (
 )
 from crowdloop.aggregation.pairs import vote_counts
 from crowdloop.aggregation.worker_aware import WorkerAwareBT
-from crowdloop.codes import ArrowCodes, coded, coded_together
+from crowdloop.codes import coded, coded_together, encode
 from crowdloop.db import driver_rows, insert_ignore, session_scope
 from crowdloop.models.spec import DynamicOverlapSpec
 from crowdloop.models.tables import (
@@ -119,25 +119,29 @@ def coded_judgments(campaign_id: str) -> pd.DataFrame:
     string frame held ~127 MiB of Arrow strings (864k rows x 5 id columns) and its read
     peaked at ~2.5 times that; here a row is six int32 codes and each id is held once.
     """
-    coders = {k: ArrowCodes() for k in ("pair", "prompt", "side", "worker", "label")}
+    books: dict[str, dict[str, int]] = {
+        k: {} for k in ("pair", "prompt", "side", "worker", "label")
+    }
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in CODED_COLUMNS}
     with session_scope() as s:
         # The driver's tuples a chunk at a time (SQLite), not the ORM's rows: their
         # building was ~40% of this read's CPU (text columns only, nothing to process).
         for part in driver_rows(s, _judgments_query(campaign_id)):
             pair, prompt, left, right, worker, label = row_columns(part, 6)
-            coders["pair"].add(pair)
-            coders["prompt"].add(prompt)
-            coders["side"].add(left)
-            coders["side"].add(right)  # the sides in turn: one book, two columns
-            coders["worker"].add(worker)
-            coders["label"].add(label)
-            del part, pair, prompt, left, right, worker, label
-    frame: dict[str, pd.Categorical] = {}
-    for name in ("pair", "prompt", "worker", "label"):
-        (codes,), book = coders.pop(name).codes()
-        frame[name] = coded(codes, book)
-    (left_codes, right_codes), sides = coders.pop("side").codes(parts=2)
-    frame["left"], frame["right"] = coded_together([left_codes, right_codes], sides)
+            parts["pair"].append(encode(pair, books["pair"]))
+            parts["prompt"].append(encode(prompt, books["prompt"]))
+            parts["left"].append(encode(left, books["side"]))
+            parts["right"].append(encode(right, books["side"]))
+            parts["worker"].append(encode(worker, books["worker"]))
+            parts["label"].append(encode(label, books["label"]))
+    columns = {
+        name: np.concatenate(chunks) if chunks else np.empty(0, np.int32)
+        for name, chunks in parts.items()
+    }
+    del parts
+    sides = coded_together([columns.pop("left"), columns.pop("right")], books["side"])
+    frame = {name: coded(codes, books[name]) for name, codes in columns.items()}
+    frame["left"], frame["right"] = sides
     return pd.DataFrame({name: frame[name] for name in CODED_COLUMNS})
 
 
