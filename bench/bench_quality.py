@@ -408,7 +408,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {**EXAM, **LATE_BLOCK, "exclude_late_confidence": 0.35},
     ),
     # exam14: the exam's probation off, and at other bars (`quality.exam_probation`;
-    # docs/exam14.md).
+    # docs/quality-bench.md, exam14).
     "noprobation_exam": (
         "crowdloop default + exam, no probation after it",
         DEFAULT,

@@ -312,7 +312,8 @@ class CrowdPolicy:
     # it. Why the boundary alone (not ``late_bf``, every late change point): an honest
     # worker with 40 answers after the exam has some 3-answer stretch that looks random,
     # and the late change points' marginal held 3 honest workers' whole production
-    # (docs/exam14.md); a turn later than the exam is the late exclusion's business.
+    # (docs/quality-bench.md, exam14); a turn later than the exam is the late
+    # exclusion's business.
     probation_clear: float | None = None
 
     def __post_init__(self) -> None:
@@ -997,7 +998,11 @@ def assess_crowd(
 
     post_q = _softmax(per_worker)
     accuracy = post_q @ q_of_column
-    times = frame["time"].to_numpy()[order]
+    # The time and id columns as the frame holds them (views, no copies): the time-ordered
+    # row i is the frame's row order[i]. Each indexed at a few rows per worker below; a
+    # time-ordered copy of each was 16 bytes an answer at the check's peak.
+    time_col = frame["time"].to_numpy()
+    seq_col = frame["seq"].to_numpy() if "seq" in frame.columns else None
     p_late, prior_late = _late_posterior(log_bf, late_bf, prior, policy)
     # Turned rather than blind from the start, by the posterior (the crowd's two shares
     # included): a random clicker whose first answers happened to be right is not a
@@ -1010,37 +1015,41 @@ def assess_crowd(
         for w, i in enumerate(drift_at)
     ]
     since = np.array(
-        [times[i] if d else None for d, i in zip(drifted, drift_at, strict=True)], dtype=object
+        [time_col[order[i]] if d else None for d, i in zip(drifted, drift_at, strict=True)],
+        dtype=object,
     )
     # The judgment id of the first answer of the drift (when the frame carries ids, as
     # `comparison_evidence` does): the quality check excludes from it on.
-    seqs = frame["seq"].to_numpy()[order] if "seq" in frame.columns else None
     since_seq = np.array(
         [
-            int(seqs[i]) if d and seqs is not None else None
+            int(seq_col[order[i]]) if d and seq_col is not None else None
             for d, i in zip(drifted, drift_at, strict=True)
         ],
         dtype=object,
     )
     late_ok = late_at >= 0
-    late_since = np.where(late_ok, times[np.maximum(late_at, 0)], np.nan)
-    # Used answers from the late change point on (the rows are in time order).
+    late_since = np.where(late_ok, time_col[order[np.maximum(late_at, 0)]], np.nan)
+    # Used answers from the late change point on (the rows are in time order), in int32
+    # positions (the int64 ones were 16 bytes an answer more at the check's peak).
     ordered_w = wcode[order]
-    late_answers = np.bincount(
-        ordered_w,
-        use[order] & late_ok[ordered_w] & (np.arange(len(order)) >= late_at[ordered_w]),
-        n_w,
-    ).astype(np.int64)
-    del ordered_w
+    from_late = np.arange(len(order), dtype=np.int32) >= late_at.astype(np.int32)[ordered_w]
+    late_answers = np.bincount(ordered_w, use[order] & late_ok[ordered_w] & from_late, n_w).astype(
+        np.int64
+    )
+    del ordered_w, from_late
     late_seq = np.array(
         [
-            int(seqs[i]) if ok and seqs is not None else None
+            int(seq_col[order[i]]) if ok and seq_col is not None else None
             for ok, i in zip(late_ok, late_at, strict=True)
         ],
         dtype=object,
     )
-    boundary_seq, boundary_answers = _boundary_after_lead(
-        wcode[order], is_golden[order], use[order], n_w, policy.drift_min_answers, seqs
+    boundary_row, boundary_answers = _boundary_after_lead(
+        wcode[order], is_golden[order], use[order], n_w, policy.drift_min_answers
+    )
+    boundary_seq = np.array(
+        [int(seq_col[order[r]]) if r >= 0 and seq_col is not None else None for r in boundary_row],
+        dtype=object,
     )
     g_use = is_golden & use
     g_correct = g_use & (label == golden_code)
@@ -1096,17 +1105,12 @@ def assess_crowd(
 
 
 def _boundary_after_lead(
-    worker: np.ndarray,
-    golden: np.ndarray,
-    use: np.ndarray,
-    n_workers: int,
-    min_len: int,
-    seqs: np.ndarray | None,
+    worker: np.ndarray, golden: np.ndarray, use: np.ndarray, n_workers: int, min_len: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per worker (rows in time order), the ``seq`` of the first used answer after their
-    leading run of at least ``min_len`` used golden answers (None: no such run, nothing
-    after it, or no ``seqs``) and how many used answers follow the run (-1: no such run):
-    the known boundary `_change_point_scan` gives prior mass to, here whatever follows.
+    """Per worker (rows in time order), the row of the first used answer after their
+    leading run of at least ``min_len`` used golden answers (-1: no such run, or nothing
+    after it) and how many used answers follow the run (-1: no such run): the known
+    boundary `_change_point_scan` gives prior mass to, here whatever follows.
 
     By counts over the rows, not a sort of them by worker: this runs at the end of
     `assess_crowd`, where the quality check's memory peaks (a sort made ~30 bytes an
@@ -1125,11 +1129,8 @@ def _boundary_after_lead(
     used = np.bincount(worker, use, n_workers).astype(np.int64)
     found = (used > 0) & (lead >= min_len)
     after = np.where(found, used - lead, -1)
-    seq = np.full(n_workers, None, dtype=object)
-    if seqs is not None:
-        for k in np.flatnonzero(found & (first_real < n)):
-            seq[k] = int(seqs[first_real[k]])
-    return seq, after
+    first = np.where(found & (first_real < n), first_real, -1)
+    return first, after
 
 
 def _late_posterior(

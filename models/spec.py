@@ -366,7 +366,7 @@ class QualitySpec(_Strict):
     # blind_confidence set and on_fail not "warn". Why: sleepers pass the exam while
     # careful, and their careless answers after it reached the verdicts whenever the
     # crowd's learned share of late turns was low or the evidence was thin
-    # (docs/exam14.md).
+    # (docs/quality-bench.md, exam14).
     exam_probation: float | None = Field(default=0.1, gt=0, lt=1)
     max_requeue_rounds: int = Field(default=3, ge=0)
     # Off by default; see ExamSpec.
