@@ -316,6 +316,23 @@ def exam_start(workers: dict[str, list[str]] | list[str]) -> pd.DataFrame:
     )
 
 
+def exam_crowd(
+    honest_answers: int, careless: int, seed: int, extra: dict[str, list[str]] | None = None
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """30 honest workers and 6 sleepers past a 12-pair exam; then ``honest_answers``
+    careful answers each from the honest, ``careless`` random ones from the sleepers (and
+    the ``extra`` workers' answers, by mode, past the exam too); the frame, the honest
+    workers' names and the sleepers'."""
+    honest = {f"honest-{i}": ["honest"] * honest_answers for i in range(30)}
+    sleepers = {f"sleeper-{i}": ["random"] * careless for i in range(6)}
+    everyone = {**honest, **sleepers, **(extra or {})}
+    frame = pd.concat(
+        [exam_start(list(everyone)), _sequence_frame(everyone, seed=seed)],
+        ignore_index=True,
+    )
+    return frame, list(honest), list(sleepers)
+
+
 def test_a_sleeper_is_caught_with_its_change_point_near_the_truth() -> None:
     """Careful for 15 answers, random for 15 more: the change point is found within a few
     answers of the 15th, the worker is blocked, and so is none of the honest crowd."""

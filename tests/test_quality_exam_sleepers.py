@@ -22,7 +22,7 @@ from crowdloop.quality import CrowdPolicy, assess_crowd
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages.quality_check import PROBATION, _decide, check_workers
 from crowdloop.stages.sync import settle_items
-from tests.test_quality_crowd import _sequence_frame, exam_start
+from tests.test_quality_crowd import _sequence_frame, exam_crowd
 from tests.test_quality_stage import (  # noqa: F401  (fixtures)
     CAMPAIGN,
     answers_in_time_order,
@@ -41,22 +41,6 @@ LATE = CrowdPolicy(late_confidence=0.5)
 PROBATION_ON = CrowdPolicy(late_confidence=0.5, probation_clear=QualitySpec().exam_probation)
 
 
-def _exam_crowd(
-    honest_answers: int, careless: int, seed: int, extra: dict[str, list[str]] | None = None
-) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """30 honest workers and 6 sleepers past a 12-pair exam; then ``honest_answers``
-    careful answers each from the honest, ``careless`` random ones from the sleepers (and
-    the ``extra`` workers' answers, by mode, past the exam too)."""
-    honest = {f"honest-{i}": ["honest"] * honest_answers for i in range(30)}
-    sleepers = {f"sleeper-{i}": ["random"] * careless for i in range(6)}
-    everyone = {**honest, **sleepers, **(extra or {})}
-    frame = pd.concat(
-        [exam_start(list(everyone)), _sequence_frame(everyone, seed=seed)],
-        ignore_index=True,
-    )
-    return frame, list(honest), list(sleepers)
-
-
 def _kept(policy: CrowdPolicy, rows: pd.DataFrame, worker: str) -> bool:
     """The worker's answers after the exam reach the verdicts under ``policy``: neither
     excluded by the late rule nor held on probation."""
@@ -72,7 +56,7 @@ def test_sleepers_careless_answers_are_held_where_the_late_rule_kept_them() -> N
     answers are mostly cleared."""
     kept_late = kept_probation = honest_held = 0
     for seed in range(3):
-        frame, honest, sleepers = _exam_crowd(20, 5, seed)
+        frame, honest, sleepers = exam_crowd(20, 5, seed)
         rows = assess_crowd(frame, PROBATION_ON)[0].set_index("worker")
         assert (rows.loc[[*honest, *sleepers], "boundary_answers"] > 0).all()
         kept_late += sum(_kept(LATE, rows, w) for w in sleepers)
@@ -93,7 +77,7 @@ def test_an_honest_worker_with_unlucky_answers_is_held_then_cleared_never_blocke
     held_then = cleared_later = 0
     for seed in range(3):
         for answers, count in ((unlucky, "held"), (unlucky + ["honest"] * 17, "cleared")):
-            case, _, _ = _exam_crowd(20, 5, seed, {"unlucky": answers})
+            case, _, _ = exam_crowd(20, 5, seed, {"unlucky": answers})
             rows = assess_crowd(case, policy)[0].set_index("worker")
             row = rows.loc["unlucky"]
             assert not policy.blocks(float(row["p_blind"]), int(row["answers"]))

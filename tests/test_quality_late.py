@@ -7,7 +7,6 @@ answers from that change point on and blocks nobody on it."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from sqlmodel import select
 
@@ -19,7 +18,7 @@ from crowdloop.quality import CrowdPolicy, assess_crowd
 from crowdloop.simulator.runner import SimulatorServer
 from crowdloop.stages.quality_check import check_workers
 from crowdloop.stages.sync import settle_items
-from tests.test_quality_crowd import _sequence_frame, exam_start
+from tests.test_quality_crowd import _sequence_frame, exam_crowd
 from tests.test_quality_stage import (  # noqa: F401  (fixtures)
     CAMPAIGN,
     answers_in_time_order,
@@ -34,28 +33,13 @@ from tests.test_quality_stage import (  # noqa: F401  (fixtures)
 )
 
 
-def _exam_crowd(careless: int, seed: int) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """30 honest workers and 6 sleepers, all past a 12-pair exam; then the honest answer
-    carefully and the sleepers at random, ``careless`` answers each (golden share 0.15)."""
-    honest = {f"honest-{i}": ["honest"] * careless for i in range(30)}
-    sleepers = {f"sleeper-{i}": ["random"] * careless for i in range(6)}
-    frame = pd.concat(
-        [
-            exam_start([*honest, *sleepers]),
-            _sequence_frame({**honest, **sleepers}, seed=seed),
-        ],
-        ignore_index=True,
-    )
-    return frame, list(honest), list(sleepers)
-
-
 def test_sleepers_past_the_exam_are_read_as_turned_at_its_end() -> None:
     """Nine random answers after a passed exam: most sleepers over ``p_late`` 0.5, the late
     change point at their first production answer; no honest worker over 0.3; the block
     posterior ``p_blind`` is the same with or without the exam boundary's prior."""
     over, at_boundary, flagged, honest_max = 0, 0, 0, 0.0
     for seed in range(3):
-        frame, honest, sleepers = _exam_crowd(9, seed)
+        frame, honest, sleepers = exam_crowd(9, 9, seed)
         workers, _ = assess_crowd(frame)
         rows = workers.set_index("worker")
         uniform, _ = assess_crowd(frame, CrowdPolicy(boundary_prior=0.0))
