@@ -86,6 +86,7 @@ from crowdloop.models.tables import CandidateScore, Item, Judgment, PairOutcome
 from crowdloop.simulator.config import CrowdConfig, SimulatorConfig
 from crowdloop.simulator.crowd import BAD_ARCHETYPES
 from crowdloop.simulator.runner import SimulatorServer
+from crowdloop.stages.exam import ExamStarved
 from crowdloop.stages.plan import register_campaign
 from crowdloop.stages.preferences import aggregate_preferences, judgments_frame
 from crowdloop.stages.quality_check import review_submissions
@@ -559,7 +560,16 @@ def run_one(
         with session_scope() as s:
             register_campaign(s, spec)
         with connector_for(name) as connector:
-            run_rounds(name, [Stage.COMPARE], bare_ops(connector), advance=False)
+            try:
+                run_rounds(name, [Stage.COMPARE], bare_ops(connector), advance=False)
+            except ExamStarved as starved:
+                # Every exam seat answered, too few passers: production never starts, so
+                # there is nothing to measure (the large crowd: 200 workers, 100 seats a
+                # pair, so a worker meets ~6 of the 12 pairs). The row says so.
+                return {
+                    "exam_starved": str(starved),
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
             # The flow's review-held step: what hold_unjudged_work still holds is reviewed.
             review_submissions(name, [Stage.COMPARE], connector, final=True)
             cost = float(record_spend(name, connector))
@@ -670,6 +680,15 @@ def table(rows: list[dict[str, Any]]) -> str:
         for method, run, accuracy in METHODS:
             if any(run not in r for r in mine):
                 continue  # not run on this crowd (--configs)
+            starved = [r for r in mine if "exam_starved" in r[run]]
+            if starved:
+                crowd_cell = f"{label} (seeds {seeds})" if first else ""
+                first = False
+                lines.append(
+                    f"| {crowd_cell} | {method} | exam starved ({len(starved)} of "
+                    f"{len(mine)} seeds): production never started | | | | | |"
+                )
+                continue
 
             def mean(field: str, run: str = run, mine: list[dict[str, Any]] = mine) -> float:
                 return statistics.mean(r[run][field] for r in mine)
@@ -698,7 +717,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 def verdict(rows: list[dict[str, Any]], config: str = "default") -> str:
     """The issue's bar, crowd by crowd: one configuration vs plain BT and majority vote."""
     out = []
-    rows = [r for r in rows if config in r]
+    starved = sorted({r["crowd"] for r in rows if "exam_starved" in r.get(config, {})})
+    if starved:
+        out.append(f"{config}: exam starved, production never started: {', '.join(starved)}")
+    rows = [r for r in rows if config in r and "exam_starved" not in r[config]]
     for key in CROWDS:
         mine = [r for r in rows if r["crowd"] == key]
         if not mine:
@@ -848,7 +870,9 @@ def main() -> None:
                     f"{crowd_key} seed {seed}: MV {base['majority_vote']:.3f}, "
                     f"BT {base['plain_bt']:.3f} @ {base['cost']:.2f} | "
                     + " | ".join(
-                        f"{key} {r['pipeline']:.3f} @ {r['cost']:.2f} "
+                        f"{key} EXAM STARVED after {r['seconds']}s: {r['exam_starved']}"
+                        if "exam_starved" in r
+                        else f"{key} {r['pipeline']:.3f} @ {r['cost']:.2f} "
                         f"(bad blocked {r['bad_judged_blocked']}/{r['bad_judged']}, honest "
                         f"{r['honest_blocked']}, bad share {r['bad_share']:.3f}, "
                         f"sleepers' careless {r['sleeper_careless_share']:.3f}, "

@@ -14,9 +14,13 @@ Run before each push of the preferences round loop (`exam_round`):
 4. A pass is committed, then granted on the marketplace, then the grant is recorded: a
    crash in between grants again on the rerun (the call is idempotent), nothing is lost.
 5. The first call waits until `min_passers` workers have passed, or raises `ExamNotReady`
-   after `wait_s` (a rerun waits on). Later calls grade and grant whoever finished in the
-   meantime: the exam stays open while production runs, and a newly qualified worker is
-   offered the production tasks still open. `close_exam` stops it when the campaign ends.
+   after `wait_s` (a rerun waits on), or `ExamStarved` at once when every exam seat is
+   answered and too few passed: no exam answer can come any more, so no wait can help (a
+   crowd larger than `takers` spreads each pair's seats over different workers, and a
+   taker who met fewer than `min_correct` of the pairs cannot pass). Later calls grade and
+   grant whoever finished in the meantime: the exam stays open while production runs, and
+   a newly qualified worker is offered the production tasks still open. `close_exam` stops
+   it when the campaign ends.
 
 Exam answers are not production judgments: exam items are golden items of their own stage,
 so aggregation and export never read them. They are evidence on the worker, though:
@@ -44,10 +48,12 @@ from crowdloop.models.tables import (
     ExamResult,
     ExamStatus,
     Item,
+    ItemState,
     WorkerRecord,
     utcnow,
 )
 from crowdloop.stages import budget
+from crowdloop.stages.counts import outstanding_total
 from crowdloop.stages.ledger import ensure_qualification, push_pending
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.preflight import require_qualifications
@@ -60,6 +66,11 @@ logger = logging.getLogger(__name__)
 
 class ExamNotReady(TimeoutError):
     """Too few workers passed the exam within `exam.wait_s`; a rerun keeps waiting."""
+
+
+class ExamStarved(ExamNotReady):
+    """Too few workers passed the exam and every exam seat is answered: no more can pass,
+    so the campaign's production cannot start (a rerun raises it again at once)."""
 
 
 @dataclass
@@ -112,6 +123,8 @@ def exam_round(
         progress.ready = progress.passed >= exam.min_passers
         if progress.ready or not wait:
             return progress
+        if _exam_exhausted(campaign_id):
+            raise ExamStarved(_starved_reason(campaign_id, summary, exam.min_passers))
         if clock() > deadline:
             raise ExamNotReady(
                 f"{campaign_id}: {progress.passed} worker(s) passed the exam after "
@@ -182,6 +195,45 @@ def grant_passes(campaign_id: str, connector: Connector) -> int:
     if todo:
         logger.info("%s: %d exam passer(s) qualified on %s", campaign_id, len(todo), name)
     return len(todo)
+
+
+def _exam_exhausted(campaign_id: str) -> bool:
+    """Whether no exam answer can come any more: every exam item is published and every
+    published seat answered (a quarantined answer counts; exam work is never rejected, so
+    no seat reopens)."""
+    with session_scope() as s:
+        unpublished = s.exec(
+            select(func.count())
+            .select_from(Item)
+            .where(
+                Item.campaign_id == campaign_id,
+                Item.stage == Stage.EXAM.value,
+                Item.state == ItemState.PENDING,
+            )
+        ).one()
+        return unpublished == 0 and outstanding_total(s, campaign_id, [Stage.EXAM]) == 0
+
+
+def _starved_reason(campaign_id: str, summary: dict[str, Any], needed: int) -> str:
+    """One line: which stage, how many passed against how many needed, and why no more can."""
+    with session_scope() as s:
+        exam = load_spec(s, campaign_id).quality.exam
+        answers = s.exec(
+            select(func.coalesce(func.sum(ExamResult.answered), 0)).where(
+                ExamResult.campaign_id == campaign_id
+            )
+        ).one()
+    assert exam is not None
+    items, takers = summary["items"], summary["takers"]
+    met = f"{answers / takers:.1f}" if takers else "0"
+    return (
+        f"{campaign_id}: exam starved: {summary['passed']} worker(s) passed, {needed} needed "
+        f"before production starts, and all {items} x {exam.takers} exam seats are answered: "
+        f"{takers} taker(s) met {met} of the {items} pairs on average, {summary['failed']} "
+        f"failed, {summary['pending']} met too few to reach {exam.min_correct} right; no more "
+        "can pass, so production cannot start (under a new campaign name: a lower "
+        "quality.exam.min_passers or min_correct, or takers nearer the crowd's size)"
+    )
 
 
 def _exam_items(s: Session, campaign_id: str) -> int:
