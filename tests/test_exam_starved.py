@@ -4,7 +4,7 @@ A crowd larger than the exam's seats (`quality.exam.takers` a pair) spreads each
 seats over different workers: most takers meet too few of the pairs to pass, and once every
 seat is answered no exam answer can come any more. The wait for `min_passers` used to poll
 until `exam.wait_s` (an hour by default) without a word, and a rerun did the same again
-(bench/bench_quality.py's large crowd under the exam; docs/stall14.md). Now it raises
+(bench/bench_quality.py's large crowd under the exam; docs/quality-bench.md, stall14). Now it raises
 `ExamStarved`: which stage, how many passed against how many needed, and why.
 
 The simulator's clock stands still (`time_scale=0`) and moves only when the test's fake
