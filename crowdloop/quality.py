@@ -959,6 +959,8 @@ def assess_crowd(
             late_at,
             boundary_at,
             boundary_bf,
+            boundary_row,
+            boundary_answers,
         ) = scanned
         del scanned
         del answers_ll
@@ -1044,9 +1046,6 @@ def assess_crowd(
         ],
         dtype=object,
     )
-    boundary_row, boundary_answers = _boundary_after_lead(
-        wcode[order], is_golden[order], use[order], n_w, policy.drift_min_answers
-    )
     boundary_seq = np.array(
         [int(seq_col[order[r]]) if r >= 0 and seq_col is not None else None for r in boundary_row],
         dtype=object,
@@ -1102,35 +1101,6 @@ def assess_crowd(
         }
     )
     return out, audit
-
-
-def _boundary_after_lead(
-    worker: np.ndarray, golden: np.ndarray, use: np.ndarray, n_workers: int, min_len: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per worker (rows in time order), the row of the first used answer after their
-    leading run of at least ``min_len`` used golden answers (-1: no such run, or nothing
-    after it) and how many used answers follow the run (-1: no such run): the known
-    boundary `_change_point_scan` gives prior mass to, here whatever follows.
-
-    By counts over the rows, not a sort of them by worker: this runs at the end of
-    `assess_crowd`, where the quality check's memory peaks (a sort made ~30 bytes an
-    answer of temporaries, ~35 MiB at 10^6 answers)."""
-    n = len(worker)
-    # Each worker's first used real (non-golden) answer, as a row (n: none).
-    first_real = np.full(n_workers, n, dtype=np.int64)
-    real_rows = np.flatnonzero(use & ~golden)
-    np.minimum.at(first_real, worker[real_rows], real_rows)
-    del real_rows
-    # The leading run: the used golden answers before it.
-    golden_rows = np.flatnonzero(use & golden)
-    of = worker[golden_rows]
-    lead = np.bincount(of, golden_rows < first_real[of], n_workers).astype(np.int64)
-    del golden_rows, of
-    used = np.bincount(worker, use, n_workers).astype(np.int64)
-    found = (used > 0) & (lead >= min_len)
-    after = np.where(found, used - lead, -1)
-    first = np.where(found & (first_real < n), first_real, -1)
-    return first, after
 
 
 def _late_posterior(
@@ -1307,6 +1277,8 @@ def _change_point_scan(
     np.ndarray,
     np.ndarray,
     np.ndarray,
+    np.ndarray,
+    np.ndarray,
 ]:
     """Drift as a change point in each worker's answers (rows already in time order).
 
@@ -1332,7 +1304,11 @@ def _change_point_scan(
     late change point marginalised (penalised like the drift's: every candidate leaving
     ``recent_len`` or more, uniform) with the row of its most probable one (-1: none), and
     the row of the worker's known boundary (below; -1: none) and the log Bayes factor of
-    the change point at that boundary alone against careful throughout (NaN: none).
+    the change point at that boundary alone against careful throughout (NaN: none); and,
+    with ``golden``, whatever follows it, however few: the row of the first used answer
+    after the worker's leading run of at least ``min_len`` used golden answers (-1: no
+    such run, or nothing after it) and how many used answers follow the run (-1: no such
+    run), which the exam's probation reads.
     With ``golden`` (per row, a golden pair's answer) and ``boundary_prior`` > 0, the late
     change point's prior puts that mass on a known regime boundary: the first answer after
     the worker's leading run of at least ``min_len`` golden answers (an exam, which
@@ -1346,6 +1322,8 @@ def _change_point_scan(
     late_start = np.full(n_workers, -1, dtype=np.int64)
     boundary = np.full(n_workers, -1, dtype=np.int64)
     boundary_bf = np.full(n_workers, np.nan)
+    lead_end = np.full(n_workers, -1, dtype=np.int64)
+    lead_after = np.full(n_workers, -1, dtype=np.int64)
     start = np.full(n_workers, -1, dtype=np.int64)
     before = np.zeros(n_workers)
     turned = np.zeros(worker.size)
@@ -1355,6 +1333,13 @@ def _change_point_scan(
         idx = rows_of[bounds[w] : bounds[w + 1]]
         idx = idx[use[idx]]
         n = idx.size
+        lead = 0  # the worker's leading run of golden answers
+        if golden is not None and n:
+            lead = int(np.argmin(golden[idx])) if not golden[idx].all() else n
+            if lead >= min_len:
+                lead_after[w] = n - lead
+                if lead < n:
+                    lead_end[w] = int(idx[lead])
         if n < shortest + 1:
             continue
         onehot = np.zeros((n, 3))
@@ -1375,15 +1360,13 @@ def _change_point_scan(
             late_terms = all_terms[: n - recent_len]
             recent[w] = float(late_terms.max()) - careful
             log_prior = np.full(late_terms.size, -np.log(late_terms.size))
-            if golden is not None and boundary_prior > 0:
-                # The leading golden run's end, when it leaves recent_len answers after it
-                # (candidate k is every[k - 1]).
-                lead = int(np.argmin(golden[idx])) if not golden[idx].all() else n
-                if min_len <= lead <= late_terms.size:
-                    boundary[w] = int(idx[lead])
-                    log_prior += np.log1p(-boundary_prior)
-                    log_prior[lead - 1] = np.logaddexp(log_prior[lead - 1], np.log(boundary_prior))
-                    boundary_bf[w] = float(late_terms[lead - 1]) - careful
+            # The leading golden run's end, when it leaves recent_len answers after it
+            # (candidate k is every[k - 1]).
+            if golden is not None and boundary_prior > 0 and min_len <= lead <= late_terms.size:
+                boundary[w] = int(idx[lead])
+                log_prior += np.log1p(-boundary_prior)
+                log_prior[lead - 1] = np.logaddexp(log_prior[lead - 1], np.log(boundary_prior))
+                boundary_bf[w] = float(late_terms[lead - 1]) - careful
             weighted = late_terms + log_prior
             late[w] = float(np.logaddexp.reduce(weighted)) - careful
             late_start[w] = int(idx[int(every[int(np.argmax(weighted))])])
@@ -1402,7 +1385,19 @@ def _change_point_scan(
         cdf[cand] = np.cumsum(weights) / weights.sum()
         cdf[cand[-1] :] = 1.0
         turned[idx] = cdf
-    return best, start, before, turned, recent, late, late_start, boundary, boundary_bf
+    return (
+        best,
+        start,
+        before,
+        turned,
+        recent,
+        late,
+        late_start,
+        boundary,
+        boundary_bf,
+        lead_end,
+        lead_after,
+    )
 
 
 def _logmeanexp(x: np.ndarray) -> np.ndarray:

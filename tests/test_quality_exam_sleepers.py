@@ -159,7 +159,8 @@ def _boundary_by_sorting(
     min_len: int,
     seqs: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The first version of `_boundary_after_lead`: each worker's used rows by a sort."""
+    """The boundary as exam14 first found it: each worker's used rows by a sort, apart
+    from the change-point scan."""
     seq = np.full(n_workers, None, dtype=object)
     after = np.full(n_workers, -1, dtype=np.int64)
     rows = np.flatnonzero(use)
@@ -179,11 +180,12 @@ def _boundary_by_sorting(
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_boundary_by_counts_equals_the_sort(seed: int) -> None:
-    """The counting version (memory: it runs at the quality check's peak) gives what the
-    sorting one gave, on workers with and without a leading golden run, unused rows and
-    workers with no answers at all."""
-    from crowdloop.quality import _boundary_after_lead
+def test_the_scan_finds_the_boundary_the_sort_found(seed: int) -> None:
+    """The change-point scan, which walks each worker's used answers anyway, gives the
+    first answer after the exam and how many follow as the separate sort gave them, on
+    workers with and without a leading golden run, unused rows and workers with no
+    answers at all (and whatever `ll` says: the boundary is in the answers' order)."""
+    from crowdloop.quality import _change_point_scan
 
     rng = np.random.default_rng(seed)
     n_workers, n = 30, 2_000
@@ -198,7 +200,17 @@ def test_boundary_by_counts_equals_the_sort(seed: int) -> None:
     found = {}
     for min_len in (1, 4, 8):
         for with_seqs in (seqs, None):
-            row, after = _boundary_after_lead(worker, golden, use, n_workers, min_len)
+            row, after = _change_point_scan(
+                worker,
+                rng.integers(0, 3, n),
+                lambda rows: np.zeros((len(rows), 3)),
+                use,
+                n_workers,
+                min_len,
+                3,
+                golden=golden,
+                boundary_prior=0.1,
+            )[-2:]
             got = [int(with_seqs[r]) if r >= 0 and with_seqs is not None else None for r in row]
             want = _boundary_by_sorting(worker, golden, use, n_workers, min_len, with_seqs)
             assert got == want[0].tolist()
