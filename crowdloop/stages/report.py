@@ -461,10 +461,15 @@ def write_report(campaign_id: str) -> tuple[dict[str, Any], str]:
     # made (millions of small strings for a 10^6-judgment campaign's rankings): measured
     # at 10^5 judgments, a 3.8 MiB text raised the peak by 23 MiB, `json.dump` to the
     # file by nothing. Same bytes.
-    with (out / f"{campaign_id}-report.json").open("w", encoding="utf-8") as f:
+    with report_json_path(out, campaign_id).open("w", encoding="utf-8") as f:
         f.writelines(indented_json(data))
         f.write("\n")
     return data, md
+
+
+def report_json_path(output_dir: Path, campaign_id: str) -> Path:
+    """Where `write_report` writes the campaign's report as JSON."""
+    return output_dir / f"{campaign_id}-report.json"
 
 
 # The quality report's sections with a row per prompt: in the report file, not in what
@@ -487,7 +492,7 @@ def run_summary(campaign_id: str, data: dict[str, Any]) -> dict[str, Any]:
     with session_scope() as s:
         out = Path(load_spec(s, campaign_id).output_dir)
     slim = {k: v for k, v in quality.items() if k not in PER_PROMPT_SECTIONS}
-    slim["per_prompt_in"] = str(out / f"{campaign_id}-report.json")
+    slim["per_prompt_in"] = str(report_json_path(out, campaign_id))
     return {**data, "quality": slim}
 
 
