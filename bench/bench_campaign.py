@@ -151,16 +151,25 @@ def write_campaign(out: Path, variant: str, name: str, seed: int) -> Path:
 # --- measurements shared by both children -------------------------------------------------------
 
 
-def _status_mib(field: str) -> float:
-    """A field of /proc/self/status in MiB (VmRSS now, VmHWM the peak so far); 0 off Linux."""
+def _status_fields() -> dict[str, float]:
+    """/proc/self/status's memory fields in MiB (VmRSS now, VmHWM the peak so far, RssAnon
+    and RssFile the two parts of VmRSS: the heap against mapped files, mostly the shared
+    libraries imports load); empty off Linux."""
+    found: dict[str, float] = {}
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
+                name, _, rest = line.partition(":")
+                if name.startswith(("Vm", "Rss")) and rest.strip().endswith("kB"):
+                    found[name] = int(rest.split()[0]) / 1024
     except OSError:
         pass
-    return 0.0
+    return found
+
+
+def _status_mib(field: str) -> float:
+    """A field of /proc/self/status in MiB (VmRSS now, VmHWM the peak so far); 0 off Linux."""
+    return _status_fields().get(field, 0.0)
 
 
 class PhaseTimer:
@@ -169,7 +178,8 @@ class PhaseTimer:
     over calls), so a peak can be pinned on the stage that made it, and the highest RSS
     seen inside it (``sampled_peak``: VmRSS read every ``SAMPLE_S`` by a thread, so a
     stage that stays under an earlier stage's peak still shows its own; a peak shorter
-    than the interval can be missed, the peak rise cannot miss it)."""
+    than the interval can be missed, the peak rise cannot miss it), with that sample's
+    anonymous and file-backed parts (``peak_split``)."""
 
     SAMPLE_S = 0.05
 
@@ -180,15 +190,18 @@ class PhaseTimer:
         self.rss_after: dict[str, float] = {}
         self.peak_rise: dict[str, float] = defaultdict(float)
         self.sampled_peak: dict[str, float] = defaultdict(float)
+        self.peak_split: dict[str, tuple[float, float]] = {}
         self._active: list[str] = []
         self._sampler: threading.Thread | None = None
 
     def _sample(self) -> None:
         while True:
-            rss = _status_mib("VmRSS")
+            now = _status_fields()
+            rss = now.get("VmRSS", 0.0)
             for name in list(self._active):
                 if rss > self.sampled_peak[name]:
                     self.sampled_peak[name] = rss
+                    self.peak_split[name] = (now.get("RssAnon", 0.0), now.get("RssFile", 0.0))
             time.sleep(self.SAMPLE_S)
 
     @contextlib.contextmanager
@@ -224,6 +237,8 @@ class PhaseTimer:
                 "rss_after_mib": round(self.rss_after.get(k, 0.0), 1),
                 "peak_rise_mib": round(self.peak_rise[k], 1),
                 "peak_mib": round(self.sampled_peak[k], 1),
+                "peak_anon_mib": round(self.peak_split.get(k, (0.0, 0.0))[0], 1),
+                "peak_file_mib": round(self.peak_split.get(k, (0.0, 0.0))[1], 1),
             }
             for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1])
         }
@@ -541,6 +556,17 @@ def time_prefect_tasks(timer: PhaseTimer) -> None:
                     return __fn(*args, **kwargs)
 
             value.fn = functools.wraps(value.fn)(call)
+
+    # The flow registers its campaign in its own body, not in a task.
+    import crowdloop.flows.campaign as flow_campaign
+
+    register = flow_campaign.register
+
+    def timed_register(*args: Any, **kwargs: Any) -> str:
+        with timer("register"):
+            return register(*args, **kwargs)
+
+    flow_campaign.register = timed_register
 
 
 def child(variant: str, campaign_file: Path, profile: bool, memray: bool) -> dict[str, Any]:
