@@ -29,7 +29,10 @@ import numpy as np
 import pandas as pd
 from variants import hwm_mib, load_at, rss_mib, run_interleaved
 
-from crowdloop.runtime import release_free_memory
+try:
+    from crowdloop.allocator import release_free_memory
+except ImportError:  # a tree from before crowdloop/allocator.py
+    from crowdloop.runtime import release_free_memory  # type: ignore[attr-defined,no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
 

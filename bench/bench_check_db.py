@@ -66,7 +66,11 @@ def child(op: str, url: str, out: Path) -> dict[str, Any]:
 
     import crowdloop
     from crowdloop.db import session_scope
-    from crowdloop.runtime import release_free_memory
+
+    try:
+        from crowdloop.allocator import release_free_memory
+    except ImportError:  # a tree from before crowdloop/allocator.py
+        from crowdloop.runtime import release_free_memory  # type: ignore[attr-defined,no-redef]
     from crowdloop.stages import quality_check as qc
 
     cpu: dict[str, float] = {}

@@ -105,7 +105,11 @@ def main() -> None:
     import crowdloop.stages.export as export
     import crowdloop.stages.preferences as preferences
     import crowdloop.stages.report as report
-    from crowdloop.runtime import release_free_memory
+
+    try:
+        from crowdloop.allocator import release_free_memory
+    except ImportError:  # a tree from before crowdloop/allocator.py
+        from crowdloop.runtime import release_free_memory  # type: ignore[attr-defined,no-redef]
 
     prefs = spec["preferences"]
     # The report goes to the campaign's stored output folder, the original run's: point

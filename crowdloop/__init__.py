@@ -21,3 +21,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 # to malloc_trim), and the peak with the derived frames was 46 MiB lower. Set before
 # pyarrow chooses its pool (on first use); an operator's choice stands.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+# glibc's mmap threshold, fixed before the first large array is freed (the dynamic one
+# rises with it and leaves later arrays of a few MiB resident in the heap): crowdloop/allocator.py.
+from crowdloop.allocator import fix_mmap_threshold  # noqa: E402
+
+fix_mmap_threshold()

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import betainc
 
+from crowdloop.allocator import release_free_memory
 from crowdloop.codes import side_codes
-from crowdloop.runtime import release_free_memory
 
 __all__ = ["GoldenPolicy", "WorkerAssessment", "WorkerStatus", "assess_worker", "assess_workers"]
 

@@ -18,7 +18,6 @@ temporary Prefect API that cannot outlive the command that started it.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import logging
 import os
 import signal
@@ -225,25 +224,6 @@ class PrefectServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def release_free_memory() -> None:
-    """Give the C heap's free pages back to the OS (glibc's ``malloc_trim``; nothing where
-    there is none). A large read leaves its buffers freed but resident, and the arrays
-    and objects made next are mostly not served from them (numpy's large ones are mapped
-    apart, Python's small objects come from their own arenas): measured after the
-    comparison evidence read at 10^6 answers, 90 of the process's 446 MiB were such pages.
-    """
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
-    # Arrow's own pool, when an operator chose one other than the system allocator
-    # (`ARROW_DEFAULT_MEMORY_POOL`, crowdloop/__init__.py): mimalloc and jemalloc keep what
-    # dropped string columns freed resident, out of malloc_trim's reach. Only when pyarrow
-    # is loaded: importing it here would cost more than it frees.
-    arrow = sys.modules.get("pyarrow")
-    if arrow is not None:
-        with suppress(Exception):
-            arrow.default_memory_pool().release_unused()
 
 
 def keep_sigterm() -> None:

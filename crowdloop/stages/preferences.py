@@ -29,6 +29,7 @@ from crowdloop.aggregation.pair_value import (
 )
 from crowdloop.aggregation.pairs import vote_counts
 from crowdloop.aggregation.worker_aware import WorkerAwareBT
+from crowdloop.allocator import release_free_memory
 from crowdloop.codes import coded, coded_together, encode
 from crowdloop.db import driver_rows, insert_ignore, session_scope
 from crowdloop.models.spec import DynamicOverlapSpec
@@ -40,7 +41,6 @@ from crowdloop.models.tables import (
     JudgmentStatus,
     PairOutcome,
 )
-from crowdloop.runtime import release_free_memory
 from crowdloop.stages.counts import answer_counts
 from crowdloop.stages.items import ask_again
 

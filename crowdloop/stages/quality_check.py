@@ -37,6 +37,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from crowdloop import collector
+from crowdloop.allocator import release_free_memory
 from crowdloop.codes import coded as _coded
 from crowdloop.codes import coded_together as _coded_together
 from crowdloop.codes import encode as _encode
@@ -65,7 +66,6 @@ from crowdloop.quality import (
     assess_crowd,
     assess_worker,
 )
-from crowdloop.runtime import release_free_memory
 from crowdloop.stages import demonstrations, ranking, rating
 from crowdloop.stages.counts import answer_counts, answer_tallies, golden_item_ids
 from crowdloop.stages.graded import level_passes
@@ -350,6 +350,9 @@ def assess_campaign_crowd(
     if cached is not None and cached[0] == key:
         crowd, audit = cached[1]
         return crowd.copy(), audit.copy()
+    # The previous round's frames are stale now: not kept alive under this round's peak
+    # (the golden audit is ~4.5 MiB at 10^6 judgments).
+    _ASSESSED.pop(where, None)
     # Before and after the read: the pages the previous stage and the fetched rows left
     # free are returned, not kept resident under the assessment's own arrays.
     release_free_memory()

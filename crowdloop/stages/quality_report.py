@@ -16,6 +16,7 @@ import pandas as pd
 from sqlmodel import col, select
 
 from crowdloop.aggregation.bootstrap import bootstrap_scores, position_bias_report
+from crowdloop.allocator import release_free_memory
 from crowdloop.db import session_scope
 from crowdloop.models.tables import (
     UNTRUSTED,
@@ -26,7 +27,6 @@ from crowdloop.models.tables import (
     WorkerRecord,
     WorkerStatus,
 )
-from crowdloop.runtime import release_free_memory
 from crowdloop.stages.exam import exam_report
 from crowdloop.stages.plan import load_spec
 from crowdloop.stages.preferences import coded_judgments
