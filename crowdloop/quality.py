@@ -838,7 +838,9 @@ def assess_crowd(
     q_of_column = np.repeat(grid, tie_grid.size)
     item_codes = pd.factorize(frame["item"])[0].astype(np.int32)
 
-    p_left = np.full(len(frame), 0.5)
+    # Each answer's P(left better) at the chosen temperature: made by the temperature loop
+    # below, after the cross-fit (every row is real or golden, so each try sets them all).
+    p_left: np.ndarray | None = None
     gl = np.where(
         golden_code == 0,
         policy.clear_cut,
@@ -881,6 +883,9 @@ def assess_crowd(
         release_free_memory()
         trust = None if blind_answer is None else 1.0 - blind_answer
         blind_answer = None  # remade below; one per-answer array less alive meanwhile
+        # The last iteration's choice is remade below: not alive under the cross-fit, where
+        # the check's peak is (a float an answer, 9.4 MiB at 10^6 answers).
+        p_left = None
         tie = _PairTie(item_codes, label, tie_grid, trust)
         # The real rows picked inside: their columns and weights are not held here
         # through every fold's fit.
@@ -901,7 +906,7 @@ def assess_crowd(
             else _RealAnswers.of(label, gl, tie, grid, clear, policy, use, wcode, n_w, real, delta)
         )
         for temperature in policy.temperatures:
-            p_try = p_left.copy()
+            p_try = np.full(len(frame), 0.5)
             p_try[real] = _sigmoid(temperature * delta)
             p_try[is_golden] = gl
             # Per worker only: the (answers x columns) log-likelihood is summed a block at
@@ -921,6 +926,8 @@ def assess_crowd(
                 best, p_left, per_worker, log_judge = fit, p_try, per_try, judge_try
                 chosen_temperature = temperature
             del p_try
+        if p_left is None:
+            raise ValueError("no temperature gave a finite fit of the crowd's answers")
         # The cross-fit and its split are this iteration's only (p_left keeps the chosen
         # temperature's): freed before the scan and the next iteration's cross-fit, which
         # held them alive beside their own (per real answer: the scores, and the split's
@@ -998,6 +1005,8 @@ def assess_crowd(
         audit = _audit_golden(golden_frame, honest_looking, policy)
         retired = set(audit.loc[audit["retired"], "item"])
 
+    if p_left is None:
+        raise ValueError("assess_crowd needs at least one iteration")
     post_q = _softmax(per_worker)
     accuracy = post_q @ q_of_column
     # The time and id columns as the frame holds them (views, no copies): the time-ordered
