@@ -8,8 +8,8 @@
   (~1.2M answers at 10^6 judgments: 4.7 MiB per int32 column), so from then on its
   numpy arrays come from the heap, whose freed holes and top stay resident: the peaks
   of the check, the aggregation and the report were that much higher. Fixing the
-  threshold (at 1 MiB, `MMAP_THRESHOLD`) keeps them mapped apart. Measured at ~1.23M judgments
-  (bench/bench_campaign.py --scale 10, bare loop): see docs/at-scale.md, section mmap15.
+  threshold (at 1 MiB, `MMAP_THRESHOLD`) keeps them mapped apart. Measured at ~1.23M
+  judgments (bench/bench_campaign.py --scale 10): docs/at-scale.md, section mem15.
   Its cost is page faults on fresh mappings (CPU, mostly in the quality check). An
   operator's own ``MALLOC_MMAP_THRESHOLD_`` stands (glibc applied it at start-up; a value
   of 33554432 gives the heap back its large blocks).
@@ -23,11 +23,12 @@ import os
 import sys
 from contextlib import suppress
 
-# Fixed (mallopt turns the dynamic adjustment off) at 1 MiB: at 10^6 judgments glibc's
-# default of 128 KiB took the peaks as low (the check 512-523 MiB against 542 dynamic)
-# but mapped afresh every boolean mask and per-pair array the check makes (+12 s of CPU;
-# +6 points of the quality estimation's share at 10^5); 4 MiB left the check's peak
-# where it was (536.5). At 10^5 judgments no array reaches 1 MiB: nothing changes there.
+# Fixed (mallopt turns the dynamic adjustment off) at 1 MiB. At 10^6 judgments glibc's
+# default of 128 KiB took the peaks as low (the check 512-523 MiB against 542 dynamic) but
+# mapped afresh every boolean mask and per-pair array the check makes (+12 s of CPU, and
+# at 10^5 the quality estimation's share of the campaign's CPU 20.5 -> 26.7%, two runs
+# each); 4 MiB left the check's peak where it was (536.5). At 10^5 judgments no
+# per-answer array reaches 1 MiB: the estimation's CPU did not move there.
 MMAP_THRESHOLD = 1024 * 1024
 _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
