@@ -27,12 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from variants import hwm_mib, load_at, rss_mib, run_interleaved
-
-try:
-    from crowdloop.allocator import release_free_memory
-except ImportError:  # a tree from before crowdloop/allocator.py
-    from crowdloop.runtime import release_free_memory  # type: ignore[attr-defined,no-redef]
+from variants import hwm_mib, load_at, release_free_memory, rss_mib, run_interleaved
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from variants import crowdloop_stack, rss_mib
+from variants import crowdloop_stack, release_free_memory, rss_mib
 
 HERE = Path(__file__).resolve()
 
@@ -66,11 +66,6 @@ def child(op: str, url: str, out: Path) -> dict[str, Any]:
 
     import crowdloop
     from crowdloop.db import session_scope
-
-    try:
-        from crowdloop.allocator import release_free_memory
-    except ImportError:  # a tree from before crowdloop/allocator.py
-        from crowdloop.runtime import release_free_memory  # type: ignore[attr-defined,no-redef]
     from crowdloop.stages import quality_check as qc
 
     cpu: dict[str, float] = {}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from variants import crowdloop_stack, rss_mib
+from variants import crowdloop_stack, release_free_memory, rss_mib
 
 
 class Sampler:
@@ -105,11 +105,6 @@ def main() -> None:
     import crowdloop.stages.export as export
     import crowdloop.stages.preferences as preferences
     import crowdloop.stages.report as report
-
-    try:
-        from crowdloop.allocator import release_free_memory
-    except ImportError:  # a tree from before crowdloop/allocator.py
-        from crowdloop.runtime import release_free_memory  # type: ignore[attr-defined,no-redef]
 
     prefs = spec["preferences"]
     # The report goes to the campaign's stored output folder, the original run's: point

@@ -60,6 +60,18 @@ def load_at(commit: str, path: str, name: str) -> Any:
     return module
 
 
+def release_free_memory() -> None:
+    """The tree's own `release_free_memory`, wherever that tree keeps it
+    (crowdloop/allocator.py; crowdloop/runtime.py before it), so a benchmark compares
+    trees from both sides of the move. Imported at the call: the parent process, which
+    imports this module too, never loads crowdloop."""
+    try:
+        from crowdloop.allocator import release_free_memory as release
+    except ImportError:  # a tree from before crowdloop/allocator.py
+        from crowdloop.runtime import release_free_memory as release  # type: ignore[attr-defined,no-redef]
+    release()
+
+
 def rss_mib(field: str = "VmRSS") -> float:
     """A field of /proc/self/status in MiB (VmRSS: the resident set now); NaN where /proc
     is missing."""

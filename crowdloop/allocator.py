@@ -22,6 +22,7 @@ import ctypes
 import os
 import sys
 from contextlib import suppress
+from functools import cache
 
 # Fixed (mallopt turns the dynamic adjustment off) at 1 MiB. At 10^6 judgments glibc's
 # default of 128 KiB took the peaks as low (the check 512-523 MiB against 542 dynamic) but
@@ -33,12 +34,14 @@ MMAP_THRESHOLD = 1024 * 1024
 _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
+@cache
 def _libc() -> ctypes.CDLL | None:
+    """glibc, for `mallopt` and `malloc_trim` (None elsewhere)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(None)
-        libc.mallopt  # noqa: B018 (glibc only; musl has no mallopt)
+        libc.mallopt, libc.malloc_trim  # noqa: B018 (glibc's; musl has neither)
     except (OSError, AttributeError):
         return None
     return libc
@@ -62,8 +65,9 @@ def release_free_memory() -> None:
     apart, Python's small objects come from their own arenas): measured after the
     comparison evidence read at 10^6 answers, 90 of the process's 446 MiB were such pages.
     """
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
     # Arrow's own pool, when an operator chose one other than the system allocator
     # (`ARROW_DEFAULT_MEMORY_POOL`, crowdloop/__init__.py): mimalloc and jemalloc keep what
     # dropped string columns freed resident, out of malloc_trim's reach. Only when pyarrow

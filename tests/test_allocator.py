@@ -61,19 +61,12 @@ def test_the_package_fixes_the_threshold_so_freed_blocks_leave() -> None:
     assert _resident_after_free("crowdloop") < 4
 
 
-def test_an_operators_threshold_stands() -> None:
+def test_an_operators_threshold_stands(monkeypatch: pytest.MonkeyPatch) -> None:
     from crowdloop.allocator import fix_mmap_threshold
 
     # The operator's values, as glibc read them at start-up: every block comes from the
     # heap, the 16 MiB one too, and the 8 MiB the blocks took beyond it stay resident.
     kept = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
     assert _resident_after_free("crowdloop", **kept) >= 6
-    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(32 << 20)
-    try:
-        assert fix_mmap_threshold() is False
-    finally:
-        if saved is None:
-            del os.environ["MALLOC_MMAP_THRESHOLD_"]
-        else:
-            os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", str(32 << 20))
+    assert fix_mmap_threshold() is False
