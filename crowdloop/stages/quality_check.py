@@ -293,7 +293,7 @@ def comparison_evidence(s: Session, campaign_id: str) -> pd.DataFrame:
         "time": time,
         "seq": seq,
     }
-    del worker, item, left, right, label, golden, time, seq
+    del worker, item, label, golden  # their codes live on in the categoricals' own
     return pd.DataFrame(columns, copy=False)
 
 
