@@ -189,9 +189,16 @@ class Item(SQLModel, table=True):
 class TaskRecord(SQLModel, table=True):
     """One published task (an item may be published more than once when re-queued)."""
 
+    __table_args__ = (
+        # What a page of items has had published (`counts._published`: a batch's records
+        # in an item id range, summed): read from this index alone. With (batch_id) only,
+        # SQLite walked every record of the batch for each page (migration 0014).
+        Index("ix_taskrecord_batch_item", "batch_id", "item_id", "overlap"),
+    )
+
     key: str = Field(primary_key=True, max_length=120)  # item id + push number
     item_id: str = Field(foreign_key="item.id", index=True)
-    batch_id: int = Field(foreign_key="batch.id", index=True)
+    batch_id: int = Field(foreign_key="batch.id")
     ledger_key: str = Field(max_length=200, index=True)
     overlap: int
     external_id: str | None = Field(default=None, max_length=200)
