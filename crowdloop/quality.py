@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import betainc
 
-from crowdloop.allocator import release_free_memory
+from crowdloop.allocator import heap_temporaries, release_free_memory
 from crowdloop.codes import side_codes
 
 __all__ = ["GoldenPolicy", "WorkerAssessment", "WorkerStatus", "assess_worker", "assess_workers"]
@@ -542,8 +542,11 @@ def _unique_str(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 # Rows per block when the (answers x accuracy grid) log-likelihood is computed: each of its
-# temporaries is then a block's size, not the campaign's.
-_LL_BLOCK = 65_536
+# temporaries is then a block's size, not the campaign's. Under the mmap threshold
+# (`allocator.MMAP_THRESHOLD`, 1 MiB) with the grid's 9 columns (590 KiB), so the blocks
+# reuse the heap's memory: at 65,536 rows (4.7 MiB) every temporary of every block was
+# mapped and faulted in afresh (docs/at-scale.md, cpu16).
+_LL_BLOCK = 8_192
 
 
 def _dirichlet_log_ml(counts: np.ndarray) -> np.ndarray:
@@ -1265,6 +1268,9 @@ def _audit_golden(
     )
 
 
+# A worker's arrays (answers x grid columns) are 1.8 MiB each at 10^6 judgments, one
+# worker after another of similar size: from the heap, reused (`allocator.heap_temporaries`).
+@heap_temporaries()
 def _change_point_scan(
     worker: np.ndarray,
     label: np.ndarray,
