@@ -383,8 +383,11 @@ def _add_block(
 
     margin -= sign
     margin *= responsibility
-    sums.scores += np.bincount(left, margin, sums.scores.size)
-    sums.scores -= np.bincount(right, margin, sums.scores.size)
+    # Added in place: a bincount makes an array of every item for each block, which at
+    # 10^6 judgments (192k items, 75 blocks an evaluation) was quadratic: ~280 MB of fresh
+    # pages faulted in per fit evaluation (numpy >= 1.25's add.at is a loop in C).
+    np.add.at(sums.scores, left, margin)
+    np.subtract.at(sums.scores, right, margin)
     sums.bias += np.bincount(worker, margin, sums.bias.size)
     sums.worker_resp += np.bincount(worker, responsibility, sums.worker_resp.size)
     sums.outcome_resp += np.bincount(outcome, responsibility, 3)
