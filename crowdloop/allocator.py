@@ -23,7 +23,7 @@
   fixed threshold back and returns the heap's free pages. The arrays a kernel is given
   were mapped before it began and those it keeps are few, so the heap gains no lasting
   holes: measured on the 10^6 database (docs/at-scale.md, cpu16), the crowd assessment
-  took 13.0-13.7 s of CPU against 19.5-20.6 with its peak unchanged (411 MiB).
+  took 10.7-11.2 s of CPU against 19.5-21.2 with its peak unchanged (412-414 MiB).
 - `release_free_memory()`: the heap's free pages back to the OS between stages.
 """
 
@@ -76,7 +76,7 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     libc = _libc()
     if libc is None:
         return False
-    fixed = bool(libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(threshold)))
+    fixed = _mallopt(libc, _M_MMAP_THRESHOLD, threshold)
     _heap_scope.threshold = threshold if fixed else None
     return fixed
 
@@ -122,8 +122,9 @@ def heap_temporaries() -> Iterator[None]:
                 libc.malloc_trim(0)
 
 
-def _mallopt(libc: ctypes.CDLL, option: int, value: int) -> None:
-    libc.mallopt(ctypes.c_int(option), ctypes.c_int(value))
+def _mallopt(libc: ctypes.CDLL, option: int, value: int) -> bool:
+    """glibc's ``mallopt`` (True when it took the value)."""
+    return bool(libc.mallopt(ctypes.c_int(option), ctypes.c_int(value)))
 
 
 def _trim_threshold() -> int:
